@@ -1,0 +1,41 @@
+# Everything a fresh Debian machine needs is installed by these targets themselves.
+VENV    := .venv
+PY      := $(VENV)/bin/python
+STAMP   := $(VENV)/.installed-stamp
+SYSSTAMP := $(VENV)/.system-deps-stamp
+
+.PHONY: all test test-unit lint demo bench clean system-deps
+
+all: test
+
+$(STAMP): pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+# Debian packages the tests and the lab use; installed only when missing and we are root.
+$(SYSSTAMP): scripts/install-system-deps.sh | $(STAMP)
+	bash scripts/install-system-deps.sh
+	touch $(SYSSTAMP)
+
+system-deps: $(SYSSTAMP)
+
+test: $(STAMP) $(SYSSTAMP)
+	$(PY) -m pytest
+
+test-unit: $(STAMP)
+	$(PY) -m pytest tests/unit
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/mypy
+
+demo: $(STAMP) $(SYSSTAMP)
+	$(VENV)/bin/tunnelnet demo
+
+bench: $(STAMP) $(SYSSTAMP)
+	$(PY) -m pytest tests/unit --benchmark-enable --benchmark-only -q
+
+clean:
+	rm -rf $(VENV) build src/*.egg-info .pytest_cache .mypy_cache .ruff_cache .benchmarks

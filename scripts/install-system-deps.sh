@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Installs the Debian packages tunnelnet's tests, lab and benchmarks use, when they are missing.
+# Without root it only reports what is missing: root-only tests skip with a reason then.
+set -euo pipefail
+
+# command -> Debian package that provides it
+declare -A wanted=(
+  [ip]=iproute2
+  [ethtool]=ethtool
+  [tcpdump]=tcpdump
+  [tshark]=tshark
+  [iperf3]=iperf3
+  [ovs-vswitchd]=openvswitch-switch
+  [ping]=iputils-ping
+)
+
+missing=()
+for cmd in "${!wanted[@]}"; do
+  command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/sbin/$cmd" ] || missing+=("${wanted[$cmd]}")
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "system packages: all present"
+  exit 0
+fi
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "system packages missing (need root to install): ${missing[*]}" >&2
+  echo "root-only tests will be skipped" >&2
+  exit 0
+fi
+
+echo "installing system packages: ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+# tshark asks whether non-root users may capture; answer for it
+echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+echo "system packages installed"

@@ -1,0 +1,1 @@
+"""agent layer of tunnelnet (see ARCHITECTURE.md)."""

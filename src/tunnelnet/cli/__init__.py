@@ -1,0 +1,1 @@
+"""The ``tunnelnet`` command, one module per command group."""

@@ -1,0 +1,1 @@
+"""datapath layer of tunnelnet (see ARCHITECTURE.md)."""

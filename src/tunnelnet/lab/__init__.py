@@ -1,0 +1,1 @@
+"""lab layer of tunnelnet (see ARCHITECTURE.md)."""

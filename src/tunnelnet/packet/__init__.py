@@ -1,0 +1,1 @@
+"""packet layer of tunnelnet (see ARCHITECTURE.md)."""

@@ -1,0 +1,1 @@
+"""server layer of tunnelnet (see ARCHITECTURE.md)."""

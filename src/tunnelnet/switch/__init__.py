@@ -1,0 +1,1 @@
+"""switch layer of tunnelnet (see ARCHITECTURE.md)."""
