@@ -1,0 +1,120 @@
+"""Flows of the tunnel bridge br-tun, built as Neutron's Open vSwitch agent builds them.
+
+Pure functions: each returns FlowMods for one flow family, and an add and its removal share
+one match helper. Table ids come from :mod:`tunnelnet.agent.tables`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from ipaddress import IPv4Address
+
+from tunnelnet.agent.flowmod import FlowMod
+from tunnelnet.agent.tables import TUNNEL_TABLE, TunTable
+from tunnelnet.packet.fields import mac_to_int
+
+_UNICAST = "dl_dst=00:00:00:00:00:00/01:00:00:00:00:00"
+_MULTICAST = "dl_dst=01:00:00:00:00:00/01:00:00:00:00:00"
+
+# Learned "MAC behind tunnel" entries expire after 300 s without being re-learned, as in
+# Neutron: a VM that moves is found again by flooding within that time at worst.
+LEARNED_HARD_TIMEOUT = 300
+
+
+def _goto(table: int) -> str:
+    return f"resubmit(,{table})"
+
+
+def default_flows(patch_int_ofport: int, *, cookie: int, arp_responder: bool) -> list[FlowMod]:
+    """The skeleton every br-tun has before any network: classify, split, learn, drop misses."""
+    learn = (
+        f"learn(table={TunTable.UCAST_TO_TUN},priority=1,hard_timeout={LEARNED_HARD_TIMEOUT},"
+        f"cookie={cookie:#x},"
+        "NXM_OF_VLAN_TCI[0..11],NXM_OF_ETH_DST[]=NXM_OF_ETH_SRC[],"
+        "load:0->NXM_OF_VLAN_TCI[],load:NXM_NX_TUN_ID[]->NXM_NX_TUN_ID[],"
+        "output:OXM_OF_IN_PORT[])"
+    )
+    flows = [
+        FlowMod(TunTable.CLASSIFY, 1, f"in_port={patch_int_ofport}",
+                _goto(TunTable.PATCH_LV_TO_TUN)),
+        FlowMod(TunTable.CLASSIFY, 0, "", "drop"),
+        FlowMod(TunTable.PATCH_LV_TO_TUN, 0, _UNICAST, _goto(TunTable.UCAST_TO_TUN)),
+        FlowMod(TunTable.PATCH_LV_TO_TUN, 0, _MULTICAST, _goto(TunTable.FLOOD_TO_TUN)),
+        FlowMod(TunTable.GRE_TUN_TO_LV, 0, "", "drop"),
+        FlowMod(TunTable.VXLAN_TUN_TO_LV, 0, "", "drop"),
+        FlowMod(TunTable.LEARN_FROM_TUN, 1, "", f"{learn},output:{patch_int_ofport}"),
+        FlowMod(TunTable.UCAST_TO_TUN, 0, "", _goto(TunTable.FLOOD_TO_TUN)),
+        FlowMod(TunTable.FLOOD_TO_TUN, 0, "", "drop"),
+    ]
+    if arp_responder:
+        flows += [
+            FlowMod(TunTable.PATCH_LV_TO_TUN, 1, "arp,dl_dst=ff:ff:ff:ff:ff:ff",
+                    _goto(TunTable.ARP_RESPONDER)),
+            FlowMod(TunTable.ARP_RESPONDER, 0, "", _goto(TunTable.FLOOD_TO_TUN)),
+        ]
+    return flows
+
+
+def _tunnel_port_match(ofport: int) -> str:
+    return f"in_port={ofport}"
+
+
+def tunnel_port(network_type: str, ofport: int) -> FlowMod:
+    """Frames arriving on a tunnel port go to the key -> local VLAN table of its type."""
+    return FlowMod(TunTable.CLASSIFY, 1, _tunnel_port_match(ofport),
+                   _goto(TUNNEL_TABLE[network_type]))
+
+
+def _local_vlan_match(segment: int) -> str:
+    return f"tun_id={segment:#x}"
+
+
+def local_vlan(network_type: str, local_vid: int, segment: int) -> FlowMod:
+    """VLAN <-> key translation, inbound half: this network's key gets its local VLAN."""
+    return FlowMod(TUNNEL_TABLE[network_type], 1, _local_vlan_match(segment),
+                   f"mod_vlan_vid:{local_vid},{_goto(TunTable.LEARN_FROM_TUN)}")
+
+
+def _flood_match(local_vid: int) -> str:
+    return f"dl_vlan={local_vid}"
+
+
+def flood_to_tunnels(local_vid: int, segment: int, ofports: Sequence[int]) -> FlowMod:
+    """The flood list: broadcast and unknown unicast of a network, to each of its tunnels.
+
+    With no tunnel (yet) the network's frames are dropped here rather than leaked elsewhere.
+    """
+    outputs = "".join(f",output:{p}" for p in sorted(ofports))
+    actions = f"strip_vlan,set_tunnel:{segment:#x}{outputs}" if ofports else "drop"
+    return FlowMod(TunTable.FLOOD_TO_TUN, 1, _flood_match(local_vid), actions)
+
+
+def _unicast_match(local_vid: int, mac: str) -> str:
+    return f"dl_vlan={local_vid},dl_dst={mac.lower()}"
+
+
+def unicast_to_tunnel(local_vid: int, segment: int, ofport: int, mac: str) -> FlowMod:
+    """l2population: a remote VM's MAC is known in advance, so no flooding to find it."""
+    return FlowMod(TunTable.UCAST_TO_TUN, 2, _unicast_match(local_vid, mac),
+                   f"strip_vlan,load:{segment:#x}->NXM_NX_TUN_ID[],output:{ofport}")
+
+
+def _arp_match(local_vid: int, ip: str) -> str:
+    return f"arp,dl_vlan={local_vid},arp_tpa={ip}"
+
+
+def arp_responder(local_vid: int, ip: str, mac: str) -> FlowMod:
+    """Turns an ARP request for a known address into the reply, sent back where it came from."""
+    mac_int = mac_to_int(mac)
+    ip_int = int(IPv4Address(ip))
+    actions = (
+        "move:NXM_OF_ETH_SRC[]->NXM_OF_ETH_DST[],"
+        f"mod_dl_src:{mac.lower()},"
+        "load:0x2->NXM_OF_ARP_OP[],"
+        "move:NXM_NX_ARP_SHA[]->NXM_NX_ARP_THA[],"
+        "move:NXM_OF_ARP_SPA[]->NXM_OF_ARP_TPA[],"
+        f"load:{mac_int:#x}->NXM_NX_ARP_SHA[],"
+        f"load:{ip_int:#x}->NXM_OF_ARP_SPA[],"
+        "in_port"
+    )
+    return FlowMod(TunTable.ARP_RESPONDER, 1, _arp_match(local_vid, ip), actions)
