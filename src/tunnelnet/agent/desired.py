@@ -1,0 +1,156 @@
+"""From the cloud's state to the bridges this host should have: a pure computation.
+
+``plan_bindings`` decides which local vNICs are bound to which network (and so which networks
+need a local VLAN here); ``plan_tunnels`` which tunnel ports should exist; ``br_tun_flows``
+the whole flow set of br-tun given the tunnel ports' numbers. The agent recomputes all of it
+on every change and applies the difference, so there is no incremental state to get wrong.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from tunnelnet.agent import br_int, br_tun
+from tunnelnet.agent.flowmod import FlowMod
+from tunnelnet.agent.local_vlan import LocalVlanManager
+from tunnelnet.agent.tables import DEAD_VLAN
+from tunnelnet.agent.tunnels import tunnel_port_name
+from tunnelnet.agent.view import TUNNEL_NETWORK_TYPES, CloudView, Network, Port, Vnic
+
+
+@dataclass(frozen=True, slots=True)
+class AgentConfig:
+    host: str
+    tunnel_ip: str
+    tunnel_types: frozenset[str] = frozenset({"vxlan"})
+    l2pop: bool = False
+    arp_responder: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Binding:
+    vnic: Vnic
+    port: Port
+    network: Network
+
+
+@dataclass(frozen=True, slots=True)
+class TunnelPort:
+    name: str
+    network_type: str
+    remote_ip: str
+
+
+def plan_bindings(conf: AgentConfig, view: CloudView, vnics: Iterable[Vnic]
+                  ) -> tuple[list[Binding], list[Vnic]]:
+    """Bound vNICs and the ones that must stay dead.
+
+    A vNIC is bound only when its iface-id names a controller port whose binding host is this
+    host and whose network we can carry; never by guessing from names or MACs.
+    """
+    bound: list[Binding] = []
+    dead: list[Vnic] = []
+    for vnic in vnics:
+        port = view.ports.get(vnic.iface_id or "")
+        network = view.networks.get(port.network_id) if port else None
+        if port is None or network is None or port.host != conf.host or \
+                network.network_type not in conf.tunnel_types or network.segment is None:
+            dead.append(vnic)
+            continue
+        bound.append(Binding(vnic, port, network))
+    return bound, dead
+
+
+def assign_local_vlans(lvm: LocalVlanManager, bindings: Iterable[Binding]) -> dict[str, int]:
+    """Give each network with a local port a local VLAN; give back the VLANs of the others."""
+    wanted = {b.network.id for b in bindings}
+    for network_id in list(lvm.items()):
+        if network_id not in wanted:
+            lvm.release(network_id)
+    return {network_id: lvm.allocate(network_id) for network_id in sorted(wanted)}
+
+
+def _remote_ports(conf: AgentConfig, view: CloudView, network_id: str) -> list[Port]:
+    return [p for p in view.ports.values()
+            if p.network_id == network_id and p.host and p.host != conf.host]
+
+
+def _usable_peers(conf: AgentConfig, view: CloudView, network_type: str) -> dict[str, str]:
+    """host -> tunnel IP of live peers that speak this tunnel type."""
+    return {p.host: p.tunnel_ip for p in view.peers.values()
+            if p.alive and p.host != conf.host and p.tunnel_ip != conf.tunnel_ip
+            and network_type in p.tunnel_types and network_type in conf.tunnel_types}
+
+
+def peer_hosts_for_network(conf: AgentConfig, view: CloudView, network: Network
+                           ) -> dict[str, str]:
+    """The peers a network's flood list reaches: all of them, or with l2pop only those that
+    have a port on the network."""
+    peers = _usable_peers(conf, view, network.network_type)
+    if not conf.l2pop:
+        return peers
+    hosts = {p.host for p in _remote_ports(conf, view, network.id)}
+    return {h: ip for h, ip in peers.items() if h in hosts}
+
+
+def plan_tunnels(conf: AgentConfig, view: CloudView, local_networks: Iterable[Network]
+                 ) -> list[TunnelPort]:
+    """Full mesh to every live peer without l2pop; with l2pop, only towards peers that share
+    a network with a local port."""
+    tunnels: dict[str, TunnelPort] = {}
+    if conf.l2pop:
+        for network in local_networks:
+            for ip in peer_hosts_for_network(conf, view, network).values():
+                name = tunnel_port_name(network.network_type, ip)
+                tunnels[name] = TunnelPort(name, network.network_type, ip)
+    else:
+        for network_type in sorted(conf.tunnel_types & TUNNEL_NETWORK_TYPES):
+            for ip in _usable_peers(conf, view, network_type).values():
+                name = tunnel_port_name(network_type, ip)
+                tunnels[name] = TunnelPort(name, network_type, ip)
+    return sorted(tunnels.values(), key=lambda t: t.name)
+
+
+def br_int_flows(dead: Iterable[Vnic]) -> list[FlowMod]:
+    return [*br_int.default_flows(), *(br_int.dead_port(v.ofport) for v in dead)]
+
+
+def port_tags(bindings: Iterable[Binding], dead: Iterable[Vnic],
+              local_vlans: Mapping[str, int]) -> dict[str, int]:
+    tags = {b.vnic.name: local_vlans[b.network.id] for b in bindings}
+    tags.update({v.name: DEAD_VLAN for v in dead})
+    return tags
+
+
+def br_tun_flows(conf: AgentConfig, view: CloudView, *, cookie: int, patch_int_ofport: int,
+                 local_networks: Iterable[Network], local_vlans: Mapping[str, int],
+                 tunnel_ofports: Mapping[str, int]) -> list[FlowMod]:
+    """The whole of br-tun for this state; tunnels without an ofport yet are left out."""
+    flows = br_tun.default_flows(patch_int_ofport, cookie=cookie,
+                                 arp_responder=conf.arp_responder and conf.l2pop)
+    for name, ofport in sorted(tunnel_ofports.items()):
+        kind = name.partition("-")[0]
+        if kind in TUNNEL_NETWORK_TYPES:
+            flows.append(br_tun.tunnel_port(kind, ofport))
+    for network in sorted(local_networks, key=lambda n: local_vlans[n.id]):
+        if network.segment is None:  # plan_bindings admits only segmented networks
+            continue
+        vid = local_vlans[network.id]
+        peers = peer_hosts_for_network(conf, view, network)
+        by_host = {host: tunnel_ofports.get(tunnel_port_name(network.network_type, ip))
+                   for host, ip in peers.items()}
+        flood = sorted(p for p in by_host.values() if p is not None)
+        flows.append(br_tun.local_vlan(network.network_type, vid, network.segment))
+        flows.append(br_tun.flood_to_tunnels(vid, network.segment, flood))
+        if not conf.l2pop:
+            continue
+        for port in sorted(_remote_ports(conf, view, network.id), key=lambda p: p.mac):
+            tunnel = by_host.get(port.host)
+            if tunnel is None or not port.mac:
+                continue
+            flows.append(br_tun.unicast_to_tunnel(vid, network.segment, tunnel, port.mac))
+            if conf.arp_responder:
+                flows.extend(br_tun.arp_responder(vid, ip, port.mac)
+                             for ip in port.ips if ":" not in ip)
+    return flows

@@ -1,0 +1,84 @@
+"""The agent's view of the cloud: what the controller says and what this host's switch holds.
+
+Plain frozen records, filled from the controller's Neutron-shaped JSON by ``from_api`` helpers,
+so that the desired-state computation is a pure function of values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+TUNNEL_NETWORK_TYPES = frozenset({"vxlan", "gre"})
+
+
+@dataclass(frozen=True, slots=True)
+class Network:
+    id: str
+    network_type: str
+    segment: int | None
+    physical_network: str | None = None
+
+    @classmethod
+    def from_api(cls, obj: Mapping[str, Any]) -> Network:
+        seg = obj.get("provider:segmentation_id")
+        return cls(id=str(obj["id"]), network_type=str(obj.get("provider:network_type") or ""),
+                   segment=int(seg) if seg is not None else None,
+                   physical_network=obj.get("provider:physical_network"))
+
+
+@dataclass(frozen=True, slots=True)
+class Port:
+    id: str
+    network_id: str
+    mac: str
+    ips: tuple[str, ...] = ()
+    host: str = ""
+    status: str = "DOWN"
+
+    @classmethod
+    def from_api(cls, obj: Mapping[str, Any]) -> Port:
+        ips = tuple(str(f["ip_address"]) for f in obj.get("fixed_ips") or ()
+                    if f.get("ip_address"))
+        return cls(id=str(obj["id"]), network_id=str(obj["network_id"]),
+                   mac=str(obj.get("mac_address") or "").lower(), ips=ips,
+                   host=str(obj.get("binding:host_id") or ""),
+                   status=str(obj.get("status") or "DOWN"))
+
+
+@dataclass(frozen=True, slots=True)
+class Peer:
+    host: str
+    tunnel_ip: str
+    tunnel_types: frozenset[str]
+    alive: bool = True
+
+    @classmethod
+    def from_api(cls, obj: Mapping[str, Any]) -> Peer | None:
+        """None for an agent that reports no tunnel IP (it cannot be a tunnel peer)."""
+        conf = obj.get("configurations") or {}
+        ip = obj.get("tunnel_ip") or conf.get("tunneling_ip")
+        if not ip:
+            return None
+        types = obj.get("tunnel_types") or conf.get("tunnel_types") or ()
+        return cls(host=str(obj["host"]), tunnel_ip=str(ip),
+                   tunnel_types=frozenset(str(t) for t in types),
+                   alive=bool(obj.get("alive", True)))
+
+
+@dataclass(frozen=True, slots=True)
+class Vnic:
+    """A VM interface plugged into br-int, named by the controller port it belongs to."""
+
+    name: str
+    ofport: int
+    iface_id: str | None
+    attached_mac: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CloudView:
+    networks: Mapping[str, Network] = field(default_factory=dict)
+    ports: Mapping[str, Port] = field(default_factory=dict)
+    peers: Mapping[str, Peer] = field(default_factory=dict)
