@@ -1,0 +1,226 @@
+"""The agent's main loop: list and watch the controller, converge the switch, report back.
+
+One thread does everything in rounds: take controller events (long poll, bounded), read the
+vNICs on br-int, compute the desired state, and apply the difference. A controller outage
+leaves the datapath as it is and retries with backoff; a switch restart (the canary flow is
+gone) makes the agent forget what it installed and program everything again.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from tunnelnet.agent import desired
+from tunnelnet.agent.applier import FlowApplier
+from tunnelnet.agent.backend import BackendError, SwitchBackend, SwitchPort
+from tunnelnet.agent.controller import Controller, ControllerCache, ResyncRequired
+from tunnelnet.agent.local_vlan import LocalVlanManager
+from tunnelnet.agent.tables import DEAD_VLAN, IntTable
+from tunnelnet.agent.tunnels import parse_tunnel_port_name
+from tunnelnet.agent.view import CloudView, Network, Vnic
+from tunnelnet.errors import TunnelnetError
+
+log = logging.getLogger(__name__)
+
+BR_INT = "br-int"
+BR_TUN = "br-tun"
+PATCH_TUN = "patch-tun"  # on br-int
+PATCH_INT = "patch-int"  # on br-tun
+
+
+@dataclass
+class AgentTimers:
+    poll_interval: float = 0.5
+    heartbeat_interval: float = 5.0
+    max_backoff: float = 8.0
+
+
+@dataclass
+class AgentStats:
+    rounds: int = 0
+    controller_errors: int = 0
+    switch_resets: int = 0
+    ports_active: set[str] = field(default_factory=set)
+
+
+class Agent:
+    def __init__(self, conf: desired.AgentConfig, controller: Controller,
+                 backend: SwitchBackend, *, timers: AgentTimers | None = None,
+                 bridge_mappings: Mapping[str, str] | None = None,
+                 cookie: int | None = None) -> None:
+        self.conf = conf
+        self.controller = controller
+        self.backend = backend
+        self.timers = timers or AgentTimers()
+        self.bridge_mappings = dict(bridge_mappings or {})
+        # a new cookie per agent start: flows of earlier generations are swept after resync
+        self.cookie = cookie if cookie is not None else random.getrandbits(63) | 1
+        self.cache = ControllerCache()
+        self.lvm = LocalVlanManager()
+        self.int_flows = FlowApplier(backend, BR_INT, self.cookie)
+        self.tun_flows = FlowApplier(backend, BR_TUN, self.cookie)
+        self.stats = AgentStats()
+        self._synced = False
+        self._registered = False
+        self._last_heartbeat = 0.0
+        self._backoff = 0.0
+        self._next_contact = 0.0
+        self._bridges_ready = False
+
+    # -- switch side ------------------------------------------------------------------------
+
+    def _ensure_bridges(self) -> None:
+        self.backend.ensure_bridge(BR_INT, fail_secure=True)
+        self.backend.ensure_bridge(BR_TUN, fail_secure=True)
+        self.backend.add_port(BR_INT, PATCH_TUN, type="patch", options={"peer": PATCH_INT})
+        self.backend.add_port(BR_TUN, PATCH_INT, type="patch", options={"peer": PATCH_TUN})
+        self._bridges_ready = True
+
+    def _switch_restarted(self) -> bool:
+        """The canary flow of br-int is gone: the switch lost its flows."""
+        if not self.int_flows.has_installed:
+            return False
+        canary = f"table={int(IntTable.CANARY)}"
+        return not any(canary in line for line in self.backend.dump_flows(BR_INT))
+
+    def _restore_local_vlans(self, ports: list[SwitchPort]) -> None:
+        """After an agent restart, keep the local VLANs the switch already uses, so that no
+        port is retagged (and no packet lost) while the agent catches up."""
+        for port in ports:
+            iface = port.external_ids.get("iface-id")
+            known = self.cache.ports.get(iface or "")
+            if known and port.tag and port.tag != DEAD_VLAN and self.lvm.get(known.network_id) \
+                    is None:
+                try:
+                    self.lvm.restore(known.network_id, port.tag)
+                except ValueError as exc:
+                    log.warning("not restoring local VLAN of %s: %s", port.name, exc)
+
+    def converge(self) -> None:
+        """One full round of desired state -> switch."""
+        if not self._bridges_ready:
+            self._ensure_bridges()
+        elif self._switch_restarted():
+            log.warning("br-int lost its flows (switch restart?): reprogramming everything")
+            self.stats.switch_resets += 1
+            self.int_flows.forget()
+            self.tun_flows.forget()
+            self._ensure_bridges()
+        int_ports = self.backend.list_ports(BR_INT)
+        if not self.lvm.items():
+            self._restore_local_vlans(int_ports)
+        vnics = [Vnic(p.name, p.ofport, p.external_ids.get("iface-id"),
+                      p.external_ids.get("attached-mac"))
+                 for p in int_ports if p.name != PATCH_TUN and p.ofport > 0]
+        view = self.cache.view()
+        bound, dead = desired.plan_bindings(self.conf, view, vnics)
+        local_vlans = desired.assign_local_vlans(self.lvm, bound)
+        current_tags = {p.name: p.tag for p in int_ports}
+        # dead ports first: an unbound vNIC must never sit on a live VLAN
+        self.int_flows.apply(desired.br_int_flows(dead))
+        for name, tag in desired.port_tags(bound, dead, local_vlans).items():
+            if current_tags.get(name) != tag:
+                self.backend.set_port_tag(BR_INT, name, tag)
+        local_networks = {b.network.id: b.network for b in bound}
+        tunnel_ofports = self._converge_tunnels(view, list(local_networks.values()))
+        patch_int = next(p.ofport for p in self.backend.list_ports(BR_TUN)
+                         if p.name == PATCH_INT)
+        self.tun_flows.apply(desired.br_tun_flows(
+            self.conf, view, cookie=self.cookie, patch_int_ofport=patch_int,
+            local_networks=local_networks.values(), local_vlans=local_vlans,
+            tunnel_ofports=tunnel_ofports))
+        self._report_port_status({b.port.id for b in bound})
+
+    def _converge_tunnels(self, view: CloudView,
+                          local_networks: list[Network]) -> dict[str, int]:
+        wanted = {t.name: t for t in desired.plan_tunnels(self.conf, view, local_networks)}
+        have = {p.name: p for p in self.backend.list_ports(BR_TUN)
+                if parse_tunnel_port_name(p.name)}
+        for name in sorted(set(have) - set(wanted)):
+            log.info("removing tunnel %s", name)
+            self.backend.del_port(BR_TUN, name)
+        ofports = {n: p.ofport for n, p in have.items() if n in wanted}
+        for name, tunnel in sorted(wanted.items()):
+            if name not in have:
+                log.info("creating tunnel %s to %s", name, tunnel.remote_ip)
+                ofports[name] = self.backend.add_port(
+                    BR_TUN, name, type=tunnel.network_type,
+                    options={"remote_ip": tunnel.remote_ip, "local_ip": self.conf.tunnel_ip,
+                             "key": "flow"})
+        return ofports
+
+    # -- controller side --------------------------------------------------------------------
+
+    def _report_port_status(self, bound_ids: set[str]) -> None:
+        for port_id in sorted(bound_ids - self.stats.ports_active):
+            port = self.cache.ports.get(port_id)
+            if port is not None and port.status != "ACTIVE":
+                self.controller.set_port_status(port_id, "ACTIVE")
+            self.stats.ports_active.add(port_id)
+        for port_id in sorted(self.stats.ports_active - bound_ids):
+            self.stats.ports_active.discard(port_id)
+            if port_id in self.cache.ports:
+                self.controller.set_port_status(port_id, "DOWN")
+
+    def _talk_to_controller(self, wait: float) -> None:
+        now = time.monotonic()
+        if not self._registered:
+            self.controller.register_agent(self.conf.host, self.conf.tunnel_ip,
+                                           sorted(self.conf.tunnel_types), self.bridge_mappings)
+            self._registered = True
+            self._last_heartbeat = now
+        if now - self._last_heartbeat >= self.timers.heartbeat_interval:
+            self.controller.heartbeat(self.conf.host)
+            self._last_heartbeat = now
+        if not self._synced:
+            self.cache.load(self.controller.snapshot())
+            self._synced = True
+            log.info("synced with controller at revision %d", self.cache.revision)
+            return
+        try:
+            events = self.controller.watch(self.cache.revision, wait)
+        except ResyncRequired:
+            log.info("controller asks for a resync from revision %d", self.cache.revision)
+            self._synced = False
+            return
+        for event in events:
+            self.cache.apply(event)
+
+    def run_round(self) -> None:
+        now = time.monotonic()
+        if now >= self._next_contact:
+            try:
+                self._talk_to_controller(self.timers.poll_interval)
+                self._backoff = 0.0
+            except TunnelnetError as exc:
+                self.stats.controller_errors += 1
+                self._backoff = min(max(self._backoff * 2, 0.5), self.timers.max_backoff)
+                self._next_contact = now + self._backoff
+                self._registered = self._registered and not isinstance(exc, ResyncRequired)
+                log.warning("controller unreachable (%s); keeping the datapath, retry in %.1fs",
+                            exc, self._backoff)
+                time.sleep(min(self.timers.poll_interval, self._backoff))
+        else:
+            time.sleep(min(self.timers.poll_interval, self._next_contact - now))
+        if not self._synced:
+            return  # never program from an empty view: that would tear down every network
+        try:
+            self.converge()
+        except BackendError as exc:
+            log.warning("switch request failed (%s); will reprogram", exc)
+            self._bridges_ready = False
+            self.int_flows.forget()
+            self.tun_flows.forget()
+        self.stats.rounds += 1
+
+    def run(self, stop: threading.Event) -> None:
+        log.info("agent %s starting (tunnel IP %s, types %s, l2pop %s, cookie %#x)",
+                 self.conf.host, self.conf.tunnel_ip, ",".join(sorted(self.conf.tunnel_types)),
+                 self.conf.l2pop, self.cookie)
+        while not stop.is_set():
+            self.run_round()

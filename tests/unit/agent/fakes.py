@@ -1,0 +1,129 @@
+"""In-memory stand-ins for a controller and a switch, for the agent's unit tests only.
+
+The switch fake keeps flows by (table, priority, match) the way add-flow replaces and strict
+del-flows removes them; the netns tests drive the real vswitchd and Open vSwitch.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from tunnelnet.agent.backend import BackendError, SwitchPort
+from tunnelnet.agent.controller import Event, Snapshot
+
+
+class FakeController:
+    def __init__(self) -> None:
+        self.networks: dict[str, dict[str, Any]] = {}
+        self.ports: dict[str, dict[str, Any]] = {}
+        self.agents: dict[str, dict[str, Any]] = {}
+        self.events: list[Event] = []
+        self.revision = 0
+        self.statuses: dict[str, str] = {}
+        self.down = False
+
+    def _check(self) -> None:
+        if self.down:
+            raise BackendError("controller down")
+
+    def change(self, resource: str, action: str, obj: dict[str, Any]) -> None:
+        self.revision += 1
+        store = {"network": self.networks, "port": self.ports, "agent": self.agents}[resource]
+        key = obj["host"] if resource == "agent" else obj["id"]
+        if action == "delete":
+            store.pop(key, None)
+        else:
+            store[key] = obj
+        self.events.append(Event(resource, action, obj, self.revision))
+
+    def register_agent(self, host: str, tunnel_ip: str, tunnel_types: Sequence[str],
+                       bridge_mappings: Mapping[str, str]) -> None:
+        self._check()
+        self.change("agent", "create", {"host": host, "tunnel_ip": tunnel_ip,
+                                        "tunnel_types": list(tunnel_types), "alive": True})
+
+    def heartbeat(self, host: str) -> None:
+        self._check()
+
+    def snapshot(self) -> Snapshot:
+        self._check()
+        return Snapshot(list(self.networks.values()), list(self.ports.values()),
+                        list(self.agents.values()), self.revision)
+
+    def watch(self, since: int, timeout: float) -> list[Event]:
+        self._check()
+        return [e for e in self.events if e.revision > since]
+
+    def set_port_status(self, port_id: str, status: str) -> None:
+        self._check()
+        self.statuses[port_id] = status
+
+
+_WHERE = re.compile(r"^(?:cookie=(0x[0-9a-f]+),)?table=(\d+),priority=(\d+),?(.*?) actions=(.*)$")
+
+
+class FakeSwitch:
+    def __init__(self) -> None:
+        self.bridges: dict[str, dict[str, SwitchPort]] = {}
+        self.flows: dict[str, dict[tuple[int, int, str], tuple[int, str]]] = {}
+        self.fail_secure: dict[str, bool] = {}
+
+    def ensure_bridge(self, bridge: str, *, fail_secure: bool) -> None:
+        self.bridges.setdefault(bridge, {})
+        self.flows.setdefault(bridge, {})
+        self.fail_secure[bridge] = fail_secure
+
+    def plug(self, bridge: str, name: str, iface_id: str | None) -> int:
+        ofport = max((p.ofport for p in self.bridges[bridge].values()), default=0) + 1
+        ids = {"iface-id": iface_id} if iface_id else {}
+        self.bridges[bridge][name] = SwitchPort(name, ofport, external_ids=ids)
+        return ofport
+
+    def list_ports(self, bridge: str) -> list[SwitchPort]:
+        return list(self.bridges[bridge].values())
+
+    def add_port(self, bridge: str, name: str, *, type: str = "system",
+                 options: Mapping[str, str] | None = None) -> int:
+        if name in self.bridges[bridge]:
+            return self.bridges[bridge][name].ofport
+        ofport = max((p.ofport for p in self.bridges[bridge].values()), default=0) + 1
+        self.bridges[bridge][name] = SwitchPort(name, ofport, type, options=dict(options or {}))
+        return ofport
+
+    def del_port(self, bridge: str, name: str) -> None:
+        self.bridges[bridge].pop(name, None)
+
+    def set_port_tag(self, bridge: str, name: str, tag: int) -> None:
+        port = self.bridges[bridge][name]
+        self.bridges[bridge][name] = SwitchPort(port.name, port.ofport, port.type, tag,
+                                                port.options, port.external_ids)
+
+    def add_flows(self, bridge: str, flows: Sequence[str]) -> None:
+        for text in flows:
+            found = _WHERE.match(text)
+            if not found:
+                raise BackendError(f"fake switch cannot read {text!r}")
+            cookie, table, prio, match, actions = found.groups()
+            self.flows[bridge][(int(table), int(prio), match)] = (int(cookie or "0", 16),
+                                                                  actions)
+
+    def del_flows(self, bridge: str, match: str, *, strict: bool = False) -> None:
+        cookie = re.fullmatch(r"cookie=(0x[0-9a-f]+)/-1", match)
+        if cookie:
+            value = int(cookie.group(1), 16)
+            self.flows[bridge] = {k: v for k, v in self.flows[bridge].items() if v[0] != value}
+            return
+        found = re.fullmatch(r"table=(\d+),priority=(\d+),?(.*)", match)
+        if not (strict and found):
+            raise BackendError(f"fake switch cannot delete by {match!r}")
+        self.flows[bridge].pop((int(found.group(1)), int(found.group(2)), found.group(3)), None)
+
+    def dump_flows(self, bridge: str) -> list[str]:
+        return [f"cookie={c:#x}, table={t}, priority={p},{m} actions={a}"
+                for (t, p, m), (c, a) in self.flows[bridge].items()]
+
+    def texts(self, bridge: str) -> set[str]:
+        return {f"table={t},priority={p}{',' + m if m else ''} actions={a}"
+                for (t, p, m), (_c, a) in self.flows[bridge].items()}

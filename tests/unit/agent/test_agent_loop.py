@@ -1,0 +1,110 @@
+"""The agent's rounds against in-memory stand-ins: binding, tunnels, restart, outages."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fakes import FakeController, FakeSwitch
+
+from tunnelnet.agent.desired import AgentConfig
+from tunnelnet.agent.service import Agent, AgentTimers
+
+FAST = AgentTimers(poll_interval=0.0, heartbeat_interval=0.0, max_backoff=0.0)
+
+
+def _net(net_id: str, seg: int, kind: str = "vxlan") -> dict[str, Any]:
+    return {"id": net_id, "provider:network_type": kind, "provider:segmentation_id": seg}
+
+
+def _port(port_id: str, net_id: str, mac: str, host: str) -> dict[str, Any]:
+    return {"id": port_id, "network_id": net_id, "mac_address": mac, "binding:host_id": host,
+            "fixed_ips": [{"ip_address": "10.0.0.5"}], "status": "DOWN"}
+
+
+def _agent(ctl: FakeController, sw: FakeSwitch, *, cookie: int = 0x11,
+           l2pop: bool = False) -> Agent:
+    conf = AgentConfig("hv1", "192.0.2.1", frozenset({"vxlan"}), l2pop=l2pop)
+    return Agent(conf, ctl, sw, timers=FAST, cookie=cookie)
+
+
+def _setup() -> tuple[FakeController, FakeSwitch]:
+    ctl, sw = FakeController(), FakeSwitch()
+    ctl.change("network", "create", _net("net-a", 1001))
+    ctl.change("agent", "create", {"host": "hv2", "tunnel_ip": "192.0.2.2",
+                                   "tunnel_types": ["vxlan"], "alive": True})
+    return ctl, sw
+
+
+def test_bound_vnic_gets_local_vlan_and_port_goes_active() -> None:
+    ctl, sw = _setup()
+    agent = _agent(ctl, sw)
+    agent.run_round()
+    assert sw.fail_secure == {"br-int": True, "br-tun": True}
+    ctl.change("port", "create", _port("p1", "net-a", "fa:16:3e:00:00:01", "hv1"))
+    sw.plug("br-int", "tap1", "p1")
+    sw.plug("br-int", "tap-stranger", "port-of-someone-else")
+    agent.run_round()
+    agent.run_round()
+    tags = {p.name: p.tag for p in sw.list_ports("br-int")}
+    assert tags["tap1"] == 1
+    assert tags["tap-stranger"] == 4095
+    assert ctl.statuses == {"p1": "ACTIVE"}
+    tun = sw.texts("br-tun")
+    assert "table=4,priority=1,tun_id=0x3e9 actions=mod_vlan_vid:1,resubmit(,10)" in tun
+    assert {p.name for p in sw.list_ports("br-tun")} == {"patch-int", "vxlan-c0000202"}
+
+
+def test_agent_restart_installs_new_cookie_then_sweeps_only_old_ones() -> None:
+    ctl, sw = _setup()
+    ctl.change("port", "create", _port("p1", "net-a", "fa:16:3e:00:00:01", "hv1"))
+    sw.ensure_bridge("br-int", fail_secure=True)
+    sw.plug("br-int", "tap1", "p1")
+    first = _agent(ctl, sw, cookie=0x11)
+    for _ in range(2):
+        first.run_round()
+    before = sw.texts("br-tun")
+    second = _agent(ctl, sw, cookie=0x22)
+    for _ in range(2):
+        second.run_round()
+    # the same flows (the learn() spec carries the new generation's cookie), nothing lost
+    assert {t.replace("cookie=0x22", "cookie=0x11") for t in sw.texts("br-tun")} == before
+    cookies = {c for (c, _a) in sw.flows["br-tun"].values()}
+    assert cookies == {0x22}
+    assert {p.name: p.tag for p in sw.list_ports("br-int")}["tap1"] == 1
+
+
+def test_controller_outage_keeps_the_datapath_and_resyncs_on_return() -> None:
+    ctl, sw = _setup()
+    ctl.change("port", "create", _port("p1", "net-a", "fa:16:3e:00:00:01", "hv1"))
+    sw.ensure_bridge("br-int", fail_secure=True)
+    sw.plug("br-int", "tap1", "p1")
+    agent = _agent(ctl, sw)
+    for _ in range(2):
+        agent.run_round()
+    before = sw.texts("br-tun")
+    ctl.down = True
+    for _ in range(3):
+        agent.run_round()
+    assert sw.texts("br-tun") == before
+    assert agent.stats.controller_errors >= 1
+    ctl.down = False
+    ctl.change("agent", "create", {"host": "hv3", "tunnel_ip": "192.0.2.3",
+                                   "tunnel_types": ["vxlan"], "alive": True})
+    for _ in range(3):
+        agent.run_round()
+    assert "vxlan-c0000203" in {p.name for p in sw.list_ports("br-tun")}
+
+
+def test_last_port_gone_returns_the_local_vlan_and_its_flows() -> None:
+    ctl, sw = _setup()
+    ctl.change("port", "create", _port("p1", "net-a", "fa:16:3e:00:00:01", "hv1"))
+    sw.ensure_bridge("br-int", fail_secure=True)
+    sw.plug("br-int", "tap1", "p1")
+    agent = _agent(ctl, sw)
+    for _ in range(2):
+        agent.run_round()
+    ctl.change("port", "delete", {"id": "p1"})
+    sw.del_port("br-int", "tap1")
+    agent.run_round()
+    assert agent.lvm.items() == {}
+    assert not any("tun_id=0x3e9" in t or "dl_vlan=1" in t for t in sw.texts("br-tun"))
