@@ -310,3 +310,21 @@ def test_teardown_leaves_no_daemon_namespace_or_directory() -> None:
     assert rundir is not None and not rundir.exists()
     listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True)
     assert netns not in listed.stdout.split()
+
+
+def test_parser_follows_header_rewrites_of_the_arp_responder() -> None:
+    outputs, unparsed = parse_datapath_actions(
+        "set(eth(src=fa:16:3e:00:02:01,dst=fa:16:3e:00:01:01)),set(arp(sip=10.0.0.21,"
+        "tip=10.0.0.11,op=2,sha=fa:16:3e:00:02:01,tha=fa:16:3e:00:01:01)),2",
+        initial={"dl_src": "fa:16:3e:00:01:01", "dl_dst": "ff:ff:ff:ff:ff:ff"},
+    )
+    assert unparsed == []
+    (out,) = outputs
+    assert (out.dp_port, out.eth_src, out.eth_dst) == (2, "fa:16:3e:00:02:01", "fa:16:3e:00:01:01")
+    assert out.arp == {
+        "arp_spa": "10.0.0.21",
+        "arp_tpa": "10.0.0.11",
+        "arp_op": "2",
+        "arp_sha": "fa:16:3e:00:02:01",
+        "arp_tha": "fa:16:3e:00:01:01",
+    }

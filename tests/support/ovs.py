@@ -72,6 +72,7 @@ class PortOutput:
     tun_id: int | None  # VNI / GRE key in the outer header; None for a non-tunnel port
     eth_src: str | None
     eth_dst: str | None
+    arp: Mapping[str, str] = field(default_factory=dict)  # ARP fields rewritten on the way
 
 
 @dataclass
@@ -508,12 +509,19 @@ class OvsSwitch:
                 )
             port = tunnels[0]
             return PortOutput(
-                bridge, port.ofport, port.name, out.vlan, out.tunnel.key, out.eth_src, out.eth_dst
+                bridge,
+                port.ofport,
+                port.name,
+                out.vlan,
+                out.tunnel.key,
+                out.eth_src,
+                out.eth_dst,
+                out.arp,
             )
         for dp in self.dpif_ports():
             if dp.dp_port == out.dp_port:
                 return PortOutput(
-                    dp.bridge, dp.ofport, dp.name, out.vlan, None, out.eth_src, out.eth_dst
+                    dp.bridge, dp.ofport, dp.name, out.vlan, None, out.eth_src, out.eth_dst, out.arp
                 )
         raise OvsError(f"datapath port {out.dp_port} is in no bridge of dpif/show")
 

@@ -76,6 +76,7 @@ class DatapathOutput:
     tunnel: TunnelHeader | None
     eth_src: str | None
     eth_dst: str | None
+    arp: dict[str, str] = field(default_factory=dict)  # arp_op/arp_spa/... as rewritten
 
 
 @dataclass
@@ -305,9 +306,10 @@ class _DpState:
     tunnel: TunnelHeader | None
     eth_src: str | None
     eth_dst: str | None
+    arp: dict[str, str] = field(default_factory=dict)
 
     def copy(self) -> _DpState:
-        return _DpState(list(self.vlans), self.tunnel, self.eth_src, self.eth_dst)
+        return _DpState(list(self.vlans), self.tunnel, self.eth_src, self.eth_dst, dict(self.arp))
 
 
 def _initial_state(flow: dict[str, str]) -> _DpState:
@@ -320,6 +322,14 @@ def _initial_state(flow: dict[str, str]) -> _DpState:
             vlans.append(tci & 0x0FFF)
     return _DpState(vlans, None, flow.get("dl_src"), flow.get("dl_dst"))
 
+
+_ARP_DP_NAMES = {
+    "sip": "arp_spa",
+    "tip": "arp_tpa",
+    "op": "arp_op",
+    "sha": "arp_sha",
+    "tha": "arp_tha",
+}
 
 _CALL_RE = re.compile(r"^(?P<name>[a-z_0-9]+)\((?P<args>.*)\)$", re.S)
 
@@ -406,6 +416,7 @@ def _walk(
                     tunnel=state.tunnel,
                     eth_src=state.eth_src,
                     eth_dst=state.eth_dst,
+                    arp=dict(state.arp),
                 )
             )
             continue
@@ -438,6 +449,10 @@ def _walk(
             eth = parse_flow_fields(args[len("eth(") : -1])
             state.eth_src = eth.get("src", state.eth_src)
             state.eth_dst = eth.get("dst", state.eth_dst)
+        elif name == "set" and args.startswith("arp("):
+            # set(arp(sip=..,tip=..,op=2,sha=..,tha=..)): the ARP responder's rewrite.
+            for key, value in parse_flow_fields(args[len("arp(") : -1]).items():
+                state.arp[_ARP_DP_NAMES.get(key, key)] = value
         else:
             unparsed.append(token)
 
