@@ -79,14 +79,17 @@ def _flood_match(local_vid: int) -> str:
     return f"dl_vlan={local_vid}"
 
 
-def flood_to_tunnels(local_vid: int, segment: int, ofports: Sequence[int]) -> FlowMod:
+def flood_to_tunnels(local_vid: int, segment: int, ofports: Sequence[int]) -> FlowMod | None:
     """The flood list: broadcast and unknown unicast of a network, to each of its tunnels.
 
-    With no tunnel (yet) the network's frames are dropped here rather than leaked elsewhere.
+    None while the network has no tunnel: as in Neutron the entry is absent then, and the
+    table's miss flow drops the network's frames rather than leaking them anywhere.
     """
+    if not ofports:
+        return None
     outputs = "".join(f",output:{p}" for p in sorted(ofports))
-    actions = f"strip_vlan,set_tunnel:{segment:#x}{outputs}" if ofports else "drop"
-    return FlowMod(TunTable.FLOOD_TO_TUN, 1, _flood_match(local_vid), actions)
+    return FlowMod(TunTable.FLOOD_TO_TUN, 1, _flood_match(local_vid),
+                   f"strip_vlan,set_tunnel:{segment:#x}{outputs}")
 
 
 def _unicast_match(local_vid: int, mac: str) -> str:

@@ -142,7 +142,9 @@ def br_tun_flows(conf: AgentConfig, view: CloudView, *, cookie: int, patch_int_o
                    for host, ip in peers.items()}
         flood = sorted(p for p in by_host.values() if p is not None)
         flows.append(br_tun.local_vlan(network.network_type, vid, network.segment))
-        flows.append(br_tun.flood_to_tunnels(vid, network.segment, flood))
+        flood_flow = br_tun.flood_to_tunnels(vid, network.segment, flood)
+        if flood_flow is not None:
+            flows.append(flood_flow)
         if not conf.l2pop:
             continue
         for port in sorted(_remote_ports(conf, view, network.id), key=lambda p: p.mac):

@@ -17,13 +17,11 @@ _TIMEOUT = 10.0
 
 
 class OvsBackend:
-    def __init__(self, db: str | None = None, *, datapath_type: str = "netdev",
-                 ofctl_target: Mapping[str, str] | None = None) -> None:
-        """``db``: ovsdb socket (``unix:/path/db.sock``); ``ofctl_target`` maps a bridge to the
-        management socket ovs-ofctl should use when ovs-vswitchd runs in its own run dir."""
-        self._db = db
+    def __init__(self, rundir: str | None = None, *, datapath_type: str = "netdev") -> None:
+        """``rundir``: the run directory of an Open vSwitch started on its own (its
+        ``db.sock`` and ``BRIDGE.mgmt`` sockets live there); None for the system's."""
+        self._rundir = rundir
         self._datapath_type = datapath_type
-        self._ofctl_target = dict(ofctl_target or {})
 
     def _run(self, cmd: list[str], stdin: str | None = None) -> str:
         try:
@@ -36,12 +34,15 @@ class OvsBackend:
         return proc.stdout
 
     def _vsctl(self, *args: str) -> str:
-        db = [f"--db={self._db}"] if self._db else []
+        db = [f"--db=unix:{self._rundir}/db.sock"] if self._rundir else []
         return self._run(["ovs-vsctl", f"--timeout={int(_TIMEOUT)}", *db, *args])
 
+    def _target(self, bridge: str) -> str:
+        # the explicit management socket never reaches another instance's bridge of that name
+        return f"unix:{self._rundir}/{bridge}.mgmt" if self._rundir else bridge
+
     def _ofctl(self, verb: str, bridge: str, *args: str, stdin: str | None = None) -> str:
-        target = self._ofctl_target.get(bridge, bridge)
-        return self._run(["ovs-ofctl", verb, target, *args], stdin=stdin)
+        return self._run(["ovs-ofctl", verb, self._target(bridge), *args], stdin=stdin)
 
     def ensure_bridge(self, bridge: str, *, fail_secure: bool) -> None:
         settings = [f"datapath_type={self._datapath_type}"]
@@ -99,8 +100,7 @@ class OvsBackend:
 
     def del_flows(self, bridge: str, match: str, *, strict: bool = False) -> None:
         args = ["--strict"] if strict else []
-        target = self._ofctl_target.get(bridge, bridge)
-        self._run(["ovs-ofctl", *args, "del-flows", target, match])
+        self._run(["ovs-ofctl", *args, "del-flows", self._target(bridge), match])
 
     def dump_flows(self, bridge: str) -> list[str]:
         out = self._ofctl("dump-flows", bridge)

@@ -1,0 +1,123 @@
+"""The agent driving a real Open vSwitch: what it installs equals what Neutron's agent would.
+
+Expected flows come from tests/support/neutron_br_tun.py (written from Neutron's design,
+independent of our agent). Both flow sets are loaded into the same Open vSwitch and compared
+through its own ``dump-flows``, so spelling differences (``OXM_OF_IN_PORT`` vs
+``NXM_OF_IN_PORT``, argument order inside learn()) are normalised by the judge, not by us.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit" / "agent"))
+
+from fakes import FakeController  # noqa: E402
+from support import neutron_br_tun as oracle  # noqa: E402
+from support.ovs import OvsSwitch  # noqa: E402
+from support.tools import require_tool  # noqa: E402
+
+from tunnelnet.agent.desired import AgentConfig  # noqa: E402
+from tunnelnet.agent.ovs_backend import OvsBackend  # noqa: E402
+from tunnelnet.agent.service import Agent, AgentTimers  # noqa: E402
+
+pytestmark = [pytest.mark.interop, pytest.mark.root]
+
+FAST = AgentTimers(poll_interval=0.0, heartbeat_interval=0.0, max_backoff=0.0)
+COOKIE = 0x5EED
+
+
+def _cloud() -> FakeController:
+    ctl = FakeController()
+    ctl.change("network", "create", {"id": "net-a", "provider:network_type": "vxlan",
+                                     "provider:segmentation_id": 1001})
+    ctl.change("network", "create", {"id": "net-g", "provider:network_type": "gre",
+                                     "provider:segmentation_id": 77})
+    for host, ip in (("hv2", "192.0.2.2"), ("hv3", "192.0.2.3")):
+        ctl.change("agent", "create", {"host": host, "tunnel_ip": ip,
+                                       "tunnel_types": ["vxlan", "gre"], "alive": True})
+    for port_id, net in (("p1", "net-a"), ("p2", "net-g")):
+        ctl.change("port", "create", {"id": port_id, "network_id": net,
+                                      "mac_address": f"fa:16:3e:00:00:0{port_id[1]}",
+                                      "binding:host_id": "hv1", "fixed_ips": []})
+    return ctl
+
+
+def _normalise(lines: list[str]) -> set[str]:
+    """Cookies differ by agent generation; and OXM_OF_IN_PORT[] (32 bits, the spelling in
+    Neutron's ofctl driver and in our issue) names the same field as NXM_OF_IN_PORT[]
+    (16 bits), which Open vSwitch keeps as written instead of canonicalising."""
+    return {re.sub(r"cookie=0x[0-9a-f]+", "cookie=C", line).replace("OXM_OF_IN_PORT[]",
+                                                                      "NXM_OF_IN_PORT[]")
+            for line in lines}
+
+
+def _plug_vm(ovs: OvsSwitch, name: str, iface_id: str, mac: str) -> None:
+    """Play Nova: a vNIC on br-int carrying the controller port's id."""
+    ovs.vsctl("add-port", "br-int", name, "--", "set", "Interface", name, "type=dummy",
+              f"external_ids:iface-id={iface_id}", f"external_ids:attached-mac={mac}")
+
+
+def test_agent_programs_br_tun_on_open_vswitch_exactly_as_neutron_does() -> None:
+    require_tool("ovs-vswitchd")
+    ctl = _cloud()
+    with OvsSwitch() as ovs:
+        assert ovs.rundir is not None
+        backend = OvsBackend(str(ovs.rundir))
+        conf = AgentConfig("hv1", "192.0.2.1", frozenset({"vxlan", "gre"}))
+        agent = Agent(conf, ctl, backend, timers=FAST, cookie=COOKIE)
+        agent.run_round()  # sync + bridges
+        _plug_vm(ovs, "tap1", "p1", "fa:16:3e:00:00:01")
+        _plug_vm(ovs, "tap2", "p2", "fa:16:3e:00:00:02")
+        for _ in range(2):
+            agent.run_round()
+
+        ports = {p.name: p for p in backend.list_ports("br-tun")}
+        assert set(ports) == {"patch-int", "vxlan-c0000202", "vxlan-c0000203",
+                              "gre-c0000202", "gre-c0000203"}
+        assert ports["vxlan-c0000202"].options["key"] == "flow"
+        tags = {p.name: p.tag for p in backend.list_ports("br-int")}
+        lv_a, lv_g = tags["tap1"], tags["tap2"]
+        assert {lv_a, lv_g} == {1, 2}
+        assert ovs.vsctl("get", "Bridge", "br-tun", "fail_mode").strip() == "secure"
+
+        host = oracle.BrTunHost(
+            patch_int_ofport=ports["patch-int"].ofport,
+            networks=[oracle.Network("vxlan", 1001, lv_a), oracle.Network("gre", 77, lv_g)],
+            peers=[oracle.Peer(kind, ip, ports[oracle.tunnel_port_name(kind, ip)].ofport)
+                   for kind in ("vxlan", "gre") for ip in ("192.0.2.2", "192.0.2.3")],
+            cookie=COOKIE, tunnel_types=("gre", "vxlan"))
+        ovs.add_bridge("br-expect")
+        ovs.add_flows("br-expect", oracle.br_tun_flows(host))
+        expected = _normalise(ovs.dump_flows("br-expect"))
+        actual = _normalise(ovs.dump_flows("br-tun"))
+        assert actual == expected
+
+
+def test_agent_restart_on_open_vswitch_keeps_flows_and_sweeps_the_old_cookie() -> None:
+    require_tool("ovs-vswitchd")
+    ctl = _cloud()
+    with OvsSwitch() as ovs:
+        assert ovs.rundir is not None
+        backend = OvsBackend(str(ovs.rundir))
+        conf = AgentConfig("hv1", "192.0.2.1", frozenset({"vxlan", "gre"}))
+        first = Agent(conf, ctl, backend, timers=FAST, cookie=0x1111)
+        first.run_round()
+        _plug_vm(ovs, "tap1", "p1", "fa:16:3e:00:00:01")
+        for _ in range(2):
+            first.run_round()
+        before = _normalise(ovs.dump_flows("br-tun"))
+        tag_before = {p.name: p.tag for p in backend.list_ports("br-int")}["tap1"]
+
+        second = Agent(conf, ctl, backend, timers=FAST, cookie=0x2222)
+        for _ in range(2):
+            second.run_round()
+        after_lines = ovs.dump_flows("br-tun")
+        cookies = {m for line in after_lines for m in re.findall(r"cookie=(0x[0-9a-f]+)", line)}
+        assert cookies == {"0x2222"}
+        assert _normalise(after_lines) == before
+        assert {p.name: p.tag for p in backend.list_ports("br-int")}["tap1"] == tag_before
