@@ -9,21 +9,16 @@ through its own ``dump-flows``, so spelling differences (``OXM_OF_IN_PORT`` vs
 from __future__ import annotations
 
 import re
-import sys
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit" / "agent"))
-
-from fakes import FakeController  # noqa: E402
-from support import neutron_br_tun as oracle  # noqa: E402
-from support.ovs import OvsSwitch  # noqa: E402
-from support.tools import require_tool  # noqa: E402
-
-from tunnelnet.agent.desired import AgentConfig  # noqa: E402
-from tunnelnet.agent.ovs_backend import OvsBackend  # noqa: E402
-from tunnelnet.agent.service import Agent, AgentTimers  # noqa: E402
+from support import neutron_br_tun as oracle
+from support.agent_fakes import FakeController
+from support.ovs import OvsSwitch
+from support.tools import require_tool
+from tunnelnet.agent.desired import AgentConfig
+from tunnelnet.agent.ovs_backend import OvsBackend
+from tunnelnet.agent.service import Agent, AgentTimers
 
 pytestmark = [pytest.mark.interop, pytest.mark.root]
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fakes import FakeController, FakeSwitch
-
+from support.agent_fakes import FakeController, FakeSwitch
 from tunnelnet.agent.desired import AgentConfig
 from tunnelnet.agent.service import Agent, AgentTimers
 
