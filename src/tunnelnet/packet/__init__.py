@@ -1,1 +1,52 @@
-"""packet layer of tunnelnet (see ARCHITECTURE.md)."""
+"""Wire formats of tunnelnet: pure functions on bytes, no I/O, nothing else of ours imported.
+
+- one module per protocol (``ethernet``, ``vlan``, ``arp``, ``ipv4``, ``ipv6``, ``icmp``,
+  ``udp``, ``tcp``, ``vxlan``, ``gre``), each with its header layout, a frozen dataclass, and a
+  ``parse``/``build`` pair that mirror each other;
+- ``decode``/``encode``: whole frames as lists of layers (CLI, demo, tests);
+- ``flowkey.extract_flow_key``: the datapath's per-packet hot path;
+- ``tunnel``: VXLAN and GRE encapsulation and decapsulation, the VXLAN source-port hash;
+- ``rewrite.apply_key_changes``: bytes made to match a flow key the switch changed.
+
+Every problem with the bytes is a ``PacketError`` naming what is wrong and where.
+"""
+
+from tunnelnet.packet.decode import Layer, decode, encode
+from tunnelnet.packet.errors import PacketError
+from tunnelnet.packet.flowkey import extract_flow_key
+from tunnelnet.packet.rewrite import apply_key_changes
+from tunnelnet.packet.tunnel import (
+    gre_decap,
+    gre_decap_packet,
+    gre_decap_payload,
+    gre_encap,
+    gre_payload,
+    network_mtu,
+    overhead,
+    source_port,
+    vxlan_decap,
+    vxlan_decap_payload,
+    vxlan_encap,
+    vxlan_payload,
+)
+
+__all__ = [
+    "Layer",
+    "PacketError",
+    "apply_key_changes",
+    "decode",
+    "encode",
+    "extract_flow_key",
+    "gre_decap",
+    "gre_decap_packet",
+    "gre_decap_payload",
+    "gre_encap",
+    "gre_payload",
+    "network_mtu",
+    "overhead",
+    "source_port",
+    "vxlan_decap",
+    "vxlan_decap_payload",
+    "vxlan_encap",
+    "vxlan_payload",
+]

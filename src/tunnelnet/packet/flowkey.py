@@ -1,0 +1,222 @@
+"""Flow-key extraction: the per-packet hot path of the datapath.
+
+One pass over the buffer with precompiled ``struct.Struct`` objects and offsets; no object per
+layer. The key follows the conventions of ``tunnelnet.packet.fields`` (Open vSwitch's): a field
+the packet does not have is absent. Anything malformed raises PacketError so the datapath
+counts and drops it; what is merely unusual (an unknown EtherType or IP protocol, a later IPv4
+fragment, non-Ethernet/IPv4 ARP) still gets a key, as Open vSwitch gives one.
+
+Checksums are not verified by default: a switch forwards what it is given (Open vSwitch does
+not check them either; the receiving host does). ``verify_checksums=True`` checks the IPv4
+header checksum, for callers that terminate IP, such as tunnel decapsulation.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Final
+
+from tunnelnet.packet._wire import Buffer
+from tunnelnet.packet.checksum import internet_checksum
+from tunnelnet.packet.errors import PacketError
+from tunnelnet.packet.fields import (
+    ETH_TYPE_ARP,
+    ETH_TYPE_IPV4,
+    ETH_TYPE_IPV6,
+    ETH_TYPE_QINQ,
+    ETH_TYPE_VLAN,
+    IPPROTO_ICMP,
+    IPPROTO_ICMPV6,
+    IPPROTO_TCP,
+    IPPROTO_UDP,
+    VLAN_CFI,
+    FlowKey,
+)
+
+# Ethernet: dst as 32+16 bits, src as 32+16 bits, type; integers straight from C.
+_ETH: Final = struct.Struct("!IHIHH").unpack_from
+_TAG: Final = struct.Struct("!HH").unpack_from
+# IPv4: version/IHL, TOS, total length, (id skipped), flags/fragment, TTL, proto, (csum), src, dst
+_IP4: Final = struct.Struct("!BBH2xHBB2xII").unpack_from
+# IPv6: version/class/label, payload length, next header, hop limit, src and dst as 2x64 bits
+_IP6: Final = struct.Struct("!IHBBQQQQ").unpack_from
+_PORTS: Final = struct.Struct("!HH").unpack_from
+_TCP: Final = struct.Struct("!HH8xH").unpack_from
+_ICMP: Final = struct.Struct("!BB").unpack_from
+_EXT: Final = struct.Struct("!BB").unpack_from
+_FRAG6: Final = struct.Struct("!B1xH").unpack_from
+# ARP for Ethernet/IPv4: htype, ptype, hlen, plen, op, sha (32+16), spa, tha (32+16), tpa
+_ARP: Final = struct.Struct("!HHBBHIHIIHI").unpack_from
+
+# Frames whose length/type field is a length (IEEE 802.3) get Open vSwitch's dl_type 0x05ff.
+_DL_TYPE_NOT_ETH: Final = 0x05FF
+_MIN_ETH_TYPE: Final = 0x0600
+
+# IPv6 extension headers walked to find the transport header (RFC 8200 section 4).
+_IPV6_HOPOPTS: Final = 0
+_IPV6_ROUTING: Final = 43
+_IPV6_FRAGMENT: Final = 44
+_IPV6_DSTOPTS: Final = 60
+_IPV6_AH: Final = 51
+_IPV6_OPTS_LIKE: Final = frozenset({_IPV6_HOPOPTS, _IPV6_ROUTING, _IPV6_DSTOPTS})
+
+
+def extract_flow_key(
+    frame: Buffer,
+    in_port: int,
+    tun_id: int | None = None,
+    *,
+    tun_src: int | None = None,
+    tun_dst: int | None = None,
+    verify_checksums: bool = False,
+) -> FlowKey:
+    """The flow key of an Ethernet frame that arrived on ``in_port`` (and tunnel, if any)."""
+    n = len(frame)
+    if n < 14:
+        raise PacketError(f"Ethernet header truncated: {n} of 14 bytes", 0)
+    dst_hi, dst_lo, src_hi, src_lo, dl_type = _ETH(frame, 0)
+    key: FlowKey = {
+        "in_port": in_port,
+        "dl_dst": (dst_hi << 16) | dst_lo,
+        "dl_src": (src_hi << 16) | src_lo,
+        "vlan_tci": 0,
+    }
+    if tun_id is not None:
+        key["tun_id"] = tun_id
+        if tun_src is not None:
+            key["tun_src"] = tun_src
+        if tun_dst is not None:
+            key["tun_dst"] = tun_dst
+    off = 14
+    if dl_type == ETH_TYPE_VLAN:
+        if n < 18:
+            raise PacketError(f"802.1Q tag truncated: {n - 14} of 4 bytes", 14)
+        tci, dl_type = _TAG(frame, 14)
+        # Open vSwitch marks "a tag is present" with the CFI/DEI bit (so DEI itself is lost).
+        key["vlan_tci"] = tci | VLAN_CFI
+        off = 18
+        if dl_type in (ETH_TYPE_VLAN, ETH_TYPE_QINQ):
+            raise PacketError(f"stacked VLAN tag (QinQ, type 0x{dl_type:04x}) is not supported",
+                              16)
+    elif dl_type == ETH_TYPE_QINQ:
+        raise PacketError("stacked VLAN tag (QinQ, type 0x88a8) is not supported", 12)
+    elif dl_type < _MIN_ETH_TYPE:
+        dl_type = _DL_TYPE_NOT_ETH
+    key["dl_type"] = dl_type
+
+    if dl_type == ETH_TYPE_IPV4:
+        if n - off < 20:
+            raise PacketError(f"IPv4 header truncated: {n - off} of 20 bytes", off)
+        vihl, tos, total, frag, ttl, proto, src, dst = _IP4(frame, off)
+        ihl = (vihl & 0x0F) << 2
+        if vihl >> 4 != 4:
+            raise PacketError(f"IPv4 version field is {vihl >> 4}, not 4", off)
+        if ihl < 20:
+            raise PacketError(f"IPv4 IHL {ihl >> 2} is below the minimum 5", off)
+        if total < ihl:
+            raise PacketError(f"IPv4 total length {total} is shorter than its header {ihl}",
+                              off + 2)
+        end = off + total
+        if end > n:
+            raise PacketError(f"IPv4 total length {total} exceeds the {n - off} bytes present",
+                              off + 2)
+        if verify_checksums and internet_checksum(frame[off : off + ihl]) != 0:
+            raise PacketError("IPv4 header checksum is wrong", off + 10)
+        key["nw_src"] = src
+        key["nw_dst"] = dst
+        key["nw_proto"] = proto
+        key["nw_tos"] = tos & 0xFC
+        key["nw_ecn"] = tos & 0x03
+        key["nw_ttl"] = ttl
+        if frag & 0x1FFF:
+            return key  # a later fragment: no transport header here
+        _transport(frame, off + ihl, end, proto, key)
+        return key
+
+    if dl_type == ETH_TYPE_ARP:
+        if n - off < 28:
+            raise PacketError(f"ARP packet truncated: {n - off} of 28 bytes", off)
+        (htype, ptype, hlen, plen, op, sha_hi, sha_lo, spa, tha_hi, tha_lo,
+         tpa) = _ARP(frame, off)
+        if htype == 1 and ptype == ETH_TYPE_IPV4 and hlen == 6 and plen == 4:
+            key["arp_op"] = op
+            key["arp_spa"] = spa
+            key["arp_tpa"] = tpa
+            key["arp_sha"] = (sha_hi << 16) | sha_lo
+            key["arp_tha"] = (tha_hi << 16) | tha_lo
+        else:
+            # As Open vSwitch: an ARP for other hardware/protocols has all-zero ARP fields.
+            key["arp_op"] = key["arp_spa"] = key["arp_tpa"] = 0
+            key["arp_sha"] = key["arp_tha"] = 0
+        return key
+
+    if dl_type == ETH_TYPE_IPV6:
+        _ipv6(frame, off, n, key)
+    return key
+
+
+def _transport(frame: Buffer, off: int, end: int, proto: int, key: FlowKey,
+               icmp_proto: int = IPPROTO_ICMP) -> None:
+    """Transport ports/flags at ``off`` of an IP payload ending at ``end``."""
+    have = end - off
+    if proto == IPPROTO_TCP:
+        if have < 20:
+            raise PacketError(f"TCP header truncated: {have} of 20 bytes", off)
+        sport, dport, off_flags = _TCP(frame, off)
+        if off_flags >> 12 < 5 or (off_flags >> 12) << 2 > have:
+            raise PacketError(f"TCP data offset {off_flags >> 12} does not fit the segment",
+                              off + 12)
+        key["tp_src"] = sport
+        key["tp_dst"] = dport
+        key["tcp_flags"] = off_flags & 0x0FFF
+    elif proto == IPPROTO_UDP:
+        if have < 8:
+            raise PacketError(f"UDP header truncated: {have} of 8 bytes", off)
+        key["tp_src"], key["tp_dst"] = _PORTS(frame, off)
+    elif proto == icmp_proto:
+        if have < 8:
+            raise PacketError(f"ICMP header truncated: {have} of 8 bytes", off)
+        # Open vSwitch keeps the ICMP type and code in tp_src and tp_dst.
+        key["tp_src"], key["tp_dst"] = _ICMP(frame, off)
+
+
+def _ipv6(frame: Buffer, off: int, n: int, key: FlowKey) -> None:
+    if n - off < 40:
+        raise PacketError(f"IPv6 header truncated: {n - off} of 40 bytes", off)
+    word, plen, nh, hops, s_hi, s_lo, d_hi, d_lo = _IP6(frame, off)
+    if word >> 28 != 6:
+        raise PacketError(f"IPv6 version field is {word >> 28}, not 6", off)
+    end = off + 40 + plen
+    if end > n:
+        raise PacketError(f"IPv6 payload length {plen} exceeds the {n - off - 40} bytes present",
+                          off + 4)
+    tclass = (word >> 20) & 0xFF
+    key["ipv6_src"] = (s_hi << 64) | s_lo
+    key["ipv6_dst"] = (d_hi << 64) | d_lo
+    key["nw_tos"] = tclass & 0xFC
+    key["nw_ecn"] = tclass & 0x03
+    key["nw_ttl"] = hops
+    pos = off + 40
+    # Walk the extension headers to the transport header; each step advances, so this ends.
+    while True:
+        if nh in _IPV6_OPTS_LIKE or nh == _IPV6_AH:
+            if end - pos < 8:
+                raise PacketError(f"IPv6 extension header {nh} truncated", pos)
+            next_nh, length = _EXT(frame, pos)
+            pos += (length + 2) * 4 if nh == _IPV6_AH else (length + 1) * 8
+            if pos > end:
+                raise PacketError(f"IPv6 extension header {nh} runs past the packet", pos)
+            nh = next_nh
+        elif nh == _IPV6_FRAGMENT:
+            if end - pos < 8:
+                raise PacketError("IPv6 fragment header truncated", pos)
+            next_nh, frag = _FRAG6(frame, pos)
+            pos += 8
+            nh = next_nh
+            if frag >> 3:
+                key["nw_proto"] = nh
+                return  # a later fragment: no transport header here
+        else:
+            break
+    key["nw_proto"] = nh
+    _transport(frame, pos, end, nh, key, IPPROTO_ICMPV6)
