@@ -1,0 +1,64 @@
+"""The lab's wiring: underlay switch, hypervisors on it, VMs behind their hypervisors.
+
+Only namespaces and links; the processes (controller, vswitchd, agents) are started by
+:mod:`tunnelnet.lab.runner`. Every namespace is recorded through ``record`` before it is
+filled, so ``lab down`` can remove it even if building stops half-way.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from ipaddress import IPv4Network
+
+from tunnelnet.lab import links, names
+from tunnelnet.lab.topology import Topology
+
+log = logging.getLogger(__name__)
+
+
+def build_underlay(topo: Topology, record: Callable[[str], None]) -> None:
+    """A Linux bridge in its own namespace, one port per hypervisor with its underlay IP."""
+    record(names.UNDERLAY_NS)
+    links.create_netns(names.UNDERLAY_NS)
+    links.bridge(names.UNDERLAY_NS, names.UNDERLAY_BRIDGE)
+    prefix = IPv4Network(topo.underlay_cidr).prefixlen
+    for hv in topo.hypervisors:
+        ns = names.hypervisor_ns(hv.name)
+        record(ns)
+        links.create_netns(ns)
+        links.veth(names.UNDERLAY_NS, names.underlay_port(hv.name), ns, names.UPLINK,
+                   mtu=topo.underlay_mtu)
+        links.bridge(names.UNDERLAY_NS, names.UNDERLAY_BRIDGE, [names.underlay_port(hv.name)])
+        links.add_address(ns, names.UPLINK, hv.ip, prefix)
+        log.info("hypervisor %s: %s/%d on the underlay", hv.name, hv.ip, prefix)
+
+
+def build_vm(vm_name: str, hypervisor: str, record: Callable[[str], None], *, mtu: int,
+             ip: str, prefixlen: int, mac: str, gateway: str | None = None) -> str:
+    """A VM namespace whose eth0 is the far end of a tap-like veth on its hypervisor.
+
+    The VM's MAC is the one the controller gave its port (as Nova sets it), and its MTU the
+    network's, so that tunnel overhead never leads to silent drops. Returns the tap name.
+    """
+    ns = names.vm_ns(vm_name)
+    tap = names.vm_tap(vm_name)
+    record(ns)
+    links.create_netns(ns)
+    links.veth(names.hypervisor_ns(hypervisor), tap, ns, "eth0", mtu=mtu)
+    links.set_mac(ns, "eth0", mac)
+    links.add_address(ns, "eth0", ip, prefixlen)
+    if gateway:
+        links.add_default_route(ns, gateway)
+    # the userspace switch reads whole frames: no checksum or segmentation offload
+    links.offloads_off(ns, "eth0")
+    links.offloads_off(names.hypervisor_ns(hypervisor), tap)
+    return tap
+
+
+def teardown(namespaces: list[str]) -> list[str]:
+    """Remove the given namespaces (their veths go with them); returns any left behind."""
+    for ns in reversed(namespaces):
+        links.delete_netns(ns)
+    present = set(links.list_netns())
+    return [ns for ns in namespaces if ns in present]
