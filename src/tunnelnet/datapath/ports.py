@@ -1,0 +1,279 @@
+"""Ports of the datapath: what a port is, its counters, and the local kinds (system, internal,
+patch). Tunnel ports live in ``tunnel.py`` because they share sockets across ports.
+
+A port owns its file descriptor (if any) and can ``receive()`` a burst of frames and
+``send()`` one. The daemon wires ports to bridges; a port knows nothing of flow tables.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import errno
+import fcntl
+import logging
+import os
+import socket
+import struct
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Final
+
+from tunnelnet.datapath import netdev
+from tunnelnet.datapath.errors import PortError
+
+log = logging.getLogger(__name__)
+
+BURST: Final = 64  # frames read per readiness event before giving other sockets a turn
+_RECV_SIZE: Final = 65535
+_SOCKET_BUFFER: Final = 4 << 20
+
+ETH_P_ALL: Final = 0x0003
+SOL_PACKET: Final = 263
+PACKET_ADD_MEMBERSHIP: Final = 1
+PACKET_MR_PROMISC: Final = 1
+PACKET_IGNORE_OUTGOING: Final = 23  # Linux 4.20: the kernel drops our own sends from the tap
+PACKET_OUTGOING: Final = 4
+
+TUNSETIFF: Final = 0x400454CA
+IFF_TAP: Final = 0x0002
+IFF_NO_PI: Final = 0x1000
+IFNAMSIZ: Final = 16
+
+
+class PortKind(enum.Enum):
+    SYSTEM = "system"
+    INTERNAL = "internal"
+    PATCH = "patch"
+    VXLAN = "vxlan"
+    GRE = "gre"
+
+    @classmethod
+    def parse(cls, text: str) -> PortKind:
+        try:
+            return cls(text)
+        except ValueError:
+            known = ", ".join(k.value for k in cls)
+            raise PortError(f"unknown port type {text!r} (known: {known})") from None
+
+
+@dataclass(slots=True)
+class PortStats:
+    """Counters as ``ovs-ofctl dump-ports`` shows them."""
+
+    rx_packets: int = 0
+    rx_bytes: int = 0
+    rx_dropped: int = 0
+    rx_errors: int = 0
+    tx_packets: int = 0
+    tx_bytes: int = 0
+    tx_dropped: int = 0
+    tx_errors: int = 0
+
+    def to_dict(self) -> dict[str, int]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+def check_name(name: str) -> str:
+    """Port names become Linux interface names for internal ports; keep the same rules for all."""
+    if not name or len(name) >= IFNAMSIZ or "/" in name or name in (".", "..") or any(
+        c.isspace() or c == ":" for c in name
+    ):
+        raise PortError(
+            f"bad port name {name!r}: 1-15 characters, no spaces, '/' or ':'"
+        )
+    return name
+
+
+def check_options(kind: PortKind, options: Mapping[str, str], allowed: set[str]) -> None:
+    unknown = sorted(set(options) - allowed)
+    if unknown:
+        allowed_text = ", ".join(sorted(allowed)) or "none"
+        raise PortError(
+            f"{kind.value} port: unknown option(s) {', '.join(unknown)} (allowed: {allowed_text})"
+        )
+
+
+class Port:
+    """Base of every port. ``fileno()`` is -1 for ports that are not read by the loop."""
+
+    kind: PortKind
+
+    def __init__(self, name: str, options: Mapping[str, str]) -> None:
+        self.name = check_name(name)
+        self.options = dict(options)
+        self.stats = PortStats()
+        self.bridge = ""  # set by the daemon when the port joins a bridge
+        self.ofport = 0
+
+    def fileno(self) -> int:
+        return -1
+
+    def receive(self) -> list[bytes]:
+        return []
+
+    def send(self, frame: bytes) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release what the port holds (sockets, tap devices)."""
+
+    def describe(self) -> dict[str, object]:
+        return {"name": self.name, "type": self.kind.value, "options": dict(self.options)}
+
+
+class SystemPort(Port):
+    """An existing Linux interface, read and written through an AF_PACKET raw socket."""
+
+    kind = PortKind.SYSTEM
+
+    def __init__(self, name: str, options: Mapping[str, str]) -> None:
+        super().__init__(name, options)
+        check_options(self.kind, options, set())
+        try:
+            ifindex = socket.if_nametoindex(name)
+        except OSError:
+            raise PortError(f"system port {name!r}: no such network interface") from None
+        # Protocol 0 at creation, ETH_P_ALL at bind: otherwise the socket queues frames of
+        # every interface in the namespace between socket() and bind().
+        sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _SOCKET_BUFFER)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _SOCKET_BUFFER)
+            self._filter_outgoing = True
+            try:
+                sock.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
+                self._filter_outgoing = False
+            except OSError:
+                pass  # old kernel: recvfrom and skip PACKET_OUTGOING ourselves
+            # A switch port must see frames for every MAC (a real NIC filters the others).
+            sock.setsockopt(SOL_PACKET, PACKET_ADD_MEMBERSHIP,
+                            struct.pack("iHH8s", ifindex, PACKET_MR_PROMISC, 0, b""))
+            sock.bind((name, ETH_P_ALL))
+            sock.setblocking(False)
+        except OSError as exc:
+            sock.close()
+            raise PortError(f"system port {name!r}: cannot open AF_PACKET socket: {exc}") from None
+        self._sock = sock
+        self.refused_offloads = netdev.disable_offloads(name)
+        # Frames longer than this are GSO/GRO super-frames from a sender with offloads on.
+        self.max_frame = netdev.interface_mtu(name) + 18
+
+    def fileno(self) -> int:
+        return self._sock.fileno()
+
+    def receive(self) -> list[bytes]:
+        frames: list[bytes] = []
+        if self._filter_outgoing:
+            recvfrom = self._sock.recvfrom
+            for _ in range(BURST):
+                try:
+                    frame, addr = recvfrom(_RECV_SIZE)
+                except BlockingIOError:
+                    break
+                if addr[2] != PACKET_OUTGOING:
+                    frames.append(frame)
+            return frames
+        recv = self._sock.recv
+        for _ in range(BURST):
+            try:
+                frames.append(recv(_RECV_SIZE))
+            except BlockingIOError:
+                break
+        return frames
+
+    def send(self, frame: bytes) -> None:
+        try:
+            self._sock.send(frame)
+        except (BlockingIOError, OSError) as exc:
+            if isinstance(exc, BlockingIOError) or exc.errno in (errno.ENOBUFS, errno.EMSGSIZE,
+                                                                 errno.ENETDOWN, errno.ENXIO):
+                self.stats.tx_dropped += 1
+                return
+            raise
+        self.stats.tx_packets += 1
+        self.stats.tx_bytes += len(frame)
+
+    def close(self) -> None:
+        self._sock.close()
+
+
+class InternalPort(Port):
+    """A tap device made by the daemon so the host can have an address on the bridge.
+
+    Like Open vSwitch's internal ports it starts administratively down. It is not persistent:
+    closing the file descriptor (port deletion, daemon exit, even a crash) removes the device.
+    """
+
+    kind = PortKind.INTERNAL
+
+    def __init__(self, name: str, options: Mapping[str, str]) -> None:
+        super().__init__(name, options)
+        check_options(self.kind, options, set())
+        with contextlib.suppress(OSError):
+            socket.if_nametoindex(name)
+            raise PortError(f"internal port {name!r}: an interface of that name already exists")
+        try:
+            fd = os.open("/dev/net/tun", os.O_RDWR | os.O_CLOEXEC)
+        except OSError as exc:
+            raise PortError(f"internal port {name!r}: cannot open /dev/net/tun: {exc}") from None
+        try:
+            fcntl.ioctl(fd, TUNSETIFF, struct.pack("16sH", name.encode(), IFF_TAP | IFF_NO_PI))
+        except OSError as exc:
+            os.close(fd)
+            raise PortError(f"internal port {name!r}: cannot create tap device: {exc}") from None
+        os.set_blocking(fd, False)
+        self._fd = fd
+
+    def fileno(self) -> int:
+        return self._fd
+
+    def receive(self) -> list[bytes]:
+        frames: list[bytes] = []
+        read = os.read
+        for _ in range(BURST):
+            try:
+                frames.append(read(self._fd, _RECV_SIZE))
+            except BlockingIOError:
+                break
+        return frames
+
+    def send(self, frame: bytes) -> None:
+        try:
+            os.write(self._fd, frame)
+        except OSError as exc:
+            # EIO while the device is down, EAGAIN when its queue is full: a drop, as on a NIC
+            if exc.errno not in (errno.EIO, errno.EAGAIN, errno.EINVAL, errno.ENOBUFS):
+                raise
+            self.stats.tx_dropped += 1
+            return
+        self.stats.tx_packets += 1
+        self.stats.tx_bytes += len(frame)
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
+class PatchPort(Port):
+    """One end of an in-process link between two bridges (``options:peer=<other port>``).
+
+    Output to it re-enters the peer's bridge with the peer as in_port; the daemon does that,
+    because only it knows the peer (which may be added later than this end).
+    """
+
+    kind = PortKind.PATCH
+
+    def __init__(self, name: str, options: Mapping[str, str]) -> None:
+        super().__init__(name, options)
+        check_options(self.kind, options, {"peer"})
+        peer = options.get("peer", "")
+        if not peer:
+            raise PortError(f"patch port {name!r}: options:peer=<port name> is required")
+        if peer == name:
+            raise PortError(f"patch port {name!r}: cannot be its own peer")
+        self.peer = peer
+
+    def send(self, frame: bytes) -> None:  # the daemon routes patch output itself
+        raise PortError(f"patch port {self.name!r}: frames cross it in the daemon")

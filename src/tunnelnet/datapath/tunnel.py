@@ -1,0 +1,344 @@
+"""Tunnel ports (VXLAN, GRE) and the sockets all of them share.
+
+Receiving: one UDP socket per VXLAN destination port (4789 unless a port says otherwise) and
+one raw IPv4 socket for protocol 47 serve every tunnel port of the daemon. A packet is handed
+to the port whose ``remote_ip`` is its outer source and whose fixed key equals its VNI/key, or
+else to that peer's ``key=flow`` port; anything else is dropped and counted by reason, with no
+per-packet slow path (one dict lookup decides).
+
+Sending VXLAN: through a raw IPPROTO_UDP socket. The kernel still writes the outer IPv4
+header (source address, routing, TTL, DF), we write the UDP header, so the UDP source port can
+be the hash of the inner flow that RFC 7348 section 5 asks for (ECMP entropy: one inner flow
+keeps one port). A bound UDP socket cannot vary its source port per packet; a pool of sockets
+bound to hashed ports would need one descriptor per port value and more code. The raw socket
+would also get a copy of every UDP packet the host receives, so a one-instruction BPF filter
+("drop all") is attached to it. The UDP checksum is zero, as RFC 7348 recommends for IPv4.
+
+Sending GRE: the same raw protocol-47 socket (the kernel adds IPv4; this kernel has no GRE
+module, so there is nothing else to use). The GRE key is always sent (key 0 when the port
+has none), so a port's overhead is fixed.
+
+MTU: a frame is encapsulated only if the outer IPv4 packet fits the underlay MTU towards the
+remote (read from the route with IP_MTU on a connected socket, refreshed periodically); else it
+is dropped, counted as ``mtu_exceeded`` and logged (rate-limited) - never fragmented, never
+silently lost. DF is set on the outer packet as Open vSwitch does.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import ipaddress
+import logging
+import socket
+import struct
+from collections.abc import Callable, Mapping
+from typing import Final
+
+from tunnelnet.datapath.errors import PortError
+from tunnelnet.datapath.loop import EventLoop
+from tunnelnet.datapath.ports import BURST, Port, PortKind, check_options
+from tunnelnet.packet import udp
+from tunnelnet.packet.errors import PacketError
+from tunnelnet.packet.fields import IPPROTO_GRE, VXLAN_PORT
+from tunnelnet.packet.tunnel import (
+    gre_decap_packet,
+    gre_payload,
+    source_port,
+    vxlan_decap_payload,
+    vxlan_payload,
+)
+
+log = logging.getLogger(__name__)
+
+IPV4_HEADER: Final = 20
+# Bytes around the inner frame in the outer IP packet (the MTU counts from the IP header):
+# VXLAN IPv4 20 + UDP 8 + VXLAN 8; GRE IPv4 20 + GRE 4 + key 4 (we always send the key).
+VXLAN_EXTRA: Final = 36
+GRE_EXTRA: Final = 28
+
+IP_PKTINFO: Final = 8  # not exported by every Python build's socket module
+IP_MTU: Final = 14
+IP_MTU_DISCOVER: Final = 10
+IP_PMTUDISC_DO: Final = 2
+SO_ATTACH_FILTER: Final = 26
+_RECV_SIZE: Final = 65535
+_SOCKET_BUFFER: Final = 4 << 20
+
+# Drop reasons counted by the endpoint (shown by `ofctl dump-drops`).
+UNKNOWN_PEER: Final = "unknown_tunnel_peer"
+UNKNOWN_KEY: Final = "unknown_tunnel_key"
+BAD_PACKET: Final = "bad_tunnel_packet"
+
+Deliver = Callable[["TunnelPort", bytes, int, int, int], None]  # port, frame, tun_id, src, dst
+
+
+def _addr_int(text: str) -> int:
+    return int.from_bytes(socket.inet_aton(text), "big")
+
+
+def _ipv4(text: str, what: str) -> int:
+    try:
+        return int(ipaddress.IPv4Address(text))
+    except ValueError:
+        raise PortError(f"{what}: {text!r} is not an IPv4 address") from None
+
+
+class TunnelPort(Port):
+    """A VXLAN or GRE port: ``remote_ip`` (required), ``local_ip``, ``key`` (a number or
+    ``flow``), ``dst_port`` (VXLAN)."""
+
+    def __init__(self, kind: PortKind, name: str, options: Mapping[str, str]) -> None:
+        super().__init__(name, options)
+        self.kind = kind
+        allowed = {"remote_ip", "local_ip", "key"} | ({"dst_port"} if kind is PortKind.VXLAN
+                                                        else set())
+        check_options(kind, options, allowed)
+        label = f"{kind.value} port {name!r}"
+        remote = options.get("remote_ip", "")
+        if not remote:
+            raise PortError(f"{label}: options:remote_ip=<IPv4 address> is required")
+        if remote == "flow":
+            raise PortError(f"{label}: remote_ip=flow is not supported; give the peer's address")
+        self.remote_ip = remote
+        self.remote = _ipv4(remote, f"{label} remote_ip")
+        self.local_ip = options.get("local_ip") or None
+        if self.local_ip is not None:
+            _ipv4(self.local_ip, f"{label} local_ip")
+        key_bits = 24 if kind is PortKind.VXLAN else 32
+        key_text = options.get("key")
+        self.key: int | None  # None = taken from the flow (set_tunnel / tun_id)
+        if key_text == "flow":
+            self.key = None
+        else:
+            try:
+                self.key = int(key_text or "0", 0)
+            except ValueError:
+                raise PortError(f"{label}: key {key_text!r} is neither a number nor 'flow'"
+                                ) from None
+            if not 0 <= self.key < 1 << key_bits:
+                raise PortError(f"{label}: key {self.key} does not fit {key_bits} bits")
+        self.dst_port = VXLAN_PORT
+        if "dst_port" in options:
+            try:
+                self.dst_port = int(options["dst_port"])
+            except ValueError:
+                self.dst_port = -1
+            if not 0 < self.dst_port < 65536:
+                raise PortError(f"{label}: dst_port {options['dst_port']!r} is not a UDP port")
+        self.overhead = VXLAN_EXTRA if kind is PortKind.VXLAN else GRE_EXTRA
+        self.underlay_mtu = 1500
+        self.tun_dst = 0  # our address towards the peer (tun_dst of what we receive)
+        self._sockaddr = (remote, 0)
+        self._pktinfo = (
+            [(socket.IPPROTO_IP, IP_PKTINFO,
+              struct.pack("=I4s4s", 0, socket.inet_aton(self.local_ip), b"\0" * 4))]
+            if self.local_ip else None
+        )
+        self.refresh_route()
+
+    @property
+    def demux_key(self) -> tuple[PortKind, int, int, int | None]:
+        port = self.dst_port if self.kind is PortKind.VXLAN else 0
+        return (self.kind, port, self.remote, self.key)
+
+    def refresh_route(self) -> None:
+        """Our source address and the path MTU towards the peer, as the routing table says."""
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            try:
+                if self.local_ip:
+                    probe.bind((self.local_ip, 0))
+                probe.connect((self.remote_ip, self.dst_port))
+                self.underlay_mtu = probe.getsockopt(socket.IPPROTO_IP, IP_MTU)
+                self.tun_dst = int(ipaddress.IPv4Address(probe.getsockname()[0]))
+            except OSError as exc:  # no route yet: keep trying; sends fail and are counted
+                log.debug("%s: no route to %s yet: %s", self.name, self.remote_ip, exc)
+
+    def describe(self) -> dict[str, object]:
+        info = super().describe()
+        info["underlay_mtu"] = self.underlay_mtu
+        return info
+
+
+def _drop_all_filter(sock: socket.socket) -> None:
+    """Attach classic BPF `ret #0`: this socket only sends; the kernel must not queue copies."""
+    insn = struct.pack("HBBI", 0x06, 0, 0, 0)  # BPF_RET | BPF_K, k = 0 bytes accepted
+    program = ctypes.create_string_buffer(insn)
+    fprog = struct.pack("HL", 1, ctypes.addressof(program))
+    sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
+
+
+class TunnelEndpoint:
+    """The shared tunnel sockets of one daemon and the table that demultiplexes onto ports."""
+
+    def __init__(self, loop: EventLoop, deliver: Deliver) -> None:
+        self._loop = loop
+        self._deliver = deliver
+        self._ports: dict[tuple[PortKind, int, int, int | None], TunnelPort] = {}
+        self._vxlan_rx: dict[int, socket.socket] = {}  # dst_port -> bound UDP socket
+        self._vxlan_tx: socket.socket | None = None
+        self._gre: socket.socket | None = None
+        self.drops: dict[str, int] = {}
+
+    # --- configuration -------------------------------------------------------------------
+
+    def add(self, port: TunnelPort) -> None:
+        other = self._ports.get(port.demux_key)
+        if other is not None:
+            key = "flow" if port.key is None else port.key
+            raise PortError(
+                f"{port.kind.value} port {port.name!r}: port {other.name!r} already receives "
+                f"from {port.remote_ip} with key {key}"
+            )
+        if port.kind is PortKind.VXLAN:
+            if port.dst_port not in self._vxlan_rx:
+                self._vxlan_rx[port.dst_port] = self._open_vxlan_rx(port.dst_port)
+            if self._vxlan_tx is None:
+                self._vxlan_tx = self._open_raw(socket.IPPROTO_UDP)
+                _drop_all_filter(self._vxlan_tx)
+        elif self._gre is None:
+            self._gre = self._open_raw(IPPROTO_GRE)
+            self._loop.add_reader(self._gre, self._receive_gre)
+        self._ports[port.demux_key] = port
+
+    def remove(self, port: TunnelPort) -> None:
+        if self._ports.get(port.demux_key) is not port:
+            return
+        del self._ports[port.demux_key]
+        kinds = {p.kind for p in self._ports.values()}
+        vxlan_ports = {p.dst_port for p in self._ports.values() if p.kind is PortKind.VXLAN}
+        for dst_port in [d for d in self._vxlan_rx if d not in vxlan_ports]:
+            sock = self._vxlan_rx.pop(dst_port)
+            self._loop.remove_reader(sock)
+            sock.close()
+        if PortKind.VXLAN not in kinds and self._vxlan_tx is not None:
+            self._vxlan_tx.close()
+            self._vxlan_tx = None
+        if PortKind.GRE not in kinds and self._gre is not None:
+            self._loop.remove_reader(self._gre)
+            self._gre.close()
+            self._gre = None
+
+    def close(self) -> None:
+        for port in list(self._ports.values()):
+            self.remove(port)
+
+    def refresh_routes(self) -> None:
+        for port in self._ports.values():
+            port.refresh_route()
+
+    def _open_vxlan_rx(self, dst_port: int) -> socket.socket:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _SOCKET_BUFFER)
+            sock.bind(("0.0.0.0", dst_port))
+        except OSError as exc:
+            sock.close()
+            raise PortError(f"cannot listen for VXLAN on UDP port {dst_port}: {exc}") from None
+        sock.setblocking(False)
+        self._loop.add_reader(sock, lambda: self._receive_vxlan(sock))
+        return sock
+
+    def _open_raw(self, proto: int) -> socket.socket:
+        try:
+            sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, proto)
+        except OSError as exc:
+            raise PortError(f"cannot open a raw IP socket for protocol {proto}: {exc}") from None
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _SOCKET_BUFFER)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _SOCKET_BUFFER)
+        sock.setsockopt(socket.IPPROTO_IP, IP_MTU_DISCOVER, IP_PMTUDISC_DO)
+        sock.setblocking(False)
+        return sock
+
+    # --- receive -------------------------------------------------------------------------
+
+    def _drop(self, reason: str) -> None:
+        self.drops[reason] = self.drops.get(reason, 0) + 1
+
+    def _receive_vxlan(self, sock: socket.socket) -> None:
+        dst_port = sock.getsockname()[1]
+        ports = self._ports
+        recvfrom = sock.recvfrom
+        for _ in range(BURST):
+            try:
+                data, (src_ip, _sport) = recvfrom(_RECV_SIZE)
+            except BlockingIOError:
+                return
+            try:
+                vni, inner = vxlan_decap_payload(data)
+            except PacketError:
+                self._drop(BAD_PACKET)
+                continue
+            src = _addr_int(src_ip)
+            port = ports.get((PortKind.VXLAN, dst_port, src, vni)) or ports.get(
+                (PortKind.VXLAN, dst_port, src, None)
+            )
+            if port is None:
+                self._drop_unknown(PortKind.VXLAN, dst_port, src)
+                continue
+            self._deliver(port, bytes(inner), vni, src, port.tun_dst)
+
+    def _receive_gre(self) -> None:
+        assert self._gre is not None
+        ports = self._ports
+        recvfrom = self._gre.recvfrom
+        for _ in range(BURST):
+            try:
+                data, (src_ip, _) = recvfrom(_RECV_SIZE)
+            except BlockingIOError:
+                return
+            try:
+                key, inner = gre_decap_packet(data)
+            except PacketError:
+                self._drop(BAD_PACKET)
+                continue
+            src = _addr_int(src_ip)
+            port = ports.get((PortKind.GRE, 0, src, key)) or ports.get(
+                (PortKind.GRE, 0, src, None)
+            )
+            if port is None:
+                self._drop_unknown(PortKind.GRE, 0, src)
+                continue
+            self._deliver(port, bytes(inner), key, src, port.tun_dst)
+
+    def _drop_unknown(self, kind: PortKind, dst_port: int, src: int) -> None:
+        known_peer = any(k[0] is kind and k[1] == dst_port and k[2] == src for k in self._ports)
+        self._drop(UNKNOWN_KEY if known_peer else UNKNOWN_PEER)
+
+    # --- send ----------------------------------------------------------------------------
+
+    def send(self, port: TunnelPort, frame: bytes, tun_id: int) -> str | None:
+        """Encapsulate and send; returns a drop reason, or None when the packet left."""
+        if len(frame) + port.overhead > port.underlay_mtu:
+            return "mtu_exceeded"
+        key = port.key if port.key is not None else tun_id
+        try:
+            if port.kind is PortKind.VXLAN:
+                sock = self._vxlan_tx
+                payload = udp.build(udp.Udp(source_port(frame), port.dst_port, checksum=0),
+                                    vxlan_payload(frame, key & 0xFFFFFF))
+            else:
+                sock = self._gre
+                payload = gre_payload(frame, key & 0xFFFFFFFF)
+        except PacketError:
+            return "encap_failed"
+        if sock is None:
+            return "no_tunnel_socket"
+        try:
+            if port._pktinfo is None:
+                sock.sendto(payload, port._sockaddr)
+            else:
+                sock.sendmsg([payload], port._pktinfo, 0, port._sockaddr)
+        except BlockingIOError:
+            return "tx_queue_full"
+        except OSError as exc:
+            if exc.errno == errno.EMSGSIZE:  # the route's MTU shrank since the last refresh
+                port.refresh_route()
+                return "mtu_exceeded"
+            if exc.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH, errno.ENOBUFS,
+                             errno.EHOSTDOWN, errno.ENETDOWN, errno.EINVAL, errno.EPERM):
+                return "tunnel_send_failed"
+            raise
+        port.stats.tx_packets += 1
+        port.stats.tx_bytes += len(frame)
+        return None
