@@ -1,0 +1,33 @@
+"""`tunnelnet server`: the controller (REST API, store, watch stream)."""
+
+from __future__ import annotations
+
+import click
+
+from tunnelnet.server import config as server_config
+
+
+@click.command()
+@click.option("--db", envvar="TUNNELNET_DB", help="SQLite database file [env TUNNELNET_DB].")
+@click.option(
+    "--listen",
+    envvar="TUNNELNET_LISTEN",
+    help="HOST:PORT to serve on (default 127.0.0.1:9696; port 0 picks one) [env TUNNELNET_LISTEN].",
+)
+@click.option(
+    "--config",
+    "config_file",
+    envvar="TUNNELNET_CONFIG",
+    type=click.Path(dir_okay=False),
+    help="TOML settings file [env TUNNELNET_CONFIG].",
+)
+def cli(db: str | None, listen: str | None, config_file: str | None) -> None:
+    """Run the controller: tenants, networks, subnets, ports and agents over HTTP.
+
+    The admin token comes from TUNNELNET_ADMIN_TOKEN or the config file; without one, a token
+    is generated and written next to the database (DB.admin-token, mode 0600).
+    """
+    from tunnelnet.server.runner import serve
+
+    config = server_config.load(config_file, db=db, listen=listen)
+    serve(config)

@@ -1,0 +1,224 @@
+"""A small typed client of the controller's REST API (used by the CLI, the agent and the lab).
+
+Resources come back as the API's JSON objects (dicts with Neutron's field names). Every failure
+is a ClientError subclass carrying the API's error type and message, so callers can act on
+`error_type` (`IpAddressGenerationFailure`, ...) and the CLI prints one line.
+"""
+
+from __future__ import annotations
+
+import builtins
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from types import TracebackType
+from typing import Any
+
+import httpx
+
+from tunnelnet.errors import TunnelnetError
+from tunnelnet.server.events import WatchEvent
+
+Resource = dict[str, Any]
+DEFAULT_URL = "http://127.0.0.1:9696"
+REVISION_HEADER = "X-Tunnelnet-Revision"
+PLURALS = {
+    "network": "networks",
+    "subnet": "subnets",
+    "port": "ports",
+    "agent": "agents",
+    "project": "projects",
+}
+
+
+class ClientError(TunnelnetError):
+    """The API answered with an error, or could not be reached."""
+
+    def __init__(self, message: str, status: int = 0, error_type: str = "ConnectionError"):
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.error_type = error_type
+
+    def __str__(self) -> str:
+        if self.status:
+            return f"{self.message} ({self.error_type}, HTTP {self.status})"
+        return self.message
+
+
+class NotFoundError(ClientError):
+    """HTTP 404: no such resource (or one of another project)."""
+
+
+class ConflictError(ClientError):
+    """HTTP 409: in use, taken, exhausted."""
+
+
+def _query(filters: Mapping[str, Any]) -> list[tuple[str, str]]:
+    out: list[tuple[str, str]] = []
+    for key, value in filters.items():
+        values = value if isinstance(value, list | tuple) else [value]
+        for item in values:
+            if isinstance(item, bool):
+                out.append((key, "true" if item else "false"))
+            elif item is not None:
+                out.append((key, str(item)))
+    return out
+
+
+class Client:
+    def __init__(
+        self,
+        url: str | None = None,
+        token: str | None = None,
+        timeout: float = 30.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.url = (url or os.environ.get("TUNNELNET_URL") or DEFAULT_URL).rstrip("/")
+        self.token = token if token is not None else os.environ.get("TUNNELNET_TOKEN", "")
+        headers = {"X-Auth-Token": self.token} if self.token else {}
+        self._http = httpx.Client(
+            base_url=self.url, headers=headers, timeout=timeout, transport=transport
+        )
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    # -- transport --------------------------------------------------------------------------
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        params: Sequence[tuple[str, str]] = (),
+    ) -> httpx.Response:
+        try:
+            response = self._http.request(
+                method, path, json=body, params=list(params) if params else None
+            )
+        except httpx.HTTPError as exc:
+            raise ClientError(f"cannot reach the controller at {self.url}: {exc}") from None
+        if response.status_code >= 400:
+            raise _error(response)
+        return response
+
+    # -- generic resource calls ------------------------------------------------------------
+
+    def list_with_revision(self, resource: str, **filters: Any) -> tuple[list[Resource], int]:
+        """Resources and the revision they were read at (watch from it: no gap, no miss)."""
+        plural = PLURALS[resource]
+        response = self.request("GET", f"/v2.0/{plural}", params=_query(filters))
+        items: list[Resource] = response.json()[plural]
+        return items, int(response.headers.get(REVISION_HEADER, "0"))
+
+    def list(self, resource: str, **filters: Any) -> list[Resource]:
+        return self.list_with_revision(resource, **filters)[0]
+
+    def show(self, resource: str, resource_id: str) -> Resource:
+        response = self.request("GET", f"/v2.0/{PLURALS[resource]}/{resource_id}")
+        item: Resource = response.json()[resource]
+        return item
+
+    def create(self, resource: str, **fields: Any) -> Resource:
+        body = {resource: {k: v for k, v in fields.items() if v is not None}}
+        response = self.request("POST", f"/v2.0/{PLURALS[resource]}", body)
+        item: Resource = response.json()[resource]
+        return item
+
+    def update(self, resource: str, resource_id: str, **fields: Any) -> Resource:
+        body = {resource: fields}
+        response = self.request("PUT", f"/v2.0/{PLURALS[resource]}/{resource_id}", body)
+        item: Resource = response.json()[resource]
+        return item
+
+    def delete(self, resource: str, resource_id: str) -> None:
+        self.request("DELETE", f"/v2.0/{PLURALS[resource]}/{resource_id}")
+
+    # -- what agents and the lab need ---------------------------------------------------------
+
+    def register_agent(
+        self,
+        host: str,
+        tunneling_ip: str | None = None,
+        tunnel_types: Sequence[str] = ("vxlan",),
+        bridge_mappings: Mapping[str, str] | None = None,
+        l2_population: bool = False,
+        arp_responder_enabled: bool = False,
+        agent_type: str = "Open vSwitch agent",
+    ) -> Resource:
+        conf: dict[str, Any] = {
+            "tunnel_types": list(tunnel_types),
+            "bridge_mappings": dict(bridge_mappings or {}),
+            "l2_population": l2_population,
+            "arp_responder_enabled": arp_responder_enabled,
+        }
+        if tunneling_ip is not None:
+            conf["tunneling_ip"] = tunneling_ip
+        return self.create("agent", host=host, agent_type=agent_type, configurations=conf)
+
+    def heartbeat(self, agent_id: str, configurations: Mapping[str, Any] | None = None) -> Resource:
+        body = {"agent": {} if configurations is None else {"configurations": configurations}}
+        response = self.request("POST", f"/v2.0/agents/{agent_id}/heartbeat", body)
+        item: Resource = response.json()["agent"]
+        return item
+
+    def set_port_status(self, port_id: str, status: str) -> Resource:
+        return self.update("port", port_id, status=status)
+
+    def l2population(
+        self, network_id: str | None = None, host: str | None = None
+    ) -> tuple[builtins.list[Resource], int]:
+        response = self.request(
+            "GET", "/v2.0/l2population", params=_query({"network_id": network_id, "host": host})
+        )
+        items: builtins.list[Resource] = response.json()["l2population"]
+        return items, int(response.headers.get(REVISION_HEADER, "0"))
+
+    def create_token(self, project: str | None = None, role: str = "project") -> Resource:
+        """A new project (or agent) token; the secret is in `id` and is shown only now."""
+        body: dict[str, Any] = {"token": {"role": role}}
+        if project is not None:
+            body["token"]["project"] = project
+        item: Resource = self.request("POST", "/v2.0/tokens", body).json()["token"]
+        return item
+
+    def watch(
+        self, since: int | None = None, timeout: float | None = None, read_timeout: float = 60.0
+    ) -> Iterator[WatchEvent]:
+        """Events after `since` as they happen; ends after `timeout` seconds, on `resync`,
+        or when the connection drops (ClientError). Resume with the last revision seen."""
+        params: builtins.list[tuple[str, str | int | float | bool | None]] = list(
+            _query({"since": since, "timeout": timeout})
+        )
+        limits = httpx.Timeout(10.0, read=read_timeout)
+        try:
+            with self._http.stream("GET", "/v2.0/watch", params=params, timeout=limits) as resp:
+                if resp.status_code >= 400:
+                    resp.read()
+                    raise _error(resp)
+                for line in resp.iter_lines():
+                    if line:
+                        yield WatchEvent.decode(line)
+        except httpx.HTTPError as exc:
+            raise ClientError(f"watch stream from {self.url} broke: {exc}") from None
+
+
+def _error(response: httpx.Response) -> ClientError:
+    try:
+        error = response.json()["error"]
+        error_type, message = str(error["type"]), str(error["message"])
+    except (ValueError, KeyError, TypeError):
+        error_type, message = "HTTPError", response.text[:200] or response.reason_phrase
+    kind = {404: NotFoundError, 409: ConflictError}.get(response.status_code, ClientError)
+    return kind(message, response.status_code, error_type)

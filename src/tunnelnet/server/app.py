@@ -1,0 +1,313 @@
+"""The REST layer: thin FastAPI routes over the service modules, Neutron v2.0 shaped.
+
+Every error leaves as `{"error": {"type", "message"}}`: ours with their own status, FastAPI's
+validation errors (422) as 400 InvalidInput, unknown paths and methods as 404/405, anything
+unexpected as a logged 500 without internals.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable, Sequence
+from enum import Enum
+from typing import Annotated, Any
+
+from fastapi import FastAPI, Header, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from pydantic import BaseModel, ConfigDict, create_model
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from tunnelnet import __version__
+from tunnelnet.server import agents, l2pop, networks, ports, projects, schemas, subnets, watch
+from tunnelnet.server.auth import Caller, authenticate, new_token
+from tunnelnet.server.controller import Controller, list_resource, public, show_resource
+from tunnelnet.server.errors import ApiError
+from tunnelnet.store.base import Doc, StoreError
+
+log = logging.getLogger(__name__)
+REVISION_HEADER = "X-Tunnelnet-Revision"
+Token = Annotated[str | None, Header(alias="X-Auth-Token")]
+Fields = Annotated[list[str] | None, Query(alias="fields")]
+
+
+def _error(status: int, error_type: str, message: str) -> JSONResponse:
+    return JSONResponse({"error": {"type": error_type, "message": message}}, status_code=status)
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    async def api_error(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, ApiError)
+        return _error(exc.status, exc.error_type, exc.message)
+
+    async def invalid(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        parts = []
+        for error in exc.errors():
+            if error.get("type") == "json_invalid":
+                return _error(400, "InvalidInput", "the request body is not valid JSON")
+            loc = [str(p) for p in error.get("loc", ()) if p != "body"]
+            parts.append(f"{'.'.join(loc) or 'body'}: {error.get('msg', 'invalid')}")
+        return _error(400, "InvalidInput", "invalid input for " + "; ".join(parts))
+
+    async def http_error(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        kinds = {404: "NotFound", 405: "MethodNotAllowed", 401: "Unauthorized"}
+        return _error(exc.status_code, kinds.get(exc.status_code, "HTTPError"), str(exc.detail))
+
+    async def store_error(_: Request, exc: Exception) -> Response:
+        log.error("store error: %s", exc)
+        return _error(500, "StoreError", "the controller's store failed; see its log")
+
+    app.add_exception_handler(ApiError, api_error)
+    app.add_exception_handler(RequestValidationError, invalid)
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(StoreError, store_error)
+
+
+def _query(request: Request) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for key, value in request.query_params.multi_items():
+        out.setdefault(key, []).append(value)
+    return out
+
+
+def _wrapper(name: str, field: str, inner: type[BaseModel]) -> type[BaseModel]:
+    definitions: dict[str, Any] = {field: (inner, ...)}
+    model: type[BaseModel] = create_model(
+        name, __config__=ConfigDict(extra="forbid"), **definitions
+    )
+    return model
+
+
+def _body(body: BaseModel, field: str) -> dict[str, Any]:
+    inner = getattr(body, field)
+    assert isinstance(inner, BaseModel)
+    return inner.model_dump(by_alias=True, exclude_unset=True, mode="json")
+
+
+def _crud(
+    app: FastAPI,
+    singular: str,
+    plural: str,
+    fields: Sequence[str],
+    create_body: type[BaseModel],
+    update_body: type[BaseModel],
+    do_create: Callable[[Controller, Caller, Any], Doc],
+    do_update: Callable[[Controller, Caller, str, Any], Doc],
+    do_delete: Callable[[Controller, Caller, str], None],
+) -> None:
+    """list / show / create / update / delete of one resource."""
+    path = f"/v2.0/{plural}"
+    title = singular.capitalize()
+
+    def list_(request: Request, token: Token = None) -> Response:
+        ctl, caller = _auth(request, token)
+        docs, revision = list_resource(ctl, caller, singular, _query(request), fields)
+        return JSONResponse({plural: docs}, headers={REVISION_HEADER: str(revision)})
+
+    def show(
+        request: Request, item_id: str, token: Token = None, fields: Fields = None
+    ) -> Response:
+        ctl, caller = _auth(request, token)
+        return JSONResponse({singular: show_resource(ctl, caller, singular, item_id, fields or [])})
+
+    def create(request: Request, body: Any, token: Token = None) -> Response:
+        ctl, caller = _auth(request, token)
+        return JSONResponse({singular: public(do_create(ctl, caller, _body(body, singular)))}, 201)
+
+    def update(request: Request, item_id: str, body: Any, token: Token = None) -> Response:
+        ctl, caller = _auth(request, token)
+        doc = do_update(ctl, caller, item_id, _body(body, singular))
+        return JSONResponse({singular: public(doc)})
+
+    def delete(request: Request, item_id: str, token: Token = None) -> Response:
+        ctl, caller = _auth(request, token)
+        do_delete(ctl, caller, item_id)
+        return Response(status_code=204)
+
+    # the body models are only known here; FastAPI reads them from the annotations
+    create.__annotations__["body"] = _wrapper(f"{title}CreateRequest", singular, create_body)
+    update.__annotations__["body"] = _wrapper(f"{title}UpdateRequest", singular, update_body)
+    tags: list[str | Enum] = [plural]
+    app.get(path, tags=tags, summary=f"List {plural}")(list_)
+    app.post(path, tags=tags, status_code=201, summary=f"Create a {singular}")(create)
+    app.get(f"{path}/{{item_id}}", tags=tags, summary=f"Show a {singular}")(show)
+    app.put(f"{path}/{{item_id}}", tags=tags, summary=f"Update a {singular}")(update)
+    app.delete(f"{path}/{{item_id}}", tags=tags, status_code=204, summary=f"Delete a {singular}")(
+        delete
+    )
+
+
+def _auth(request: Request, token: str | None) -> tuple[Controller, Caller]:
+    ctl: Controller = request.app.state.ctl
+    with ctl.store.read() as txn:
+        caller = authenticate(txn, ctl.config.admin_token, ctl.config.agent_token, token)
+    return ctl, caller
+
+
+def _agent_routes(app: FastAPI) -> None:
+    tags: list[str | Enum] = ["agents"]
+    register_body = _wrapper("AgentRegisterRequest", "agent", schemas.AgentRegister)
+    update_body = _wrapper("AgentUpdateRequest", "agent", schemas.AgentUpdate)
+    heartbeat_body = _wrapper("AgentHeartbeatRequest", "agent", schemas.AgentHeartbeat)
+
+    @app.get("/v2.0/agents", tags=tags, summary="List agents (admin, agent)")
+    def list_agents(request: Request, token: Token = None) -> Response:
+        ctl, caller = _auth(request, token)
+        caller.require_admin_or_agent("listing agents")
+        docs, revision = list_resource(
+            ctl, caller, "agent", _query(request), agents.FIELDS, lambda d: agents.view(ctl, d)
+        )
+        return JSONResponse({"agents": docs}, headers={REVISION_HEADER: str(revision)})
+
+    @app.get("/v2.0/agents/{item_id}", tags=tags, summary="Show an agent (admin, agent)")
+    def show_agent(
+        request: Request, item_id: str, token: Token = None, fields: Fields = None
+    ) -> Response:
+        ctl, caller = _auth(request, token)
+        caller.require_admin_or_agent("showing an agent")
+        doc = show_resource(
+            ctl, caller, "agent", item_id, fields or [], lambda d: agents.view(ctl, d)
+        )
+        return JSONResponse({"agent": doc})
+
+    def register(request: Request, body: Any, token: Token = None) -> Response:
+        ctl, caller = _auth(request, token)
+        doc, created = agents.register(ctl, caller, _body(body, "agent"))
+        return JSONResponse({"agent": doc}, 201 if created else 200)
+
+    def heartbeat(
+        request: Request, item_id: str, body: Any = None, token: Token = None
+    ) -> Response:
+        ctl, caller = _auth(request, token)
+        data = _body(body, "agent") if body is not None else {}
+        return JSONResponse({"agent": agents.heartbeat(ctl, caller, item_id, data)})
+
+    def update(request: Request, item_id: str, body: Any, token: Token = None) -> Response:
+        ctl, caller = _auth(request, token)
+        return JSONResponse({"agent": agents.update(ctl, caller, item_id, _body(body, "agent"))})
+
+    @app.delete("/v2.0/agents/{item_id}", tags=tags, status_code=204, summary="Delete an agent")
+    def delete_agent(request: Request, item_id: str, token: Token = None) -> Response:
+        ctl, caller = _auth(request, token)
+        agents.delete(ctl, caller, item_id)
+        return Response(status_code=204)
+
+    register.__annotations__["body"] = register_body
+    heartbeat.__annotations__["body"] = heartbeat_body | None
+    update.__annotations__["body"] = update_body
+    app.post(
+        "/v2.0/agents",
+        tags=tags,
+        status_code=201,
+        summary="Register an agent (or refresh it on restart; 200 then)",
+    )(register)
+    app.post(
+        "/v2.0/agents/{item_id}/heartbeat", tags=tags, summary="Report that an agent is alive"
+    )(heartbeat)
+    app.put("/v2.0/agents/{item_id}", tags=tags, summary="Update an agent (admin)")(update)
+
+
+def _other_routes(app: FastAPI) -> None:
+    token_body = _wrapper("TokenCreateRequest", "token", schemas.TokenCreate)
+
+    @app.get("/", tags=["versions"], summary="API versions (no token needed)")
+    def versions() -> dict[str, Any]:
+        return {"versions": [{"id": "v2.0", "status": "CURRENT", "tunnelnet": __version__}]}
+
+    def create_token(request: Request, body: Any, token: Token = None) -> Response:
+        ctl, caller = _auth(request, token)
+        doc = projects.create_token(ctl, caller, _body(body, "token"), new_token())
+        return JSONResponse({"token": doc}, 201)
+
+    create_token.__annotations__["body"] = token_body
+    app.post("/v2.0/tokens", tags=["tokens"], status_code=201, summary="Create a token (admin)")(
+        create_token
+    )
+
+    @app.delete("/v2.0/tokens/{secret}", tags=["tokens"], status_code=204, summary="Revoke")
+    def delete_token(request: Request, secret: str, token: Token = None) -> Response:
+        ctl, caller = _auth(request, token)
+        projects.delete_token(ctl, caller, secret)
+        return Response(status_code=204)
+
+    @app.get("/v2.0/l2population", tags=["agents"], summary="Ports per host per network")
+    def l2population(
+        request: Request,
+        token: Token = None,
+        network_id: str | None = None,
+        host: str | None = None,
+    ) -> Response:
+        ctl, caller = _auth(request, token)
+        entries, revision = l2pop.l2population(ctl, caller, network_id, host)
+        return JSONResponse({"l2population": entries}, headers={REVISION_HEADER: str(revision)})
+
+    @app.get(
+        "/v2.0/watch",
+        tags=["watch"],
+        summary="Stream changes after a revision (NDJSON)",
+        response_class=StreamingResponse,
+    )
+    def watch_(
+        request: Request,
+        token: Token = None,
+        since: Annotated[int | None, Query(ge=0)] = None,
+        timeout: Annotated[float | None, Query(gt=0, le=86400)] = None,
+    ) -> Response:
+        ctl, caller = _auth(request, token)
+        return StreamingResponse(
+            watch.stream(ctl, caller, since, timeout), media_type="application/x-ndjson"
+        )
+
+
+async def _housekeeping(ctl: Controller) -> None:
+    """Announces agents that stopped reporting, and trims the change log."""
+    interval = max(0.2, min(5.0, ctl.config.agent_down_time / 3))
+    ticks = 0
+    while True:
+        await asyncio.sleep(interval)
+        ticks += 1
+        try:
+            changed = await asyncio.to_thread(agents.check_liveness, ctl)
+            for agent_id in changed:
+                log.info("agent %s changed liveness", agent_id)
+            if ticks % 12 == 0:
+                await asyncio.to_thread(ctl.store.compact, ctl.config.event_retention)
+        except StoreError as exc:  # keep serving; the next tick retries
+            log.error("housekeeping failed: %s", exc)
+
+
+def create_app(ctl: Controller) -> FastAPI:
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        task = asyncio.create_task(_housekeeping(ctl))
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    app = FastAPI(
+        title="tunnelnet controller",
+        version=__version__,
+        description="Tenants, networks, subnets, ports and agents (OpenStack Networking v2.0 "
+        "shaped), with a watch stream for agents.",
+        lifespan=lifespan,
+    )
+    app.state.ctl = ctl
+    _install_error_handlers(app)
+    _crud(app, "network", "networks", networks.FIELDS, schemas.NetworkCreate,
+          schemas.NetworkUpdate, networks.create, networks.update, networks.delete)  # fmt: skip
+    _crud(app, "subnet", "subnets", subnets.FIELDS, schemas.SubnetCreate,
+          schemas.SubnetUpdate, subnets.create, subnets.update, subnets.delete)  # fmt: skip
+    _crud(app, "port", "ports", ports.FIELDS, schemas.PortCreate,
+          schemas.PortUpdate, ports.create, ports.update, ports.delete)  # fmt: skip
+    _crud(app, "project", "projects", projects.FIELDS, schemas.ProjectCreate,
+          schemas.ProjectUpdate, projects.create, projects.update, projects.delete)  # fmt: skip
+    _agent_routes(app)
+    _other_routes(app)
+    return app

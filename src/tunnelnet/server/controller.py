@@ -1,0 +1,167 @@
+"""The controller's state holder and the helpers every resource module shares.
+
+Plain Python, no HTTP: the REST layer, tests and the lab's in-process simulation all drive the
+same functions. Visibility is decided here once: admin and agents see everything, a project
+only its own, and anything else is reported exactly like a missing id (Neutron does the same,
+so an attacker cannot probe which ids exist).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from tunnelnet.server.auth import Caller, check_project_id
+from tunnelnet.server.config import ServerConfig
+from tunnelnet.server.errors import BadRequest, Forbidden, not_found
+from tunnelnet.store.base import Doc, Store, Txn
+
+# resource name (singular) -> store kind; the REST path is the plural
+KINDS = ("network", "subnet", "port", "agent", "project")
+
+
+@dataclass
+class Controller:
+    store: Store
+    config: ServerConfig
+    clock: Callable[[], float] = field(default=time.time)
+
+    def new_id(self) -> str:
+        return str(uuid.uuid4())
+
+    def now(self) -> str:
+        """A timestamp as Neutron's API writes it (ISO 8601, UTC, seconds)."""
+        return datetime.fromtimestamp(self.clock(), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def public(doc: Doc) -> Doc:
+    """The document without internal keys (they start with `_`)."""
+    return {k: v for k, v in doc.items() if not k.startswith("_")}
+
+
+def visible(caller: Caller, doc: Doc) -> bool:
+    return caller.sees_all or doc.get("project_id") == caller.project_id
+
+
+def get_visible(txn: Txn, caller: Caller, kind: str, doc_id: str) -> Doc:
+    doc = txn.get(kind, doc_id)
+    if doc is None or not visible(caller, doc):
+        raise not_found(kind, doc_id)
+    return doc
+
+
+def owner_project(caller: Caller, data: Mapping[str, Any], default: str | None = None) -> str:
+    """The project a new resource belongs to: the caller's, or any, when admin says so."""
+    given = [data[k] for k in ("project_id", "tenant_id") if data.get(k) is not None]
+    if len(set(given)) > 1:
+        raise BadRequest("project_id and tenant_id differ", "InvalidInput")
+    if given:
+        project = check_project_id(given[0])
+        if project != caller.project_id and not caller.is_admin:
+            raise Forbidden("only admin may create resources for another project")
+        return project
+    if default is not None:
+        return default
+    if caller.project_id is None:
+        raise BadRequest("project_id is required for this token", "InvalidInput")
+    return caller.project_id
+
+
+def _text(value: Any) -> str:
+    # query strings carry text: booleans compare as true/false, null as an empty value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return "" if value is None else str(value)
+
+
+def _matches_fixed_ips(doc: Doc, wanted: Sequence[str]) -> bool:
+    """Neutron's `fixed_ips=ip_address=10.0.0.3` / `fixed_ips=subnet_id=X` filters."""
+    for item in wanted:
+        name, _, value = item.partition("=")
+        if not any(_text(ip.get(name)) == value for ip in doc.get("fixed_ips", [])):
+            return False
+    return True
+
+
+def apply_query(
+    docs: Sequence[Doc],
+    query: Mapping[str, Sequence[str]],
+    resource: str,
+) -> list[Doc]:
+    """Filters (`field=value`, repeated = any of) and `fields=` selection, on public views."""
+    fields = [f for value in query.get("fields", ()) for f in value.split(",") if f]
+    filters = {k: v for k, v in query.items() if k != "fields"}
+    out = []
+    for doc in docs:
+        ok = True
+        for name, values in filters.items():
+            if name == "fixed_ips":
+                ok = _matches_fixed_ips(doc, values)
+            elif name not in doc:
+                ok = False
+            else:
+                text = _text(doc[name])
+                ok = any(
+                    text == v or (isinstance(doc[name], bool) and text == v.lower()) for v in values
+                )
+            if not ok:
+                break
+        if ok:
+            out.append(select(doc, fields) if fields else doc)
+    return out
+
+
+def list_visible(txn: Txn, caller: Caller, kind: str) -> list[Doc]:
+    if caller.sees_all:
+        return txn.list(kind)
+    return txn.list(kind, caller.project_id)
+
+
+def select(doc: Doc, fields: Sequence[str]) -> Doc:
+    return {k: doc[k] for k in fields if k in doc}
+
+
+def check_query(query: Mapping[str, Sequence[str]], allowed: Sequence[str], resource: str) -> None:
+    """Unknown filter names are an error naming them, not an empty (or full) answer."""
+    bad = sorted(set(query) - {*allowed, "fields"})
+    if bad:
+        raise BadRequest(f"unknown {resource} filter(s): {', '.join(bad)}", "InvalidInput")
+    for value in query.get("fields", ()):
+        for name in value.split(","):
+            if name and name not in allowed:
+                raise BadRequest(f"unknown {resource} field {name!r} in fields=", "InvalidInput")
+
+
+def list_resource(
+    ctl: Controller,
+    caller: Caller,
+    kind: str,
+    query: Mapping[str, Sequence[str]],
+    allowed: Sequence[str],
+    view: Callable[[Doc], Doc] = public,
+) -> tuple[list[Doc], int]:
+    """The visible documents of a kind after filters, and the revision they were read at
+    (a client watches from that revision: list-then-watch without a gap)."""
+    check_query(query, allowed, kind)
+    with ctl.store.read() as txn:
+        docs = [view(d) for d in list_visible(txn, caller, kind)]
+        revision = txn.revision
+    return apply_query(docs, query, kind), revision
+
+
+def show_resource(
+    ctl: Controller,
+    caller: Caller,
+    kind: str,
+    doc_id: str,
+    fields: Sequence[str],
+    view: Callable[[Doc], Doc] = public,
+) -> Doc:
+    with ctl.store.read() as txn:
+        doc = view(get_visible(txn, caller, kind, doc_id))
+    wanted = [f for value in fields for f in value.split(",") if f]
+    return select(doc, wanted) if wanted else doc

@@ -1,0 +1,124 @@
+"""Networks: a project's L2 segment, its type and segment id, and its MTU."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tunnelnet.server import ipam, macs, segments
+from tunnelnet.server.auth import Caller
+from tunnelnet.server.controller import Controller, get_visible, owner_project
+from tunnelnet.server.errors import BadRequest, Conflict, Forbidden
+from tunnelnet.server.schemas import NetworkCreate, NetworkUpdate, parse
+from tunnelnet.store.base import Doc
+
+KIND = "network"
+FIELDS = (
+    "id", "name", "description", "project_id", "tenant_id", "admin_state_up", "status", "mtu",
+    "provider:network_type", "provider:physical_network", "provider:segmentation_id",
+    "subnets", "shared", "created_at", "updated_at", "revision_number",
+)  # fmt: skip
+PROVIDER = ("provider:network_type", "provider:physical_network", "provider:segmentation_id")
+
+
+def _check_mtu(ctl: Controller, network_type: str, mtu: int | None) -> int:
+    limit = segments.network_mtu(ctl.config, network_type)
+    if mtu is None:
+        return limit
+    # 68 is the smallest MTU IPv4 must carry (RFC 791); IPv6 needs 1280 but v4 may suffice
+    if not 68 <= mtu <= limit:
+        raise BadRequest(
+            f"mtu {mtu} must be within 68..{limit} for a {network_type} network "
+            f"(underlay MTU {ctl.config.underlay_mtu} minus encapsulation)",
+            "InvalidInput",
+        )
+    return mtu
+
+
+def create(ctl: Controller, caller: Caller, data: Any) -> Doc:
+    model, given = parse(NetworkCreate, data, KIND)
+    asked = [k for k in PROVIDER if given.get(k) is not None]
+    caller.require_writer("creating a network")
+    if asked and not caller.is_admin:
+        raise Forbidden(f"only admin may set {', '.join(asked)}")
+    project = owner_project(caller, given)
+    network_type = model.provider_network_type or ctl.config.tenant_network_types[0]
+    mtu = _check_mtu(ctl, network_type, model.mtu)
+    network_id = ctl.new_id()
+    now = ctl.now()
+    with ctl.store.write() as txn:
+        segment = segments.allocate(
+            txn,
+            ctl.config,
+            network_type,
+            model.provider_physical_network,
+            model.provider_segmentation_id,
+            network_id,
+        )
+        doc: Doc = {
+            "id": network_id,
+            "name": model.name or "",
+            "description": model.description or "",
+            "project_id": project,
+            "tenant_id": project,
+            "admin_state_up": True if model.admin_state_up is None else model.admin_state_up,
+            "status": "ACTIVE",
+            "mtu": mtu,
+            "provider:network_type": segment.network_type,
+            "provider:physical_network": segment.physical_network,
+            "provider:segmentation_id": segment.segmentation_id,
+            "subnets": [],
+            "shared": False,
+            "created_at": now,
+            "updated_at": now,
+            "revision_number": 1,
+        }
+        txn.put(KIND, network_id, doc, project)
+    return doc
+
+
+def update(ctl: Controller, caller: Caller, network_id: str, data: Any) -> Doc:
+    model, given = parse(NetworkUpdate, data, KIND)
+    with ctl.store.write() as txn:
+        doc = get_visible(txn, caller, KIND, network_id)
+        caller.require_writer("updating a network")
+        changed = [k for k in PROVIDER if k in given and given[k] != doc[k]]
+        if changed:
+            raise BadRequest(
+                f"{', '.join(changed)} cannot be changed on an existing network "
+                "(agents have programmed its segment); create a new network",
+                "InvalidInput",
+            )
+        for name in ("name", "description", "admin_state_up"):
+            if given.get(name) is not None:
+                doc[name] = given[name]
+        if "mtu" in given:
+            doc["mtu"] = _check_mtu(ctl, doc["provider:network_type"], model.mtu)
+        doc["updated_at"] = ctl.now()
+        doc["revision_number"] += 1
+        txn.put(KIND, network_id, doc, doc["project_id"])
+    return doc
+
+
+def delete(ctl: Controller, caller: Caller, network_id: str) -> None:
+    with ctl.store.write() as txn:
+        doc = get_visible(txn, caller, KIND, network_id)
+        caller.require_writer("deleting a network")
+        # every port holds a MAC claim on its network, so this counts the ports (any project)
+        ports = txn.count_claims(macs.claim_pool(network_id))
+        if ports:
+            raise Conflict(
+                f"network {network_id} still has {ports} port(s); delete them first",
+                "NetworkInUse",
+            )
+        for subnet_id in doc["subnets"]:
+            ipam.release_subnet(txn, subnet_id)
+            txn.delete("subnet", subnet_id)
+        segments.release(
+            txn,
+            segments.Segment(
+                doc["provider:network_type"],
+                doc["provider:physical_network"],
+                doc["provider:segmentation_id"],
+            ),
+        )
+        txn.delete(KIND, network_id)

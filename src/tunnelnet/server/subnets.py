@@ -1,0 +1,148 @@
+"""Subnets: an address range of a network with its gateway and allocation pools."""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any
+
+from tunnelnet.server import ipam
+from tunnelnet.server.auth import Caller
+from tunnelnet.server.controller import Controller, get_visible
+from tunnelnet.server.errors import BadRequest, Conflict
+from tunnelnet.server.schemas import SubnetCreate, SubnetUpdate, parse
+from tunnelnet.store.base import Doc
+
+KIND = "subnet"
+FIELDS = (
+    "id", "name", "description", "network_id", "project_id", "tenant_id", "cidr", "ip_version",
+    "gateway_ip", "allocation_pools", "enable_dhcp", "dns_nameservers", "created_at",
+    "updated_at", "revision_number",
+)  # fmt: skip
+
+
+def _plan(
+    model: SubnetCreate, given: dict[str, Any]
+) -> tuple[ipam.IPNetwork, str | None, list[ipam.Pool]]:
+    """CIDR, gateway and pools of a new subnet, validated against each other."""
+    net = ipam.parse_cidr(model.cidr)
+    if model.ip_version is not None and model.ip_version != net.version:
+        raise BadRequest(
+            f"ip_version {model.ip_version} does not match cidr {net} (IPv{net.version})",
+            "InvalidInput",
+        )
+    first, last = ipam.usable_range(net)
+    gateway: ipam.IPAddress | None
+    if "gateway_ip" not in given:
+        gateway = ipam.default_gateway(net)
+    elif model.gateway_ip is None:
+        gateway = None  # explicitly no gateway, as Neutron's `gateway_ip: null`
+    else:
+        gateway = ipam.parse_address(model.gateway_ip, "gateway_ip")
+        if gateway.version != net.version or gateway not in net:
+            raise BadRequest(f"gateway_ip {gateway} is not in {net}", "InvalidInput")
+        if not first <= int(gateway) <= last:
+            raise BadRequest(
+                f"gateway_ip {gateway} is the network or broadcast address of {net}",
+                "InvalidInput",
+            )
+    if model.allocation_pools is not None:
+        raw = [p.model_dump() for p in model.allocation_pools]
+        pools = ipam.check_pools(net, raw, gateway)
+        for index, pool in enumerate(pools):
+            if pool.first < first or pool.last > last:
+                raise BadRequest(
+                    f"allocation_pools[{index}] includes the network or broadcast address of {net}",
+                    "InvalidInput",
+                )
+    else:
+        pools = ipam.pools_without(first, last, None if gateway is None else int(gateway))
+    for index, server in enumerate(model.dns_nameservers or ()):
+        ipam.parse_address(server, f"dns_nameservers[{index}]")
+    return net, None if gateway is None else str(gateway), pools
+
+
+def create(ctl: Controller, caller: Caller, data: Any) -> Doc:
+    caller.require_writer("creating a subnet")
+    model, given = parse(SubnetCreate, data, KIND)
+    net, gateway, pools = _plan(model, given)
+    subnet_id = ctl.new_id()
+    now = ctl.now()
+    with ctl.store.write() as txn:
+        network = get_visible(txn, caller, "network", model.network_id)
+        project = network["project_id"]
+        for key in ("project_id", "tenant_id"):
+            if given.get(key) is not None and given[key] != project:
+                raise BadRequest(
+                    f"{key} {given[key]!r} differs from the project of network {model.network_id}",
+                    "InvalidInput",
+                )
+        # overlapping CIDRs are fine across networks, never on one network (which subnet
+        # would an address belong to?)
+        for other_id in network["subnets"]:
+            other = txn.get(KIND, other_id)
+            if other is not None and net.overlaps(ipaddress.ip_network(other["cidr"])):
+                raise BadRequest(
+                    f"cidr {net} overlaps subnet {other_id} ({other['cidr']}) of network "
+                    f"{model.network_id}",
+                    "InvalidInput",
+                )
+        doc: Doc = {
+            "id": subnet_id,
+            "name": model.name or "",
+            "description": model.description or "",
+            "network_id": model.network_id,
+            "project_id": project,
+            "tenant_id": project,
+            "cidr": str(net),
+            "ip_version": net.version,
+            "gateway_ip": gateway,
+            "allocation_pools": ipam.pools_as_json(net.version, pools),
+            "enable_dhcp": True if model.enable_dhcp is None else model.enable_dhcp,
+            "dns_nameservers": list(model.dns_nameservers or ()),
+            "created_at": now,
+            "updated_at": now,
+            "revision_number": 1,
+        }
+        txn.put(KIND, subnet_id, doc, project)
+        network["subnets"] = [*network["subnets"], subnet_id]
+        network["revision_number"] += 1
+        network["updated_at"] = now
+        txn.put("network", network["id"], network, project)
+    return doc
+
+
+def update(ctl: Controller, caller: Caller, subnet_id: str, data: Any) -> Doc:
+    _, given = parse(SubnetUpdate, data, KIND)
+    for index, server in enumerate(given.get("dns_nameservers") or ()):
+        ipam.parse_address(server, f"dns_nameservers[{index}]")
+    with ctl.store.write() as txn:
+        doc = get_visible(txn, caller, KIND, subnet_id)
+        caller.require_writer("updating a subnet")
+        for name in ("name", "description", "enable_dhcp", "dns_nameservers"):
+            if given.get(name) is not None:
+                doc[name] = given[name]
+        doc["updated_at"] = ctl.now()
+        doc["revision_number"] += 1
+        txn.put(KIND, subnet_id, doc, doc["project_id"])
+    return doc
+
+
+def delete(ctl: Controller, caller: Caller, subnet_id: str) -> None:
+    with ctl.store.write() as txn:
+        doc = get_visible(txn, caller, KIND, subnet_id)
+        caller.require_writer("deleting a subnet")
+        in_use = txn.count_claims(ipam.claim_pool(subnet_id))
+        if in_use:
+            raise Conflict(
+                f"subnet {subnet_id} still has {in_use} allocated address(es); "
+                "delete or update those ports first",
+                "SubnetInUse",
+            )
+        ipam.release_subnet(txn, subnet_id)
+        txn.delete(KIND, subnet_id)
+        network = txn.get("network", doc["network_id"])
+        if network is not None:
+            network["subnets"] = [s for s in network["subnets"] if s != subnet_id]
+            network["revision_number"] += 1
+            network["updated_at"] = ctl.now()
+            txn.put("network", network["id"], network, network["project_id"])

@@ -1,0 +1,124 @@
+"""The storage interface the controller is written against.
+
+Small on purpose, so a second backend (etcd, for several controllers) fits: documents (JSON
+objects) by kind and id, unique *claims* (the allocation tables: a segment id, an address or a
+MAC can be claimed by one owner only), and a change log with one global, monotonically
+increasing revision that the watch stream replays. Every write happens in a transaction that
+is all-or-nothing and serialised with every other writer, which is what makes allocations safe
+under concurrent requests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, Protocol
+
+from tunnelnet.errors import TunnelnetError
+
+Doc = dict[str, Any]
+
+
+class StoreError(TunnelnetError):
+    """The store could not do what was asked (I/O, corruption, misuse)."""
+
+
+class Compacted(StoreError):
+    """The asked-for revision is older than the oldest change still kept."""
+
+    def __init__(self, since: int, oldest: int) -> None:
+        super().__init__(f"revision {since} is compacted; oldest kept change is {oldest}")
+        self.since = since
+        self.oldest = oldest
+
+
+class Action(StrEnum):
+    CREATE = "create"
+    UPDATE = "update"
+    DELETE = "delete"
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One entry of the change log: the object after the change (before it, for delete)."""
+
+    revision: int
+    kind: str
+    id: str
+    action: Action
+    body: Doc
+    project_id: str | None
+
+
+class Txn(Protocol):
+    """A transaction; reads see one consistent snapshot, writes need a write transaction."""
+
+    @property
+    def revision(self) -> int:
+        """The revision after this transaction's changes so far."""
+
+    def get(self, kind: str, doc_id: str) -> Doc | None: ...
+
+    def list(self, kind: str, project_id: str | None = None) -> list[Doc]:
+        """Documents of a kind (of one project when given), oldest first."""
+
+    def count(self, kind: str) -> int: ...
+
+    def put(
+        self, kind: str, doc_id: str, body: Doc, project_id: str | None, *, emit: bool = True
+    ) -> int:
+        """Creates or replaces a document; logs a change unless `emit` is false.
+
+        Returns the revision of the change (the current revision when not emitted)."""
+
+    def delete(self, kind: str, doc_id: str, *, emit: bool = True) -> int:
+        """Removes a document and logs its deletion unless `emit` is false."""
+
+    def claim(self, pool: str, key: str, owner: str) -> bool:
+        """Claims `key` in `pool` for `owner`; False if someone holds it already."""
+
+    def release(self, pool: str, key: str) -> None: ...
+
+    def claims(self, pool: str) -> dict[str, str]:
+        """All claims of a pool, key -> owner."""
+
+    def owner(self, pool: str, key: str) -> str | None: ...
+
+    def count_claims(self, pool: str) -> int: ...
+
+
+class Store(Protocol):
+    def write(self) -> AbstractContextManager[Txn]:
+        """A write transaction, serialised with every other writer; commits on success."""
+
+    def read(self) -> AbstractContextManager[Txn]:
+        """A read-only snapshot."""
+
+    def changes_since(self, revision: int, limit: int = 1000) -> list[Change]:
+        """Changes with a revision greater than `revision`, oldest first.
+
+        Raises Compacted when changes after `revision` have been dropped already."""
+
+    def current_revision(self) -> int: ...
+
+    def compact(self, keep: int) -> int:
+        """Drops all but the newest `keep` changes; returns how many were dropped."""
+
+    def subscribe(self, callback: Callable[[int], None]) -> Callable[[], None]:
+        """Calls `callback(revision)` after every commit that logged a change.
+
+        Returns a function that unsubscribes."""
+
+    def close(self) -> None: ...
+
+
+def iter_changes(store: Store, since: int, batch: int = 1000) -> Iterator[Change]:
+    """All changes after `since`, in batches so a long backlog does not sit in memory."""
+    while True:
+        changes = store.changes_since(since, batch)
+        yield from changes
+        if len(changes) < batch:
+            return
+        since = changes[-1].revision
