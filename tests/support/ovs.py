@@ -473,18 +473,20 @@ class OvsSwitch:
             self._dpif_cache = parse_dpif_show(self.appctl("dpif/show"))
         return self._dpif_cache
 
-    def trace_text(self, bridge: str, flow: str) -> str:
-        return self.appctl("ofproto/trace", bridge, flow)
+    def trace_text(self, bridge: str, flow: str, *, generate: bool = False) -> str:
+        return self.appctl("ofproto/trace", bridge, flow, *(["-generate"] if generate else []))
 
-    def trace(self, bridge: str, flow: str) -> TraceResult:
+    def trace(self, bridge: str, flow: str, *, generate: bool = False) -> TraceResult:
         """`ofproto/trace BRIDGE FLOW`, parsed, with every copy mapped back to an ofport.
 
         A plain datapath port maps through `dpif/show`; an encapsulated copy maps to the
         tunnel port of `bridge` whose remote_ip is the outer destination and whose type is
-        the encapsulation (vxlan/gre). OVS computes this without side effects: learn() is
-        not executed ("suppressing side effects").
+        the encapsulation (vxlan/gre). Without `generate` OVS translates without side effects:
+        learn() is not executed ("suppressing side effects"). With `generate` it builds a
+        packet from the flow and the translation's side effects happen (learn() adds its
+        flow), which is how a test feeds OVS a packet sequence.
         """
-        text = self.trace_text(bridge, flow)
+        text = self.trace_text(bridge, flow, generate=generate)
         parsed = parse_trace(text, bridge)
         result = TraceResult(bridge=bridge, text=text, parsed=parsed)
         if parsed.unparsed_actions:
