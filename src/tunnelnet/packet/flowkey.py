@@ -108,18 +108,11 @@ def extract_flow_key(
         if n - off < 20:
             raise PacketError(f"IPv4 header truncated: {n - off} of 20 bytes", off)
         vihl, tos, total, frag, ttl, proto, src, dst = _IP4(frame, off)
-        ihl = (vihl & 0x0F) << 2
-        if vihl >> 4 != 4:
-            raise PacketError(f"IPv4 version field is {vihl >> 4}, not 4", off)
-        if ihl < 20:
-            raise PacketError(f"IPv4 IHL {ihl >> 2} is below the minimum 5", off)
-        if total < ihl:
-            raise PacketError(f"IPv4 total length {total} is shorter than its header {ihl}",
-                              off + 2)
+        if vihl == 0x45 and 20 <= total <= n - off:
+            ihl = 20  # the common case: no options, lengths consistent
+        else:
+            ihl = _ipv4_header_length(vihl, total, n, off)
         end = off + total
-        if end > n:
-            raise PacketError(f"IPv4 total length {total} exceeds the {n - off} bytes present",
-                              off + 2)
         if verify_checksums and internet_checksum(frame[off : off + ihl]) != 0:
             raise PacketError("IPv4 header checksum is wrong", off + 10)
         key["nw_src"] = src
@@ -130,7 +123,19 @@ def extract_flow_key(
         key["nw_ttl"] = ttl
         if frag & 0x1FFF:
             return key  # a later fragment: no transport header here
-        _transport(frame, off + ihl, end, proto, key)
+        l4 = off + ihl
+        # TCP and UDP inline (the bulk of traffic); the rest through _transport
+        if proto == IPPROTO_TCP and end - l4 >= 20:
+            sport, dport, off_flags = _TCP(frame, l4)
+            if off_flags >> 12 >= 5 and (off_flags >> 12) << 2 <= end - l4:
+                key["tp_src"] = sport
+                key["tp_dst"] = dport
+                key["tcp_flags"] = off_flags & 0x0FFF
+                return key
+        elif proto == IPPROTO_UDP and end - l4 >= 8:
+            key["tp_src"], key["tp_dst"] = _PORTS(frame, l4)
+            return key
+        _transport(frame, l4, end, proto, key)  # also raises the errors for TCP/UDP
         return key
 
     if dl_type == ETH_TYPE_ARP:
@@ -153,6 +158,23 @@ def extract_flow_key(
     if dl_type == ETH_TYPE_IPV6:
         _ipv6(frame, off, n, key)
     return key
+
+
+def _ipv4_header_length(vihl: int, total: int, n: int, off: int) -> int:
+    """IPv4 header length after the checks of the uncommon case (options, or damage)."""
+    ihl = (vihl & 0x0F) << 2
+    if vihl >> 4 != 4:
+        raise PacketError(f"IPv4 version field is {vihl >> 4}, not 4", off)
+    if ihl < 20:
+        raise PacketError(f"IPv4 IHL {ihl >> 2} is below the minimum 5", off)
+    if total < ihl:
+        raise PacketError(f"IPv4 total length {total} is shorter than its header {ihl}", off + 2)
+    if total > n - off:
+        raise PacketError(f"IPv4 total length {total} exceeds the {n - off} bytes present",
+                          off + 2)
+    if n - off < ihl:
+        raise PacketError(f"IPv4 header with options truncated: {n - off} of {ihl} bytes", off)
+    return ihl
 
 
 def _transport(frame: Buffer, off: int, end: int, proto: int, key: FlowKey,

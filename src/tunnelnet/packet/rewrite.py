@@ -141,8 +141,8 @@ def _rewrite_ipv4(buf: bytearray, off: int, fields: set[str], new: FlowKey) -> N
             csum_at = None  # "no checksum" stays none
     if fields & _L4_FIELDS and not (first_fragment and proto in (IPPROTO_TCP, IPPROTO_UDP)
                                     and len(buf) - l4 >= 8):
-        raise PacketError("cannot rewrite tp_src/tp_dst: not the first fragment of TCP or UDP",
-                          l4)
+        raise PacketError("cannot rewrite tp_src/tp_dst: only TCP and UDP ports, in a first "
+                          "fragment", l4)
 
     def replace16(at: int, value: int, in_l4_csum: bool) -> None:
         was = _H.unpack_from(buf, at)[0]
