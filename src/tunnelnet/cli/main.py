@@ -16,7 +16,9 @@ from tunnelnet import __version__
 from tunnelnet.errors import TunnelnetError
 
 # command name -> module that defines it (as `cli`)
-_GROUPS: dict[str, str] = {}
+_GROUPS: dict[str, str] = {
+    "flows": "tunnelnet.cli.flows",
+}
 
 
 class _LazyGroup(click.Group):

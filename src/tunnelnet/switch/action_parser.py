@@ -1,0 +1,389 @@
+"""Parse the ``actions=`` part of ``ovs-ofctl`` flow text into Action objects.
+
+Actions Open vSwitch knows but tunnelnet does not implement are refused by name; nothing is
+dropped from a flow silently.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Final
+
+from tunnelnet.packet.fields import VLAN_CFI, mac_to_int
+from tunnelnet.switch.actions import (
+    RESERVED_OUTPUTS,
+    Action,
+    Load,
+    ModVlanPcp,
+    ModVlanVid,
+    Move,
+    OutputField,
+    OutputNormal,
+    OutputPort,
+    PushVlan,
+    Resubmit,
+    SetEth,
+    SetTunnel,
+    StripVlan,
+    check_prereqs,
+)
+from tunnelnet.switch.errors import FlowSyntaxError
+from tunnelnet.switch.learn import (
+    DEFAULT_PRIORITY,
+    Learn,
+    LearnLoad,
+    LearnMatch,
+    LearnOutput,
+    LearnSpec,
+)
+from tunnelnet.switch.match import Match
+from tunnelnet.switch.match_parser import parse_int
+from tunnelnet.switch.nxm import NXM_FIELDS, PREFERRED_NXM, SubField, parse_subfield
+from tunnelnet.switch.ports import OFPP_IN_PORT, OFPP_NORMAL, PortResolver, parse_port
+
+MAX_TABLE: Final = 254
+
+UNSUPPORTED_ACTIONS: Final[frozenset[str]] = frozenset(
+    {
+        "controller", "enqueue", "mod_nw_src", "mod_nw_dst", "mod_nw_tos", "mod_nw_ecn",
+        "mod_nw_ttl", "mod_tp_src", "mod_tp_dst", "dec_ttl", "note", "ct", "ct_clear", "nat",
+        "write_metadata", "goto_table", "group", "bundle", "bundle_load", "multipath", "exit",
+        "fin_timeout", "sample", "clone", "meter", "set_queue", "pop_queue", "set_mpls_label",
+        "push_mpls", "pop_mpls", "dec_mpls_ttl", "autopath", "stack_push", "stack_pop",
+        "write_actions", "clear_actions", "conjunction", "check_pkt_larger", "encap", "decap",
+        "dec_nsh_ttl", "delete_field", "set_mpls_tc", "set_mpls_ttl",
+        "output_trunk", "debug_recirc", "debug_slow", "set_field_masked", "obfuscate",
+    }
+)  # fmt: skip
+
+# set_field destinations (OXM/OVS names) -> flow-key field
+_SET_FIELD_NAMES: Final[dict[str, str]] = {
+    "tun_id": "tun_id",
+    "tunnel_id": "tun_id",
+    "eth_src": "dl_src",
+    "dl_src": "dl_src",
+    "eth_dst": "dl_dst",
+    "dl_dst": "dl_dst",
+    "arp_op": "arp_op",
+    "arp_spa": "arp_spa",
+    "arp_tpa": "arp_tpa",
+    "arp_sha": "arp_sha",
+    "arp_tha": "arp_tha",
+    "metadata": "metadata",
+    "in_port": "in_port",
+    "vlan_tci": "vlan_tci",
+    "tun_src": "tun_src",
+    "tun_dst": "tun_dst",
+    **{f"reg{i}": f"reg{i}" for i in range(8)},
+}
+_READ_ONLY: Final[frozenset[str]] = frozenset({"dl_type", "nw_proto"})
+
+
+def split_top(text: str, sep: str = ",") -> list[str]:
+    """Split at ``sep`` outside parentheses."""
+    parts: list[str] = []
+    depth = 0
+    start = 0
+    for i, ch in enumerate(text):
+        if ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+            if depth < 0:
+                raise FlowSyntaxError(f"{text!r}: unbalanced ')'")
+        elif ch == sep and depth == 0:
+            parts.append(text[start:i])
+            start = i + 1
+    if depth != 0:
+        raise FlowSyntaxError(f"{text!r}: unbalanced '('")
+    parts.append(text[start:])
+    return parts
+
+
+def parse_actions(text: str, match: Match, resolve: PortResolver) -> tuple[Action, ...]:
+    items = [p.strip() for p in split_top(text.strip())] if text.strip() else []
+    items = [p for p in items if p]
+    if any(p.lower() == "drop" for p in items):
+        if len(items) > 1:
+            raise FlowSyntaxError('"drop" must not be accompanied by any other action')
+        return ()
+    return tuple(_parse_one(item, match, resolve) for item in items)
+
+
+def _name_arg(item: str) -> tuple[str, str | None, bool]:
+    """'name:arg' -> (name, arg, False); 'name(args)' -> (name, args, True); 'name' -> None."""
+    colon = item.find(":")
+    paren = item.find("(")
+    if paren != -1 and (colon == -1 or paren < colon):
+        if not item.endswith(")"):
+            raise FlowSyntaxError(f"{item!r}: missing ')'")
+        return item[:paren].strip(), item[paren + 1 : -1], True
+    if colon != -1:
+        return item[:colon].strip(), item[colon + 1 :], False
+    return item.strip(), None, False
+
+
+def _parse_one(item: str, match: Match, resolve: PortResolver) -> Action:
+    name, arg, _paren = _name_arg(item)
+    lname = name.lower()
+    if lname == "output":
+        if not arg:
+            raise FlowSyntaxError(f"{item!r}: output needs a port")
+        if "[" in arg:
+            return OutputField(parse_subfield(arg))
+        return _output_to(parse_port(arg, resolve, what=item))
+    if lname == "resubmit":
+        return _parse_resubmit(item, arg, _paren, resolve)
+    if lname == "mod_vlan_vid":
+        vid = parse_int(arg or "", 16, item)
+        if vid > 0x0FFF:
+            raise FlowSyntaxError(f"{item!r}: {vid} is not a valid VLAN id (0..4095)")
+        return ModVlanVid(vid)
+    if lname == "mod_vlan_pcp":
+        pcp = parse_int(arg or "", 8, item)
+        if pcp > 7:
+            raise FlowSyntaxError(f"{item!r}: VLAN priority must be 0..7")
+        return ModVlanPcp(pcp)
+    if lname in ("strip_vlan", "pop_vlan") and arg is None:
+        return StripVlan()
+    if lname == "push_vlan":
+        ethertype = parse_int(arg or "", 16, item)
+        if ethertype != 0x8100:
+            raise FlowSyntaxError(f"{item!r}: only push_vlan:0x8100 is supported")
+        return PushVlan(ethertype)
+    if lname in ("mod_dl_src", "mod_dl_dst"):
+        try:
+            mac = mac_to_int(arg or "")
+        except ValueError:
+            raise FlowSyntaxError(f"{item!r}: not a MAC address") from None
+        return SetEth(lname[4:], mac)
+    if lname in ("set_tunnel", "set_tunnel64"):
+        value = parse_int(arg or "", 64, item)
+        return SetTunnel(value, wide=lname == "set_tunnel64" or value > 0xFFFFFFFF)
+    if lname == "load":
+        return _parse_load(item, arg or "", match)
+    if lname == "move":
+        return _parse_move(item, arg or "", match)
+    if lname == "set_field":
+        return _parse_set_field(item, arg or "", match, resolve)
+    if lname == "learn" and _paren:
+        return parse_learn(item, arg or "")
+    if lname in UNSUPPORTED_ACTIONS:
+        raise FlowSyntaxError(f"{item!r}: action {name} is not supported by tunnelnet")
+    if arg is None:
+        # A bare port: number, reserved name (NORMAL, FLOOD, ALL, IN_PORT, LOCAL) or port name.
+        if lname == "controller":
+            raise FlowSyntaxError(f"{item!r}: CONTROLLER is not supported by tunnelnet")
+        try:
+            return _output_to(parse_port(name, resolve, what=item))
+        except FlowSyntaxError:
+            raise FlowSyntaxError(f"{item!r}: unknown action") from None
+    raise FlowSyntaxError(f"{item!r}: unknown action {name}")
+
+
+def _output_to(port: int) -> Action:
+    if port == OFPP_NORMAL:
+        return OutputNormal()
+    if port in RESERVED_OUTPUTS:
+        return RESERVED_OUTPUTS[port]
+    if port > 0xFF00 and port != 0xFFFE:
+        raise FlowSyntaxError(f"output to reserved port {port:#x} is not supported")
+    return OutputPort(port)
+
+
+def _parse_resubmit(item: str, arg: str | None, paren: bool, resolve: PortResolver) -> Action:
+    if not arg:
+        raise FlowSyntaxError(f"{item!r}: resubmit needs a port or a table")
+    if not paren:
+        only_port = parse_port(arg, resolve, what=item)
+        if only_port == OFPP_IN_PORT:
+            raise FlowSyntaxError(f"{item!r}: at least one in_port or table must be given")
+        return Resubmit(only_port, None)
+    parts = [p.strip() for p in arg.split(",")]
+    if len(parts) > 2:
+        raise FlowSyntaxError(f"{item!r}: resubmit(port,table[,ct]) with ct is not supported")
+    port_text = parts[0]
+    table_text = parts[1] if len(parts) == 2 else ""
+    port: int | None = parse_port(port_text, resolve, what=item) if port_text else None
+    if port == OFPP_IN_PORT:
+        port = None  # resubmit(IN_PORT,T) is the same as resubmit(,T), printed so by OVS
+    table: int | None = None
+    if table_text:
+        table = parse_int(table_text, 8, item)
+        if table > MAX_TABLE:
+            raise FlowSyntaxError(f"{item!r}: table {table} out of range 0..{MAX_TABLE}")
+    if port is None and table is None:
+        raise FlowSyntaxError(f"{item!r}: at least one in_port or table must be given")
+    if table is None:
+        return Resubmit(port, None)
+    return Resubmit(port, table)
+
+
+def _check_dst(item: str, dst: SubField, match: Match) -> None:
+    if dst.field in _READ_ONLY:
+        raise FlowSyntaxError(f"{item!r}: destination field {dst.nxm.name} is not writable")
+    problem = check_prereqs(dst, match, item)
+    if problem:
+        raise FlowSyntaxError(problem)
+
+
+def _parse_load(item: str, arg: str, match: Match) -> Action:
+    if "->" not in arg:
+        raise FlowSyntaxError(f"{item!r}: expected load:VALUE->FIELD[range]")
+    value_text, dst_text = arg.split("->", 1)
+    dst = parse_subfield(dst_text)
+    value = parse_int(value_text, 64 if dst.n_bits == 64 else 128, item)
+    if value >= 1 << dst.n_bits:
+        raise FlowSyntaxError(
+            f"{item!r}: value {value_text.strip()} does not fit into {dst.n_bits} bits"
+        )
+    _check_dst(item, dst, match)
+    return Load(dst, value)
+
+
+def _parse_move(item: str, arg: str, match: Match) -> Action:
+    if "->" not in arg:
+        raise FlowSyntaxError(f"{item!r}: expected move:SRC[range]->DST[range]")
+    src_text, dst_text = arg.split("->", 1)
+    src = parse_subfield(src_text)
+    dst = parse_subfield(dst_text)
+    if src.n_bits != dst.n_bits:
+        raise FlowSyntaxError(
+            f"{item!r}: source is {src.n_bits} bits wide but destination is {dst.n_bits}"
+        )
+    problem = check_prereqs(src, match, item)
+    if problem:
+        raise FlowSyntaxError(problem)
+    _check_dst(item, dst, match)
+    return Move(src, dst)
+
+
+def _parse_set_field(item: str, arg: str, match: Match, resolve: PortResolver) -> Action:
+    if "->" not in arg:
+        raise FlowSyntaxError(f"{item!r}: expected set_field:VALUE->FIELD")
+    value_text, field_name = (p.strip() for p in arg.split("->", 1))
+    if field_name == "vlan_vid":
+        vlan = match.get("vlan_tci")
+        if vlan is None or not (vlan[0] & vlan[1] & VLAN_CFI):
+            raise FlowSyntaxError(f"{item!r}: set_field vlan_vid needs a VLAN tag in the match")
+        vid = parse_int(value_text, 13, item)
+        return ModVlanVid(vid & 0x0FFF)
+    key_field = _SET_FIELD_NAMES.get(field_name)
+    if key_field is None:
+        raise FlowSyntaxError(f"{item!r}: set_field to {field_name!r} is not supported")
+    if key_field in ("dl_src", "dl_dst"):
+        try:
+            return SetEth(key_field, mac_to_int(value_text))
+        except ValueError:
+            raise FlowSyntaxError(f"{item!r}: not a MAC address") from None
+    whole = parse_subfield(f"{PREFERRED_NXM[key_field]}[]")
+    value_part, _, mask_part = value_text.partition("/")
+    value = _field_value(item, key_field, value_part, resolve)
+    dst = whole
+    if mask_part:
+        mask = _field_value(item, key_field, mask_part, resolve)
+        low = (mask & -mask).bit_length() - 1 if mask else 0
+        n_bits = mask.bit_length() - low
+        if mask == 0 or mask != ((1 << n_bits) - 1) << low:
+            raise FlowSyntaxError(f"{item!r}: only contiguous masks are supported")
+        dst = SubField(whole.nxm, low, n_bits, n_bits == whole.nxm.bits)
+        value = (value & mask) >> low
+    _check_dst(item, dst, match)
+    return Load(dst, value)
+
+
+def _field_value(item: str, key_field: str, text: str, resolve: PortResolver) -> int:
+    if key_field in ("arp_sha", "arp_tha"):
+        try:
+            return mac_to_int(text)
+        except ValueError:
+            raise FlowSyntaxError(f"{item!r}: not a MAC address") from None
+    if key_field in ("arp_spa", "arp_tpa", "tun_src", "tun_dst"):
+        try:
+            return int(ipaddress.IPv4Address(text))
+        except ValueError:
+            raise FlowSyntaxError(f"{item!r}: not an IPv4 address") from None
+    if key_field == "in_port":
+        return parse_port(text, resolve, what=item)
+    return parse_int(text, NXM_FIELDS[PREFERRED_NXM[key_field]].bits, item)
+
+
+def parse_learn(item: str, arg: str) -> Learn:
+    params: dict[str, int] = {
+        "table": 1,
+        "priority": DEFAULT_PRIORITY,
+        "idle_timeout": 0,
+        "hard_timeout": 0,
+        "fin_idle_timeout": 0,
+        "fin_hard_timeout": 0,
+        "cookie": 0,
+    }
+    bits = {"table": 8, "priority": 16, "cookie": 64}
+    specs: list[LearnSpec] = []
+    for raw in split_top(arg):
+        part = raw.strip()
+        if not part:
+            continue
+        if part.startswith("load:"):
+            body = part[5:]
+            if "->" not in body:
+                raise FlowSyntaxError(f"learn {part!r}: expected load:SRC->DST[range]")
+            src_text, dst_text = body.split("->", 1)
+            dst = parse_subfield(dst_text)
+            if "[" in src_text:
+                src = parse_subfield(src_text)
+                _same_width(part, src, dst)
+                specs.append(LearnLoad(dst, src, None))
+            else:
+                specs.append(LearnLoad(dst, None, _imm(part, src_text, dst)))
+            continue
+        if part.startswith("output:"):
+            specs.append(LearnOutput(parse_subfield(part[7:])))
+            continue
+        name, eq, value = part.partition("=")
+        if "[" in name:
+            dst = parse_subfield(name)
+            if not eq:
+                specs.append(LearnMatch(dst, dst, None))
+            elif "[" in value:
+                src = parse_subfield(value)
+                _same_width(part, src, dst)
+                specs.append(LearnMatch(dst, src, None))
+            else:
+                specs.append(LearnMatch(dst, None, _imm(part, value, dst)))
+            continue
+        if eq and name in params:
+            params[name] = parse_int(value, bits.get(name, 16), f"learn {name}")
+            continue
+        if name in ("delete_learned", "send_flow_rem", "limit", "result_dst"):
+            raise FlowSyntaxError(f"learn {part!r}: {name} is not supported by tunnelnet")
+        raise FlowSyntaxError(
+            f"learn {part!r}: unknown learn argument (fields are written as NXM names, "
+            "e.g. NXM_OF_ETH_DST[]=NXM_OF_ETH_SRC[])"
+        )
+    if params["table"] > MAX_TABLE:
+        raise FlowSyntaxError(f"{item!r}: learn table out of range 0..{MAX_TABLE}")
+    return Learn(
+        table=params["table"],
+        priority=params["priority"],
+        idle_timeout=params["idle_timeout"],
+        hard_timeout=params["hard_timeout"],
+        fin_idle_timeout=params["fin_idle_timeout"],
+        fin_hard_timeout=params["fin_hard_timeout"],
+        cookie=params["cookie"],
+        specs=tuple(specs),
+    )
+
+
+def _same_width(part: str, src: SubField, dst: SubField) -> None:
+    if src.n_bits != dst.n_bits:
+        raise FlowSyntaxError(
+            f"learn {part!r}: source is {src.n_bits} bits wide but destination is {dst.n_bits}"
+        )
+
+
+def _imm(part: str, text: str, dst: SubField) -> int:
+    value = parse_int(text, 128, f"learn {part!r}")
+    if value >= 1 << dst.n_bits:
+        raise FlowSyntaxError(f"learn {part!r}: value does not fit into {dst.n_bits} bits")
+    return value

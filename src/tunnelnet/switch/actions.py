@@ -1,0 +1,239 @@
+"""Actions: one small frozen object each, built once when a flow is added.
+
+Each action knows how to print itself the way ``ovs-ofctl dump-flows`` does and how to run
+against an ``Xlate`` (the per-packet translation context of pipeline.py). Nothing is parsed
+per packet: ``Bridge.process`` just calls ``run`` on each action in turn.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+from tunnelnet.packet.fields import VLAN_CFI, int_to_mac
+from tunnelnet.switch.nxm import PREFERRED_NXM, SubField, hex_or_zero
+from tunnelnet.switch.ports import OFPP_ALL, OFPP_FLOOD, OFPP_IN_PORT, format_port
+
+if TYPE_CHECKING:
+    from tunnelnet.switch.match import Match
+    from tunnelnet.switch.xlate import Xlate
+
+
+class Action(Protocol):
+    def run(self, x: Xlate) -> None: ...
+    def format(self) -> str: ...
+
+
+def format_actions(actions: tuple[Action, ...]) -> str:
+    return ",".join(a.format() for a in actions) if actions else "drop"
+
+
+@dataclass(frozen=True, slots=True)
+class OutputPort:
+    port: int
+
+    def run(self, x: Xlate) -> None:
+        x.trace_action(self)
+        x.output(self.port)
+
+    def format(self) -> str:
+        name = format_port(self.port)
+        return name if not name.isdigit() else f"output:{name}"
+
+
+@dataclass(frozen=True, slots=True)
+class OutputInPort:
+    def run(self, x: Xlate) -> None:
+        x.trace_action(self)
+        x.emit(x.key["in_port"])
+
+    def format(self) -> str:
+        return format_port(OFPP_IN_PORT)
+
+
+@dataclass(frozen=True, slots=True)
+class OutputFlood:
+    """FLOOD (all ports but the input and no_flood ports) or ALL (all but the input)."""
+
+    port: int  # OFPP_FLOOD or OFPP_ALL
+
+    def run(self, x: Xlate) -> None:
+        x.trace_action(self)
+        x.flood(all_ports=self.port == OFPP_ALL)
+
+    def format(self) -> str:
+        return format_port(self.port)
+
+
+@dataclass(frozen=True, slots=True)
+class OutputNormal:
+    def run(self, x: Xlate) -> None:
+        x.trace_action(self)
+        x.normal()
+
+    def format(self) -> str:
+        return "NORMAL"
+
+
+@dataclass(frozen=True, slots=True)
+class OutputField:
+    """``output:NXM_NX_REG0[0..15]``: the port number is read from the flow at run time."""
+
+    src: SubField
+
+    def run(self, x: Xlate) -> None:
+        x.trace_action(self)
+        x.output(self.src.read(x.key))
+
+    def format(self) -> str:
+        return f"output:{self.src.format()}"
+
+
+@dataclass(frozen=True, slots=True)
+class Resubmit:
+    in_port: int | None  # None: keep the packet's in_port for the lookup
+    table: int | None  # None: the current table
+
+    def run(self, x: Xlate) -> None:
+        x.trace_action(self)
+        x.resubmit(self.in_port, self.table)
+
+    def format(self) -> str:
+        if self.table is None:
+            return f"resubmit:{format_port(self.in_port or 0)}"
+        port = "" if self.in_port is None else format_port(self.in_port)
+        return f"resubmit({port},{self.table})"
+
+
+@dataclass(frozen=True, slots=True)
+class ModVlanVid:
+    """Sets the VLAN id; pushes an 802.1Q tag (PCP 0) when there is none, as OVS's
+    mod_vlan_vid does."""
+
+    vid: int
+
+    def run(self, x: Xlate) -> None:
+        x.trace_action(self)
+        tci = x.key.get("vlan_tci", 0)
+        x.key["vlan_tci"] = (tci & 0xE000) | VLAN_CFI | self.vid
+
+    def format(self) -> str:
+        return f"mod_vlan_vid:{self.vid}"
+
+
+@dataclass(frozen=True, slots=True)
+class ModVlanPcp:
+    pcp: int
+
+    def run(self, x: Xlate) -> None:
+        x.trace_action(self)
+        tci = x.key.get("vlan_tci", 0)
+        x.key["vlan_tci"] = (tci & 0x0FFF) | VLAN_CFI | (self.pcp << 13)
+
+    def format(self) -> str:
+        return f"mod_vlan_pcp:{self.pcp}"
+
+
+@dataclass(frozen=True, slots=True)
+class StripVlan:
+    def run(self, x: Xlate) -> None:
+        x.trace_action(self)
+        x.key["vlan_tci"] = 0
+
+    def format(self) -> str:
+        return "strip_vlan"
+
+
+@dataclass(frozen=True, slots=True)
+class PushVlan:
+    ethertype: int
+
+    def run(self, x: Xlate) -> None:
+        x.trace_action(self)
+        if x.key.get("vlan_tci", 0) & VLAN_CFI:
+            # The flow key holds one tag; a second (QinQ) tag cannot be represented.
+            x.warn("push_vlan on an already tagged packet: QinQ is not supported, dropping")
+            x.fail("qinq_unsupported")
+            return
+        x.key["vlan_tci"] = VLAN_CFI
+
+    def format(self) -> str:
+        return f"push_vlan:{self.ethertype:#x}"
+
+
+@dataclass(frozen=True, slots=True)
+class SetEth:
+    """mod_dl_src / mod_dl_dst (also what set_field:MAC->eth_src prints as)."""
+
+    field: str  # "dl_src" or "dl_dst"
+    mac: int
+
+    def run(self, x: Xlate) -> None:
+        x.trace_action(self)
+        x.key[self.field] = self.mac
+
+    def format(self) -> str:
+        return f"mod_{self.field}:{int_to_mac(self.mac)}"
+
+
+@dataclass(frozen=True, slots=True)
+class SetTunnel:
+    tun_id: int
+    wide: bool  # printed as set_tunnel64 (value over 32 bits or written so)
+
+    def run(self, x: Xlate) -> None:
+        x.trace_action(self)
+        x.key["tun_id"] = self.tun_id
+
+    def format(self) -> str:
+        name = "set_tunnel64" if self.wide else "set_tunnel"
+        return f"{name}:{hex_or_zero(self.tun_id)}"
+
+
+@dataclass(frozen=True, slots=True)
+class Load:
+    """load:V->FIELD[range] (set_field on a non-Ethernet field prints the same way)."""
+
+    dst: SubField
+    value: int
+
+    def run(self, x: Xlate) -> None:
+        x.trace_action(self)
+        self.dst.write(x.key, self.value)
+
+    def format(self) -> str:
+        name = PREFERRED_NXM.get(self.dst.field, self.dst.nxm.name)
+        return f"load:{hex_or_zero(self.value)}->{self.dst.format(name)}"
+
+
+@dataclass(frozen=True, slots=True)
+class Move:
+    src: SubField
+    dst: SubField
+
+    def run(self, x: Xlate) -> None:
+        x.trace_action(self)
+        self.dst.write(x.key, self.src.read(x.key))
+
+    def format(self) -> str:
+        return f"move:{self.src.format()}->{self.dst.format()}"
+
+
+RESERVED_OUTPUTS: dict[int, Action] = {
+    OFPP_FLOOD: OutputFlood(OFPP_FLOOD),
+    OFPP_ALL: OutputFlood(OFPP_ALL),
+    OFPP_IN_PORT: OutputInPort(),
+}
+
+
+def check_prereqs(sub: SubField, match: Match, what: str) -> str | None:
+    """Why ``sub`` cannot be used with a flow of this match (OVS checks the same at add time),
+    or None when it can."""
+    from tunnelnet.switch.match_parser import prereq_problem_for_match
+
+    if sub.nxm.prereq is None:
+        return None
+    need = prereq_problem_for_match(sub.nxm.prereq, match)
+    if need is None:
+        return None
+    return f"{what}: {sub.nxm.name} needs {need} in the flow's match"

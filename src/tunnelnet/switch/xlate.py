@@ -1,0 +1,293 @@
+"""Translation of one packet through a bridge's tables: the per-packet hot path.
+
+An Xlate walks table 0 (and whatever resubmits lead to), runs each matched flow's pre-built
+actions against a private copy of the flow key, and collects outputs. With ``trace`` on it
+also records the tree ``ofproto/trace`` prints; with ``side_effects`` off (trace) it changes
+nothing in the bridge: no counters, no learning, as Open vSwitch's trace.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Final
+
+from tunnelnet.packet.fields import VLAN_CFI, FlowKey, int_to_mac
+from tunnelnet.switch.trace_nodes import TraceNode
+
+if TYPE_CHECKING:
+    from tunnelnet.switch.actions import Action
+    from tunnelnet.switch.bridge import Bridge
+    from tunnelnet.switch.learn import LearnedFlow
+
+MAX_DEPTH: Final = 64  # Open vSwitch's limit on resubmit nesting
+MAX_RESUBMITS: Final = 4096  # and on resubmits per packet
+_MULTICAST_BIT: Final = 1 << 40
+_RESERVED_MCAST: Final = 0x0180C2000000  # 01:80:c2:00:00:0x - link-local protocols (STP, LACP)
+
+
+@dataclass(frozen=True, slots=True)
+class Output:
+    """One copy of the packet leaving the bridge: ofport and the flow as it is there."""
+
+    port: int
+    key: FlowKey
+
+
+@dataclass(slots=True)
+class StepRecord:
+    table: int
+    priority: int
+    match: str
+    actions: str
+    depth: int
+    cookie: int
+    flow_actions: tuple[Action, ...]
+    key_before: FlowKey
+
+
+class Xlate:
+    __slots__ = (
+        "_current_table",
+        "_length",
+        "bridge",
+        "depth",
+        "drop_reason",
+        "error",
+        "key",
+        "learned",
+        "nodes",
+        "now",
+        "outputs",
+        "resubmits",
+        "side_effects",
+        "steps",
+    )
+
+    def __init__(
+        self, bridge: Bridge, key: FlowKey, *, now: float, side_effects: bool, trace: bool
+    ) -> None:
+        self.bridge = bridge
+        self.key = key
+        self.now = now
+        self.side_effects = side_effects
+        self.outputs: list[Output] = []
+        self.nodes: list[TraceNode] | None = [] if trace else None
+        self.steps: list[StepRecord] | None = [] if trace else None
+        self.depth = 0
+        self.resubmits = 0
+        self.error: str | None = None
+        self.drop_reason: str | None = None
+        self.learned: list[LearnedFlow] = []
+        self._length = 0  # bytes, for flow counters
+        self._current_table = 0
+
+    # --- the walk -------------------------------------------------------------------------
+
+    def run_table(self, table_id: int, lookup_port: int | None = None) -> None:
+        key = self.key
+        table = self.bridge.tables.get(table_id)
+        if lookup_port is not None and lookup_port != key["in_port"]:
+            # resubmit(P,T): only the lookup sees in_port=P; actions see the real in_port
+            real = key["in_port"]
+            key["in_port"] = lookup_port
+            entry = table.classifier.lookup(key) if table is not None else None
+            key["in_port"] = real
+        else:
+            entry = table.classifier.lookup(key) if table is not None else None
+        if self.side_effects and table is not None:
+            table.n_lookups += 1
+        nodes = self.nodes
+        if entry is None:
+            if self.drop_reason is None:
+                self.drop_reason = "table_miss"
+            if nodes is not None and self.steps is not None:
+                node = TraceNode("table", f"{table_id:2d}. No match.")
+                node.subs.append(TraceNode("action", "drop"))
+                nodes.append(node)
+                self.steps.append(
+                    StepRecord(table_id, -1, "", "drop", self.depth, 0, (), dict(key))
+                )
+            return
+        if self.side_effects:
+            assert table is not None
+            table.n_matched += 1
+            entry.n_packets += 1
+            entry.n_bytes += self._length
+            entry.used = self.now
+        if nodes is not None and self.steps is not None:
+            match_text = entry.match.format()
+            head = f"{table_id:2d}. {match_text + ', ' if match_text else ''}"
+            head += f"priority {entry.priority}"
+            if entry.cookie:
+                head += f", cookie {entry.cookie:#x}"
+            node = TraceNode("table", head)
+            nodes.append(node)
+            self.steps.append(
+                StepRecord(
+                    table_id,
+                    entry.priority,
+                    match_text,
+                    entry.actions_text,
+                    self.depth,
+                    entry.cookie,
+                    entry.actions,
+                    dict(key),
+                )
+            )
+            self.nodes = node.subs
+            if not entry.actions:
+                node.subs.append(TraceNode("action", "drop"))
+        if not entry.actions and self.drop_reason is None:
+            self.drop_reason = "action_drop"
+        for action in entry.actions:
+            action.run(self)
+            if self.error is not None:
+                break
+        if nodes is not None:
+            self.nodes = nodes
+
+    def resubmit(self, in_port: int | None, table: int | None) -> None:
+        if self.depth >= MAX_DEPTH:
+            self.fail("resubmit_depth", f"over max translation depth {MAX_DEPTH}")
+            return
+        self.resubmits += 1
+        if self.resubmits > MAX_RESUBMITS:
+            self.fail("resubmit_limit", f"over {MAX_RESUBMITS} resubmit actions")
+            return
+        target = self._current_table if table is None else table
+        self.depth += 1
+        saved = self._current_table
+        self._current_table = target
+        self.run_table(target, in_port)
+        self._current_table = saved
+        self.depth -= 1
+
+    # --- tracing helpers --------------------------------------------------------------------
+
+    def trace_action(self, action: Action) -> None:
+        if self.nodes is not None:
+            self.nodes.append(TraceNode("action", action.format()))
+
+    def detail(self, text: str) -> None:
+        if self.nodes is not None:
+            self.nodes.append(TraceNode("detail", text))
+
+    def warn(self, text: str) -> None:
+        if self.nodes is not None:
+            self.nodes.append(TraceNode("warn", text))
+
+    def fail(self, reason: str, text: str | None = None) -> None:
+        """Abort the whole translation: Open vSwitch drops the packet on such errors."""
+        self.error = reason
+        if text and self.nodes is not None:
+            self.nodes.append(TraceNode("error", text))
+
+    # --- outputs ----------------------------------------------------------------------------
+
+    def emit(self, port: int, key: FlowKey | None = None) -> None:
+        self.outputs.append(Output(port, dict(self.key if key is None else key)))
+
+    def output(self, port: int) -> None:
+        if port == self.key["in_port"]:
+            self.warn("skipping output to input port")
+            return
+        if port not in self.bridge.port_numbers:
+            self.warn(f"Nonexistent output port {port}")
+            return
+        self.emit(port)
+
+    def flood(self, *, all_ports: bool) -> None:
+        in_port = self.key["in_port"]
+        for cfg in self.bridge.port_list:
+            if cfg.ofport == in_port or (cfg.no_flood and not all_ports):
+                continue
+            self.emit(cfg.ofport)
+
+    def learn(self, flow: LearnedFlow) -> None:
+        if self.side_effects:
+            self.learned.append(flow)
+        else:
+            self.warn("suppressing side effects, so learn action ignored")
+
+    # --- NORMAL -----------------------------------------------------------------------------
+
+    def normal(self) -> None:
+        bridge = self.bridge
+        key = self.key
+        in_port = key["in_port"]
+        cfg = bridge.port_by_number.get(in_port)
+        if cfg is None:
+            self.warn(f"no input port {in_port} on bridge, dropping")
+            self._drop("normal_no_in_port")
+            return
+        tci = key.get("vlan_tci", 0)
+        tagged = bool(tci & VLAN_CFI)
+        vid = tci & 0x0FFF
+        if cfg.tag is not None:
+            if tagged and vid:
+                self.warn(
+                    f"dropping VLAN {vid} tagged packet received on port {cfg.name} "
+                    f"configured as VLAN {cfg.tag} access port"
+                )
+                self._drop("vlan_tagged_on_access_port")
+                return
+            vlan = cfg.tag
+        else:
+            vlan = vid if tagged else 0
+            if cfg.trunks and vlan not in cfg.trunks:
+                self.warn(
+                    f"dropping VLAN {vlan} packet received on port {cfg.name} "
+                    f"not configured for trunking VLAN {vlan}"
+                )
+                self._drop("vlan_not_on_trunk")
+                return
+        dst = key.get("dl_dst", 0)
+        if dst & ~0xF == _RESERVED_MCAST:
+            self.warn("packets to reserved multicast addresses are not forwarded")
+            self._drop("reserved_multicast")
+            return
+        src = key.get("dl_src", 0)
+        if self.side_effects and not src & _MULTICAST_BIT:
+            result = bridge.mac_table.learn(vlan, src, in_port, self.now)
+            if result in ("learned", "moved"):
+                self.detail(f"learned that {int_to_mac(src)} is on port {cfg.name} in VLAN {vlan}")
+        pcp = (tci >> 13) if tagged else 0
+        if dst & _MULTICAST_BIT:
+            self.detail("no learned MAC for destination, flooding")
+            self._normal_flood(vlan, pcp, in_port)
+            return
+        port = bridge.mac_table.lookup(vlan, dst, self.now)
+        if port is None:
+            self.detail("no learned MAC for destination, flooding")
+            self._normal_flood(vlan, pcp, in_port)
+        elif port == in_port:
+            self.detail("learned port is input port, dropping")
+            self._drop("normal_learned_in_port")
+        else:
+            self.detail("forwarding to learned port")
+            out = bridge.port_by_number.get(port)
+            if out is not None:
+                self._normal_output(out.ofport, out.tag, vlan, pcp)
+
+    def _normal_flood(self, vlan: int, pcp: int, in_port: int) -> None:
+        for cfg in self.bridge.port_list:
+            if cfg.ofport == in_port or cfg.no_flood:
+                continue
+            if cfg.tag is not None:
+                if cfg.tag != vlan:
+                    continue
+            elif cfg.trunks and vlan not in cfg.trunks:
+                continue
+            self._normal_output(cfg.ofport, cfg.tag, vlan, pcp)
+
+    def _normal_output(self, port: int, tag: int | None, vlan: int, pcp: int) -> None:
+        out_key = dict(self.key)
+        if tag is not None or vlan == 0:
+            out_key["vlan_tci"] = 0
+        else:
+            out_key["vlan_tci"] = VLAN_CFI | vlan | (pcp << 13)
+        self.outputs.append(Output(port, out_key))
+
+    def _drop(self, reason: str) -> None:
+        if self.drop_reason is None or self.drop_reason in ("action_drop", "table_miss"):
+            self.drop_reason = reason
