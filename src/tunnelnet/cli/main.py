@@ -17,6 +17,8 @@ from tunnelnet.errors import TunnelnetError
 
 # command name -> module that defines it (as `cli`)
 _GROUPS: dict[str, str] = {
+    "packet": "tunnelnet.cli.packet",
+    "demo": "tunnelnet.cli.demo",
     "flows": "tunnelnet.cli.flows",
 }
 
