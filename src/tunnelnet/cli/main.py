@@ -20,6 +20,9 @@ _GROUPS: dict[str, str] = {
     "packet": "tunnelnet.cli.packet",
     "demo": "tunnelnet.cli.demo",
     "flows": "tunnelnet.cli.flows",
+    "vswitchd": "tunnelnet.cli.vswitchd",
+    "vsctl": "tunnelnet.cli.vsctl",
+    "ofctl": "tunnelnet.cli.ofctl",
 }
 
 

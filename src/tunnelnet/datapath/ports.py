@@ -157,7 +157,15 @@ class SystemPort(Port):
         self._sock = sock
         self.refused_offloads = netdev.disable_offloads(name)
         # Frames longer than this are GSO/GRO super-frames from a sender with offloads on.
-        self.max_frame = netdev.interface_mtu(name) + 18
+        self.max_frame = 0
+        self.refresh_max_frame()
+
+    def refresh_max_frame(self) -> int:
+        """Largest frame the interface's MTU allows (+ Ethernet header and one VLAN tag)."""
+        # OSError: the interface went away; its socket will report errors
+        with contextlib.suppress(OSError):
+            self.max_frame = netdev.interface_mtu(self.name) + 18
+        return self.max_frame
 
     def fileno(self) -> int:
         return self._sock.fileno()

@@ -1,0 +1,140 @@
+"""``tunnelnet ofctl``: flow tables and port counters of a running vswitchd (the ovs-ofctl
+habits: same flow syntax, same dump formats)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from tunnelnet.cli.vsctl import call, rundir_option
+from tunnelnet.datapath import messages as m
+
+
+@click.group("ofctl")
+@rundir_option
+@click.pass_context
+def cli(ctx: click.Context, rundir: Path) -> None:
+    """Flow tables, counters and traces of a running `tunnelnet vswitchd`."""
+    ctx.obj = rundir
+
+
+@cli.command("add-flow")
+@click.argument("bridge")
+@click.argument("flow")
+@click.pass_context
+def add_flow(ctx: click.Context, bridge: str, flow: str) -> None:
+    """Add one FLOW (ovs-ofctl syntax) to BRIDGE."""
+    call(ctx, m.AddFlows(bridge, [flow]))
+
+
+@cli.command("add-flows")
+@click.argument("bridge")
+@click.argument("file", type=click.File("r"))
+@click.pass_context
+def add_flows(ctx: click.Context, bridge: str, file: Any) -> None:
+    """Add the flows of FILE ('-' for stdin), one per line; all or nothing."""
+    lines = [line.rstrip("\n") for line in file]
+    call(ctx, m.AddFlows(bridge, lines))
+
+
+@cli.command("mod-flows")
+@click.argument("bridge")
+@click.argument("flow")
+@click.option("--strict", is_flag=True, help="Match priority and fields exactly.")
+@click.pass_context
+def mod_flows(ctx: click.Context, bridge: str, flow: str, strict: bool) -> None:
+    """Change the actions of the flows of BRIDGE that FLOW matches."""
+    call(ctx, m.ModFlows(bridge, flow, strict=strict))
+
+
+@cli.command("del-flows")
+@click.argument("bridge")
+@click.argument("match", required=False, default="")
+@click.option("--strict", is_flag=True, help="Match priority and fields exactly.")
+@click.pass_context
+def del_flows(ctx: click.Context, bridge: str, match: str, strict: bool) -> None:
+    """Delete the flows of BRIDGE that MATCH selects (all without MATCH)."""
+    call(ctx, m.DelFlows(bridge, match, strict=strict))
+
+
+@cli.command("dump-flows")
+@click.argument("bridge")
+@click.argument("match", required=False, default="")
+@click.option("--no-stats", is_flag=True, help="Leave out counters and durations.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (a list of lines).")
+@click.pass_context
+def dump_flows(ctx: click.Context, bridge: str, match: str, no_stats: bool,
+               as_json: bool) -> None:
+    """The flows of BRIDGE, in `ovs-ofctl dump-flows` format."""
+    lines = call(ctx, m.DumpFlows(bridge, match, stats=not no_stats))
+    if as_json:
+        click.echo(json.dumps(lines))
+    else:
+        for line in lines:
+            click.echo(f" {line}")
+
+
+@cli.command("dump-ports")
+@click.argument("bridge")
+@click.argument("port", required=False)
+@click.option("--names", is_flag=True, help="Show port names instead of numbers.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def dump_ports(ctx: click.Context, bridge: str, port: str | None, names: bool,
+               as_json: bool) -> None:
+    """Per-port counters of BRIDGE, shaped like `ovs-ofctl dump-ports`."""
+    ports = call(ctx, m.DumpPorts(bridge, port))
+    if as_json:
+        click.echo(json.dumps(ports, indent=2))
+        return
+    click.echo(format_ports(ports, names=names), nl=False)
+
+
+def format_ports(ports: list[dict[str, Any]], *, names: bool = False) -> str:
+    out = [f"OFPST_PORT reply: {len(ports)} ports\n"]
+    for p in ports:
+        label = p["name"] if names else str(p["ofport"])
+        out.append(f"  port {label:>2}: rx pkts={p['rx_packets']}, bytes={p['rx_bytes']}, "
+                   f"drop={p['rx_dropped']}, errs={p['rx_errors']}, frame=0, over=0, crc=0\n")
+        out.append(f"           tx pkts={p['tx_packets']}, bytes={p['tx_bytes']}, "
+                   f"drop={p['tx_dropped']}, errs={p['tx_errors']}, coll=0\n")
+    return "".join(out)
+
+
+@cli.command("trace")
+@click.argument("bridge")
+@click.argument("flow")
+@click.option("--json", "as_json", is_flag=True, help="Print the trace as JSON.")
+@click.option("--explain", is_flag=True, help="Say why each table did what it did.")
+@click.pass_context
+def trace(ctx: click.Context, bridge: str, flow: str, as_json: bool, explain: bool) -> None:
+    """Walk FLOW through BRIDGE's tables (like `ovs-appctl ofproto/trace`); changes nothing."""
+    result = call(ctx, m.TraceFlow(bridge, flow, explain=explain))
+    if as_json:
+        click.echo(json.dumps(result["trace"], indent=2))
+    else:
+        click.echo(result["text"], nl=not result["text"].endswith("\n"))
+
+
+@cli.command("dump-drops")
+@click.argument("bridge", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def dump_drops(ctx: click.Context, bridge: str | None, as_json: bool) -> None:
+    """Dropped packets by reason: per bridge, and the daemon's own (unknown tunnel peer...)."""
+    drops = call(ctx, m.DumpDrops(bridge))
+    if as_json:
+        click.echo(json.dumps(drops, indent=2))
+        return
+    for name, reasons in drops["bridges"].items():
+        click.echo(f"bridge {name}:")
+        for reason, count in sorted(reasons.items()):
+            click.echo(f"  {reason}: {count}")
+    click.echo("tunnel receive:")
+    for reason, count in sorted(drops["daemon"].items()):
+        click.echo(f"  {reason}: {count}")
+
+

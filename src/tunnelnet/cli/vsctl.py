@@ -1,0 +1,179 @@
+"""``tunnelnet vsctl``: bridges and ports of a running vswitchd (the ovs-vsctl habits)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from tunnelnet.datapath import messages as m
+from tunnelnet.datapath.control import ControlClient
+from tunnelnet.datapath.errors import DatapathError
+
+DEFAULT_RUNDIR = "/run/tunnelnet"
+_PORT_SETTINGS = ("type", "tag", "ofport")
+
+
+def call(ctx: click.Context, request: m.Request) -> Any:
+    """One request to the daemon of the group's --rundir (kept in ctx.obj)."""
+    rundir: Path = ctx.obj
+    with ControlClient(rundir) as client:
+        return client.call(request)
+
+
+def rundir_option(func: Any) -> Any:
+    return click.option(
+        "--rundir", envvar="TUNNELNET_RUNDIR", default=DEFAULT_RUNDIR, show_default=True,
+        type=click.Path(file_okay=False, path_type=Path),
+        help="Run directory of the vswitchd (env TUNNELNET_RUNDIR).")(func)
+
+
+@click.group("vsctl")
+@rundir_option
+@click.pass_context
+def cli(ctx: click.Context, rundir: Path) -> None:
+    """Configure bridges and ports of a running `tunnelnet vswitchd`."""
+    ctx.obj = rundir
+
+
+@cli.command("add-br")
+@click.argument("bridge")
+@click.argument("settings", nargs=-1)
+@click.option("--may-exist", is_flag=True, help="No error if the bridge exists.")
+@click.pass_context
+def add_br(ctx: click.Context, bridge: str, settings: tuple[str, ...], may_exist: bool) -> None:
+    """Add BRIDGE; `fail_mode=secure` gives it no default NORMAL flow (misses drop)."""
+    fail_mode = "standalone"
+    for item in settings:
+        name, sep, value = item.partition("=")
+        if name != "fail_mode" or not sep:
+            raise DatapathError(f"add-br: unknown setting {item!r} (known: fail_mode=secure)")
+        fail_mode = value
+    call(ctx, m.AddBridge(bridge, fail_mode=fail_mode, may_exist=may_exist))
+
+
+@cli.command("del-br")
+@click.argument("bridge")
+@click.option("--if-exists", is_flag=True, help="No error if the bridge does not exist.")
+@click.pass_context
+def del_br(ctx: click.Context, bridge: str, if_exists: bool) -> None:
+    """Delete BRIDGE and all its ports."""
+    call(ctx, m.DelBridge(bridge, if_exists=if_exists))
+
+
+def parse_port_settings(port: str, settings: tuple[str, ...]) -> m.AddPort:
+    """`type=vxlan tag=5 ofport=3 options:remote_ip=192.0.2.2 external_ids:iface-id=X`."""
+    values: dict[str, str] = {}
+    options: dict[str, str] = {}
+    external_ids: dict[str, str] = {}
+    for item in settings:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise DatapathError(f"add-port: {item!r} is not NAME=VALUE")
+        column, colon, key = name.partition(":")
+        if colon:
+            target = {"options": options, "external_ids": external_ids}.get(column)
+            if target is None or not key:
+                raise DatapathError(f"add-port: {item!r}: only options:K=V and "
+                                    "external_ids:K=V have keys")
+            target[key] = value
+        elif name in _PORT_SETTINGS:
+            values[name] = value
+        else:
+            raise DatapathError(f"add-port: unknown setting {name!r} (known: type, tag, ofport, "
+                                "options:K=V, external_ids:K=V)")
+    numbers: dict[str, int | None] = {"tag": None, "ofport": None}
+    for name in numbers:
+        if name in values:
+            try:
+                numbers[name] = int(values[name], 0)
+            except ValueError:
+                raise DatapathError(f"add-port: {name}={values[name]!r} is not a number"
+                                    ) from None
+    return m.AddPort("", port, type=values.get("type", "system"), tag=numbers["tag"],
+                     ofport=numbers["ofport"], options=options, external_ids=external_ids)
+
+
+@cli.command("add-port")
+@click.argument("bridge")
+@click.argument("port")
+@click.argument("settings", nargs=-1)
+@click.option("--may-exist", is_flag=True, help="No error if the port is already there.")
+@click.pass_context
+def add_port(ctx: click.Context, bridge: str, port: str, settings: tuple[str, ...],
+             may_exist: bool) -> None:
+    """Add PORT to BRIDGE: [type=system|internal|patch|vxlan|gre] [tag=N] [ofport=N]
+    [options:K=V ...] [external_ids:K=V ...]."""
+    request = parse_port_settings(port, settings)
+    request = m.AddPort(bridge, port, request.type, request.tag, request.ofport,
+                        request.options, request.external_ids, may_exist)
+    call(ctx, request)
+
+
+@cli.command("del-port")
+@click.argument("names", nargs=-1, required=True)
+@click.option("--if-exists", is_flag=True, help="No error if the port does not exist.")
+@click.pass_context
+def del_port(ctx: click.Context, names: tuple[str, ...], if_exists: bool) -> None:
+    """Delete a port: `del-port [BRIDGE] PORT`."""
+    if len(names) > 2:
+        raise DatapathError("del-port: give [BRIDGE] PORT")
+    bridge, port = (names[0], names[1]) if len(names) == 2 else ("", names[0])
+    call(ctx, m.DelPort(bridge, port, if_exists=if_exists))
+
+
+@cli.command("list-br")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def list_br(ctx: click.Context, as_json: bool) -> None:
+    """Names of all bridges."""
+    names = call(ctx, m.ListBridges())
+    click.echo(json.dumps(names) if as_json else "\n".join(names), nl=as_json or bool(names))
+
+
+@cli.command("list-ports")
+@click.argument("bridge")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def list_ports(ctx: click.Context, bridge: str, as_json: bool) -> None:
+    """Names of the ports of BRIDGE."""
+    names = call(ctx, m.ListPorts(bridge))
+    click.echo(json.dumps(names) if as_json else "\n".join(names), nl=as_json or bool(names))
+
+
+@cli.command("show")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (with counters).")
+@click.pass_context
+def show(ctx: click.Context, as_json: bool) -> None:
+    """The whole configuration, shaped like `ovs-vsctl show`."""
+    bridges = call(ctx, m.Show())
+    if as_json:
+        click.echo(json.dumps(bridges, indent=2))
+        return
+    click.echo(format_show(bridges), nl=False)
+
+
+def _quote(value: str) -> str:
+    plain = value.replace("-", "").replace("_", "").isalnum()
+    return value if plain and not value[:1].isdigit() else json.dumps(value)
+
+
+def format_show(bridges: list[dict[str, Any]]) -> str:
+    lines = []
+    for bridge in bridges:
+        lines.append(f"    Bridge {bridge['name']}")
+        if bridge["fail_mode"] != "standalone":
+            lines.append(f"        fail_mode: {bridge['fail_mode']}")
+        for port in sorted(bridge["ports"], key=lambda p: p["name"]):
+            lines.append(f"        Port {port['name']}")
+            if port.get("tag") is not None:
+                lines.append(f"            tag: {port['tag']}")
+            lines.append(f"            Interface {port['name']}")
+            if port["type"] != "system":
+                lines.append(f"                type: {port['type']}")
+            if port.get("options"):
+                opts = ", ".join(f"{k}={_quote(v)}" for k, v in sorted(port["options"].items()))
+                lines.append(f"                options: {{{opts}}}")
+    return "".join(line + "\n" for line in lines)

@@ -1,0 +1,46 @@
+"""``tunnelnet vswitchd``: the per-hypervisor datapath daemon (bridges, ports, tunnels)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from tunnelnet.datapath.daemon import PIDFILE_NAME, DaemonConfig, detach, run, setup_logging
+
+DEFAULT_RUNDIR = "/run/tunnelnet"
+
+
+@click.command("vswitchd")
+@click.option("--rundir", envvar="TUNNELNET_RUNDIR", default=DEFAULT_RUNDIR, show_default=True,
+              type=click.Path(file_okay=False, path_type=Path),
+              help="Run directory holding the control socket (env TUNNELNET_RUNDIR).")
+@click.option("--pidfile", is_flag=False, flag_value="", default=None,
+              help=f"Write the pid to this file (given without a value: RUNDIR/{PIDFILE_NAME}).")
+@click.option("--detach", "background", is_flag=True,
+              help="Run in the background; return once it answers.")
+@click.option("--log-file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Log here instead of stderr.")
+@click.option("--log-level", default="info", show_default=True,
+              type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False))
+def cli(rundir: Path, pidfile: str | None, background: bool, log_file: Path | None,
+        log_level: str) -> None:
+    """Run the switch: bridges with flow tables, system/internal/patch/vxlan/gre ports.
+
+    Manage it with `tunnelnet vsctl` and `tunnelnet ofctl` on the same run directory.
+    """
+    rundir = rundir.absolute()
+    pid_path = None if pidfile is None else (Path(pidfile).absolute() if pidfile
+                                             else rundir / PIDFILE_NAME)
+    if background:
+        argv = [sys.executable, "-m", "tunnelnet", "vswitchd", "--rundir", str(rundir),
+                "--log-level", log_level]
+        if pid_path is not None:
+            argv += ["--pidfile", str(pid_path)]
+        argv += ["--log-file", str((log_file or rundir / "vswitchd.log").absolute())]
+        pid = detach(argv, rundir)
+        click.echo(f"vswitchd running as pid {pid}")
+        return
+    setup_logging(log_file, log_level)
+    run(DaemonConfig(rundir=rundir, pidfile=pid_path, log_file=log_file, log_level=log_level))

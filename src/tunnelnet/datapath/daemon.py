@@ -1,0 +1,153 @@
+"""vswitchd's process: run directory, control socket, pidfile, logging, signals, the loop.
+
+SIGTERM, SIGINT and SIGHUP end the loop at once (a self-pipe wakes the selector) and the exit
+path deletes every bridge, which closes every socket and removes every tap device the daemon
+made, then the control socket and the pidfile. Internal ports are non-persistent taps, so even
+a SIGKILL leaves none behind (the kernel removes them with the last file descriptor).
+
+``--detach`` re-executes the same command without it in a new session and returns once the
+child answers on its control socket: simpler and safer than a double fork inside a Python
+process that may already hold threads or sockets.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Final
+
+from tunnelnet.datapath import messages
+from tunnelnet.datapath.control import ControlClient, ControlServer, socket_path
+from tunnelnet.datapath.errors import DatapathError, NotRunningError
+from tunnelnet.datapath.loop import EventLoop
+from tunnelnet.datapath.service import Service
+from tunnelnet.datapath.switchboard import Switchboard
+
+log = logging.getLogger("tunnelnet.vswitchd")
+
+PIDFILE_NAME: Final = "vswitchd.pid"
+STARTUP_LOG: Final = "vswitchd.startup.log"
+HOUSEKEEPING_INTERVAL: Final = 1.0  # flow timeouts, MAC aging
+ROUTE_REFRESH_INTERVAL: Final = 5.0  # underlay MTU and source address towards tunnel peers
+_STOP_SIGNALS: Final = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+
+@dataclass(frozen=True)
+class DaemonConfig:
+    rundir: Path
+    pidfile: Path | None = None
+    log_file: Path | None = None
+    log_level: str = "info"
+
+
+def setup_logging(log_file: Path | None, level: str) -> None:
+    numeric = logging.getLevelName(level.upper())
+    if not isinstance(numeric, int):
+        raise DatapathError(f"unknown log level {level!r} (debug, info, warning, error)")
+    handler: logging.Handler = (logging.FileHandler(log_file) if log_file is not None
+                                else logging.StreamHandler(sys.stderr))
+    handler.setFormatter(logging.Formatter(
+        "%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(numeric)
+
+
+def _claim_rundir(rundir: Path) -> Path:
+    """Make the run directory and take its socket path, refusing if a daemon answers there."""
+    rundir.mkdir(parents=True, exist_ok=True)
+    path = socket_path(rundir)
+    if path.exists() or path.is_symlink():
+        try:
+            with ControlClient(rundir, timeout=2) as client:
+                pid = client.call(messages.Ping()).get("pid")
+            raise DatapathError(f"a vswitchd (pid {pid}) already runs with run directory "
+                                f"{rundir}")
+        except NotRunningError:
+            path.unlink()  # stale socket of a daemon that died
+    return path
+
+
+def run(config: DaemonConfig) -> None:
+    """Serve until a stop signal; always cleans up what it made."""
+    path = _claim_rundir(config.rundir)
+    loop = EventLoop()
+    board = Switchboard(loop)
+    server = ControlServer(path, Service(board), loop)
+    wake_r, wake_w = socket.socketpair()
+    wake_r.setblocking(False)
+    wake_w.setblocking(False)
+    previous = {sig: signal.getsignal(sig) for sig in _STOP_SIGNALS}
+    old_wakeup = -1
+    try:
+        old_wakeup = signal.set_wakeup_fd(wake_w.fileno())
+
+        def stop(signum: int, _frame: FrameType | None) -> None:
+            log.info("signal %s: shutting down", signal.Signals(signum).name)
+            loop.stop()
+
+        for sig in _STOP_SIGNALS:
+            signal.signal(sig, stop)
+        loop.add_reader(wake_r, lambda: _drain(wake_r))
+        loop.call_every(HOUSEKEEPING_INTERVAL, board.housekeeping)
+        loop.call_every(ROUTE_REFRESH_INTERVAL, board.tunnels.refresh_routes)
+        if config.pidfile is not None:
+            config.pidfile.write_text(f"{os.getpid()}\n")
+        log.info("vswitchd %d listening on %s", os.getpid(), path)
+        loop.run()
+    finally:
+        board.close()
+        server.close()
+        if config.pidfile is not None:
+            with contextlib.suppress(FileNotFoundError):
+                config.pidfile.unlink()
+        signal.set_wakeup_fd(old_wakeup)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        wake_r.close()
+        wake_w.close()
+        loop.close()
+        log.info("vswitchd %d stopped", os.getpid())
+
+
+def _drain(sock: socket.socket) -> None:
+    with contextlib.suppress(BlockingIOError):
+        while sock.recv(512):
+            pass
+
+
+def detach(argv: Sequence[str], rundir: Path, *, timeout: float = 15.0) -> int:
+    """Start ``argv`` (the daemon command without --detach) in a new session; return its pid
+    once it answers on the control socket, or raise with what it printed."""
+    rundir.mkdir(parents=True, exist_ok=True)
+    startup = rundir / STARTUP_LOG
+    with open(startup, "wb") as err:
+        child = subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, stdout=err, stderr=err,
+                                 start_new_session=True, close_fds=True)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if child.poll() is not None:
+            output = startup.read_text(errors="replace").strip()
+            raise DatapathError(f"vswitchd exited with status {child.returncode} while "
+                                f"starting: {output.splitlines()[-1] if output else ''}")
+        try:
+            with ControlClient(rundir, timeout=2) as client:
+                pid = client.call(messages.Ping())["pid"]
+            if pid == child.pid:
+                return child.pid
+        except NotRunningError:
+            pass
+        time.sleep(0.05)
+    child.kill()
+    child.wait(5)
+    raise DatapathError(f"vswitchd did not answer on {socket_path(rundir)} within {timeout}s")

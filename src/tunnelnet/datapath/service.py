@@ -1,0 +1,118 @@
+"""Answers control requests against a Switchboard: one method per operation, results as JSON
+data (the CLI formats them). Every refusal is a TunnelnetError with the bad part named, raised
+before anything changed."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+from tunnelnet import __version__
+from tunnelnet.datapath import messages as m
+from tunnelnet.datapath.errors import DatapathError
+from tunnelnet.datapath.ports import PortKind
+from tunnelnet.datapath.switchboard import Switchboard
+from tunnelnet.datapath.tunnel import TunnelPort
+
+
+class Service:
+    def __init__(self, board: Switchboard) -> None:
+        self.board = board
+        self._handlers: dict[type[m.Request], Callable[[Any], m.JSON]] = {
+            m.AddBridge: self._add_bridge,
+            m.DelBridge: self._del_bridge,
+            m.AddPort: self._add_port,
+            m.DelPort: self._del_port,
+            m.ListBridges: lambda _r: sorted(self.board.bridges),
+            m.ListPorts: self._list_ports,
+            m.Show: lambda _r: self.show(),
+            m.AddFlows: self._add_flows,
+            m.ModFlows: self._mod_flows,
+            m.DelFlows: self._del_flows,
+            m.DumpFlows: self._dump_flows,
+            m.DumpPorts: self._dump_ports,
+            m.TraceFlow: self._trace,
+            m.DumpDrops: self._dump_drops,
+            m.Ping: lambda _r: {"pid": os.getpid(), "version": __version__,
+                                "protocol": m.PROTOCOL_VERSION},
+        }
+
+    def __call__(self, request: m.Request) -> m.JSON:
+        return self._handlers[type(request)](request)
+
+    def _add_bridge(self, r: m.AddBridge) -> m.JSON:
+        self.board.add_bridge(r.bridge, r.fail_mode, r.may_exist)
+        return None
+
+    def _del_bridge(self, r: m.DelBridge) -> m.JSON:
+        self.board.del_bridge(r.bridge, r.if_exists)
+        return None
+
+    def _add_port(self, r: m.AddPort) -> m.JSON:
+        return self.board.add_port(
+            r.bridge, r.port, PortKind.parse(r.type), tag=r.tag, ofport=r.ofport,
+            options=r.options, external_ids=r.external_ids, may_exist=r.may_exist,
+        )
+
+    def _del_port(self, r: m.DelPort) -> m.JSON:
+        self.board.del_port(r.bridge, r.port, r.if_exists)
+        return None
+
+    def _list_ports(self, r: m.ListPorts) -> m.JSON:
+        return sorted(p.name for p in self.board.bridge(r.bridge).ports.values())
+
+    def show(self) -> m.JSON:
+        bridges = []
+        for name in sorted(self.board.bridges):
+            state = self.board.bridges[name]
+            ports = []
+            for number in sorted(state.ports):
+                port = state.ports[number]
+                config = state.bridge.port(port.name)
+                info = port.describe()
+                info.update(ofport=number, tag=config.tag,
+                            external_ids=state.external_ids.get(port.name, {}),
+                            statistics=port.stats.to_dict())
+                ports.append(info)
+            bridges.append({"name": name, "fail_mode": state.fail_mode, "ports": ports})
+        return bridges
+
+    def _add_flows(self, r: m.AddFlows) -> m.JSON:
+        return self.board.bridge(r.bridge).bridge.add_flows(r.flows)
+
+    def _mod_flows(self, r: m.ModFlows) -> m.JSON:
+        return self.board.bridge(r.bridge).bridge.mod_flows(r.flow, strict=r.strict)
+
+    def _del_flows(self, r: m.DelFlows) -> m.JSON:
+        return self.board.bridge(r.bridge).bridge.del_flows(r.match, strict=r.strict)
+
+    def _dump_flows(self, r: m.DumpFlows) -> m.JSON:
+        return list(self.board.bridge(r.bridge).bridge.dump_flows(r.match, stats=r.stats))
+
+    def _dump_ports(self, r: m.DumpPorts) -> m.JSON:
+        state = self.board.bridge(r.bridge)
+        ports = [p for p in state.ports.values() if r.port is None or r.port in
+                 (p.name, str(p.ofport))]
+        if r.port is not None and not ports:
+            raise DatapathError(f"bridge {r.bridge!r} has no port {r.port!r}")
+        return [{"name": p.name, "ofport": p.ofport, **p.stats.to_dict()}
+                for p in sorted(ports, key=lambda p: p.ofport)]
+
+    def _trace(self, r: m.TraceFlow) -> m.JSON:
+        trace = self.board.bridge(r.bridge).bridge.trace(r.flow)
+        return {"trace": trace.to_json(), "text": trace.to_text(explain=r.explain)}
+
+    def _dump_drops(self, r: m.DumpDrops) -> m.JSON:
+        names = [r.bridge] if r.bridge is not None else sorted(self.board.bridges)
+        bridges = {}
+        for name in names:
+            state = self.board.bridge(name)
+            merged = dict(state.bridge.drops)
+            for reason, count in state.drops.items():
+                merged[reason] = merged.get(reason, 0) + count
+            bridges[name] = merged
+        tunnels = {p.name: p.stats.tx_dropped for p in self.board.ports.values()
+                   if isinstance(p, TunnelPort)}
+        return {"daemon": dict(self.board.tunnels.drops), "bridges": bridges,
+                "tunnel_tx_dropped": tunnels}

@@ -1,0 +1,326 @@
+"""The datapath's state and its per-packet path: bridges, ports, and forwarding between them.
+
+For each frame a port receives: extract the flow key (tunnelnet.packet), let the bridge's
+tables decide (tunnelnet.switch Bridge.process), then for each output rewrite the frame to the
+output's key and send it: on a socket, into a tunnel, or across a patch port into the peer
+bridge (re-entering its tables with in_port = the peer port, as Open vSwitch does, with the
+metadata, registers and tunnel fields cleared).
+
+Configuration changes are all-or-nothing: a port is built (sockets opened, options checked)
+before anything is registered, and each later step undoes the earlier ones when it fails.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Final, Literal
+
+from tunnelnet.datapath.errors import DatapathError
+from tunnelnet.datapath.loop import EventLoop
+from tunnelnet.datapath.ports import (
+    InternalPort,
+    PatchPort,
+    Port,
+    PortKind,
+    SystemPort,
+    check_name,
+)
+from tunnelnet.datapath.tunnel import TunnelEndpoint, TunnelPort
+from tunnelnet.packet.errors import PacketError
+from tunnelnet.packet.fields import FlowKey
+from tunnelnet.packet.flowkey import extract_flow_key
+from tunnelnet.packet.rewrite import apply_key_changes
+from tunnelnet.switch import Bridge, Output
+
+log = logging.getLogger(__name__)
+
+MAX_PATCH_DEPTH: Final = 8  # patch hops one packet may take (a loop of patch pairs ends here)
+# Crossing a patch port starts a fresh pipeline: Open vSwitch clears these (patch_port_output).
+_CLEARED_BY_PATCH: Final = frozenset(
+    {"tun_id", "tun_src", "tun_dst", "metadata", *(f"reg{i}" for i in range(8))}
+)
+
+# Drop reasons the datapath adds to a bridge's own (no_flow etc. come from the switch).
+BAD_PACKET: Final = "bad_packet"
+MTU_EXCEEDED: Final = "mtu_exceeded"
+OVERSIZE_RX: Final = "oversize_frame"  # a GSO/GRO super-frame from a sender with offloads on
+PATCH_PEER_MISSING: Final = "patch_peer_missing"
+PATCH_LOOP: Final = "patch_loop"
+NO_SUCH_PORT: Final = "output_port_missing"
+REWRITE_FAILED: Final = "rewrite_failed"
+
+PortFactory = Callable[[PortKind, str, Mapping[str, str]], Port]
+
+
+def make_port(kind: PortKind, name: str, options: Mapping[str, str]) -> Port:
+    if kind is PortKind.SYSTEM:
+        return SystemPort(name, options)
+    if kind is PortKind.INTERNAL:
+        return InternalPort(name, options)
+    if kind is PortKind.PATCH:
+        return PatchPort(name, options)
+    return TunnelPort(kind, name, options)
+
+
+class RateLimitedLog:
+    """At most one line per ``interval`` seconds per key, with how many were held back."""
+
+    def __init__(self, interval: float = 5.0, clock: Callable[[], float] = time.monotonic
+                 ) -> None:
+        self._interval = interval
+        self._clock = clock
+        self._last: dict[str, tuple[float, int]] = {}
+
+    def warning(self, key: str, message: str, *args: object) -> None:
+        now = self._clock()
+        last, held = self._last.get(key, (-self._interval, 0))
+        if now - last < self._interval:
+            self._last[key] = (last, held + 1)
+            return
+        self._last[key] = (now, 0)
+        suffix = f" ({held} similar suppressed)" if held else ""
+        log.warning(message + suffix, *args)
+
+
+@dataclass
+class BridgeState:
+    bridge: Bridge
+    fail_mode: str
+    ports: dict[int, Port] = field(default_factory=dict)  # ofport -> port
+    drops: dict[str, int] = field(default_factory=dict)  # the datapath's reasons
+    external_ids: dict[str, dict[str, str]] = field(default_factory=dict)  # port -> ids
+
+
+class Switchboard:
+    """Bridges and ports of one daemon, and the forwarding between them."""
+
+    def __init__(self, loop: EventLoop, *, port_factory: PortFactory = make_port) -> None:
+        self._loop = loop
+        self._make_port = port_factory
+        self.bridges: dict[str, BridgeState] = {}
+        self.ports: dict[str, Port] = {}  # every port of the daemon by name (names are global)
+        self.tunnels = TunnelEndpoint(loop, self._from_tunnel)
+        self._ratelog = RateLimitedLog()
+
+    # --- configuration -------------------------------------------------------------------
+
+    def bridge(self, name: str) -> BridgeState:
+        state = self.bridges.get(name)
+        if state is None:
+            raise DatapathError(f"no bridge named {name!r}")
+        return state
+
+    def add_bridge(self, name: str, fail_mode: str = "standalone", may_exist: bool = False
+                   ) -> None:
+        if fail_mode not in ("standalone", "secure"):
+            raise DatapathError(f"fail_mode {fail_mode!r}: use 'standalone' or 'secure'")
+        check_name(name)
+        if name in self.bridges:
+            if may_exist:
+                return
+            raise DatapathError(f"bridge {name!r} already exists")
+        if name in self.ports:
+            raise DatapathError(f"{name!r} is already the name of a port")
+        mode: Literal["standalone", "secure"] = "secure" if fail_mode == "secure" else "standalone"
+        self.bridges[name] = BridgeState(Bridge(name, fail_mode=mode), fail_mode)
+        log.info("bridge %s added (fail_mode=%s)", name, fail_mode)
+
+    def del_bridge(self, name: str, if_exists: bool = False) -> None:
+        if name not in self.bridges and if_exists:
+            return
+        state = self.bridge(name)
+        for port in list(state.ports.values()):
+            self._remove_port(state, port)
+        del self.bridges[name]
+        log.info("bridge %s deleted", name)
+
+    def add_port(self, bridge: str, name: str, kind: PortKind, *, tag: int | None = None,
+                 ofport: int | None = None, options: Mapping[str, str] | None = None,
+                 external_ids: Mapping[str, str] | None = None, may_exist: bool = False) -> int:
+        state = self.bridge(bridge)
+        check_name(name)
+        existing = self.ports.get(name)
+        if existing is not None:
+            if may_exist and existing.bridge == bridge:
+                return existing.ofport
+            where = existing.bridge
+            raise DatapathError(f"port {name!r} already exists on bridge {where!r}")
+        if name in self.bridges:
+            raise DatapathError(f"{name!r} is already the name of a bridge")
+        if tag is not None and not 0 <= tag <= 4095:
+            raise DatapathError(f"port {name!r}: tag {tag} is not a VLAN id (0-4095)")
+        if ofport is not None and not 1 <= ofport < 0xFF00:
+            raise DatapathError(f"port {name!r}: ofport {ofport} is not in 1-65279")
+        if ofport is not None and ofport in state.ports:
+            other = state.ports[ofport].name
+            raise DatapathError(f"port {name!r}: ofport {ofport} is taken by {other!r}")
+        port = self._make_port(kind, name, options or {})  # opens sockets; raises when it can't
+        try:
+            if isinstance(port, TunnelPort):
+                self.tunnels.add(port)
+            try:
+                number = state.bridge.add_port(name, ofport, tag=tag)
+            except Exception:
+                if isinstance(port, TunnelPort):
+                    self.tunnels.remove(port)
+                raise
+        except Exception:
+            port.close()
+            raise
+        port.bridge = bridge
+        port.ofport = number
+        state.ports[number] = port
+        state.external_ids[name] = dict(external_ids or {})
+        self.ports[name] = port
+        if port.fileno() >= 0:
+            self._loop.add_reader(port.fileno(), lambda: self._from_port(port))
+        log.info("port %s added to %s as ofport %d (type %s)", name, bridge, number,
+                 kind.value)
+        return number
+
+    def del_port(self, bridge: str, name: str, if_exists: bool = False) -> None:
+        port = self.ports.get(name)
+        if port is None or (bridge and port.bridge != bridge):
+            if if_exists:
+                return
+            where = f" on bridge {bridge!r}" if bridge else ""
+            if bridge:
+                self.bridge(bridge)  # unknown bridge is the clearer error
+            raise DatapathError(f"no port named {name!r}{where}")
+        self._remove_port(self.bridges[port.bridge], port)
+
+    def _remove_port(self, state: BridgeState, port: Port) -> None:
+        if port.fileno() >= 0:
+            self._loop.remove_reader(port.fileno())
+        if isinstance(port, TunnelPort):
+            self.tunnels.remove(port)
+        state.bridge.del_port(port.name)
+        state.ports.pop(port.ofport, None)
+        state.external_ids.pop(port.name, None)
+        self.ports.pop(port.name, None)
+        port.close()
+        log.info("port %s deleted from %s", port.name, state.bridge.name)
+
+    def close(self) -> None:
+        """Delete every bridge (closing sockets, removing the tap devices we made)."""
+        for name in list(self.bridges):
+            self.del_bridge(name)
+        self.tunnels.close()
+
+    def housekeeping(self) -> None:
+        for state in self.bridges.values():
+            state.bridge.expire()
+
+    # --- forwarding ----------------------------------------------------------------------
+
+    def _from_port(self, port: Port) -> None:
+        frames = port.receive()
+        if not frames:
+            return
+        stats = port.stats
+        max_frame = port.max_frame if isinstance(port, SystemPort) else 0
+        for frame in frames:
+            stats.rx_packets += 1
+            stats.rx_bytes += len(frame)
+            if max_frame and len(frame) > max_frame and self._oversize(port, frame):
+                continue
+            self._input(port, frame, None, None, None)
+
+    def _oversize(self, port: Port, frame: bytes) -> bool:
+        """True (counted, logged) when a frame is larger than its interface's MTU allows."""
+        if not isinstance(port, SystemPort):
+            return False
+        # the MTU may have been raised since we read it: look again before dropping
+        if len(frame) <= port.refresh_max_frame():
+            return False
+        port.stats.rx_dropped += 1
+        self._count(port.bridge, OVERSIZE_RX)
+        self._ratelog.warning(
+            f"oversize:{port.name}",
+            "%s: dropped a %d-byte frame (MTU %d): a GSO/GRO super-frame; turn off "
+            "tx/tso/gso offloads on the sender", port.name, len(frame), port.max_frame - 18)
+        return True
+
+    def _from_tunnel(self, port: TunnelPort, frame: bytes, tun_id: int, tun_src: int,
+                     tun_dst: int) -> None:
+        port.stats.rx_packets += 1
+        port.stats.rx_bytes += len(frame)
+        self._input(port, frame, tun_id, tun_src, tun_dst)
+
+    def _input(self, port: Port, frame: bytes, tun_id: int | None, tun_src: int | None,
+               tun_dst: int | None) -> None:
+        state = self.bridges[port.bridge]
+        try:
+            key = extract_flow_key(frame, port.ofport, tun_id, tun_src=tun_src,
+                                   tun_dst=tun_dst)
+        except PacketError as exc:
+            port.stats.rx_errors += 1
+            self._count(port.bridge, BAD_PACKET)
+            self._ratelog.warning(f"bad:{port.name}", "%s: dropped a bad packet: %s",
+                                  port.name, exc)
+            return
+        self._pipeline(state, key, dict(key), frame, 0)
+
+    def _pipeline(self, state: BridgeState, key: FlowKey, original: FlowKey, frame: bytes,
+                  depth: int) -> None:
+        outputs: list[Output] = state.bridge.process(key, len(frame))
+        for out in outputs:
+            port = state.ports.get(out.port)
+            if port is None:
+                self._count(state.bridge.name, NO_SUCH_PORT)
+                continue
+            if isinstance(port, PatchPort):
+                self._cross_patch(state, port, out.key, original, frame, depth)
+                continue
+            try:
+                data = apply_key_changes(frame, original, out.key)
+            except PacketError as exc:
+                port.stats.tx_dropped += 1
+                self._count(state.bridge.name, REWRITE_FAILED)
+                self._ratelog.warning(f"rewrite:{port.name}", "%s: cannot rewrite frame: %s",
+                                      port.name, exc)
+                continue
+            if isinstance(port, TunnelPort):
+                reason = self.tunnels.send(port, data, out.key.get("tun_id", 0))
+                if reason is not None:
+                    port.stats.tx_dropped += 1
+                    self._count(state.bridge.name, reason)
+                    if reason == MTU_EXCEEDED:
+                        self._ratelog.warning(
+                            f"mtu:{port.name}",
+                            "%s: dropped a %d-byte frame: with %d bytes of %s encapsulation "
+                            "it exceeds the underlay MTU %d towards %s (lower the VM MTU)",
+                            port.name, len(data), port.overhead, port.kind.value,
+                            port.underlay_mtu, port.remote_ip)
+            else:
+                port.send(data)
+
+    def _cross_patch(self, state: BridgeState, port: PatchPort, key: FlowKey,
+                     original: FlowKey, frame: bytes, depth: int) -> None:
+        peer = self.ports.get(port.peer)
+        if not isinstance(peer, PatchPort) or peer.peer != port.name:
+            port.stats.tx_dropped += 1
+            self._count(state.bridge.name, PATCH_PEER_MISSING)
+            return
+        if depth >= MAX_PATCH_DEPTH:
+            port.stats.tx_dropped += 1
+            self._count(state.bridge.name, PATCH_LOOP)
+            self._ratelog.warning(f"patchloop:{port.name}",
+                                  "%s: packet crossed %d patch ports; dropped as a loop",
+                                  port.name, depth)
+            return
+        port.stats.tx_packets += 1
+        port.stats.tx_bytes += len(frame)
+        peer.stats.rx_packets += 1
+        peer.stats.rx_bytes += len(frame)
+        crossed = {k: v for k, v in key.items() if k not in _CLEARED_BY_PATCH}
+        crossed["in_port"] = peer.ofport
+        self._pipeline(self.bridges[peer.bridge], crossed, original, frame, depth + 1)
+
+    def _count(self, bridge: str, reason: str) -> None:
+        state = self.bridges.get(bridge)
+        if state is not None:
+            state.drops[reason] = state.drops.get(reason, 0) + 1

@@ -1,0 +1,191 @@
+"""A real `tunnelnet vswitchd` process in a temp run directory, managed with the real vsctl and
+ofctl commands. Only patch ports here (no root needed); kinds that need root are in
+tests/netns."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from support.vswitchd import Vswitchd
+from tunnelnet.datapath import messages as m
+from tunnelnet.datapath.control import socket_path
+
+
+@pytest.fixture
+def daemon(tmp_path: Path) -> Iterator[Vswitchd]:
+    with Vswitchd(rundir=tmp_path / "run") as running:
+        yield running
+
+
+def _patch_pair(d: Vswitchd) -> None:
+    d.vsctl("add-br", "br-int")
+    d.vsctl("add-br", "br-tun", "fail_mode=secure")
+    d.vsctl("add-port", "br-int", "patch-tun", "type=patch", "options:peer=patch-int",
+            "ofport=7")
+    d.vsctl("add-port", "br-tun", "patch-int", "type=patch", "options:peer=patch-tun")
+
+
+def test_vsctl_builds_bridges_and_patch_ports_that_show_lists(daemon: Vswitchd) -> None:
+    _patch_pair(daemon)
+    assert daemon.vsctl("list-br").split() == ["br-int", "br-tun"]
+    assert daemon.vsctl("list-ports", "br-int").split() == ["patch-tun"]
+    shown = json.loads(daemon.vsctl("show", "--json"))
+    ports = {p["name"]: p for b in shown for p in b["ports"]}
+    assert ports["patch-tun"]["ofport"] == 7
+    assert ports["patch-int"]["ofport"] == 1  # lowest free number, as Open vSwitch picks
+    assert ports["patch-tun"]["options"] == {"peer": "patch-int"}
+    text = daemon.vsctl("show")
+    assert "    Bridge br-tun\n        fail_mode: secure\n" in text
+    assert "            Interface patch-tun\n                type: patch\n" in text
+
+
+def test_standalone_bridge_starts_with_normal_and_secure_bridge_with_nothing(
+        daemon: Vswitchd) -> None:
+    _patch_pair(daemon)
+    # Open vSwitch's default flow of a standalone bridge (ovs-vswitchd.conf.db(5), fail_mode)
+    assert daemon.ofctl("dump-flows", "br-int", "--no-stats").split() == [
+        "priority=0", "actions=NORMAL"]
+    assert daemon.ofctl("dump-flows", "br-tun").strip() == ""
+
+
+def test_flows_added_from_a_file_are_dumped_and_traced(daemon: Vswitchd, tmp_path: Path
+                                                       ) -> None:
+    _patch_pair(daemon)
+    flows = tmp_path / "flows.txt"
+    flows.write_text("# br-tun by hand\n"
+                     "table=0,priority=1,in_port=1,actions=set_tunnel:0x64,resubmit(,2)\n"
+                     "\n"
+                     "table=2,priority=0,actions=drop\n")
+    daemon.ofctl("add-flows", "br-tun", str(flows))
+    dumped = daemon.ofctl("dump-flows", "br-tun", "table=0", "--no-stats")
+    assert "in_port=1" in dumped and "set_tunnel:0x64" in dumped
+    trace = json.loads(daemon.ofctl("trace", "br-tun", "in_port=1,dl_dst=ff:ff:ff:ff:ff:ff",
+                                    "--json"))
+    assert [s["table"] for s in trace["steps"]] == [0, 2]
+    assert trace["drop"] is True
+    assert daemon.ofctl("del-flows", "br-tun", "table=2") == ""
+    assert "table=2" not in daemon.ofctl("dump-flows", "br-tun")
+
+
+@pytest.mark.parametrize(
+    ("group", "args", "message"),
+    [
+        ("vsctl", ["add-br", "br-int"], "already exists"),
+        ("vsctl", ["add-port", "br-nope", "p1", "type=patch", "options:peer=x"],
+         "no bridge named 'br-nope'"),
+        ("vsctl", ["add-port", "br-int", "patch-int", "type=patch", "options:peer=y"],
+         "already exists on bridge 'br-tun'"),
+        ("vsctl", ["add-port", "br-int", "p9", "type=warp"], "unknown port type 'warp'"),
+        ("vsctl", ["add-port", "br-int", "p9", "type=patch"], "options:peer"),
+        ("vsctl", ["add-port", "br-int", "p9", "type=patch", "options:peer=x", "tag=5000"],
+         "tag 5000"),
+        ("vsctl", ["add-port", "br-int", "p9", "type=patch", "options:peer=x", "ofport=7"],
+         "ofport 7 is taken by 'patch-tun'"),
+        ("vsctl", ["add-port", "br-int", "p9", "type=vxlan", "options:key=1"], "remote_ip"),
+        ("vsctl", ["add-port", "br-int", "p9", "type=vxlan", "options:remote_ip=1.2.3.4",
+                   "options:colour=red"], "unknown option(s) colour"),
+        ("vsctl", ["add-port", "br-int", "p9", "type=gre", "options:remote_ip=1.2.3.4",
+                   "options:key=banana"], "key 'banana'"),
+        ("vsctl", ["add-port", "br-int", "no/slash", "type=patch", "options:peer=x"],
+         "bad port name"),
+        ("vsctl", ["del-port", "br-int", "ghost"], "no port named 'ghost'"),
+        ("ofctl", ["add-flow", "br-int", "priority=1,in_port=1,actions=frobnicate"],
+         "frobnicate"),
+        ("ofctl", ["add-flow", "br-x", "actions=drop"], "no bridge named 'br-x'"),
+    ],
+)
+def test_bad_request_answers_clearly_and_changes_nothing(daemon: Vswitchd, group: str,
+                                                         args: list[str], message: str) -> None:
+    _patch_pair(daemon)
+    before = (daemon.call(m.Show()), daemon.call(m.DumpFlows("br-int", stats=False)))
+    proc = daemon.cli(group, *args, check=False)
+    assert proc.returncode == 1
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr
+    after = (daemon.call(m.Show()), daemon.call(m.DumpFlows("br-int", stats=False)))
+    assert after == before
+
+
+def test_add_flows_file_with_one_bad_line_adds_none(daemon: Vswitchd) -> None:
+    _patch_pair(daemon)
+    proc = daemon.cli("ofctl", "add-flows", "br-tun", "-", check=False,
+                      input="priority=5,actions=drop\npriority=6,actions=nonsense\n")
+    assert proc.returncode == 1 and "nonsense" in proc.stderr
+    assert daemon.ofctl("dump-flows", "br-tun").strip() == ""
+
+
+def test_del_br_removes_its_ports_and_names_become_free(daemon: Vswitchd) -> None:
+    _patch_pair(daemon)
+    daemon.vsctl("del-br", "br-tun")
+    assert daemon.vsctl("list-br").split() == ["br-int"]
+    daemon.vsctl("add-port", "br-int", "patch-int", "type=patch", "options:peer=patch-tun")
+    assert sorted(daemon.vsctl("list-ports", "br-int").split()) == ["patch-int", "patch-tun"]
+
+
+def test_sigterm_exits_cleanly_and_removes_socket_and_pidfile(tmp_path: Path) -> None:
+    rundir = tmp_path / "run"
+    rundir.mkdir()
+    proc = subprocess.Popen([sys.executable, "-m", "tunnelnet", "vswitchd", "--rundir",
+                             str(rundir), "--pidfile", "--log-file", str(rundir / "log")])
+    try:
+        deadline = time.monotonic() + 15
+        while not (rundir / "vswitchd.pid").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert (rundir / "vswitchd.pid").read_text().strip() == str(proc.pid)
+        assert socket_path(rundir).exists()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(15) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+    assert not socket_path(rundir).exists()
+    assert not (rundir / "vswitchd.pid").exists()
+    assert "signal SIGTERM" in (rundir / "log").read_text()
+
+
+def test_second_daemon_on_the_same_rundir_is_refused(daemon: Vswitchd) -> None:
+    proc = subprocess.run([sys.executable, "-m", "tunnelnet", "vswitchd", "--rundir",
+                           str(daemon.rundir)], capture_output=True, text=True, timeout=30,
+                          check=False)
+    assert proc.returncode == 1
+    assert "already runs" in proc.stderr
+    assert daemon.call(m.Ping())["pid"] > 0  # the first one is untouched
+
+
+def test_detach_returns_once_the_daemon_answers(tmp_path: Path) -> None:
+    rundir = tmp_path / "run"
+    proc = subprocess.run([sys.executable, "-m", "tunnelnet", "vswitchd", "--rundir",
+                           str(rundir), "--detach", "--pidfile"], capture_output=True,
+                          text=True, timeout=30, check=False)
+    assert proc.returncode == 0, proc.stderr
+    pid = int((rundir / "vswitchd.pid").read_text())
+    try:
+        listed = subprocess.run([sys.executable, "-m", "tunnelnet", "vsctl", "--rundir",
+                                 str(rundir), "list-br"], capture_output=True, text=True,
+                                timeout=30, check=True)
+        assert listed.stdout == ""
+    finally:
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 15
+        while (rundir / "vswitchd.pid").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+    assert not (rundir / "vswitchd.pid").exists()
+
+
+def test_client_without_daemon_gets_one_line_error(tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "tunnelnet", "vsctl", "--rundir",
+                           str(tmp_path), "list-br"], capture_output=True, text=True,
+                          timeout=30, check=False)
+    assert proc.returncode == 1
+    assert proc.stderr.startswith("tunnelnet: error: no vswitchd is listening")
+    assert len(proc.stderr.strip().splitlines()) == 1
