@@ -131,7 +131,7 @@ class Client:
         return item
 
     def create(self, resource: str, **fields: Any) -> Resource:
-        body = {resource: {k: v for k, v in fields.items() if v is not None}}
+        body = {resource: fields}  # None is sent as null (e.g. a subnet without gateway)
         response = self.request("POST", f"/v2.0/{PLURALS[resource]}", body)
         item: Resource = response.json()[resource]
         return item

@@ -15,7 +15,6 @@ from collections.abc import AsyncIterator
 
 from anyio import to_thread
 
-from tunnelnet.server import agents
 from tunnelnet.server.auth import Caller
 from tunnelnet.server.controller import Controller, public, visible
 from tunnelnet.server.events import WatchEvent
@@ -34,7 +33,8 @@ def _event(ctl: Controller, caller: Caller, change: Change) -> WatchEvent | None
         change.kind not in _PROJECT_KINDS or not visible(caller, change.body)
     ):
         return None
-    body = agents.view(ctl, change.body) if change.kind == "agent" else public(change.body)
+    # the object as it was at that revision (an agent's `alive` as stored then, not now)
+    body = public(change.body)
     return WatchEvent("event", change.revision, change.kind, change.action.value, body)
 
 
