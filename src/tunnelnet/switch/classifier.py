@@ -10,11 +10,16 @@ history of flow-mods, which is all OpenFlow asks (it leaves the choice undefined
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterator
 
 from tunnelnet.packet.fields import FlowKey
 from tunnelnet.switch.flow import FlowEntry
 from tunnelnet.switch.match import Match
+
+
+def _bucket_order(entry: FlowEntry) -> tuple[int, int]:
+    return (-entry.priority, entry.seq)
 
 
 class _Group:
@@ -31,8 +36,7 @@ class _Group:
 
     def add(self, entry: FlowEntry) -> None:
         bucket = self.buckets.setdefault(entry.match.values, [])
-        bucket.append(entry)
-        bucket.sort(key=lambda e: (-e.priority, e.seq))
+        bisect.insort(bucket, entry, key=_bucket_order)
         self.priorities[entry.priority] = self.priorities.get(entry.priority, 0) + 1
         if entry.priority > self.max_priority:
             self.max_priority = entry.priority

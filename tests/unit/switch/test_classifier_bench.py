@@ -18,6 +18,15 @@ from tunnelnet.switch.match import Match
 SIZES = [1_000, 10_000, 100_000]
 
 
+@pytest.fixture(autouse=True)
+def _small_unless_benchmarking(request: pytest.FixtureRequest) -> None:
+    """In the normal test run (benchmarks disabled) only the 1k case runs, as a smoke test;
+    building 100k flows is for `make bench`."""
+    n = request.node.callspec.params.get("n", 0)
+    if request.config.getoption("benchmark_disable") and n > SIZES[0]:
+        pytest.skip("large sizes run only with --benchmark-enable (make bench)")
+
+
 def _learned_unicast(n: int) -> tuple[Classifier, list[dict[str, int]]]:
     cls = Classifier()
     keys = []
