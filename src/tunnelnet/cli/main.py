@@ -19,10 +19,17 @@ from tunnelnet.errors import TunnelnetError
 _GROUPS: dict[str, str] = {
     "packet": "tunnelnet.cli.packet",
     "demo": "tunnelnet.cli.demo",
-    "flows": "tunnelnet.cli.flows",
     "vswitchd": "tunnelnet.cli.vswitchd",
     "vsctl": "tunnelnet.cli.vsctl",
     "ofctl": "tunnelnet.cli.ofctl",
+    "server": "tunnelnet.cli.server",
+    "flows": "tunnelnet.cli.flows",
+    "network": "tunnelnet.cli.network",
+    "subnet": "tunnelnet.cli.subnet",
+    "port": "tunnelnet.cli.port",
+    "agents": "tunnelnet.cli.agentcmd",
+    "token": "tunnelnet.cli.token",
+    "project": "tunnelnet.cli.project",
 }
 
 

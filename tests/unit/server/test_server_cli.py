@@ -1,0 +1,82 @@
+"""The client commands as a user runs them, against the real server."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+from support.controller import ADMIN_TOKEN, ServerProcess
+
+
+def _run(server: ServerProcess, *args: str, token: str = ADMIN_TOKEN,
+         env_url: bool = True) -> subprocess.CompletedProcess[str]:  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TUNNELNET_")}
+    if env_url:
+        env["TUNNELNET_URL"] = server.url
+    env["TUNNELNET_TOKEN"] = token
+    return subprocess.run([sys.executable, "-m", "tunnelnet", *args], capture_output=True,
+                          text=True, env=env, timeout=30, check=False)  # fmt: skip
+
+
+def _json(proc: subprocess.CompletedProcess[str]) -> object:
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def test_network_subnet_port_lifecycle_through_the_cli(server: ServerProcess) -> None:
+    net = _json(_run(server, "network", "create", "cli-net", "--project", "cli", "-f", "json"))
+    assert isinstance(net, dict) and net["project_id"] == "cli"
+    sub = _json(_run(server, "subnet", "create", "cli-sub", "--network", "cli-net", "--cidr",
+                     "10.60.0.0/24", "--pool", "10.60.0.10,10.60.0.20", "--json"))  # fmt: skip
+    assert isinstance(sub, dict)
+    assert sub["allocation_pools"] == [{"start": "10.60.0.10", "end": "10.60.0.20"}]
+    port = _json(_run(server, "port", "create", "cli-vm", "--network", "cli-net",
+                      "--host", "hv9", "--fixed-ip", "subnet=cli-sub,ip-address=10.60.0.15",
+                      "--json"))  # fmt: skip
+    assert isinstance(port, dict)
+    assert port["fixed_ips"] == [{"subnet_id": sub["id"], "ip_address": "10.60.0.15"}]
+    assert port["binding:host_id"] == "hv9"
+    listed = _run(server, "port", "list", "--network", "cli-net", "-f", "value", "-c", "name",
+                  "-c", "mac_address")  # fmt: skip
+    assert listed.stdout.split() == ["cli-vm", port["mac_address"]]
+    table = _run(server, "network", "show", "cli-net")
+    assert "| provider:network_type" in table.stdout and "vxlan" in table.stdout
+    renamed = _json(_run(server, "port", "set", "cli-vm", "--name", "renamed", "-f", "json"))
+    assert isinstance(renamed, dict) and renamed["name"] == "renamed"
+    assert _run(server, "port", "delete", "renamed").returncode == 0
+    assert _run(server, "network", "delete", "cli-net").returncode == 0
+    assert _json(_run(server, "network", "list", "--name", "cli-net", "--json")) == []
+
+
+def test_api_errors_are_one_line_and_a_non_zero_exit(server: ServerProcess) -> None:
+    proc = _run(server, "subnet", "create", "x", "--network", "no-such-net", "--cidr", "10.0.0.0/8")
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.strip().count("\n") == 0
+    assert "no-such-net" in proc.stderr
+    bad = _run(server, "network", "create", "bad", "--segment", "99999999", "--type", "vxlan")
+    assert bad.returncode == 1
+    assert "provider:segmentation_id" in bad.stderr and "HTTP 400" in bad.stderr
+
+
+def test_a_project_token_made_by_the_cli_sees_only_its_project(server: ServerProcess) -> None:
+    _run(server, "network", "create", "other-net", "--project", "someone")
+    token = _run(server, "token", "create", "--project", "cli-t", "-f", "value", "-c", "id")
+    secret = token.stdout.strip()
+    assert token.returncode == 0 and secret
+    mine = _json(_run(server, "network", "create", "mine", "--json", token=secret))
+    assert isinstance(mine, dict) and mine["project_id"] == "cli-t"
+    names = _run(server, "network", "list", "-f", "value", "-c", "name", token=secret)
+    assert names.stdout.split() == ["mine"]
+    denied = _run(server, "agents", "list", token=secret)
+    assert denied.returncode == 1 and "HTTP 403" in denied.stderr
+
+
+def test_url_flag_and_unreachable_server_give_a_clear_error(server: ServerProcess) -> None:
+    ok = _run(server, "network", "list", "--url", server.url, "--json", env_url=False)
+    assert ok.returncode == 0
+    down = _run(server, "network", "list", "--url", "http://127.0.0.1:9", env_url=False)
+    assert down.returncode == 1
+    assert "cannot reach the controller at http://127.0.0.1:9" in down.stderr
