@@ -6,6 +6,11 @@ from dataclasses import dataclass, field
 
 from tunnelnet.switch.trace_nodes import TraceNode, render_nodes
 
+_TRANSLATION_FAILURES = {
+    "resubmit_depth": "Recursion too deep",
+    "resubmit_limit": "Too many resubmits",
+}
+
 
 @dataclass(frozen=True, slots=True)
 class TraceStep:
@@ -56,13 +61,14 @@ class Trace:
             if self.final_flow == self.flow
             else f"Final flow: {self.final_flow}"
         )
-        if self.drop:
-            where = "drop"
-            if self.drop_reason:
-                where += f" ({self.drop_reason})"
-        else:
-            where = ",".join(str(p) for p in self.outputs)
+        where = "drop" if self.drop else ",".join(str(p) for p in self.outputs)
+        # ofport numbers here, where Open vSwitch prints datapath port numbers
         lines.append(f"Datapath actions: {where}")
+        if self.drop_reason in _TRANSLATION_FAILURES:
+            lines.append(
+                f"Translation failed ({_TRANSLATION_FAILURES[self.drop_reason]}), "
+                "packet is dropped."
+            )
         if explain and self.summary:
             lines.append(f"In short: {self.summary}")
         return "\n".join(lines) + "\n"

@@ -147,7 +147,8 @@ class Xlate:
             self.nodes = nodes
 
     def resubmit(self, in_port: int | None, table: int | None) -> None:
-        if self.depth >= MAX_DEPTH:
+        # Open vSwitch visits 65 nested tables before it gives up, so the check is ">".
+        if self.depth > MAX_DEPTH:
             self.fail("resubmit_depth", f"over max translation depth {MAX_DEPTH}")
             return
         self.resubmits += 1
@@ -176,6 +177,10 @@ class Xlate:
         if self.nodes is not None:
             self.nodes.append(TraceNode("warn", text))
 
+    def error_note(self, text: str) -> None:
+        if self.nodes is not None:
+            self.nodes.append(TraceNode("error", text))
+
     def fail(self, reason: str, text: str | None = None) -> None:
         """Abort the whole translation: Open vSwitch drops the packet on such errors."""
         self.error = reason
@@ -192,7 +197,7 @@ class Xlate:
             self.warn("skipping output to input port")
             return
         if port not in self.bridge.port_numbers:
-            self.warn(f"Nonexistent output port {port}")
+            self.warn("Nonexistent output port")
             return
         self.emit(port)
 
@@ -225,20 +230,22 @@ class Xlate:
         vid = tci & 0x0FFF
         if cfg.tag is not None:
             if tagged and vid:
-                self.warn(
+                self.error_note(
                     f"dropping VLAN {vid} tagged packet received on port {cfg.name} "
                     f"configured as VLAN {cfg.tag} access port"
                 )
+                self.warn("disallowed VLAN VID for this input port, dropping")
                 self._drop("vlan_tagged_on_access_port")
                 return
             vlan = cfg.tag
         else:
             vlan = vid if tagged else 0
             if cfg.trunks and vlan not in cfg.trunks:
-                self.warn(
+                self.error_note(
                     f"dropping VLAN {vlan} packet received on port {cfg.name} "
                     f"not configured for trunking VLAN {vlan}"
                 )
+                self.warn("disallowed VLAN VID for this input port, dropping")
                 self._drop("vlan_not_on_trunk")
                 return
         dst = key.get("dl_dst", 0)
