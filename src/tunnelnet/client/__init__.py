@@ -2,6 +2,24 @@
 
 from __future__ import annotations
 
-from tunnelnet.client.http import Client, ClientError, ConflictError, NotFoundError, Resource
+from tunnelnet.client.http import (
+    Client,
+    ClientError,
+    ConflictError,
+    NotFoundError,
+    Resource,
+    ResyncRequired,
+    Snapshot,
+)
+from tunnelnet.server.events import WatchEvent
 
-__all__ = ["Client", "ClientError", "ConflictError", "NotFoundError", "Resource"]
+__all__ = [
+    "Client",
+    "ClientError",
+    "ConflictError",
+    "NotFoundError",
+    "Resource",
+    "ResyncRequired",
+    "Snapshot",
+    "WatchEvent",
+]

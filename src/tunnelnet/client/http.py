@@ -10,6 +10,7 @@ from __future__ import annotations
 import builtins
 import os
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
@@ -45,6 +46,21 @@ class ClientError(TunnelnetError):
         return self.message
 
 
+class ResyncRequired(ClientError):
+    """HTTP 410 from the event poll: list again, then watch from the list's revision."""
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """Everything visible to the caller at one revision (the start of list-and-watch)."""
+
+    networks: list[Resource]
+    subnets: list[Resource]
+    ports: list[Resource]
+    agents: list[Resource]
+    revision: int
+
+
 class NotFoundError(ClientError):
     """HTTP 404: no such resource (or one of another project)."""
 
@@ -53,8 +69,11 @@ class ConflictError(ClientError):
     """HTTP 409: in use, taken, exhausted."""
 
 
-def _query(filters: Mapping[str, Any]) -> list[tuple[str, str]]:
-    out: list[tuple[str, str]] = []
+QueryItems = list[tuple[str, str | int | float | bool | None]]
+
+
+def _query(filters: Mapping[str, Any]) -> QueryItems:
+    out: QueryItems = []
     for key, value in filters.items():
         values = value if isinstance(value, list | tuple) else [value]
         for item in values:
@@ -101,12 +120,10 @@ class Client:
         method: str,
         path: str,
         body: Any = None,
-        params: Sequence[tuple[str, str]] = (),
+        params: QueryItems | None = None,
     ) -> httpx.Response:
         try:
-            response = self._http.request(
-                method, path, json=body, params=list(params) if params else None
-            )
+            response = self._http.request(method, path, json=body, params=params or None)
         except httpx.HTTPError as exc:
             raise ClientError(f"cannot reach the controller at {self.url}: {exc}") from None
         if response.status_code >= 400:
@@ -193,14 +210,38 @@ class Client:
         item: Resource = self.request("POST", "/v2.0/tokens", body).json()["token"]
         return item
 
+    def snapshot(self) -> Snapshot:
+        """Networks, subnets, ports and agents read in one transaction, with its revision."""
+        data = self.request("GET", "/v2.0/snapshot").json()["snapshot"]
+        return Snapshot(
+            networks=data["networks"],
+            subnets=data["subnets"],
+            ports=data["ports"],
+            agents=data.get("agents", []),
+            revision=int(data["revision"]),
+        )
+
+    def events(self, since: int, timeout: float = 30.0) -> tuple[builtins.list[WatchEvent], int]:
+        """Long poll: events after `since` as soon as there is one (or none after `timeout`),
+        and the revision to ask from next. Raises ResyncRequired when `since` is too old."""
+        limits = httpx.Timeout(10.0, read=timeout + 10.0)
+        params = _query({"since": since, "timeout": timeout})
+        try:
+            response = self._http.get("/v2.0/events", params=params, timeout=limits)
+        except httpx.HTTPError as exc:
+            raise ClientError(f"cannot reach the controller at {self.url}: {exc}") from None
+        if response.status_code >= 400:
+            raise _error(response)
+        data = response.json()
+        found = [WatchEvent.from_dict(e) for e in data["events"]]
+        return found, int(data["revision"])
+
     def watch(
         self, since: int | None = None, timeout: float | None = None, read_timeout: float = 60.0
     ) -> Iterator[WatchEvent]:
         """Events after `since` as they happen; ends after `timeout` seconds, on `resync`,
         or when the connection drops (ClientError). Resume with the last revision seen."""
-        params: builtins.list[tuple[str, str | int | float | bool | None]] = list(
-            _query({"since": since, "timeout": timeout})
-        )
+        params = _query({"since": since, "timeout": timeout})
         limits = httpx.Timeout(10.0, read=read_timeout)
         try:
             with self._http.stream("GET", "/v2.0/watch", params=params, timeout=limits) as resp:
@@ -220,5 +261,7 @@ def _error(response: httpx.Response) -> ClientError:
         error_type, message = str(error["type"]), str(error["message"])
     except (ValueError, KeyError, TypeError):
         error_type, message = "HTTPError", response.text[:200] or response.reason_phrase
-    kind = {404: NotFoundError, 409: ConflictError}.get(response.status_code, ClientError)
+    kind = {404: NotFoundError, 409: ConflictError, 410: ResyncRequired}.get(
+        response.status_code, ClientError
+    )
     return kind(message, response.status_code, error_type)

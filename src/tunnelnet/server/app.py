@@ -23,7 +23,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from tunnelnet import __version__
 from tunnelnet.server import agents, l2pop, networks, ports, projects, schemas, subnets, watch
 from tunnelnet.server.auth import Caller, authenticate, new_token
-from tunnelnet.server.controller import Controller, list_resource, public, show_resource
+from tunnelnet.server.controller import (
+    Controller,
+    list_resource,
+    list_visible,
+    public,
+    show_resource,
+)  # fmt: skip
 from tunnelnet.server.errors import ApiError
 from tunnelnet.store.base import Doc, StoreError
 
@@ -263,6 +269,45 @@ def _other_routes(app: FastAPI) -> None:
         )
 
 
+def _snapshot_routes(app: FastAPI) -> None:
+    @app.get("/v2.0/snapshot", tags=["watch"], summary="Everything visible, at one revision")
+    def snapshot(request: Request, token: Token = None) -> Response:
+        ctl, caller = _auth(request, token)
+        kinds = ("network", "subnet", "port", "agent") if caller.sees_all else (
+            "network", "subnet", "port")  # fmt: skip
+        with ctl.store.read() as txn:
+            body: dict[str, Any] = {
+                f"{kind}s": [
+                    agents.view(ctl, d) if kind == "agent" else public(d)
+                    for d in list_visible(txn, caller, kind)
+                ]
+                for kind in kinds
+            }
+            body["revision"] = txn.revision
+        return JSONResponse({"snapshot": body}, headers={REVISION_HEADER: str(body["revision"])})
+
+    @app.get("/v2.0/events", tags=["watch"], summary="Long poll: changes after a revision")
+    async def events(
+        request: Request,
+        token: Token = None,
+        since: Annotated[int, Query(ge=0)] = 0,
+        timeout: Annotated[float, Query(ge=0, le=300)] = 30.0,
+    ) -> Response:
+        ctl, caller = await asyncio.to_thread(_auth, request, token)
+        result = await watch.poll(ctl, caller, since, timeout)
+        if result is None:
+            return _error(
+                410, "ResyncRequired",
+                f"changes after revision {since} are no longer kept; list again and watch "
+                "from the revision the list returns",
+            )  # fmt: skip
+        found, revision = result
+        return JSONResponse(
+            {"events": [e.as_dict() for e in found], "revision": revision},
+            headers={REVISION_HEADER: str(revision)},
+        )
+
+
 async def _housekeeping(ctl: Controller) -> None:
     """Announces agents that stopped reporting, and trims the change log."""
     interval = max(0.2, min(5.0, ctl.config.agent_down_time / 3))
@@ -310,4 +355,5 @@ def create_app(ctl: Controller) -> FastAPI:
           schemas.ProjectUpdate, projects.create, projects.update, projects.delete)  # fmt: skip
     _agent_routes(app)
     _other_routes(app)
+    _snapshot_routes(app)
     return app

@@ -33,11 +33,14 @@ class WatchEvent:
     action: str | None = None
     object: dict[str, Any] | None = None
 
-    def encode(self) -> bytes:
+    def as_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {"v": VERSION, "type": self.type, "revision": self.revision}
         if self.type == "event":
             data.update(resource=self.resource, action=self.action, object=self.object)
-        return json.dumps(data, separators=(",", ":")).encode() + b"\n"
+        return data
+
+    def encode(self) -> bytes:
+        return json.dumps(self.as_dict(), separators=(",", ":")).encode() + b"\n"
 
     @classmethod
     def decode(cls, line: bytes | str) -> WatchEvent:
@@ -45,6 +48,10 @@ class WatchEvent:
             data = json.loads(line)
         except ValueError as exc:
             raise WatchDecodeError(f"watch line is not JSON: {exc}") from None
+        return cls.from_dict(data, line)
+
+    @classmethod
+    def from_dict(cls, data: Any, line: bytes | str = "") -> WatchEvent:
         if not isinstance(data, dict):
             raise WatchDecodeError("watch line is not a JSON object")
         kind, revision = data.get("type"), data.get("revision")

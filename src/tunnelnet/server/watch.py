@@ -10,6 +10,7 @@ bookmark re-reads the log, so writers in another process are seen within one int
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator
 
@@ -97,5 +98,34 @@ async def stream(
                 if deadline is None or time.monotonic() < deadline:
                     # idle: tell the client its resume point, and that we are alive
                     yield WatchEvent("bookmark", since).encode()
+    finally:
+        unsubscribe()
+
+
+async def poll(
+    ctl: Controller, caller: Caller, since: int, timeout: float
+) -> tuple[list[WatchEvent], int] | None:
+    """Long poll: the visible events after `since` as soon as there is one, or none after
+    `timeout`; with the revision to ask from next. None when a resync is due."""
+    loop = asyncio.get_running_loop()
+    wake = asyncio.Event()
+
+    def on_commit(_revision: int) -> None:
+        loop.call_soon_threadsafe(wake.set)
+
+    unsubscribe = ctl.store.subscribe(on_commit)
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            wake.clear()
+            result = await to_thread.run_sync(changes_after, ctl, caller, since)
+            if result is None:
+                return None
+            events, since = result
+            remaining = deadline - time.monotonic()
+            if events or remaining <= 0:
+                return events, since
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wake.wait(), timeout=remaining)
     finally:
         unsubscribe()

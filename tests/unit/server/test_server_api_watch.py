@@ -115,3 +115,43 @@ def test_watch_resumes_across_a_server_restart(tmp_path: Path) -> None:
             events = _events(client, revision, timeout=0.5)
             assert [e.object["id"] for e in events if e.object] == [after["id"]]
             assert after["provider:segmentation_id"] != before["provider:segmentation_id"]
+
+
+def test_snapshot_then_long_poll_is_list_and_watch_without_a_gap(
+    admin: Client, agent: Client
+) -> None:
+    snap = agent.snapshot()
+    assert snap.revision == admin.list_with_revision("network")[1]
+    net = admin.create("network", name="after-snapshot")
+    events, revision = agent.events(snap.revision, timeout=5.0)
+    assert [(e.resource, e.action, e.object["id"]) for e in events if e.object] == [
+        ("network", "create", net["id"])
+    ]
+    assert revision == events[-1].revision
+    # nothing new: the poll waits and returns empty at its timeout, revision unchanged
+    again, same = agent.events(revision, timeout=0.3)
+    assert (again, same) == ([], revision)
+
+
+def test_long_poll_returns_as_soon_as_a_change_happens(server: ServerProcess) -> None:
+    import threading
+    import time
+
+    with server.client() as poller, server.client() as writer:
+        start = writer.list_with_revision("network")[1]
+        timer = threading.Timer(0.3, lambda: writer.create("network", name="wakes-poll"))
+        began = time.monotonic()
+        timer.start()
+        events, _ = poller.events(start, timeout=20.0)
+        waited = time.monotonic() - began
+        timer.join(timeout=5)
+    assert [e.object["name"] for e in events if e.object] == ["wakes-poll"]
+    assert waited < 15.0  # woken by the change, not by the 20 s timeout
+
+
+def test_long_poll_from_a_lost_revision_is_a_410_resync(agent: Client) -> None:
+    from tunnelnet.client import ResyncRequired
+
+    with pytest.raises(ResyncRequired) as err:
+        agent.events(10**12, timeout=0.1)
+    assert (err.value.status, err.value.error_type) == (410, "ResyncRequired")
