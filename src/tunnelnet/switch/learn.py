@@ -136,4 +136,6 @@ class Learn:
 
     def run(self, x: Xlate) -> None:
         x.trace_action(self)
+        if x.nodes is not None and (self.fin_idle_timeout or self.fin_hard_timeout):
+            x.warn("fin_idle_timeout/fin_hard_timeout have no effect: TCP FIN is not tracked")
         x.learn(self.build(x.key))
