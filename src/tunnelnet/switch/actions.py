@@ -33,7 +33,8 @@ class OutputPort:
     port: int
 
     def run(self, x: Xlate) -> None:
-        x.trace_action(self)
+        if x.nodes is not None:
+            x.trace_action(self)
         x.output(self.port)
 
     def format(self) -> str:
@@ -44,7 +45,8 @@ class OutputPort:
 @dataclass(frozen=True, slots=True)
 class OutputInPort:
     def run(self, x: Xlate) -> None:
-        x.trace_action(self)
+        if x.nodes is not None:
+            x.trace_action(self)
         x.emit(x.key["in_port"])
 
     def format(self) -> str:
@@ -58,7 +60,8 @@ class OutputFlood:
     port: int  # OFPP_FLOOD or OFPP_ALL
 
     def run(self, x: Xlate) -> None:
-        x.trace_action(self)
+        if x.nodes is not None:
+            x.trace_action(self)
         x.flood(all_ports=self.port == OFPP_ALL)
 
     def format(self) -> str:
@@ -68,7 +71,8 @@ class OutputFlood:
 @dataclass(frozen=True, slots=True)
 class OutputNormal:
     def run(self, x: Xlate) -> None:
-        x.trace_action(self)
+        if x.nodes is not None:
+            x.trace_action(self)
         x.normal()
 
     def format(self) -> str:
@@ -82,7 +86,8 @@ class OutputField:
     src: SubField
 
     def run(self, x: Xlate) -> None:
-        x.trace_action(self)
+        if x.nodes is not None:
+            x.trace_action(self)
         x.output(self.src.read(x.key))
 
     def format(self) -> str:
@@ -95,7 +100,8 @@ class Resubmit:
     table: int | None  # None: the current table
 
     def run(self, x: Xlate) -> None:
-        x.trace_action(self)
+        if x.nodes is not None:
+            x.trace_action(self)
         x.resubmit(self.in_port, self.table)
 
     def format(self) -> str:
@@ -113,7 +119,8 @@ class ModVlanVid:
     vid: int
 
     def run(self, x: Xlate) -> None:
-        x.trace_action(self)
+        if x.nodes is not None:
+            x.trace_action(self)
         tci = x.key.get("vlan_tci", 0)
         x.key["vlan_tci"] = (tci & 0xE000) | VLAN_CFI | self.vid
 
@@ -126,7 +133,8 @@ class ModVlanPcp:
     pcp: int
 
     def run(self, x: Xlate) -> None:
-        x.trace_action(self)
+        if x.nodes is not None:
+            x.trace_action(self)
         tci = x.key.get("vlan_tci", 0)
         x.key["vlan_tci"] = (tci & 0x0FFF) | VLAN_CFI | (self.pcp << 13)
 
@@ -137,7 +145,8 @@ class ModVlanPcp:
 @dataclass(frozen=True, slots=True)
 class StripVlan:
     def run(self, x: Xlate) -> None:
-        x.trace_action(self)
+        if x.nodes is not None:
+            x.trace_action(self)
         x.key["vlan_tci"] = 0
 
     def format(self) -> str:
@@ -149,7 +158,8 @@ class PushVlan:
     ethertype: int
 
     def run(self, x: Xlate) -> None:
-        x.trace_action(self)
+        if x.nodes is not None:
+            x.trace_action(self)
         if x.key.get("vlan_tci", 0) & VLAN_CFI:
             # The flow key holds one tag; a second (QinQ) tag cannot be represented.
             x.warn("push_vlan on an already tagged packet: QinQ is not supported, dropping")
@@ -169,7 +179,8 @@ class SetEth:
     mac: int
 
     def run(self, x: Xlate) -> None:
-        x.trace_action(self)
+        if x.nodes is not None:
+            x.trace_action(self)
         x.key[self.field] = self.mac
 
     def format(self) -> str:
@@ -182,7 +193,8 @@ class SetTunnel:
     wide: bool  # printed as set_tunnel64 (value over 32 bits or written so)
 
     def run(self, x: Xlate) -> None:
-        x.trace_action(self)
+        if x.nodes is not None:
+            x.trace_action(self)
         x.key["tun_id"] = self.tun_id
 
     def format(self) -> str:
@@ -198,7 +210,8 @@ class Load:
     value: int
 
     def run(self, x: Xlate) -> None:
-        x.trace_action(self)
+        if x.nodes is not None:
+            x.trace_action(self)
         self.dst.write(x.key, self.value)
 
     def format(self) -> str:
@@ -212,7 +225,8 @@ class Move:
     dst: SubField
 
     def run(self, x: Xlate) -> None:
-        x.trace_action(self)
+        if x.nodes is not None:
+            x.trace_action(self)
         self.dst.write(x.key, self.src.read(x.key))
 
     def format(self) -> str:
