@@ -59,9 +59,8 @@ def apply_key_changes(frame: Buffer, old_key: FlowKey, new_key: FlowKey) -> byte
     """The bytes of ``frame`` (whose key is ``old_key``) changed to carry ``new_key``."""
     if old_key == new_key:
         return bytes(frame)
-    changed = {f for f, v in new_key.items() if old_key.get(f) != v}
-    changed.update(f for f in old_key if f not in new_key)
-    changed -= METADATA_FIELDS
+    # fields added, removed or changed: one C-level set operation over the (name, value) pairs
+    changed = {field for field, _ in old_key.items() ^ new_key.items()} - METADATA_FIELDS
     if not changed:
         return bytes(frame)
     buf = bytearray(frame)

@@ -7,6 +7,8 @@ import ipaddress
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scapy.layers.inet import ICMP, IP, TCP, UDP
 from scapy.layers.l2 import ARP, Dot1Q, Ether
 from scapy.packet import Raw
@@ -122,3 +124,27 @@ def test_changes_that_bytes_cannot_carry_are_refused() -> None:
     arp = Ether(src=VM1, dst=VM2) / ARP()
     with pytest.raises(PacketError, match="cannot rewrite nw_src"):
         rewrite(arp, nw_src=1)
+
+
+field_changes = st.fixed_dictionaries({}, optional={
+    "dl_src": st.integers(0, 2**48 - 1), "dl_dst": st.integers(0, 2**48 - 1),
+    "vlan_tci": st.one_of(st.just(0), st.integers(0, 0xFFFF).map(lambda t: t | 0x1000)),
+    "nw_src": st.integers(0, 2**32 - 1), "nw_dst": st.integers(0, 2**32 - 1),
+    "nw_tos": st.integers(0, 63).map(lambda d: d << 2), "nw_ecn": st.integers(0, 3),
+    "nw_ttl": st.integers(0, 255), "tp_src": st.integers(0, 0xFFFF),
+    "tp_dst": st.integers(0, 0xFFFF),
+})
+
+
+@given(st.sampled_from(["tcp", "udp"]), st.booleans(), field_changes)
+@settings(max_examples=150, deadline=None)
+def test_any_supported_change_gives_bytes_whose_key_is_the_new_key(
+        l4_name: str, tagged: bool, changes: dict[str, int]) -> None:
+    l4 = TCP(sport=1, dport=2, flags="A") if l4_name == "tcp" else UDP(sport=1, dport=2)
+    base = Ether(src=VM1, dst=VM2)
+    if tagged:
+        base = base / Dot1Q(vlan=9)
+    pkt = base / IP(src="10.0.0.1", dst="10.0.0.2") / l4 / Raw(b"data")
+    out, new = rewrite(pkt, **changes)
+    assert extract_flow_key(out, 1, 0x10) == new
+    assert scapy_with_checksums(Ether(out)) == out
