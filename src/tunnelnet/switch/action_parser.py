@@ -41,7 +41,8 @@ from tunnelnet.switch.match_parser import parse_int
 from tunnelnet.switch.nxm import NXM_FIELDS, PREFERRED_NXM, SubField, parse_subfield
 from tunnelnet.switch.ports import OFPP_IN_PORT, OFPP_NORMAL, PortResolver, parse_port
 
-MAX_TABLE: Final = 254
+MAX_TABLE: Final = 254  # resubmit may name table 254; flows go in 0..253 (see MAX_FLOW_TABLE)
+MAX_FLOW_TABLE: Final = 253  # Open vSwitch keeps table 254 for itself (add-flow: OFPBRC_EPERM)
 
 UNSUPPORTED_ACTIONS: Final[frozenset[str]] = frozenset(
     {
@@ -361,8 +362,8 @@ def parse_learn(item: str, arg: str) -> Learn:
             f"learn {part!r}: unknown learn argument (fields are written as NXM names, "
             "e.g. NXM_OF_ETH_DST[]=NXM_OF_ETH_SRC[])"
         )
-    if params["table"] > MAX_TABLE:
-        raise FlowSyntaxError(f"{item!r}: learn table out of range 0..{MAX_TABLE}")
+    if params["table"] > MAX_FLOW_TABLE:
+        raise FlowSyntaxError(f"{item!r}: learn table out of range 0..{MAX_FLOW_TABLE}")
     return Learn(
         table=params["table"],
         priority=params["priority"],

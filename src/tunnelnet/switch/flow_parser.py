@@ -11,7 +11,7 @@ import enum
 import re
 from dataclasses import dataclass
 
-from tunnelnet.switch.action_parser import MAX_TABLE, parse_actions
+from tunnelnet.switch.action_parser import MAX_FLOW_TABLE, MAX_TABLE, parse_actions
 from tunnelnet.switch.actions import Action
 from tunnelnet.switch.errors import FlowSyntaxError
 from tunnelnet.switch.match import Match
@@ -102,8 +102,11 @@ def parse_flow(
         if name == "table":
             assert value is not None
             table = parse_int(value, 8, "table")
-            if table > MAX_TABLE:
-                raise FlowSyntaxError(f"table={value}: table must be 0..{MAX_TABLE}")
+            limit = MAX_FLOW_TABLE if command is FlowCommand.ADD else MAX_TABLE
+            if table > limit:
+                raise FlowSyntaxError(
+                    f"table={value}: table must be 0..{limit} (Open vSwitch reserves 254)"
+                )
         elif name == "priority":
             assert value is not None
             if command is FlowCommand.DUMP or (command is FlowCommand.DELETE and not strict):

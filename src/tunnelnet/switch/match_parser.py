@@ -84,7 +84,7 @@ _MATCH_FIELDS: Final[dict[str, _FieldSpec]] = {
     "icmp_code": _FieldSpec("tp_dst", "icmp8", "icmp", maskable=False),
     "icmpv6_type": _FieldSpec("tp_src", "icmp8", "icmp", maskable=False),
     "icmpv6_code": _FieldSpec("tp_dst", "icmp8", "icmp", maskable=False),
-    "arp_op": _FieldSpec("arp_op", "int", "arp", maskable=False),
+    "arp_op": _FieldSpec("arp_op", "arp_op", "arp", maskable=False),
     "arp_spa": _FieldSpec("arp_spa", "ipv4", "arp"),
     "arp_tpa": _FieldSpec("arp_tpa", "ipv4", "arp"),
     "arp_sha": _FieldSpec("arp_sha", "mac", "arp"),
@@ -335,7 +335,8 @@ def _parse_value(
                 "(Open vSwitch would silently clear them)"
             )
         return value, 0xFF
-    bits = {"icmp8": 8}.get(spec.kind, 0) or full_mask(key).bit_length()
+    # Open vSwitch keeps the ARP opcode in an 8-bit slot and silently truncates larger values.
+    bits = {"icmp8": 8, "arp_op": 8}.get(spec.kind, 0) or full_mask(key).bit_length()
     text, mask_text = _split_mask(raw)
     if spec.kind == "vlan_tci":
         bits = 16

@@ -26,6 +26,8 @@ BAD = [
     ("priority=1,nw_dst=10.0.0.0/33,ip actions=drop", "nw_dst"),
     ("priority=65536 actions=drop", "priority"),
     ("table=255,priority=1 actions=drop", "table"),
+    ("table=254,priority=1 actions=drop", "254"),  # OVS: OFPBRC_EPERM
+    ("priority=1,arp,arp_op=256 actions=drop", "arp_op"),  # OVS truncates to 8 bits
     ("priority=1 actions=load:0x10000->NXM_NX_REG0[0..15]", "16 bits"),
     ("priority=1 actions=load:1->NXM_NX_REG9[]", "NXM_NX_REG9"),
     ("priority=1 actions=load:1->NXM_NX_REG0[0..40]", "NXM_NX_REG0"),

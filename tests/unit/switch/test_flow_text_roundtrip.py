@@ -48,7 +48,7 @@ L3 = {
     "udp": {"tp_src": st.integers(0, 0xFFFF).map(str)},
     "icmp": {"icmp_type": st.integers(0, 255).map(str), "icmp_code": st.integers(0, 255).map(str)},
     "arp": {
-        "arp_op": st.integers(0, 0xFFFF).map(str),
+        "arp_op": st.integers(0, 0xFF).map(str),
         "arp_spa": IP,
         "arp_tpa": IP,
         "arp_sha": MAC,
@@ -75,7 +75,7 @@ ACTIONS = st.lists(
 
 @st.composite
 def flows(draw: st.DrawFn) -> str:
-    parts = [f"table={draw(st.integers(0, 254))}", f"priority={draw(st.integers(0, 65535))}"]
+    parts = [f"table={draw(st.integers(0, 253))}", f"priority={draw(st.integers(0, 65535))}"]
     if draw(st.booleans()):
         parts.append(f"cookie={draw(st.integers(0, (1 << 64) - 1)):#x}")
     for name in draw(st.lists(st.sampled_from(sorted(L2)), unique=True, max_size=4)):
