@@ -58,7 +58,7 @@ def test_packet_error_is_a_tunnelnet_error_with_an_offset() -> None:
 
 @pytest.mark.parametrize("reader", list(READERS.values()), ids=list(READERS))
 @given(data=st.binary(max_size=200))
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 def test_random_bytes_raise_only_packet_error(reader: Callable[[bytes], object],
                                               data: bytes) -> None:
     _only_packet_error(reader, data)
@@ -78,7 +78,7 @@ def mutilated(draw: st.DrawFn) -> bytes:
 
 @pytest.mark.parametrize("reader", list(READERS.values()), ids=list(READERS))
 @given(data=mutilated())
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 def test_mutilated_frames_raise_only_packet_error(reader: Callable[[bytes], object],
                                                   data: bytes) -> None:
     _only_packet_error(reader, data)
@@ -157,3 +157,19 @@ def test_each_kind_of_damage_is_named_with_its_offset(reader: str, make: Callabl
                                                       pattern: str) -> None:
     with pytest.raises(PacketError, match=pattern):
         READERS[reader](make())
+
+
+@given(st.binary(max_size=200))
+@settings(max_examples=300, deadline=None)
+def test_source_port_of_any_bytes_is_in_the_dynamic_range(data: bytes) -> None:
+    from tunnelnet.packet import source_port
+
+    assert 49152 <= source_port(data) <= 65535
+
+
+def test_tunnels_nested_beyond_the_limit_are_refused_not_recursed() -> None:
+    frame = _udp_frame()
+    for _ in range(10):
+        frame = vxlan_encap(frame, 1, "192.0.2.1", "192.0.2.2", MAC1, MAC2)
+    with pytest.raises(PacketError, match="more than 8 nested tunnels"):
+        decode(frame)
