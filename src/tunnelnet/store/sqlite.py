@@ -159,6 +159,9 @@ class SqliteStore:
         self._all_lock = threading.Lock()
         # a memory database exists once per connection, so all threads share one, in turn
         self._memory_lock = threading.RLock()
+        # writers of this process queue here: SQLite's busy handler would make them poll with
+        # sleeps of up to 100 ms; other processes are still kept out by BEGIN IMMEDIATE
+        self._write_lock = threading.Lock()
         self._subscribers: list[Callable[[int], None]] = []
         if not self._memory:
             parent = os.path.dirname(os.path.abspath(path))
@@ -201,8 +204,9 @@ class SqliteStore:
 
     @contextmanager
     def _txn(self, writable: bool) -> Iterator[SqliteTxn]:
-        if self._memory:
-            self._memory_lock.acquire()
+        lock = self._memory_lock if self._memory else self._write_lock if writable else None
+        if lock is not None:
+            lock.acquire()
         try:
             conn = self._conn()
             conn.execute("BEGIN IMMEDIATE" if writable else "BEGIN")
@@ -218,8 +222,8 @@ class SqliteStore:
                 conn.execute("ROLLBACK")
                 raise StoreError(f"commit failed: {exc}") from exc
         finally:
-            if self._memory:
-                self._memory_lock.release()
+            if lock is not None:
+                lock.release()
         if txn.emitted:
             self._notify(txn.revision)
 
