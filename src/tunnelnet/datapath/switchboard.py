@@ -30,7 +30,7 @@ from tunnelnet.datapath.ports import (
 )
 from tunnelnet.datapath.tunnel import TunnelEndpoint, TunnelPort
 from tunnelnet.packet.errors import PacketError
-from tunnelnet.packet.fields import FlowKey
+from tunnelnet.packet.fields import FIELD_BITS, METADATA_FIELDS, FlowKey
 from tunnelnet.packet.flowkey import extract_flow_key
 from tunnelnet.packet.rewrite import apply_key_changes
 from tunnelnet.switch import Bridge, Output
@@ -38,10 +38,15 @@ from tunnelnet.switch import Bridge, Output
 log = logging.getLogger(__name__)
 
 MAX_PATCH_DEPTH: Final = 8  # patch hops one packet may take (a loop of patch pairs ends here)
-# Crossing a patch port starts a fresh pipeline: Open vSwitch clears these (patch_port_output).
-_CLEARED_BY_PATCH: Final = frozenset(
-    {"tun_id", "tun_src", "tun_dst", "metadata", *(f"reg{i}" for i in range(8))}
-)
+# Crossing a patch port starts a fresh pipeline: Open vSwitch zeroes the metadata, registers
+# and tunnel fields (patch_port_output in ofproto-dpif-xlate.c); the new in_port is the peer.
+_RESET_BY_PATCH: Final[dict[str, int]] = {
+    "tun_id": 0, "tun_src": 0, "tun_dst": 0, "metadata": 0, **{f"reg{i}": 0 for i in range(8)}
+}
+# The fields a frame's bytes carry. An output whose key equals the input's on all of them
+# needs no rewrite (the common case: only metadata such as tun_id changed), and comparing
+# them as one tuple is far cheaper than a field-by-field rewrite attempt.
+_HEADER_FIELDS: Final = tuple(f for f in FIELD_BITS if f not in METADATA_FIELDS)
 
 # Drop reasons the datapath adds to a bridge's own (no_flow etc. come from the switch).
 BAD_PACKET: Final = "bad_packet"
@@ -262,10 +267,11 @@ class Switchboard:
             self._ratelog.warning(f"bad:{port.name}", "%s: dropped a bad packet: %s",
                                   port.name, exc)
             return
-        self._pipeline(state, key, dict(key), frame, 0)
+        original = dict(key)
+        self._pipeline(state, key, original, tuple(map(original.get, _HEADER_FIELDS)), frame, 0)
 
-    def _pipeline(self, state: BridgeState, key: FlowKey, original: FlowKey, frame: bytes,
-                  depth: int) -> None:
+    def _pipeline(self, state: BridgeState, key: FlowKey, original: FlowKey,
+                  headers: tuple[int | None, ...], frame: bytes, depth: int) -> None:
         outputs: list[Output] = state.bridge.process(key, len(frame))
         for out in outputs:
             port = state.ports.get(out.port)
@@ -273,10 +279,11 @@ class Switchboard:
                 self._count(state.bridge.name, NO_SUCH_PORT)
                 continue
             if isinstance(port, PatchPort):
-                self._cross_patch(state, port, out.key, original, frame, depth)
+                self._cross_patch(state, port, out.key, original, headers, frame, depth)
                 continue
             try:
-                data = apply_key_changes(frame, original, out.key)
+                data = (frame if tuple(map(out.key.get, _HEADER_FIELDS)) == headers
+                        else apply_key_changes(frame, original, out.key))
             except PacketError as exc:
                 port.stats.tx_dropped += 1
                 self._count(state.bridge.name, REWRITE_FAILED)
@@ -299,7 +306,8 @@ class Switchboard:
                 port.send(data)
 
     def _cross_patch(self, state: BridgeState, port: PatchPort, key: FlowKey,
-                     original: FlowKey, frame: bytes, depth: int) -> None:
+                     original: FlowKey, headers: tuple[int | None, ...], frame: bytes,
+                     depth: int) -> None:
         peer = self.ports.get(port.peer)
         if not isinstance(peer, PatchPort) or peer.peer != port.name:
             port.stats.tx_dropped += 1
@@ -316,9 +324,10 @@ class Switchboard:
         port.stats.tx_bytes += len(frame)
         peer.stats.rx_packets += 1
         peer.stats.rx_bytes += len(frame)
-        crossed = {k: v for k, v in key.items() if k not in _CLEARED_BY_PATCH}
+        crossed = dict(key)
+        crossed.update(_RESET_BY_PATCH)
         crossed["in_port"] = peer.ofport
-        self._pipeline(self.bridges[peer.bridge], crossed, original, frame, depth + 1)
+        self._pipeline(self.bridges[peer.bridge], crossed, original, headers, frame, depth + 1)
 
     def _count(self, bridge: str, reason: str) -> None:
         state = self.bridges.get(bridge)

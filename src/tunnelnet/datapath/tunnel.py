@@ -57,6 +57,7 @@ IPV4_HEADER: Final = 20
 VXLAN_EXTRA: Final = 36
 GRE_EXTRA: Final = 28
 
+_UDP_HEADER: Final = udp.HEADER.pack
 IP_PKTINFO: Final = 8  # not exported by every Python build's socket module
 IP_MTU: Final = 14
 IP_MTU_DISCOVER: Final = 10
@@ -315,8 +316,11 @@ class TunnelEndpoint:
         try:
             if port.kind is PortKind.VXLAN:
                 sock = self._vxlan_tx
-                payload = udp.build(udp.Udp(source_port(frame), port.dst_port, checksum=0),
-                                    vxlan_payload(frame, key & 0xFFFFFF))
+                inner = vxlan_payload(frame, key & 0xFFFFFF)
+                # zero UDP checksum ("none", RFC 7348 section 5 for IPv4); the codec's header
+                # layout packed directly: udp.build() costs ~2 us more per packet
+                payload = _UDP_HEADER(source_port(frame), port.dst_port, 8 + len(inner), 0
+                                      ) + inner
             else:
                 sock = self._gre
                 payload = gre_payload(frame, key & 0xFFFFFFFF)
