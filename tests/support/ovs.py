@@ -186,7 +186,7 @@ class OvsSwitch:
         rd = self.rundir
         pidfile = rd / f"{daemon}.pid"
         argv = [
-            daemon,
+            find_binary(daemon),
             *args,
             f"--pidfile={pidfile}",
             f"--log-file={rd / (daemon + '.log')}",
@@ -350,8 +350,20 @@ class OvsSwitch:
         ofport: int | None = None,
         type: str | None = None,
         options: Mapping[str, str] | None = None,
+        *,
+        tag: int | None = None,
+        trunks: Sequence[int] = (),
     ) -> int:
-        """Add a port and return its OpenFlow number (the requested one, checked)."""
+        """Add a port and return its OpenFlow number (the requested one, checked).
+
+        `tag` makes it an access port of that VLAN, `trunks` limits a trunk port to those
+        VLANs (empty: every VLAN), as NORMAL switching reads them from the Port record.
+        """
+        port_settings: list[str] = []
+        if tag is not None:
+            port_settings.append(f"tag={tag}")
+        if trunks:
+            port_settings.append("trunks=" + ",".join(str(v) for v in trunks))
         settings: list[str] = []
         if type is not None:
             settings.append(f"type={type}")
@@ -359,7 +371,7 @@ class OvsSwitch:
             settings.append(f"ofport_request={ofport}")
         for key, value in (options or {}).items():
             settings.append(f"options:{key}={_ovsdb_string(value)}")
-        cmd = ["add-port", bridge, name]
+        cmd = ["add-port", bridge, name, *port_settings]
         if settings:
             cmd += ["--", "set", "Interface", name, *settings]
         self.vsctl(*cmd)
@@ -526,6 +538,14 @@ class OvsSwitch:
                     dp.bridge, dp.ofport, dp.name, out.vlan, None, out.eth_src, out.eth_dst, out.arp
                 )
         raise OvsError(f"datapath port {out.dp_port} is in no bridge of dpif/show")
+
+
+def find_binary(name: str) -> str:
+    """Path of an Open vSwitch program; the daemons live in /usr/sbin, often not on PATH."""
+    found = shutil.which(name) or shutil.which(name, path="/usr/sbin:/sbin")
+    if found is None:
+        raise OvsError(f"{name} not found (install the openvswitch-switch package)")
+    return found
 
 
 def _proto(protocols: str | None) -> list[str]:

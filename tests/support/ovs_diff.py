@@ -14,6 +14,7 @@ OVS's datapath details are OVS's own business and are not compared.
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any, Protocol
 
 from support.ovs import TraceResult
@@ -25,8 +26,10 @@ _ARP_MAC_FIELDS = frozenset({"arp_sha", "arp_tha"})
 
 
 class _Output(Protocol):
-    port: int
-    key: Mapping[str, int]
+    @property
+    def port(self) -> int: ...
+    @property
+    def key(self) -> Mapping[str, int]: ...
 
 
 def ours_visited(trace: Any) -> list[tuple[int, int]]:
@@ -46,8 +49,12 @@ def vid_of_key(key: Mapping[str, int]) -> int | None:
     return tci & 0x0FFF if tci & 0x1000 else None
 
 
-def compare_trace(ours: Any, theirs: TraceResult, what: str) -> list[str]:
-    """Disagreements between our `Bridge.trace()` and OVS's `ofproto/trace` for one packet."""
+def compare_trace(ours: Any, theirs: TraceResult, what: str, *, ordered: bool = True) -> list[str]:
+    """Disagreements between our `Bridge.trace()` and OVS's `ofproto/trace` for one packet.
+
+    `ordered=False` compares output ports as a multiset: the order of FLOOD/ALL/NORMAL copies
+    is an implementation detail (OVS walks its port hash map).
+    """
     problems: list[str] = []
     if ours_visited(ours) != theirs.visited:
         problems.append(
@@ -60,7 +67,7 @@ def compare_trace(ours: Any, theirs: TraceResult, what: str) -> list[str]:
             problems.append(f"{what}: resubmit depth OVS {theirs_depth} ours {ours_depth}")
     if bool(ours.drop) != theirs.drop:
         problems.append(f"{what}: drop OVS {theirs.drop} ours {ours.drop}")
-    if list(ours.outputs) != theirs.output_ports:
+    if _order(list(ours.outputs), ordered) != _order(theirs.output_ports, ordered):
         problems.append(f"{what}: output ports OVS {theirs.output_ports} ours {ours.outputs}")
     final_ours = parse_flow_fields(str(ours.final_flow))
     final_theirs = theirs.final_flow
@@ -107,12 +114,24 @@ def describe_our_outputs(
 
 
 def compare_outputs(
-    ours: Sequence[_Output], theirs: TraceResult, tunnel_ports: Collection[int], what: str
+    ours: Sequence[_Output],
+    theirs: TraceResult,
+    tunnel_ports: Collection[int],
+    what: str,
+    *,
+    ordered: bool = True,
 ) -> list[str]:
     """Disagreements between `Bridge.process()` copies and OVS's datapath actions."""
     problems: list[str] = []
     mine = describe_our_outputs(ours, tunnel_ports)
     other = describe_ovs_outputs(theirs, tunnel_ports)
+    if not ordered:
+        # Sorted together with their headers, so each copy is still checked whole; ARP
+        # rewrites are then compared on the copies of the same port in the same order.
+        ours = [o for _, o in sorted(zip(mine, ours, strict=True), key=_first)]
+        pairs = sorted(zip(other, theirs.outputs, strict=True), key=_first)
+        theirs = replace(theirs, outputs=[o for _, o in pairs])
+        mine, other = sorted(mine, key=repr), sorted(other, key=repr)
     if mine != other:
         problems.append(
             f"{what}: copies (port, vlan, tun_id, dl_src, dl_dst) OVS {other} ours {mine}"
@@ -126,6 +145,14 @@ def compare_outputs(
                     f"{what}: copy {n} {name} OVS {value} ours {o_ours.key.get(name)!r}"
                 )
     return problems
+
+
+def _order(ports: list[int], ordered: bool) -> list[int]:
+    return ports if ordered else sorted(ports)
+
+
+def _first(pair: tuple[tuple[object, ...], object]) -> str:
+    return repr(pair[0])
 
 
 def _field_int(name: str, value: str) -> int:
