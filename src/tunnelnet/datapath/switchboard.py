@@ -249,6 +249,15 @@ class Switchboard:
             "tx/tso/gso offloads on the sender", port.name, len(frame), port.max_frame - 18)
         return True
 
+    def inject(self, port_name: str, frame: bytes) -> None:
+        """Process ``frame`` as if port ``port_name`` had received it (tests, packet-out)."""
+        port = self.ports.get(port_name)
+        if port is None:
+            raise DatapathError(f"no port named {port_name!r}")
+        port.stats.rx_packets += 1
+        port.stats.rx_bytes += len(frame)
+        self._input(port, frame, None, None, None)
+
     def _from_tunnel(self, port: TunnelPort, frame: bytes, tun_id: int, tun_src: int,
                      tun_dst: int) -> None:
         port.stats.rx_packets += 1
