@@ -1,0 +1,108 @@
+"""Local port kinds of a real vswitchd in a namespace: system ports (AF_PACKET) and internal
+ports (tap devices the daemon creates and must never leave behind). ethtool, ip and ping are
+the judges."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from support.netns import lab, run
+from support.vswitchd import Vswitchd
+from tunnelnet.datapath import messages as m
+
+pytestmark = pytest.mark.netns
+
+
+@pytest.fixture
+def host() -> Iterator[tuple[dict[str, str], Vswitchd]]:
+    """A hypervisor namespace with two VMs on veths (vm1 10.0.0.1, vm2 10.0.0.2), offloads
+    left ON on the hypervisor ends so the daemon has to turn them off itself."""
+    with lab() as made:
+        ns = {"hv": made.netns(), "vm1": made.netns(), "vm2": made.netns()}
+        for i in (1, 2):
+            made.veth(ns["hv"], f"tap{i}", ns[f"vm{i}"], "eth0")
+            made.addr(ns[f"vm{i}"], "eth0", f"10.0.0.{i}/24")
+            made.offloads_off(ns[f"vm{i}"], "eth0")
+        sw = Vswitchd(ns["hv"])
+        try:
+            sw.start()
+            sw.vsctl("add-br", "br0")
+            sw.vsctl("add-port", "br0", "tap1")
+            sw.vsctl("add-port", "br0", "tap2")
+            yield ns, sw
+        finally:
+            sw.close()
+
+
+def _ethtool_features(ns: str, ifname: str) -> dict[str, str]:
+    out = run(["ethtool", "-k", ifname], netns=ns).stdout
+    return {k.strip(): v.split()[0] for k, _, v in
+            (line.partition(":") for line in out.splitlines()[1:]) if v.strip()}
+
+
+def test_system_port_turns_off_offloads_that_make_frames_incomplete(
+        host: tuple[dict[str, str], Vswitchd]) -> None:
+    ns, _ = host
+    features = _ethtool_features(ns["hv"], "tap1")
+    # the features themselves ("tcp-segmentation-offload" is a summary that newer kernels
+    # keep "on" for sub-features such as tx-tcp-accecn-segmentation that need checksumming)
+    for name in ("tx-checksumming", "scatter-gather", "tx-tcp-segmentation",
+                 "tx-tcp6-segmentation", "generic-segmentation-offload",
+                 "generic-receive-offload", "rx-vlan-offload"):
+        assert features[name] == "off", name
+
+
+def test_vms_on_system_ports_talk_and_each_frame_is_received_once(
+        host: tuple[dict[str, str], Vswitchd]) -> None:
+    ns, sw = host
+    ping = run(["ping", "-c", "3", "-i", "0.2", "-W", "2", "10.0.0.2"], netns=ns["vm1"],
+               check=False)
+    assert ping.returncode == 0, ping.stdout
+    time.sleep(0.2)
+    ports = {p["name"]: p for p in sw.call(m.DumpPorts("br0"))}
+    # what one port sent is what the other received: our own transmissions are not read
+    # back from the AF_PACKET socket (else flooded frames would loop and counts would grow)
+    assert ports["tap1"]["tx_packets"] == ports["tap2"]["rx_packets"]
+    assert ports["tap2"]["tx_packets"] == ports["tap1"]["rx_packets"]
+    assert 6 <= ports["tap1"]["rx_packets"] < 20
+
+
+def test_internal_port_gives_the_host_an_address_on_the_bridge(
+        host: tuple[dict[str, str], Vswitchd]) -> None:
+    ns, sw = host
+    sw.vsctl("add-port", "br0", "mgmt0", "type=internal")
+    link = json.loads(run(["ip", "-j", "link", "show", "mgmt0"], netns=ns["hv"]).stdout)[0]
+    assert "UP" not in link["flags"]  # created down, as Open vSwitch's internal ports
+    run(["ip", "addr", "add", "10.0.0.100/24", "dev", "mgmt0"], netns=ns["hv"])
+    run(["ip", "link", "set", "mgmt0", "up"], netns=ns["hv"])
+    ping = run(["ping", "-c", "3", "-i", "0.2", "-W", "2", "10.0.0.100"], netns=ns["vm2"],
+               check=False)
+    assert ping.returncode == 0, ping.stdout
+    sw.vsctl("del-port", "br0", "mgmt0")
+    assert run(["ip", "link", "show", "mgmt0"], netns=ns["hv"], check=False).returncode != 0
+
+
+def test_even_a_killed_daemon_leaves_no_tap_device(
+        host: tuple[dict[str, str], Vswitchd]) -> None:
+    ns, sw = host
+    sw.vsctl("add-port", "br0", "mgmt0", "type=internal")
+    assert sw.stop(signal.SIGKILL) == -signal.SIGKILL
+    deadline = time.monotonic() + 5
+    while run(["ip", "link", "show", "mgmt0"], netns=ns["hv"], check=False).returncode == 0:
+        assert time.monotonic() < deadline, "tap device outlived its daemon"
+        time.sleep(0.05)
+
+
+def test_system_port_for_a_missing_interface_is_refused_and_changes_nothing(
+        host: tuple[dict[str, str], Vswitchd]) -> None:
+    _, sw = host
+    before = sw.call(m.Show())
+    proc = sw.cli("vsctl", "add-port", "br0", "ghost0", check=False)
+    assert proc.returncode == 1
+    assert "no such network interface" in proc.stderr
+    assert sw.call(m.Show()) == before
