@@ -191,8 +191,11 @@ class Bridge:
         table = self._table(table_id)
         old = table.classifier.find_exact(match, priority)
         if old is not None:
-            # Same match and priority: replace the actions, keep the counters and age
-            # (Open vSwitch without reset_counts); hard_timeout restarts from now.
+            # Same match and priority: Open vSwitch replaces the flow, carrying its counters
+            # and idle age over (no reset_counts) but restarting its duration; a learn() that
+            # re-learns the same flow only refreshes it (hard_timeout restarts from now).
+            if not (learned and old.actions == actions):
+                old.created = now
             old.actions = actions  # type: ignore[assignment]
             old.cookie = cookie
             old.idle_timeout = idle
