@@ -22,6 +22,7 @@ from tunnelnet.packet.fields import (
     IPPROTO_TCP,
     IPPROTO_UDP,
     FlowKey,
+    int_to_mac,
 )
 from tunnelnet.switch.actions import OutputPort
 from tunnelnet.switch.classifier import Classifier
@@ -35,7 +36,7 @@ from tunnelnet.switch.match import IPPROTO_SCTP, KEY_DEFAULTS, Match, full_mask
 from tunnelnet.switch.match_parser import parse_match
 from tunnelnet.switch.normal import DEFAULT_AGING, DEFAULT_LIMIT_PER_VLAN, MacTable
 from tunnelnet.switch.pipeline import Pipeline
-from tunnelnet.switch.ports import OFPP_MAX
+from tunnelnet.switch.ports import OFPP_MAX, format_port
 from tunnelnet.switch.trace import Trace, TraceStep
 from tunnelnet.switch.xlate import Output, Xlate
 
@@ -372,6 +373,17 @@ class Bridge:
             self._remove(entry)
         self.mac_table.expire(now)
         return len(gone)
+
+    def fdb_show(self) -> list[str]:
+        """NORMAL's MAC table as ``ovs-appctl fdb/show`` prints it (header line first)."""
+        now = self._clock()
+        lines = [" port  VLAN  MAC                Age"]
+        for vlan, mac, port, seen in sorted(self.mac_table.entries(), key=lambda e: e[3]):
+            age = int(now - seen)
+            if age >= self.mac_table.aging:
+                continue
+            lines.append(f"{format_port(port):>5}  {vlan:4d}  {int_to_mac(mac)}  {age:3d}")
+        return lines
 
     # --- trace ------------------------------------------------------------------------------
 

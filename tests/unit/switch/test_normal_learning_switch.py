@@ -106,3 +106,16 @@ def test_mac_limit_per_vlan_caps_learning_and_counts_hits(clock: Clock) -> None:
     assert br.mac_table.limit_hits == 2
     # the third MAC was not learned: traffic to it still floods
     assert _ports(br.process(eth(2, A, "fa:16:3e:00:01:02"), 60)) == [1, 3]
+
+
+def test_fdb_show_lists_learned_macs_like_ovs_appctl(clock: Clock) -> None:
+    br = _bridge(clock)
+    br.process(eth(1, A, BCAST), 60)
+    clock.advance(5)
+    br.process(eth(5, B, BCAST, vlan=20), 60)
+    # layout of `ovs-appctl fdb/show` in Open vSwitch 3.1
+    assert br.fdb_show() == [
+        " port  VLAN  MAC                Age",
+        "    1    10  fa:16:3e:00:00:0a    5",
+        "    5    20  fa:16:3e:00:00:0b    0",
+    ]
