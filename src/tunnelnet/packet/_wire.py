@@ -46,7 +46,8 @@ def ipv4_raw(text: str) -> bytes:
 
 
 def ipv6_text(raw: bytes) -> str:
-    return ipaddress.IPv6Address(raw).compressed
+    """RFC 5952 text (as inet_ntop writes it: IPv4-mapped ones as ``::ffff:192.0.2.1``)."""
+    return socket.inet_ntop(socket.AF_INET6, raw)
 
 
 def ipv6_raw(text: str) -> bytes:

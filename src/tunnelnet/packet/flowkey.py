@@ -58,6 +58,9 @@ _IPV6_ROUTING: Final = 43
 _IPV6_FRAGMENT: Final = 44
 _IPV6_DSTOPTS: Final = 60
 _IPV6_AH: Final = 51
+# transport protocols whose first header words Open vSwitch also puts in tp_src/tp_dst
+_IPPROTO_SCTP: Final = 132
+_IPPROTO_IGMP: Final = 2
 _IPV6_OPTS_LIKE: Final = frozenset({_IPV6_HOPOPTS, _IPV6_ROUTING, _IPV6_DSTOPTS})
 
 
@@ -100,7 +103,7 @@ def extract_flow_key(
                               16)
     elif dl_type == ETH_TYPE_QINQ:
         raise PacketError("stacked VLAN tag (QinQ, type 0x88a8) is not supported", 12)
-    elif dl_type < _MIN_ETH_TYPE:
+    if dl_type < _MIN_ETH_TYPE:
         dl_type = _DL_TYPE_NOT_ETH
     key["dl_type"] = dl_type
 
@@ -144,7 +147,8 @@ def extract_flow_key(
         (htype, ptype, hlen, plen, op, sha_hi, sha_lo, spa, tha_hi, tha_lo,
          tpa) = _ARP(frame, off)
         if htype == 1 and ptype == ETH_TYPE_IPV4 and hlen == 6 and plen == 4:
-            key["arp_op"] = op
+            # Open vSwitch keeps only opcodes that fit 8 bits (it stores them in nw_proto)
+            key["arp_op"] = op if op <= 0xFF else 0
             key["arp_spa"] = spa
             key["arp_tpa"] = tpa
             key["arp_sha"] = (sha_hi << 16) | sha_lo
@@ -200,6 +204,15 @@ def _transport(frame: Buffer, off: int, end: int, proto: int, key: FlowKey,
             raise PacketError(f"ICMP header truncated: {have} of 8 bytes", off)
         # Open vSwitch keeps the ICMP type and code in tp_src and tp_dst.
         key["tp_src"], key["tp_dst"] = _ICMP(frame, off)
+    elif proto == _IPPROTO_SCTP:
+        if have < 12:
+            raise PacketError(f"SCTP header truncated: {have} of 12 bytes", off)
+        key["tp_src"], key["tp_dst"] = _PORTS(frame, off)
+    elif proto == _IPPROTO_IGMP and icmp_proto == IPPROTO_ICMP:
+        if have < 8:
+            raise PacketError(f"IGMP header truncated: {have} of 8 bytes", off)
+        # as Open vSwitch: IGMP type and code in tp_src and tp_dst, like ICMP
+        key["tp_src"], key["tp_dst"] = _ICMP(frame, off)
 
 
 def _ipv6(frame: Buffer, off: int, n: int, key: FlowKey) -> None:
@@ -233,11 +246,13 @@ def _ipv6(frame: Buffer, off: int, n: int, key: FlowKey) -> None:
             if end - pos < 8:
                 raise PacketError("IPv6 fragment header truncated", pos)
             next_nh, frag = _FRAG6(frame, pos)
+            if frag >> 3:
+                # A later fragment: no transport header here, and Open vSwitch reports the
+                # fragment header itself (44) as nw_proto.
+                key["nw_proto"] = _IPV6_FRAGMENT
+                return
             pos += 8
             nh = next_nh
-            if frag >> 3:
-                key["nw_proto"] = nh
-                return  # a later fragment: no transport header here
         else:
             break
     key["nw_proto"] = nh

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+
 from hypothesis import strategies as st
 
 from tunnelnet.packet.arp import Arp
@@ -35,7 +37,8 @@ u16 = st.integers(0, 0xFFFF)
 u32 = st.integers(0, 0xFFFFFFFF)
 macs = st.binary(min_size=6, max_size=6).map(lambda b: b.hex(":"))
 ipv4s = st.ip_addresses(v=4).map(str)
-ipv6s = st.ip_addresses(v=6).map(lambda a: a.compressed)
+# the RFC 5952 text the codec prints (inet_ntop's, e.g. ::ffff:192.0.2.1 for mapped ones)
+ipv6s = st.ip_addresses(v=6).map(lambda a: socket.inet_ntop(socket.AF_INET6, a.packed))
 # EtherTypes that decode does not interpret (so they end in a payload)
 other_types = st.integers(0x0600, 0xFFFF).filter(
     lambda t: t not in {ETH_TYPE_IPV4, ETH_TYPE_IPV6, ETH_TYPE_ARP, ETH_TYPE_VLAN, 0x88A8}

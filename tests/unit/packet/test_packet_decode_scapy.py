@@ -19,7 +19,7 @@ from tunnelnet.packet.raw import Padding
 
 macs = st.binary(min_size=6, max_size=6).map(lambda b: b.hex(":"))
 v4 = st.ip_addresses(v=4).map(str)
-v6 = st.ip_addresses(v=6).map(lambda a: a.compressed)
+v6 = st.ip_addresses(v=6).map(str)
 u16 = st.integers(0, 0xFFFF)
 
 

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from scapy.layers.igmp import IGMP
 from scapy.layers.inet import ICMP, IP, TCP, UDP
 from scapy.layers.inet6 import (
     ICMPv6EchoRequest,
@@ -20,7 +21,8 @@ from scapy.layers.inet6 import (
     IPv6ExtHdrFragment,
     IPv6ExtHdrHopByHop,
 )
-from scapy.layers.l2 import ARP, LLC, Dot1Q, Ether
+from scapy.layers.l2 import ARP, LLC, Dot1Q, Dot3, Ether
+from scapy.layers.sctp import SCTP
 from scapy.packet import Raw
 
 from tunnelnet.packet import PacketError, extract_flow_key
@@ -39,9 +41,10 @@ def ip(text: str) -> int:
 
 def oracle_key(pkt: Any, in_port: int) -> dict[str, int]:
     """The key of a scapy packet by the fields.py conventions, read from scapy's layers."""
-    key = {"in_port": in_port, "dl_src": mac(pkt[Ether].src), "dl_dst": mac(pkt[Ether].dst),
-           "vlan_tci": 0}
-    dl_type = pkt[Ether].type
+    # scapy dissects a frame whose type field is a length as IEEE 802.3 (Dot3)
+    eth = pkt[Ether] if Ether in pkt else pkt[Dot3]
+    key = {"in_port": in_port, "dl_src": mac(eth.src), "dl_dst": mac(eth.dst), "vlan_tci": 0}
+    dl_type = eth.type if Ether in pkt else eth.len
     if Dot1Q in pkt:
         tag = pkt[Dot1Q]
         key["vlan_tci"] = tag.prio << 13 | 0x1000 | tag.vlan
@@ -62,13 +65,14 @@ def oracle_key(pkt: Any, in_port: int) -> dict[str, int]:
                 IPv6ExtHdrHopByHop, IPv6ExtHdrDestOpt, IPv6ExtHdrFragment):
             last = last.payload
             if isinstance(last, IPv6ExtHdrFragment) and last.offset:
-                key["nw_proto"] = last.nh
+                key["nw_proto"] = 44  # Open vSwitch names the fragment header itself
                 return key
         key["nw_proto"] = last.nh
     elif ARP in pkt:
         a = pkt[ARP]
-        key.update(arp_op=a.op, arp_spa=ip(a.psrc), arp_tpa=ip(a.pdst), arp_sha=mac(a.hwsrc),
-                   arp_tha=mac(a.hwdst))
+        # Open vSwitch keeps only 8-bit opcodes (others read as 0)
+        key.update(arp_op=a.op if a.op <= 0xFF else 0, arp_spa=ip(a.psrc), arp_tpa=ip(a.pdst),
+                   arp_sha=mac(a.hwsrc), arp_tha=mac(a.hwdst))
         return key
     else:
         return key
@@ -79,6 +83,10 @@ def oracle_key(pkt: Any, in_port: int) -> dict[str, int]:
         key.update(tp_src=pkt[UDP].sport, tp_dst=pkt[UDP].dport)
     elif ICMP in pkt:
         key.update(tp_src=pkt[ICMP].type, tp_dst=pkt[ICMP].code)
+    elif SCTP in pkt:
+        key.update(tp_src=pkt[SCTP].sport, tp_dst=pkt[SCTP].dport)
+    elif IGMP in pkt:
+        key.update(tp_src=pkt[IGMP].type, tp_dst=pkt[IGMP].mrcode)
     elif ICMPv6EchoRequest in pkt:
         key.update(tp_src=pkt[ICMPv6EchoRequest].type, tp_dst=pkt[ICMPv6EchoRequest].code)
     return key
@@ -128,7 +136,12 @@ CASES = {
     "ipv6_later_fragment": Ether(src=MAC1, dst=MAC2) / IPv6(src="2001:db8::1", dst="::1")
     / IPv6ExtHdrFragment(offset=10, nh=17) / Raw(b"b" * 8),
     "unknown_ethertype": Ether(src=MAC1, dst=MAC2, type=0x88CC) / Raw(b"lldp"),
-    "ieee_802_3_length_frame": Ether(src=MAC1, dst=MAC2) / LLC() / Raw(b"stp" * 10),
+    # a length (23) where the type goes: IEEE 802.3 with LLC, dl_type 0x05ff as in OVS
+    "ieee_802_3_length_frame": Ether(src=MAC1, dst=MAC2, type=23) / LLC() / Raw(b"stp" * 6),
+    "sctp_ports": Ether(src=MAC1, dst=MAC2) / IP(src="10.0.0.1", dst="10.0.0.2")
+    / SCTP(sport=5000, dport=5001),
+    "igmp_type_and_code": Ether(src=MAC1, dst=MAC2) / IP(src="10.0.0.1", dst="224.0.0.22")
+    / IGMP(type=0x16, gaddr="224.1.2.3"),
     "padded_to_60_bytes": Ether(src=MAC1, dst=MAC2) / IP(src="10.0.0.1", dst="10.0.0.2")
     / UDP(sport=1, dport=2) / Raw(b"\0" * 18),
 }
