@@ -336,9 +336,8 @@ class Bridge:
     # --- packets ----------------------------------------------------------------------------
 
     def process(self, key: FlowKey, length: int) -> list[Output]:
-        k = dict(KEY_DEFAULTS)
-        k.update(key)
-        x = Xlate(self, k, now=self._clock(), side_effects=True, trace=False)
+        k = {**KEY_DEFAULTS, **key}
+        x = Xlate(self, k, self._clock(), True, False)
         x._length = length
         x.run_table(0)
         for flow in x.learned:

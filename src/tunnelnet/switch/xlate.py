@@ -17,6 +17,7 @@ from tunnelnet.switch.trace_nodes import TraceNode
 if TYPE_CHECKING:
     from tunnelnet.switch.actions import Action
     from tunnelnet.switch.bridge import Bridge
+    from tunnelnet.switch.flow import FlowEntry
     from tunnelnet.switch.learn import LearnedFlow
 
 MAX_DEPTH: Final = 64  # Open vSwitch's limit on resubmit nesting
@@ -64,7 +65,7 @@ class Xlate:
     )
 
     def __init__(
-        self, bridge: Bridge, key: FlowKey, *, now: float, side_effects: bool, trace: bool
+        self, bridge: Bridge, key: FlowKey, now: float, side_effects: bool, trace: bool
     ) -> None:
         self.bridge = bridge
         self.key = key
@@ -86,65 +87,81 @@ class Xlate:
     def run_table(self, table_id: int, lookup_port: int | None = None) -> None:
         key = self.key
         table = self.bridge.tables.get(table_id)
-        if lookup_port is not None and lookup_port != key["in_port"]:
+        if table is None:
+            entry = None
+        elif lookup_port is None or lookup_port == key["in_port"]:
+            entry = table.classifier.lookup(key)
+        else:
             # resubmit(P,T): only the lookup sees in_port=P; actions see the real in_port
             real = key["in_port"]
             key["in_port"] = lookup_port
-            entry = table.classifier.lookup(key) if table is not None else None
+            entry = table.classifier.lookup(key)
             key["in_port"] = real
-        else:
-            entry = table.classifier.lookup(key) if table is not None else None
         if self.side_effects and table is not None:
             table.n_lookups += 1
-        nodes = self.nodes
+            if entry is not None:
+                table.n_matched += 1
+                entry.n_packets += 1
+                entry.n_bytes += self._length
+                entry.used = self.now
+        if self.nodes is not None:
+            self._traced_table(table_id, entry)
+            return
         if entry is None:
             if self.drop_reason is None:
                 self.drop_reason = "table_miss"
-            if nodes is not None and self.steps is not None:
-                node = TraceNode("table", f"{table_id:2d}. No match.")
-                node.subs.append(TraceNode("action", "drop"))
-                nodes.append(node)
-                self.steps.append(
-                    StepRecord(table_id, -1, "", "drop", self.depth, 0, (), dict(key))
-                )
             return
-        if self.side_effects:
-            assert table is not None
-            table.n_matched += 1
-            entry.n_packets += 1
-            entry.n_bytes += self._length
-            entry.used = self.now
-        if nodes is not None and self.steps is not None:
-            match_text = entry.match.format()
-            head = f"{table_id:2d}. {match_text + ', ' if match_text else ''}"
-            head += f"priority {entry.priority}"
-            if entry.cookie:
-                head += f", cookie {entry.cookie:#x}"
-            node = TraceNode("table", head)
-            nodes.append(node)
-            self.steps.append(
-                StepRecord(
-                    table_id,
-                    entry.priority,
-                    match_text,
-                    entry.actions_text,
-                    self.depth,
-                    entry.cookie,
-                    entry.actions,
-                    dict(key),
-                )
-            )
-            self.nodes = node.subs
-            if not entry.actions:
-                node.subs.append(TraceNode("action", "drop"))
-        if not entry.actions and self.drop_reason is None:
+        actions = entry.actions
+        if not actions and self.drop_reason is None:
             self.drop_reason = "action_drop"
+        for action in actions:
+            action.run(self)
+            if self.error is not None:
+                break
+
+    def _traced_table(self, table_id: int, entry: FlowEntry | None) -> None:
+        """run_table's second half when tracing: records the step and the tree node."""
+        nodes = self.nodes
+        steps = self.steps
+        assert nodes is not None and steps is not None  # only called while tracing
+        key = self.key
+        if entry is None:
+            if self.drop_reason is None:
+                self.drop_reason = "table_miss"
+            node = TraceNode("table", f"{table_id:2d}. No match.")
+            node.subs.append(TraceNode("action", "drop"))
+            nodes.append(node)
+            steps.append(StepRecord(table_id, -1, "", "drop", self.depth, 0, (), dict(key)))
+            return
+        match_text = entry.match.format()
+        head = f"{table_id:2d}. {match_text + ', ' if match_text else ''}"
+        head += f"priority {entry.priority}"
+        if entry.cookie:
+            head += f", cookie {entry.cookie:#x}"
+        node = TraceNode("table", head)
+        nodes.append(node)
+        steps.append(
+            StepRecord(
+                table_id,
+                entry.priority,
+                match_text,
+                entry.actions_text,
+                self.depth,
+                entry.cookie,
+                entry.actions,
+                dict(key),
+            )
+        )
+        self.nodes = node.subs
+        if not entry.actions:
+            node.subs.append(TraceNode("action", "drop"))
+            if self.drop_reason is None:
+                self.drop_reason = "action_drop"
         for action in entry.actions:
             action.run(self)
             if self.error is not None:
                 break
-        if nodes is not None:
-            self.nodes = nodes
+        self.nodes = nodes
 
     def resubmit(self, in_port: int | None, table: int | None) -> None:
         # Open vSwitch visits 65 nested tables before it gives up, so the check is ">".
