@@ -91,7 +91,8 @@ def _wrapper(name: str, field: str, inner: type[BaseModel]) -> type[BaseModel]:
 def _body(body: BaseModel, field: str) -> dict[str, Any]:
     inner = getattr(body, field)
     assert isinstance(inner, BaseModel)
-    return inner.model_dump(by_alias=True, exclude_unset=True, mode="json")
+    # python mode keeps NaN as NaN, so the service refuses it instead of storing null
+    return inner.model_dump(by_alias=True, exclude_unset=True, mode="python")
 
 
 def _crud(

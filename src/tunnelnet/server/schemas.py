@@ -9,6 +9,7 @@ Field names with a colon (`provider:network_type`) are aliases, as Neutron spell
 
 from __future__ import annotations
 
+import json
 from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -170,6 +171,12 @@ def parse(model: type[M], data: Any, resource: str) -> tuple[M, dict[str, Any]]:
     """The validated model and the fields the client actually sent (by their API names)."""
     if not isinstance(data, dict):
         raise BadRequest(f"{resource} must be a JSON object", "InvalidInput")
+    try:
+        # Python's JSON reader takes NaN and Infinity; RFC 8259 JSON (and our answers) cannot
+        json.dumps(data, allow_nan=False)
+    except ValueError:
+        raise BadRequest(f"{resource} contains NaN or Infinity, which JSON does not allow",
+                         "InvalidInput") from None  # fmt: skip
     try:
         parsed = model.model_validate(data)
     except ValidationError as exc:
