@@ -244,3 +244,13 @@ def test_outer_addresses_may_be_given_as_integers() -> None:
     frame = vxlan_encap(inner_tcp(), 1, int(ipaddress.IPv4Address(UNDERLAY1)), UNDERLAY2, HV1,
                         HV2)
     assert Ether(frame)[IP].src == UNDERLAY1
+
+
+def test_outer_frame_with_an_802_1q_tag_decaps_for_both_tunnel_types() -> None:
+    inner = inner_tcp()
+    vx = Ether(src=HV1, dst=HV2) / Dot1Q(vlan=200) / IP(src=UNDERLAY1, dst=UNDERLAY2) / UDP(
+        sport=50000, dport=4789) / VXLAN(vni=12, flags=0x08) / Raw(inner)
+    gr = Ether(src=HV1, dst=HV2) / Dot1Q(vlan=200) / IP(src=UNDERLAY1, dst=UNDERLAY2) / GRE(
+        key_present=1, key=13, proto=0x6558) / Raw(inner)
+    assert [(k, bytes(f)) for k, f in (vxlan_decap(bytes(vx)), gre_decap(bytes(gr)))] == [
+        (12, inner), (13, inner)]
