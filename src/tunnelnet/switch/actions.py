@@ -7,7 +7,7 @@ per packet: ``Bridge.process`` just calls ``run`` on each action in turn.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 from tunnelnet.packet.fields import VLAN_CFI, int_to_mac
@@ -208,11 +208,21 @@ class Load:
 
     dst: SubField
     value: int
+    # precomputed at flow-add time so the packet path is one dict read and one write
+    _field: str = field(init=False, repr=False, compare=False)
+    _keep: int = field(init=False, repr=False, compare=False)
+    _bits: int = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_field", self.dst.field)
+        object.__setattr__(self, "_keep", ~self.dst.mask)
+        object.__setattr__(self, "_bits", (self.value << self.dst.ofs) & self.dst.mask)
 
     def run(self, x: Xlate) -> None:
         if x.nodes is not None:
             x.trace_action(self)
-        self.dst.write(x.key, self.value)
+        key = x.key
+        key[self._field] = (key.get(self._field, 0) & self._keep) | self._bits
 
     def format(self) -> str:
         name = PREFERRED_NXM.get(self.dst.field, self.dst.nxm.name)
