@@ -30,14 +30,22 @@ FIELDS = {
 }  # fmt: skip
 ALLOWED = {200, 201, 204, 400, 401, 403, 404, 405, 409, 410}
 
+SAMPLES = ["10.0.0.0/24", "fa:16:3e:00:00:01", "vxlan", "10.0.0.5", "::1", "physnet1", "ACTIVE"]
+scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**70), 2**70)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=20)
+    | st.sampled_from(SAMPLES)
+)
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**70), 2**70)
-    | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=20) | st.sampled_from(["10.0.0.0/24", "fa:16:3e:00:00:01", "vxlan",
-                                              "10.0.0.5", "::1", "physnet1", "ACTIVE"]),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner,
-                                                                max_size=4),
+    scalars,
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4)
+    ),
     max_leaves=12,
-)  # fmt: skip
+)
 
 
 @st.composite
