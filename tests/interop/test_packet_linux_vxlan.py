@@ -29,6 +29,7 @@ import pytest
 from support.netns import Lab, lab, run
 from tunnelnet.packet import (
     PacketError,
+    decode,
     encode,
     extract_flow_key,
     vxlan_decap,
@@ -206,6 +207,9 @@ def test_linux_whole_underlay_frame_decaps_with_valid_outer_headers(peer: Peer) 
     threading.Thread(target=_ping_from_linux, args=(peer,), daemon=True).start()
     frame = peer.receive_frame(is_linux_vxlan_echo)
     vni, _inner = vxlan_decap(frame)  # checks the outer IPv4 checksum, UDP length, I flag
+    # and the whole frame decodes, through the tunnel, as what Linux sent
+    assert [layer.name for layer in decode(frame)] == [
+        "ethernet", "ipv4", "udp", "vxlan", "ethernet", "ipv4", "icmp", "payload"]
     outer = extract_flow_key(frame, 1, verify_checksums=True)
     assert vni == VNI
     assert (outer["dl_src"], outer["dl_dst"]) == (mac_int(peer.veth_a_mac),

@@ -79,3 +79,14 @@ def test_bench_pop_vlan_rewrite(benchmark: Callable[..., object]) -> None:
     new = {**old, "vlan_tci": 0, "tun_id": 1001}
     out = benchmark(apply_key_changes, tagged, old, new)
     assert out == INNER
+
+
+def test_bench_vxlan_transmit_payload(benchmark: Callable[..., object]) -> None:
+    """What the datapath does per frame sent to a VXLAN peer on a UDP socket."""
+
+    def transmit() -> tuple[int, bytes]:
+        return source_port(INNER), vxlan_payload(INNER, 1001)
+
+    port, payload = benchmark(transmit)
+    assert payload == UDP_PAYLOAD
+    assert 49152 <= port <= 65535
