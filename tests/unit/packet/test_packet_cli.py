@@ -6,6 +6,7 @@ import io
 import json
 import subprocess
 import sys
+from typing import Any
 
 import pytest
 from scapy.layers.inet import ICMP, IP, UDP
@@ -109,11 +110,11 @@ def test_encap_output_is_what_scapy_dissects_as_gre(capsys: pytest.CaptureFixtur
 @pytest.mark.parametrize(("frame", "kind", "key"), [(VXLAN_FRAME, "vxlan", 1001),
                                                     (GRE_FRAME, "gre", 77)])
 def test_decap_prints_the_key_and_the_inner_frame(capsys: pytest.CaptureFixture[str],
-                                                   frame: object, kind: str, key: int) -> None:
-    status, out, _ = run(capsys, "packet", "decap", bytes(frame).hex())  # type: ignore[call-overload]
+                                                   frame: Any, kind: str, key: int) -> None:
+    status, out, _ = run(capsys, "packet", "decap", bytes(frame).hex())
     assert status == 0
     assert out.splitlines() == [f"{kind} key {key}", bytes(INNER).hex()]
-    status, out, _ = run(capsys, "packet", "decap", "--json", bytes(frame).hex())  # type: ignore[call-overload]
+    status, out, _ = run(capsys, "packet", "decap", "--json", bytes(frame).hex())
     assert json.loads(out) == {"type": kind, "key": key, "inner": bytes(INNER).hex()}
 
 
