@@ -37,6 +37,7 @@ from tunnelnet.switch.match_parser import parse_match
 from tunnelnet.switch.normal import DEFAULT_AGING, DEFAULT_LIMIT_PER_VLAN, MacTable
 from tunnelnet.switch.pipeline import Pipeline
 from tunnelnet.switch.ports import OFPP_MAX, format_port
+from tunnelnet.switch.timeouts import FlowTimers
 from tunnelnet.switch.trace import Trace, TraceStep
 from tunnelnet.switch.xlate import Output, Xlate
 
@@ -90,7 +91,7 @@ class Bridge:
         self.drops: dict[str, int] = {}
         self.version = 0  # bumped on every flow-table change (for caches in front of us)
         self._seq = 0
-        self._timed: set[FlowEntry] = set()
+        self._timers = FlowTimers()
         if fail_mode == "standalone":
             # Open vSwitch gives a new bridge this flow, so it starts as a learning switch.
             self.add_flow("priority=0 actions=NORMAL")
@@ -226,14 +227,11 @@ class Bridge:
         return entry
 
     def _track(self, entry: FlowEntry) -> None:
-        if entry.idle_timeout or entry.hard_timeout:
-            self._timed.add(entry)
-        else:
-            self._timed.discard(entry)
+        self._timers.schedule(entry)
 
     def _remove(self, entry: FlowEntry) -> None:
         self.tables[entry.table].classifier.remove(entry)
-        self._timed.discard(entry)
+        self._timers.forget(entry)
         self.version += 1
 
     def _add_spec(self, spec: FlowSpec) -> None:
@@ -366,7 +364,7 @@ class Bridge:
         """Remove flows whose idle or hard timeout has passed and age out MAC entries.
         Returns the number of flows removed. The datapath calls this about once a second."""
         now = self._clock()
-        gone = [e for e in self._timed if e.expired(now)]
+        gone = self._timers.due(now)
         for entry in gone:
             log.debug("bridge %s: flow expired: %s", self.name, entry.match.format())
             self._remove(entry)

@@ -33,6 +33,15 @@ class FlowEntry:
     def actions_text(self) -> str:
         return format_actions(self.actions)
 
+    def deadline(self) -> float | None:
+        """When this flow expires if nothing refreshes it; None without timeouts."""
+        ends = []
+        if self.hard_timeout:
+            ends.append(self.modified + self.hard_timeout)
+        if self.idle_timeout:
+            ends.append(self.used + self.idle_timeout)
+        return min(ends) if ends else None
+
     def expired(self, now: float) -> str | None:
         """'idle' or 'hard' when a timeout has passed, else None."""
         if self.hard_timeout and now - self.modified >= self.hard_timeout:

@@ -45,8 +45,12 @@ class MacTable:
     def learn(self, vlan: int, mac: int, port: int, now: float) -> str:
         """Returns 'learned', 'moved', 'refreshed' or 'limit' (not learned: VLAN is full)."""
         key = (vlan, mac)
-        entry = self._entries.get(key)
+        entries = self._entries
+        entry = entries.get(key)
         if entry is not None and now - entry.seen < self.aging:
+            # re-insert so the dict stays in last-seen order (oldest first) for expire()
+            del entries[key]
+            entries[key] = entry
             entry.seen = now
             if entry.port != port:
                 entry.port = port
@@ -57,11 +61,18 @@ class MacTable:
                 self.limit_hits += 1
                 return "limit"
             self._per_vlan[vlan] = self._per_vlan.get(vlan, 0) + 1
-        self._entries[key] = MacEntry(port, now)
+        else:
+            del entries[key]
+        entries[key] = MacEntry(port, now)
         return "learned"
 
     def expire(self, now: float) -> int:
-        stale = [k for k, e in self._entries.items() if now - e.seen >= self.aging]
+        # entries are in last-seen order, so the stale ones are a prefix
+        stale = []
+        for k, e in self._entries.items():
+            if now - e.seen < self.aging:
+                break
+            stale.append(k)
         for key in stale:
             del self._entries[key]
             left = self._per_vlan[key[0]] - 1
