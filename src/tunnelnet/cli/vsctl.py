@@ -124,6 +124,40 @@ def del_port(ctx: click.Context, names: tuple[str, ...], if_exists: bool) -> Non
     call(ctx, m.DelPort(bridge, port, if_exists=if_exists))
 
 
+@cli.command("set-port")
+@click.argument("names", nargs=-1, required=True)
+@click.pass_context
+def set_port(ctx: click.Context, names: tuple[str, ...]) -> None:
+    """Change a port: `set-port [BRIDGE] PORT tag=N|tag=[] [external_ids:K=V ...]`.
+
+    `tag=[]` removes the tag (trunk port); external_ids given replace the port's set."""
+    settings = [n for n in names if "=" in n]
+    positional = [n for n in names if "=" not in n]
+    if not 1 <= len(positional) <= 2:
+        raise DatapathError("set-port: give [BRIDGE] PORT then settings")
+    bridge, port = (positional[0], positional[1]) if len(positional) == 2 else ("",
+                                                                                positional[0])
+    tag: int | None = None
+    clear_tag = False
+    external_ids: dict[str, str] | None = None
+    for item in settings:
+        name, _, value = item.partition("=")
+        if name == "tag" and value in ("[]", ""):
+            clear_tag = True
+        elif name == "tag":
+            try:
+                tag = int(value, 0)
+            except ValueError:
+                raise DatapathError(f"set-port: tag={value!r} is not a number") from None
+        elif name.startswith("external_ids:") and name[len("external_ids:"):]:
+            external_ids = external_ids or {}
+            external_ids[name[len("external_ids:"):]] = value
+        else:
+            raise DatapathError(f"set-port: unknown setting {item!r} (known: tag=N, tag=[], "
+                                "external_ids:K=V)")
+    call(ctx, m.SetPort(bridge, port, tag=tag, clear_tag=clear_tag, external_ids=external_ids))
+
+
 @cli.command("list-br")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
@@ -139,8 +173,12 @@ def list_br(ctx: click.Context, as_json: bool) -> None:
 @click.pass_context
 def list_ports(ctx: click.Context, bridge: str, as_json: bool) -> None:
     """Names of the ports of BRIDGE."""
-    names = call(ctx, m.ListPorts(bridge))
-    click.echo(json.dumps(names) if as_json else "\n".join(names), nl=as_json or bool(names))
+    ports = call(ctx, m.ListPorts(bridge))
+    if as_json:
+        click.echo(json.dumps(ports, indent=2))
+        return
+    names = [p["name"] for p in ports]
+    click.echo("\n".join(names), nl=bool(names))
 
 
 @cli.command("show")

@@ -72,12 +72,31 @@ class DelPort(Request):
 
 
 @dataclass(frozen=True, slots=True)
+class SetPort(Request):
+    """Change a port in place (the agent retags vNICs from the dead VLAN to a local VLAN).
+
+    ``tag`` None leaves the tag as it is, ``clear_tag`` makes the port a trunk; a new tag
+    forgets the MACs learned on the port (as Open vSwitch does on reconfiguration).
+    ``external_ids`` None leaves them, a dict replaces them."""
+
+    OP: ClassVar[str] = "set-port"
+    bridge: str  # "" = whichever bridge holds the port
+    port: str
+    tag: int | None = None
+    clear_tag: bool = False
+    external_ids: dict[str, str] | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class ListBridges(Request):
     OP: ClassVar[str] = "list-br"
 
 
 @dataclass(frozen=True, slots=True)
 class ListPorts(Request):
+    """Ports of a bridge, each as in Show (name, ofport, type, tag, options, external_ids,
+    statistics), sorted by name."""
+
     OP: ClassVar[str] = "list-ports"
     bridge: str
 
@@ -152,8 +171,8 @@ class Ping(Request):
 
 REQUESTS: Final[dict[str, type[Request]]] = {
     cls.OP: cls
-    for cls in (AddBridge, DelBridge, AddPort, DelPort, ListBridges, ListPorts, Show, AddFlows,
-                ModFlows, DelFlows, DumpFlows, DumpPorts, TraceFlow, DumpDrops, Ping)
+    for cls in (AddBridge, DelBridge, AddPort, DelPort, SetPort, ListBridges, ListPorts, Show,
+                AddFlows, ModFlows, DelFlows, DumpFlows, DumpPorts, TraceFlow, DumpDrops, Ping)
 }
 
 

@@ -24,6 +24,7 @@ class Service:
             m.DelBridge: self._del_bridge,
             m.AddPort: self._add_port,
             m.DelPort: self._del_port,
+            m.SetPort: self._set_port,
             m.ListBridges: lambda _r: sorted(self.board.bridges),
             m.ListPorts: self._list_ports,
             m.Show: lambda _r: self.show(),
@@ -59,24 +60,30 @@ class Service:
         self.board.del_port(r.bridge, r.port, r.if_exists)
         return None
 
+    def _set_port(self, r: m.SetPort) -> m.JSON:
+        self.board.set_port(r.bridge, r.port, tag=r.tag, clear_tag=r.clear_tag,
+                            external_ids=r.external_ids)
+        return None
+
     def _list_ports(self, r: m.ListPorts) -> m.JSON:
-        return sorted(p.name for p in self.board.bridge(r.bridge).ports.values())
+        return sorted(self._ports_of(r.bridge), key=lambda p: str(p["name"]))
+
+    def _ports_of(self, bridge: str) -> list[dict[str, object]]:
+        state = self.board.bridge(bridge)
+        ports = []
+        for number in sorted(state.ports):
+            port = state.ports[number]
+            config = state.bridge.port(port.name)
+            info = port.describe()
+            info.update(ofport=number, tag=config.tag,
+                        external_ids=dict(state.external_ids.get(port.name, {})),
+                        statistics=port.stats.to_dict())
+            ports.append(info)
+        return ports
 
     def show(self) -> m.JSON:
-        bridges = []
-        for name in sorted(self.board.bridges):
-            state = self.board.bridges[name]
-            ports = []
-            for number in sorted(state.ports):
-                port = state.ports[number]
-                config = state.bridge.port(port.name)
-                info = port.describe()
-                info.update(ofport=number, tag=config.tag,
-                            external_ids=state.external_ids.get(port.name, {}),
-                            statistics=port.stats.to_dict())
-                ports.append(info)
-            bridges.append({"name": name, "fail_mode": state.fail_mode, "ports": ports})
-        return bridges
+        return [{"name": name, "fail_mode": self.board.bridges[name].fail_mode,
+                 "ports": self._ports_of(name)} for name in sorted(self.board.bridges)]
 
     def _add_flows(self, r: m.AddFlows) -> m.JSON:
         return self.board.bridge(r.bridge).bridge.add_flows(r.flows)

@@ -186,15 +186,44 @@ class Switchboard:
                  kind.value)
         return number
 
-    def del_port(self, bridge: str, name: str, if_exists: bool = False) -> None:
+    def set_port(self, bridge: str, name: str, *, tag: int | None = None,
+                 clear_tag: bool = False, external_ids: Mapping[str, str] | None = None
+                 ) -> None:
+        port = self._find_port(bridge, name)
+        state = self.bridges[port.bridge]
+        if tag is not None and clear_tag:
+            raise DatapathError(f"port {name!r}: give a tag or clear it, not both")
+        if tag is not None and not 0 <= tag <= 4095:
+            raise DatapathError(f"port {name!r}: tag {tag} is not a VLAN id (0-4095)")
+        if tag is not None or clear_tag:
+            config = state.bridge.port(name)
+            new_tag = None if clear_tag else tag
+            if new_tag != config.tag:
+                # the switch has no in-place retag: re-adding with the same number keeps
+                # every flow (they refer to the number) and forgets the port's MACs, as
+                # Open vSwitch does when a port's VLAN changes
+                state.bridge.del_port(name)
+                state.bridge.add_port(name, config.ofport, tag=new_tag, trunks=config.trunks,
+                                      no_flood=config.no_flood)
+                log.info("port %s on %s: tag %s -> %s", name, port.bridge, config.tag,
+                         new_tag)
+        if external_ids is not None:
+            state.external_ids[name] = dict(external_ids)
+
+    def _find_port(self, bridge: str, name: str) -> Port:
         port = self.ports.get(name)
         if port is None or (bridge and port.bridge != bridge):
-            if if_exists:
-                return
-            where = f" on bridge {bridge!r}" if bridge else ""
             if bridge:
                 self.bridge(bridge)  # unknown bridge is the clearer error
+            where = f" on bridge {bridge!r}" if bridge else ""
             raise DatapathError(f"no port named {name!r}{where}")
+        return port
+
+    def del_port(self, bridge: str, name: str, if_exists: bool = False) -> None:
+        port = self.ports.get(name)
+        if if_exists and (port is None or (bridge and port.bridge != bridge)):
+            return
+        port = self._find_port(bridge, name)
         self._remove_port(self.bridges[port.bridge], port)
 
     def _remove_port(self, state: BridgeState, port: Port) -> None:

@@ -48,6 +48,37 @@ def test_vsctl_builds_bridges_and_patch_ports_that_show_lists(daemon: Vswitchd) 
     assert "            Interface patch-tun\n                type: patch\n" in text
 
 
+def test_set_port_retags_in_place_keeping_number_and_flows(daemon: Vswitchd) -> None:
+    _patch_pair(daemon)
+    daemon.vsctl("add-port", "br-int", "vnic", "type=patch", "options:peer=nowhere",
+                 "tag=4095", "external_ids:iface-id=port-1")
+    daemon.ofctl("add-flow", "br-int", "priority=5,in_port=vnic,actions=drop")
+    daemon.vsctl("set-port", "br-int", "vnic", "tag=3", "external_ids:iface-id=port-1",
+                 "external_ids:attached-mac=fa:16:3e:00:00:01")
+    (port,) = [p for p in json.loads(daemon.vsctl("list-ports", "br-int", "--json"))
+               if p["name"] == "vnic"]
+    assert port["tag"] == 3
+    assert port["ofport"] == 1
+    assert port["external_ids"] == {"iface-id": "port-1", "attached-mac": "fa:16:3e:00:00:01"}
+    assert "priority=5,in_port=1 actions=drop" in daemon.ofctl("dump-flows", "br-int",
+                                                               "--no-stats")
+    daemon.vsctl("set-port", "vnic", "tag=[]")
+    assert daemon.call(m.ListPorts("br-int"))[0]["tag"] is None
+
+
+def test_del_flows_by_cookie_and_strict_leave_the_others(daemon: Vswitchd) -> None:
+    _patch_pair(daemon)
+    daemon.ofctl("add-flows", "br-tun", "-", input=(
+        "cookie=0x1,table=0,priority=1,in_port=1,actions=drop\n"
+        "cookie=0x2,table=0,priority=1,in_port=2,actions=drop\n"
+        "cookie=0x2,table=0,priority=2,in_port=2,actions=drop\n"))
+    daemon.ofctl("del-flows", "br-tun", "cookie=0x1/-1")
+    daemon.ofctl("del-flows", "br-tun", "--strict", "table=0,priority=2,in_port=2")
+    left = daemon.ofctl("dump-flows", "br-tun", "--no-stats").splitlines()
+    assert [line.split()[0] for line in left] == ["cookie=0x2,"]
+    assert "priority=1,in_port=2" in left[0]
+
+
 def test_standalone_bridge_starts_with_normal_and_secure_bridge_with_nothing(
         daemon: Vswitchd) -> None:
     _patch_pair(daemon)
@@ -98,6 +129,9 @@ def test_flows_added_from_a_file_are_dumped_and_traced(daemon: Vswitchd, tmp_pat
         ("vsctl", ["add-port", "br-int", "no/slash", "type=patch", "options:peer=x"],
          "bad port name"),
         ("vsctl", ["del-port", "br-int", "ghost"], "no port named 'ghost'"),
+        ("vsctl", ["set-port", "br-int", "ghost", "tag=3"], "no port named 'ghost'"),
+        ("vsctl", ["set-port", "br-int", "patch-tun", "tag=9999"], "tag 9999"),
+        ("vsctl", ["set-port", "br-int", "patch-tun", "colour=red"], "unknown setting"),
         ("ofctl", ["add-flow", "br-int", "priority=1,in_port=1,actions=frobnicate"],
          "frobnicate"),
         ("ofctl", ["add-flow", "br-x", "actions=drop"], "no bridge named 'br-x'"),

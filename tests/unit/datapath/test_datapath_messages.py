@@ -21,6 +21,7 @@ EXAMPLES: list[m.Request] = [
               options={"remote_ip": "192.0.2.2", "key": "flow"}),
     m.AddPort("br-int", "tap1", tag=5, external_ids={"iface-id": "abc"}),
     m.DelPort("", "tap1"),
+    m.SetPort("br-int", "tap1", tag=4095, external_ids={"iface-id": "x"}),
     m.ListBridges(),
     m.ListPorts("br-int"),
     m.Show(),
