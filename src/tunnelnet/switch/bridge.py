@@ -365,8 +365,10 @@ class Bridge:
         Returns the number of flows removed. The datapath calls this about once a second."""
         now = self._clock()
         gone = self._timers.due(now)
+        debug = log.isEnabledFor(logging.DEBUG)
         for entry in gone:
-            log.debug("bridge %s: flow expired: %s", self.name, entry.match.format())
+            if debug:
+                log.debug("bridge %s: flow expired: %s", self.name, entry.match.format())
             self._remove(entry)
         self.mac_table.expire(now)
         return len(gone)

@@ -106,9 +106,15 @@ class Match:
     """An immutable match. ``fields`` is ((name, value, mask), ...) in FIELD_ORDER."""
 
     fields: tuple[tuple[str, int, int], ...] = ()
-    _index: dict[str, tuple[int, int]] = field(
-        default_factory=dict, compare=False, hash=False, repr=False
-    )
+    # derived once at construction (lookups and flow-mods use them per call)
+    _index: dict[str, tuple[int, int]] = field(init=False, compare=False, hash=False, repr=False)
+    _signature: tuple[tuple[str, int], ...] = field(init=False, compare=False, repr=False)
+    _values: tuple[int, ...] = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_index", {n: (v, m) for n, v, m in self.fields})
+        object.__setattr__(self, "_signature", tuple((n, m) for n, _, m in self.fields))
+        object.__setattr__(self, "_values", tuple(v for _, v, _ in self.fields))
 
     @staticmethod
     def of(constraints: dict[str, tuple[int, int]]) -> Match:
@@ -117,9 +123,7 @@ class Match:
             ((n, v & m, m) for n, (v, m) in constraints.items() if m),
             key=lambda t: FIELD_ORDER[t[0]],
         )
-        result = Match(tuple(items))
-        result._index.update({n: (v, m) for n, v, m in items})
-        return result
+        return Match(tuple(items))
 
     def get(self, name: str) -> tuple[int, int] | None:
         return self._index.get(name)
@@ -133,11 +137,11 @@ class Match:
 
     @property
     def signature(self) -> tuple[tuple[str, int], ...]:
-        return tuple((n, m) for n, _, m in self.fields)
+        return self._signature
 
     @property
     def values(self) -> tuple[int, ...]:
-        return tuple(v for _, v, _ in self.fields)
+        return self._values
 
     def matches(self, key: FlowKey) -> bool:
         for name, value, mask in self.fields:
