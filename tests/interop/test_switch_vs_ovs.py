@@ -22,7 +22,7 @@ import pytest
 
 from support.neutron_br_tun import BrTunHost, Network, Peer, RemotePort, br_tun_flows
 from support.ovs import OvsSwitch
-from support.ovs_diff import compare_outputs, compare_trace
+from support.ovs_diff import compare_outputs, compare_trace, compare_trace_text
 from support.ovs_packets import Pkt, arp_request, tcp
 from support.tools import require_tool
 from tunnelnet.switch import Bridge
@@ -164,7 +164,9 @@ def pair(request: pytest.FixtureRequest, ovs: OvsSwitch) -> Pair:
 def test_neutron_br_tun_packet_takes_the_same_path_as_in_ovs(pair: Pair, pkt: Pkt) -> None:
     theirs = pair.ovs.trace(BRIDGE, pkt.flow_text())
     bridge = pair.fresh_bridge()
-    problems = compare_trace(bridge.trace(pkt.flow_text()), theirs, str(pkt))
+    ours = bridge.trace(pkt.flow_text())
+    problems = compare_trace(ours, theirs, str(pkt))
+    problems += compare_trace_text(ours.to_text(), theirs, str(pkt))
     # process() on a fresh bridge: the copies with their headers, before any learning.
     outputs = pair.fresh_bridge().process(pkt.key(), 64)
     problems += compare_outputs(outputs, theirs, TUNNEL_PORTS, str(pkt))

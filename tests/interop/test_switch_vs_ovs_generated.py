@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from support.ovs import OvsSwitch, TraceResult
-from support.ovs_diff import compare_outputs, compare_trace
+from support.ovs_diff import compare_outputs, compare_trace, compare_trace_text
 from support.ovs_packets import ETH_ARP, Pkt
 from support.tools import require_tool
 from tunnelnet.switch import Bridge
@@ -282,6 +282,7 @@ def run_both(ovs: OvsSwitch, flows: list[str], pkts: list[Pkt]) -> list[str]:
         theirs = without_local_port(ovs.trace(BRIDGE, pkt.flow_text()))
         ours = bridge.trace(pkt.flow_text())
         problems += compare_trace(ours, theirs, str(pkt), ordered=ordered)
+        problems += compare_trace_text(ours.to_text(), theirs, str(pkt))
         copies = bridge.process(pkt.key(), 64)
         problems += compare_outputs(copies, theirs, TUNNEL_PORTS, str(pkt), ordered=ordered)
     return problems
