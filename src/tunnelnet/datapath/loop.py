@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import logging
 import selectors
 import time
 from collections.abc import Callable
@@ -16,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 Callback = Callable[[], None]
+log = logging.getLogger(__name__)
 
 
 class HasFileno(Protocol):
@@ -66,7 +68,7 @@ class EventLoop:
         self._running = False
 
     def run(self) -> None:
-        """Dispatch until ``stop()``; a callback's exception propagates (the daemon decides)."""
+        """Dispatch until ``stop()``."""
         self._running = True
         while self._running:
             self.run_once(self._next_timeout())
@@ -75,10 +77,18 @@ class EventLoop:
         for key, events in self._selector.select(timeout):
             fd = key.fd
             if events & selectors.EVENT_READ and fd in self._readers:
-                self._readers[fd]()
+                self._guarded(self._readers[fd])
             if events & selectors.EVENT_WRITE and fd in self._writers:
-                self._writers[fd]()
+                self._guarded(self._writers[fd])
         self._run_timers()
+
+    def _guarded(self, callback: Callback) -> None:
+        """A bug in one port's handler must not stop a switch that carries everyone's
+        traffic: it is logged with its traceback and the loop goes on."""
+        try:
+            callback()
+        except Exception:
+            log.exception("event loop callback %r failed", callback)
 
     def close(self) -> None:
         self._selector.close()
@@ -96,7 +106,7 @@ class EventLoop:
             timer = heapq.heappop(self._timers)
             if timer.cancelled:
                 continue
-            timer.callback()
+            self._guarded(timer.callback)
             timer.due = now + timer.interval
             heapq.heappush(self._timers, timer)
 

@@ -34,6 +34,7 @@ PACKET_ADD_MEMBERSHIP: Final = 1
 PACKET_MR_PROMISC: Final = 1
 PACKET_IGNORE_OUTGOING: Final = 23  # Linux 4.20: the kernel drops our own sends from the tap
 PACKET_OUTGOING: Final = 4
+PACKET_STATISTICS: Final = 6  # struct tpacket_stats {u32 packets, drops}; reading resets it
 
 TUNSETIFF: Final = 0x400454CA
 IFF_TAP: Final = 0x0002
@@ -169,6 +170,17 @@ class SystemPort(Port):
 
     def fileno(self) -> int:
         return self._sock.fileno()
+
+    def collect_kernel_drops(self) -> int:
+        """Frames the kernel dropped because our socket buffer was full (we were too slow):
+        added to rx_dropped, so overload is visible in dump-ports rather than silent."""
+        try:
+            _, drops = struct.unpack("II", self._sock.getsockopt(SOL_PACKET,
+                                                                 PACKET_STATISTICS, 8))
+        except OSError:
+            return 0
+        self.stats.rx_dropped += drops
+        return int(drops)
 
     def receive(self) -> list[bytes]:
         frames: list[bytes] = []

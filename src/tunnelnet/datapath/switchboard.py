@@ -247,6 +247,10 @@ class Switchboard:
     def housekeeping(self) -> None:
         for state in self.bridges.values():
             state.bridge.expire()
+            for port in state.ports.values():
+                if isinstance(port, SystemPort) and port.collect_kernel_drops():
+                    self._ratelog.warning(f"kdrop:{port.name}", "%s: the kernel dropped "
+                                          "frames for us (receive buffer full)", port.name)
 
     # --- forwarding ----------------------------------------------------------------------
 
