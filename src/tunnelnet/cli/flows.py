@@ -128,7 +128,7 @@ def trace(
 ) -> None:
     """Trace FLOW (ofproto/trace syntax, e.g. in_port=1,dl_src=..,dl_dst=..,dl_vlan=5)."""
     bridge = _load(flows_file, ports, pipeline)
-    in_port = bridge._trace_key(flow).get("in_port", 0)
+    in_port = bridge.trace_key(flow).get("in_port", 0)
     _add_referenced_ports(bridge, (in_port,))
     result = bridge.trace(flow)
     if as_json or fmt == "json":

@@ -30,7 +30,7 @@ from tunnelnet.switch.errors import FlowSyntaxError, SwitchError
 from tunnelnet.switch.explain import explain_step, summarize
 from tunnelnet.switch.flow import FlowEntry
 from tunnelnet.switch.flow_format import format_flow, format_key
-from tunnelnet.switch.flow_parser import FlowCommand, FlowSpec, parse_flow
+from tunnelnet.switch.flow_parser import FlowCommand, FlowSpec, parse_flow, tokens
 from tunnelnet.switch.learn import LearnedFlow
 from tunnelnet.switch.match import IPPROTO_SCTP, KEY_DEFAULTS, Match, full_mask
 from tunnelnet.switch.match_parser import parse_match
@@ -387,7 +387,7 @@ class Bridge:
     # --- trace ------------------------------------------------------------------------------
 
     def trace(self, flow_text: str) -> Trace:
-        key = self._trace_key(flow_text)
+        key = self.trace_key(flow_text)
         flow = format_key(key)
         x = Xlate(self, dict(key), now=self._clock(), side_effects=False, trace=True)
         x.run_table(0)
@@ -419,10 +419,10 @@ class Bridge:
             summary=summarize(outputs, drop, reason, self._port_name),
         )
 
-    def _trace_key(self, flow_text: str) -> FlowKey:
-        from tunnelnet.switch.flow_parser import _tokens
-
-        match = parse_match(_tokens(flow_text), self._resolve)
+    def trace_key(self, flow_text: str) -> FlowKey:
+        """The flow key ``trace`` uses for ofproto/trace-style text: given fields exact,
+        the rest of the headers the packet type implies set to 0, as Open vSwitch does."""
+        match = parse_match(tokens(flow_text), self._resolve)
         key: FlowKey = dict(KEY_DEFAULTS)
         key.update({"in_port": 0, "dl_src": 0, "dl_dst": 0, "dl_type": 0})
         dl_type = match.value("dl_type")

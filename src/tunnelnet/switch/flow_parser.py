@@ -20,6 +20,7 @@ from tunnelnet.switch.ports import PortResolver, no_names, parse_port
 
 DEFAULT_PRIORITY = 32768
 _ACTIONS_RE = re.compile(r"(?:^|[\s,])(actions|apply_actions)\s*[=:]")
+_KEYWORDS = frozenset({"table", "priority", "cookie", "idle_timeout", "hard_timeout", "out_port"})
 _IGNORED_STATS = frozenset({"duration", "n_packets", "n_bytes", "idle_age", "hard_age"})
 _UNSUPPORTED_KEYWORDS = frozenset(
     {
@@ -54,7 +55,9 @@ class FlowSpec:
     out_port: int | None
 
 
-def _tokens(text: str) -> list[tuple[str, str | None]]:
+def tokens(text: str) -> list[tuple[str, str | None]]:
+    """'a=1,b c' -> [("a", "1"), ("b", None), ("c", None)]: ovs-ofctl separates the match
+    part by commas or spaces."""
     out: list[tuple[str, str | None]] = []
     for tok in re.split(r"[\s,]+", text.strip()):
         if not tok:
@@ -92,15 +95,21 @@ def parse_flow(
     out_port: int | None = None
     match_items: list[tuple[str, str | None]] = []
     seen: set[str] = set()
-    for name, value in _tokens(head):
-        if name in ("table", "priority", "cookie", "idle_timeout", "hard_timeout", "out_port"):
-            if value is None:
-                raise FlowSyntaxError(f"{name}: missing '=value'")
-            if name in seen:
-                raise FlowSyntaxError(f"{name}: given more than once")
-            seen.add(name)
+    for name, raw in tokens(head):
+        if name not in _KEYWORDS:
+            if name in _IGNORED_STATS and raw is not None:
+                continue  # ovs-ofctl ignores these so a dump-flows listing can be re-added
+            if name in _UNSUPPORTED_KEYWORDS:
+                raise FlowSyntaxError(f"{name}: not supported by tunnelnet")
+            match_items.append((name, raw))
+            continue
+        if raw is None:
+            raise FlowSyntaxError(f"{name}: missing '=value'")
+        if name in seen:
+            raise FlowSyntaxError(f"{name}: given more than once")
+        seen.add(name)
+        value: str = raw
         if name == "table":
-            assert value is not None
             table = parse_int(value, 8, "table")
             limit = MAX_FLOW_TABLE if command is FlowCommand.ADD else MAX_TABLE
             if table > limit:
@@ -108,12 +117,10 @@ def parse_flow(
                     f"table={value}: table must be 0..{limit} (Open vSwitch reserves 254)"
                 )
         elif name == "priority":
-            assert value is not None
             if command is FlowCommand.DUMP or (command is FlowCommand.DELETE and not strict):
                 raise FlowSyntaxError("priority: only allowed in add, mod or strict del")
             priority = parse_int(value, 16, "priority")
         elif name == "cookie":
-            assert value is not None
             cv, slash, cm = value.partition("/")
             cval = parse_int(cv, 64, "cookie")
             if slash:
@@ -128,7 +135,6 @@ def parse_flow(
                     "cookie: to match on a cookie, specify a mask, e.g. cookie=0x5/-1"
                 )
         elif name in ("idle_timeout", "hard_timeout"):
-            assert value is not None
             if command in (FlowCommand.DELETE, FlowCommand.DUMP):
                 raise FlowSyntaxError(f"{name}: not allowed here")
             seconds = parse_int(value, 16, name)
@@ -136,18 +142,10 @@ def parse_flow(
                 idle = seconds
             else:
                 hard = seconds
-        elif name == "out_port":
-            assert value is not None
+        else:  # out_port
             if command not in (FlowCommand.DELETE, FlowCommand.DUMP):
                 raise FlowSyntaxError("out_port: only allowed in del-flows and dump-flows")
             out_port = parse_port(value, resolve, what="out_port")
-        elif name in _IGNORED_STATS and value is not None:
-            # ovs-ofctl ignores these so a dump-flows listing can be fed back to add-flows
-            continue
-        elif name in _UNSUPPORTED_KEYWORDS:
-            raise FlowSyntaxError(f"{name}: not supported by tunnelnet")
-        else:
-            match_items.append((name, value))
     match = parse_match(match_items, resolve)
     actions = parse_actions(actions_text, match, resolve) if actions_text is not None else None
     if command is FlowCommand.ADD and table is None:
