@@ -16,6 +16,8 @@ from tunnelnet.switch.actions import OutputPort, Resubmit
 
 
 def _load(path: Path, ports: tuple[str, ...], pipeline: str | None) -> Bridge:
+    if pipeline is None and path.stem in PIPELINES:
+        pipeline = path.stem  # br-tun.flows reads as Neutron's br-tun
     bridge = Bridge(path.stem or "br0", fail_mode="secure", pipeline=_pipeline(pipeline))
     for spec in ports:
         name, eq, number = spec.partition("=")
@@ -78,7 +80,8 @@ _port_option = click.option(
 _pipeline_option = click.option(
     "--pipeline",
     default=None,
-    help=f"Declared pipeline for table names in explanations ({', '.join(sorted(PIPELINES))}).",
+    help=f"Declared pipeline for table names in explanations ({', '.join(sorted(PIPELINES))}); "
+    "default: the flow file's name if it is one of these (br-tun.flows).",
 )
 
 
