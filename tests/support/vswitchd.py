@@ -1,4 +1,5 @@
-"""A real `tunnelnet vswitchd` process for root tests, inside a namespace, with bounded waits.
+"""A real `tunnelnet vswitchd` process for root tests, inside a namespace, with bounded waits;
+and recording ports for unit tests of the forwarding loop.
 
 The daemon runs as its own process (``ip netns exec NS python -m tunnelnet vswitchd``), exactly
 as a user starts it; tests talk to it through the control socket like vsctl/ofctl do, or run
@@ -16,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -23,6 +25,29 @@ from typing import Any
 from tunnelnet.datapath import messages as m
 from tunnelnet.datapath.control import ControlClient, socket_path
 from tunnelnet.datapath.errors import NotRunningError
+from tunnelnet.datapath.ports import Port, PortKind
+from tunnelnet.datapath.switchboard import make_port
+
+
+class RecordingPort(Port):
+    """An in-memory system port for unit tests: its 'wire' is the list ``sent``."""
+
+    kind = PortKind.SYSTEM
+
+    def __init__(self, name: str, options: Mapping[str, str]) -> None:
+        super().__init__(name, options)
+        self.sent: list[bytes] = []
+
+    def send(self, frame: bytes) -> None:
+        self.sent.append(frame)
+        self.stats.tx_packets += 1
+        self.stats.tx_bytes += len(frame)
+
+
+def recording_ports(kind: PortKind, name: str, options: Mapping[str, str]) -> Port:
+    """Port factory for a Switchboard: system ports record, other kinds are the real ones."""
+    return RecordingPort(name, options) if kind is PortKind.SYSTEM else make_port(
+        kind, name, options)
 
 
 class Vswitchd:

@@ -4,43 +4,24 @@ Expected frames are judged with scapy, never with our own codec."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 
 import pytest
 from scapy.layers.inet import ICMP, IP
 from scapy.layers.l2 import Dot1Q, Ether
 
+from support.vswitchd import RecordingPort, recording_ports
 from tunnelnet.datapath.loop import EventLoop
-from tunnelnet.datapath.ports import Port, PortKind
-from tunnelnet.datapath.switchboard import MAX_PATCH_DEPTH, Switchboard, make_port
+from tunnelnet.datapath.ports import PortKind
+from tunnelnet.datapath.switchboard import MAX_PATCH_DEPTH, Switchboard
 
 VM1, VM2 = "02:00:00:00:00:01", "02:00:00:00:00:02"
-
-
-class RecordingPort(Port):
-    """A system port whose 'wire' is a list."""
-
-    kind = PortKind.SYSTEM
-
-    def __init__(self, name: str, options: Mapping[str, str]) -> None:
-        super().__init__(name, options)
-        self.sent: list[bytes] = []
-
-    def send(self, frame: bytes) -> None:
-        self.sent.append(frame)
-        self.stats.tx_packets += 1
-        self.stats.tx_bytes += len(frame)
-
-
-def _factory(kind: PortKind, name: str, options: Mapping[str, str]) -> Port:
-    return RecordingPort(name, options) if kind is PortKind.SYSTEM else make_port(
-        kind, name, options)
 
 
 @pytest.fixture
 def board() -> Iterator[Switchboard]:
     loop = EventLoop()
-    made = Switchboard(loop, port_factory=_factory)
+    made = Switchboard(loop, port_factory=recording_ports)
     yield made
     made.close()
     loop.close()
