@@ -90,6 +90,7 @@ class ServerProcess:
         self.url = match.group(1)
 
     def stop(self) -> int | None:
+        """SIGTERM, bounded wait (then SIGKILL); the exit status (0 for a clean stop)."""
         if self.proc is None:
             return None
         proc, self.proc = self.proc, None

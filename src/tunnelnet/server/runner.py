@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
 import sys
+import threading
+import time
 
 import uvicorn
 
@@ -57,6 +60,50 @@ def _admin_token(config: ServerConfig) -> ServerConfig:
     return config.with_overrides(admin_token=token)
 
 
+class BackgroundServer:
+    """The controller on a thread of this process (the lab's simulation, tests): same app,
+    same store, real HTTP on loopback. `url` is set once it accepts connections."""
+
+    def __init__(self, config: ServerConfig) -> None:
+        if not config.admin_token:
+            raise ConfigError("a background server needs an admin token in its config")
+        self.config = config
+        self._sock = _bind(config.host, config.port)  # first: a failure leaves nothing open
+        self.store = SqliteStore(config.db)
+        self.controller = Controller(self.store, config)
+        host, port = self._sock.getsockname()[:2]
+        self.url = f"http://{f'[{host}]' if ':' in host else host}:{port}"
+        self._server = uvicorn.Server(
+            uvicorn.Config(create_app(self.controller), log_level="warning", access_log=False)
+        )
+        self._thread = threading.Thread(
+            target=self._server.run, kwargs={"sockets": [self._sock]}, daemon=True
+        )
+
+    def start(self, timeout: float = 10.0) -> BackgroundServer:
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not self._server.started:
+            if time.monotonic() > deadline or not self._thread.is_alive():
+                self.stop()
+                raise ConfigError(f"the controller did not start on {self.url}")
+            time.sleep(0.01)
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._server.should_exit = True
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+        self._sock.close()
+        self.store.close()
+
+    def __enter__(self) -> BackgroundServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
 def serve(config: ServerConfig) -> None:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -70,6 +117,15 @@ def serve(config: ServerConfig) -> None:
     server = uvicorn.Server(
         uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
     )
+
+    def stopped(signum: int, _frame: object) -> None:
+        # uvicorn shuts down gracefully, then re-raises the signal to the previous handler:
+        # this one, so SIGTERM/SIGINT end the process with status 0 after a clean close
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, stopped)
+    signal.signal(signal.SIGINT, stopped)
+    # announced only now: whoever reads this line may signal us at once
     print(f"tunnelnet server: listening on http://{shown}:{port}", flush=True)
     try:
         server.run(sockets=[sock])
