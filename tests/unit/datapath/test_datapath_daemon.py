@@ -79,6 +79,22 @@ def test_del_flows_by_cookie_and_strict_leave_the_others(daemon: Vswitchd) -> No
     assert "priority=1,in_port=2" in left[0]
 
 
+def test_text_outputs_have_the_open_vswitch_shapes(daemon: Vswitchd) -> None:
+    _patch_pair(daemon)
+    trace = daemon.ofctl("trace", "br-int", "in_port=7,dl_dst=ff:ff:ff:ff:ff:ff")
+    assert trace.startswith("Flow: ")  # ovs-appctl ofproto/trace layout
+    assert 'bridge("br-int")' in trace and "Datapath actions:" in trace
+    ports = daemon.ofctl("dump-ports", "br-int").splitlines()
+    # ovs-ofctl dump-ports: a reply line, then rx and tx lines per port
+    assert ports[0] == "OFPST_PORT reply: 1 ports"
+    assert ports[1] == "  port  7: rx pkts=0, bytes=0, drop=0, errs=0, frame=0, over=0, crc=0"
+    assert ports[2] == "           tx pkts=0, bytes=0, drop=0, errs=0, coll=0"
+    assert daemon.ofctl("dump-ports", "br-int", "--names").splitlines()[1].startswith(
+        "  port patch-tun: rx")
+    drops = daemon.ofctl("dump-drops")
+    assert "bridge br-int:" in drops and "tunnel receive:" in drops
+
+
 def test_standalone_bridge_starts_with_normal_and_secure_bridge_with_nothing(
         daemon: Vswitchd) -> None:
     _patch_pair(daemon)
