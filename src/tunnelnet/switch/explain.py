@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Callable
 
 from tunnelnet.packet.fields import VLAN_CFI, int_to_mac
@@ -108,6 +109,34 @@ def _phrase(action: Action, step: StepRecord, namer: PortNamer, pipe: Pipeline |
     return action.format()
 
 
+def _match_words(match: Match, namer: PortNamer) -> str:
+    """The common Neutron matches said in words; fields without a phrase are left out."""
+    words: list[str] = []
+    port = match.value("in_port")
+    if port is not None:
+        words.append(f"came in on {_port(port, namer)}")
+    vlan = match.get("vlan_tci")
+    if vlan is not None and vlan[1] & 0x0FFF == 0x0FFF:
+        if vlan[1] & VLAN_CFI and not vlan[0] & VLAN_CFI:
+            words.append("carries no VLAN tag")
+        else:
+            words.append(f"is on VLAN {vlan[0] & 0x0FFF}")
+    tun = match.value("tun_id")
+    if tun is not None:
+        words.append(f"arrived with tunnel key {tun}")
+    dst = match.get("dl_dst")
+    if dst is not None:
+        if dst[1] == 1 << 40:
+            kind = "broadcast/multicast" if dst[0] else "unicast"
+            words.append(f"is sent to a {kind} address")
+        elif dst[1] == (1 << 48) - 1:
+            words.append(f"is sent to MAC {int_to_mac(dst[0])}")
+    tpa = match.value("arp_tpa")
+    if tpa is not None:
+        words.append(f"asks (ARP) for IP {ipaddress.IPv4Address(tpa)}")
+    return ", ".join(words)
+
+
 def explain_step(step: StepRecord, pipeline: Pipeline | None, namer: PortNamer) -> str:
     decl = pipeline.describe(step.table) if pipeline else None
     head = _table_name(pipeline, step.table)
@@ -115,9 +144,12 @@ def explain_step(step: StepRecord, pipeline: Pipeline | None, namer: PortNamer) 
         head += f", {decl.purpose}"
     if step.priority < 0:
         return f"{head}: no flow matches this packet, so it is dropped (table miss)"
-    matched = step.match or "every packet"
+    matched = f"matched {step.match or 'every packet'} at priority {step.priority}"
+    words = _match_words(step.flow_match, namer) if step.flow_match else ""
+    if words:
+        matched += f" (the packet {words})"
     phrases = [_phrase(a, step, namer, pipeline) for a in step.flow_actions] or ["drop it"]
-    return f"{head}: matched {matched} (priority {step.priority}), so: " + "; then ".join(phrases)
+    return f"{head}: {matched}; so: " + "; then ".join(phrases)
 
 
 def summarize(outputs: list[int], drop: bool, reason: str | None, namer: PortNamer) -> str:

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from tunnelnet.switch.bridge import Bridge
     from tunnelnet.switch.flow import FlowEntry
     from tunnelnet.switch.learn import LearnedFlow
+    from tunnelnet.switch.match import Match
 
 MAX_DEPTH: Final = 64  # Open vSwitch's limit on resubmit nesting
 MAX_RESUBMITS: Final = 4096  # and on resubmits per packet
@@ -44,6 +45,7 @@ class StepRecord:
     cookie: int
     flow_actions: tuple[Action, ...]
     key_before: FlowKey
+    flow_match: Match | None = None
 
 
 class Xlate:
@@ -150,6 +152,7 @@ class Xlate:
                 entry.cookie,
                 entry.actions,
                 dict(key),
+                entry.match,
             )
         )
         self.nodes = node.subs
