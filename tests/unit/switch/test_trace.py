@@ -165,3 +165,15 @@ def test_resubmit_loop_stops_at_ovs_depth_limit_and_drops() -> None:
     assert ">>>> over max translation depth 64 <<<<" in trace.to_text()
     assert br.process({"in_port": 1, "dl_src": 1, "dl_dst": 2, "dl_type": 0}, 60) == []
     assert br.drops == {"resubmit_depth": 1}
+
+
+def test_explain_says_the_match_in_words() -> None:
+    trace = _bridge().trace(
+        "in_port=2,tun_id=0x64,dl_src=fa:16:3e:00:00:05,dl_dst=fa:16:3e:00:00:01"
+    )
+    assert "the packet came in on port 2 (p2)" in trace.steps[0].note
+    assert "the packet arrived with tunnel key 100" in trace.steps[1].note
+    assert (
+        "VXLAN_TUN_TO_LV" in trace.steps[1].note
+        and "tag it with (local) VLAN 1" in trace.steps[1].note
+    )
