@@ -64,6 +64,13 @@ _IPPROTO_IGMP: Final = 2
 _IPV6_OPTS_LIKE: Final = frozenset({_IPV6_HOPOPTS, _IPV6_ROUTING, _IPV6_DSTOPTS})
 
 
+# The fast path: an untagged IPv4 frame without options carrying TCP or UDP, which is nearly
+# every frame a tenant sends, read in one unpack: Ethernet, IPv4 (id and checksum skipped), then
+# the first 14 bytes of TCP (ports, sequence and acknowledgment skipped, offset and flags).
+_FAST: Final = struct.Struct("!IHIHHBBH2xHBB2xIIHH8xH").unpack_from
+_FAST_LEN: Final = 48
+
+
 def extract_flow_key(
     frame: Buffer,
     in_port: int,
@@ -75,6 +82,40 @@ def extract_flow_key(
 ) -> FlowKey:
     """The flow key of an Ethernet frame that arrived on ``in_port`` (and tunnel, if any)."""
     n = len(frame)
+    if n >= _FAST_LEN and not verify_checksums:
+        (dst_hi, dst_lo, src_hi, src_lo, dl_type, vihl, tos, total, frag, ttl, proto, src, dst,
+         sport, dport, off_flags) = _FAST(frame, 0)
+        # Only when every check of the general path would pass; anything else goes there.
+        if (dl_type == ETH_TYPE_IPV4 and vihl == 0x45 and not frag & 0x1FFF
+                and total <= n - 14):
+            if proto == IPPROTO_TCP and total >= 40 and 5 <= off_flags >> 12 <= (total - 20) >> 2:
+                key = {"in_port": in_port, "dl_dst": (dst_hi << 16) | dst_lo,
+                       "dl_src": (src_hi << 16) | src_lo, "vlan_tci": 0,
+                       "dl_type": ETH_TYPE_IPV4, "nw_src": src, "nw_dst": dst,
+                       "nw_proto": IPPROTO_TCP, "nw_tos": tos & 0xFC, "nw_ecn": tos & 0x03,
+                       "nw_ttl": ttl, "tp_src": sport, "tp_dst": dport,
+                       "tcp_flags": off_flags & 0x0FFF}
+            elif proto == IPPROTO_UDP and total >= 28:
+                key = {"in_port": in_port, "dl_dst": (dst_hi << 16) | dst_lo,
+                       "dl_src": (src_hi << 16) | src_lo, "vlan_tci": 0,
+                       "dl_type": ETH_TYPE_IPV4, "nw_src": src, "nw_dst": dst,
+                       "nw_proto": IPPROTO_UDP, "nw_tos": tos & 0xFC, "nw_ecn": tos & 0x03,
+                       "nw_ttl": ttl, "tp_src": sport, "tp_dst": dport}
+            else:
+                return _extract(frame, n, in_port, tun_id, tun_src, tun_dst, verify_checksums)
+            if tun_id is not None:
+                key["tun_id"] = tun_id
+                if tun_src is not None:
+                    key["tun_src"] = tun_src
+                if tun_dst is not None:
+                    key["tun_dst"] = tun_dst
+            return key
+    return _extract(frame, n, in_port, tun_id, tun_src, tun_dst, verify_checksums)
+
+
+def _extract(frame: Buffer, n: int, in_port: int, tun_id: int | None, tun_src: int | None,
+             tun_dst: int | None, verify_checksums: bool) -> FlowKey:
+    """The general path: every EtherType, tags, options, fragments, and the precise errors."""
     if n < 14:
         raise PacketError(f"Ethernet header truncated: {n} of 14 bytes", 0)
     dst_hi, dst_lo, src_hi, src_lo, dl_type = _ETH(frame, 0)

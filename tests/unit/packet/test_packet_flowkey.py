@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from packet_strategies import frames
 from scapy.layers.igmp import IGMP
 from scapy.layers.inet import ICMP, IP, TCP, UDP
 from scapy.layers.inet6 import (
@@ -25,7 +26,8 @@ from scapy.layers.l2 import ARP, LLC, Dot1Q, Dot3, Ether
 from scapy.layers.sctp import SCTP
 from scapy.packet import Raw
 
-from tunnelnet.packet import PacketError, extract_flow_key
+from tunnelnet.packet import PacketError, encode, extract_flow_key
+from tunnelnet.packet.decode import Layer
 from tunnelnet.packet.fields import FIELD_BITS
 
 MAC1, MAC2 = "fa:16:3e:00:00:01", "fa:16:3e:00:00:02"
@@ -269,3 +271,30 @@ def scapy_frames(draw: st.DrawFn) -> Any:
 @settings(max_examples=150, deadline=None)
 def test_flow_key_of_any_scapy_frame_matches_the_oracle(pkt: Any) -> None:
     check(pkt)
+
+
+def _both(frame: bytes) -> tuple[object, object]:
+    """(fast entry point, general path) results for one frame: a key or the error message."""
+    from tunnelnet.packet.flowkey import _extract
+
+    results: list[object] = []
+    for extract in (lambda: extract_flow_key(frame, 4, 7, tun_src=1, tun_dst=2),
+                    lambda: _extract(frame, len(frame), 4, 7, 1, 2, False)):
+        try:
+            results.append(extract())
+        except PacketError as exc:
+            results.append(str(exc))
+    return results[0], results[1]
+
+
+@given(frames(), st.lists(st.tuples(st.integers(0, 200), st.integers(0, 255)), max_size=3),
+       st.integers(0, 200))
+@settings(max_examples=400, deadline=None)
+def test_fast_path_agrees_with_the_general_path_on_any_frame(
+        layers: list[Layer], changes: list[tuple[int, int]], cut: int) -> None:
+    frame = bytearray(encode(layers))
+    for at, value in changes:
+        if at < len(frame):
+            frame[at] = value  # lengths, IHL, offsets and types that lie
+    fast, general = _both(bytes(frame[: max(cut, 14)]) if cut < 60 else bytes(frame))
+    assert fast == general
