@@ -80,6 +80,8 @@ def _frame(buf: memoryview, off: int, out: list[Layer], depth: int) -> None:
 
 def _l3(buf: memoryview, off: int, type_: int, out: list[Layer], depth: int) -> int:
     """Decodes the network layer at ``off``; returns where the packet ends."""
+    if depth > MAX_NESTING:  # IPv4 in GRE in IPv4 ... never passes through _frame
+        raise PacketError(f"more than {MAX_NESTING} nested tunnels", off)
     if type_ == ETH_TYPE_IPV4:
         ip, start = ipv4.parse(buf, off)
         out.append(ip)
@@ -190,6 +192,8 @@ def _enc_frame(layers: Sequence[Layer], i: int, depth: int) -> tuple[bytes, int]
 
 
 def _enc_l3(layers: Sequence[Layer], i: int, depth: int) -> tuple[bytes, int]:
+    if depth > MAX_NESTING:
+        raise PacketError(f"more than {MAX_NESTING} nested tunnels")
     layer = _peek(layers, i)
     if isinstance(layer, IPv4):
         body, j = _enc_l4(layers, i + 1, layer.src, layer.dst, depth)
