@@ -419,6 +419,9 @@ class OvsSwitch:
         """
         self.add_bridge(bridge)
         self.add_port(bridge, uplink, 1, type="dummy")
+        # No IPv6 on the underlay device: its neighbour discovery would be flooded out of the
+        # uplink and mix with the tunnel packets a test captures there.
+        self.run_in_netns(["sysctl", "-qw", f"net.ipv6.conf.{bridge}.disable_ipv6=1"])
         self.run_in_netns(["ip", "addr", "add", f"{local_ip}/{prefix}", "dev", bridge])
         self.run_in_netns(["ip", "link", "set", bridge, "up"])
         macs: dict[str, str] = {}
