@@ -12,6 +12,7 @@ the learned flows must be what our bridge has after processing the same frames.
 
 from __future__ import annotations
 
+import importlib
 import re
 import time
 from collections.abc import Iterator
@@ -20,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from scapy import all as scapy_all
 
 from support.neutron_br_tun import BrTunHost, Network, Peer, br_tun_flows
 from support.ovs import OvsSwitch
@@ -28,6 +28,9 @@ from support.ovs_diff import vid_of_key
 from support.ovs_packets import mac_int
 from support.tools import require_tool
 from tunnelnet.switch import Bridge
+
+# scapy builds its namespace with star imports that mypy cannot follow; use it as Any.
+scapy_all: Any = importlib.import_module("scapy.all")
 
 pytestmark = [pytest.mark.interop, pytest.mark.root]
 
