@@ -278,3 +278,19 @@ def test_sigterm_exits_cleanly_and_leaves_no_tap_device(site: Site) -> None:
     assert sw.stop(signal.SIGTERM) == 0
     assert run(["ip", "link", "show", "int-mgmt"], netns=ns["hv1"], check=False).returncode != 0
     assert not (sw.rundir / "vswitchd.sock").exists()
+
+
+def test_peer_switch_restart_is_survived_and_traffic_resumes(site: Site) -> None:
+    ns = site.ns
+    hv2 = site.switches["hv2"]
+    assert _ping(ns["vmA1"], "10.0.0.2", count=1).returncode == 0
+    assert hv2.stop(signal.SIGTERM) == 0
+    # the peer answers our tunnel packets with ICMP errors now; we must shrug them off
+    assert _ping(ns["vmA1"], "10.0.0.2", count=3).returncode != 0
+    hv2.start()
+    _configure(hv2, 2, site.kind)
+    deadline = time.monotonic() + 15
+    while _ping(ns["vmA1"], "10.0.0.2", count=1).returncode != 0:
+        assert time.monotonic() < deadline, "traffic did not resume after the peer restarted"
+    assert site.switches["hv1"].call(m.Ping())["pid"] > 0
+    assert "Traceback" not in site.switches["hv1"].log()

@@ -191,6 +191,9 @@ class SystemPort(Port):
                     frame, addr = recvfrom(_RECV_SIZE)
                 except BlockingIOError:
                     break
+                except OSError:  # e.g. ENETDOWN: the interface went down under us
+                    self.stats.rx_errors += 1
+                    break
                 if addr[2] != PACKET_OUTGOING:
                     frames.append(frame)
             return frames
@@ -200,17 +203,21 @@ class SystemPort(Port):
                 frames.append(recv(_RECV_SIZE))
             except BlockingIOError:
                 break
+            except OSError:  # e.g. ENETDOWN: the interface went down under us
+                self.stats.rx_errors += 1
+                break
         return frames
 
     def send(self, frame: bytes) -> None:
         try:
             self._sock.send(frame)
-        except (BlockingIOError, OSError) as exc:
-            if isinstance(exc, BlockingIOError) or exc.errno in (errno.ENOBUFS, errno.EMSGSIZE,
-                                                                 errno.ENETDOWN, errno.ENXIO):
-                self.stats.tx_dropped += 1
-                return
-            raise
+        except OSError as exc:
+            # a full queue (EAGAIN/ENOBUFS) is a drop, as on a NIC; anything else (the
+            # interface went down or away, a frame over its MTU) is an error, never a crash
+            self.stats.tx_dropped += 1
+            if exc.errno not in (errno.EAGAIN, errno.ENOBUFS):
+                self.stats.tx_errors += 1
+            return
         self.stats.tx_packets += 1
         self.stats.tx_bytes += len(frame)
 
@@ -256,6 +263,9 @@ class InternalPort(Port):
                 frames.append(read(self._fd, _RECV_SIZE))
             except BlockingIOError:
                 break
+            except OSError:
+                self.stats.rx_errors += 1
+                break
         return frames
 
     def send(self, frame: bytes) -> None:
@@ -263,9 +273,9 @@ class InternalPort(Port):
             os.write(self._fd, frame)
         except OSError as exc:
             # EIO while the device is down, EAGAIN when its queue is full: a drop, as on a NIC
-            if exc.errno not in (errno.EIO, errno.EAGAIN, errno.EINVAL, errno.ENOBUFS):
-                raise
             self.stats.tx_dropped += 1
+            if exc.errno not in (errno.EIO, errno.EAGAIN, errno.ENOBUFS):
+                self.stats.tx_errors += 1
             return
         self.stats.tx_packets += 1
         self.stats.tx_bytes += len(frame)

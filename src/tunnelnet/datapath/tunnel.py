@@ -70,6 +70,7 @@ _SOCKET_BUFFER: Final = 4 << 20
 UNKNOWN_PEER: Final = "unknown_tunnel_peer"
 UNKNOWN_KEY: Final = "unknown_tunnel_key"
 BAD_PACKET: Final = "bad_tunnel_packet"
+SOCKET_ERROR: Final = "tunnel_socket_error"
 
 Deliver = Callable[["TunnelPort", bytes, int, int, int], None]  # port, frame, tun_id, src, dst
 
@@ -265,6 +266,9 @@ class TunnelEndpoint:
                 data, (src_ip, _sport) = recvfrom(_RECV_SIZE)
             except BlockingIOError:
                 return
+            except OSError:  # a pending ICMP error reported on this shared socket
+                self._drop(SOCKET_ERROR)
+                continue
             try:
                 vni, inner = vxlan_decap_payload(data)
             except PacketError:
@@ -288,6 +292,9 @@ class TunnelEndpoint:
                 data, (src_ip, _) = recvfrom(_RECV_SIZE)
             except BlockingIOError:
                 return
+            except OSError:  # a pending ICMP error (e.g. protocol unreachable at a peer)
+                self._drop(SOCKET_ERROR)
+                continue
             try:
                 key, inner = gre_decap_packet(data)
             except PacketError:
@@ -328,21 +335,24 @@ class TunnelEndpoint:
             return "encap_failed"
         if sock is None:
             return "no_tunnel_socket"
-        try:
-            if port._pktinfo is None:
-                sock.sendto(payload, port._sockaddr)
-            else:
-                sock.sendmsg([payload], port._pktinfo, 0, port._sockaddr)
-        except BlockingIOError:
-            return "tx_queue_full"
-        except OSError as exc:
-            if exc.errno == errno.EMSGSIZE:  # the route's MTU shrank since the last refresh
-                port.refresh_route()
-                return "mtu_exceeded"
-            if exc.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH, errno.ENOBUFS,
-                             errno.EHOSTDOWN, errno.ENETDOWN, errno.EINVAL, errno.EPERM):
+        for attempt in (1, 2):
+            try:
+                if port._pktinfo is None:
+                    sock.sendto(payload, port._sockaddr)
+                else:
+                    sock.sendmsg([payload], port._pktinfo, 0, port._sockaddr)
+                break
+            except BlockingIOError:
+                return "tx_queue_full"
+            except OSError as exc:
+                if exc.errno == errno.EMSGSIZE:  # the route's MTU shrank since the last refresh
+                    port.refresh_route()
+                    return "mtu_exceeded"
+                if exc.errno == errno.ECONNREFUSED and attempt == 1:
+                    # an ICMP error for an earlier packet (a peer without a listener) was
+                    # pending on this shared socket; it is reported now: send again
+                    continue
                 return "tunnel_send_failed"
-            raise
         port.stats.tx_packets += 1
         port.stats.tx_bytes += len(frame)
         return None
