@@ -23,7 +23,10 @@ def _small_unless_benchmarking(request: pytest.FixtureRequest) -> None:
     """In the normal test run (benchmarks disabled) only the 1k case runs, as a smoke test;
     building 100k flows is for `make bench`."""
     n = request.node.callspec.params.get("n", 0)
-    if request.config.getoption("benchmark_disable") and n > SIZES[0]:
+    disabled = request.config.getoption("benchmark_disable") and not request.config.getoption(
+        "benchmark_enable"
+    )
+    if disabled and n > SIZES[0]:
         pytest.skip("large sizes run only with --benchmark-enable (make bench)")
 
 
