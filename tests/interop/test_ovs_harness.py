@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from support.netns import lab, run
 from support.ovs import OvsError, OvsSwitch
 from support.ovs_trace_parse import (
     parse_datapath_actions,
@@ -328,3 +329,50 @@ def test_parser_follows_header_rewrites_of_the_arp_responder() -> None:
         "arp_sha": "fa:16:3e:00:02:01",
         "arp_tha": "fa:16:3e:00:01:01",
     }
+
+
+@pytest.mark.interop
+@pytest.mark.netns
+def test_runs_inside_a_given_namespace_and_switches_real_veths() -> None:
+    """The reuse case of the lab and vswitchd tests: OVS in a namespace they made, real ports.
+
+    Two namespaces ping each other through OVS's NORMAL switching; OVS learns both MACs; the
+    namespace is left to its owner when OVS stops.
+    """
+    require_tool("ovs-vswitchd")
+    require_tool("ping")
+    with lab() as made:
+        sw, ns_a, ns_b = made.netns("sw"), made.netns("a"), made.netns("b")
+        for ns, peer in ((ns_a, "va"), (ns_b, "vb")):
+            made.veth(ns, "eth0", sw, peer)
+            made.offloads_off(ns, "eth0")
+            made.offloads_off(sw, peer)
+        made.addr(ns_a, "eth0", "10.9.0.1/24")
+        made.addr(ns_b, "eth0", "10.9.0.2/24")
+        with OvsSwitch(netns=sw) as switch:
+            switch.add_bridge("br0")
+            switch.add_port("br0", "va", 1)
+            switch.add_port("br0", "vb", 2)
+            ping = switch.run(
+                [
+                    "ip",
+                    "netns",
+                    "exec",
+                    ns_a,
+                    "ping",
+                    "-c",
+                    "3",
+                    "-i",
+                    "0.2",
+                    "-W",
+                    "2",
+                    "10.9.0.2",
+                ],
+                check=False,
+            )
+            assert ping.returncode == 0, ping.stdout + ping.stderr
+            fdb = switch.appctl("fdb/show", "br0")
+            mac_b = run(["ip", "-n", ns_b, "-br", "link", "show", "eth0"]).stdout.split()[2]
+            assert mac_b in fdb
+        listed = run(["ip", "netns", "list"]).stdout.split()
+        assert sw in listed
