@@ -18,6 +18,8 @@ from tunnelnet.errors import TunnelnetError
 # command name -> module that defines it (as `cli`)
 _GROUPS: dict[str, str] = {
     "packet": "tunnelnet.cli.packet",
+    "agent": "tunnelnet.cli.agent",
+    "lab": "tunnelnet.cli.lab",
     "demo": "tunnelnet.cli.demo",
     "vswitchd": "tunnelnet.cli.vswitchd",
     "vsctl": "tunnelnet.cli.vsctl",

@@ -15,13 +15,20 @@ from tunnelnet.server import config as server_config
     help="HOST:PORT to serve on (default 127.0.0.1:9696; port 0 picks one) [env TUNNELNET_LISTEN].",
 )
 @click.option(
+    "--unix",
+    "unix_path",
+    type=click.Path(dir_okay=False),
+    help="Also serve on this unix socket (clients use the URL unix:PATH).",
+)
+@click.option(
     "--config",
     "config_file",
     envvar="TUNNELNET_CONFIG",
     type=click.Path(dir_okay=False),
     help="TOML settings file [env TUNNELNET_CONFIG].",
 )
-def cli(db: str | None, listen: str | None, config_file: str | None) -> None:
+def cli(db: str | None, listen: str | None, unix_path: str | None,
+        config_file: str | None) -> None:
     """Run the controller: tenants, networks, subnets, ports and agents over HTTP.
 
     The admin token comes from TUNNELNET_ADMIN_TOKEN or the config file; without one, a token
@@ -30,4 +37,4 @@ def cli(db: str | None, listen: str | None, config_file: str | None) -> None:
     from tunnelnet.server.runner import serve
 
     config = server_config.load(config_file, db=db, listen=listen)
-    serve(config)
+    serve(config, unix_path)

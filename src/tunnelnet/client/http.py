@@ -95,8 +95,14 @@ class Client:
         self.url = (url or os.environ.get("TUNNELNET_URL") or DEFAULT_URL).rstrip("/")
         self.token = token if token is not None else os.environ.get("TUNNELNET_TOKEN", "")
         headers = {"X-Auth-Token": self.token} if self.token else {}
+        base_url = self.url
+        if self.url.startswith("unix:") and transport is None:
+            # unix:PATH reaches a controller through its socket file (the lab's agents live
+            # in other network namespaces but share the file system)
+            transport = httpx.HTTPTransport(uds=self.url.removeprefix("unix:"))
+            base_url = "http://controller"
         self._http = httpx.Client(
-            base_url=self.url, headers=headers, timeout=timeout, transport=transport
+            base_url=base_url, headers=headers, timeout=timeout, transport=transport
         )
 
     def __enter__(self) -> Client:

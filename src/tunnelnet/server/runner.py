@@ -104,13 +104,33 @@ class BackgroundServer:
         self.stop()
 
 
-def serve(config: ServerConfig) -> None:
+def _bind_unix(path: str) -> socket.socket:
+    """A unix socket beside TCP: the lab's agents in other network namespaces reach the
+    controller through the file system, so no control traffic crosses the underlay."""
+    if os.path.exists(path):
+        os.unlink(path)  # a socket file left by a previous run answers nobody
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.bind(path)
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(f"cannot listen on unix socket {path}: {exc.strerror}") from exc
+    os.chmod(path, 0o600)
+    sock.listen(512)
+    sock.set_inheritable(True)
+    return sock
+
+
+def serve(config: ServerConfig, unix_path: str | None = None) -> None:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     store = SqliteStore(config.db)
     config = _admin_token(config)
     sock = _bind(config.host, config.port)
+    sockets = [sock]
+    if unix_path is not None:
+        sockets.append(_bind_unix(unix_path))
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
     app = create_app(Controller(store, config))
@@ -126,9 +146,13 @@ def serve(config: ServerConfig) -> None:
     signal.signal(signal.SIGTERM, stopped)
     signal.signal(signal.SIGINT, stopped)
     # announced only now: whoever reads this line may signal us at once
-    print(f"tunnelnet server: listening on http://{shown}:{port}", flush=True)
+    print(f"tunnelnet server: listening on http://{shown}:{port}"
+          + (f" and unix:{unix_path}" if unix_path else ""), flush=True)
     try:
-        server.run(sockets=[sock])
+        server.run(sockets=sockets)
     finally:
-        sock.close()
+        for each in sockets:
+            each.close()
+        if unix_path is not None and os.path.exists(unix_path):
+            os.unlink(unix_path)
         store.close()

@@ -1,0 +1,56 @@
+"""The agent's controller, reached over the REST API with the typed client.
+
+List-and-watch: one snapshot of networks, ports and agents read in a single transaction at
+one revision, then long polls for the events after it (410 from the poll: list again).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from tunnelnet.agent.controller import Event, ResyncRequired, Snapshot
+from tunnelnet.client.http import Client
+from tunnelnet.client.http import ResyncRequired as ClientResync
+
+AGENT_TYPE = "Open vSwitch agent"
+
+
+class HttpController:
+    def __init__(self, client: Client, *, l2pop: bool = False,
+                 arp_responder: bool = False) -> None:
+        self.client = client
+        self.l2pop = l2pop
+        self.arp_responder = arp_responder
+        self.agent_id: str | None = None
+
+    def register_agent(self, host: str, tunnel_ip: str, tunnel_types: Sequence[str],
+                       bridge_mappings: Mapping[str, str]) -> None:
+        agent = self.client.register_agent(
+            host, tunneling_ip=tunnel_ip, tunnel_types=tunnel_types,
+            bridge_mappings=bridge_mappings, l2_population=self.l2pop,
+            arp_responder_enabled=self.arp_responder, agent_type=AGENT_TYPE)
+        self.agent_id = str(agent["id"])
+
+    def heartbeat(self, host: str) -> None:
+        if self.agent_id is not None:
+            self.client.heartbeat(self.agent_id)
+
+    def snapshot(self) -> Snapshot:
+        snap = self.client.snapshot()
+        agents = [a for a in snap.agents if a.get("agent_type", AGENT_TYPE) == AGENT_TYPE]
+        return Snapshot(snap.networks, snap.ports, agents, snap.revision)
+
+    def watch(self, since: int, timeout: float) -> list[Event]:
+        try:
+            records, revision = self.client.events(since, timeout=max(timeout, 0.05))
+        except ClientResync as exc:
+            raise ResyncRequired(str(exc)) from exc
+        events = [Event(r.resource, r.action, r.object, r.revision) for r in records
+                  if r.type == "event" and r.resource and r.action and r.object is not None]
+        # nothing we can see changed up to `revision`: move on, so a later poll never asks
+        # for a stretch of log that may have been compacted meanwhile
+        events.append(Event("bookmark", "update", {}, revision))
+        return events
+
+    def set_port_status(self, port_id: str, status: str) -> None:
+        self.client.set_port_status(port_id, status)

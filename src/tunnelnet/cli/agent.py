@@ -1,0 +1,115 @@
+"""``tunnelnet agent``: the per-hypervisor agent that programs br-int and br-tun."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from ipaddress import IPv4Address
+from pathlib import Path
+from types import FrameType
+
+import click
+
+from tunnelnet.agent.backend import SwitchBackend
+from tunnelnet.agent.desired import AgentConfig
+from tunnelnet.agent.http_controller import HttpController
+from tunnelnet.agent.service import Agent, AgentTimers
+from tunnelnet.agent.view import TUNNEL_NETWORK_TYPES
+from tunnelnet.client.http import Client
+
+
+def _backend(kind: str, rundir: Path, ovs_rundir: str | None) -> SwitchBackend:
+    if kind == "ovs":
+        from tunnelnet.agent.ovs_backend import OvsBackend
+
+        return OvsBackend(ovs_rundir)
+    from tunnelnet.agent.vswitchd_backend import VswitchdBackend
+
+    return VswitchdBackend(rundir)
+
+
+def _mappings(text: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in filter(None, (p.strip() for p in text.split(","))):
+        physnet, sep, bridge = item.partition(":")
+        if not sep or not physnet or not bridge:
+            raise click.BadParameter(f"{item!r} is not PHYSNET:BRIDGE",
+                                     param_hint="--bridge-mappings")
+        out[physnet] = bridge
+    return out
+
+
+@click.command("agent")
+@click.option("--host", required=True, envvar="TUNNELNET_HOST",
+              help="This hypervisor's name, as ports' binding:host_id name it.")
+@click.option("--server", "url", envvar="TUNNELNET_URL", default="http://127.0.0.1:9696",
+              show_default=True, help="Controller URL (env TUNNELNET_URL).")
+@click.option("--token", envvar="TUNNELNET_TOKEN", default="",
+              help="Agent or admin token (env TUNNELNET_TOKEN).")
+@click.option("--tunnel-ip", required=True, help="This hypervisor's address on the underlay.")
+@click.option("--tunnel-types", default="vxlan,gre", show_default=True,
+              help="Tunnel types this host speaks, comma-separated.")
+@click.option("--rundir", envvar="TUNNELNET_RUNDIR", default="/run/tunnelnet",
+              show_default=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Run directory of this host's vswitchd.")
+@click.option("--switch", "switch_kind", type=click.Choice(["tunnelnet", "ovs"]),
+              default="tunnelnet", show_default=True,
+              help="Drive our vswitchd, or a real Open vSwitch through ovs-vsctl/ovs-ofctl.")
+@click.option("--ovs-rundir", default=None,
+              help="With --switch ovs: run directory of a privately started Open vSwitch.")
+@click.option("--l2pop", is_flag=True, help="Tunnels and forwarding entries from the "
+              "controller's knowledge of where ports are (l2population).")
+@click.option("--arp-responder", is_flag=True, help="Answer ARP for known VMs locally "
+              "(needs --l2pop).")
+@click.option("--bridge-mappings", default="", help="PHYSNET:BRIDGE,... for VLAN/flat networks.")
+@click.option("--poll-interval", default=0.5, show_default=True, type=float,
+              help="Seconds between rounds (also the watch long-poll).")
+@click.option("--log-file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Log here instead of stderr.")
+@click.option("--log-level", default="info", show_default=True,
+              type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False))
+def cli(host: str, url: str, token: str, tunnel_ip: str, tunnel_types: str, rundir: Path,
+        switch_kind: str, ovs_rundir: str | None, l2pop: bool, arp_responder: bool,
+        bridge_mappings: str, poll_interval: float, log_file: Path | None,
+        log_level: str) -> None:
+    """Run the agent of one hypervisor.
+
+    It registers with the controller, creates br-int and br-tun (fail-secure) joined by
+    patch-tun/patch-int, lists and watches networks, ports and peer agents, and keeps the
+    switch's ports, tunnels and flows equal to what they say, as Neutron's Open vSwitch agent
+    does. Stop it with SIGTERM or Ctrl-C: the switch keeps forwarding without it.
+    """
+    try:
+        IPv4Address(tunnel_ip)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--tunnel-ip") from exc
+    types = frozenset(t.strip() for t in tunnel_types.split(",") if t.strip())
+    unknown = types - TUNNEL_NETWORK_TYPES
+    if unknown:
+        raise click.BadParameter(f"unknown tunnel type(s): {', '.join(sorted(unknown))}",
+                                 param_hint="--tunnel-types")
+    if arp_responder and not l2pop:
+        raise click.BadParameter("the ARP responder needs --l2pop (it answers from the "
+                                 "controller's knowledge of ports)", param_hint="--arp-responder")
+    logging.basicConfig(filename=log_file, level=log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    conf = AgentConfig(host=host, tunnel_ip=tunnel_ip, tunnel_types=types, l2pop=l2pop,
+                       arp_responder=arp_responder)
+    client = Client(url, token)
+    controller = HttpController(client, l2pop=l2pop, arp_responder=arp_responder)
+    agent = Agent(conf, controller, _backend(switch_kind, rundir.absolute(), ovs_rundir),
+                  timers=AgentTimers(poll_interval=poll_interval),
+                  bridge_mappings=_mappings(bridge_mappings))
+    stop = threading.Event()
+
+    def _on_signal(signum: int, _frame: FrameType | None) -> None:
+        logging.getLogger(__name__).info("signal %d: stopping the agent", signum)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+    try:
+        agent.run(stop)
+    finally:
+        client.close()

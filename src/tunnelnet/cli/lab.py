@@ -1,0 +1,208 @@
+"""``tunnelnet lab``: a small data centre on this machine, from a topology file."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from tunnelnet.errors import TunnelnetError
+from tunnelnet.lab import probe
+from tunnelnet.lab.state import StateFile, lab_dir
+
+
+class LabError(TunnelnetError):
+    """The lab cannot do what was asked."""
+
+
+def _need_root(what: str) -> None:
+    if os.geteuid() != 0:
+        raise LabError(f"{what} needs root (network namespaces, veths, raw sockets); "
+                       "run it with sudo, or use 'tunnelnet lab sim' which needs none")
+
+
+def _say(message: str) -> None:
+    click.echo(f"  {message}", err=True)
+
+
+@click.group("lab")
+@click.option("--dir", "directory", envvar="TUNNELNET_LAB_DIR", default=None,
+              help="Run directory of the lab (env TUNNELNET_LAB_DIR; default "
+                   "/run/tunnelnet-lab).")
+@click.pass_context
+def cli(ctx: click.Context, directory: str | None) -> None:
+    """Build, inspect and remove a lab: an underlay switch, hypervisors and tenant VMs in
+    network namespaces, with the controller, a vswitchd and an agent per hypervisor."""
+    ctx.obj = lab_dir(directory)
+
+
+@cli.command("up")
+@click.argument("topology", type=click.Path(exists=True, dir_okay=False))
+@click.option("--l2pop/--no-l2pop", default=True, show_default=True,
+              help="Tunnels and forwarding entries from the controller (l2population).")
+@click.option("--arp-responder", is_flag=True, help="Answer ARP in br-tun (needs l2pop).")
+@click.pass_obj
+def up(directory: Path, topology: str, l2pop: bool, arp_responder: bool) -> None:
+    """Build the lab described by TOPOLOGY (a TOML file; see examples/demo.toml)."""
+    _need_root("lab up")
+    from tunnelnet.lab.runner import LabRunner
+
+    click.echo(f"lab up: {topology} (run directory {directory})", err=True)
+    state = LabRunner(directory, _say).up(topology, l2pop=l2pop, arp_responder=arp_responder)
+    click.echo(f"lab is up: {len(state.hypervisors)} hypervisors, {len(state.vms)} VMs. "
+               "Try 'tunnelnet lab status', 'tunnelnet lab verify', 'tunnelnet lab down'.")
+
+
+@cli.command("down")
+@click.pass_obj
+def down(directory: Path) -> None:
+    """Stop every daemon and remove every namespace the lab made (also after a crash)."""
+    _need_root("lab down")
+    from tunnelnet.lab.runner import LabRunner
+
+    if not StateFile(directory).exists():
+        click.echo(f"no lab is up (nothing recorded in {directory})")
+        return
+    LabRunner(directory, _say).down()
+    click.echo("lab is down: nothing left behind")
+
+
+def _status(directory: Path) -> dict[str, Any]:
+    from tunnelnet.lab.runner import LabRunner
+
+    runner = LabRunner(directory)
+    state = runner.file.load()
+    agents: dict[str, bool] = {}
+    statuses: dict[str, str] = {}
+    try:
+        with runner.client(state) as api:
+            agents = {a["host"]: bool(a.get("alive")) for a in api.list("agent")}
+            statuses = {p["id"]: p["status"] for p in api.list("port")}
+    except TunnelnetError as exc:
+        click.echo(f"warning: controller not answering: {exc}", err=True)
+    tunnels: dict[str, list[str]] = {}
+    for hv, info in state.hypervisors.items():
+        try:
+            from tunnelnet.datapath import messages as m
+            from tunnelnet.datapath.control import ControlClient
+
+            with ControlClient(Path(info["rundir"]), timeout=5.0) as ctl:
+                for bridge in ctl.call(m.Show()):
+                    if bridge["name"] == "br-tun":
+                        tunnels[hv] = sorted(p["name"] for p in bridge["ports"]
+                                             if p.get("type") in ("vxlan", "gre"))
+        except TunnelnetError:
+            tunnels[hv] = []
+    return {
+        "hypervisors": [{"name": hv, "ip": info["ip"], "agent_alive": agents.get(hv, False),
+                         "tunnels": tunnels.get(hv, [])}
+                        for hv, info in sorted(state.hypervisors.items())],
+        "vms": [{"name": vm.name, "tenant": vm.tenant, "network": vm.network,
+                 "hypervisor": vm.hypervisor, "ip": vm.ip, "mac": vm.mac, "mtu": vm.mtu,
+                 "port_status": statuses.get(vm.port_id, "UNKNOWN")}
+                for vm in sorted(state.vms.values(), key=lambda v: v.name)],
+        "networks": state.networks,
+    }
+
+
+@cli.command("status")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_obj
+def status(directory: Path, as_json: bool) -> None:
+    """Hypervisors (agent alive, tunnels), VMs (IP, MAC, tenant, network, port status)."""
+    data = _status(directory)
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+        return
+    click.echo("hypervisors:")
+    for hv in data["hypervisors"]:
+        alive = "alive" if hv["agent_alive"] else "DEAD"
+        click.echo(f"  {hv['name']:<8} {hv['ip']:<15} agent {alive:<5} tunnels: "
+                   f"{', '.join(hv['tunnels']) or '-'}")
+    click.echo("VMs:")
+    for vm in data["vms"]:
+        click.echo(f"  {vm['name']:<8} {vm['tenant']:<8} {vm['network']:<10} "
+                   f"{vm['hypervisor']:<6} {vm['ip']:<15} {vm['mac']}  MTU {vm['mtu']}  "
+                   f"{vm['port_status']}")
+
+
+@cli.command("exec", context_settings={"ignore_unknown_options": True})
+@click.argument("vm")
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+@click.pass_obj
+def exec_(directory: Path, vm: str, command: tuple[str, ...]) -> int:
+    """Run COMMAND inside VM's namespace: tunnelnet lab exec red1 -- ip addr."""
+    _need_root("lab exec")
+    state = StateFile(directory).load()
+    proc = probe.run_in_vm(probe.vm_of(state, vm), list(command), timeout=3600, capture=False)
+    return proc.returncode
+
+
+@cli.command("ping")
+@click.argument("src")
+@click.argument("dst")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_obj
+def ping_(directory: Path, src: str, dst: str, as_json: bool) -> int:
+    """Ping DST's address from SRC and say whether DST itself answered."""
+    _need_root("lab ping")
+    state = StateFile(directory).load()
+    a, b = probe.vm_of(state, src), probe.vm_of(state, dst)
+    result = probe.ping(a, b, count=3)
+    reached = result.reached(b)
+    if as_json:
+        click.echo(json.dumps({"src": src, "dst": dst, "dst_ip": b.ip, "reached": reached,
+                               "replied": result.replied, "answered_by": result.answered_by,
+                               "rtt_ms": result.rtt_ms}))
+    elif reached:
+        click.echo(f"{src} -> {dst} ({b.ip}): reached, rtt {result.rtt_ms} ms")
+    elif result.replied:
+        click.echo(f"{src} -> {dst} ({b.ip}): NOT reached; {result.answered_by} answered for "
+                   f"that address in {a.network}")
+    else:
+        click.echo(f"{src} -> {dst} ({b.ip}): NOT reached (no reply)")
+    return 0 if reached else 1
+
+
+@cli.command("verify")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_obj
+def verify(directory: Path, as_json: bool) -> int:
+    """Ping every VM from every other: same network must answer, anything else must not.
+
+    Exits 1 on any surprise."""
+    _need_root("lab verify")
+    state = StateFile(directory).load()
+    cells = probe.verify(state)
+    surprises = [c for c in cells if c.surprise]
+    if as_json:
+        click.echo(json.dumps({"pairs": [{"src": c.src, "dst": c.dst, "expected": c.expected,
+                                          "reached": c.reached, "detail": c.detail}
+                                         for c in cells],
+                               "surprises": len(surprises)}, indent=2))
+    else:
+        names = sorted(state.vms)
+        width = max(len(n) for n in names) + 1
+        click.echo("reachability (row pings column; Y reached, . not; ! = surprise)")
+        click.echo(" " * width + " ".join(f"{n:>{width}}" for n in names))
+        index = {(c.src, c.dst): c for c in cells}
+        for a in names:
+            row = []
+            for b in names:
+                if a == b:
+                    row.append(f"{'-':>{width}}")
+                    continue
+                cell = index[(a, b)]
+                mark = ("Y" if cell.reached else ".") + ("!" if cell.surprise else "")
+                row.append(f"{mark:>{width}}")
+            click.echo(f"{a:<{width}}" + " ".join(row))
+        for c in surprises:
+            expected = "reachable" if c.expected else "isolated"
+            click.echo(f"SURPRISE: {c.src} -> {c.dst} should be {expected}: {c.detail}")
+        click.echo(f"{len(cells)} pairs, {len(surprises)} surprises")
+    sys.stdout.flush()
+    return 1 if surprises else 0

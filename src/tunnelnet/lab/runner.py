@@ -1,0 +1,248 @@
+"""``lab up`` and ``lab down`` on real namespaces: the fabric, the daemons, the tenants.
+
+The lab plays the operator and Nova: it creates each tenant's networks, subnets and ports
+through the controller's API, then plugs each VM's vNIC into br-int carrying
+``external_ids:iface-id`` = the port's id, exactly as Nova plugs a VM. Agents do the rest.
+Control traffic (agents <-> controller) goes over a unix socket in the lab's run directory,
+so the underlay carries nothing but tunnels, as a capture of it shows.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import subprocess
+import time
+from collections.abc import Callable
+from ipaddress import ip_network
+from pathlib import Path
+from typing import Any
+
+from tunnelnet.client.http import Client
+from tunnelnet.datapath import messages as m
+from tunnelnet.datapath.control import ControlClient, socket_path
+from tunnelnet.errors import TunnelnetError
+from tunnelnet.lab import fabric, names, processes
+from tunnelnet.lab.state import LabState, LabStateError, ProcessRecord, StateFile, VmRecord
+from tunnelnet.lab.topology import Topology, load
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str], None]
+
+READY_TIMEOUT = 30.0
+CONVERGE_TIMEOUT = 60.0
+
+
+def server_url(directory: Path) -> str:
+    return f"unix:{directory / 'server.sock'}"
+
+
+def hv_rundir(directory: Path, hypervisor: str) -> Path:
+    return directory / hypervisor
+
+
+class LabRunner:
+    def __init__(self, directory: Path, progress: Progress | None = None) -> None:
+        self.directory = directory
+        self.file = StateFile(directory)
+        self.say: Progress = progress or (lambda _msg: None)
+
+    # -- state helpers ----------------------------------------------------------------------
+
+    def _record_netns(self, state: LabState) -> Callable[[str], None]:
+        def record(name: str) -> None:
+            if name not in state.namespaces:
+                state.namespaces.append(name)
+                self.file.save(state)
+        return record
+
+    def _spawn(self, state: LabState, name: str, argv: list[str], netns: str | None,
+               env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        log_path = self.directory / "logs" / f"{name}.log"
+        proc = processes.spawn(argv, netns=netns, log_path=log_path, env=env)
+        state.processes.append(ProcessRecord(name, proc.pid, netns))
+        self.file.save(state)
+        return proc
+
+    def client(self, state: LabState) -> Client:
+        return Client(state.server_url, state.admin_token, timeout=15.0)
+
+    # -- up ---------------------------------------------------------------------------------
+
+    def up(self, topology_path: str, *, l2pop: bool = True, arp_responder: bool = False
+           ) -> LabState:
+        topo = load(topology_path)
+        if self.file.exists():
+            raise LabStateError(f"a lab is already up (state in {self.file.path}); "
+                                "take it down first with 'tunnelnet lab down'")
+        state = LabState(topology=str(Path(topology_path).resolve()),
+                         admin_token=secrets.token_hex(16),
+                         server_url=server_url(self.directory))
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.file.save(state)
+        try:
+            self._up(topo, state, l2pop=l2pop, arp_responder=arp_responder)
+        except BaseException:
+            self.say("lab up failed: taking down what was made")
+            self.down()
+            raise
+        return state
+
+    def _up(self, topo: Topology, state: LabState, *, l2pop: bool,
+            arp_responder: bool) -> None:
+        self.say(f"underlay: bridge {names.UNDERLAY_BRIDGE} in namespace {names.UNDERLAY_NS}, "
+                 f"{len(topo.hypervisors)} hypervisors on {topo.underlay_cidr}")
+        fabric.build_underlay(topo, self._record_netns(state))
+        for hv in topo.hypervisors:
+            state.hypervisors[hv.name] = {"ip": hv.ip, "netns": names.hypervisor_ns(hv.name),
+                                          "rundir": str(hv_rundir(self.directory, hv.name))}
+        self._start_server(topo, state)
+        self._start_switches(topo, state)
+        self._start_agents(topo, state, l2pop=l2pop, arp_responder=arp_responder)
+        self._create_tenants(topo, state)
+        self._plug_vms(topo, state)
+        self._wait_converged(state)
+
+    def _start_server(self, topo: Topology, state: LabState) -> None:
+        db = self.directory / "server.db"
+        sock = self.directory / "server.sock"
+        config = self.directory / "server.toml"
+        # both tunnel types are offered to tenants; a dead agent is noticed within 15 s
+        config.write_text(
+            f'tenant_network_types = ["vxlan", "gre"]\nunderlay_mtu = {topo.underlay_mtu}\n'
+            "agent_down_time = 15.0\n")
+        argv = processes.tunnelnet_argv("server", "--db", str(db), "--config", str(config),
+                                        "--listen", "127.0.0.1:0", "--unix", str(sock))
+        env = {"TUNNELNET_ADMIN_TOKEN": state.admin_token}
+        proc = self._spawn(state, "server", argv, None, env)
+        self.say(f"controller: tunnelnet server on {state.server_url}")
+        with self.client(state) as api:
+            def answers() -> bool:
+                try:
+                    api.request("GET", "/")
+                    return True
+                except TunnelnetError:
+                    return False
+            processes.wait_until(answers, "controller", timeout=READY_TIMEOUT, proc=proc,
+                                 log_path=self.directory / "logs" / "server.log")
+
+    def _start_switches(self, topo: Topology, state: LabState) -> None:
+        for hv in topo.hypervisors:
+            rundir = hv_rundir(self.directory, hv.name)
+            rundir.mkdir(parents=True, exist_ok=True)
+            argv = processes.tunnelnet_argv("vswitchd", "--rundir", str(rundir),
+                                            "--log-file", str(rundir / "vswitchd.log"))
+            proc = self._spawn(state, f"vswitchd-{hv.name}", argv, names.hypervisor_ns(hv.name))
+            sock = socket_path(rundir)
+            processes.wait_until(sock.exists, f"vswitchd of {hv.name}",
+                                 timeout=READY_TIMEOUT, proc=proc,
+                                 log_path=rundir / "vswitchd.log")
+            self.say(f"{hv.name}: vswitchd up (run dir {rundir})")
+
+    def _start_agents(self, topo: Topology, state: LabState, *, l2pop: bool,
+                      arp_responder: bool) -> None:
+        for hv in topo.hypervisors:
+            rundir = hv_rundir(self.directory, hv.name)
+            argv = processes.tunnelnet_argv(
+                "agent", "--host", hv.name, "--server", state.server_url,
+                "--tunnel-ip", hv.ip, "--tunnel-types", "vxlan,gre", "--rundir", str(rundir),
+                "--log-file", str(rundir / "agent.log"),
+                *(["--l2pop"] if l2pop else []), *(["--arp-responder"] if arp_responder else []))
+            self._spawn(state, f"agent-{hv.name}", argv, names.hypervisor_ns(hv.name),
+                        {"TUNNELNET_TOKEN": state.admin_token})
+        with self.client(state) as api:
+            def all_registered() -> bool:
+                hosts = {a["host"] for a in api.list("agent") if a.get("alive")}
+                return hosts >= {hv.name for hv in topo.hypervisors}
+            processes.wait_until(all_registered, "agents registering", timeout=READY_TIMEOUT)
+        self.say(f"agents: {len(topo.hypervisors)} registered"
+                 f"{' (l2population on)' if l2pop else ''}")
+
+    def _create_tenants(self, topo: Topology, state: LabState) -> None:
+        with self.client(state) as api:
+            for net in topo.networks:
+                body: dict[str, Any] = {"name": net.name, "project_id": net.tenant,
+                                        "provider:network_type": net.type}
+                if net.segment is not None:
+                    body["provider:segmentation_id"] = net.segment
+                if net.physical_network and net.type in ("vlan", "flat"):
+                    body["provider:physical_network"] = net.physical_network
+                created = api.create("network", **body)
+                subnet = api.create("subnet", network_id=created["id"], project_id=net.tenant,
+                                    cidr=net.cidr, ip_version=ip_network(net.cidr).version,
+                                    name=f"{net.name}-subnet")
+                state.networks[net.name] = {
+                    "id": created["id"], "tenant": net.tenant, "type": net.type,
+                    "segment": created.get("provider:segmentation_id"),
+                    "mtu": created.get("mtu"), "cidr": net.cidr, "subnet_id": subnet["id"]}
+                self.say(f"tenant {net.tenant}: network {net.name} ({net.type} "
+                         f"{created.get('provider:segmentation_id')}, {net.cidr}, "
+                         f"MTU {created.get('mtu')})")
+            self.file.save(state)
+
+    def _plug_vms(self, topo: Topology, state: LabState) -> None:
+        with self.client(state) as api:
+            for vm in topo.vms:
+                net = state.networks[vm.network]
+                fixed = [{"subnet_id": net["subnet_id"], **({"ip_address": vm.ip}
+                                                            if vm.ip else {})}]
+                port = api.create("port", network_id=net["id"], project_id=vm.tenant,
+                                  name=vm.name, device_id=vm.name, device_owner="compute:lab",
+                                  fixed_ips=fixed, **{"binding:host_id": vm.hypervisor})
+                ip = port["fixed_ips"][0]["ip_address"]
+                prefix = ip_network(net["cidr"]).prefixlen
+                mtu = int(net["mtu"] or 1450)
+                record = self._record_netns(state)
+                tap = fabric.build_vm(vm.name, vm.hypervisor, record, mtu=mtu, ip=ip,
+                                      prefixlen=prefix, mac=port["mac_address"])
+                state.vms[vm.name] = VmRecord(
+                    name=vm.name, tenant=vm.tenant, network=vm.network,
+                    hypervisor=vm.hypervisor, netns=names.vm_ns(vm.name), port_id=port["id"],
+                    mac=port["mac_address"], ip=ip, mtu=mtu, tap=tap)
+                self.file.save(state)
+                self._plug(state, vm.hypervisor, tap, port["id"], port["mac_address"])
+                self.say(f"{vm.hypervisor}: VM {vm.name} ({vm.tenant}/{vm.network}) "
+                         f"{ip} {port['mac_address']} on {tap}")
+
+    def _plug(self, state: LabState, hypervisor: str, tap: str, port_id: str, mac: str) -> None:
+        """What Nova does: the vNIC joins br-int, named by its controller port's id."""
+        rundir = Path(state.hypervisors[hypervisor]["rundir"])
+        with ControlClient(rundir, timeout=10.0) as ctl:
+            def has_br_int() -> bool:
+                return "br-int" in {b["name"] for b in ctl.call(m.Show())}
+            processes.wait_until(has_br_int, f"br-int on {hypervisor}", timeout=READY_TIMEOUT)
+            ctl.call(m.AddPort("br-int", tap, type="system", may_exist=True,
+                               external_ids={"iface-id": port_id, "attached-mac": mac,
+                                             "iface-status": "active"}))
+
+    def _wait_converged(self, state: LabState) -> None:
+        started = time.monotonic()
+        with self.client(state) as api:
+            def all_active() -> bool:
+                ports = {p["id"]: p["status"] for p in api.list("port")}
+                return all(ports.get(vm.port_id) == "ACTIVE" for vm in state.vms.values())
+            processes.wait_until(all_active, "every VM port ACTIVE", timeout=CONVERGE_TIMEOUT)
+        self.say(f"converged: {len(state.vms)} VM ports ACTIVE after "
+                 f"{time.monotonic() - started:.1f}s")
+
+    # -- down -------------------------------------------------------------------------------
+
+    def down(self) -> list[str]:
+        """Stop every recorded daemon and remove every recorded namespace; returns leftovers."""
+        state = self.file.load()
+        order = sorted(state.processes, key=lambda p: (not p.name.startswith("agent"),
+                                                       p.name == "server"))
+        for proc in order:
+            processes.stop(proc.pid)
+            self.say(f"stopped {proc.name} (pid {proc.pid})")
+        left = fabric.teardown(state.namespaces)
+        for ns in state.namespaces:
+            if ns not in left:
+                self.say(f"removed namespace {ns}")
+        if left:
+            raise LabStateError(f"namespaces still present after lab down: {', '.join(left)}")
+        for leftover in ("server.sock",):
+            (self.directory / leftover).unlink(missing_ok=True)
+        self.file.remove()
+        return left
