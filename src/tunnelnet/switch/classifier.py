@@ -11,7 +11,7 @@ history of flow-mods, which is all OpenFlow asks (it leaves the choice undefined
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from tunnelnet.packet.fields import FlowKey
 from tunnelnet.switch.flow import FlowEntry
@@ -22,13 +22,34 @@ def _bucket_order(entry: FlowEntry) -> tuple[int, int]:
     return (-entry.priority, entry.seq)
 
 
+Probe = Callable[[FlowKey], tuple[int, ...]]
+
+
+def _make_probe(signature: tuple[tuple[str, int], ...]) -> Probe:
+    """A function key -> masked values for one group, built once per group. Fixed-arity
+    closures for the common small groups avoid a loop and a list per probe (the hot path)."""
+    n = len(signature)
+    if n == 0:
+        return lambda k: ()
+    if n == 1:
+        ((f0, m0),) = signature
+        return lambda k: (k[f0] & m0,)
+    if n == 2:
+        (f0, m0), (f1, m1) = signature
+        return lambda k: (k[f0] & m0, k[f1] & m1)
+    if n == 3:
+        (f0, m0), (f1, m1), (f2, m2) = signature
+        return lambda k: (k[f0] & m0, k[f1] & m1, k[f2] & m2)
+    return lambda k: tuple([k[f] & m for f, m in signature])
+
+
 class _Group:
     __slots__ = ("buckets", "fields", "masks", "max_priority", "priorities", "probe")
 
     def __init__(self, signature: tuple[tuple[str, int], ...]) -> None:
         self.fields = tuple(f for f, _ in signature)
         self.masks = tuple(m for _, m in signature)
-        self.probe = tuple(signature)
+        self.probe = _make_probe(signature)
         # masked values -> flows sorted by (-priority, seq)
         self.buckets: dict[tuple[int, ...], list[FlowEntry]] = {}
         self.priorities: dict[int, int] = {}  # priority -> number of flows with it
@@ -116,7 +137,7 @@ class Classifier:
             if group.max_priority <= best_priority:
                 break
             try:
-                values = tuple([key[f] & m for f, m in group.probe])
+                values = group.probe(key)
             except KeyError:
                 continue  # the packet lacks a field this group matches (prerequisite)
             bucket = group.buckets.get(values)
