@@ -122,3 +122,19 @@ def test_table_counters_count_lookups_and_matches() -> None:
     assert (br.tables[0].n_lookups, br.tables[0].n_matched) == (2, 1)
     assert br.drops == {"table_miss": 2}
     assert "n_packets=1, n_bytes=60" in br.dump_flows()[0]
+
+
+def test_flood_skips_no_flood_ports_but_all_does_not() -> None:
+    br = Bridge("br", fail_mode="secure")
+    br.add_port("p1", 1)
+    br.add_port("p2", 2, no_flood=True)
+    br.add_port("p3", 3)
+    br.add_flows(["in_port=1 actions=FLOOD", "in_port=3 actions=ALL"])
+    assert [o.port for o in br.process(eth(1, A, GW_MAC), 60)] == [3]
+    assert [o.port for o in br.process(eth(3, A, GW_MAC), 60)] == [1, 2]
+
+
+def test_output_to_a_port_the_bridge_lacks_is_dropped_with_a_trace_warning() -> None:
+    br = _bridge("in_port=1 actions=output:7")
+    assert br.process(eth(1, A, GW_MAC), 60) == []
+    assert ">> Nonexistent output port" in br.trace(f"in_port=1,dl_src={A}").to_text()
