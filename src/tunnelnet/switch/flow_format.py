@@ -8,8 +8,10 @@ from tunnelnet.switch.match import FIELD_ORDER, Match, full_mask
 
 
 def _duration(seconds: float) -> str:
-    seconds = max(seconds, 0.0)
-    return f"{seconds:.3f}s"
+    """ofp_print_duration: whole seconds without decimals, else milliseconds (3 decimals)."""
+    ms = int(max(seconds, 0.0) * 1000)
+    whole, frac = divmod(ms, 1000)
+    return f"{whole}.{frac:03d}s" if frac else f"{whole}s"
 
 
 def format_flow(entry: FlowEntry, *, stats: bool, now: float) -> str:

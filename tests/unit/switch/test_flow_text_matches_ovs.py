@@ -229,3 +229,11 @@ def test_stats_line_has_ovs_field_order() -> None:
         "cookie=0x5, duration=2.500s, table=3, n_packets=0, n_bytes=0, idle_timeout=10, "
         "hard_timeout=20, idle_age=2, priority=13,arp actions=drop"
     ]
+
+
+def test_duration_of_whole_seconds_has_no_decimals_as_ofp_print_duration() -> None:
+    now = [10.0]
+    bridge = Bridge("br0", fail_mode="secure", clock=lambda: now[0])
+    bridge.add_flow("actions=drop")
+    now[0] = 13.0
+    assert bridge.dump_flows()[0].startswith("cookie=0x0, duration=3s, table=0, ")
