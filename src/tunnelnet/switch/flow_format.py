@@ -9,7 +9,7 @@ from tunnelnet.switch.match import FIELD_ORDER, Match, full_mask
 
 def _duration(seconds: float) -> str:
     """ofp_print_duration: whole seconds without decimals, else milliseconds (3 decimals)."""
-    ms = int(max(seconds, 0.0) * 1000)
+    ms = round(max(seconds, 0.0) * 1000)
     whole, frac = divmod(ms, 1000)
     return f"{whole}.{frac:03d}s" if frac else f"{whole}s"
 
