@@ -179,12 +179,14 @@ def test_underlay_carries_only_encapsulated_packets_with_each_networks_key(site:
     key_field = "vxlan.vni" if kind == "vxlan" else "gre.key"
     fields = subprocess.run(
         [tshark, "-r", str(pcap), "-T", "fields", "-E", "separator=|", "-e", "eth.type",
-         "-e", "ip.src", "-e", "ip.dst", "-e", key_field, "-e", "arp.dst.proto_ipv4"],
+         "-e", "ip.src", "-e", "ip.dst", "-e", key_field, "-e", "arp.dst.proto_ipv4",
+         "-e", "udp.srcport", "-e", "eth.src", "-e", "eth.dst"],
         capture_output=True, text=True, timeout=60, check=True).stdout
     keys_seen: set[int] = set()
     packets = 0
+    sports: dict[tuple[str, ...], set[int]] = {}
     for line in fields.splitlines():
-        eth_type, src, dst, key, arp_dst = line.split("|")
+        eth_type, src, dst, key, arp_dst, sport, eth_src, eth_dst = line.split("|")
         if eth_type.split(",")[0] == "0x0806":  # the underlay's own ARP, for hypervisors only
             assert arp_dst.split(",")[0] in HV_IPS, line
             continue
@@ -193,8 +195,17 @@ def test_underlay_carries_only_encapsulated_packets_with_each_networks_key(site:
         assert {outer_src, outer_dst} <= HV_IPS, f"not between hypervisors: {line}"
         assert key, f"not {kind}-encapsulated: {line}"
         keys_seen.add(int(key.split(",")[0], 0))
+        if kind == "vxlan":  # inner flow = inner MACs and addresses (ICMP has no ports)
+            inner = (key, *eth_src.split(",")[1:], *eth_dst.split(",")[1:],
+                     *src.split(",")[1:], *dst.split(",")[1:])
+            sports.setdefault(inner, set()).add(int(sport))
     assert packets >= 12  # 3 echo requests + 3 replies per network
     assert keys_seen == {KEYS["A"], KEYS["B"]}
+    # RFC 7348 section 5: the UDP source port comes from a hash of the inner headers, in the
+    # dynamic range, and one inner flow keeps one port (so ECMP keeps it in order)
+    for inner, ports in sports.items():
+        assert len(ports) == 1, f"inner flow {inner} used source ports {ports}"
+        assert 49152 <= next(iter(ports)) <= 65535
 
 
 def test_frame_too_big_for_the_underlay_is_dropped_counted_and_logged(site: Site) -> None:

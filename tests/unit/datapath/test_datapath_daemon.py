@@ -119,6 +119,8 @@ def test_flows_added_from_a_file_are_dumped_and_traced(daemon: Vswitchd, tmp_pat
                                     "--json"))
     assert [s["table"] for s in trace["steps"]] == [0, 2]
     assert trace["drop"] is True
+    daemon.ofctl("mod-flows", "br-tun", "table=2,actions=output:1")
+    assert "actions=output:1" in daemon.ofctl("dump-flows", "br-tun", "table=2")
     assert daemon.ofctl("del-flows", "br-tun", "table=2") == ""
     assert "table=2" not in daemon.ofctl("dump-flows", "br-tun")
 
