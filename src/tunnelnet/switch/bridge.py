@@ -386,12 +386,20 @@ class Bridge:
 
     # --- trace ------------------------------------------------------------------------------
 
-    def trace(self, flow_text: str) -> Trace:
+    def trace(self, flow_text: str, *, generate: bool = False) -> Trace:
+        """ofproto/trace of one packet. Changes nothing unless ``generate`` (OVS's -generate):
+        then the packet counts, learns (NORMAL and learn()) and is dropped-counted like one
+        that really arrived."""
         key = self.trace_key(flow_text)
         flow = format_key(key)
-        x = Xlate(self, dict(key), now=self._clock(), side_effects=False, trace=True)
+        x = Xlate(self, dict(key), self._clock(), generate, True)
         x.run_table(0)
         assert x.nodes is not None and x.steps is not None
+        for learned in x.learned:
+            self._install_learned(learned)
+        if generate and (x.error or not x.outputs):
+            counted = x.error or x.drop_reason or "no_output"
+            self.drops[counted] = self.drops.get(counted, 0) + 1
         steps = [
             TraceStep(
                 table=s.table,

@@ -104,3 +104,10 @@ def test_trace_changes_nothing(clock: Clock) -> None:
     assert trace.outputs == [1]
     assert [(s.table, s.priority) for s in trace.steps] == [(0, 1), (4, 1), (10, 1)]
     assert br.dump_flows() == before
+
+
+def test_trace_generate_learns_like_a_real_packet(clock: Clock) -> None:
+    br = _br_tun(clock)
+    trace = br.trace(f"in_port=3,tun_id=0x64,dl_src={REMOTE},dl_dst={VM}", generate=True)
+    assert "suppressing side effects" not in trace.to_text()
+    assert [o.port for o in br.process(eth(1, VM, REMOTE, vlan=1), 60)] == [3]
