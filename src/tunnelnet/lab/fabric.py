@@ -19,14 +19,17 @@ log = logging.getLogger(__name__)
 
 def build_underlay(topo: Topology, record: Callable[[str], None]) -> None:
     """A Linux bridge in its own namespace, one port per hypervisor with its underlay IP."""
+    # The underlay runs IPv4 only: the kernel's own IPv6 chatter (router and neighbour
+    # solicitations, MLD) would otherwise share the wire with the tunnels, and a capture of
+    # the underlay should show nothing but VXLAN, GRE and ARP between hypervisors.
     record(names.UNDERLAY_NS)
-    links.create_netns(names.UNDERLAY_NS)
+    links.create_netns(names.UNDERLAY_NS, ipv6=False)
     links.bridge(names.UNDERLAY_NS, names.UNDERLAY_BRIDGE)
     prefix = IPv4Network(topo.underlay_cidr).prefixlen
     for hv in topo.hypervisors:
         ns = names.hypervisor_ns(hv.name)
         record(ns)
-        links.create_netns(ns)
+        links.create_netns(ns, ipv6=False)
         links.veth(names.UNDERLAY_NS, names.underlay_port(hv.name), ns, names.UPLINK,
                    mtu=topo.underlay_mtu)
         links.bridge(names.UNDERLAY_NS, names.UNDERLAY_BRIDGE, [names.underlay_port(hv.name)])

@@ -24,12 +24,17 @@ def _ipr(ns: str | None) -> IPRoute:
     return IPRoute(netns=ns) if ns else IPRoute()
 
 
-def create_netns(name: str) -> None:
+def create_netns(name: str, *, ipv6: bool = True) -> None:
     try:
         netns.create(name)
     except OSError as exc:
         if exc.errno != errno.EEXIST:
             raise LinkError(f"cannot create namespace {name}: {exc.strerror}") from exc
+    if not ipv6:
+        for scope in ("all", "default"):
+            subprocess.run(["ip", "netns", "exec", name, "sysctl", "-qw",
+                            f"net.ipv6.conf.{scope}.disable_ipv6=1"],
+                           capture_output=True, timeout=10, check=False)
     with _ipr(name) as ip:
         ip.link("set", index=ip.link_lookup(ifname="lo")[0], state="up")
 

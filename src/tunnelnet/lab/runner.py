@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import shutil
 import subprocess
 import time
 from collections.abc import Callable
@@ -76,6 +77,8 @@ class LabRunner:
         if self.file.exists():
             raise LabStateError(f"a lab is already up (state in {self.file.path}); "
                                 "take it down first with 'tunnelnet lab down'")
+        # files of an earlier lab that was taken down by hand must not leak into this one
+        self._remove_files(LabState(hypervisors={hv.name: {} for hv in topo.hypervisors}))
         state = LabState(topology=str(Path(topology_path).resolve()),
                          admin_token=secrets.token_hex(16),
                          server_url=server_url(self.directory))
@@ -242,7 +245,14 @@ class LabRunner:
                 self.say(f"removed namespace {ns}")
         if left:
             raise LabStateError(f"namespaces still present after lab down: {', '.join(left)}")
-        for leftover in ("server.sock",):
-            (self.directory / leftover).unlink(missing_ok=True)
+        self._remove_files(state)
         self.file.remove()
         return left
+
+    def _remove_files(self, state: LabState) -> None:
+        """The lab's own files: database, config, logs, per-hypervisor run directories."""
+        for name in ("server.sock", "server.db", "server.db-wal", "server.db-shm",
+                     "server.db.admin-token", "server.toml"):
+            (self.directory / name).unlink(missing_ok=True)
+        for sub in ["logs", *state.hypervisors]:
+            shutil.rmtree(self.directory / sub, ignore_errors=True)

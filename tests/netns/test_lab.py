@@ -1,0 +1,219 @@
+"""The demo data centre on real namespaces: reachability, segregation seen from the attacker's
+side, an underlay that carries nothing but tunnels, and a lab down that leaves nothing.
+
+Expectations come from the design, not from our output: VMs of one network reach each other
+(same host and across hosts, VXLAN and GRE), and no frame of one tenant reaches another's
+VM, even with identical addresses. tshark judges the underlay capture.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from support.tools import require_tool
+
+pytestmark = pytest.mark.netns
+
+ROOT = Path(__file__).resolve().parents[2]
+DEMO = ROOT / "examples" / "demo.toml"
+
+
+def _tn(lab_dir: Path, *args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "tunnelnet", "lab", "--dir", str(lab_dir),
+                           *args], capture_output=True, text=True, timeout=timeout,
+                          check=False)
+
+
+def _netns() -> set[str]:
+    out = subprocess.run(["ip", "-json", "netns", "list"], capture_output=True, text=True,
+                         check=True).stdout
+    return {entry["name"] for entry in json.loads(out or "[]")}
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object]]:
+    require_tool("tcpdump")
+    if any(ns.startswith("tnl-") for ns in _netns()):
+        pytest.skip("another lab is up on this machine (tnl-* namespaces exist)")
+    lab_dir = tmp_path_factory.mktemp("lab")
+    up = _tn(lab_dir, "up", str(DEMO))
+    try:
+        assert up.returncode == 0, up.stdout + up.stderr
+        status = json.loads(_tn(lab_dir, "status", "--json").stdout)
+        yield {"dir": lab_dir, "status": status}
+    finally:
+        down = _tn(lab_dir, "down")
+        assert down.returncode == 0, down.stdout + down.stderr
+        # nothing left: no namespace, no daemon of this lab, no state file
+        assert {ns for ns in _netns() if ns.startswith("tnl-")} == set()
+        leftover = subprocess.run(["pgrep", "-f", str(lab_dir)], capture_output=True,
+                                  text=True, check=False).stdout.split()
+        assert leftover == []
+        assert not (lab_dir / "state.json").exists()
+
+
+def _vm(lab: dict[str, object], name: str) -> dict[str, object]:
+    status = lab["status"]
+    assert isinstance(status, dict)
+    return next(v for v in status["vms"] if v["name"] == name)
+
+
+def test_every_vm_port_is_active_and_gets_its_network_mtu(lab: dict[str, object]) -> None:
+    status = lab["status"]
+    assert isinstance(status, dict)
+    assert all(hv["agent_alive"] for hv in status["hypervisors"])
+    for vm in status["vms"]:
+        assert vm["port_status"] == "ACTIVE"
+        # RFC 7348 overhead: 1500 - 50 for VXLAN; GRE with key 1500 - 42
+        assert vm["mtu"] == {"red-net": 1450, "blue-net": 1458}[vm["network"]]
+
+
+def test_verify_matrix_same_network_reachable_others_isolated_and_underlay_only_tunnels(
+        lab: dict[str, object]) -> None:
+    require_tool("tshark")
+    lab_dir = lab["dir"]
+    assert isinstance(lab_dir, Path)
+    pcap = lab_dir / "underlay.pcap"
+    capture = subprocess.Popen(["ip", "netns", "exec", "tnl-underlay", "tcpdump", "-i",
+                                "br-underlay", "-U", "-w", str(pcap), "-c", "20000"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(1.0)
+        verify = _tn(lab_dir, "verify", "--json")
+    finally:
+        time.sleep(0.5)
+        capture.terminate()
+        capture.wait(timeout=10)
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    pairs = json.loads(verify.stdout)["pairs"]
+    assert len(pairs) == 30
+    tenant = {v["name"]: v["network"] for v in lab["status"]["vms"]}  # type: ignore[index]
+    for pair in pairs:
+        assert pair["reached"] == (tenant[pair["src"]] == tenant[pair["dst"]]), pair
+
+    hv_ips = {hv["ip"] for hv in lab["status"]["hypervisors"]}  # type: ignore[index]
+    fields = subprocess.run(
+        ["tshark", "-r", str(pcap), "-T", "fields", "-E", "separator=|", "-e",
+         "frame.protocols", "-e", "ip.src", "-e", "ip.dst", "-e", "vxlan.vni", "-e",
+         "gre.key"], capture_output=True, text=True, timeout=120, check=True).stdout
+    lines = [line.split("|") for line in fields.splitlines() if line]
+    assert lines, "the capture saw no packet at all"
+    kinds: dict[str, int] = {}
+    for protocols, src, dst, vni, key in lines:
+        layers = protocols.split(":")
+        if layers[1] == "arp":
+            kinds["arp"] = kinds.get("arp", 0) + 1
+            continue
+        assert src.split(",")[0] in hv_ips and dst.split(",")[0] in hv_ips, protocols
+        if "vxlan" in layers:
+            assert int(vni.split(",")[0]) == 1001
+            kinds["vxlan"] = kinds.get("vxlan", 0) + 1
+        elif "gre" in layers:
+            assert int(key.split(",")[0], 0) == 2002
+            kinds["gre"] = kinds.get("gre", 0) + 1
+        else:
+            pytest.fail(f"non-tunnel packet on the underlay: {protocols} {src} -> {dst}")
+    assert kinds.get("vxlan", 0) > 0 and kinds.get("gre", 0) > 0
+
+
+_SNIFF = textwrap.dedent("""
+    import socket, sys, time
+    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))
+    s.bind(("eth0", 0)); s.settimeout(0.2)
+    marker, end, seen = sys.argv[1].encode(), time.monotonic() + float(sys.argv[2]), 0
+    print("ready", flush=True)
+    while time.monotonic() < end:
+        try:
+            frame = s.recv(65535)
+        except TimeoutError:
+            continue
+        seen += marker in frame
+    print(seen)
+""")
+
+
+def _sniff(vm_ns: str, marker: str, seconds: float) -> subprocess.Popen[str]:
+    proc = subprocess.Popen(["ip", "netns", "exec", vm_ns, sys.executable, "-c", _SNIFF,
+                             marker, str(seconds)], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "ready"
+    return proc
+
+
+def _send_from(vm_ns: str, frames_hex: list[str]) -> None:
+    script = textwrap.dedent("""
+        import socket, sys
+        s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+        s.bind(("eth0", 0))
+        for _ in range(5):
+            for h in sys.argv[1:]:
+                s.send(bytes.fromhex(h))
+    """)
+    subprocess.run(["ip", "netns", "exec", vm_ns, sys.executable, "-c", script, *frames_hex],
+                   check=True, timeout=30)
+
+
+def _attack_frames(attacker: dict[str, object], victim: dict[str, object],
+                   victim_hv_ip: str, marker: bytes) -> list[str]:
+    from scapy.layers.inet import IP, UDP
+    from scapy.layers.l2 import GRE, Dot1Q, Ether
+    from scapy.layers.vxlan import VXLAN
+    from scapy.packet import Raw
+
+    inner = (Ether(src=str(attacker["mac"]), dst=str(victim["mac"]))
+             / IP(src=str(attacker["ip"]), dst=str(victim["ip"])) / UDP(dport=9) / Raw(marker))
+    frames = []
+    # forged 802.1Q tags: every local VLAN a small host could give the victim's network
+    for vid in (1, 2, 3, 4095):
+        frames.append(Ether(src=str(attacker["mac"]), dst=str(victim["mac"])) / Dot1Q(vlan=vid)
+                      / IP(src=str(attacker["ip"]), dst=str(victim["ip"])) / UDP(dport=9)
+                      / Raw(marker))
+        frames.append(Ether(src=str(attacker["mac"]), dst="ff:ff:ff:ff:ff:ff")
+                      / Dot1Q(vlan=vid) / Raw(marker))
+    # hand-made tunnel packets carrying the victim network's VNI and GRE key, addressed to
+    # the victim's hypervisor, broadcast in the attacker's own network
+    outer = Ether(src=str(attacker["mac"]), dst="ff:ff:ff:ff:ff:ff") / IP(
+        src=str(attacker["ip"]), dst=victim_hv_ip)
+    frames.append(outer / UDP(sport=40000, dport=4789) / VXLAN(vni=2002) / inner)
+    frames.append(outer / UDP(sport=40000, dport=4789) / VXLAN(vni=1001) / inner)
+    frames.append(outer / GRE(key_present=1, key=2002, proto=0x6558) / inner)
+    return [bytes(f).hex() for f in frames]
+
+
+@pytest.mark.parametrize(("attacker", "victim"), [("red1", "blue1"), ("red3", "blue3"),
+                                                   ("blue2", "red3")])
+def test_forged_tags_and_hand_made_tunnel_packets_reach_no_other_tenant(
+        lab: dict[str, object], attacker: str, victim: str) -> None:
+    att, vic = _vm(lab, attacker), _vm(lab, victim)
+    hv_ip = next(hv["ip"] for hv in lab["status"]["hypervisors"]  # type: ignore[index]
+                 if hv["name"] == vic["hypervisor"])
+    marker = f"tn-attack-{os.getpid()}-{attacker}".encode()
+    sniffer = _sniff(f"tnl-vm-{victim}", marker.decode(), 4.0)
+    _send_from(f"tnl-vm-{attacker}", _attack_frames(att, vic, hv_ip, marker))
+    out, _ = sniffer.communicate(timeout=20)
+    assert int(out.strip().splitlines()[-1]) == 0, f"{victim} saw {attacker}'s frames"
+
+
+def test_a_same_network_frame_with_the_marker_does_arrive(lab: dict[str, object]) -> None:
+    """The attack test's instrument works: a plain frame to a same-network VM is seen."""
+    from scapy.layers.inet import IP, UDP
+    from scapy.layers.l2 import Ether
+    from scapy.packet import Raw
+
+    src, dst = _vm(lab, "red1"), _vm(lab, "red3")
+    marker = f"tn-control-{os.getpid()}".encode()
+    sniffer = _sniff("tnl-vm-red3", marker.decode(), 4.0)
+    frame = (Ether(src=str(src["mac"]), dst=str(dst["mac"]))
+             / IP(src=str(src["ip"]), dst=str(dst["ip"])) / UDP(dport=9) / Raw(marker))
+    _send_from("tnl-vm-red1", [bytes(frame).hex()])
+    out, _ = sniffer.communicate(timeout=20)
+    assert int(out.strip().splitlines()[-1]) >= 1
