@@ -44,6 +44,7 @@ from tunnelnet.switch.xlate import Output, Xlate
 log = logging.getLogger(__name__)
 
 N_TABLES = 255
+DEFAULT_LEARN_LIMIT_PER_VLAN = 8192
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +54,12 @@ class PortConfig:
     tag: int | None = None  # access port on this VLAN (NORMAL)
     trunks: tuple[int, ...] = ()  # trunk port for these VLANs; () = all VLANs
     no_flood: bool = False
+
+
+def _learn_slot(table: int, match: Match) -> tuple[int, int | None]:
+    """Learned flows are capped per table and VLAN (the VID bits a learned match carries)."""
+    vlan = match.get("vlan_tci")
+    return (table, vlan[0] & 0x0FFF if vlan is not None else None)
 
 
 class FlowTable:
@@ -75,6 +82,7 @@ class Bridge:
         pipeline: Pipeline | None = None,
         mac_aging: float = DEFAULT_AGING,
         mac_limit_per_vlan: int = DEFAULT_LIMIT_PER_VLAN,
+        learn_limit_per_vlan: int = DEFAULT_LEARN_LIMIT_PER_VLAN,
     ) -> None:
         if fail_mode not in ("standalone", "secure"):
             raise SwitchError(f"fail_mode {fail_mode!r}: must be 'standalone' or 'secure'")
@@ -89,6 +97,12 @@ class Bridge:
         self.port_numbers: frozenset[int] = frozenset()
         self.mac_table = MacTable(mac_aging, mac_limit_per_vlan)
         self.drops: dict[str, int] = {}
+        self.drops_by_table: dict[int, int] = {}  # table whose flow (or miss) dropped it
+        # learn() caps: flows learned per (table, VLAN); hits counted (ARCHITECTURE "safe by
+        # default": one tenant's MAC flood must not fill table 20 for everybody)
+        self.learn_limit_per_vlan = learn_limit_per_vlan
+        self.learn_limit_hits = 0
+        self._learned_count: dict[tuple[int, int | None], int] = {}
         self.version = 0  # bumped on every flow-table change (for caches in front of us)
         self._seq = 0
         self._timers = FlowTimers()
@@ -230,6 +244,13 @@ class Bridge:
         self._timers.schedule(entry)
 
     def _remove(self, entry: FlowEntry) -> None:
+        if entry.learned:
+            slot = _learn_slot(entry.table, entry.match)
+            left = self._learned_count.get(slot, 0) - 1
+            if left > 0:
+                self._learned_count[slot] = left
+            else:
+                self._learned_count.pop(slot, None)
         self.tables[entry.table].classifier.remove(entry)
         self._timers.forget(entry)
         self.version += 1
@@ -346,13 +367,23 @@ class Bridge:
         if not x.outputs:
             reason = x.drop_reason or "no_output"
             self.drops[reason] = self.drops.get(reason, 0) + 1
+            if x.drop_table is not None:
+                self.drops_by_table[x.drop_table] = self.drops_by_table.get(x.drop_table, 0) + 1
         return x.outputs
 
     def _install_learned(self, flow: LearnedFlow) -> None:
+        match = Match.of(flow.constraints)
+        table = self.tables.get(flow.table)
+        if table is None or table.classifier.find_exact(match, flow.priority) is None:
+            slot = _learn_slot(flow.table, match)
+            if self._learned_count.get(slot, 0) >= self.learn_limit_per_vlan:
+                self.learn_limit_hits += 1
+                return
+            self._learned_count[slot] = self._learned_count.get(slot, 0) + 1
         self._install(
             flow.table,
             flow.priority,
-            Match.of(flow.constraints),
+            match,
             flow.actions,
             cookie=flow.cookie,
             idle=flow.idle_timeout,

@@ -55,6 +55,7 @@ class Xlate:
         "bridge",
         "depth",
         "drop_reason",
+        "drop_table",
         "error",
         "key",
         "learned",
@@ -80,6 +81,7 @@ class Xlate:
         self.resubmits = 0
         self.error: str | None = None
         self.drop_reason: str | None = None
+        self.drop_table: int | None = None  # where the packet's fate was decided, if dropped
         self.learned: list[LearnedFlow] = []
         self._length = 0  # bytes, for flow counters
         self._current_table = 0
@@ -112,10 +114,12 @@ class Xlate:
         if entry is None:
             if self.drop_reason is None:
                 self.drop_reason = "table_miss"
+                self.drop_table = table_id
             return
         actions = entry.actions
         if not actions and self.drop_reason is None:
             self.drop_reason = "action_drop"
+            self.drop_table = table_id
         for action in actions:
             action.run(self)
             if self.error is not None:
@@ -130,6 +134,7 @@ class Xlate:
         if entry is None:
             if self.drop_reason is None:
                 self.drop_reason = "table_miss"
+                self.drop_table = table_id
             node = TraceNode("table", f"{table_id:2d}. No match.")
             node.subs.append(TraceNode("action", "drop"))
             nodes.append(node)
@@ -160,6 +165,7 @@ class Xlate:
             node.subs.append(TraceNode("action", "drop"))
             if self.drop_reason is None:
                 self.drop_reason = "action_drop"
+                self.drop_table = table_id
         for action in entry.actions:
             action.run(self)
             if self.error is not None:
@@ -318,3 +324,4 @@ class Xlate:
     def _drop(self, reason: str) -> None:
         if self.drop_reason is None or self.drop_reason in ("action_drop", "table_miss"):
             self.drop_reason = reason
+            self.drop_table = self._current_table

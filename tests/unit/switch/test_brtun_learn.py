@@ -33,8 +33,8 @@ VM = "fa:16:3e:00:00:01"  # local VM behind br-int
 REMOTE = "fa:16:3e:00:00:99"  # VM on the hypervisor behind tunnel port 3
 
 
-def _br_tun(clock: Clock) -> Bridge:
-    br = Bridge("br-tun", fail_mode="secure", clock=clock)
+def _br_tun(clock: Clock, **kwargs: int) -> Bridge:
+    br = Bridge("br-tun", fail_mode="secure", clock=clock, **kwargs)
     br.add_port("patch-int", 1)
     br.add_port("vxlan-a", 2)
     br.add_port("vxlan-b", 3)
@@ -111,3 +111,29 @@ def test_trace_generate_learns_like_a_real_packet(clock: Clock) -> None:
     trace = br.trace(f"in_port=3,tun_id=0x64,dl_src={REMOTE},dl_dst={VM}", generate=True)
     assert "suppressing side effects" not in trace.to_text()
     assert [o.port for o in br.process(eth(1, VM, REMOTE, vlan=1), 60)] == [3]
+
+
+def test_mac_flood_of_one_network_cannot_fill_table_20_for_another(clock: Clock) -> None:
+    br = _br_tun(clock, learn_limit_per_vlan=3)
+    br.add_flow("table=4,priority=1,tun_id=0x65 actions=mod_vlan_vid:2,resubmit(,10)")
+    # an attacker on network 0x64 (local VLAN 1) sends from many source MACs
+    for i in range(10):
+        br.process(eth(3, f"fa:16:3e:66:00:{i:02x}", VM, tun_id=0x64), 60)
+    assert len(br.dump_flows("table=20")) == 1 + 3  # the default flow + the cap
+    assert br.learn_limit_hits == 7
+    # network 0x65 (local VLAN 2) still learns its MACs
+    br.process(eth(2, REMOTE, VM, tun_id=0x65), 60)
+    assert any("vlan_tci=0x0002/0x0fff" in line for line in br.dump_flows("table=20"))
+    # once learned flows of VLAN 1 expire, VLAN 1 can learn again
+    clock.advance(301)
+    br.expire()
+    br.process(eth(3, REMOTE, VM, tun_id=0x64), 60)
+    assert any("vlan_tci=0x0001/0x0fff" in line for line in br.dump_flows("table=20"))
+
+
+def test_drops_are_counted_by_reason_and_by_table(clock: Clock) -> None:
+    br = _br_tun(clock)
+    br.process(eth(3, REMOTE, VM, tun_id=0x99), 60)  # unknown VNI: table 4's drop flow
+    br.process(eth(9, REMOTE, VM), 60)  # unknown input port: table 0's drop flow
+    assert br.drops == {"action_drop": 2}
+    assert br.drops_by_table == {4: 1, 0: 1}
