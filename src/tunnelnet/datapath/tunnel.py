@@ -10,9 +10,13 @@ Sending VXLAN: through a raw IPPROTO_UDP socket. The kernel still writes the out
 header (source address, routing, TTL, DF), we write the UDP header, so the UDP source port can
 be the hash of the inner flow that RFC 7348 section 5 asks for (ECMP entropy: one inner flow
 keeps one port). A bound UDP socket cannot vary its source port per packet; a pool of sockets
-bound to hashed ports would need one descriptor per port value and more code. The raw socket
-would also get a copy of every UDP packet the host receives, so a one-instruction BPF filter
-("drop all") is attached to it. The UDP checksum is zero, as RFC 7348 recommends for IPv4.
+bound to ports picked by the hash would give only as many port values as descriptors. Measured
+here (1400-byte payload to a peer namespace, 20k sends, 2026-11-25): bound UDP socket 10.1 us
+a send, pool of 16 UDP sockets 10.0 us, raw socket 11.7 us plus 0.3 us to pack the UDP
+header: the raw socket costs ~2 us more per packet and gives the full 16K-port range with one
+descriptor, so it is the choice. The raw socket would also get a copy of every UDP packet the
+host receives, so a one-instruction BPF filter ("drop all") is attached to it. The UDP
+checksum is zero, as RFC 7348 recommends for IPv4.
 
 Sending GRE: the same raw protocol-47 socket (the kernel adds IPv4; this kernel has no GRE
 module, so there is nothing else to use). The GRE key is always sent (key 0 when the port
