@@ -264,9 +264,10 @@ def _other_routes(app: FastAPI) -> None:
         since: Annotated[int | None, Query(ge=0)] = None,
         timeout: Annotated[float | None, Query(gt=0, le=86400)] = None,
     ) -> Response:
-        ctl, caller = _auth(request, token)
+        _, caller = _auth(request, token)
         return StreamingResponse(
-            watch.stream(ctl, caller, since, timeout), media_type="application/x-ndjson"
+            watch.stream(request.app.state.hub, caller, since, timeout),
+            media_type="application/x-ndjson",
         )
 
 
@@ -294,8 +295,8 @@ def _snapshot_routes(app: FastAPI) -> None:
         since: Annotated[int, Query(ge=0)] = 0,
         timeout: Annotated[float, Query(ge=0, le=300)] = 30.0,
     ) -> Response:
-        ctl, caller = await asyncio.to_thread(_auth, request, token)
-        result = await watch.poll(ctl, caller, since, timeout)
+        _, caller = await asyncio.to_thread(_auth, request, token)
+        result = await watch.poll(request.app.state.hub, caller, since, timeout)
         if result is None:
             return _error(
                 410, "ResyncRequired",
@@ -329,10 +330,14 @@ async def _housekeeping(ctl: Controller) -> None:
 def create_app(ctl: Controller) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        hub = watch.Hub(ctl, keep=min(ctl.config.event_retention, 20_000))
+        await hub.start()
+        app.state.hub = hub
         task = asyncio.create_task(_housekeeping(ctl))
         try:
             yield
         finally:
+            await hub.stop()
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task

@@ -13,8 +13,10 @@ import socket
 import sys
 import threading
 import time
+from types import FrameType
 
 import uvicorn
+from fastapi import FastAPI
 
 from tunnelnet.server.app import create_app
 from tunnelnet.server.auth import new_token
@@ -23,6 +25,29 @@ from tunnelnet.server.controller import Controller
 from tunnelnet.store.sqlite import SqliteStore
 
 log = logging.getLogger(__name__)
+
+
+class _Server(uvicorn.Server):
+    """Ends the watch streams as soon as a stop is asked for; uvicorn would otherwise wait
+    for them (they never end by themselves) before it shuts down."""
+
+    def __init__(self, config: uvicorn.Config, app: FastAPI) -> None:
+        super().__init__(config)
+        self._app = app
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        hub = getattr(self._app.state, "hub", None)
+        if hub is not None:
+            hub.close()
+        super().handle_exit(sig, frame)
+
+
+def _uvicorn(app: FastAPI) -> _Server:
+    # the grace period is a backstop for streams of a thread-run server (no signal there)
+    config = uvicorn.Config(
+        app, log_level="warning", access_log=False, lifespan="on", timeout_graceful_shutdown=3
+    )
+    return _Server(config, app)
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -73,9 +98,7 @@ class BackgroundServer:
         self.controller = Controller(self.store, config)
         host, port = self._sock.getsockname()[:2]
         self.url = f"http://{f'[{host}]' if ':' in host else host}:{port}"
-        self._server = uvicorn.Server(
-            uvicorn.Config(create_app(self.controller), log_level="warning", access_log=False)
-        )
+        self._server = _uvicorn(create_app(self.controller))
         self._thread = threading.Thread(
             target=self._server.run, kwargs={"sockets": [self._sock]}, daemon=True
         )
@@ -134,9 +157,7 @@ def serve(config: ServerConfig, unix_path: str | None = None) -> None:
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
     app = create_app(Controller(store, config))
-    server = uvicorn.Server(
-        uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
-    )
+    server = _uvicorn(app)
 
     def stopped(signum: int, _frame: object) -> None:
         # uvicorn shuts down gracefully, then re-raises the signal to the previous handler:
@@ -146,8 +167,11 @@ def serve(config: ServerConfig, unix_path: str | None = None) -> None:
     signal.signal(signal.SIGTERM, stopped)
     signal.signal(signal.SIGINT, stopped)
     # announced only now: whoever reads this line may signal us at once
-    print(f"tunnelnet server: listening on http://{shown}:{port}"
-          + (f" and unix:{unix_path}" if unix_path else ""), flush=True)
+    print(
+        f"tunnelnet server: listening on http://{shown}:{port}"
+        + (f" and unix:{unix_path}" if unix_path else ""),
+        flush=True,
+    )
     try:
         server.run(sockets=sockets)
     finally:

@@ -3,16 +3,22 @@
 The change log in the store is the single source: a reconnecting agent asks from its last
 revision and gets exactly what it missed, in order; when that part of the log is gone
 (compacted) or the revision is from the future (the database was replaced), it gets `resync`
-and lists again. Writers wake waiting streams through the store's commit callback; the idle
-bookmark re-reads the log, so writers in another process are seen within one interval.
+and lists again.
+
+Hundreds of agents watch at once, so the newest changes are read from the store once per
+commit by one `Hub` and kept in memory, encoded once; each stream only filters what its caller
+may see. A stream that asks for something older than the hub holds reads the store itself.
+The hub also re-reads the log when idle, so writers in another process are seen too.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 from anyio import to_thread
 
@@ -21,19 +27,21 @@ from tunnelnet.server.controller import Controller, public, visible
 from tunnelnet.server.events import WatchEvent
 from tunnelnet.store.base import Change, Compacted
 
+log = logging.getLogger(__name__)
+
 _BATCH = 500
 # kinds a project token may watch (its own only); agents and admin see all these
 _PROJECT_KINDS = ("network", "subnet", "port")
 _KINDS = (*_PROJECT_KINDS, "agent", "project")
 
 
-def _event(ctl: Controller, caller: Caller, change: Change) -> WatchEvent | None:
-    if change.kind not in _KINDS:
-        return None
-    if not caller.sees_all and (
-        change.kind not in _PROJECT_KINDS or not visible(caller, change.body)
-    ):
-        return None
+def _may_see(caller: Caller, kind: str, body: dict[str, object]) -> bool:
+    if kind not in _KINDS:
+        return False
+    return caller.sees_all or (kind in _PROJECT_KINDS and visible(caller, body))
+
+
+def _event(change: Change) -> WatchEvent:
     # the object as it was at that revision (an agent's `alive` as stored then, not now)
     body = public(change.body)
     return WatchEvent("event", change.revision, change.kind, change.action.value, body)
@@ -42,7 +50,8 @@ def _event(ctl: Controller, caller: Caller, change: Change) -> WatchEvent | None
 def changes_after(
     ctl: Controller, caller: Caller, since: int, limit: int = _BATCH
 ) -> tuple[list[WatchEvent], int] | None:
-    """Visible events after `since` and the revision read up to; None when a resync is due."""
+    """Visible events after `since` read from the store, and the revision read up to;
+    None when a resync is due."""
     current = ctl.store.current_revision()
     if since > current:
         return None
@@ -50,82 +59,183 @@ def changes_after(
         changes = ctl.store.changes_since(since, limit)
     except Compacted:
         return None
-    events = [e for c in changes if (e := _event(ctl, caller, c)) is not None]
+    events = [_event(c) for c in changes if _may_see(caller, c.kind, c.body)]
     last = changes[-1].revision if len(changes) == limit else max(current, since)
     if changes:
         last = max(last, changes[-1].revision)
     return events, last
 
 
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    change: Change
+    event: WatchEvent
+    line: bytes
+
+
+class Hub:
+    """The newest changes in memory, read once per commit, for every stream of this process."""
+
+    def __init__(self, ctl: Controller, keep: int = 20_000) -> None:
+        self.ctl = ctl
+        self.keep = keep
+        self.entries: list[_Entry] = []  # contiguous revisions, ending at `head`
+        self.head = 0
+        self._dirty = asyncio.Event()
+        self._grown = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._unsubscribe: object = None
+        self.closing = False
+
+    def close(self) -> None:
+        """Ends every stream (at its next wake-up, which this causes): the server is stopping
+        and would otherwise wait for streams that never end. Call on the event loop's thread."""
+        self.closing = True
+        self._grown.set()
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.head = await to_thread.run_sync(self.ctl.store.current_revision)
+
+        def on_commit(_revision: int) -> None:
+            loop.call_soon_threadsafe(self._dirty.set)
+
+        self._unsubscribe = self.ctl.store.subscribe(on_commit)
+        self._task = asyncio.create_task(self._pump())
+
+    async def stop(self) -> None:
+        if callable(self._unsubscribe):
+            self._unsubscribe()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _pump(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    self._dirty.wait(), timeout=self.ctl.config.watch_bookmark_interval
+                )
+            self._dirty.clear()
+            try:
+                await self._load()
+            except Compacted:
+                # fell behind the compaction: start over; older asks go to the store
+                self.entries.clear()
+                self.head = await to_thread.run_sync(self.ctl.store.current_revision)
+            except Exception:  # the pump must outlive any single failure
+                log.exception("watch hub could not read the change log")
+                await asyncio.sleep(1.0)
+
+    async def _load(self) -> None:
+        while True:
+            changes = await to_thread.run_sync(self.ctl.store.changes_since, self.head, 2000)
+            for change in changes:
+                event = _event(change)
+                self.entries.append(_Entry(change, event, event.encode()))
+            if changes:
+                self.head = changes[-1].revision
+                if len(self.entries) > 2 * self.keep:
+                    del self.entries[: len(self.entries) - self.keep]
+                grown, self._grown = self._grown, asyncio.Event()
+                grown.set()
+            if len(changes) < 2000:
+                return
+
+    def after(self, since: int) -> list[_Entry] | None:
+        """Entries after `since`, or None when the hub does not hold all of them."""
+        if since >= self.head:
+            return []
+        if not self.entries or since < self.entries[0].change.revision - 1:
+            return None
+        return self.entries[since + 1 - self.entries[0].change.revision :]
+
+    async def wait(self, since: int, timeout: float) -> None:
+        """Returns when the hub holds changes after `since`, or after `timeout`."""
+        if since < self.head:
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._grown.wait(), timeout=timeout)
+
+
+async def _next_batch(
+    hub: Hub, caller: Caller, since: int
+) -> tuple[list[WatchEvent], list[bytes], int] | None:
+    """Visible events after `since` (from the hub, or the store for older ones)."""
+    held = hub.after(since)
+    if held is not None:
+        shown = [e for e in held if _may_see(caller, e.change.kind, e.change.body)]
+        last = held[-1].change.revision if held else since
+        return [e.event for e in shown], [e.line for e in shown], last
+    result = await to_thread.run_sync(changes_after, hub.ctl, caller, since)
+    if result is None:
+        return None
+    events, last = result
+    return events, [e.encode() for e in events], last
+
+
+async def _check_since(hub: Hub, since: int) -> bool:
+    """False when `since` is from the future (the store was replaced): resync."""
+    if since <= hub.head:
+        return True
+    return since <= await to_thread.run_sync(hub.ctl.store.current_revision)
+
+
 async def stream(
-    ctl: Controller, caller: Caller, since: int | None, timeout: float | None
+    hub: Hub, caller: Caller, since: int | None, timeout: float | None
 ) -> AsyncIterator[bytes]:
     """NDJSON lines: events, a bookmark when idle, `resync` (then the stream ends)."""
-    loop = asyncio.get_running_loop()
-    wake = asyncio.Event()
-
-    def on_commit(_revision: int) -> None:
-        loop.call_soon_threadsafe(wake.set)
-
-    unsubscribe = ctl.store.subscribe(on_commit)
+    interval = hub.ctl.config.watch_bookmark_interval
     deadline = None if timeout is None else time.monotonic() + timeout
-    try:
-        if since is None:
-            since = await to_thread.run_sync(ctl.store.current_revision)
+    if since is None:
+        since = await to_thread.run_sync(hub.ctl.store.current_revision)
+        yield WatchEvent("bookmark", since).encode()
+    elif not await _check_since(hub, since):
+        yield await _resync(hub)
+        return
+    while True:
+        batch = await _next_batch(hub, caller, since)
+        if batch is None:
+            yield await _resync(hub)
+            return
+        _, lines, since = batch
+        for line in lines:
+            yield line
+        if lines:
+            continue
+        remaining = None if deadline is None else deadline - time.monotonic()
+        if remaining is not None and remaining <= 0:
             yield WatchEvent("bookmark", since).encode()
-        while True:
-            wake.clear()
-            result = await to_thread.run_sync(changes_after, ctl, caller, since)
-            if result is None:
-                current = await to_thread.run_sync(ctl.store.current_revision)
-                yield WatchEvent("resync", current).encode()
-                return
-            events, since = result
-            for event in events:
-                yield event.encode()
-            if events and len(events) >= _BATCH:
-                continue
-            remaining = None if deadline is None else deadline - time.monotonic()
-            if remaining is not None and remaining <= 0:
-                yield WatchEvent("bookmark", since).encode()
-                return
-            wait = ctl.config.watch_bookmark_interval
-            if remaining is not None:
-                wait = min(wait, remaining)
-            try:
-                await asyncio.wait_for(wake.wait(), timeout=wait)
-            except TimeoutError:
-                if deadline is None or time.monotonic() < deadline:
-                    # idle: tell the client its resume point, and that we are alive
-                    yield WatchEvent("bookmark", since).encode()
-    finally:
-        unsubscribe()
+            return
+        before = hub.head
+        await hub.wait(since, interval if remaining is None else min(interval, remaining))
+        if hub.closing:
+            return  # a clean end of the stream; the client reconnects to the next server
+        if hub.head == before and (deadline is None or time.monotonic() < deadline):
+            # idle: tell the client its resume point, and that we are alive
+            yield WatchEvent("bookmark", since).encode()
+
+
+async def _resync(hub: Hub) -> bytes:
+    current = await to_thread.run_sync(hub.ctl.store.current_revision)
+    return WatchEvent("resync", current).encode()
 
 
 async def poll(
-    ctl: Controller, caller: Caller, since: int, timeout: float
+    hub: Hub, caller: Caller, since: int, timeout: float
 ) -> tuple[list[WatchEvent], int] | None:
     """Long poll: the visible events after `since` as soon as there is one, or none after
     `timeout`; with the revision to ask from next. None when a resync is due."""
-    loop = asyncio.get_running_loop()
-    wake = asyncio.Event()
-
-    def on_commit(_revision: int) -> None:
-        loop.call_soon_threadsafe(wake.set)
-
-    unsubscribe = ctl.store.subscribe(on_commit)
+    if not await _check_since(hub, since):
+        return None
     deadline = time.monotonic() + timeout
-    try:
-        while True:
-            wake.clear()
-            result = await to_thread.run_sync(changes_after, ctl, caller, since)
-            if result is None:
-                return None
-            events, since = result
-            remaining = deadline - time.monotonic()
-            if events or remaining <= 0:
-                return events, since
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(wake.wait(), timeout=remaining)
-    finally:
-        unsubscribe()
+    while True:
+        batch = await _next_batch(hub, caller, since)
+        if batch is None:
+            return None
+        events, _, since = batch
+        remaining = deadline - time.monotonic()
+        if events or remaining <= 0 or hub.closing:
+            return events, since
+        await hub.wait(since, remaining)

@@ -59,3 +59,27 @@ def test_a_port_already_in_use_is_a_clear_error(tmp_path: Path) -> None:
             BackgroundServer(config)
     finally:
         holder.close()
+
+
+def test_stopping_with_open_watch_streams_ends_them_and_exits_cleanly(tmp_path: Path) -> None:
+    import threading
+
+    proc = ServerProcess(tmp_path / "state.db")
+    proc.start()
+    ended: list[str] = []
+    opened = threading.Event()
+
+    def follow() -> None:
+        with proc.client() as client:
+            for event in client.watch():  # no timeout: it would last forever
+                opened.set()
+                del event
+        ended.append("clean end")
+
+    watcher = threading.Thread(target=follow, daemon=True)
+    watcher.start()
+    assert opened.wait(timeout=10)
+    # without ending the streams, uvicorn waits for them and the stop turns into a SIGKILL
+    assert proc.stop() == 0
+    watcher.join(timeout=10)
+    assert ended == ["clean end"]
