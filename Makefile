@@ -4,7 +4,7 @@ PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed-stamp
 SYSSTAMP := $(VENV)/.system-deps-stamp
 
-.PHONY: all test test-unit lint demo bench clean system-deps
+.PHONY: all test test-unit lint demo demo-down bench clean system-deps
 
 all: test
 
@@ -32,7 +32,10 @@ lint: $(STAMP)
 	$(VENV)/bin/mypy
 
 demo: $(STAMP) $(SYSSTAMP)
-	$(VENV)/bin/tunnelnet demo
+	$(VENV)/bin/tunnelnet lab demo examples/demo.toml
+
+demo-down: $(STAMP)
+	$(VENV)/bin/tunnelnet lab down
 
 bench: $(STAMP) $(SYSSTAMP)
 	$(PY) -m pytest tests/unit --benchmark-enable --benchmark-only -q

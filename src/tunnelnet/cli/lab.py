@@ -206,3 +206,116 @@ def verify(directory: Path, as_json: bool) -> int:
         click.echo(f"{len(cells)} pairs, {len(surprises)} surprises")
     sys.stdout.flush()
     return 1 if surprises else 0
+
+
+def _section(title: str) -> None:
+    click.echo("")
+    click.echo(click.style(f"== {title}", bold=True))
+
+
+def _one_bridge_traces(state: Any, src: Any, dst: Any) -> None:
+    """Fallback when the end-to-end trace is not installed: hypervisor A's two bridges."""
+    from tunnelnet.datapath import messages as m
+    from tunnelnet.datapath.control import ControlClient
+
+    rundir = Path(state.hypervisors[src.hypervisor]["rundir"])
+    with ControlClient(rundir, timeout=10.0) as ctl:
+        ports = {p["name"]: p for p in ctl.call(m.ListPorts("br-int"))}
+        tun_ports = {p["name"]: p for p in ctl.call(m.ListPorts("br-tun"))}
+        vid = ports[src.tap]["tag"]
+        flow = (f"in_port={ports[src.tap]['ofport']},dl_src={src.mac},dl_dst={dst.mac},"
+                f"icmp,nw_src={src.ip},nw_dst={dst.ip}")
+        click.echo(f"$ tunnelnet ofctl trace br-int '{flow}'   (on {src.hypervisor})")
+        click.echo(ctl.call(m.TraceFlow("br-int", flow, explain=True))["text"])
+        flow = (f"in_port={tun_ports['patch-int']['ofport']},dl_vlan={vid},dl_src={src.mac},"
+                f"dl_dst={dst.mac},icmp,nw_src={src.ip},nw_dst={dst.ip}")
+        click.echo(f"$ tunnelnet ofctl trace br-tun '{flow}'   (on {src.hypervisor})")
+        click.echo(ctl.call(m.TraceFlow("br-tun", flow, explain=True))["text"])
+
+
+@cli.command("demo")
+@click.argument("topology", default="examples/demo.toml",
+                type=click.Path(exists=True, dir_okay=False))
+@click.option("--seconds", default=3, show_default=True, help="Length of each iperf3 run.")
+@click.pass_context
+def demo(ctx: click.Context, topology: str, seconds: int) -> int:
+    """The guided tour (make demo): build the lab, prove connectivity and segregation, show a
+    trace and br-tun's flows, measure what the tunnel costs, and leave the lab up."""
+    directory: Path = ctx.obj
+    if os.geteuid() != 0:
+        click.echo("The lab needs root (network namespaces). Running the simulation demo, "
+                   "which needs none; run 'sudo make demo' for the real one.", err=True)
+        sim = cli.commands.get("sim-demo")
+        if sim is not None:
+            return int(ctx.invoke(sim, topology=topology) or 0)
+        from tunnelnet.cli.demo import cli as encap_demo
+
+        ctx.invoke(encap_demo)
+        return 0
+    from tunnelnet.lab.measure import measure
+    from tunnelnet.lab.runner import LabRunner
+
+    runner = LabRunner(directory, _say)
+    if runner.file.exists():
+        _section("A lab is already up: taking it down first")
+        runner.down()
+    _section(f"Building the data centre of {topology}")
+    state = runner.up(topology)
+
+    _section("Who is where (tunnelnet lab status)")
+    ctx.invoke(status, as_json=False)
+
+    _section("Reachability: every VM pings every other (tunnelnet lab verify)")
+    click.echo("Two tenants use the same 10.0.0.0/24. A pair counts as reached only if the "
+               "destination VM itself answered (its own MAC), so an equal address in another "
+               "tenant never counts.")
+    verdict = ctx.invoke(verify, as_json=False)
+
+    cross = next(((a, b) for a in state.vms.values() for b in state.vms.values()
+                  if a.network == b.network and a.hypervisor != b.hypervisor), None)
+    if cross is not None:
+        src, dst = cross
+        _section(f"One packet's way from {src.name} ({src.hypervisor}) to {dst.name} "
+                 f"({dst.hypervisor})")
+        import importlib.util
+
+        if importlib.util.find_spec("tunnelnet.cli.trace") is not None:
+            # the end-to-end trace, through its own command line as a user would run it
+            import subprocess
+            import sys
+
+            click.echo(f"$ tunnelnet trace {src.name} {dst.name} --explain")
+            subprocess.run([sys.executable, "-m", "tunnelnet", "trace", src.name, dst.name,
+                            "--explain"], check=False, timeout=120,
+                           env={**os.environ, "TUNNELNET_LAB_DIR": str(directory)})
+        else:
+            _one_bridge_traces(state, src, dst)
+
+        _section(f"The flows of br-tun on {src.hypervisor}")
+        from tunnelnet.datapath import messages as m
+        from tunnelnet.datapath.control import ControlClient
+
+        with ControlClient(Path(state.hypervisors[src.hypervisor]["rundir"])) as ctl:
+            for line in ctl.call(m.DumpFlows("br-tun")):
+                click.echo(line)
+
+    _section("What the tunnel costs (ping RTT, iperf3 TCP, MTU)")
+    for fig in measure(state, seconds=seconds):
+        rtt = f"{fig.rtt_ms:.3f} ms" if fig.rtt_ms is not None else "n/a"
+        tcp = f"{fig.tcp_gbps:.2f} Gbit/s" if fig.tcp_gbps is not None else "n/a"
+        click.echo(f"  {fig.label}")
+        click.echo(f"      MTU {fig.mtu:<5} RTT {rtt:<12} TCP {tcp:<14} ({fig.note})")
+    click.echo("  VXLAN costs 50 bytes per frame (MTU 1450), GRE with a key 42 (MTU 1458).")
+
+    _section("The lab is still up: look around")
+    hv = sorted(state.hypervisors)[0]
+    rundir = state.hypervisors[hv]["rundir"]
+    click.echo(f"  tunnelnet lab --dir {directory} status")
+    click.echo(f"  tunnelnet lab --dir {directory} ping red1 red3")
+    click.echo(f"  tunnelnet lab --dir {directory} exec red1 -- ip addr")
+    click.echo(f"  tunnelnet ofctl --rundir {rundir} dump-flows br-tun")
+    click.echo(f"  tunnelnet vsctl --rundir {rundir} show")
+    click.echo(f"  TUNNELNET_URL=unix:{directory}/server.sock TUNNELNET_TOKEN=$(jq -r "
+               f".admin_token {directory}/state.json) tunnelnet network list")
+    click.echo(f"  take it down: tunnelnet lab --dir {directory} down   (or: make demo-down)")
+    return int(verdict or 0)

@@ -23,7 +23,7 @@ from tunnelnet.client.http import Client
 from tunnelnet.datapath import messages as m
 from tunnelnet.datapath.control import ControlClient, socket_path
 from tunnelnet.errors import TunnelnetError
-from tunnelnet.lab import fabric, names, processes
+from tunnelnet.lab import fabric, links, names, processes
 from tunnelnet.lab.state import LabState, LabStateError, ProcessRecord, StateFile, VmRecord
 from tunnelnet.lab.topology import Topology, load
 
@@ -41,6 +41,11 @@ def server_url(directory: Path) -> str:
 
 def hv_rundir(directory: Path, hypervisor: str) -> Path:
     return directory / hypervisor
+
+
+def _planned_namespaces(topo: Topology) -> list[str]:
+    return [names.UNDERLAY_NS, *(names.hypervisor_ns(h.name) for h in topo.hypervisors),
+            *(names.vm_ns(v.name) for v in topo.vms)]
 
 
 class LabRunner:
@@ -77,6 +82,11 @@ class LabRunner:
         if self.file.exists():
             raise LabStateError(f"a lab is already up (state in {self.file.path}); "
                                 "take it down first with 'tunnelnet lab down'")
+        taken = sorted(set(links.list_netns()) & set(_planned_namespaces(topo)))
+        if taken:
+            raise LabStateError(
+                f"namespace(s) {', '.join(taken)} already exist: another lab is up on this "
+                "machine (with another --dir?); take it down first")
         # files of an earlier lab that was taken down by hand must not leak into this one
         self._remove_files(LabState(hypervisors={hv.name: {} for hv in topo.hypervisors}))
         state = LabState(topology=str(Path(topology_path).resolve()),
