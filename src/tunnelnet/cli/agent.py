@@ -16,6 +16,7 @@ from tunnelnet.agent.desired import AgentConfig
 from tunnelnet.agent.http_controller import HttpController
 from tunnelnet.agent.service import Agent, AgentTimers
 from tunnelnet.agent.view import TUNNEL_NETWORK_TYPES
+from tunnelnet.cli import agentcmd
 from tunnelnet.client.http import Client
 
 
@@ -40,14 +41,14 @@ def _mappings(text: str) -> dict[str, str]:
     return out
 
 
-@click.command("agent")
-@click.option("--host", required=True, envvar="TUNNELNET_HOST",
+@click.group("agent", invoke_without_command=True)
+@click.option("--host", envvar="TUNNELNET_HOST",
               help="This hypervisor's name, as ports' binding:host_id name it.")
 @click.option("--server", "url", envvar="TUNNELNET_URL", default="http://127.0.0.1:9696",
               show_default=True, help="Controller URL (env TUNNELNET_URL).")
 @click.option("--token", envvar="TUNNELNET_TOKEN", default="",
               help="Agent or admin token (env TUNNELNET_TOKEN).")
-@click.option("--tunnel-ip", required=True, help="This hypervisor's address on the underlay.")
+@click.option("--tunnel-ip", help="This hypervisor's address on the underlay.")
 @click.option("--tunnel-types", default="vxlan,gre", show_default=True,
               help="Tunnel types this host speaks, comma-separated.")
 @click.option("--rundir", envvar="TUNNELNET_RUNDIR", default="/run/tunnelnet",
@@ -69,17 +70,24 @@ def _mappings(text: str) -> dict[str, str]:
               help="Log here instead of stderr.")
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False))
-def cli(host: str, url: str, token: str, tunnel_ip: str, tunnel_types: str, rundir: Path,
-        switch_kind: str, ovs_rundir: str | None, l2pop: bool, arp_responder: bool,
-        bridge_mappings: str, poll_interval: float, log_file: Path | None,
-        log_level: str) -> None:
-    """Run the agent of one hypervisor.
+@click.pass_context
+def cli(ctx: click.Context, host: str | None, url: str, token: str, tunnel_ip: str | None,
+        tunnel_types: str, rundir: Path, switch_kind: str, ovs_rundir: str | None, l2pop: bool,
+        arp_responder: bool, bridge_mappings: str, poll_interval: float,
+        log_file: Path | None, log_level: str) -> None:
+    """Run the agent of one hypervisor (--host and --tunnel-ip), or manage agents'
+    records on the controller (list, show, set, delete).
 
-    It registers with the controller, creates br-int and br-tun (fail-secure) joined by
-    patch-tun/patch-int, lists and watches networks, ports and peer agents, and keeps the
+    The agent registers with the controller, creates br-int and br-tun (fail-secure) joined
+    by patch-tun/patch-int, lists and watches networks, ports and peer agents, and keeps the
     switch's ports, tunnels and flows equal to what they say, as Neutron's Open vSwitch agent
     does. Stop it with SIGTERM or Ctrl-C: the switch keeps forwarding without it.
     """
+    if ctx.invoked_subcommand is not None:
+        return
+    if not host or not tunnel_ip:
+        raise click.UsageError("running the agent needs --host and --tunnel-ip (or give a "
+                               "subcommand: list, show, set, delete)")
     try:
         IPv4Address(tunnel_ip)
     except ValueError as exc:
@@ -113,3 +121,9 @@ def cli(host: str, url: str, token: str, tunnel_ip: str, tunnel_types: str, rund
         agent.run(stop)
     finally:
         client.close()
+
+
+# `tunnelnet agent list|show|set|delete`: the controller's records of agents (also reachable
+# as `tunnelnet agents ...`), beside running the agent itself
+for _name, _command in agentcmd.cli.commands.items():
+    cli.add_command(_command, _name)
