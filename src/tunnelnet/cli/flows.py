@@ -20,10 +20,7 @@ def _load(path: Path, ports: tuple[str, ...], pipeline: str | None) -> Bridge:
         pipeline = path.stem  # br-tun.flows reads as Neutron's br-tun
     bridge = Bridge(path.stem or "br0", fail_mode="secure", pipeline=_pipeline(pipeline))
     for spec in ports:
-        name, eq, number = spec.partition("=")
-        if not eq or not name or not number.isdigit():
-            raise SwitchError(f"--port {spec!r}: expected NAME=OFPORT, e.g. patch-int=1")
-        bridge.add_port(name, int(number))
+        _add_port(bridge, spec)
     try:
         lines = path.read_text().splitlines()
     except OSError as exc:
@@ -31,6 +28,31 @@ def _load(path: Path, ports: tuple[str, ...], pipeline: str | None) -> Bridge:
     bridge.add_flows(lines)
     _add_referenced_ports(bridge)
     return bridge
+
+
+def _add_port(bridge: Bridge, spec: str) -> None:
+    """NAME=OFPORT[:tag=VLAN][:trunks=V1/V2][:no-flood], e.g. vm1=5:tag=1 for NORMAL."""
+    head, *options = spec.split(":")
+    name, eq, number = head.partition("=")
+    if not eq or not name or not number.isdigit():
+        raise SwitchError(f"--port {spec!r}: expected NAME=OFPORT, e.g. patch-int=1")
+    tag: int | None = None
+    trunks: list[int] = []
+    no_flood = False
+    for option in options:
+        key, _, value = option.partition("=")
+        try:
+            if key == "tag":
+                tag = int(value)
+            elif key == "trunks":
+                trunks = [int(v) for v in value.split("/")]
+            elif key == "no-flood" and not value:
+                no_flood = True
+            else:
+                raise SwitchError(f"--port {spec!r}: unknown option {option!r}")
+        except ValueError:
+            raise SwitchError(f"--port {spec!r}: {option!r} needs a number") from None
+    bridge.add_port(name, int(number), tag=tag, trunks=trunks, no_flood=no_flood)
 
 
 def _pipeline(name: str | None) -> Pipeline | None:
@@ -74,8 +96,9 @@ _port_option = click.option(
     "--port",
     "ports",
     multiple=True,
-    metavar="NAME=OFPORT",
-    help="Name a port (repeatable); ports used by number in the flows exist anyway.",
+    metavar="NAME=OFPORT[:tag=V][:trunks=V1/V2][:no-flood]",
+    help="Name a port (repeatable), with NORMAL's VLAN settings; ports used by number in "
+    "the flows exist anyway.",
 )
 _pipeline_option = click.option(
     "--pipeline",

@@ -83,3 +83,25 @@ def test_missing_flow_file_is_a_clear_error(
 ) -> None:
     assert main(["flows", "dump", "--flows", str(tmp_path / "none")]) == 1
     assert "No such file" in capsys.readouterr().err
+
+
+def test_trace_normal_with_access_ports_from_the_command_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "br-int.flows"
+    path.write_text("priority=0 actions=NORMAL\n")
+    argv = ["flows", "trace", "--flows", str(path), "--json", "--port", "vm1=1:tag=5",
+            "--port", "vm2=2:tag=5", "--port", "vm3=3:tag=6", "--port", "uplink=4:trunks=5/6",
+            "in_port=vm1,dl_src=fa:16:3e:00:00:01,dl_dst=ff:ff:ff:ff:ff:ff"]  # fmt: skip
+    assert main(argv) == 0
+    assert json.loads(capsys.readouterr().out)["outputs"] == [2, 4]
+
+
+def test_bad_port_option_is_a_clear_error(
+    flow_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert (
+        main(["flows", "trace", "--flows", str(flow_file), "--port", "vm1=1:tag=x", "in_port=1"])
+        == 1
+    )
+    assert "tag=x" in capsys.readouterr().err
