@@ -71,6 +71,31 @@ def down(directory: Path) -> None:
     click.echo("lab is down: nothing left behind")
 
 
+@cli.command("stop")
+@click.argument("daemon")
+@click.pass_obj
+def stop_daemon(directory: Path, daemon: str) -> None:
+    """Stop one daemon (server, agent-HV, vswitchd-HV), e.g. to watch forwarding go on
+    without its agent or controller. 'lab start DAEMON' brings it back."""
+    _need_root("lab stop")
+    from tunnelnet.lab.runner import LabRunner
+
+    pid = LabRunner(directory).stop_process(daemon)
+    click.echo(f"stopped {daemon} (pid {pid})")
+
+
+@cli.command("start")
+@click.argument("daemon")
+@click.pass_obj
+def start_daemon(directory: Path, daemon: str) -> None:
+    """Start a daemon stopped with 'lab stop' again, with its former command line."""
+    _need_root("lab start")
+    from tunnelnet.lab.runner import LabRunner
+
+    pid = LabRunner(directory).start_process(daemon)
+    click.echo(f"started {daemon} (pid {pid})")
+
+
 def _status(directory: Path) -> dict[str, Any]:
     from tunnelnet.lab.runner import LabRunner
 

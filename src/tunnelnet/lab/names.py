@@ -1,24 +1,27 @@
 """Names of everything a lab makes, derived from the topology in one place.
 
 Namespaces start with ``tnl-`` so an operator can see at a glance what belongs to the lab;
-device names stay within Linux's 15 characters.
+device names stay within Linux's 15 characters. ``TUNNELNET_LAB_PREFIX`` changes the prefix,
+so that two labs (a developer's and a test's) can be up side by side.
 """
 
 from __future__ import annotations
 
+import os
 import zlib
 
-UNDERLAY_NS = "tnl-underlay"
+PREFIX = os.environ.get("TUNNELNET_LAB_PREFIX", "tnl")
+UNDERLAY_NS = f"{PREFIX}-underlay"
 UNDERLAY_BRIDGE = "br-underlay"
 UPLINK = "eth0"  # a hypervisor's interface on the underlay
 
 
 def hypervisor_ns(name: str) -> str:
-    return f"tnl-{name}"
+    return f"{PREFIX}-{name}"
 
 
 def vm_ns(name: str) -> str:
-    return f"tnl-vm-{name}"
+    return f"{PREFIX}-vm-{name}"
 
 
 def underlay_port(hypervisor: str) -> str:

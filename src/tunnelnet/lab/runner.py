@@ -67,9 +67,35 @@ class LabRunner:
                env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
         log_path = self.directory / "logs" / f"{name}.log"
         proc = processes.spawn(argv, netns=netns, log_path=log_path, env=env)
-        state.processes.append(ProcessRecord(name, proc.pid, netns))
+        state.processes = [p for p in state.processes if p.name != name]
+        state.processes.append(ProcessRecord(name, proc.pid, netns, list(argv), dict(env or {})))
         self.file.save(state)
         return proc
+
+    # -- one daemon at a time (to show that forwarding survives it) -------------------------
+
+    def _record(self, state: LabState, name: str) -> ProcessRecord:
+        for proc in state.processes:
+            if proc.name == name:
+                return proc
+        known = ", ".join(p.name for p in state.processes)
+        raise LabStateError(f"the lab has no daemon named {name!r} (daemons: {known})")
+
+    def stop_process(self, name: str) -> int:
+        """Stop one daemon (SIGTERM); returns its pid. The record stays, for ``start``."""
+        state = self.file.load()
+        record = self._record(state, name)
+        processes.stop(record.pid)
+        return record.pid
+
+    def start_process(self, name: str) -> int:
+        """Start a stopped daemon again with the command line it had; returns the new pid."""
+        state = self.file.load()
+        record = self._record(state, name)
+        if processes.alive(record.pid):
+            raise LabStateError(f"{name} is running (pid {record.pid}); stop it first")
+        proc = self._spawn(state, name, record.argv, record.netns, record.env)
+        return proc.pid
 
     def client(self, state: LabState) -> Client:
         return Client(state.server_url, state.admin_token, timeout=15.0)

@@ -31,6 +31,8 @@ class ProcessRecord:
     name: str  # "server", "vswitchd-hv1", "agent-hv1"
     pid: int
     netns: str | None = None
+    argv: list[str] = field(default_factory=list)  # to start it again after `lab stop`
+    env: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
