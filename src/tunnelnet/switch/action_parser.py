@@ -82,6 +82,8 @@ _READ_ONLY: Final[frozenset[str]] = frozenset({"dl_type", "nw_proto"})
 
 def split_top(text: str, sep: str = ",") -> list[str]:
     """Split at ``sep`` outside parentheses."""
+    if "(" not in text and ")" not in text:
+        return text.split(sep)
     parts: list[str] = []
     depth = 0
     start = 0

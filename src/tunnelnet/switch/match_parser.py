@@ -8,6 +8,7 @@ both with an error naming the field, so a flow never means something other than 
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final
@@ -21,7 +22,6 @@ from tunnelnet.packet.fields import (
     IPPROTO_TCP,
     IPPROTO_UDP,
     VLAN_CFI,
-    mac_to_int,
 )
 from tunnelnet.switch.errors import FlowSyntaxError
 from tunnelnet.switch.match import ETH_TYPE_RARP, IPPROTO_IGMP, IPPROTO_SCTP, Match, full_mask
@@ -133,11 +133,16 @@ def _split_mask(text: str) -> tuple[str, str | None]:
     return text, None
 
 
+_MAC_RE = re.compile(r"^[0-9A-Fa-f]{1,2}(?::[0-9A-Fa-f]{1,2}){5}$")
+
+
 def _parse_mac(text: str, what: str) -> int:
-    try:
-        return mac_to_int(text)
-    except ValueError:
-        raise FlowSyntaxError(f"{what}: {text!r} is not a MAC address") from None
+    if _MAC_RE.match(text) is None:
+        raise FlowSyntaxError(f"{what}: {text!r} is not a MAC address")
+    value = 0
+    for part in text.split(":"):
+        value = (value << 8) | int(part, 16)
+    return value
 
 
 def _parse_ipv4(text: str, what: str, maskable: bool) -> tuple[int, int]:
