@@ -35,6 +35,14 @@ PACKET_MR_PROMISC: Final = 1
 PACKET_IGNORE_OUTGOING: Final = 23  # Linux 4.20: the kernel drops our own sends from the tap
 PACKET_OUTGOING: Final = 4
 PACKET_QDISC_BYPASS: Final = 20
+PACKET_AUXDATA: Final = 8
+TP_STATUS_VLAN_VALID: Final = 1 << 4
+TP_STATUS_VLAN_TPID_VALID: Final = 1 << 6
+ETH_TYPE_VLAN: Final = 0x8100
+# struct tpacket_auxdata: status, len, snaplen, mac, net, vlan_tci, vlan_tpid
+_AUX: Final = struct.Struct("=IIIHHHH")
+_AUX_SPACE: Final = socket.CMSG_SPACE(_AUX.size)
+_TAG: Final = struct.Struct("!HH")
 PACKET_STATISTICS: Final = 6  # struct tpacket_stats {u32 packets, drops}; reading resets it
 
 TUNSETIFF: Final = 0x400454CA
@@ -155,6 +163,7 @@ class SystemPort(Port):
             # switch port has no traffic shaping of its own, and it saves work per frame.
             with contextlib.suppress(OSError):
                 sock.setsockopt(SOL_PACKET, PACKET_QDISC_BYPASS, 1)
+            sock.setsockopt(SOL_PACKET, PACKET_AUXDATA, 1)  # VLAN tags: see receive()
             sock.bind((name, ETH_P_ALL))
             sock.setblocking(False)
         except OSError as exc:
@@ -188,29 +197,32 @@ class SystemPort(Port):
         return int(drops)
 
     def receive(self) -> list[bytes]:
+        """A burst of frames as they were on the wire.
+
+        The kernel takes an 802.1Q tag out of the frame before a packet socket sees it (the
+        tag travels as metadata, PACKET_AUXDATA), whatever the offload settings; we put it back,
+        or a VM's tagged traffic would silently lose its VLAN."""
         frames: list[bytes] = []
-        if self._filter_outgoing:
-            recvfrom = self._sock.recvfrom
-            for _ in range(BURST):
-                try:
-                    frame, addr = recvfrom(_RECV_SIZE)
-                except BlockingIOError:
-                    break
-                except OSError:  # e.g. ENETDOWN: the interface went down under us
-                    self.stats.rx_errors += 1
-                    break
-                if addr[2] != PACKET_OUTGOING:
-                    frames.append(frame)
-            return frames
-        recv = self._sock.recv
+        recvmsg = self._sock.recvmsg
+        skip_outgoing = self._filter_outgoing
         for _ in range(BURST):
             try:
-                frames.append(recv(_RECV_SIZE))
+                frame, ancillary, _flags, addr = recvmsg(_RECV_SIZE, _AUX_SPACE)
             except BlockingIOError:
                 break
             except OSError:  # e.g. ENETDOWN: the interface went down under us
                 self.stats.rx_errors += 1
                 break
+            if skip_outgoing and addr[2] == PACKET_OUTGOING:
+                continue
+            for level, kind, data in ancillary:
+                if level == SOL_PACKET and kind == PACKET_AUXDATA and len(data) >= _AUX.size:
+                    status, _, _, _, _, tci, tpid = _AUX.unpack_from(data)
+                    if status & TP_STATUS_VLAN_VALID:
+                        if not status & TP_STATUS_VLAN_TPID_VALID:
+                            tpid = ETH_TYPE_VLAN
+                        frame = frame[:12] + _TAG.pack(tpid, tci) + frame[12:]
+            frames.append(frame)
         return frames
 
     def send(self, frame: bytes) -> None:
