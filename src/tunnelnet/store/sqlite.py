@@ -155,7 +155,9 @@ class SqliteStore:
         self.path = path
         self._memory = path == ":memory:"
         self._local = threading.local()
-        self._all: list[sqlite3.Connection] = []
+        # (thread, connection): worker threads come and go (anyio retires idle ones after
+        # 10 s), so connections of finished threads are closed when a new one is opened
+        self._all: list[tuple[threading.Thread, sqlite3.Connection]] = []
         self._all_lock = threading.Lock()
         # a memory database exists once per connection, so all threads share one, in turn
         self._memory_lock = threading.RLock()
@@ -180,7 +182,7 @@ class SqliteStore:
         if conn is not None:
             return conn
         if self._memory and self._all:
-            conn = self._all[0]
+            conn = self._all[0][1]
         else:
             try:
                 conn = sqlite3.connect(
@@ -198,7 +200,11 @@ class SqliteStore:
             except sqlite3.Error as exc:
                 raise StoreError(f"cannot open database {self.path}: {exc}") from exc
             with self._all_lock:
-                self._all.append(conn)
+                if not self._memory:
+                    for thread, old in [e for e in self._all if not e[0].is_alive()]:
+                        old.close()
+                        self._all.remove((thread, old))
+                self._all.append((threading.current_thread(), conn))
         self._local.conn = conn
         return conn
 
@@ -278,9 +284,13 @@ class SqliteStore:
             conn.execute("UPDATE meta SET value=? WHERE key='compacted_through'", (through,))
             return cur.rowcount
 
+    def open_connections(self) -> int:
+        with self._all_lock:
+            return len(self._all)
+
     def close(self) -> None:
         with self._all_lock:
-            for conn in self._all:
+            for _, conn in self._all:
                 conn.close()
             self._all.clear()
         self._local = threading.local()

@@ -128,3 +128,18 @@ def test_a_file_that_is_not_a_database_is_refused_with_its_name(tmp_path: Path) 
     bad.write_bytes(b"this is not sqlite" * 100)
     with pytest.raises(StoreError, match=r"junk\.db"):
         SqliteStore(str(bad))
+
+
+def test_connections_of_finished_threads_are_closed_not_leaked(store: SqliteStore) -> None:
+    def use() -> None:
+        with store.write() as txn:
+            txn.put("network", threading.current_thread().name, {}, None)
+
+    for _ in range(20):
+        worker = threading.Thread(target=use)
+        worker.start()
+        worker.join(timeout=30)
+    # at most: the fixture's own thread, the last finished worker (pruned on the next open)
+    assert store.open_connections() <= 2
+    with store.read() as txn:
+        assert txn.count("network") == 20
