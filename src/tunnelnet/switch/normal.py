@@ -11,10 +11,17 @@ evicting others' entries; hits are counted.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Final
+from typing import TYPE_CHECKING, Final
+
+from tunnelnet.packet.fields import VLAN_CFI, int_to_mac
+
+if TYPE_CHECKING:
+    from tunnelnet.switch.xlate import Xlate
 
 DEFAULT_AGING: Final = 300.0  # seconds, Open vSwitch's default mac-aging-time
 DEFAULT_LIMIT_PER_VLAN: Final = 4096
+_MULTICAST_BIT: Final = 1 << 40
+_RESERVED_MCAST: Final = 0x0180C2000000  # 01:80:c2:00:00:0x - link-local protocols (STP, LACP)
 
 
 @dataclass(slots=True)
@@ -93,3 +100,86 @@ class MacTable:
     def entries(self) -> list[tuple[int, int, int, float]]:
         """(vlan, mac, port, last seen) for ovs-appctl fdb/show style listings."""
         return [(v, m, e.port, e.seen) for (v, m), e in self._entries.items()]
+
+
+def normal_forward(x: Xlate) -> None:
+    """The NORMAL action for the packet being translated by ``x``."""
+    bridge = x.bridge
+    key = x.key
+    in_port = key["in_port"]
+    cfg = bridge.port_by_number.get(in_port)
+    if cfg is None:
+        x.warn(f"no input port {in_port} on bridge, dropping")
+        x.note_drop("normal_no_in_port")
+        return
+    tci = key.get("vlan_tci", 0)
+    tagged = bool(tci & VLAN_CFI)
+    vid = tci & 0x0FFF
+    if cfg.tag is not None:
+        if tagged and vid:
+            x.error_note(
+                f"dropping VLAN {vid} tagged packet received on port {cfg.name} "
+                f"configured as VLAN {cfg.tag} access port"
+            )
+            x.warn("disallowed VLAN VID for this input port, dropping")
+            x.note_drop("vlan_tagged_on_access_port")
+            return
+        vlan = cfg.tag
+    else:
+        vlan = vid if tagged else 0
+        if cfg.trunks and vlan not in cfg.trunks:
+            x.error_note(
+                f"dropping VLAN {vlan} packet received on port {cfg.name} "
+                f"not configured for trunking VLAN {vlan}"
+            )
+            x.warn("disallowed VLAN VID for this input port, dropping")
+            x.note_drop("vlan_not_on_trunk")
+            return
+    dst = key.get("dl_dst", 0)
+    if dst & ~0xF == _RESERVED_MCAST:
+        x.warn("packets to reserved multicast addresses are not forwarded")
+        x.note_drop("reserved_multicast")
+        return
+    src = key.get("dl_src", 0)
+    if x.side_effects and not src & _MULTICAST_BIT:
+        result = bridge.mac_table.learn(vlan, src, in_port, x.now)
+        if result in ("learned", "moved"):
+            x.detail(f"learned that {int_to_mac(src)} is on port {cfg.name} in VLAN {vlan}")
+    pcp = (tci >> 13) if tagged else 0
+    if dst & _MULTICAST_BIT:
+        x.detail("no learned MAC for destination, flooding")
+        _flood(x, vlan, pcp, in_port)
+        return
+    port = bridge.mac_table.lookup(vlan, dst, x.now)
+    if port is None:
+        x.detail("no learned MAC for destination, flooding")
+        _flood(x, vlan, pcp, in_port)
+    elif port == in_port:
+        x.detail("learned port is input port, dropping")
+        x.note_drop("normal_learned_in_port")
+    else:
+        x.detail("forwarding to learned port")
+        out = bridge.port_by_number.get(port)
+        if out is not None:
+            _output(x, out.ofport, out.tag, vlan, pcp)
+
+
+def _flood(x: Xlate, vlan: int, pcp: int, in_port: int) -> None:
+    for cfg in x.bridge.port_list:
+        if cfg.ofport == in_port or cfg.no_flood:
+            continue
+        if cfg.tag is not None:
+            if cfg.tag != vlan:
+                continue
+        elif cfg.trunks and vlan not in cfg.trunks:
+            continue
+        _output(x, cfg.ofport, cfg.tag, vlan, pcp)
+
+
+def _output(x: Xlate, port: int, tag: int | None, vlan: int, pcp: int) -> None:
+    out_key = dict(x.key)
+    if tag is not None or vlan == 0:
+        out_key["vlan_tci"] = 0
+    else:
+        out_key["vlan_tci"] = VLAN_CFI | vlan | (pcp << 13)
+    x.emit_owned(port, out_key)

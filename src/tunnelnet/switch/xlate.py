@@ -11,7 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
-from tunnelnet.packet.fields import VLAN_CFI, FlowKey, int_to_mac
+from tunnelnet.packet.fields import FlowKey
+from tunnelnet.switch.normal import normal_forward
 from tunnelnet.switch.trace_nodes import TraceNode
 
 if TYPE_CHECKING:
@@ -23,8 +24,6 @@ if TYPE_CHECKING:
 
 MAX_DEPTH: Final = 64  # Open vSwitch's limit on resubmit nesting
 MAX_RESUBMITS: Final = 4096  # and on resubmits per packet
-_MULTICAST_BIT: Final = 1 << 40
-_RESERVED_MCAST: Final = 0x0180C2000000  # 01:80:c2:00:00:0x - link-local protocols (STP, LACP)
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,6 +217,10 @@ class Xlate:
     def emit(self, port: int, key: FlowKey | None = None) -> None:
         self.outputs.append(Output(port, dict(self.key if key is None else key)))
 
+    def emit_owned(self, port: int, key: FlowKey) -> None:
+        """Like emit, for a key dict made for this output alone (no copy)."""
+        self.outputs.append(Output(port, key))
+
     def output(self, port: int) -> None:
         if port == self.key["in_port"]:
             self.warn("skipping output to input port")
@@ -243,85 +246,10 @@ class Xlate:
     # --- NORMAL -----------------------------------------------------------------------------
 
     def normal(self) -> None:
-        bridge = self.bridge
-        key = self.key
-        in_port = key["in_port"]
-        cfg = bridge.port_by_number.get(in_port)
-        if cfg is None:
-            self.warn(f"no input port {in_port} on bridge, dropping")
-            self._drop("normal_no_in_port")
-            return
-        tci = key.get("vlan_tci", 0)
-        tagged = bool(tci & VLAN_CFI)
-        vid = tci & 0x0FFF
-        if cfg.tag is not None:
-            if tagged and vid:
-                self.error_note(
-                    f"dropping VLAN {vid} tagged packet received on port {cfg.name} "
-                    f"configured as VLAN {cfg.tag} access port"
-                )
-                self.warn("disallowed VLAN VID for this input port, dropping")
-                self._drop("vlan_tagged_on_access_port")
-                return
-            vlan = cfg.tag
-        else:
-            vlan = vid if tagged else 0
-            if cfg.trunks and vlan not in cfg.trunks:
-                self.error_note(
-                    f"dropping VLAN {vlan} packet received on port {cfg.name} "
-                    f"not configured for trunking VLAN {vlan}"
-                )
-                self.warn("disallowed VLAN VID for this input port, dropping")
-                self._drop("vlan_not_on_trunk")
-                return
-        dst = key.get("dl_dst", 0)
-        if dst & ~0xF == _RESERVED_MCAST:
-            self.warn("packets to reserved multicast addresses are not forwarded")
-            self._drop("reserved_multicast")
-            return
-        src = key.get("dl_src", 0)
-        if self.side_effects and not src & _MULTICAST_BIT:
-            result = bridge.mac_table.learn(vlan, src, in_port, self.now)
-            if result in ("learned", "moved"):
-                self.detail(f"learned that {int_to_mac(src)} is on port {cfg.name} in VLAN {vlan}")
-        pcp = (tci >> 13) if tagged else 0
-        if dst & _MULTICAST_BIT:
-            self.detail("no learned MAC for destination, flooding")
-            self._normal_flood(vlan, pcp, in_port)
-            return
-        port = bridge.mac_table.lookup(vlan, dst, self.now)
-        if port is None:
-            self.detail("no learned MAC for destination, flooding")
-            self._normal_flood(vlan, pcp, in_port)
-        elif port == in_port:
-            self.detail("learned port is input port, dropping")
-            self._drop("normal_learned_in_port")
-        else:
-            self.detail("forwarding to learned port")
-            out = bridge.port_by_number.get(port)
-            if out is not None:
-                self._normal_output(out.ofport, out.tag, vlan, pcp)
+        normal_forward(self)
 
-    def _normal_flood(self, vlan: int, pcp: int, in_port: int) -> None:
-        for cfg in self.bridge.port_list:
-            if cfg.ofport == in_port or cfg.no_flood:
-                continue
-            if cfg.tag is not None:
-                if cfg.tag != vlan:
-                    continue
-            elif cfg.trunks and vlan not in cfg.trunks:
-                continue
-            self._normal_output(cfg.ofport, cfg.tag, vlan, pcp)
-
-    def _normal_output(self, port: int, tag: int | None, vlan: int, pcp: int) -> None:
-        out_key = dict(self.key)
-        if tag is not None or vlan == 0:
-            out_key["vlan_tci"] = 0
-        else:
-            out_key["vlan_tci"] = VLAN_CFI | vlan | (pcp << 13)
-        self.outputs.append(Output(port, out_key))
-
-    def _drop(self, reason: str) -> None:
+    def note_drop(self, reason: str) -> None:
+        """Why the packet ends up dropped, unless an earlier, more specific reason is known."""
         if self.drop_reason is None or self.drop_reason in ("action_drop", "table_miss"):
             self.drop_reason = reason
             self.drop_table = self._current_table
