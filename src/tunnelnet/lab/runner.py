@@ -210,7 +210,9 @@ class LabRunner:
                 created = api.create("network", **body)
                 subnet = api.create("subnet", network_id=created["id"], project_id=net.tenant,
                                     cidr=net.cidr, ip_version=ip_network(net.cidr).version,
-                                    name=f"{net.name}-subnet")
+                                    name=f"{net.name}-subnet",
+                                    # the lab has no routers: every address is for VMs
+                                    gateway_ip=None)
                 state.networks[net.name] = {
                     "id": created["id"], "tenant": net.tenant, "type": net.type,
                     "segment": created.get("provider:segmentation_id"),
