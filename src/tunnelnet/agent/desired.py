@@ -16,7 +16,7 @@ from tunnelnet.agent.flowmod import FlowMod
 from tunnelnet.agent.local_vlan import LocalVlanManager
 from tunnelnet.agent.tables import DEAD_VLAN
 from tunnelnet.agent.tunnels import tunnel_port_name
-from tunnelnet.agent.view import TUNNEL_NETWORK_TYPES, CloudView, Network, Port, Vnic
+from tunnelnet.agent.view import TUNNEL_NETWORK_TYPES, CloudView, Network, Peer, Port, Vnic
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,26 +72,39 @@ def assign_local_vlans(lvm: LocalVlanManager, bindings: Iterable[Binding]) -> di
 
 
 def _remote_ports(conf: AgentConfig, view: CloudView, network_id: str) -> list[Port]:
-    return [p for p in view.ports.values()
-            if p.network_id == network_id and p.host and p.host != conf.host]
+    return [p for p in view.ports_of_network(network_id) if p.host and p.host != conf.host]
+
+
+def _usable(conf: AgentConfig, peer: Peer, network_type: str) -> bool:
+    return (peer.alive and peer.host != conf.host and peer.tunnel_ip != conf.tunnel_ip
+            and network_type in peer.tunnel_types and network_type in conf.tunnel_types)
 
 
 def _usable_peers(conf: AgentConfig, view: CloudView, network_type: str) -> dict[str, str]:
     """host -> tunnel IP of live peers that speak this tunnel type."""
-    return {p.host: p.tunnel_ip for p in view.peers.values()
-            if p.alive and p.host != conf.host and p.tunnel_ip != conf.tunnel_ip
-            and network_type in p.tunnel_types and network_type in conf.tunnel_types}
+    # asked once per local network with the same answer: computed once per view and config
+    # (a full mesh of 1,000 hosts would otherwise scan every peer for every network)
+    key = ("usable_peers", network_type)
+    cached = view.memo(key)
+    if isinstance(cached, tuple) and cached[0] == conf:
+        return dict(cached[1])
+    peers = {p.host: p.tunnel_ip for p in view.peers.values() if _usable(conf, p, network_type)}
+    view.remember(key, (conf, peers))
+    return dict(peers)
 
 
 def peer_hosts_for_network(conf: AgentConfig, view: CloudView, network: Network
                            ) -> dict[str, str]:
     """The peers a network's flood list reaches: all of them, or with l2pop only those that
     have a port on the network."""
-    peers = _usable_peers(conf, view, network.network_type)
     if not conf.l2pop:
-        return peers
-    hosts = {p.host for p in _remote_ports(conf, view, network.id)}
-    return {h: ip for h, ip in peers.items() if h in hosts}
+        return _usable_peers(conf, view, network.network_type)
+    found: dict[str, str] = {}
+    for host in {p.host for p in _remote_ports(conf, view, network.id)}:
+        for peer in view.peers_on_host(host):
+            if _usable(conf, peer, network.network_type):
+                found[host] = peer.tunnel_ip
+    return found
 
 
 def plan_tunnels(conf: AgentConfig, view: CloudView, local_networks: Iterable[Network]

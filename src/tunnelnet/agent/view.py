@@ -82,3 +82,40 @@ class CloudView:
     networks: Mapping[str, Network] = field(default_factory=dict)
     ports: Mapping[str, Port] = field(default_factory=dict)
     peers: Mapping[str, Peer] = field(default_factory=dict)
+    # Indexes built on first use and kept with this (immutable) view: planning asks "ports
+    # of network N" and "peer on host H" once per local network, which as scans cost
+    # O(all ports) each and made a 1,000-hypervisor cloud quadratic.
+    _by_network: dict[str, tuple[Port, ...]] = field(default_factory=dict, init=False,
+                                                     repr=False, compare=False)
+    _by_host: dict[str, tuple[Peer, ...]] = field(default_factory=dict, init=False,
+                                                  repr=False, compare=False)
+    _built: set[str] = field(default_factory=set, init=False, repr=False, compare=False)
+    _memo: dict[object, object] = field(default_factory=dict, init=False, repr=False,
+                                        compare=False)
+
+    def ports_of_network(self, network_id: str) -> tuple[Port, ...]:
+        """The ports on a network, in the order of ``ports``."""
+        if "ports" not in self._built:
+            grouped: dict[str, list[Port]] = {}
+            for port in self.ports.values():
+                grouped.setdefault(port.network_id, []).append(port)
+            self._by_network.update((k, tuple(v)) for k, v in grouped.items())
+            self._built.add("ports")
+        return self._by_network.get(network_id, ())
+
+    def peers_on_host(self, host: str) -> tuple[Peer, ...]:
+        """The peers whose agent runs on ``host`` (normally one)."""
+        if "peers" not in self._built:
+            grouped: dict[str, list[Peer]] = {}
+            for peer in self.peers.values():
+                grouped.setdefault(peer.host, []).append(peer)
+            self._by_host.update((k, tuple(v)) for k, v in grouped.items())
+            self._built.add("peers")
+        return self._by_host.get(host, ())
+
+    def memo(self, key: object) -> object | None:
+        """A value computed from this view and kept with it (see ``remember``)."""
+        return self._memo.get(key)
+
+    def remember(self, key: object, value: object) -> None:
+        self._memo[key] = value
