@@ -84,6 +84,33 @@ def _query(filters: Mapping[str, Any]) -> QueryItems:
     return out
 
 
+def agent_configurations(
+    tunneling_ip: str | None,
+    tunnel_types: Sequence[str],
+    bridge_mappings: Mapping[str, str] | None,
+    l2_population: bool,
+    arp_responder_enabled: bool,
+) -> dict[str, Any]:
+    """An agent's report, under the keys Neutron's Open vSwitch agent uses."""
+    conf: dict[str, Any] = {
+        "tunnel_types": list(tunnel_types),
+        "bridge_mappings": dict(bridge_mappings or {}),
+        "l2_population": l2_population,
+        "arp_responder_enabled": arp_responder_enabled,
+    }
+    if tunneling_ip is not None:
+        conf["tunneling_ip"] = tunneling_ip
+    return conf
+
+
+def query_text(filters: Mapping[str, Any]) -> dict[str, list[str]]:
+    """Filters as the server reads them from a query string."""
+    out: dict[str, list[str]] = {}
+    for key, value in _query(filters):
+        out.setdefault(key, []).append(str(value))
+    return out
+
+
 class Client:
     def __init__(
         self,
@@ -180,14 +207,9 @@ class Client:
         arp_responder_enabled: bool = False,
         agent_type: str = "Open vSwitch agent",
     ) -> Resource:
-        conf: dict[str, Any] = {
-            "tunnel_types": list(tunnel_types),
-            "bridge_mappings": dict(bridge_mappings or {}),
-            "l2_population": l2_population,
-            "arp_responder_enabled": arp_responder_enabled,
-        }
-        if tunneling_ip is not None:
-            conf["tunneling_ip"] = tunneling_ip
+        conf = agent_configurations(
+            tunneling_ip, tunnel_types, bridge_mappings, l2_population, arp_responder_enabled
+        )
         return self.create("agent", host=host, agent_type=agent_type, configurations=conf)
 
     def heartbeat(self, agent_id: str, configurations: Mapping[str, Any] | None = None) -> Resource:
