@@ -210,7 +210,8 @@ class Bridge:
             # Same match and priority: Open vSwitch replaces the flow, carrying its counters
             # and idle age over (no reset_counts) but restarting its duration; a learn() that
             # re-learns the same flow only refreshes it (hard_timeout restarts from now).
-            if not (learned and old.actions == actions):
+            same_actions = old.actions == actions
+            if not (learned and same_actions):
                 old.created = now
             old.actions = actions  # type: ignore[assignment]
             old.cookie = cookie
@@ -218,7 +219,10 @@ class Bridge:
             old.hard_timeout = hard
             old.modified = now
             self._track(old)
-            self.version += 1
+            if not same_actions:
+                # forwarding changed; a refresh (re-learning the same flow on every packet
+                # from a tunnel) must not invalidate caches in front of the tables
+                self.version += 1
             return old
         self._seq += 1
         entry = FlowEntry(

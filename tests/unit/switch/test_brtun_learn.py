@@ -137,3 +137,13 @@ def test_drops_are_counted_by_reason_and_by_table(clock: Clock) -> None:
     br.process(eth(9, REMOTE, VM), 60)  # unknown input port: table 0's drop flow
     assert br.drops == {"action_drop": 2}
     assert br.drops_by_table == {4: 1, 0: 1}
+
+
+def test_relearning_the_same_mac_does_not_change_the_table_version(clock: Clock) -> None:
+    br = _br_tun(clock)
+    br.process(eth(3, REMOTE, VM, tun_id=0x64), 60)
+    version = br.version
+    br.process(eth(3, REMOTE, VM, tun_id=0x64), 60)
+    assert br.version == version
+    br.process(eth(2, REMOTE, VM, tun_id=0x64), 60)  # moved: forwarding changes
+    assert br.version != version
