@@ -111,6 +111,14 @@ def _status(directory: Path) -> dict[str, Any]:
         click.echo(f"warning: controller not answering: {exc}", err=True)
     tunnels: dict[str, list[str]] = {}
     for hv, info in state.hypervisors.items():
+        if info.get("switch") == "ovs":
+            from tunnelnet.lab import ovs_host
+
+            try:
+                tunnels[hv] = ovs_host.tunnel_ports(Path(info["rundir"]))
+            except TunnelnetError:
+                tunnels[hv] = []
+            continue
         try:
             from tunnelnet.datapath import messages as m
             from tunnelnet.datapath.control import ControlClient
@@ -124,6 +132,7 @@ def _status(directory: Path) -> dict[str, Any]:
             tunnels[hv] = []
     return {
         "hypervisors": [{"name": hv, "ip": info["ip"], "agent_alive": agents.get(hv, False),
+                         "switch": info.get("switch", "tunnelnet"),
                          "tunnels": tunnels.get(hv, [])}
                         for hv, info in sorted(state.hypervisors.items())],
         "vms": [{"name": vm.name, "tenant": vm.tenant, "network": vm.network,

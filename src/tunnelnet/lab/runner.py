@@ -23,7 +23,7 @@ from tunnelnet.client.http import Client
 from tunnelnet.datapath import messages as m
 from tunnelnet.datapath.control import ControlClient, socket_path
 from tunnelnet.errors import TunnelnetError
-from tunnelnet.lab import fabric, links, names, processes
+from tunnelnet.lab import fabric, links, names, ovs_host, processes
 from tunnelnet.lab.state import LabState, LabStateError, ProcessRecord, StateFile, VmRecord
 from tunnelnet.lab.topology import Topology, load
 
@@ -170,6 +170,10 @@ class LabRunner:
         for hv in topo.hypervisors:
             rundir = hv_rundir(self.directory, hv.name)
             rundir.mkdir(parents=True, exist_ok=True)
+            state.hypervisors[hv.name]["switch"] = hv.switch
+            if hv.switch == "ovs":
+                self._start_ovs(topo, state, hv.name, hv.ip, rundir)
+                continue
             argv = processes.tunnelnet_argv("vswitchd", "--rundir", str(rundir),
                                             "--log-file", str(rundir / "vswitchd.log"))
             proc = self._spawn(state, f"vswitchd-{hv.name}", argv, names.hypervisor_ns(hv.name))
@@ -179,14 +183,35 @@ class LabRunner:
                                  log_path=rundir / "vswitchd.log")
             self.say(f"{hv.name}: vswitchd up (run dir {rundir})")
 
+    def _start_ovs(self, topo: Topology, state: LabState, name: str, ip: str,
+                   rundir: Path) -> None:
+        netns = names.hypervisor_ns(name)
+        env = ovs_host.ovs_env(rundir)
+        ovs_host.create_db(rundir)
+        db = self._spawn(state, f"ovsdb-server-{name}", ovs_host.db_server_argv(rundir),
+                         netns, env)
+        processes.wait_until((rundir / "db.sock").exists, f"ovsdb-server of {name}",
+                             timeout=READY_TIMEOUT, proc=db)
+        ovs_host.vsctl(rundir, "--no-wait", "init")
+        sw = self._spawn(state, f"ovs-vswitchd-{name}", ovs_host.vswitchd_argv(rundir), netns,
+                         env)
+        processes.wait_until((rundir / "ovs-vswitchd.ctl").exists, f"ovs-vswitchd of {name}",
+                             timeout=READY_TIMEOUT, proc=sw)
+        prefix = ip_network(topo.underlay_cidr).prefixlen
+        ovs_host.move_uplink_to_br_phy(rundir, netns, names.UPLINK, f"{ip}/{prefix}")
+        self.say(f"{name}: Open vSwitch (userspace datapath) up, {ip} on br-phy "
+                 f"(run dir {rundir})")
+
     def _start_agents(self, topo: Topology, state: LabState, *, l2pop: bool,
                       arp_responder: bool) -> None:
         for hv in topo.hypervisors:
             rundir = hv_rundir(self.directory, hv.name)
+            switch = (["--switch", "ovs", "--ovs-rundir", str(rundir)]
+                      if hv.switch == "ovs" else [])
             argv = processes.tunnelnet_argv(
                 "agent", "--host", hv.name, "--server", state.server_url,
                 "--tunnel-ip", hv.ip, "--tunnel-types", "vxlan,gre", "--rundir", str(rundir),
-                "--log-file", str(rundir / "agent.log"),
+                "--log-file", str(rundir / "agent.log"), *switch,
                 *(["--l2pop"] if l2pop else []), *(["--arp-responder"] if arp_responder else []))
             self._spawn(state, f"agent-{hv.name}", argv, names.hypervisor_ns(hv.name),
                         {"TUNNELNET_TOKEN": state.admin_token})
@@ -249,6 +274,11 @@ class LabRunner:
     def _plug(self, state: LabState, hypervisor: str, tap: str, port_id: str, mac: str) -> None:
         """What Nova does: the vNIC joins br-int, named by its controller port's id."""
         rundir = Path(state.hypervisors[hypervisor]["rundir"])
+        if state.hypervisors[hypervisor].get("switch") == "ovs":
+            processes.wait_until(lambda: ovs_host.has_bridge(rundir, "br-int"),
+                                 f"br-int on {hypervisor}", timeout=READY_TIMEOUT)
+            ovs_host.plug(rundir, tap, port_id, mac)
+            return
         with ControlClient(rundir, timeout=10.0) as ctl:
             def has_br_int() -> bool:
                 return "br-int" in {b["name"] for b in ctl.call(m.Show())}
@@ -273,6 +303,7 @@ class LabRunner:
         """Stop every recorded daemon and remove every recorded namespace; returns leftovers."""
         state = self.file.load()
         order = sorted(state.processes, key=lambda p: (not p.name.startswith("agent"),
+                                                       p.name.startswith("ovsdb-server"),
                                                        p.name == "server"))
         for proc in order:
             processes.stop(proc.pid)

@@ -22,10 +22,14 @@ class TopologyError(TunnelnetError):
     """The topology file is malformed or inconsistent."""
 
 
+SWITCHES = ("tunnelnet", "ovs")
+
+
 @dataclass(frozen=True, slots=True)
 class Hypervisor:
     name: str
     ip: str
+    switch: str = "tunnelnet"  # or "ovs": Open vSwitch's userspace datapath, same agent
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,7 +125,11 @@ def parse(doc: dict[str, Any]) -> Topology:
                                 f"{ul_net}")
         if any(h.ip == ip for h in hypervisors):
             raise TopologyError(f"{where} ({name}): ip {ip} is already taken")
-        hypervisors.append(Hypervisor(name, ip))
+        switch = entry.get("switch", "tunnelnet")
+        if switch not in SWITCHES:
+            raise TopologyError(f"{where} ({name}): switch {switch!r} is not one of "
+                                f"{', '.join(SWITCHES)}")
+        hypervisors.append(Hypervisor(name, ip, switch))
     if not hypervisors:
         raise TopologyError("the topology has no [[hypervisor]]")
 
