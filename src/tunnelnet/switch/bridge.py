@@ -405,7 +405,8 @@ class Bridge:
             if debug:
                 log.debug("bridge %s: flow expired: %s", self.name, entry.match.format())
             self._remove(entry)
-        self.mac_table.expire(now)
+        if self.mac_table.expire(now):
+            self.version += 1
         return len(gone)
 
     def fdb_show(self) -> list[str]:

@@ -119,3 +119,17 @@ def test_fdb_show_lists_learned_macs_like_ovs_appctl(clock: Clock) -> None:
         "    1    10  fa:16:3e:00:00:0a    5",
         "    5    20  fa:16:3e:00:00:0b    0",
     ]
+
+
+def test_mac_table_changes_bump_the_version_but_refreshes_do_not(clock: Clock) -> None:
+    br = _bridge(clock)
+    br.process(eth(1, A, BCAST), 60)
+    version = br.version
+    br.process(eth(1, A, BCAST), 60)  # refresh
+    assert br.version == version
+    br.process(eth(2, A, BCAST), 60)  # moved
+    assert br.version > version
+    version = br.version
+    clock.advance(301)
+    br.expire()  # aged out
+    assert br.version > version
