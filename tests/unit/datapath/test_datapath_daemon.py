@@ -20,22 +20,37 @@ from tunnelnet.datapath import messages as m
 from tunnelnet.datapath.control import socket_path
 
 
+@pytest.fixture(scope="module")
+def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Vswitchd]:
+    """One daemon for the module (starting one per test costs ~1 s each)."""
+    with Vswitchd(rundir=tmp_path_factory.mktemp("vswitchd") / "run") as started:
+        yield started
+
+
 @pytest.fixture
-def daemon(tmp_path: Path) -> Iterator[Vswitchd]:
-    with Vswitchd(rundir=tmp_path / "run") as running:
-        yield running
+def daemon(running: Vswitchd) -> Iterator[Vswitchd]:
+    """The shared daemon, emptied after each test so tests cannot see each other's bridges."""
+    yield running
+    for bridge in running.call(m.ListBridges()):
+        running.call(m.DelBridge(bridge))
 
 
 def _patch_pair(d: Vswitchd) -> None:
-    d.vsctl("add-br", "br-int")
-    d.vsctl("add-br", "br-tun", "fail_mode=secure")
-    d.vsctl("add-port", "br-int", "patch-tun", "type=patch", "options:peer=patch-int",
-            "ofport=7")
-    d.vsctl("add-port", "br-tun", "patch-int", "type=patch", "options:peer=patch-tun")
+    """Two bridges joined by patch ports, set up through the control socket (fast); the CLI
+    doing the same is the first test."""
+    d.call(m.AddBridge("br-int"))
+    d.call(m.AddBridge("br-tun", fail_mode="secure"))
+    d.call(m.AddPort("br-int", "patch-tun", type="patch", options={"peer": "patch-int"},
+                     ofport=7))
+    d.call(m.AddPort("br-tun", "patch-int", type="patch", options={"peer": "patch-tun"}))
 
 
 def test_vsctl_builds_bridges_and_patch_ports_that_show_lists(daemon: Vswitchd) -> None:
-    _patch_pair(daemon)
+    daemon.vsctl("add-br", "br-int")
+    daemon.vsctl("add-br", "br-tun", "fail_mode=secure")
+    daemon.vsctl("add-port", "br-int", "patch-tun", "type=patch", "options:peer=patch-int",
+                 "ofport=7")
+    daemon.vsctl("add-port", "br-tun", "patch-int", "type=patch", "options:peer=patch-tun")
     assert daemon.vsctl("list-br").split() == ["br-int", "br-tun"]
     assert daemon.vsctl("list-ports", "br-int").split() == ["patch-tun"]
     shown = json.loads(daemon.vsctl("show", "--json"))
