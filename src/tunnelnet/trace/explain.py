@@ -1,0 +1,169 @@
+"""Plain words for a journey (``--explain``): what each bridge and table is for and did.
+
+Table purposes come from the agent's declared pipelines (``tunnelnet.agent.tables``), so the
+words and the flows the agent installs are written down in one place. The local VLAN, the
+VLAN-to-key translation, the flood list and table 10's learning are named as such.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING
+
+from tunnelnet.agent.tables import BR_INT_PIPELINE, BR_TUN_PIPELINE, TableSpec
+from tunnelnet.trace import flowtext
+from tunnelnet.trace.model import Encap, Outcome, Step, Visit
+from tunnelnet.trace.probe import Probe
+from tunnelnet.trace.view import VmInfo
+
+if TYPE_CHECKING:
+    from tunnelnet.trace.journey import Walker
+
+_SPECS: dict[str, dict[int, TableSpec]] = {
+    "br-int": {s.table: s for s in BR_INT_PIPELINE},
+    "br-tun": {s.table: s for s in BR_TUN_PIPELINE},
+}
+_TUN_ID = re.compile(r"(?:set_tunnel:|load:)(0x[0-9a-f]+)(?:->NXM_NX_TUN_ID\[\])?")
+
+
+def spec(bridge: str, table: int) -> TableSpec | None:
+    return _SPECS.get(bridge, {}).get(table)
+
+
+def _net_words(walker: Walker, network: str | None) -> str:
+    if network is None:
+        return "no network of this host"
+    net = walker.networks.get(network)
+    if net is None:
+        return f"network {network}"
+    return f"network {network} of tenant {net.tenant} ({net.type} {net.segment})"
+
+
+def _step_words(step: Step, visit: Visit, walker: Walker) -> str:
+    s = spec(visit.bridge, step.table)
+    head = f"table {step.table} ({s.name}) {s.purpose}. " if s else f"table {step.table}: "
+    vlans = walker.local_vlans(visit.host)
+    extra = ""
+    if visit.bridge == "br-tun":
+        tun = _TUN_ID.search(step.actions)
+        vlan = flowtext.vlan_of(visit.flow)
+        if step.table in (20, 22) and tun and ("strip_vlan" in step.actions
+                                               or "VLAN_TCI" in step.actions):
+            key = int(tun.group(1), 16)
+            extra = (f"VLAN-to-key translation: local VLAN {vlan} "
+                     f"({_net_words(walker, vlans.get(vlan) if vlan else None)}) leaves this "
+                     f"host as tunnel key {key}. ")
+            if step.table == 22:
+                outs = re.findall(r"output:(\d+)", step.actions)
+                names = []
+                for o in outs:
+                    p = walker.port(visit.host, "br-tun", int(o))
+                    if p is not None:
+                        peer = next((h for h, ip in walker.hv_ips.items()
+                                     if ip == p.options.get("remote_ip")), "?")
+                        names.append(f"{p.name} to {peer}")
+                extra += (f"This is the network's flood list: every tunnel to a hypervisor "
+                          f"that has ports on it ({', '.join(names) or 'none'}). ")
+        if step.table in (3, 4) and "mod_vlan_vid" in step.actions:
+            m = re.search(r"mod_vlan_vid:(\d+)", step.actions)
+            lv = int(m.group(1)) if m else None
+            extra = (f"Key-to-VLAN translation: the tunnel key becomes this host's local VLAN "
+                     f"{lv} ({_net_words(walker, vlans.get(lv) if lv else None)}). ")
+        if step.table == 10:
+            extra = ("Table 10 is a learning switch for the tunnels: it writes a flow into "
+                     "table 20 saying the source MAC lives behind the tunnel the frame came "
+                     "from, so replies go straight there instead of being flooded. ")
+        if step.table == 20 and step.priority == 0:
+            extra = ("No flow knows the destination MAC on this VLAN (no l2population entry, "
+                     "nothing learned): unknown unicast is flooded like a broadcast. ")
+    elif visit.bridge == "br-int" and "NORMAL" in step.actions:
+        port = next((p for p in walker.ports(visit.host, "br-int")
+                     if p.name == visit.in_port), None)
+        vlan = port.tag if port is not None and port.tag is not None \
+            else flowtext.vlan_of(visit.flow)
+        extra = (f"The NORMAL switch works per local VLAN: this frame is on local VLAN {vlan}, "
+                 f"this host's VLAN for {_net_words(walker, vlans.get(vlan) if vlan else None)}"
+                 ". It only ever reaches ports of that VLAN. ")
+    if step.priority < 0:
+        extra += f"No flow matched: {s.on_miss if s else 'drop'}. "
+    return (head + extra + (step.note or "")).strip()
+
+
+def annotate(visit: Visit, walker: Walker, src: VmInfo, dst: VmInfo) -> None:
+    port = next((p for p in walker.ports(visit.host, visit.bridge)
+                 if p.name == visit.in_port), None)
+    vm = next((v for v in walker.vms.values()
+               if v.hypervisor == visit.host and v.tap == visit.in_port), None)
+    if vm is not None and port is not None:
+        came = (f"from VM {vm.name}'s vNIC {port.name}, an access port of local VLAN "
+                f"{port.tag} (this host's VLAN for {_net_words(walker, vm.network)})")
+    elif port is not None and port.type == "patch":
+        came = f"over the patch port {port.name} from {port.options.get('peer')}"
+    elif port is not None and port.is_tunnel:
+        peer = next((h for h, ip in walker.hv_ips.items()
+                     if ip == port.options.get("remote_ip")), port.options.get("remote_ip"))
+        came = f"from the underlay, decapsulated by {port.type} tunnel port {port.name} ({peer})"
+    else:
+        came = f"on port {visit.in_port}"
+    visit.explanation = f"{visit.host} {visit.bridge}: the frame enters {came}."
+    for step in visit.steps:
+        step.explanation = _step_words(step, visit, walker)
+
+
+def annotate_encap(encap: Encap, walker: Walker) -> None:
+    kind = "VNI" if encap.type == "vxlan" else "GRE key"
+    port = (f", UDP source port {encap.udp_src} (RFC 7348: a hash of the inner frame's "
+            f"addresses and ports, so one flow keeps one underlay path) to {encap.udp_dst}"
+            if encap.type == "vxlan" else ", IP protocol 47 (RFC 2784/2890 with key)")
+    fits = (f"fits the underlay MTU {encap.underlay_mtu}" if encap.fits
+            else f"EXCEEDS the underlay MTU {encap.underlay_mtu} and is dropped")
+    encap.explanation = (
+        f"{encap.from_host} wraps the {encap.inner_length}-byte frame in {encap.type.upper()}: "
+        f"outer IPv4 {encap.outer_src} -> {encap.outer_dst} ({encap.to_host or 'unknown'}), "
+        f"{kind} {encap.key}{port}; outer IP packet {encap.outer_ip_length} bytes, "
+        f"frame {encap.outer_frame_length} bytes: {fits}.")
+
+
+def drop_reason(bridge: str, step: Step | None, reason: str | None) -> str:
+    if step is None:
+        return f"{bridge} has no flow for it ({reason or 'no flow'})"
+    s = spec(bridge, step.table)
+    purpose = f" ({s.name}: {s.purpose})" if s else ""
+    if step.priority < 0:
+        return f"table {step.table}{purpose} has no flow for it and drops it"
+    match = step.match or "every packet"
+    return (f"table {step.table}{purpose} drops it: flow priority={step.priority},{match} "
+            f"actions={step.actions}")
+
+
+def summary(outcome: Outcome, src: VmInfo, dst: VmInfo, probe: Probe, visits: list[Visit],
+            encaps: list[Encap], walker: Walker) -> str:
+    hosts = sorted({v.host for v in visits if not v.hypothetical})
+    parts: list[str] = []
+    delivered = [e for e in outcome.ends if e.what == "delivered" and e.vm == dst.name]
+    answered = [e for e in outcome.ends if e.what == "answered"]
+    if answered:
+        where = answered[0]
+        parts.append(f"{probe.summary}: answered on {where.host} by br-tun's ARP responder "
+                     f"(table 21); {where.reason}")
+    elif delivered:
+        parts.append(f"{probe.summary}: delivered to {dst.name} on {dst.hypervisor}")
+    else:
+        parts.append(f"{probe.summary}: NOT delivered to {dst.name}")
+    if not encaps:
+        parts.append(f"it stayed on {src.hypervisor}'s br-int and never reached a tunnel")
+    else:
+        keys = sorted({(e.type, e.key) for e in encaps})
+        parts.append("it crossed the underlay as " + ", ".join(
+            f"{t.upper()} {'VNI' if t == 'vxlan' else 'key'} {k}" for t, k in keys)
+            + f" (hosts visited: {', '.join(hosts)})")
+    if src.network != dst.network:
+        dnet = walker.networks.get(dst.network)
+        seg = f" ({dnet.type} {dnet.segment})" if dnet else ""
+        parts.append(f"{dst.name} is on {dst.network}{seg}, another network than "
+                     f"{src.name}'s {src.network}: a frame only travels with its own "
+                     "network's key and local VLAN, so it cannot get there")
+    drops = [e for e in outcome.ends if e.what == "dropped"]
+    for e in drops[:3]:
+        parts.append(e.reason if e.hypothetical else f"dropped on {e.host} {e.bridge}: {e.reason}")
+    return "; ".join(parts) + "."

@@ -1,0 +1,119 @@
+"""The journey as data: bridge visits with their table steps, encapsulations, the outcome."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(slots=True)
+class Step:
+    host: str
+    bridge: str
+    table: int
+    priority: int  # -1: no flow matched (table miss)
+    match: str
+    actions: str
+    cookie: str
+    note: str  # what the switch itself says the step did
+    explanation: str = ""  # plain words for someone learning the system (--explain)
+
+
+@dataclass(slots=True)
+class Exit:
+    """One copy of the frame leaving a bridge."""
+
+    port: str
+    ofport: int
+    kind: str  # vm | patch | tunnel | port | drop
+    vlan: int | None = None  # the 802.1Q id it carries out of this port
+    vm: str | None = None  # the VM behind a vNIC
+    next_visit: int | None = None
+    encap: int | None = None  # index into Journey.encaps
+    note: str = ""
+
+
+@dataclass(slots=True)
+class Visit:
+    id: int
+    host: str
+    bridge: str
+    in_port: str
+    flow: str
+    steps: list[Step]
+    exits: list[Exit]
+    drop: bool
+    drop_reason: str | None
+    final_flow: str
+    parent: int | None = None
+    explanation: str = ""
+    # a "what if" visit, not on the path: the destination's hypervisor receiving the frame
+    # with the source network's key, to show which of its tables refuses it
+    hypothetical: bool = False
+
+
+@dataclass(slots=True)
+class Encap:
+    type: str  # vxlan | gre
+    from_host: str
+    to_host: str | None
+    tunnel_port: str
+    remote_port: str | None
+    outer_src: str
+    outer_dst: str
+    key: int  # VNI or GRE key
+    udp_src: int | None  # VXLAN only (RFC 7348: a hash of the inner flow)
+    udp_dst: int | None
+    inner_length: int
+    outer_ip_length: int
+    outer_frame_length: int
+    underlay_mtu: int
+    fits: bool
+    explanation: str = ""
+
+
+@dataclass(slots=True)
+class End:
+    host: str
+    bridge: str
+    table: int | None
+    what: str  # delivered | answered | discarded | dropped | lost
+    reason: str
+    vm: str | None = None
+    hypothetical: bool = False
+
+
+@dataclass(slots=True)
+class Outcome:
+    delivered: bool
+    summary: str
+    reached_tunnel: bool
+    ends: list[End] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Journey:
+    src: dict[str, Any]
+    dst: dict[str, Any]
+    packet: dict[str, Any]
+    visits: list[Visit]
+    encaps: list[Encap]
+    outcome: Outcome
+    live: dict[str, Any] | None = None
+
+    def hops(self) -> list[dict[str, Any]]:
+        """Every table step in walk order (host, bridge, table, priority, match, actions,
+        explanation): the flat view of the journey."""
+        return [{"visit": v.id, **asdict(s)} for v in self.visits for s in v.steps]
+
+    def to_json(self) -> dict[str, Any]:
+        data = {
+            "src": self.src, "dst": self.dst, "packet": self.packet,
+            "hops": self.hops(),
+            "visits": [asdict(v) for v in self.visits],
+            "encapsulation": [asdict(e) for e in self.encaps],
+            "outcome": asdict(self.outcome),
+        }
+        if self.live is not None:
+            data["live"] = self.live
+        return data

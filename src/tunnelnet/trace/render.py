@@ -1,0 +1,68 @@
+"""The journey as text: ofproto/trace's shape, one block per bridge, across hosts."""
+
+from __future__ import annotations
+
+import textwrap
+
+from tunnelnet.trace.model import Journey, Visit
+
+
+def _wrap(text: str, indent: str) -> list[str]:
+    return textwrap.wrap(text, width=100, initial_indent=indent + "# ",
+                         subsequent_indent=indent + "# ")
+
+
+def _visit(v: Visit, j: Journey, explain: bool, out: list[str]) -> None:
+    title = f'{v.host} bridge("{v.bridge}") in_port={v.in_port}'
+    if v.hypothetical:
+        title = "WHAT IF (not on the path): " + title
+    out += ["", title, "-" * len(title)]
+    if explain and v.explanation:
+        out += _wrap(v.explanation, "")
+    out.append(f"Flow: {v.flow}")
+    for s in v.steps:
+        pad = ""
+        where = f"{s.match}, " if s.match else ""
+        prio = f"priority {s.priority}" if s.priority >= 0 else "no match"
+        out.append(f"{pad}{s.table:2d}. {where}{prio}, cookie {s.cookie}")
+        if explain and s.explanation:
+            out += _wrap(s.explanation, pad + "    ")
+        out.append(f"{pad}    {s.actions or 'drop'}")
+    for e in v.exits:
+        what = {"vm": f"VM {e.vm}'s vNIC", "patch": "patch port", "tunnel": "tunnel",
+                "drop": "nowhere", "port": "port"}[e.kind]
+        vlan = f" (802.1Q VLAN {e.vlan})" if e.vlan is not None else " (untagged)"
+        nxt = f" -> visit {e.next_visit}" if e.next_visit is not None else ""
+        out.append(f"  => out of {e.port} [{what}]{vlan}{nxt}")
+        if e.encap is not None:
+            enc = j.encaps[e.encap]
+            key = f"vni={enc.key}" if enc.type == "vxlan" else f"key={enc.key:#x}"
+            udp = f" udp {enc.udp_src}->{enc.udp_dst}" if enc.udp_src is not None else ""
+            out.append(f"     encap {enc.type}: {enc.outer_src} -> {enc.outer_dst} {key}{udp}"
+                       f" inner {enc.inner_length} B, outer IP {enc.outer_ip_length} B "
+                       f"(underlay MTU {enc.underlay_mtu}: {'fits' if enc.fits else 'TOO BIG'})")
+            if explain:
+                out += _wrap(enc.explanation, "     ")
+    if v.drop or not v.exits:
+        out.append("  => drop")
+
+
+def to_text(j: Journey, explain: bool = False) -> str:
+    out = [f"Journey of {j.packet['summary']} ({j.packet['length']} bytes)",
+           f"  from {j.src['name']} ({j.src['tenant']}/{j.src['network']}, {j.src['hypervisor']},"
+           f" {j.src['mac']})",
+           f"  to   {j.dst['name']} ({j.dst['tenant']}/{j.dst['network']}, {j.dst['hypervisor']},"
+           f" {j.dst['mac']})"]
+    for v in j.visits:
+        _visit(v, j, explain, out)
+    out += ["", "Outcome: " + ("DELIVERED" if j.outcome.delivered else "NOT DELIVERED")]
+    for e in j.outcome.ends:
+        tag = " (what if)" if e.hypothetical else ""
+        out.append(f"  {e.what}{tag} at {e.host} {e.bridge}: {e.reason}")
+    out += textwrap.wrap("In short: " + j.outcome.summary, width=100, subsequent_indent="  ")
+    if j.live is not None:
+        out += ["", "Live check: " + ("AGREES with the wire" if j.live.get("ok")
+                                      else "DISAGREES with the wire")]
+        for line in j.live.get("lines", []):
+            out.append(f"  {line}")
+    return "\n".join(out) + "\n"
