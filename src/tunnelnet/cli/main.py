@@ -32,6 +32,7 @@ _GROUPS: dict[str, str] = {
     "agents": "tunnelnet.cli.agentcmd",
     "token": "tunnelnet.cli.token",
     "project": "tunnelnet.cli.project",
+    "trace": "tunnelnet.cli.trace",
 }
 
 
