@@ -1,16 +1,18 @@
 """A small event loop: readiness callbacks on file descriptors plus periodic timers.
 
 The datapath needs nothing more (no coroutines): every socket is non-blocking and drained in a
-burst by its callback, and timers run expiry and housekeeping. Built on ``selectors`` (epoll on
-Linux) so one ``select`` call serves vNICs, tunnel sockets and control clients alike.
+burst by its callback, and timers run expiry and housekeeping. Built on ``select.epoll``
+directly (the ``selectors`` wrapper builds key objects on every wakeup, which the per-packet
+path pays for) so one ``poll`` serves vNICs, tunnel sockets and control clients alike.
 """
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import itertools
 import logging
-import selectors
+import select
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,6 +20,7 @@ from typing import Protocol
 
 Callback = Callable[[], None]
 log = logging.getLogger(__name__)
+_READ_OR_ERROR = select.EPOLLIN | select.EPOLLERR | select.EPOLLHUP
 
 
 class HasFileno(Protocol):
@@ -35,7 +38,8 @@ class _Timer:
 
 class EventLoop:
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
-        self._selector = selectors.DefaultSelector()
+        self._epoll = select.epoll()
+        self._registered: dict[int, int] = {}  # fd -> event mask
         self._readers: dict[int, Callback] = {}
         self._writers: dict[int, Callback] = {}
         self._timers: list[_Timer] = []
@@ -74,12 +78,13 @@ class EventLoop:
             self.run_once(self._next_timeout())
 
     def run_once(self, timeout: float | None = 0.0) -> None:
-        for key, events in self._selector.select(timeout):
-            fd = key.fd
-            if events & selectors.EVENT_READ and fd in self._readers:
-                self._guarded(self._readers[fd])
-            if events & selectors.EVENT_WRITE and fd in self._writers:
-                self._guarded(self._writers[fd])
+        readers, writers = self._readers, self._writers
+        for fd, events in self._epoll.poll(-1 if timeout is None else timeout):
+            # errors and hang-ups are reported to the reader, whose recv will say what it is
+            if events & _READ_OR_ERROR and fd in readers:
+                self._guarded(readers[fd])
+            if events & select.EPOLLOUT and fd in writers:
+                self._guarded(writers[fd])
         self._run_timers()
 
     def _guarded(self, callback: Callback) -> None:
@@ -91,7 +96,7 @@ class EventLoop:
             log.exception("event loop callback %r failed", callback)
 
     def close(self) -> None:
-        self._selector.close()
+        self._epoll.close()
 
     def _next_timeout(self) -> float:
         while self._timers and self._timers[0].cancelled:
@@ -111,16 +116,25 @@ class EventLoop:
             heapq.heappush(self._timers, timer)
 
     def _update(self, fd: int) -> None:
-        events = (selectors.EVENT_READ if fd in self._readers else 0) | (
-            selectors.EVENT_WRITE if fd in self._writers else 0
+        events = (select.EPOLLIN if fd in self._readers else 0) | (
+            select.EPOLLOUT if fd in self._writers else 0
         )
-        registered = fd in self._selector.get_map()
-        if events and registered:
-            self._selector.modify(fd, events)
+        registered = self._registered.get(fd)
+        if events and registered is not None:
+            if events != registered:
+                try:
+                    self._epoll.modify(fd, events)
+                except FileNotFoundError:  # the fd was closed and its number reused
+                    self._epoll.register(fd, events)
         elif events:
-            self._selector.register(fd, events)
-        elif registered:
-            self._selector.unregister(fd)
+            self._epoll.register(fd, events)
+        elif registered is not None:
+            with contextlib.suppress(OSError):  # already closed: the kernel forgot it
+                self._epoll.unregister(fd)
+        if events:
+            self._registered[fd] = events
+        else:
+            self._registered.pop(fd, None)
 
 
 def _fd(obj: int | HasFileno) -> int:
