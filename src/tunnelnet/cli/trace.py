@@ -21,10 +21,12 @@ from tunnelnet.trace.probe import PROTOCOLS
 @click.option("--live", is_flag=True,
               help="Then send that very packet from VM1 and check counters, the underlay "
                    "capture and arrival at VM2 against the trace (real lab, root).")
+@click.option("--evidence", type=click.Path(file_okay=False), default=None,
+              help="With --live: keep the captures (pcap) in this directory.")
 @click.option("--dir", "directory", envvar="TUNNELNET_LAB_DIR", default=None,
               help="Run directory of the lab (env TUNNELNET_LAB_DIR).")
 def cli(src: str, dst: str, proto: str, dport: int | None, as_json: bool, explain: bool,
-        live: bool, directory: str | None) -> int:
+        live: bool, evidence: str | None, directory: str | None) -> int:
     """Trace a packet from VM SRC to VM DST through every table of every switch on its way:
     br-int, br-tun, the tunnel (VXLAN/GRE) and the far side, read from the running lab."""
     from tunnelnet.trace.journey import trace
@@ -34,9 +36,11 @@ def cli(src: str, dst: str, proto: str, dport: int | None, as_json: bool, explai
     lab = RealLab(lab_dir(directory))
     journey = trace(lab, src, dst, proto, dport)
     if live:
+        from pathlib import Path
+
         from tunnelnet.trace.live import check
 
-        journey.live = check(lab, journey)
+        journey.live = check(lab, journey, evidence_dir=Path(evidence) if evidence else None)
     if as_json:
         click.echo(json.dumps(journey.to_json(), indent=2))
     else:

@@ -137,13 +137,21 @@ def send(netns: str, frame: bytes, iface: str = "eth0") -> None:
 
 def check(lab: RealLab, journey: Journey, *, evidence_dir: Path | None = None
           ) -> dict[str, Any]:
+    """Send the journey's frame and compare; the captures are kept in ``evidence_dir`` when
+    given (for tshark or a human), else removed."""
+    if evidence_dir is not None:
+        evidence_dir.mkdir(parents=True, exist_ok=True)
+        return _check(lab, journey, evidence_dir, keep=True)
+    with tempfile.TemporaryDirectory(prefix="tunnelnet-live-") as tmp:
+        return _check(lab, journey, Path(tmp), keep=False)
+
+
+def _check(lab: RealLab, journey: Journey, workdir: Path, *, keep: bool) -> dict[str, Any]:
     src, dst = journey.src["name"], journey.dst["name"]
     frame = bytes.fromhex(_frame_hex(journey))
     visits = [v for v in journey.visits if not v.hypothetical]
     bridges = sorted({(v.host, v.bridge) for v in visits})
     before = {hb: counters(lab.switch(hb[0]).dump_flows(hb[1])) for hb in bridges}
-    workdir = evidence_dir or Path(tempfile.mkdtemp(prefix="tunnelnet-live-"))
-    workdir.mkdir(parents=True, exist_ok=True)
     senders = sorted({e.from_host for e in journey.encaps} | {journey.src["hypervisor"]})
     underlay = [_Capture(f"underlay-{h}", names.UNDERLAY_NS, names.underlay_port(h),
                          workdir / f"underlay-{h}.pcap") for h in senders]
@@ -226,7 +234,7 @@ def check(lab: RealLab, journey: Journey, *, evidence_dir: Path | None = None
     lines += [f"FAIL: {f}" for f in failures]
     return {"ok": not failures, "failures": failures, "lines": lines, "flows": flows,
             "underlay": wire, "underlay_seen": seen, "arrived": arrived,
-            "evidence": {cap.label: str(cap.path) for cap in captures}}
+            "evidence": {cap.label: str(cap.path) for cap in captures} if keep else {}}
 
 
 def _is_arp_reply(frame: bytes, ip: str) -> bool:
