@@ -23,7 +23,7 @@ from tunnelnet.switch.flow_format import format_key
 from tunnelnet.switch.match import KEY_DEFAULTS
 from tunnelnet.switch.xlate import Xlate
 
-MAX_HOPS: Final = 32  # bridges one frame may visit (a forwarding loop ends here, reported)
+MAX_DEPTH: Final = 16  # bridges one copy may pass in a row (a forwarding loop ends here, reported)
 _HEADER_FIELDS: Final = tuple(f for f in FIELD_BITS if f not in METADATA_FIELDS)
 _KEY_BITS: Final = {"vxlan": 24, "gre": 32}
 _MULTICAST_BIT: Final = 1 << 40
@@ -95,7 +95,13 @@ class SimFabric:
     def __init__(self, switches: Mapping[str, SimSwitch], vm_at: VmAt) -> None:
         self.switches = switches
         self.vm_at = vm_at
-        self.by_ip = {sw.tunnel_ip: name for name, sw in switches.items()}
+        self._by_ip: dict[str, str] = {}
+
+    def hypervisor_at(self, ip: str) -> SimSwitch | None:
+        """The hypervisor whose underlay address is ``ip`` (the underlay's ARP, in short)."""
+        if len(self._by_ip) != len(self.switches):
+            self._by_ip = {sw.tunnel_ip: name for name, sw in self.switches.items()}
+        return self.switches.get(self._by_ip.get(ip, ""))
 
     def send(self, hypervisor: str, port_name: str, key: FlowKey, *,
              keep_path: bool = False) -> Walk:
@@ -109,17 +115,18 @@ class SimFabric:
             return walk
         start = dict(key)
         start["in_port"] = port.ofport
-        self._bridge(walk, switch, port.bridge, port.name, start, (), keep_path)
+        self._bridge(walk, switch, port.bridge, port.name, start, (), keep_path, 1)
         return walk
 
     def _bridge(self, walk: Walk, switch: SimSwitch, bridge_name: str, in_port: str,
-                key: FlowKey, path: tuple[Hop, ...], keep_path: bool) -> None:
+                key: FlowKey, path: tuple[Hop, ...], keep_path: bool, depth: int) -> None:
         hop = Hop(switch.hypervisor, bridge_name, in_port, key)
         walk.hops.append(hop)
         path = (*path, hop) if keep_path else path
-        if len(walk.hops) > MAX_HOPS:
+        if depth > MAX_DEPTH:
             walk.endings.append(Ending(DROPPED, switch.hypervisor, bridge_name,
-                                       reason=f"loop: more than {MAX_HOPS} bridges", path=path))
+                                       reason=f"loop: more than {MAX_DEPTH} bridges in a row",
+                                       path=path))
             return
         bridge = switch.bridge(bridge_name)
         x = Xlate(bridge, {**KEY_DEFAULTS, **key}, 0.0, False, False)
@@ -139,9 +146,9 @@ class SimFabric:
                                            reason=f"output to missing port {out.port}",
                                            key=out.key, path=path))
             elif port.type == "patch":
-                self._patch(walk, switch, port, out.key, path, keep_path)
+                self._patch(walk, switch, port, out.key, path, keep_path, depth)
             elif port.type in TUNNEL_TYPES:
-                self._tunnel(walk, switch, port, out.key, path, keep_path)
+                self._tunnel(walk, switch, port, out.key, path, keep_path, depth)
             else:
                 self._vnic(walk, switch, port, out.key, path)
 
@@ -152,7 +159,7 @@ class SimFabric:
         return trace.steps[-1].table if trace.steps else None
 
     def _patch(self, walk: Walk, switch: SimSwitch, port: SimPort, key: FlowKey,
-               path: tuple[Hop, ...], keep_path: bool) -> None:
+               path: tuple[Hop, ...], keep_path: bool, depth: int) -> None:
         peer = switch.ports.get(port.options.get("peer", ""))
         if peer is None or peer.type != "patch" or peer.options.get("peer") != port.name:
             walk.endings.append(Ending(DROPPED, switch.hypervisor, port.bridge,
@@ -163,13 +170,13 @@ class SimFabric:
         # fields are zeroed, the new in_port is the peer (as Open vSwitch does)
         crossed = {f: key[f] for f in _HEADER_FIELDS if f in key}
         crossed["in_port"] = peer.ofport
-        self._bridge(walk, switch, peer.bridge, peer.name, crossed, path, keep_path)
+        self._bridge(walk, switch, peer.bridge, peer.name, crossed, path, keep_path, depth + 1)
 
     def _tunnel(self, walk: Walk, switch: SimSwitch, port: SimPort, key: FlowKey,
-                path: tuple[Hop, ...], keep_path: bool) -> None:
+                path: tuple[Hop, ...], keep_path: bool, depth: int) -> None:
         remote_ip = port.options["remote_ip"]
         local_ip = port.options.get("local_ip") or switch.tunnel_ip
-        target = self.switches.get(self.by_ip.get(remote_ip, ""))
+        target = self.hypervisor_at(remote_ip)
         if target is None:
             walk.endings.append(Ending(DROPPED, switch.hypervisor, port.bridge,
                                        reason=f"underlay: no hypervisor at {remote_ip}",
@@ -189,7 +196,8 @@ class SimFabric:
         arrived = {f: key[f] for f in _HEADER_FIELDS if f in key}
         arrived.update(in_port=inbound.ofport, tun_id=tun_id,
                        tun_src=int(IPv4Address(local_ip)), tun_dst=int(IPv4Address(remote_ip)))
-        self._bridge(walk, target, inbound.bridge, inbound.name, arrived, path, keep_path)
+        self._bridge(walk, target, inbound.bridge, inbound.name, arrived, path, keep_path,
+                     depth + 1)
 
     def _vnic(self, walk: Walk, switch: SimSwitch, port: SimPort, key: FlowKey,
               path: tuple[Hop, ...]) -> None:

@@ -1,0 +1,223 @@
+"""The lab without root: controller, agents and switches of a whole topology in one process.
+
+Same parts as ``lab up``, other wiring. The controller is tunnelnet's own service layer on a
+SQLite store (networks, subnets and ports are created through it as the lab does through the
+API, playing the operator and Nova); each hypervisor has a real agent
+(:class:`tunnelnet.agent.service.Agent`) driving real :class:`tunnelnet.switch.Bridge`
+objects through :class:`SimBackend`; VMs are plugged into br-int carrying
+``external_ids:iface-id`` as Nova plugs them; frames travel by :class:`SimFabric` instead of
+veths and UDP sockets.
+
+Agents are stepped in passes (every agent one round, in turn) until a whole pass changes
+nothing on any switch and nothing in the controller: that is convergence.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from ipaddress import ip_network
+from typing import Any
+
+from tunnelnet.agent.desired import AgentConfig
+from tunnelnet.agent.service import BR_INT, Agent, AgentTimers
+from tunnelnet.errors import TunnelnetError
+from tunnelnet.lab import names
+from tunnelnet.lab.sim_controller import SharedCache, SimController, SimHub
+from tunnelnet.lab.sim_fabric import SimFabric
+from tunnelnet.lab.sim_probe import PingResult, SimVm, ping
+from tunnelnet.lab.sim_switch import SimBackend, SimPort, SimSwitch
+from tunnelnet.lab.topology import Topology
+from tunnelnet.packet.fields import mac_to_int
+from tunnelnet.server import networks, ports, subnets
+from tunnelnet.server.auth import ADMIN
+from tunnelnet.server.config import ServerConfig
+from tunnelnet.server.controller import Controller
+from tunnelnet.store.sqlite import SqliteStore
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str], None]
+SIM_TUNNEL_TYPES = ("vxlan", "gre")
+MAX_PASSES = 20
+
+
+class SimError(TunnelnetError):
+    """The simulation cannot build or run what was asked."""
+
+
+@dataclass
+class ConvergeReport:
+    passes: int
+    seconds: float
+    converged: bool
+
+
+@dataclass
+class SimLab:
+    topo: Topology
+    l2pop: bool = True
+    arp_responder: bool = False
+    progress: Progress = field(default=lambda _msg: None)
+
+    def __post_init__(self) -> None:
+        for net in self.topo.networks:
+            if net.type not in SIM_TUNNEL_TYPES:
+                raise SimError(f"network {net.name} is of type {net.type}: the simulation "
+                               "carries vxlan and gre networks only (no physical switch to "
+                               "configure for VLANs); use 'tunnelnet lab up' for that")
+        config = ServerConfig(tenant_network_types=SIM_TUNNEL_TYPES,
+                              underlay_mtu=self.topo.underlay_mtu,
+                              # simulated time runs slower than a clock: never "dead" agents
+                              agent_down_time=10 ** 9)
+        self.store = SqliteStore(":memory:")
+        self.ctl = Controller(self.store, config)
+        self.hub = SimHub(self.ctl)
+        self.switches: dict[str, SimSwitch] = {}
+        self.agents: dict[str, Agent] = {}
+        self.vms: dict[str, SimVm] = {}
+        self._vm_by_port: dict[str, SimVm] = {}
+        self.network_ids: dict[str, str] = {}
+        self.fabric = SimFabric(self.switches, self._vm_at)
+        types = {n.type for n in self.topo.networks} or {"vxlan"}
+        self.tunnel_types = frozenset(types)
+
+    # -- building ---------------------------------------------------------------------------
+
+    def up(self) -> ConvergeReport:
+        """Everything ``lab up`` does, in order: agents, tenants, VMs, then converge."""
+        self.start_agents()
+        self.create_tenants()
+        self.plug_vms()
+        return self.converge()
+
+    def start_agents(self) -> None:
+        for hv in self.topo.hypervisors:
+            switch = SimSwitch(hv.name, hv.ip)
+            self.switches[hv.name] = switch
+            conf = AgentConfig(host=hv.name, tunnel_ip=hv.ip, tunnel_types=self.tunnel_types,
+                               l2pop=self.l2pop, arp_responder=self.arp_responder)
+            controller = SimController(self.hub, l2pop=self.l2pop,
+                                       arp_responder=self.arp_responder)
+            agent = Agent(conf, controller, SimBackend(switch),
+                          timers=AgentTimers(poll_interval=0.0, heartbeat_interval=60.0),
+                          cookie=_cookie(hv.name))
+            agent.cache = SharedCache(self.hub)
+            self.agents[hv.name] = agent
+        # one pass: every agent registers, syncs and makes its bridges
+        self.run_pass()
+        self.progress(f"agents: {len(self.agents)} registered, bridges br-int and br-tun made"
+                      f"{' (l2population on)' if self.l2pop else ''}")
+
+    def create_tenants(self) -> None:
+        for net in self.topo.networks:
+            body: dict[str, object] = {"name": net.name, "project_id": net.tenant,
+                                       "provider:network_type": net.type}
+            if net.segment is not None:
+                body["provider:segmentation_id"] = net.segment
+            created = networks.create(self.ctl, ADMIN, body)
+            subnets.create(self.ctl, ADMIN, {
+                "network_id": created["id"], "cidr": net.cidr,
+                "ip_version": ip_network(net.cidr).version, "name": f"{net.name}-subnet"})
+            self.network_ids[net.name] = str(created["id"])
+        self.progress(f"tenants: {len(self.topo.tenants)}, networks: {len(self.topo.networks)}")
+
+    def plug_vms(self) -> None:
+        mtus = {}
+        for net in self.topo.networks:
+            doc = self._network_doc(net.name)
+            mtus[net.name] = int(doc.get("mtu") or 1450)
+        for vm in self.topo.vms:
+            net_id = self.network_ids[vm.network]
+            fixed: list[dict[str, object]] = [{"ip_address": vm.ip}] if vm.ip else []
+            body: dict[str, object] = {"network_id": net_id, "project_id": vm.tenant,
+                                       "name": vm.name, "device_id": vm.name,
+                                       "device_owner": "compute:sim",
+                                       "binding:host_id": vm.hypervisor}
+            if fixed:
+                body["fixed_ips"] = fixed
+            port = ports.create(self.ctl, ADMIN, body)
+            record = SimVm(name=vm.name, tenant=vm.tenant, network=vm.network,
+                           hypervisor=vm.hypervisor, port_id=str(port["id"]),
+                           mac=str(port["mac_address"]),
+                           ip=str(port["fixed_ips"][0]["ip_address"]), mtu=mtus[vm.network],
+                           vnic=names.vm_tap(vm.name))
+            self.vms[vm.name] = record
+            self._vm_by_port[record.port_id] = record
+            # what Nova does: the vNIC joins br-int, named by its controller port's id
+            self.switches[vm.hypervisor].add_port(
+                BR_INT, record.vnic, type="system",
+                external_ids={"iface-id": record.port_id, "attached-mac": record.mac,
+                              "iface-status": "active"})
+        self.progress(f"VMs: {len(self.vms)} ports created and plugged into br-int")
+
+    def _network_doc(self, name: str) -> dict[str, Any]:
+        with self.store.read() as txn:
+            doc = txn.get("network", self.network_ids[name])
+        if doc is None:
+            raise SimError(f"network {name} vanished from the controller")
+        return doc
+
+    # -- running ----------------------------------------------------------------------------
+
+    def _changes(self) -> int:
+        return sum(sw.changes for sw in self.switches.values())
+
+    def run_pass(self) -> bool:
+        """Every agent one round; True when anything changed (switches or controller)."""
+        self.hub.refresh()
+        before_changes, before_rev = self._changes(), self.store.current_revision()
+        for agent in self.agents.values():
+            agent.run_round()
+        return (self._changes() != before_changes
+                or self.store.current_revision() != before_rev)
+
+    def converge(self, max_passes: int = MAX_PASSES) -> ConvergeReport:
+        started = time.perf_counter()
+        for n in range(1, max_passes + 1):
+            if not self.run_pass():
+                seconds = time.perf_counter() - started
+                self.progress(f"converged after {n} passes of all agents ({seconds:.2f}s)")
+                return ConvergeReport(n, seconds, True)
+        return ConvergeReport(max_passes, time.perf_counter() - started, False)
+
+    # -- looking ----------------------------------------------------------------------------
+
+    def _vm_at(self, hypervisor: str, port: SimPort) -> tuple[str, int] | None:
+        vm = self._vm_by_port.get(port.external_ids.get("iface-id", ""))
+        if vm is None or vm.hypervisor != hypervisor:
+            return None
+        return vm.name, mac_to_int(vm.mac)
+
+    def vm(self, name: str) -> SimVm:
+        try:
+            return self.vms[name]
+        except KeyError:
+            raise SimError(f"no VM named {name!r} (VMs: {', '.join(sorted(self.vms))})"
+                           ) from None
+
+    def ping(self, src: str, dst: str) -> PingResult:
+        return ping(self.fabric, self.vm(src), self.vm(dst), self.vms)
+
+    def verify(self, pairs: Iterable[tuple[str, str]] | None = None) -> list[PingResult]:
+        """Every ordered pair (or the given ones): same network reachable, others not."""
+        if pairs is None:
+            names_ = sorted(self.vms)
+            pairs = [(a, b) for a in names_ for b in names_ if a != b]
+        return [self.ping(a, b) for a, b in pairs]
+
+    def tunnels(self, hypervisor: str) -> list[SimPort]:
+        return sorted((p for p in self.switches[hypervisor].ports.values()
+                       if p.type in SIM_TUNNEL_TYPES), key=lambda p: p.name)
+
+    def port_statuses(self) -> dict[str, str]:
+        return {p.id: p.status for p in self.hub.ports.values()}
+
+
+def _cookie(host: str) -> int:
+    """A fixed cookie per hypervisor: runs are reproducible (the real agent draws one)."""
+    import zlib
+
+    return (zlib.crc32(host.encode()) << 16) | 1

@@ -1,0 +1,170 @@
+"""The demo data centre in the simulation: real agents and bridges, frames followed by trace.
+
+Expectations come from the topology file alone (same network or not, which hosts hold which
+networks) and from Neutron's br-tun table layout, never from the simulation's own output.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tunnelnet.lab.sim import SimError, SimLab
+from tunnelnet.lab.sim_fabric import DROPPED
+from tunnelnet.lab.sim_probe import BROADCAST, ECHO_REQUEST, arp_frame, icmp_frame, send
+from tunnelnet.lab.topology import Topology, load, parse
+
+DEMO = Path(__file__).resolve().parents[3] / "examples" / "demo.toml"
+# Neutron's br-tun tables (ovs_constants.py): a VNI or GRE key unknown here dies in these
+KEY_TO_VLAN_TABLE = {"vxlan": 4, "gre": 3}
+
+
+@pytest.fixture(scope="module")
+def topo() -> Topology:
+    return load(DEMO)
+
+
+@pytest.fixture(scope="module", params=[True, False], ids=["l2pop", "full-mesh"])
+def lab(request: pytest.FixtureRequest, topo: Topology) -> SimLab:
+    lab = SimLab(topo, l2pop=request.param)
+    report = lab.up()
+    assert report.converged
+    return lab
+
+
+def test_every_vm_port_becomes_active_once_its_agent_has_bound_it(lab: SimLab) -> None:
+    statuses = lab.port_statuses()
+    assert {statuses[vm.port_id] for vm in lab.vms.values()} == {"ACTIVE"}
+
+
+def test_a_converged_sim_changes_nothing_in_another_pass(lab: SimLab) -> None:
+    assert lab.run_pass() is False
+
+
+def test_same_network_pairs_reach_each_other_and_no_other_pair_does(
+        lab: SimLab, topo: Topology) -> None:
+    network_of = {vm.name: vm.network for vm in topo.vms}
+    results = lab.verify()
+    assert len(results) == len(topo.vms) * (len(topo.vms) - 1)
+    for r in results:
+        assert r.reached == (network_of[r.src] == network_of[r.dst]), r.detail
+        assert not r.surprise, r.detail
+
+
+def test_a_frame_to_another_networks_vm_never_reaches_it_and_stays_in_its_network(
+        lab: SimLab, topo: Topology) -> None:
+    network_of = {vm.name: vm.network for vm in topo.vms}
+    for src in lab.vms.values():
+        for dst in lab.vms.values():
+            if src.network == dst.network:
+                continue
+            walk = send(lab.fabric, src, icmp_frame(src.mac, dst.mac, src.ip, dst.ip,
+                                                    ECHO_REQUEST))
+            assert walk.endings, f"{src.name} -> {dst.name}: nothing happened"
+            for ending in walk.endings:
+                if ending.kind == DROPPED:
+                    # the drop names where: a table of a bridge, or the tunnel receive side
+                    assert ending.table is not None or ending.bridge == "(tunnel)", ending
+                else:
+                    assert ending.vm != dst.name
+                    assert network_of[ending.vm] == src.network, ending.describe()
+                    assert not ending.accepted  # not its MAC: its NIC ignores the frame
+
+
+def test_equal_addresses_in_two_tenants_are_answered_only_inside_the_tenant(
+        lab: SimLab, topo: Topology) -> None:
+    pairs = [(a, b) for a in topo.vms for b in topo.vms
+             if a.tenant != b.tenant and a.ip == b.ip and a.ip is not None]
+    assert pairs, "the demo has equal addresses across tenants"
+    for a, b in pairs:
+        for src in topo.vms:
+            if src.tenant != a.tenant or src.name == a.name:
+                continue
+            result = lab.ping(src.name, b.name)  # asks for b's address, which a also has
+            assert result.answered_by == lab.vms[a.name].mac, result.detail
+            assert not result.reached
+
+
+def _hosts_by_network(topo: Topology) -> dict[str, set[str]]:
+    out: dict[str, set[str]] = {}
+    for vm in topo.vms:
+        out.setdefault(vm.network, set()).add(vm.hypervisor)
+    return out
+
+
+def test_tunnels_follow_l2pop_or_full_mesh(lab: SimLab, topo: Topology) -> None:
+    ip_of = {hv.name: hv.ip for hv in topo.hypervisors}
+    types = {n.type for n in topo.networks}
+    for hv in topo.hypervisors:
+        if lab.l2pop:
+            # only towards hosts that share a network with a port here, of that network's type
+            expected = {(net.type, ip_of[other])
+                        for net in topo.networks
+                        for hosts in [_hosts_by_network(topo).get(net.name, set())]
+                        if hv.name in hosts for other in hosts if other != hv.name}
+        else:
+            expected = {(t, ip_of[other.name]) for t in types for other in topo.hypervisors
+                        if other.name != hv.name}
+        got = {(p.type, p.options["remote_ip"]) for p in lab.tunnels(hv.name)}
+        assert got == expected, hv.name
+
+
+def test_without_l2pop_a_flood_reaching_a_host_without_the_network_dies_in_the_key_table(
+        topo: Topology) -> None:
+    lab = SimLab(topo, l2pop=False)
+    lab.up()
+    hosts = _hosts_by_network(topo)
+    for vm in lab.vms.values():
+        net = topo.network(vm.network)
+        walk = send(lab.fabric, vm, arp_frame(vm.mac, BROADCAST, 1, vm.mac, vm.ip,
+                                              "00:00:00:00:00:00", "10.0.0.250"))
+        dropped_on = {(e.hypervisor, e.bridge, e.table) for e in walk.drops()}
+        strangers = {hv.name for hv in topo.hypervisors} - hosts[vm.network]
+        assert dropped_on == {(hv, "br-tun", KEY_TO_VLAN_TABLE[net.type])
+                              for hv in strangers}, vm.name
+
+
+def test_a_vm_that_tags_its_frames_with_another_networks_local_vlan_reaches_nothing(
+        lab: SimLab) -> None:
+    red1, red2, blue1 = lab.vms["red1"], lab.vms["red2"], lab.vms["blue1"]
+    assert red1.hypervisor == blue1.hypervisor == red2.hypervisor
+    red_vlan = lab.switches[red1.hypervisor].bridge("br-int").port(red1.vnic).tag
+    assert red_vlan is not None
+    frame = icmp_frame(blue1.mac, red2.mac, blue1.ip, red2.ip, ECHO_REQUEST, vid=red_vlan)
+    walk = send(lab.fabric, blue1, frame)
+    assert not any(e.kind != DROPPED for e in walk.endings), walk.summary()
+    assert [(e.hypervisor, e.bridge) for e in walk.endings] == [(blue1.hypervisor, "br-int")]
+    assert walk.endings[0].table is not None
+
+
+def test_a_vnic_nobody_knows_is_dead_it_neither_sends_nor_receives(topo: Topology) -> None:
+    lab = SimLab(topo)
+    lab.up()
+    red1 = lab.vms["red1"]
+    switch = lab.switches[red1.hypervisor]
+    switch.add_port("br-int", "tapstranger", external_ids={"iface-id": "no-such-port"})
+    lab.converge()
+    assert switch.bridge("br-int").port("tapstranger").tag == 4095  # Neutron's dead VLAN
+    walk = lab.fabric.send(red1.hypervisor, "tapstranger", send_key(red1.mac))
+    assert [e.kind for e in walk.endings] == [DROPPED]
+    broadcast = send(lab.fabric, red1, arp_frame(red1.mac, BROADCAST, 1, red1.mac, red1.ip,
+                                                 "00:00:00:00:00:00", "10.0.0.99"))
+    assert all(e.port != "tapstranger" for e in broadcast.endings)
+
+
+def send_key(dst_mac: str) -> dict[str, int]:
+    from tunnelnet.packet.flowkey import extract_flow_key
+
+    return extract_flow_key(arp_frame("02:00:00:00:00:99", BROADCAST, 1, "02:00:00:00:00:99",
+                                      "10.0.0.99", "00:00:00:00:00:00", "10.0.0.11"), 0)
+
+
+def test_a_vlan_network_is_refused_naming_it() -> None:
+    doc = {
+        "hypervisor": [{"name": "hv1", "ip": "192.0.2.1"}],
+        "tenant": [{"name": "t1"}],
+        "network": [{"name": "phys", "tenant": "t1", "type": "vlan", "cidr": "10.0.0.0/24"}],
+    }
+    with pytest.raises(SimError, match="phys"):
+        SimLab(parse(doc))
