@@ -9,7 +9,7 @@ on every change and applies the difference, so there is no incremental state to 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from tunnelnet.agent import br_int, br_tun
 from tunnelnet.agent.flowmod import FlowMod
@@ -26,6 +26,23 @@ class AgentConfig:
     tunnel_types: frozenset[str] = frozenset({"vxlan"})
     l2pop: bool = False
     arp_responder: bool = False
+    # physical network -> the bridge that reaches it, for VLAN and flat networks
+    bridge_mappings: Mapping[str, str] = field(default_factory=dict)
+
+    def __hash__(self) -> int:  # the mapping is never mutated; hash what identifies us
+        return hash((self.host, self.tunnel_ip, self.tunnel_types, self.l2pop,
+                     self.arp_responder, tuple(sorted(self.bridge_mappings.items()))))
+
+    def carries(self, network: Network) -> bool:
+        """Tunnel networks of our tunnel types, provider networks of a mapped physnet."""
+        if network.network_type in TUNNEL_NETWORK_TYPES:
+            return network.network_type in self.tunnel_types and network.segment is not None
+        if network.network_type == "vlan":
+            return network.physical_network in self.bridge_mappings and \
+                network.segment is not None
+        if network.network_type == "flat":
+            return network.physical_network in self.bridge_mappings
+        return False
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +72,7 @@ def plan_bindings(conf: AgentConfig, view: CloudView, vnics: Iterable[Vnic]
         port = view.ports.get(vnic.iface_id or "")
         network = view.networks.get(port.network_id) if port else None
         if port is None or network is None or port.host != conf.host or \
-                network.network_type not in conf.tunnel_types or network.segment is None:
+                not conf.carries(network):
             dead.append(vnic)
             continue
         bound.append(Binding(vnic, port, network))
@@ -147,7 +164,8 @@ def br_tun_flows(conf: AgentConfig, view: CloudView, *, cookie: int, patch_int_o
         if kind in TUNNEL_NETWORK_TYPES:
             flows.append(br_tun.tunnel_port(kind, ofport))
     for network in sorted(local_networks, key=lambda n: local_vlans[n.id]):
-        if network.segment is None:  # plan_bindings admits only segmented networks
+        # VLAN and flat networks leave through their physical bridge, never a tunnel
+        if network.segment is None or network.network_type not in TUNNEL_NETWORK_TYPES:
             continue
         vid = local_vlans[network.id]
         peers = peer_hosts_for_network(conf, view, network)

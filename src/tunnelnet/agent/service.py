@@ -15,10 +15,11 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from tunnelnet.agent import desired
+from tunnelnet.agent import br_phys, desired
 from tunnelnet.agent.applier import FlowApplier
 from tunnelnet.agent.backend import BackendError, SwitchBackend, SwitchPort
 from tunnelnet.agent.controller import Controller, ControllerCache, ResyncRequired
+from tunnelnet.agent.flowmod import FlowMod
 from tunnelnet.agent.local_vlan import LocalVlanManager
 from tunnelnet.agent.tables import DEAD_VLAN, IntTable
 from tunnelnet.agent.tunnels import parse_tunnel_port_name
@@ -64,6 +65,7 @@ class Agent:
         self.lvm = LocalVlanManager()
         self.int_flows = FlowApplier(backend, BR_INT, self.cookie)
         self.tun_flows = FlowApplier(backend, BR_TUN, self.cookie)
+        self.phys_flows: dict[str, FlowApplier] = {}
         self.stats = AgentStats()
         self._synced = False
         self._registered = False
@@ -79,7 +81,39 @@ class Agent:
         self.backend.ensure_bridge(BR_TUN, fail_secure=True)
         self.backend.add_port(BR_INT, PATCH_TUN, type="patch", options={"peer": PATCH_INT})
         self.backend.add_port(BR_TUN, PATCH_INT, type="patch", options={"peer": PATCH_TUN})
+        for bridge in sorted(set(self.conf.bridge_mappings.values())):
+            # the operator made the physical bridge and put the uplink on it (as in Neutron);
+            # we only join it to br-int
+            self.backend.ensure_bridge(bridge, fail_secure=True)
+            int_patch, phy_patch = br_phys.int_patch_name(bridge), br_phys.phy_patch_name(bridge)
+            self.backend.add_port(BR_INT, int_patch, type="patch", options={"peer": phy_patch})
+            self.backend.add_port(bridge, phy_patch, type="patch", options={"peer": int_patch})
         self._bridges_ready = True
+
+    def _provider_flows(self, bindings: list[desired.Binding], local_vlans: dict[str, int],
+                        int_ports: list[SwitchPort]) -> list[FlowMod]:
+        """Program each physical bridge; returns the flows br-int needs for them."""
+        int_ofports = {p.name: p.ofport for p in int_ports}
+        int_flows: list[FlowMod] = []
+        for physnet, bridge in sorted(self.conf.bridge_mappings.items()):
+            int_patch = int_ofports.get(br_phys.int_patch_name(bridge))
+            phy_patch = next((p.ofport for p in self.backend.list_ports(bridge)
+                              if p.name == br_phys.phy_patch_name(bridge)), None)
+            if int_patch is None or phy_patch is None:
+                continue
+            nets = {b.network.id: b.network for b in bindings
+                    if b.network.physical_network == physnet
+                    and b.network.network_type in ("vlan", "flat")}
+            phys = br_phys.phys_default_flows(phy_patch)
+            int_flows += br_phys.int_default_flows(int_patch)
+            for net in nets.values():
+                vid = local_vlans[net.id]
+                phys.append(br_phys.outbound(phy_patch, vid, net.network_type, net.segment))
+                int_flows.append(br_phys.inbound(int_patch, vid, net.network_type, net.segment))
+            applier = self.phys_flows.setdefault(bridge, FlowApplier(self.backend, bridge,
+                                                                     self.cookie))
+            applier.apply(phys)
+        return int_flows
 
     def _switch_restarted(self) -> bool:
         """The canary flow of br-int is gone: the switch lost its flows."""
@@ -108,21 +142,23 @@ class Agent:
         elif self._switch_restarted():
             log.warning("br-int lost its flows (switch restart?): reprogramming everything")
             self.stats.switch_resets += 1
-            self.int_flows.forget()
-            self.tun_flows.forget()
+            for applier in (self.int_flows, self.tun_flows, *self.phys_flows.values()):
+                applier.forget()
             self._ensure_bridges()
         int_ports = self.backend.list_ports(BR_INT)
         if not self.lvm.items():
             self._restore_local_vlans(int_ports)
         vnics = [Vnic(p.name, p.ofport, p.external_ids.get("iface-id"),
                       p.external_ids.get("attached-mac"))
-                 for p in int_ports if p.name != PATCH_TUN and p.ofport > 0]
+                 for p in int_ports if p.name != PATCH_TUN and p.ofport > 0
+                 and p.type != "patch"]
         view = self.cache.view()
         bound, dead = desired.plan_bindings(self.conf, view, vnics)
         local_vlans = desired.assign_local_vlans(self.lvm, bound)
         current_tags = {p.name: p.tag for p in int_ports}
+        provider = self._provider_flows(bound, local_vlans, int_ports)
         # dead ports first: an unbound vNIC must never sit on a live VLAN
-        self.int_flows.apply(desired.br_int_flows(dead))
+        self.int_flows.apply([*desired.br_int_flows(dead), *provider])
         for name, tag in desired.port_tags(bound, dead, local_vlans).items():
             if current_tags.get(name) != tag:
                 self.backend.set_port_tag(BR_INT, name, tag)
@@ -214,8 +250,8 @@ class Agent:
         except BackendError as exc:
             log.warning("switch request failed (%s); will reprogram", exc)
             self._bridges_ready = False
-            self.int_flows.forget()
-            self.tun_flows.forget()
+            for applier in (self.int_flows, self.tun_flows, *self.phys_flows.values()):
+                applier.forget()
         self.stats.rounds += 1
 
     def run(self, stop: threading.Event) -> None:

@@ -102,13 +102,14 @@ def cli(ctx: click.Context, host: str | None, url: str, token: str, tunnel_ip: s
                                  "controller's knowledge of ports)", param_hint="--arp-responder")
     logging.basicConfig(filename=log_file, level=log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    mappings = _mappings(bridge_mappings)
     conf = AgentConfig(host=host, tunnel_ip=tunnel_ip, tunnel_types=types, l2pop=l2pop,
-                       arp_responder=arp_responder)
+                       arp_responder=arp_responder, bridge_mappings=mappings)
     client = Client(url, token)
     controller = HttpController(client, l2pop=l2pop, arp_responder=arp_responder)
     agent = Agent(conf, controller, _backend(switch_kind, rundir.absolute(), ovs_rundir),
                   timers=AgentTimers(poll_interval=poll_interval),
-                  bridge_mappings=_mappings(bridge_mappings))
+                  bridge_mappings=mappings)
     stop = threading.Event()
 
     def _on_signal(signum: int, _frame: FrameType | None) -> None:

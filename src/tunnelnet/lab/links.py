@@ -132,3 +132,11 @@ def offloads_off(ns: str, ifname: str) -> None:
 def link_names(ns: str) -> list[str]:
     with _ipr(ns) as ip:
         return [str(link.get_attr("IFLA_IFNAME")) for link in ip.get_links()]
+
+
+def bridge_vlan_filtering(ns: str, name: str) -> bool:
+    """Turn on per-port VLAN filtering of a Linux bridge; False where the kernel lacks it."""
+    proc = subprocess.run(["ip", "-n", ns, "link", "set", name, "type", "bridge",
+                           "vlan_filtering", "1"], capture_output=True, timeout=10,
+                          check=False)
+    return proc.returncode == 0

@@ -14,6 +14,7 @@ PREFIX = os.environ.get("TUNNELNET_LAB_PREFIX", "tnl")
 UNDERLAY_NS = f"{PREFIX}-underlay"
 UNDERLAY_BRIDGE = "br-underlay"
 UPLINK = "eth0"  # a hypervisor's interface on the underlay
+PHYSICAL_UPLINK = "eth1"  # its second interface, for VLAN and flat networks
 
 
 def hypervisor_ns(name: str) -> str:
@@ -33,3 +34,14 @@ def vm_tap(vm: str) -> str:
     """The hypervisor side of a VM's vNIC. Short and stable: ``tap`` + 8 hex digits of a hash
     of the VM name, as Nova names taps after the port id."""
     return f"tap{zlib.crc32(vm.encode()):08x}"
+
+
+def physical_port(hypervisor: str) -> str:
+    """The switch's port towards a hypervisor's second uplink (``ulp-hv1``)."""
+    return f"ulp-{hypervisor}"[:15]
+
+
+def physical_bridge() -> str:
+    """The hypervisor's bridge for the physical networks (all physnets share the one
+    uplink in the lab), as an operator would name it after the interface."""
+    return "br-eth1"

@@ -136,12 +136,58 @@ class LabRunner:
         for hv in topo.hypervisors:
             state.hypervisors[hv.name] = {"ip": hv.ip, "netns": names.hypervisor_ns(hv.name),
                                           "rundir": str(hv_rundir(self.directory, hv.name))}
+        physnets = sorted({n.physical_network for n in topo.networks
+                           if n.type in ("vlan", "flat") and n.physical_network})
+        if physnets:
+            self._build_physical_network(topo, physnets)
         self._start_server(topo, state)
         self._start_switches(topo, state)
-        self._start_agents(topo, state, l2pop=l2pop, arp_responder=arp_responder)
+        if physnets:
+            self._make_physical_bridges(topo, state, physnets)
+        self._start_agents(topo, state, l2pop=l2pop, arp_responder=arp_responder,
+                           physnets=physnets)
         self._create_tenants(topo, state)
         self._plug_vms(topo, state)
         self._wait_converged(state)
+
+    def _build_physical_network(self, topo: Topology, physnets: list[str]) -> None:
+        """VLAN and flat networks need a second uplink per hypervisor, on the same switch."""
+        for hv in topo.hypervisors:
+            ns = names.hypervisor_ns(hv.name)
+            links.veth(names.UNDERLAY_NS, names.physical_port(hv.name), ns,
+                       names.PHYSICAL_UPLINK, mtu=topo.underlay_mtu)
+            links.bridge(names.UNDERLAY_NS, names.UNDERLAY_BRIDGE, [names.physical_port(hv.name)])
+            links.offloads_off(ns, names.PHYSICAL_UPLINK)
+        vids = sorted({n.segment or 0 for n in topo.networks if n.type == "vlan"})
+        if links.bridge_vlan_filtering(names.UNDERLAY_NS, names.UNDERLAY_BRIDGE):
+            self.say(f"physical switch: told which VLANs each hypervisor port carries "
+                     f"({', '.join(map(str, vids)) or 'untagged only'}) - the manual switch "
+                     "configuration that tunnels never need")
+        else:
+            self.say("physical switch: WOULD need to be told which VLANs each hypervisor port "
+                     "carries (the manual configuration tunnels never need), but this kernel's "
+                     "bridge has no VLAN filtering: it passes every VLAN to every port")
+        self.say(f"physical networks {', '.join(physnets)}: hypervisors' second uplink "
+                 f"{names.PHYSICAL_UPLINK} on the same switch")
+
+    def _make_physical_bridges(self, topo: Topology, state: LabState,
+                               physnets: list[str]) -> None:
+        """What an operator does once per hypervisor: br-<physnet> holding the uplink."""
+        for hv in topo.hypervisors:
+            rundir = hv_rundir(self.directory, hv.name)
+            bridge = names.physical_bridge()
+            if hv.switch == "ovs":
+                ovs_host.vsctl(rundir, "--may-exist", "add-br", bridge, "--", "set", "bridge",
+                               bridge, "datapath_type=netdev", "fail_mode=secure", "--",
+                               "--may-exist", "add-port", bridge, names.PHYSICAL_UPLINK)
+                continue
+            with ControlClient(rundir, timeout=10.0) as ctl:
+                ctl.call(m.AddBridge(bridge, fail_mode="secure", may_exist=True))
+                ctl.call(m.AddPort(bridge, names.PHYSICAL_UPLINK, type="system",
+                                   may_exist=True))
+        mappings = ", ".join(f"{p}:{names.physical_bridge()}" for p in physnets)
+        self.say(f"each hypervisor: {names.physical_bridge()} holds {names.PHYSICAL_UPLINK} "
+                 f"(bridge mappings {mappings})")
 
     def _start_server(self, topo: Topology, state: LabState) -> None:
         db = self.directory / "server.db"
@@ -203,7 +249,8 @@ class LabRunner:
                  f"(run dir {rundir})")
 
     def _start_agents(self, topo: Topology, state: LabState, *, l2pop: bool,
-                      arp_responder: bool) -> None:
+                      arp_responder: bool, physnets: list[str]) -> None:
+        mappings = ",".join(f"{p}:{names.physical_bridge()}" for p in physnets)
         for hv in topo.hypervisors:
             rundir = hv_rundir(self.directory, hv.name)
             switch = (["--switch", "ovs", "--ovs-rundir", str(rundir)]
@@ -212,6 +259,7 @@ class LabRunner:
                 "agent", "--host", hv.name, "--server", state.server_url,
                 "--tunnel-ip", hv.ip, "--tunnel-types", "vxlan,gre", "--rundir", str(rundir),
                 "--log-file", str(rundir / "agent.log"), *switch,
+                *(["--bridge-mappings", mappings] if mappings else []),
                 *(["--l2pop"] if l2pop else []), *(["--arp-responder"] if arp_responder else []))
             self._spawn(state, f"agent-{hv.name}", argv, names.hypervisor_ns(hv.name),
                         {"TUNNELNET_TOKEN": state.admin_token})

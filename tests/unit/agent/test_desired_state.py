@@ -105,3 +105,36 @@ def test_network_with_no_reachable_peer_floods_nowhere() -> None:
     # no flood entry at all: table 22's miss flow drops the network's broadcasts
     assert [f for f in flows if f.table == 22] == [f for f in flows if f.table == 22
                                                   and f.priority == 0 and f.actions == "drop"]
+
+
+def test_vlan_network_is_carried_only_when_its_physical_network_is_mapped() -> None:
+    vlan = Network("net-v", "vlan", 1100, physical_network="physnet1")
+    other = Network("net-w", "vlan", 1200, physical_network="physnet2")
+    flat = Network("net-f", "flat", None, physical_network="physnet1")
+    view = CloudView(networks={n.id: n for n in (vlan, other, flat)},
+                     ports={"p1": Port("p1", "net-v", "fa:16:3e:00:00:01", host="hv1"),
+                            "p2": Port("p2", "net-w", "fa:16:3e:00:00:02", host="hv1"),
+                            "p3": Port("p3", "net-f", "fa:16:3e:00:00:03", host="hv1")})
+    conf = AgentConfig("hv1", "192.0.2.1", bridge_mappings={"physnet1": "br-eth1"})
+    bound, dead = plan_bindings(conf, view, [Vnic("t1", 1, "p1"), Vnic("t2", 2, "p2"),
+                                             Vnic("t3", 3, "p3")])
+    assert sorted(b.vnic.name for b in bound) == ["t1", "t3"]
+    assert [v.name for v in dead] == ["t2"]  # physnet2 is not reachable from this host
+    # provider networks never show up in br-tun
+    flows = br_tun_flows(conf, view, cookie=1, patch_int_ofport=1,
+                         local_networks=[b.network for b in bound],
+                         local_vlans={"net-v": 1, "net-f": 2}, tunnel_ofports={})
+    assert not any(f.table in (3, 4, 22) and f.priority == 1 for f in flows)
+
+
+def test_provider_flows_translate_local_vlan_to_the_provider_vlan_and_back() -> None:
+    from tunnelnet.agent import br_phys
+
+    out = br_phys.outbound(phy_patch_ofport=2, local_vid=1, network_type="vlan", segment=1100)
+    back = br_phys.inbound(int_patch_ofport=5, local_vid=1, network_type="vlan", segment=1100)
+    assert out.add_text() == ("table=0,priority=4,in_port=2,dl_vlan=1 "
+                              "actions=mod_vlan_vid:1100,NORMAL")
+    assert back.add_text() == ("table=0,priority=3,in_port=5,dl_vlan=1100 "
+                               "actions=mod_vlan_vid:1,resubmit(,60)")
+    flat = br_phys.inbound(int_patch_ofport=5, local_vid=2, network_type="flat", segment=None)
+    assert flat.match == "in_port=5,vlan_tci=0x0000/0x1fff"

@@ -1,0 +1,84 @@
+"""VLAN networks beside tunnels (examples/vlan-vs-tunnel.toml): the agent joins br-int to the
+physical bridge from --bridge-mappings and translates local VLAN <-> provider VLAN, as Neutron
+does. On the physical wire the VLAN tenant's frames carry its 802.1Q id and nothing else does;
+the tunnel tenant, with the very same addresses, never appears there untunnelled."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from support.tools import require_tool
+
+pytestmark = pytest.mark.netns
+
+TOPOLOGY = Path(__file__).resolve().parents[2] / "examples" / "vlan-vs-tunnel.toml"
+PREFIX = f"tnv{os.getpid() % 10000}"
+
+
+def _lab(lab_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "tunnelnet", "lab", *args],
+                          capture_output=True, text=True, timeout=240, check=False,
+                          env={**os.environ, "TUNNELNET_LAB_PREFIX": PREFIX,
+                               "TUNNELNET_LAB_DIR": str(lab_dir)})
+
+
+@pytest.fixture(scope="module")
+def lab_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    directory = tmp_path_factory.mktemp("vlanlab")
+    up = _lab(directory, "up", str(TOPOLOGY))
+    try:
+        assert up.returncode == 0, up.stdout + up.stderr
+        # the lab says what a physical switch would have to be told
+        assert "VLAN" in up.stderr and "physical switch" in up.stderr
+        yield directory
+    finally:
+        down = _lab(directory, "down")
+        assert down.returncode == 0, down.stdout + down.stderr
+
+
+def test_vlan_and_tunnel_tenants_reach_their_own_and_nothing_else(lab_dir: Path) -> None:
+    verify = _lab(lab_dir, "verify", "--json")
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    pairs = json.loads(verify.stdout)["pairs"]
+    assert len(pairs) == 12
+    for pair in pairs:
+        assert pair["reached"] == (pair["src"][:3] == pair["dst"][:3]), pair
+
+
+def test_physical_wire_carries_only_the_vlan_tenant_with_its_provider_vlan(
+        lab_dir: Path) -> None:
+    require_tool("tshark")
+    state = json.loads((lab_dir / "state.json").read_text())
+    pcap = lab_dir / "physical.pcap"
+    capture = subprocess.Popen(["ip", "netns", "exec", f"{PREFIX}-underlay", "tcpdump", "-i",
+                                "ulp-hv1", "-U", "-w", str(pcap), "-c", "5000"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(1.0)
+        for src, dst in (("old1", "old2"), ("new1", "new2")):
+            ns, ip = state["vms"][src]["netns"], state["vms"][dst]["ip"]
+            subprocess.run(["ip", "netns", "exec", ns, "ping", "-c3", "-i0.2", "-W1", ip],
+                           capture_output=True, timeout=30, check=True)
+    finally:
+        time.sleep(0.5)
+        capture.terminate()
+        capture.wait(timeout=10)
+    out = subprocess.run(["tshark", "-r", str(pcap), "-T", "fields", "-E", "separator=|",
+                          "-e", "vlan.id", "-e", "eth.src", "-e", "icmp.type"],
+                         capture_output=True, text=True, timeout=60, check=True).stdout
+    rows = [line.split("|") for line in out.splitlines() if line]
+    old_macs = {state["vms"][v]["mac"] for v in ("old1", "old2")}
+    new_macs = {state["vms"][v]["mac"] for v in ("new1", "new2")}
+    assert rows, "nothing captured on the physical network"
+    assert {vid for vid, _src, _icmp in rows} == {"1100"}  # every frame tagged, one VLAN
+    assert {src for _vid, src, _icmp in rows} <= old_macs
+    assert not ({src for _vid, src, _icmp in rows} & new_macs)
+    assert any(icmp == "8" for _vid, _src, icmp in rows)  # the echo requests went this way
