@@ -71,6 +71,25 @@ def down(directory: Path) -> None:
     click.echo("lab is down: nothing left behind")
 
 
+@cli.command("add-vm")
+@click.argument("name")
+@click.option("--network", required=True, help="Network (by its name in the topology).")
+@click.option("--hypervisor", required=True, help="Hypervisor to boot it on.")
+@click.option("--ip", default=None, help="Fixed address (default: the next free one).")
+@click.pass_obj
+def add_vm(directory: Path, name: str, network: str, hypervisor: str, ip: str | None) -> None:
+    """Boot one more VM in the running lab: a port on the controller, a namespace, a vNIC on
+    br-int. Watch the agents program it (and, with l2pop, tunnels appear)."""
+    _need_root("lab add-vm")
+    from tunnelnet.lab.runner import LabRunner
+    from tunnelnet.lab.topology import Vm
+
+    runner = LabRunner(directory, _say)
+    tenant = str(runner.file.load().networks.get(network, {}).get("tenant", ""))
+    vm = runner.add_vm(Vm(name, tenant, network, hypervisor, ip))
+    click.echo(f"{vm.name}: {vm.ip} {vm.mac} on {vm.hypervisor} ({vm.tenant}/{vm.network})")
+
+
 @cli.command("stop")
 @click.argument("daemon")
 @click.pass_obj

@@ -25,7 +25,7 @@ from tunnelnet.datapath.control import ControlClient, socket_path
 from tunnelnet.errors import TunnelnetError
 from tunnelnet.lab import fabric, links, names, ovs_host, processes
 from tunnelnet.lab.state import LabState, LabStateError, ProcessRecord, StateFile, VmRecord
-from tunnelnet.lab.topology import Topology, load
+from tunnelnet.lab.topology import Topology, Vm, load
 
 log = logging.getLogger(__name__)
 
@@ -298,26 +298,41 @@ class LabRunner:
     def _plug_vms(self, topo: Topology, state: LabState) -> None:
         with self.client(state) as api:
             for vm in topo.vms:
-                net = state.networks[vm.network]
-                fixed = [{"subnet_id": net["subnet_id"], **({"ip_address": vm.ip}
-                                                            if vm.ip else {})}]
-                port = api.create("port", network_id=net["id"], project_id=vm.tenant,
-                                  name=vm.name, device_id=vm.name, device_owner="compute:lab",
-                                  fixed_ips=fixed, **{"binding:host_id": vm.hypervisor})
-                ip = port["fixed_ips"][0]["ip_address"]
-                prefix = ip_network(net["cidr"]).prefixlen
-                mtu = int(net["mtu"] or 1450)
-                record = self._record_netns(state)
-                tap = fabric.build_vm(vm.name, vm.hypervisor, record, mtu=mtu, ip=ip,
-                                      prefixlen=prefix, mac=port["mac_address"])
-                state.vms[vm.name] = VmRecord(
-                    name=vm.name, tenant=vm.tenant, network=vm.network,
-                    hypervisor=vm.hypervisor, netns=names.vm_ns(vm.name), port_id=port["id"],
-                    mac=port["mac_address"], ip=ip, mtu=mtu, tap=tap)
-                self.file.save(state)
-                self._plug(state, vm.hypervisor, tap, port["id"], port["mac_address"])
-                self.say(f"{vm.hypervisor}: VM {vm.name} ({vm.tenant}/{vm.network}) "
-                         f"{ip} {port['mac_address']} on {tap}")
+                self._boot_vm(api, state, vm)
+
+    def _boot_vm(self, api: Client, state: LabState, vm: Vm) -> VmRecord:
+        """What Nova and the operator do for one VM: a port on the controller bound to the
+        hypervisor, a VM namespace with the port's MAC and address, the vNIC on br-int."""
+        if vm.name in state.vms:
+            raise LabStateError(f"the lab already has a VM named {vm.name!r}")
+        net = state.networks.get(vm.network)
+        if net is None or vm.hypervisor not in state.hypervisors:
+            raise LabStateError(f"VM {vm.name}: unknown network {vm.network!r} or hypervisor "
+                                f"{vm.hypervisor!r}")
+        fixed = [{"subnet_id": net["subnet_id"], **({"ip_address": vm.ip} if vm.ip else {})}]
+        port = api.create("port", network_id=net["id"], project_id=vm.tenant, name=vm.name,
+                          device_id=vm.name, device_owner="compute:lab", fixed_ips=fixed,
+                          **{"binding:host_id": vm.hypervisor})
+        ip = port["fixed_ips"][0]["ip_address"]
+        prefix = ip_network(net["cidr"]).prefixlen
+        mtu = int(net["mtu"] or 1450)
+        tap = fabric.build_vm(vm.name, vm.hypervisor, self._record_netns(state), mtu=mtu,
+                              ip=ip, prefixlen=prefix, mac=port["mac_address"])
+        record = VmRecord(name=vm.name, tenant=vm.tenant, network=vm.network,
+                          hypervisor=vm.hypervisor, netns=names.vm_ns(vm.name),
+                          port_id=port["id"], mac=port["mac_address"], ip=ip, mtu=mtu, tap=tap)
+        state.vms[vm.name] = record
+        self.file.save(state)
+        self._plug(state, vm.hypervisor, tap, port["id"], port["mac_address"])
+        self.say(f"{vm.hypervisor}: VM {vm.name} ({vm.tenant}/{vm.network}) "
+                 f"{ip} {port['mac_address']} on {tap}")
+        return record
+
+    def add_vm(self, vm: Vm) -> VmRecord:
+        """Boot one more VM in a running lab (its tenant is its network's)."""
+        state = self.file.load()
+        with self.client(state) as api:
+            return self._boot_vm(api, state, vm)
 
     def _plug(self, state: LabState, hypervisor: str, tap: str, port_id: str, mac: str) -> None:
         """What Nova does: the vNIC joins br-int, named by its controller port's id."""
