@@ -12,6 +12,7 @@ declare -A wanted=(
   [iperf3]=iperf3
   [ovs-vswitchd]=openvswitch-switch
   [ping]=iputils-ping
+  [chromium]=chromium  # the browser Playwright drives in the web page test
 )
 
 missing=()
