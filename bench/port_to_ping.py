@@ -31,6 +31,10 @@ def _first_ping(ns: str, ip: str, started: float, deadline: float) -> float | No
     return None
 
 
+def _ping_into(result: list[float | None], ns: str, ip: str, started: float) -> None:
+    result.append(_first_ping(ns, ip, started, started + 30))
+
+
 def measure(runs: int, l2pop: bool) -> list[float]:
     from tunnelnet.lab.runner import LabRunner
     from tunnelnet.lab.topology import Vm
@@ -47,8 +51,7 @@ def measure(runs: int, l2pop: bool) -> list[float]:
             result: list[float | None] = []
             started = time.monotonic()
             # pinging starts with the port create; the VM exists moments later
-            pinger = threading.Thread(target=lambda: result.append(
-                _first_ping(src.netns, ip, started, started + 30)))
+            pinger = threading.Thread(target=_ping_into, args=(result, src.netns, ip, started))
             pinger.start()
             runner.add_vm(Vm(f"bench{i}", "red", "red-net", "hv2", ip))
             pinger.join()
