@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -376,3 +378,38 @@ def test_runs_inside_a_given_namespace_and_switches_real_veths() -> None:
             assert mac_b in fdb
         listed = run(["ip", "netns", "list"]).stdout.split()
         assert sw in listed
+
+
+CHILD = """
+import sys, time
+sys.path.insert(0, sys.argv[1])
+from support.ovs import OvsSwitch
+switch = OvsSwitch()
+switch.start()
+print(switch.netns, switch.rundir, *(p.pid for p in switch._procs), flush=True)
+time.sleep(120)
+"""
+
+
+@pytest.mark.interop
+@pytest.mark.root
+def test_a_test_process_killed_by_a_signal_leaves_nothing_after_the_next_start() -> None:
+    require_tool("ovs-vswitchd")
+    support_dir = str(Path(__file__).resolve().parents[1])
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD, support_dir], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert child.stdout is not None
+        netns, rundir, *pids = child.stdout.readline().split()
+    finally:
+        child.kill()  # SIGKILL: no teardown runs in the child
+        child.wait(timeout=10)
+    deadline = time.monotonic() + 10
+    while any(Path(f"/proc/{pid}").exists() for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(Path(f"/proc/{pid}").exists() for pid in pids), "daemons outlived the test"
+    with OvsSwitch():
+        listed = run(["ip", "netns", "list"]).stdout.split()
+        assert netns not in listed
+        assert not Path(rundir).exists()

@@ -50,9 +50,22 @@ TUN_IDS = (0x64, 0x65, 0x1234)  # below 2**24: a VXLAN VNI carries them unchange
 TP_PORTS = (22, 53, 80)
 PRIORITIES = (0, 1, 2, 3, 10, 100, 1000, 32768)
 OFPP_LOCAL = 65534
+PORT_NAMES = {
+    **{port: f"p{port}" for port in DUMMY_PORTS},
+    VXLAN_PORT: f"vxlan{VXLAN_PORT}",
+    GRE_PORT: f"gre{GRE_PORT}",
+}
 
 
 # --- flow tables -----------------------------------------------------------------------------
+
+
+def port_ref(draw: st.DrawFn, by_name: bool) -> str:
+    """A port by number, or (rich tables) sometimes by its name, as ovs-ofctl allows."""
+    port = draw(st.sampled_from(ALL_PORTS))
+    if by_name and draw(st.booleans()):
+        return PORT_NAMES[port]
+    return str(port)
 
 
 @st.composite
@@ -61,7 +74,7 @@ def matches(draw: st.DrawFn, rich: bool = False) -> str:
     # Few fields per match, so that packets hit flows and walk several tables.
     if draw(st.integers(0, 3)) == 0:
         return ""
-    family = draw(st.sampled_from(["any", "any", "any", "ip", "tcp", "udp", "arp"]))
+    family = draw(st.sampled_from(["any", "any", "any", "ip", "tcp", "udp", "arp", "icmp", "ipv6"]))
     if family == "ip":
         parts.append(draw(st.sampled_from(["ip", "dl_type=0x0800"])))
         if draw(st.booleans()):
@@ -75,6 +88,14 @@ def matches(draw: st.DrawFn, rich: bool = False) -> str:
             parts.append(f"tp_dst={draw(st.sampled_from(TP_PORTS))}")
         if draw(st.booleans()):
             parts.append(f"nw_dst={draw(st.sampled_from(CIDRS))}")
+    elif family == "icmp":
+        parts.append(draw(st.sampled_from(["icmp", "dl_type=0x0800,nw_proto=1"])))
+        if draw(st.booleans()):
+            parts.append(f"icmp_type={draw(st.sampled_from((0, 8)))}")
+    elif family == "ipv6":
+        parts.append(draw(st.sampled_from(["ipv6", "icmp6", "udp6,tp_dst=53", "dl_type=0x86dd"])))
+        if draw(st.booleans()):
+            parts.append(draw(st.sampled_from(["ipv6_dst=2001:db8::/64", "ipv6_src=2001:db8::1"])))
     elif family == "arp":
         parts.append(draw(st.sampled_from(["arp", "dl_type=0x0806"])))
         if draw(st.booleans()):
@@ -88,7 +109,7 @@ def matches(draw: st.DrawFn, rich: bool = False) -> str:
                 )
             )
     if draw(st.integers(0, 2)) == 0:
-        parts.append(f"in_port={draw(st.sampled_from(ALL_PORTS))}")
+        parts.append(f"in_port={port_ref(draw, rich)}")
     vlan = draw(st.sampled_from(["none", "none", "none", "vid", "untagged"]))
     if vlan == "vid":
         parts.append(f"dl_vlan={draw(st.sampled_from(VLANS))}")
@@ -151,7 +172,7 @@ def action_lists(draw: st.DrawFn, table: int, rich: bool = False) -> str:
     actions: list[str] = []
     for kind in draw(st.lists(st.sampled_from(choices), max_size=4)):
         if kind == "output":
-            actions.append(f"output:{draw(st.sampled_from(ALL_PORTS))}")
+            actions.append(f"output:{port_ref(draw, rich)}")
         elif kind == "resubmit":
             port = draw(st.sampled_from(("",) * 3 + (ALL_PORTS if rich else ())))
             actions.append(f"resubmit({port},{draw(st.sampled_from(later))})")
@@ -200,7 +221,7 @@ def packets(draw: st.DrawFn) -> Pkt:
     vlan = draw(st.sampled_from((None, None, *VLANS)))
     src = draw(st.sampled_from(MACS[:2]))
     dst = draw(st.sampled_from(MACS))
-    family = draw(st.sampled_from(["tcp", "udp", "arp", "other"]))
+    family = draw(st.sampled_from(["tcp", "udp", "arp", "icmp", "ipv6", "other"]))
     if family == "arp":
         arp = {
             "arp_op": 1,
@@ -212,6 +233,24 @@ def packets(draw: st.DrawFn) -> Pkt:
         return Pkt(in_port, src, dst, ETH_ARP, vlan, tun_id, arp=arp, label="arp")
     if family == "other":
         return Pkt(in_port, src, dst, 0x88CC, vlan, tun_id, label="lldp")
+    if family == "icmp":
+        icmp: dict[str, int | str] = {
+            "nw_src": "10.0.0.1",
+            "nw_dst": draw(st.sampled_from(IPS)),
+            "nw_proto": 1,
+            "icmp_type": draw(st.sampled_from((0, 8))),
+            "icmp_code": 0,
+        }
+        return Pkt(in_port, src, dst, 0x0800, vlan, tun_id, ip=icmp, label="icmp")
+    if family == "ipv6":
+        six: dict[str, int | str] = {
+            "ipv6_src": draw(st.sampled_from(("2001:db8::1", "2001:db8:1::1"))),
+            "ipv6_dst": draw(st.sampled_from(("2001:db8::2", "2001:db8:2::2"))),
+            "nw_proto": 17,
+            "tp_src": 40000,
+            "tp_dst": draw(st.sampled_from(TP_PORTS)),
+        }
+        return Pkt(in_port, src, dst, 0x86DD, vlan, tun_id, ip=six, label="udp6")
     ip: dict[str, int | str] = {
         "nw_src": "10.0.0.1",
         "nw_dst": draw(st.sampled_from(IPS)),

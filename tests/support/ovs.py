@@ -21,8 +21,10 @@ leaves with.
 
 from __future__ import annotations
 
+import ctypes
 import itertools
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -113,7 +115,7 @@ class OvsSwitch:
         self,
         *,
         netns: str | None = None,
-        timeout: float = 10.0,
+        timeout: float = 20.0,
         enable_dummy: bool = True,
     ) -> None:
         self.timeout = timeout
@@ -152,11 +154,12 @@ class OvsSwitch:
             raise
 
     def _start(self) -> None:
+        sweep_leftovers()
         if self._own_netns:
             self._run(["ip", "netns", "add", self.netns])
             self._netns_made = True
             self._run(["ip", "-n", self.netns, "link", "set", "lo", "up"])
-        self.rundir = Path(tempfile.mkdtemp(prefix="tn-ovs-"))
+        self.rundir = Path(tempfile.mkdtemp(prefix=f"tn-ovs-{os.getpid()}-"))
         rd = self.rundir
         self._run(["ovsdb-tool", "create", str(rd / "conf.db"), str(SCHEMA)])
         self._spawn(
@@ -201,6 +204,7 @@ class OvsSwitch:
                 stderr=subprocess.STDOUT,
                 env=self._env(),
                 start_new_session=True,
+                preexec_fn=_die_with_parent,
             )
         self._procs.append(proc)
 
@@ -541,6 +545,53 @@ class OvsSwitch:
                     dp.bridge, dp.ofport, dp.name, out.vlan, None, out.eth_src, out.eth_dst, out.arp
                 )
         raise OvsError(f"datapath port {out.dp_port} is in no bridge of dpif/show")
+
+
+_LEFTOVER_NETNS = re.compile(r"^tn-(\d+)-ovs\d+$")
+_LEFTOVER_DIR = re.compile(r"^tn-ovs-(\d+)-")
+
+
+def sweep_leftovers() -> None:
+    """Remove what an OvsSwitch of a process that died by a signal could not remove.
+
+    Only names this module makes (`tn-<pid>-ovsN` namespaces, `tn-ovs-<pid>-*` run dirs), only
+    when that pid is gone, and only empty namespaces; the daemons themselves already died with
+    their test process (PR_SET_PDEATHSIG).
+    """
+    listed = subprocess.run(
+        ["ip", "netns", "list"], capture_output=True, text=True, timeout=10, check=False
+    )
+    for line in listed.stdout.splitlines():
+        name = line.split()[0] if line.split() else ""
+        found = _LEFTOVER_NETNS.match(name)
+        if not found or Path(f"/proc/{found.group(1)}").exists():
+            continue
+        pids = subprocess.run(
+            ["ip", "netns", "pids", name], capture_output=True, text=True, timeout=10, check=False
+        )
+        if not pids.stdout.strip():
+            subprocess.run(
+                ["ip", "netns", "del", name], capture_output=True, timeout=10, check=False
+            )
+    tmp = Path(tempfile.gettempdir())
+    for entry in tmp.glob("tn-ovs-*"):
+        found = _LEFTOVER_DIR.match(entry.name)
+        if found and not Path(f"/proc/{found.group(1)}").exists():
+            shutil.rmtree(entry, ignore_errors=True)
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM it when the test process dies, however it dies.
+
+    A pytest killed by a signal runs no fixture teardown; without this its daemons would
+    live on. The setting survives exec (`ip netns exec` then the daemon), not a fork, and
+    the daemons run in the foreground, so it stays on the daemon itself.
+    """
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
 
 
 def find_binary(name: str) -> str:

@@ -15,6 +15,7 @@ from typing import Final
 
 ETH_IP: Final = 0x0800
 ETH_ARP: Final = 0x0806
+ETH_IPV6: Final = 0x86DD
 VLAN_CFI: Final = 0x1000
 
 
@@ -69,8 +70,9 @@ class Pkt:
             "dl_type": self.dl_type,
         }
         for name, value in (*self.ip.items(), *self.arp.items()):
-            key[name] = _to_int(name, value)
-        if self.dl_type == ETH_IP:
+            # ICMP type and code live in tp_src/tp_dst of the key, as in OVS.
+            key[_KEY_NAMES.get(name, name)] = _to_int(name, value)
+        if self.dl_type in (ETH_IP, ETH_IPV6):
             # ofproto/trace takes unnamed header fields as zero; so does this key.
             for name in ("nw_tos", "nw_ecn", "nw_ttl"):
                 key.setdefault(name, 0)
@@ -85,9 +87,19 @@ class Pkt:
         return f"{self.label or 'packet'} [{self.flow_text()}]"
 
 
+_KEY_NAMES: Final = {
+    "icmp_type": "tp_src",
+    "icmp_code": "tp_dst",
+    "icmpv6_type": "tp_src",
+    "icmpv6_code": "tp_dst",
+}
+
+
 def _to_int(name: str, value: int | str) -> int:
     if isinstance(value, int):
         return value
+    if name in ("ipv6_src", "ipv6_dst"):
+        return int(ipaddress.IPv6Address(value))
     if name in ("nw_src", "nw_dst", "arp_spa", "arp_tpa"):
         return ip_int(value)
     if name in ("arp_sha", "arp_tha"):
