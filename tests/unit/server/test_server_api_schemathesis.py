@@ -17,7 +17,7 @@ from support.controller import ADMIN_TOKEN, ServerProcess
 
 schemathesis = pytest.importorskip("schemathesis")
 
-EXAMPLES_PER_OPERATION = 20
+EXAMPLES_PER_OPERATION = 10
 
 
 def _check(case: Any) -> None:
