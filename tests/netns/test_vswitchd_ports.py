@@ -78,6 +78,26 @@ def test_vms_on_system_ports_talk_and_each_frame_is_received_once(
     assert 4 <= ports["tap1"]["rx_packets"] < 20  # ARP request + 3 echo requests (+ re-probes)
 
 
+def test_partial_checksums_of_a_sender_with_tx_offload_are_completed(
+        host: tuple[dict[str, str], Vswitchd]) -> None:
+    """vm1 leaves TCP checksums to the 'hardware' (tx checksum offload on, segmentation off):
+    the switch must finish them, or vm2 drops every segment and TCP never connects."""
+    require_tool("iperf3")
+    ns, _ = host
+    run(["ethtool", "-K", "eth0", "tx", "on"], netns=ns["vm1"])
+    server = subprocess.Popen(["ip", "netns", "exec", ns["vm2"], "iperf3", "-s", "-1"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(0.3)
+        proc = run(["iperf3", "-c", "10.0.0.2", "-n", "2M", "--connect-timeout", "3000", "-J"],
+                   netns=ns["vm1"], check=False, timeout=30)
+        assert proc.returncode == 0, proc.stdout[-400:]
+        assert json.loads(proc.stdout)["end"]["sum_received"]["bytes"] > 0
+    finally:
+        server.kill()
+        server.wait(5)
+
+
 def test_vlan_tagged_frames_keep_their_tag_through_trunk_ports(
         host: tuple[dict[str, str], Vswitchd]) -> None:
     """The kernel hands packet sockets frames with the 802.1Q tag taken out; a VM's tagged

@@ -21,6 +21,7 @@ from typing import Final
 
 from tunnelnet.datapath import netdev
 from tunnelnet.datapath.errors import PortError
+from tunnelnet.packet.checksum import internet_checksum
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,25 @@ ETH_TYPE_VLAN: Final = 0x8100
 _AUX: Final = struct.Struct("=IIIHHHH")
 _AUX_SPACE: Final = socket.CMSG_SPACE(_AUX.size)
 _TAG: Final = struct.Struct("!HH")
+PACKET_VNET_HDR: Final = 15
+# struct virtio_net_hdr (host byte order): flags, gso_type, hdr_len, gso_size, csum_start,
+# csum_offset
+_VNET: Final = struct.Struct("=BBHHHH")
+VIRTIO_NET_HDR_F_NEEDS_CSUM: Final = 1
+_UDP_CSUM_OFFSET: Final = 6
+
+
+def _finish_checksum(frame: bytes, start: int, offset: int) -> bytes:
+    """Complete a transport checksum the sender left partial (CHECKSUM_PARTIAL): the field
+    at ``start + offset`` holds the pseudo-header sum; the checksum covers ``frame[start:]``
+    (what the kernel's skb_checksum_help does before a frame leaves without offload)."""
+    at = start + offset
+    if at + 2 > len(frame) or start >= len(frame):
+        return frame  # nonsense offsets: leave the frame to the receiver's judgement
+    csum = internet_checksum(frame[start:])
+    if csum == 0 and offset == _UDP_CSUM_OFFSET:
+        csum = 0xFFFF  # a computed zero is sent as all ones in UDP (RFC 768)
+    return frame[:at] + csum.to_bytes(2, "big") + frame[at + 2:]
 PACKET_STATISTICS: Final = 6  # struct tpacket_stats {u32 packets, drops}; reading resets it
 
 TUNSETIFF: Final = 0x400454CA
@@ -147,9 +167,12 @@ class SystemPort(Port):
         # Protocol 0 at creation, ETH_P_ALL at bind: otherwise the socket queues frames of
         # every interface in the namespace between socket() and bind().
         sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+        # Sending has a socket of its own: the receiving one prefixes every frame with a
+        # virtio-net header (see receive()), which sends would then have to carry too.
+        tx = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _SOCKET_BUFFER)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _SOCKET_BUFFER)
+            tx.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _SOCKET_BUFFER)
             self._filter_outgoing = True
             try:
                 sock.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
@@ -162,14 +185,23 @@ class SystemPort(Port):
             # Frames we send go straight to the driver, not through the qdisc layer: a
             # switch port has no traffic shaping of its own, and it saves work per frame.
             with contextlib.suppress(OSError):
-                sock.setsockopt(SOL_PACKET, PACKET_QDISC_BYPASS, 1)
+                tx.setsockopt(SOL_PACKET, PACKET_QDISC_BYPASS, 1)
             sock.setsockopt(SOL_PACKET, PACKET_AUXDATA, 1)  # VLAN tags: see receive()
+            self._vnet = True
+            try:
+                sock.setsockopt(SOL_PACKET, PACKET_VNET_HDR, 1)  # partial checksums
+            except OSError:
+                self._vnet = False
             sock.bind((name, ETH_P_ALL))
+            tx.bind((name, 0))  # protocol 0: this one never receives
             sock.setblocking(False)
+            tx.setblocking(False)
         except OSError as exc:
             sock.close()
+            tx.close()
             raise PortError(f"system port {name!r}: cannot open AF_PACKET socket: {exc}") from None
         self._sock = sock
+        self._tx = tx
         self.refused_offloads = netdev.disable_offloads(name)
         # Frames longer than this are GSO/GRO super-frames from a sender with offloads on.
         self.max_frame = 0
@@ -197,17 +229,20 @@ class SystemPort(Port):
         return int(drops)
 
     def receive(self) -> list[bytes]:
-        """A burst of frames as they were on the wire.
+        """A burst of frames as they were on the wire, made complete.
 
         The kernel takes an 802.1Q tag out of the frame before a packet socket sees it (the
         tag travels as metadata, PACKET_AUXDATA), whatever the offload settings; we put it back,
-        or a VM's tagged traffic would silently lose its VLAN."""
+        or a VM's tagged traffic would silently lose its VLAN. A sender with transmit checksum
+        offload leaves TCP/UDP checksums unfinished (the virtio-net header says where); we
+        finish them, or the far end would drop every such segment."""
         frames: list[bytes] = []
         recvmsg = self._sock.recvmsg
         skip_outgoing = self._filter_outgoing
+        vnet = self._vnet
         for _ in range(BURST):
             try:
-                frame, ancillary, _flags, addr = recvmsg(_RECV_SIZE, _AUX_SPACE)
+                data, ancillary, _flags, addr = recvmsg(_RECV_SIZE, _AUX_SPACE)
             except BlockingIOError:
                 break
             except OSError:  # e.g. ENETDOWN: the interface went down under us
@@ -215,19 +250,22 @@ class SystemPort(Port):
                 break
             if skip_outgoing and addr[2] == PACKET_OUTGOING:
                 continue
-            for level, kind, data in ancillary:
-                if level == SOL_PACKET and kind == PACKET_AUXDATA and len(data) >= _AUX.size:
-                    status, _, _, _, _, tci, tpid = _AUX.unpack_from(data)
+            frame = data[_VNET.size:] if vnet else data
+            for level, kind, aux in ancillary:
+                if level == SOL_PACKET and kind == PACKET_AUXDATA and len(aux) >= _AUX.size:
+                    status, _, _, _, _, tci, tpid = _AUX.unpack_from(aux)
                     if status & TP_STATUS_VLAN_VALID:
                         if not status & TP_STATUS_VLAN_TPID_VALID:
                             tpid = ETH_TYPE_VLAN
                         frame = frame[:12] + _TAG.pack(tpid, tci) + frame[12:]
+            if vnet and data[0] & VIRTIO_NET_HDR_F_NEEDS_CSUM:
+                frame = _finish_checksum(frame, *_VNET.unpack_from(data)[4:6])
             frames.append(frame)
         return frames
 
     def send(self, frame: bytes) -> None:
         try:
-            self._sock.send(frame)
+            self._tx.send(frame)
         except OSError as exc:
             # a full queue (EAGAIN/ENOBUFS) is a drop, as on a NIC; anything else (the
             # interface went down or away, a frame over its MTU) is an error, never a crash
@@ -240,6 +278,7 @@ class SystemPort(Port):
 
     def close(self) -> None:
         self._sock.close()
+        self._tx.close()
 
 
 class InternalPort(Port):
