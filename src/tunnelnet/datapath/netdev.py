@@ -5,9 +5,11 @@ as the kernel holds them. With segmentation offloads on, a sender hands over 64 
 "super-frames" (TSO/GSO) and frames whose checksum is only partially filled in (tx checksum
 offload); with GRO/LRO on the receiving side, the kernel merges arriving segments into such
 super-frames before AF_PACKET sees them. None of those may be put on a wire or into a tunnel
-as they are, so the port asks for complete frames instead. The VM's end of a veth must do the
-same on its side (the lab and the tests do that), as a real hypervisor negotiates it with a
-guest's vNIC.
+as they are, so the port asks for complete frames instead. Frames arriving from the other end
+of a veth are shaped by that end's settings: partial checksums are finished by the system
+port (ports.py reads the virtio-net header), but segmentation (tso/gso) must be off on the
+VM's end (the lab and the tests do that), as a real hypervisor negotiates it with a guest's
+vNIC; a super-frame that still arrives is dropped and counted as oversize_frame.
 """
 
 from __future__ import annotations

@@ -279,7 +279,8 @@ class Switchboard:
         self._ratelog.warning(
             f"oversize:{port.name}",
             "%s: dropped a %d-byte frame (MTU %d): a GSO/GRO super-frame; turn off "
-            "tx/tso/gso offloads on the sender", port.name, len(frame), port.max_frame - 18)
+            "segmentation offloads (tso/gso) on the sender", port.name, len(frame),
+            port.max_frame - 18)
         return True
 
     def inject(self, port_name: str, frame: bytes) -> None:
