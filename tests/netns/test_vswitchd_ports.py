@@ -98,6 +98,29 @@ def test_partial_checksums_of_a_sender_with_tx_offload_are_completed(
         server.wait(5)
 
 
+def test_segmentation_super_frames_are_dropped_counted_and_logged(
+        host: tuple[dict[str, str], Vswitchd]) -> None:
+    """With TSO/GSO left on, vm1 hands over TCP frames far above the MTU; they must not be
+    forwarded (no wire carries them) and the drop must be visible, not silent."""
+    require_tool("iperf3")
+    ns, sw = host
+    run(["ethtool", "-K", "eth0", "tx", "on", "sg", "on", "tso", "on", "gso", "on"],
+        netns=ns["vm1"])
+    server = subprocess.Popen(["ip", "netns", "exec", ns["vm2"], "iperf3", "-s", "-1"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(0.3)
+        run(["timeout", "6", "iperf3", "-c", "10.0.0.2", "-t", "2", "--connect-timeout",
+             "2000"], netns=ns["vm1"], check=False, timeout=30)
+    finally:
+        server.kill()
+        server.wait(5)
+    drops = sw.call(m.DumpDrops("br0"))["bridges"]["br0"]
+    assert drops.get("oversize_frame", 0) > 0
+    assert sw.call(m.DumpPorts("br0", "tap1"))[0]["rx_dropped"] >= drops["oversize_frame"]
+    assert "GSO/GRO super-frame" in sw.log()
+
+
 def test_vlan_tagged_frames_keep_their_tag_through_trunk_ports(
         host: tuple[dict[str, str], Vswitchd]) -> None:
     """The kernel hands packet sockets frames with the 802.1Q tag taken out; a VM's tagged
