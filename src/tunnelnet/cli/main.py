@@ -33,6 +33,7 @@ _GROUPS: dict[str, str] = {
     "token": "tunnelnet.cli.token",
     "project": "tunnelnet.cli.project",
     "trace": "tunnelnet.cli.trace",
+    "web": "tunnelnet.cli.web",
 }
 
 
