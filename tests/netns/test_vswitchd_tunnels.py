@@ -220,6 +220,11 @@ def test_frame_too_big_for_the_underlay_is_dropped_counted_and_logged(site: Site
     ports = site.switches["hv1"].call(m.DumpPorts("br-tun", "2"))
     assert ports[0]["tx_dropped"] >= 2
     assert "exceeds the underlay MTU 1500" in site.switches["hv1"].log()
+    # and the trace says so before anyone loses a packet: outer IPv4 20 + UDP 8 + VXLAN 8
+    # (RFC 7348) or IPv4 20 + GRE 4 + key 4 (RFC 2890) must fit in the underlay's 1500
+    largest = 1500 - (36 if site.kind == "vxlan" else 28)
+    trace = site.switches["hv1"].ofctl("trace", "br-tun", "in_port=1,dl_vlan=1")
+    assert f"underlay MTU 1500: frames over {largest} bytes are dropped" in trace
 
 
 def test_packets_from_an_unknown_tunnel_peer_are_dropped_and_counted(site: Site) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 from tunnelnet import __version__
 from tunnelnet.datapath import messages as m
 from tunnelnet.datapath.errors import DatapathError
-from tunnelnet.datapath.ports import PortKind
+from tunnelnet.datapath.ports import PatchPort, PortKind
 from tunnelnet.datapath.switchboard import Switchboard
 from tunnelnet.datapath.tunnel import TunnelPort
 
@@ -107,8 +107,29 @@ class Service:
                 for p in sorted(ports, key=lambda p: p.ofport)]
 
     def _trace(self, r: m.TraceFlow) -> m.JSON:
-        trace = self.board.bridge(r.bridge).bridge.trace(r.flow)
-        return {"trace": trace.to_json(), "text": trace.to_text(explain=r.explain)}
+        state = self.board.bridge(r.bridge)
+        trace = state.bridge.trace(r.flow)
+        notes = []
+        for number in trace.outputs:
+            port = state.ports.get(number)
+            if isinstance(port, TunnelPort):
+                # the tables cannot know this: what the tunnel does to the frame, and the
+                # largest frame the underlay takes (the VXLAN MTU black hole made visible)
+                key = "flow (tun_id)" if port.key is None else str(port.key)
+                notes.append(
+                    f"port {number} ({port.name}): {port.kind.value} to {port.remote_ip}, key "
+                    f"{key}, +{port.overhead} bytes outside the frame; underlay MTU "
+                    f"{port.underlay_mtu}: frames over {port.underlay_mtu - port.overhead} "
+                    "bytes are dropped (mtu_exceeded)")
+            elif isinstance(port, PatchPort):
+                notes.append(f"port {number} ({port.name}): patch to {port.peer!r}; the "
+                             "packet continues there with the metadata cleared")
+        text = trace.to_text(explain=r.explain)
+        if notes:
+            text = text.rstrip("\n") + "\n\nDatapath:\n" + "".join(f"  {n}\n" for n in notes)
+        result = trace.to_json()
+        result["datapath"] = notes
+        return {"trace": result, "text": text}
 
     def _dump_drops(self, r: m.DumpDrops) -> m.JSON:
         names = [r.bridge] if r.bridge is not None else sorted(self.board.bridges)

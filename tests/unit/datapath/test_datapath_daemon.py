@@ -96,15 +96,18 @@ def test_del_flows_by_cookie_and_strict_leave_the_others(daemon: Vswitchd) -> No
 
 def test_text_outputs_have_the_open_vswitch_shapes(daemon: Vswitchd) -> None:
     _patch_pair(daemon)
-    trace = daemon.ofctl("trace", "br-int", "in_port=7,dl_dst=ff:ff:ff:ff:ff:ff")
+    daemon.call(m.AddPort("br-int", "vm", type="patch", options={"peer": "x"}, ofport=3))
+    trace = daemon.ofctl("trace", "br-int", "in_port=3,dl_dst=ff:ff:ff:ff:ff:ff")
     assert trace.startswith("Flow: ")  # ovs-appctl ofproto/trace layout
     assert 'bridge("br-int")' in trace and "Datapath actions:" in trace
-    ports = daemon.ofctl("dump-ports", "br-int").splitlines()
+    assert "port 7 (patch-tun): patch to 'patch-int'" in trace
+    ports = daemon.ofctl("dump-ports", "br-int", "7").splitlines()
     # ovs-ofctl dump-ports: a reply line, then rx and tx lines per port
     assert ports[0] == "OFPST_PORT reply: 1 ports"
     assert ports[1] == "  port  7: rx pkts=0, bytes=0, drop=0, errs=0, frame=0, over=0, crc=0"
     assert ports[2] == "           tx pkts=0, bytes=0, drop=0, errs=0, coll=0"
-    assert daemon.ofctl("dump-ports", "br-int", "--names").splitlines()[1].startswith(
+    assert daemon.ofctl("dump-ports", "br-int", "patch-tun", "--names").splitlines()[1
+                                                                          ].startswith(
         "  port patch-tun: rx")
     drops = daemon.ofctl("dump-drops")
     assert "bridge br-int:" in drops and "tunnel receive:" in drops
