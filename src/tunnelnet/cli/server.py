@@ -27,8 +27,7 @@ from tunnelnet.server import config as server_config
     type=click.Path(dir_okay=False),
     help="TOML settings file [env TUNNELNET_CONFIG].",
 )
-def cli(db: str | None, listen: str | None, unix_path: str | None,
-        config_file: str | None) -> None:
+def cli(db: str | None, listen: str | None, unix_path: str | None, config_file: str | None) -> None:
     """Run the controller: tenants, networks, subnets, ports and agents over HTTP.
 
     The admin token comes from TUNNELNET_ADMIN_TOKEN or the config file; without one, a token

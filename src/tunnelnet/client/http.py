@@ -186,6 +186,15 @@ class Client:
         item: Resource = response.json()[resource]
         return item
 
+    def create_many(
+        self, resource: str, items: Sequence[Mapping[str, Any]]
+    ) -> builtins.list[Resource]:
+        """Neutron's bulk create (networks, subnets, ports): one transaction, all or nothing."""
+        plural = PLURALS[resource]
+        response = self.request("POST", f"/v2.0/{plural}", {plural: [dict(i) for i in items]})
+        created: builtins.list[Resource] = response.json()[plural]
+        return created
+
     def update(self, resource: str, resource_id: str, **fields: Any) -> Resource:
         body = {resource: fields}
         response = self.request("PUT", f"/v2.0/{PLURALS[resource]}/{resource_id}", body)

@@ -25,6 +25,7 @@ from tunnelnet.server import agents, l2pop, networks, ports, projects, schemas, 
 from tunnelnet.server.auth import Caller, authenticate, new_token
 from tunnelnet.server.controller import (
     Controller,
+    create_many,
     list_resource,
     list_visible,
     public,
@@ -102,9 +103,10 @@ def _crud(
     fields: Sequence[str],
     create_body: type[BaseModel],
     update_body: type[BaseModel],
-    do_create: Callable[[Controller, Caller, Any], Doc],
+    do_create: Callable[..., Doc],
     do_update: Callable[[Controller, Caller, str, Any], Doc],
     do_delete: Callable[[Controller, Caller, str], None],
+    bulk: bool = False,
 ) -> None:
     """list / show / create / update / delete of one resource."""
     path = f"/v2.0/{plural}"
@@ -123,6 +125,14 @@ def _crud(
 
     def create(request: Request, body: Any, token: Token = None) -> Response:
         ctl, caller = _auth(request, token)
+        if bulk and hasattr(body, plural):
+            # Neutron's bulk form {"ports": [...]}: one transaction, all or nothing
+            items = [
+                item.model_dump(by_alias=True, exclude_unset=True, mode="python")
+                for item in getattr(body, plural)
+            ]
+            docs = create_many(ctl, caller, do_create, items, plural)
+            return JSONResponse({plural: [public(d) for d in docs]}, 201)
         return JSONResponse({singular: public(do_create(ctl, caller, _body(body, singular)))}, 201)
 
     def update(request: Request, item_id: str, body: Any, token: Token = None) -> Response:
@@ -136,7 +146,15 @@ def _crud(
         return Response(status_code=204)
 
     # the body models are only known here; FastAPI reads them from the annotations
-    create.__annotations__["body"] = _wrapper(f"{title}CreateRequest", singular, create_body)
+    one = _wrapper(f"{title}CreateRequest", singular, create_body)
+    if bulk:
+        definitions: dict[str, Any] = {plural: (list[create_body], ...)}  # type: ignore[valid-type]
+        many = create_model(
+            f"{title}BulkCreateRequest", __config__=ConfigDict(extra="forbid"), **definitions
+        )
+        create.__annotations__["body"] = one | many
+    else:
+        create.__annotations__["body"] = one
     update.__annotations__["body"] = _wrapper(f"{title}UpdateRequest", singular, update_body)
     tags: list[str | Enum] = [plural]
     app.get(path, tags=tags, summary=f"List {plural}")(list_)
@@ -351,14 +369,14 @@ def create_app(ctl: Controller) -> FastAPI:
     )
     app.state.ctl = ctl
     _install_error_handlers(app)
-    _crud(app, "network", "networks", networks.FIELDS, schemas.NetworkCreate,
-          schemas.NetworkUpdate, networks.create, networks.update, networks.delete)  # fmt: skip
-    _crud(app, "subnet", "subnets", subnets.FIELDS, schemas.SubnetCreate,
-          schemas.SubnetUpdate, subnets.create, subnets.update, subnets.delete)  # fmt: skip
-    _crud(app, "port", "ports", ports.FIELDS, schemas.PortCreate,
-          schemas.PortUpdate, ports.create, ports.update, ports.delete)  # fmt: skip
-    _crud(app, "project", "projects", projects.FIELDS, schemas.ProjectCreate,
-          schemas.ProjectUpdate, projects.create, projects.update, projects.delete)  # fmt: skip
+    for singular, module, create_body, update_body, bulk in (
+        ("network", networks, schemas.NetworkCreate, schemas.NetworkUpdate, True),
+        ("subnet", subnets, schemas.SubnetCreate, schemas.SubnetUpdate, True),
+        ("port", ports, schemas.PortCreate, schemas.PortUpdate, True),
+        ("project", projects, schemas.ProjectCreate, schemas.ProjectUpdate, False),
+    ):
+        _crud(app, singular, f"{singular}s", module.FIELDS, create_body, update_body,
+              module.create, module.update, module.delete, bulk=bulk)  # fmt: skip
     _agent_routes(app)
     _other_routes(app)
     _snapshot_routes(app)

@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from tunnelnet.server.auth import Caller, check_project_id
 from tunnelnet.server.config import ServerConfig
-from tunnelnet.server.errors import BadRequest, Forbidden, not_found
+from tunnelnet.server.errors import ApiError, BadRequest, Forbidden, not_found
 from tunnelnet.store.base import Doc, Store, Txn
 
 # resource name (singular) -> store kind; the REST path is the plural
@@ -36,6 +37,39 @@ class Controller:
     def now(self) -> str:
         """A timestamp as Neutron's API writes it (ISO 8601, UTC, seconds)."""
         return datetime.fromtimestamp(self.clock(), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@contextmanager
+def writing(ctl: Controller, txn: Txn | None) -> Iterator[Txn]:
+    """The given write transaction, or a new one committed at the end."""
+    if txn is not None:
+        yield txn
+        return
+    with ctl.store.write() as new:
+        yield new
+
+
+def create_many(
+    ctl: Controller,
+    caller: Caller,
+    create: Callable[[Controller, Caller, Any, Txn | None], Doc],
+    items: Sequence[Any],
+    plural: str,
+) -> list[Doc]:
+    """Neutron's bulk create: all in one transaction, all or nothing; an error names the
+    item (`ports[3]: ...`)."""
+    if not isinstance(items, list) or not items:
+        raise BadRequest(f"{plural} must be a non-empty list", "InvalidInput")
+    out = []
+    with ctl.store.write() as txn:
+        for index, item in enumerate(items):
+            try:
+                out.append(create(ctl, caller, item, txn))
+            except ApiError as exc:
+                exc.message = f"{plural}[{index}]: {exc.message}"
+                exc.args = (exc.message,)
+                raise
+    return out
 
 
 def public(doc: Doc) -> Doc:

@@ -30,6 +30,7 @@ from tunnelnet.server import agents, l2pop, networks, ports, projects, subnets, 
 from tunnelnet.server.auth import Caller, new_token
 from tunnelnet.server.controller import (
     Controller,
+    create_many,
     list_resource,
     list_visible,
     public,
@@ -110,6 +111,14 @@ class LocalClient:
                 return agents.register(self.ctl, self.caller, fields)[0]
             doc: Resource = _MODULES[resource].create(self.ctl, self.caller, fields)
             return public(doc)
+
+    def create_many(
+        self, resource: str, items: Sequence[Mapping[str, Any]]
+    ) -> builtins.list[Resource]:
+        with _as_client_errors():
+            docs = create_many(self.ctl, self.caller, _MODULES[resource].create,
+                               [dict(i) for i in items], f"{resource}s")  # fmt: skip
+        return [public(d) for d in docs]
 
     def update(self, resource: str, resource_id: str, **fields: Any) -> Resource:
         with _as_client_errors():

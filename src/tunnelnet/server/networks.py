@@ -6,10 +6,10 @@ from typing import Any
 
 from tunnelnet.server import ipam, macs, segments
 from tunnelnet.server.auth import Caller
-from tunnelnet.server.controller import Controller, get_visible, owner_project
+from tunnelnet.server.controller import Controller, get_visible, owner_project, writing
 from tunnelnet.server.errors import BadRequest, Conflict, Forbidden
 from tunnelnet.server.schemas import NetworkCreate, NetworkUpdate, parse
-from tunnelnet.store.base import Doc
+from tunnelnet.store.base import Doc, Txn
 
 KIND = "network"
 FIELDS = (
@@ -34,7 +34,8 @@ def _check_mtu(ctl: Controller, network_type: str, mtu: int | None) -> int:
     return mtu
 
 
-def create(ctl: Controller, caller: Caller, data: Any) -> Doc:
+def create(ctl: Controller, caller: Caller, data: Any, txn: Txn | None = None) -> Doc:
+    """Creates one; inside `txn` when given (a bulk create), else in its own transaction."""
     model, given = parse(NetworkCreate, data, KIND)
     asked = [k for k in PROVIDER if given.get(k) is not None]
     caller.require_writer("creating a network")
@@ -45,7 +46,7 @@ def create(ctl: Controller, caller: Caller, data: Any) -> Doc:
     mtu = _check_mtu(ctl, network_type, model.mtu)
     network_id = ctl.new_id()
     now = ctl.now()
-    with ctl.store.write() as txn:
+    with writing(ctl, txn) as txn:
         segment = segments.allocate(
             txn,
             ctl.config,

@@ -12,7 +12,7 @@ from typing import Any
 
 from tunnelnet.server import ipam, macs
 from tunnelnet.server.auth import Caller, Role
-from tunnelnet.server.controller import Controller, get_visible, owner_project
+from tunnelnet.server.controller import Controller, get_visible, owner_project, writing
 from tunnelnet.server.errors import BadRequest, Conflict, Forbidden
 from tunnelnet.server.schemas import PortCreate, PortUpdate, parse
 from tunnelnet.store.base import Doc, Txn
@@ -121,13 +121,14 @@ def _check_privileged(caller: Caller, given: dict[str, Any]) -> None:
         raise Forbidden(f"only admin may set {', '.join(asked)}")
 
 
-def create(ctl: Controller, caller: Caller, data: Any) -> Doc:
+def create(ctl: Controller, caller: Caller, data: Any, txn: Txn | None = None) -> Doc:
+    """Creates one; inside `txn` when given (a bulk create), else in its own transaction."""
     caller.require_writer("creating a port")
     model, given = parse(PortCreate, data, KIND)
     _check_privileged(caller, given)
     port_id = ctl.new_id()
     now = ctl.now()
-    with ctl.store.write() as txn:
+    with writing(ctl, txn) as txn:
         network = get_visible(txn, caller, "network", model.network_id)
         # admin (playing Nova) creates ports for the network's project unless told otherwise
         project = owner_project(caller, given, network["project_id"])

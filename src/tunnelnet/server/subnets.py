@@ -7,10 +7,10 @@ from typing import Any
 
 from tunnelnet.server import ipam
 from tunnelnet.server.auth import Caller
-from tunnelnet.server.controller import Controller, get_visible
+from tunnelnet.server.controller import Controller, get_visible, writing
 from tunnelnet.server.errors import BadRequest, Conflict
 from tunnelnet.server.schemas import SubnetCreate, SubnetUpdate, parse
-from tunnelnet.store.base import Doc
+from tunnelnet.store.base import Doc, Txn
 
 KIND = "subnet"
 FIELDS = (
@@ -61,13 +61,14 @@ def _plan(
     return net, None if gateway is None else str(gateway), pools
 
 
-def create(ctl: Controller, caller: Caller, data: Any) -> Doc:
+def create(ctl: Controller, caller: Caller, data: Any, txn: Txn | None = None) -> Doc:
+    """Creates one; inside `txn` when given (a bulk create), else in its own transaction."""
     caller.require_writer("creating a subnet")
     model, given = parse(SubnetCreate, data, KIND)
     net, gateway, pools = _plan(model, given)
     subnet_id = ctl.new_id()
     now = ctl.now()
-    with ctl.store.write() as txn:
+    with writing(ctl, txn) as txn:
         network = get_visible(txn, caller, "network", model.network_id)
         project = network["project_id"]
         for key in ("project_id", "tenant_id"):

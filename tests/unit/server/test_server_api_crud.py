@@ -237,3 +237,21 @@ def test_openapi_schema_describes_the_resources(server: ServerProcess) -> None:
     for path in ("/v2.0/networks", "/v2.0/subnets/{item_id}", "/v2.0/ports", "/v2.0/watch",
                  "/v2.0/agents/{item_id}/heartbeat", "/v2.0/tokens"):  # fmt: skip
         assert path in schema["paths"]
+
+
+def test_bulk_create_makes_all_in_one_transaction_or_nothing(tenant_a: Client) -> None:
+    [net] = tenant_a.create_many("network", [{"name": "bulk"}])
+    sub = tenant_a.create("subnet", network_id=net["id"], cidr="10.5.0.0/24")
+    made = tenant_a.create_many("port", [{"network_id": net["id"], "name": f"p{i}"}
+                                         for i in range(20)])  # fmt: skip
+    assert [p["name"] for p in made] == [f"p{i}" for i in range(20)]
+    assert len({p["fixed_ips"][0]["ip_address"] for p in made}) == 20
+    taken = made[0]["fixed_ips"][0]["ip_address"]
+    batch = [{"network_id": net["id"], "name": "ok-1"}, {"network_id": net["id"], "name": "ok-2"},
+             {"network_id": net["id"], "fixed_ips": [{"subnet_id": sub["id"],
+                                                      "ip_address": taken}]}]  # fmt: skip
+    with pytest.raises(ConflictError, match=r"ports\[2\]") as err:
+        tenant_a.create_many("port", batch)
+    assert err.value.error_type == "IpAddressAlreadyAllocated"
+    names = {p["name"] for p in tenant_a.list("port", network_id=net["id"])}
+    assert not names & {"ok-1", "ok-2"}  # the whole batch was refused
