@@ -190,7 +190,7 @@ def inject(rig: Rig, frame: Frame) -> list[Copy]:
         if time.monotonic() > deadline:
             raise AssertionError(f"OVS never processed {frame.label}")
         time.sleep(0.01)
-    time.sleep(0.1)
+    _settle(rig.patch.path, rig.uplink.path)
     copies: list[Copy] = []
     for pkt in rig.patch.new():
         copies.append(("patch-int", *_eth_view(pkt)))
@@ -200,6 +200,23 @@ def inject(rig: Rig, frame: Frame) -> list[Copy]:
         if pkt.haslayer(scapy_all.IP) and pkt[scapy_all.IP].src == LOCAL_IP:
             copies.append(_tunnel_view(pkt))
     return sorted(copies, key=repr)
+
+
+def _settle(*paths: Path, quiet: float = 0.15, limit: float = 3.0) -> None:
+    """Wait (bounded) until the capture files have stopped growing for `quiet` seconds."""
+
+    def sizes() -> list[int]:
+        return [p.stat().st_size if p.exists() else 0 for p in paths]
+
+    deadline = time.monotonic() + limit
+    last, since = sizes(), time.monotonic()
+    while time.monotonic() < deadline:
+        time.sleep(0.03)
+        now = sizes()
+        if now != last:
+            last, since = now, time.monotonic()
+        elif time.monotonic() - since >= quiet:
+            return
 
 
 def _eth_view(eth: Any) -> tuple[object, ...]:
