@@ -13,7 +13,6 @@ before anything is registered, and each later step undoes the earlier ones when 
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Final, Literal
@@ -28,6 +27,7 @@ from tunnelnet.datapath.ports import (
     SystemPort,
     check_name,
 )
+from tunnelnet.datapath.ratelog import RateLimitedLog
 from tunnelnet.datapath.tunnel import TunnelEndpoint, TunnelPort
 from tunnelnet.packet.errors import PacketError
 from tunnelnet.packet.fields import FIELD_BITS, METADATA_FIELDS, FlowKey
@@ -68,26 +68,6 @@ def make_port(kind: PortKind, name: str, options: Mapping[str, str]) -> Port:
     if kind is PortKind.PATCH:
         return PatchPort(name, options)
     return TunnelPort(kind, name, options)
-
-
-class RateLimitedLog:
-    """At most one line per ``interval`` seconds per key, with how many were held back."""
-
-    def __init__(self, interval: float = 5.0, clock: Callable[[], float] = time.monotonic
-                 ) -> None:
-        self._interval = interval
-        self._clock = clock
-        self._last: dict[str, tuple[float, int]] = {}
-
-    def warning(self, key: str, message: str, *args: object) -> None:
-        now = self._clock()
-        last, held = self._last.get(key, (-self._interval, 0))
-        if now - last < self._interval:
-            self._last[key] = (last, held + 1)
-            return
-        self._last[key] = (now, 0)
-        suffix = f" ({held} similar suppressed)" if held else ""
-        log.warning(message + suffix, *args)
 
 
 @dataclass
