@@ -13,9 +13,12 @@ OVS's bridge always has its LOCAL port, a trunk that NORMAL floods to; it is par
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from support.ovs import OvsSwitch
 from support.ovs_diff import ours_visited, vid_of_key
@@ -101,5 +104,43 @@ def test_normal_learns_floods_and_isolates_vlans_like_ovs(ovs: OvsSwitch) -> Non
     bridge = our_bridge()
     problems: list[str] = []
     for pkt in SEQUENCE:
+        problems += _step(pkt, ovs, bridge)
+    assert not problems, "\n".join(problems)
+
+
+MACS = (A, B, C, "fa:16:3e:00:00:0d")
+DESTS = (*MACS, BCAST, "01:00:5e:00:00:fb", "01:80:c2:00:00:0e", "33:33:00:00:00:01")
+EXAMPLES = int(os.environ.get("TUNNELNET_OVS_DIFF_EXAMPLES", "30"))
+
+
+@st.composite
+def sequences(draw: st.DrawFn) -> list[Pkt]:
+    packets = []
+    for n in range(draw(st.integers(1, 10))):
+        packets.append(
+            tcp(
+                draw(st.sampled_from([ofport for ofport, _, _ in PORTS.values()])),
+                draw(st.sampled_from(MACS)),
+                draw(st.sampled_from(DESTS)),
+                vlan=draw(st.sampled_from((None, None, 10, 20, 30))),
+                label=f"packet-{n}",
+            )
+        )
+    return packets
+
+
+@settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(sequence=sequences())
+def test_normal_agrees_with_ovs_on_generated_packet_sequences(
+    ovs: OvsSwitch, sequence: list[Pkt]
+) -> None:
+    ovs.appctl("fdb/flush", BRIDGE)  # each example starts with an empty MAC table
+    bridge = our_bridge()
+    problems: list[str] = []
+    for pkt in sequence:
         problems += _step(pkt, ovs, bridge)
     assert not problems, "\n".join(problems)
