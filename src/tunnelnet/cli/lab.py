@@ -372,3 +372,9 @@ def demo(ctx: click.Context, topology: str, seconds: int) -> int:
                f".admin_token {directory}/state.json) tunnelnet network list")
     click.echo(f"  take it down: tunnelnet lab --dir {directory} down   (or: make demo-down)")
     return int(verdict or 0)
+
+
+# the simulation mode (no root): lab sim, lab sim-demo; see tunnelnet.cli.labsim
+from tunnelnet.cli import labsim  # noqa: E402
+
+labsim.register(cli)
