@@ -302,7 +302,7 @@ def test_teardown_leaves_no_daemon_namespace_or_directory() -> None:
     require_tool("ovs-vswitchd")
     switch = OvsSwitch()
     with pytest.raises(RuntimeError, match="boom"), switch:
-        pids = [p.pid for p in switch._procs]
+        pids = switch.daemon_pids
         rundir: Path | None = switch.rundir
         netns = switch.netns
         switch.add_bridge("brx")
@@ -386,7 +386,7 @@ sys.path.insert(0, sys.argv[1])
 from support.ovs import OvsSwitch
 switch = OvsSwitch()
 switch.start()
-print(switch.netns, switch.rundir, *(p.pid for p in switch._procs), flush=True)
+print(switch.netns, switch.rundir, *switch.daemon_pids, flush=True)
 time.sleep(120)
 """
 

@@ -64,7 +64,7 @@ def ovs(flow_file: Path) -> Iterator[OvsSwitch]:
         switch.add_underlay(PEER_IPS)
         for peer in PEERS:
             switch.add_tunnel_port(BRIDGE, peer.port_name, peer.kind, peer.remote_ip, peer.ofport)
-        switch.ofctl("add-flows", switch._mgmt(BRIDGE), str(flow_file))
+        switch.ofctl("add-flows", switch.mgmt(BRIDGE), str(flow_file))
         yield switch
 
 

@@ -202,7 +202,7 @@ def ovs() -> Iterator[OvsSwitch]:
 def apply_to_ovs(ovs: OvsSwitch, op: Op) -> str | None:
     """Apply with ovs-ofctl; the error text when it refuses, else None."""
     verb = {"del": "del-flows", "mod": "mod-flows", "add": "add-flow"}[op.verb]
-    args = ["ovs-ofctl", *(["--strict"] if op.strict else []), verb, ovs._mgmt(BRIDGE)]
+    args = ["ovs-ofctl", *(["--strict"] if op.strict else []), verb, ovs.mgmt(BRIDGE)]
     if op.text:
         args.append(op.text)
     proc = ovs.run(args, check=False)

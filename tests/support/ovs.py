@@ -17,6 +17,21 @@ Tunnel ports (`vxlan`, `gre`) on the netdev datapath only translate into datapat
 the remote IP is routable through a bridge that OVS knows (its native tunnelling); use
 `add_underlay()` for that, and the trace then shows `tnl_push(...)` with the VNI or key each copy
 leaves with.
+
+Use (as root)::
+
+    with OvsSwitch() as ovs:                      # or OvsSwitch(netns="tn-123-4")
+        ovs.add_bridge("br-tun", fail_mode="secure")
+        ovs.add_port("br-tun", "patch-int", 1, type="dummy")
+        ovs.add_underlay(["192.0.2.2"])           # br-phy with 192.0.2.1/24 + static ARP
+        ovs.add_tunnel_port("br-tun", "vxlan-c0000202", "vxlan", "192.0.2.2", 2)
+        ovs.add_flows("br-tun", ["priority=1,in_port=1 actions=set_tunnel:0x64,output:2"])
+        result = ovs.trace("br-tun", "in_port=1,dl_dst=ff:ff:ff:ff:ff:ff")
+        result.visited       # [(0, 1)]: (table, priority) of each lookup
+        result.outputs       # [PortOutput(ofport=2, tun_id=0x64, vlan=None, ...)]
+
+In a caller's namespace the ports can be real devices there (`add_port(br, "veth0")`, no
+type), e.g. a lab hypervisor's uplink on a `br-phy` with real VXLAN/GRE to its peers.
 """
 
 from __future__ import annotations
@@ -247,6 +262,11 @@ class OvsSwitch:
     # --- running commands -----------------------------------------------------------------
 
     @property
+    def daemon_pids(self) -> list[int]:
+        """Pids of the ovsdb-server and ovs-vswitchd this instance runs (its own children)."""
+        return [proc.pid for proc in self._procs]
+
+    @property
     def ctl(self) -> Path:
         if self.rundir is None:
             raise OvsError("OvsSwitch is not started")
@@ -324,9 +344,12 @@ class OvsSwitch:
             ["ovs-appctl", "-t", str(self.ctl), f"--timeout={int(self.timeout)}", *args]
         ).stdout
 
-    def _mgmt(self, bridge: str) -> str:
-        # ovs-ofctl finds BRIDGE.mgmt under OVS_RUNDIR too; the explicit socket avoids
-        # ever reaching another instance's bridge of the same name.
+    def mgmt(self, bridge: str) -> str:
+        """The OpenFlow management socket of a bridge, as ovs-ofctl's target argument.
+
+        ovs-ofctl finds BRIDGE.mgmt under OVS_RUNDIR too; the explicit socket avoids ever
+        reaching another instance's bridge of the same name.
+        """
         if self.rundir is None:
             raise OvsError("OvsSwitch is not started")
         return f"unix:{self.rundir / (bridge + '.mgmt')}"
@@ -455,13 +478,13 @@ class OvsSwitch:
             raise OvsError("OvsSwitch is not started")
         path = self.rundir / "flows.txt"
         path.write_text(text + "\n")
-        self.ofctl(*_proto(protocols), "add-flows", self._mgmt(bridge), str(path))
+        self.ofctl(*_proto(protocols), "add-flows", self.mgmt(bridge), str(path))
 
     def add_flow(self, bridge: str, line: str, *, protocols: str | None = None) -> None:
-        self.ofctl(*_proto(protocols), "add-flow", self._mgmt(bridge), line)
+        self.ofctl(*_proto(protocols), "add-flow", self.mgmt(bridge), line)
 
     def del_flows(self, bridge: str, match: str | None = None) -> None:
-        self.ofctl("del-flows", self._mgmt(bridge), *([match] if match else []))
+        self.ofctl("del-flows", self.mgmt(bridge), *([match] if match else []))
 
     def dump_flows(
         self,
@@ -475,7 +498,7 @@ class OvsSwitch:
         args = [*_proto(protocols), "--no-names"]
         if no_stats:
             args.append("--no-stats")
-        args += ["dump-flows", self._mgmt(bridge)]
+        args += ["dump-flows", self.mgmt(bridge)]
         if filter:
             args.append(filter)
         out = self.ofctl(*args)
