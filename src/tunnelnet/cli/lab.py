@@ -71,6 +71,15 @@ def down(directory: Path) -> None:
     click.echo("lab is down: nothing left behind")
 
 
+@cli.command("env")
+@click.pass_obj
+def env(directory: Path) -> None:
+    """Print shell exports that point the tunnelnet client at the lab's controller:
+    eval $(tunnelnet lab env); tunnelnet network list"""
+    state = StateFile(directory).load()
+    click.echo(f"export TUNNELNET_URL={state.server_url} TUNNELNET_TOKEN={state.admin_token}")
+
+
 @cli.command("add-vm")
 @click.argument("name")
 @click.option("--network", required=True, help="Network (by its name in the topology).")
@@ -368,8 +377,7 @@ def demo(ctx: click.Context, topology: str, seconds: int) -> int:
     click.echo(f"  tunnelnet lab --dir {directory} exec red1 -- ip addr")
     click.echo(f"  tunnelnet ofctl --rundir {rundir} dump-flows br-tun")
     click.echo(f"  tunnelnet vsctl --rundir {rundir} show")
-    click.echo(f"  TUNNELNET_URL=unix:{directory}/server.sock TUNNELNET_TOKEN=$(jq -r "
-               f".admin_token {directory}/state.json) tunnelnet network list")
+    click.echo(f"  eval $(tunnelnet lab --dir {directory} env); tunnelnet network list")
     click.echo(f"  take it down: tunnelnet lab --dir {directory} down   (or: make demo-down)")
     return int(verdict or 0)
 
