@@ -5,7 +5,8 @@
 const TENANT_COLOURS = ["#e53935", "#1e88e5", "#43a047", "#8e24aa", "#fb8c00", "#00897b"];
 const NET_COLOURS = ["#b71c1c", "#0d47a1", "#1b5e20", "#4a148c", "#e65100", "#004d40"];
 const REFRESH_MS = 2000;
-const STEP_MS = 450;
+// ?step=MS sets the animation's pace (450 ms a hop by default)
+const STEP_MS = Number(new URLSearchParams(location.search).get("step")) || 450;
 
 const page = { state: null, trace: null, path: [], animating: null, flowsOf: null,
                refreshes: 0, cy: null };
@@ -41,6 +42,8 @@ const cy = cytoscape({
     { selector: ".current", style: { "overlay-color": "#ff6f00", "overlay-opacity": 0.25 } },
     { selector: ".dropped", style: { "background-color": "#ffcdd2", "border-color": "#b71c1c",
       "line-color": "#b71c1c", "border-width": 5 } },
+    { selector: "node.whatif", style: { "border-color": "#b71c1c", "border-style": "dashed",
+      "border-width": 4, "label": "data(label)" } },
     { selector: "node.bridge.selected", style: { "border-color": "#1565c0",
       "border-width": 5 } },
   ],
@@ -116,7 +119,7 @@ function applyState(state) {
           cy.add(e);
         } else {
           el.data(e.data);
-          const keep = ["onpath", "current", "dropped", "selected"].filter(c => el.hasClass(c));
+          const keep = ["onpath", "current", "dropped", "selected", "whatif"].filter(c => el.hasClass(c));
           el.classes((e.classes || "") + " " + keep.join(" "));
         }
       });
@@ -222,7 +225,7 @@ function renderSteps(j) {
 
 function animate(j) {
   if (page.animating) clearInterval(page.animating);
-  cy.elements().removeClass("onpath current dropped");
+  cy.elements().removeClass("onpath current dropped whatif");
   const path = pathOf(j);
   page.path = [];
   const status = document.getElementById("status");
@@ -236,6 +239,9 @@ function animate(j) {
       status.dataset.state = "done";
       status.textContent = j.outcome.delivered ? "delivered" : "not delivered";
       cy.elements().removeClass("current");
+      // "what if" visits: the table that would refuse the frame, marked where it stands
+      j.visits.filter(v => v.hypothetical && (v.drop || v.exits.length === 0))
+        .forEach(v => cy.getElementById(`br:${v.host}:${v.bridge}`).addClass("whatif"));
       return;
     }
     const hop = path[i++];
