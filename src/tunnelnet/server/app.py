@@ -114,8 +114,16 @@ def _crud(
 
     def list_(request: Request, token: Token = None) -> Response:
         ctl, caller = _auth(request, token)
-        docs, revision = list_resource(ctl, caller, singular, _query(request), fields)
-        return JSONResponse({plural: docs}, headers={REVISION_HEADER: str(revision)})
+        query = _query(request)
+        docs, revision = list_resource(ctl, caller, singular, query, fields)
+        body: dict[str, Any] = {plural: docs}
+        if "limit" in query and docs and len(docs) == int(query["limit"][-1]):
+            # a full page: Neutron's link to the next one (an empty page ends the walk)
+            last = docs[-1].get("id")
+            if last is not None:
+                href = str(request.url.include_query_params(marker=last))
+                body[f"{plural}_links"] = [{"rel": "next", "href": href}]
+        return JSONResponse(body, headers={REVISION_HEADER: str(revision)})
 
     def show(
         request: Request, item_id: str, token: Token = None, fields: Fields = None

@@ -19,6 +19,7 @@ from typing import Any
 from tunnelnet.server.auth import Caller, check_project_id
 from tunnelnet.server.config import ServerConfig
 from tunnelnet.server.errors import ApiError, BadRequest, Forbidden, not_found
+from tunnelnet.server.query import apply_query, check_query, select
 from tunnelnet.store.base import Doc, Store, Txn
 
 # resource name (singular) -> store kind; the REST path is the plural
@@ -105,69 +106,10 @@ def owner_project(caller: Caller, data: Mapping[str, Any], default: str | None =
     return caller.project_id
 
 
-def _text(value: Any) -> str:
-    # query strings carry text: booleans compare as true/false, null as an empty value
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return "" if value is None else str(value)
-
-
-def _matches_fixed_ips(doc: Doc, wanted: Sequence[str]) -> bool:
-    """Neutron's `fixed_ips=ip_address=10.0.0.3` / `fixed_ips=subnet_id=X` filters."""
-    for item in wanted:
-        name, _, value = item.partition("=")
-        if not any(_text(ip.get(name)) == value for ip in doc.get("fixed_ips", [])):
-            return False
-    return True
-
-
-def apply_query(
-    docs: Sequence[Doc],
-    query: Mapping[str, Sequence[str]],
-    resource: str,
-) -> list[Doc]:
-    """Filters (`field=value`, repeated = any of) and `fields=` selection, on public views."""
-    fields = [f for value in query.get("fields", ()) for f in value.split(",") if f]
-    filters = {k: v for k, v in query.items() if k != "fields"}
-    out = []
-    for doc in docs:
-        ok = True
-        for name, values in filters.items():
-            if name == "fixed_ips":
-                ok = _matches_fixed_ips(doc, values)
-            elif name not in doc:
-                ok = False
-            else:
-                text = _text(doc[name])
-                ok = any(
-                    text == v or (isinstance(doc[name], bool) and text == v.lower()) for v in values
-                )
-            if not ok:
-                break
-        if ok:
-            out.append(select(doc, fields) if fields else doc)
-    return out
-
-
 def list_visible(txn: Txn, caller: Caller, kind: str) -> list[Doc]:
     if caller.sees_all:
         return txn.list(kind)
     return txn.list(kind, caller.project_id)
-
-
-def select(doc: Doc, fields: Sequence[str]) -> Doc:
-    return {k: doc[k] for k in fields if k in doc}
-
-
-def check_query(query: Mapping[str, Sequence[str]], allowed: Sequence[str], resource: str) -> None:
-    """Unknown filter names are an error naming them, not an empty (or full) answer."""
-    bad = sorted(set(query) - {*allowed, "fields"})
-    if bad:
-        raise BadRequest(f"unknown {resource} filter(s): {', '.join(bad)}", "InvalidInput")
-    for value in query.get("fields", ()):
-        for name in value.split(","):
-            if name and name not in allowed:
-                raise BadRequest(f"unknown {resource} field {name!r} in fields=", "InvalidInput")
 
 
 def list_resource(

@@ -110,7 +110,20 @@ def test_no_request_makes_the_server_fail_or_answer_outside_the_contract(
     elif method == "GET":
         response = http.get(f"{plural}/{target}", params={"fields": data.draw(st.text(max_size=8))})
     elif method == "GET_LIST":
-        key = data.draw(st.sampled_from([*FIELDS[resource], "fields", "fixed_ips", "x"]))
+        key = data.draw(
+            st.sampled_from(
+                [
+                    *FIELDS[resource],
+                    "fields",
+                    "fixed_ips",
+                    "x",
+                    "limit",
+                    "marker",
+                    "sort_key",
+                    "sort_dir",
+                ]
+            )
+        )
         response = http.get(plural, params={key: data.draw(st.text(max_size=12))})
     else:
         response = http.delete(f"{plural}/not-{target}")
