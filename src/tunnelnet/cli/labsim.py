@@ -6,11 +6,13 @@ commands, so ``tunnelnet --help`` stays fast.
 
 from __future__ import annotations
 
+import functools
 import json
 import multiprocessing
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -200,7 +202,7 @@ def print_status(lab: SimLab) -> None:
                    f"{vm.ip:<15} {vm.mac}  MTU {vm.mtu}  {statuses.get(vm.port_id, '?')}")
 
 
-def print_trace(lab: SimLab, src_name: str, dst_name: str) -> bool:
+def trace_lines(lab: SimLab, src_name: str, dst_name: str) -> tuple[bool, list[str]]:
     """The echo request's way from src to dst, bridge by bridge, as ofproto/trace prints it."""
     from tunnelnet.lab.sim_probe import ECHO_REQUEST, icmp_frame, send
 
@@ -209,14 +211,21 @@ def print_trace(lab: SimLab, src_name: str, dst_name: str) -> bool:
                 keep_path=True)
     ending = next((e for e in walk.endings if e.accepted and e.vm == dst.name), None)
     if ending is None:
-        click.echo(f"{src.name} -> {dst.name}: not reached: {walk.summary()}")
-        return False
+        return False, [f"{src.name} -> {dst.name}: not reached: {walk.summary()}"]
+    lines = []
     for hop in ending.path:
-        click.echo(f"--- {hop.hypervisor} {hop.bridge} (in on {hop.in_port})")
+        lines.append(f"--- {hop.hypervisor} {hop.bridge} (in on {hop.in_port})")
         trace = lab.switches[hop.hypervisor].bridge(hop.bridge).trace(hop.flow_text())
-        click.echo(trace.to_text(explain=True).rstrip())
-    click.echo(f"--- delivered to {dst.name}'s vNIC {ending.port} on {ending.hypervisor}")
-    return True
+        lines.append(trace.to_text(explain=True).rstrip())
+    lines.append(f"--- delivered to {dst.name}'s vNIC {ending.port} on {ending.hypervisor}")
+    return True, lines
+
+
+def print_trace(lab: SimLab, src_name: str, dst_name: str) -> bool:
+    reached, lines = trace_lines(lab, src_name, dst_name)
+    for line in lines:
+        click.echo(line)
+    return reached
 
 
 @click.command("sim-demo")
@@ -264,7 +273,259 @@ def sim_demo(topology: str, l2pop: bool) -> int:
     return 1 if any(r.surprise for r in results) else 0
 
 
+# -- a simulated lab that stays up: lab up --sim, and the lab commands against it ----------
+
+
+def _serve(directory: Path, topology: str, l2pop: bool, arp_responder: bool) -> int:
+    from tunnelnet.lab.sim import SimLab
+    from tunnelnet.lab.sim_server import SimServer, record
+    from tunnelnet.lab.state import StateFile
+    from tunnelnet.lab.topology import load
+
+    topo = load(topology)
+    file = StateFile(directory)
+    if file.exists():
+        raise TunnelnetError(f"a lab is already up (state in {file.path}); take it down first "
+                             "with 'tunnelnet lab down'")
+    directory.mkdir(parents=True, exist_ok=True)
+    lab = SimLab(topo, l2pop=l2pop, arp_responder=arp_responder, progress=_say)
+    report = lab.up()
+    if not report.converged:
+        raise TunnelnetError(f"the agents did not converge in {report.passes} passes")
+    record(lab, directory, topology)
+
+    def trace(lab_: SimLab, args: dict[str, Any]) -> dict[str, Any]:
+        reached, lines = trace_lines(lab_, str(args.get("src")), str(args.get("dst")))
+        return {"reached": reached, "text": "\n".join(lines)}
+
+    _say(f"simulated lab is up: {len(lab.switches)} hypervisors, {len(lab.vms)} VMs; "
+         f"answering on {directory / 'sim.sock'}")
+    try:
+        SimServer(lab, directory, {"trace": trace}).serve()
+    finally:
+        file.remove()
+    return 0
+
+
+@click.command("sim-serve", hidden=True)
+@click.argument("topology", type=click.Path(exists=True, dir_okay=False))
+@click.option("--l2pop/--no-l2pop", default=True)
+@click.option("--arp-responder", is_flag=True)
+@click.pass_obj
+def sim_serve(directory: Path, topology: str, l2pop: bool, arp_responder: bool) -> int:
+    """Hold a simulated lab in the foreground and answer the lab commands (lab up --sim)."""
+    from tunnelnet.lab.sim_server import usable_dir
+
+    return _serve(usable_dir(directory), topology, l2pop, arp_responder)
+
+
+def up_sim(directory: Path, topology: str, l2pop: bool, arp_responder: bool,
+           foreground: bool) -> int:
+    from tunnelnet.lab import processes
+    from tunnelnet.lab.sim_server import SimClient, usable_dir
+    from tunnelnet.lab.state import StateFile
+
+    directory = usable_dir(directory)
+    if StateFile(directory).exists():
+        raise TunnelnetError(f"a lab is already up (state in {directory / 'state.json'}); "
+                             "take it down first with 'tunnelnet lab down'")
+    if foreground:
+        click.echo(f"lab up --sim: {topology} in the foreground (Ctrl-C ends it; run "
+                   f"directory {directory})", err=True)
+        return _serve(directory, topology, l2pop, arp_responder)
+    argv = processes.tunnelnet_argv("lab", "--dir", str(directory), "sim-serve", topology,
+                                    "--l2pop" if l2pop else "--no-l2pop",
+                                    *(["--arp-responder"] if arp_responder else []))
+    log_path = directory / "sim.log"
+    directory.mkdir(parents=True, exist_ok=True)
+    log_path.unlink(missing_ok=True)
+    click.echo(f"lab up --sim: {topology} (run directory {directory}, log {log_path})",
+               err=True)
+    proc = processes.spawn(argv, netns=None, log_path=log_path)
+    client = SimClient(directory, timeout=5.0)
+
+    def ready() -> bool:
+        if not (directory / "sim.sock").exists():
+            return False
+        try:
+            client.call("status")
+            return True
+        except TunnelnetError:
+            return False
+
+    processes.wait_until(ready, "simulated lab", timeout=3600.0, proc=proc, log_path=log_path)
+    status = SimClient(directory).call("status")
+    click.echo(f"simulated lab is up: {len(status['hypervisors'])} hypervisors, "
+               f"{len(status['vms'])} VMs (pid {proc.pid}). Try 'tunnelnet lab status', "
+               "'lab verify', 'lab ping A B', 'lab sim-trace A B', 'lab down'.")
+    return 0
+
+
+def _down(directory: Path) -> int:
+    from tunnelnet.lab import processes
+    from tunnelnet.lab.sim_server import SimClient
+    from tunnelnet.lab.state import StateFile
+
+    file = StateFile(directory)
+    state = file.load()
+    try:
+        SimClient(directory, timeout=10.0).call("stop")
+    except TunnelnetError as exc:
+        click.echo(f"  the simulation did not answer ({exc}); stopping it", err=True)
+    for proc in state.processes:
+        if proc.name == "sim":
+            processes.stop(proc.pid)
+    file.remove()
+    for name in ("sim.sock", "sim.log"):
+        (directory / name).unlink(missing_ok=True)
+    click.echo("simulated lab is down")
+    return 0
+
+
+def _status(directory: Path, as_json: bool) -> int:
+    from tunnelnet.lab.sim_server import SimClient
+
+    data = SimClient(directory).call("status")
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+        return 0
+    click.echo("hypervisors (simulated):")
+    for hv in data["hypervisors"]:
+        click.echo(f"  {hv['name']:<8} {hv['ip']:<15} agent alive tunnels: "
+                   f"{', '.join(hv['tunnels']) or '-'}")
+    click.echo("VMs:")
+    for vm in data["vms"]:
+        click.echo(f"  {vm['name']:<8} {vm['tenant']:<8} {vm['network']:<10} "
+                   f"{vm['hypervisor']:<6} {vm['ip']:<15} {vm['mac']}  MTU {vm['mtu']}  "
+                   f"{vm['port_status']}")
+    return 0
+
+
+def _verify(directory: Path, as_json: bool) -> int:
+    from tunnelnet.lab.sim_probe import PingResult
+    from tunnelnet.lab.sim_server import SimClient
+
+    data = SimClient(directory).call("verify")
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+    else:
+        results = [PingResult(p["src"], p["dst"], p["expected"], p["reached"], None,
+                              p["detail"]) for p in data["pairs"]]
+        print_matrix(sorted({p["src"] for p in data["pairs"]}), results)
+    return 1 if data["surprises"] else 0
+
+
+def _ping(directory: Path, src: str, dst: str, as_json: bool) -> int:
+    from tunnelnet.lab.sim_server import SimClient
+
+    data = SimClient(directory).call("ping", src=src, dst=dst)
+    if as_json:
+        click.echo(json.dumps(data))
+    elif data["reached"]:
+        click.echo(f"{src} -> {dst} ({data['dst_ip']}): reached (by trace): {data['detail']}")
+    else:
+        click.echo(f"{src} -> {dst} ({data['dst_ip']}): NOT reached: {data['detail']}")
+    return 0 if data["reached"] else 1
+
+
+@click.command("sim-trace")
+@click.argument("src")
+@click.argument("dst")
+@click.pass_obj
+def sim_trace(directory: Path, src: str, dst: str) -> int:
+    """A simulated lab: SRC's echo request to DST, bridge by bridge (ofproto/trace style)."""
+    from tunnelnet.lab.sim_server import SimClient
+
+    data = SimClient(_need_sim(directory)).call("trace", src=src, dst=dst)
+    click.echo(data["text"])
+    return 0 if data["reached"] else 1
+
+
+@click.command("sim-flows")
+@click.argument("hypervisor")
+@click.argument("bridge", default="br-tun")
+@click.pass_obj
+def sim_flows(directory: Path, hypervisor: str, bridge: str) -> int:
+    """A simulated lab: the flows of BRIDGE (default br-tun) on HYPERVISOR, as dump-flows."""
+    from tunnelnet.lab.sim_server import SimClient
+
+    for line in SimClient(_need_sim(directory)).call("flows", hypervisor=hypervisor,
+                                                      bridge=bridge):
+        click.echo(line)
+    return 0
+
+
+def _need_sim(directory: Path) -> Path:
+    from tunnelnet.lab.sim_server import find_sim
+
+    found = find_sim(directory)
+    if found is None:
+        raise TunnelnetError("no simulated lab is up; start one with "
+                             "'tunnelnet lab up --sim FILE'")
+    return found
+
+
+def _wrap(group: click.Group, name: str, handler: Callable[..., int]) -> None:
+    """Let an existing lab command answer for a simulated lab when one is up."""
+    from tunnelnet.lab.sim_server import find_sim
+
+    command = group.commands.get(name)
+    if command is None or command.callback is None:
+        return
+    original = command.callback
+
+    @functools.wraps(original)
+    def callback(*args: Any, **kwargs: Any) -> Any:
+        directory = click.get_current_context().find_object(Path)
+        found = find_sim(directory) if directory is not None else None
+        if found is not None:
+            return handler(found, **kwargs)
+        return original(*args, **kwargs)
+
+    command.callback = callback
+
+
+def _exec_refused(_directory: Path, **_kwargs: Any) -> int:
+    raise TunnelnetError("a simulated lab has no VM processes to run commands in; use "
+                         "'lab ping', 'lab sim-trace' or 'lab verify'")
+
+
+def _add_sim_to_up(group: click.Group) -> None:
+    command = group.commands.get("up")
+    if command is None or command.callback is None:
+        return
+    command.params.append(click.Option(
+        ["--sim"], is_flag=True,
+        help="Simulate it instead, no root: the same controller, agents and switches in one "
+             "background process wired in memory; lab status, verify, ping, sim-trace, "
+             "sim-flows and down work against it."))
+    command.params.append(click.Option(
+        ["--foreground"], is_flag=True,
+        help="With --sim: hold the simulation in this terminal (Ctrl-C ends it)."))
+    original = command.callback
+
+    @functools.wraps(original)
+    def callback(*args: Any, **kwargs: Any) -> Any:
+        sim, foreground = kwargs.pop("sim", False), kwargs.pop("foreground", False)
+        if sim:
+            directory = click.get_current_context().find_object(Path) or Path(".")
+            return up_sim(directory, kwargs["topology"], kwargs.get("l2pop", True),
+                          kwargs.get("arp_responder", False), foreground)
+        if foreground:
+            raise click.UsageError("--foreground goes with --sim")
+        return original(*args, **kwargs)
+
+    command.callback = callback
+
+
 def register(group: click.Group) -> None:
-    """Add the simulation commands to the ``lab`` group."""
-    group.add_command(sim)
-    group.add_command(sim_demo)
+    """Add the simulation commands to the ``lab`` group, and let ``up --sim``, ``status``,
+    ``verify``, ``ping``, ``exec`` and ``down`` serve a simulated lab."""
+    for command in (sim, sim_demo, sim_serve, sim_trace, sim_flows):
+        group.add_command(command)
+    _add_sim_to_up(group)
+    _wrap(group, "down", lambda d, **_k: _down(d))
+    _wrap(group, "status", lambda d, as_json=False, **_k: _status(d, as_json))
+    _wrap(group, "verify", lambda d, as_json=False, **_k: _verify(d, as_json))
+    _wrap(group, "ping", lambda d, src, dst, as_json=False, **_k: _ping(d, src, dst, as_json))
+    _wrap(group, "exec", _exec_refused)

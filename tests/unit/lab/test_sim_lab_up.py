@@ -1,0 +1,64 @@
+"""``lab up --sim`` keeps a simulated lab up in the background; the lab commands answer for it
+and ``lab down`` ends it, leaving nothing behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tunnelnet.cli.main import main
+from tunnelnet.lab.state import StateFile
+
+DEMO = Path(__file__).resolve().parents[3] / "examples" / "demo.toml"
+
+
+@pytest.fixture
+def sim_lab(tmp_path: Path) -> Iterator[Path]:
+    directory = tmp_path / "lab"
+    assert main(["lab", "--dir", str(directory), "up", "--sim", str(DEMO)]) == 0
+    try:
+        yield directory
+    finally:
+        if StateFile(directory).exists():
+            main(["lab", "--dir", str(directory), "down"])
+
+
+def _lab(directory: Path, *args: str) -> int:
+    return main(["lab", "--dir", str(directory), *args])
+
+
+@pytest.mark.timeout(300)
+def test_lab_commands_answer_for_a_simulated_lab_and_down_leaves_nothing(
+        sim_lab: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    capsys.readouterr()
+    assert _lab(sim_lab, "status", "--json") == 0
+    status = json.loads(capsys.readouterr().out)
+    assert {vm["port_status"] for vm in status["vms"]} == {"ACTIVE"}
+    assert len(status["vms"]) == 6
+
+    assert _lab(sim_lab, "verify", "--json") == 0
+    verdict = json.loads(capsys.readouterr().out)
+    assert verdict["surprises"] == 0 and len(verdict["pairs"]) == 30
+
+    # red1 asks for blue2's address; red2 has the same one in red's network and answers
+    macs = {vm["name"]: vm["mac"] for vm in status["vms"]}
+    assert _lab(sim_lab, "ping", "red1", "blue2", "--json") == 1
+    ping = json.loads(capsys.readouterr().out)
+    assert not ping["reached"] and ping["answered_by"] == macs["red2"]
+    assert _lab(sim_lab, "ping", "red1", "red3") == 0
+    assert _lab(sim_lab, "exec", "red1", "--", "true") == 1  # no VM processes: refused
+
+    pid = StateFile(sim_lab).load().processes[0].pid
+    capsys.readouterr()
+    assert _lab(sim_lab, "down") == 0
+    assert not StateFile(sim_lab).exists()
+    assert not (sim_lab / "sim.sock").exists()
+    with pytest.raises(ProcessLookupError):
+        for _ in range(100):  # the server is our child until reaped by lab down
+            os.kill(pid, 0)
+            time.sleep(0.05)
