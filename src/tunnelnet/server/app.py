@@ -71,7 +71,14 @@ def _install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ApiError, api_error)
     app.add_exception_handler(RequestValidationError, invalid)
     app.add_exception_handler(StarletteHTTPException, http_error)
+
+    async def unexpected(_: Request, exc: Exception) -> Response:
+        # a bug or an I/O failure below us: logged with its traceback, answered in our shape
+        log.error("unexpected error: %r", exc, exc_info=exc)
+        return _error(500, "InternalError", "the controller failed; see its log")
+
     app.add_exception_handler(StoreError, store_error)
+    app.add_exception_handler(Exception, unexpected)
 
 
 def _query(request: Request) -> dict[str, list[str]]:

@@ -133,3 +133,29 @@ def test_a_project_with_resources_cannot_be_deleted(ctl: Controller) -> None:
     assert err.value.error_type == "ProjectInUse"
     networks.delete(ctl, TENANT, net["id"])
     projects.delete(ctl, ADMIN, "t1")
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # starlette's TestClient on httpx
+def test_an_unexpected_failure_is_a_500_in_the_error_shape() -> None:
+    import sqlite3
+
+    from starlette.testclient import TestClient
+
+    from tunnelnet.server.app import create_app
+
+    store = SqliteStore(":memory:")
+    ctl = Controller(store, ServerConfig(admin_token="adm"))
+    app = create_app(ctl)
+
+    def broken(*_args: object, **_kwargs: object) -> None:
+        raise sqlite3.OperationalError("disk I/O error")
+
+    ctl.store.write = broken  # type: ignore[method-assign]
+    with TestClient(app, raise_server_exceptions=False) as http:
+        response = http.post("/v2.0/networks", json={"network": {"name": "x"}},
+                             headers={"X-Auth-Token": "adm"})  # fmt: skip
+    store.close()
+    assert response.status_code == 500
+    assert response.json() == {
+        "error": {"type": "InternalError", "message": "the controller failed; see its log"}
+    }
