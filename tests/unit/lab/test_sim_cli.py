@@ -40,3 +40,15 @@ def test_lab_sim_json_reports_both_modes_and_full_mesh_has_a_tunnel_to_every_pee
 
 def test_lab_sim_refuses_impossible_sizes_with_one_line() -> None:
     assert main(["lab", "sim", "--hypervisors", "0"]) == 1
+
+
+def test_lab_demo_without_root_runs_the_simulation_demo(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    import os
+
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)  # what `make demo` sees as a user
+    status = main(["lab", "demo", str(DEMO)])
+    captured = capsys.readouterr()
+    assert status == 0
+    assert "needs root" in captured.err
+    assert "30 pairs, 0 surprises" in captured.out
