@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -135,26 +136,21 @@ def test_a_project_with_resources_cannot_be_deleted(ctl: Controller) -> None:
     projects.delete(ctl, ADMIN, "t1")
 
 
-@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # starlette's TestClient on httpx
-def test_an_unexpected_failure_is_a_500_in_the_error_shape() -> None:
+def test_an_unexpected_failure_is_a_500_in_the_error_shape(tmp_path: Path) -> None:
     import sqlite3
 
-    from starlette.testclient import TestClient
+    import httpx
 
-    from tunnelnet.server.app import create_app
-
-    store = SqliteStore(":memory:")
-    ctl = Controller(store, ServerConfig(admin_token="adm"))
-    app = create_app(ctl)
+    from tunnelnet.server.runner import BackgroundServer
 
     def broken(*_args: object, **_kwargs: object) -> None:
         raise sqlite3.OperationalError("disk I/O error")
 
-    ctl.store.write = broken  # type: ignore[method-assign]
-    with TestClient(app, raise_server_exceptions=False) as http:
-        response = http.post("/v2.0/networks", json={"network": {"name": "x"}},
-                             headers={"X-Auth-Token": "adm"})  # fmt: skip
-    store.close()
+    config = ServerConfig(db=str(tmp_path / "db"), port=0, admin_token="adm")
+    with BackgroundServer(config) as server:
+        server.controller.store.write = broken  # type: ignore[method-assign]
+        response = httpx.post(server.url + "/v2.0/networks", json={"network": {"name": "x"}},
+                              headers={"X-Auth-Token": "adm"}, timeout=10)  # fmt: skip
     assert response.status_code == 500
     assert response.json() == {
         "error": {"type": "InternalError", "message": "the controller failed; see its log"}
