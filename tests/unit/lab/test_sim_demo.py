@@ -168,3 +168,16 @@ def test_a_vlan_network_is_refused_naming_it() -> None:
     }
     with pytest.raises(SimError, match="phys"):
         SimLab(parse(doc))
+
+
+def test_the_arp_responder_answers_with_the_remote_vms_own_mac_never_another_tenants(
+        topo: Topology) -> None:
+    lab = SimLab(topo, l2pop=True, arp_responder=True)
+    assert lab.up().converged
+    red1, red3, blue3 = lab.vms["red1"], lab.vms["red3"], lab.vms["blue3"]
+    assert red3.ip == blue3.ip and red3.hypervisor != red1.hypervisor
+    walk = send(lab.fabric, red1, arp_frame(red1.mac, BROADCAST, 1, red1.mac, red1.ip,
+                                            "00:00:00:00:00:00", red3.ip))
+    replies = [e for e in walk.endings if e.vm == red1.name and e.key.get("arp_op") == 2]
+    assert [e.key["arp_sha"] for e in replies] == [int(red3.mac.replace(":", ""), 16)]
+    assert all(not r.surprise for r in lab.verify())
