@@ -9,7 +9,7 @@ from tunnelnet.trace.model import Journey, Visit
 
 def _wrap(text: str, indent: str) -> list[str]:
     return textwrap.wrap(text, width=100, initial_indent=indent + "# ",
-                         subsequent_indent=indent + "# ")
+                         subsequent_indent=indent + "# ", break_on_hyphens=False)
 
 
 def _visit(v: Visit, j: Journey, explain: bool, out: list[str]) -> None:
