@@ -363,6 +363,7 @@ async def _housekeeping(ctl: Controller) -> None:
 def create_app(ctl: Controller) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await asyncio.to_thread(agents.ensure_index, ctl)
         hub = watch.Hub(ctl, keep=min(ctl.config.event_retention, 20_000))
         await hub.start()
         app.state.hub = hub

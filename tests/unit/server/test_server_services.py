@@ -155,3 +155,27 @@ def test_an_unexpected_failure_is_a_500_in_the_error_shape(tmp_path: Path) -> No
     assert response.json() == {
         "error": {"type": "InternalError", "message": "the controller failed; see its log"}
     }
+
+
+def test_an_agent_is_found_by_host_also_in_a_database_from_before_the_index(
+    ctl: Controller,
+) -> None:
+    # an agent record as an older server stored it: no host claim beside it
+    with ctl.store.write() as txn:
+        old = {
+            "id": "old-id",
+            "host": "hv7",
+            "agent_type": "Open vSwitch agent",
+            "admin_state_up": True,
+            "configurations": {},
+            "_heartbeat": 0.0,
+            "alive": False,
+        }
+        txn.put("agent", "old-id", old, None)  # fmt: skip
+    assert agents.ensure_index(ctl) == 1
+    assert agents.ensure_index(ctl) == 0
+    again, created = agents.register(ctl, AGENT, {"host": "hv7"})
+    assert (again["id"], created) == ("old-id", False)
+    agents.delete(ctl, ADMIN, "old-id")
+    fresh, created = agents.register(ctl, AGENT, {"host": "hv7"})
+    assert created and fresh["id"] != "old-id"
