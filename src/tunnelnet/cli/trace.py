@@ -7,6 +7,7 @@ import json
 import click
 
 from tunnelnet.lab.state import lab_dir
+from tunnelnet.trace.errors import TraceError
 from tunnelnet.trace.probe import PROTOCOLS
 
 
@@ -30,16 +31,20 @@ def cli(src: str, dst: str, proto: str, dport: int | None, as_json: bool, explai
     """Trace a packet from VM SRC to VM DST through every table of every switch on its way:
     br-int, br-tun, the tunnel (VXLAN/GRE) and the far side, read from the running lab."""
     from tunnelnet.trace.journey import trace
+    from tunnelnet.trace.open import open_lab
     from tunnelnet.trace.real import RealLab
     from tunnelnet.trace.render import to_text
 
-    lab = RealLab(lab_dir(directory))
+    lab = open_lab(lab_dir(directory))
     journey = trace(lab, src, dst, proto, dport)
     if live:
         from pathlib import Path
 
         from tunnelnet.trace.live import check
 
+        if not isinstance(lab, RealLab):
+            raise TraceError("--live sends a real packet: it needs a lab on real namespaces "
+                             "('tunnelnet lab up FILE'), not a simulated one")
         journey.live = check(lab, journey, evidence_dir=Path(evidence) if evidence else None)
     if as_json:
         click.echo(json.dumps(journey.to_json(), indent=2))

@@ -39,14 +39,18 @@ def cli(listen: str, directory: str | None) -> None:
     flow table."""
     import uvicorn
 
-    from tunnelnet.lab.state import StateFile
+    from tunnelnet.trace.open import open_lab
     from tunnelnet.trace.real import RealLab
     from tunnelnet.web.app import create_app
     from tunnelnet.web.state import ControllerStatus
 
     host, port = _listen(listen)
     directory_ = lab_dir(directory)
-    StateFile(directory_).load()  # a clear error now if no lab is up, not on every request
-    app = create_app(lambda: RealLab(directory_), ControllerStatus(directory_))
+    first = open_lab(directory_)  # a clear error now if no lab is up, not on every request
+    if isinstance(first, RealLab):
+        app = create_app(lambda: RealLab(directory_), ControllerStatus(directory_))
+    else:
+        # a simulated lab: its agents never die and its ports are always bound
+        app = create_app(lambda: first, None)
     click.echo(f"tunnelnet web: http://{host}:{port}/ (lab {directory_})", err=True)
     uvicorn.run(app, host=host, port=port, log_level="warning")
