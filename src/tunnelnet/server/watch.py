@@ -155,8 +155,10 @@ class Hub:
         """Returns when the hub holds changes after `since`, or after `timeout`."""
         if since < self.head:
             return
+        # asyncio.timeout, not wait_for: no extra task per wait, and hundreds of streams wait
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._grown.wait(), timeout=timeout)
+            async with asyncio.timeout(timeout):
+                await self._grown.wait()
 
 
 async def _next_batch(
@@ -200,9 +202,8 @@ async def stream(
             yield await _resync(hub)
             return
         _, lines, since = batch
-        for line in lines:
-            yield line
         if lines:
+            yield b"".join(lines)  # one write per wake-up, however many events it brings
             continue
         remaining = None if deadline is None else deadline - time.monotonic()
         if remaining is not None and remaining <= 0:
