@@ -215,6 +215,23 @@ def test_state_refreshes_without_reloading(page: Any) -> None:
     assert page.evaluate("performance.getEntriesByType('navigation').length") == 1
 
 
+def test_a_vm_booted_in_the_running_lab_appears_with_its_tunnels_without_reloading(
+        page: Any, lab_dir: Path) -> None:
+    # (last in this module: it changes the lab) hv3 has no red VM yet, so with l2population
+    # it has no VXLAN tunnel; a red VM booted there must bring both onto the page
+    before = set(page.evaluate("window.tunnelnet.cy.edges('.tunnel').map(e => e.id())"))
+    assert "tun:hv1:hv3:vxlan" not in before
+    added = _tn("lab", "--dir", str(lab_dir), "add-vm", "red4", "--network", "red-net",
+                "--hypervisor", "hv3")
+    assert added.returncode == 0, added.stderr
+    page.wait_for_function("window.tunnelnet.cy.getElementById('vm:red4').nonempty() && "
+                           "window.tunnelnet.cy.getElementById('tun:hv1:hv3:vxlan').nonempty()",
+                           timeout=20000)
+    assert page.evaluate("performance.getEntriesByType('navigation').length") == 1
+    parent = page.evaluate("window.tunnelnet.cy.getElementById('vm:red4').parent().id()")
+    assert parent == "hv:hv3"
+
+
 def teardown_module() -> None:
     # keep one screenshot under a stable name for the README's maintainer to copy
     shot = ARTIFACTS / "web-trace-red1-red3.png"
