@@ -133,3 +133,15 @@ def test_attacker_watch_stream_carries_nothing_of_the_victim(
     own = tenant_b.create("network", name="b-visible")
     seen = [e for e in tenant_b.watch(since=start, timeout=1.0) if e.type == "event"]
     assert [e.object["id"] for e in seen if e.object] == [own["id"]]
+
+
+def test_attacker_snapshot_and_event_poll_hold_nothing_of_the_victim(
+    tenant_b: Client, victim: dict[str, dict[str, Any]], tenant_a: Client
+) -> None:
+    snap = tenant_b.snapshot()
+    ids = {d["id"] for d in (*snap.networks, *snap.subnets, *snap.ports, *snap.agents)}
+    assert not ids & {doc["id"] for doc in victim.values()}
+    assert snap.agents == []  # agents are infrastructure, not a project's
+    tenant_a.update("port", victim["port"]["id"], name="renamed-by-owner")
+    events, _ = tenant_b.events(snap.revision, timeout=0.5)
+    assert events == []
