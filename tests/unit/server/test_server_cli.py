@@ -80,3 +80,12 @@ def test_url_flag_and_unreachable_server_give_a_clear_error(server: ServerProces
     down = _run(server, "network", "list", "--url", "http://127.0.0.1:9", env_url=False)
     assert down.returncode == 1
     assert "cannot reach the controller at http://127.0.0.1:9" in down.stderr
+
+
+def test_agent_list_shows_registered_agents_and_liveness(server: ServerProcess) -> None:
+    with server.client("test-agent-token") as agent:
+        agent.register_agent("hv-cli", tunneling_ip="192.0.2.77")
+    for group in ("agent", "agents"):  # the issue's `agent list`; `agents` is the same group
+        listed = _json(_run(server, group, "list", "--host", "hv-cli", "--json"))
+        assert isinstance(listed, list)
+        assert [(a["host"], a["alive"]) for a in listed] == [("hv-cli", True)]
