@@ -413,3 +413,36 @@ def test_a_test_process_killed_by_a_signal_leaves_nothing_after_the_next_start()
         listed = run(["ip", "netns", "list"]).stdout.split()
         assert netns not in listed
         assert not Path(rundir).exists()
+
+
+@pytest.mark.interop
+@pytest.mark.root
+def test_trace_follows_a_patch_port_into_the_peer_bridge() -> None:
+    """br-int and br-tun joined by patch ports, as on a hypervisor: one trace, two bridges."""
+    require_tool("ovs-vswitchd")
+    with OvsSwitch() as switch:
+        switch.add_bridge("br-int", fail_mode="secure")
+        switch.add_bridge("br-tun", fail_mode="secure")
+        switch.add_port("br-int", "vm1", 1, type="dummy")
+        switch.add_port("br-int", "patch-tun", 2, type="patch", options={"peer": "patch-int"})
+        switch.add_port("br-tun", "patch-int", 1, type="patch", options={"peer": "patch-tun"})
+        switch.add_port("br-tun", "uplink", 2, type="dummy")
+        switch.add_flows("br-int", ["priority=1,in_port=1 actions=mod_vlan_vid:3,output:2"])
+        switch.add_flows(
+            "br-tun",
+            [
+                "priority=1,in_port=1 actions=resubmit(,2),output:2",
+                "table=2,priority=5,dl_vlan=3 actions=strip_vlan,output:2",
+            ],
+        )
+        result = switch.trace("br-int", f"in_port=1,{UNICAST}")
+        assert result.visited == [(0, 1)]
+        assert result.parsed.visited("br-tun") == [(0, 1), (2, 5)]
+        assert [s.depth for s in result.parsed.steps_of("br-tun")] == [0, 1]
+        # Both copies leave from br-tun's uplink untagged: what table 2 changed (strip_vlan)
+        # stays changed after the resubmit returns, for table 0's own output:2.
+        assert [(o.bridge, o.ofport, o.vlan) for o in result.outputs] == [
+            ("br-tun", 2, None),
+            ("br-tun", 2, None),
+        ]
+        assert result.output_ports == []  # nothing leaves from br-int itself

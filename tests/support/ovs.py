@@ -404,7 +404,9 @@ class OvsSwitch:
         self.vsctl(*cmd)
         got = int(self.vsctl("get", "Interface", name, "ofport").strip())
         error = self.vsctl("get", "Interface", name, "error").strip()
-        if got < 0 or (error not in ("", "[]")):
+        # A patch port reports "No usable peer" until its peer is added; that is expected.
+        pending_peer = type == "patch" and "peer" in error
+        if got < 0 or (error not in ("", "[]") and not pending_peer):
             raise OvsError(f"port {name} on {bridge} did not come up: {error}")
         if ofport is not None and got != ofport:
             raise OvsError(f"port {name} got ofport {got}, not the requested {ofport}")
