@@ -17,6 +17,8 @@ from tunnelnet.trace.probe import PROTOCOLS
 @click.option("--proto", type=click.Choice(PROTOCOLS), default="icmp", show_default=True,
               help="What VM1 sends: ICMP echo, TCP SYN, UDP datagram or ARP request.")
 @click.option("--dport", type=int, default=None, help="TCP/UDP destination port (5201).")
+@click.option("--size", type=int, default=None,
+              help="Payload bytes (ICMP 56 like ping); a big one shows where the MTU stops it.")
 @click.option("--json", "as_json", is_flag=True, help="Print the journey as JSON.")
 @click.option("--explain", is_flag=True, help="Plain words for every bridge and table.")
 @click.option("--live", is_flag=True,
@@ -26,8 +28,8 @@ from tunnelnet.trace.probe import PROTOCOLS
               help="With --live: keep the captures (pcap) in this directory.")
 @click.option("--dir", "directory", envvar="TUNNELNET_LAB_DIR", default=None,
               help="Run directory of the lab (env TUNNELNET_LAB_DIR).")
-def cli(src: str, dst: str, proto: str, dport: int | None, as_json: bool, explain: bool,
-        live: bool, evidence: str | None, directory: str | None) -> int:
+def cli(src: str, dst: str, proto: str, dport: int | None, size: int | None, as_json: bool,
+        explain: bool, live: bool, evidence: str | None, directory: str | None) -> int:
     """Trace a packet from VM SRC to VM DST through every table of every switch on its way:
     br-int, br-tun, the tunnel (VXLAN/GRE) and the far side, read from the running lab."""
     from tunnelnet.trace.journey import trace
@@ -36,7 +38,7 @@ def cli(src: str, dst: str, proto: str, dport: int | None, as_json: bool, explai
     from tunnelnet.trace.render import to_text
 
     lab = open_lab(lab_dir(directory))
-    journey = trace(lab, src, dst, proto, dport)
+    journey = trace(lab, src, dst, proto, dport, size=size)
     if live:
         from pathlib import Path
 

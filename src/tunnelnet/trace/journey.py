@@ -69,11 +69,12 @@ class Walker:
     # -- the walk -----------------------------------------------------------------------------
 
     def journey(self, src_name: str, dst_name: str, proto: str = "icmp",
-                dport: int | None = None, marker: bytes | None = None) -> Journey:
+                dport: int | None = None, marker: bytes | None = None,
+                size: int | None = None) -> Journey:
         src, dst = self.vm(src_name), self.vm(dst_name)
         if src.name == dst.name:
             raise TraceError(f"source and destination are the same VM ({src.name})")
-        probe = build(src, dst, proto, dport, marker)
+        probe = build(src, dst, proto, dport, marker, size)
         visits: list[Visit] = []
         encaps: list[Encap] = []
         ends: list[End] = []
@@ -303,5 +304,5 @@ def _vm_json(vm: VmInfo, walker: Walker) -> dict[str, Any]:
 
 
 def trace(lab: LabView, src: str, dst: str, proto: str = "icmp", dport: int | None = None,
-          marker: bytes | None = None) -> Journey:
-    return Walker(lab).journey(src, dst, proto, dport, marker)
+          marker: bytes | None = None, size: int | None = None) -> Journey:
+    return Walker(lab).journey(src, dst, proto, dport, marker, size)

@@ -50,8 +50,13 @@ def new_marker() -> bytes:
     return MARK_PREFIX + secrets.token_hex(6).encode()
 
 
+MAX_PAYLOAD: Final = 9000
+
+
 def build(src: VmInfo, dst: VmInfo, proto: str = "icmp", dport: int | None = None,
-          marker: bytes | None = None) -> Probe:
+          marker: bytes | None = None, size: int | None = None) -> Probe:
+    """``size``: payload bytes after the ICMP/UDP/TCP header (ping's 56 for ICMP, the marker
+    alone otherwise), to see where a big frame stops (the underlay MTU)."""
     if proto not in PROTOCOLS:
         raise TraceError(f"--proto {proto!r}: must be one of {', '.join(PROTOCOLS)}")
     if dport is not None and proto not in ("tcp", "udp"):
@@ -59,6 +64,13 @@ def build(src: VmInfo, dst: VmInfo, proto: str = "icmp", dport: int | None = Non
     if dport is not None and not 1 <= dport <= 65535:
         raise TraceError(f"--dport {dport} is outside 1..65535")
     mark = new_marker() if marker is None else marker
+    if size is not None and proto == "arp":
+        raise TraceError("--size needs --proto icmp, tcp or udp (an ARP packet has no payload)")
+    if size is not None and not len(mark) <= size <= MAX_PAYLOAD:
+        raise TraceError(f"--size {size} is outside {len(mark)}..{MAX_PAYLOAD} (the marker "
+                         "alone takes the first bytes)")
+    body_len = size if size is not None else (_ICMP_PAYLOAD if proto == "icmp" else len(mark))
+    payload = mark.ljust(body_len, b".")
     if proto == "arp":
         # who-has VM2's address, from VM1, to everyone: what VM1 sends before its first packet
         body = arp.build(arp.Arp(arp.OP_REQUEST, src.mac, src.ip, "00:00:00:00:00:00", dst.ip))
@@ -67,19 +79,19 @@ def build(src: VmInfo, dst: VmInfo, proto: str = "icmp", dport: int | None = Non
         mark = b""
     else:
         if proto == "icmp":
-            payload = mark.ljust(_ICMP_PAYLOAD, b".")
             l4 = icmp.build(icmp.Icmp.echo(icmp.ECHO_REQUEST, _ECHO_ID, 1), payload)
             number = IPPROTO_ICMP
             summary = f"ICMP echo request {src.ip} -> {dst.ip}"
         elif proto == "udp":
             port = dport or 5201
-            l4 = udp.build(udp.Udp(_SPORT, port), mark, src.ip, dst.ip)
+            l4 = udp.build(udp.Udp(_SPORT, port), payload, src.ip, dst.ip)
             number = IPPROTO_UDP
             summary = f"UDP {src.ip}:{_SPORT} -> {dst.ip}:{port}"
         else:
             port = dport or 5201
             # a SYN may carry data (RFC 9293 3.10.7.3); the marker rides in it
-            l4 = tcp.build(tcp.Tcp(_SPORT, port, seq=1, flags=tcp.SYN), mark, src.ip, dst.ip)
+            l4 = tcp.build(tcp.Tcp(_SPORT, port, seq=1, flags=tcp.SYN), payload, src.ip,
+                           dst.ip)
             number = IPPROTO_TCP
             summary = f"TCP SYN {src.ip}:{_SPORT} -> {dst.ip}:{port}"
         packet = ipv4.build(ipv4.IPv4(src.ip, dst.ip, number, ttl=64, flags=ipv4.FLAG_DF), l4)

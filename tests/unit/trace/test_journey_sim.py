@@ -143,6 +143,21 @@ def test_trace_follows_a_deleted_table_20_entry(lab: SimLab) -> None:
     assert [s.table for s in trace(view, "red1", "red3").visits[1].steps] == [0, 2, 20]
 
 
+def test_a_frame_whose_encapsulation_exceeds_the_underlay_mtu_stops_at_the_tunnel_port(
+        lab: SimLab) -> None:
+    # VXLAN over a 1500-byte underlay: 1500 - 36 (outer IPv4, UDP, VXLAN) - 14 (inner
+    # Ethernet) - 20 (inner IPv4) - 8 (ICMP) = 1422 bytes of ping payload at most
+    assert TOPO["underlay"]["mtu"] == 1500
+    biggest = trace(SimLabView(lab), "red1", "red3", size=1422)
+    assert biggest.encaps[0].fits and biggest.encaps[0].outer_ip_length == 1500
+    assert biggest.outcome.delivered
+    too_big = trace(SimLabView(lab), "red1", "red3", size=1423)
+    assert not too_big.encaps[0].fits and not too_big.outcome.delivered
+    (end,) = [e for e in too_big.outcome.ends if e.what == "dropped"]
+    assert "mtu_exceeded" in end.reason and end.host == VM["red1"]["hypervisor"]
+    assert "MTU" in too_big.outcome.summary
+
+
 def test_arp_request_is_answered_by_the_arp_responder_of_the_asking_host() -> None:
     j = trace(SimLabView(_lab(arp_responder=True)), "red1", "red3", "arp")
     tun = j.visits[1]

@@ -104,3 +104,14 @@ def test_counters_are_read_per_table_priority_and_match_from_dump_flows() -> Non
     steps = br.trace("in_port=1,dl_vlan=3,dl_dst=fa:16:3e:00:00:0b").to_json()["steps"]
     assert isinstance(steps, list)
     assert {(s["table"], s["priority"], s["match"]) for s in steps} <= set(got)
+
+
+def test_size_sets_the_payload_and_bad_sizes_are_refused() -> None:
+    from tunnelnet.trace.errors import TraceError
+
+    pkt = Ether(build(A, B, "udp", size=1000).frame)
+    assert len(pkt[UDP].payload) == 1000 and pkt[IP].len == 20 + 8 + 1000
+    with pytest.raises(TraceError, match="--size 5 is outside"):
+        build(A, B, "icmp", size=5)
+    with pytest.raises(TraceError, match="ARP packet has no payload"):
+        build(A, B, "arp", size=100)
