@@ -231,3 +231,37 @@ def test_trace_follows_a_table_20_entry_deleted_by_hand_and_live_still_agrees(
     assert restored["visits"][1]["steps"][2] == t20 | {"explanation":
                                                       restored["visits"][1]["steps"][2]
                                                       ["explanation"]}
+
+
+def test_oversize_frame_is_predicted_to_stop_at_the_tunnel_and_the_switch_counts_the_drop(
+        lab_dir: Path, tmp_path: Path) -> None:
+    # VXLAN over a 1500-byte underlay leaves 1422 bytes of ping payload (RFC 7348 overhead);
+    # red1's NIC is opened up to 1500 so it can send one byte more than the network allows
+    state = json.loads((lab_dir / "state.json").read_text())
+    red1 = state["vms"]["red1"]
+    hv = state["hypervisors"][red1["hypervisor"]]
+    rundir = hv["rundir"]
+    links = [(red1["netns"], "eth0"), (hv["netns"], red1["tap"])]
+
+    def mtu(value: int) -> None:
+        for ns, dev in links:
+            subprocess.run(["ip", "-n", ns, "link", "set", dev, "mtu", str(value)], check=True,
+                           timeout=10)
+
+    def drops() -> int:
+        data = json.loads(_ofctl(rundir, "dump-drops", "--json"))
+        return int(data["bridges"]["br-tun"].get("mtu_exceeded", 0))
+
+    mtu(1500)
+    try:
+        before = drops()
+        j = trace(lab_dir, "red1", "red3", "--size", "1423", "--live", "--evidence",
+                  str(tmp_path))
+        (enc,) = j["encapsulation"]
+        assert enc["outer_ip_length"] == 1423 + 8 + 20 + 14 + 36 == 1501
+        assert not enc["fits"] and not j["outcome"]["delivered"]
+        assert any("mtu_exceeded" in e["reason"] for e in j["outcome"]["ends"])
+        assert j["live"]["ok"], j["live"]["failures"]  # not on the wire, not at red3
+        assert drops() == before + 1  # counted, not silent
+    finally:
+        mtu(red1["mtu"])
