@@ -279,10 +279,13 @@ def sim_demo(topology: str, l2pop: bool) -> int:
 
 
 def _serve(directory: Path, topology: str, l2pop: bool, arp_responder: bool) -> int:
-    from tunnelnet.lab.sim import SimLab
+    import secrets
+
+    from tunnelnet.lab.sim import SimLab, sim_config
     from tunnelnet.lab.sim_server import SimServer, record
     from tunnelnet.lab.state import StateFile
     from tunnelnet.lab.topology import load
+    from tunnelnet.server.runner import BackgroundServer
 
     topo = load(topology)
     file = StateFile(directory)
@@ -290,22 +293,35 @@ def _serve(directory: Path, topology: str, l2pop: bool, arp_responder: bool) -> 
         raise TunnelnetError(f"a lab is already up (state in {file.path}); take it down first "
                              "with 'tunnelnet lab down'")
     directory.mkdir(parents=True, exist_ok=True)
-    lab = SimLab(topo, l2pop=l2pop, arp_responder=arp_responder, progress=_say)
-    report = lab.up()
-    if not report.converged:
-        raise TunnelnetError(f"the agents did not converge in {report.passes} passes")
-    record(lab, directory, topology)
-
-    def trace(lab_: SimLab, args: dict[str, Any]) -> dict[str, Any]:
-        reached, lines = trace_lines(lab_, str(args.get("src")), str(args.get("dst")))
-        return {"reached": reached, "text": "\n".join(lines)}
-
-    _say(f"simulated lab is up: {len(lab.switches)} hypervisors, {len(lab.vms)} VMs; "
-         f"answering on {directory / 'sim.sock'}")
+    # the controller also serves its REST API (loopback), so the client commands and
+    # 'lab env' work against the simulated cloud; the agents read it in-process
+    token = secrets.token_hex(16)
+    api = BackgroundServer(sim_config(topo).with_overrides(
+        host="127.0.0.1", port=0, db=":memory:", admin_token=token)).start()
     try:
-        SimServer(lab, directory, {"trace": trace}).serve()
+        lab = SimLab(topo, l2pop=l2pop, arp_responder=arp_responder, progress=_say,
+                     controller=api.controller)
+        report = lab.up()
+        if not report.converged:
+            raise TunnelnetError(f"the agents did not converge in {report.passes} passes")
+
+        def save() -> None:
+            record(lab, directory, topology, server_url=api.url, admin_token=token)
+
+        save()
+
+        def trace(lab_: SimLab, args: dict[str, Any]) -> dict[str, Any]:
+            reached, lines = trace_lines(lab_, str(args.get("src")), str(args.get("dst")))
+            return {"reached": reached, "text": "\n".join(lines)}
+
+        _say(f"simulated lab is up: {len(lab.switches)} hypervisors, {len(lab.vms)} VMs; "
+             f"lab commands on {directory / 'sim.sock'}, controller API on {api.url}")
+        try:
+            SimServer(lab, directory, {"trace": trace}, after=save).serve()
+        finally:
+            file.remove()
     finally:
-        file.remove()
+        api.stop()
     return 0
 
 
@@ -520,9 +536,30 @@ def _add_sim_to_up(group: click.Group) -> None:
     command.callback = callback
 
 
+def _add_vm(directory: Path, name: str, network: str, hypervisor: str, ip: str | None,
+            **_kwargs: Any) -> int:
+    from tunnelnet.lab.sim_server import SimClient
+
+    vm = SimClient(directory).call("add-vm", name=name, network=network,
+                                   hypervisor=hypervisor, ip=ip)
+    click.echo(f"{vm['name']}: {vm['ip']} {vm['mac']} on {vm['hypervisor']} "
+               f"({vm['tenant']}/{vm['network']}), port {vm['port_status']}")
+    return 0
+
+
+def _daemon(op: str) -> Callable[..., int]:
+    def handler(directory: Path, daemon: str, **_kwargs: Any) -> int:
+        from tunnelnet.lab.sim_server import SimClient
+
+        click.echo(SimClient(directory).call(op, daemon=daemon))
+        return 0
+    return handler
+
+
 def register(group: click.Group) -> None:
     """Add the simulation commands to the ``lab`` group, and let ``up --sim``, ``status``,
-    ``verify``, ``ping``, ``exec`` and ``down`` serve a simulated lab."""
+    ``verify``, ``ping``, ``add-vm``, ``stop``/``start`` (agents), ``env`` and ``down``
+    serve a simulated lab (``exec`` says why it cannot)."""
     for command in (sim, sim_demo, sim_serve, sim_trace, sim_flows):
         group.add_command(command)
     _add_sim_to_up(group)
@@ -531,3 +568,6 @@ def register(group: click.Group) -> None:
     _wrap(group, "verify", lambda d, as_json=False, **_k: _verify(d, as_json))
     _wrap(group, "ping", lambda d, src, dst, as_json=False, **_k: _ping(d, src, dst, as_json))
     _wrap(group, "exec", _exec_refused)
+    _wrap(group, "add-vm", _add_vm)
+    _wrap(group, "stop", _daemon("stop-agent"))
+    _wrap(group, "start", _daemon("start-agent"))

@@ -23,13 +23,14 @@ from typing import Any
 
 from tunnelnet.agent.desired import AgentConfig
 from tunnelnet.agent.service import BR_INT, Agent, AgentTimers
+from tunnelnet.agent.tables import DEAD_VLAN
 from tunnelnet.errors import TunnelnetError
 from tunnelnet.lab import names
 from tunnelnet.lab.sim_controller import SharedCache, SimController, SimHub
 from tunnelnet.lab.sim_fabric import SimFabric
 from tunnelnet.lab.sim_probe import PingResult, SimVm, ping
 from tunnelnet.lab.sim_switch import SimBackend, SimPort, SimSwitch
-from tunnelnet.lab.topology import Topology
+from tunnelnet.lab.topology import Topology, Vm
 from tunnelnet.packet.fields import mac_to_int
 from tunnelnet.server import networks, ports, subnets
 from tunnelnet.server.auth import ADMIN
@@ -61,6 +62,8 @@ class SimLab:
     l2pop: bool = True
     arp_responder: bool = False
     progress: Progress = field(default=lambda _msg: None)
+    # a controller to use (e.g. one that also serves the REST API); None: a private one
+    controller: Controller | None = None
 
     def __post_init__(self) -> None:
         for net in self.topo.networks:
@@ -68,18 +71,18 @@ class SimLab:
                 raise SimError(f"network {net.name} is of type {net.type}: the simulation "
                                "carries vxlan and gre networks only (no physical switch to "
                                "configure for VLANs); use 'tunnelnet lab up' for that")
-        config = ServerConfig(tenant_network_types=SIM_TUNNEL_TYPES,
-                              underlay_mtu=self.topo.underlay_mtu,
-                              # simulated time runs slower than a clock: never "dead" agents
-                              agent_down_time=10 ** 9)
-        self.store = SqliteStore(":memory:")
-        self.ctl = Controller(self.store, config)
+        if self.controller is None:
+            self.controller = Controller(SqliteStore(":memory:"), sim_config(self.topo))
+        self.ctl = self.controller
+        self.store = self.ctl.store
         self.hub = SimHub(self.ctl)
         self.switches: dict[str, SimSwitch] = {}
         self.agents: dict[str, Agent] = {}
         self.vms: dict[str, SimVm] = {}
         self._vm_by_port: dict[str, SimVm] = {}
         self.network_ids: dict[str, str] = {}
+        self.mtus: dict[str, int] = {}
+        self.stopped: set[str] = set()  # hypervisors whose agent is stopped
         self.fabric = SimFabric(self.switches, self._vm_at)
         types = {n.type for n in self.topo.networks} or {"vxlan"}
         self.tunnel_types = frozenset(types)
@@ -95,21 +98,39 @@ class SimLab:
 
     def start_agents(self) -> None:
         for hv in self.topo.hypervisors:
-            switch = SimSwitch(hv.name, hv.ip)
-            self.switches[hv.name] = switch
-            conf = AgentConfig(host=hv.name, tunnel_ip=hv.ip, tunnel_types=self.tunnel_types,
-                               l2pop=self.l2pop, arp_responder=self.arp_responder)
-            controller = SimController(self.hub, l2pop=self.l2pop,
-                                       arp_responder=self.arp_responder)
-            agent = Agent(conf, controller, SimBackend(switch),
-                          timers=AgentTimers(poll_interval=0.0, heartbeat_interval=60.0),
-                          cookie=_cookie(hv.name))
-            agent.cache = SharedCache(self.hub)
-            self.agents[hv.name] = agent
+            self.switches[hv.name] = SimSwitch(hv.name, hv.ip)
+            self.agents[hv.name] = self._agent(hv.name, _cookie(hv.name))
         # one pass: every agent registers, syncs and makes its bridges
         self.run_pass()
         self.progress(f"agents: {len(self.agents)} registered, bridges br-int and br-tun made"
                       f"{' (l2population on)' if self.l2pop else ''}")
+
+    def _agent(self, host: str, cookie: int) -> Agent:
+        switch = self.switches[host]
+        conf = AgentConfig(host=host, tunnel_ip=switch.tunnel_ip,
+                           tunnel_types=self.tunnel_types, l2pop=self.l2pop,
+                           arp_responder=self.arp_responder)
+        controller = SimController(self.hub, l2pop=self.l2pop, arp_responder=self.arp_responder)
+        agent = Agent(conf, controller, SimBackend(switch),
+                      timers=AgentTimers(poll_interval=0.0, heartbeat_interval=60.0),
+                      cookie=cookie)
+        agent.cache = SharedCache(self.hub)
+        return agent
+
+    def stop_agent(self, host: str) -> None:
+        """The agent stops; its switch keeps forwarding with the flows it has."""
+        if host not in self.agents:
+            raise SimError(f"no hypervisor {host!r} (hypervisors: {', '.join(self.agents)})")
+        self.stopped.add(host)
+
+    def start_agent(self, host: str) -> None:
+        """A new agent process on the hypervisor: a new cookie, a full resync, then the
+        flows of the old generation swept (the graceful restart)."""
+        if host not in self.agents:
+            raise SimError(f"no hypervisor {host!r} (hypervisors: {', '.join(self.agents)})")
+        old = self.agents[host].cookie
+        self.agents[host] = self._agent(host, (old + 2) & ((1 << 63) - 1) | 1)
+        self.stopped.discard(host)
 
     def create_tenants(self) -> None:
         for net in self.topo.networks:
@@ -125,33 +146,44 @@ class SimLab:
         self.progress(f"tenants: {len(self.topo.tenants)}, networks: {len(self.topo.networks)}")
 
     def plug_vms(self) -> None:
-        mtus = {}
-        for net in self.topo.networks:
-            doc = self._network_doc(net.name)
-            mtus[net.name] = int(doc.get("mtu") or 1450)
         for vm in self.topo.vms:
-            net_id = self.network_ids[vm.network]
-            fixed: list[dict[str, object]] = [{"ip_address": vm.ip}] if vm.ip else []
-            body: dict[str, object] = {"network_id": net_id, "project_id": vm.tenant,
-                                       "name": vm.name, "device_id": vm.name,
-                                       "device_owner": "compute:sim",
-                                       "binding:host_id": vm.hypervisor}
-            if fixed:
-                body["fixed_ips"] = fixed
-            port = ports.create(self.ctl, ADMIN, body)
-            record = SimVm(name=vm.name, tenant=vm.tenant, network=vm.network,
-                           hypervisor=vm.hypervisor, port_id=str(port["id"]),
-                           mac=str(port["mac_address"]),
-                           ip=str(port["fixed_ips"][0]["ip_address"]), mtu=mtus[vm.network],
-                           vnic=names.vm_tap(vm.name))
-            self.vms[vm.name] = record
-            self._vm_by_port[record.port_id] = record
-            # what Nova does: the vNIC joins br-int, named by its controller port's id
-            self.switches[vm.hypervisor].add_port(
-                BR_INT, record.vnic, type="system",
-                external_ids={"iface-id": record.port_id, "attached-mac": record.mac,
-                              "iface-status": "active"})
+            self.plug_vm(vm)
         self.progress(f"VMs: {len(self.vms)} ports created and plugged into br-int")
+
+    def plug_vm(self, vm: Vm) -> SimVm:
+        """A port for the VM on the controller, then its vNIC on br-int, as Nova does it."""
+        if vm.name in self.vms:
+            raise SimError(f"a VM named {vm.name!r} exists already")
+        if vm.network not in self.network_ids:
+            raise SimError(f"unknown network {vm.network!r} (networks: "
+                           f"{', '.join(self.network_ids)})")
+        if vm.hypervisor not in self.switches:
+            raise SimError(f"unknown hypervisor {vm.hypervisor!r} (hypervisors: "
+                           f"{', '.join(self.switches)})")
+        if vm.network not in self.mtus:
+            self.mtus[vm.network] = int(self._network_doc(vm.network).get("mtu") or 1450)
+        body: dict[str, object] = {"network_id": self.network_ids[vm.network],
+                                   "name": vm.name, "device_id": vm.name,
+                                   "device_owner": "compute:sim",
+                                   "binding:host_id": vm.hypervisor}
+        if vm.ip:
+            body["fixed_ips"] = [{"ip_address": vm.ip}]
+        port = ports.create(self.ctl, ADMIN, body)
+        record = SimVm(name=vm.name, tenant=vm.tenant, network=vm.network,
+                       hypervisor=vm.hypervisor, port_id=str(port["id"]),
+                       mac=str(port["mac_address"]),
+                       ip=str(port["fixed_ips"][0]["ip_address"]), mtu=self.mtus[vm.network],
+                       vnic=names.vm_tap(vm.name))
+        self.vms[vm.name] = record
+        self._vm_by_port[record.port_id] = record
+        # plugged on the dead VLAN, as os-vif's isolate_vif does (Neutron bug 1734320): an
+        # untagged port is a trunk of every VLAN on br-int until an agent tags it, and with
+        # no agent running that window has no end
+        self.switches[vm.hypervisor].add_port(
+            BR_INT, record.vnic, type="system", tag=DEAD_VLAN,
+            external_ids={"iface-id": record.port_id, "attached-mac": record.mac,
+                          "iface-status": "active"})
+        return record
 
     def _network_doc(self, name: str) -> dict[str, Any]:
         with self.store.read() as txn:
@@ -169,8 +201,9 @@ class SimLab:
         """Every agent one round; True when anything changed (switches or controller)."""
         self.hub.refresh()
         before_changes, before_rev = self._changes(), self.store.current_revision()
-        for agent in self.agents.values():
-            agent.run_round()
+        for host, agent in self.agents.items():
+            if host not in self.stopped:
+                agent.run_round()
         return (self._changes() != before_changes
                 or self.store.current_revision() != before_rev)
 
@@ -214,6 +247,13 @@ class SimLab:
 
     def port_statuses(self) -> dict[str, str]:
         return {p.id: p.status for p in self.hub.ports.values()}
+
+
+def sim_config(topo: Topology) -> ServerConfig:
+    """The controller's settings for a simulated topology."""
+    return ServerConfig(tenant_network_types=SIM_TUNNEL_TYPES, underlay_mtu=topo.underlay_mtu,
+                        # simulated time runs slower than a clock: never "dead" agents
+                        agent_down_time=10 ** 9)
 
 
 def _cookie(host: str) -> int:

@@ -109,10 +109,11 @@ def find_sim(directory: Path) -> Path | None:
 # -- the server ----------------------------------------------------------------------------
 
 
-def record(lab: SimLab, directory: Path, topology: str) -> LabState:
+def record(lab: SimLab, directory: Path, topology: str, *, server_url: str = "",
+           admin_token: str = "") -> LabState:
     state = LabState(topology=str(Path(topology).resolve()), sim=True,
                      processes=[ProcessRecord("sim", os.getpid())],
-                     server_url=f"sim:{directory / SOCKET_NAME}")
+                     server_url=server_url, admin_token=admin_token)
     for hv in lab.topo.hypervisors:
         state.hypervisors[hv.name] = {"ip": hv.ip, "netns": "", "rundir": ""}
     for name, net_id in lab.network_ids.items():
@@ -169,17 +170,70 @@ def _flows(lab: SimLab, args: dict[str, Any]) -> list[str]:
         raise SimError(str(exc)) from None
 
 
+def _add_vm(lab: SimLab, args: dict[str, Any]) -> dict[str, Any]:
+    from tunnelnet.lab.topology import Vm
+
+    network = str(args.get("network"))
+    known = {n.name: n for n in lab.topo.networks}
+    if network not in known:
+        raise SimError(f"unknown network {network!r} (networks: {', '.join(known)})")
+    ip = args.get("ip")
+    vm = lab.plug_vm(Vm(str(args.get("name")), known[network].tenant, network,
+                        str(args.get("hypervisor")), str(ip) if ip else None))
+    lab.converge()
+    return {"name": vm.name, "ip": vm.ip, "mac": vm.mac, "hypervisor": vm.hypervisor,
+            "tenant": vm.tenant, "network": vm.network,
+            "port_status": lab.port_statuses().get(vm.port_id, "UNKNOWN")}
+
+
+def _agent_host(daemon: str) -> str:
+    kind, _, host = daemon.partition("-")
+    if kind != "agent" or not host:
+        raise SimError(f"{daemon!r}: in a simulated lab only agents can be stopped and "
+                       "started (agent-HV); its switches and controller live in the "
+                       "simulation's process")
+    return host
+
+
+def _stop_agent(lab: SimLab, args: dict[str, Any]) -> str:
+    host = _agent_host(str(args.get("daemon")))
+    lab.stop_agent(host)
+    return f"agent of {host} stopped; its switch keeps forwarding"
+
+
+def _start_agent(lab: SimLab, args: dict[str, Any]) -> str:
+    host = _agent_host(str(args.get("daemon")))
+    lab.start_agent(host)
+    report = lab.converge()
+    return (f"agent of {host} started (new cookie {lab.agents[host].cookie:#x}); converged "
+            f"after {report.passes} passes")
+
+
 HANDLERS: dict[str, Handler] = {"status": _status, "verify": _verify, "ping": _ping,
-                                "flows": _flows}
+                                "flows": _flows, "add-vm": _add_vm, "stop-agent": _stop_agent,
+                                "start-agent": _start_agent}
 
 
 class SimServer:
     def __init__(self, lab: SimLab, directory: Path,
-                 extra: dict[str, Handler] | None = None) -> None:
+                 extra: dict[str, Handler] | None = None,
+                 after: Callable[[], None] | None = None) -> None:
         self.lab = lab
         self.path = directory / SOCKET_NAME
         self.handlers = {**HANDLERS, **(extra or {})}
+        self.after = after  # called after each request (state changed?) and when idle
         self._stop = False
+        self._seen = lab.store.current_revision()
+
+    def step(self) -> None:
+        """Between requests: whatever changed in the controller (through its REST API, say)
+        is taken up by the agents, as running agents would."""
+        revision = self.lab.store.current_revision()
+        if revision != self._seen:
+            self.lab.converge()
+            self._seen = self.lab.store.current_revision()
+            if self.after is not None:
+                self.after()
 
     def answer(self, request: SimRequest) -> SimReply:
         if request.op == "stop":
@@ -211,9 +265,11 @@ class SimServer:
                 try:
                     conn, _ = sock.accept()
                 except TimeoutError:
+                    self.step()
                     continue
                 with conn:
                     self._one(conn)
+                self.step()
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)

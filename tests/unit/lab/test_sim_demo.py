@@ -181,3 +181,28 @@ def test_the_arp_responder_answers_with_the_remote_vms_own_mac_never_another_ten
     replies = [e for e in walk.endings if e.vm == red1.name and e.key.get("arp_op") == 2]
     assert [e.key["arp_sha"] for e in replies] == [int(red3.mac.replace(":", ""), 16)]
     assert all(not r.surprise for r in lab.verify())
+
+
+def test_a_vm_plugged_while_its_agent_is_stopped_is_isolated_until_the_agent_returns(
+        topo: Topology) -> None:
+    from tunnelnet.lab.topology import Vm
+
+    lab = SimLab(topo)
+    lab.up()
+    lab.stop_agent("hv2")
+    late = lab.plug_vm(Vm("red4", "red", "red-net", "hv2"))
+    lab.converge()
+    red1, blue3 = lab.vms["red1"], lab.vms["blue3"]
+    for sender in (red1, blue3):  # broadcasts of both tenants reach hv2
+        walk = send(lab.fabric, sender, arp_frame(sender.mac, BROADCAST, 1, sender.mac,
+                                                  sender.ip, "00:00:00:00:00:00", late.ip))
+        assert all(e.port != late.vnic for e in walk.endings), walk.summary()
+    out = send(lab.fabric, late, arp_frame(late.mac, BROADCAST, 1, late.mac, late.ip,
+                                           "00:00:00:00:00:00", red1.ip))
+    assert [e.kind for e in out.endings] == [DROPPED]
+    assert not lab.ping("red1", "red4").reached
+    lab.start_agent("hv2")  # a new agent generation: resync, then the old cookie is swept
+    assert lab.converge().converged
+    assert lab.ping("red1", "red4").reached and lab.ping("red4", "red3").reached
+    cookies = {line.split(",")[0] for line in lab.switches["hv2"].bridge("br-tun").dump_flows()}
+    assert cookies == {f"cookie={lab.agents['hv2'].cookie:#x}"}

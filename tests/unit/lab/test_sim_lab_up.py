@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tunnelnet.cli.main import main
+from tunnelnet.client.http import Client
 from tunnelnet.lab.state import StateFile
 
 DEMO = Path(__file__).resolve().parents[3] / "examples" / "demo.toml"
@@ -52,6 +53,19 @@ def test_lab_commands_answer_for_a_simulated_lab_and_down_leaves_nothing(
     assert not ping["reached"] and ping["answered_by"] == macs["red2"]
     assert _lab(sim_lab, "ping", "red1", "red3") == 0
     assert _lab(sim_lab, "exec", "red1", "--", "true") == 1  # no VM processes: refused
+
+    # the controller serves its REST API: the client sees the topology's networks
+    assert _lab(sim_lab, "env") == 0
+    exports = capsys.readouterr().out.split()
+    env = dict(item.split("=", 1) for item in exports if "=" in item)
+    with Client(env["TUNNELNET_URL"], env["TUNNELNET_TOKEN"]) as api:
+        assert {n["name"] for n in api.list("network")} == {"red-net", "blue-net"}
+
+    # a VM booted later: ACTIVE once its agent has bound it, and reachable
+    assert _lab(sim_lab, "add-vm", "red4", "--network", "red-net", "--hypervisor", "hv3") == 0
+    assert "ACTIVE" in capsys.readouterr().out
+    assert _lab(sim_lab, "ping", "red4", "red1") == 0
+    assert _lab(sim_lab, "stop", "vswitchd-hv1") == 1  # only agents in a sim
 
     pid = StateFile(sim_lab).load().processes[0].pid
     capsys.readouterr()
