@@ -449,26 +449,31 @@ def _ping(directory: Path, src: str, dst: str, as_json: bool) -> int:
 @click.command("sim-trace")
 @click.argument("src")
 @click.argument("dst")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_obj
-def sim_trace(directory: Path, src: str, dst: str) -> int:
-    """A simulated lab: SRC's echo request to DST, bridge by bridge (ofproto/trace style)."""
+def sim_trace(directory: Path, src: str, dst: str, as_json: bool) -> int:
+    """A simulated lab: SRC's echo request to DST, bridge by bridge (ofproto/trace style).
+    Exits 1 when it does not reach DST (the text then says where its copies ended)."""
     from tunnelnet.lab.sim_server import SimClient
 
     data = SimClient(_need_sim(directory)).call("trace", src=src, dst=dst)
-    click.echo(data["text"])
+    click.echo(json.dumps(data, indent=2) if as_json else data["text"])
     return 0 if data["reached"] else 1
 
 
 @click.command("sim-flows")
 @click.argument("hypervisor")
 @click.argument("bridge", default="br-tun")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (a list of flow lines).")
 @click.pass_obj
-def sim_flows(directory: Path, hypervisor: str, bridge: str) -> int:
+def sim_flows(directory: Path, hypervisor: str, bridge: str, as_json: bool) -> int:
     """A simulated lab: the flows of BRIDGE (default br-tun) on HYPERVISOR, as dump-flows."""
     from tunnelnet.lab.sim_server import SimClient
 
-    for line in SimClient(_need_sim(directory)).call("flows", hypervisor=hypervisor,
-                                                      bridge=bridge):
+    lines = SimClient(_need_sim(directory)).call("flows", hypervisor=hypervisor, bridge=bridge)
+    if as_json:
+        click.echo(json.dumps(lines, indent=2))
+    for line in [] if as_json else lines:
         click.echo(line)
     return 0
 

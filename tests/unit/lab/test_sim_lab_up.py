@@ -67,6 +67,13 @@ def test_lab_commands_answer_for_a_simulated_lab_and_down_leaves_nothing(
     assert _lab(sim_lab, "ping", "red4", "red1") == 0
     assert _lab(sim_lab, "stop", "vswitchd-hv1") == 1  # only agents in a sim
 
+    capsys.readouterr()
+    assert _lab(sim_lab, "sim-trace", "red1", "red3", "--json") == 0
+    trace = json.loads(capsys.readouterr().out)
+    assert trace["reached"] and "bridge(\"br-tun\")" in trace["text"]
+    assert _lab(sim_lab, "sim-flows", "hv3", "br-tun", "--json") == 0
+    assert any("table=22" in line for line in json.loads(capsys.readouterr().out))
+
     pid = StateFile(sim_lab).load().processes[0].pid
     capsys.readouterr()
     assert _lab(sim_lab, "down") == 0
