@@ -4,11 +4,22 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tunnelnet.lab.state import StateFile
+from tunnelnet.lab.state import LabStateError, StateFile
 from tunnelnet.trace.view import LabView
 
 
 def open_lab(directory: Path) -> LabView:
+    file = StateFile(directory)
+    if file.exists():
+        try:
+            real = not file.load().sim
+        except LabStateError:
+            real = False
+        if real:
+            # the common case, without importing the simulation (half a second of imports)
+            from tunnelnet.trace.real import RealLab
+
+            return RealLab(directory)
     from tunnelnet.lab.sim_server import find_sim
 
     sim_dir = find_sim(directory)
@@ -16,7 +27,5 @@ def open_lab(directory: Path) -> LabView:
         from tunnelnet.trace.sim_remote import SimRemoteLab
 
         return SimRemoteLab(sim_dir)
-    from tunnelnet.trace.real import RealLab
-
-    StateFile(directory).load()  # a clear "no lab is up" when there is none
-    return RealLab(directory)
+    file.load()  # a clear "no lab is up" (or "damaged") when there is none
+    raise LabStateError(f"{file.path} does not describe a lab")
