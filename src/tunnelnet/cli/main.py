@@ -34,6 +34,7 @@ _GROUPS: dict[str, str] = {
     "project": "tunnelnet.cli.project",
     "trace": "tunnelnet.cli.trace",
     "web": "tunnelnet.cli.web",
+    "watch": "tunnelnet.cli.watchcmd",
 }
 
 

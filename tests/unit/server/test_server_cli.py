@@ -89,3 +89,18 @@ def test_agent_list_shows_registered_agents_and_liveness(server: ServerProcess) 
         listed = _json(_run(server, group, "list", "--host", "hv-cli", "--json"))
         assert isinstance(listed, list)
         assert [(a["host"], a["alive"]) for a in listed] == [("hv-cli", True)]
+
+
+def test_watch_prints_changes_and_a_lost_revision_exits_2(server: ServerProcess) -> None:
+    with server.client() as admin:
+        start = admin.list_with_revision("network")[1]
+        net = admin.create("network", name="watched")
+    shown = _run(server, "watch", "--since", str(start), "--timeout", "1")
+    assert shown.returncode == 0, shown.stderr
+    [line] = [x for x in shown.stdout.splitlines() if net["id"] in x]
+    assert line.split()[1:] == ["create", "network", net["id"], "watched"]
+    as_json = _run(server, "watch", "--since", str(start), "--timeout", "1", "--json")
+    records = [json.loads(x) for x in as_json.stdout.splitlines()]
+    assert any(r.get("object", {}).get("id") == net["id"] for r in records)
+    lost = _run(server, "watch", "--since", str(10**12), "--timeout", "1")
+    assert lost.returncode == 2 and "resync" in lost.stderr
