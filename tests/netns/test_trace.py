@@ -265,3 +265,30 @@ def test_oversize_frame_is_predicted_to_stop_at_the_tunnel_and_the_switch_counts
         assert drops() == before + 1  # counted, not silent
     finally:
         mtu(red1["mtu"])
+
+
+def test_live_reports_failures_when_the_wire_no_longer_matches_the_trace(
+        lab_dir: Path) -> None:
+    # the checker itself must be able to fail: trace, then make hv1 drop what table 20 sends
+    from tunnelnet.trace.journey import trace as walk
+    from tunnelnet.trace.live import check
+    from tunnelnet.trace.real import RealLab
+
+    state = json.loads((lab_dir / "state.json").read_text())
+    mac = state["vms"]["red3"]["mac"]
+    rundir = state["hypervisors"][VM["red1"]["hypervisor"]]["rundir"]
+    lab = RealLab(lab_dir)
+    journey = walk(lab, "red1", "red3")
+    assert journey.outcome.delivered
+    t20 = next(s for s in journey.visits[1].steps if s.table == 20)
+    flow = f"table=20,priority={t20.priority},{t20.match}"
+    _ofctl(rundir, "mod-flows", "--strict", "br-tun", f"{flow} actions=drop")
+    try:
+        result = check(lab, journey)
+    finally:
+        _ofctl(rundir, "mod-flows", "--strict", "br-tun", f"{flow} actions={t20.actions}")
+    assert mac in t20.match
+    assert not result["ok"]
+    text = " ".join(result["failures"])
+    assert "predicted on the underlay but not seen" in text
+    assert "red3 did not receive the frame" in text
