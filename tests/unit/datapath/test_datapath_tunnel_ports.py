@@ -1,0 +1,70 @@
+"""Tunnel port options as users write them (options:remote_ip=..., key=N|flow, dst_port):
+accepted the way Open vSwitch reads them, refused with the bad part named otherwise."""
+
+from __future__ import annotations
+
+import pytest
+
+from tunnelnet.datapath.errors import PortError
+from tunnelnet.datapath.ports import PortKind
+from tunnelnet.datapath.tunnel import TunnelPort
+
+
+def _port(kind: PortKind = PortKind.VXLAN, **options: str) -> TunnelPort:
+    return TunnelPort(kind, "tun0", {"remote_ip": "127.0.0.2", **options})
+
+
+def test_key_flow_means_the_key_comes_from_the_flow() -> None:
+    assert _port(key="flow").key is None
+
+
+@pytest.mark.parametrize(("text", "value"), [("0", 0), ("1001", 1001), ("0x64", 100),
+                                             ("16777215", (1 << 24) - 1)])
+def test_vxlan_key_is_a_24_bit_number_in_decimal_or_hex(text: str, value: int) -> None:
+    assert _port(key=text).key == value
+
+
+def test_without_key_option_the_key_is_zero() -> None:
+    assert _port().key == 0
+
+
+def test_gre_key_takes_32_bits_and_vxlan_only_24() -> None:
+    assert _port(PortKind.GRE, key=str((1 << 32) - 1)).key == (1 << 32) - 1
+    with pytest.raises(PortError, match="does not fit 24 bits"):
+        _port(key=str(1 << 24))
+
+
+def test_encapsulation_overheads_follow_the_rfcs() -> None:
+    # outer IPv4 20 + UDP 8 + VXLAN 8 (RFC 7348); IPv4 20 + GRE 4 + key 4 (RFC 2784/2890)
+    assert _port().overhead == 36
+    assert _port(PortKind.GRE, key="5").overhead == 28
+
+
+def test_dst_port_defaults_to_4789_and_can_be_set() -> None:
+    assert _port().dst_port == 4789  # IANA's VXLAN port (RFC 7348 section 5)
+    assert _port(dst_port="8472").dst_port == 8472
+
+
+def test_route_towards_the_peer_gives_our_address_and_the_underlay_mtu() -> None:
+    port = _port()
+    assert port.tun_dst == 0x7F000001  # the kernel's source address towards 127.0.0.2
+    assert port.underlay_mtu >= 1500  # loopback's MTU (65536 on Linux)
+
+
+@pytest.mark.parametrize(
+    ("kind", "options", "named"),
+    [
+        (PortKind.VXLAN, {}, "remote_ip=<IPv4 address> is required"),
+        (PortKind.VXLAN, {"remote_ip": "flow"}, "remote_ip=flow is not supported"),
+        (PortKind.GRE, {"remote_ip": "192.0.2.300"}, "'192.0.2.300' is not an IPv4 address"),
+        (PortKind.VXLAN, {"remote_ip": "192.0.2.2", "local_ip": "me"}, "'me'"),
+        (PortKind.VXLAN, {"remote_ip": "192.0.2.2", "key": "-1"}, "does not fit"),
+        (PortKind.VXLAN, {"remote_ip": "192.0.2.2", "dst_port": "70000"}, "'70000'"),
+        (PortKind.GRE, {"remote_ip": "192.0.2.2", "dst_port": "4789"}, "dst_port"),
+        (PortKind.GRE, {"remote_ip": "192.0.2.2", "csum": "true"}, "csum"),
+    ],
+)
+def test_bad_options_are_refused_naming_the_bad_part(kind: PortKind, options: dict[str, str],
+                                                     named: str) -> None:
+    with pytest.raises(PortError, match=named.replace("(", r"\(")):
+        TunnelPort(kind, "tun0", options)
