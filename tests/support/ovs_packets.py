@@ -40,6 +40,7 @@ class Pkt:
     ip: dict[str, int | str] = field(default_factory=dict)  # nw_src, nw_dst, nw_proto, tp_*
     arp: dict[str, int | str] = field(default_factory=dict)  # arp_op, arp_spa, ... arp_tha
     label: str = ""  # what the packet is for, shown when a comparison fails
+    meta: dict[str, int] = field(default_factory=dict)  # metadata, reg0..reg7 already set
 
     def flow_text(self) -> str:
         """`ofproto/trace` syntax; every field the key has is written out."""
@@ -47,6 +48,7 @@ class Pkt:
         if self.tun_id:
             parts.append(f"tun_id={self.tun_id:#x}")
         parts.append(f"in_port={self.in_port}")
+        parts += [f"{name}={value:#x}" for name, value in self.meta.items()]
         if self.vlan is not None:
             parts.append(f"dl_vlan={self.vlan}")
         parts += [f"dl_src={self.dl_src}", f"dl_dst={self.dl_dst}", f"dl_type={self.dl_type:#06x}"]
@@ -68,6 +70,7 @@ class Pkt:
             "dl_src": mac_int(self.dl_src),
             "dl_dst": mac_int(self.dl_dst),
             "dl_type": self.dl_type,
+            **self.meta,
         }
         for name, value in (*self.ip.items(), *self.arp.items()):
             # ICMP type and code live in tp_src/tp_dst of the key, as in OVS.
