@@ -24,6 +24,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from support.ovs import OvsError, OvsSwitch
+from support.ovs_diff import ours_visited
+from support.ovs_packets import arp_request, tcp
 from support.tools import require_tool
 from tunnelnet.switch import Bridge
 from tunnelnet.switch.errors import SwitchError
@@ -47,6 +49,12 @@ MATCH_PARTS = (
     "dl_dst=01:00:00:00:00:00/01:00:00:00:00:00",
     "dl_dst=fa:16:3e:00:00:01",
     "tun_id=0x64",
+)
+PROBES = (
+    tcp(1, "fa:16:3e:00:00:09", "fa:16:3e:00:00:01", vlan=1, nw_dst="10.0.0.5", label="tcp80"),
+    tcp(2, "fa:16:3e:00:00:09", "ff:ff:ff:ff:ff:ff", vlan=2, tun_id=0x64, label="bcast"),
+    arp_request(1, "fa:16:3e:00:00:09", "10.0.0.9", "10.0.0.5", label="arp"),
+    tcp(3, "fa:16:3e:00:00:09", "fa:16:3e:00:00:01", proto=17, tp_dst=53, label="udp"),
 )
 EXAMPLES = int(os.environ.get("TUNNELNET_OVS_DIFF_EXAMPLES", "40"))
 
@@ -254,6 +262,12 @@ def test_flow_mods_and_dump_filters_agree_with_ovs_ofctl(
                 f"only in ours {sorted(ours_dump - theirs_dump)}"
             )
             break
+    # Lookups after the modifications: what is left must also be what packets hit.
+    for pkt in PROBES if not problems else []:
+        theirs_path = ovs.trace(BRIDGE, pkt.flow_text()).visited
+        ours_path = ours_visited(bridge.trace(pkt.flow_text()))
+        if ours_path != theirs_path:
+            problems.append(f"{pkt}: OVS {theirs_path} ours {ours_path}")
     for filt in filters if not problems else []:
         try:
             theirs_sel = set(ovs.dump_flows(BRIDGE, filter=filt))
