@@ -36,7 +36,11 @@ from tunnelnet.trace.model import Journey
 from tunnelnet.trace.pcap import read_frames
 from tunnelnet.trace.real import RealLab
 
-SETTLE: Final = 0.4  # seconds for the frame to cross three switches and the underlay
+# seconds to wait for the frame to cross three switches and the underlay: at least SETTLE
+# (copies elsewhere, counters), and when it is expected at VM2 until it is seen there or
+# PATIENCE has passed (a loaded machine); -U makes tcpdump write each packet at once
+SETTLE: Final = 0.4
+PATIENCE: Final = 3.0
 START_TIMEOUT: Final = 5.0
 _FLOW = re.compile(r"table=(\d+), n_packets=(\d+), .*?priority=(\d+),?(\S*) actions=")
 
@@ -164,7 +168,14 @@ def _check(lab: RealLab, journey: Journey, workdir: Path, *, keep: bool) -> dict
         at_dst.start("")
         at_src.start("arp")
         send(lab.vm_netns(src), frame)
+        expected = any(e.what == "delivered" and e.vm == dst and not e.hypothetical
+                       for e in journey.outcome.ends)
         time.sleep(SETTLE)
+        deadline = time.monotonic() + PATIENCE - SETTLE
+        while expected and time.monotonic() < deadline and not any(
+                _same_frame(f, frame) for f in read_frames(at_dst.path)):
+            time.sleep(0.05)
+        time.sleep(0.05)  # the other copies and the counters, a moment behind
     finally:
         frames = {cap.label: cap.stop() for cap in captures}
     after = {hb: counters(lab.switch(hb[0]).dump_flows(hb[1])) for hb in bridges}
