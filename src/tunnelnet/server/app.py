@@ -22,7 +22,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tunnelnet import __version__
 from tunnelnet.server import agents, l2pop, networks, ports, projects, schemas, subnets, watch
-from tunnelnet.server.auth import Caller, authenticate, new_token
+from tunnelnet.server.auth import Caller, authenticate, configured_caller, new_token
 from tunnelnet.server.controller import (
     Controller,
     create_many,
@@ -183,8 +183,11 @@ def _crud(
 
 def _auth(request: Request, token: str | None) -> tuple[Controller, Caller]:
     ctl: Controller = request.app.state.ctl
-    with ctl.store.read() as txn:
-        caller = authenticate(txn, ctl.config.admin_token, ctl.config.agent_token, token)
+    config = ctl.config
+    caller = configured_caller(config.admin_token, config.agent_token, token)
+    if caller is None:  # a project token: look its hash up
+        with ctl.store.read() as txn:
+            caller = authenticate(txn, config.admin_token, config.agent_token, token)
     return ctl, caller
 
 

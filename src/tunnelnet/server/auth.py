@@ -71,13 +71,23 @@ def check_project_id(value: str, field: str = "project_id") -> str:
     return value
 
 
-def authenticate(txn: Txn, admin_token: str, agent_token: str, token: str | None) -> Caller:
+def configured_caller(admin_token: str, agent_token: str, token: str | None) -> Caller | None:
+    """The admin or agent of the configuration, without touching the store; None otherwise."""
     if not token:
         raise Unauthorized("missing X-Auth-Token header")
     if admin_token and hmac.compare_digest(token.encode(), admin_token.encode()):
         return ADMIN
     if agent_token and hmac.compare_digest(token.encode(), agent_token.encode()):
         return AGENT
+    return None
+
+
+def authenticate(txn: Txn, admin_token: str, agent_token: str, token: str | None) -> Caller:
+    configured = configured_caller(admin_token, agent_token, token)
+    if configured is not None:
+        return configured
+    if not token:  # refused above already; this narrows the type
+        raise Unauthorized("missing X-Auth-Token header")
     doc = txn.get("token", token_hash(token))
     if doc is None:
         raise Unauthorized("the token is not valid")
