@@ -8,7 +8,11 @@ from tunnelnet.server import config as server_config
 
 
 @click.command()
-@click.option("--db", envvar="TUNNELNET_DB", help="SQLite database file [env TUNNELNET_DB].")
+@click.option(
+    "--db",
+    envvar="TUNNELNET_DB",
+    help="SQLite database file (default ~/.local/state/tunnelnet/server.db) [env TUNNELNET_DB].",
+)
 @click.option(
     "--listen",
     envvar="TUNNELNET_LISTEN",
