@@ -112,9 +112,14 @@ def annotate(visit: Visit, walker: Walker, src: VmInfo, dst: VmInfo) -> None:
 
 def annotate_encap(encap: Encap, walker: Walker) -> None:
     kind = "VNI" if encap.type == "vxlan" else "GRE key"
-    port = (f", UDP source port {encap.udp_src} (RFC 7348: a hash of the inner frame's "
-            f"addresses and ports, so one flow keeps one underlay path) to {encap.udp_dst}"
-            if encap.type == "vxlan" else ", IP protocol 47 (RFC 2784/2890 with key)")
+    if encap.type != "vxlan":
+        port = ", IP protocol 47 (RFC 2784/2890 with key)"
+    elif encap.udp_src is None:
+        port = (f", UDP to {encap.udp_dst} from a source port this switch picks by its own "
+                "hash of the inner flow (Open vSwitch: 32768-61000)")
+    else:
+        port = (f", UDP source port {encap.udp_src} (RFC 7348: a hash of the inner frame's "
+                f"addresses and ports, so one flow keeps one underlay path) to {encap.udp_dst}")
     fits = (f"fits the underlay MTU {encap.underlay_mtu}" if encap.fits
             else f"EXCEEDS the underlay MTU {encap.underlay_mtu} and is dropped")
     encap.explanation = (

@@ -197,6 +197,11 @@ class Walker:
             exit_.kind = "tunnel"
             self._tunnel(visit, exit_, port, item, final, vlan, encaps, ends, queue)
             return
+        if port.type == "internal":
+            ends.append(End(host, bridge, None, "flooded", f"a copy goes to the bridge's own "
+                            f"internal port {port.name} (the host's stack; nothing there "
+                            "wants it)"))
+            return
         ends.append(End(host, bridge, None, "lost", f"left through {port.name} ({port.type}), "
                         "which leads to nothing this lab knows"))
 
@@ -218,9 +223,12 @@ class Walker:
             remote_port = next((p.name for p in self.ports(to_host, "br-tun")
                                 if p.type == port.type
                                 and p.options.get("remote_ip") == local_ip), None)
+        # our vswitchd's source port is predictable (RFC 7348 hash of the inner frame); a
+        # switch that picks its own (Open vSwitch) leaves it open: udp_src None for VXLAN
+        ours = bool(getattr(self.lab.switch(host), "vxlan_source_port_is_ours", True))
         encap = Encap(type=port.type, from_host=host, to_host=to_host, tunnel_port=port.name,
                       remote_port=remote_port, outer_src=local_ip, outer_dst=remote_ip, key=key,
-                      udp_src=source_port(inner) if port.type == "vxlan" else None,
+                      udp_src=source_port(inner) if port.type == "vxlan" and ours else None,
                       udp_dst=int(port.options.get("dst_port", VXLAN_PORT))
                       if port.type == "vxlan" else None,
                       inner_length=len(inner), outer_ip_length=len(inner) + over - 14,

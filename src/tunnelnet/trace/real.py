@@ -10,6 +10,7 @@ from tunnelnet.datapath.control import ControlClient
 from tunnelnet.errors import TunnelnetError
 from tunnelnet.lab.state import LabState, StateFile
 from tunnelnet.trace.errors import TraceError
+from tunnelnet.trace.ovs import OvsSwitch
 from tunnelnet.trace.view import NetworkInfo, PortInfo, VmInfo
 
 
@@ -71,17 +72,13 @@ class RealLab:
     def hypervisors(self) -> dict[str, str]:
         return {name: info["ip"] for name, info in self.state.hypervisors.items()}
 
-    def switch(self, hypervisor: str) -> RealSwitch:
+    def switch(self, hypervisor: str) -> RealSwitch | OvsSwitch:
         info = self.state.hypervisors.get(hypervisor)
         if info is None:
             raise TraceError(f"no hypervisor {hypervisor!r} in this lab "
                              f"(hypervisors: {', '.join(sorted(self.state.hypervisors))})")
         if info.get("switch") == "ovs":
-            # Open vSwitch's ofproto/trace follows patch ports on its own and names datapath
-            # ports, not OpenFlow ports; reading it as our steps is not done yet
-            raise TraceError(f"{hypervisor} runs Open vSwitch: tracing through it is not "
-                             "supported yet (trace pairs whose path stays on tunnelnet "
-                             "vswitchd hypervisors, or use ovs-appctl ofproto/trace there)")
+            return OvsSwitch(hypervisor, Path(info["rundir"]), info["netns"])
         return RealSwitch(hypervisor, Path(info["rundir"]))
 
     def vm_netns(self, vm: str) -> str:

@@ -37,7 +37,8 @@ def _visit(v: Visit, j: Journey, explain: bool, out: list[str]) -> None:
         if e.encap is not None:
             enc = j.encaps[e.encap]
             key = f"vni={enc.key}" if enc.type == "vxlan" else f"key={enc.key:#x}"
-            udp = f" udp {enc.udp_src}->{enc.udp_dst}" if enc.udp_src is not None else ""
+            udp = (f" udp {enc.udp_src}->{enc.udp_dst}" if enc.udp_src is not None
+                   else f" udp (its own choice)->{enc.udp_dst}" if enc.type == "vxlan" else "")
             out.append(f"     encap {enc.type}: {enc.outer_src} -> {enc.outer_dst} {key}{udp}"
                        f" inner {enc.inner_length} B, outer IP {enc.outer_ip_length} B "
                        f"(underlay MTU {enc.underlay_mtu}: {'fits' if enc.fits else 'TOO BIG'})")
