@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from tunnelnet.agent.controller import Event, ResyncRequired, Snapshot
-from tunnelnet.client.http import Client
+from tunnelnet.client.http import Client, NotFoundError
 from tunnelnet.client.http import ResyncRequired as ClientResync
 
 AGENT_TYPE = "Open vSwitch agent"
@@ -22,9 +22,11 @@ class HttpController:
         self.l2pop = l2pop
         self.arp_responder = arp_responder
         self.agent_id: str | None = None
+        self._registration: tuple[str, str, Sequence[str], Mapping[str, str]] | None = None
 
     def register_agent(self, host: str, tunnel_ip: str, tunnel_types: Sequence[str],
                        bridge_mappings: Mapping[str, str]) -> None:
+        self._registration = (host, tunnel_ip, tuple(tunnel_types), dict(bridge_mappings))
         agent = self.client.register_agent(
             host, tunneling_ip=tunnel_ip, tunnel_types=tunnel_types,
             bridge_mappings=bridge_mappings, l2_population=self.l2pop,
@@ -32,8 +34,15 @@ class HttpController:
         self.agent_id = str(agent["id"])
 
     def heartbeat(self, host: str) -> None:
-        if self.agent_id is not None:
+        if self.agent_id is None:
+            return
+        try:
             self.client.heartbeat(self.agent_id)
+        except NotFoundError:
+            # an admin deleted our record (peers dropped their tunnels to us): we are still
+            # here, so register again, as a restarted agent would
+            if self._registration is not None:
+                self.register_agent(*self._registration)
 
     def snapshot(self) -> Snapshot:
         snap = self.client.snapshot()

@@ -1,0 +1,34 @@
+"""The agent's controller adapter against a real controller process: list-and-watch from one
+snapshot, events after it, and a deleted agent record that registers again by itself."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from support.controller import AGENT_TOKEN, ServerProcess
+from tunnelnet.agent.controller import ControllerCache
+from tunnelnet.agent.http_controller import HttpController
+
+
+def test_snapshot_then_events_then_reregistration_after_delete(tmp_path: Path) -> None:
+    with ServerProcess(tmp_path / "db.sqlite") as server, server.client() as admin, \
+            server.client(AGENT_TOKEN) as agent_client:
+        ctl = HttpController(agent_client, l2pop=True)
+        ctl.register_agent("hv1", "192.0.2.1", ["vxlan"], {})
+        cache = ControllerCache()
+        cache.load(ctl.snapshot())
+        assert cache.peers["hv1"].tunnel_ip == "192.0.2.1"
+
+        net = admin.create("network", name="n1", project_id="p1")
+        events = ctl.watch(cache.revision, timeout=2.0)
+        for event in events:
+            cache.apply(event)
+        assert net["id"] in cache.networks
+        assert cache.networks[net["id"]].network_type == "vxlan"
+
+        first_id = ctl.agent_id
+        admin.delete("agent", str(first_id))
+        assert [a for a in admin.list("agent") if a["host"] == "hv1"] == []
+        ctl.heartbeat("hv1")  # 404 from the controller: the agent registers again
+        again = [a for a in admin.list("agent") if a["host"] == "hv1"]
+        assert len(again) == 1 and again[0]["id"] == ctl.agent_id != first_id
