@@ -34,6 +34,7 @@ from tunnelnet.packet.fields import FIELD_BITS, METADATA_FIELDS, FlowKey
 from tunnelnet.packet.flowkey import extract_flow_key
 from tunnelnet.packet.rewrite import apply_key_changes
 from tunnelnet.switch import Bridge, Output
+from tunnelnet.switch.cache import FlowCache
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +78,11 @@ class BridgeState:
     ports: dict[int, Port] = field(default_factory=dict)  # ofport -> port
     drops: dict[str, int] = field(default_factory=dict)  # the datapath's reasons
     external_ids: dict[str, dict[str, str]] = field(default_factory=dict)  # port -> ids
+    # packets of a known flow skip the table walk (same answer and side effects: cache.py)
+    cache: FlowCache = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.cache = FlowCache(self.bridge)
 
 
 class Switchboard:
@@ -295,7 +301,7 @@ class Switchboard:
 
     def _pipeline(self, state: BridgeState, key: FlowKey, original: FlowKey,
                   headers: tuple[int | None, ...], frame: bytes, depth: int) -> None:
-        outputs: list[Output] = state.bridge.process(key, len(frame))
+        outputs: list[Output] = state.cache.process(key, len(frame))
         for out in outputs:
             port = state.ports.get(out.port)
             if port is None:

@@ -1,0 +1,215 @@
+"""A flow cache in front of a bridge's tables: ``FlowCache(bridge).process(key, length)`` gives
+exactly what ``bridge.process(key, length)`` gives, walking the tables only on a miss.
+
+It is a microflow cache: the whole flow key is the cache key (every field the tables could
+read, so two packets with equal keys walk the tables identically in the same state). A miss
+walks the tables once while recording what the walk touched; a hit replays those side effects
+the walk would have had, so counters, learning and timeouts stay as if every packet walked:
+- each table lookup (table n_lookups/n_matched, the flow's n_packets/n_bytes and ``used``,
+  which drives its idle timeout),
+- NORMAL's MAC learning of the source (refreshes its age; a new or moved MAC bumps the bridge
+  version, as the walk does),
+- learn() actions (the same learned flow installed again: its hard timeout restarts),
+- drop counters.
+
+Validity: an entry holds the bridge ``version`` it was made under; any flow-mod, port change,
+flow expiry, new/moved MAC or newly learned flow bumps the version and so invalidates every
+entry. NORMAL's destination lookups also depend on time (MAC aging without a version bump), so
+they are recorded and checked again on each hit. A walk that itself changed the version (it
+learned something new) is not cached: the next packet walks again under the new state.
+Open vSwitch does the same job with megaflows and revalidators (ofproto-dpif-upcall.c); this is
+the simplest exact form of it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Final
+
+from tunnelnet.packet.fields import FlowKey
+from tunnelnet.switch.match import KEY_DEFAULTS
+from tunnelnet.switch.normal import MacTable
+from tunnelnet.switch.xlate import Output, Xlate
+
+if TYPE_CHECKING:
+    from tunnelnet.switch.bridge import Bridge, FlowTable
+    from tunnelnet.switch.flow import FlowEntry
+    from tunnelnet.switch.learn import LearnedFlow
+
+DEFAULT_MAX_ENTRIES: Final = 8192
+CacheKey = tuple[tuple[str, int], ...]
+_CHANGED: Final = ("learned", "moved")  # MAC learning results that change NORMAL's forwarding
+
+
+class _RecordingMacs:
+    """Stands in for the bridge's MAC table while a miss is walked: same answers, and a note
+    of every learn and lookup, so a hit can replay the learns and re-check the lookups."""
+
+    def __init__(self, real: MacTable, learns: list[tuple[int, int, int]],
+                 lookups: list[tuple[int, int, int | None]]) -> None:
+        self._real = real
+        self._learns = learns
+        self._lookups = lookups
+
+    def learn(self, vlan: int, mac: int, port: int, now: float) -> str:
+        self._learns.append((vlan, mac, port))
+        return self._real.learn(vlan, mac, port, now)
+
+    def lookup(self, vlan: int, mac: int, now: float) -> int | None:
+        port = self._real.lookup(vlan, mac, now)
+        self._lookups.append((vlan, mac, port))
+        return port
+
+
+class _RecordingXlate(Xlate):
+    """The switch's own translation, noting each table visited and the flow it matched."""
+
+    __slots__ = ("hits", "mac_learns", "mac_lookups")
+
+    def __init__(self, bridge: Bridge, key: FlowKey, now: float) -> None:
+        super().__init__(bridge, key, now, True, False)
+        self.hits: list[tuple[FlowTable, FlowEntry | None]] = []
+        self.mac_learns: list[tuple[int, int, int]] = []
+        self.mac_lookups: list[tuple[int, int, int | None]] = []
+
+    def run_table(self, table_id: int, lookup_port: int | None = None) -> None:
+        table = self.bridge.tables.get(table_id)
+        if table is not None:
+            # the same lookup the walk is about to make (a pure function of key and tables)
+            key = self.key
+            if lookup_port is None or lookup_port == key["in_port"]:
+                entry = table.classifier.lookup(key)
+            else:
+                real = key["in_port"]
+                key["in_port"] = lookup_port
+                entry = table.classifier.lookup(key)
+                key["in_port"] = real
+            self.hits.append((table, entry))
+        super().run_table(table_id, lookup_port)
+
+    def normal(self) -> None:
+        bridge = self.bridge
+        real = bridge.mac_table
+        bridge.mac_table = _RecordingMacs(real, self.mac_learns,  # type: ignore[assignment]
+                                          self.mac_lookups)
+        try:
+            super().normal()
+        finally:
+            bridge.mac_table = real
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    version: int
+    outputs: list[Output]
+    hits: tuple[tuple[FlowTable, FlowEntry | None], ...]
+    learned: tuple[LearnedFlow, ...]
+    mac_learns: tuple[tuple[int, int, int], ...]
+    mac_lookups: tuple[tuple[int, int, int | None], ...]
+    drop: str | None  # the drop reason counted when there are no outputs
+    drop_table: int | None
+
+
+@dataclass
+class CacheStats:
+    hits: int = 0
+    misses: int = 0
+    uncacheable: int = 0  # walks that changed the bridge (learned something new)
+    flushes: int = 0
+
+
+class FlowCache:
+    """Exact-match cache of one bridge's pipeline. The returned outputs are shared between
+    packets of one flow: callers must not modify their keys."""
+
+    def __init__(self, bridge: Bridge, *, max_entries: int = DEFAULT_MAX_ENTRIES,
+                 clock: Callable[[], float] | None = None) -> None:
+        self.bridge = bridge
+        self.max_entries = max_entries
+        self._clock = clock or bridge._clock
+        self._entries: dict[CacheKey, _Entry] = {}
+        self.stats = CacheStats()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+    def process(self, key: FlowKey, length: int) -> list[Output]:
+        ckey = tuple(key.items())
+        entry = self._entries.get(ckey)
+        bridge = self.bridge
+        if entry is not None and entry.version == bridge.version:
+            now = self._clock()
+            if self._still_valid(entry, now):
+                self.stats.hits += 1
+                self._replay(entry, length, now)
+                return entry.outputs
+        return self._miss(ckey, key, length)
+
+    def _still_valid(self, entry: _Entry, now: float) -> bool:
+        if entry.mac_lookups:
+            lookup = self.bridge.mac_table.lookup
+            for vlan, mac, port in entry.mac_lookups:
+                if lookup(vlan, mac, now) != port:
+                    return False
+        return True
+
+    def _replay(self, entry: _Entry, length: int, now: float) -> None:
+        bridge = self.bridge
+        for table, flow in entry.hits:
+            table.n_lookups += 1
+            if flow is not None:
+                table.n_matched += 1
+                flow.n_packets += 1
+                flow.n_bytes += length
+                flow.used = now
+        if entry.mac_learns:
+            learn = bridge.mac_table.learn
+            for vlan, mac, port in entry.mac_learns:
+                if learn(vlan, mac, port, now) in _CHANGED:
+                    bridge.version += 1  # as NORMAL does: its forwarding changed
+        for flow_spec in entry.learned:
+            bridge._install_learned(flow_spec)
+        if entry.drop is not None:
+            self._count_drop(entry.drop, entry.drop_table)
+
+    def _count_drop(self, reason: str, table: int | None) -> None:
+        bridge = self.bridge
+        bridge.drops[reason] = bridge.drops.get(reason, 0) + 1
+        if table is not None:
+            bridge.drops_by_table[table] = bridge.drops_by_table.get(table, 0) + 1
+
+    def _miss(self, ckey: CacheKey, key: FlowKey, length: int) -> list[Output]:
+        """Bridge.process, recording what the walk touched (keep the two in step: the
+        property test compares them on random tables and packets)."""
+        bridge = self.bridge
+        self.stats.misses += 1
+        version = bridge.version
+        x = _RecordingXlate(bridge, {**KEY_DEFAULTS, **key}, self._clock())
+        x._length = length
+        x.run_table(0)
+        for flow in x.learned:
+            bridge._install_learned(flow)
+        drop: str | None = None
+        drop_table: int | None = None
+        if x.error is not None:
+            drop = x.error
+        elif not x.outputs:
+            drop = x.drop_reason or "no_output"
+            drop_table = x.drop_table
+        if drop is not None:
+            self._count_drop(drop, drop_table)
+        outputs = [] if x.error is not None else x.outputs
+        if bridge.version != version:
+            self.stats.uncacheable += 1
+            return outputs
+        if len(self._entries) >= self.max_entries:
+            self._entries.clear()  # stale entries of old versions go too
+            self.stats.flushes += 1
+        self._entries[ckey] = _Entry(version, outputs, tuple(x.hits), tuple(x.learned),
+                                     tuple(x.mac_learns), tuple(x.mac_lookups), drop,
+                                     drop_table)
+        return outputs
