@@ -15,7 +15,7 @@ from __future__ import annotations
 import importlib
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,8 @@ from support.ovs import OvsSwitch
 from support.ovs_diff import vid_of_key
 from support.ovs_packets import mac_int
 from support.tools import require_tool
-from tunnelnet.switch import Bridge
+from tunnelnet.switch import Bridge, Output
+from tunnelnet.switch.cache import FlowCache
 
 # scapy builds its namespace with star imports that mypy cannot follow; use it as Any.
 scapy_all: Any = importlib.import_module("scapy.all")
@@ -237,10 +238,10 @@ def _tunnel_view(pkt: Any) -> Copy:
     return (outer_ip.dst, kind, key, *_eth_view(inner))
 
 
-def our_copies(bridge: Bridge, frame: Frame) -> list[Copy]:
+def our_copies(process: Callable[[dict[str, int], int], list[Output]], frame: Frame) -> list[Copy]:
     key, length = frame.key_for_ours()
     copies: list[Copy] = []
-    for out in bridge.process(key, length):
+    for out in process(key, length):
         mac = (_mac(out.key["dl_src"]), _mac(out.key["dl_dst"]))
         if out.port == PATCH_INT:
             copies.append(("patch-int", vid_of_key(out.key), *mac))
@@ -264,25 +265,47 @@ def _stable(lines: list[str]) -> set[str]:
     return {_VOLATILE.sub("", line) for line in lines}
 
 
-def test_frames_through_the_ovs_datapath_leave_as_ours_do_and_count_the_same(rig: Rig) -> None:
+def _our_bridge() -> Bridge:
     bridge = Bridge(BRIDGE, fail_mode="secure")
     bridge.add_port("patch-int", PATCH_INT)
     for peer in PEERS:
         bridge.add_port(peer.port_name, peer.ofport)
     bridge.add_flows(br_tun_flows(HOST))
+    return bridge
+
+
+def test_frames_through_the_ovs_datapath_leave_as_ours_do_and_count_the_same(rig: Rig) -> None:
+    """Twice through the sequence, each frame twice: repeats meet OVS's megaflows and our cache.
+
+    Ours runs two ways: the table walk (`Bridge.process`) and the flow cache the vswitchd uses
+    (`FlowCache.process`), whose hits replay counters and learning instead of walking. After
+    each frame OVS is made to revalidate its cached datapath flows (`revalidator/wait`), as it
+    would shortly do by itself, so that a learned move is in force for the next frame.
+    """
+    walked = _our_bridge()
+    cached_bridge = _our_bridge()
+    cache = FlowCache(cached_bridge)
     problems: list[str] = []
-    for frame in SEQUENCE:
-        theirs = inject(rig, frame)
-        ours = our_copies(bridge, frame)
-        if ours != theirs:
-            problems.append(f"{frame.label}: OVS sent {theirs}, ours {ours}")
+    # Each frame twice in a row, so that a repeat can be answered from the caches.
+    for rnd in (1, 2):
+        for frame in (f for f in SEQUENCE for _ in range(2)):
+            theirs = inject(rig, frame)
+            rig.ovs.appctl("revalidator/wait")
+            for name, copies in (
+                ("walk", our_copies(walked.process, frame)),
+                ("cache", our_copies(cache.process, frame)),
+            ):
+                if copies != theirs:
+                    problems.append(f"pass {rnd} {frame.label}: OVS sent {theirs}, {name} {copies}")
     # Stats reach the OpenFlow rules when the revalidators run; purge makes that happen now.
     rig.ovs.appctl("revalidator/purge")
     theirs_dump = _stable(rig.ovs.dump_flows(BRIDGE, no_stats=False))
-    ours_dump = _stable(bridge.dump_flows(stats=True))
-    if ours_dump != theirs_dump:
-        problems.append(
-            f"counters/learned flows: only in OVS {sorted(theirs_dump - ours_dump)}\n"
-            f"only in ours {sorted(ours_dump - theirs_dump)}"
-        )
+    for name, bridge in (("walk", walked), ("cache", cached_bridge)):
+        ours_dump = _stable(bridge.dump_flows(stats=True))
+        if ours_dump != theirs_dump:
+            problems.append(
+                f"{name}: counters/learned flows: only in OVS "
+                f"{sorted(theirs_dump - ours_dump)}\nonly in ours {sorted(ours_dump - theirs_dump)}"
+            )
     assert not problems, "\n".join(problems)
+    assert cache.stats.hits > 0, f"no frame was answered from the flow cache: {cache.stats}"
