@@ -25,6 +25,7 @@ from support.ovs_diff import ours_visited, vid_of_key
 from support.ovs_packets import Pkt, tcp
 from support.tools import require_tool
 from tunnelnet.switch import Bridge
+from tunnelnet.switch.cache import FlowCache
 
 pytestmark = [pytest.mark.interop, pytest.mark.root]
 
@@ -79,11 +80,21 @@ def our_bridge() -> Bridge:
     return bridge
 
 
-def _step(pkt: Pkt, ovs: OvsSwitch, bridge: Bridge) -> list[str]:
+class Ours:
+    """Our NORMAL two ways: the table walk, and the flow cache the vswitchd puts in front."""
+
+    def __init__(self) -> None:
+        self.bridge = our_bridge()
+        self.cache = FlowCache(our_bridge())
+
+
+def _step(pkt: Pkt, ovs: OvsSwitch, ours: Ours) -> list[str]:
     what = str(pkt)
     problems: list[str] = []
+    bridge = ours.bridge
     theirs = ovs.trace(BRIDGE, pkt.flow_text(), generate=True)
     copies = bridge.process(pkt.key(), 64)
+    cached = ours.cache.process(pkt.key(), 64)
     # OVS learns the source before it looks up the destination; our trace has no side
     # effects, so it is taken after process() has learned, to see the same table.
     ours_trace = bridge.trace(pkt.flow_text())
@@ -93,6 +104,9 @@ def _step(pkt: Pkt, ovs: OvsSwitch, bridge: Bridge) -> list[str]:
     copies_ours = sorted((o.port, vid_of_key(o.key)) for o in copies)
     if copies_ours != copies_theirs:
         problems.append(f"{what}: copies (port, vlan) OVS {copies_theirs} ours {copies_ours}")
+    copies_cached = sorted((o.port, vid_of_key(o.key)) for o in cached)
+    if copies_cached != copies_theirs:
+        problems.append(f"{what}: copies OVS {copies_theirs} flow cache {copies_cached}")
     if sorted(ours_trace.outputs) != sorted(p for p, _ in copies_theirs):
         problems.append(
             f"{what}: trace outputs OVS {[p for p, _ in copies_theirs]} ours {ours_trace.outputs}"
@@ -101,10 +115,11 @@ def _step(pkt: Pkt, ovs: OvsSwitch, bridge: Bridge) -> list[str]:
 
 
 def test_normal_learns_floods_and_isolates_vlans_like_ovs(ovs: OvsSwitch) -> None:
-    bridge = our_bridge()
+    ovs.appctl("fdb/flush", BRIDGE)
+    ours = Ours()
     problems: list[str] = []
     for pkt in SEQUENCE:
-        problems += _step(pkt, ovs, bridge)
+        problems += _step(pkt, ovs, ours)
     assert not problems, "\n".join(problems)
 
 
@@ -115,8 +130,11 @@ EXAMPLES = int(os.environ.get("TUNNELNET_OVS_DIFF_EXAMPLES", "30"))
 
 @st.composite
 def sequences(draw: st.DrawFn) -> list[Pkt]:
-    packets = []
+    packets: list[Pkt] = []
     for n in range(draw(st.integers(1, 10))):
+        if packets and draw(st.integers(0, 2)) == 0:
+            packets.append(draw(st.sampled_from(packets)))  # repeats meet the flow cache
+            continue
         packets.append(
             tcp(
                 draw(st.sampled_from([ofport for ofport, _, _ in PORTS.values()])),
@@ -139,8 +157,8 @@ def test_normal_agrees_with_ovs_on_generated_packet_sequences(
     ovs: OvsSwitch, sequence: list[Pkt]
 ) -> None:
     ovs.appctl("fdb/flush", BRIDGE)  # each example starts with an empty MAC table
-    bridge = our_bridge()
+    ours = Ours()
     problems: list[str] = []
     for pkt in sequence:
-        problems += _step(pkt, ovs, bridge)
+        problems += _step(pkt, ovs, ours)
     assert not problems, "\n".join(problems)
