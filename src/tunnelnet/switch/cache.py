@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
 from tunnelnet.packet.fields import FlowKey
-from tunnelnet.switch.match import KEY_DEFAULTS
+from tunnelnet.switch.match import KEY_DEFAULTS, Match
 from tunnelnet.switch.normal import MacTable
 from tunnelnet.switch.xlate import Output, Xlate
 
@@ -104,7 +104,8 @@ class _Entry:
     version: int
     outputs: list[Output]
     hits: tuple[tuple[FlowTable, FlowEntry | None], ...]
-    learned: tuple[LearnedFlow, ...]
+    # each learn() result with the flow it refreshes (None: not installed, e.g. over the cap)
+    learned: tuple[tuple[LearnedFlow, FlowEntry | None], ...]
     mac_learns: tuple[tuple[int, int, int], ...]
     mac_lookups: tuple[tuple[int, int, int | None], ...]
     drop: str | None  # the drop reason counted when there are no outputs
@@ -171,10 +172,29 @@ class FlowCache:
             for vlan, mac, port in entry.mac_learns:
                 if learn(vlan, mac, port, now) in _CHANGED:
                     bridge.version += 1  # as NORMAL does: its forwarding changed
-        for flow_spec in entry.learned:
-            bridge._install_learned(flow_spec)
+        for spec, flow in entry.learned:
+            if flow is None:
+                bridge._install_learned(spec)
+            else:
+                # what installing the same learned flow again amounts to (Bridge._install with
+                # equal actions): its hard timeout restarts now. The flow is known to be there
+                # unchanged, or the version (checked above) would differ; 3x cheaper than
+                # rebuilding its match, and tunnel ingress re-learns on every packet.
+                flow.modified = now
+                bridge._timers.schedule(flow)
         if entry.drop is not None:
             self._count_drop(entry.drop, entry.drop_table)
+
+    def _learned(self, specs: list[LearnedFlow]) -> tuple[tuple[LearnedFlow, FlowEntry | None],
+                                                             ...]:
+        tables = self.bridge.tables
+        found = []
+        for spec in specs:
+            table = tables.get(spec.table)
+            flow = (table.classifier.find_exact(Match.of(spec.constraints), spec.priority)
+                    if table is not None else None)
+            found.append((spec, flow if flow is not None and flow.learned else None))
+        return tuple(found)
 
     def _count_drop(self, reason: str, table: int | None) -> None:
         bridge = self.bridge
@@ -209,7 +229,7 @@ class FlowCache:
         if len(self._entries) >= self.max_entries:
             self._entries.clear()  # stale entries of old versions go too
             self.stats.flushes += 1
-        self._entries[ckey] = _Entry(version, outputs, tuple(x.hits), tuple(x.learned),
+        self._entries[ckey] = _Entry(version, outputs, tuple(x.hits), self._learned(x.learned),
                                      tuple(x.mac_learns), tuple(x.mac_lookups), drop,
                                      drop_table)
         return outputs
