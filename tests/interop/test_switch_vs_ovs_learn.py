@@ -3,9 +3,11 @@
 Table 0 looks the packet up in the learning table first (resubmit), then learns from it, so
 every packet sees what the packets before it taught. OVS runs each packet with
 `ofproto/trace -generate`, which executes learn() as a real packet would; ours runs
-`process()`. After each packet the tables visited and the copies must agree, and at the end
-the learned flows must dump identically: their match built from the packet's fields, their
-actions, priority, cookie and timeouts, as ovs-ofctl prints them.
+`process()`, and a second bridge runs the same packets through the vswitchd's FlowCache
+(repeated packets are answered there by replaying the learning). After each packet the
+tables visited and the copies must agree, and at the end the learned flows must dump
+identically: their match built from the packet's fields, their actions, priority, cookie and
+timeouts, as ovs-ofctl prints them.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from support.ovs_diff import compare_outputs, compare_trace
 from support.ovs_packets import Pkt, tcp
 from support.tools import require_tool
 from tunnelnet.switch import Bridge
+from tunnelnet.switch.cache import FlowCache
 
 pytestmark = [pytest.mark.interop, pytest.mark.root]
 
@@ -74,8 +77,11 @@ def scenarios(draw: st.DrawFn) -> tuple[list[str], list[Pkt]]:
         f"table=0,priority=1 actions=resubmit(,{table}),{learn}",
         f"table={table},priority=0 actions=output:4",
     ]
-    packets = []
-    for n in range(draw(st.integers(2, 6))):
+    packets: list[Pkt] = []
+    for n in range(draw(st.integers(2, 8))):
+        if packets and draw(st.integers(0, 2)) == 0:
+            packets.append(draw(st.sampled_from(packets)))  # repeats meet the flow cache
+            continue
         src, dst = draw(st.sampled_from(MACS)), draw(st.sampled_from(MACS))
         packets.append(
             tcp(
@@ -100,6 +106,14 @@ def ovs() -> Iterator[OvsSwitch]:
         yield switch
 
 
+def our_bridge(flows: list[str]) -> Bridge:
+    bridge = Bridge(BRIDGE, fail_mode="secure")
+    for port in PORTS:
+        bridge.add_port(f"p{port}", port)
+    bridge.add_flows(flows)
+    return bridge
+
+
 @settings(
     max_examples=EXAMPLES,
     deadline=None,
@@ -112,21 +126,21 @@ def test_learned_flows_and_their_effect_agree_with_ovs(
     flows, packets = scenario
     ovs.del_flows(BRIDGE)
     ovs.add_flows(BRIDGE, flows)
-    bridge = Bridge(BRIDGE, fail_mode="secure")
-    for port in PORTS:
-        bridge.add_port(f"p{port}", port)
-    bridge.add_flows(flows)
+    bridge, cached_bridge = our_bridge(flows), our_bridge(flows)
+    cache = FlowCache(cached_bridge)  # the vswitchd's way: replays learning on a hit
     problems: list[str] = []
     for pkt in packets:
         ours_trace = bridge.trace(pkt.flow_text())  # before this packet's own learning
         theirs = ovs.trace(BRIDGE, pkt.flow_text(), generate=True)
         problems += compare_trace(ours_trace, theirs, str(pkt))
         problems += compare_outputs(bridge.process(pkt.key(), 64), theirs, (), str(pkt))
-    ours_dump = set(bridge.dump_flows(stats=False))
+        problems += compare_outputs(cache.process(pkt.key(), 64), theirs, (), f"flow cache: {pkt}")
     theirs_dump = set(ovs.dump_flows(BRIDGE))
-    if ours_dump != theirs_dump:
-        problems.append(
-            f"after learning: only in OVS {sorted(theirs_dump - ours_dump)}, "
-            f"only in ours {sorted(ours_dump - theirs_dump)}"
-        )
+    for name, ours in (("walk", bridge), ("flow cache", cached_bridge)):
+        ours_dump = set(ours.dump_flows(stats=False))
+        if ours_dump != theirs_dump:
+            problems.append(
+                f"{name} after learning: only in OVS {sorted(theirs_dump - ours_dump)}, "
+                f"only in ours {sorted(ours_dump - theirs_dump)}"
+            )
     assert not problems, "flows:\n" + "\n".join(flows) + "\n\n" + "\n".join(problems)
