@@ -26,6 +26,7 @@ from support.ovs_diff import compare_outputs, compare_trace, compare_trace_text
 from support.ovs_packets import ETH_ARP, Pkt
 from support.tools import require_tool
 from tunnelnet.switch import Bridge
+from tunnelnet.switch.cache import FlowCache
 
 pytestmark = [pytest.mark.interop, pytest.mark.root]
 
@@ -307,6 +308,7 @@ def run_both(ovs: OvsSwitch, flows: list[str], pkts: list[Pkt]) -> list[str]:
     ovs.del_flows(BRIDGE)
     ovs.add_flows(BRIDGE, flows)
     bridge = our_bridge(flows)
+    cache = FlowCache(our_bridge(flows))
     problems: list[str] = []
     ours_dump = set(bridge.dump_flows(stats=False))
     theirs_dump = set(ovs.dump_flows(BRIDGE))
@@ -324,6 +326,11 @@ def run_both(ovs: OvsSwitch, flows: list[str], pkts: list[Pkt]) -> list[str]:
         problems += compare_trace_text(ours.to_text(), theirs, str(pkt))
         copies = bridge.process(pkt.key(), 64)
         problems += compare_outputs(copies, theirs, TUNNEL_PORTS, str(pkt), ordered=ordered)
+        # The vswitchd's flow cache: the first packet walks, the same packet again is a hit.
+        for attempt in ("miss", "hit"):
+            cached = cache.process(pkt.key(), 64)
+            what = f"flow cache {attempt}: {pkt}"
+            problems += compare_outputs(cached, theirs, TUNNEL_PORTS, what, ordered=ordered)
     return problems
 
 
