@@ -197,7 +197,7 @@ def test_clicking_a_bridge_shows_its_dump_flows_with_counters(page: Any,
     # serialise its whole object graph)
     page.evaluate("() => { window.tunnelnet.cy.getElementById('br:hv1:br-tun').emit('tap'); }")
     page.wait_for_selector("#flows[data-bridge=br-tun]", timeout=10000)
-    shown = page.text_content("#flows").splitlines()
+    shown = page.eval_on_selector_all("#flows div", "els => els.map(e => e.textContent)")
     dumped = _tn("ofctl", "--rundir", rundir, "dump-flows", "br-tun").stdout.splitlines()
 
     def agent_flows(lines: list[str]) -> set[str]:
@@ -207,6 +207,25 @@ def test_clicking_a_bridge_shows_its_dump_flows_with_counters(page: Any,
 
     assert agent_flows(shown) == agent_flows(dumped)
     assert all("n_packets=" in line for line in shown)
+
+
+def test_after_a_trace_the_bridge_table_highlights_the_flows_the_trace_matched(
+        page: Any, lab_dir: Path) -> None:
+    journey = json.loads(_tn("trace", "--dir", str(lab_dir), "red1", "red3", "--json").stdout)
+    page.select_option("#src", "red1")
+    page.select_option("#dst", "red3")
+    page.click("#go")
+    page.wait_for_selector("#status[data-state=done]", timeout=30000)
+    page.evaluate("() => { window.tunnelnet.cy.getElementById('br:hv1:br-tun').emit('tap'); }")
+    page.wait_for_selector("#flows[data-bridge=br-tun] div.hit", timeout=10000)
+    hits = page.eval_on_selector_all("#flows div.hit", "els => els.map(e => e.textContent)")
+    steps = next(v["steps"] for v in journey["visits"]
+                 if (v["host"], v["bridge"]) == ("hv1", "br-tun"))
+    assert len(hits) == len(steps) == 3
+    for line, step in zip(sorted(hits, key=lambda x: int(x.split("table=")[1].split(",")[0])),
+                          steps, strict=True):
+        assert f"table={step['table']}," in line
+        assert f"priority={step['priority']}" in line and step["match"] in line
 
 
 def test_state_refreshes_without_reloading(page: Any) -> None:

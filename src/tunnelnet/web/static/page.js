@@ -289,7 +289,20 @@ async function showFlows(host, bridge) {
   title.hidden = pre.hidden = false;
   title.textContent = `${host} ${bridge}: dump-flows (live counters)`;
   if (!r.ok) { pre.textContent = (await r.json()).detail; return; }
-  pre.textContent = (await r.json()).flows.join("\n");
+  // the flows the last trace matched on this bridge are highlighted
+  const hits = new Set();
+  if (page.trace) {
+    page.trace.visits.filter(v => v.host === host && v.bridge === bridge && !v.hypothetical)
+      .forEach(v => v.steps.forEach(st => hits.add(`${st.table}|${st.priority}|${st.match}`)));
+  }
+  pre.innerHTML = "";
+  (await r.json()).flows.forEach(line => {
+    const m = line.match(/table=(\d+), .*?priority=(\d+),?(\S*) actions=/);
+    const div = document.createElement("div");
+    div.textContent = line;
+    if (m && hits.has(`${m[1]}|${m[2]}|${m[3]}`)) div.className = "hit";
+    pre.appendChild(div);
+  });
   pre.dataset.host = host;
   pre.dataset.bridge = bridge;
 }
