@@ -27,7 +27,7 @@ from tunnelnet.agent.tables import DEAD_VLAN
 from tunnelnet.errors import TunnelnetError
 from tunnelnet.lab import names
 from tunnelnet.lab.sim_controller import SharedCache, SimController, SimHub
-from tunnelnet.lab.sim_fabric import SimFabric
+from tunnelnet.lab.sim_fabric import UPLINK_MARK, SimFabric
 from tunnelnet.lab.sim_probe import PingResult, SimVm, ping
 from tunnelnet.lab.sim_switch import SimBackend, SimPort, SimSwitch
 from tunnelnet.lab.topology import Topology, Vm
@@ -42,6 +42,9 @@ log = logging.getLogger(__name__)
 
 Progress = Callable[[str], None]
 SIM_TUNNEL_TYPES = ("vxlan", "gre")
+PROVIDER_TYPES = ("vlan", "flat")
+PHYSICAL_BRIDGE = "br-eth1"  # as the lab names it: after the second uplink it holds
+PHYSICAL_UPLINK = "eth1"
 MAX_PASSES = 20
 
 
@@ -67,10 +70,16 @@ class SimLab:
 
     def __post_init__(self) -> None:
         for net in self.topo.networks:
-            if net.type not in SIM_TUNNEL_TYPES:
+            if net.type not in (*SIM_TUNNEL_TYPES, *PROVIDER_TYPES):
                 raise SimError(f"network {net.name} is of type {net.type}: the simulation "
-                               "carries vxlan and gre networks only (no physical switch to "
-                               "configure for VLANs); use 'tunnelnet lab up' for that")
+                               "carries vxlan, gre, vlan and flat networks")
+        # VLAN and flat networks leave through br-eth1 to a physical switch (in the fabric)
+        self.physnets = sorted({n.physical_network or "physnet1" for n in self.topo.networks
+                                if n.type in PROVIDER_TYPES})
+        self.bridge_mappings = {p: PHYSICAL_BRIDGE for p in self.physnets}
+        # the physical switch's configuration: the VLANs its hypervisor ports carry
+        self.physical_vlans = frozenset(n.segment for n in self.topo.networks
+                                        if n.type == "vlan" and n.segment is not None)
         if self.controller is None:
             self.controller = Controller(SqliteStore(":memory:"), sim_config(self.topo))
         self.ctl = self.controller
@@ -83,9 +92,9 @@ class SimLab:
         self.network_ids: dict[str, str] = {}
         self.mtus: dict[str, int] = {}
         self.stopped: set[str] = set()  # hypervisors whose agent is stopped
-        self.fabric = SimFabric(self.switches, self._vm_at)
-        types = {n.type for n in self.topo.networks} or {"vxlan"}
-        self.tunnel_types = frozenset(types)
+        self.fabric = SimFabric(self.switches, self._vm_at, self.physical_vlans)
+        types = {n.type for n in self.topo.networks if n.type in SIM_TUNNEL_TYPES}
+        self.tunnel_types = frozenset(types or {"vxlan"})
 
     # -- building ---------------------------------------------------------------------------
 
@@ -98,7 +107,13 @@ class SimLab:
 
     def start_agents(self) -> None:
         for hv in self.topo.hypervisors:
-            self.switches[hv.name] = SimSwitch(hv.name, hv.ip)
+            switch = SimSwitch(hv.name, hv.ip)
+            self.switches[hv.name] = switch
+            if self.physnets:
+                # what an operator does once per hypervisor: the physical bridge and its uplink
+                switch.ensure_bridge(PHYSICAL_BRIDGE, fail_secure=True)
+                switch.add_port(PHYSICAL_BRIDGE, PHYSICAL_UPLINK,
+                                external_ids={UPLINK_MARK: ",".join(self.physnets)})
             self.agents[hv.name] = self._agent(hv.name, _cookie(hv.name))
         # one pass: every agent registers, syncs and makes its bridges
         self.run_pass()
@@ -109,11 +124,12 @@ class SimLab:
         switch = self.switches[host]
         conf = AgentConfig(host=host, tunnel_ip=switch.tunnel_ip,
                            tunnel_types=self.tunnel_types, l2pop=self.l2pop,
-                           arp_responder=self.arp_responder)
+                           arp_responder=self.arp_responder,
+                           bridge_mappings=self.bridge_mappings)
         controller = SimController(self.hub, l2pop=self.l2pop, arp_responder=self.arp_responder)
         agent = Agent(conf, controller, SimBackend(switch),
                       timers=AgentTimers(poll_interval=0.0, heartbeat_interval=60.0),
-                      cookie=cookie)
+                      bridge_mappings=self.bridge_mappings, cookie=cookie)
         agent.cache = SharedCache(self.hub)
         return agent
 
@@ -136,12 +152,16 @@ class SimLab:
         for net in self.topo.networks:
             body: dict[str, object] = {"name": net.name, "project_id": net.tenant,
                                        "provider:network_type": net.type}
+            if net.type in PROVIDER_TYPES:
+                body["provider:physical_network"] = net.physical_network or "physnet1"
             if net.segment is not None:
                 body["provider:segmentation_id"] = net.segment
             created = networks.create(self.ctl, ADMIN, body)
             subnets.create(self.ctl, ADMIN, {
                 "network_id": created["id"], "cidr": net.cidr,
-                "ip_version": ip_network(net.cidr).version, "name": f"{net.name}-subnet"})
+                "ip_version": ip_network(net.cidr).version, "name": f"{net.name}-subnet",
+                # no routers in a lab: every address is for VMs (as lab up does it)
+                "gateway_ip": None})
             self.network_ids[net.name] = str(created["id"])
         self.progress(f"tenants: {len(self.topo.tenants)}, networks: {len(self.topo.networks)}")
 
@@ -251,7 +271,10 @@ class SimLab:
 
 def sim_config(topo: Topology) -> ServerConfig:
     """The controller's settings for a simulated topology."""
+    physnets = {n.physical_network or "physnet1" for n in topo.networks
+                if n.type in PROVIDER_TYPES}
     return ServerConfig(tenant_network_types=SIM_TUNNEL_TYPES, underlay_mtu=topo.underlay_mtu,
+                        network_vlan_ranges={p: ((1, 4094),) for p in sorted(physnets)},
                         # simulated time runs slower than a clock: never "dead" agents
                         agent_down_time=10 ** 9)
 

@@ -18,7 +18,7 @@ from ipaddress import IPv4Address
 from typing import Final
 
 from tunnelnet.lab.sim_switch import TUNNEL_TYPES, SimPort, SimSwitch
-from tunnelnet.packet.fields import FIELD_BITS, METADATA_FIELDS, FlowKey, int_to_mac
+from tunnelnet.packet.fields import FIELD_BITS, METADATA_FIELDS, VLAN_CFI, FlowKey, int_to_mac
 from tunnelnet.switch.flow_format import format_key
 from tunnelnet.switch.match import KEY_DEFAULTS
 from tunnelnet.switch.xlate import Xlate
@@ -27,6 +27,7 @@ MAX_DEPTH: Final = 16  # bridges one copy may pass in a row (a forwarding loop e
 _HEADER_FIELDS: Final = tuple(f for f in FIELD_BITS if f not in METADATA_FIELDS)
 _KEY_BITS: Final = {"vxlan": 24, "gre": 32}
 _MULTICAST_BIT: Final = 1 << 40
+UPLINK_MARK: Final = "sim-physical-uplink"  # external_ids key of a physical uplink port
 
 # endings that are not a VM's vNIC
 DROPPED: Final = "dropped"
@@ -92,9 +93,13 @@ VmAt = Callable[[str, SimPort], tuple[str, int] | None]
 
 
 class SimFabric:
-    def __init__(self, switches: Mapping[str, SimSwitch], vm_at: VmAt) -> None:
+    def __init__(self, switches: Mapping[str, SimSwitch], vm_at: VmAt,
+                 physical_vlans: frozenset[int] = frozenset()) -> None:
         self.switches = switches
         self.vm_at = vm_at
+        # the physical switch behind the hypervisors' second uplinks carries untagged frames
+        # and exactly these VLANs (its manual configuration, as the lab's vlan_filtering)
+        self.physical_vlans = physical_vlans
         self._by_ip: dict[str, str] = {}
 
     def hypervisor_at(self, ip: str) -> SimSwitch | None:
@@ -149,6 +154,8 @@ class SimFabric:
                 self._patch(walk, switch, port, out.key, path, keep_path, depth)
             elif port.type in TUNNEL_TYPES:
                 self._tunnel(walk, switch, port, out.key, path, keep_path, depth)
+            elif UPLINK_MARK in port.external_ids:
+                self._physical(walk, switch, port, out.key, path, keep_path, depth)
             else:
                 self._vnic(walk, switch, port, out.key, path)
 
@@ -198,6 +205,28 @@ class SimFabric:
                        tun_src=int(IPv4Address(local_ip)), tun_dst=int(IPv4Address(remote_ip)))
         self._bridge(walk, target, inbound.bridge, inbound.name, arrived, path, keep_path,
                      depth + 1)
+
+    def _physical(self, walk: Walk, switch: SimSwitch, port: SimPort, key: FlowKey,
+                  path: tuple[Hop, ...], keep_path: bool, depth: int) -> None:
+        """The physical switch: floods the frame to every other hypervisor's uplink (a trace
+        learns nothing), if it carries the frame's VLAN."""
+        tci = key.get("vlan_tci", 0)
+        if tci & VLAN_CFI and (tci & 0x0FFF) not in self.physical_vlans:
+            walk.endings.append(Ending(
+                DROPPED, switch.hypervisor, "(physical switch)",
+                reason=f"VLAN {tci & 0x0FFF} is not configured on the physical switch",
+                key=key, path=path))
+            return
+        frame = {f: key[f] for f in _HEADER_FIELDS if f in key}
+        for other in self.switches.values():
+            if other is switch:
+                continue
+            uplink = next((p for p in other.ports.values()
+                           if UPLINK_MARK in p.external_ids), None)
+            if uplink is None:
+                continue
+            self._bridge(walk, other, uplink.bridge, uplink.name,
+                         {**frame, "in_port": uplink.ofport}, path, keep_path, depth + 1)
 
     def _vnic(self, walk: Walk, switch: SimSwitch, port: SimPort, key: FlowKey,
               path: tuple[Hop, ...]) -> None:

@@ -13,7 +13,7 @@ import pytest
 from tunnelnet.lab.sim import SimError, SimLab
 from tunnelnet.lab.sim_fabric import DROPPED
 from tunnelnet.lab.sim_probe import BROADCAST, ECHO_REQUEST, arp_frame, icmp_frame, send
-from tunnelnet.lab.topology import Topology, load, parse
+from tunnelnet.lab.topology import Topology, load
 
 DEMO = Path(__file__).resolve().parents[3] / "examples" / "demo.toml"
 # Neutron's br-tun tables (ovs_constants.py): a VNI or GRE key unknown here dies in these
@@ -160,14 +160,18 @@ def send_key(dst_mac: str) -> dict[str, int]:
                                       "10.0.0.99", "00:00:00:00:00:00", "10.0.0.11"), 0)
 
 
-def test_a_vlan_network_is_refused_naming_it() -> None:
-    doc = {
-        "hypervisor": [{"name": "hv1", "ip": "192.0.2.1"}],
-        "tenant": [{"name": "t1"}],
-        "network": [{"name": "phys", "tenant": "t1", "type": "vlan", "cidr": "10.0.0.0/24"}],
-    }
-    with pytest.raises(SimError, match="phys"):
-        SimLab(parse(doc))
+def test_a_vm_for_an_unknown_hypervisor_or_network_is_refused_naming_it_and_changes_nothing(
+        topo: Topology) -> None:
+    from tunnelnet.lab.topology import Vm
+
+    lab = SimLab(topo)
+    lab.up()
+    revision = lab.store.current_revision()
+    with pytest.raises(SimError, match="hv9"):
+        lab.plug_vm(Vm("red9", "red", "red-net", "hv9"))
+    with pytest.raises(SimError, match="green-net"):
+        lab.plug_vm(Vm("red9", "red", "green-net", "hv1"))
+    assert lab.store.current_revision() == revision and "red9" not in lab.vms
 
 
 def test_the_arp_responder_answers_with_the_remote_vms_own_mac_never_another_tenants(
