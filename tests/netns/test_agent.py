@@ -187,3 +187,22 @@ def test_a_deleted_agent_loses_its_tunnels_everywhere_and_gets_them_back(
     _wait(lambda: f"vxlan-{_hex(hv2_ip)}" in _tunnels(state, "hv1"), "the tunnel to return")
     _wait(lambda: f"vxlan-{_hex(hv1_ip)}" in _tunnels(state, "hv2"), "the tunnel back")
     _wait(lambda: _ping(state, "r1", "r2", "-c1", "-W1").returncode == 0, "r1 to reach r2")
+
+
+def test_a_restarted_vswitchd_keeps_its_ports_and_the_agent_reprograms_its_flows(
+        lab_dir: Path) -> None:
+    state = _state(lab_dir)
+    r2 = state["vms"]["r2"]
+    _lab(lab_dir, "stop", "vswitchd-hv2")
+    assert _ping(state, "r1", "r2", "-c2", "-W1").returncode != 0  # hv2 forwards nothing now
+    _lab(lab_dir, "start", "vswitchd-hv2")
+    # the VM's vNIC came back from the switch's own configuration, not from a new plug
+    rundir = state["hypervisors"]["hv2"]["rundir"]
+    _wait(lambda: (lab_dir / "hv2" / "vswitchd.sock").exists()
+          or Path(rundir, "vswitchd.sock").exists(), "vswitchd control socket")
+    ports = subprocess.run([sys.executable, "-m", "tunnelnet", "vsctl", "--rundir", rundir,
+                            "list-ports", "br-int", "--json"], capture_output=True, text=True,
+                           timeout=30, check=True).stdout
+    assert r2["tap"] in ports and r2["port_id"] in ports
+    _wait(lambda: _ping(state, "r1", "r2", "-c1", "-W1").returncode == 0,
+          "r1 to reach r2 once the agent has reprogrammed hv2", timeout=60)

@@ -24,8 +24,11 @@ DEFAULT_RUNDIR = "/run/tunnelnet"
               help="Log here instead of stderr.")
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False))
+@click.option("--persist", is_flag=True,
+              help="Keep bridges and ports in RUNDIR/conf.json and restore them at start, "
+                   "as Open vSwitch keeps them in its database (flows are never kept).")
 def cli(rundir: Path, pidfile: str | None, background: bool, log_file: Path | None,
-        log_level: str) -> None:
+        log_level: str, persist: bool) -> None:
     """Run the switch: bridges with flow tables, system/internal/patch/vxlan/gre ports.
 
     Manage it with `tunnelnet vsctl` and `tunnelnet ofctl` on the same run directory.
@@ -35,7 +38,7 @@ def cli(rundir: Path, pidfile: str | None, background: bool, log_file: Path | No
                                              else rundir / PIDFILE_NAME)
     if background:
         argv = [sys.executable, "-m", "tunnelnet", "vswitchd", "--rundir", str(rundir),
-                "--log-level", log_level]
+                "--log-level", log_level, *(["--persist"] if persist else [])]
         if pid_path is not None:
             argv += ["--pidfile", str(pid_path)]
         argv += ["--log-file", str((log_file or rundir / "vswitchd.log").absolute())]
@@ -43,4 +46,5 @@ def cli(rundir: Path, pidfile: str | None, background: bool, log_file: Path | No
         click.echo(f"vswitchd running as pid {pid}")
         return
     setup_logging(log_file, log_level)
-    run(DaemonConfig(rundir=rundir, pidfile=pid_path, log_file=log_file, log_level=log_level))
+    run(DaemonConfig(rundir=rundir, pidfile=pid_path, log_file=log_file, log_level=log_level,
+                     persist=persist))

@@ -26,7 +26,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Final
 
-from tunnelnet.datapath import messages
+from tunnelnet.datapath import messages, persist
 from tunnelnet.datapath.control import ControlClient, ControlServer, socket_path
 from tunnelnet.datapath.errors import DatapathError, NotRunningError
 from tunnelnet.datapath.loop import EventLoop
@@ -48,6 +48,8 @@ class DaemonConfig:
     pidfile: Path | None = None
     log_file: Path | None = None
     log_level: str = "info"
+    # keep bridges and ports in RUNDIR/conf.json and bring them back at start (like ovsdb)
+    persist: bool = False
 
 
 def setup_logging(log_file: Path | None, level: str) -> None:
@@ -83,7 +85,10 @@ def run(config: DaemonConfig) -> None:
     path = _claim_rundir(config.rundir)
     loop = EventLoop()
     board = Switchboard(loop)
-    server = ControlServer(path, Service(board), loop)
+    config_path = config.rundir / persist.CONFIG_NAME if config.persist else None
+    if config_path is not None:
+        persist.restore(board, config_path)
+    server = ControlServer(path, Service(board, config_path), loop)
     wake_r, wake_w = socket.socketpair()
     wake_r.setblocking(False)
     wake_w.setblocking(False)

@@ -6,19 +6,26 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from tunnelnet import __version__
 from tunnelnet.datapath import messages as m
+from tunnelnet.datapath import persist
 from tunnelnet.datapath.errors import DatapathError
 from tunnelnet.datapath.ports import PatchPort, PortKind
 from tunnelnet.datapath.switchboard import Switchboard
 from tunnelnet.datapath.tunnel import TunnelPort
 
+# requests that change the configuration that persists across restarts (not flows)
+_CONFIG_CHANGES: tuple[type[m.Request], ...] = (m.AddBridge, m.DelBridge, m.AddPort,
+                                                m.DelPort, m.SetPort)
+
 
 class Service:
-    def __init__(self, board: Switchboard) -> None:
+    def __init__(self, board: Switchboard, config_path: Path | None = None) -> None:
         self.board = board
+        self.config_path = config_path
         self._handlers: dict[type[m.Request], Callable[[Any], m.JSON]] = {
             m.AddBridge: self._add_bridge,
             m.DelBridge: self._del_bridge,
@@ -40,7 +47,10 @@ class Service:
         }
 
     def __call__(self, request: m.Request) -> m.JSON:
-        return self._handlers[type(request)](request)
+        result = self._handlers[type(request)](request)
+        if self.config_path is not None and isinstance(request, _CONFIG_CHANGES):
+            persist.save(self.board, self.config_path)
+        return result
 
     def _add_bridge(self, r: m.AddBridge) -> m.JSON:
         self.board.add_bridge(r.bridge, r.fail_mode, r.may_exist)

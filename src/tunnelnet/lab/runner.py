@@ -220,7 +220,7 @@ class LabRunner:
             if hv.switch == "ovs":
                 self._start_ovs(topo, state, hv.name, hv.ip, rundir)
                 continue
-            argv = processes.tunnelnet_argv("vswitchd", "--rundir", str(rundir),
+            argv = processes.tunnelnet_argv("vswitchd", "--rundir", str(rundir), "--persist",
                                             "--log-file", str(rundir / "vswitchd.log"))
             proc = self._spawn(state, f"vswitchd-{hv.name}", argv, names.hypervisor_ns(hv.name))
             sock = socket_path(rundir)

@@ -1,0 +1,80 @@
+"""The daemon's configuration kept on disk, as Open vSwitch keeps it in ovsdb.
+
+Bridges and ports (type, number, tag, options, external_ids) survive a restart of vswitchd;
+flows do not, exactly as in Open vSwitch: after a restart a fail-secure bridge drops until its
+agent programs it again, and a standalone one starts with its NORMAL flow. Without this, a
+restart would lose the VMs' vNIC ports that Nova (or the lab) plugged, which no agent can
+know how to plug again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from tunnelnet.datapath.ports import PortKind
+from tunnelnet.datapath.switchboard import Switchboard
+from tunnelnet.errors import TunnelnetError
+
+log = logging.getLogger(__name__)
+
+CONFIG_NAME = "conf.json"
+VERSION = 1
+
+
+def snapshot(board: Switchboard) -> dict[str, Any]:
+    bridges = []
+    for name in sorted(board.bridges):
+        state = board.bridges[name]
+        ports = []
+        for number in sorted(state.ports):
+            port = state.ports[number]
+            described = port.describe()
+            ports.append({"name": port.name, "type": described["type"], "ofport": number,
+                          "tag": state.bridge.port(port.name).tag,
+                          "options": described["options"],
+                          "external_ids": dict(state.external_ids.get(port.name, {}))})
+        bridges.append({"name": name, "fail_mode": state.fail_mode, "ports": ports})
+    return {"version": VERSION, "bridges": bridges}
+
+
+def save(board: Switchboard, path: Path) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(snapshot(board), indent=1))
+    os.replace(tmp, path)  # atomic: a crash never leaves half a configuration
+
+
+def restore(board: Switchboard, path: Path) -> int:
+    """Re-create what ``path`` records; a port that cannot come back (its interface is gone)
+    is logged and left out, never fatal. Returns the number of ports restored."""
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        return 0
+    except (OSError, ValueError) as exc:
+        log.error("configuration %s unreadable (%s): starting empty", path, exc)
+        return 0
+    if data.get("version") != VERSION:
+        log.error("configuration %s has version %r, not %d: starting empty", path,
+                  data.get("version"), VERSION)
+        return 0
+    restored = 0
+    bridges = data.get("bridges", [])
+    for bridge in bridges:
+        board.add_bridge(bridge["name"], bridge.get("fail_mode", "standalone"), may_exist=True)
+    for bridge in bridges:
+        for port in bridge.get("ports", []):
+            try:
+                board.add_port(bridge["name"], port["name"], PortKind.parse(port["type"]),
+                               tag=port.get("tag"), ofport=port.get("ofport"),
+                               options=port.get("options") or {},
+                               external_ids=port.get("external_ids") or {}, may_exist=True)
+                restored += 1
+            except (TunnelnetError, OSError, KeyError) as exc:
+                log.warning("port %s of %s not restored: %s", port.get("name"),
+                            bridge.get("name"), exc)
+    log.info("restored %d bridges and %d ports from %s", len(bridges), restored, path)
+    return restored
