@@ -409,7 +409,8 @@ def _status(directory: Path, as_json: bool) -> int:
         return 0
     click.echo("hypervisors (simulated):")
     for hv in data["hypervisors"]:
-        click.echo(f"  {hv['name']:<8} {hv['ip']:<15} agent alive tunnels: "
+        alive = "alive" if hv["agent_alive"] else "DEAD"
+        click.echo(f"  {hv['name']:<8} {hv['ip']:<15} agent {alive:<5} tunnels: "
                    f"{', '.join(hv['tunnels']) or '-'}")
     click.echo("VMs:")
     for vm in data["vms"]:

@@ -135,7 +135,7 @@ def _status(lab: SimLab, _args: dict[str, Any]) -> dict[str, Any]:
     statuses = lab.port_statuses()
     return {
         "simulated": True,
-        "hypervisors": [{"name": hv.name, "ip": hv.ip, "agent_alive": True,
+        "hypervisors": [{"name": hv.name, "ip": hv.ip, "agent_alive": hv.name not in lab.stopped,
                          "tunnels": [p.name for p in lab.tunnels(hv.name)]}
                         for hv in lab.topo.hypervisors],
         "vms": [{"name": vm.name, "tenant": vm.tenant, "network": vm.network,

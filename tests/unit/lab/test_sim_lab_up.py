@@ -66,6 +66,13 @@ def test_lab_commands_answer_for_a_simulated_lab_and_down_leaves_nothing(
     assert "ACTIVE" in capsys.readouterr().out
     assert _lab(sim_lab, "ping", "red4", "red1") == 0
     assert _lab(sim_lab, "stop", "vswitchd-hv1") == 1  # only agents in a sim
+    assert _lab(sim_lab, "stop", "agent-hv2") == 0
+    capsys.readouterr()
+    assert _lab(sim_lab, "status", "--json") == 0
+    alive = {hv["name"]: hv["agent_alive"] for hv in json.loads(capsys.readouterr().out)[
+        "hypervisors"]}
+    assert alive == {"hv1": True, "hv2": False, "hv3": True}
+    assert _lab(sim_lab, "start", "agent-hv2") == 0
 
     capsys.readouterr()
     assert _lab(sim_lab, "sim-trace", "red1", "red3", "--json") == 0
