@@ -206,3 +206,26 @@ def test_a_restarted_vswitchd_keeps_its_ports_and_the_agent_reprograms_its_flows
     assert r2["tap"] in ports and r2["port_id"] in ports
     _wait(lambda: _ping(state, "r1", "r2", "-c1", "-W1").returncode == 0,
           "r1 to reach r2 once the agent has reprogrammed hv2", timeout=60)
+
+
+def test_a_vm_booted_while_its_agent_is_down_stays_on_the_dead_vlan_until_bound(
+        lab_dir: Path) -> None:
+    state = _state(lab_dir)
+    _lab(lab_dir, "stop", "agent-hv1")
+    try:
+        _lab(lab_dir, "add-vm", "late", "--network", "red-net", "--hypervisor", "hv1",
+             "--ip", "10.1.0.50")
+        state = _state(lab_dir)
+        rundir = state["hypervisors"]["hv1"]["rundir"]
+        ports = json.loads(subprocess.run(
+            [sys.executable, "-m", "tunnelnet", "vsctl", "--rundir", rundir, "list-ports",
+             "br-int", "--json"], capture_output=True, text=True, timeout=30,
+            check=True).stdout)
+        tap = state["vms"]["late"]["tap"]
+        late = next(p for p in ports if (p["name"] if isinstance(p, dict) else p) == tap)
+        assert isinstance(late, dict) and late["tag"] == 4095  # neither sends nor receives
+        assert _ping(state, "late", "r3", "-c2", "-W1").returncode != 0
+    finally:
+        _lab(lab_dir, "start", "agent-hv1")
+    _wait(lambda: _ping(state, "late", "r3", "-c1", "-W1").returncode == 0,
+          "the agent to bind the late VM", timeout=60)

@@ -72,10 +72,10 @@ def move_uplink_to_br_phy(rundir: Path, netns: str, uplink: str, address: str) -
 
 
 def plug(rundir: Path, tap: str, port_id: str, mac: str) -> None:
-    """What Nova does on an Open vSwitch host."""
-    vsctl(rundir, "--may-exist", "add-port", "br-int", tap, "--", "set", "Interface", tap,
-          f"external_ids:iface-id={port_id}", f"external_ids:attached-mac={mac}",
-          "external_ids:iface-status=active")
+    """What Nova does on an Open vSwitch host: on the dead VLAN until the agent binds it."""
+    vsctl(rundir, "--may-exist", "add-port", "br-int", tap, "tag=4095", "--", "set",
+          "Interface", tap, f"external_ids:iface-id={port_id}",
+          f"external_ids:attached-mac={mac}", "external_ids:iface-status=active")
 
 
 def has_bridge(rundir: Path, bridge: str) -> bool:

@@ -19,6 +19,7 @@ from ipaddress import ip_network
 from pathlib import Path
 from typing import Any
 
+from tunnelnet.agent.tables import DEAD_VLAN
 from tunnelnet.client.http import Client
 from tunnelnet.datapath import messages as m
 from tunnelnet.datapath.control import ControlClient, socket_path
@@ -346,7 +347,9 @@ class LabRunner:
             def has_br_int() -> bool:
                 return "br-int" in {b["name"] for b in ctl.call(m.Show())}
             processes.wait_until(has_br_int, f"br-int on {hypervisor}", timeout=READY_TIMEOUT)
-            ctl.call(m.AddPort("br-int", tap, type="system", may_exist=True,
+            # plugged on the dead VLAN, as os-vif isolates a VIF: until its agent binds it,
+            # an untagged port would be a trunk of every tenant's VLAN on this host
+            ctl.call(m.AddPort("br-int", tap, type="system", may_exist=True, tag=DEAD_VLAN,
                                external_ids={"iface-id": port_id, "attached-mac": mac,
                                              "iface-status": "active"}))
 
