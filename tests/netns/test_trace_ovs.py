@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_trace import DEMO, SEGMENT, VM, _netns, _tn, path_of, trace, tshark_fields
+from test_trace import DEMO, SEGMENT, VM, _netns, _tn, path_of, trace, tshark_fields, warm_up
 
 from support.tools import require_tool
 
@@ -39,6 +39,7 @@ def lab_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     up = _tn("lab", "--dir", str(directory), "up", str(topology), timeout=240)
     try:
         assert up.returncode == 0, up.stdout + up.stderr
+        warm_up(directory)
         yield directory
     finally:
         down = _tn("lab", "--dir", str(directory), "down", timeout=240)

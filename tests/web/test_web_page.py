@@ -51,6 +51,13 @@ def lab_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     up = _tn("lab", "--dir", str(directory), "up", str(DEMO), timeout=240)
     try:
         assert up.returncode == 0, up.stdout + up.stderr
+        # every VM speaks once, so NORMAL has learned the MACs before the page and the CLI
+        # are compared (a MAC learned between the two would change the path)
+        vms = _state(directory)["vms"]
+        for name, vm in vms.items():
+            peer = next(p for p in vms if p != name and vms[p]["network"] == vm["network"])
+            ping = _tn("lab", "--dir", str(directory), "ping", name, peer, timeout=60)
+            assert ping.returncode == 0, ping.stdout + ping.stderr
         yield directory
     finally:
         down = _tn("lab", "--dir", str(directory), "down", timeout=240)
