@@ -378,6 +378,11 @@ def demo(ctx: click.Context, topology: str, seconds: int) -> int:
     click.echo(f"  tunnelnet ofctl --rundir {rundir} dump-flows br-tun")
     click.echo(f"  tunnelnet vsctl --rundir {rundir} show")
     click.echo(f"  eval $(tunnelnet lab --dir {directory} env); tunnelnet network list")
+    click.echo(f"  tunnelnet trace --help; TUNNELNET_LAB_DIR={directory} tunnelnet trace red1 "
+               "blue2 --explain   (where the other tenant's frame is dropped)")
+    click.echo(f"  the web page: TUNNELNET_LAB_DIR={directory} tunnelnet web --listen "
+               "127.0.0.1:8080, then open http://127.0.0.1:8080/ (pick two VMs, click a "
+               "bridge)")
     click.echo(f"  take it down: tunnelnet lab --dir {directory} down   (or: make demo-down)")
     return int(verdict or 0)
 
