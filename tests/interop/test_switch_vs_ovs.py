@@ -215,3 +215,14 @@ def test_learned_macs_forward_like_ovs_and_follow_a_moved_vm(pair: Pair) -> None
             f"only in ours {sorted(learned_ours - learned_theirs)}"
         )
     assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize("pkt", packets()[:3] + packets()[12:14], ids=lambda p: p.label)
+def test_trace_names_ports_like_ovs(pair: Pair, pkt: Pkt) -> None:
+    """`in_port=patch-int` (a port's name) in the traced flow means what the number means."""
+    names = {PATCH_INT: "patch-int", **{p.ofport: p.port_name for p in PEERS}}
+    by_name = pkt.flow_text().replace(f"in_port={pkt.in_port},", f"in_port={names[pkt.in_port]},")
+    assert by_name != pkt.flow_text()
+    theirs = pair.ovs.trace(BRIDGE, by_name)
+    problems = compare_trace(pair.fresh_bridge().trace(by_name), theirs, by_name)
+    assert not problems, "\n".join(problems)
