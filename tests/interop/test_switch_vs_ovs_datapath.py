@@ -13,6 +13,7 @@ the learned flows must be what our bridge has after processing the same frames.
 from __future__ import annotations
 
 import importlib
+import ipaddress
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -22,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from support.neutron_br_tun import BrTunHost, Network, Peer, br_tun_flows
+from support.neutron_br_tun import BrTunHost, Network, Peer, RemotePort, br_tun_flows
 from support.ovs import OvsSwitch
 from support.ovs_diff import vid_of_key
 from support.ovs_packets import mac_int
@@ -48,6 +49,7 @@ VNI_A, KEY_B = 100, 1001
 HOST = BrTunHost(
     PATCH_INT, [Network("vxlan", VNI_A, 1), Network("gre", KEY_B, 2)], PEERS, cookie=0x5EED
 )
+ARP_SPA = "10.0.0.11"
 LOCAL_VM = "fa:16:3e:00:01:01"
 MOVER = "fa:16:3e:00:03:01"
 VM_B = "fa:16:3e:00:04:01"
@@ -66,12 +68,15 @@ class Frame:
     vlan: int | None = None
     peer: Peer | None = None  # arrives through this tunnel
     key: int = 0  # VNI / GRE key it arrives with
+    arp_tpa: str | None = None  # an ARP request for this address instead of a UDP packet
 
     def inner(self) -> Any:
         sc = scapy_all
         eth = sc.Ether(src=self.src, dst=self.dst)
         if self.vlan is not None:
             eth = eth / sc.Dot1Q(vlan=self.vlan)
+        if self.arp_tpa is not None:
+            return eth / sc.ARP(op=1, hwsrc=self.src, psrc=ARP_SPA, pdst=self.arp_tpa)
         return eth / sc.IP(src="10.0.0.1", dst="10.0.0.2") / sc.UDP(sport=1000, dport=2000)
 
     def wire(self, underlay_mac: str) -> tuple[str, bytes]:
@@ -107,6 +112,17 @@ class Frame:
             "tp_src": 1000,
             "tp_dst": 2000,
         }
+        if self.arp_tpa is not None:
+            for name in [k for k in key if k.startswith(("nw_", "tp_"))]:
+                del key[name]
+            key.update(
+                dl_type=0x0806,
+                arp_op=1,
+                arp_spa=int(ipaddress.IPv4Address(ARP_SPA)),
+                arp_tpa=int(ipaddress.IPv4Address(self.arp_tpa)),
+                arp_sha=mac_int(self.src),
+                arp_tha=0,
+            )
         return key, len(bytes(self.inner()))
 
 
@@ -223,6 +239,9 @@ def _settle(*paths: Path, quiet: float = 0.15, limit: float = 3.0) -> None:
 def _eth_view(eth: Any) -> tuple[object, ...]:
     sc = scapy_all
     vlan = eth[sc.Dot1Q].vlan if eth.haslayer(sc.Dot1Q) else None
+    if eth.haslayer(sc.ARP):
+        arp = eth[sc.ARP]
+        return (vlan, eth.src, eth.dst, arp.op, arp.psrc, arp.pdst, arp.hwsrc, arp.hwdst)
     return (vlan, eth.src, eth.dst)
 
 
@@ -242,7 +261,15 @@ def our_copies(process: Callable[[dict[str, int], int], list[Output]], frame: Fr
     key, length = frame.key_for_ours()
     copies: list[Copy] = []
     for out in process(key, length):
-        mac = (_mac(out.key["dl_src"]), _mac(out.key["dl_dst"]))
+        mac: tuple[object, ...] = (_mac(out.key["dl_src"]), _mac(out.key["dl_dst"]))
+        if "arp_op" in out.key:
+            mac += (
+                out.key["arp_op"],
+                str(ipaddress.IPv4Address(out.key["arp_spa"])),
+                str(ipaddress.IPv4Address(out.key["arp_tpa"])),
+                _mac(out.key["arp_sha"]),
+                _mac(out.key["arp_tha"]),
+            )
         if out.port == PATCH_INT:
             copies.append(("patch-int", vid_of_key(out.key), *mac))
         elif out.port in BY_PORT:
@@ -265,12 +292,12 @@ def _stable(lines: list[str]) -> set[str]:
     return {_VOLATILE.sub("", line) for line in lines}
 
 
-def _our_bridge() -> Bridge:
+def _our_bridge(host: BrTunHost = HOST) -> Bridge:
     bridge = Bridge(BRIDGE, fail_mode="secure")
     bridge.add_port("patch-int", PATCH_INT)
     for peer in PEERS:
         bridge.add_port(peer.port_name, peer.ofport)
-    bridge.add_flows(br_tun_flows(HOST))
+    bridge.add_flows(br_tun_flows(host))
     return bridge
 
 
@@ -282,6 +309,8 @@ def test_frames_through_the_ovs_datapath_leave_as_ours_do_and_count_the_same(rig
     each frame OVS is made to revalidate its cached datapath flows (`revalidator/wait`), as it
     would shortly do by itself, so that a learned move is in force for the next frame.
     """
+    rig.ovs.del_flows(BRIDGE)
+    rig.ovs.add_flows(BRIDGE, br_tun_flows(HOST))
     walked = _our_bridge()
     cached_bridge = _our_bridge()
     cache = FlowCache(cached_bridge)
@@ -309,3 +338,43 @@ def test_frames_through_the_ovs_datapath_leave_as_ours_do_and_count_the_same(rig
             )
     assert not problems, "\n".join(problems)
     assert cache.stats.hits > 0, f"no frame was answered from the flow cache: {cache.stats}"
+
+
+L2POP_HOST = BrTunHost(
+    PATCH_INT,
+    [Network("vxlan", VNI_A, 1, flood_to=("192.0.2.2", "192.0.2.4")), Network("gre", KEY_B, 2)],
+    PEERS,
+    [
+        RemotePort(VNI_A, "fa:16:3e:00:02:01", "10.0.0.21", "192.0.2.2"),
+        RemotePort(KEY_B, "fa:16:3e:00:04:01", "10.0.0.21", "192.0.2.4"),  # same IP, tenant B
+    ],
+    l2pop=True,
+    arp_responder=True,
+    cookie=0x5EED,
+)
+L2POP_SEQUENCE = [
+    Frame("arp-answered-by-br-tun", LOCAL_VM, "ff:ff:ff:ff:ff:ff", vlan=1, arp_tpa="10.0.0.21"),
+    Frame(
+        "same-ip-other-tenant-answer", LOCAL_VM, "ff:ff:ff:ff:ff:ff", vlan=2, arp_tpa="10.0.0.21"
+    ),
+    Frame(
+        "arp-unknown-floods-l2pop-peers", LOCAL_VM, "ff:ff:ff:ff:ff:ff", vlan=1, arp_tpa="10.0.0.99"
+    ),
+    Frame("unicast-to-l2pop-entry", LOCAL_VM, "fa:16:3e:00:02:01", vlan=1),
+    Frame("from-peer-with-l2pop", "fa:16:3e:00:02:01", LOCAL_VM, peer=BY_PORT[2], key=VNI_A),
+]
+
+
+def test_arp_responder_and_l2pop_through_the_ovs_datapath_answer_as_ours(rig: Rig) -> None:
+    """ARP requests answered by br-tun itself (reply frames compared field by field, for two
+    tenants with the same IP), l2pop's known unicast and its limited flood list."""
+    rig.ovs.del_flows(BRIDGE)
+    rig.ovs.add_flows(BRIDGE, br_tun_flows(L2POP_HOST))
+    bridge = _our_bridge(L2POP_HOST)
+    problems: list[str] = []
+    for frame in L2POP_SEQUENCE:
+        theirs = inject(rig, frame)
+        ours = our_copies(bridge.process, frame)
+        if ours != theirs:
+            problems.append(f"{frame.label}: OVS sent {theirs}, ours {ours}")
+    assert not problems, "\n".join(problems)
