@@ -34,7 +34,10 @@ class ScaleSpec:
     networks_per_tenant: int = 2
     network_type: str = "vxlan"  # vxlan | gre | mixed (alternating)
     seed: int = 1
-    pairs: int = 400  # same-network pairs checked by trace at most (all when fewer)
+    pairs: int = 400
+    # random: any VM on any hypervisor; tenant: each tenant's VMs on its own slice of the
+    # hypervisors (affinity, as schedulers often end up), where l2pop saves the most
+    placement: str = "random"  # same-network pairs checked by trace at most (all when fewer)
     isolation_pairs: int = 100  # pairs of different networks checked
 
     def check(self) -> None:
@@ -44,6 +47,8 @@ class ScaleSpec:
             raise SimError("--tenants and --networks-per-tenant must be at least 1")
         if self.vms < 0:
             raise SimError(f"--vms {self.vms}: must not be negative")
+        if self.placement not in ("random", "tenant"):
+            raise SimError(f"--placement {self.placement!r}: random or tenant")
         if self.network_type not in ("vxlan", "gre", "mixed"):
             raise SimError(f"--network-type {self.network_type!r}: vxlan, gre or mixed")
         if self.tenants * self.networks_per_tenant > 100_000:
@@ -73,9 +78,15 @@ def generate(spec: ScaleSpec) -> Topology:
                 ("vxlan", "gre")[index % 2]
             networks.append(Network(f"{tenant}-n{n + 1}", tenant, kind, cidr))
     vms = []
+    slice_size = max(1, spec.hypervisors // spec.tenants)
     for i in range(spec.vms):
         net = networks[i % n_networks]
-        vms.append(Vm(f"vm{i + 1}", net.tenant, net.name, rng.choice(hosts).name))
+        if spec.placement == "tenant":
+            first = (tenants.index(net.tenant) * slice_size) % spec.hypervisors
+            host = hosts[(first + rng.randrange(slice_size)) % spec.hypervisors]
+        else:
+            host = rng.choice(hosts)
+        vms.append(Vm(f"vm{i + 1}", net.tenant, net.name, host.name))
     return Topology(UNDERLAY, 1500, tuple(hosts), tenants, tuple(networks), tuple(vms))
 
 

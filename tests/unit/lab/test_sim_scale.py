@@ -6,6 +6,8 @@ which hosts hold ports of which networks.
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from tunnelnet.lab.sim import SimLab
@@ -36,8 +38,10 @@ def test_fifty_hypervisors_converge_every_port_active_sampled_pairs_reach_others
             (49, 49)
 
 
-def test_with_l2pop_tunnels_and_unicast_flows_follow_the_ports_of_shared_networks() -> None:
-    topo = generate(SPEC)
+@pytest.mark.parametrize("placement", ["random", "tenant"])
+def test_with_l2pop_tunnels_and_unicast_flows_follow_the_ports_of_shared_networks(
+        placement: str) -> None:
+    topo = generate(dataclasses.replace(SPEC, placement=placement))
     lab = SimLab(topo, l2pop=True)
     assert lab.up().converged
     hosts = _hosts_by_network(topo)
@@ -62,3 +66,13 @@ def test_generated_tenants_share_one_address_range_and_every_vm_is_placed() -> N
     assert len(topo.vms) == 500 and len(topo.networks) == 20
     assert len({n.cidr for n in topo.networks}) == 1
     assert {vm.hypervisor for vm in topo.vms} <= {hv.name for hv in topo.hypervisors}
+
+
+def test_tenant_placement_keeps_each_tenant_on_its_own_slice_of_hypervisors() -> None:
+    topo = generate(dataclasses.replace(SPEC, placement="tenant"))
+    hosts_of: dict[str, set[str]] = {}
+    for vm in topo.vms:
+        hosts_of.setdefault(vm.tenant, set()).add(vm.hypervisor)
+    assert all(len(hosts) <= 50 // 10 for hosts in hosts_of.values())
+    slices = list(hosts_of.values())
+    assert all(a.isdisjoint(b) for i, a in enumerate(slices) for b in slices[i + 1:])
