@@ -12,6 +12,7 @@ hypervisor, bridge and table, and why.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
@@ -134,7 +135,7 @@ class SimFabric:
                                        path=path))
             return
         bridge = switch.bridge(bridge_name)
-        x = Xlate(bridge, {**KEY_DEFAULTS, **key}, 0.0, False, False)
+        x = Xlate(bridge, {**KEY_DEFAULTS, **key}, time.monotonic(), False, False)
         x.run_table(0)
         if x.error is not None or not x.outputs:
             table = x.drop_table
