@@ -209,9 +209,17 @@ def _start_agent(lab: SimLab, args: dict[str, Any]) -> str:
             f"after {report.passes} passes")
 
 
+def _labview(lab: SimLab, args: dict[str, Any]) -> Any:
+    """`tunnelnet trace` and `tunnelnet web` ask the simulated lab what a real one answers
+    through its control sockets (imported here, on use: the trace layer sits beside ours)."""
+    from tunnelnet.trace.sim_remote import handler
+
+    return handler(lab, args)
+
+
 HANDLERS: dict[str, Handler] = {"status": _status, "verify": _verify, "ping": _ping,
                                 "flows": _flows, "add-vm": _add_vm, "stop-agent": _stop_agent,
-                                "start-agent": _start_agent}
+                                "start-agent": _start_agent, "labview": _labview}
 
 
 class SimServer:
