@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 
+from tunnelnet.cli._matrix import print_matrix
 from tunnelnet.errors import TunnelnetError
 from tunnelnet.lab import probe
 from tunnelnet.lab.state import StateFile, lab_dir
@@ -247,25 +248,7 @@ def verify(directory: Path, as_json: bool) -> int:
                                          for c in cells],
                                "surprises": len(surprises)}, indent=2))
     else:
-        names = sorted(state.vms)
-        width = max(len(n) for n in names) + 1
-        click.echo("reachability (row pings column; Y reached, . not; ! = surprise)")
-        click.echo(" " * width + " ".join(f"{n:>{width}}" for n in names))
-        index = {(c.src, c.dst): c for c in cells}
-        for a in names:
-            row = []
-            for b in names:
-                if a == b:
-                    row.append(f"{'-':>{width}}")
-                    continue
-                cell = index[(a, b)]
-                mark = ("Y" if cell.reached else ".") + ("!" if cell.surprise else "")
-                row.append(f"{mark:>{width}}")
-            click.echo(f"{a:<{width}}" + " ".join(row))
-        for c in surprises:
-            expected = "reachable" if c.expected else "isolated"
-            click.echo(f"SURPRISE: {c.src} -> {c.dst} should be {expected}: {c.detail}")
-        click.echo(f"{len(cells)} pairs, {len(surprises)} surprises")
+        print_matrix(sorted(state.vms), cells)
     sys.stdout.flush()
     return 1 if surprises else 0
 

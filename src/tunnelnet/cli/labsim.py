@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from tunnelnet.cli._matrix import print_matrix as _print_matrix
 from tunnelnet.errors import TunnelnetError
 
 if TYPE_CHECKING:
@@ -178,25 +179,7 @@ def _section(title: str) -> None:
 
 
 def print_matrix(names: Sequence[str], results: Sequence[PingResult]) -> None:
-    width = max(len(n) for n in names) + 1
-    click.echo("reachability by trace (row pings column; Y reached, . not; ! = surprise)")
-    click.echo(" " * width + " ".join(f"{n:>{width}}" for n in names))
-    index = {(r.src, r.dst): r for r in results}
-    for a in names:
-        row = []
-        for b in names:
-            if a == b:
-                row.append(f"{'-':>{width}}")
-                continue
-            cell = index[(a, b)]
-            mark = ("Y" if cell.reached else ".") + ("!" if cell.surprise else "")
-            row.append(f"{mark:>{width}}")
-        click.echo(f"{a:<{width}}" + " ".join(row))
-    surprises = [r for r in results if r.surprise]
-    for r in surprises:
-        expected = "reachable" if r.expected else "isolated"
-        click.echo(f"SURPRISE: {r.src} -> {r.dst} should be {expected}: {r.detail}")
-    click.echo(f"{len(results)} pairs, {len(surprises)} surprises")
+    _print_matrix(names, results, how=" by trace")
 
 
 def print_status(lab: SimLab) -> None:
