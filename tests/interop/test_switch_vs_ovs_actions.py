@@ -16,6 +16,7 @@ from support.ovs_diff import compare_outputs, compare_trace, compare_trace_text
 from support.ovs_packets import tcp
 from support.tools import require_tool
 from tunnelnet.switch import Bridge
+from tunnelnet.switch.errors import SwitchError
 
 pytestmark = [pytest.mark.interop, pytest.mark.root]
 
@@ -87,3 +88,58 @@ def test_action_does_to_the_frame_what_ovs_does(
 ) -> None:
     problems = compare_case(ovs, actions, protocols)
     assert not problems, "\n".join(problems)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="ovs_disagreements.md 3: on a tagged frame OVS pushes an outer tag and forwards; "
+    "ours drops (QinQ not supported)",
+)
+def test_push_vlan_on_a_tagged_frame_adds_an_outer_tag_like_ovs(ovs: OvsSwitch) -> None:
+    flow = "priority=1,in_port=1 actions=push_vlan:0x8100,output:2"
+    ovs.del_flows(BRIDGE)
+    ovs.add_flow(BRIDGE, flow, protocols="OpenFlow13")
+    bridge = Bridge(BRIDGE, fail_mode="secure")
+    for port in (1, 2, 3):
+        bridge.add_port(f"p{port}", port)
+    bridge.add_flow(flow)
+    tagged = FRAMES[1]
+    theirs = ovs.trace(BRIDGE, tagged.flow_text())
+    problems = compare_trace(bridge.trace(tagged.flow_text()), theirs, tagged.label)
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=SwitchError,
+    reason="ovs_disagreements.md 4: ours refuses set_field:...->vlan_vid after push_vlan "
+    "(Neutron native driver's form), OVS accepts it",
+)
+def test_push_vlan_then_set_field_vlan_vid_is_accepted_like_ovs(ovs: OvsSwitch) -> None:
+    """Neutron's native driver writes exactly this in br-tun's tunnel tables."""
+    flow = "priority=1,in_port=1 actions=push_vlan:0x8100,set_field:4097->vlan_vid,output:2"
+    ovs.del_flows(BRIDGE)
+    ovs.add_flow(BRIDGE, flow, protocols="OpenFlow13")
+    bridge = Bridge(BRIDGE, fail_mode="secure")
+    for port in (1, 2, 3):
+        bridge.add_port(f"p{port}", port)
+    bridge.add_flow(flow)
+    untagged = FRAMES[0]
+    theirs = ovs.trace(BRIDGE, untagged.flow_text())
+    problems = compare_trace(bridge.trace(untagged.flow_text()), theirs, untagged.label)
+    problems += compare_outputs(bridge.process(untagged.key(), 64), theirs, (), untagged.label)
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="ovs_disagreements.md 5: OVS dumps set_field:0x1005->vlan_tci as "
+    "mod_vlan_vid:5,mod_vlan_pcp:0; ours as load:0x1005->NXM_OF_VLAN_TCI[]",
+)
+def test_set_field_vlan_tci_dumps_like_ovs(ovs: OvsSwitch) -> None:
+    flow = "priority=1,in_port=1 actions=set_field:0x1005->vlan_tci,output:2"
+    ovs.del_flows(BRIDGE)
+    ovs.add_flow(BRIDGE, flow)
+    bridge = Bridge(BRIDGE, fail_mode="secure")
+    bridge.add_flow(flow)
+    assert bridge.dump_flows(stats=False) == ovs.dump_flows(BRIDGE)

@@ -281,3 +281,30 @@ def test_flow_mods_and_dump_filters_agree_with_ovs_ofctl(
                 f"only in ours {sorted(ours_sel - theirs_sel)}"
             )
     assert not problems, "flows:\n" + "\n".join(texts) + "\n\n" + "\n".join(problems)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="ovs_disagreements.md 1: ovs-ofctl mod-flows without a cookie clears the cookie "
+    "(OpenFlow 1.0 flow_mod), ours keeps it",
+)
+@pytest.mark.parametrize(
+    ("strict", "text"),
+    [(False, "actions=output:1"), (True, "priority=5,in_port=1,actions=output:1")],
+)
+def test_mod_flows_without_a_cookie_clears_it_like_ovs_ofctl(
+    ovs: OvsSwitch, strict: bool, text: str
+) -> None:
+    """ovs-ofctl speaks OpenFlow 1.0 here, where a modify's cookie field is the new cookie."""
+    base = [
+        "cookie=0x1,priority=5,in_port=1 actions=output:2",
+        "cookie=0x2,priority=3,in_port=2 actions=output:3",
+    ]
+    ovs.del_flows(BRIDGE)
+    ovs.add_flows(BRIDGE, base)
+    bridge = Bridge(BRIDGE, fail_mode="secure")
+    bridge.add_flows(base)
+    op = Op("mod", strict, text)
+    assert apply_to_ovs(ovs, op) is None
+    assert apply_to_ours(bridge, op) is None
+    assert set(bridge.dump_flows(stats=False)) == set(ovs.dump_flows(BRIDGE))

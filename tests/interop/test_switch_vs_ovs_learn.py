@@ -144,3 +144,29 @@ def test_learned_flows_and_their_effect_agree_with_ovs(
                 f"only in ours {sorted(ours_dump - theirs_dump)}"
             )
     assert not problems, "flows:\n" + "\n".join(flows) + "\n\n" + "\n".join(problems)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="ovs_disagreements.md 2: OVS dumps a whole-field learn immediate as reg1=0x5 / "
+    "tun_id=0x64 / vlan_tci=0x1005 / eth_type=0x800, ours keeps NXM_NX_REG1[]=0x5; ours "
+    "refuses eth_type=0x800",
+)
+@pytest.mark.parametrize(
+    "spec",
+    [
+        "NXM_NX_REG1[]=0x5,NXM_OF_ETH_SRC[]",
+        "NXM_NX_TUN_ID[]=0x64,NXM_OF_ETH_SRC[]",
+        "NXM_OF_VLAN_TCI[]=0x1005,NXM_OF_ETH_SRC[]",
+        "NXM_OF_ETH_TYPE[]=0x0800,NXM_OF_ETH_SRC[]",
+        "eth_type=0x800,NXM_OF_ETH_SRC[]",
+    ],
+)
+def test_whole_field_learn_immediates_dump_like_ovs(ovs: OvsSwitch, spec: str) -> None:
+    """OVS prints an immediate for a whole field with the field's name: `reg1=0x5`."""
+    flow = f"priority=1 actions=learn(table=20,{spec})"
+    ovs.del_flows(BRIDGE)
+    ovs.add_flow(BRIDGE, flow)
+    bridge = Bridge(BRIDGE, fail_mode="secure")
+    bridge.add_flow(flow)
+    assert bridge.dump_flows(stats=False) == ovs.dump_flows(BRIDGE)
