@@ -283,11 +283,6 @@ def test_flow_mods_and_dump_filters_agree_with_ovs_ofctl(
     assert not problems, "flows:\n" + "\n".join(texts) + "\n\n" + "\n".join(problems)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ovs_disagreements.md 1: ovs-ofctl mod-flows without a cookie clears the cookie "
-    "(OpenFlow 1.0 flow_mod), ours keeps it",
-)
 @pytest.mark.parametrize(
     ("strict", "text"),
     [(False, "actions=output:1"), (True, "priority=5,in_port=1,actions=output:1")],

@@ -334,8 +334,10 @@ class Bridge:
             return 1
         for entry in selected:
             entry.actions = spec.actions
-            if spec.new_cookie is not None:
-                entry.cookie = spec.new_cookie
+            if not spec.cookie_mask:
+                # ovs-ofctl's OpenFlow 1.0 flow_mod carries the new cookie, 0 when none is
+                # given; only a cookie filter (cookie=X/M) leaves the cookie as it was
+                entry.cookie = spec.new_cookie or 0
         self.version += 1
         return len(selected)
 
