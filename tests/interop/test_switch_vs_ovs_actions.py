@@ -2,7 +2,9 @@
 
 Each case is a single flow `priority=1,in_port=1 actions=<case>` loaded into both switches
 (with `-O OpenFlow13` where OVS needs OpenFlow 1.1+ for the action, as push_vlan does); each
-frame's path, copies (port, VLAN, MACs) and trace text must agree, and so must the dump.
+frame's path, copies (port, VLAN, MACs) and trace text must agree, and so must the dump:
+ours prints a flow in the OpenFlow version it was added with, so it is compared with
+`ovs-ofctl dump-flows` in that version.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from support.ovs import OvsSwitch
+from support.ovs import OvsError, OvsSwitch
 from support.ovs_diff import compare_outputs, compare_trace, compare_trace_text
 from support.ovs_packets import tcp
 from support.tools import require_tool
@@ -44,8 +46,30 @@ CASES = [
     ("output:1", None),
     ("drop", None),
     ("push_vlan:0x8100,output:2", "OpenFlow13"),
+    # ovs_disagreements.md 5: set_field on vlan_tci is carried by OpenFlow 1.0 as VLAN actions
+    ("set_field:0x1005->vlan_tci,output:2", None),
+    ("set_field:0xb005->vlan_tci,output:2", None),
+    ("set_field:0x0005->vlan_tci,output:2", None),
+    # ... and a 1.3 flow keeps its 1.3 form (push_vlan + set_field) in dump and trace
+    ("push_vlan:0x8100,mod_vlan_vid:7,output:2", "OpenFlow13"),
+    ("push_vlan:0x8100,set_field:4097->vlan_vid,set_field:3->vlan_pcp,output:2", "OpenFlow13"),
+    ("push_vlan:0x8100,output:2,set_field:4097->vlan_vid,output:3", "OpenFlow13"),
+    (
+        "mod_vlan_vid:7,mod_vlan_pcp:2,load:0x5->NXM_NX_REG1[],mod_dl_src:fa:16:3e:00:00:09,"
+        "set_tunnel:0x64,set_field:0x7->reg2,set_field:fa:16:3e:00:00:0b->eth_dst,output:2",
+        "OpenFlow13",
+    ),
 ]
-UNTAGGED_ONLY = {"push_vlan:0x8100,output:2"}
+# push_vlan (or a 1.3 mod_vlan_vid, which pushes where the match knows of no tag) on a frame
+# that is already tagged is QinQ: ovs_disagreements.md 3, tried in its own test.
+UNTAGGED_ONLY = {
+    "push_vlan:0x8100,output:2",
+    "push_vlan:0x8100,mod_vlan_vid:7,output:2",
+    "push_vlan:0x8100,set_field:4097->vlan_vid,set_field:3->vlan_pcp,output:2",
+    "push_vlan:0x8100,output:2,set_field:4097->vlan_vid,output:3",
+    "mod_vlan_vid:7,mod_vlan_pcp:2,load:0x5->NXM_NX_REG1[],mod_dl_src:fa:16:3e:00:00:09,"
+    "set_tunnel:0x64,set_field:0x7->reg2,set_field:fa:16:3e:00:00:0b->eth_dst,output:2",
+}
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +89,7 @@ def compare_case(ovs: OvsSwitch, actions: str, protocols: str | None) -> list[st
     bridge = Bridge(BRIDGE, fail_mode="secure")
     for port in (1, 2, 3):
         bridge.add_port(f"p{port}", port)
-    bridge.add_flow(flow)
+    bridge.add_flow(flow, protocol=protocols)
     problems: list[str] = []
     ours_dump = bridge.dump_flows(stats=False)
     theirs_dump = ovs.dump_flows(BRIDGE, protocols=protocols)
@@ -109,14 +133,9 @@ def test_push_vlan_on_a_tagged_frame_adds_an_outer_tag_like_ovs(ovs: OvsSwitch) 
     assert not problems, "\n".join(problems)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=SwitchError,
-    reason="ovs_disagreements.md 4: ours refuses set_field:...->vlan_vid after push_vlan "
-    "(Neutron native driver's form), OVS accepts it",
-)
 def test_push_vlan_then_set_field_vlan_vid_is_accepted_like_ovs(ovs: OvsSwitch) -> None:
-    """Neutron's native driver writes exactly this in br-tun's tunnel tables."""
+    """Neutron's native driver writes exactly this in br-tun's tunnel tables: the push makes
+    the tag that set_field's vlan_vid prerequisite asks for."""
     flow = "priority=1,in_port=1 actions=push_vlan:0x8100,set_field:4097->vlan_vid,output:2"
     ovs.del_flows(BRIDGE)
     ovs.add_flow(BRIDGE, flow, protocols="OpenFlow13")
@@ -127,15 +146,42 @@ def test_push_vlan_then_set_field_vlan_vid_is_accepted_like_ovs(ovs: OvsSwitch) 
     untagged = FRAMES[0]
     theirs = ovs.trace(BRIDGE, untagged.flow_text())
     problems = compare_trace(bridge.trace(untagged.flow_text()), theirs, untagged.label)
+    problems += compare_trace_text(bridge.trace(untagged.flow_text()).to_text(), theirs, "text")
     problems += compare_outputs(bridge.process(untagged.key(), 64), theirs, (), untagged.label)
+    if bridge.dump_flows(stats=False) != ovs.dump_flows(BRIDGE, protocols="OpenFlow13"):
+        problems.append(f"dump {bridge.dump_flows(stats=False)}")
     assert not problems, "\n".join(problems)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ovs_disagreements.md 5: OVS dumps set_field:0x1005->vlan_tci as "
-    "mod_vlan_vid:5,mod_vlan_pcp:0; ours as load:0x1005->NXM_OF_VLAN_TCI[]",
+@pytest.mark.parametrize(
+    "actions",
+    [
+        "set_field:4097->vlan_vid,output:2",  # no tag in the match, none pushed
+        "pop_vlan,set_field:4097->vlan_vid,output:2",
+        "set_field:3->vlan_pcp,output:2",
+    ],
 )
+@pytest.mark.parametrize("protocols", [None, "OpenFlow13"])
+def test_vlan_set_field_without_a_tag_is_refused_like_ovs(
+    ovs: OvsSwitch, actions: str, protocols: str | None
+) -> None:
+    flow = f"priority=1,in_port=1 actions={actions}"
+    with pytest.raises(OvsError, match="OFPBAC_MATCH_INCONSISTENT"):
+        ovs.add_flow(BRIDGE, flow, protocols=protocols)
+    with pytest.raises(SwitchError, match="needs a VLAN tag"):
+        Bridge(BRIDGE, fail_mode="secure").add_flow(flow, protocol=protocols)
+
+
+def test_pop_vlan_without_a_tag_in_an_openflow13_flow_is_refused_like_ovs(ovs: OvsSwitch) -> None:
+    """OpenFlow 1.0's strip_vlan may meet an untagged frame; a 1.1+ pop_vlan needs the tag in
+    the match (OVS finds no version that can carry the flow)."""
+    flow = "priority=1,in_port=1 actions=pop_vlan,output:2"
+    with pytest.raises(OvsError, match="none of the usable flow formats"):
+        ovs.add_flow(BRIDGE, flow, protocols="OpenFlow13")
+    with pytest.raises(SwitchError, match="pop_vlan needs a VLAN tag"):
+        Bridge(BRIDGE, fail_mode="secure").add_flow(flow, protocol="OpenFlow13")
+
+
 def test_set_field_vlan_tci_dumps_like_ovs(ovs: OvsSwitch) -> None:
     flow = "priority=1,in_port=1 actions=set_field:0x1005->vlan_tci,output:2"
     ovs.del_flows(BRIDGE)

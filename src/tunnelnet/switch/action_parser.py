@@ -7,12 +7,14 @@ dropped from a flow silently.
 from __future__ import annotations
 
 import ipaddress
+from dataclasses import dataclass
 from typing import Final
 
-from tunnelnet.packet.fields import VLAN_CFI, mac_to_int
+from tunnelnet.packet.fields import VLAN_CFI, int_to_mac, mac_to_int
 from tunnelnet.switch.actions import (
     RESERVED_OUTPUTS,
     Action,
+    GotoTable,
     Load,
     ModVlanPcp,
     ModVlanVid,
@@ -38,7 +40,7 @@ from tunnelnet.switch.learn import (
 )
 from tunnelnet.switch.match import Match
 from tunnelnet.switch.match_parser import parse_int
-from tunnelnet.switch.nxm import NXM_FIELDS, PREFERRED_NXM, SubField, parse_subfield
+from tunnelnet.switch.nxm import NXM_FIELDS, PREFERRED_NXM, SubField, hex_or_zero, parse_subfield
 from tunnelnet.switch.ports import OFPP_IN_PORT, OFPP_NORMAL, PortResolver, parse_port
 
 MAX_TABLE: Final = 254  # resubmit may name table 254; flows go in 0..253 (see MAX_FLOW_TABLE)
@@ -48,7 +50,7 @@ UNSUPPORTED_ACTIONS: Final[frozenset[str]] = frozenset(
     {
         "controller", "enqueue", "mod_nw_src", "mod_nw_dst", "mod_nw_tos", "mod_nw_ecn",
         "mod_nw_ttl", "mod_tp_src", "mod_tp_dst", "dec_ttl", "note", "ct", "ct_clear", "nat",
-        "write_metadata", "goto_table", "group", "bundle", "bundle_load", "multipath", "exit",
+        "write_metadata", "group", "bundle", "bundle_load", "multipath", "exit",
         "fin_timeout", "sample", "clone", "meter", "set_queue", "pop_queue", "set_mpls_label",
         "push_mpls", "pop_mpls", "dec_mpls_ttl", "autopath", "stack_push", "stack_pop",
         "write_actions", "clear_actions", "conjunction", "check_pkt_larger", "encap", "decap",
@@ -103,14 +105,69 @@ def split_top(text: str, sep: str = ",") -> list[str]:
     return parts
 
 
-def parse_actions(text: str, match: Match, resolve: PortResolver) -> tuple[Action, ...]:
+# Actions (instructions) OpenFlow 1.0 cannot carry: ovs-ofctl only sends such a flow with
+# -O OpenFlow11 or later, and Open vSwitch then keeps its other actions as decoded from 1.3.
+OPENFLOW11_ONLY: Final[frozenset[str]] = frozenset({"push_vlan", "goto_table"})
+
+
+@dataclass(slots=True)
+class _Ctx:
+    """What parsing one action list needs to know, as ofpacts_check in OVS tracks it."""
+
+    match: Match
+    resolve: PortResolver
+    table: int | None  # the flow's table (None: mod/del over all tables)
+    of13: bool  # the flow needs OpenFlow 1.1+ (see OPENFLOW11_ONLY)
+    has_vlan: bool  # a VLAN tag is known to be present at this point of the list
+
+
+def _match_has_vlan(match: Match) -> bool:
+    vlan = match.get("vlan_tci")
+    return vlan is not None and bool(vlan[0] & vlan[1] & VLAN_CFI)
+
+
+PROTOCOLS: Final[dict[str, bool]] = {  # ovs-ofctl -O name -> carries OpenFlow 1.1+ actions
+    "OpenFlow10": False,
+    **{f"OpenFlow1{minor}": True for minor in range(1, 6)},
+}
+
+
+def parse_actions(
+    text: str,
+    match: Match,
+    resolve: PortResolver,
+    table: int | None = None,
+    protocol: str | None = None,
+) -> tuple[Action, ...]:
+    """``protocol`` is the OpenFlow version the flow is sent with (``ovs-ofctl -O``); None
+    means the lowest that can carry it. Open vSwitch keeps a 1.1+ flow's actions as decoded
+    from that version, which shows in the trace (set_field, pop_vlan) and in
+    ``mod_vlan_vid``, whose 1.1+ form pushes a tag only where none is known to be."""
+    if protocol is not None and protocol not in PROTOCOLS:
+        raise FlowSyntaxError(
+            f"{protocol!r}: unknown OpenFlow version (one of {', '.join(PROTOCOLS)})"
+        )
     items = [p.strip() for p in split_top(text.strip())] if text.strip() else []
     items = [p for p in items if p]
     if any(p.lower() == "drop" for p in items):
         if len(items) > 1:
             raise FlowSyntaxError('"drop" must not be accompanied by any other action')
         return ()
-    return tuple(_parse_one(item, match, resolve) for item in items)
+    names = [_name_arg(item)[0].lower() for item in items]
+    needs_of11 = [item for item, name in zip(items, names, strict=True) if name in OPENFLOW11_ONLY]
+    if needs_of11 and protocol == "OpenFlow10":
+        raise FlowSyntaxError(f"{needs_of11[0]!r}: needs OpenFlow 1.1 or later, not OpenFlow10")
+    of13 = bool(needs_of11) or (protocol is not None and PROTOCOLS[protocol])
+    if "goto_table" in names[:-1]:
+        raise FlowSyntaxError(
+            f"{items[names.index('goto_table')]!r}: goto_table must be the last action "
+            "(apply_actions must appear before goto_table, as in OpenFlow 1.1+)"
+        )
+    ctx = _Ctx(match, resolve, table, of13, _match_has_vlan(match))
+    out: list[Action] = []
+    for item in items:
+        out.extend(_parse_one(item, ctx))
+    return tuple(out)
 
 
 def _name_arg(item: str) -> tuple[str, str | None, bool]:
@@ -126,51 +183,57 @@ def _name_arg(item: str) -> tuple[str, str | None, bool]:
     return item.strip(), None, False
 
 
-def _parse_one(item: str, match: Match, resolve: PortResolver) -> Action:
+def _parse_one(item: str, ctx: _Ctx) -> tuple[Action, ...]:
     name, arg, _paren = _name_arg(item)
     lname = name.lower()
+    match, resolve = ctx.match, ctx.resolve
     if lname == "output":
         if not arg:
             raise FlowSyntaxError(f"{item!r}: output needs a port")
         if "[" in arg:
-            return OutputField(parse_subfield(arg))
-        return _output_to(parse_port(arg, resolve, what=item))
+            return (OutputField(parse_subfield(arg)),)
+        return (_output_to(parse_port(arg, resolve, what=item)),)
     if lname == "resubmit":
-        return _parse_resubmit(item, arg, _paren, resolve)
-    if lname == "mod_vlan_vid":
-        vid = parse_int(arg or "", 16, item)
-        if vid > 0x0FFF:
-            raise FlowSyntaxError(f"{item!r}: {vid} is not a valid VLAN id (0..4095)")
-        return ModVlanVid(vid)
-    if lname == "mod_vlan_pcp":
-        pcp = parse_int(arg or "", 8, item)
-        if pcp > 7:
-            raise FlowSyntaxError(f"{item!r}: VLAN priority must be 0..7")
-        return ModVlanPcp(pcp)
+        return (_parse_resubmit(item, arg, _paren, resolve),)
+    if lname == "goto_table":
+        return (_parse_goto(item, arg, ctx),)
+    if lname in ("mod_vlan_vid", "mod_vlan_pcp"):
+        return _parse_mod_vlan(item, lname, arg, ctx)
     if lname in ("strip_vlan", "pop_vlan") and arg is None:
-        return StripVlan()
+        if ctx.of13 and not ctx.has_vlan:
+            raise FlowSyntaxError(
+                f"{item!r}: pop_vlan needs a VLAN tag in the match (or pushed before) in a "
+                "flow that needs OpenFlow 1.1+ (Open vSwitch: OFPBAC_MATCH_INCONSISTENT)"
+            )
+        ctx.has_vlan = False
+        return (StripVlan("pop_vlan" if ctx.of13 else None),)
     if lname == "push_vlan":
         ethertype = parse_int(arg or "", 16, item)
         if ethertype != 0x8100:
             raise FlowSyntaxError(f"{item!r}: only push_vlan:0x8100 is supported")
-        return PushVlan(ethertype)
+        ctx.has_vlan = True
+        return (PushVlan(ethertype),)
     if lname in ("mod_dl_src", "mod_dl_dst"):
         try:
             mac = mac_to_int(arg or "")
         except ValueError:
             raise FlowSyntaxError(f"{item!r}: not a MAC address") from None
-        return SetEth(lname[4:], mac)
+        return (_set_eth(lname[4:], mac, ctx),)
     if lname in ("set_tunnel", "set_tunnel64"):
         value = parse_int(arg or "", 64, item)
-        return SetTunnel(value, wide=lname == "set_tunnel64" or value > 0xFFFFFFFF)
+        if ctx.of13:
+            # OpenFlow 1.3 carries it as set_field; OVS's 1.0 dump then prints a load
+            tun = parse_subfield("NXM_NX_TUN_ID[]")
+            return (Load(tun, value, f"set_field:{hex_or_zero(value)}->tun_id"),)
+        return (SetTunnel(value, wide=lname == "set_tunnel64" or value > 0xFFFFFFFF),)
     if lname == "load":
-        return _parse_load(item, arg or "", match)
+        return (_parse_load(item, arg or "", match),)
     if lname == "move":
-        return _parse_move(item, arg or "", match)
+        return (_parse_move(item, arg or "", match),)
     if lname == "set_field":
-        return _parse_set_field(item, arg or "", match, resolve)
+        return _parse_set_field(item, arg or "", ctx)
     if lname == "learn" and _paren:
-        return parse_learn(item, arg or "")
+        return (parse_learn(item, arg or ""),)
     if lname in UNSUPPORTED_ACTIONS:
         raise FlowSyntaxError(f"{item!r}: action {name} is not supported by tunnelnet")
     if arg is None:
@@ -178,10 +241,53 @@ def _parse_one(item: str, match: Match, resolve: PortResolver) -> Action:
         if lname == "controller":
             raise FlowSyntaxError(f"{item!r}: CONTROLLER is not supported by tunnelnet")
         try:
-            return _output_to(parse_port(name, resolve, what=item))
+            return (_output_to(parse_port(name, resolve, what=item)),)
         except FlowSyntaxError:
             raise FlowSyntaxError(f"{item!r}: unknown action") from None
     raise FlowSyntaxError(f"{item!r}: unknown action {name}")
+
+
+def _parse_goto(item: str, arg: str | None, ctx: _Ctx) -> Action:
+    table = parse_int(arg or "", 8, item)
+    if table > MAX_TABLE:
+        raise FlowSyntaxError(f"{item!r}: table {table} out of range 0..{MAX_TABLE}")
+    if ctx.table is not None and table <= ctx.table:
+        raise FlowSyntaxError(
+            f"{item!r}: goto_table must go to a later table than the flow's table "
+            f"{ctx.table} (Open vSwitch: OFPBIC_BAD_TABLE_ID)"
+        )
+    return GotoTable(table)
+
+
+def _parse_mod_vlan(item: str, lname: str, arg: str | None, ctx: _Ctx) -> tuple[Action, ...]:
+    if lname == "mod_vlan_vid":
+        vid = parse_int(arg or "", 16, item)
+        if vid > 0x0FFF:
+            raise FlowSyntaxError(f"{item!r}: {vid} is not a valid VLAN id (0..4095)")
+        return _vlan_set(ModVlanVid(vid), f"set_field:{vid | VLAN_CFI}->vlan_vid", ctx)
+    pcp = parse_int(arg or "", 8, item)
+    if pcp > 7:
+        raise FlowSyntaxError(f"{item!r}: VLAN priority must be 0..7")
+    return _vlan_set(ModVlanPcp(pcp), f"set_field:{pcp}->vlan_pcp", ctx)
+
+
+def _vlan_set(action: ModVlanVid | ModVlanPcp, shown: str, ctx: _Ctx) -> tuple[Action, ...]:
+    """mod_vlan_vid/pcp push a tag when there is none. In a flow sent as OpenFlow 1.3 that
+    is an explicit push_vlan (only when no tag is known to be there, as OVS's encoder
+    decides from the match and the actions before) followed by set_field."""
+    if not ctx.of13:
+        ctx.has_vlan = True
+        return (action,)
+    pushed: tuple[Action, ...] = () if ctx.has_vlan else (PushVlan(0x8100),)
+    ctx.has_vlan = True
+    if isinstance(action, ModVlanVid):
+        return (*pushed, ModVlanVid(action.vid, shown))
+    return (*pushed, ModVlanPcp(action.pcp, shown))
+
+
+def _set_eth(field_name: str, mac: int, ctx: _Ctx) -> Action:
+    oxm = "eth_src" if field_name == "dl_src" else "eth_dst"
+    return SetEth(field_name, mac, f"set_field:{int_to_mac(mac)}->{oxm}" if ctx.of13 else None)
 
 
 def _output_to(port: int) -> Action:
@@ -261,38 +367,64 @@ def _parse_move(item: str, arg: str, match: Match) -> Action:
     return Move(src, dst)
 
 
-def _parse_set_field(item: str, arg: str, match: Match, resolve: PortResolver) -> Action:
+def _parse_set_field(item: str, arg: str, ctx: _Ctx) -> tuple[Action, ...]:
     if "->" not in arg:
         raise FlowSyntaxError(f"{item!r}: expected set_field:VALUE->FIELD")
     value_text, field_name = (p.strip() for p in arg.split("->", 1))
-    if field_name == "vlan_vid":
-        vlan = match.get("vlan_tci")
-        if vlan is None or not (vlan[0] & vlan[1] & VLAN_CFI):
-            raise FlowSyntaxError(f"{item!r}: set_field vlan_vid needs a VLAN tag in the match")
-        vid = parse_int(value_text, 13, item)
-        return ModVlanVid(vid & 0x0FFF)
+    if field_name in ("vlan_vid", "vlan_pcp"):
+        if not ctx.has_vlan:
+            raise FlowSyntaxError(
+                f"{item!r}: set_field {field_name} needs a VLAN tag, from the match or a "
+                "push_vlan before it (Open vSwitch: OFPBAC_MATCH_INCONSISTENT)"
+            )
+        if field_name == "vlan_vid":
+            vid = parse_int(value_text, 13, item) & 0x0FFF
+            shown = f"set_field:{vid | VLAN_CFI}->vlan_vid" if ctx.of13 else None
+            return (ModVlanVid(vid, shown),)
+        pcp = parse_int(value_text, 3, item)
+        return (ModVlanPcp(pcp, f"set_field:{pcp}->vlan_pcp" if ctx.of13 else None),)
+    if field_name == "vlan_tci" and "/" not in value_text and not ctx.of13:
+        # OpenFlow 1.0 carries it as its VLAN actions, and OVS shows it so: a TCI with the
+        # CFI bit is mod_vlan_vid + mod_vlan_pcp (a tag pushed if none), without it strip_vlan.
+        tci = parse_int(value_text, 16, item)
+        if not tci & VLAN_CFI:
+            ctx.has_vlan = False
+            return (StripVlan(),)
+        ctx.has_vlan = True
+        return (ModVlanVid(tci & 0x0FFF), ModVlanPcp(tci >> 13))
     key_field = _SET_FIELD_NAMES.get(field_name)
     if key_field is None:
         raise FlowSyntaxError(f"{item!r}: set_field to {field_name!r} is not supported")
     if key_field in ("dl_src", "dl_dst"):
         try:
-            return SetEth(key_field, mac_to_int(value_text))
+            return (_set_eth(key_field, mac_to_int(value_text), ctx),)
         except ValueError:
             raise FlowSyntaxError(f"{item!r}: not a MAC address") from None
     whole = parse_subfield(f"{PREFERRED_NXM[key_field]}[]")
     value_part, _, mask_part = value_text.partition("/")
-    value = _field_value(item, key_field, value_part, resolve)
+    value = _field_value(item, key_field, value_part, ctx.resolve)
     dst = whole
     if mask_part:
-        mask = _field_value(item, key_field, mask_part, resolve)
+        mask = _field_value(item, key_field, mask_part, ctx.resolve)
         low = (mask & -mask).bit_length() - 1 if mask else 0
         n_bits = mask.bit_length() - low
         if mask == 0 or mask != ((1 << n_bits) - 1) << low:
             raise FlowSyntaxError(f"{item!r}: only contiguous masks are supported")
         dst = SubField(whole.nxm, low, n_bits, n_bits == whole.nxm.bits)
         value = (value & mask) >> low
-    _check_dst(item, dst, match)
-    return Load(dst, value)
+    _check_dst(item, dst, ctx.match)
+    shown = None
+    if ctx.of13 and not mask_part and key_field in _OF13_SHOWN:
+        shown = f"set_field:{hex_or_zero(value)}->{_OF13_SHOWN[key_field]}"
+    return (Load(dst, value, shown),)
+
+
+# Fields whose 1.3 set_field OVS's trace shows with a hex value (checked against OVS 3.1).
+_OF13_SHOWN: Final[dict[str, str]] = {
+    "tun_id": "tun_id",
+    "metadata": "metadata",
+    **{f"reg{i}": f"reg{i}" for i in range(8)},
+}
 
 
 def _field_value(item: str, key_field: str, text: str, resolve: PortResolver) -> int:

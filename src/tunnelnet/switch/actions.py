@@ -25,7 +25,20 @@ class Action(Protocol):
 
 
 def format_actions(actions: tuple[Action, ...]) -> str:
-    return ",".join(a.format() for a in actions) if actions else "drop"
+    """The actions as ``ovs-ofctl dump-flows`` prints them, in the OpenFlow version the flow
+    was added with: OpenFlow 1.0 + NXM (ovs-ofctl's default), or for a flow added as 1.1+
+    (explicitly, or because it has push_vlan or goto_table, which only 1.1+ can carry) as
+    ``ovs-ofctl -O OpenFlow13 dump-flows`` prints it. Open vSwitch's 1.0 dump of such a flow
+    would lose the push_vlan and turn goto_table into a resubmit, so the printed flow would
+    not read back to the same flow."""
+    if not actions:
+        return "drop"
+    if any(
+        isinstance(a, PushVlan | GotoTable) or getattr(a, "shown", None) is not None
+        for a in actions
+    ):
+        return ",".join(getattr(a, "shown", None) or a.format() for a in actions)
+    return ",".join(a.format() for a in actions)
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +130,9 @@ class ModVlanVid:
     mod_vlan_vid does."""
 
     vid: int
+    # How ofproto/trace shows it when not as its dump form: a flow that needs OpenFlow 1.3
+    # (push_vlan, goto_table) holds it as OVS decodes it from 1.3, "set_field:4097->vlan_vid".
+    shown: str | None = None
 
     def run(self, x: Xlate) -> None:
         if x.nodes is not None:
@@ -131,6 +147,7 @@ class ModVlanVid:
 @dataclass(frozen=True, slots=True)
 class ModVlanPcp:
     pcp: int
+    shown: str | None = None  # as in ModVlanVid: "set_field:3->vlan_pcp" in a 1.3 flow
 
     def run(self, x: Xlate) -> None:
         if x.nodes is not None:
@@ -144,6 +161,8 @@ class ModVlanPcp:
 
 @dataclass(frozen=True, slots=True)
 class StripVlan:
+    shown: str | None = None  # "pop_vlan" in a flow that needs OpenFlow 1.3
+
     def run(self, x: Xlate) -> None:
         if x.nodes is not None:
             x.trace_action(self)
@@ -177,6 +196,7 @@ class SetEth:
 
     field: str  # "dl_src" or "dl_dst"
     mac: int
+    shown: str | None = None  # "set_field:MAC->eth_src" in a flow that needs OpenFlow 1.3
 
     def run(self, x: Xlate) -> None:
         if x.nodes is not None:
@@ -208,6 +228,7 @@ class Load:
 
     dst: SubField
     value: int
+    shown: str | None = None  # "set_field:0x64->tun_id" when it came from a 1.3 set_field
     # precomputed at flow-add time so the packet path is one dict read and one write
     _field: str = field(init=False, repr=False, compare=False)
     _keep: int = field(init=False, repr=False, compare=False)
@@ -241,6 +262,24 @@ class Move:
 
     def format(self) -> str:
         return f"move:{self.src.format()}->{self.dst.format()}"
+
+
+@dataclass(frozen=True, slots=True)
+class GotoTable:
+    """goto_table:N (an OpenFlow 1.1+ instruction, always last): continue in later table N.
+
+    Open vSwitch translates it as a resubmit to N in tail position (same depth accounting, the
+    table shows up flat after it in the trace)."""
+
+    table: int
+
+    def run(self, x: Xlate) -> None:
+        if x.nodes is not None:
+            x.trace_action(self)
+        x.resubmit(None, self.table)
+
+    def format(self) -> str:
+        return f"goto_table:{self.table}"
 
 
 RESERVED_OUTPUTS: dict[int, Action] = {

@@ -182,8 +182,10 @@ class Bridge:
 
     # --- flow mods --------------------------------------------------------------------------
 
-    def _parse(self, text: str, command: FlowCommand, strict: bool = False) -> FlowSpec:
-        return parse_flow(text, command, strict=strict, resolve=self._resolve)
+    def _parse(
+        self, text: str, command: FlowCommand, strict: bool = False, protocol: str | None = None
+    ) -> FlowSpec:
+        return parse_flow(text, command, strict=strict, resolve=self._resolve, protocol=protocol)
 
     def _table(self, table_id: int) -> FlowTable:
         table = self.tables.get(table_id)
@@ -271,10 +273,12 @@ class Bridge:
             hard=spec.hard_timeout,
         )
 
-    def add_flow(self, text: str) -> None:
-        self._add_spec(self._parse(text, FlowCommand.ADD))
+    def add_flow(self, text: str, *, protocol: str | None = None) -> None:
+        """``protocol``: as ``ovs-ofctl -O``; None picks what the flow needs (OpenFlow 1.0
+        unless it has push_vlan or goto_table, see action_parser.OPENFLOW11_ONLY)."""
+        self._add_spec(self._parse(text, FlowCommand.ADD, protocol=protocol))
 
-    def add_flows(self, lines: Iterable[str]) -> int:
+    def add_flows(self, lines: Iterable[str], *, protocol: str | None = None) -> int:
         """All or nothing: every line is parsed before any is installed."""
         specs: list[FlowSpec] = []
         for number, line in enumerate(lines, 1):
@@ -282,7 +286,7 @@ class Bridge:
             if not text or text.startswith("#"):
                 continue
             try:
-                specs.append(self._parse(text, FlowCommand.ADD))
+                specs.append(self._parse(text, FlowCommand.ADD, protocol=protocol))
             except FlowSyntaxError as exc:
                 raise FlowSyntaxError(f"line {number}: {exc}") from None
         for spec in specs:
@@ -312,10 +316,10 @@ class Bridge:
         found.sort(key=lambda e: (e.table, -e.priority, e.seq))
         return found
 
-    def mod_flows(self, text: str, *, strict: bool = False) -> int:
+    def mod_flows(self, text: str, *, strict: bool = False, protocol: str | None = None) -> int:
         """Replace the actions of the selected flows (counters kept). As Open vSwitch does,
         a mod that selects nothing adds the flow, unless it filters on a cookie."""
-        spec = self._parse(text, FlowCommand.MODIFY, strict)
+        spec = self._parse(text, FlowCommand.MODIFY, strict, protocol)
         assert spec.actions is not None
         selected = self._select(spec)
         if not selected:

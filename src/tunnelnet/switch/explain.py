@@ -8,6 +8,7 @@ from collections.abc import Callable
 from tunnelnet.packet.fields import VLAN_CFI, int_to_mac
 from tunnelnet.switch.actions import (
     Action,
+    GotoTable,
     Load,
     ModVlanPcp,
     ModVlanVid,
@@ -82,6 +83,8 @@ def _phrase(action: Action, step: StepRecord, namer: PortNamer, pipe: Pipeline |
     if isinstance(action, Resubmit):
         if action.table is None:
             return f"look it up again in this table as if it came from port {action.in_port}"
+        return f"continue in {_table_name(pipe, action.table)}"
+    if isinstance(action, GotoTable):
         return f"continue in {_table_name(pipe, action.table)}"
     if isinstance(action, ModVlanVid):
         return f"tag it with (local) VLAN {action.vid}"

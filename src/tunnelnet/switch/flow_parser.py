@@ -73,6 +73,7 @@ def parse_flow(
     *,
     strict: bool = False,
     resolve: PortResolver = no_names,
+    protocol: str | None = None,
 ) -> FlowSpec:
     text = text.strip()
     m = _ACTIONS_RE.search(text)
@@ -147,9 +148,13 @@ def parse_flow(
                 raise FlowSyntaxError("out_port: only allowed in del-flows and dump-flows")
             out_port = parse_port(value, resolve, what="out_port")
     match = parse_match(match_items, resolve)
-    actions = parse_actions(actions_text, match, resolve) if actions_text is not None else None
     if command is FlowCommand.ADD and table is None:
         table = 0
+    actions = (
+        parse_actions(actions_text, match, resolve, table, protocol)
+        if actions_text is not None
+        else None
+    )
     return FlowSpec(
         command=command,
         strict=strict,

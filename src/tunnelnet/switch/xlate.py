@@ -192,7 +192,9 @@ class Xlate:
 
     def trace_action(self, action: Action) -> None:
         if self.nodes is not None:
-            self.nodes.append(TraceNode("action", action.format()))
+            # an action may show in the trace other than in the 1.0 dump (see ModVlanVid)
+            shown = getattr(action, "shown", None)
+            self.nodes.append(TraceNode("action", shown or action.format()))
 
     def detail(self, text: str) -> None:
         if self.nodes is not None:

@@ -138,3 +138,53 @@ def test_output_to_a_port_the_bridge_lacks_is_dropped_with_a_trace_warning() -> 
     br = _bridge("in_port=1 actions=output:7")
     assert br.process(eth(1, A, GW_MAC), 60) == []
     assert ">> Nonexistent output port" in br.trace(f"in_port=1,dl_src={A}").to_text()
+
+
+# --- OpenFlow 1.1+ forms (Neutron's native driver) and set_field on vlan_tci ----------------
+# Expected values: ovs-actions(7) and what ofproto/trace shows for the same flows (see
+# tests/interop/test_switch_vs_ovs_actions.py and test_switch_vs_ovs_native_brtun.py).
+
+
+def test_push_vlan_then_set_field_vlan_vid_tags_an_untagged_frame() -> None:
+    br = _bridge("in_port=1 actions=push_vlan:0x8100,set_field:4097->vlan_vid,output:2")
+    [out] = br.process(eth(1, A, GW_MAC), 60)
+    assert out.port == 2 and out.key["vlan_tci"] == VLAN_CFI | 1
+
+
+def test_goto_table_continues_in_the_later_table() -> None:
+    br = _bridge(
+        "table=0,in_port=1 actions=push_vlan:0x8100,set_field:4098->vlan_vid,goto_table:4",
+        "table=4,dl_vlan=2 actions=output:3",
+    )
+    [out] = br.process(eth(1, A, GW_MAC), 60)
+    assert out.port == 3 and out.key["vlan_tci"] == VLAN_CFI | 2
+    assert [(s.table, s.priority) for s in br.trace("in_port=1").steps] == [(0, 32768), (4, 32768)]
+
+
+def test_set_field_vlan_tci_with_cfi_sets_the_whole_tag() -> None:
+    [out] = _bridge("in_port=1 actions=set_field:0xb005->vlan_tci,output:2").process(
+        eth(1, A, GW_MAC), 60
+    )
+    assert out.key["vlan_tci"] == 0xB005  # PCP 5, CFI, VID 5
+
+
+def test_set_field_vlan_tci_without_cfi_removes_the_tag() -> None:
+    key = eth(1, A, GW_MAC)
+    key["vlan_tci"] = VLAN_CFI | 9
+    [out] = _bridge("in_port=1 actions=set_field:0x0005->vlan_tci,output:2").process(key, 60)
+    assert out.key["vlan_tci"] == 0
+
+
+def test_openflow13_mod_vlan_vid_rewrites_a_tag_the_match_knows_of() -> None:
+    br = Bridge("br", fail_mode="secure")
+    for n in (1, 2):
+        br.add_port(f"p{n}", n)
+    br.add_flow("in_port=1,dl_vlan=3 actions=mod_vlan_vid:7,output:2", protocol="OpenFlow13")
+    key = eth(1, A, GW_MAC)
+    key["vlan_tci"] = VLAN_CFI | 3
+    [out] = br.process(key, 60)
+    assert out.key["vlan_tci"] == VLAN_CFI | 7
+    # the 1.3 form, as `ovs-ofctl -O OpenFlow13 dump-flows` prints it: no push (tag known)
+    assert br.dump_flows(stats=False) == [
+        "in_port=1,dl_vlan=3 actions=set_field:4103->vlan_vid,output:2"
+    ]

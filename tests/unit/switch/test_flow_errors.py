@@ -43,6 +43,18 @@ BAD = [
     ("priority=1,dl_vlan=3,vlan_tci=0x1003 actions=drop", "vlan_tci"),
     ("priority=1,send_flow_rem actions=drop", "send_flow_rem"),
     ("priority=1 actions=resubmit(,2", "("),
+    # OpenFlow 1.1+ forms, each refused by ovs-ofctl/ovs-vswitchd 3.1 too (checked by hand and
+    # in tests/interop/test_switch_vs_ovs_actions.py)
+    ("table=10,priority=1 actions=goto_table:10", "later table"),  # OFPBIC_BAD_TABLE_ID
+    ("table=10,priority=1 actions=goto_table:5", "later table"),
+    ("priority=1 actions=goto_table:255", "255"),
+    ("priority=1 actions=goto_table:3,output:2", "last action"),  # "invalid instruction ordering"
+    ("priority=1 actions=output:2,goto_table:3,output:3", "last action"),
+    ("priority=1 actions=goto_table:x", "goto_table"),
+    ("priority=1 actions=pop_vlan,push_vlan:0x8100,output:2", "pop_vlan needs a VLAN tag"),
+    ("priority=1 actions=push_vlan:0x8100,pop_vlan,set_field:4097->vlan_vid", "vlan_vid"),
+    ("priority=1 actions=set_field:3->vlan_pcp", "vlan_pcp"),
+    ("priority=1 actions=push_vlan:0x88a8,output:2", "0x8100"),
 ]
 
 
@@ -61,3 +73,13 @@ def test_add_flows_is_all_or_nothing_and_names_the_line() -> None:
     with pytest.raises(FlowSyntaxError, match="line 3"):
         br.add_flows(["priority=1 actions=drop", "# comment", "priority=2,tp_dst=1 actions=drop"])
     assert br.dump_flows() == []
+
+
+def test_openflow11_action_with_openflow10_protocol_is_refused_naming_it() -> None:
+    br = Bridge("br0")
+    before = br.dump_flows(stats=False)
+    with pytest.raises(FlowSyntaxError, match=r"goto_table:2.*OpenFlow 1\.1"):
+        br.add_flow("priority=1 actions=goto_table:2", protocol="OpenFlow10")
+    with pytest.raises(FlowSyntaxError, match="OpenFlow99"):
+        br.add_flow("priority=1 actions=output:1", protocol="OpenFlow99")
+    assert br.dump_flows(stats=False) == before

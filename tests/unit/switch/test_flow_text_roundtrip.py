@@ -7,10 +7,11 @@ same keys after the round trip."""
 
 from __future__ import annotations
 
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from tunnelnet.switch import Bridge
+from tunnelnet.switch.errors import FlowSyntaxError
 
 MAC = st.integers(0, (1 << 48) - 1).map(
     lambda v: ":".join(f"{b:02x}" for b in v.to_bytes(6, "big"))
@@ -94,7 +95,13 @@ def flows(draw: st.DrawFn) -> str:
 @given(flows())
 def test_printed_flow_reads_back_to_the_same_flow(text: str) -> None:
     first = Bridge("a", fail_mode="secure")
-    first.add_flow(text)
+    try:
+        first.add_flow(text)
+    except FlowSyntaxError as err:
+        # strip_vlan before push_vlan on a flow that does not match a VLAN: Open vSwitch
+        # refuses it too (a pop needs a tag in an OpenFlow 1.1+ flow); not this test's subject
+        assume("pop_vlan needs a VLAN tag" not in str(err))
+        raise
     [printed] = first.dump_flows(stats=False)
     second = Bridge("b", fail_mode="secure")
     second.add_flow(printed)
