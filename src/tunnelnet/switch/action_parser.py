@@ -30,14 +30,7 @@ from tunnelnet.switch.actions import (
     check_prereqs,
 )
 from tunnelnet.switch.errors import FlowSyntaxError
-from tunnelnet.switch.learn import (
-    DEFAULT_PRIORITY,
-    Learn,
-    LearnLoad,
-    LearnMatch,
-    LearnOutput,
-    LearnSpec,
-)
+from tunnelnet.switch.learn_parser import parse_learn
 from tunnelnet.switch.match import Match
 from tunnelnet.switch.match_parser import parse_int
 from tunnelnet.switch.nxm import NXM_FIELDS, PREFERRED_NXM, SubField, hex_or_zero, parse_subfield
@@ -233,7 +226,7 @@ def _parse_one(item: str, ctx: _Ctx) -> tuple[Action, ...]:
     if lname == "set_field":
         return _parse_set_field(item, arg or "", ctx)
     if lname == "learn" and _paren:
-        return (parse_learn(item, arg or ""),)
+        return (parse_learn(item, arg or "", match, resolve),)
     if lname in UNSUPPORTED_ACTIONS:
         raise FlowSyntaxError(f"{item!r}: action {name} is not supported by tunnelnet")
     if arg is None:
@@ -441,84 +434,3 @@ def _field_value(item: str, key_field: str, text: str, resolve: PortResolver) ->
     if key_field == "in_port":
         return parse_port(text, resolve, what=item)
     return parse_int(text, NXM_FIELDS[PREFERRED_NXM[key_field]].bits, item)
-
-
-def parse_learn(item: str, arg: str) -> Learn:
-    params: dict[str, int] = {
-        "table": 1,
-        "priority": DEFAULT_PRIORITY,
-        "idle_timeout": 0,
-        "hard_timeout": 0,
-        "fin_idle_timeout": 0,
-        "fin_hard_timeout": 0,
-        "cookie": 0,
-    }
-    bits = {"table": 8, "priority": 16, "cookie": 64}
-    specs: list[LearnSpec] = []
-    for raw in split_top(arg):
-        part = raw.strip()
-        if not part:
-            continue
-        if part.startswith("load:"):
-            body = part[5:]
-            if "->" not in body:
-                raise FlowSyntaxError(f"learn {part!r}: expected load:SRC->DST[range]")
-            src_text, dst_text = body.split("->", 1)
-            dst = parse_subfield(dst_text)
-            if "[" in src_text:
-                src = parse_subfield(src_text)
-                _same_width(part, src, dst)
-                specs.append(LearnLoad(dst, src, None))
-            else:
-                specs.append(LearnLoad(dst, None, _imm(part, src_text, dst)))
-            continue
-        if part.startswith("output:"):
-            specs.append(LearnOutput(parse_subfield(part[7:])))
-            continue
-        name, eq, value = part.partition("=")
-        if "[" in name:
-            dst = parse_subfield(name)
-            if not eq:
-                specs.append(LearnMatch(dst, dst, None))
-            elif "[" in value:
-                src = parse_subfield(value)
-                _same_width(part, src, dst)
-                specs.append(LearnMatch(dst, src, None))
-            else:
-                specs.append(LearnMatch(dst, None, _imm(part, value, dst)))
-            continue
-        if eq and name in params:
-            params[name] = parse_int(value, bits.get(name, 16), f"learn {name}")
-            continue
-        if name in ("delete_learned", "send_flow_rem", "limit", "result_dst"):
-            raise FlowSyntaxError(f"learn {part!r}: {name} is not supported by tunnelnet")
-        raise FlowSyntaxError(
-            f"learn {part!r}: unknown learn argument (fields are written as NXM names, "
-            "e.g. NXM_OF_ETH_DST[]=NXM_OF_ETH_SRC[])"
-        )
-    if params["table"] > MAX_FLOW_TABLE:
-        raise FlowSyntaxError(f"{item!r}: learn table out of range 0..{MAX_FLOW_TABLE}")
-    return Learn(
-        table=params["table"],
-        priority=params["priority"],
-        idle_timeout=params["idle_timeout"],
-        hard_timeout=params["hard_timeout"],
-        fin_idle_timeout=params["fin_idle_timeout"],
-        fin_hard_timeout=params["fin_hard_timeout"],
-        cookie=params["cookie"],
-        specs=tuple(specs),
-    )
-
-
-def _same_width(part: str, src: SubField, dst: SubField) -> None:
-    if src.n_bits != dst.n_bits:
-        raise FlowSyntaxError(
-            f"learn {part!r}: source is {src.n_bits} bits wide but destination is {dst.n_bits}"
-        )
-
-
-def _imm(part: str, text: str, dst: SubField) -> int:
-    value = parse_int(text, 128, f"learn {part!r}")
-    if value >= 1 << dst.n_bits:
-        raise FlowSyntaxError(f"learn {part!r}: value does not fit into {dst.n_bits} bits")
-    return value

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 from tunnelnet.packet.fields import VLAN_CFI, int_to_mac
-from tunnelnet.switch.nxm import PREFERRED_NXM, SubField, hex_or_zero
+from tunnelnet.switch.nxm import SubField, hex_or_zero
 from tunnelnet.switch.ports import OFPP_ALL, OFPP_FLOOD, OFPP_IN_PORT, format_port
 
 if TYPE_CHECKING:
@@ -246,8 +246,7 @@ class Load:
         key[self._field] = (key.get(self._field, 0) & self._keep) | self._bits
 
     def format(self) -> str:
-        name = PREFERRED_NXM.get(self.dst.field, self.dst.nxm.name)
-        return f"load:{hex_or_zero(self.value)}->{self.dst.format(name)}"
+        return f"load:{hex_or_zero(self.value)}->{self.dst.format()}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from tunnelnet.switch.nxm import SubField, hex_or_zero
+from tunnelnet.switch.nxm import SubField, format_value, hex_or_zero
 
 if TYPE_CHECKING:
     from tunnelnet.switch.actions import Action
@@ -31,12 +31,14 @@ class LearnMatch:
 
     def format(self) -> str:
         if self.src is None:
+            if self.dst.covers_field:
+                # OVS prints a whole field's immediate by the field's name, in its own syntax
+                return f"{self.dst.nxm.mf}={format_value(self.dst.nxm, self.imm or 0)}"
             return f"{self.dst.format()}={hex_or_zero(self.imm or 0)}"
-        if (self.src.field, self.src.ofs, self.src.n_bits, self.src.nxm.name) == (
-            self.dst.field,
+        if (self.src.nxm.mf, self.src.ofs, self.src.n_bits) == (
+            self.dst.nxm.mf,
             self.dst.ofs,
             self.dst.n_bits,
-            self.dst.nxm.name,
         ):
             return self.dst.format()
         return f"{self.dst.format()}={self.src.format()}"

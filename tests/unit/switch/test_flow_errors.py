@@ -55,6 +55,12 @@ BAD = [
     ("priority=1 actions=push_vlan:0x8100,pop_vlan,set_field:4097->vlan_vid", "vlan_vid"),
     ("priority=1 actions=set_field:3->vlan_pcp", "vlan_pcp"),
     ("priority=1 actions=push_vlan:0x88a8,output:2", "0x8100"),
+    # learn() specs ovs-ofctl 3.1 refuses too (tests/interop/test_switch_vs_ovs_learn.py)
+    ("priority=1 actions=learn(NXM_OF_IN_PORT[]=0x3)", "NXM_OF_IN_PORT[]=0x3"),
+    ("priority=1 actions=learn(NXM_OF_ETH_DST[]=0xfa163e000001)", "Ethernet address"),
+    ("priority=1 actions=learn(eth_type=0x800,NXM_OF_IP_DST[])", "needs ip in the flow"),
+    ("priority=1,ip actions=learn(NXM_OF_IP_DST[],eth_type=0x800)", "learned flow's match"),
+    ("priority=1 actions=learn(eth_typo=0x800)", "eth_typo"),
 ]
 
 
