@@ -15,7 +15,7 @@ import pytest
 
 from support.ovs import OvsError, OvsSwitch
 from support.ovs_diff import compare_outputs, compare_trace, compare_trace_text
-from support.ovs_packets import tcp
+from support.ovs_packets import arp_request, tcp
 from support.tools import require_tool
 from tunnelnet.switch import Bridge
 from tunnelnet.switch.errors import SwitchError
@@ -53,6 +53,16 @@ CASES = [
     ("set_field:0x1005->vlan_tci,output:2", None),
     ("set_field:0xb005->vlan_tci,output:2", None),
     ("set_field:0x0005->vlan_tci,output:2", None),
+    # ovs-ofctl's OpenFlow 1.0 encoding of it ignores a mask: the value alone decides
+    ("set_field:0x1005/0xfff->vlan_tci,output:2", None),
+    ("set_field:0xb005/0xe000->vlan_tci,output:2", None),
+    ("set_field:0x0/0x1000->vlan_tci,output:2", None),
+    ("set_field:0x1005/0x0->vlan_tci,output:2", None),
+    # a 1.3 flow keeps set_field on vlan_tci (masked: a load) and prints it by field name
+    ("set_field:0x1005->vlan_tci,output:2", "OpenFlow13"),
+    ("set_field:0x0->vlan_tci,output:2", "OpenFlow13"),
+    ("set_field:0x1005/0xfff->vlan_tci,output:2", "OpenFlow13"),
+    ("set_field:3->in_port,set_field:0x5->metadata,set_field:0->reg7,output:2", "OpenFlow13"),
     # ... and a 1.3 flow keeps its 1.3 form (push_vlan + set_field) in dump and trace
     ("push_vlan:0x8100,mod_vlan_vid:7,output:2", "OpenFlow13"),
     ("push_vlan:0x8100,set_field:4097->vlan_vid,set_field:3->vlan_pcp,output:2", "OpenFlow13"),
@@ -133,6 +143,27 @@ def test_push_vlan_on_a_tagged_frame_adds_an_outer_tag_like_ovs(ovs: OvsSwitch) 
     tagged = FRAMES[1]
     theirs = ovs.trace(BRIDGE, tagged.flow_text())
     problems = compare_trace(bridge.trace(tagged.flow_text()), theirs, tagged.label)
+    assert not problems, "\n".join(problems)
+
+
+def test_openflow13_arp_set_fields_dump_and_trace_like_ovs(ovs: OvsSwitch) -> None:
+    """Each field in its own syntax: set_field:10.0.0.1->arp_spa, set_field:2->arp_op."""
+    flow = (
+        "priority=1,arp,in_port=1 actions=set_field:10.0.0.1->arp_spa,set_field:2->arp_op,"
+        "set_field:fa:16:3e:00:00:09->arp_sha,set_field:10.0.0.9->arp_tpa,"
+        "set_field:fa:16:3e:00:00:0a->arp_tha,output:2"
+    )
+    ovs.del_flows(BRIDGE)
+    ovs.add_flow(BRIDGE, flow, protocols="OpenFlow13")
+    bridge = Bridge(BRIDGE, fail_mode="secure")
+    for port in (1, 2, 3):
+        bridge.add_port(f"p{port}", port)
+    bridge.add_flow(flow, protocol="OpenFlow13")
+    assert bridge.dump_flows(stats=False) == ovs.dump_flows(BRIDGE, protocols="OpenFlow13")
+    pkt = arp_request(1, "fa:16:3e:00:00:01", "10.0.0.1", "10.0.0.2", label="arp")
+    theirs = ovs.trace(BRIDGE, pkt.flow_text())
+    problems = compare_trace_text(bridge.trace(pkt.flow_text()).to_text(), theirs, "text")
+    problems += compare_outputs(bridge.process(pkt.key(), 64), theirs, (), "arp")
     assert not problems, "\n".join(problems)
 
 

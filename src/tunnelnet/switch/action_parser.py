@@ -33,7 +33,14 @@ from tunnelnet.switch.errors import FlowSyntaxError
 from tunnelnet.switch.learn_parser import parse_learn
 from tunnelnet.switch.match import Match
 from tunnelnet.switch.match_parser import parse_int
-from tunnelnet.switch.nxm import NXM_FIELDS, PREFERRED_NXM, SubField, hex_or_zero, parse_subfield
+from tunnelnet.switch.nxm import (
+    NXM_FIELDS,
+    PREFERRED_NXM,
+    SubField,
+    format_value,
+    hex_or_zero,
+    parse_subfield,
+)
 from tunnelnet.switch.ports import OFPP_IN_PORT, OFPP_NORMAL, PortResolver, parse_port
 
 MAX_TABLE: Final = 254  # resubmit may name table 254; flows go in 0..253 (see MAX_FLOW_TABLE)
@@ -376,10 +383,15 @@ def _parse_set_field(item: str, arg: str, ctx: _Ctx) -> tuple[Action, ...]:
             return (ModVlanVid(vid, shown),)
         pcp = parse_int(value_text, 3, item)
         return (ModVlanPcp(pcp, f"set_field:{pcp}->vlan_pcp" if ctx.of13 else None),)
-    if field_name == "vlan_tci" and "/" not in value_text and not ctx.of13:
+    if field_name == "vlan_tci" and not ctx.of13:
         # OpenFlow 1.0 carries it as its VLAN actions, and OVS shows it so: a TCI with the
         # CFI bit is mod_vlan_vid + mod_vlan_pcp (a tag pushed if none), without it strip_vlan.
-        tci = parse_int(value_text, 16, item)
+        # ovs-ofctl's 1.0 encoder reads the value only: a mask is checked, then ignored
+        # (set_field:0x1005/0xfff->vlan_tci sets VID 5 and PCP 0 in OVS 3.1), so here too.
+        tci_text, _, tci_mask = value_text.partition("/")
+        tci = parse_int(tci_text, 16, item)
+        if tci_mask:
+            parse_int(tci_mask, 16, item)
         if not tci & VLAN_CFI:
             ctx.has_vlan = False
             return (StripVlan(),)
@@ -407,17 +419,11 @@ def _parse_set_field(item: str, arg: str, ctx: _Ctx) -> tuple[Action, ...]:
         value = (value & mask) >> low
     _check_dst(item, dst, ctx.match)
     shown = None
-    if ctx.of13 and not mask_part and key_field in _OF13_SHOWN:
-        shown = f"set_field:{hex_or_zero(value)}->{_OF13_SHOWN[key_field]}"
+    if ctx.of13 and not mask_part:
+        # a 1.3 flow keeps set_field, shown by the field's name in its own syntax
+        # (set_field:0x1005->vlan_tci, set_field:3->in_port, set_field:10.0.0.1->arp_spa)
+        shown = f"set_field:{format_value(whole.nxm, value)}->{whole.nxm.mf}"
     return (Load(dst, value, shown),)
-
-
-# Fields whose 1.3 set_field OVS's trace shows with a hex value (checked against OVS 3.1).
-_OF13_SHOWN: Final[dict[str, str]] = {
-    "tun_id": "tun_id",
-    "metadata": "metadata",
-    **{f"reg{i}": f"reg{i}" for i in range(8)},
-}
 
 
 def _field_value(item: str, key_field: str, text: str, resolve: PortResolver) -> int:

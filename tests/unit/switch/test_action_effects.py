@@ -188,3 +188,16 @@ def test_openflow13_mod_vlan_vid_rewrites_a_tag_the_match_knows_of() -> None:
     assert br.dump_flows(stats=False) == [
         "in_port=1,dl_vlan=3 actions=set_field:4103->vlan_vid,output:2"
     ]
+
+
+def test_masked_set_field_vlan_tci_in_openflow10_uses_the_value_alone() -> None:
+    # ovs-ofctl 3.1 encodes it as mod_vlan_vid:5,mod_vlan_pcp:0 whatever the mask
+    # (tests/interop/test_switch_vs_ovs_actions.py compares with OVS)
+    key = eth(1, A, GW_MAC)
+    key["vlan_tci"] = 0x4003  # PCP 2, VID 3
+    br = _bridge("in_port=1 actions=set_field:0x1005/0xfff->vlan_tci,output:2")
+    [out] = br.process(key, 60)
+    assert out.key["vlan_tci"] == 0x1005
+    assert br.dump_flows(stats=False) == [
+        "in_port=1 actions=mod_vlan_vid:5,mod_vlan_pcp:0,output:2"
+    ]
