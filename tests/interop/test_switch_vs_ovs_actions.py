@@ -49,6 +49,8 @@ CASES = [
     # OVS prints a field by its first NXM name, and a range over all of it as []
     ("load:0x5->NXM_NX_REG1[0..31],move:OXM_OF_ETH_SRC[]->NXM_OF_ETH_DST[],output:2", None),
     ("move:NXM_NX_REG1[0..31]->NXM_NX_REG2[],output:NXM_NX_REG2[0..31]", None),
+    # ... and reads fields by their meta-flow names too (bare = the whole field)
+    ("load:0x2->reg1[0..3],move:reg1->reg2,move:eth_src->eth_dst,output:reg2", None),
     # ovs_disagreements.md 5: set_field on vlan_tci is carried by OpenFlow 1.0 as VLAN actions
     ("set_field:0x1005->vlan_tci,output:2", None),
     ("set_field:0xb005->vlan_tci,output:2", None),

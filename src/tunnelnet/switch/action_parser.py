@@ -34,11 +34,13 @@ from tunnelnet.switch.learn_parser import parse_learn
 from tunnelnet.switch.match import Match
 from tunnelnet.switch.match_parser import parse_int
 from tunnelnet.switch.nxm import (
+    MF_NAMES,
     NXM_FIELDS,
     PREFERRED_NXM,
     SubField,
     format_value,
     hex_or_zero,
+    parse_field_ref,
     parse_subfield,
 )
 from tunnelnet.switch.ports import OFPP_IN_PORT, OFPP_NORMAL, PortResolver, parse_port
@@ -191,8 +193,14 @@ def _parse_one(item: str, ctx: _Ctx) -> tuple[Action, ...]:
         if not arg:
             raise FlowSyntaxError(f"{item!r}: output needs a port")
         if "[" in arg:
-            return (OutputField(parse_subfield(arg)),)
-        return (_output_to(parse_port(arg, resolve, what=item)),)
+            return (OutputField(parse_field_ref(arg)),)
+        try:
+            return (_output_to(parse_port(arg, resolve, what=item)),)
+        except FlowSyntaxError:
+            # as ovs-ofctl: a port first, else a whole field by name (output:reg1)
+            if arg.strip() in MF_NAMES or arg.strip() in NXM_FIELDS:
+                return (OutputField(parse_field_ref(arg)),)
+            raise
     if lname == "resubmit":
         return (_parse_resubmit(item, arg, _paren, resolve),)
     if lname == "goto_table":
@@ -340,7 +348,7 @@ def _parse_load(item: str, arg: str, match: Match) -> Action:
     if "->" not in arg:
         raise FlowSyntaxError(f"{item!r}: expected load:VALUE->FIELD[range]")
     value_text, dst_text = arg.split("->", 1)
-    dst = parse_subfield(dst_text)
+    dst = parse_field_ref(dst_text)
     value = parse_int(value_text, 64 if dst.n_bits == 64 else 128, item)
     if value >= 1 << dst.n_bits:
         raise FlowSyntaxError(
@@ -354,8 +362,8 @@ def _parse_move(item: str, arg: str, match: Match) -> Action:
     if "->" not in arg:
         raise FlowSyntaxError(f"{item!r}: expected move:SRC[range]->DST[range]")
     src_text, dst_text = arg.split("->", 1)
-    src = parse_subfield(src_text)
-    dst = parse_subfield(dst_text)
+    src = parse_field_ref(src_text)
+    dst = parse_field_ref(dst_text)
     if src.n_bits != dst.n_bits:
         raise FlowSyntaxError(
             f"{item!r}: source is {src.n_bits} bits wide but destination is {dst.n_bits}"
