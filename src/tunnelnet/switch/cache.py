@@ -138,7 +138,9 @@ class FlowCache:
     def clear(self) -> None:
         self._entries.clear()
 
-    def process(self, key: FlowKey, length: int) -> list[Output]:
+    def process(self, key: FlowKey, length: int, packets: int = 1) -> list[Output]:
+        """``packets`` > 1: a TCP super-frame standing for that many segments of ``length``
+        bytes in all; counters grow as for the segments one by one (all share one key)."""
         ckey = tuple(key.items())
         entry = self._entries.get(ckey)
         bridge = self.bridge
@@ -146,9 +148,9 @@ class FlowCache:
             now = self._clock()
             if self._still_valid(entry, now):
                 self.stats.hits += 1
-                self._replay(entry, length, now)
+                self._replay(entry, length, now, packets)
                 return entry.outputs
-        return self._miss(ckey, key, length)
+        return self._miss(ckey, key, length, packets)
 
     def _still_valid(self, entry: _Entry, now: float) -> bool:
         if entry.mac_lookups:
@@ -158,13 +160,13 @@ class FlowCache:
                     return False
         return True
 
-    def _replay(self, entry: _Entry, length: int, now: float) -> None:
+    def _replay(self, entry: _Entry, length: int, now: float, packets: int = 1) -> None:
         bridge = self.bridge
         for table, flow in entry.hits:
-            table.n_lookups += 1
+            table.n_lookups += packets
             if flow is not None:
-                table.n_matched += 1
-                flow.n_packets += 1
+                table.n_matched += packets
+                flow.n_packets += packets
                 flow.n_bytes += length
                 flow.used = now
         if entry.mac_learns:
@@ -183,7 +185,7 @@ class FlowCache:
                 flow.modified = now
                 bridge._timers.schedule(flow)
         if entry.drop is not None:
-            self._count_drop(entry.drop, entry.drop_table)
+            self._count_drop(entry.drop, entry.drop_table, packets)
 
     def _learned(self, specs: list[LearnedFlow]) -> tuple[tuple[LearnedFlow, FlowEntry | None],
                                                              ...]:
@@ -196,13 +198,14 @@ class FlowCache:
             found.append((spec, flow if flow is not None and flow.learned else None))
         return tuple(found)
 
-    def _count_drop(self, reason: str, table: int | None) -> None:
+    def _count_drop(self, reason: str, table: int | None, packets: int = 1) -> None:
         bridge = self.bridge
-        bridge.drops[reason] = bridge.drops.get(reason, 0) + 1
+        bridge.drops[reason] = bridge.drops.get(reason, 0) + packets
         if table is not None:
-            bridge.drops_by_table[table] = bridge.drops_by_table.get(table, 0) + 1
+            bridge.drops_by_table[table] = bridge.drops_by_table.get(table, 0) + packets
 
-    def _miss(self, ckey: CacheKey, key: FlowKey, length: int) -> list[Output]:
+    def _miss(self, ckey: CacheKey, key: FlowKey, length: int, packets: int = 1
+              ) -> list[Output]:
         """Bridge.process, recording what the walk touched (keep the two in step: the
         property test compares them on random tables and packets)."""
         bridge = self.bridge
@@ -211,6 +214,12 @@ class FlowCache:
         x = _RecordingXlate(bridge, {**KEY_DEFAULTS, **key}, self._clock())
         x._length = length
         x.run_table(0)
+        if packets > 1:  # the walk counted one packet (and all the bytes): add the others
+            for table, hit in x.hits:
+                table.n_lookups += packets - 1
+                if hit is not None:
+                    table.n_matched += packets - 1
+                    hit.n_packets += packets - 1
         for flow in x.learned:
             bridge._install_learned(flow)
         drop: str | None = None
@@ -221,7 +230,7 @@ class FlowCache:
             drop = x.drop_reason or "no_output"
             drop_table = x.drop_table
         if drop is not None:
-            self._count_drop(drop, drop_table)
+            self._count_drop(drop, drop_table, packets)
         outputs = [] if x.error is not None else x.outputs
         if bridge.version != version:
             self.stats.uncacheable += 1
