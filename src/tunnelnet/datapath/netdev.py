@@ -1,15 +1,16 @@
 """Linux interface knobs the datapath needs, through ioctl (no ``ethtool``/``ip`` subprocess).
 
-Why offloads go off on a system port: a userspace datapath reads frames with AF_PACKET exactly
-as the kernel holds them. With segmentation offloads on, a sender hands over 64 KiB TCP
-"super-frames" (TSO/GSO) and frames whose checksum is only partially filled in (tx checksum
-offload); with GRO/LRO on the receiving side, the kernel merges arriving segments into such
-super-frames before AF_PACKET sees them. None of those may be put on a wire or into a tunnel
-as they are, so the port asks for complete frames instead. Frames arriving from the other end
-of a veth are shaped by that end's settings: partial checksums are finished by the system
-port (ports.py reads the virtio-net header), but segmentation (tso/gso) must be off on the
-VM's end (the lab and the tests do that), as a real hypervisor negotiates it with a guest's
-vNIC; a super-frame that still arrives is dropped and counted as oversize_frame.
+A userspace datapath reads frames with AF_PACKET as the kernel holds them. What a system port
+asks of its interface, and why:
+- Receive side off (GRO, LRO, VLAN stripping): the kernel must not merge arriving frames into
+  kinds of super-frame we did not ask for, nor hide 802.1Q tags (ports.py also puts back a tag
+  that arrives as metadata anyway).
+- Transmit side on (checksum, scatter-gather, TSO, GSO): a TCP super-frame the datapath sends
+  with a virtio-net header then reaches the other end of a veth whole, as a NIC with GRO
+  would hand it over; a device that cannot take it gets it cut by the kernel's own GSO.
+What arrives from the other end of a veth is shaped by that end's settings: a VM with TSO on
+hands over 64 KiB TCP super-frames with a virtio-net header that says how to cut them (kept
+whole, see ports.py); one with only checksum offload leaves partial checksums, finished there.
 """
 
 from __future__ import annotations
@@ -75,13 +76,16 @@ def offloads(ifname: str) -> dict[str, bool]:
     return state
 
 
-def disable_offloads(ifname: str) -> list[str]:
-    """Turn off everything that makes frames incomplete or merged; returns what could not be
-    turned off (the driver refuses, or does not have it). Never raises for a refusal."""
+_TX_ON: Final = ("tx-checksum", "scatter-gather", "tso", "gso")  # in dependency order
+
+
+def prepare_offloads(ifname: str) -> list[str]:
+    """Receive offloads off, transmit offloads on (see the module's doc); returns what could
+    not be set (the driver refuses, or does not have it). Never raises for a refusal."""
     refused: list[str] = []
     for name, cmd in _ETHTOOL_SET.items():
         try:
-            _ethtool(ifname, cmd, 0)
+            _ethtool(ifname, cmd, 1 if name in _TX_ON else 0)
         except OSError as exc:
             if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.EPERM):
                 raise

@@ -22,6 +22,17 @@ from typing import Final
 from tunnelnet.datapath import netdev
 from tunnelnet.datapath.errors import PortError
 from tunnelnet.packet.checksum import internet_checksum
+from tunnelnet.packet.errors import PacketError
+from tunnelnet.packet.offload import (
+    TCP_CSUM_OFFSET,
+    VIRTIO_GSO_ECN,
+    VIRTIO_GSO_TCPV4,
+    VIRTIO_GSO_TCPV6,
+    Gso,
+    SuperFrame,
+    describe,
+    segment_tcp,
+)
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +61,10 @@ PACKET_VNET_HDR: Final = 15
 _VNET: Final = struct.Struct("=BBHHHH")
 VIRTIO_NET_HDR_F_NEEDS_CSUM: Final = 1
 _UDP_CSUM_OFFSET: Final = 6
+_NO_VNET: Final = _VNET.pack(0, 0, 0, 0, 0, 0)
+# What receive() hands on: a frame, and for a TCP super-frame (TSO/GSO from the sender) how
+# it is cut into segments; None for an ordinary frame.
+Received = tuple[bytes, Gso | None]
 
 
 def _finish_checksum(frame: bytes, start: int, offset: int) -> bytes:
@@ -139,11 +154,16 @@ class Port:
     def fileno(self) -> int:
         return -1
 
-    def receive(self) -> list[bytes]:
+    def receive(self) -> list[Received]:
         return []
 
     def send(self, frame: bytes) -> None:
         raise NotImplementedError
+
+    def send_super(self, frame: bytes, gso: Gso) -> None:
+        """Send a TCP super-frame: by default cut into its segments, one send each."""
+        for segment in segment_tcp(SuperFrame(frame, gso.mss)):
+            self.send(segment)
 
     def close(self) -> None:
         """Release what the port holds (sockets, tap devices)."""
@@ -170,6 +190,9 @@ class SystemPort(Port):
         # Sending has a socket of its own: the receiving one prefixes every frame with a
         # virtio-net header (see receive()), which sends would then have to carry too.
         tx = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+        # Super-frames leave through a third socket whose sends carry a virtio-net header
+        # (ordinary frames are spared the header's 10 bytes and the scatter-gather send).
+        tx_gso = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _SOCKET_BUFFER)
             tx.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _SOCKET_BUFFER)
@@ -184,8 +207,10 @@ class SystemPort(Port):
                             struct.pack("iHH8s", ifindex, PACKET_MR_PROMISC, 0, b""))
             # Frames we send go straight to the driver, not through the qdisc layer: a
             # switch port has no traffic shaping of its own, and it saves work per frame.
+            tx_gso.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _SOCKET_BUFFER)
             with contextlib.suppress(OSError):
                 tx.setsockopt(SOL_PACKET, PACKET_QDISC_BYPASS, 1)
+                tx_gso.setsockopt(SOL_PACKET, PACKET_QDISC_BYPASS, 1)
             sock.setsockopt(SOL_PACKET, PACKET_AUXDATA, 1)  # VLAN tags: see receive()
             self._vnet = True
             try:
@@ -194,15 +219,22 @@ class SystemPort(Port):
                 self._vnet = False
             sock.bind((name, ETH_P_ALL))
             tx.bind((name, 0))  # protocol 0: this one never receives
+            tx_gso.setsockopt(SOL_PACKET, PACKET_VNET_HDR, 1)
+            tx_gso.bind((name, 0))
             sock.setblocking(False)
             tx.setblocking(False)
+            tx_gso.setblocking(False)
         except OSError as exc:
             sock.close()
             tx.close()
+            tx_gso.close()
             raise PortError(f"system port {name!r}: cannot open AF_PACKET socket: {exc}") from None
         self._sock = sock
         self._tx = tx
-        self.refused_offloads = netdev.disable_offloads(name)
+        self._tx_gso = tx_gso
+        self.unsupported_gso = 0  # super-frames dropped because we cannot cut them
+        self.last_gso_error = ""
+        self.refused_offloads = netdev.prepare_offloads(name)
         # Frames longer than this are GSO/GRO super-frames from a sender with offloads on.
         self.max_frame = 0
         self.refresh_max_frame()
@@ -228,15 +260,17 @@ class SystemPort(Port):
         self.stats.rx_dropped += drops
         return int(drops)
 
-    def receive(self) -> list[bytes]:
-        """A burst of frames as they were on the wire, made complete.
+    def receive(self) -> list[Received]:
+        """A burst of frames as they were on the wire, made complete, or TCP super-frames.
 
         The kernel takes an 802.1Q tag out of the frame before a packet socket sees it (the
         tag travels as metadata, PACKET_AUXDATA), whatever the offload settings; we put it back,
         or a VM's tagged traffic would silently lose its VLAN. A sender with transmit checksum
         offload leaves TCP/UDP checksums unfinished (the virtio-net header says where); we
-        finish them, or the far end would drop every such segment."""
-        frames: list[bytes] = []
+        finish them, or the far end would drop every such segment. A sender with TSO hands over
+        up to 64 KiB of one TCP flow at once: it stays whole (its Gso says how to cut it), so
+        the tables are walked once for all its segments; only the last hop cuts it, or none."""
+        frames: list[Received] = []
         recvmsg = self._sock.recvmsg
         skip_outgoing = self._filter_outgoing
         vnet = self._vnet
@@ -251,6 +285,7 @@ class SystemPort(Port):
             if skip_outgoing and addr[2] == PACKET_OUTGOING:
                 continue
             frame = data[_VNET.size:] if vnet else data
+            shift = 0
             for level, kind, aux in ancillary:
                 if level == SOL_PACKET and kind == PACKET_AUXDATA and len(aux) >= _AUX.size:
                     status, _, _, _, _, tci, tpid = _AUX.unpack_from(aux)
@@ -258,10 +293,40 @@ class SystemPort(Port):
                         if not status & TP_STATUS_VLAN_TPID_VALID:
                             tpid = ETH_TYPE_VLAN
                         frame = frame[:12] + _TAG.pack(tpid, tci) + frame[12:]
-            if vnet and data[0] & VIRTIO_NET_HDR_F_NEEDS_CSUM:
-                frame = _finish_checksum(frame, *_VNET.unpack_from(data)[4:6])
-            frames.append(frame)
+                        shift = 4  # the header's offsets count from the frame without it
+            if vnet and (data[0] or data[1]):
+                received = self._offloaded(data, frame, shift)
+                if received is not None:
+                    frames.append(received)
+                continue
+            frames.append((frame, None))
         return frames
+
+    def _offloaded(self, data: bytes, frame: bytes, shift: int) -> Received | None:
+        """A frame whose virtio-net header asks for work: a checksum to finish, or a TCP
+        super-frame to keep whole. None (counted, logged by the caller's counters) for a kind
+        of super-frame we cannot cut (UDP GSO) or a header that does not fit its frame."""
+        flags, gso_type, _hdr_len, gso_size, csum_start, csum_offset = _VNET.unpack_from(data)
+        if not gso_type:
+            if flags & VIRTIO_NET_HDR_F_NEEDS_CSUM:
+                frame = _finish_checksum(frame, csum_start + shift, csum_offset)
+            return frame, None
+        kind = gso_type & ~VIRTIO_GSO_ECN
+        try:
+            if kind not in (VIRTIO_GSO_TCPV4, VIRTIO_GSO_TCPV6) or not (
+                flags & VIRTIO_NET_HDR_F_NEEDS_CSUM
+            ):
+                raise PacketError(f"virtio-net gso_type {gso_type} is not TCP with a partial "
+                                  "checksum")
+            gso = describe(frame, gso_size)
+        except PacketError as exc:
+            self.stats.rx_dropped += 1
+            self.unsupported_gso += 1
+            self.last_gso_error = str(exc)
+            return None
+        if gso.segments == 1:  # all of it fits one segment: an ordinary frame after all
+            return _finish_checksum(frame, gso.l4, TCP_CSUM_OFFSET), None
+        return frame, gso
 
     def send(self, frame: bytes) -> None:
         try:
@@ -276,9 +341,28 @@ class SystemPort(Port):
         self.stats.tx_packets += 1
         self.stats.tx_bytes += len(frame)
 
+    def send_super(self, frame: bytes, gso: Gso) -> None:
+        """Hand the super-frame to the interface whole, with a virtio-net header that says how
+        to cut it: a veth passes it to the VM as one packet (the VM's stack takes it as a NIC's
+        GRO would give it); any other device gets it cut by the kernel's GSO."""
+        header = _VNET.pack(VIRTIO_NET_HDR_F_NEEDS_CSUM, gso.gso_type, gso.header_len, gso.mss,
+                            gso.l4, TCP_CSUM_OFFSET)
+        try:
+            self._tx_gso.sendmsg((header, frame))
+        except OSError as exc:
+            if exc.errno in (errno.EAGAIN, errno.ENOBUFS):
+                self.stats.tx_dropped += gso.segments
+                return
+            # a device or kernel that refuses GSO frames: cut them ourselves
+            super().send_super(frame, gso)
+            return
+        self.stats.tx_packets += gso.segments
+        self.stats.tx_bytes += gso.wire_bytes(len(frame))
+
     def close(self) -> None:
         self._sock.close()
         self._tx.close()
+        self._tx_gso.close()
 
 
 class InternalPort(Port):
@@ -311,12 +395,12 @@ class InternalPort(Port):
     def fileno(self) -> int:
         return self._fd
 
-    def receive(self) -> list[bytes]:
-        frames: list[bytes] = []
+    def receive(self) -> list[Received]:
+        frames: list[Received] = []
         read = os.read
         for _ in range(BURST):
             try:
-                frames.append(read(self._fd, _RECV_SIZE))
+                frames.append((read(self._fd, _RECV_SIZE), None))
             except BlockingIOError:
                 break
             except OSError:

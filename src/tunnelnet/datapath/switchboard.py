@@ -32,6 +32,7 @@ from tunnelnet.datapath.tunnel import TunnelEndpoint, TunnelPort
 from tunnelnet.packet.errors import PacketError
 from tunnelnet.packet.fields import FIELD_BITS, METADATA_FIELDS, FlowKey
 from tunnelnet.packet.flowkey import extract_flow_key
+from tunnelnet.packet.offload import Gso, SuperFrame, segment_tcp
 from tunnelnet.packet.rewrite import apply_key_changes
 from tunnelnet.switch import Bridge, Output
 from tunnelnet.switch.cache import FlowCache
@@ -52,7 +53,8 @@ _HEADER_FIELDS: Final = tuple(f for f in FIELD_BITS if f not in METADATA_FIELDS)
 # Drop reasons the datapath adds to a bridge's own (no_flow etc. come from the switch).
 BAD_PACKET: Final = "bad_packet"
 MTU_EXCEEDED: Final = "mtu_exceeded"
-OVERSIZE_RX: Final = "oversize_frame"  # a GSO/GRO super-frame from a sender with offloads on
+OVERSIZE_RX: Final = "oversize_frame"  # a frame over the receiving interface's MTU
+UNSUPPORTED_GSO: Final = "unsupported_gso"  # a super-frame that is not TCP (e.g. UDP GSO)
 PATCH_PEER_MISSING: Final = "patch_peer_missing"
 PATCH_LOOP: Final = "patch_loop"
 NO_SUCH_PORT: Final = "output_port_missing"
@@ -243,29 +245,49 @@ class Switchboard:
     def _from_port(self, port: Port) -> None:
         frames = port.receive()
         if not frames:
+            if isinstance(port, SystemPort) and port.unsupported_gso:
+                self._unsupported_gso(port)
             return
         stats = port.stats
         max_frame = port.max_frame if isinstance(port, SystemPort) else 0
-        for frame in frames:
-            stats.rx_packets += 1
-            stats.rx_bytes += len(frame)
-            if max_frame and len(frame) > max_frame and self._oversize(port, frame):
-                continue
-            self._input(port, frame, None, None, None)
+        for frame, gso in frames:
+            if gso is None:
+                stats.rx_packets += 1
+                stats.rx_bytes += len(frame)
+                if max_frame and len(frame) > max_frame and self._oversize(port, len(frame)):
+                    continue
+            else:
+                stats.rx_packets += gso.segments
+                stats.rx_bytes += gso.wire_bytes(len(frame))
+                # each segment must fit the MTU the super-frame's sender had to respect
+                segment = gso.header_len + gso.mss
+                if max_frame and segment > max_frame and self._oversize(port, segment):
+                    continue
+            self._input(port, frame, None, None, None, gso)
+        if isinstance(port, SystemPort) and port.unsupported_gso:
+            self._unsupported_gso(port)
 
-    def _oversize(self, port: Port, frame: bytes) -> bool:
-        """True (counted, logged) when a frame is larger than its interface's MTU allows."""
+    def _unsupported_gso(self, port: SystemPort) -> None:
+        self._count(port.bridge, UNSUPPORTED_GSO, port.unsupported_gso)
+        port.unsupported_gso = 0
+        self._ratelog.warning(f"gso:{port.name}", "%s: dropped a super-frame we cannot cut "
+                              "(%s); turn off that segmentation offload on the sender",
+                              port.name, port.last_gso_error)
+
+    def _oversize(self, port: Port, length: int) -> bool:
+        """True (counted, logged) when a frame, or one segment of a super-frame, is larger
+        than its interface's MTU allows."""
         if not isinstance(port, SystemPort):
             return False
         # the MTU may have been raised since we read it: look again before dropping
-        if len(frame) <= port.refresh_max_frame():
+        if length <= port.refresh_max_frame():
             return False
         port.stats.rx_dropped += 1
         self._count(port.bridge, OVERSIZE_RX)
         self._ratelog.warning(
             f"oversize:{port.name}",
-            "%s: dropped a %d-byte frame (MTU %d): a GSO/GRO super-frame; turn off "
-            "segmentation offloads (tso/gso) on the sender", port.name, len(frame),
+            "%s: dropped a %d-byte frame (MTU %d): larger than the interface allows (a "
+            "GRO/LRO super-frame of a kind we do not take?)", port.name, length,
             port.max_frame - 18)
         return True
 
@@ -276,16 +298,20 @@ class Switchboard:
             raise DatapathError(f"no port named {port_name!r}")
         port.stats.rx_packets += 1
         port.stats.rx_bytes += len(frame)
-        self._input(port, frame, None, None, None)
+        self._input(port, frame, None, None, None, None)
 
     def _from_tunnel(self, port: TunnelPort, frame: bytes, tun_id: int, tun_src: int,
-                     tun_dst: int) -> None:
-        port.stats.rx_packets += 1
-        port.stats.rx_bytes += len(frame)
-        self._input(port, frame, tun_id, tun_src, tun_dst)
+                     tun_dst: int, gso: Gso | None) -> None:
+        if gso is None:
+            port.stats.rx_packets += 1
+            port.stats.rx_bytes += len(frame)
+        else:
+            port.stats.rx_packets += gso.segments
+            port.stats.rx_bytes += gso.wire_bytes(len(frame))
+        self._input(port, frame, tun_id, tun_src, tun_dst, gso)
 
     def _input(self, port: Port, frame: bytes, tun_id: int | None, tun_src: int | None,
-               tun_dst: int | None) -> None:
+               tun_dst: int | None, gso: Gso | None) -> None:
         state = self.bridges[port.bridge]
         try:
             key = extract_flow_key(frame, port.ofport, tun_id, tun_src=tun_src,
@@ -297,18 +323,26 @@ class Switchboard:
                                   port.name, exc)
             return
         original = dict(key)
-        self._pipeline(state, key, original, tuple(map(original.get, _HEADER_FIELDS)), frame, 0)
+        self._pipeline(state, key, original, tuple(map(original.get, _HEADER_FIELDS)), frame, 0,
+                       gso)
 
     def _pipeline(self, state: BridgeState, key: FlowKey, original: FlowKey,
-                  headers: tuple[int | None, ...], frame: bytes, depth: int) -> None:
-        outputs: list[Output] = state.cache.process(key, len(frame))
+                  headers: tuple[int | None, ...], frame: bytes, depth: int,
+                  gso: Gso | None = None) -> None:
+        if gso is None:
+            outputs: list[Output] = state.cache.process(key, len(frame))
+        else:
+            outputs = state.cache.process(key, gso.wire_bytes(len(frame)), gso.segments)
         for out in outputs:
             port = state.ports.get(out.port)
             if port is None:
                 self._count(state.bridge.name, NO_SUCH_PORT)
                 continue
             if isinstance(port, PatchPort):
-                self._cross_patch(state, port, out.key, original, headers, frame, depth)
+                self._cross_patch(state, port, out.key, original, headers, frame, depth, gso)
+                continue
+            if gso is not None:
+                self._output_super(state, port, out.key, original, headers, frame, gso)
                 continue
             try:
                 data = (frame if tuple(map(out.key.get, _HEADER_FIELDS)) == headers
@@ -322,21 +356,56 @@ class Switchboard:
             if isinstance(port, TunnelPort):
                 reason = self.tunnels.send(port, data, out.key.get("tun_id", 0))
                 if reason is not None:
-                    port.stats.tx_dropped += 1
-                    self._count(state.bridge.name, reason)
-                    if reason == MTU_EXCEEDED:
-                        self._ratelog.warning(
-                            f"mtu:{port.name}",
-                            "%s: dropped a %d-byte frame: with %d bytes of %s encapsulation "
-                            "it exceeds the underlay MTU %d towards %s (lower the VM MTU)",
-                            port.name, len(data), port.overhead, port.kind.value,
-                            port.underlay_mtu, port.remote_ip)
+                    self._tunnel_drop(state, port, reason, len(data), 1)
             else:
                 port.send(data)
 
+    def _tunnel_drop(self, state: BridgeState, port: TunnelPort, reason: str, length: int,
+                     packets: int) -> None:
+        port.stats.tx_dropped += packets
+        self._count(state.bridge.name, reason, packets)
+        if reason == MTU_EXCEEDED:
+            self._ratelog.warning(
+                f"mtu:{port.name}",
+                "%s: dropped a %d-byte frame: with %d bytes of %s encapsulation "
+                "it exceeds the underlay MTU %d towards %s (lower the VM MTU)",
+                port.name, length, port.overhead, port.kind.value,
+                port.underlay_mtu, port.remote_ip)
+
+    def _output_super(self, state: BridgeState, port: Port, key: FlowKey, original: FlowKey,
+                      headers: tuple[int | None, ...], frame: bytes, gso: Gso) -> None:
+        """A super-frame to a port: whole when its headers stay as they are (the common
+        case), else cut first and each segment rewritten and sent as an ordinary frame, since
+        a rewrite may move the headers or change what the checksums cover."""
+        if tuple(map(key.get, _HEADER_FIELDS)) == headers:
+            if isinstance(port, TunnelPort):
+                reason = self.tunnels.send_super(port, frame, gso, key.get("tun_id", 0))
+                if reason is not None:
+                    self._tunnel_drop(state, port, reason, gso.header_len + gso.mss,
+                                      gso.segments)
+            else:
+                port.send_super(frame, gso)
+            return
+        try:
+            segments = [apply_key_changes(s, original, key)
+                        for s in segment_tcp(SuperFrame(frame, gso.mss))]
+        except PacketError as exc:
+            port.stats.tx_dropped += gso.segments
+            self._count(state.bridge.name, REWRITE_FAILED, gso.segments)
+            self._ratelog.warning(f"rewrite:{port.name}", "%s: cannot rewrite frame: %s",
+                                  port.name, exc)
+            return
+        for segment in segments:
+            if isinstance(port, TunnelPort):
+                reason = self.tunnels.send(port, segment, key.get("tun_id", 0))
+                if reason is not None:
+                    self._tunnel_drop(state, port, reason, len(segment), 1)
+            else:
+                port.send(segment)
+
     def _cross_patch(self, state: BridgeState, port: PatchPort, key: FlowKey,
                      original: FlowKey, headers: tuple[int | None, ...], frame: bytes,
-                     depth: int) -> None:
+                     depth: int, gso: Gso | None = None) -> None:
         peer = self.ports.get(port.peer)
         if not isinstance(peer, PatchPort) or peer.peer != port.name:
             port.stats.tx_dropped += 1
@@ -349,16 +418,19 @@ class Switchboard:
                                   "%s: packet crossed %d patch ports; dropped as a loop",
                                   port.name, depth)
             return
-        port.stats.tx_packets += 1
-        port.stats.tx_bytes += len(frame)
-        peer.stats.rx_packets += 1
-        peer.stats.rx_bytes += len(frame)
+        packets, length = (1, len(frame)) if gso is None else (
+            gso.segments, gso.wire_bytes(len(frame)))
+        port.stats.tx_packets += packets
+        port.stats.tx_bytes += length
+        peer.stats.rx_packets += packets
+        peer.stats.rx_bytes += length
         crossed = dict(key)
         crossed.update(_RESET_BY_PATCH)
         crossed["in_port"] = peer.ofport
-        self._pipeline(self.bridges[peer.bridge], crossed, original, headers, frame, depth + 1)
+        self._pipeline(self.bridges[peer.bridge], crossed, original, headers, frame, depth + 1,
+                       gso)
 
-    def _count(self, bridge: str, reason: str) -> None:
+    def _count(self, bridge: str, reason: str, packets: int = 1) -> None:
         state = self.bridges.get(bridge)
         if state is not None:
-            state.drops[reason] = state.drops.get(reason, 0) + 1
+            state.drops[reason] = state.drops.get(reason, 0) + packets

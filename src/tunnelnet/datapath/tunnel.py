@@ -22,6 +22,16 @@ Sending GRE: the same raw protocol-47 socket (the kernel adds IPv4; this kernel 
 module, so there is nothing else to use). The GRE key is always sent (key 0 when the port
 has none), so a port's overhead is fixed.
 
+Super-frames (64 KiB of one TCP flow, from a VM with TSO or coalesced on receipt): sent as
+VXLAN with UDP GSO (UDP_SEGMENT) in one sendmsg for up to 64 KiB of datagrams, each one VXLAN
+header + one segment, from a UDP socket bound to the inner flow's source port (one per port
+in use, made when first needed); the kernel writes each datagram's UDP and IP header and a
+UDP checksum (it refuses UDP GSO without one). GRE has no such help: each segment is sent as
+above. Receiving, the VXLAN sockets ask for UDP GRO, so the kernel hands over up to 64 KiB of
+same-sized datagrams of one underlay flow at once, and the TCP segments of a burst (VXLAN or
+GRE) that GRO would merge are merged into super-frames before they meet the tables
+(packet/coalesce.py): one table walk and one write to the VM for many segments.
+
 MTU: a frame is encapsulated only if the outer IPv4 packet fits the underlay MTU towards the
 remote (read from the route with IP_MTU on a connected socket, refreshed periodically); else it
 is dropped, counted as ``mtu_exceeded`` and logged (rate-limited) - never fragmented, never
@@ -30,12 +40,14 @@ silently lost. DF is set on the outer packet as Open vSwitch does.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import ipaddress
 import logging
 import socket
 import struct
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from typing import Final
 
@@ -43,8 +55,10 @@ from tunnelnet.datapath.errors import PortError
 from tunnelnet.datapath.loop import EventLoop
 from tunnelnet.datapath.ports import BURST, Port, PortKind, check_options
 from tunnelnet.packet import udp
+from tunnelnet.packet.coalesce import coalesce_tcp
 from tunnelnet.packet.errors import PacketError
 from tunnelnet.packet.fields import IPPROTO_GRE, VXLAN_PORT
+from tunnelnet.packet.offload import Gso, SuperFrame, segment_tcp
 from tunnelnet.packet.tunnel import (
     gre_decap_packet,
     gre_payload,
@@ -68,7 +82,17 @@ IP_MTU_DISCOVER: Final = 10
 IP_PMTUDISC_DO: Final = 2
 SO_ATTACH_FILTER: Final = 26
 _RECV_SIZE: Final = 65535
+_GRO_RECV_SIZE: Final = 0x10000  # a GRO'd batch of datagrams is at most 64 KiB of payload
 _SOCKET_BUFFER: Final = 4 << 20
+SOL_UDP: Final = 17
+UDP_SEGMENT: Final = 103  # linux/udp.h; not exported by Python 3.11's socket module
+UDP_GRO: Final = 104
+_GRO_SPACE: Final = socket.CMSG_SPACE(4)
+_GSO_SIZE: Final = struct.Struct("=H")
+_GRO_SIZE: Final = struct.Struct("=i")
+_MAX_UDP_PAYLOAD: Final = 65507  # 65535 - IPv4 20 - UDP 8: one UDP GSO send at most
+_MAX_GSO_SEGMENTS: Final = 64  # the kernel's UDP_MAX_SEGMENTS is 64 on older kernels
+_MAX_GSO_SOCKETS: Final = 256  # source-port sockets kept open (least recently used go)
 
 # Drop reasons counted by the endpoint (shown by `ofctl dump-drops`).
 UNKNOWN_PEER: Final = "unknown_tunnel_peer"
@@ -76,7 +100,8 @@ UNKNOWN_KEY: Final = "unknown_tunnel_key"
 BAD_PACKET: Final = "bad_tunnel_packet"
 SOCKET_ERROR: Final = "tunnel_socket_error"
 
-Deliver = Callable[["TunnelPort", bytes, int, int, int], None]  # port, frame, tun_id, src, dst
+# port, frame, tun_id, tun_src, tun_dst, Gso of a super-frame (None: an ordinary frame)
+Deliver = Callable[["TunnelPort", bytes, int, int, int, "Gso | None"], None]
 
 
 def _addr_int(text: str) -> int:
@@ -184,6 +209,9 @@ class TunnelEndpoint:
         self._vxlan_rx: dict[int, socket.socket] = {}  # dst_port -> bound UDP socket
         self._vxlan_tx: socket.socket | None = None
         self._gre: socket.socket | None = None
+        # (bound address, UDP source port) -> socket for UDP GSO sends; None: that port
+        # could not be bound (another program has it), segments go the ordinary way
+        self._gso: OrderedDict[tuple[str, int], socket.socket | None] = OrderedDict()
         self.drops: dict[str, int] = {}
 
     # --- configuration -------------------------------------------------------------------
@@ -220,6 +248,7 @@ class TunnelEndpoint:
         if PortKind.VXLAN not in kinds and self._vxlan_tx is not None:
             self._vxlan_tx.close()
             self._vxlan_tx = None
+            self._close_gso_sockets()
         if PortKind.GRE not in kinds and self._gre is not None:
             self._loop.remove_reader(self._gre)
             self._gre.close()
@@ -228,6 +257,13 @@ class TunnelEndpoint:
     def close(self) -> None:
         for port in list(self._ports.values()):
             self.remove(port)
+        self._close_gso_sockets()
+
+    def _close_gso_sockets(self) -> None:
+        for sock in self._gso.values():
+            if sock is not None:
+                sock.close()
+        self._gso.clear()
 
     def refresh_routes(self) -> None:
         for port in self._ports.values():
@@ -237,6 +273,9 @@ class TunnelEndpoint:
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _SOCKET_BUFFER)
+            # batches of datagrams when the interface does GRO (older kernels: one at a time)
+            with contextlib.suppress(OSError):
+                sock.setsockopt(SOL_UDP, UDP_GRO, 1)
             sock.bind(("0.0.0.0", dst_port))
         except OSError as exc:
             sock.close()
@@ -264,38 +303,57 @@ class TunnelEndpoint:
     def _receive_vxlan(self, sock: socket.socket) -> None:
         dst_port = sock.getsockname()[1]
         ports = self._ports
-        recvfrom = sock.recvfrom
+        recvmsg = sock.recvmsg
+        batch: list[tuple[TunnelPort, int, int, bytes]] = []
         for _ in range(BURST):
             try:
-                data, (src_ip, _sport) = recvfrom(_RECV_SIZE)
+                data, ancillary, _flags, (src_ip, _sport) = recvmsg(_GRO_RECV_SIZE, _GRO_SPACE)
             except BlockingIOError:
-                return
+                break
             except OSError:  # a pending ICMP error reported on this shared socket
                 self._drop(SOCKET_ERROR)
                 continue
-            try:
-                vni, inner = vxlan_decap_payload(data)
-            except PacketError:
-                self._drop(BAD_PACKET)
-                continue
             src = _addr_int(src_ip)
-            port = ports.get((PortKind.VXLAN, dst_port, src, vni)) or ports.get(
-                (PortKind.VXLAN, dst_port, src, None)
-            )
-            if port is None:
-                self._drop_unknown(PortKind.VXLAN, dst_port, src)
-                continue
-            self._deliver(port, bytes(inner), vni, src, port.tun_dst)
+            size = 0
+            for level, kind, value in ancillary:
+                if level == SOL_UDP and kind == UDP_GRO and len(value) >= _GRO_SIZE.size:
+                    size = _GRO_SIZE.unpack_from(value)[0]
+            if 0 < size < len(data):  # several datagrams of one underlay flow, each `size`
+                view = memoryview(data)
+                for offset in range(0, len(data), size):
+                    self._vxlan_datagram(view[offset : offset + size], dst_port, src, ports,
+                                         batch)
+            else:
+                self._vxlan_datagram(data, dst_port, src, ports, batch)
+        if batch:
+            self._deliver_batch(batch)
+
+    def _vxlan_datagram(self, data: bytes | memoryview, dst_port: int, src: int,
+                        ports: dict[tuple[PortKind, int, int, int | None], TunnelPort],
+                        batch: list[tuple[TunnelPort, int, int, bytes]]) -> None:
+        try:
+            vni, inner = vxlan_decap_payload(data)
+        except PacketError:
+            self._drop(BAD_PACKET)
+            return
+        port = ports.get((PortKind.VXLAN, dst_port, src, vni)) or ports.get(
+            (PortKind.VXLAN, dst_port, src, None)
+        )
+        if port is None:
+            self._drop_unknown(PortKind.VXLAN, dst_port, src)
+            return
+        batch.append((port, vni, src, bytes(inner)))
 
     def _receive_gre(self) -> None:
         assert self._gre is not None
         ports = self._ports
         recvfrom = self._gre.recvfrom
+        batch: list[tuple[TunnelPort, int, int, bytes]] = []
         for _ in range(BURST):
             try:
                 data, (src_ip, _) = recvfrom(_RECV_SIZE)
             except BlockingIOError:
-                return
+                break
             except OSError:  # a pending ICMP error (e.g. protocol unreachable at a peer)
                 self._drop(SOCKET_ERROR)
                 continue
@@ -311,7 +369,27 @@ class TunnelEndpoint:
             if port is None:
                 self._drop_unknown(PortKind.GRE, 0, src)
                 continue
-            self._deliver(port, bytes(inner), key, src, port.tun_dst)
+            batch.append((port, key, src, bytes(inner)))
+        if batch:
+            self._deliver_batch(batch)
+
+    def _deliver_batch(self, batch: list[tuple[TunnelPort, int, int, bytes]]) -> None:
+        """Hand a burst on in its order, merging what GRO would merge within each run of
+        packets from one port with one key."""
+        deliver = self._deliver
+        start = 0
+        n = len(batch)
+        while start < n:
+            port, key, src, frame = batch[start]
+            end = start + 1
+            while end < n and batch[end][0] is port and batch[end][1] == key:
+                end += 1
+            if end - start == 1:
+                deliver(port, frame, key, src, port.tun_dst, None)
+            else:
+                for merged, gso in coalesce_tcp([b[3] for b in batch[start:end]]):
+                    deliver(port, merged, key, src, port.tun_dst, gso)
+            start = end
 
     def _drop_unknown(self, kind: PortKind, dst_port: int, src: int) -> None:
         known_peer = any(k[0] is kind and k[1] == dst_port and k[2] == src for k in self._ports)
@@ -360,3 +438,70 @@ class TunnelEndpoint:
         port.stats.tx_packets += 1
         port.stats.tx_bytes += len(frame)
         return None
+
+    def send_super(self, port: TunnelPort, frame: bytes, gso: Gso, tun_id: int) -> str | None:
+        """Encapsulate and send a TCP super-frame as its segments (see the module's doc);
+        returns a drop reason, or None when every segment left."""
+        if gso.header_len + gso.mss + port.overhead > port.underlay_mtu:
+            return "mtu_exceeded"
+        try:
+            segments = segment_tcp(SuperFrame(frame, gso.mss))
+        except PacketError:
+            return "encap_failed"
+        sock = self._gso_socket(port, frame) if port.kind is PortKind.VXLAN else None
+        if sock is None:
+            reasons = [self.send(port, segment, tun_id) for segment in segments]
+            return next((r for r in reasons if r is not None), None)
+        key = port.key if port.key is not None else tun_id
+        header = vxlan_payload(b"", key & 0xFFFFFF)
+        size = len(header) + len(segments[0])
+        per_send = min(_MAX_GSO_SEGMENTS, _MAX_UDP_PAYLOAD // size)
+        cmsg = [(SOL_UDP, UDP_SEGMENT, _GSO_SIZE.pack(size))]
+        address = (port.remote_ip, port.dst_port)
+        for first in range(0, len(segments), per_send):
+            part = segments[first : first + per_send]
+            payload = b"".join([piece for segment in part for piece in (header, segment)])
+            for attempt in (1, 2):
+                try:
+                    sock.sendmsg([payload], cmsg if len(part) > 1 else [], 0, address)
+                    break
+                except BlockingIOError:
+                    return "tx_queue_full"
+                except OSError as exc:
+                    if exc.errno == errno.EMSGSIZE:
+                        port.refresh_route()
+                        return "mtu_exceeded"
+                    if exc.errno == errno.ECONNREFUSED and attempt == 1:
+                        continue  # an earlier ICMP error reported now, as in send()
+                    return "tunnel_send_failed"
+            port.stats.tx_packets += len(part)
+            port.stats.tx_bytes += sum(map(len, part))
+        return None
+
+    def _gso_socket(self, port: TunnelPort, frame: bytes) -> socket.socket | None:
+        """The UDP socket that sends as the inner flow's source port (RFC 7348 hash), made
+        when first needed; None when that port cannot be bound here."""
+        local = port.local_ip or "0.0.0.0"
+        key = (local, source_port(frame))
+        if key in self._gso:
+            self._gso.move_to_end(key)
+            return self._gso[key]
+        sock: socket.socket | None = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        assert sock is not None
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _SOCKET_BUFFER)
+            sock.setsockopt(socket.IPPROTO_IP, IP_MTU_DISCOVER, IP_PMTUDISC_DO)
+            _drop_all_filter(sock)  # it only sends: nothing may queue up on it
+            sock.bind(key)
+            sock.setblocking(False)
+        except OSError as exc:
+            log.info("cannot send VXLAN with UDP GSO from %s:%d (%s); sending segment by "
+                     "segment", *key, exc)
+            sock.close()
+            sock = None
+        self._gso[key] = sock
+        if len(self._gso) > _MAX_GSO_SOCKETS:
+            _, old = self._gso.popitem(last=False)
+            if old is not None:
+                old.close()
+        return sock
