@@ -34,15 +34,24 @@ def build_underlay(topo: Topology, record: Callable[[str], None]) -> None:
                    mtu=topo.underlay_mtu)
         links.bridge(names.UNDERLAY_NS, names.UNDERLAY_BRIDGE, [names.underlay_port(hv.name)])
         links.add_address(ns, names.UPLINK, hv.ip, prefix)
+        if hv.switch != "ovs":
+            # a physical NIC does GRO by default, a veth not: our tunnel sockets then get
+            # batches of datagrams (datapath/tunnel.py); Open vSwitch's AF_PACKET reads the
+            # uplink frame by frame, so its hypervisors keep the veth's default
+            links.gro_on(ns, names.UPLINK)
         log.info("hypervisor %s: %s/%d on the underlay", hv.name, hv.ip, prefix)
 
 
 def build_vm(vm_name: str, hypervisor: str, record: Callable[[str], None], *, mtu: int,
-             ip: str, prefixlen: int, mac: str, gateway: str | None = None) -> str:
+             ip: str, prefixlen: int, mac: str, gateway: str | None = None,
+             offloads: bool = True) -> str:
     """A VM namespace whose eth0 is the far end of a tap-like veth on its hypervisor.
 
     The VM's MAC is the one the controller gave its port (as Nova sets it), and its MTU the
-    network's, so that tunnel overhead never leads to silent drops. Returns the tap name.
+    network's, so that tunnel overhead never leads to silent drops. ``offloads``: the VM keeps
+    checksum and segmentation offloads, as a guest's virtio-net negotiates them with a
+    tunnelnet vswitchd (which takes TSO super-frames whole); Open vSwitch 3.1's userspace
+    datapath cannot, so its VMs send frame by frame. Returns the tap name.
     """
     ns = names.vm_ns(vm_name)
     tap = names.vm_tap(vm_name)
@@ -53,9 +62,9 @@ def build_vm(vm_name: str, hypervisor: str, record: Callable[[str], None], *, mt
     links.add_address(ns, "eth0", ip, prefixlen)
     if gateway:
         links.add_default_route(ns, gateway)
-    # the userspace switch reads whole frames: no checksum or segmentation offload
-    links.offloads_off(ns, "eth0")
-    links.offloads_off(names.hypervisor_ns(hypervisor), tap)
+    if not offloads:
+        links.offloads_off(ns, "eth0")
+        links.offloads_off(names.hypervisor_ns(hypervisor), tap)
     return tap
 
 

@@ -129,6 +129,12 @@ def offloads_off(ns: str, ifname: str) -> None:
                     "off", "gso", "off"], capture_output=True, timeout=10, check=False)
 
 
+def gro_on(ns: str, ifname: str) -> None:
+    """Generic receive offload on, as a NIC has it (a veth has it off by default)."""
+    subprocess.run(["ip", "netns", "exec", ns, "ethtool", "-K", ifname, "gro", "on"],
+                   capture_output=True, timeout=10, check=False)
+
+
 def link_names(ns: str) -> list[str]:
     with _ipr(ns) as ip:
         return [str(link.get_attr("IFLA_IFNAME")) for link in ip.get_links()]

@@ -318,7 +318,8 @@ class LabRunner:
         prefix = ip_network(net["cidr"]).prefixlen
         mtu = int(net["mtu"] or 1450)
         tap = fabric.build_vm(vm.name, vm.hypervisor, self._record_netns(state), mtu=mtu,
-                              ip=ip, prefixlen=prefix, mac=port["mac_address"])
+                              ip=ip, prefixlen=prefix, mac=port["mac_address"],
+                              offloads=state.hypervisors[vm.hypervisor].get("switch") != "ovs")
         record = VmRecord(name=vm.name, tenant=vm.tenant, network=vm.network,
                           hypervisor=vm.hypervisor, netns=names.vm_ns(vm.name),
                           port_id=port["id"], mac=port["mac_address"], ip=ip, mtu=mtu, tap=tap)
