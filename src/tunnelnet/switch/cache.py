@@ -139,8 +139,10 @@ class FlowCache:
         self._entries.clear()
 
     def process(self, key: FlowKey, length: int, packets: int = 1) -> list[Output]:
-        """``packets`` > 1: a TCP super-frame standing for that many segments of ``length``
-        bytes in all; counters grow as for the segments one by one (all share one key)."""
+        """``packets`` > 1: that many packets of one key, ``length`` bytes in all (a burst of
+        one flow, or a TCP super-frame's segments); counters grow as for the packets one by
+        one, provided the answer is ``cached`` (else the first packet may change it for the
+        others: walk them one by one)."""
         ckey = tuple(key.items())
         entry = self._entries.get(ckey)
         bridge = self.bridge
@@ -151,6 +153,14 @@ class FlowCache:
                 self._replay(entry, length, now, packets)
                 return entry.outputs
         return self._miss(ckey, key, length, packets)
+
+    def cached(self, key: FlowKey) -> bool:
+        """Whether the next packet with ``key`` would be answered from the cache. A burst of
+        one flow is walked for its first packet alone; only if that leaves the answer cached
+        (the walk changed nothing that decides it) may the rest go through together."""
+        entry = self._entries.get(tuple(key.items()))
+        return (entry is not None and entry.version == self.bridge.version
+                and self._still_valid(entry, self._clock()))
 
     def _still_valid(self, entry: _Entry, now: float) -> bool:
         if entry.mac_lookups:

@@ -249,3 +249,42 @@ def test_a_flow_relearned_from_the_cache_keeps_its_hard_timeout_fresh() -> None:
     assert cache.stats.hits >= 1
     # re-learned at 4 s, so at 8 s the learned flow is still there (it would be gone at 5 s)
     assert any("table=20" in line for line in walked.dump_flows())
+
+
+@settings(max_examples=300, deadline=None)
+@given(scenarios(), st.lists(st.integers(1, 5), min_size=60, max_size=60))
+def test_a_batch_through_the_cache_leaves_what_its_packets_one_by_one_leave(
+        scenario: tuple[list[str], list[object]], counts: list[int]) -> None:
+    """The datapath walks the first packet of a burst of one flow (or of a super-frame's
+    segments) alone, then, if the answer is cached, the others at once with ``packets`` =
+    how many, else one by one. Each packet walked alone is the oracle for the outputs and for
+    every counter, learned flow and MAC entry."""
+    table, sequence = scenario
+    clock = Clock()
+    walked = _bridge(clock, table)
+    cached_bridge = _bridge(clock, table)
+    cache = FlowCache(cached_bridge)
+    for step, count in zip(sequence, counts, strict=False):
+        if isinstance(step, Packet):
+            want = walked.process(dict(step.key), step.length)
+            got = cache.process(dict(step.key), step.length)
+            assert [(o.port, o.key) for o in got] == [(o.port, o.key) for o in want], step
+            if count > 1 and cache.cached(step.key):
+                got = cache.process(dict(step.key), step.length * (count - 1), count - 1)
+                for _ in range(count - 1):
+                    want = walked.process(dict(step.key), step.length)
+                    assert [(o.port, o.key) for o in got] == [(o.port, o.key) for o in want]
+            else:
+                for _ in range(count - 1):
+                    want = walked.process(dict(step.key), step.length)
+                    got = cache.process(dict(step.key), step.length)
+                    assert [(o.port, o.key) for o in got] == [(o.port, o.key) for o in want]
+        elif isinstance(step, Advance):
+            clock.advance(step.seconds)
+            if step.expire:
+                assert walked.expire() == cached_bridge.expire()
+        else:
+            assert isinstance(step, AddFlow | DelFlows | Retag)
+            _apply(walked, step)
+            _apply(cached_bridge, step)
+        assert _state(cached_bridge) == _state(walked), (step, count)
