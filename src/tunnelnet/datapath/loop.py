@@ -43,6 +43,7 @@ class EventLoop:
         self._readers: dict[int, Callback] = {}
         self._writers: dict[int, Callback] = {}
         self._timers: list[_Timer] = []
+        self._after_round: list[Callback] = []
         self._seq = itertools.count()
         self._clock = clock
         self._running = False
@@ -68,6 +69,11 @@ class EventLoop:
         heapq.heappush(self._timers, timer)
         return timer
 
+    def after_each_round(self, callback: Callback) -> None:
+        """Run ``callback`` after the callbacks of every round of ready descriptors (the
+        datapath flushes the packets those callbacks queued)."""
+        self._after_round.append(callback)
+
     def stop(self) -> None:
         self._running = False
 
@@ -85,6 +91,8 @@ class EventLoop:
                 self._guarded(readers[fd])
             if events & select.EPOLLOUT and fd in writers:
                 self._guarded(writers[fd])
+        for callback in self._after_round:
+            self._guarded(callback)
         self._run_timers()
 
     def _guarded(self, callback: Callback) -> None:

@@ -6,6 +6,12 @@ output's key and send it: on a socket, into a tunnel, or across a patch port int
 bridge (re-entering its tables with in_port = the peer port, as Open vSwitch does, with the
 metadata, registers and tunnel fields cleared).
 
+What goes through the tables is a batch of one flow: consecutive frames of a burst whose
+headers are equal in every byte the flow key is made of (coalesce.signature: a stream of UDP
+datagrams, say) go through once, counted as that many packets, and each frame is then sent;
+or one TCP super-frame (a Gso says how many segments it stands for). The answer and the
+counters are those of the frames one by one (the flow cache makes the same replay for each).
+
 Configuration changes are all-or-nothing: a port is built (sockets opened, options checked)
 before anything is registered, and each later step undoes the earlier ones when it fails.
 """
@@ -29,6 +35,7 @@ from tunnelnet.datapath.ports import (
 )
 from tunnelnet.datapath.ratelog import RateLimitedLog
 from tunnelnet.datapath.tunnel import TunnelEndpoint, TunnelPort
+from tunnelnet.packet.coalesce import signature
 from tunnelnet.packet.errors import PacketError
 from tunnelnet.packet.fields import FIELD_BITS, METADATA_FIELDS, FlowKey
 from tunnelnet.packet.flowkey import extract_flow_key
@@ -95,7 +102,8 @@ class Switchboard:
         self._make_port = port_factory
         self.bridges: dict[str, BridgeState] = {}
         self.ports: dict[str, Port] = {}  # every port of the daemon by name (names are global)
-        self.tunnels = TunnelEndpoint(loop, self._from_tunnel)
+        self.tunnels = TunnelEndpoint(loop, self._from_tunnel, self._tunnel_dropped)
+        loop.after_each_round(self.tunnels.flush)
         self._ratelog = RateLimitedLog()
 
     # --- configuration -------------------------------------------------------------------
@@ -250,20 +258,35 @@ class Switchboard:
             return
         stats = port.stats
         max_frame = port.max_frame if isinstance(port, SystemPort) else 0
+        run: list[bytes] = []  # frames of one flow, to go through the tables together
+        run_sig: bytes | None = None
+        run_len = 0
         for frame, gso in frames:
             if gso is None:
                 stats.rx_packets += 1
                 stats.rx_bytes += len(frame)
                 if max_frame and len(frame) > max_frame and self._oversize(port, len(frame)):
                     continue
-            else:
-                stats.rx_packets += gso.segments
-                stats.rx_bytes += gso.wire_bytes(len(frame))
-                # each segment must fit the MTU the super-frame's sender had to respect
-                segment = gso.header_len + gso.mss
-                if max_frame and segment > max_frame and self._oversize(port, segment):
+                sig = signature(frame)
+                if sig is not None and sig == run_sig and len(frame) == run_len:
+                    run.append(frame)
                     continue
-            self._input(port, frame, None, None, None, gso)
+                if run:
+                    self._input(port, run, None, None, None, None)
+                run, run_sig, run_len = [frame], sig, len(frame)
+                continue
+            stats.rx_packets += gso.segments
+            stats.rx_bytes += gso.wire_bytes(len(frame))
+            # each segment must fit the MTU the super-frame's sender had to respect
+            segment = gso.header_len + gso.mss
+            if max_frame and segment > max_frame and self._oversize(port, segment):
+                continue
+            if run:
+                self._input(port, run, None, None, None, None)
+                run, run_sig = [], None
+            self._input(port, [frame], None, None, None, gso)
+        if run:
+            self._input(port, run, None, None, None, None)
         if isinstance(port, SystemPort) and port.unsupported_gso:
             self._unsupported_gso(port)
 
@@ -298,67 +321,99 @@ class Switchboard:
             raise DatapathError(f"no port named {port_name!r}")
         port.stats.rx_packets += 1
         port.stats.rx_bytes += len(frame)
-        self._input(port, frame, None, None, None, None)
+        self._input(port, [frame], None, None, None, None)
+        self.tunnels.flush()
 
-    def _from_tunnel(self, port: TunnelPort, frame: bytes, tun_id: int, tun_src: int,
+    def _from_tunnel(self, port: TunnelPort, frames: list[bytes], tun_id: int, tun_src: int,
                      tun_dst: int, gso: Gso | None) -> None:
         if gso is None:
-            port.stats.rx_packets += 1
-            port.stats.rx_bytes += len(frame)
+            port.stats.rx_packets += len(frames)
+            port.stats.rx_bytes += sum(map(len, frames))
         else:
             port.stats.rx_packets += gso.segments
-            port.stats.rx_bytes += gso.wire_bytes(len(frame))
-        self._input(port, frame, tun_id, tun_src, tun_dst, gso)
+            port.stats.rx_bytes += gso.wire_bytes(len(frames[0]))
+        self._input(port, frames, tun_id, tun_src, tun_dst, gso)
 
-    def _input(self, port: Port, frame: bytes, tun_id: int | None, tun_src: int | None,
-               tun_dst: int | None, gso: Gso | None) -> None:
+    def _input(self, port: Port, frames: list[bytes], tun_id: int | None,
+               tun_src: int | None, tun_dst: int | None, gso: Gso | None) -> None:
+        """``frames``: one flow (see coalesce.signature), or one super-frame with its ``gso``."""
         state = self.bridges[port.bridge]
         try:
-            key = extract_flow_key(frame, port.ofport, tun_id, tun_src=tun_src,
+            key = extract_flow_key(frames[0], port.ofport, tun_id, tun_src=tun_src,
                                    tun_dst=tun_dst)
         except PacketError as exc:
-            port.stats.rx_errors += 1
-            self._count(port.bridge, BAD_PACKET)
+            port.stats.rx_errors += len(frames)
+            self._count(port.bridge, BAD_PACKET, len(frames))
             self._ratelog.warning(f"bad:{port.name}", "%s: dropped a bad packet: %s",
                                   port.name, exc)
             return
         original = dict(key)
-        self._pipeline(state, key, original, tuple(map(original.get, _HEADER_FIELDS)), frame, 0,
-                       gso)
+        self._pipeline(state, key, original, tuple(map(original.get, _HEADER_FIELDS)), frames,
+                       0, gso)
 
     def _pipeline(self, state: BridgeState, key: FlowKey, original: FlowKey,
-                  headers: tuple[int | None, ...], frame: bytes, depth: int,
+                  headers: tuple[int | None, ...], frames: list[bytes], depth: int,
                   gso: Gso | None = None) -> None:
-        if gso is None:
-            outputs: list[Output] = state.cache.process(key, len(frame))
+        cache = state.cache
+        if gso is None and len(frames) == 1:
+            self._emit(state, cache.process(key, len(frames[0])), original, headers, frames,
+                       depth, None)
+            return
+        # A batch: its first packet alone, then the others at once if that left the answer
+        # cached (so they get the same one and the counters grow as for each), else one by one
+        if gso is not None:
+            first = gso.header_len + gso.mss
+            rest_bytes, rest = gso.wire_bytes(len(frames[0])) - first, gso.segments - 1
         else:
-            outputs = state.cache.process(key, gso.wire_bytes(len(frame)), gso.segments)
+            first = len(frames[0])
+            rest_bytes, rest = sum(map(len, frames)) - first, len(frames) - 1
+        outputs = cache.process(key, first)
+        if cache.cached(key):
+            cache.process(key, rest_bytes, rest)
+            self._emit(state, outputs, original, headers, frames, depth, gso)
+            return
+        singles = frames if gso is None else segment_tcp(SuperFrame(frames[0], gso.mss))
+        self._emit(state, outputs, original, headers, singles[:1], depth, None)
+        for frame in singles[1:]:
+            self._pipeline(state, key, original, headers, [frame], depth)
+
+    def _emit(self, state: BridgeState, outputs: list[Output], original: FlowKey,
+              headers: tuple[int | None, ...], frames: list[bytes], depth: int,
+              gso: Gso | None) -> None:
+        """Send ``frames`` (or the super-frame) to each output the tables chose."""
         for out in outputs:
             port = state.ports.get(out.port)
             if port is None:
-                self._count(state.bridge.name, NO_SUCH_PORT)
+                self._count(state.bridge.name, NO_SUCH_PORT, len(frames))
                 continue
             if isinstance(port, PatchPort):
-                self._cross_patch(state, port, out.key, original, headers, frame, depth, gso)
+                self._cross_patch(state, port, out.key, original, headers, frames, depth, gso)
                 continue
             if gso is not None:
-                self._output_super(state, port, out.key, original, headers, frame, gso)
+                self._output_super(state, port, out.key, original, headers, frames[0], gso)
                 continue
             try:
-                data = (frame if tuple(map(out.key.get, _HEADER_FIELDS)) == headers
-                        else apply_key_changes(frame, original, out.key))
+                data = (frames if tuple(map(out.key.get, _HEADER_FIELDS)) == headers
+                        else [apply_key_changes(f, original, out.key) for f in frames])
             except PacketError as exc:
-                port.stats.tx_dropped += 1
-                self._count(state.bridge.name, REWRITE_FAILED)
+                port.stats.tx_dropped += len(frames)
+                self._count(state.bridge.name, REWRITE_FAILED, len(frames))
                 self._ratelog.warning(f"rewrite:{port.name}", "%s: cannot rewrite frame: %s",
                                       port.name, exc)
                 continue
             if isinstance(port, TunnelPort):
-                reason = self.tunnels.send(port, data, out.key.get("tun_id", 0))
+                reason, dropped = self.tunnels.send_many(port, data, out.key.get("tun_id", 0))
                 if reason is not None:
-                    self._tunnel_drop(state, port, reason, len(data), 1)
+                    self._tunnel_drop(state, port, reason, len(data[0]), dropped)
             else:
-                port.send(data)
+                for frame in data:
+                    port.send(frame)
+
+    def _tunnel_dropped(self, port: TunnelPort, reason: str, packets: int, length: int
+                        ) -> None:
+        state = self.bridges.get(port.bridge)
+        if state is not None:
+            self._tunnel_drop(state, port, reason, length, packets)
 
     def _tunnel_drop(self, state: BridgeState, port: TunnelPort, reason: str, length: int,
                      packets: int) -> None:
@@ -404,22 +459,22 @@ class Switchboard:
                 port.send(segment)
 
     def _cross_patch(self, state: BridgeState, port: PatchPort, key: FlowKey,
-                     original: FlowKey, headers: tuple[int | None, ...], frame: bytes,
+                     original: FlowKey, headers: tuple[int | None, ...], frames: list[bytes],
                      depth: int, gso: Gso | None = None) -> None:
         peer = self.ports.get(port.peer)
+        packets, length = (len(frames), sum(map(len, frames))) if gso is None else (
+            gso.segments, gso.wire_bytes(len(frames[0])))
         if not isinstance(peer, PatchPort) or peer.peer != port.name:
-            port.stats.tx_dropped += 1
-            self._count(state.bridge.name, PATCH_PEER_MISSING)
+            port.stats.tx_dropped += packets
+            self._count(state.bridge.name, PATCH_PEER_MISSING, packets)
             return
         if depth >= MAX_PATCH_DEPTH:
-            port.stats.tx_dropped += 1
-            self._count(state.bridge.name, PATCH_LOOP)
+            port.stats.tx_dropped += packets
+            self._count(state.bridge.name, PATCH_LOOP, packets)
             self._ratelog.warning(f"patchloop:{port.name}",
                                   "%s: packet crossed %d patch ports; dropped as a loop",
                                   port.name, depth)
             return
-        packets, length = (1, len(frame)) if gso is None else (
-            gso.segments, gso.wire_bytes(len(frame)))
         port.stats.tx_packets += packets
         port.stats.tx_bytes += length
         peer.stats.rx_packets += packets
@@ -427,8 +482,8 @@ class Switchboard:
         crossed = dict(key)
         crossed.update(_RESET_BY_PATCH)
         crossed["in_port"] = peer.ofport
-        self._pipeline(self.bridges[peer.bridge], crossed, original, headers, frame, depth + 1,
-                       gso)
+        self._pipeline(self.bridges[peer.bridge], crossed, original, headers, frames,
+                       depth + 1, gso)
 
     def _count(self, bridge: str, reason: str, packets: int = 1) -> None:
         state = self.bridges.get(bridge)

@@ -22,12 +22,15 @@ Sending GRE: the same raw protocol-47 socket (the kernel adds IPv4; this kernel 
 module, so there is nothing else to use). The GRE key is always sent (key 0 when the port
 has none), so a port's overhead is fixed.
 
-Super-frames (64 KiB of one TCP flow, from a VM with TSO or coalesced on receipt): sent as
-VXLAN with UDP GSO (UDP_SEGMENT) in one sendmsg for up to 64 KiB of datagrams, each one VXLAN
-header + one segment, from a UDP socket bound to the inner flow's source port (one per port
-in use, made when first needed); the kernel writes each datagram's UDP and IP header and a
-UDP checksum (it refuses UDP GSO without one). GRE has no such help: each segment is sent as
-above. Receiving, the VXLAN sockets ask for UDP GRO, so the kernel hands over up to 64 KiB of
+Batches: VXLAN datagrams are queued and sent once per event loop round (flush()), so what
+one burst of frames produced leaves in a few system calls: a run of equally long datagrams of
+one inner flow (a TCP super-frame's segments, or a stream of small packets) goes in one
+sendmsg with UDP GSO (UDP_SEGMENT, up to 64 KiB), from a UDP socket bound to the inner flow's
+source port (one per port in use, made when first needed); the kernel writes each datagram's
+UDP and IP header and a UDP checksum (it refuses UDP GSO without one). A datagram alone goes
+through the raw socket as above. GRE has no such help: each packet is sent at once.
+
+Receiving, the VXLAN sockets ask for UDP GRO, so the kernel hands over up to 64 KiB of
 same-sized datagrams of one underlay flow at once, and the TCP segments of a burst (VXLAN or
 GRE) that GRO would merge are merged into super-frames before they meet the tables
 (packet/coalesce.py): one table walk and one write to the VM for many segments.
@@ -55,7 +58,7 @@ from tunnelnet.datapath.errors import PortError
 from tunnelnet.datapath.loop import EventLoop
 from tunnelnet.datapath.ports import BURST, Port, PortKind, check_options
 from tunnelnet.packet import udp
-from tunnelnet.packet.coalesce import coalesce_tcp
+from tunnelnet.packet.coalesce import coalesce_tcp, flow_runs
 from tunnelnet.packet.errors import PacketError
 from tunnelnet.packet.fields import IPPROTO_GRE, VXLAN_PORT
 from tunnelnet.packet.offload import Gso, SuperFrame, segment_tcp
@@ -93,6 +96,7 @@ _GRO_SIZE: Final = struct.Struct("=i")
 _MAX_UDP_PAYLOAD: Final = 65507  # 65535 - IPv4 20 - UDP 8: one UDP GSO send at most
 _MAX_GSO_SEGMENTS: Final = 64  # the kernel's UDP_MAX_SEGMENTS is 64 on older kernels
 _MAX_GSO_SOCKETS: Final = 256  # source-port sockets kept open (least recently used go)
+_VXLAN_HEADER: Final = 8
 
 # Drop reasons counted by the endpoint (shown by `ofctl dump-drops`).
 UNKNOWN_PEER: Final = "unknown_tunnel_peer"
@@ -100,8 +104,11 @@ UNKNOWN_KEY: Final = "unknown_tunnel_key"
 BAD_PACKET: Final = "bad_tunnel_packet"
 SOCKET_ERROR: Final = "tunnel_socket_error"
 
-# port, frame, tun_id, tun_src, tun_dst, Gso of a super-frame (None: an ordinary frame)
-Deliver = Callable[["TunnelPort", bytes, int, int, int, "Gso | None"], None]
+# port, frames of one flow (or one super-frame), tun_id, tun_src, tun_dst, the super-frame's
+# Gso (None: ordinary frames)
+Deliver = Callable[["TunnelPort", list[bytes], int, int, int, "Gso | None"], None]
+# port, drop reason, packets, length of (the first) frame: a send of queued datagrams failed
+Dropped = Callable[["TunnelPort", str, int, int], None]
 
 
 def _addr_int(text: str) -> int:
@@ -202,9 +209,14 @@ def _drop_all_filter(sock: socket.socket) -> None:
 class TunnelEndpoint:
     """The shared tunnel sockets of one daemon and the table that demultiplexes onto ports."""
 
-    def __init__(self, loop: EventLoop, deliver: Deliver) -> None:
+    def __init__(self, loop: EventLoop, deliver: Deliver,
+                 dropped: Dropped | None = None) -> None:
         self._loop = loop
         self._deliver = deliver
+        self._dropped = dropped
+        # VXLAN datagrams (VXLAN header + frame) waiting for flush(), per port and UDP source
+        # port, in the order they were sent
+        self._queued: dict[tuple[TunnelPort, int], list[bytes]] = {}
         self._ports: dict[tuple[PortKind, int, int, int | None], TunnelPort] = {}
         self._vxlan_rx: dict[int, socket.socket] = {}  # dst_port -> bound UDP socket
         self._vxlan_tx: socket.socket | None = None
@@ -238,6 +250,7 @@ class TunnelEndpoint:
     def remove(self, port: TunnelPort) -> None:
         if self._ports.get(port.demux_key) is not port:
             return
+        self.flush()
         del self._ports[port.demux_key]
         kinds = {p.kind for p in self._ports.values()}
         vxlan_ports = {p.dst_port for p in self._ports.values() if p.kind is PortKind.VXLAN}
@@ -375,7 +388,7 @@ class TunnelEndpoint:
 
     def _deliver_batch(self, batch: list[tuple[TunnelPort, int, int, bytes]]) -> None:
         """Hand a burst on in its order, merging what GRO would merge within each run of
-        packets from one port with one key."""
+        packets from one port with one key, and handing frames of one flow on together."""
         deliver = self._deliver
         start = 0
         n = len(batch)
@@ -385,10 +398,10 @@ class TunnelEndpoint:
             while end < n and batch[end][0] is port and batch[end][1] == key:
                 end += 1
             if end - start == 1:
-                deliver(port, frame, key, src, port.tun_dst, None)
+                deliver(port, [frame], key, src, port.tun_dst, None)
             else:
-                for merged, gso in coalesce_tcp([b[3] for b in batch[start:end]]):
-                    deliver(port, merged, key, src, port.tun_dst, gso)
+                for frames, gso in flow_runs(coalesce_tcp([b[3] for b in batch[start:end]])):
+                    deliver(port, frames, key, src, port.tun_dst, gso)
             start = end
 
     def _drop_unknown(self, kind: PortKind, dst_port: int, src: int) -> None:
@@ -398,23 +411,27 @@ class TunnelEndpoint:
     # --- send ----------------------------------------------------------------------------
 
     def send(self, port: TunnelPort, frame: bytes, tun_id: int) -> str | None:
-        """Encapsulate and send; returns a drop reason, or None when the packet left."""
+        """Encapsulate and send (VXLAN: queue until flush()); returns a drop reason, or None
+        when the packet left or was queued."""
         if len(frame) + port.overhead > port.underlay_mtu:
             return "mtu_exceeded"
         key = port.key if port.key is not None else tun_id
         try:
             if port.kind is PortKind.VXLAN:
-                sock = self._vxlan_tx
-                inner = vxlan_payload(frame, key & 0xFFFFFF)
-                # zero UDP checksum ("none", RFC 7348 section 5 for IPv4); the codec's header
-                # layout packed directly: udp.build() costs ~2 us more per packet
-                payload = _UDP_HEADER(source_port(frame), port.dst_port, 8 + len(inner), 0
-                                      ) + inner
-            else:
-                sock = self._gre
-                payload = gre_payload(frame, key & 0xFFFFFFFF)
+                self._queue(port, source_port(frame), vxlan_payload(frame, key & 0xFFFFFF))
+                return None
+            payload = gre_payload(frame, key & 0xFFFFFFFF)
         except PacketError:
             return "encap_failed"
+        reason = self._send_raw(port, self._gre, payload)
+        if reason is None:
+            port.stats.tx_packets += 1
+            port.stats.tx_bytes += len(frame)
+        return reason
+
+    def _send_raw(self, port: TunnelPort, sock: socket.socket | None, payload: bytes
+                  ) -> str | None:
+        """One datagram on a raw socket (the kernel adds the outer IPv4 header)."""
         if sock is None:
             return "no_tunnel_socket"
         for attempt in (1, 2):
@@ -423,7 +440,7 @@ class TunnelEndpoint:
                     sock.sendto(payload, port._sockaddr)
                 else:
                     sock.sendmsg([payload], port._pktinfo, 0, port._sockaddr)
-                break
+                return None
             except BlockingIOError:
                 return "tx_queue_full"
             except OSError as exc:
@@ -435,54 +452,116 @@ class TunnelEndpoint:
                     # pending on this shared socket; it is reported now: send again
                     continue
                 return "tunnel_send_failed"
-        port.stats.tx_packets += 1
-        port.stats.tx_bytes += len(frame)
-        return None
+        return "tunnel_send_failed"
+
+    def _queue(self, port: TunnelPort, sport: int, datagram: bytes) -> None:
+        group = self._queued.get((port, sport))
+        if group is None:
+            self._queued[(port, sport)] = [datagram]
+        else:
+            group.append(datagram)
+
+    def flush(self) -> None:
+        """Send what send() and send_super() queued: each run of equally long datagrams of one
+        port and source port in one UDP GSO sendmsg (the last of a run may be shorter), a
+        datagram alone as before. Called once per event loop round, so a burst of frames
+        read from one socket leaves in a few system calls instead of one each."""
+        if not self._queued:
+            return
+        queued, self._queued = self._queued, {}
+        for (port, sport), datagrams in queued.items():
+            count = len(datagrams)
+            start = 0
+            while start < count:
+                size = len(datagrams[start])
+                limit = start + min(_MAX_GSO_SEGMENTS, _MAX_UDP_PAYLOAD // size)
+                end = start + 1
+                while end < count and end < limit and len(datagrams[end]) == size:
+                    end += 1
+                if end < count and end < limit and len(datagrams[end]) < size:
+                    end += 1  # a shorter one may end a run (the kernel cuts the rest so)
+                self._send_run(port, sport, datagrams[start:end])
+                start = end
+
+    def _send_run(self, port: TunnelPort, sport: int, run: list[bytes]) -> None:
+        sock = self._gso_socket(port, sport) if len(run) > 1 else None
+        if sock is None:
+            for datagram in run:
+                header = _UDP_HEADER(sport, port.dst_port, 8 + len(datagram), 0)
+                self._sent(port, self._send_raw(port, self._vxlan_tx, header + datagram), 1,
+                           len(datagram))
+            return
+        cmsg = [(SOL_UDP, UDP_SEGMENT, _GSO_SIZE.pack(len(run[0])))]
+        reason: str | None = None
+        for _attempt in (1, 2):
+            try:
+                sock.sendmsg([b"".join(run)], cmsg, 0, (port.remote_ip, port.dst_port))
+                reason = None
+                break
+            except BlockingIOError:
+                reason = "tx_queue_full"
+                break
+            except OSError as exc:
+                if exc.errno == errno.EMSGSIZE:
+                    port.refresh_route()
+                    reason = "mtu_exceeded"
+                    break
+                reason = "tunnel_send_failed"
+                if exc.errno != errno.ECONNREFUSED:
+                    break  # ECONNREFUSED: an earlier ICMP error reported now, as above
+        self._sent(port, reason, len(run), sum(map(len, run)))
+
+    def _sent(self, port: TunnelPort, reason: str | None, packets: int, length: int) -> None:
+        if reason is None:
+            port.stats.tx_packets += packets
+            port.stats.tx_bytes += length - _VXLAN_HEADER * packets  # the frames' bytes
+        elif self._dropped is not None:
+            self._dropped(port, reason, packets, length // packets - _VXLAN_HEADER)
+
+    def send_many(self, port: TunnelPort, frames: list[bytes], tun_id: int
+                  ) -> tuple[str | None, int]:
+        """send() for frames of one flow (equal headers: one UDP source port, one length);
+        returns the first drop reason and how many frames were dropped."""
+        if port.kind is not PortKind.VXLAN or len(frames) == 1:
+            reasons = [self.send(port, frame, tun_id) for frame in frames]
+            dropped = [r for r in reasons if r is not None]
+            return (dropped[0] if dropped else None), len(dropped)
+        if len(frames[0]) + port.overhead > port.underlay_mtu:
+            return "mtu_exceeded", len(frames)
+        key = port.key if port.key is not None else tun_id
+        try:
+            header = vxlan_payload(b"", key & 0xFFFFFF)
+        except PacketError:
+            return "encap_failed", len(frames)
+        sport = source_port(frames[0])
+        for frame in frames:
+            self._queue(port, sport, header + frame)
+        return None, 0
 
     def send_super(self, port: TunnelPort, frame: bytes, gso: Gso, tun_id: int) -> str | None:
-        """Encapsulate and send a TCP super-frame as its segments (see the module's doc);
-        returns a drop reason, or None when every segment left."""
+        """Encapsulate and send a TCP super-frame as its segments (VXLAN: queued for flush(),
+        which sends them with UDP GSO); returns a drop reason, or None."""
         if gso.header_len + gso.mss + port.overhead > port.underlay_mtu:
             return "mtu_exceeded"
         try:
             segments = segment_tcp(SuperFrame(frame, gso.mss))
         except PacketError:
             return "encap_failed"
-        sock = self._gso_socket(port, frame) if port.kind is PortKind.VXLAN else None
-        if sock is None:
+        if port.kind is not PortKind.VXLAN:
             reasons = [self.send(port, segment, tun_id) for segment in segments]
             return next((r for r in reasons if r is not None), None)
         key = port.key if port.key is not None else tun_id
         header = vxlan_payload(b"", key & 0xFFFFFF)
-        size = len(header) + len(segments[0])
-        per_send = min(_MAX_GSO_SEGMENTS, _MAX_UDP_PAYLOAD // size)
-        cmsg = [(SOL_UDP, UDP_SEGMENT, _GSO_SIZE.pack(size))]
-        address = (port.remote_ip, port.dst_port)
-        for first in range(0, len(segments), per_send):
-            part = segments[first : first + per_send]
-            payload = b"".join([piece for segment in part for piece in (header, segment)])
-            for attempt in (1, 2):
-                try:
-                    sock.sendmsg([payload], cmsg if len(part) > 1 else [], 0, address)
-                    break
-                except BlockingIOError:
-                    return "tx_queue_full"
-                except OSError as exc:
-                    if exc.errno == errno.EMSGSIZE:
-                        port.refresh_route()
-                        return "mtu_exceeded"
-                    if exc.errno == errno.ECONNREFUSED and attempt == 1:
-                        continue  # an earlier ICMP error reported now, as in send()
-                    return "tunnel_send_failed"
-            port.stats.tx_packets += len(part)
-            port.stats.tx_bytes += sum(map(len, part))
+        sport = source_port(frame)  # the segments' flow: the same headers but for seq/length
+        for segment in segments:
+            self._queue(port, sport, header + segment)
         return None
 
-    def _gso_socket(self, port: TunnelPort, frame: bytes) -> socket.socket | None:
+    def _gso_socket(self, port: TunnelPort, sport: int) -> socket.socket | None:
         """The UDP socket that sends as the inner flow's source port (RFC 7348 hash), made
         when first needed; None when that port cannot be bound here."""
         local = port.local_ip or "0.0.0.0"
-        key = (local, source_port(frame))
+        key = (local, sport)
         if key in self._gso:
             self._gso.move_to_end(key)
             return self._gso[key]

@@ -33,6 +33,8 @@ _PSH: Final = 0x08
 _REFUSED: Final = 0x01 | 0x02 | 0x04 | 0x20 | 0x80  # FIN SYN RST URG CWR: GRO flushes
 _IPV4_DF: Final = 0x40
 _MAX_IP: Final = 0xFFFF
+_IPV4_IHL5: Final = b"\x08\x00\x45"  # EtherType IPv4, version 4 with a 20-byte header
+_BATCHED_PROTOCOLS: Final = (1, 6, 17)  # ICMP, TCP, UDP
 # Below this a frame cannot be a full-sized segment worth merging (e.g. ACKs, small UDP):
 # it is passed on without being parsed, which keeps coalescing free for small packets.
 MIN_CANDIDATE: Final = 128
@@ -231,4 +233,45 @@ def coalesce_tcp(frames: Sequence[bytes]) -> list[tuple[bytes, Gso | None]]:
             run = _Run(seg)
     if run is not None:
         flush(run)
+    return out
+
+
+def signature(frame: bytes) -> bytes | None:
+    """The bytes of an untagged IPv4 frame that its flow key is made of: Ethernet, IPv4 but
+    for the id and header checksum, the ports (ICMP type and code), TCP's offset and flags.
+    Two frames of equal length with the same signature have the same flow key (and the same
+    verdict of the key's parser), so a datapath can walk its tables once for both. None for
+    anything else."""
+    if len(frame) < 48 or frame[12:15] != _IPV4_IHL5 or frame[20] & 0x3F or frame[21]:
+        return None
+    proto = frame[23]
+    if proto not in _BATCHED_PROTOCOLS:
+        return None
+    head = frame[:18] + frame[20:24] + frame[26:38]
+    return head + frame[46:48] if proto == 6 else head
+
+
+def flow_runs(items: Sequence[tuple[bytes, Gso | None]]
+              ) -> list[tuple[list[bytes], Gso | None]]:
+    """coalesce_tcp's output grouped for the tables: consecutive ordinary frames of equal
+    length and signature together, each super-frame alone."""
+    out: list[tuple[list[bytes], Gso | None]] = []
+    run: list[bytes] = []
+    run_sig: bytes | None = None
+    for frame, gso in items:
+        if gso is None:
+            sig = signature(frame)
+            if run and sig is not None and sig == run_sig and len(frame) == len(run[0]):
+                run.append(frame)
+                continue
+            if run:
+                out.append((run, None))
+            run, run_sig = [frame], sig
+            continue
+        if run:
+            out.append((run, None))
+            run, run_sig = [], None
+        out.append(([frame], gso))
+    if run:
+        out.append((run, None))
     return out
