@@ -8,7 +8,7 @@ changed at random places, inside and outside the signature."""
 
 from __future__ import annotations
 
-from hypothesis import assume, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from scapy.layers.inet import ICMP, IP, TCP, UDP
 from scapy.layers.l2 import Dot1Q, Ether
@@ -21,8 +21,9 @@ from tunnelnet.packet.offload import Gso
 
 
 @st.composite
-def frames(draw: st.DrawFn) -> bytes:
-    proto = draw(st.sampled_from(["udp", "tcp", "icmp", "other"]))
+def frames(draw: st.DrawFn, batchable: bool = False) -> bytes:
+    """Random frames; ``batchable``: only kinds signature() takes (untagged ICMP/TCP/UDP)."""
+    proto = draw(st.sampled_from(["udp", "tcp", "icmp", *([] if batchable else ["other"])]))
     l4 = {"udp": UDP(sport=draw(st.integers(1, 65535)), dport=draw(st.integers(1, 65535))),
           "tcp": TCP(sport=draw(st.integers(1, 65535)), dport=draw(st.integers(1, 65535)),
                      flags=draw(st.integers(0, 0xFF)), seq=draw(st.integers(0, 2**32 - 1))),
@@ -35,9 +36,10 @@ def frames(draw: st.DrawFn) -> bytes:
         ip.proto = draw(st.sampled_from([47, 89, 132]))
     eth = Ether(src="02:00:00:00:00:01", dst=draw(st.sampled_from(
         ["02:00:00:00:00:02", "ff:ff:ff:ff:ff:ff", "01:00:5e:00:00:01"])))
-    if draw(st.booleans()):
+    if not batchable and draw(st.booleans()):
         eth = eth / Dot1Q(vlan=draw(st.integers(0, 4095)))
-    payload = Raw(draw(st.binary(min_size=0, max_size=64)))
+    # signature() wants 48 bytes at least (an Ethernet frame is 60 on a wire)
+    payload = Raw(draw(st.binary(min_size=14 if batchable else 0, max_size=64)))
     return bytes(eth / ip / l4 / payload)
 
 
@@ -48,8 +50,10 @@ def _key(frame: bytes) -> object:
         return ("refused", str(exc))
 
 
-@settings(max_examples=600, deadline=None)
-@given(frames(), st.lists(st.tuples(st.integers(0, 200), st.integers(0, 255)), max_size=4))
+# the assume() below throws away the many draws whose changes hit the signature itself
+@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.filter_too_much])
+@given(st.one_of(frames(), frames(batchable=True), frames(batchable=True)),
+       st.lists(st.tuples(st.integers(0, 200), st.integers(0, 255)), max_size=4))
 def test_frames_with_equal_signature_and_length_have_equal_flow_keys(
         frame: bytes, changes: list[tuple[int, int]]) -> None:
     other = bytearray(frame)
@@ -62,11 +66,11 @@ def test_frames_with_equal_signature_and_length_have_equal_flow_keys(
 
 
 @settings(max_examples=300, deadline=None)
-@given(frames(), st.integers(0, 65535), st.binary(min_size=2, max_size=2))
+@given(frames(batchable=True), st.integers(0, 65535), st.binary(min_size=2, max_size=2))
 def test_id_and_checksum_do_not_split_a_flow(frame: bytes, ident: int, csum: bytes) -> None:
     """What differs between datagrams of one stream (IPv4 id, header checksum, payload) keeps
     them in one run; what the tables read (a port, the TTL) splits them."""
-    assume(signature(frame) is not None)
+    assert signature(frame) is not None
     other = bytearray(frame)
     other[18:20] = ident.to_bytes(2, "big")
     other[24:26] = csum
