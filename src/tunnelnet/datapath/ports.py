@@ -61,7 +61,6 @@ PACKET_VNET_HDR: Final = 15
 _VNET: Final = struct.Struct("=BBHHHH")
 VIRTIO_NET_HDR_F_NEEDS_CSUM: Final = 1
 _UDP_CSUM_OFFSET: Final = 6
-_NO_VNET: Final = _VNET.pack(0, 0, 0, 0, 0, 0)
 # What receive() hands on: a frame, and for a TCP super-frame (TSO/GSO from the sender) how
 # it is cut into segments; None for an ordinary frame.
 Received = tuple[bytes, Gso | None]
