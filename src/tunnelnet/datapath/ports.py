@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Final
 
-from tunnelnet.datapath import netdev
+from tunnelnet.datapath import batchrecv, netdev
 from tunnelnet.datapath.errors import PortError
 from tunnelnet.packet.checksum import internet_checksum
 from tunnelnet.packet.errors import PacketError
@@ -216,6 +216,11 @@ class SystemPort(Port):
                 sock.setsockopt(SOL_PACKET, PACKET_VNET_HDR, 1)  # partial checksums
             except OSError:
                 self._vnet = False
+            # a burst in one recvmmsg, unless the kernel cannot leave out our own sends
+            self._batch: batchrecv.BatchReceiver | None = None
+            if not self._filter_outgoing:
+                with contextlib.suppress(OSError):
+                    self._batch = batchrecv.shared(BURST)
             sock.bind((name, ETH_P_ALL))
             tx.bind((name, 0))  # protocol 0: this one never receives
             tx_gso.setsockopt(SOL_PACKET, PACKET_VNET_HDR, 1)
@@ -269,6 +274,8 @@ class SystemPort(Port):
         finish them, or the far end would drop every such segment. A sender with TSO hands over
         up to 64 KiB of one TCP flow at once: it stays whole (its Gso says how to cut it), so
         the tables are walked once for all its segments; only the last hop cuts it, or none."""
+        if self._batch is not None:
+            return self._receive_batch(self._batch)
         frames: list[Received] = []
         recvmsg = self._sock.recvmsg
         skip_outgoing = self._filter_outgoing
@@ -293,6 +300,32 @@ class SystemPort(Port):
                             tpid = ETH_TYPE_VLAN
                         frame = frame[:12] + _TAG.pack(tpid, tci) + frame[12:]
                         shift = 4  # the header's offsets count from the frame without it
+            if vnet and (data[0] or data[1]):
+                received = self._offloaded(data, frame, shift)
+                if received is not None:
+                    frames.append(received)
+                continue
+            frames.append((frame, None))
+        return frames
+
+    def _receive_batch(self, batch: batchrecv.BatchReceiver) -> list[Received]:
+        """``receive`` through recvmmsg: the same frames, one system call per burst."""
+        try:
+            messages = batch.receive(self._sock.fileno(), BURST)
+        except OSError:  # e.g. ENETDOWN: the interface went down under us
+            self.stats.rx_errors += 1
+            return []
+        if batch.truncated:  # longer than any super-frame: nothing we could forward whole
+            self.stats.rx_errors += batch.truncated
+            batch.truncated = 0
+        frames: list[Received] = []
+        vnet = self._vnet
+        for data, tag in messages:
+            frame = data[_VNET.size:] if vnet else data
+            shift = 0
+            if tag is not None:
+                frame = frame[:12] + _TAG.pack(tag >> 16, tag & 0xFFFF) + frame[12:]
+                shift = 4  # the header's offsets count from the frame without it
             if vnet and (data[0] or data[1]):
                 received = self._offloaded(data, frame, shift)
                 if received is not None:
