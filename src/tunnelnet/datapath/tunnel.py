@@ -294,7 +294,7 @@ class TunnelEndpoint:
             sock.close()
             raise PortError(f"cannot listen for VXLAN on UDP port {dst_port}: {exc}") from None
         sock.setblocking(False)
-        self._loop.add_reader(sock, lambda: self._receive_vxlan(sock))
+        self._loop.add_reader(sock, lambda: self._receive_vxlan(sock, dst_port))
         return sock
 
     def _open_raw(self, proto: int) -> socket.socket:
@@ -313,8 +313,7 @@ class TunnelEndpoint:
     def _drop(self, reason: str) -> None:
         self.drops[reason] = self.drops.get(reason, 0) + 1
 
-    def _receive_vxlan(self, sock: socket.socket) -> None:
-        dst_port = sock.getsockname()[1]
+    def _receive_vxlan(self, sock: socket.socket, dst_port: int) -> None:
         ports = self._ports
         recvmsg = sock.recvmsg
         batch: list[tuple[TunnelPort, int, int, bytes]] = []
