@@ -10,9 +10,10 @@ VLAN tags (802.1Q TPID 0x8100 and 802.1ad 0x88a8 alike, as Open vSwitch parses b
 Open vSwitch's ``other_config:vlan-limit``: with its default, 1, only the outer tag is parsed
 into ``vlan_tci``; a second tag stays payload and its TPID becomes ``dl_type`` (0x8100 or
 0x88a8, no L3 fields), which is what ``ofproto/trace`` of such a frame shows. With
-``vlan_limit=2`` (OVS's 0 or 2) the second tag goes to ``vlan_tci1`` (OVS's ``dl_vlan1``) and
-the headers after it are parsed; a third tag is then payload. Stacked tags are not refused: a
-double-tagged frame on an access port is dropped by NORMAL for its outer tag, as in OVS.
+``extract_flow_key_qinq`` (OVS's vlan-limit 0 or 2) the second tag goes to ``vlan_tci1``
+(OVS's ``dl_vlan1``) and the headers after it are parsed; a third tag is then payload.
+Stacked tags are not refused: a double-tagged frame on an access port is dropped by NORMAL
+for its outer tag, as in OVS.
 
 Checksums are not verified by default: a switch forwards what it is given (Open vSwitch does
 not check them either; the receiving host does). ``verify_checksums=True`` checks the IPv4
@@ -89,12 +90,11 @@ def extract_flow_key(
     tun_src: int | None = None,
     tun_dst: int | None = None,
     verify_checksums: bool = False,
-    vlan_limit: int = 1,
 ) -> FlowKey:
     """The flow key of an Ethernet frame that arrived on ``in_port`` (and tunnel, if any).
 
-    ``vlan_limit``: how many VLAN tags to parse, as Open vSwitch's vlan-limit (1, its default;
-    2, or 0 for as many as a key holds, which is two)."""
+    One VLAN tag is parsed, as Open vSwitch with its default vlan-limit=1 does; for two see
+    ``extract_flow_key_qinq``."""
     n = len(frame)
     if n >= _FAST_LEN and not verify_checksums:
         (dst_hi, dst_lo, src_hi, src_lo, dl_type, vihl, tos, total, frag, ttl, proto, src, dst,
@@ -116,8 +116,7 @@ def extract_flow_key(
                        "nw_proto": IPPROTO_UDP, "nw_tos": tos & 0xFC, "nw_ecn": tos & 0x03,
                        "nw_ttl": ttl, "tp_src": sport, "tp_dst": dport}
             else:
-                return _extract(frame, n, in_port, tun_id, tun_src, tun_dst, verify_checksums,
-                                vlan_limit)
+                return _extract(frame, n, in_port, tun_id, tun_src, tun_dst, verify_checksums)
             if tun_id is not None:
                 key["tun_id"] = tun_id
                 if tun_src is not None:
@@ -125,7 +124,24 @@ def extract_flow_key(
                 if tun_dst is not None:
                     key["tun_dst"] = tun_dst
             return key
-    return _extract(frame, n, in_port, tun_id, tun_src, tun_dst, verify_checksums, vlan_limit)
+    return _extract(frame, n, in_port, tun_id, tun_src, tun_dst, verify_checksums)
+
+
+def extract_flow_key_qinq(
+    frame: Buffer,
+    in_port: int,
+    tun_id: int | None = None,
+    *,
+    tun_src: int | None = None,
+    tun_dst: int | None = None,
+    verify_checksums: bool = False,
+) -> FlowKey:
+    """As ``extract_flow_key``, but a second VLAN tag is parsed into ``vlan_tci1`` and the
+    headers after it too, as Open vSwitch with ``other_config:vlan-limit`` 0 or 2 does.
+
+    A separate entry point, not a parameter, so that the datapath's per-packet call is
+    exactly what it was (no extra keyword default to fill on every packet)."""
+    return _extract(frame, len(frame), in_port, tun_id, tun_src, tun_dst, verify_checksums, 2)
 
 
 def _extract(frame: Buffer, n: int, in_port: int, tun_id: int | None, tun_src: int | None,

@@ -21,10 +21,17 @@ from scapy.layers.inet import IP, TCP
 from scapy.layers.l2 import ARP, Dot1AD, Dot1Q, Ether
 from scapy.packet import Packet
 
-from tunnelnet.packet import PacketError, apply_key_changes, extract_flow_key
+from tunnelnet.packet import PacketError, apply_key_changes, extract_flow_key, extract_flow_key_qinq
 
 VM1, VM2 = "fa:16:3e:00:00:01", "fa:16:3e:00:00:02"
 CFI = 0x1000
+
+
+def keyed(frame: bytes, in_port: int, vlan_limit: int) -> dict[str, int]:
+    """The key with OVS's vlan-limit: 1 (its default) one tag, 0 or 2 two."""
+    if vlan_limit == 1:
+        return extract_flow_key(frame, in_port)
+    return extract_flow_key_qinq(frame, in_port)
 
 
 def eth() -> Any:
@@ -76,11 +83,11 @@ def test_a_single_8021ad_tag_is_a_tag_like_8021q() -> None:
     "outer, inner", [(Dot1Q, Dot1Q), (Dot1AD, Dot1Q), (Dot1AD, Dot1AD)],
     ids=["q-q", "ad-q", "ad-ad"],
 )
-def test_vlan_limit_2_parses_the_inner_tag_into_vlan_tci1_and_goes_on(
+def test_qinq_extractor_parses_the_inner_tag_into_vlan_tci1_and_goes_on(
         outer: Any, inner: Any, limit: int) -> None:
     pkt = eth() / outer(vlan=5, prio=1) / inner(vlan=4094, prio=7) / tcp()
     frame = bytes(pkt)
-    key = extract_flow_key(frame, 1, vlan_limit=limit)
+    key = keyed(frame, 1, limit)
     first, second = tags(Ether(frame))
     assert key["vlan_tci"] == tci(first) == 1 << 13 | CFI | 5
     assert key["vlan_tci1"] == tci(second) == 7 << 13 | CFI | 4094
@@ -88,22 +95,22 @@ def test_vlan_limit_2_parses_the_inner_tag_into_vlan_tci1_and_goes_on(
     assert (key["nw_src"], key["tp_src"], key["tp_dst"]) == (0x0A000001, 1234, 80)
 
 
-def test_vlan_limit_2_leaves_a_third_tag_as_payload() -> None:
+def test_qinq_extractor_leaves_a_third_tag_as_payload() -> None:
     pkt = eth() / Dot1Q(vlan=5) / Dot1Q(vlan=7) / Dot1Q(vlan=9) / tcp()
-    key = extract_flow_key(bytes(pkt), 1, vlan_limit=2)
+    key = keyed(bytes(pkt), 1, 2)
     assert (key["vlan_tci"], key["vlan_tci1"], key["dl_type"]) == (CFI | 5, CFI | 7, 0x8100)
     assert "nw_src" not in key
 
 
-def test_vlan_limit_2_on_one_tag_gives_no_vlan_tci1() -> None:
-    key = extract_flow_key(bytes(eth() / Dot1Q(vlan=5) / ARP()), 1, vlan_limit=2)
+def test_qinq_extractor_on_one_tag_gives_no_vlan_tci1() -> None:
+    key = keyed(bytes(eth() / Dot1Q(vlan=5) / ARP()), 1, 2)
     assert key["vlan_tci"] == CFI | 5 and "vlan_tci1" not in key and key["dl_type"] == 0x0806
 
 
 def test_a_truncated_inner_tag_is_named_with_its_offset() -> None:
     frame = bytes(eth() / Dot1Q(vlan=5, type=0x8100)) + b"\x00\x07"
     with pytest.raises(PacketError, match=r"inner VLAN tag truncated: 2 of 4 bytes at offset 18"):
-        extract_flow_key(frame, 1, vlan_limit=2)
+        keyed(frame, 1, 2)
     # with one tag parsed the inner tag is payload, so nothing is missing
     assert extract_flow_key(frame, 1)["dl_type"] == 0x8100
 
@@ -113,7 +120,7 @@ def test_a_truncated_inner_tag_is_named_with_its_offset() -> None:
 
 def _rewritten(before: Any, limit: int, **changes: int) -> tuple[bytes, dict[str, int]]:
     frame = bytes(before)
-    old = extract_flow_key(frame, 1, vlan_limit=limit)
+    old = keyed(frame, 1, limit)
     new = {**old, **changes}
     for name, value in changes.items():
         if value < 0:
@@ -125,7 +132,7 @@ def test_push_onto_a_tagged_frame_inserts_an_outer_tag() -> None:
     out, new = _rewritten(eth() / Dot1Q(vlan=5, prio=2) / tcp(), 1,
                           vlan_tci=CFI, vlan_tci1=2 << 13 | CFI | 5)
     assert out == bytes(eth() / Dot1Q(vlan=0) / Dot1Q(vlan=5, prio=2) / tcp())
-    assert extract_flow_key(out, 1, vlan_limit=2) == new
+    assert keyed(out, 1, 2) == new
 
 
 def test_push_keeps_an_8021ad_tag_below_the_new_one() -> None:
@@ -152,7 +159,7 @@ def test_pop_of_two_parsed_tags_leaves_the_inner_one() -> None:
     out, new = _rewritten(eth() / Dot1Q(vlan=5) / Dot1Q(vlan=7, prio=4) / tcp(), 2,
                           vlan_tci=4 << 13 | CFI | 7, vlan_tci1=-1)
     assert out == bytes(eth() / Dot1Q(vlan=7, prio=4) / tcp())
-    assert extract_flow_key(out, 1, vlan_limit=2) == new
+    assert keyed(out, 1, 2) == new
 
 
 def test_pop_of_two_equal_tags_removes_one() -> None:
@@ -208,13 +215,13 @@ def test_any_stack_of_up_to_two_tags_becomes_any_other(
     for kind, vid, pcp in before:
         pkt = pkt / kind(vlan=vid, prio=pcp)
     frame = bytes(pkt / tcp())
-    old = extract_flow_key(frame, 1, vlan_limit=2)
+    old = keyed(frame, 1, 2)
     new = {k: v for k, v in old.items() if k not in ("vlan_tci", "vlan_tci1")}
     new["vlan_tci"] = 0
     for name, (vid, pcp) in zip(("vlan_tci", "vlan_tci1"), after, strict=False):
         new[name] = pcp << 13 | CFI | vid
     out = apply_key_changes(frame, old, new)
-    assert extract_flow_key(out, 1, vlan_limit=2) == new
+    assert keyed(out, 1, 2) == new
     got = tags(Ether(out))
     assert [(int(t.vlan), int(t.prio)) for t in got] == after
     assert bytes(got[-1].payload if got else Ether(out).payload) == bytes(tcp())
