@@ -154,3 +154,13 @@ def test_a_priority_tag_over_a_vlan_tag_stays_in_the_access_ports_vlan(vlan_limi
     assert sorted(sent) == [2, 4]
     assert sent[2] == bytes(eth() / Dot1Q(vlan=5) / tcp())
     assert sent[4] == bytes(eth() / Dot1Q(vlan=10, prio=3) / Dot1Q(vlan=5) / tcp())
+
+
+def test_a_traced_final_flow_with_two_tags_can_be_traced_on() -> None:
+    """The lab's journey traces feed one bridge's final flow to the next bridge."""
+    br = _bridge("priority=1,in_port=1 actions=push_vlan:0x8100,output:2",
+                 "priority=1,in_port=2,vlan_tci=0x1000/0x1000 actions=pop_vlan,output:3")
+    first = br.trace("in_port=1,dl_vlan=5,dl_src=fa:16:3e:00:00:01,dl_dst=fa:16:3e:00:00:02,dl_type=0x0806")
+    second = br.trace(first.final_flow.replace("in_port=1", "in_port=2"))
+    assert second.flow == first.final_flow.replace("in_port=1", "in_port=2")
+    assert "dl_vlan=5,dl_vlan_pcp=0,vlan_tci1=0x0000" in second.final_flow and second.outputs == [3]
