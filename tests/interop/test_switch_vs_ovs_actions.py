@@ -29,8 +29,7 @@ FRAMES = [
 ]
 
 # (actions, OpenFlow version ovs-ofctl needs for them, or None for its default). push_vlan
-# on a frame that is already tagged (QinQ) is the subject of ovs_disagreements.md, 4: ours
-# drops it on purpose; here push_vlan is tried on the untagged frame.
+# on a frame that is already tagged (QinQ, ovs_disagreements.md 3) has its own tests below.
 CASES = [
     ("mod_vlan_vid:7,output:2", None),
     ("mod_vlan_pcp:3,output:2", None),
@@ -76,7 +75,7 @@ CASES = [
     ),
 ]
 # push_vlan (or a 1.3 mod_vlan_vid, which pushes where the match knows of no tag) on a frame
-# that is already tagged is QinQ: ovs_disagreements.md 3, tried in its own test.
+# that is already tagged is QinQ: ovs_disagreements.md 3, tried in its own tests.
 UNTAGGED_ONLY = {
     "push_vlan:0x8100,output:2",
     "push_vlan:0x8100,mod_vlan_vid:7,output:2",
@@ -129,12 +128,6 @@ def test_action_does_to_the_frame_what_ovs_does(
     assert not problems, "\n".join(problems)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,  # the comparison, not a crash on the way
-    reason="ovs_disagreements.md 3: on a tagged frame OVS pushes an outer tag and forwards; "
-    "ours drops (QinQ not supported)",
-)
 @pytest.mark.parametrize(
     "actions",
     [
@@ -142,6 +135,11 @@ def test_action_does_to_the_frame_what_ovs_does(
         # a 1.3 mod_vlan_vid where the match knows of no tag is push_vlan + set_field in OVS
         # too: on a tagged frame it pushes a second tag (final flow dl_vlan=7,dl_vlan1=5)
         "mod_vlan_vid:7,output:2",
+        # a flow holds two tags: the second push loses the frame's own tag (OVS's datapath
+        # pops it: pop_vlan,push_vlan(vid=0,pcp=0),push_vlan(vid=0,pcp=0))
+        "push_vlan:0x8100,push_vlan:0x8100,output:2",
+        "push_vlan:0x8100,output:2,pop_vlan,output:3",
+        "push_vlan:0x8100,set_field:4105->vlan_vid,output:2,strip_vlan,output:3",
     ],
 )
 def test_push_vlan_on_a_tagged_frame_adds_an_outer_tag_like_ovs(
@@ -157,6 +155,8 @@ def test_push_vlan_on_a_tagged_frame_adds_an_outer_tag_like_ovs(
     tagged = FRAMES[1]
     theirs = ovs.trace(BRIDGE, tagged.flow_text())
     problems = compare_trace(bridge.trace(tagged.flow_text()), theirs, tagged.label)
+    problems += compare_trace_text(bridge.trace(tagged.flow_text()).to_text(), theirs, "text")
+    problems += compare_outputs(bridge.process(tagged.key(), 64), theirs, (), tagged.label)
     assert not problems, "\n".join(problems)
 
 

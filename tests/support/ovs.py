@@ -90,6 +90,7 @@ class PortOutput:
     eth_src: str | None
     eth_dst: str | None
     arp: Mapping[str, str] = field(default_factory=dict)  # ARP fields rewritten on the way
+    vlans: tuple[int, ...] = ()  # VIDs of the tags the flow knows of, outermost first (QinQ)
 
 
 @dataclass
@@ -563,11 +564,20 @@ class OvsSwitch:
                 out.eth_src,
                 out.eth_dst,
                 out.arp,
+                out.vlans,
             )
         for dp in self.dpif_ports():
             if dp.dp_port == out.dp_port:
                 return PortOutput(
-                    dp.bridge, dp.ofport, dp.name, out.vlan, None, out.eth_src, out.eth_dst, out.arp
+                    dp.bridge,
+                    dp.ofport,
+                    dp.name,
+                    out.vlan,
+                    None,
+                    out.eth_src,
+                    out.eth_dst,
+                    out.arp,
+                    out.vlans,
                 )
         raise OvsError(f"datapath port {out.dp_port} is in no bridge of dpif/show")
 

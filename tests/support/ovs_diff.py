@@ -49,6 +49,24 @@ def vid_of_key(key: Mapping[str, int]) -> int | None:
     return tci & 0x0FFF if tci & 0x1000 else None
 
 
+def inner_vid_of_fields(fields: Mapping[str, str]) -> int | None:
+    """VID of the second tag (QinQ: dl_vlan1=N or vlan_tci1=0x1NNN) of a printed flow."""
+    if vid_of_fields(fields) is None:
+        return None
+    if "dl_vlan1" in fields:
+        return int(fields["dl_vlan1"], 0)
+    tci = int(fields.get("vlan_tci1", "0").split("/")[0], 0)
+    return tci & 0x0FFF if tci & 0x1000 else None
+
+
+def inner_vid_of_key(key: Mapping[str, int]) -> int | None:
+    """VID of the second tag of a key of tunnelnet.packet.fields (vlan_tci1, QinQ)."""
+    if vid_of_key(key) is None:
+        return None
+    tci = key.get("vlan_tci1", 0)
+    return tci & 0x0FFF if tci & 0x1000 else None
+
+
 def compare_trace(ours: Any, theirs: TraceResult, what: str, *, ordered: bool = True) -> list[str]:
     """Disagreements between our `Bridge.trace()` and OVS's `ofproto/trace` for one packet.
 
@@ -76,6 +94,11 @@ def compare_trace(ours: Any, theirs: TraceResult, what: str, *, ordered: bool = 
             f"{what}: final VLAN OVS {vid_of_fields(final_theirs)} "
             f"ours {vid_of_fields(final_ours)} (ours: {ours.final_flow})"
         )
+    if inner_vid_of_fields(final_ours) != inner_vid_of_fields(final_theirs):
+        problems.append(
+            f"{what}: final inner VLAN (QinQ) OVS {inner_vid_of_fields(final_theirs)} "
+            f"ours {inner_vid_of_fields(final_ours)} (ours: {ours.final_flow})"
+        )
     tun_ours = int(final_ours.get("tun_id", "0").split("/")[0], 0)
     tun_theirs = int(final_theirs.get("tun_id", "0").split("/")[0], 0)
     if tun_ours != tun_theirs:
@@ -90,6 +113,7 @@ def describe_ovs_outputs(
         (
             o.ofport,
             o.vlan,
+            o.vlans[1] if len(o.vlans) > 1 else None,
             o.tun_id if o.ofport in tunnel_ports else None,
             mac_int(o.eth_src) if o.eth_src else None,
             mac_int(o.eth_dst) if o.eth_dst else None,
@@ -105,6 +129,7 @@ def describe_our_outputs(
         (
             o.port,
             vid_of_key(o.key),
+            inner_vid_of_key(o.key),
             o.key.get("tun_id", 0) if o.port in tunnel_ports else None,
             o.key.get("dl_src"),
             o.key.get("dl_dst"),
@@ -134,7 +159,8 @@ def compare_outputs(
         mine, other = sorted(mine, key=repr), sorted(other, key=repr)
     if mine != other:
         problems.append(
-            f"{what}: copies (port, vlan, tun_id, dl_src, dl_dst) OVS {other} ours {mine}"
+            f"{what}: copies (port, vlan, inner vlan, tun_id, dl_src, dl_dst) OVS {other} "
+            f"ours {mine}"
         )
         return problems
     for n, (o_ours, o_theirs) in enumerate(zip(ours, theirs.outputs, strict=True)):
@@ -164,11 +190,11 @@ def _field_int(name: str, value: str) -> int:
     return int(value, 0)
 
 
-# Flow-line fields OVS prints that our flow model does not have: the second VLAN header of
-# QinQ (vlan_tci1), the fragment state (nw_frag), the IPv6 flow label (ipv6_label) and, for
-# TCP, the flags (tcp_flags=0). Their absence is listed in /work/notes/ovs_disagreements.md
-# as a presentation difference.
-OVS_ONLY_FLOW_FIELDS = frozenset({"vlan_tci1", "nw_frag", "ipv6_label", "tcp_flags"})
+# Flow-line fields OVS prints that our flow model does not have: the fragment state
+# (nw_frag), the IPv6 flow label (ipv6_label) and, for TCP, the flags (tcp_flags=0). Their
+# absence is listed in docs/ovs_disagreements.md as a presentation difference. (The second
+# VLAN slot, vlan_tci1 / dl_vlan1, is ours too since QinQ: compared.)
+OVS_ONLY_FLOW_FIELDS = frozenset({"nw_frag", "ipv6_label", "tcp_flags"})
 
 
 def compare_trace_text(ours_text: str, theirs: TraceResult, what: str) -> list[str]:

@@ -77,6 +77,9 @@ class DatapathOutput:
     eth_src: str | None
     eth_dst: str | None
     arp: dict[str, str] = field(default_factory=dict)  # arp_op/arp_spa/... as rewritten
+    # VIDs of the tags the flow knows of, outermost first (QinQ: two); tags a datapath
+    # action left alone below them are not listed
+    vlans: tuple[int, ...] = ()
 
 
 @dataclass
@@ -314,12 +317,14 @@ class _DpState:
 
 def _initial_state(flow: dict[str, str]) -> _DpState:
     vlans: list[int] = []
-    if "dl_vlan" in flow:
-        vlans.append(int(flow["dl_vlan"], 0))
-    elif flow.get("vlan_tci", "0x0000") not in ("0x0000", "0", ""):
-        tci = int(flow["vlan_tci"].split("/")[0], 0)
-        if tci & 0x1000:
-            vlans.append(tci & 0x0FFF)
+    for suffix in ("", "1"):  # the outer tag, then QinQ's second (dl_vlan1 / vlan_tci1)
+        if f"dl_vlan{suffix}" in flow:
+            vlans.append(int(flow[f"dl_vlan{suffix}"], 0))
+            continue
+        tci = int(flow.get(f"vlan_tci{suffix}", "0").split("/")[0], 0)
+        if not tci & 0x1000:
+            break
+        vlans.append(tci & 0x0FFF)
     return _DpState(vlans, None, flow.get("dl_src"), flow.get("dl_dst"))
 
 
@@ -417,6 +422,7 @@ def _walk(
                     eth_src=state.eth_src,
                     eth_dst=state.eth_dst,
                     arp=dict(state.arp),
+                    vlans=tuple(state.vlans),
                 )
             )
             continue

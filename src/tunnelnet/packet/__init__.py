@@ -4,7 +4,8 @@
   ``udp``, ``tcp``, ``vxlan``, ``gre``), each with its header layout, a frozen dataclass, and a
   ``parse``/``build`` pair that mirror each other;
 - ``decode``/``encode``: whole frames as lists of layers (CLI, demo, tests);
-- ``flowkey.extract_flow_key``: the datapath's per-packet hot path;
+- ``flowkey.extract_flow_key``: the datapath's per-packet hot path (``extract_flow_key_qinq``
+  parses a second VLAN tag too, as OVS's vlan-limit 2);
 - ``tunnel``: VXLAN and GRE encapsulation and decapsulation, the VXLAN source-port hash;
 - ``rewrite.apply_key_changes``: bytes made to match a flow key the switch changed.
 
@@ -13,7 +14,7 @@ Every problem with the bytes is a ``PacketError`` naming what is wrong and where
 
 from tunnelnet.packet.decode import Layer, decode, encode
 from tunnelnet.packet.errors import PacketError
-from tunnelnet.packet.flowkey import extract_flow_key
+from tunnelnet.packet.flowkey import extract_flow_key, extract_flow_key_qinq
 from tunnelnet.packet.rewrite import apply_key_changes
 from tunnelnet.packet.tunnel import (
     gre_decap,
@@ -37,6 +38,7 @@ __all__ = [
     "decode",
     "encode",
     "extract_flow_key",
+    "extract_flow_key_qinq",
     "gre_decap",
     "gre_decap_packet",
     "gre_decap_payload",

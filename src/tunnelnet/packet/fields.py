@@ -11,7 +11,13 @@ Conventions taken from Open vSwitch:
 
 - ``vlan_tci`` is the 802.1Q TCI with the CFI bit (0x1000) set when a tag is present, and 0
   when the frame is untagged; ``dl_vlan`` and ``dl_vlan_pcp`` are views of it, not stored.
-- ``dl_type`` is the EtherType after any VLAN tag.
+- ``vlan_tci1`` is a second (inner) tag, OVS's ``dl_vlan1``/``vlan_tci1``, in the same form;
+  absent unless the frame has two parsed tags (the extractor's ``vlan_limit=2``, OVS's
+  ``other_config:vlan-limit``) or the switch pushed a tag onto a tagged frame (QinQ). It is
+  only meaningful while ``vlan_tci`` is tagged; a key holds two tags at most, as OVS's flow.
+  Not matchable (OpenFlow has no field for it, OVS neither).
+- ``dl_type`` is the EtherType after the parsed VLAN tags: with one tag parsed, a frame whose
+  tag is followed by another has the inner TPID (0x8100 or 0x88a8) as ``dl_type``.
 - For ICMP and ICMPv6, ``tp_src`` holds the type and ``tp_dst`` the code (as OVS does); the
   ``icmp_type``/``icmp_code`` names are aliases of those two.
 - For ARP, ``nw_proto`` is not set; the ARP fields are ``arp_op``, ``arp_spa``, ``arp_tpa``,
@@ -37,6 +43,7 @@ FIELD_BITS: Final[dict[str, int]] = {
     **{f"reg{i}": 32 for i in range(8)},
     "in_port": 32,
     "vlan_tci": 16,
+    "vlan_tci1": 16,
     "dl_src": 48,
     "dl_dst": 48,
     "dl_type": 16,

@@ -5,10 +5,18 @@ responder's ``move``/``load`` on ARP fields, ``mod_nw_*``/``mod_tp_*`` change th
 datapath calls ``apply_key_changes(frame, old_key, new_key)`` once per output to make the bytes
 say the same. Metadata (``in_port``, ``tun_id``, registers...) is not in the bytes and ignored.
 
-The frame is the truth for its structure (is there a tag, is it ARP); the keys say what to
-change. Checksums are kept right: the IPv4 header checksum is recomputed and the TCP/UDP
-checksum adjusted incrementally (RFC 1624) for address and port changes. A change this module
-cannot express in bytes (``dl_type``, ``nw_proto``, IPv6 addresses, ...) raises PacketError
+The frame is the truth for its structure (is it ARP, what follows the tags); the keys say what
+to change, and the old key says which of its leading VLAN tags were parsed (``vlan_tci``, and
+``vlan_tci1`` for a second one: a tag the extractor left as payload is not touched). Tags are
+changed as a stack, the way Open vSwitch commits VLAN changes to its datapath: the innermost
+tags that stay equal are kept as they are (TPID included), the rest of the old ones are
+popped and the new ones pushed (TPID 0x8100), or, when as many go as come, rewritten in place
+(keeping their TPIDs). So a push onto a tagged frame inserts an outer tag and a pop of one of
+two removes the outer one (QinQ).
+
+Checksums are kept right: the IPv4 header checksum is recomputed and the TCP/UDP checksum
+adjusted incrementally (RFC 1624) for address and port changes. A change this module cannot
+express in bytes (``dl_type``, ``nw_proto``, IPv6 addresses, ...) raises PacketError
 rather than sending a frame that disagrees with its key.
 """
 
@@ -23,6 +31,7 @@ from tunnelnet.packet.errors import PacketError
 from tunnelnet.packet.fields import (
     ETH_TYPE_ARP,
     ETH_TYPE_IPV4,
+    ETH_TYPE_QINQ,
     ETH_TYPE_VLAN,
     IPPROTO_TCP,
     IPPROTO_UDP,
@@ -34,8 +43,10 @@ from tunnelnet.packet.fields import (
 _H: Final = struct.Struct("!H")
 _I: Final = struct.Struct("!I")
 _MAC: Final = struct.Struct("!IH")  # 48 bits as 32 + 16
+_TAG: Final = struct.Struct("!HH")  # TPID, TCI
 
-_L2_FIELDS: Final = frozenset({"dl_src", "dl_dst", "vlan_tci"})
+_L2_FIELDS: Final = frozenset({"dl_src", "dl_dst", "vlan_tci", "vlan_tci1"})
+_TAG_TYPES: Final = (ETH_TYPE_VLAN, ETH_TYPE_QINQ)
 _ARP_FIELDS: Final = frozenset({"arp_op", "arp_spa", "arp_tpa", "arp_sha", "arp_tha"})
 _IP4_FIELDS: Final = frozenset({"nw_src", "nw_dst", "nw_tos", "nw_ecn", "nw_ttl"})
 _L4_FIELDS: Final = frozenset({"tp_src", "tp_dst"})
@@ -66,10 +77,16 @@ def apply_key_changes(frame: Buffer, old_key: FlowKey, new_key: FlowKey) -> byte
     buf = bytearray(frame)
     if len(buf) < 14:
         raise PacketError(f"Ethernet header truncated: {len(buf)} of 14 bytes", 0)
-    tagged = _H.unpack_from(buf, 12)[0] == ETH_TYPE_VLAN
-    l3 = 18 if tagged else 14
-    if len(buf) < l3:
-        raise PacketError(f"802.1Q tag truncated: {len(buf) - 14} of 4 bytes", 14)
+    # the parsed tags (the old key's), checked against the bytes: 0, 1 or 2 before dl_type
+    if not old_key.get("vlan_tci", 0) & VLAN_CFI:
+        l3 = 14
+    else:
+        l3 = 22 if "vlan_tci1" in old_key else 18  # (present only while tagged: fields.py)
+        if len(buf) < l3:
+            raise PacketError(f"VLAN tag truncated: {len(buf) - 14} of {l3 - 14} bytes", 14)
+        if _H.unpack_from(buf, 12)[0] not in _TAG_TYPES or (
+                l3 == 22 and _H.unpack_from(buf, 16)[0] not in _TAG_TYPES):
+            raise PacketError("the frame has fewer VLAN tags than its flow key", 12)
     dl_type = _H.unpack_from(buf, l3 - 2)[0]
 
     rest = changed - _L2_FIELDS
@@ -86,18 +103,45 @@ def apply_key_changes(frame: Buffer, old_key: FlowKey, new_key: FlowKey) -> byte
         _put_mac(buf, 0, _need(new_key, "dl_dst"))
     if "dl_src" in changed:
         _put_mac(buf, 6, _need(new_key, "dl_src"))
-    if "vlan_tci" in changed:
-        tci = new_key.get("vlan_tci", 0)
-        # Open vSwitch's CFI bit means "tagged"; on the wire the DEI bit is sent as 0.
-        wire_tci = tci & ~VLAN_CFI & 0xFFFF
-        if tci & VLAN_CFI:
-            if tagged:
-                _H.pack_into(buf, 14, wire_tci)
-            else:
-                buf[12:12] = struct.pack("!HH", ETH_TYPE_VLAN, wire_tci)
-        elif tagged:
-            del buf[12:16]
+    if "vlan_tci" in changed or "vlan_tci1" in changed:
+        if l3 < 22 and "vlan_tci1" not in new_key:
+            # at most one tag before and after (nearly always): set, push or pop it
+            tci = new_key.get("vlan_tci", 0)
+            # Open vSwitch's CFI bit means "tagged"; on the wire the DEI bit is sent as 0.
+            if tci & VLAN_CFI:
+                if l3 == 18:
+                    _H.pack_into(buf, 14, tci & ~VLAN_CFI & 0xFFFF)
+                else:
+                    buf[12:12] = _TAG.pack(ETH_TYPE_VLAN, tci & ~VLAN_CFI & 0xFFFF)
+            elif l3 == 18:
+                del buf[12:16]
+        else:
+            _retag(buf, _tags(old_key), _tags(new_key))
     return bytes(buf)
+
+
+def _tags(key: FlowKey) -> list[int]:
+    """The key's VLAN tags, outer first (TCIs with the CFI bit): none, one, or two."""
+    tci = key.get("vlan_tci", 0)
+    if not tci & VLAN_CFI:
+        return []
+    inner = key.get("vlan_tci1", 0)
+    return [tci, inner] if inner & VLAN_CFI else [tci]
+
+
+def _retag(buf: bytearray, old: list[int], new: list[int]) -> None:
+    """Make the tags at offset 12 of ``buf`` (which are ``old``) say ``new``."""
+    n_old, n_new = len(old), len(new)
+    while n_old and n_new and old[n_old - 1] == new[n_new - 1]:
+        n_old -= 1  # an equal innermost tag stays, bytes and TPID as they are
+        n_new -= 1
+    if n_old == n_new:
+        for i in range(n_new):
+            _H.pack_into(buf, 14 + 4 * i, new[i] & ~VLAN_CFI & 0xFFFF)
+    else:
+        buf[12 : 12 + 4 * n_old] = b"".join(
+            _TAG.pack(ETH_TYPE_VLAN, tci & ~VLAN_CFI & 0xFFFF) for tci in new[:n_new]
+        )
 
 
 def _need(key: FlowKey, field: str) -> int:

@@ -166,7 +166,9 @@ class StripVlan:
     def run(self, x: Xlate) -> None:
         if x.nodes is not None:
             x.trace_action(self)
-        x.key["vlan_tci"] = 0
+        # Pops the outer tag: a second one (QinQ) becomes the outer, as OVS's flow_pop_vlan.
+        key = x.key
+        key["vlan_tci"] = key.pop("vlan_tci1", 0)
 
     def format(self) -> str:
         return "strip_vlan"
@@ -179,12 +181,17 @@ class PushVlan:
     def run(self, x: Xlate) -> None:
         if x.nodes is not None:
             x.trace_action(self)
-        if x.key.get("vlan_tci", 0) & VLAN_CFI:
-            # The flow key holds one tag; a second (QinQ) tag cannot be represented.
-            x.warn("push_vlan on an already tagged packet: QinQ is not supported, dropping")
-            x.fail("qinq_unsupported")
-            return
-        x.key["vlan_tci"] = VLAN_CFI
+        # A new outer tag, VID 0 and PCP 0 (OVS copies neither from a tag already there). On
+        # a tagged frame the tag moves inwards to vlan_tci1 (QinQ); a key holds two tags, so
+        # on a frame with two an inner one is lost, as in OVS, whose flow also holds two and
+        # whose datapath then pops it.
+        key = x.key
+        tci = key.get("vlan_tci", 0)
+        if tci & VLAN_CFI:
+            key["vlan_tci1"] = tci
+        elif "vlan_tci1" in key:
+            del key["vlan_tci1"]
+        key["vlan_tci"] = VLAN_CFI
 
     def format(self) -> str:
         return f"push_vlan:{self.ethertype:#x}"

@@ -21,6 +21,9 @@ from tunnelnet.packet.fields import (
     IPPROTO_ICMPV6,
     IPPROTO_TCP,
     IPPROTO_UDP,
+    VLAN_CFI,
+    VLAN_PCP_SHIFT,
+    VLAN_VID_MASK,
     FlowKey,
     int_to_mac,
 )
@@ -70,6 +73,9 @@ class FlowTable:
         self.classifier = Classifier()
         self.n_lookups = 0
         self.n_matched = 0
+
+
+_SECOND_VLAN_SLOT = frozenset({"dl_vlan1", "dl_vlan_pcp1", "vlan_tci1"})
 
 
 class Bridge:
@@ -472,7 +478,16 @@ class Bridge:
     def trace_key(self, flow_text: str) -> FlowKey:
         """The flow key ``trace`` uses for ofproto/trace-style text: given fields exact,
         the rest of the headers the packet type implies set to 0, as Open vSwitch does."""
-        match = parse_match(tokens(flow_text), self._resolve)
+        # The second VLAN slot our own Flow lines print (QinQ, as OVS prints it) is read back,
+        # so a trace's final flow can be traced on (OVS's flow syntax has no such field).
+        inner: dict[str, int] = {}
+        kept = []
+        for token, text in tokens(flow_text):
+            if token in _SECOND_VLAN_SLOT and text is not None:
+                inner[token] = int(text, 0)
+            else:
+                kept.append((token, text))
+        match = parse_match(kept, self._resolve)
         key: FlowKey = dict(KEY_DEFAULTS)
         key.update({"in_port": 0, "dl_src": 0, "dl_dst": 0, "dl_type": 0})
         dl_type = match.value("dl_type")
@@ -493,4 +508,7 @@ class Bridge:
             if mask != full_mask(name) and not (name == "vlan_tci" and mask in (0x1FFF, 0xF000)):
                 raise FlowSyntaxError(f"{name}: a traced flow takes exact values, not masks")
             key[name] = value
+        if "dl_vlan1" in inner and key["vlan_tci"] & VLAN_CFI:
+            key["vlan_tci1"] = (VLAN_CFI | (inner["dl_vlan1"] & VLAN_VID_MASK)
+                                | (inner.get("dl_vlan_pcp1", 0) & 7) << VLAN_PCP_SHIFT)
         return key

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tunnelnet.packet.fields import FlowKey
+from tunnelnet.packet.fields import VLAN_CFI, VLAN_PCP_SHIFT, VLAN_VID_MASK, FlowKey
 from tunnelnet.switch.flow import FlowEntry
 from tunnelnet.switch.match import FIELD_ORDER, Match, full_mask
 
@@ -58,8 +58,24 @@ def key_to_match(key: FlowKey) -> Match:
 
 
 def format_key(key: FlowKey) -> str:
-    """A flow key in ``ofproto/trace``'s ``Flow:`` style."""
+    """A flow key in ``ofproto/trace``'s ``Flow:`` style.
+
+    After a VLAN TCI that is not 0, Open vSwitch prints its second VLAN slot too (QinQ):
+    ``dl_vlan1=V,dl_vlan_pcp1=P`` for a second tag, else ``vlan_tci1=0x0000``; nothing after
+    ``vlan_tci=0x0000``."""
     k = dict(key)
     k.setdefault("vlan_tci", 0)
     k.setdefault("dl_type", 0)
-    return key_to_match(k).format()
+    text = key_to_match(k).format()
+    if not k["vlan_tci"]:
+        return text
+    inner = k.get("vlan_tci1", 0)
+    second = (
+        f"dl_vlan1={inner & VLAN_VID_MASK},dl_vlan_pcp1={inner >> VLAN_PCP_SHIFT}"
+        if inner & VLAN_CFI
+        else f"vlan_tci1=0x{inner:04x}"
+    )
+    # the outer TCI prints as dl_vlan=V,dl_vlan_pcp=P (tagged) or vlan_tci=0x....: after it
+    parts = text.split(",")
+    at = next(i for i, p in enumerate(parts) if p.startswith(("dl_vlan_pcp=", "vlan_tci=")))
+    return ",".join([*parts[: at + 1], second, *parts[at + 1 :]])

@@ -180,7 +180,8 @@ def _flood(x: Xlate, vlan: int, pcp: int, in_port: int) -> None:
 def _output(x: Xlate, port: int, tag: int | None, vlan: int, pcp: int) -> None:
     out_key = dict(x.key)
     if tag is not None or vlan == 0:
-        out_key["vlan_tci"] = 0
+        # the outer tag goes; an inner one (QinQ) stays in the frame and becomes the outer
+        out_key["vlan_tci"] = out_key.pop("vlan_tci1", 0)
     else:
         out_key["vlan_tci"] = VLAN_CFI | vlan | (pcp << 13)
     x.emit_owned(port, out_key)
