@@ -4,51 +4,20 @@ end and built with scapy; what the port's receive() returns must be exactly thos
 
 from __future__ import annotations
 
-import ctypes
-import os
 import socket
-import threading
 import time
-from collections.abc import Callable, Iterator
-from typing import TypeVar
+from collections.abc import Iterator
 
 import pytest
 from scapy.layers.l2 import Dot1AD, Dot1Q, Ether
 from scapy.packet import Raw
 
-from support.netns import lab, run
+from support.netns import inside, lab, run
 from tunnelnet.datapath.ports import BURST, SystemPort
 
 pytestmark = [pytest.mark.netns, pytest.mark.root]
 
-CLONE_NEWNET = 0x40000000
 EXPERIMENTAL = 0x88B5  # IEEE 802 local experimental EtherType: nothing else sends it
-T = TypeVar("T")
-
-
-def _inside(ns: str, make: Callable[[], T]) -> T:
-    """``make()`` run by a thread that entered ``ns`` (the test process itself stays put)."""
-    made: list[T] = []
-    failed: list[BaseException] = []
-
-    def enter_and_make() -> None:
-        libc = ctypes.CDLL(None, use_errno=True)
-        fd = os.open(f"/run/netns/{ns}", os.O_RDONLY)
-        try:
-            if libc.setns(fd, CLONE_NEWNET) != 0:
-                raise OSError(ctypes.get_errno(), f"setns into {ns} failed")
-            made.append(make())
-        except BaseException as exc:  # handed to the test thread below
-            failed.append(exc)
-        finally:
-            os.close(fd)
-
-    thread = threading.Thread(target=enter_and_make)
-    thread.start()
-    thread.join(timeout=20)
-    if failed:
-        raise failed[0]
-    return made[0]
 
 
 @pytest.fixture
@@ -63,14 +32,14 @@ def wire() -> Iterator[tuple[SystemPort, socket.socket]]:
              "wire0", "mtu", "9000"], netns=ns)
         run(["ip", "link", "set", "port0", "up"], netns=ns)
         run(["ip", "link", "set", "wire0", "up"], netns=ns)
-        port = _inside(ns, lambda: SystemPort("port0", {}))
+        port = inside(ns, lambda: SystemPort("port0", {}))
 
         def sender() -> socket.socket:
             sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
             sock.bind(("wire0", 0))
             return sock
 
-        tx = _inside(ns, sender)
+        tx = inside(ns, sender)
         try:
             yield port, tx
         finally:

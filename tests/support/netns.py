@@ -7,13 +7,18 @@ what this test made (and the veths inside die with their namespace). Setup goes 
 
 from __future__ import annotations
 
+import ctypes
 import itertools
 import os
 import subprocess
-from collections.abc import Iterator, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
+from typing import TypeVar
 
 _counter = itertools.count()
+_CLONE_NEWNET = 0x40000000
+T = TypeVar("T")
 
 
 def run(args: Sequence[str], *, netns: str | None = None, timeout: float = 30.0,
@@ -74,6 +79,35 @@ class Lab:
                     os.kill(int(pid), 9)
             run(["ip", "netns", "del", name], check=False)
         self.namespaces.clear()
+
+
+def inside(ns: str, make: Callable[[], T]) -> T:
+    """``make()`` run by a short-lived thread that entered ``ns`` (setns changes only the
+    calling thread), so a test can open sockets or ports there and use them from its own
+    thread: a socket stays in the namespace it was made in."""
+    made: list[T] = []
+    failed: list[BaseException] = []
+
+    def enter_and_make() -> None:
+        libc = ctypes.CDLL(None, use_errno=True)
+        fd = os.open(f"/run/netns/{ns}", os.O_RDONLY)
+        try:
+            if libc.setns(fd, _CLONE_NEWNET) != 0:
+                raise OSError(ctypes.get_errno(), f"setns into {ns} failed")
+            made.append(make())
+        except BaseException as exc:  # handed to the caller's thread below
+            failed.append(exc)
+        finally:
+            os.close(fd)
+
+    thread = threading.Thread(target=enter_and_make)
+    thread.start()
+    thread.join(timeout=30)
+    if failed:
+        raise failed[0]
+    if not made:
+        raise TimeoutError(f"making something inside {ns} took more than 30 s")
+    return made[0]
 
 
 @contextmanager
