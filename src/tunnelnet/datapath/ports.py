@@ -21,6 +21,7 @@ from typing import Final
 
 from tunnelnet.datapath import batchrecv, netdev
 from tunnelnet.datapath.errors import PortError
+from tunnelnet.packet import udp_merge
 from tunnelnet.packet.checksum import internet_checksum
 from tunnelnet.packet.errors import PacketError
 from tunnelnet.packet.offload import (
@@ -159,6 +160,11 @@ class Port:
     def send(self, frame: bytes) -> None:
         raise NotImplementedError
 
+    def send_many(self, frames: list[bytes]) -> None:
+        """Send frames of one flow (equal flow keys and lengths), in their order."""
+        for frame in frames:
+            self.send(frame)
+
     def send_super(self, frame: bytes, gso: Gso) -> None:
         """Send a TCP super-frame: by default cut into its segments, one send each."""
         for segment in segment_tcp(SuperFrame(frame, gso.mss)):
@@ -207,9 +213,10 @@ class SystemPort(Port):
             # Frames we send go straight to the driver, not through the qdisc layer: a
             # switch port has no traffic shaping of its own, and it saves work per frame.
             tx_gso.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _SOCKET_BUFFER)
+            # Not for super-frames: the bypass drops a frame the device cannot take whole
+            # (no TSO or UDP segmentation) instead of letting the kernel's GSO cut it.
             with contextlib.suppress(OSError):
                 tx.setsockopt(SOL_PACKET, PACKET_QDISC_BYPASS, 1)
-                tx_gso.setsockopt(SOL_PACKET, PACKET_QDISC_BYPASS, 1)
             sock.setsockopt(SOL_PACKET, PACKET_AUXDATA, 1)  # VLAN tags: see receive()
             self._vnet = True
             try:
@@ -237,6 +244,7 @@ class SystemPort(Port):
         self._tx = tx
         self._tx_gso = tx_gso
         self.unsupported_gso = 0  # super-frames dropped because we cannot cut them
+        self._udp_gso = True  # until the kernel or the device refuses a UDP super-frame
         self.last_gso_error = ""
         self.refused_offloads = netdev.prepare_offloads(name)
         # Frames longer than this are GSO/GRO super-frames from a sender with offloads on.
@@ -372,6 +380,40 @@ class SystemPort(Port):
             return
         self.stats.tx_packets += 1
         self.stats.tx_bytes += len(frame)
+
+    def send_many(self, frames: list[bytes]) -> None:
+        """Frames of one flow: UDP datagrams that Linux's GRO would merge go as UDP GSO
+        super-frames (one send for up to 64), as a NIC with UDP GRO forwarding hands them
+        to a VM; anything else one by one."""
+        if len(frames) < 2 or not self._udp_gso:
+            for frame in frames:
+                self.send(frame)
+            return
+        for start in range(0, len(frames), udp_merge.MAX_SEGMENTS):
+            chunk = frames[start:start + udp_merge.MAX_SEGMENTS]
+            merged = udp_merge.merge_udp(chunk) if len(chunk) > 1 else None
+            if merged is None or not self._send_udp_super(merged[0], merged[1], chunk):
+                for frame in chunk:
+                    self.send(frame)
+
+    def _send_udp_super(self, frame: bytes, size: int, datagrams: list[bytes]) -> bool:
+        """False when the super-frame could not be handed over and the datagrams should go
+        one by one (a kernel or device that refuses UDP GSO: not asked again)."""
+        header = _VNET.pack(VIRTIO_NET_HDR_F_NEEDS_CSUM, udp_merge.VIRTIO_GSO_UDP_L4,
+                            udp_merge.HEADER_LEN, size, udp_merge.L4, udp_merge.UDP_CSUM_OFFSET)
+        try:
+            self._tx_gso.sendmsg((header, frame))
+        except OSError as exc:
+            if exc.errno in (errno.EAGAIN, errno.ENOBUFS):
+                self.stats.tx_dropped += len(datagrams)
+                return True
+            self._udp_gso = False
+            log.warning("%s: UDP GSO refused (%s); sending datagrams one by one", self.name,
+                        exc)
+            return False
+        self.stats.tx_packets += len(datagrams)
+        self.stats.tx_bytes += sum(map(len, datagrams))
+        return True
 
     def send_super(self, frame: bytes, gso: Gso) -> None:
         """Hand the super-frame to the interface whole, with a virtio-net header that says how

@@ -405,9 +405,10 @@ class Switchboard:
                 reason, dropped = self.tunnels.send_many(port, data, out.key.get("tun_id", 0))
                 if reason is not None:
                     self._tunnel_drop(state, port, reason, len(data[0]), dropped)
+            elif len(data) == 1:
+                port.send(data[0])
             else:
-                for frame in data:
-                    port.send(frame)
+                port.send_many(data)
 
     def _tunnel_dropped(self, port: TunnelPort, reason: str, packets: int, length: int
                         ) -> None:
