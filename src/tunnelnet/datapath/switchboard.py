@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Final, Literal
 
 from tunnelnet.datapath.errors import DatapathError
+from tunnelnet.datapath.fastpath import Plan, PlanKey, Plans
 from tunnelnet.datapath.loop import EventLoop
 from tunnelnet.datapath.ports import (
     InternalPort,
@@ -42,7 +43,7 @@ from tunnelnet.packet.flowkey import extract_flow_key
 from tunnelnet.packet.offload import Gso, SuperFrame, segment_tcp
 from tunnelnet.packet.rewrite import apply_key_changes
 from tunnelnet.switch import Bridge, Output
-from tunnelnet.switch.cache import FlowCache
+from tunnelnet.switch.cache import CacheEntry, FlowCache
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +106,8 @@ class Switchboard:
         self.tunnels = TunnelEndpoint(loop, self._from_tunnel, self._tunnel_dropped)
         loop.after_each_round(self.tunnels.flush)
         self._ratelog = RateLimitedLog()
+        self.plans = Plans()
+        self.fast_path = True  # False: every packet walks (the oracle of the plans' tests)
 
     # --- configuration -------------------------------------------------------------------
 
@@ -173,6 +176,7 @@ class Switchboard:
             raise
         port.bridge = bridge
         port.ofport = number
+        self.plans.clear()
         state.ports[number] = port
         state.external_ids[name] = dict(external_ids or {})
         self.ports[name] = port
@@ -223,6 +227,7 @@ class Switchboard:
         self._remove_port(self.bridges[port.bridge], port)
 
     def _remove_port(self, state: BridgeState, port: Port) -> None:
+        self.plans.clear()
         if port.fileno() >= 0:
             self._loop.remove_reader(port.fileno())
         if isinstance(port, TunnelPort):
@@ -272,7 +277,7 @@ class Switchboard:
                     run.append(frame)
                     continue
                 if run:
-                    self._input(port, run, None, None, None, None)
+                    self._input(port, run, None, None, None, None, run_sig)
                 run, run_sig, run_len = [frame], sig, len(frame)
                 continue
             stats.rx_packets += gso.segments
@@ -286,7 +291,7 @@ class Switchboard:
                 run, run_sig = [], None
             self._input(port, [frame], None, None, None, gso)
         if run:
-            self._input(port, run, None, None, None, None)
+            self._input(port, run, None, None, None, None, run_sig)
         if isinstance(port, SystemPort) and port.unsupported_gso:
             self._unsupported_gso(port)
 
@@ -335,8 +340,21 @@ class Switchboard:
         self._input(port, frames, tun_id, tun_src, tun_dst, gso)
 
     def _input(self, port: Port, frames: list[bytes], tun_id: int | None,
-               tun_src: int | None, tun_dst: int | None, gso: Gso | None) -> None:
-        """``frames``: one flow (see coalesce.signature), or one super-frame with its ``gso``."""
+               tun_src: int | None, tun_dst: int | None, gso: Gso | None,
+               sig: bytes | None = None) -> None:
+        """``frames``: one flow (see coalesce.signature), or one super-frame with its ``gso``.
+        ``sig``: the frames' signature when the caller has it."""
+        plan_key: PlanKey | None = None
+        if gso is None and self.fast_path:
+            if sig is None:
+                sig = signature(frames[0])
+            if sig is not None:
+                plan_key = (port, tun_id, tun_src, tun_dst, sig, len(frames[0]))
+                plan = self.plans.get(plan_key)
+                if plan is not None:
+                    frames = self._follow(plan, plan_key, frames)
+                    if not frames:
+                        return
         state = self.bridges[port.bridge]
         try:
             key = extract_flow_key(frames[0], port.ofport, tun_id, tun_src=tun_src,
@@ -348,8 +366,74 @@ class Switchboard:
                                   port.name, exc)
             return
         original = dict(key)
-        self._pipeline(state, key, original, tuple(map(original.get, _HEADER_FIELDS)), frames,
-                       0, gso)
+        headers = tuple(map(original.get, _HEADER_FIELDS))
+        self._pipeline(state, key, original, headers, frames, 0, gso)
+        if plan_key is not None:
+            made = self._plan(state, original, headers)
+            if made is not None:
+                self.plans.put(plan_key, made)
+
+    def _follow(self, plan: Plan, plan_key: PlanKey, frames: list[bytes]) -> list[bytes]:
+        """Send ``frames`` as ``plan`` says while it holds; returns those it could not take
+        (the caller walks them): all when the plan no longer holds, the rest of a burst when
+        the first packet's replay changed a bridge (e.g. NORMAL learned a moved MAC)."""
+        if not plan.holds():
+            self.plans.forget(plan_key)
+            return frames
+        first = len(frames[0])
+        plan.replay(1, first)
+        if len(frames) > 1:
+            if not plan.holds():
+                self.plans.forget(plan_key)
+                self._send_planned(plan, frames[:1])
+                return frames[1:]
+            plan.replay(len(frames) - 1, sum(map(len, frames)) - first)
+        self.plans.followed += len(frames)
+        self._send_planned(plan, frames)
+        return []
+
+    def _send_planned(self, plan: Plan, frames: list[bytes]) -> None:
+        for bridge, port, tun_id in plan.outputs:
+            self._send(self.bridges[bridge], port, frames, tun_id)
+
+    def _plan(self, state: BridgeState, key: FlowKey, headers: tuple[int | None, ...]
+              ) -> Plan | None:
+        """The plan of the walk that ``key`` has just taken from ``state``, if every bridge
+        on the way has it cached and it ends without rewrites, errors or loops."""
+        stages: list[tuple[FlowCache, CacheEntry]] = []
+        crossings: list[tuple[Port, Port]] = []
+        outputs: list[tuple[str, Port, int]] = []
+
+        def walk(state: BridgeState, key: FlowKey, depth: int) -> bool:
+            cache = state.cache
+            entry = cache.entry(key)
+            if entry is None or any(seen is cache for seen, _ in stages):
+                return False
+            stages.append((cache, entry))
+            for out in entry.outputs:
+                port = state.ports.get(out.port)
+                if port is None:
+                    return False
+                if isinstance(port, PatchPort):
+                    peer = self.ports.get(port.peer)
+                    if not isinstance(peer, PatchPort) or peer.peer != port.name \
+                            or depth >= MAX_PATCH_DEPTH:
+                        return False
+                    crossings.append((port, peer))
+                    crossed = dict(out.key)
+                    crossed.update(_RESET_BY_PATCH)
+                    crossed["in_port"] = peer.ofport
+                    if not walk(self.bridges[peer.bridge], crossed, depth + 1):
+                        return False
+                elif tuple(map(out.key.get, _HEADER_FIELDS)) != headers:
+                    return False  # a rewrite: only the walk does those
+                else:
+                    outputs.append((state.bridge.name, port, out.key.get("tun_id", 0)))
+            return True
+
+        if not walk(state, key, 0):
+            return None
+        return Plan(tuple(stages), tuple(crossings), tuple(outputs))
 
     def _pipeline(self, state: BridgeState, key: FlowKey, original: FlowKey,
                   headers: tuple[int | None, ...], frames: list[bytes], depth: int,
@@ -401,14 +485,17 @@ class Switchboard:
                 self._ratelog.warning(f"rewrite:{port.name}", "%s: cannot rewrite frame: %s",
                                       port.name, exc)
                 continue
-            if isinstance(port, TunnelPort):
-                reason, dropped = self.tunnels.send_many(port, data, out.key.get("tun_id", 0))
-                if reason is not None:
-                    self._tunnel_drop(state, port, reason, len(data[0]), dropped)
-            elif len(data) == 1:
-                port.send(data[0])
-            else:
-                port.send_many(data)
+            self._send(state, port, data, out.key.get("tun_id", 0))
+
+    def _send(self, state: BridgeState, port: Port, frames: list[bytes], tun_id: int) -> None:
+        if isinstance(port, TunnelPort):
+            reason, dropped = self.tunnels.send_many(port, frames, tun_id)
+            if reason is not None:
+                self._tunnel_drop(state, port, reason, len(frames[0]), dropped)
+        elif len(frames) == 1:
+            port.send(frames[0])
+        else:
+            port.send_many(frames)
 
     def _tunnel_dropped(self, port: TunnelPort, reason: str, packets: int, length: int
                         ) -> None:

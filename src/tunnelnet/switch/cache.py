@@ -100,7 +100,7 @@ class _RecordingXlate(Xlate):
 
 
 @dataclass(frozen=True, slots=True)
-class _Entry:
+class CacheEntry:
     version: int
     outputs: list[Output]
     hits: tuple[tuple[FlowTable, FlowEntry | None], ...]
@@ -129,7 +129,7 @@ class FlowCache:
         self.bridge = bridge
         self.max_entries = max_entries
         self._clock = clock or bridge._clock
-        self._entries: dict[CacheKey, _Entry] = {}
+        self._entries: dict[CacheKey, CacheEntry] = {}
         self.stats = CacheStats()
 
     def __len__(self) -> int:
@@ -162,7 +162,24 @@ class FlowCache:
         return (entry is not None and entry.version == self.bridge.version
                 and self._still_valid(entry, self._clock()))
 
-    def _still_valid(self, entry: _Entry, now: float) -> bool:
+    def entry(self, key: FlowKey) -> CacheEntry | None:
+        """The cached answer for ``key`` if the next packet with it would be given that
+        answer (the datapath composes entries of several bridges into one plan)."""
+        entry = self._entries.get(tuple(key.items()))
+        return entry if entry is not None and self.holds(entry) else None
+
+    def holds(self, entry: CacheEntry) -> bool:
+        """Whether ``entry`` is still the answer (no change to the bridge since, and its
+        NORMAL lookups still give the same ports)."""
+        return entry.version == self.bridge.version and self._still_valid(entry, self._clock())
+
+    def replay(self, entry: CacheEntry, length: int, packets: int = 1) -> None:
+        """What ``process`` does on a hit for an entry the caller has just seen ``holds``:
+        the side effects of ``packets`` packets of ``length`` bytes in all."""
+        self.stats.hits += 1
+        self._replay(entry, length, self._clock(), packets)
+
+    def _still_valid(self, entry: CacheEntry, now: float) -> bool:
         if entry.mac_lookups:
             lookup = self.bridge.mac_table.lookup
             for vlan, mac, port in entry.mac_lookups:
@@ -170,7 +187,7 @@ class FlowCache:
                     return False
         return True
 
-    def _replay(self, entry: _Entry, length: int, now: float, packets: int = 1) -> None:
+    def _replay(self, entry: CacheEntry, length: int, now: float, packets: int = 1) -> None:
         bridge = self.bridge
         for table, flow in entry.hits:
             table.n_lookups += packets
@@ -248,7 +265,7 @@ class FlowCache:
         if len(self._entries) >= self.max_entries:
             self._entries.clear()  # stale entries of old versions go too
             self.stats.flushes += 1
-        self._entries[ckey] = _Entry(version, outputs, tuple(x.hits), self._learned(x.learned),
+        self._entries[ckey] = CacheEntry(version, outputs, tuple(x.hits), self._learned(x.learned),
                                      tuple(x.mac_learns), tuple(x.mac_lookups), drop,
                                      drop_table)
         return outputs

@@ -1,0 +1,231 @@
+"""Plans (datapath/fastpath.py) never forward differently from walking every bridge.
+
+Two identical switchboards share one clock: the oracle walks every packet (``fast_path``
+off), the other follows plans. Two bridges joined by a patch pair, random flow tables on
+both (NORMAL, resubmits, VLAN and tunnel-id changes, a MAC rewrite, Neutron's learn(), idle
+and hard timeouts), and random sequences of real frames (IPv4 ICMP/UDP/TCP, tagged or not,
+from a few flows so that plans are made and followed, also in bursts of one flow) with
+flow-mods, deletions, port retags, clock advances and expiry in between. After every step the
+frames each port sent, every port's counters, and each bridge's flows with their counters,
+MAC table, table statistics and drop counts must be the same.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scapy.layers.inet import ICMP, IP, TCP, UDP
+from scapy.layers.l2 import Dot1Q, Ether
+from scapy.packet import Raw
+
+from support.vswitchd import RecordingPort, recording_ports
+from tunnelnet.datapath.loop import EventLoop
+from tunnelnet.datapath.ports import PortKind
+from tunnelnet.datapath.switchboard import Switchboard
+
+MACS = ("02:00:00:00:00:01", "02:00:00:00:00:02", "02:00:00:00:00:03", "ff:ff:ff:ff:ff:ff")
+# (bridge, port name, ofport, tag): p* on br-a, q* on br-b, patch pa <-> pb
+SYSTEM_PORTS = (("br-a", "p1", 1, 5), ("br-a", "p2", 2, None), ("br-a", "p3", 3, None),
+                ("br-b", "q1", 1, None), ("br-b", "q2", 2, None))
+LEARN = ("learn(table=20,priority=1,hard_timeout={t},NXM_OF_VLAN_TCI[0..11],"
+         "NXM_OF_ETH_DST[]=NXM_OF_ETH_SRC[],load:0->NXM_OF_VLAN_TCI[],"
+         "load:NXM_NX_TUN_ID[]->NXM_NX_TUN_ID[],output:OXM_OF_IN_PORT[])")
+
+matches = st.sampled_from([
+    "", "in_port=1", "in_port=2", "in_port=3", "in_port=4", "dl_vlan=5", "dl_vlan=7",
+    "vlan_tci=0", "dl_dst=02:00:00:00:00:02", "dl_src=02:00:00:00:00:01",
+    "dl_dst=01:00:00:00:00:00/01:00:00:00:00:00", "tun_id=0x64", "udp", "tcp,tp_dst=80", "icmp",
+])
+actions = st.sampled_from([
+    "drop", "NORMAL", "output:1", "output:2", "output:3", "output:4", "output:1,output:2",
+    "resubmit(,1)", "resubmit(,20)", "mod_vlan_vid:5,resubmit(,1)", "strip_vlan,output:2",
+    "set_tunnel:0x64,output:4", "mod_dl_src:02:00:00:00:00:09,output:1", "in_port", "FLOOD",
+    LEARN.format(t=30) + ",output:4", LEARN.format(t=5) + ",NORMAL", "mod_vlan_vid:7,NORMAL",
+])
+flows = st.builds(
+    lambda table, prio, match, act, idle, hard: (
+        f"table={table},priority={prio}{',' + match if match else ''}"
+        f"{f',idle_timeout={idle}' if idle else ''}{f',hard_timeout={hard}' if hard else ''}"
+        f" actions={act}"),
+    st.sampled_from([0, 0, 1, 20]), st.integers(0, 3), matches, actions,
+    st.sampled_from([0, 0, 3, 10]), st.sampled_from([0, 0, 4, 20]),
+)
+BASES = (
+    ["priority=0 actions=NORMAL"],
+    ["priority=0 actions=NORMAL", "priority=5,in_port=3,idle_timeout=3 actions=output:4"],
+    [f"table=0,priority=1,in_port=4 actions={LEARN.format(t=5)},output:1",
+     "table=0,priority=0 actions=resubmit(,20)",
+     "table=20,priority=0 actions=mod_vlan_vid:5,NORMAL"],
+)
+
+
+@st.composite
+def frames(draw: st.DrawFn) -> bytes:
+    src, dst = draw(st.sampled_from(MACS[:3])), draw(st.sampled_from(MACS))
+    l2 = Ether(src=src, dst=dst)
+    vlan = draw(st.sampled_from([None, None, None, 5]))  # tagged frames always walk
+    if vlan is not None:
+        l2 = l2 / Dot1Q(vlan=vlan)
+    ip = IP(src="10.0.0.1", dst=draw(st.sampled_from(["10.0.0.2", "10.0.0.3"])))
+    l4 = draw(st.sampled_from([ICMP(), UDP(sport=1000, dport=53), TCP(sport=1000, dport=80)]))
+    return bytes(l2 / ip / l4 / Raw(b"x" * draw(st.sampled_from([20, 60]))))
+
+
+@dataclass(frozen=True)
+class Send:
+    port: str
+    frame: bytes
+    burst: int  # frames of this one flow arriving together
+
+
+@dataclass(frozen=True)
+class AddFlow:
+    bridge: str
+    text: str
+
+
+@dataclass(frozen=True)
+class DelFlows:
+    bridge: str
+    text: str
+
+
+@dataclass(frozen=True)
+class Advance:
+    seconds: float
+    expire: bool
+
+
+@dataclass(frozen=True)
+class Retag:
+    port: str
+    tag: int | None
+
+
+bridges = st.sampled_from(["br-a", "br-b"])
+
+
+@st.composite
+def scenarios(draw: st.DrawFn) -> tuple[list[str], list[str], list[object]]:
+    tables = [[*draw(st.sampled_from(BASES)), *draw(st.lists(flows, max_size=6))]
+              for _ in range(2)]
+    # a few (port, frame) flows, so that plans are made and then followed
+    pool = draw(st.lists(st.tuples(st.sampled_from([p[1] for p in SYSTEM_PORTS]), frames()),
+                         min_size=1, max_size=3))
+    send = st.builds(lambda flow, burst: Send(flow[0], flow[1], burst), st.sampled_from(pool),
+                     st.sampled_from([1, 1, 1, 3]))
+    other = st.one_of(
+        st.builds(AddFlow, bridges, flows),
+        st.builds(DelFlows, bridges, matches),
+        st.builds(Advance, st.sampled_from([0.5, 2.0, 4.0, 6.0, 25.0, 40.0, 301.0]),
+                  st.booleans()),
+        st.builds(Retag, st.sampled_from(["p1", "p2", "q1"]), st.sampled_from([None, 5, 7])),
+    )
+    steps = draw(st.lists(st.one_of(send, send, send, send, send, send, other), min_size=10,
+                          max_size=60))
+    return tables[0], tables[1], steps
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@contextmanager
+def board(clock: Clock, table_a: list[str], table_b: list[str], *, fast: bool
+          ) -> Iterator[Switchboard]:
+    loop = EventLoop()
+    made = Switchboard(loop, port_factory=recording_ports)
+    made.fast_path = fast
+    try:
+        for name in ("br-a", "br-b"):
+            made.add_bridge(name, "secure")
+            state = made.bridge(name)
+            state.bridge._clock = clock
+            state.cache._clock = clock
+        for bridge, name, ofport, tag in SYSTEM_PORTS:
+            made.add_port(bridge, name, PortKind.SYSTEM, ofport=ofport, tag=tag)
+        made.add_port("br-a", "pa", PortKind.PATCH, ofport=4, options={"peer": "pb"})
+        made.add_port("br-b", "pb", PortKind.PATCH, ofport=4, options={"peer": "pa"})
+        for name, table in (("br-a", table_a), ("br-b", table_b)):
+            made.bridge(name).bridge.del_flows("")
+            made.bridge(name).bridge.add_flows(table)
+        yield made
+    finally:
+        made.close()
+        loop.close()
+
+
+def _observed(made: Switchboard) -> tuple[object, ...]:
+    ports = {name: (port.stats.to_dict(), list(port.sent) if isinstance(port, RecordingPort)
+                    else None) for name, port in made.ports.items()}
+    bridges = {}
+    for name, state in made.bridges.items():
+        br = state.bridge
+        bridges[name] = (br.dump_flows(), br.fdb_show(), dict(br.drops),
+                         dict(br.drops_by_table), dict(state.drops),
+                         {t: (v.n_lookups, v.n_matched) for t, v in br.tables.items()})
+    return ports, bridges
+
+
+def _apply(made: Switchboard, step: object, clock: Clock) -> None:
+    if isinstance(step, Send):
+        port = made.ports[step.port]
+        run = [step.frame] * step.burst
+        port.stats.rx_packets += len(run)  # as the receive loop counts them
+        port.stats.rx_bytes += sum(map(len, run))
+        made._input(port, run, None, None, None, None)
+    elif isinstance(step, AddFlow):
+        made.bridge(step.bridge).bridge.add_flow(step.text)
+    elif isinstance(step, DelFlows):
+        made.bridge(step.bridge).bridge.del_flows(step.text)
+    elif isinstance(step, Advance):
+        if step.expire:
+            made.housekeeping()
+    elif isinstance(step, Retag):
+        bridge = made.ports[step.port].bridge
+        if step.tag is None:
+            made.set_port(bridge, step.port, clear_tag=True)
+        else:
+            made.set_port(bridge, step.port, tag=step.tag)
+
+
+@settings(max_examples=300, deadline=None)
+@given(scenarios())
+def test_plans_forward_and_count_exactly_as_walking_every_bridge(
+        scenario: tuple[list[str], list[str], list[object]]) -> None:
+    table_a, table_b, steps = scenario
+    clock = Clock()
+    with board(clock, table_a, table_b, fast=False) as walked, \
+            board(clock, table_a, table_b, fast=True) as planned:
+        for step in steps:
+            if isinstance(step, Advance):
+                clock.now += step.seconds
+            _apply(walked, step, clock)
+            _apply(planned, step, clock)
+            assert _observed(planned) == _observed(walked), step
+
+
+def test_a_repeated_flow_is_forwarded_by_its_plan() -> None:
+    clock = Clock()
+    frame = bytes(Ether(src=MACS[0], dst=MACS[1]) / IP(src="10.0.0.1", dst="10.0.0.2")
+                  / UDP() / Raw(b"x" * 20))
+    reply = bytes(Ether(src=MACS[1], dst=MACS[0]) / IP(src="10.0.0.2", dst="10.0.0.1")
+                  / UDP() / Raw(b"x" * 20))
+    with board(clock, ["priority=0 actions=NORMAL"], ["priority=0 actions=NORMAL"],
+               fast=True) as made:
+        for _ in range(3):  # learn both MACs on both bridges
+            _apply(made, Send("q1", reply, 1), clock)
+            _apply(made, Send("p2", frame, 1), clock)
+        before = made.plans.followed
+        _apply(made, Send("p2", frame, 5), clock)
+        assert made.plans.followed == before + 5
+        q1 = made.ports["q1"]
+        assert isinstance(q1, RecordingPort) and q1.sent[-5:] == [frame] * 5
