@@ -247,6 +247,8 @@ def signature(frame: bytes) -> bytes | None:
     proto = frame[23]
     if proto not in _BATCHED_PROTOCOLS:
         return None
+    if proto == 1:  # type and code; not the checksum, which differs with every echo
+        return frame[:18] + frame[20:24] + frame[26:36]
     head = frame[:18] + frame[20:24] + frame[26:38]
     return head + frame[46:48] if proto == 6 else head
 

@@ -95,3 +95,18 @@ def test_runs_keep_order_and_join_only_frames_of_one_flow() -> None:
     assert [(len(frames), g) for frames, g in runs] == [(3, None), (1, None), (1, None),
                                                           (1, None), (1, gso), (1, None)]
     assert [f for frames, _ in runs for f in frames] == [f for f, _ in items]
+
+
+def test_the_echo_requests_of_one_ping_share_a_signature_and_a_flow_key() -> None:
+    # id, sequence number and so the ICMP checksum differ from echo to echo; the flow key
+    # holds only type and code, so the datapath may follow one plan for all of them
+    echoes = [bytes(Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")
+                    / IP(src="10.0.0.1", dst="10.0.0.2", id=n)
+                    / ICMP(type=8, id=77, seq=n) / Raw(b"p" * 56)) for n in range(1, 4)]
+    assert len({signature(e) for e in echoes}) == 1
+    keys = [extract_flow_key(e, 1, None) for e in echoes]
+    assert keys[0] == keys[1] == keys[2]
+    reply = bytes(Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")
+                  / IP(src="10.0.0.1", dst="10.0.0.2", id=1)
+                  / ICMP(type=0, id=77, seq=1) / Raw(b"p" * 56))
+    assert signature(reply) != signature(echoes[0])
