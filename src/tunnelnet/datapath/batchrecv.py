@@ -1,4 +1,4 @@
-"""recvmmsg(2) for the datapath's packet sockets: a burst of frames in one system call.
+"""recvmmsg(2) for the datapath's sockets: a burst of frames or datagrams in one system call.
 
 Reading an AF_PACKET socket with ``socket.recvmsg`` costs, per frame, the call itself, an
 ioctl CPython makes to name the interface in the returned address, and at the end of every
@@ -11,8 +11,11 @@ transmissions instead (PACKET_IGNORE_OUTGOING).
 kernel's copy path for longer ones left holes in the ring under load on Linux 6.18 here, and
 slots sized for 64 KiB super-frames cost megabytes per port.)
 
-The buffers are shared by every socket of the process: the datapath is one thread, and each
-frame is copied out before the next call.
+The same for the VXLAN sockets (``UdpBatchReceiver``): their last ``recvmsg`` of every burst
+failed with EAGAIN, raised as an exception, on the latency path of every packet from a tunnel.
+
+The buffers are shared by every socket of a kind: the datapath is one thread, and each frame
+is copied out before the next call.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import ctypes.util
 import errno
 import socket
 import struct
+from collections.abc import Callable
 from typing import Final
 
 SOL_PACKET: Final = 263
@@ -47,10 +51,59 @@ _FLAGS_AT: Final = 48
 _LEN_AT: Final = 56
 _INT: Final = struct.Struct("=I")
 _LONG: Final = struct.Struct("=Q")
+_NAMELEN_AT: Final = 8
+SOL_UDP: Final = 17
+UDP_GRO: Final = 104
+_UDP_CONTROL_SIZE: Final = socket.CMSG_SPACE(4)  # one UDP_GRO cmsg: the segment size
+_SOCKADDR_IN: Final = 16
+_GRO_SIZE: Final = struct.Struct("=i")
 
 
 class _IoVec(ctypes.Structure):
     _fields_ = [("base", ctypes.c_void_p), ("len", ctypes.c_size_t)]
+
+
+def _libc_recvmmsg() -> Callable[..., int]:
+    if _MMSGHDR.size != 64 or ctypes.sizeof(ctypes.c_void_p) != 8:
+        raise OSError(errno.ENOSYS, "recvmmsg: struct mmsghdr of 64-bit Linux expected")
+    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    try:
+        call = libc.recvmmsg
+    except AttributeError:  # a libc without it
+        raise OSError(errno.ENOSYS, "this libc has no recvmmsg") from None
+    call.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_uint, ctypes.c_int,
+                     ctypes.c_void_p]
+    call.restype = ctypes.c_int
+    return call
+
+
+class _Buffers:
+    """``count`` messages of ``size`` bytes, each with room for ``control`` bytes of control
+    data and, if ``name``, a source address."""
+
+    def __init__(self, count: int, size: int, control: int, name: int) -> None:
+        self.count = count
+        self.size = size
+        self.control_size = control
+        self.data = ctypes.create_string_buffer(count * size)
+        self.control = ctypes.create_string_buffer(max(1, count * control))
+        self.names = ctypes.create_string_buffer(max(1, count * name))
+        self.iovecs = (_IoVec * count)()
+        self.headers = ctypes.create_string_buffer(count * _MMSGHDR.size)
+        data_at, control_at = ctypes.addressof(self.data), ctypes.addressof(self.control)
+        names_at, iovec_at = ctypes.addressof(self.names), ctypes.addressof(self.iovecs)
+        for i in range(count):
+            self.iovecs[i].base = data_at + i * size
+            self.iovecs[i].len = size
+            _MMSGHDR.pack_into(self.headers, i * _MMSGHDR.size,
+                               names_at + i * name if name else 0, name,
+                               iovec_at + i * ctypes.sizeof(_IoVec), 1,
+                               control_at + i * control if control else 0, control, 0, 0)
+        self.address = ctypes.addressof(self.headers)
+        self.data_view = memoryview(self.data).cast("B")
+        self.control_view = memoryview(self.control).cast("B")
+        self.names_view = memoryview(self.names).cast("B")
+        self.header_view = memoryview(self.headers).cast("B")
 
 
 # One received frame, and the 802.1Q tag the kernel took out of it as (tpid << 16 | tci)
@@ -62,43 +115,17 @@ class BatchReceiver:
     """Receives up to ``count`` messages per call into buffers made once."""
 
     def __init__(self, count: int) -> None:
-        if _MMSGHDR.size != 64 or ctypes.sizeof(ctypes.c_void_p) != 8:
-            raise OSError(errno.ENOSYS, "recvmmsg: struct mmsghdr of 64-bit Linux expected")
-        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-        self._recvmmsg = libc.recvmmsg
-        self._recvmmsg.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_uint, ctypes.c_int,
-                                   ctypes.c_void_p]
-        self._recvmmsg.restype = ctypes.c_int
+        self._recvmmsg = _libc_recvmmsg()
         self.count = count
         self.truncated = 0  # frames longer than MESSAGE_SIZE, left out (read and reset)
-        self._data = ctypes.create_string_buffer(count * MESSAGE_SIZE)
-        self._control = ctypes.create_string_buffer(count * CONTROL_SIZE)
-        self._iovecs = (_IoVec * count)()
-        self._headers = ctypes.create_string_buffer(count * _MMSGHDR.size)
-        data_at = ctypes.addressof(self._data)
-        control_at = ctypes.addressof(self._control)
-        iovec_at = ctypes.addressof(self._iovecs)
-        for i in range(count):
-            self._iovecs[i].base = data_at + i * MESSAGE_SIZE
-            self._iovecs[i].len = MESSAGE_SIZE
-            _MMSGHDR.pack_into(self._headers, i * _MMSGHDR.size, 0, 0,
-                               iovec_at + i * ctypes.sizeof(_IoVec), 1,
-                               control_at + i * CONTROL_SIZE, CONTROL_SIZE, 0, 0)
-        self._address = ctypes.addressof(self._headers)
-        self._data_view = memoryview(self._data).cast("B")
-        self._control_view = memoryview(self._control).cast("B")
-        self._header_view = memoryview(self._headers).cast("B")
+        self._buffers = _Buffers(count, MESSAGE_SIZE, CONTROL_SIZE, 0)
 
     def receive(self, fd: int, limit: int) -> list[Message]:
         """The frames waiting on ``fd``, at most ``limit`` (and ``count``); [] when none.
         Raises OSError for a socket error other than "nothing waiting"."""
-        got = self._recvmmsg(fd, self._address, min(limit, self.count), MSG_DONTWAIT, None)
-        if got < 0:
-            code = ctypes.get_errno()
-            if code in (errno.EAGAIN, errno.EWOULDBLOCK):
-                return []
-            raise OSError(code, f"recvmmsg: {errno.errorcode.get(code, code)}")
-        headers, data, control = self._header_view, self._data_view, self._control_view
+        b = self._buffers
+        got = _call(self._recvmmsg, fd, b.address, min(limit, self.count))
+        headers, data, control = b.header_view, b.data_view, b.control_view
         unpack_int = _INT.unpack_from
         messages: list[Message] = []
         for i in range(got):
@@ -124,16 +151,78 @@ class BatchReceiver:
         return messages
 
 
+def _call(recvmmsg: Callable[..., int], fd: int, address: int, count: int) -> int:
+    got = int(recvmmsg(fd, address, count, MSG_DONTWAIT, None))
+    if got < 0:
+        code = ctypes.get_errno()
+        if code in (errno.EAGAIN, errno.EWOULDBLOCK):
+            return 0
+        raise OSError(code, f"recvmmsg: {errno.errorcode.get(code, code)}")
+    return got
+
+
+# One datagram: its payload (or several of one sender, each ``size`` long, when UDP GRO
+# merged them; ``size`` 0: one datagram) and the sender's IPv4 address as an integer.
+Datagram = tuple[bytes, int, int]
+
+
+class UdpBatchReceiver:
+    """recvmmsg for IPv4 UDP sockets that ask for UDP GRO: datagrams with their source."""
+
+    def __init__(self, count: int, size: int) -> None:
+        self._recvmmsg = _libc_recvmmsg()
+        self.count = count
+        self.truncated = 0  # datagrams longer than ``size``, left out (read and reset)
+        self._buffers = _Buffers(count, size, _UDP_CONTROL_SIZE, _SOCKADDR_IN)
+
+    def receive(self, fd: int, limit: int) -> list[Datagram]:
+        """The datagrams waiting on ``fd``, at most ``limit`` (and ``count``); [] when none.
+        Raises OSError for a socket error (e.g. a pending ICMP error) other than "nothing
+        waiting"; datagrams received before it are returned by the next call."""
+        b = self._buffers
+        got = _call(self._recvmmsg, fd, b.address, min(limit, self.count))
+        headers, data, control, names = b.header_view, b.data_view, b.control_view, b.names_view
+        unpack_int, unpack_long = _INT.unpack_from, _LONG.unpack_from
+        size, control_size = b.size, b.control_size
+        out: list[Datagram] = []
+        for i in range(got):
+            at = i * 64
+            gro = 0
+            if unpack_long(headers, at + _CONTROLLEN_AT)[0] == control_size:
+                c = i * control_size
+                _, level, kind = _CMSG.unpack_from(control, c)
+                if level == SOL_UDP and kind == UDP_GRO:
+                    gro = _GRO_SIZE.unpack_from(control, c + _CMSG.size)[0]
+            else:  # no control message this time: give the next call its room back
+                _LONG.pack_into(headers, at + _CONTROLLEN_AT, control_size)
+            if unpack_int(headers, at + _NAMELEN_AT)[0] != _SOCKADDR_IN:
+                _INT.pack_into(headers, at + _NAMELEN_AT, _SOCKADDR_IN)
+            if unpack_int(headers, at + _FLAGS_AT)[0] & MSG_TRUNC:
+                self.truncated += 1
+                continue
+            start = i * size
+            source = int.from_bytes(names[i * _SOCKADDR_IN + 4:i * _SOCKADDR_IN + 8], "big")
+            out.append((bytes(data[start:start + unpack_int(headers, at + _LEN_AT)[0]]),
+                        source, gro))
+        return out
+
+
 _shared: BatchReceiver | None = None
+_shared_udp: UdpBatchReceiver | None = None
 
 
 def shared(count: int) -> BatchReceiver:
-    """The process's receiver, made on first use (one thread reads all sockets). Raises
-    OSError where recvmmsg cannot be used."""
+    """The process's receiver for packet sockets, made on first use (one thread reads all
+    sockets). Raises OSError where recvmmsg cannot be used."""
     global _shared
     if _shared is None or _shared.count < count:
-        try:
-            _shared = BatchReceiver(count)
-        except AttributeError:  # a libc without recvmmsg
-            raise OSError(errno.ENOSYS, "this libc has no recvmmsg") from None
+        _shared = BatchReceiver(count)
     return _shared
+
+
+def shared_udp(count: int, size: int) -> UdpBatchReceiver:
+    """The process's receiver for UDP sockets (see ``shared``)."""
+    global _shared_udp
+    if _shared_udp is None or _shared_udp.count < count or _shared_udp._buffers.size < size:
+        _shared_udp = UdpBatchReceiver(count, size)
+    return _shared_udp

@@ -54,6 +54,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from typing import Final
 
+from tunnelnet.datapath import batchrecv
 from tunnelnet.datapath.errors import PortError
 from tunnelnet.datapath.loop import EventLoop
 from tunnelnet.datapath.ports import BURST, Port, PortKind, check_options
@@ -220,6 +221,7 @@ class TunnelEndpoint:
         self._ports: dict[tuple[PortKind, int, int, int | None], TunnelPort] = {}
         self._vxlan_rx: dict[int, socket.socket] = {}  # dst_port -> bound UDP socket
         self._vxlan_tx: socket.socket | None = None
+        self._udp_batch: batchrecv.UdpBatchReceiver | None = None  # made with a VXLAN socket
         self._gre: socket.socket | None = None
         # (bound address, UDP source port) -> socket for UDP GSO sends; None: that port
         # could not be bound (another program has it), segments go the ordinary way
@@ -294,6 +296,9 @@ class TunnelEndpoint:
             sock.close()
             raise PortError(f"cannot listen for VXLAN on UDP port {dst_port}: {exc}") from None
         sock.setblocking(False)
+        if self._udp_batch is None:
+            with contextlib.suppress(OSError):  # no recvmmsg: one recvmsg per datagram
+                self._udp_batch = batchrecv.shared_udp(BURST, _GRO_RECV_SIZE)
         self._loop.add_reader(sock, lambda: self._receive_vxlan(sock, dst_port))
         return sock
 
@@ -314,6 +319,35 @@ class TunnelEndpoint:
         self.drops[reason] = self.drops.get(reason, 0) + 1
 
     def _receive_vxlan(self, sock: socket.socket, dst_port: int) -> None:
+        receiver = self._udp_batch
+        if receiver is None:
+            self._receive_vxlan_each(sock, dst_port)
+            return
+        datagrams: list[batchrecv.Datagram] = []
+        for _attempt in range(4):
+            try:
+                datagrams = receiver.receive(sock.fileno(), BURST)
+                break
+            except OSError:  # a pending ICMP error on this shared socket: reported once
+                self._drop(SOCKET_ERROR)
+        if receiver.truncated:  # more than a GRO batch can be: nothing we could forward
+            self.drops[BAD_PACKET] = self.drops.get(BAD_PACKET, 0) + receiver.truncated
+            receiver.truncated = 0
+        ports = self._ports
+        batch: list[tuple[TunnelPort, int, int, bytes]] = []
+        for data, src, size in datagrams:
+            if 0 < size < len(data):  # several datagrams of one underlay flow, each `size`
+                view = memoryview(data)
+                for offset in range(0, len(data), size):
+                    self._vxlan_datagram(view[offset : offset + size], dst_port, src, ports,
+                                         batch)
+            else:
+                self._vxlan_datagram(data, dst_port, src, ports, batch)
+        if batch:
+            self._deliver_batch(batch)
+
+    def _receive_vxlan_each(self, sock: socket.socket, dst_port: int) -> None:
+        """_receive_vxlan with one recvmsg per datagram (no recvmmsg here)."""
         ports = self._ports
         recvmsg = sock.recvmsg
         batch: list[tuple[TunnelPort, int, int, bytes]] = []
