@@ -33,20 +33,27 @@ PlanKey = tuple[Port, int | None, int | None, int | None, bytes, int]
 class Plan:
     stages: tuple[tuple[FlowCache, CacheEntry], ...]  # in walk order, one per bridge
     crossings: tuple[tuple[Port, Port], ...]  # patch port left, patch port entered
-    outputs: tuple[tuple[str, Port, int], ...]  # bridge name, port, tun_id; in send order
+    # bridge name, port, tun_id, VXLAN source port (a function of the flow's headers, which
+    # the plan's frames share: see packet/tunnel.flow_hash); in send order
+    outputs: tuple[tuple[str, Port, int, int | None], ...]
 
     def holds(self) -> bool:
+        if not self.stages:
+            return True
+        now = self.stages[0][0].now()  # the bridges of one daemon share one clock
         # a plain loop: all() over a generator costs a frame more per packet
         for cache, entry in self.stages:  # noqa: SIM110
-            if not cache.holds(entry):
+            if not cache.holds(entry, now):
                 return False
         return True
 
     def replay(self, packets: int, length: int) -> None:
         """The side effects of ``packets`` packets of ``length`` bytes in all, as their walk
         would have had them (call only after ``holds``)."""
-        for cache, entry in self.stages:
-            cache.replay(entry, length, packets)
+        if self.stages:
+            now = self.stages[0][0].now()
+            for cache, entry in self.stages:
+                cache.replay(entry, length, now, packets)
         for left, entered in self.crossings:
             left.stats.tx_packets += packets
             left.stats.tx_bytes += length

@@ -42,6 +42,7 @@ from tunnelnet.packet.fields import FIELD_BITS, METADATA_FIELDS, FlowKey
 from tunnelnet.packet.flowkey import extract_flow_key
 from tunnelnet.packet.offload import Gso, SuperFrame, segment_tcp
 from tunnelnet.packet.rewrite import apply_key_changes
+from tunnelnet.packet.tunnel import source_port
 from tunnelnet.switch import Bridge, Output
 from tunnelnet.switch.cache import CacheEntry, FlowCache
 
@@ -369,7 +370,7 @@ class Switchboard:
         headers = tuple(map(original.get, _HEADER_FIELDS))
         self._pipeline(state, key, original, headers, frames, 0, gso)
         if plan_key is not None:
-            made = self._plan(state, original, headers)
+            made = self._plan(state, original, headers, frames[0])
             if made is not None:
                 self.plans.put(plan_key, made)
 
@@ -393,16 +394,16 @@ class Switchboard:
         return []
 
     def _send_planned(self, plan: Plan, frames: list[bytes]) -> None:
-        for bridge, port, tun_id in plan.outputs:
-            self._send(self.bridges[bridge], port, frames, tun_id)
+        for bridge, port, tun_id, sport in plan.outputs:
+            self._send(self.bridges[bridge], port, frames, tun_id, sport)
 
-    def _plan(self, state: BridgeState, key: FlowKey, headers: tuple[int | None, ...]
-              ) -> Plan | None:
+    def _plan(self, state: BridgeState, key: FlowKey, headers: tuple[int | None, ...],
+              frame: bytes) -> Plan | None:
         """The plan of the walk that ``key`` has just taken from ``state``, if every bridge
         on the way has it cached and it ends without rewrites, errors or loops."""
         stages: list[tuple[FlowCache, CacheEntry]] = []
         crossings: list[tuple[Port, Port]] = []
-        outputs: list[tuple[str, Port, int]] = []
+        outputs: list[tuple[str, Port, int, int | None]] = []
 
         def walk(state: BridgeState, key: FlowKey, depth: int) -> bool:
             cache = state.cache
@@ -428,7 +429,8 @@ class Switchboard:
                 elif tuple(map(out.key.get, _HEADER_FIELDS)) != headers:
                     return False  # a rewrite: only the walk does those
                 else:
-                    outputs.append((state.bridge.name, port, out.key.get("tun_id", 0)))
+                    sport = source_port(frame) if isinstance(port, TunnelPort) else None
+                    outputs.append((state.bridge.name, port, out.key.get("tun_id", 0), sport))
             return True
 
         if not walk(state, key, 0):
@@ -487,9 +489,10 @@ class Switchboard:
                 continue
             self._send(state, port, data, out.key.get("tun_id", 0))
 
-    def _send(self, state: BridgeState, port: Port, frames: list[bytes], tun_id: int) -> None:
+    def _send(self, state: BridgeState, port: Port, frames: list[bytes], tun_id: int,
+              sport: int | None = None) -> None:
         if isinstance(port, TunnelPort):
-            reason, dropped = self.tunnels.send_many(port, frames, tun_id)
+            reason, dropped = self.tunnels.send_many(port, frames, tun_id, sport)
             if reason is not None:
                 self._tunnel_drop(state, port, reason, len(frames[0]), dropped)
         elif len(frames) == 1:

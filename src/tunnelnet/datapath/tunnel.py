@@ -443,15 +443,17 @@ class TunnelEndpoint:
 
     # --- send ----------------------------------------------------------------------------
 
-    def send(self, port: TunnelPort, frame: bytes, tun_id: int) -> str | None:
+    def send(self, port: TunnelPort, frame: bytes, tun_id: int, sport: int | None = None
+             ) -> str | None:
         """Encapsulate and send (VXLAN: queue until flush()); returns a drop reason, or None
-        when the packet left or was queued."""
+        when the packet left or was queued. ``sport``: see send_many."""
         if len(frame) + port.overhead > port.underlay_mtu:
             return "mtu_exceeded"
         key = port.key if port.key is not None else tun_id
         try:
             if port.kind is PortKind.VXLAN:
-                self._queue(port, source_port(frame), vxlan_payload(frame, key & 0xFFFFFF))
+                self._queue(port, source_port(frame) if sport is None else sport,
+                            vxlan_payload(frame, key & 0xFFFFFF))
                 return None
             payload = gre_payload(frame, key & 0xFFFFFFFF)
         except PacketError:
@@ -551,12 +553,13 @@ class TunnelEndpoint:
         elif self._dropped is not None:
             self._dropped(port, reason, packets, length // packets - _VXLAN_HEADER)
 
-    def send_many(self, port: TunnelPort, frames: list[bytes], tun_id: int
-                  ) -> tuple[str | None, int]:
+    def send_many(self, port: TunnelPort, frames: list[bytes], tun_id: int,
+                  sport: int | None = None) -> tuple[str | None, int]:
         """send() for frames of one flow (equal headers: one UDP source port, one length);
-        returns the first drop reason and how many frames were dropped."""
+        returns the first drop reason and how many frames were dropped. ``sport``: the
+        frames' VXLAN source port when the caller knows it (else it is computed)."""
         if port.kind is not PortKind.VXLAN or len(frames) == 1:
-            reasons = [self.send(port, frame, tun_id) for frame in frames]
+            reasons = [self.send(port, frame, tun_id, sport) for frame in frames]
             dropped = [r for r in reasons if r is not None]
             return (dropped[0] if dropped else None), len(dropped)
         if len(frames[0]) + port.overhead > port.underlay_mtu:
@@ -566,7 +569,8 @@ class TunnelEndpoint:
             header = vxlan_payload(b"", key & 0xFFFFFF)
         except PacketError:
             return "encap_failed", len(frames)
-        sport = source_port(frames[0])
+        if sport is None:
+            sport = source_port(frames[0])
         for frame in frames:
             self._queue(port, sport, header + frame)
         return None, 0

@@ -166,18 +166,21 @@ class FlowCache:
         """The cached answer for ``key`` if the next packet with it would be given that
         answer (the datapath composes entries of several bridges into one plan)."""
         entry = self._entries.get(tuple(key.items()))
-        return entry if entry is not None and self.holds(entry) else None
+        return entry if entry is not None and self.holds(entry, self._clock()) else None
 
-    def holds(self, entry: CacheEntry) -> bool:
-        """Whether ``entry`` is still the answer (no change to the bridge since, and its
-        NORMAL lookups still give the same ports)."""
-        return entry.version == self.bridge.version and self._still_valid(entry, self._clock())
+    def holds(self, entry: CacheEntry, now: float) -> bool:
+        """Whether ``entry`` is still the answer at ``now`` (no change to the bridge since,
+        and its NORMAL lookups still give the same ports)."""
+        return entry.version == self.bridge.version and self._still_valid(entry, now)
 
-    def replay(self, entry: CacheEntry, length: int, packets: int = 1) -> None:
+    def replay(self, entry: CacheEntry, length: int, now: float, packets: int = 1) -> None:
         """What ``process`` does on a hit for an entry the caller has just seen ``holds``:
         the side effects of ``packets`` packets of ``length`` bytes in all."""
         self.stats.hits += 1
-        self._replay(entry, length, self._clock(), packets)
+        self._replay(entry, length, now, packets)
+
+    def now(self) -> float:
+        return self._clock()
 
     def _still_valid(self, entry: CacheEntry, now: float) -> bool:
         if entry.mac_lookups:
