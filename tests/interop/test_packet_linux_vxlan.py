@@ -14,10 +14,8 @@ GRE is not judged here: this kernel has no GRE module (see ARCHITECTURE.md).
 
 from __future__ import annotations
 
-import ctypes
 import ipaddress
 import json
-import os
 import socket
 import threading
 import time
@@ -26,7 +24,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from support.netns import Lab, lab, run
+from support.netns import Lab, inside, lab, run
 from tunnelnet.packet import (
     PacketError,
     decode,
@@ -50,7 +48,6 @@ VNI = 1001
 UNDERLAY_A, UNDERLAY_B = "192.0.2.1", "192.0.2.2"
 LINUX_VM_IP = "10.99.0.1"  # the vxlan device's address in namespace A
 OUR_VM_IP, OUR_VM_MAC = "10.99.0.2", "fa:16:3e:00:99:02"  # the VM we play from namespace B
-CLONE_NEWNET = 0x40000000
 ETH_P_ALL = 0x0003
 WAIT = 5.0  # seconds any one packet may take to show up
 
@@ -61,32 +58,6 @@ def ip_int(text: str) -> int:
 
 def mac_int(text: str) -> int:
     return int(text.replace(":", ""), 16)
-
-
-def socket_in_netns(ns: str, setup: Callable[[], socket.socket]) -> socket.socket:
-    """A socket made inside ``ns``: a short-lived thread enters it (setns affects only the
-    calling thread), so the test process itself never changes namespace."""
-    made: list[socket.socket] = []
-    failed: list[BaseException] = []
-
-    def enter_and_make() -> None:
-        libc = ctypes.CDLL(None, use_errno=True)
-        fd = os.open(f"/run/netns/{ns}", os.O_RDONLY)
-        try:
-            if libc.setns(fd, CLONE_NEWNET) != 0:
-                raise OSError(ctypes.get_errno(), f"setns into {ns} failed")
-            made.append(setup())
-        except BaseException as exc:  # handed to the test thread below
-            failed.append(exc)
-        finally:
-            os.close(fd)
-
-    thread = threading.Thread(target=enter_and_make)
-    thread.start()
-    thread.join(timeout=10)
-    if failed:
-        raise failed[0]
-    return made[0]
 
 
 @dataclass
@@ -163,8 +134,8 @@ def _build(made: Lab) -> Peer:
         sock.bind(("ul0", 0))
         return sock
 
-    udp = socket_in_netns(ns_b, udp_socket)
-    raw = socket_in_netns(ns_b, packet_socket)
+    udp = inside(ns_b, udp_socket)
+    raw = inside(ns_b, packet_socket)
     # the sockets close before the namespaces go (lab() deletes them after the test)
     made_peer = Peer(ns_a, ns_b, _link_mac(ns_a, "vx0"), _link_mac(ns_a, "ul0"),
                      _link_mac(ns_b, "ul0"), udp, raw)

@@ -12,20 +12,17 @@ the same way must come out as the segments they were made of.
 
 from __future__ import annotations
 
-import ctypes
-import os
 import socket
 import struct
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
 from scapy.layers.inet import TCP
 from scapy.layers.l2 import Ether
 
-from support.netns import lab, run
+from support.netns import inside, lab, run
 from support.tcp_frames import (
     ACK,
     CWR,
@@ -42,7 +39,6 @@ from tunnelnet.packet.offload import Gso, SuperFrame, describe, partial_checksum
 
 pytestmark = [pytest.mark.netns, pytest.mark.root]
 
-CLONE_NEWNET = 0x40000000
 ETH_P_ALL = 0x0003
 SOL_PACKET = 263
 PACKET_AUXDATA = 8
@@ -57,32 +53,6 @@ WAIT = 5.0  # seconds the frames of one super-frame may take to show up
 QUIET = 0.3  # seconds of silence that say no further frame is coming
 MTU = 9000
 PAYLOAD = bytes(range(3, 256)) * 300
-
-
-def _socket_in_netns(ns: str, setup: Callable[[], socket.socket]) -> socket.socket:
-    """A socket made inside ``ns`` by a short-lived thread (setns affects only the calling
-    thread), so the test process itself never changes namespace."""
-    made: list[socket.socket] = []
-    failed: list[BaseException] = []
-
-    def enter_and_make() -> None:
-        libc = ctypes.CDLL(None, use_errno=True)
-        fd = os.open(f"/run/netns/{ns}", os.O_RDONLY)
-        try:
-            if libc.setns(fd, CLONE_NEWNET) != 0:
-                raise OSError(ctypes.get_errno(), f"setns into {ns} failed")
-            made.append(setup())
-        except BaseException as exc:  # handed to the test thread below
-            failed.append(exc)
-        finally:
-            os.close(fd)
-
-    thread = threading.Thread(target=enter_and_make)
-    thread.start()
-    thread.join(timeout=10)
-    if failed:
-        raise failed[0]
-    return made[0]
 
 
 @dataclass
@@ -160,9 +130,9 @@ def wire() -> Iterator[Wire]:
             sock.bind(("gsorx", ETH_P_ALL))
             return sock
 
-        tx = _socket_in_netns(ns, make_tx)
+        tx = inside(ns, make_tx)
         try:
-            rx = _socket_in_netns(ns, make_rx)
+            rx = inside(ns, make_rx)
         except BaseException:
             tx.close()
             raise

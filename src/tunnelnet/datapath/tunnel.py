@@ -320,19 +320,19 @@ class TunnelEndpoint:
 
     def _receive_vxlan(self, sock: socket.socket, dst_port: int) -> None:
         receiver = self._udp_batch
-        if receiver is None:
-            self._receive_vxlan_each(sock, dst_port)
-            return
         datagrams: list[batchrecv.Datagram] = []
-        for _attempt in range(4):
-            try:
-                datagrams = receiver.receive(sock.fileno(), BURST)
-                break
-            except OSError:  # a pending ICMP error on this shared socket: reported once
-                self._drop(SOCKET_ERROR)
-        if receiver.truncated:  # more than a GRO batch can be: nothing we could forward
-            self.drops[BAD_PACKET] = self.drops.get(BAD_PACKET, 0) + receiver.truncated
-            receiver.truncated = 0
+        if receiver is None:
+            datagrams = self._recv_each(sock)
+        else:
+            for _attempt in range(4):
+                try:
+                    datagrams = receiver.receive(sock.fileno(), BURST)
+                    break
+                except OSError:  # a pending ICMP error on this shared socket: reported once
+                    self._drop(SOCKET_ERROR)
+            if receiver.truncated:  # more than a GRO batch can be: nothing we could forward
+                self.drops[BAD_PACKET] = self.drops.get(BAD_PACKET, 0) + receiver.truncated
+                receiver.truncated = 0
         ports = self._ports
         batch: list[tuple[TunnelPort, int, int, bytes]] = []
         for data, src, size in datagrams:
@@ -346,33 +346,24 @@ class TunnelEndpoint:
         if batch:
             self._deliver_batch(batch)
 
-    def _receive_vxlan_each(self, sock: socket.socket, dst_port: int) -> None:
-        """_receive_vxlan with one recvmsg per datagram (no recvmmsg here)."""
-        ports = self._ports
-        recvmsg = sock.recvmsg
-        batch: list[tuple[TunnelPort, int, int, bytes]] = []
+    def _recv_each(self, sock: socket.socket) -> list[batchrecv.Datagram]:
+        """What UdpBatchReceiver.receive gives, with one recvmsg per datagram (no recvmmsg)."""
+        datagrams: list[batchrecv.Datagram] = []
         for _ in range(BURST):
             try:
-                data, ancillary, _flags, (src_ip, _sport) = recvmsg(_GRO_RECV_SIZE, _GRO_SPACE)
+                data, ancillary, _flags, (src_ip, _sport) = sock.recvmsg(_GRO_RECV_SIZE,
+                                                                         _GRO_SPACE)
             except BlockingIOError:
                 break
             except OSError:  # a pending ICMP error reported on this shared socket
                 self._drop(SOCKET_ERROR)
                 continue
-            src = _addr_int(src_ip)
             size = 0
             for level, kind, value in ancillary:
                 if level == SOL_UDP and kind == UDP_GRO and len(value) >= _GRO_SIZE.size:
                     size = _GRO_SIZE.unpack_from(value)[0]
-            if 0 < size < len(data):  # several datagrams of one underlay flow, each `size`
-                view = memoryview(data)
-                for offset in range(0, len(data), size):
-                    self._vxlan_datagram(view[offset : offset + size], dst_port, src, ports,
-                                         batch)
-            else:
-                self._vxlan_datagram(data, dst_port, src, ports, batch)
-        if batch:
-            self._deliver_batch(batch)
+            datagrams.append((data, _addr_int(src_ip), size))
+        return datagrams
 
     def _vxlan_datagram(self, data: bytes | memoryview, dst_port: int, src: int,
                         ports: dict[tuple[PortKind, int, int, int | None], TunnelPort],
