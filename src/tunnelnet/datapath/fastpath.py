@@ -14,11 +14,20 @@ counters, learning and timeouts are as if the packet had walked. Plans are made 
 frames leave unchanged (no header rewrite), never cross a bridge twice and hit no error path;
 anything else keeps taking the walk. Open vSwitch keeps datapath flows in front of its ofproto
 layer for the same reason (ofproto-dpif-upcall.c).
+
+Most plans are deferred: their replay only counts and refreshes, so a packet that follows one
+adds to the plan's pending count and nothing else, and ``Switchboard.settle`` replays all the
+pending counts before anything reads or changes a bridge (a walk, housekeeping, a control
+request). Open vSwitch's revalidators likewise push datapath flow statistics to the OpenFlow
+tables later; here nobody can see the difference. Replay was most of what a packet of a known
+flow cost on a machine where each hop starts with cold caches.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+import time
+from collections.abc import Callable
 from typing import Final
 
 from tunnelnet.datapath.ports import Port
@@ -29,29 +38,60 @@ MAX_PLANS: Final = 8192
 PlanKey = tuple[Port, int | None, int | None, int | None, bytes, int]
 
 
-@dataclass(frozen=True, slots=True)
 class Plan:
-    stages: tuple[tuple[FlowCache, CacheEntry], ...]  # in walk order, one per bridge
-    crossings: tuple[tuple[Port, Port], ...]  # patch port left, patch port entered
-    # bridge name, port, tun_id, VXLAN source port (a function of the flow's headers, which
-    # the plan's frames share: see packet/tunnel.flow_hash); in send order
-    outputs: tuple[tuple[str, Port, int, int | None], ...]
+    """What the walk of one flow did, to be done again for its next packets."""
+
+    __slots__ = ("clock", "crossings", "deferred", "last", "last_seq", "outputs", "pending",
+                 "pending_bytes", "stages", "valid_until", "versions")
+
+    def __init__(self, stages: tuple[tuple[FlowCache, CacheEntry], ...],
+                 crossings: tuple[tuple[Port, Port], ...],
+                 outputs: tuple[tuple[str, Port, int, int | None], ...]) -> None:
+        self.stages = stages  # in walk order, one per bridge
+        self.crossings = crossings  # patch port left, patch port entered
+        # bridge name, port, tun_id, VXLAN source port (a function of the flow's headers,
+        # which the plan's frames share: see packet/tunnel.flow_hash); in send order
+        self.outputs = outputs
+        self.versions = tuple((cache.bridge, entry.version) for cache, entry in stages)
+        # the bridges of one daemon share one clock
+        self.clock: Callable[[], float] = stages[0][0].now if stages else time.monotonic
+        # A deferred plan's replay only counts and refreshes (FlowCache.pure) and its MAC
+        # answers hold until valid_until: its packets are counted here and replayed at once
+        # by settle(), before anything reads or changes the bridges.
+        self.deferred = all(cache.pure(entry) for cache, entry in stages)
+        self.valid_until = min((cache.valid_until(entry) for cache, entry in stages),
+                               default=math.inf)
+        self.pending = 0
+        self.pending_bytes = 0
+        self.last = 0.0  # the time of the last pending packet
+        self.last_seq = 0  # and its place among all packets of deferred plans
 
     def holds(self) -> bool:
         if not self.stages:
             return True
-        now = self.stages[0][0].now()  # the bridges of one daemon share one clock
+        now = self.clock()
         # a plain loop: all() over a generator costs a frame more per packet
         for cache, entry in self.stages:  # noqa: SIM110
             if not cache.holds(entry, now):
                 return False
         return True
 
-    def replay(self, packets: int, length: int) -> None:
+    def current(self, now: float) -> bool:
+        """For a deferred plan: ``holds`` at ``now``, in one comparison per bridge and one
+        with the clock (what its MAC learning and lookups found cannot change before
+        valid_until without a version bump)."""
+        for bridge, version in self.versions:
+            if bridge.version != version:
+                return False
+        return now < self.valid_until
+
+    def replay(self, packets: int, length: int, now: float | None = None) -> None:
         """The side effects of ``packets`` packets of ``length`` bytes in all, as their walk
-        would have had them (call only after ``holds``)."""
+        would have had them at ``now`` (default: the clock's now; call only after
+        ``holds``, or for a deferred plan, after ``current`` at ``now``)."""
         if self.stages:
-            now = self.stages[0][0].now()
+            if now is None:
+                now = self.clock()
             for cache, entry in self.stages:
                 cache.replay(entry, length, now, packets)
         for left, entered in self.crossings:
@@ -59,6 +99,14 @@ class Plan:
             left.stats.tx_bytes += length
             entered.stats.rx_packets += packets
             entered.stats.rx_bytes += length
+
+    def settle(self) -> None:
+        """Replay the packets counted since the last settle, as of the last one's time (the
+        same final counters, ages and timeouts as replaying each when it came)."""
+        if self.pending:
+            packets, length, self.pending, self.pending_bytes = (self.pending,
+                                                                 self.pending_bytes, 0, 0)
+            self.replay(packets, length, self.last)
 
 
 class Plans:

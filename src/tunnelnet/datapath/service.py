@@ -47,6 +47,7 @@ class Service:
         }
 
     def __call__(self, request: m.Request) -> m.JSON:
+        self.board.settle()  # counters and ages as of now, and nothing pending under a change
         result = self._handlers[type(request)](request)
         if self.config_path is not None and isinstance(request, _CONFIG_CHANGES):
             persist.save(self.board, self.config_path)

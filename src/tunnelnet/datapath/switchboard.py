@@ -19,6 +19,7 @@ before anything is registered, and each later step undoes the earlier ones when 
 from __future__ import annotations
 
 import logging
+import operator
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Final, Literal
@@ -47,6 +48,7 @@ from tunnelnet.switch import Bridge, Output
 from tunnelnet.switch.cache import CacheEntry, FlowCache
 
 log = logging.getLogger(__name__)
+_LAST_SEQ: Final = operator.attrgetter("last_seq")
 
 MAX_PATCH_DEPTH: Final = 8  # patch hops one packet may take (a loop of patch pairs ends here)
 # Crossing a patch port starts a fresh pipeline: Open vSwitch zeroes the metadata, registers
@@ -108,9 +110,23 @@ class Switchboard:
         loop.after_each_round(self.tunnels.flush)
         self._ratelog = RateLimitedLog()
         self.plans = Plans()
+        self._unsettled: list[Plan] = []  # deferred plans with packets not yet replayed
+        self._deferred_bursts = 0  # bursts that followed deferred plans (orders settling)
         self.fast_path = True  # False: every packet walks (the oracle of the plans' tests)
 
     # --- configuration -------------------------------------------------------------------
+
+    def settle(self) -> None:
+        """Replay what the packets that followed deferred plans did to the bridges (counters,
+        MAC ages, flow timeouts). Whoever reads or changes a bridge calls this first: the
+        control service on every request, housekeeping, and the walk of any packet."""
+        if self._unsettled:
+            plans, self._unsettled = self._unsettled, []
+            # in the order of each plan's last packet: a MAC table keeps its entries in
+            # last-seen order (its expiry relies on it), and a flow's last use is the latest
+            plans.sort(key=_LAST_SEQ)
+            for plan in plans:
+                plan.settle()
 
     def bridge(self, name: str) -> BridgeState:
         state = self.bridges.get(name)
@@ -177,6 +193,7 @@ class Switchboard:
             raise
         port.bridge = bridge
         port.ofport = number
+        self.settle()
         self.plans.clear()
         state.ports[number] = port
         state.external_ids[name] = dict(external_ids or {})
@@ -192,6 +209,7 @@ class Switchboard:
                  ) -> None:
         port = self._find_port(bridge, name)
         state = self.bridges[port.bridge]
+        self.settle()
         if tag is not None and clear_tag:
             raise DatapathError(f"port {name!r}: give a tag or clear it, not both")
         if tag is not None and not 0 <= tag <= 4095:
@@ -228,6 +246,7 @@ class Switchboard:
         self._remove_port(self.bridges[port.bridge], port)
 
     def _remove_port(self, state: BridgeState, port: Port) -> None:
+        self.settle()
         self.plans.clear()
         if port.fileno() >= 0:
             self._loop.remove_reader(port.fileno())
@@ -247,6 +266,7 @@ class Switchboard:
         self.tunnels.close()
 
     def housekeeping(self) -> None:
+        self.settle()
         for state in self.bridges.values():
             state.bridge.expire()
             for port in state.ports.values():
@@ -329,6 +349,7 @@ class Switchboard:
         port.stats.rx_bytes += len(frame)
         self._input(port, [frame], None, None, None, None)
         self.tunnels.flush()
+        self.settle()
 
     def _from_tunnel(self, port: TunnelPort, frames: list[bytes], tun_id: int, tun_src: int,
                      tun_dst: int, gso: Gso | None) -> None:
@@ -356,6 +377,7 @@ class Switchboard:
                     frames = self._follow(plan, plan_key, frames)
                     if not frames:
                         return
+        self.settle()  # the walk must see what earlier packets did
         state = self.bridges[port.bridge]
         try:
             key = extract_flow_key(frames[0], port.ofport, tun_id, tun_src=tun_src,
@@ -378,6 +400,21 @@ class Switchboard:
         """Send ``frames`` as ``plan`` says while it holds; returns those it could not take
         (the caller walks them): all when the plan no longer holds, the rest of a burst when
         the first packet's replay changed a bridge (e.g. NORMAL learned a moved MAC)."""
+        if plan.deferred:
+            now = plan.clock()
+            if not plan.current(now):
+                self.plans.forget(plan_key)
+                return frames
+            if not plan.pending:
+                self._unsettled.append(plan)
+            plan.pending += len(frames)
+            plan.pending_bytes += len(frames[0]) if len(frames) == 1 else sum(map(len, frames))
+            plan.last = now
+            self._deferred_bursts += 1
+            plan.last_seq = self._deferred_bursts
+            self.plans.followed += len(frames)
+            self._send_planned(plan, frames)
+            return []
         if not plan.holds():
             self.plans.forget(plan_key)
             return frames

@@ -23,6 +23,7 @@ the simplest exact form of it.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
@@ -181,6 +182,26 @@ class FlowCache:
 
     def now(self) -> float:
         return self._clock()
+
+    def valid_until(self, entry: CacheEntry) -> float:
+        """Until when ``entry``'s MAC learning only refreshes and its NORMAL lookups give what
+        they gave, as long as the bridge's version stays the same: without being seen again,
+        each MAC they found ages out then. (A MAC that was unknown can only become known by
+        learning, which bumps the version.)"""
+        until = math.inf
+        table = self.bridge.mac_table
+        known = [(vlan, mac) for vlan, mac, port in entry.mac_lookups if port is not None]
+        for vlan, mac in [*known, *((vlan, mac) for vlan, mac, _ in entry.mac_learns)]:
+            expires = table.expires(vlan, mac)
+            until = min(until, -math.inf if expires is None else expires)
+        return until
+
+    def pure(self, entry: CacheEntry) -> bool:
+        """Whether replaying ``entry`` while it holds only counts and refreshes (it cannot
+        change any answer), so its replay may wait: every learn() it makes refreshes a flow
+        that is there. Its MAC learning refreshes too: the walk learned those MACs, and a
+        move or loss since would have bumped the version."""
+        return all(flow is not None for _, flow in entry.learned)
 
     def _still_valid(self, entry: CacheEntry, now: float) -> bool:
         if entry.mac_lookups:

@@ -49,6 +49,11 @@ class MacTable:
             return None
         return entry.port
 
+    def expires(self, vlan: int, mac: int) -> float | None:
+        """When ``lookup`` stops finding this MAC unless it is seen again (None: unknown)."""
+        entry = self._entries.get((vlan, mac))
+        return None if entry is None else entry.seen + self.aging
+
     def learn(self, vlan: int, mac: int, port: int, now: float) -> str:
         """Returns 'learned', 'moved', 'refreshed' or 'limit' (not learned: VLAN is full)."""
         key = (vlan, mac)

@@ -6,8 +6,11 @@ both (NORMAL, resubmits, VLAN and tunnel-id changes, a MAC rewrite, Neutron's le
 and hard timeouts), and random sequences of real frames (IPv4 ICMP/UDP/TCP, tagged or not,
 from a few flows so that plans are made and followed, also in bursts of one flow) with
 flow-mods, deletions, port retags, clock advances and expiry in between. After every step the
-frames each port sent, every port's counters, and each bridge's flows with their counters,
-MAC table, table statistics and drop counts must be the same.
+frames each port sent must be the same; at random points and at the end, also every port's
+counters, and each bridge's flows with their counters, MAC table, table statistics and drop
+counts. Flow-mods go through the control service, as in the daemon; the observer settles
+deferred plans first, as every reader does, and only then, so that counts stay pending across
+many steps in between.
 """
 
 from __future__ import annotations
@@ -23,8 +26,10 @@ from scapy.layers.l2 import Dot1Q, Ether
 from scapy.packet import Raw
 
 from support.vswitchd import RecordingPort, recording_ports
+from tunnelnet.datapath import messages as m
 from tunnelnet.datapath.loop import EventLoop
 from tunnelnet.datapath.ports import PortKind
+from tunnelnet.datapath.service import Service
 from tunnelnet.datapath.switchboard import Switchboard
 
 MACS = ("02:00:00:00:00:01", "02:00:00:00:00:02", "02:00:00:00:00:03", "ff:ff:ff:ff:ff:ff")
@@ -106,6 +111,11 @@ class Retag:
     tag: int | None
 
 
+@dataclass(frozen=True)
+class Look:
+    """Compare everything here (settling what is pending)."""
+
+
 bridges = st.sampled_from(["br-a", "br-b"])
 
 
@@ -124,6 +134,7 @@ def scenarios(draw: st.DrawFn) -> tuple[list[str], list[str], list[object]]:
         st.builds(Advance, st.sampled_from([0.5, 2.0, 4.0, 6.0, 25.0, 40.0, 301.0]),
                   st.booleans()),
         st.builds(Retag, st.sampled_from(["p1", "p2", "q1"]), st.sampled_from([None, 5, 7])),
+        st.just(Look()),
     )
     steps = draw(st.lists(st.one_of(send, send, send, send, send, send, other), min_size=10,
                           max_size=60))
@@ -163,7 +174,13 @@ def board(clock: Clock, table_a: list[str], table_b: list[str], *, fast: bool
         loop.close()
 
 
+def _sent(made: Switchboard) -> dict[str, list[bytes]]:
+    return {name: list(port.sent) for name, port in made.ports.items()
+            if isinstance(port, RecordingPort)}
+
+
 def _observed(made: Switchboard) -> tuple[object, ...]:
+    made.settle()
     ports = {name: (port.stats.to_dict(), list(port.sent) if isinstance(port, RecordingPort)
                     else None) for name, port in made.ports.items()}
     bridges = {}
@@ -183,9 +200,9 @@ def _apply(made: Switchboard, step: object, clock: Clock) -> None:
         port.stats.rx_bytes += sum(map(len, run))
         made._input(port, run, None, None, None, None)
     elif isinstance(step, AddFlow):
-        made.bridge(step.bridge).bridge.add_flow(step.text)
+        Service(made)(m.AddFlows(step.bridge, [step.text]))
     elif isinstance(step, DelFlows):
-        made.bridge(step.bridge).bridge.del_flows(step.text)
+        Service(made)(m.DelFlows(step.bridge, step.text))
     elif isinstance(step, Advance):
         if step.expire:
             made.housekeeping()
@@ -210,7 +227,53 @@ def test_plans_forward_and_count_exactly_as_walking_every_bridge(
                 clock.now += step.seconds
             _apply(walked, step, clock)
             _apply(planned, step, clock)
-            assert _observed(planned) == _observed(walked), step
+            assert _sent(planned) == _sent(walked), step
+            if isinstance(step, Look):
+                assert _observed(planned) == _observed(walked)
+        assert _observed(planned) == _observed(walked)
+
+
+# Tables like the agent's: NORMAL on br-a (with an idle timeout in the way), and on br-b a
+# tunnel-like ingress that learns with a hard timeout, a table-20 that forwards by what was
+# learned and floods the rest; traffic both ways between two MACs, so that plans are made and
+# followed for long stretches between clock advances, expiry and looks.
+AGENT_LIKE_A = ["priority=0 actions=NORMAL",
+                "priority=5,dl_dst=02:00:00:00:00:02,idle_timeout=3 actions=NORMAL"]
+AGENT_LIKE_B = [f"table=0,priority=1,in_port=1 actions={LEARN.format(t=5)},output:4",
+                "table=0,priority=1,in_port=4,idle_timeout=10 actions=resubmit(,20)",
+                "table=20,priority=0 actions=output:1,output:2"]
+
+
+@st.composite
+def agent_like(draw: st.DrawFn) -> list[object]:
+    def frame(src: str, dst: str, size: int) -> bytes:
+        return bytes(Ether(src=src, dst=dst) / IP(src="10.0.0.1", dst="10.0.0.2") / UDP()
+                     / Raw(b"x" * size))
+    out = st.builds(lambda size, burst: Send("p2", frame(MACS[0], MACS[1], size), burst),
+                    st.sampled_from([20, 60]), st.sampled_from([1, 1, 2, 5]))
+    back = st.builds(lambda burst: Send("q1", frame(MACS[1], MACS[0], 20), burst),
+                     st.sampled_from([1, 1, 3]))
+    advance = st.builds(Advance, st.sampled_from([0.5, 1.0, 2.5, 4.0, 6.0, 301.0]),
+                        st.booleans())
+    return draw(st.lists(st.one_of(out, out, back, back, advance, advance, st.just(Look())),
+                         min_size=10, max_size=80))
+
+
+@settings(max_examples=150, deadline=None)
+@given(agent_like())
+def test_deferred_counts_ages_and_timeouts_match_walking(steps: list[object]) -> None:
+    clock = Clock()
+    with board(clock, AGENT_LIKE_A, AGENT_LIKE_B, fast=False) as walked, \
+            board(clock, AGENT_LIKE_A, AGENT_LIKE_B, fast=True) as planned:
+        for step in steps:
+            if isinstance(step, Advance):
+                clock.now += step.seconds
+            _apply(walked, step, clock)
+            _apply(planned, step, clock)
+            assert _sent(planned) == _sent(walked), step
+            if isinstance(step, Look):
+                assert _observed(planned) == _observed(walked)
+        assert _observed(planned) == _observed(walked)
 
 
 def test_a_repeated_flow_is_forwarded_by_its_plan() -> None:
@@ -229,3 +292,29 @@ def test_a_repeated_flow_is_forwarded_by_its_plan() -> None:
         assert made.plans.followed == before + 5
         q1 = made.ports["q1"]
         assert isinstance(q1, RecordingPort) and q1.sent[-5:] == [frame] * 5
+
+
+def test_the_control_service_reports_packets_still_pending_in_deferred_plans() -> None:
+    """dump-flows and dump-ports count every packet (OpenFlow: n_packets per packet matched),
+    also those that followed a plan whose replay was deferred."""
+    clock = Clock()
+    frame = bytes(Ether(src=MACS[0], dst=MACS[1]) / IP(src="10.0.0.1", dst="10.0.0.2")
+                  / UDP() / Raw(b"x" * 20))
+    reply = bytes(Ether(src=MACS[1], dst=MACS[0]) / IP(src="10.0.0.2", dst="10.0.0.1")
+                  / UDP() / Raw(b"x" * 20))
+    with board(clock, ["priority=0 actions=NORMAL"], ["priority=0 actions=NORMAL"],
+               fast=True) as made:
+        for _ in range(3):  # both MACs known on both bridges, plans made
+            _apply(made, Send("q1", reply, 1), clock)
+            _apply(made, Send("p2", frame, 1), clock)
+        followed = made.plans.followed
+        for _ in range(7):
+            _apply(made, Send("p2", frame, 1), clock)
+        assert made.plans.followed == followed + 7  # so these are pending, not walked
+        service = Service(made)
+        flows = service(m.DumpFlows("br-a"))
+        assert isinstance(flows, list) and len(flows) == 1
+        assert "n_packets=13," in str(flows[0])  # each of the 3 + 10 frames crossed br-a
+        ports = service(m.DumpPorts("br-a", "pa"))
+        assert isinstance(ports, list)
+        assert ports[0]["tx_packets"] == 10  # p2's frames, all to br-b (MAC known there)
