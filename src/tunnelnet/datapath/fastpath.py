@@ -31,11 +31,16 @@ from collections.abc import Callable
 from typing import Final
 
 from tunnelnet.datapath.ports import Port
+from tunnelnet.datapath.tunnel import TunnelPort
 from tunnelnet.switch.cache import CacheEntry, FlowCache
 
 MAX_PLANS: Final = 8192
 # (in port, tun_id, tun_src, tun_dst, signature, frame length)
 PlanKey = tuple[Port, int | None, int | None, int | None, bytes, int]
+# (bridge name, port, tun_id, tunnel source port, VXLAN): the source port is a function of
+# the flow's headers, which the plan's frames share (see packet/tunnel.flow_hash); for a VXLAN
+# port, VXLAN is the port again with that source port and the header for its key, made once
+PlanOutput = tuple[str, Port, int, int | None, "tuple[TunnelPort, int, bytes] | None"]
 
 
 class Plan:
@@ -46,12 +51,10 @@ class Plan:
 
     def __init__(self, stages: tuple[tuple[FlowCache, CacheEntry], ...],
                  crossings: tuple[tuple[Port, Port], ...],
-                 outputs: tuple[tuple[str, Port, int, int | None], ...]) -> None:
+                 outputs: tuple[PlanOutput, ...]) -> None:
         self.stages = stages  # in walk order, one per bridge
         self.crossings = crossings  # patch port left, patch port entered
-        # bridge name, port, tun_id, VXLAN source port (a function of the flow's headers,
-        # which the plan's frames share: see packet/tunnel.flow_hash); in send order
-        self.outputs = outputs
+        self.outputs = outputs  # in send order
         self.versions = tuple((cache.bridge, entry.version) for cache, entry in stages)
         # the bridges of one daemon share one clock
         self.clock: Callable[[], float] = stages[0][0].now if stages else time.monotonic

@@ -46,6 +46,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import functools
 import ipaddress
 import logging
 import socket
@@ -299,7 +300,7 @@ class TunnelEndpoint:
         if self._udp_batch is None:
             with contextlib.suppress(OSError):  # no recvmmsg: one recvmsg per datagram
                 self._udp_batch = batchrecv.shared_udp(BURST, _GRO_RECV_SIZE)
-        self._loop.add_reader(sock, lambda: self._receive_vxlan(sock, dst_port))
+        self._loop.add_reader(sock, functools.partial(self._receive_vxlan, sock, dst_port))
         return sock
 
     def _open_raw(self, proto: int) -> socket.socket:
@@ -565,6 +566,30 @@ class TunnelEndpoint:
         for frame in frames:
             self._queue(port, sport, header + frame)
         return None, 0
+
+    def vxlan_header(self, port: TunnelPort, tun_id: int) -> bytes | None:
+        """The VXLAN header ``send`` puts before a frame for ``tun_id`` on ``port`` (None: not
+        a VXLAN port, or a key that does not fit, which send() reports per packet)."""
+        if port.kind is not PortKind.VXLAN:
+            return None
+        key = port.key if port.key is not None else tun_id
+        try:
+            return vxlan_payload(b"", key & 0xFFFFFF)
+        except PacketError:
+            return None
+
+    def queue_vxlan(self, port: TunnelPort, sport: int, header: bytes, frames: list[bytes]
+                    ) -> str | None:
+        """send_many() for frames of one flow whose VXLAN header and source port are known
+        (the datapath's plans keep them): a drop reason for all of them, or None."""
+        if len(frames[0]) + port.overhead > port.underlay_mtu:
+            return "mtu_exceeded"
+        group = self._queued.get((port, sport))
+        if group is None:
+            group = self._queued[(port, sport)] = []
+        for frame in frames:
+            group.append(header + frame)
+        return None
 
     def send_super(self, port: TunnelPort, frame: bytes, gso: Gso, tun_id: int) -> str | None:
         """Encapsulate and send a TCP super-frame as its segments (VXLAN: queued for flush(),
