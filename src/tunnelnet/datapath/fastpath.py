@@ -57,7 +57,7 @@ class Plan:
         self.outputs = outputs  # in send order
         self.versions = tuple((cache.bridge, entry.version) for cache, entry in stages)
         # the bridges of one daemon share one clock
-        self.clock: Callable[[], float] = stages[0][0].now if stages else time.monotonic
+        self.clock: Callable[[], float] = stages[0][0].clock() if stages else time.monotonic
         # A deferred plan's replay only counts and refreshes (FlowCache.pure) and its MAC
         # answers hold until valid_until: its packets are counted here and replayed at once
         # by settle(), before anything reads or changes the bridges.
@@ -117,14 +117,13 @@ class Plans:
 
     def __init__(self) -> None:
         self._plans: dict[PlanKey, Plan] = {}
+        # the dict's own get: a lookup per packet without a Python frame
+        self.get: Callable[[PlanKey], Plan | None] = self._plans.get
         self.made = 0
         self.followed = 0
 
     def __len__(self) -> int:
         return len(self._plans)
-
-    def get(self, key: PlanKey) -> Plan | None:
-        return self._plans.get(key)
 
     def put(self, key: PlanKey, plan: Plan) -> None:
         if len(self._plans) >= MAX_PLANS:

@@ -404,7 +404,12 @@ class Switchboard:
         the first packet's replay changed a bridge (e.g. NORMAL learned a moved MAC)."""
         if plan.deferred:
             now = plan.clock()
-            if not plan.current(now):
+            # plan.current(now), written out: this runs for every packet of a known flow
+            for bridge, version in plan.versions:
+                if bridge.version != version:
+                    self.plans.forget(plan_key)
+                    return frames
+            if now >= plan.valid_until:
                 self.plans.forget(plan_key)
                 return frames
             if not plan.pending:

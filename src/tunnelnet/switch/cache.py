@@ -183,6 +183,10 @@ class FlowCache:
     def now(self) -> float:
         return self._clock()
 
+    def clock(self) -> Callable[[], float]:
+        """The clock itself (callers that read it per packet save a call)."""
+        return self._clock
+
     def valid_until(self, entry: CacheEntry) -> float:
         """Until when ``entry``'s MAC learning only refreshes and its NORMAL lookups give what
         they gave, as long as the bridge's version stays the same: without being seen again,
