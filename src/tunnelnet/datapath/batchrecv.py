@@ -124,7 +124,10 @@ class BatchReceiver:
         """The frames waiting on ``fd``, at most ``limit`` (and ``count``); [] when none.
         Raises OSError for a socket error other than "nothing waiting"."""
         b = self._buffers
-        got = _call(self._recvmmsg, fd, b.address, min(limit, self.count))
+        # the call written out (restype c_int: an int already); a miss is rare
+        got: int = self._recvmmsg(fd, b.address, min(limit, self.count), MSG_DONTWAIT, None)
+        if got < 0:
+            got = _failed()
         headers, data, control = b.header_view, b.data_view, b.control_view
         unpack_int = _INT.unpack_from
         messages: list[Message] = []
@@ -151,14 +154,12 @@ class BatchReceiver:
         return messages
 
 
-def _call(recvmmsg: Callable[..., int], fd: int, address: int, count: int) -> int:
-    got = int(recvmmsg(fd, address, count, MSG_DONTWAIT, None))
-    if got < 0:
-        code = ctypes.get_errno()
-        if code in (errno.EAGAIN, errno.EWOULDBLOCK):
-            return 0
-        raise OSError(code, f"recvmmsg: {errno.errorcode.get(code, code)}")
-    return got
+def _failed() -> int:
+    """After recvmmsg returned -1: 0 messages when nothing was waiting, else the error."""
+    code = ctypes.get_errno()
+    if code in (errno.EAGAIN, errno.EWOULDBLOCK):
+        return 0
+    raise OSError(code, f"recvmmsg: {errno.errorcode.get(code, code)}")
 
 
 # One datagram: its payload (or several of one sender, each ``size`` long, when UDP GRO
@@ -180,7 +181,10 @@ class UdpBatchReceiver:
         Raises OSError for a socket error (e.g. a pending ICMP error) other than "nothing
         waiting"; datagrams received before it are returned by the next call."""
         b = self._buffers
-        got = _call(self._recvmmsg, fd, b.address, min(limit, self.count))
+        # the call written out (restype c_int: an int already); a miss is rare
+        got: int = self._recvmmsg(fd, b.address, min(limit, self.count), MSG_DONTWAIT, None)
+        if got < 0:
+            got = _failed()
         headers, data, control, names = b.header_view, b.data_view, b.control_view, b.names_view
         unpack_int, unpack_long = _INT.unpack_from, _LONG.unpack_from
         size, control_size = b.size, b.control_size

@@ -282,8 +282,37 @@ class SystemPort(Port):
         finish them, or the far end would drop every such segment. A sender with TSO hands over
         up to 64 KiB of one TCP flow at once: it stays whole (its Gso says how to cut it), so
         the tables are walked once for all its segments; only the last hop cuts it, or none."""
-        if self._batch is not None:
-            return self._receive_batch(self._batch)
+        batch = self._batch
+        if batch is None:
+            return self._receive_each()
+        # recvmmsg: one system call per burst (written out here, not called: every
+        # frame's first Python after a wakeup)
+        try:
+            messages = batch.receive(self._sock.fileno(), BURST)
+        except OSError:  # e.g. ENETDOWN: the interface went down under us
+            self.stats.rx_errors += 1
+            return []
+        if batch.truncated:  # longer than any super-frame: nothing we could forward whole
+            self.stats.rx_errors += batch.truncated
+            batch.truncated = 0
+        frames: list[Received] = []
+        vnet = self._vnet
+        for data, tag in messages:
+            frame = data[_VNET.size:] if vnet else data
+            shift = 0
+            if tag is not None:
+                frame = frame[:12] + _TAG.pack(tag >> 16, tag & 0xFFFF) + frame[12:]
+                shift = 4  # the header's offsets count from the frame without it
+            if vnet and (data[0] or data[1]):
+                received = self._offloaded(data, frame, shift)
+                if received is not None:
+                    frames.append(received)
+                continue
+            frames.append((frame, None))
+        return frames
+
+    def _receive_each(self) -> list[Received]:
+        """``receive`` with one recvmsg per frame, where recvmmsg is missing."""
         frames: list[Received] = []
         recvmsg = self._sock.recvmsg
         skip_outgoing = self._filter_outgoing
@@ -308,32 +337,6 @@ class SystemPort(Port):
                             tpid = ETH_TYPE_VLAN
                         frame = frame[:12] + _TAG.pack(tpid, tci) + frame[12:]
                         shift = 4  # the header's offsets count from the frame without it
-            if vnet and (data[0] or data[1]):
-                received = self._offloaded(data, frame, shift)
-                if received is not None:
-                    frames.append(received)
-                continue
-            frames.append((frame, None))
-        return frames
-
-    def _receive_batch(self, batch: batchrecv.BatchReceiver) -> list[Received]:
-        """``receive`` through recvmmsg: the same frames, one system call per burst."""
-        try:
-            messages = batch.receive(self._sock.fileno(), BURST)
-        except OSError:  # e.g. ENETDOWN: the interface went down under us
-            self.stats.rx_errors += 1
-            return []
-        if batch.truncated:  # longer than any super-frame: nothing we could forward whole
-            self.stats.rx_errors += batch.truncated
-            batch.truncated = 0
-        frames: list[Received] = []
-        vnet = self._vnet
-        for data, tag in messages:
-            frame = data[_VNET.size:] if vnet else data
-            shift = 0
-            if tag is not None:
-                frame = frame[:12] + _TAG.pack(tag >> 16, tag & 0xFFFF) + frame[12:]
-                shift = 4  # the header's offsets count from the frame without it
             if vnet and (data[0] or data[1]):
                 received = self._offloaded(data, frame, shift)
                 if received is not None:

@@ -510,6 +510,16 @@ class TunnelEndpoint:
         queued, self._queued = self._queued, {}
         for (port, sport), datagrams in queued.items():
             count = len(datagrams)
+            if count == 1:  # a lone datagram, as on a quiet link: what _send_run does for it
+                datagram = datagrams[0]
+                reason = self._send_raw(port, self._vxlan_tx, _UDP_HEADER(
+                    sport, port.dst_port, 8 + len(datagram), 0) + datagram)
+                if reason is None:
+                    port.stats.tx_packets += 1
+                    port.stats.tx_bytes += len(datagram) - _VXLAN_HEADER
+                else:
+                    self._sent(port, reason, 1, len(datagram))
+                continue
             start = 0
             while start < count:
                 size = len(datagrams[start])
