@@ -1,12 +1,14 @@
 """Side-by-side datapath benchmark: tunnelnet against Linux and Open vSwitch's userspace datapath.
 
 For each datapath, one after another in one run: build two hypervisor namespaces on an
-underlay bridge with a VM namespace behind each, connect them with that datapath, and measure
-iperf3 TCP (1 and 4 streams), iperf3 UDP with 64-byte payloads (delivered packets/s), ping
-RTT (average and p99) and the datapath process's CPU seconds per gigabit of TCP. Repeats each
-measurement, reports medians, prints a table with ratios to Open vSwitch userspace (same
-encapsulation) and to kernel VXLAN, writes JSON and a bar chart. Everything it made is removed
-at the end, also on Ctrl-C or SIGTERM.
+underlay bridge with a VM namespace behind each and connect them with that datapath. Then
+measure iperf3 TCP (1 and 4 streams), iperf3 UDP with 64-byte payloads (delivered packets/s),
+ping RTT (average and p99) and the datapath process's CPU seconds per gigabit of TCP, in
+rounds: each round measures every datapath once (the next round in the opposite order), so
+that a slow spell of the machine falls on all of them alike instead of on whichever was being
+measured then, and the ratios compare like with like. Reports medians over the rounds, prints
+a table with ratios to Open vSwitch userspace (same encapsulation) and to kernel VXLAN, writes
+JSON and a bar chart. Everything it made is removed at the end, also on Ctrl-C or SIGTERM.
 
 A benchmark, not a test: nothing here asserts a speed. Root only.
     python -m bench.datapath [--seconds 5] [--repeats 3] [--pings 1000] [--only a,b] [--profile]
@@ -24,7 +26,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from dataclasses import asdict, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from types import FrameType
 
@@ -51,29 +53,62 @@ def reference_for(name: str) -> str:
     return "ovs-gre" if name.endswith("gre") else "ovs-vxlan"
 
 
-def run_datapath(name: str, args: argparse.Namespace, workdir: Path) -> dict[str, object]:
+@dataclass
+class Prepared:
+    """One datapath's lab, built and connected, ready to be measured."""
+
+    name: str
+    lab: Lab
+    rundir: Path
+    pids: list[int]
+    runs: list[Figures] = field(default_factory=list)
+
+
+def prepare(name: str, workdir: Path, made: list[Lab]) -> Prepared:
+    """Build ``name``'s lab (appended to ``made`` first, so that it is removed whatever
+    happens) and check that its VMs reach each other."""
     lab = Lab(f"tnb{os.getpid()}-{list(DATAPATHS).index(name)}")
+    made.append(lab)
     rundir = workdir / name
     rundir.mkdir()
-    runs: list[Figures] = []
-    profile: list[tuple[str, int]] = []
-    try:
-        lab.build()
-        pids = DATAPATHS[name](lab, rundir)
-        iperf = lab.spawn(["iperf3", "-s"], netns=lab.ns("vm2"), log=rundir / "iperf3.out")
-        time.sleep(0.5)
-        if not connected(lab):
-            raise BenchError(f"{name}: vm1 cannot ping vm2 (logs in {rundir})")
-        for _ in range(args.repeats):
-            runs.append(measure(lab, seconds=args.seconds, pings=args.pings, cpu_pids=pids))
-        if args.profile and name.startswith("tunnelnet") and pids:
-            profile = profile_under_load(lab, pids[0], args.seconds, rundir)
-        iperf.terminate()
-    finally:
-        lab.close()
-    median = {m: _median([getattr(r, m) for r in runs]) for m in METRICS}
-    return {"runs": [asdict(r) for r in runs], "median": median,
+    lab.build()
+    pids = DATAPATHS[name](lab, rundir)
+    lab.spawn(["iperf3", "-s"], netns=lab.ns("vm2"), log=rundir / "iperf3.out")
+    time.sleep(0.5)
+    if not connected(lab):
+        raise BenchError(f"{name}: vm1 cannot ping vm2 (logs in {rundir})")
+    return Prepared(name, lab, rundir, pids)
+
+
+def summary(p: Prepared, profile: list[tuple[str, int]]) -> dict[str, object]:
+    median = {m: _median([getattr(r, m) for r in p.runs]) for m in METRICS}
+    return {"runs": [asdict(r) for r in p.runs], "median": median,
             **({"profile_top": profile} if profile else {})}
+
+
+def measure_all(names: list[str], args: argparse.Namespace, workdir: Path, made: list[Lab],
+                results: dict[str, dict[str, object]], errors: dict[str, str]) -> None:
+    """Set up every datapath, measure them in rounds, profile; fills ``results`` and
+    ``errors`` (a datapath that cannot be set up is left out of the rounds)."""
+    ready: list[Prepared] = []
+    for name in names:
+        print(f"setting up {name} ...", file=sys.stderr, flush=True)
+        try:
+            ready.append(prepare(name, workdir, made))
+        except BenchError as exc:
+            errors[name] = str(exc)
+            print(f"  {name} failed: {exc}", file=sys.stderr)
+    for round_ in range(args.repeats):
+        for p in ready if round_ % 2 == 0 else ready[::-1]:
+            print(f"round {round_ + 1}/{args.repeats}: measuring {p.name} ...",
+                  file=sys.stderr, flush=True)
+            p.runs.append(measure(p.lab, seconds=args.seconds, pings=args.pings,
+                                  cpu_pids=p.pids))
+    for p in ready:
+        profile: list[tuple[str, int]] = []
+        if args.profile and p.name.startswith("tunnelnet") and p.pids:
+            profile = profile_under_load(p.lab, p.pids[0], args.seconds, p.rundir)
+        results[p.name] = summary(p, profile)
 
 
 def profile_under_load(lab: Lab, pid: int, seconds: float, rundir: Path
@@ -210,13 +245,12 @@ def main(argv: list[str] | None = None) -> int:
     load_before = os.getloadavg()[0]
     try:
         with tempfile.TemporaryDirectory(prefix="tnbench-") as tmp:
-            for name in names:
-                print(f"measuring {name} ...", file=sys.stderr, flush=True)
-                try:
-                    results[name] = run_datapath(name, args, Path(tmp))
-                except BenchError as exc:
-                    errors[name] = str(exc)
-                    print(f"  {name} failed: {exc}", file=sys.stderr)
+            made: list[Lab] = []
+            try:
+                measure_all(names, args, Path(tmp), made, results, errors)
+            finally:  # before the directory goes: the daemons write their logs there
+                for lab in made:
+                    lab.close()
     except KeyboardInterrupt:
         print("interrupted: everything made was removed", file=sys.stderr)
         return 130
