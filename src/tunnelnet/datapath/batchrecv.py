@@ -106,9 +106,10 @@ class _Buffers:
         self.header_view = memoryview(self.headers).cast("B")
 
 
-# One received frame, and the 802.1Q tag the kernel took out of it as (tpid << 16 | tci)
-# (None: it had none). A tuple, not a class: one is made per packet.
-Message = tuple[bytes, int | None]
+# One received frame, the 802.1Q tag the kernel took out of it as (tpid << 16 | tci) (None:
+# it had none), and the ``skip`` bytes before the frame when they are not all zero (the
+# virtio-net header asks for work) or None. A tuple, not a class: one is made per packet.
+Message = tuple[bytes, int | None, bytes | None]
 
 
 class BatchReceiver:
@@ -120,8 +121,9 @@ class BatchReceiver:
         self.truncated = 0  # frames longer than MESSAGE_SIZE, left out (read and reset)
         self._buffers = _Buffers(count, MESSAGE_SIZE, CONTROL_SIZE, 0)
 
-    def receive(self, fd: int, limit: int) -> list[Message]:
-        """The frames waiting on ``fd``, at most ``limit`` (and ``count``); [] when none.
+    def receive(self, fd: int, limit: int, skip: int = 0) -> list[Message]:
+        """The frames waiting on ``fd``, at most ``limit`` (and ``count``); [] when none; each
+        without its first ``skip`` bytes (a virtio-net header, so the frame is copied once).
         Raises OSError for a socket error other than "nothing waiting"."""
         b = self._buffers
         # the call written out (restype c_int: an int already); a miss is rare
@@ -149,8 +151,10 @@ class BatchReceiver:
                 self.truncated += 1
                 continue
             start = i * MESSAGE_SIZE
-            messages.append((bytes(data[start:start + unpack_int(headers, at + _LEN_AT)[0]]),
-                             tag))
+            end = start + unpack_int(headers, at + _LEN_AT)[0]
+            asks = skip and (data[start] or data[start + 1])  # virtio flags or gso_type set
+            messages.append((bytes(data[start + skip:end]), tag,
+                             bytes(data[start:start + skip]) if asks else None))
         return messages
 
 

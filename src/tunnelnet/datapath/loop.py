@@ -98,8 +98,11 @@ class EventLoop:
                         log.exception("event loop callback %r failed", reader)
             if events & select.EPOLLOUT and fd in writers:
                 self._guarded(writers[fd])
-        for callback in self._after_round:
-            self._guarded(callback)
+        for callback in self._after_round:  # guarded inline too: it sends what they queued
+            try:
+                callback()
+            except Exception:
+                log.exception("event loop callback %r failed", callback)
         self._run_timers()
 
     def _guarded(self, callback: Callback) -> None:

@@ -287,8 +287,9 @@ class SystemPort(Port):
             return self._receive_each()
         # recvmmsg: one system call per burst (written out here, not called: every
         # frame's first Python after a wakeup)
+        vnet = self._vnet
         try:
-            messages = batch.receive(self._sock.fileno(), BURST)
+            messages = batch.receive(self._sock.fileno(), BURST, _VNET.size if vnet else 0)
         except OSError:  # e.g. ENETDOWN: the interface went down under us
             self.stats.rx_errors += 1
             return []
@@ -296,15 +297,13 @@ class SystemPort(Port):
             self.stats.rx_errors += batch.truncated
             batch.truncated = 0
         frames: list[Received] = []
-        vnet = self._vnet
-        for data, tag in messages:
-            frame = data[_VNET.size:] if vnet else data
+        for frame, tag, asks in messages:
             shift = 0
             if tag is not None:
                 frame = frame[:12] + _TAG.pack(tag >> 16, tag & 0xFFFF) + frame[12:]
                 shift = 4  # the header's offsets count from the frame without it
-            if vnet and (data[0] or data[1]):
-                received = self._offloaded(data, frame, shift)
+            if asks is not None:
+                received = self._offloaded(asks, frame, shift)
                 if received is not None:
                     frames.append(received)
                 continue
