@@ -62,7 +62,7 @@ def _ours(port: SystemPort, want: int, timeout: float = 5.0) -> list[bytes]:
     got: list[bytes] = []
     deadline = time.monotonic() + timeout
     while len(got) < want and time.monotonic() < deadline:
-        batch = port.receive()
+        batch = [item for _, receive in port.readers() for item in receive()]
         if not batch:
             time.sleep(0.01)
         for frame, gso in batch:
@@ -123,3 +123,30 @@ def test_frames_the_kernel_drops_when_we_are_slow_are_counted_not_silent(
     assert dropped > 0
     assert len(got) + dropped == len(sent)
     assert port.stats.rx_dropped == dropped
+
+
+def test_a_tagged_frame_never_comes_through_the_untagged_socket(
+        wire: tuple[SystemPort, socket.socket]) -> None:
+    """From the VM's side: frames tagged for other VLANs, sent when the port is quiet (read
+    with a plain recv, which cannot see a tag the kernel holds as metadata) and mixed with
+    untagged ones. Each must keep its tag; were one to lose it, it would enter the port's own
+    VLAN: a way from one network into another."""
+    port, tx = wire
+    if port._tagged is None:
+        pytest.skip("this kernel cannot split tagged frames; every read sees the tags")
+    base = Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")
+    tagged = [bytes(base / Dot1Q(vlan=v, type=EXPERIMENTAL) / Raw(b"t" * 60)) for v in (7, 8)]
+    tagged.append(bytes(base / Dot1AD(vlan=9) / Dot1Q(vlan=7, type=EXPERIMENTAL)
+                        / Raw(b"q" * 60)))
+    plain = [_frame(n, 100) for n in range(3)]
+    for frame in (tagged[0], plain[0], tagged[1], plain[1], tagged[2], plain[2]):
+        time.sleep(0.005)  # quiet between frames: each untagged one read with recv()
+        tx.send(frame)
+    time.sleep(0.05)
+    through_plain: list[bytes] = []
+    while batch := port.receive():  # one at a time while quiet, then bursts
+        through_plain += [frame for frame, _ in batch]
+    through_tagged = [frame for frame, _ in port.receive_tagged()]
+    # a tagged frame read here would show as an untagged one with a "t" or "q" payload
+    assert [f for f in through_plain if f[12:14] == EXPERIMENTAL.to_bytes(2, "big")] == plain
+    assert [f for f in through_tagged if f in tagged] == tagged

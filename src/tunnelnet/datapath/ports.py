@@ -15,12 +15,14 @@ import logging
 import os
 import socket
 import struct
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from typing import Final
 
-from tunnelnet.datapath import batchrecv, netdev
+from tunnelnet.datapath import batchrecv, netdev, tagsplit
 from tunnelnet.datapath.errors import PortError
+from tunnelnet.datapath.pace import Pace
 from tunnelnet.packet import udp_merge
 from tunnelnet.packet.checksum import internet_checksum
 from tunnelnet.packet.errors import PacketError
@@ -157,6 +159,10 @@ class Port:
     def receive(self) -> list[Received]:
         return []
 
+    def readers(self) -> list[tuple[int, Callable[[], list[Received]]]]:
+        """The descriptors the event loop watches for this port, each with what reads it."""
+        return [(self.fileno(), self.receive)] if self.fileno() >= 0 else []
+
     def send(self, frame: bytes) -> None:
         raise NotImplementedError
 
@@ -192,6 +198,9 @@ class SystemPort(Port):
         # Protocol 0 at creation, ETH_P_ALL at bind: otherwise the socket queues frames of
         # every interface in the namespace between socket() and bind().
         sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+        # Frames the kernel holds a VLAN tag for come on a socket of their own (tagsplit.py),
+        # so that `sock` can be read with a plain recv() while it is quiet (pace.py).
+        tagged: socket.socket | None = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
         # Sending has a socket of its own: the receiving one prefixes every frame with a
         # virtio-net header (see receive()), which sends would then have to carry too.
         tx = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
@@ -200,10 +209,19 @@ class SystemPort(Port):
         tx_gso = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _SOCKET_BUFFER)
+            assert tagged is not None
+            try:
+                tagsplit.attach(tagged, tagged=True)
+                tagsplit.attach(sock, tagged=False)
+            except OSError:  # no such filter here: one socket, always read with its aux data
+                tagged.close()
+                tagged = None
             tx.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _SOCKET_BUFFER)
             self._filter_outgoing = True
             try:
                 sock.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
+                if tagged is not None:
+                    tagged.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
                 self._filter_outgoing = False
             except OSError:
                 pass  # old kernel: recvfrom and skip PACKET_OUTGOING ourselves
@@ -223,12 +241,20 @@ class SystemPort(Port):
                 sock.setsockopt(SOL_PACKET, PACKET_VNET_HDR, 1)  # partial checksums
             except OSError:
                 self._vnet = False
+            if tagged is not None:
+                tagged.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _SOCKET_BUFFER)
+                tagged.setsockopt(SOL_PACKET, PACKET_AUXDATA, 1)
+                if self._vnet:
+                    tagged.setsockopt(SOL_PACKET, PACKET_VNET_HDR, 1)
             # a burst in one recvmmsg, unless the kernel cannot leave out our own sends
             self._batch: batchrecv.BatchReceiver | None = None
             if not self._filter_outgoing:
                 with contextlib.suppress(OSError):
                     self._batch = batchrecv.shared(BURST)
             sock.bind((name, ETH_P_ALL))
+            if tagged is not None:
+                tagged.bind((name, ETH_P_ALL))
+                tagged.setblocking(False)
             tx.bind((name, 0))  # protocol 0: this one never receives
             tx_gso.setsockopt(SOL_PACKET, PACKET_VNET_HDR, 1)
             tx_gso.bind((name, 0))
@@ -239,8 +265,13 @@ class SystemPort(Port):
             sock.close()
             tx.close()
             tx_gso.close()
+            if tagged is not None:
+                tagged.close()
             raise PortError(f"system port {name!r}: cannot open AF_PACKET socket: {exc}") from None
         self._sock = sock
+        self._tagged = tagged
+        # read one frame at a time with recv() while quiet: only where no tag can be lost
+        self._pace = Pace() if tagged is not None and self._batch is not None else None
         self._tx = tx
         self._tx_gso = tx_gso
         self.unsupported_gso = 0  # super-frames dropped because we cannot cut them
@@ -262,15 +293,26 @@ class SystemPort(Port):
         return self._sock.fileno()
 
     def collect_kernel_drops(self) -> int:
-        """Frames the kernel dropped because our socket buffer was full (we were too slow):
+        """Frames the kernel dropped because our socket buffers were full (we were too slow):
         added to rx_dropped, so overload is visible in dump-ports rather than silent."""
-        try:
-            _, drops = struct.unpack("II", self._sock.getsockopt(SOL_PACKET,
-                                                                 PACKET_STATISTICS, 8))
-        except OSError:
-            return 0
+        drops = 0
+        for sock in (self._sock, self._tagged):
+            if sock is None:
+                continue
+            try:
+                _, lost = struct.unpack("II", sock.getsockopt(SOL_PACKET, PACKET_STATISTICS,
+                                                              8))
+            except OSError:
+                continue
+            drops += lost
         self.stats.rx_dropped += drops
-        return int(drops)
+        return drops
+
+    def readers(self) -> list[tuple[int, Callable[[], list[Received]]]]:
+        own = [(self._sock.fileno(), self.receive)]
+        if self._tagged is not None:
+            own.append((self._tagged.fileno(), self.receive_tagged))
+        return own
 
     def receive(self) -> list[Received]:
         """A burst of frames as they were on the wire, made complete, or TCP super-frames.
@@ -284,15 +326,53 @@ class SystemPort(Port):
         the tables are walked once for all its segments; only the last hop cuts it, or none."""
         batch = self._batch
         if batch is None:
-            return self._receive_each()
+            return self._receive_each(self._sock)
+        vnet = self._vnet
+        pace = self._pace
+        if pace is not None:
+            now = time.monotonic()
+            if pace.quiet(now):  # one frame, and no tag on this socket: the plain call
+                try:
+                    data = self._sock.recv(_RECV_SIZE)
+                except BlockingIOError:
+                    return []
+                except OSError:  # e.g. ENETDOWN: the interface went down under us
+                    self.stats.rx_errors += 1
+                    return []
+                if not vnet:
+                    return [(data, None)]
+                if data[0] or data[1]:
+                    received = self._offloaded(data, data[_VNET.size:], 0)
+                    return [] if received is None else [received]
+                return [(data[_VNET.size:], None)]
         # recvmmsg: one system call per burst (written out here, not called: every
         # frame's first Python after a wakeup)
-        vnet = self._vnet
         try:
             messages = batch.receive(self._sock.fileno(), BURST, _VNET.size if vnet else 0)
         except OSError:  # e.g. ENETDOWN: the interface went down under us
             self.stats.rx_errors += 1
             return []
+        if pace is not None:
+            pace.burst(len(messages), now)
+        return self._frames(batch, messages)
+
+    def receive_tagged(self) -> list[Received]:
+        """``receive`` for the socket of tagged frames (tagsplit.py)."""
+        if self._tagged is None:
+            return []
+        batch = self._batch
+        if batch is None:
+            return self._receive_each(self._tagged)
+        try:
+            messages = batch.receive(self._tagged.fileno(), BURST,
+                                     _VNET.size if self._vnet else 0)
+        except OSError:
+            self.stats.rx_errors += 1
+            return []
+        return self._frames(batch, messages)
+
+    def _frames(self, batch: batchrecv.BatchReceiver, messages: list[batchrecv.Message]
+                ) -> list[Received]:
         if batch.truncated:  # longer than any super-frame: nothing we could forward whole
             self.stats.rx_errors += batch.truncated
             batch.truncated = 0
@@ -310,10 +390,10 @@ class SystemPort(Port):
             frames.append((frame, None))
         return frames
 
-    def _receive_each(self) -> list[Received]:
+    def _receive_each(self, sock: socket.socket) -> list[Received]:
         """``receive`` with one recvmsg per frame, where recvmmsg is missing."""
         frames: list[Received] = []
-        recvmsg = self._sock.recvmsg
+        recvmsg = sock.recvmsg
         skip_outgoing = self._filter_outgoing
         vnet = self._vnet
         for _ in range(BURST):
@@ -437,6 +517,8 @@ class SystemPort(Port):
 
     def close(self) -> None:
         self._sock.close()
+        if self._tagged is not None:
+            self._tagged.close()
         self._tx.close()
         self._tx_gso.close()
 

@@ -33,6 +33,7 @@ from tunnelnet.datapath.ports import (
     PatchPort,
     Port,
     PortKind,
+    Received,
     SystemPort,
     check_name,
 )
@@ -199,9 +200,9 @@ class Switchboard:
         state.ports[number] = port
         state.external_ids[name] = dict(external_ids or {})
         self.ports[name] = port
-        if port.fileno() >= 0:
+        for fd, receive in port.readers():
             # a partial, not a lambda: one Python frame fewer per burst
-            self._loop.add_reader(port.fileno(), functools.partial(self._from_port, port))
+            self._loop.add_reader(fd, functools.partial(self._from_port, port, receive))
         log.info("port %s added to %s as ofport %d (type %s)", name, bridge, number,
                  kind.value)
         return number
@@ -250,8 +251,8 @@ class Switchboard:
     def _remove_port(self, state: BridgeState, port: Port) -> None:
         self.settle()
         self.plans.clear()
-        if port.fileno() >= 0:
-            self._loop.remove_reader(port.fileno())
+        for fd, _ in port.readers():
+            self._loop.remove_reader(fd)
         if isinstance(port, TunnelPort):
             self.tunnels.remove(port)
         state.bridge.del_port(port.name)
@@ -278,8 +279,8 @@ class Switchboard:
 
     # --- forwarding ----------------------------------------------------------------------
 
-    def _from_port(self, port: Port) -> None:
-        frames = port.receive()
+    def _from_port(self, port: Port, receive: Callable[[], list[Received]]) -> None:
+        frames = receive()
         if not frames:
             if isinstance(port, SystemPort) and port.unsupported_gso:
                 self._unsupported_gso(port)

@@ -51,6 +51,7 @@ import ipaddress
 import logging
 import socket
 import struct
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from typing import Final
@@ -58,6 +59,7 @@ from typing import Final
 from tunnelnet.datapath import batchrecv
 from tunnelnet.datapath.errors import PortError
 from tunnelnet.datapath.loop import EventLoop
+from tunnelnet.datapath.pace import Pace
 from tunnelnet.datapath.ports import BURST, Port, PortKind, check_options
 from tunnelnet.packet import udp
 from tunnelnet.packet.coalesce import coalesce_tcp, flow_runs
@@ -303,7 +305,8 @@ class TunnelEndpoint:
         if self._udp_batch is None:
             with contextlib.suppress(OSError):  # no recvmmsg: one recvmsg per datagram
                 self._udp_batch = batchrecv.shared_udp(BURST, _GRO_RECV_SIZE)
-        self._loop.add_reader(sock, functools.partial(self._receive_vxlan, sock, dst_port))
+        self._loop.add_reader(sock, functools.partial(self._receive_vxlan, sock, dst_port,
+                                                      Pace()))
         return sock
 
     def _open_raw(self, proto: int) -> socket.socket:
@@ -322,11 +325,14 @@ class TunnelEndpoint:
     def _drop(self, reason: str) -> None:
         self.drops[reason] = self.drops.get(reason, 0) + 1
 
-    def _receive_vxlan(self, sock: socket.socket, dst_port: int) -> None:
+    def _receive_vxlan(self, sock: socket.socket, dst_port: int, pace: Pace) -> None:
         receiver = self._udp_batch
         datagrams: list[batchrecv.Datagram] = []
+        now = time.monotonic()
         if receiver is None:
             datagrams = self._recv_each(sock)
+        elif pace.quiet(now):
+            datagrams = self._recv_each(sock, 1)
         else:
             for _attempt in range(4):
                 try:
@@ -337,6 +343,7 @@ class TunnelEndpoint:
             if receiver.truncated:  # more than a GRO batch can be: nothing we could forward
                 self.drops[BAD_PACKET] = self.drops.get(BAD_PACKET, 0) + receiver.truncated
                 receiver.truncated = 0
+            pace.burst(len(datagrams), now)
         ports = self._ports
         batch: list[tuple[TunnelPort, int, int, bytes]] = []
         for data, src, size in datagrams:
@@ -353,10 +360,11 @@ class TunnelEndpoint:
         elif batch:
             self._deliver_batch(batch)
 
-    def _recv_each(self, sock: socket.socket) -> list[batchrecv.Datagram]:
-        """What UdpBatchReceiver.receive gives, with one recvmsg per datagram (no recvmmsg)."""
+    def _recv_each(self, sock: socket.socket, limit: int = BURST) -> list[batchrecv.Datagram]:
+        """What UdpBatchReceiver.receive gives, with one recvmsg per datagram (no recvmmsg),
+        at most ``limit``."""
         datagrams: list[batchrecv.Datagram] = []
-        for _ in range(BURST):
+        for _ in range(limit):
             try:
                 data, ancillary, _flags, (src_ip, _sport) = sock.recvmsg(_GRO_RECV_SIZE,
                                                                          _GRO_SPACE)
