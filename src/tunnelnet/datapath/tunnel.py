@@ -114,8 +114,19 @@ Deliver = Callable[["TunnelPort", list[bytes], int, int, int, "Gso | None"], Non
 # port, drop reason, packets, length of (the first) frame: a send of queued datagrams failed
 Dropped = Callable[["TunnelPort", str, int, int], None]
 _VXLAN: Final = PortKind.VXLAN
+_MAX_ADDRESSES: Final = 4096  # remembered peer addresses (text to integer)
 _VXLAN_MIN: Final = 8 + 14  # VXLAN header and an inner Ethernet header
 _VXLAN_I: Final = 0x08  # the I flag: the VNI is valid (RFC 7348)
+
+
+def _gro_size(ancillary: list[tuple[int, int, bytes]]) -> int:
+    """The segment size UDP GRO reports for a datagram it merged from several (0: it did
+    not)."""
+    size = 0
+    for level, kind, value in ancillary:
+        if level == SOL_UDP and kind == UDP_GRO and len(value) >= _GRO_SIZE.size:
+            size = _GRO_SIZE.unpack_from(value)[0]
+    return size
 
 
 def _addr_int(text: str) -> int:
@@ -228,6 +239,7 @@ class TunnelEndpoint:
         self._vxlan_rx: dict[int, socket.socket] = {}  # dst_port -> bound UDP socket
         self._vxlan_tx: socket.socket | None = None
         self._udp_batch: batchrecv.UdpBatchReceiver | None = None  # made with a VXLAN socket
+        self._addresses: dict[str, int] = {}  # peers' addresses as text -> as integers
         self._gre: socket.socket | None = None
         # (bound address, UDP source port) -> socket for UDP GSO sends; None: that port
         # could not be bound (another program has it), segments go the ordinary way
@@ -331,8 +343,21 @@ class TunnelEndpoint:
         now = time.monotonic()
         if receiver is None:
             datagrams = self._recv_each(sock)
-        elif pace.quiet(now):
-            datagrams = self._recv_each(sock, 1)
+        elif pace.quiet(now):  # one datagram, with the socket's own call (pace.py)
+            try:
+                data, ancillary, _flags, (src_ip, _sport) = sock.recvmsg(_GRO_RECV_SIZE,
+                                                                         _GRO_SPACE)
+            except BlockingIOError:
+                return
+            except OSError:  # a pending ICMP error reported on this shared socket
+                self._drop(SOCKET_ERROR)
+                return
+            src = self._addresses.get(src_ip)
+            if src is None:
+                if len(self._addresses) >= _MAX_ADDRESSES:  # spoofed sources cannot grow it
+                    self._addresses.clear()
+                src = self._addresses[src_ip] = _addr_int(src_ip)
+            datagrams = [(data, src, _gro_size(ancillary) if ancillary else 0)]
         else:
             for _attempt in range(4):
                 try:
@@ -373,11 +398,7 @@ class TunnelEndpoint:
             except OSError:  # a pending ICMP error reported on this shared socket
                 self._drop(SOCKET_ERROR)
                 continue
-            size = 0
-            for level, kind, value in ancillary:
-                if level == SOL_UDP and kind == UDP_GRO and len(value) >= _GRO_SIZE.size:
-                    size = _GRO_SIZE.unpack_from(value)[0]
-            datagrams.append((data, _addr_int(src_ip), size))
+            datagrams.append((data, _addr_int(src_ip), _gro_size(ancillary)))
         return datagrams
 
     def _vxlan_datagram(self, data: bytes | memoryview, dst_port: int, src: int,
