@@ -58,9 +58,11 @@ class Plan:
         self.versions = tuple((cache.bridge, entry.version) for cache, entry in stages)
         # the bridges of one daemon share one clock
         self.clock: Callable[[], float] = stages[0][0].clock() if stages else time.monotonic
-        # A deferred plan's replay only counts and refreshes (FlowCache.pure) and its MAC
-        # answers hold until valid_until: its packets are counted here and replayed at once
-        # by settle(), before anything reads or changes the bridges.
+        # A deferred plan's replay only counts and refreshes (FlowCache.pure), and it holds
+        # while its bridges keep these versions and until valid_until (what its MAC learning
+        # and lookups found cannot change before then without a version bump): its packets
+        # are counted here and replayed at once by settle(), before anything reads or
+        # changes the bridges. Switchboard._follow makes that check per packet.
         self.deferred = all(cache.pure(entry) for cache, entry in stages)
         self.valid_until = min((cache.valid_until(entry) for cache, entry in stages),
                                default=math.inf)
@@ -78,15 +80,6 @@ class Plan:
             if not cache.holds(entry, now):
                 return False
         return True
-
-    def current(self, now: float) -> bool:
-        """For a deferred plan: ``holds`` at ``now``, in one comparison per bridge and one
-        with the clock (what its MAC learning and lookups found cannot change before
-        valid_until without a version bump)."""
-        for bridge, version in self.versions:
-            if bridge.version != version:
-                return False
-        return now < self.valid_until
 
     def replay(self, packets: int, length: int, now: float | None = None) -> None:
         """The side effects of ``packets`` packets of ``length`` bytes in all, as their walk

@@ -405,7 +405,7 @@ class Switchboard:
         the first packet's replay changed a bridge (e.g. NORMAL learned a moved MAC)."""
         if plan.deferred:
             now = plan.clock()
-            # plan.current(now), written out: this runs for every packet of a known flow
+            # does it hold (see Plan.versions): written out, it runs for every such packet
             for bridge, version in plan.versions:
                 if bridge.version != version:
                     self.plans.forget(plan_key)

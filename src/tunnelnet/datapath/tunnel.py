@@ -385,11 +385,10 @@ class TunnelEndpoint:
         elif batch:
             self._deliver_batch(batch)
 
-    def _recv_each(self, sock: socket.socket, limit: int = BURST) -> list[batchrecv.Datagram]:
-        """What UdpBatchReceiver.receive gives, with one recvmsg per datagram (no recvmmsg),
-        at most ``limit``."""
+    def _recv_each(self, sock: socket.socket) -> list[batchrecv.Datagram]:
+        """What UdpBatchReceiver.receive gives, with one recvmsg per datagram (no recvmmsg)."""
         datagrams: list[batchrecv.Datagram] = []
-        for _ in range(limit):
+        for _ in range(BURST):
             try:
                 data, ancillary, _flags, (src_ip, _sport) = sock.recvmsg(_GRO_RECV_SIZE,
                                                                          _GRO_SPACE)
