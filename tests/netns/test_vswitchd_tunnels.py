@@ -168,6 +168,34 @@ def test_tcp_runs_both_ways_through_the_tunnel(shared_site: Site) -> None:
     assert forward > 0 and backward > 0
 
 
+def test_every_packet_of_quiet_traffic_is_counted(site: Site) -> None:
+    """Pings far apart are each read alone and take the short way of a known flow (deferred
+    counting, the frame sent at once): the OpenFlow counters must still count every one.
+    Dedicated flows for the echo requests and replies of network A on both hypervisors'
+    br-tun; ping's own statistics are the reference."""
+    ns = site.ns
+    # (table, match as dump-flows prints it) of the requests and replies on each
+    flows = {"hv1": ((2, "priority=2,icmp,dl_vlan=1,nw_dst=10.0.0.2"),
+                     (4, "priority=2,icmp,tun_id=0x64,nw_src=10.0.0.2")),
+             "hv2": ((2, "priority=2,icmp,dl_vlan=1,nw_dst=10.0.0.1"),
+                     (4, "priority=2,icmp,tun_id=0x64,nw_src=10.0.0.1"))}
+    actions = {2: f"strip_vlan,set_tunnel:{KEYS['A']},output:2",
+               4: f"mod_vlan_vid:{VLANS['A']},output:1"}
+    for hv, pair in flows.items():
+        text = "".join(f"table={t},{match},actions={actions[t]}\n" for t, match in pair)
+        site.switches[hv].ofctl("add-flows", "br-tun", "-", input=text)
+    count = 40
+    result = run(["ping", "-c", str(count), "-i", "0.02", "-W", "2", "10.0.0.2"],
+                 netns=ns["vmA1"], check=False, timeout=30)
+    received = re.search(r"(\d+) received", result.stdout)
+    assert received and int(received.group(1)) == count, result.stdout
+    for hv, pair in flows.items():
+        dump = site.switches[hv].ofctl("dump-flows", "br-tun").splitlines()
+        for table, match in pair:
+            line = next(x for x in dump if f"table={table}," in x and f" {match} " in x)
+            assert f"n_packets={count}," in line, (hv, line)
+
+
 def test_underlay_carries_only_encapsulated_packets_with_each_networks_key(shared_site: Site,
                                                                           tmp_path: Path
                                                                           ) -> None:

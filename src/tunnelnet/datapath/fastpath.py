@@ -62,7 +62,7 @@ class Plan:
         # while its bridges keep these versions and until valid_until (what its MAC learning
         # and lookups found cannot change before then without a version bump): its packets
         # are counted here and replayed at once by settle(), before anything reads or
-        # changes the bridges. Switchboard._follow makes that check per packet.
+        # changes the bridges. in_force() is that check, made per packet.
         self.deferred = all(cache.pure(entry) for cache, entry in stages)
         self.valid_until = min((cache.valid_until(entry) for cache, entry in stages),
                                default=math.inf)
@@ -70,6 +70,15 @@ class Plan:
         self.pending_bytes = 0
         self.last = 0.0  # the time of the last pending packet
         self.last_seq = 0  # and its place among all packets of deferred plans
+
+    def in_force(self, now: float) -> bool:
+        """Whether a deferred plan still holds at ``now`` (see versions, valid_until)."""
+        if now >= self.valid_until:
+            return False
+        for bridge, version in self.versions:  # noqa: SIM110 (a plain loop: no generator)
+            if bridge.version != version:
+                return False
+        return True
 
     def holds(self) -> bool:
         if not self.stages:

@@ -327,34 +327,48 @@ class SystemPort(Port):
         batch = self._batch
         if batch is None:
             return self._receive_each(self._sock)
-        vnet = self._vnet
         pace = self._pace
         if pace is not None:
             now = time.monotonic()
             if pace.quiet(now):  # one frame, and no tag on this socket: the plain call
-                try:
-                    data = self._sock.recv(_RECV_SIZE)
-                except BlockingIOError:
-                    return []
-                except OSError:  # e.g. ENETDOWN: the interface went down under us
-                    self.stats.rx_errors += 1
-                    return []
-                if not vnet:
-                    return [(data, None)]
-                if data[0] or data[1]:
-                    received = self._offloaded(data, data[_VNET.size:], 0)
-                    return [] if received is None else [received]
-                return [(data[_VNET.size:], None)]
+                got = self._read_one()
+                return [(got, None)] if isinstance(got, bytes) else got
         # recvmmsg: one system call per burst (written out here, not called: every
         # frame's first Python after a wakeup)
         try:
-            messages = batch.receive(self._sock.fileno(), BURST, _VNET.size if vnet else 0)
+            messages = batch.receive(self._sock.fileno(), BURST, _VNET.size if self._vnet
+                                     else 0)
         except OSError:  # e.g. ENETDOWN: the interface went down under us
             self.stats.rx_errors += 1
             return []
         if pace is not None:
             pace.burst(len(messages), now)
         return self._frames(batch, messages)
+
+    def read_quiet(self) -> bytes | list[Received] | None:
+        """``receive`` for a socket that is quiet (pace.py), which the datapath tries first:
+        None when it is busy (call ``receive`` for a burst), else what one plain read found:
+        an ordinary frame as it was on the wire, or a list of what needs more care (a
+        super-frame, a checksum the sender left to finish) or nothing."""
+        pace = self._pace
+        if pace is None or self._batch is None or not pace.quiet(time.monotonic()):
+            return None
+        return self._read_one()
+
+    def _read_one(self) -> bytes | list[Received]:
+        try:
+            data = self._sock.recv(_RECV_SIZE)
+        except BlockingIOError:
+            return []
+        except OSError:  # e.g. ENETDOWN: the interface went down under us
+            self.stats.rx_errors += 1
+            return []
+        if not self._vnet:
+            return data
+        if data[0] or data[1]:
+            received = self._offloaded(data, data[_VNET.size:], 0)
+            return [] if received is None else [received]
+        return data[_VNET.size:]
 
     def receive_tagged(self) -> list[Received]:
         """``receive`` for the socket of tagged frames (tagsplit.py)."""

@@ -108,7 +108,8 @@ class Switchboard:
         self._make_port = port_factory
         self.bridges: dict[str, BridgeState] = {}
         self.ports: dict[str, Port] = {}  # every port of the daemon by name (names are global)
-        self.tunnels = TunnelEndpoint(loop, self._from_tunnel, self._tunnel_dropped)
+        self.tunnels = TunnelEndpoint(loop, self._from_tunnel, self._tunnel_dropped,
+                                      self._from_tunnel_lone)
         loop.after_each_round(self.tunnels.flush)
         self._ratelog = RateLimitedLog()
         self.plans = Plans()
@@ -201,8 +202,12 @@ class Switchboard:
         state.external_ids[name] = dict(external_ids or {})
         self.ports[name] = port
         for fd, receive in port.readers():
-            # a partial, not a lambda: one Python frame fewer per burst
-            self._loop.add_reader(fd, functools.partial(self._from_port, port, receive))
+            # partials, not lambdas: one Python frame fewer per burst
+            if isinstance(port, SystemPort) and receive == port.receive:
+                reader = functools.partial(self._from_system, port)  # quiet reads first
+            else:
+                reader = functools.partial(self._from_port, port, receive)
+            self._loop.add_reader(fd, reader)
         log.info("port %s added to %s as ofport %d (type %s)", name, bridge, number,
                  kind.value)
         return number
@@ -279,8 +284,26 @@ class Switchboard:
 
     # --- forwarding ----------------------------------------------------------------------
 
+    def _from_system(self, port: SystemPort) -> None:
+        """Read a system port: while its socket is quiet, the one frame there is, on the
+        short way (_follow_lone); else a burst, as any port."""
+        got = port.read_quiet()
+        if got is None:
+            self._received(port, port.receive())
+        elif isinstance(got, bytes):
+            length = len(got)
+            port.stats.rx_packets += 1
+            port.stats.rx_bytes += length
+            if port.max_frame and length > port.max_frame and self._oversize(port, length):
+                return
+            self._follow_lone(port, got, None, None, None)
+        else:
+            self._received(port, got)
+
     def _from_port(self, port: Port, receive: Callable[[], list[Received]]) -> None:
-        frames = receive()
+        self._received(port, receive())
+
+    def _received(self, port: Port, frames: list[Received]) -> None:
         if not frames:
             if isinstance(port, SystemPort) and port.unsupported_gso:
                 self._unsupported_gso(port)
@@ -364,6 +387,40 @@ class Switchboard:
             port.stats.rx_bytes += gso.wire_bytes(len(frames[0]))
         self._input(port, frames, tun_id, tun_src, tun_dst, gso)
 
+    def _from_tunnel_lone(self, port: TunnelPort, frame: bytes, tun_id: int, tun_src: int,
+                          tun_dst: int) -> None:
+        port.stats.rx_packets += 1
+        port.stats.rx_bytes += len(frame)
+        self._follow_lone(port, frame, tun_id, tun_src, tun_dst)
+
+    def _follow_lone(self, port: Port, frame: bytes, tun_id: int | None, tun_src: int | None,
+                     tun_dst: int | None) -> None:
+        """``_input`` for one ordinary frame that came alone, as on a quiet link, where a
+        hop's Python runs with cold caches after a sleep and each call and object costs
+        most: a deferred plan is followed here and its frame sent at once."""
+        sig = signature(frame) if self.fast_path else None
+        if sig is not None:
+            length = len(frame)
+            plan = self.plans.get((port, tun_id, tun_src, tun_dst, sig, length))
+            if plan is not None and plan.deferred:
+                now = plan.clock()
+                if plan.in_force(now):
+                    self._defer(plan, 1, length, now)
+                    self._send_planned(plan, [frame])
+                    return
+        self._input(port, [frame], tun_id, tun_src, tun_dst, None, sig)
+
+    def _defer(self, plan: Plan, packets: int, length: int, now: float) -> None:
+        """Count packets that followed a deferred plan, for settle() to replay."""
+        if not plan.pending:
+            self._unsettled.append(plan)
+        plan.pending += packets
+        plan.pending_bytes += length
+        plan.last = now
+        self._deferred_bursts += 1
+        plan.last_seq = self._deferred_bursts
+        self.plans.followed += packets
+
     def _input(self, port: Port, frames: list[bytes], tun_id: int | None,
                tun_src: int | None, tun_dst: int | None, gso: Gso | None,
                sig: bytes | None = None) -> None:
@@ -405,22 +462,10 @@ class Switchboard:
         the first packet's replay changed a bridge (e.g. NORMAL learned a moved MAC)."""
         if plan.deferred:
             now = plan.clock()
-            # does it hold (see Plan.versions): written out, it runs for every such packet
-            for bridge, version in plan.versions:
-                if bridge.version != version:
-                    self.plans.forget(plan_key)
-                    return frames
-            if now >= plan.valid_until:
+            if not plan.in_force(now):
                 self.plans.forget(plan_key)
                 return frames
-            if not plan.pending:
-                self._unsettled.append(plan)
-            plan.pending += len(frames)
-            plan.pending_bytes += len(frames[0]) if len(frames) == 1 else sum(map(len, frames))
-            plan.last = now
-            self._deferred_bursts += 1
-            plan.last_seq = self._deferred_bursts
-            self.plans.followed += len(frames)
+            self._defer(plan, len(frames), sum(map(len, frames)), now)
             self._send_planned(plan, frames)
             return []
         if not plan.holds():

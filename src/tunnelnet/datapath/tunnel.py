@@ -111,6 +111,8 @@ SOCKET_ERROR: Final = "tunnel_socket_error"
 # port, frames of one flow (or one super-frame), tun_id, tun_src, tun_dst, the super-frame's
 # Gso (None: ordinary frames)
 Deliver = Callable[["TunnelPort", list[bytes], int, int, int, "Gso | None"], None]
+# port, frame, tun_id, tun_src, tun_dst: one ordinary frame that came alone (a quiet link)
+DeliverLone = Callable[["TunnelPort", bytes, int, int, int], None]
 # port, drop reason, packets, length of (the first) frame: a send of queued datagrams failed
 Dropped = Callable[["TunnelPort", str, int, int], None]
 _VXLAN: Final = PortKind.VXLAN
@@ -228,9 +230,11 @@ class TunnelEndpoint:
     """The shared tunnel sockets of one daemon and the table that demultiplexes onto ports."""
 
     def __init__(self, loop: EventLoop, deliver: Deliver,
-                 dropped: Dropped | None = None) -> None:
+                 dropped: Dropped | None = None, deliver_lone: DeliverLone | None = None
+                 ) -> None:
         self._loop = loop
         self._deliver = deliver
+        self._deliver_lone = deliver_lone
         self._dropped = dropped
         # VXLAN datagrams (VXLAN header + frame) waiting for flush(), per port and UDP source
         # port, in the order they were sent
@@ -381,7 +385,10 @@ class TunnelEndpoint:
                 self._vxlan_datagram(data, dst_port, src, ports, batch)
         if len(batch) == 1:  # the common case on a quiet link: no runs to look for
             port, vni, src, frame = batch[0]
-            self._deliver(port, [frame], vni, src, port.tun_dst, None)
+            if self._deliver_lone is not None:
+                self._deliver_lone(port, frame, vni, src, port.tun_dst)
+            else:
+                self._deliver(port, [frame], vni, src, port.tun_dst, None)
         elif batch:
             self._deliver_batch(batch)
 
@@ -538,15 +545,8 @@ class TunnelEndpoint:
         queued, self._queued = self._queued, {}
         for (port, sport), datagrams in queued.items():
             count = len(datagrams)
-            if count == 1:  # a lone datagram, as on a quiet link: what _send_run does for it
-                datagram = datagrams[0]
-                reason = self._send_raw(port, self._vxlan_tx, _UDP_HEADER(
-                    sport, port.dst_port, 8 + len(datagram), 0) + datagram)
-                if reason is None:
-                    port.stats.tx_packets += 1
-                    port.stats.tx_bytes += len(datagram) - _VXLAN_HEADER
-                else:
-                    self._sent(port, reason, 1, len(datagram))
+            if count == 1:  # a lone datagram: what _send_run does for it
+                self._send_lone(port, sport, datagrams[0])
                 continue
             start = 0
             while start < count:
@@ -559,6 +559,10 @@ class TunnelEndpoint:
                     end += 1  # a shorter one may end a run (the kernel cuts the rest so)
                 self._send_run(port, sport, datagrams[start:end])
                 start = end
+
+    def _send_lone(self, port: TunnelPort, sport: int, datagram: bytes) -> None:
+        self._sent(port, self._send_raw(port, self._vxlan_tx, _UDP_HEADER(
+            sport, port.dst_port, 8 + len(datagram), 0) + datagram), 1, len(datagram))
 
     def _send_run(self, port: TunnelPort, sport: int, run: list[bytes]) -> None:
         sock = self._gso_socket(port, sport) if len(run) > 1 else None
@@ -634,6 +638,12 @@ class TunnelEndpoint:
         (the datapath's plans keep them): a drop reason for all of them, or None."""
         if len(frames[0]) + port.overhead > port.underlay_mtu:
             return "mtu_exceeded"
+        if len(frames) == 1 and not self._queued:
+            # Nothing is waiting, so nothing could be sent with it or before it: waiting for
+            # the round's end would only add the rest of the round to its latency (on a
+            # quiet link, a hop's whole cost after the read is on a ping's path)
+            self._send_lone(port, sport, header + frames[0])
+            return None
         group = self._queued.get((port, sport))
         if group is None:
             group = self._queued[(port, sport)] = []

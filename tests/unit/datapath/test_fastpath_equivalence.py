@@ -85,6 +85,7 @@ class Send:
     port: str
     frame: bytes
     burst: int  # frames of this one flow arriving together
+    lone: bool = False  # one frame read by itself from a quiet socket (its own short way)
 
 
 @dataclass(frozen=True)
@@ -126,8 +127,8 @@ def scenarios(draw: st.DrawFn) -> tuple[list[str], list[str], list[object]]:
     # a few (port, frame) flows, so that plans are made and then followed
     pool = draw(st.lists(st.tuples(st.sampled_from([p[1] for p in SYSTEM_PORTS]), frames()),
                          min_size=1, max_size=3))
-    send = st.builds(lambda flow, burst: Send(flow[0], flow[1], burst), st.sampled_from(pool),
-                     st.sampled_from([1, 1, 1, 3]))
+    send = st.builds(lambda flow, burst, lone: Send(flow[0], flow[1], burst, lone and burst == 1),
+                     st.sampled_from(pool), st.sampled_from([1, 1, 1, 3]), st.booleans())
     other = st.one_of(
         st.builds(AddFlow, bridges, flows),
         st.builds(DelFlows, bridges, matches),
@@ -198,7 +199,10 @@ def _apply(made: Switchboard, step: object, clock: Clock) -> None:
         run = [step.frame] * step.burst
         port.stats.rx_packets += len(run)  # as the receive loop counts them
         port.stats.rx_bytes += sum(map(len, run))
-        made._input(port, run, None, None, None, None)
+        if step.lone:
+            made._follow_lone(port, step.frame, None, None, None)
+        else:
+            made._input(port, run, None, None, None, None)
     elif isinstance(step, AddFlow):
         Service(made)(m.AddFlows(step.bridge, [step.text]))
     elif isinstance(step, DelFlows):
@@ -254,10 +258,12 @@ def agent_like(draw: st.DrawFn) -> list[object]:
     def frame(src: str, dst: str, size: int) -> bytes:
         return bytes(Ether(src=src, dst=dst) / IP(src="10.0.0.1", dst="10.0.0.2") / UDP()
                      / Raw(b"x" * size))
-    out = st.builds(lambda size, burst: Send("p2", frame(MACS[0], MACS[1], size), burst),
-                    st.sampled_from([20, 60]), st.sampled_from([1, 1, 2, 5]))
-    back = st.builds(lambda burst: Send("q1", frame(MACS[1], MACS[0], 20), burst),
-                     st.sampled_from([1, 1, 3]))
+    out = st.builds(lambda size, burst, lone: Send("p2", frame(MACS[0], MACS[1], size), burst,
+                                                   lone and burst == 1),
+                    st.sampled_from([20, 60]), st.sampled_from([1, 1, 2, 5]), st.booleans())
+    back = st.builds(lambda burst, lone: Send("q1", frame(MACS[1], MACS[0], 20), burst,
+                                              lone and burst == 1),
+                     st.sampled_from([1, 1, 3]), st.booleans())
     advance = st.builds(Advance, st.sampled_from([0.5, 1.0, 2.5, 4.0, 6.0, 301.0]),
                         st.booleans())
     return draw(st.lists(st.one_of(out, out, back, back, advance, advance, st.just(Look())),
@@ -286,6 +292,9 @@ def test_a_repeated_flow_is_forwarded_by_its_plan() -> None:
         assert made.plans.followed == before + 5
         q1 = made.ports["q1"]
         assert isinstance(q1, RecordingPort) and q1.sent[-5:] == [frame] * 5
+        _apply(made, Send("p2", frame, 1, lone=True), clock)  # read alone: the short way
+        assert made.plans.followed == before + 6
+        assert q1.sent[-1] == frame and len(q1.sent) == 3 + 5 + 1
 
 
 def test_the_control_service_reports_packets_still_pending_in_deferred_plans() -> None:
