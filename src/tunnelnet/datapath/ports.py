@@ -89,6 +89,10 @@ IFNAMSIZ: Final = 16
 
 
 class PortKind(enum.Enum):
+    # Enum's own __hash__ is Python code: a call per packet where a kind is part of a dict
+    # key (the tunnel demultiplexer's); members are singletons, so identity's hash will do
+    __hash__ = object.__hash__
+
     SYSTEM = "system"
     INTERNAL = "internal"
     PATCH = "patch"
@@ -327,12 +331,9 @@ class SystemPort(Port):
         batch = self._batch
         if batch is None:
             return self._receive_each(self._sock)
-        pace = self._pace
-        if pace is not None:
-            now = time.monotonic()
-            if pace.quiet(now):  # one frame, and no tag on this socket: the plain call
-                got = self._read_one()
-                return [(got, None)] if isinstance(got, bytes) else got
+        got = self.read_quiet()  # one frame, and no tag on this socket: the plain call
+        if got is not None:
+            return [(got, None)] if isinstance(got, bytes) else got
         # recvmmsg: one system call per burst (written out here, not called: every
         # frame's first Python after a wakeup)
         try:
@@ -341,8 +342,8 @@ class SystemPort(Port):
         except OSError:  # e.g. ENETDOWN: the interface went down under us
             self.stats.rx_errors += 1
             return []
-        if pace is not None:
-            pace.burst(len(messages), now)
+        if self._pace is not None:
+            self._pace.burst(len(messages), time.monotonic())
         return self._frames(batch, messages)
 
     def read_quiet(self) -> bytes | list[Received] | None:
@@ -353,9 +354,6 @@ class SystemPort(Port):
         pace = self._pace
         if pace is None or self._batch is None or not pace.quiet(time.monotonic()):
             return None
-        return self._read_one()
-
-    def _read_one(self) -> bytes | list[Received]:
         try:
             data = self._sock.recv(_RECV_SIZE)
         except BlockingIOError:

@@ -413,7 +413,7 @@ class TunnelEndpoint:
         if isinstance(data, bytes) and len(data) >= _VXLAN_MIN and data[0] & _VXLAN_I:
             # vxlan_decap_payload's checks, written out for a whole datagram: its inner
             # frame is one slice of the bytes, with no view to make and copy
-            vni, inner = int.from_bytes(data[4:7], "big"), data[8:]
+            vni, inner = data[4] << 16 | data[5] << 8 | data[6], data[8:]
         else:
             try:
                 vni, view = vxlan_decap_payload(data)
