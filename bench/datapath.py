@@ -6,7 +6,9 @@ measure iperf3 TCP (1 and 4 streams), iperf3 UDP with 64-byte payloads (delivere
 ping RTT (average and p99) and the datapath process's CPU seconds per gigabit of TCP, in
 rounds: each round measures every datapath once (the next round in the opposite order), so
 that a slow spell of the machine falls on all of them alike instead of on whichever was being
-measured then, and the ratios compare like with like. Reports medians over the rounds, prints
+measured then, and the ratios compare like with like. RTT moves most with the machine's
+moment (tenths of a millisecond, where a neighbour's burst is felt), so a round's pings go
+in blocks that take turns between the datapaths. Reports medians over the rounds, prints
 a table with ratios to Open vSwitch userspace (same encapsulation) and to kernel VXLAN, writes
 JSON and a bar chart. Everything it made is removed at the end, also on Ctrl-C or SIGTERM.
 
@@ -30,11 +32,20 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from types import FrameType
 
-from bench.netlab import BenchError, Figures, Lab, connected, measure
+from bench.netlab import (
+    BenchError,
+    Figures,
+    Lab,
+    connected,
+    interleaved_ping_times,
+    measure,
+    rtt_figures,
+)
 from bench.setups import DATAPATHS
 
 RESULTS = Path(__file__).resolve().parent / "results"
 METRICS = [f.name for f in fields(Figures)]
+RTT_BLOCKS = 5  # each round's pings per datapath, in blocks taking turns between datapaths
 LOWER_IS_BETTER = {"rtt_avg_ms", "rtt_p99_ms", "cpu_s_per_gbit"}
 _HEAD = {"tcp1_gbps": "TCP1 Gb/s", "tcp4_gbps": "TCP4 Gb/s", "udp64_pps": "UDP64 pps",
          "rtt_avg_ms": "RTT ms", "rtt_p99_ms": "p99 ms", "cpu_s_per_gbit": "CPU s/Gb"}
@@ -99,11 +110,17 @@ def measure_all(names: list[str], args: argparse.Namespace, workdir: Path, made:
             errors[name] = str(exc)
             print(f"  {name} failed: {exc}", file=sys.stderr)
     for round_ in range(args.repeats):
-        for p in ready if round_ % 2 == 0 else ready[::-1]:
+        order = ready if round_ % 2 == 0 else ready[::-1]
+        for p in order:
             print(f"round {round_ + 1}/{args.repeats}: measuring {p.name} ...",
                   file=sys.stderr, flush=True)
-            p.runs.append(measure(p.lab, seconds=args.seconds, pings=args.pings,
-                                  cpu_pids=p.pids))
+            p.runs.append(measure(p.lab, seconds=args.seconds, pings=0, cpu_pids=p.pids))
+        if args.pings and order:
+            print(f"round {round_ + 1}/{args.repeats}: pinging all in turns ...",
+                  file=sys.stderr, flush=True)
+            times = interleaved_ping_times([p.lab for p in order], args.pings, RTT_BLOCKS)
+            for p, own in zip(order, times, strict=True):
+                p.runs[-1].rtt_avg_ms, p.runs[-1].rtt_p99_ms = rtt_figures(own)
     for p in ready:
         profile: list[tuple[str, int]] = []
         if args.profile and p.name.startswith("tunnelnet") and p.pids:

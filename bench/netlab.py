@@ -203,16 +203,37 @@ def measure(lab: Lab, *, seconds: float, pings: int, cpu_pids: list[int]) -> Fig
     udp = _end(_iperf(lab, ["-u", "-b", "0", "-l", "64"], seconds), "sum")
     if udp.get("seconds"):
         fig.udp64_pps = (udp["packets"] - udp["lost_packets"]) / udp["seconds"]
-    fig.rtt_avg_ms, fig.rtt_p99_ms = ping_rtt(lab, pings)
+    if pings:
+        fig.rtt_avg_ms, fig.rtt_p99_ms = rtt_figures(ping_times(lab, pings))
     return fig
 
 
-def ping_rtt(lab: Lab, count: int) -> tuple[float | None, float | None]:
+def ping_times(lab: Lab, count: int) -> list[float]:
+    """Round-trip times (ms) of ``count`` pings 2 ms apart from vm1 to vm2."""
     out = subprocess.run(["ip", "netns", "exec", lab.ns("vm1"), "ping", "-c", str(count),
                           "-i", "0.002", "-W", "1", VM_IP.format(2)],
                          capture_output=True, timeout=count * 0.05 + 30, check=False).stdout
-    times = sorted(float(t) for t in _PING_TIME.findall(out))
+    return [float(t) for t in _PING_TIME.findall(out)]
+
+
+def interleaved_ping_times(labs: list[Lab], count: int, blocks: int) -> list[list[float]]:
+    """``count`` pings per lab in ``blocks`` blocks that take turns between the labs (in
+    alternating order), so that a slow spell of the machine, which moves RTT far more than any
+    other figure, falls on all of them alike. Times per lab, in the labs' order."""
+    blocks = max(1, min(blocks, count))
+    times: list[list[float]] = [[] for _ in labs]
+    for block in range(blocks):
+        size = count // blocks + (1 if block < count % blocks else 0)
+        order = list(enumerate(labs))
+        for i, lab in order if block % 2 == 0 else order[::-1]:
+            times[i] += ping_times(lab, size)
+    return times
+
+
+def rtt_figures(times: list[float]) -> tuple[float | None, float | None]:
+    """Average and 99th percentile of round-trip times."""
     if not times:
         return None, None
-    p99 = times[min(len(times) - 1, round(0.99 * (len(times) - 1)))]
-    return statistics.fmean(times), p99
+    ordered = sorted(times)
+    p99 = ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
+    return statistics.fmean(ordered), p99
