@@ -169,8 +169,9 @@ def test_tcp_runs_both_ways_through_the_tunnel(shared_site: Site) -> None:
 
 
 def test_every_packet_of_quiet_traffic_is_counted(site: Site) -> None:
-    """Pings far apart are each read alone and take the short way of a known flow (deferred
-    counting, the frame sent at once): the OpenFlow counters must still count every one.
+    """Pings far apart are each read alone and follow their flow's plan on the short way
+    (deferred counting, the frame sent at once): the OpenFlow counters must still count
+    every one.
     Dedicated flows for the echo requests and replies of network A on both hypervisors'
     br-tun; ping's own statistics are the reference."""
     ns = site.ns
@@ -194,6 +195,11 @@ def test_every_packet_of_quiet_traffic_is_counted(site: Site) -> None:
         for table, match in pair:
             line = next(x for x in dump if f"table={table}," in x and f" {match} " in x)
             assert f"n_packets={count}," in line, (hv, line)
+    # and they were not walked: each hypervisor forwarded every request and reply; past the
+    # first of each direction (and an ARP exchange), all of them followed plans
+    stats = json.loads(site.switches["hv1"].ofctl("dp-stats", "--json"))
+    assert stats["packets_followed"] >= 2 * count - 6, stats
+    assert stats["packets_walked"] >= 2 and stats["plans"] >= 2, stats
 
 
 def test_underlay_carries_only_encapsulated_packets_with_each_networks_key(shared_site: Site,

@@ -119,6 +119,24 @@ def trace(ctx: click.Context, bridge: str, flow: str, as_json: bool, explain: bo
         click.echo(result["text"], nl=not result["text"].endswith("\n"))
 
 
+@cli.command("dp-stats")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def dp_stats(ctx: click.Context, as_json: bool) -> None:
+    """How packets crossed the datapath (like `ovs-appctl dpif/show`): how many followed a
+    plan (a known flow's short way past every bridge's tables) and how many walked the tables;
+    a flow that keeps walking has a rewrite or an error on its way, or its bridges change."""
+    stats = call(ctx, m.DatapathStats())
+    if as_json:
+        click.echo(json.dumps(stats, indent=2))
+        return
+    followed, walked = stats["packets_followed"], stats["packets_walked"]
+    total = followed + walked
+    share = f" ({100 * followed / total:.1f}% followed)" if total else ""
+    click.echo(f"plans: {stats['plans']} (made {stats['plans_made']})")
+    click.echo(f"packets: followed a plan {followed}, walked the tables {walked}{share}")
+
+
 @cli.command("dump-drops")
 @click.argument("bridge", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")

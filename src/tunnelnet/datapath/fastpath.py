@@ -122,7 +122,8 @@ class Plans:
         # the dict's own get: a lookup per packet without a Python frame
         self.get: Callable[[PlanKey], Plan | None] = self._plans.get
         self.made = 0
-        self.followed = 0
+        self.followed = 0  # packets that followed a plan
+        self.walked = 0  # packets that walked the tables (a super-frame's segments)
 
     def __len__(self) -> int:
         return len(self._plans)
@@ -132,6 +133,10 @@ class Plans:
             self._plans.clear()
         self._plans[key] = plan
         self.made += 1
+
+    def stats(self) -> dict[str, int]:
+        return {"plans": len(self._plans), "plans_made": self.made,
+                "packets_followed": self.followed, "packets_walked": self.walked}
 
     def forget(self, key: PlanKey) -> None:
         self._plans.pop(key, None)

@@ -163,6 +163,14 @@ class DumpDrops(Request):
 
 
 @dataclass(frozen=True, slots=True)
+class DatapathStats(Request):
+    """How packets went through the datapath (like `ovs-appctl dpif/show`): result is
+    {"plans", "plans_made", "packets_followed", "packets_walked"}."""
+
+    OP: ClassVar[str] = "dp-stats"
+
+
+@dataclass(frozen=True, slots=True)
 class Ping(Request):
     """Liveness and identity: result is {"pid", "version", "protocol"}."""
 
@@ -172,7 +180,8 @@ class Ping(Request):
 REQUESTS: Final[dict[str, type[Request]]] = {
     cls.OP: cls
     for cls in (AddBridge, DelBridge, AddPort, DelPort, SetPort, ListBridges, ListPorts, Show,
-                AddFlows, ModFlows, DelFlows, DumpFlows, DumpPorts, TraceFlow, DumpDrops, Ping)
+                AddFlows, ModFlows, DelFlows, DumpFlows, DumpPorts, TraceFlow, DumpDrops,
+                DatapathStats, Ping)
 }
 
 

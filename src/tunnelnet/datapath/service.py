@@ -42,6 +42,7 @@ class Service:
             m.DumpPorts: self._dump_ports,
             m.TraceFlow: self._trace,
             m.DumpDrops: self._dump_drops,
+            m.DatapathStats: lambda _r: self.board.plans.stats(),
             m.Ping: lambda _r: {"pid": os.getpid(), "version": __version__,
                                 "protocol": m.PROTOCOL_VERSION},
         }

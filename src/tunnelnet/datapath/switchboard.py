@@ -438,6 +438,7 @@ class Switchboard:
                     if not frames:
                         return
         self.settle()  # the walk must see what earlier packets did
+        self.plans.walked += len(frames) if gso is None else gso.segments
         state = self.bridges[port.bridge]
         try:
             key = extract_flow_key(frames[0], port.ofport, tun_id, tun_src=tun_src,

@@ -32,6 +32,7 @@ EXAMPLES: list[m.Request] = [
     m.DumpPorts("br-int", "tap1"),
     m.TraceFlow("br-int", "in_port=1,dl_dst=ff:ff:ff:ff:ff:ff", explain=True),
     m.DumpDrops(),
+    m.DatapathStats(),
     m.Ping(),
 ]
 
