@@ -328,14 +328,18 @@ class SystemPort(Port):
         finish them, or the far end would drop every such segment. A sender with TSO hands over
         up to 64 KiB of one TCP flow at once: it stays whole (its Gso says how to cut it), so
         the tables are walked once for all its segments; only the last hop cuts it, or none."""
-        batch = self._batch
-        if batch is None:
+        if self._batch is None:
             return self._receive_each(self._sock)
         got = self.read_quiet()  # one frame, and no tag on this socket: the plain call
         if got is not None:
             return [(got, None)] if isinstance(got, bytes) else got
-        # recvmmsg: one system call per burst (written out here, not called: every
-        # frame's first Python after a wakeup)
+        return self.read_burst()
+
+    def read_burst(self) -> list[Received]:
+        """``receive`` once ``read_quiet`` has found the socket busy: a burst."""
+        batch = self._batch
+        if batch is None:
+            return self._receive_each(self._sock)
         try:
             messages = batch.receive(self._sock.fileno(), BURST, _VNET.size if self._vnet
                                      else 0)

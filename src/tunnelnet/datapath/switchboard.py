@@ -288,8 +288,8 @@ class Switchboard:
         """Read a system port: while its socket is quiet, the one frame there is, on the
         short way (_follow_lone); else a burst, as any port."""
         got = port.read_quiet()
-        if got is None:
-            self._received(port, port.receive())
+        if got is None:  # busy: read_quiet has said so, receive() would ask again
+            self._received(port, port.read_burst())
         elif isinstance(got, bytes):
             length = len(got)
             port.stats.rx_packets += 1
