@@ -80,12 +80,25 @@ class EventLoop:
     def run(self) -> None:
         """Dispatch until ``stop()``."""
         self._running = True
+        clock, timers = self._clock, self._timers
         while self._running:
-            self.run_once(self._next_timeout())
+            # one clock read a round says both whether a timer is due and how long the poll
+            # may sleep: after a sleep every call costs most (see run_once's callbacks)
+            now = clock()
+            if timers and timers[0].due <= now:
+                self._run_timers(now)
+                continue
+            self._dispatch(min(1.0, timers[0].due - now) if timers else 1.0)
 
     def run_once(self, timeout: float | None = 0.0) -> None:
+        """One round: wait up to ``timeout`` seconds (None: without limit) for ready
+        descriptors, run their callbacks, then the timers that are due."""
+        self._dispatch(-1 if timeout is None else timeout)
+        self._run_timers(self._clock())
+
+    def _dispatch(self, timeout: float) -> None:
         readers, writers = self._readers, self._writers
-        for fd, events in self._epoll.poll(-1 if timeout is None else timeout):
+        for fd, events in self._epoll.poll(timeout):
             # errors and hang-ups are reported to the reader, whose recv will say what it is.
             # The guard is written out here, not called: this is the first Python a packet
             # meets after a sleep, when every extra call costs most.
@@ -103,7 +116,6 @@ class EventLoop:
                 callback()
             except Exception:
                 log.exception("event loop callback %r failed", callback)
-        self._run_timers()
 
     def _guarded(self, callback: Callback) -> None:
         """A bug in one port's handler must not stop a switch that carries everyone's
@@ -116,15 +128,7 @@ class EventLoop:
     def close(self) -> None:
         self._epoll.close()
 
-    def _next_timeout(self) -> float:
-        while self._timers and self._timers[0].cancelled:
-            heapq.heappop(self._timers)
-        if not self._timers:
-            return 1.0
-        return max(0.0, min(1.0, self._timers[0].due - self._clock()))
-
-    def _run_timers(self) -> None:
-        now = self._clock()
+    def _run_timers(self, now: float) -> None:
         while self._timers and self._timers[0].due <= now:
             timer = heapq.heappop(self._timers)
             if timer.cancelled:
