@@ -36,6 +36,7 @@ from tunnelnet.packet.offload import (
     describe,
     segment_tcp,
 )
+from tunnelnet.packet.udp_segment import segment_udp
 
 log = logging.getLogger(__name__)
 
@@ -368,8 +369,7 @@ class SystemPort(Port):
         if not self._vnet:
             return data
         if data[0] or data[1]:
-            received = self._offloaded(data, data[_VNET.size:], 0)
-            return [] if received is None else [received]
+            return self._offloaded(data, data[_VNET.size:], 0)
         return data[_VNET.size:]
 
     def receive_tagged(self) -> list[Received]:
@@ -399,9 +399,7 @@ class SystemPort(Port):
                 frame = frame[:12] + _TAG.pack(tag >> 16, tag & 0xFFFF) + frame[12:]
                 shift = 4  # the header's offsets count from the frame without it
             if asks is not None:
-                received = self._offloaded(asks, frame, shift)
-                if received is not None:
-                    frames.append(received)
+                frames += self._offloaded(asks, frame, shift)
                 continue
             frames.append((frame, None))
         return frames
@@ -433,38 +431,38 @@ class SystemPort(Port):
                         frame = frame[:12] + _TAG.pack(tpid, tci) + frame[12:]
                         shift = 4  # the header's offsets count from the frame without it
             if vnet and (data[0] or data[1]):
-                received = self._offloaded(data, frame, shift)
-                if received is not None:
-                    frames.append(received)
+                frames += self._offloaded(data, frame, shift)
                 continue
             frames.append((frame, None))
         return frames
 
-    def _offloaded(self, data: bytes, frame: bytes, shift: int) -> Received | None:
-        """A frame whose virtio-net header asks for work: a checksum to finish, or a TCP
-        super-frame to keep whole. None (counted, logged by the caller's counters) for a kind
-        of super-frame we cannot cut (UDP GSO) or a header that does not fit its frame."""
+    def _offloaded(self, data: bytes, frame: bytes, shift: int) -> list[Received]:
+        """A frame whose virtio-net header asks for work: a checksum to finish, a TCP
+        super-frame to keep whole, or a UDP one to cut into its datagrams now (nothing on the
+        way keeps those whole). Nothing (counted, logged by the caller's counters) for a kind
+        of super-frame we cannot cut or a header that does not fit its frame."""
         flags, gso_type, _hdr_len, gso_size, csum_start, csum_offset = _VNET.unpack_from(data)
         if not gso_type:
             if flags & VIRTIO_NET_HDR_F_NEEDS_CSUM:
                 frame = _finish_checksum(frame, csum_start + shift, csum_offset)
-            return frame, None
+            return [(frame, None)]
         kind = gso_type & ~VIRTIO_GSO_ECN
         try:
-            if kind not in (VIRTIO_GSO_TCPV4, VIRTIO_GSO_TCPV6) or not (
-                flags & VIRTIO_NET_HDR_F_NEEDS_CSUM
-            ):
-                raise PacketError(f"virtio-net gso_type {gso_type} is not TCP with a partial "
-                                  "checksum")
+            if not flags & VIRTIO_NET_HDR_F_NEEDS_CSUM:
+                raise PacketError(f"virtio-net gso_type {gso_type} without a partial checksum")
+            if kind == udp_merge.VIRTIO_GSO_UDP_L4:
+                return [(datagram, None) for datagram in segment_udp(frame, gso_size)]
+            if kind not in (VIRTIO_GSO_TCPV4, VIRTIO_GSO_TCPV6):
+                raise PacketError(f"virtio-net gso_type {gso_type} is neither TCP nor UDP_L4")
             gso = describe(frame, gso_size)
         except PacketError as exc:
             self.stats.rx_dropped += 1
             self.unsupported_gso += 1
             self.last_gso_error = str(exc)
-            return None
+            return []
         if gso.segments == 1:  # all of it fits one segment: an ordinary frame after all
-            return _finish_checksum(frame, gso.l4, TCP_CSUM_OFFSET), None
-        return frame, gso
+            return [(_finish_checksum(frame, gso.l4, TCP_CSUM_OFFSET), None)]
+        return [(frame, gso)]
 
     def send(self, frame: bytes) -> None:
         try:
