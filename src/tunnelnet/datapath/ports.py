@@ -240,7 +240,8 @@ class SystemPort(Port):
             # (no TSO or UDP segmentation) instead of letting the kernel's GSO cut it.
             with contextlib.suppress(OSError):
                 tx.setsockopt(SOL_PACKET, PACKET_QDISC_BYPASS, 1)
-            sock.setsockopt(SOL_PACKET, PACKET_AUXDATA, 1)  # VLAN tags: see receive()
+            if tagged is None:  # one socket for every frame: tags come as its aux data
+                sock.setsockopt(SOL_PACKET, PACKET_AUXDATA, 1)
             self._vnet = True
             try:
                 sock.setsockopt(SOL_PACKET, PACKET_VNET_HDR, 1)  # partial checksums
@@ -253,9 +254,11 @@ class SystemPort(Port):
                     tagged.setsockopt(SOL_PACKET, PACKET_VNET_HDR, 1)
             # a burst in one recvmmsg, unless the kernel cannot leave out our own sends
             self._batch: batchrecv.BatchReceiver | None = None
+            self._tagged_batch: batchrecv.BatchReceiver | None = None
             if not self._filter_outgoing:
                 with contextlib.suppress(OSError):
-                    self._batch = batchrecv.shared(BURST)
+                    self._batch = batchrecv.shared(BURST, aux=tagged is None)
+                    self._tagged_batch = batchrecv.shared(BURST)
             sock.bind((name, ETH_P_ALL))
             if tagged is not None:
                 tagged.bind((name, ETH_P_ALL))
@@ -376,8 +379,8 @@ class SystemPort(Port):
         """``receive`` for the socket of tagged frames (tagsplit.py)."""
         if self._tagged is None:
             return []
-        batch = self._batch
-        if batch is None:
+        batch = self._tagged_batch
+        if batch is None or self._batch is None:
             return self._receive_each(self._tagged)
         try:
             messages = batch.receive(self._tagged.fileno(), BURST,
