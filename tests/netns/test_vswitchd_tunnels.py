@@ -318,6 +318,63 @@ for _ in range(5):
     assert "0 packets captured" in errors
 
 
+# From the underlay, with the peer hypervisor's address as its source: one GRE packet per
+# argv variant, built by scapy, carrying a broadcast frame from MAC 02:00:00:00:00:77 in key A.
+_GRE_SENDER = """
+import socket, sys
+from scapy.all import GRE, ICMP, IP, Ether, Raw
+inner = Ether(src="02:00:00:00:00:77", dst="ff:ff:ff:ff:ff:ff") / IP(dst="10.0.0.1") / ICMP()
+outer = IP(src="192.0.2.2", dst="192.0.2.1", ttl=64)
+variants = {
+    "checksummed": GRE(chksum_present=1, key_present=1, key=int(sys.argv[2]), proto=0x6558),
+    "bad_checksum": GRE(chksum_present=1, key_present=1, key=int(sys.argv[2]), proto=0x6558,
+                        chksum=0x1234),
+    "not_teb": GRE(key_present=1, key=int(sys.argv[2]), proto=0x0800),
+}
+if sys.argv[1] == "truncated":
+    packet = bytes(outer / GRE(key_present=1, key=int(sys.argv[2]), proto=0x6558)
+                   / Raw(bytes(inner)[:10]))
+else:
+    packet = bytes(outer / variants[sys.argv[1]] / inner)
+s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+s.sendto(packet, ("192.0.2.1", 0))
+"""
+
+
+@pytest.mark.parametrize("shared_site", ["gre"], indirect=True)
+@pytest.mark.parametrize(("variant", "delivered"), [
+    ("checksummed", True),  # RFC 2890: a checksum and a key, both valid
+    ("bad_checksum", False),
+    ("not_teb", False),  # an IPv4 payload, not an Ethernet frame
+    ("truncated", False),  # no room for an inner Ethernet header
+])
+def test_gre_packets_from_the_peer_are_taken_only_when_well_formed(
+        shared_site: Site, variant: str, delivered: bool) -> None:
+    """Whatever form a GRE packet from the peer's address takes, it reaches network A's VM
+    only if RFC 2784/2890 say it is a good Ethernet-over-GRE packet; else it is counted as
+    a bad tunnel packet."""
+    site = shared_site
+    ns = site.ns
+    run(["ip", "addr", "replace", "192.0.2.98/24", "dev", "br0"], netns=ns["ul"])
+    before = site.switches["hv1"].call(m.DumpDrops())["daemon"].get("bad_tunnel_packet", 0)
+    watch = subprocess.Popen(["ip", "netns", "exec", ns["vmA1"], "timeout", "3", "tcpdump",
+                              "--immediate-mode", "-e", "-i", "eth0", "-c", "1",
+                              "ether src 02:00:00:00:00:77"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert watch.stderr is not None
+    watch.stderr.readline()  # "listening on eth0 ..."
+    run([sys.executable, "-c", _GRE_SENDER, variant, str(KEYS["A"])], netns=ns["ul"],
+        timeout=60)
+    captured, _ = watch.communicate(timeout=20)
+    after = site.switches["hv1"].call(m.DumpDrops())["daemon"].get("bad_tunnel_packet", 0)
+    if delivered:
+        assert "02:00:00:00:00:77" in captured
+        assert after == before
+    else:
+        assert captured.strip() == "", captured
+        assert after == before + 1
+
+
 def test_killed_clients_do_not_disturb_forwarding(shared_site: Site) -> None:
     site = shared_site
     ns = site.ns

@@ -116,7 +116,13 @@ DeliverLone = Callable[["TunnelPort", bytes, int, int, int], None]
 # port, drop reason, packets, length of (the first) frame: a send of queued datagrams failed
 Dropped = Callable[["TunnelPort", str, int, int], None]
 _VXLAN: Final = PortKind.VXLAN
+_GRE: Final = PortKind.GRE
 _MAX_ADDRESSES: Final = 4096  # remembered peer addresses (text to integer)
+# The GRE packet we send and nearly all we receive: an IPv4 header without options, then GRE
+# flags with only the key bit, version 0, protocol transparent Ethernet bridging
+_GRE_PLAIN_IHL: Final = 0x45
+_GRE_KEY_ONLY_TEB: Final = b"\x20\x00\x65\x58"
+_GRE_PLAIN_MIN: Final = IPV4_HEADER + 8 + 14  # headers and an inner Ethernet header
 _VXLAN_MIN: Final = 8 + 14  # VXLAN header and an inner Ethernet header
 _VXLAN_I: Final = 0x08  # the I flag: the VNI is valid (RFC 7348)
 
@@ -268,7 +274,8 @@ class TunnelEndpoint:
                 _drop_all_filter(self._vxlan_tx)
         elif self._gre is None:
             self._gre = self._open_raw(IPPROTO_GRE)
-            self._loop.add_reader(self._gre, self._receive_gre)
+            self._loop.add_reader(self._gre, functools.partial(self._receive_gre, self._gre,
+                                                               Pace()))
         self._ports[port.demux_key] = port
 
     def remove(self, port: TunnelPort) -> None:
@@ -429,11 +436,30 @@ class TunnelEndpoint:
             return
         batch.append((port, vni, src, inner))
 
-    def _receive_gre(self) -> None:
-        assert self._gre is not None
-        ports = self._ports
-        recvfrom = self._gre.recvfrom
+    def _receive_gre(self, sock: socket.socket, pace: Pace) -> None:
+        if not pace.quiet(now := time.monotonic()):
+            self._receive_gre_burst(sock, pace, now)
+            return
+        # one packet with the socket's own call (pace.py), handed on the short way
+        try:
+            data, (src_ip, _) = sock.recvfrom(_RECV_SIZE)
+        except BlockingIOError:
+            return
+        except OSError:  # a pending ICMP error (e.g. protocol unreachable at a peer)
+            self._drop(SOCKET_ERROR)
+            return
+        packet = self._gre_packet(data, src_ip)
+        if packet is not None:
+            port, key, src, frame = packet
+            if self._deliver_lone is not None:
+                self._deliver_lone(port, frame, key, src, port.tun_dst)
+            else:
+                self._deliver(port, [frame], key, src, port.tun_dst, None)
+
+    def _receive_gre_burst(self, sock: socket.socket, pace: Pace, now: float) -> None:
+        recvfrom = sock.recvfrom
         batch: list[tuple[TunnelPort, int, int, bytes]] = []
+        read = 0
         for _ in range(BURST):
             try:
                 data, (src_ip, _) = recvfrom(_RECV_SIZE)
@@ -442,21 +468,42 @@ class TunnelEndpoint:
             except OSError:  # a pending ICMP error (e.g. protocol unreachable at a peer)
                 self._drop(SOCKET_ERROR)
                 continue
-            try:
-                key, inner = gre_decap_packet(data)
-            except PacketError:
-                self._drop(BAD_PACKET)
-                continue
-            src = _addr_int(src_ip)
-            port = ports.get((PortKind.GRE, 0, src, key)) or ports.get(
-                (PortKind.GRE, 0, src, None)
-            )
-            if port is None:
-                self._drop_unknown(PortKind.GRE, 0, src)
-                continue
-            batch.append((port, key, src, bytes(inner)))
+            read += 1
+            packet = self._gre_packet(data, src_ip)
+            if packet is not None:
+                batch.append(packet)
+        pace.burst(read, now)
         if batch:
             self._deliver_batch(batch)
+
+    def _gre_packet(self, data: bytes, src_ip: str
+                    ) -> tuple[TunnelPort, int, int, bytes] | None:
+        """(port, key, outer source, inner frame) of what the GRE socket read; None when it
+        is dropped (counted)."""
+        if data[0] == _GRE_PLAIN_IHL and data[20:24] == _GRE_KEY_ONLY_TEB \
+                and len(data) >= _GRE_PLAIN_MIN and not (data[6] & 0x3F or data[7]):
+            # the common packet, written out: the kernel has checked the IPv4 header's
+            # checksum and length before a raw socket sees it, and there is one key to read
+            key = data[24] << 24 | data[25] << 16 | data[26] << 8 | data[27]
+            frame = data[28:]
+        else:
+            try:
+                key, view = gre_decap_packet(data)
+            except PacketError:
+                self._drop(BAD_PACKET)
+                return None
+            frame = bytes(view)
+        src = self._addresses.get(src_ip)
+        if src is None:
+            if len(self._addresses) >= _MAX_ADDRESSES:  # spoofed sources cannot grow it
+                self._addresses.clear()
+            src = self._addresses[src_ip] = _addr_int(src_ip)
+        ports = self._ports
+        port = ports.get((_GRE, 0, src, key)) or ports.get((_GRE, 0, src, None))
+        if port is None:
+            self._drop_unknown(PortKind.GRE, 0, src)
+            return None
+        return port, key, src, frame
 
     def _deliver_batch(self, batch: list[tuple[TunnelPort, int, int, bytes]]) -> None:
         """Hand a burst on in its order, merging what GRO would merge within each run of
