@@ -37,10 +37,15 @@ from tunnelnet.switch.cache import CacheEntry, FlowCache
 MAX_PLANS: Final = 8192
 # (in port, tun_id, tun_src, tun_dst, signature, frame length)
 PlanKey = tuple[Port, int | None, int | None, int | None, bytes, int]
-# (bridge name, port, tun_id, tunnel source port, VXLAN): the source port is a function of
-# the flow's headers, which the plan's frames share (see packet/tunnel.flow_hash); for a VXLAN
-# port, VXLAN is the port again with that source port and the header for its key, made once
-PlanOutput = tuple[str, Port, int, int | None, "tuple[TunnelPort, int, bytes] | None"]
+# A tunnel's way of sending frames of one flow whose encapsulation header is known:
+# (port, source port, header, frames) -> a drop reason for all of them, or None
+EncapSend = Callable[["TunnelPort", int, bytes, list[bytes]], "str | None"]
+# (bridge name, port, tun_id, tunnel source port, encapsulation): the source port is a
+# function of the flow's headers, which the plan's frames share (see packet/tunnel.flow_hash);
+# for a tunnel port, the encapsulation is how to send (EncapSend), the port again, that source
+# port and the VXLAN or GRE header for its key, made once
+Encap = tuple[EncapSend, "TunnelPort", int, bytes]
+PlanOutput = tuple[str, Port, int, int | None, "Encap | None"]
 
 
 class Plan:

@@ -485,11 +485,11 @@ class Switchboard:
         return []
 
     def _send_planned(self, plan: Plan, frames: list[bytes]) -> None:
-        for bridge, port, tun_id, sport, vxlan in plan.outputs:
-            if vxlan is not None:  # straight onto the queue that flush() sends
-                reason = self.tunnels.queue_vxlan(*vxlan, frames)
+        for bridge, port, tun_id, sport, encap in plan.outputs:
+            if encap is not None:  # VXLAN: onto the queue that flush() sends; GRE: sent
+                reason = encap[0](encap[1], encap[2], encap[3], frames)
                 if reason is not None:
-                    self._tunnel_drop(self.bridges[bridge], vxlan[0], reason, len(frames[0]),
+                    self._tunnel_drop(self.bridges[bridge], encap[1], reason, len(frames[0]),
                                       len(frames))
             elif len(frames) == 1 and sport is None:  # a port of this host: one frame
                 port.send(frames[0])
@@ -529,13 +529,11 @@ class Switchboard:
                     return False  # a rewrite: only the walk does those
                 else:
                     tun_id = out.key.get("tun_id", 0)
-                    sport, vxlan = None, None
+                    sport, encap = None, None
                     if isinstance(port, TunnelPort):
                         sport = source_port(frame)
-                        header = self.tunnels.vxlan_header(port, tun_id)
-                        if header is not None:
-                            vxlan = (port, sport, header)
-                    outputs.append((state.bridge.name, port, tun_id, sport, vxlan))
+                        encap = self.tunnels.encap(port, tun_id, sport)
+                    outputs.append((state.bridge.name, port, tun_id, sport, encap))
             return True
 
         if not walk(state, key, 0):

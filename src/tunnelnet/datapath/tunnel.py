@@ -54,7 +54,7 @@ import struct
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from tunnelnet.datapath import batchrecv
 from tunnelnet.datapath.errors import PortError
@@ -73,6 +73,9 @@ from tunnelnet.packet.tunnel import (
     vxlan_decap_payload,
     vxlan_payload,
 )
+
+if TYPE_CHECKING:  # fastpath.py imports this module
+    from tunnelnet.datapath.fastpath import Encap
 
 log = logging.getLogger(__name__)
 
@@ -668,16 +671,33 @@ class TunnelEndpoint:
             self._queue(port, sport, header + frame)
         return None, 0
 
-    def vxlan_header(self, port: TunnelPort, tun_id: int) -> bytes | None:
-        """The VXLAN header ``send`` puts before a frame for ``tun_id`` on ``port`` (None: not
-        a VXLAN port, or a key that does not fit, which send() reports per packet)."""
-        if port.kind is not PortKind.VXLAN:
-            return None
+    def encap(self, port: TunnelPort, tun_id: int, sport: int) -> Encap | None:
+        """How a plan sends frames of one flow for ``tun_id`` on ``port``: queue_vxlan or
+        send_gre with the header ``send`` would put before each frame, made once (None: a key
+        that does not fit, which send() reports per packet)."""
         key = port.key if port.key is not None else tun_id
         try:
-            return vxlan_payload(b"", key & 0xFFFFFF)
+            if port.kind is PortKind.VXLAN:
+                return self.queue_vxlan, port, sport, vxlan_payload(b"", key & 0xFFFFFF)
+            return self.send_gre, port, sport, gre_payload(b"", key & 0xFFFFFFFF)
         except PacketError:
             return None
+
+    def send_gre(self, port: TunnelPort, _sport: int, header: bytes, frames: list[bytes]
+                 ) -> str | None:
+        """queue_vxlan's counterpart for GRE, sent at once (GRE has no batching help): a drop
+        reason for all the frames (too big for the underlay), or None; a frame the socket
+        refuses is counted through the Dropped callback, as flush() does for VXLAN."""
+        if len(frames[0]) + port.overhead > port.underlay_mtu:
+            return "mtu_exceeded"
+        for frame in frames:
+            reason = self._send_raw(port, self._gre, header + frame)
+            if reason is None:
+                port.stats.tx_packets += 1
+                port.stats.tx_bytes += len(frame)
+            elif self._dropped is not None:
+                self._dropped(port, reason, 1, len(frame))
+        return None
 
     def queue_vxlan(self, port: TunnelPort, sport: int, header: bytes, frames: list[bytes]
                     ) -> str | None:
