@@ -174,6 +174,44 @@ def ratios(results: dict[str, dict[str, object]]) -> dict[str, dict[str, float |
     return out
 
 
+ROUND_METRICS = ("tcp1_gbps", "udp64_pps", "rtt_avg_ms")
+
+
+def round_ratios(results: dict[str, dict[str, object]]) -> dict[str, dict[str, list[float]]]:
+    """The headline ratios round by round (each round measures every datapath once, so the
+    i-th runs belong together): how far the medians' ratio is from any one round's shows how
+    much of it is the machine's moment. Rounds a figure is missing from are left out."""
+    out: dict[str, dict[str, list[float]]] = {}
+    for name, res in results.items():
+        row: dict[str, list[float]] = {}
+        for ref_label, ref in (("ovs", reference_for(name)), ("kernel", "kernel-vxlan")):
+            theirs_runs = results.get(ref, {}).get("runs")
+            ours_runs = res.get("runs")
+            if ref == name or not isinstance(theirs_runs, list) or not isinstance(ours_runs,
+                                                                                 list):
+                continue
+            for metric in ROUND_METRICS:
+                pairs = zip(ours_runs, theirs_runs, strict=False)
+                row[f"{metric}_x_{ref_label}"] = [
+                    ours[metric] / theirs[metric] for ours, theirs in pairs
+                    if ours.get(metric) is not None and theirs.get(metric)]
+        out[name] = row
+    return out
+
+
+def round_lines(by_round: dict[str, dict[str, list[float]]]) -> list[str]:
+    """One line per datapath compared with Open vSwitch: TCP1, pps and RTT ratio by round."""
+    lines = []
+    for name, row in by_round.items():
+        parts = [f"{label} {' '.join(f'{v:.2f}' for v in row[key])}"
+                 for label, key in (("TCP1", "tcp1_gbps_x_ovs"), ("pps", "udp64_pps_x_ovs"),
+                                    ("RTT", "rtt_avg_ms_x_ovs")) if row.get(key)]
+        if parts:
+            lines.append(f"  {name}: " + "; ".join(parts))
+    return (["x Open vSwitch (same encapsulation), round by round:", *lines] if lines
+            else [])
+
+
 def _fmt(value: float | None, metric: str) -> str:
     if value is None:
         return "-"
@@ -272,7 +310,10 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted: everything made was removed", file=sys.stderr)
         return 130
     rat = ratios(results)
+    by_round = round_ratios(results)
     print(table(results, rat))
+    for line in round_lines(by_round):
+        print(line)
     for name, res in results.items():
         for frame, share in res.get("profile_top", []):  # type: ignore[attr-defined]
             print(f"  profile {name}: {share / 10:5.1f}%  {frame}")
@@ -281,7 +322,7 @@ def main(argv: list[str] | None = None) -> int:
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "load_average": [load_before, os.getloadavg()[0]],
         "settings": {"seconds": args.seconds, "repeats": args.repeats, "pings": args.pings},
-        "results": results, "ratios": rat, "errors": errors,
+        "results": results, "ratios": rat, "round_ratios": by_round, "errors": errors,
     }
     (args.out / "datapath.json").write_text(json.dumps(report, indent=2) + "\n")
     if not args.no_chart and results:

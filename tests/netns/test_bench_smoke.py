@@ -46,6 +46,15 @@ def test_bench_with_tiny_durations_produces_figures_json_and_chart(tmp_path: Pat
     assert report["results"]["kernel-vxlan"]["median"]["cpu_s_per_gbit"] is None
     assert report["results"]["tunnelnet-vxlan"]["median"]["cpu_s_per_gbit"] > 0
     assert report["ratios"]["kernel-vxlan"]["tcp1_gbps_x_kernel"] == pytest.approx(1.0)
+    # the round's own ratio, from that round's two runs
+    ours, theirs = (report["results"][n]["runs"][0] for n in ("tunnelnet-vxlan",
+                                                             "kernel-vxlan"))
+    by_round = report["round_ratios"]["tunnelnet-vxlan"]
+    assert by_round["rtt_avg_ms_x_kernel"] == [pytest.approx(ours["rtt_avg_ms"]
+                                                             / theirs["rtt_avg_ms"])]
+    assert by_round["udp64_pps_x_kernel"] == [pytest.approx(ours["udp64_pps"]
+                                                            / theirs["udp64_pps"])]
+    assert report["round_ratios"]["kernel-vxlan"] == {}  # no other reference ran
     assert (tmp_path / "datapath.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "tunnelnet-vxlan" in proc.stdout and "TCP1 xOVS" in proc.stdout
     assert _bench_namespaces() <= before, "the benchmark left namespaces behind"
