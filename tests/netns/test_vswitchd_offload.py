@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -302,27 +303,34 @@ def tunnel(request: pytest.FixtureRequest) -> Iterator[tuple[dict[str, str], str
                 sw.close()
 
 
-def test_super_frames_cross_the_tunnel_intact_as_valid_segments(
-        tunnel: tuple[dict[str, str], str], tmp_path: Path) -> None:
-    ns, kind = tunnel
-    tshark = require_tool("tshark")
+@contextmanager
+def _underlay_capture(ul: str, pcap: Path) -> Iterator[None]:
+    """tcpdump on the underlay bridge, into ``pcap``, while the block runs."""
     require_tool("tcpdump")
-    pcap = tmp_path / "underlay.pcap"
-    capture = subprocess.Popen(["ip", "netns", "exec", ns["ul"], "timeout", "60", "tcpdump",
+    capture = subprocess.Popen(["ip", "netns", "exec", ul, "timeout", "60", "tcpdump",
                                 "--immediate-mode", "-i", "br0", "-U", "-s", "1600", "-w",
                                 str(pcap), "ip and not igmp"],
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         assert capture.stderr is not None
-        capture.stderr.readline()
+        capture.stderr.readline()  # armed
+        yield
+        time.sleep(0.3)  # the last packets reach the file
+    finally:
+        capture.send_signal(signal.SIGINT)
+        capture.wait(10)
+
+
+def test_super_frames_cross_the_tunnel_intact_as_valid_segments(
+        tunnel: tuple[dict[str, str], str], tmp_path: Path) -> None:
+    ns, kind = tunnel
+    tshark = require_tool("tshark")
+    pcap = tmp_path / "underlay.pcap"
+    with _underlay_capture(ns["ul"], pcap):
         largest = _largest_tcp_frame(
             ns["vm2"], "eth0", tmp_path,
             lambda: _transfer(ns["vm1"], ns["vm2"], "10.0.0.2", tmp_path))
         _transfer(ns["vm2"], ns["vm1"], "10.0.0.1", tmp_path)  # the other direction too
-        time.sleep(0.3)
-    finally:
-        capture.send_signal(signal.SIGINT)
-        capture.wait(10)
     # the receiving VM got merged super-frames (GRO done by the datapath), not segments
     assert largest > 4 * VM_MTU
     fields = subprocess.run(
@@ -361,20 +369,9 @@ def test_udp_super_frames_cross_the_tunnel_as_valid_datagrams(
     that Wireshark finds good, and reach the other VM whole and in order."""
     ns, kind = tunnel
     tshark = require_tool("tshark")
-    require_tool("tcpdump")
     pcap = tmp_path / "underlay.pcap"
-    capture = subprocess.Popen(["ip", "netns", "exec", ns["ul"], "timeout", "60", "tcpdump",
-                                "--immediate-mode", "-i", "br0", "-U", "-s", "1600", "-w",
-                                str(pcap), "ip and not igmp"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    try:
-        assert capture.stderr is not None
-        capture.stderr.readline()
+    with _underlay_capture(ns["ul"], pcap):
         got, expected = _udp_gso_exchange(ns["vm1"], ns["vm2"], "10.0.0.2")
-        time.sleep(0.3)
-    finally:
-        capture.send_signal(signal.SIGINT)
-        capture.wait(10)
     assert got == expected
     fields = subprocess.run(
         [tshark, "-r", str(pcap), "-o", "udp.check_checksum:TRUE", "-o",

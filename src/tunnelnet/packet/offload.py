@@ -69,8 +69,11 @@ class SuperFrame:
     mss: int
 
 
-def _locate(frame: Buffer) -> tuple[int, int, int] | PacketError:
-    """(l3, l4, TCP header length), or the error (built, not raised: l4_offsets is a probe)."""
+def locate_transport(frame: Buffer, proto: int, name: str
+                     ) -> tuple[int, int] | PacketError:
+    """(l3, l4) of Ethernet [+ one 802.1Q/802.1ad tag] + IPv4 (any IHL, not a fragment) or
+    IPv6 (no extension headers) carrying protocol ``proto`` (``name`` in messages); or the
+    error, built, not raised: some callers only probe."""
     n = len(frame)
     if n < 14:
         return PacketError(f"Ethernet header truncated: {n} of 14 bytes", 0)
@@ -96,22 +99,31 @@ def _locate(frame: Buffer) -> tuple[int, int, int] | PacketError:
         if n < l3 + ihl:
             return PacketError(f"IPv4 header with options truncated: {n - l3} of {ihl} bytes",
                                l3)
-        if frame[l3 + 9] != IPPROTO_TCP:
-            return PacketError(f"IPv4 protocol {frame[l3 + 9]} is not TCP", l3 + 9)
+        if frame[l3 + 9] != proto:
+            return PacketError(f"IPv4 protocol {frame[l3 + 9]} is not {name}", l3 + 9)
         if frame[l3 + 6] & 0x3F or frame[l3 + 7]:  # MF or a fragment offset
-            return PacketError("IPv4 fragment: TCP segmentation needs a whole datagram", l3 + 6)
-        l4 = l3 + ihl
-    elif etype == ETH_TYPE_IPV6:
+            return PacketError(f"IPv4 fragment: {name} segmentation needs a whole datagram",
+                               l3 + 6)
+        return l3, l3 + ihl
+    if etype == ETH_TYPE_IPV6:
         if n < l3 + 40:
             return PacketError(f"IPv6 header truncated: {n - l3} of 40 bytes", l3)
         if frame[l3] >> 4 != 6:
             return PacketError(f"IPv6 version field is {frame[l3] >> 4}, not 6", l3)
-        if frame[l3 + 6] != IPPROTO_TCP:
-            return PacketError(f"IPv6 next header {frame[l3 + 6]} is not TCP (extension headers "
-                               "are not supported)", l3 + 6)
-        l4 = l3 + 40
-    else:
-        return PacketError(f"EtherType 0x{etype:04x} is neither IPv4 nor IPv6", l3 - 2)
+        if frame[l3 + 6] != proto:
+            return PacketError(f"IPv6 next header {frame[l3 + 6]} is not {name} (extension "
+                               "headers are not supported)", l3 + 6)
+        return l3, l3 + 40
+    return PacketError(f"EtherType 0x{etype:04x} is neither IPv4 nor IPv6", l3 - 2)
+
+
+def _locate(frame: Buffer) -> tuple[int, int, int] | PacketError:
+    """(l3, l4, TCP header length), or the error (built, not raised: l4_offsets is a probe)."""
+    where = locate_transport(frame, IPPROTO_TCP, "TCP")
+    if isinstance(where, PacketError):
+        return where
+    l3, l4 = where
+    n = len(frame)
     if n < l4 + 20:
         return PacketError(f"TCP header truncated: {n - l4} of 20 bytes", l4)
     thlen = (frame[l4 + 12] >> 4) * 4

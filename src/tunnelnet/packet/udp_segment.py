@@ -20,59 +20,14 @@ import struct
 from typing import Final
 
 from tunnelnet.packet.errors import PacketError
-from tunnelnet.packet.fields import (
-    ETH_TYPE_IPV4,
-    ETH_TYPE_IPV6,
-    ETH_TYPE_QINQ,
-    ETH_TYPE_VLAN,
-    IPPROTO_UDP,
-)
+from tunnelnet.packet.fields import IPPROTO_UDP
+from tunnelnet.packet.offload import locate_transport
 from tunnelnet.packet.sums import chunk_sums
 
 UDP_HEADER: Final = 8
-_TAG_TYPES: Final = (ETH_TYPE_VLAN, ETH_TYPE_QINQ)
 _MAX_IP: Final = 0xFFFF  # an IPv4 datagram, or an IPv6 payload, stays below 64 KiB
 _U16: Final = struct.Struct("!H")
 _U16X2: Final = struct.Struct("!HH")
-
-
-def _locate(frame: bytes) -> tuple[int, int]:
-    """(l3, l4) of an Ethernet [+ one 802.1Q/802.1ad tag] + IPv4 (any IHL, not a fragment) or
-    IPv6 (no extension headers) + UDP frame; PacketError naming what is not so."""
-    n = len(frame)
-    if n < 14:
-        raise PacketError(f"Ethernet header truncated: {n} of 14 bytes", 0)
-    etype = frame[12] << 8 | frame[13]
-    l3 = 14
-    if etype in _TAG_TYPES:
-        if n < 18:
-            raise PacketError(f"802.1Q tag truncated: {n - 14} of 4 bytes", 14)
-        etype = frame[16] << 8 | frame[17]
-        l3 = 18
-        if etype in _TAG_TYPES:
-            raise PacketError(f"stacked VLAN tag (QinQ, type 0x{etype:04x}) is not supported",
-                              16)
-    if etype == ETH_TYPE_IPV4:
-        if n < l3 + 20 or frame[l3] >> 4 != 4 or (frame[l3] & 0x0F) < 5:
-            raise PacketError("IPv4 header truncated or malformed", l3)
-        ihl = (frame[l3] & 0x0F) * 4
-        if frame[l3 + 9] != IPPROTO_UDP:
-            raise PacketError(f"IPv4 protocol {frame[l3 + 9]} is not UDP", l3 + 9)
-        if frame[l3 + 6] & 0x3F or frame[l3 + 7]:  # MF or a fragment offset
-            raise PacketError("IPv4 fragment: UDP segmentation needs a whole datagram", l3 + 6)
-        l4 = l3 + ihl
-    elif etype == ETH_TYPE_IPV6:
-        if n < l3 + 40 or frame[l3] >> 4 != 6:
-            raise PacketError("IPv6 header truncated or malformed", l3)
-        if frame[l3 + 6] != IPPROTO_UDP:
-            raise PacketError(f"IPv6 next header {frame[l3 + 6]} is not UDP (extension headers "
-                              "are not supported)", l3 + 6)
-        l4 = l3 + 40
-    else:
-        raise PacketError(f"EtherType 0x{etype:04x} is neither IPv4 nor IPv6", l3 - 2)
-    if n < l4 + UDP_HEADER:
-        raise PacketError(f"UDP header truncated: {n - l4} of {UDP_HEADER} bytes", l4)
-    return l3, l4
 
 
 def segment_udp(frame: bytes, gso_size: int) -> list[bytes]:
@@ -83,7 +38,12 @@ def segment_udp(frame: bytes, gso_size: int) -> list[bytes]:
     ``gso_size`` gives one datagram."""
     if gso_size < 1:
         raise PacketError(f"UDP super-frame gso_size {gso_size} is below 1")
-    l3, l4 = _locate(frame)
+    where = locate_transport(frame, IPPROTO_UDP, "UDP")
+    if isinstance(where, PacketError):
+        raise where
+    l3, l4 = where
+    if len(frame) < l4 + UDP_HEADER:
+        raise PacketError(f"UDP header truncated: {len(frame) - l4} of {UDP_HEADER} bytes", l4)
     data = l4 + UDP_HEADER
     payload_len = len(frame) - data
     v4 = frame[l3] >> 4 == 4
