@@ -137,22 +137,12 @@ class BatchReceiver:
             got = _failed()
         headers, data, control = b.header_view, b.data_view, b.control_view
         flags_and_len = _FLAGS_AND_LEN.unpack_from
+        aux = self.aux
         messages: list[Message] = []
-        if not self.aux:
-            for i in range(got):
-                flags, length = flags_and_len(headers, i * 64 + _FLAGS_AT)
-                if flags & MSG_TRUNC:
-                    self.truncated += 1
-                    continue
-                start = i * MESSAGE_SIZE
-                asks = skip and (data[start] or data[start + 1])  # virtio flags or gso_type
-                messages.append((bytes(data[start + skip:start + length]), None,
-                                 bytes(data[start:start + skip]) if asks else None))
-            return messages
         for i in range(got):
             at = i * 64
             tag = None
-            if _LONG.unpack_from(headers, at + _CONTROLLEN_AT)[0] == CONTROL_SIZE:
+            if aux and _LONG.unpack_from(headers, at + _CONTROLLEN_AT)[0] == CONTROL_SIZE:
                 c = i * CONTROL_SIZE
                 _, level, kind = _CMSG.unpack_from(control, c)
                 if level == SOL_PACKET and kind == PACKET_AUXDATA:
@@ -161,7 +151,7 @@ class BatchReceiver:
                         if not status & TP_STATUS_VLAN_TPID_VALID:
                             tpid = ETH_TYPE_VLAN
                         tag = tpid << 16 | tci
-            else:  # no control message this time: give the next call its room back
+            elif aux:  # no control message this time: give the next call its room back
                 _LONG.pack_into(headers, at + _CONTROLLEN_AT, CONTROL_SIZE)
             flags, length = flags_and_len(headers, at + _FLAGS_AT)
             if flags & MSG_TRUNC:

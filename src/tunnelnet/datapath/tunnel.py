@@ -348,6 +348,14 @@ class TunnelEndpoint:
 
     # --- receive -------------------------------------------------------------------------
 
+    def _new_address(self, src_ip: str) -> int:
+        """A peer address first seen as text, remembered as an integer (the lookup of a known
+        one is written out where packets are read)."""
+        if len(self._addresses) >= _MAX_ADDRESSES:  # spoofed sources cannot grow it
+            self._addresses.clear()
+        src = self._addresses[src_ip] = _addr_int(src_ip)
+        return src
+
     def _drop(self, reason: str) -> None:
         self.drops[reason] = self.drops.get(reason, 0) + 1
 
@@ -366,11 +374,7 @@ class TunnelEndpoint:
             except OSError:  # a pending ICMP error reported on this shared socket
                 self._drop(SOCKET_ERROR)
                 return
-            src = self._addresses.get(src_ip)
-            if src is None:
-                if len(self._addresses) >= _MAX_ADDRESSES:  # spoofed sources cannot grow it
-                    self._addresses.clear()
-                src = self._addresses[src_ip] = _addr_int(src_ip)
+            src = self._addresses.get(src_ip) or self._new_address(src_ip)
             datagrams = [(data, src, _gro_size(ancillary) if ancillary else 0)]
         else:
             for _attempt in range(4):
@@ -496,11 +500,7 @@ class TunnelEndpoint:
                 self._drop(BAD_PACKET)
                 return None
             frame = bytes(view)
-        src = self._addresses.get(src_ip)
-        if src is None:
-            if len(self._addresses) >= _MAX_ADDRESSES:  # spoofed sources cannot grow it
-                self._addresses.clear()
-            src = self._addresses[src_ip] = _addr_int(src_ip)
+        src = self._addresses.get(src_ip) or self._new_address(src_ip)
         ports = self._ports
         port = ports.get((_GRE, 0, src, key)) or ports.get((_GRE, 0, src, None))
         if port is None:

@@ -156,10 +156,20 @@ def _folded(total: int) -> int:
     return rest if rest else 0xFFFF
 
 
-def _address_sum(frame: Buffer, l3: int, v4: bool) -> int:
+def _address_sum(frame: Buffer, l3: int, v4: bool, proto: int = IPPROTO_TCP) -> int:
     """Pseudo-header sum without the length: addresses plus the protocol number."""
     addrs = frame[l3 + 12 : l3 + 20] if v4 else frame[l3 + 8 : l3 + 40]
-    return int.from_bytes(addrs, "big") + IPPROTO_TCP
+    return int.from_bytes(addrs, "big") + proto
+
+
+def _ipv4_fixed(header: bytearray, l3: int, l4: int) -> tuple[int, int]:
+    """What inet_gso_segment keeps of a super-frame's IPv4 header for every segment: (its id,
+    the sum of the header with total length, id and checksum zeroed - which they are now in
+    ``header``); the per-segment values are then added as numbers."""
+    ident0 = _U16.unpack_from(header, l3 + 4)[0]
+    header[l3 + 2 : l3 + 6] = b"\0\0\0\0"
+    header[l3 + 10 : l3 + 12] = b"\0\0"
+    return ident0, int.from_bytes(header[l3:l4], "big")
 
 
 def partial_checksum(frame: bytes) -> bytes:
@@ -212,13 +222,7 @@ def segment_tcp(sf: SuperFrame) -> list[bytes]:
     header[l4 + 16 : l4 + 18] = b"\0\0"
     tcp_fixed = _address_sum(frame, l3, v4) + int.from_bytes(header[l4:data], "big")
     ihl = l4 - l3
-    ip_fixed = 0
-    ident0 = 0
-    if v4:
-        ident0 = _U16.unpack_from(header, l3 + 4)[0]
-        header[l3 + 2 : l3 + 6] = b"\0\0\0\0"
-        header[l3 + 10 : l3 + 12] = b"\0\0"
-        ip_fixed = int.from_bytes(header[l3:l4], "big")
+    ident0, ip_fixed = _ipv4_fixed(header, l3, l4) if v4 else (0, 0)
 
     count = max(1, -(-payload_len // mss))
     payload_sums = chunk_sums(frame, data, mss, len(frame))

@@ -21,7 +21,7 @@ from typing import Final
 
 from tunnelnet.packet.errors import PacketError
 from tunnelnet.packet.fields import IPPROTO_UDP
-from tunnelnet.packet.offload import locate_transport
+from tunnelnet.packet.offload import _address_sum, _complete, _ipv4_fixed, locate_transport
 from tunnelnet.packet.sums import chunk_sums
 
 UDP_HEADER: Final = 8
@@ -54,16 +54,10 @@ def segment_udp(frame: bytes, gso_size: int) -> list[bytes]:
 
     header = bytearray(frame[:data])
     header[l4 + 4 : l4 + 8] = b"\0\0\0\0"  # length and checksum: per datagram
-    addresses = frame[l3 + 12 : l3 + 20] if v4 else frame[l3 + 8 : l3 + 40]
     # the fixed part of every datagram's UDP sum: pseudo-header addresses and protocol, ports
-    udp_fixed = int.from_bytes(addresses, "big") + IPPROTO_UDP + \
-        int.from_bytes(header[l4:l4 + 4], "big")
-    ident0 = ip_fixed = 0
-    if v4:
-        ident0 = _U16.unpack_from(header, l3 + 4)[0]
-        header[l3 + 2 : l3 + 6] = b"\0\0\0\0"
-        header[l3 + 10 : l3 + 12] = b"\0\0"
-        ip_fixed = int.from_bytes(header[l3:l4], "big")
+    udp_fixed = _address_sum(frame, l3, v4, IPPROTO_UDP) + int.from_bytes(header[l4:l4 + 4],
+                                                                          "big")
+    ident0, ip_fixed = _ipv4_fixed(header, l3, l4) if v4 else (0, 0)
 
     count = max(1, -(-payload_len // gso_size))
     sums = chunk_sums(frame, data, gso_size, len(frame))
@@ -79,8 +73,7 @@ def segment_udp(frame: bytes, gso_size: int) -> list[bytes]:
         if v4:
             ident = (ident0 + index) & 0xFFFF
             _U16X2.pack_into(header, l3 + 2, ip_header + udp_len, ident)
-            ip_rest = (ip_fixed + ip_header + udp_len + ident) % 0xFFFF
-            _U16.pack_into(header, l3 + 10, 0xFFFF - ip_rest if ip_rest else 0)
+            _U16.pack_into(header, l3 + 10, _complete(ip_fixed + ip_header + udp_len + ident))
         else:
             _U16.pack_into(header, l3 + 4, udp_len)
         out.append(b"".join((header, chunk)))
