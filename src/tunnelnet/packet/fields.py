@@ -89,14 +89,6 @@ IPPROTO_ICMPV6: Final = 58
 
 VXLAN_PORT: Final = 4789
 
-# Bytes a tunnel adds around a VM's Ethernet frame on an IPv4 underlay; MTU math everywhere
-# uses these. VXLAN: outer Ethernet 14 + IPv4 20 + UDP 8 + VXLAN 8 = 50 (RFC 7348 section 5).
-# GRE with key: outer Ethernet 14 + IPv4 20 + GRE 4 + key 4 = 42 (RFC 2890). The network MTU
-# a VM sees is the underlay IP MTU minus (overhead - outer Ethernet 14) minus inner Ethernet
-# 14, which comes to 1500 - 50 = 1450 for VXLAN and 1500 - 42 = 1458 for GRE with key.
-VXLAN_OVERHEAD: Final = 50
-GRE_KEY_OVERHEAD: Final = 42
-
 
 def mac_to_int(text: str) -> int:
     """``"fa:16:3e:00:00:01"`` -> 48-bit integer. Raises ValueError on a malformed MAC."""

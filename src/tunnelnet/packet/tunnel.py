@@ -33,11 +33,9 @@ from tunnelnet.packet.fields import (
     ETH_TYPE_IPV6,
     ETH_TYPE_TEB,
     ETH_TYPE_VLAN,
-    GRE_KEY_OVERHEAD,
     IPPROTO_GRE,
     IPPROTO_TCP,
     IPPROTO_UDP,
-    VXLAN_OVERHEAD,
     VXLAN_PORT,
 )
 
@@ -338,15 +336,17 @@ def gre_decap(frame: Buffer) -> tuple[int, memoryview]:
 
 
 def overhead(kind: str, *, gre_checksum: bool = False, gre_seq: bool = False) -> int:
-    """Bytes a tunnel adds around an inner frame, outer Ethernet included ("vxlan" or "gre").
+    """Bytes a tunnel adds around an inner frame, outer Ethernet included (see tunnel_kinds).
 
     GRE's optional checksum and sequence number add 4 bytes each to the keyed 42.
     """
-    if kind == "vxlan":
-        return VXLAN_OVERHEAD
-    if kind == "gre":
-        return GRE_KEY_OVERHEAD + 4 * (gre_checksum + gre_seq)
-    raise PacketError(f"unknown tunnel type {kind!r} (vxlan or gre)")
+    # the registry imports this module for its encoders, so it is looked up at call time
+    from tunnelnet.packet.tunnel_kinds import GRE
+    from tunnelnet.packet.tunnel_kinds import kind as tunnel_kind
+
+    entry = tunnel_kind(kind)
+    extra = 4 * (gre_checksum + gre_seq) if entry is GRE else 0
+    return entry.overhead + extra
 
 
 def network_mtu(kind: str, underlay_mtu: int = 1500, *, gre_checksum: bool = False,
