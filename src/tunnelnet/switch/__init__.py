@@ -1,6 +1,6 @@
 """The switch layer: OpenFlow-style tables in ovs-ofctl syntax, NORMAL, learn() and trace.
 
-No I/O here (see ARCHITECTURE.md): the datapath feeds ``Bridge.process`` flow keys.
+No I/O here (see docs/architecture.md): the datapath feeds ``Bridge.process`` flow keys.
 
 Modules, each about one thing:
   bridge        Bridge: ports, tables, flow-mods, process(), trace(), expire()
