@@ -10,10 +10,12 @@ import socket
 import subprocess
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 
 import httpx
+import pytest
 
 from support.tools import require_tool
 
@@ -99,3 +101,10 @@ class EtcdServer:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+@pytest.fixture(scope="session")
+def etcd_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EtcdServer]:
+    """One etcd for the test session (import this fixture into a test module to use it)."""
+    with EtcdServer(tmp_path_factory.mktemp("etcd")) as server:
+        yield server

@@ -22,7 +22,9 @@ Keys and values travel base64-encoded; 64-bit integers come back as JSON strings
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
+import socket
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -261,6 +263,9 @@ class WatchStream:
             except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
                 errors.append(f"{self._gateway.endpoints[index]}: {exc}")
                 continue
+            if self._closed:  # closed while connecting
+                self._response.close()
+                return
             try:
                 for line in self._response.iter_lines():
                     if self._closed:
@@ -281,9 +286,17 @@ class WatchStream:
         raise EtcdUnavailable(f"no etcd endpoint answers the watch: {'; '.join(errors)}")
 
     def close(self) -> None:
+        """Ends the stream, also from another thread: a thread blocked reading it wakes up
+        (closing the response alone would not interrupt its blocking read)."""
         self._closed = True
-        if self._response is not None:
-            self._response.close()
+        response = self._response
+        if response is None:
+            return
+        stream = response.extensions.get("network_stream")
+        sock = stream.get_extra_info("socket") if stream is not None else None
+        if isinstance(sock, socket.socket):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
 
 
 def _error(endpoint: str, path: str, response: httpx.Response) -> StoreError:

@@ -1,0 +1,192 @@
+"""The etcd store as several controllers use it: two EtcdStore instances on one etcd."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from support.etcd import EtcdServer, etcd_server, free_port, unique_prefix
+from tunnelnet.store import Compacted, StoreError
+from tunnelnet.store.etcd import EtcdStore
+
+__all__ = ["etcd_server"]  # the session fixture, imported so pytest finds it here
+
+
+@pytest.fixture
+def pair(etcd_server: EtcdServer) -> Iterator[tuple[EtcdStore, EtcdStore]]:
+    """Two stores on the same prefix, as two controllers of one cloud would open them."""
+    prefix = unique_prefix()
+    first = EtcdStore([etcd_server.endpoint], prefix)
+    second = EtcdStore([etcd_server.endpoint], prefix)
+    yield first, second
+    first.close()
+    second.close()
+
+
+def test_two_controllers_never_claim_a_key_twice_nor_lose_a_write(
+    pair: tuple[EtcdStore, EtcdStore],
+) -> None:
+    keys, per_thread, threads_per_store = 60, 40, 4
+    won: list[tuple[str, str]] = []
+    committed: list[str] = []
+    lock = threading.Lock()
+
+    def contend(store: EtcdStore, name: str) -> None:
+        rng = random.Random(name)
+        for step in range(per_thread):
+            key = str(rng.randrange(keys))
+            with store.write() as txn:
+                # read-modify-write of one shared document: a lost update shows in its total
+                total = txn.get("counter", "c") or {"n": 0}
+                txn.put("counter", "c", {"n": total["n"] + 1}, None)
+                claimed = txn.claim("pool", key, name)
+            with lock:
+                committed.append(f"{name}/{step}")
+                if claimed:
+                    won.append((key, name))
+
+    workers = [
+        threading.Thread(target=contend, args=(store, f"s{s}t{t}"))
+        for s, store in enumerate(pair)
+        for t in range(threads_per_store)
+    ]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=240)
+    assert not any(w.is_alive() for w in workers)
+    total = 2 * threads_per_store * per_thread
+    assert len(committed) == total
+    claimed_keys = [key for key, _ in won]
+    assert len(claimed_keys) == len(set(claimed_keys))  # no key won twice
+    with pair[1].read() as txn:
+        assert txn.get("counter", "c") == {"n": total}
+        assert txn.claims("pool") == {key: name for key, name in won}
+        assert txn.revision == total  # one change per transaction, no gaps
+    revisions = [c.revision for c in pair[0].changes_since(0, limit=10_000)]
+    assert revisions == list(range(1, total + 1))
+
+
+def test_a_change_through_one_store_reaches_the_others_subscribers(
+    pair: tuple[EtcdStore, EtcdStore],
+) -> None:
+    first, second = pair
+    seen: list[int] = []
+    arrived = threading.Event()
+
+    def callback(revision: int) -> None:
+        seen.append(revision)
+        arrived.set()
+
+    second.subscribe(callback)
+    with first.write() as txn:
+        revision = txn.put("network", "n1", {"id": "n1"}, "p")
+    assert arrived.wait(5), "the watch did not deliver the other store's commit"
+    assert seen == [revision]
+    assert [c.id for c in second.changes_since(0)] == ["n1"]
+
+
+def test_compaction_through_one_store_is_seen_by_the_other(
+    pair: tuple[EtcdStore, EtcdStore],
+) -> None:
+    first, second = pair
+    for i in range(6):
+        with first.write() as txn:
+            txn.put("network", f"n{i}", {}, None)
+    assert second.compact(keep=2) == 4
+    with pytest.raises(Compacted) as info:
+        first.changes_since(3)
+    assert info.value.oldest == 5
+    assert [c.revision for c in first.changes_since(4)] == [5, 6]
+
+
+def test_a_read_transaction_sees_one_snapshot_while_others_write(
+    pair: tuple[EtcdStore, EtcdStore],
+) -> None:
+    first, second = pair
+    with first.write() as txn:
+        txn.put("network", "a", {"v": 1}, None)
+    with second.read() as view:
+        assert view.get("network", "a") == {"v": 1}
+        with first.write() as txn:
+            txn.put("network", "a", {"v": 2}, None)
+            txn.put("network", "b", {"v": 2}, None)
+        assert view.get("network", "a") == {"v": 1}
+        assert view.list("network") == [{"v": 1}]
+        assert view.count("network") == 1
+        assert view.revision == 1
+
+
+def test_a_writer_waiting_too_long_for_the_lock_gets_a_clear_error(
+    etcd_server: EtcdServer,
+) -> None:
+    prefix = unique_prefix()
+    holder = EtcdStore([etcd_server.endpoint], prefix)
+    waiter = EtcdStore([etcd_server.endpoint], prefix, lock_timeout=0.5)
+    inside, done = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with holder.write() as txn:
+            txn.put("network", "held", {}, None)
+            inside.set()
+            done.wait(10)
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    try:
+        assert inside.wait(10)
+        started = time.monotonic()
+        with pytest.raises(StoreError, match=r"timed out .* etcd write lock"), waiter.write():
+            pass
+        assert time.monotonic() - started < 5
+    finally:
+        done.set()
+        thread.join(10)
+    with waiter.write() as txn:  # the lock is free again, and nothing was left behind
+        txn.put("network", "next", {}, None)
+    assert [c.id for c in waiter.changes_since(0)] == ["held", "next"]
+    holder.close()
+    waiter.close()
+
+
+def test_two_prefixes_on_one_etcd_are_two_separate_stores(etcd_server: EtcdServer) -> None:
+    one = EtcdStore([etcd_server.endpoint], unique_prefix("one"))
+    two = EtcdStore([etcd_server.endpoint], unique_prefix("two"))
+    with one.write() as txn:
+        txn.put("network", "n", {}, None)
+        txn.claim("pool", "k", "n")
+    with two.read() as txn:
+        assert txn.get("network", "n") is None and txn.owner("pool", "k") is None
+        assert txn.revision == 0
+    one.close()
+    two.close()
+
+
+def test_an_unreachable_etcd_is_reported_with_its_address() -> None:
+    endpoint = f"127.0.0.1:{free_port()}"  # nothing listens there
+    started = time.monotonic()
+    with pytest.raises(StoreError, match=f"cannot use etcd at {endpoint}"):
+        EtcdStore([endpoint], "/nowhere")
+    assert time.monotonic() - started < 5
+
+
+def test_the_next_endpoint_is_used_when_the_first_refuses(etcd_server: EtcdServer) -> None:
+    dead = f"127.0.0.1:{free_port()}"
+    store = EtcdStore([dead, etcd_server.endpoint], unique_prefix())
+    with store.write() as txn:
+        assert txn.put("network", "n", {}, None) == 1
+    store.close()
+
+
+def test_closing_a_store_ends_its_watch_thread(etcd_server: EtcdServer) -> None:
+    store = EtcdStore([etcd_server.endpoint], unique_prefix())
+    store.subscribe(lambda revision: None)
+    watcher = store._watcher
+    assert watcher is not None and watcher.is_alive()
+    store.close()
+    watcher.join(5)
+    assert not watcher.is_alive()
