@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from tunnelnet.errors import TunnelnetError
+from tunnelnet.store import url as store_url
+from tunnelnet.store.base import StoreError
 
 VXLAN_MAX = 2**24 - 1  # RFC 7348 section 5: 24-bit VNI
 GRE_MAX = 2**32 - 1  # RFC 2890 section 2.1: 32-bit key
@@ -35,6 +37,9 @@ class ServerConfig:
     host: str = "127.0.0.1"
     port: int = 9696
     db: str = ""
+    # where the state lives: sqlite:PATH or etcd://HOST:PORT[,...][?prefix=/name] (store.url);
+    # empty means sqlite:{db}, so `--db` and `db = ...` keep working
+    store: str = ""
     admin_token: str = ""
     agent_token: str = ""
     tenant_network_types: tuple[str, ...] = ("vxlan",)
@@ -108,7 +113,7 @@ def _str_list(data: Mapping[str, Any], key: str, where: str) -> list[str] | None
 
 
 _KNOWN = {
-    "listen", "db", "admin_token", "agent_token", "tenant_network_types", "vni_ranges",
+    "listen", "db", "store", "admin_token", "agent_token", "tenant_network_types", "vni_ranges",
     "gre_id_ranges", "network_vlan_ranges", "flat_networks", "underlay_mtu",
     "underlay_ip_version", "mac_prefix", "agent_down_time", "event_retention",
     "watch_bookmark_interval",
@@ -122,11 +127,16 @@ def from_mapping(data: Mapping[str, Any], where: str, base: ServerConfig) -> Ser
     changes: dict[str, Any] = {}
     if "listen" in data:
         changes["host"], changes["port"] = parse_listen(str(data["listen"]))
-    for key in ("db", "admin_token", "agent_token", "mac_prefix"):
+    for key in ("db", "store", "admin_token", "agent_token", "mac_prefix"):
         if key in data:
             if not isinstance(data[key], str):
                 raise ConfigError(f"{where}: {key} must be a string")
             changes[key] = data[key]
+    if changes.get("store"):
+        try:
+            store_url.parse(changes["store"])
+        except StoreError as exc:
+            raise ConfigError(f"{where}: {exc}") from exc
     for key, kind in (
         ("underlay_mtu", int), ("underlay_ip_version", int), ("event_retention", int),
         ("agent_down_time", float), ("watch_bookmark_interval", float),
@@ -191,6 +201,7 @@ def load(
     env_map = {
         "TUNNELNET_LISTEN": "listen",
         "TUNNELNET_DB": "db",
+        "TUNNELNET_STORE": "store",
         "TUNNELNET_ADMIN_TOKEN": "admin_token",
         "TUNNELNET_AGENT_TOKEN": "agent_token",
     }
