@@ -13,6 +13,7 @@ declare -A wanted=(
   [ovs-vswitchd]=openvswitch-switch
   [ping]=iputils-ping
   [chromium]=chromium  # the browser Playwright drives in the web page test
+  [etcd]=etcd-server  # the etcd store's tests start their own etcd (never the system service)
 )
 
 missing=()

@@ -9,7 +9,7 @@ another's range):
     P/change/REV         one change-log entry; REV is 20 zero-padded digits, so key order is
                          revision order and changes_since is one range read
     P/meta/revision      the change log's counter; P/meta/compacted: highest revision dropped
-    P/lock/LEASE         the write lock queue (see below)
+    P/lock/LEASE         the write lock queue (store.etcd_lock)
 
 Our revisions are a counter of our own, not etcd's: etcd's revision counts every write of
 every user of the cluster (heartbeats, the lock, other prefixes), while the change log must
@@ -22,11 +22,10 @@ range read was created or changed since the snapshot (a range compare on mod_rev
 deleted (the range's gen key), and that the writer still holds the lock. If any fails, nothing
 is written. The Store API runs the caller's block inside `with store.write() as txn:`, which
 cannot be run a second time, so a conflict could not be retried by re-running it; instead
-writers take turns through a lock queue in etcd (etcd's own recipe, as in its `concurrency`
-package: a key per waiter, attached to a lease, the oldest create revision owns the lock, each
-waiter watches the deletion of the one just before it), after a thread lock inside the process.
-A conflict then only happens when the lock was lost (the lease expired while the process
-stalled), and is reported, never half-applied. Waiting for the lock is bounded.
+writers take turns through a lock queue in etcd (store.etcd_lock, etcd's own recipe), after a
+thread lock inside the process. A conflict then only happens when the lock was lost (the lease
+expired while the process stalled), and is reported, never half-applied. Waiting for the lock
+is bounded.
 
 Change notifications come from an etcd watch on P/change/ in a background thread, so a commit
 made by any controller reaches every store's subscribers; a store's own commits are also
@@ -35,12 +34,10 @@ announced at once after they commit, like SQLite's.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any
@@ -51,13 +48,13 @@ from tunnelnet.store.etcd_gateway import (
     EtcdUnavailable,
     Gateway,
     KeyValue,
-    compare_create,
     compare_mod,
     delete_op,
     prefix_end,
     put_op,
     range_op,
 )
+from tunnelnet.store.etcd_lock import WriteLock, range_kvs
 
 log = logging.getLogger(__name__)
 
@@ -291,11 +288,11 @@ class EtcdTxn:
             compares.append(compare_mod(prefix, "LESS", int(after), prefix_end(prefix)))
             compares.append(compare_mod(self._keys.gen(prefix), "LESS", int(after)))
         if self._lock_key is not None:
-            compares.append(compare_create(self._lock_key, "GREATER", 0))
+            compares.append(WriteLock.held(self._lock_key))
             ops.append(delete_op(self._lock_key))
         result = self._store.gateway.txn(compares, ops, [range_op(self._lock_key or b"\0")])
         if not result.get("succeeded"):
-            lost = self._lock_key is not None and not _range_kvs(result)
+            lost = self._lock_key is not None and not range_kvs(result)
             raise StoreError(
                 "write transaction conflicted and was not applied: "
                 + (
@@ -306,15 +303,6 @@ class EtcdTxn:
                 )
             )
         return True
-
-
-def _range_kvs(txn_result: dict[str, Any], index: int = 0) -> list[Any]:
-    """The keys of the `index`th response of an etcd Txn (a range)."""
-    responses = txn_result.get("responses") or []
-    if len(responses) <= index:
-        return []
-    kvs: list[Any] = responses[index].get("response_range", {}).get("kvs", [])
-    return kvs
 
 
 class EtcdStore:
@@ -333,8 +321,6 @@ class EtcdStore:
         self.keys = _Keys(prefix)
         self.gateway = Gateway(self.endpoints)
         self._lock_timeout = lock_timeout
-        self._lease_ttl = lease_ttl
-        self._name = uuid.uuid4().hex[:12]
         self._local = threading.Lock()  # this process's writers queue here first
         self._subscribers: list[Callable[[int], None]] = []
         self._notify_lock = threading.Lock()
@@ -344,79 +330,12 @@ class EtcdStore:
         self._watcher: threading.Thread | None = None
         self._watch_stream: Any = None
         try:
-            self._lease = self.gateway.grant(lease_ttl)
+            self.lock = WriteLock(
+                self.gateway, self.keys.locks, ttl=lease_ttl, timeout=lock_timeout
+            )
         except StoreError as exc:
             self.gateway.close()
             raise StoreError(f"cannot use etcd at {','.join(self.endpoints)}: {exc}") from exc
-        self._lease_lock = threading.Lock()
-        self._keeper = threading.Thread(target=self._keep_lease, name="etcd-lease", daemon=True)
-        self._keeper.start()
-
-    # -- the lease behind the write lock ---------------------------------------------------
-
-    def _keep_lease(self) -> None:
-        while not self._closed.wait(self._lease_ttl / 3):
-            try:
-                if self.gateway.keepalive(self._lease) <= 0:
-                    # expired (etcd was away longer than the TTL): locks made under it are
-                    # gone, commits under them fail their compare; later ones use a new lease
-                    with self._lease_lock:
-                        self._lease = self.gateway.grant(self._lease_ttl)
-                    log.warning("etcd lease expired; took a new one")
-            except StoreError as exc:
-                log.warning("cannot refresh the etcd lease: %s", exc)
-
-    def _acquire(self, deadline: float) -> bytes:
-        """Queues for the cluster-wide write lock; returns our key once it is the oldest."""
-        with self._lease_lock:
-            lease = self._lease
-        key = self.keys.lock(lease)
-        locks = (self.keys.locks, prefix_end(self.keys.locks))
-        result = self.gateway.txn(
-            [],
-            [
-                put_op(key, self._name.encode(), lease),
-                range_op(*locks, sort_order="ASCEND", sort_target="CREATE"),
-            ],
-        )
-        queue = [KeyValue.from_json(kv) for kv in _range_kvs(result, 1)]
-        try:
-            while True:
-                mine = next((kv for kv in queue if kv.key == key), None)
-                if mine is None:
-                    raise StoreError("lost the etcd write lock while waiting (lease expired)")
-                before = [kv for kv in queue if kv.create_revision < mine.create_revision]
-                if not before:
-                    return key
-                self._wait_deleted(before[-1], deadline)
-                queue = self.gateway.range(*locks, sort_create=True).kvs
-        except BaseException:
-            self._release_lock(key)
-            raise
-
-    def _wait_deleted(self, kv: KeyValue, deadline: float) -> None:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise StoreError(
-                f"timed out after {self._lock_timeout:g} s waiting for the etcd write lock "
-                f"(held by {kv.value.decode(errors='replace')})"
-            )
-        stream = self.gateway.watch(kv.key, None, kv.mod_revision + 1)
-        timer = threading.Timer(remaining, stream.close)
-        timer.start()
-        try:
-            for message in stream:
-                if any(e.get("type") == "DELETE" for e in message.get("events", [])):
-                    return
-        finally:
-            timer.cancel()
-            stream.close()
-
-    def _release_lock(self, key: bytes) -> None:
-        try:
-            self.gateway.txn([], [delete_op(key)])
-        except StoreError as exc:  # the lease ends it within its TTL anyway
-            log.warning("could not release the etcd write lock: %s", exc)
 
     # -- transactions ----------------------------------------------------------------------
 
@@ -426,7 +345,7 @@ class EtcdStore:
         if not self._local.acquire(timeout=self._lock_timeout):
             raise StoreError(f"timed out after {self._lock_timeout:g} s waiting for a writer")
         try:
-            lock = self._acquire(deadline)
+            lock = self.lock.acquire(deadline)
             txn = EtcdTxn(self, True, lock)
             released = False
             try:
@@ -434,7 +353,7 @@ class EtcdStore:
                 released = txn.commit()  # the same etcd Txn deletes the lock key
             finally:
                 if not released:
-                    self._release_lock(lock)
+                    self.lock.release(lock)
         finally:
             self._local.release()
         if txn.emitted:
@@ -540,8 +459,7 @@ class EtcdStore:
         self._closed.set()
         if self._watch_stream is not None:
             self._watch_stream.close()
-        with contextlib.suppress(StoreError):  # else it expires by itself
-            self.gateway.revoke(self._lease)
+        self.lock.close()
         self.gateway.close()
 
 

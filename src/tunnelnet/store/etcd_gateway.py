@@ -106,7 +106,9 @@ def range_op(key: bytes, range_end: bytes | None = None, **fields: Any) -> dict[
     return {"request_range": request}
 
 
-def compare_mod(key: bytes, result: str, revision: int, range_end: bytes | None = None) -> Any:
+def compare_mod(
+    key: bytes, result: str, revision: int, range_end: bytes | None = None
+) -> dict[str, Any]:
     """A Txn compare on mod_revision (`result` is EQUAL, LESS, GREATER or NOT_EQUAL)."""
     compare: dict[str, Any] = {
         "key": b64(key), "target": "MOD", "result": result, "mod_revision": str(revision)
@@ -116,7 +118,7 @@ def compare_mod(key: bytes, result: str, revision: int, range_end: bytes | None 
     return compare
 
 
-def compare_create(key: bytes, result: str, revision: int) -> Any:
+def compare_create(key: bytes, result: str, revision: int) -> dict[str, Any]:
     return {
         "key": b64(key), "target": "CREATE", "result": result, "create_revision": str(revision)
     }  # fmt: skip
@@ -305,4 +307,8 @@ def _error(endpoint: str, path: str, response: httpx.Response) -> StoreError:
     except ValueError:
         detail = response.text
     cls = EtcdUnavailable if response.status_code in (503, 504) else StoreError
-    return cls(f"etcd at {endpoint} refused {path}: {detail.strip()}")
+    hint = ""
+    if "too many operations in txn" in str(detail):
+        # etcd's default --max-txn-ops is 128; a bulk create writes several keys per item
+        hint = " (start etcd with a larger --max-txn-ops)"
+    return cls(f"etcd at {endpoint} refused {path}: {str(detail).strip()}{hint}")
