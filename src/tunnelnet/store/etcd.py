@@ -60,6 +60,7 @@ log = logging.getLogger(__name__)
 
 _LEASE_TTL = 10  # s; a controller killed while holding the lock blocks writers this long
 _LOCK_TIMEOUT = 30.0  # s, like SQLite's busy timeout
+_MAX_HANDOVERS = 8
 _REV_DIGITS = 20
 
 
@@ -272,9 +273,10 @@ class EtcdTxn:
 
     # -- commit ----------------------------------------------------------------------------
 
-    def commit(self) -> bool:
+    def commit(self, release: bool = True) -> bool:
         """One etcd Txn: everything read still as read, the lock still ours, then all writes
-        and the lock's release. False when there was nothing to write (the lock is kept)."""
+        (and the lock's release when asked). Whether that Txn released the lock: not when
+        there was nothing to write."""
         ops = [delete_op(start, end) for start, end in self._deleted_ranges]
         ops += [
             put_op(key, value) if value is not None else delete_op(key)
@@ -289,7 +291,8 @@ class EtcdTxn:
             compares.append(compare_mod(self._keys.gen(prefix), "LESS", int(after)))
         if self._lock_key is not None:
             compares.append(WriteLock.held(self._lock_key))
-            ops.append(delete_op(self._lock_key))
+            if release:
+                ops.append(delete_op(self._lock_key))
         result = self._store.gateway.txn(compares, ops, [range_op(self._lock_key or b"\0")])
         if not result.get("succeeded"):
             lost = self._lock_key is not None and not range_kvs(result)
@@ -302,7 +305,7 @@ class EtcdTxn:
                     else "data read by it was changed by another writer"
                 )
             )
-        return True
+        return release and self._lock_key is not None
 
 
 class EtcdStore:
@@ -322,6 +325,10 @@ class EtcdStore:
         self.gateway = Gateway(self.endpoints)
         self._lock_timeout = lock_timeout
         self._local = threading.Lock()  # this process's writers queue here first
+        self._count_lock = threading.Lock()
+        self._waiting = 0  # writers of this process waiting for `_local`
+        self._held: bytes | None = None  # the etcd lock, kept for the next local writer
+        self._streak = 0
         self._subscribers: list[Callable[[int], None]] = []
         self._notify_lock = threading.Lock()
         self._notified = 0
@@ -342,18 +349,44 @@ class EtcdStore:
     @contextmanager
     def _write(self) -> Iterator[EtcdTxn]:
         deadline = time.monotonic() + self._lock_timeout
-        if not self._local.acquire(timeout=self._lock_timeout):
+        with self._count_lock:
+            self._waiting += 1
+        try:
+            got = self._local.acquire(timeout=self._lock_timeout)
+        finally:
+            with self._count_lock:
+                self._waiting -= 1
+        if not got:
+            # the last writer may have kept the etcd lock for us: do not leave it held
+            if self._local.acquire(blocking=False):
+                try:
+                    if self._held is not None and not self._waiting:
+                        self.lock.release(self._held)
+                        self._held = None
+                finally:
+                    self._local.release()
             raise StoreError(f"timed out after {self._lock_timeout:g} s waiting for a writer")
         try:
-            lock = self.lock.acquire(deadline)
+            if self._held is None:
+                self._held, self._streak = self.lock.acquire(deadline), 0
+            lock = self._held
             txn = EtcdTxn(self, True, lock)
-            released = False
+            done = released = keep = False
             try:
                 yield txn
-                released = txn.commit()  # the same etcd Txn deletes the lock key
+                # pass the etcd lock straight to the next writer of this process when one
+                # waits (saves it a queueing round trip), a bounded number of times so
+                # other controllers get their turn
+                keep = self._waiting > 0 and self._streak < _MAX_HANDOVERS
+                released = txn.commit(release=not keep)
+                done = True
             finally:
-                if not released:
-                    self.lock.release(lock)
+                if done and keep:
+                    self._streak += 1
+                else:
+                    self._held = None
+                    if not released:
+                        self.lock.release(lock)
         finally:
             self._local.release()
         if txn.emitted:

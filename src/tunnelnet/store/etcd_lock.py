@@ -55,6 +55,12 @@ class WriteLock:
         self._keeper = threading.Thread(target=self._keep, name="etcd-lease", daemon=True)
         self._keeper.start()
 
+    @property
+    def lease(self) -> int:
+        """The etcd lease our queue keys live under."""
+        with self._lease_lock:
+            return self._lease
+
     def _renew(self) -> int:
         with self._lease_lock:
             self._lease = self._gateway.grant(self.ttl)
@@ -71,7 +77,7 @@ class WriteLock:
             except StoreError as exc:
                 log.warning("cannot refresh the etcd lease: %s", exc)
 
-    def _enqueue(self) -> tuple[bytes, list[KeyValue]]:
+    def _enqueue(self) -> tuple[bytes, list[KeyValue], int]:
         with self._lease_lock:
             lease = self._lease
         for attempt in range(2):
@@ -89,12 +95,13 @@ class WriteLock:
                     raise
                 lease = self._renew()  # the keeper has not noticed the expiry yet
                 continue
-            return key, [KeyValue.from_json(kv) for kv in range_kvs(result, 1)]
+            queue = [KeyValue.from_json(kv) for kv in range_kvs(result, 1)]
+            return key, queue, int(result["header"]["revision"])
         raise AssertionError("unreachable")
 
     def acquire(self, deadline: float) -> bytes:
         """Queues for the lock; returns our key once it is the oldest in the queue."""
-        key, queue = self._enqueue()
+        key, queue, seen_at = self._enqueue()
         try:
             while True:
                 mine = next((kv for kv in queue if kv.key == key), None)
@@ -103,20 +110,25 @@ class WriteLock:
                 before = [kv for kv in queue if kv.create_revision < mine.create_revision]
                 if not before:
                     return key
-                self._wait_deleted(before[-1], deadline)
-                queue = self._gateway.range(*self._range, sort_create=True).kvs
+                self._wait_deleted(before[-1], seen_at, deadline)
+                result = self._gateway.range(*self._range, sort_create=True)
+                queue, seen_at = result.kvs, result.revision
         except BaseException:
             self.release(key)
             raise
 
-    def _wait_deleted(self, kv: KeyValue, deadline: float) -> None:
+    def _wait_deleted(self, kv: KeyValue, seen_at: int, deadline: float) -> None:
+        """Returns once `kv`, present at revision `seen_at`, is deleted (or time is up)."""
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise StoreError(
                 f"timed out after {self.timeout:g} s waiting for the etcd write lock "
                 f"(held by {kv.value.decode(errors='replace')})"
             )
-        stream = self._gateway.watch(kv.key, None, kv.mod_revision + 1)
+        # from the revision it was seen at, not from its own older one: etcd serves a watch
+        # that starts in the past from a catch-up loop that runs every 100 ms, which made
+        # each hand-over of the lock between controllers take ~90 ms
+        stream = self._gateway.watch(kv.key, None, seen_at + 1)
         timer = threading.Timer(remaining, stream.close)
         timer.start()
         try:

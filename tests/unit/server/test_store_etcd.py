@@ -190,3 +190,34 @@ def test_closing_a_store_ends_its_watch_thread(etcd_server: EtcdServer) -> None:
     store.close()
     watcher.join(5)
     assert not watcher.is_alive()
+
+
+def test_a_writer_whose_lock_lapsed_writes_nothing_and_says_why(
+    pair: tuple[EtcdStore, EtcdStore],
+) -> None:
+    first, second = pair
+    with pytest.raises(StoreError, match="lost the etcd write lock"), first.write() as txn:
+        txn.put("network", "late", {}, None)
+        assert txn.claim("pool", "k", "late")
+        # what a stall longer than the lease's TTL does: etcd drops the lease and its key
+        first.gateway.revoke(first.lock.lease)
+        with second.write() as other:  # the next writer in the queue goes ahead meanwhile
+            assert other.claim("pool", "k", "other")
+    with second.read() as view:
+        assert view.get("network", "late") is None
+        assert view.owner("pool", "k") == "other"
+    with first.write() as txn:  # and the first store takes a new lease and carries on
+        txn.put("network", "after", {}, None)
+    assert [c.id for c in second.changes_since(0)] == ["after"]
+
+
+def test_a_failed_block_hands_the_lock_on(pair: tuple[EtcdStore, EtcdStore]) -> None:
+    first, second = pair
+    with pytest.raises(RuntimeError), first.write() as txn:
+        txn.put("network", "never", {}, None)
+        raise RuntimeError("boom")
+    started = time.monotonic()
+    with second.write() as txn:
+        txn.put("network", "next", {}, None)
+    assert time.monotonic() - started < 2  # not the lease's TTL
+    assert [c.id for c in first.changes_since(0)] == ["next"]
