@@ -140,12 +140,22 @@ class EtcdTxn:
         return result.count
 
     def _value(self, key: bytes) -> bytes | None:
+        """The key's value; the commit will check it is still what it was at the snapshot."""
+        if key in self._writes:
+            return self._writes[key]
+        if key not in self._seen:
+            kvs = self._range(key)
+            self._base[key] = kvs[0].value if kvs else None
+            self._seen[key] = kvs[0].mod_revision if kvs else 0
+        return self._base[key]
+
+    def _peek(self, key: bytes) -> bytes | None:
+        """The key's value, for information only: the commit does not depend on it."""
         if key in self._writes:
             return self._writes[key]
         if key not in self._base:
             kvs = self._range(key)
             self._base[key] = kvs[0].value if kvs else None
-            self._seen[key] = kvs[0].mod_revision if kvs else 0
         return self._base[key]
 
     def _int(self, key: bytes) -> int:
@@ -178,7 +188,10 @@ class EtcdTxn:
     @property
     def revision(self) -> int:
         if self._revision is None:
-            self._revision = self._int(self._keys.revision)
+            # peeked: a quiet write that returns it must not conflict with every logged
+            # change of other writers; _log reads it for real before counting on it
+            value = self._peek(self._keys.revision)
+            self._revision = int(value) if value else 0
         return self._revision
 
     def get(self, kind: str, doc_id: str) -> Doc | None:
@@ -214,6 +227,8 @@ class EtcdTxn:
             raise StoreError("write attempted in a read-only transaction")
 
     def _log(self, kind: str, doc_id: str, action: Action, body: Doc, project: str | None) -> int:
+        # a guarded read of the counter: two commits can never log the same revision
+        self._value(self._keys.revision)
         revision = self.revision + 1
         entry = {"k": kind, "i": doc_id, "a": action.value, "p": project, "b": body}
         self._writes[self._keys.change(revision)] = _dumps(entry)
@@ -285,7 +300,14 @@ class EtcdTxn:
         if not ops:
             return False
         after = str(self.snapshot + 1)
-        compares = [compare_mod(key, "EQUAL", mod) for key, mod in self._seen.items()]
+        # a key under a range read is already guarded by that range's two compares (and
+        # etcd caps the compares of one Txn, by default at 128)
+        ranges = tuple(self._ranges)
+        compares = [
+            compare_mod(key, "EQUAL", mod)
+            for key, mod in self._seen.items()
+            if not (ranges and key.startswith(ranges))
+        ]
         for prefix in sorted(self._ranges):
             compares.append(compare_mod(prefix, "LESS", int(after), prefix_end(prefix)))
             compares.append(compare_mod(self._keys.gen(prefix), "LESS", int(after)))

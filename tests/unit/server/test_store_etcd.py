@@ -5,13 +5,13 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
 from support.etcd import EtcdServer, etcd_server, free_port, unique_prefix
 from tunnelnet.store import Compacted, StoreError
-from tunnelnet.store.etcd import EtcdStore
+from tunnelnet.store.etcd import EtcdStore, EtcdTxn
 
 __all__ = ["etcd_server"]  # the session fixture, imported so pytest finds it here
 
@@ -221,3 +221,73 @@ def test_a_failed_block_hands_the_lock_on(pair: tuple[EtcdStore, EtcdStore]) -> 
         txn.put("network", "next", {}, None)
     assert time.monotonic() - started < 2  # not the lease's TTL
     assert [c.id for c in first.changes_since(0)] == ["next"]
+
+
+def _put(store: EtcdStore, doc_id: str, body: dict[str, int]) -> None:
+    with store.write() as txn:
+        txn.put("network", doc_id, body, None)
+
+
+def _delete(store: EtcdStore, doc_id: str) -> None:
+    with store.write() as txn:
+        txn.delete("network", doc_id)
+
+
+def _claim(store: EtcdStore, key: str) -> None:
+    with store.write() as txn:
+        assert txn.claim("pool", key, "other")
+
+
+@pytest.mark.parametrize(
+    ("read", "meanwhile"),
+    [
+        (lambda txn: txn.get("network", "a"), lambda s: _put(s, "a", {"v": 2})),
+        (lambda txn: txn.get("network", "a"), lambda s: _delete(s, "a")),
+        (lambda txn: txn.get("network", "new"), lambda s: _put(s, "new", {})),
+        (lambda txn: txn.list("network"), lambda s: _put(s, "new", {})),
+        (lambda txn: txn.list("network"), lambda s: _delete(s, "a")),
+        (lambda txn: txn.list("network"), lambda s: _put(s, "a", {"v": 3})),
+        (lambda txn: txn.count("network"), lambda s: _delete(s, "a")),
+        (lambda txn: txn.claims("pool"), lambda s: _claim(s, "k2")),
+        (lambda txn: txn.claim("pool", "k2", "me"), lambda s: _claim(s, "k2")),
+        # two logged changes may not take the same revision, whatever else they touch
+        (lambda txn: txn.put("subnet", "s", {}, None), lambda s: _put(s, "b", {})),
+    ],
+    ids=[
+        "get-update", "get-delete", "get-create", "list-create", "list-delete", "list-update",
+        "count-delete", "claims-claim", "claim-claim", "log-log",
+    ],
+)  # fmt: skip
+def test_a_commit_fails_whole_when_anything_it_read_changed(
+    pair: tuple[EtcdStore, EtcdStore],
+    read: Callable[[EtcdTxn], object],
+    meanwhile: Callable[[EtcdStore], None],
+) -> None:
+    """The compares alone, without the lock: what guards a writer whose lock lapsed."""
+    first, second = pair
+    _put(first, "a", {"v": 1})
+    txn = EtcdTxn(first, True)  # no lock key: only the compares stand between
+    read(txn)
+    # quiet, so the change-log counter (which every logged change rewrites) is not read:
+    # the conflict can only come from what `read` read
+    txn.put("network", "mine", {}, None, emit=False)
+    meanwhile(second)
+    with pytest.raises(StoreError, match="changed by another writer"):
+        txn.commit()
+    with first.read() as view:
+        assert view.get("network", "mine") is None
+
+
+def test_a_commit_whose_reads_are_unchanged_goes_through_without_the_lock(
+    pair: tuple[EtcdStore, EtcdStore],
+) -> None:
+    first, second = pair
+    _put(first, "a", {"v": 1})
+    txn = EtcdTxn(first, True)
+    txn.get("network", "a")
+    txn.list("port")
+    txn.put("network", "mine", {}, None, emit=False)
+    _put(second, "b", {})  # neither read nor written by txn: no conflict
+    assert not txn.commit(release=False)  # no lock key to release
+    with second.read() as view:
+        assert view.get("network", "mine") == {}
