@@ -41,7 +41,7 @@ class EtcdServer:
         self.directory = directory
         self.timeout = timeout
         self.proc: subprocess.Popen[bytes] | None = None
-        self.client_port = 0
+        self.client_port = self.peer_port = 0
         self.log_path = directory / "etcd.log"
 
     @property
@@ -53,9 +53,11 @@ class EtcdServer:
 
     def start(self) -> EtcdServer:
         # ports picked just before use: a clash with another process is possible but rare,
-        # and shows as etcd exiting at once, which the wait below reports
-        self.client_port, peer = free_port(), free_port()
-        client, peer_url = f"http://{self.endpoint}", f"http://127.0.0.1:{peer}"
+        # and shows as etcd exiting at once, which the wait below reports; a restart keeps them
+        if not self.client_port:
+            self.client_port, self.peer_port = free_port(), free_port()
+        client = f"http://{self.endpoint}"
+        peer_url = f"http://127.0.0.1:{self.peer_port}"
         argv = [
             self.binary, "--name", "test", "--data-dir", str(self.directory / "data"),
             "--listen-client-urls", client, "--advertise-client-urls", client,
@@ -90,6 +92,12 @@ class EtcdServer:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(timeout=self.timeout)
+
+    def restart(self) -> None:
+        """Stops and starts etcd again on the same ports and data (what a member's crash and
+        return look like to its clients)."""
+        self.stop()
+        self.start()
 
     def __enter__(self) -> EtcdServer:
         return self.start()

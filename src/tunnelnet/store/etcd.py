@@ -61,6 +61,7 @@ log = logging.getLogger(__name__)
 _LEASE_TTL = 10  # s; a controller killed while holding the lock blocks writers this long
 _LOCK_TIMEOUT = 30.0  # s, like SQLite's busy timeout
 _MAX_HANDOVERS = 8
+_WATCH_RETRY_MIN, _WATCH_RETRY_MAX = 0.2, 5.0  # s
 _REV_DIGITS = 20
 
 
@@ -481,8 +482,10 @@ class EtcdStore:
         return unsubscribe
 
     def _watch(self, since: int) -> None:
-        """Follows P/change/ from etcd revision `since`; reconnects after a broken stream."""
+        """Follows P/change/ from etcd revision `since`; reconnects after a broken stream,
+        from the revision after the last one it was told about (nothing is skipped)."""
         keys = self.keys
+        delay = _WATCH_RETRY_MIN
         while not self._closed.is_set():
             stream = self.gateway.watch(
                 keys.changes, prefix_end(keys.changes), since, no_delete=True
@@ -490,23 +493,27 @@ class EtcdStore:
             self._watch_stream = stream
             try:
                 for message in stream:
+                    delay = _WATCH_RETRY_MIN
                     header = int(message.get("header", {}).get("revision", 0))
                     if message.get("canceled"):
-                        # etcd compacted its own history past `since`: start over from now
-                        since = header + 1 if header else since
+                        # etcd compacted its own history past `since`: our subscribers read
+                        # the change log themselves, so telling them to look is enough
+                        since = max(since, header + 1)
                         self._notify(self.current_revision())
                         break
-                    top = 0
-                    for event in message.get("events", []):
-                        top = max(top, _change(KeyValue.from_json(event["kv"])).revision)
-                    if top:
-                        self._notify(top)
-                    since = max(since, header + 1)
+                    events = [KeyValue.from_json(e["kv"]) for e in message.get("events", [])]
+                    if events:
+                        self._notify(max(_change(kv).revision for kv in events))
+                        since = max(since, max(kv.mod_revision for kv in events) + 1)
+                    elif header and not message.get("created"):
+                        since = max(since, header + 1)  # a progress report: all up to it sent
             except StoreError as exc:
                 if self._closed.is_set():
                     return
                 log.warning("etcd watch interrupted (%s); resuming from revision %d", exc, since)
-                self._closed.wait(0.5)  # back off before the next endpoint or attempt
+            # back off before the next attempt (a stream etcd ended by itself included)
+            self._closed.wait(delay)
+            delay = min(delay * 2, _WATCH_RETRY_MAX)
 
     def close(self) -> None:
         if self._closed.is_set():

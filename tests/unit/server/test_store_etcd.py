@@ -6,6 +6,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -291,3 +292,27 @@ def test_a_commit_whose_reads_are_unchanged_goes_through_without_the_lock(
     assert not txn.commit(release=False)  # no lock key to release
     with second.read() as view:
         assert view.get("network", "mine") == {}
+
+
+def test_subscribers_keep_hearing_after_etcd_restarts(tmp_path: Path) -> None:
+    with EtcdServer(tmp_path) as server:
+        writer = EtcdStore([server.endpoint], "/restart")
+        reader = EtcdStore([server.endpoint], "/restart")
+        seen: list[int] = []
+        reader.subscribe(seen.append)
+        _put(writer, "before", {})
+        assert _eventually(lambda: seen == [1])
+        server.restart()
+        _put(writer, "after", {})
+        assert _eventually(lambda: seen == [1, 2], timeout=15)
+        writer.close()
+        reader.close()
+
+
+def _eventually(check: Callable[[], bool], timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
