@@ -430,13 +430,21 @@ class EtcdStore:
             return txn.revision
 
     def changes_since(self, revision: int, limit: int = 1000) -> list[Change]:
-        with self.read() as txn:
-            compacted = txn._int(self.keys.compacted)
-            if revision < compacted:
-                raise Compacted(revision, compacted + 1)
-            start = self.keys.change(max(revision, 0) + 1)
-            kvs = txn._range(start, prefix_end(self.keys.changes), limit=limit)
-        return [_change(kv) for kv in kvs]
+        # one read-only etcd Txn, so both ranges come from one revision in one round trip
+        # (every watch stream of every controller asks this after each commit)
+        start = self.keys.change(max(revision, 0) + 1)
+        result = self.gateway.txn(
+            [],
+            [
+                range_op(self.keys.compacted),
+                range_op(start, prefix_end(self.keys.changes), limit=str(limit)),
+            ],
+        )
+        found = range_kvs(result, 0)
+        compacted = int(KeyValue.from_json(found[0]).value) if found else 0
+        if revision < compacted:
+            raise Compacted(revision, compacted + 1)
+        return [_change(KeyValue.from_json(kv)) for kv in range_kvs(result, 1)]
 
     def compact(self, keep: int) -> int:
         with self.write() as txn:
