@@ -7,7 +7,7 @@ another's range):
     P/claim/POOL/KEY     owner
     P/gen/doc/KIND, P/gen/claim/POOL   rewritten whenever a key under the range is deleted
     P/change/REV         one change-log entry; REV is 20 zero-padded digits, so key order is
-                         revision order and changes_since is one range read
+                         revision order and changes_since is one range (with the mark below)
     P/meta/revision      the change log's counter; P/meta/compacted: highest revision dropped
     P/lock/LEASE         the write lock queue (store.etcd_lock)
 
@@ -23,9 +23,11 @@ deleted (the range's gen key), and that the writer still holds the lock. If any 
 is written. The Store API runs the caller's block inside `with store.write() as txn:`, which
 cannot be run a second time, so a conflict could not be retried by re-running it; instead
 writers take turns through a lock queue in etcd (store.etcd_lock, etcd's own recipe), after a
-thread lock inside the process. A conflict then only happens when the lock was lost (the lease
-expired while the process stalled), and is reported, never half-applied. Waiting for the lock
-is bounded.
+thread lock inside the process, which hands the etcd lock straight to the next local writer a
+few times in a row. A conflict then only happens when the lock was lost (the lease expired
+while the process stalled), and is reported, never half-applied. Waiting for the lock is
+bounded. A quiet write (emit=False) only peeks at the change-log counter, so it does not
+depend on other writers' logged changes; a logged change reads it guarded.
 
 Change notifications come from an etcd watch on P/change/ in a background thread, so a commit
 made by any controller reaches every store's subscribers; a store's own commits are also

@@ -72,3 +72,16 @@ def test_a_bad_store_in_the_config_file_names_the_file(tmp_path: Path) -> None:
     conf.write_text('store = "etcd://h:0"\n')
     with pytest.raises(ConfigError, match=rf"{conf}: store URL 'etcd://h:0': bad etcd port"):
         load(str(conf), env={})
+
+
+def test_a_sqlite_url_opens_that_file(tmp_path: Path) -> None:
+    from tunnelnet.store import SqliteStore, open_store
+
+    store = open_store(f"sqlite:{tmp_path}/deep/state.db")
+    try:
+        assert isinstance(store, SqliteStore)
+        with store.write() as txn:
+            txn.put("network", "n", {}, None)
+        assert (tmp_path / "deep" / "state.db").exists()
+    finally:
+        store.close()
