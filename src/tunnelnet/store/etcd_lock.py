@@ -30,6 +30,8 @@ from tunnelnet.store.etcd_gateway import (
 
 log = logging.getLogger(__name__)
 
+_REQUEUES = 3
+
 
 def range_kvs(txn_result: dict[str, Any], index: int = 0) -> list[Any]:
     """The keys of the `index`th response of an etcd Txn (a range)."""
@@ -100,13 +102,35 @@ class WriteLock:
         raise AssertionError("unreachable")
 
     def acquire(self, deadline: float) -> bytes:
-        """Queues for the lock; returns our key once it is the oldest in the queue."""
+        """Queues for the lock; returns our key once it is the oldest in the queue.
+
+        A place lost while waiting (our lease lapsed: etcd was away or slow for longer than
+        its TTL) is queued for again, a bounded number of times."""
+        for _ in range(_REQUEUES):
+            key = self._queue_for(deadline)
+            if key is not None:
+                return key
+            if self._lease_gone():
+                self._renew()
+        raise StoreError(
+            f"could not take the etcd write lock: lost the place in its queue {_REQUEUES} "
+            f"times (the lease of {self.ttl} s kept lapsing: is etcd overloaded or unreachable?)"
+        )
+
+    def _lease_gone(self) -> bool:
+        try:
+            return self._gateway.keepalive(self.lease) <= 0
+        except StoreError:
+            return True
+
+    def _queue_for(self, deadline: float) -> bytes | None:
+        """Our key once it heads the queue; None if it vanished from the queue meanwhile."""
         key, queue, seen_at = self._enqueue()
         try:
             while True:
                 mine = next((kv for kv in queue if kv.key == key), None)
                 if mine is None:
-                    raise StoreError("lost the etcd write lock while waiting (lease expired)")
+                    return None
                 before = [kv for kv in queue if kv.create_revision < mine.create_revision]
                 if not before:
                     return key

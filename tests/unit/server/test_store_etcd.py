@@ -13,6 +13,7 @@ import pytest
 from support.etcd import EtcdServer, etcd_server, free_port, unique_prefix
 from tunnelnet.store import Compacted, StoreError
 from tunnelnet.store.etcd import EtcdStore, EtcdTxn
+from tunnelnet.store.etcd_gateway import prefix_end
 
 __all__ = ["etcd_server"]  # the session fixture, imported so pytest finds it here
 
@@ -316,3 +317,41 @@ def _eventually(check: Callable[[], bool], timeout: float = 5.0) -> bool:
             return False
         time.sleep(0.02)
     return True
+
+
+def test_a_waiter_that_lost_its_place_in_the_queue_queues_again(
+    pair: tuple[EtcdStore, EtcdStore],
+) -> None:
+    first, second = pair
+    inside, done = threading.Event(), threading.Event()
+    errors: list[BaseException] = []
+
+    def hold() -> None:
+        with first.write() as txn:
+            txn.put("network", "held", {}, None)
+            inside.set()
+            done.wait(10)
+
+    def wait_then_write() -> None:
+        try:
+            with second.write() as txn:
+                txn.put("network", "queued", {}, None)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert inside.wait(10)
+    waiter = threading.Thread(target=wait_then_write)
+    waiter.start()
+    assert _eventually(lambda: len(second.gateway.range(*_lock_range(second)).kvs) == 2)
+    second.gateway.revoke(second.lock.lease)  # its key leaves the queue
+    done.set()
+    holder.join(10)
+    waiter.join(10)
+    assert errors == []
+    assert [c.id for c in first.changes_since(0)] == ["held", "queued"]
+
+
+def _lock_range(store: EtcdStore) -> tuple[bytes, bytes]:
+    return store.keys.locks, prefix_end(store.keys.locks)
