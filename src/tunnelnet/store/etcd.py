@@ -45,7 +45,7 @@ from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 from urllib.parse import quote, unquote
 
-from tunnelnet.store.base import Action, Change, Compacted, Doc, StoreError
+from tunnelnet.store.base import Action, Change, Compacted, Doc, StoreError, StoreUnavailable
 from tunnelnet.store.etcd_gateway import (
     EtcdUnavailable,
     Gateway,
@@ -367,7 +367,8 @@ class EtcdStore:
             )
         except StoreError as exc:
             self.gateway.close()
-            raise StoreError(f"cannot use etcd at {','.join(self.endpoints)}: {exc}") from exc
+            cls = StoreUnavailable if isinstance(exc, StoreUnavailable) else StoreError
+            raise cls(f"cannot use etcd at {','.join(self.endpoints)}: {exc}") from exc
 
     # -- transactions ----------------------------------------------------------------------
 

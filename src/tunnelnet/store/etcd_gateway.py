@@ -32,12 +32,12 @@ from typing import Any
 
 import httpx
 
-from tunnelnet.store.base import StoreError
+from tunnelnet.store.base import StoreError, StoreUnavailable
 
 _TIMEOUT = httpx.Timeout(10.0, connect=2.0)
 
 
-class EtcdUnavailable(StoreError):
+class EtcdUnavailable(StoreUnavailable):
     """No endpoint answered (the request was not delivered, or its outcome is unknown)."""
 
 
