@@ -354,12 +354,18 @@ def geneve_decap(frame: Buffer) -> tuple[int, memoryview]:
     mv = memoryview(frame)
     ip_off = _outer_ethernet(mv)
     start, end = _ipv4_payload(mv, ip_off, IPPROTO_UDP, "UDP")
-    if end - start < 8:
-        raise PacketError(f"UDP header truncated: {end - start} of 8 bytes", start)
-    _sport, dport, length, csum = _UDP.unpack_from(mv, start)
+    dport = _udp_datagram(mv, ip_off, start, end)
     if dport != GENEVE_PORT:
         raise PacketError(f"UDP destination port {dport} is not Geneve ({GENEVE_PORT})",
                           start + 2)
+    return geneve_decap_payload(mv[:end], start + 8)
+
+
+def _udp_datagram(mv: memoryview, ip_off: int, start: int, end: int) -> int:
+    """Checks the UDP header at ``start`` (length; checksum when not 0); its destination port."""
+    if end - start < 8:
+        raise PacketError(f"UDP header truncated: {end - start} of 8 bytes", start)
+    _sport, dport, length, csum = _UDP.unpack_from(mv, start)
     if length != end - start:
         raise PacketError(f"UDP length {length} disagrees with the IP payload length "
                           f"{end - start}", start + 4)
@@ -367,7 +373,7 @@ def geneve_decap(frame: Buffer) -> tuple[int, memoryview]:
         pseudo = bytes(mv[ip_off + 12 : ip_off + 20]) + struct.pack("!BBH", 0, IPPROTO_UDP, length)
         if internet_checksum(pseudo + bytes(mv[start:end])) != 0:
             raise PacketError(f"UDP checksum 0x{csum:04x} is wrong", start + 6)
-    return geneve_decap_payload(mv[:end], start + 8)
+    return int(dport)
 
 
 def gre_decap_packet(packet: Buffer, offset: int = 0) -> tuple[int, memoryview]:
@@ -408,3 +414,56 @@ def network_mtu(kind: str, underlay_mtu: int = 1500, *, gre_checksum: bool = Fal
     of the VM's: underlay_mtu - (overhead - 14) - 14 = underlay_mtu - overhead.
     """
     return underlay_mtu - overhead(kind, gre_checksum=gre_checksum, gre_seq=gre_seq)
+
+
+# ---- any registered kind, by name or by what the outer headers say --------------------------
+
+
+def encap(kind: str, inner: Buffer, key: int, outer_src: IPv4Like, outer_dst: IPv4Like,
+          src_mac: str, dst_mac: str, *, udp_checksum: bool = False, ttl: int = DEFAULT_TTL,
+          tos: int = 0, df: bool = True) -> bytes:
+    """The whole underlay frame of ``kind`` (a registered name) around ``inner``.
+
+    A UDP kind gets the flow-hashed source port, an IP kind its protocol number; no options.
+    """
+    from tunnelnet.packet.tunnel_kinds import Transport
+    from tunnelnet.packet.tunnel_kinds import kind as tunnel_kind
+
+    entry = tunnel_kind(kind)
+    payload = entry.payload(inner, entry.check_key(key))
+    if entry.transport is Transport.UDP:
+        return _udp_frame(payload, source_port(inner), entry.number, outer_src, outer_dst,
+                          src_mac, dst_mac, udp_checksum=udp_checksum, ttl=ttl, tos=tos, df=df)
+    head, _ = _outer(payload, entry.number, outer_src, outer_dst, src_mac, dst_mac, ttl, tos,
+                     df)
+    return head + payload
+
+
+def decap(frame: Buffer) -> tuple[str, int, memoryview]:
+    """(kind's name, key, inner frame) of a whole underlay frame of any registered kind.
+
+    The kind is what the outer IPv4 protocol, and for UDP the destination port, say.
+    """
+    from tunnelnet.packet.tunnel_kinds import Transport, by_number
+
+    mv = memoryview(frame)
+    ip_off = _outer_ethernet(mv)
+    if len(mv) - ip_off < 20:
+        raise PacketError(f"IPv4 header truncated: {len(mv) - ip_off} of 20 bytes", ip_off)
+    proto = mv[ip_off + 9]
+    start, end = _ipv4_payload(mv, ip_off, proto, f"protocol {proto}")
+    if proto == IPPROTO_UDP:
+        dport = _udp_datagram(mv, ip_off, start, end)
+        entry = by_number(Transport.UDP, dport)
+        if entry is None:
+            raise PacketError(f"not a tunnel frame: UDP destination port {dport} is no tunnel "
+                              "kind's", start + 2)
+        start += 8
+    else:
+        found = by_number(Transport.IP, proto)
+        if found is None:
+            raise PacketError(f"not a tunnel frame: outer IPv4 protocol {proto} is neither UDP "
+                              "nor a tunnel kind's", ip_off + 9)
+        entry = found
+    key, inner = entry.decap_payload(mv[:end], start)
+    return entry.name, key, inner

@@ -129,6 +129,19 @@ def all_kinds() -> Iterator[TunnelKind]:
     return iter(tuple(_KINDS.values()))
 
 
+def by_number(transport: Transport, number: int) -> TunnelKind | None:
+    """The kind that travels as ``number`` (a UDP destination port or an IP protocol)."""
+    for k in _KINDS.values():
+        if k.transport is transport and k.number == number:
+            return k
+    return None
+
+
+def udp_ports() -> tuple[int, ...]:
+    """The UDP destination ports of every UDP kind (a capture filter wants them all)."""
+    return tuple(k.number for k in _KINDS.values() if k.transport is Transport.UDP)
+
+
 def by_table(table: int) -> TunnelKind | None:
     for k in _KINDS.values():
         if k.neutron_table == table:
