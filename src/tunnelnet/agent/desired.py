@@ -16,6 +16,7 @@ from tunnelnet.agent import br_int, br_tun
 from tunnelnet.agent.flowmod import FlowMod
 from tunnelnet.agent.local_vlan import LocalVlanManager
 from tunnelnet.agent.tables import DEAD_VLAN
+from tunnelnet.agent.tunnels import parse_tunnel_port_name
 from tunnelnet.agent.tunnels import tunnel_port_name as _tunnel_port_name
 from tunnelnet.agent.view import TUNNEL_NETWORK_TYPES, CloudView, Network, Peer, Port, Vnic
 
@@ -165,9 +166,9 @@ def br_tun_flows(conf: AgentConfig, view: CloudView, *, cookie: int, patch_int_o
     flows = br_tun.default_flows(patch_int_ofport, cookie=cookie,
                                  arp_responder=conf.arp_responder and conf.l2pop)
     for name, ofport in sorted(tunnel_ofports.items()):
-        kind = name.partition("-")[0]
-        if kind in TUNNEL_NETWORK_TYPES:
-            flows.append(br_tun.tunnel_port(kind, ofport))
+        parsed = parse_tunnel_port_name(name)
+        if parsed is not None:
+            flows.append(br_tun.tunnel_port(parsed[0], ofport))
     for network in sorted(local_networks, key=lambda n: local_vlans[n.id]):
         # VLAN and flat networks leave through their physical bridge, never a tunnel
         if network.segment is None or network.network_type not in TUNNEL_NETWORK_TYPES:

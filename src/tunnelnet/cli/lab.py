@@ -14,6 +14,7 @@ from tunnelnet.cli._matrix import print_matrix
 from tunnelnet.errors import TunnelnetError
 from tunnelnet.lab import probe
 from tunnelnet.lab.state import StateFile, lab_dir
+from tunnelnet.packet import tunnel_kinds
 
 
 class LabError(TunnelnetError):
@@ -156,7 +157,7 @@ def _status(directory: Path) -> dict[str, Any]:
                 for bridge in ctl.call(m.Show()):
                     if bridge["name"] == "br-tun":
                         tunnels[hv] = sorted(p["name"] for p in bridge["ports"]
-                                             if p.get("type") in ("vxlan", "gre"))
+                                             if tunnel_kinds.is_tunnel(p.get("type", "")))
         except TunnelnetError:
             tunnels[hv] = []
     return {

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from tunnelnet.agent.tables import DEAD_VLAN
+from tunnelnet.agent.view import DEFAULT_TUNNEL_TYPES
 from tunnelnet.client.http import Client
 from tunnelnet.datapath import messages as m
 from tunnelnet.datapath.control import ControlClient, socket_path
@@ -27,6 +28,7 @@ from tunnelnet.errors import TunnelnetError
 from tunnelnet.lab import fabric, links, names, ovs_host, processes
 from tunnelnet.lab.state import LabState, LabStateError, ProcessRecord, StateFile, VmRecord
 from tunnelnet.lab.topology import Topology, Vm, load
+from tunnelnet.packet import tunnel_kinds
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +44,13 @@ def server_url(directory: Path) -> str:
 
 def hv_rundir(directory: Path, hypervisor: str) -> Path:
     return directory / hypervisor
+
+
+def agent_tunnel_types(topo: Topology) -> str:
+    """The agents' --tunnel-types: their defaults, and any other kind the topology uses (a
+    kind no network uses would only add a full mesh of idle tunnel ports)."""
+    used = {n.type for n in topo.networks if tunnel_kinds.is_tunnel(n.type)}
+    return ",".join(k for k in tunnel_kinds.names() if k in used or k in DEFAULT_TUNNEL_TYPES)
 
 
 def _planned_namespaces(topo: Topology) -> list[str]:
@@ -194,9 +203,10 @@ class LabRunner:
         db = self.directory / "server.db"
         sock = self.directory / "server.sock"
         config = self.directory / "server.toml"
-        # both tunnel types are offered to tenants; a dead agent is noticed within 15 s
+        # every tunnel kind is offered to tenants; a dead agent is noticed within 15 s
+        kinds = ", ".join(f'"{name}"' for name in tunnel_kinds.names())
         config.write_text(
-            f'tenant_network_types = ["vxlan", "gre"]\nunderlay_mtu = {topo.underlay_mtu}\n'
+            f"tenant_network_types = [{kinds}]\nunderlay_mtu = {topo.underlay_mtu}\n"
             "agent_down_time = 15.0\n")
         argv = processes.tunnelnet_argv("server", "--db", str(db), "--config", str(config),
                                         "--listen", "127.0.0.1:0", "--unix", str(sock))
@@ -258,7 +268,8 @@ class LabRunner:
                       if hv.switch == "ovs" else [])
             argv = processes.tunnelnet_argv(
                 "agent", "--host", hv.name, "--server", state.server_url,
-                "--tunnel-ip", hv.ip, "--tunnel-types", "vxlan,gre", "--rundir", str(rundir),
+                "--tunnel-ip", hv.ip, "--tunnel-types", agent_tunnel_types(topo),
+                "--rundir", str(rundir),
                 "--log-file", str(rundir / "agent.log"), *switch,
                 *(["--bridge-mappings", mappings] if mappings else []),
                 *(["--l2pop"] if l2pop else []), *(["--arp-responder"] if arp_responder else []))

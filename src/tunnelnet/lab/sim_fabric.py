@@ -19,6 +19,7 @@ from ipaddress import IPv4Address
 from typing import Final
 
 from tunnelnet.lab.sim_switch import TUNNEL_TYPES, SimPort, SimSwitch
+from tunnelnet.packet import tunnel_kinds
 from tunnelnet.packet.fields import FIELD_BITS, METADATA_FIELDS, VLAN_CFI, FlowKey, int_to_mac
 from tunnelnet.switch.flow_format import format_key
 from tunnelnet.switch.match import KEY_DEFAULTS
@@ -26,7 +27,6 @@ from tunnelnet.switch.xlate import Xlate
 
 MAX_DEPTH: Final = 16  # bridges one copy may pass in a row (a forwarding loop ends here, reported)
 _HEADER_FIELDS: Final = tuple(f for f in FIELD_BITS if f not in METADATA_FIELDS)
-_KEY_BITS: Final = {"vxlan": 24, "gre": 32}
 _MULTICAST_BIT: Final = 1 << 40
 UPLINK_MARK: Final = "sim-physical-uplink"  # external_ids key of a physical uplink port
 
@@ -192,7 +192,7 @@ class SimFabric:
             return
         fixed = port.options.get("key", "flow")
         tun_id = key.get("tun_id", 0) if fixed == "flow" else int(fixed, 0)
-        tun_id &= (1 << _KEY_BITS[port.type]) - 1
+        tun_id &= tunnel_kinds.kind(port.type).key_max
         inbound = target.tunnels.get((port.type, local_ip))
         if inbound is None:
             # the datapath's receive side: a frame from an address that is no tunnel peer
