@@ -128,7 +128,8 @@ def tunnel_kinds_by_table() -> tuple[TunnelKind, ...]:
     return tuple(sorted(tunnel_kinds.all_kinds(), key=lambda k: k.neutron_table))
 
 
-def _br_tun(kinds: tuple[TunnelKind, ...]) -> Pipeline:
+def br_tun_pipeline(kinds: tuple[TunnelKind, ...]) -> Pipeline:
+    """br-tun for these tunnel kinds: each brings its key -> local VLAN table."""
     t = TunTable
     by_kind = ", ".join(f"a {k.title} tunnel to {k.neutron_table}" for k in kinds)
     return _pipeline("br-tun", [
@@ -182,7 +183,7 @@ def _br_phys() -> Pipeline:
     ])  # fmt: skip
 
 
-BR_TUN: Final = _br_tun(tunnel_kinds_by_table())
+BR_TUN: Final = br_tun_pipeline(tunnel_kinds_by_table())
 BR_INT: Final = _br_int()
 # a physical bridge has the operator's name (br-eth1); this is its declared pipeline
 BR_PHYS: Final = _br_phys()

@@ -10,12 +10,14 @@ declaration says a miss does. The expectations are Neutron's br-tun/br-int pipel
 
 from __future__ import annotations
 
+import dataclasses
 from enum import IntEnum
 from functools import cache
 
 import pytest
 
 from support.agent_states import COOKIE, STATES, State, desired_flows
+from tunnelnet.agent import br_tun
 from tunnelnet.agent.flowmod import FlowMod
 from tunnelnet.packet import tunnel_kinds
 from tunnelnet.switch.actions import GotoTable, Resubmit
@@ -30,6 +32,8 @@ from tunnelnet.switch.pipeline import (
     Pipeline,
     TunPriority,
     TunTable,
+    br_tun_pipeline,
+    tunnel_kinds_by_table,
 )
 
 _BANDS: dict[str, type[IntEnum]] = {"br-tun": TunPriority, "br-int": IntPriority,
@@ -159,3 +163,21 @@ def test_the_check_catches_a_resubmit_to_an_undeclared_table() -> None:
     assert "FLOOD_TO_TUN does not declare table 23" in problems[1]
     assert "table 5 is not declared" in problems[2]
     assert "learning into table 21" in problems[3]
+
+
+def test_a_newly_registered_tunnel_kind_gets_its_table_and_flows_without_agent_changes(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A kind brings its table through the registry alone (here a stand-in at table 7)."""
+    extra = dataclasses.replace(tunnel_kinds.VXLAN, name="testkind", title="TESTKIND",
+                                neutron_table=7, port_prefix="tk")
+    monkeypatch.setitem(tunnel_kinds._KINDS, extra.name, extra)
+    pipeline = br_tun_pipeline(tunnel_kinds_by_table())
+    assert pipeline.tables[7].name == "TESTKIND_TUN_TO_LV"
+    flows = [*br_tun.default_flows(1, cookie=COOKIE, arp_responder=True),
+             br_tun.tunnel_port("testkind", 9), br_tun.local_vlan("testkind", 3, 4242)]
+    texts = {f.add_text() for f in flows}
+    assert "table=7,priority=0 actions=drop" in texts
+    assert "table=0,priority=1,in_port=9 actions=resubmit(,7)" in texts
+    assert "table=7,priority=1,tun_id=0x1092 actions=mod_vlan_vid:3,resubmit(,10)" in texts
+    assert stray_moves(pipeline, flows) == []
+    assert stray_moves(BR_TUN, flows) != []  # the pipeline built before it knew no table 7
