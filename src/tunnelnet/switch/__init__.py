@@ -19,6 +19,7 @@ Modules, each about one thing:
   trace         Trace/TraceStep (text like ofproto/trace, JSON); trace_nodes: its layout
   explain       plain-word notes for --explain
   pipeline      the one declared Neutron pipeline: tables, next tables, misses, priority bands
+  crossing      how a frame crosses a patch port or a tunnel into the next bridge
 """
 
 from tunnelnet.switch.bridge import Bridge, FlowTable, PortConfig
