@@ -21,11 +21,12 @@ from tunnelnet.agent.backend import BackendError, SwitchBackend, SwitchPort
 from tunnelnet.agent.controller import Controller, ControllerCache
 from tunnelnet.agent.flowmod import FlowMod
 from tunnelnet.agent.local_vlan import LocalVlanManager
-from tunnelnet.agent.tables import DEAD_VLAN, IntTable
+from tunnelnet.agent.tables import DEAD_VLAN
 from tunnelnet.agent.tunnels import parse_tunnel_port_name
 from tunnelnet.agent.view import CloudView, Network, Vnic
 from tunnelnet.api import ResyncRequired
 from tunnelnet.errors import TunnelnetError
+from tunnelnet.switch.pipeline import IntTable
 
 log = logging.getLogger(__name__)
 
