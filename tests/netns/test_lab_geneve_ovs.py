@@ -22,25 +22,10 @@ from scapy.contrib.geneve import GENEVE
 from scapy.layers.l2 import Ether
 
 from support.tools import require_tool
-from tunnelnet.agent import br_tun
-from tunnelnet.errors import TunnelnetError
 from tunnelnet.packet.tunnel import decap
 from tunnelnet.trace.pcap import read_frames
 
-
-def _br_tun_knows_geneve() -> bool:
-    try:
-        br_tun.tunnel_port("geneve", 1)
-    except (KeyError, TunnelnetError):
-        return False
-    return True
-
-
-pytestmark = [pytest.mark.netns, pytest.mark.interop,
-              # br-tun's flow builders read Geneve's table 6 from the registry in another part
-              # of issue #23; until then the agent cannot program a Geneve network
-              pytest.mark.skipif(not _br_tun_knows_geneve(),
-                                 reason="br-tun has no table for geneve yet")]
+pytestmark = [pytest.mark.netns, pytest.mark.interop]
 
 TOPOLOGY = Path(__file__).resolve().parent / "topologies" / "geneve_ovs.toml"
 PREFIX = f"tng{os.getpid() % 10000}"

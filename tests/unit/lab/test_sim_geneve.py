@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 
-from tunnelnet.agent import br_tun
 from tunnelnet.lab.sim import SimLab
 from tunnelnet.lab.topology import load
 from tunnelnet.trace.journey import trace
@@ -26,20 +25,6 @@ HV_IP = {h["name"]: h["ip"] for h in TOPO["hypervisor"]}
 NET = {n["name"]: n for n in TOPO["network"]}
 VM = {v["name"]: v for v in TOPO["vm"]}
 ICMP_FRAME = 14 + 20 + 8 + 56
-
-
-def _br_tun_knows_geneve() -> bool:
-    try:
-        br_tun.tunnel_port("geneve", 1)
-    except KeyError:
-        return False
-    return True
-
-
-# br-tun's flow builders are another part of issue #23 (they read table 6 from the registry);
-# until they do, the agent cannot program a Geneve network
-pytestmark = pytest.mark.skipif(not _br_tun_knows_geneve(),
-                                reason="br-tun has no table for geneve yet")
 
 
 @pytest.fixture(scope="module")
