@@ -18,6 +18,7 @@ from tunnelnet.lab.sim import SimLab
 from tunnelnet.lab.topology import load
 from tunnelnet.trace.journey import trace
 from tunnelnet.trace.sim import SimLabView
+from tunnelnet.web.state import snapshot
 
 EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "geneve.toml"
 TOPO = tomllib.loads(EXAMPLE.read_text())
@@ -80,3 +81,10 @@ def test_trace_crosses_the_underlay_as_geneve_on_udp_6081(lab: SimLab) -> None:
                   if v.bridge == "br-tun" and not v.hypothetical]
     assert tun_visits[-1][:2] == [0, 6]
     assert "Geneve VNI 3003" in j.outcome.summary
+
+
+def test_the_web_page_state_labels_each_tunnel_as_people_write_its_kind(lab: SimLab) -> None:
+    state = snapshot(SimLabView(lab), None)
+    hv1 = next(hv for hv in state["hypervisors"] if hv["name"] == "hv1")
+    assert {(t["type"], t["title"], t["remote_host"]) for t in hv1["tunnels"]} == {
+        ("geneve", "Geneve", "hv2"), ("vxlan", "VXLAN", "hv2")}
