@@ -24,10 +24,11 @@ from tunnelnet.agent.view import DEFAULT_TUNNEL_TYPES
 from tunnelnet.client.http import Client
 from tunnelnet.datapath import messages as m
 from tunnelnet.datapath.control import ControlClient, socket_path
+from tunnelnet.datapath.ports import PortKind
 from tunnelnet.errors import TunnelnetError
 from tunnelnet.lab import fabric, links, names, ovs_host, processes
 from tunnelnet.lab.state import LabState, LabStateError, ProcessRecord, StateFile, VmRecord
-from tunnelnet.lab.topology import Topology, Vm, load
+from tunnelnet.lab.topology import Topology, TopologyError, Vm, load
 from tunnelnet.packet import tunnel_kinds
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,19 @@ def agent_tunnel_types(topo: Topology) -> str:
     kind no network uses would only add a full mesh of idle tunnel ports)."""
     used = {n.type for n in topo.networks if tunnel_kinds.is_tunnel(n.type)}
     return ",".join(k for k in tunnel_kinds.names() if k in used or k in DEFAULT_TUNNEL_TYPES)
+
+
+def check_switches(topo: Topology) -> None:
+    """Refuses, before anything is built, a tunnel kind some hypervisor's switch has no port
+    for. Our vswitchd's kinds are its PortKind values; Open vSwitch has every registered kind."""
+    ours = {kind.value for kind in PortKind}
+    missing = sorted({n.type for n in topo.networks if tunnel_kinds.is_tunnel(n.type)} - ours)
+    hosts = [hv.name for hv in topo.hypervisors if hv.switch == "tunnelnet"]
+    if missing and hosts:
+        raise TopologyError(
+            f"{', '.join(missing)} network(s) need a tunnel port that tunnelnet's vswitchd does "
+            f"not have yet (hypervisors {', '.join(hosts)}): put them on switch = \"ovs\", or "
+            "run the topology with --sim")
 
 
 def _planned_namespaces(topo: Topology) -> list[str]:
@@ -115,6 +129,7 @@ class LabRunner:
     def up(self, topology_path: str, *, l2pop: bool = True, arp_responder: bool = False
            ) -> LabState:
         topo = load(topology_path)
+        check_switches(topo)
         if self.file.exists():
             raise LabStateError(f"a lab is already up (state in {self.file.path}); "
                                 "take it down first with 'tunnelnet lab down'")
