@@ -158,13 +158,17 @@ def build(header: Geneve, payload: Buffer = b"") -> bytes:
 
 _HEAD_IN: Final = HEADER.unpack_from
 _OPTION_IN: Final = OPTION.unpack_from
+# the common case in one word each way: version 0, no options, no flags, Ethernet inside
+_PLAIN_IN: Final = struct.Struct("!II").unpack_from
+_PLAIN_OUT: Final = struct.Struct("!II").pack
+_PLAIN_WORD: Final = ETH_TYPE_TEB  # 00 00 65 58
 
 
 def geneve_payload(inner: Buffer, vni: int) -> bytes:
     """Geneve header (version 0, no options) + inner frame: the payload for UDP port 6081."""
     if not 0 <= vni < 1 << 24:
         raise PacketError(f"Geneve VNI {vni} does not fit in 24 bits")
-    return HEADER.pack(0, 0, ETH_TYPE_TEB, vni << 8) + bytes(inner)
+    return _PLAIN_OUT(_PLAIN_WORD, vni << 8) + bytes(inner)
 
 
 def geneve_decap_payload(payload: Buffer, offset: int = 0) -> tuple[int, memoryview]:
@@ -180,6 +184,14 @@ def geneve_decap_payload(payload: Buffer, offset: int = 0) -> tuple[int, memoryv
     if len(mv) - offset < LENGTH + _MIN_INNER:
         raise PacketError(f"Geneve packet truncated: {len(mv) - offset} bytes, need at least "
                           f"{LENGTH + _MIN_INNER} (header and inner Ethernet)", offset)
+    first_word, vni_word = _PLAIN_IN(mv, offset)
+    if first_word == _PLAIN_WORD:  # per packet, what Open vSwitch and we send
+        return vni_word >> 8, mv[offset + LENGTH :]
+    return _decap_checked(mv, offset)
+
+
+def _decap_checked(mv: memoryview, offset: int) -> tuple[int, memoryview]:
+    """geneve_decap_payload for headers with options, flags or something to refuse."""
     first, flags, protocol, word = _HEAD_IN(mv, offset)
     if first >> 6:
         raise PacketError(f"Geneve version {first >> 6} is not supported (only 0)", offset)

@@ -145,6 +145,13 @@ def test_decap_gives_back_vni_and_frame_past_any_non_critical_options(
     assert (got_vni, bytes(got_inner)) == (vni, inner)
 
 
+def test_reserved_bits_are_ignored_on_receipt_as_rfc_8926_asks() -> None:
+    # Rsvd (6 bits) all set, and the reserved byte after the VNI: neither changes the answer
+    raw = hx("00 3f 6558 abcdef ff") + INNER
+    vni, inner = geneve_decap_payload(raw)
+    assert (vni, bytes(inner)) == (0xABCDEF, INNER)
+
+
 # ---- refusals, each named -----------------------------------------------------------------
 
 
