@@ -28,6 +28,7 @@ MODULES = [
     "test_server_api_agents.py",
     "test_server_api_concurrency.py",
     "test_server_api_crud.py",
+    "test_server_api_geneve.py",
     "test_server_api_isolation.py",
     "test_server_api_restart.py",
     "test_server_api_watch.py",

@@ -14,7 +14,7 @@ import pytest
 
 from support.controller import ServerProcess
 from support.etcd import EtcdServer, etcd_server, free_port, unique_prefix
-from tunnelnet.server.events import WatchEvent
+from tunnelnet.api import WatchEvent
 
 __all__ = ["etcd_server"]  # the session fixture, imported so pytest finds it here
 
