@@ -5,8 +5,10 @@ under a fresh prefix (the module's fixtures then start `tunnelnet server` on etc
 --store wins over the --db they pass), so no module sees another's state. The modules that
 check the controller's behaviour through the store are here; the fuzzers and the schema
 test exercise request parsing, which does not depend on the store, and would double the
-time. Left out on purpose: the server-process test of a generated admin token (an etcd
-store refuses to generate one, see test_store_etcd_server.py).
+time; concurrent creates and the watch fan-out are covered on etcd by test_store_etcd.py
+(8 writer threads on two stores) and test_store_etcd_server.py (two controllers), which
+take a fraction of their time. Left out on purpose: the server-process test of a generated
+admin token (an etcd store refuses to generate one, see test_store_etcd_server.py).
 """
 
 from __future__ import annotations
@@ -26,13 +28,11 @@ __all__ = ["etcd_server"]  # the session fixture, imported so pytest finds it he
 HERE = Path(__file__).parent
 MODULES = [
     "test_server_api_agents.py",
-    "test_server_api_concurrency.py",
     "test_server_api_crud.py",
     "test_server_api_geneve.py",
     "test_server_api_isolation.py",
     "test_server_api_restart.py",
     "test_server_api_watch.py",
-    "test_server_watch_fanout.py",
 ]
 
 
