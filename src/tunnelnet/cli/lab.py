@@ -12,7 +12,7 @@ import click
 
 from tunnelnet.cli import labsim
 from tunnelnet.cli._matrix import print_matrix
-from tunnelnet.lab.interface import Lab
+from tunnelnet.lab.interface import Lab, LabInputError
 from tunnelnet.lab.namespaces import NamespaceLab
 from tunnelnet.lab.state import find_sim, lab_dir, usable_dir
 
@@ -68,7 +68,18 @@ class LabChoice:
 pass_choice = click.make_pass_decorator(LabChoice)
 
 
-@click.group("lab")
+class _LabGroup(click.Group):
+    """A request the lab refuses as wrong (an unknown VM, a taken address) is the command's
+    usage error: exit 2, as click's own, so that 1 keeps meaning "not reached"/"surprise"."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except LabInputError as exc:
+            raise click.UsageError(str(exc)) from None
+
+
+@click.group("lab", cls=_LabGroup)
 @click.option("--dir", "directory", envvar="TUNNELNET_LAB_DIR", default=None,
               help="Run directory of the lab (env TUNNELNET_LAB_DIR; default "
                    "/run/tunnelnet-lab).")

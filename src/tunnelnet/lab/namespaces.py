@@ -12,19 +12,22 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
+from tunnelnet.api.errors import ClientError
 from tunnelnet.errors import TunnelnetError
 from tunnelnet.lab import probe
 from tunnelnet.lab.interface import (
     AddedVm,
     Lab,
     LabError,
+    LabInputError,
     LabUnsupported,
     PingOutcome,
     TraceText,
     Verdict,
     Verification,
 )
-from tunnelnet.lab.state import StateFile
+from tunnelnet.lab.state import LabState, StateFile
+from tunnelnet.lab.topology import added_vm_problem
 
 NO_SIM: str = "no simulated lab is up; start one with 'tunnelnet lab up --sim FILE'"
 
@@ -33,6 +36,23 @@ def need_root(what: str) -> None:
     if os.geteuid() != 0:
         raise LabError(f"{what} needs root (network namespaces, veths, raw sockets); "
                        "run it with sudo, or use 'tunnelnet lab sim' which needs none")
+
+
+def check_added_vm(state: LabState, name: str, network: str, hypervisor: str,
+                   ip: str | None) -> None:
+    """Refuses, before anything is made, a VM the lab cannot take (``lab add-vm``)."""
+    if name in state.vms:
+        raise LabInputError(f"the lab already has a VM named {name!r}")
+    if network not in state.networks:
+        raise LabInputError(f"unknown network {network!r} (networks: "
+                            f"{', '.join(sorted(state.networks))})")
+    if hypervisor not in state.hypervisors:
+        raise LabInputError(f"unknown hypervisor {hypervisor!r} (hypervisors: "
+                            f"{', '.join(sorted(state.hypervisors))})")
+    taken = {vm.ip: vm.name for vm in state.vms.values() if vm.network == network}
+    problem = added_vm_problem(name, ip, network, str(state.networks[network]["cidr"]), taken)
+    if problem is not None:
+        raise LabInputError(problem)
 
 
 def _tunnel_ports(info: dict[str, str]) -> list[str]:
@@ -144,8 +164,15 @@ class NamespaceLab(Lab):
         from tunnelnet.lab.topology import Vm
 
         runner = LabRunner(self.directory, self.say)
-        tenant = str(runner.file.load().networks.get(network, {}).get("tenant", ""))
-        vm = runner.add_vm(Vm(name, tenant, network, hypervisor, ip))
+        state = runner.file.load()
+        check_added_vm(state, name, network, hypervisor, ip)
+        tenant = str(state.networks[network].get("tenant", ""))
+        try:
+            vm = runner.add_vm(Vm(name, tenant, network, hypervisor, ip))
+        except ClientError as exc:
+            if 400 <= exc.status < 500:  # the controller refuses the port: the VM's fault
+                raise LabInputError(f"the controller refused {name}'s port: {exc}") from None
+            raise
         return AddedVm(vm.name, vm.ip, vm.mac, vm.hypervisor, vm.tenant, vm.network)
 
     def stop(self, daemon: str) -> str:

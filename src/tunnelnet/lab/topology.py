@@ -142,11 +142,45 @@ def _field(entry: dict[str, Any], key: str, where: str, kind: type = str) -> Any
     return value
 
 
+def name_problem(name: str) -> str | None:
+    """What is wrong with a name of the lab's (None: nothing); namespaces and devices are
+    named after it."""
+    if not name.replace("-", "").isalnum() or len(name) > _NAME_MAX:
+        return (f"name {name!r} must be letters, digits and '-', at most {_NAME_MAX} "
+                "characters")
+    return None
+
+
+def added_vm_problem(name: str, ip: str | None, network: str, cidr: str,
+                     taken: dict[str, str]) -> str | None:
+    """What is wrong with one more VM on ``network`` of a running lab (``lab add-vm``), in
+    words that name the option at fault; ``taken``: address -> VM of the network's VMs.
+    None: nothing."""
+    problem = name_problem(name)
+    if problem is not None:
+        return problem
+    if ip is None:
+        return None
+    try:
+        address = ip_address(ip)
+    except ValueError:
+        return f"--ip {ip!r} is not an IP address"
+    net = ip_network(cidr)
+    if address not in net:
+        return f"--ip {ip} is not in {network}'s subnet {cidr}"
+    if address in (net.network_address, net.broadcast_address):
+        which = "network" if address == net.network_address else "broadcast"
+        return f"--ip {ip} is the {which} address of {network}'s subnet {cidr}, no host's"
+    if str(address) in taken:
+        return f"--ip {ip} is taken on {network} (by {taken[str(address)]})"
+    return None
+
+
 def _name(entry: dict[str, Any], where: str, seen: set[str]) -> str:
     name = _field(entry, "name", where)
-    if not name.replace("-", "").isalnum() or len(name) > _NAME_MAX:
-        raise TopologyError(f"{where}: name {name!r} must be letters, digits and '-', "
-                            f"at most {_NAME_MAX} characters")
+    problem = name_problem(name)
+    if problem is not None:
+        raise TopologyError(f"{where}: {problem}")
     if name in seen:
         raise TopologyError(f"{where}: name {name!r} is used twice")
     seen.add(name)
