@@ -55,15 +55,20 @@ def check_added_vm(state: LabState, name: str, network: str, hypervisor: str,
         raise LabInputError(problem)
 
 
-def _tunnel_ports(info: dict[str, str]) -> list[str]:
-    """The tunnel ports on a hypervisor's br-tun, asked of its switch ([] if it is silent)."""
+def _tunnel_ports(info: dict[str, str]) -> dict[str, str]:
+    """The tunnel ports on a hypervisor's br-tun and each one's remote_ip, asked of its switch
+    ({} if it is silent)."""
     if info.get("switch") == "ovs":
+        from tunnelnet.agent.tunnels import parse_tunnel_port_name
         from tunnelnet.lab import ovs_host
 
         try:
-            return ovs_host.tunnel_ports(Path(info["rundir"]))
+            names = ovs_host.tunnel_ports(Path(info["rundir"]))
         except TunnelnetError:
-            return []
+            return {}
+        # the agent names a tunnel port after its remote IP (vxlan-c000020c: 192.0.2.12)
+        return {name: parsed[1] for name in names
+                if (parsed := parse_tunnel_port_name(name)) is not None}
     from tunnelnet.datapath import messages as m
     from tunnelnet.datapath.control import ControlClient
     from tunnelnet.packet import tunnel_kinds
@@ -72,11 +77,12 @@ def _tunnel_ports(info: dict[str, str]) -> list[str]:
         with ControlClient(Path(info["rundir"]), timeout=5.0) as ctl:
             for bridge in ctl.call(m.Show()):
                 if bridge["name"] == "br-tun":
-                    return sorted(p["name"] for p in bridge["ports"]
-                                  if tunnel_kinds.is_tunnel(str(p.get("type"))))
+                    return {p["name"]: str(p.get("options", {}).get("remote_ip", ""))
+                            for p in sorted(bridge["ports"], key=lambda p: str(p["name"]))
+                            if tunnel_kinds.is_tunnel(str(p.get("type")))}
     except TunnelnetError:
-        return []
-    return []
+        return {}
+    return {}
 
 
 class NamespaceLab(Lab):
@@ -119,11 +125,13 @@ class NamespaceLab(Lab):
         return {
             "hypervisors": [{"name": hv, "ip": info["ip"], "agent_alive": agents.get(hv, False),
                              "switch": info.get("switch", "tunnelnet"),
-                             "tunnels": tunnels.get(hv, [])}
+                             "tunnels": sorted(tunnels.get(hv, {})),
+                             "tunnel_remotes": tunnels.get(hv, {})}
                             for hv, info in sorted(state.hypervisors.items())],
             "vms": [{"name": vm.name, "tenant": vm.tenant, "network": vm.network,
                      "hypervisor": vm.hypervisor, "ip": vm.ip, "mac": vm.mac, "mtu": vm.mtu,
-                     "port_status": statuses.get(vm.port_id, "UNKNOWN")}
+                     "port_status": statuses.get(vm.port_id, "UNKNOWN"), "tap": vm.tap,
+                     "port_id": vm.port_id}
                     for vm in sorted(state.vms.values(), key=lambda v: v.name)],
             "networks": state.networks,
         }

@@ -215,7 +215,7 @@ class SimLab:
                        hypervisor=vm.hypervisor, port_id=str(port["id"]),
                        mac=str(port["mac_address"]),
                        ip=str(port["fixed_ips"][0]["ip_address"]), mtu=self.mtus[vm.network],
-                       vnic=names.vm_tap(vm.name))
+                       vnic=names.vm_tap(str(port["id"])))
         self.vms[vm.name] = record
         self._vm_by_port[record.port_id] = record
         # plugged on the dead VLAN, as os-vif's isolate_vif does (Neutron bug 1734320): an

@@ -77,11 +77,14 @@ def _status(lab: SimLab, _args: dict[str, Any]) -> dict[str, Any]:
     return {
         "simulated": True,
         "hypervisors": [{"name": hv.name, "ip": hv.ip, "agent_alive": hv.name not in lab.stopped,
-                         "tunnels": [p.name for p in lab.tunnels(hv.name)]}
+                         "tunnels": [p.name for p in lab.tunnels(hv.name)],
+                         "tunnel_remotes": {p.name: p.options.get("remote_ip", "")
+                                            for p in lab.tunnels(hv.name)}}
                         for hv in lab.topo.hypervisors],
         "vms": [{"name": vm.name, "tenant": vm.tenant, "network": vm.network,
                  "hypervisor": vm.hypervisor, "ip": vm.ip, "mac": vm.mac, "mtu": vm.mtu,
-                 "port_status": statuses.get(vm.port_id, "UNKNOWN")}
+                 "port_status": statuses.get(vm.port_id, "UNKNOWN"), "tap": vm.vnic,
+                 "port_id": vm.port_id}
                 for vm in sorted(lab.vms.values(), key=lambda v: v.name)],
     }
 

@@ -207,3 +207,43 @@ def test_no_simulated_lab_up_is_said_plainly(tmp_path: Path, capsys: pytest.Capt
                                              monkeypatch: pytest.MonkeyPatch) -> None:
     assert _run(["ofctl", "--sim", "hv1", "dump-flows", "br-tun"], tmp_path, monkeypatch) == 1
     assert "no simulated lab is up" in capsys.readouterr().err
+
+
+# -- OpenStack habits: status with headers, tunnels with their remote IPs, Nova's tap names --
+
+
+@pytest.mark.timeout(60)
+def test_status_names_taps_as_nova_and_tunnels_by_their_remote_ip(
+        sim_lab: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    capsys.readouterr()
+    assert main(["lab", "--dir", str(sim_lab), "status", "--json"]) == 0
+    status = json.loads(capsys.readouterr().out)
+    env = {}
+    assert main(["lab", "--dir", str(sim_lab), "env"]) == 0
+    for item in capsys.readouterr().out.split():
+        if "=" in item:
+            key, value = item.split("=", 1)
+            env[key] = value
+    from tunnelnet.client.http import Client
+
+    with Client(env["TUNNELNET_URL"], env["TUNNELNET_TOKEN"]) as api:
+        port_of = {p["name"]: p["id"] for p in api.list("port")}
+    for vm in status["vms"]:
+        # Nova: "tap" + the first 11 characters of the port's id
+        assert vm["port_id"] == port_of[vm["name"]]
+        assert vm["tap"] == "tap" + port_of[vm["name"]][:11]
+    topo = load(DEMO)
+    hv_ip = {hv.name: hv.ip for hv in topo.hypervisors}
+    for hv in status["hypervisors"]:
+        remotes = hv["tunnel_remotes"]
+        assert set(remotes) == set(hv["tunnels"])
+        assert set(remotes.values()) <= set(hv_ip.values()) - {hv["ip"]}
+
+    assert main(["lab", "--dir", str(sim_lab), "status"]) == 0
+    text = capsys.readouterr().out.splitlines()
+    assert text[1].split() == ["HYPERVISOR", "UNDERLAY", "IP", "AGENT", "TUNNELS", "(port",
+                               "->", "remote", "IP)"]
+    hv1 = next(line for line in text if line.split()[0] == "hv1")
+    assert "vxlan-c000020c -> 192.0.2.12 (hv2)" in hv1  # red1/red2 on hv1, red3 on hv2
+    assert any(line.split() == ["VM", "TENANT", "NETWORK", "HOST", "IP", "MAC", "MTU", "TAP",
+                                "PORT"] for line in text)
