@@ -213,6 +213,13 @@ class SimServer:
             if self.after is not None:
                 self.after()
 
+    def _step_safely(self) -> None:
+        try:
+            self.step()
+        except Exception:  # whatever came in through the REST API must not end the lab
+            log.exception("taking up the controller's changes failed; the lab goes on")
+            self._seen = self.lab.store.current_revision()  # once, not every half second
+
     def answer(self, request: SimRequest) -> SimReply:
         if request.op == "stop":
             self._stop = True
@@ -250,11 +257,11 @@ class SimServer:
                 try:
                     conn, _ = sock.accept()
                 except TimeoutError:
-                    self.step()
+                    self._step_safely()
                     continue
                 with conn:
                     self._one(conn)
-                self.step()
+                self._step_safely()
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)

@@ -59,6 +59,13 @@ BAD_INPUT: list[tuple[str, dict[str, Any], str]] = [
     ("switch", {"hypervisor": "hv9", "request": "{}"}, "no hypervisor 'hv9'"),
     ("switch", {"hypervisor": "hv1", "request": "garbage"}, "not a control request"),
     ("no-such-op", {}, "unknown request 'no-such-op'"),
+    # the trace's questions (tunnelnet trace over a simulated lab)
+    ("labview", {"call": "nope"}, "unknown call 'nope'"),
+    ("labview", {"call": "ports", "hypervisor": "hv9", "bridge": "br-tun"}, "no hypervisor"),
+    ("labview", {"call": "ports", "hypervisor": "hv1", "bridge": "br-x"}, "no bridge 'br-x'"),
+    ("labview", {"call": "trace", "hypervisor": "hv1", "bridge": "br-tun",
+                 "flow": "in_port=banana"}, "banana"),
+    ("labview", {"call": "dump_flows", "hypervisor": None, "bridge": "br-tun"}, "None"),
 ]
 
 
@@ -94,6 +101,18 @@ def test_a_request_that_fails_on_a_bug_is_answered_and_does_not_end_the_lab(
     reply = server.answer(SimRequest("broken"))
     assert not reply.ok and not reply.bad_input
     assert "the lab is still up" in reply.error
+    assert server.answer(SimRequest("status")).ok
+
+
+def test_a_controller_change_the_agents_fail_on_does_not_end_the_lab(
+        server: SimServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    def failing(*_args: object, **_kwargs: object) -> None:
+        raise RuntimeError("agent bug")
+
+    monkeypatch.setattr(server.lab, "converge", failing)
+    ports.create(server.lab.ctl, ADMIN, {"network_id": server.lab.network_ids["blue-net"]})
+    server._step_safely()  # taken up between requests: logged, not raised
+    monkeypatch.undo()
     assert server.answer(SimRequest("status")).ok
 
 
