@@ -12,6 +12,7 @@ import click
 
 from tunnelnet.cli import labsim
 from tunnelnet.cli._matrix import print_matrix
+from tunnelnet.cli._status import print_status
 from tunnelnet.lab.interface import Lab, LabInputError
 from tunnelnet.lab.namespaces import NamespaceLab
 from tunnelnet.lab.state import find_sim, lab_dir, usable_dir
@@ -170,30 +171,7 @@ def _print_status(lab: Lab, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(data, indent=2))
         return
-    click.echo("hypervisors (simulated):" if lab.simulated else "hypervisors:")
-    by_ip = {hv["ip"]: hv["name"] for hv in data["hypervisors"]}
-    rows = []
-    for hv in data["hypervisors"]:
-        remotes = hv.get("tunnel_remotes", {})
-        # each tunnel with the underlay address it leads to, and whose address that is
-        tunnels = [f"{name} -> {remotes[name]} ({by_ip.get(remotes[name], '?')})"
-                   if remotes.get(name) else name for name in hv["tunnels"]]
-        rows.append([hv["name"], hv["ip"], "alive" if hv["agent_alive"] else "DEAD",
-                     ", ".join(tunnels) or "-"])
-    _table(["HYPERVISOR", "UNDERLAY IP", "AGENT", "TUNNELS (port -> remote IP)"], rows)
-    click.echo("VMs:")
-    _table(["VM", "TENANT", "NETWORK", "HOST", "IP", "MAC", "MTU", "TAP", "PORT"],
-           [[vm["name"], vm["tenant"], vm["network"], vm["hypervisor"], vm["ip"], vm["mac"],
-             str(vm["mtu"]), vm.get("tap", "-"), vm["port_status"]] for vm in data["vms"]])
-
-
-def _table(header: list[str], rows: list[list[str]]) -> None:
-    """Columns as wide as their widest cell, under a header line (as 'ovs-vsctl list' and
-    'openstack ... list -f value' users read them); the last column runs free."""
-    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header) - 1)]
-    for row in [header, *rows]:
-        cells = [f"{cell:<{width}}" for cell, width in zip(row, widths, strict=False)]
-        click.echo("  " + "  ".join([*cells, row[-1]]).rstrip())
+    print_status(data, simulated=lab.simulated)
 
 
 @cli.command("status")
