@@ -87,7 +87,10 @@ class _LabGroup(click.Group):
 @click.pass_context
 def cli(ctx: click.Context, directory: str | None) -> None:
     """Build, inspect and remove a lab: an underlay switch, hypervisors and tenant VMs in
-    network namespaces, with the controller, a vswitchd and an agent per hypervisor."""
+    network namespaces, with the controller, a vswitchd and an agent per hypervisor.
+
+    Exit status 2: the request was wrong (an unknown VM, a taken address...); nothing was
+    changed and the lab keeps running."""
     ctx.obj = LabChoice(lab_dir(directory))
 
 
@@ -243,7 +246,8 @@ def sim_trace(choice: LabChoice, src: str, dst: str, as_json: bool) -> int:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (a list of flow lines).")
 @pass_choice
 def sim_flows(choice: LabChoice, hypervisor: str, bridge: str, as_json: bool) -> int:
-    """A simulated lab: the flows of BRIDGE (default br-tun) on HYPERVISOR, as dump-flows."""
+    """A simulated lab: the flows of BRIDGE (default br-tun) on HYPERVISOR, as dump-flows
+    (the same as 'tunnelnet ofctl --sim HYPERVISOR dump-flows BRIDGE')."""
     lines = choice.lab().flows(hypervisor, bridge)
     if as_json:
         click.echo(json.dumps(lines, indent=2))
