@@ -255,3 +255,16 @@ def test_a_bad_add_vm_is_a_usage_error_and_builds_nothing(
     status = _tn(lab_dir, "status", "--json")
     assert status.returncode == 0
     assert "red9" not in {vm["name"] for vm in json.loads(status.stdout)["vms"]}
+
+
+@pytest.mark.parametrize(("args", "words"), [
+    (("ping", "red1", "nobody"), "no VM named 'nobody'"),
+    (("exec", "ghost", "--", "true"), "no VM named 'ghost'"),
+    (("stop", "vswitchd-hv9"), "no daemon named 'vswitchd-hv9'"),
+])
+def test_naming_what_the_lab_has_not_is_a_usage_error(
+        lab: dict[str, object], args: tuple[str, ...], words: str) -> None:
+    lab_dir = lab["dir"]
+    assert isinstance(lab_dir, Path)
+    bad = _tn(lab_dir, *args)
+    assert bad.returncode == 2 and words in bad.stderr, bad.stderr

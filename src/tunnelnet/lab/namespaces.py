@@ -26,7 +26,7 @@ from tunnelnet.lab.interface import (
     Verdict,
     Verification,
 )
-from tunnelnet.lab.state import LabState, StateFile
+from tunnelnet.lab.state import LabState, StateFile, VmRecord
 from tunnelnet.lab.topology import added_vm_problem
 
 NO_SIM: str = "no simulated lab is up; start one with 'tunnelnet lab up --sim FILE'"
@@ -53,6 +53,20 @@ def check_added_vm(state: LabState, name: str, network: str, hypervisor: str,
     problem = added_vm_problem(name, ip, network, str(state.networks[network]["cidr"]), taken)
     if problem is not None:
         raise LabInputError(problem)
+
+
+def _vm(state: LabState, name: str) -> VmRecord:
+    """The recorded VM ``name``; naming one the lab has not is the request's fault."""
+    try:
+        return probe.vm_of(state, name)
+    except TunnelnetError as exc:
+        raise LabInputError(str(exc)) from None
+
+
+def _daemon(state: LabState, name: str) -> None:
+    if name not in {p.name for p in state.processes}:
+        raise LabInputError(f"the lab has no daemon named {name!r} (daemons: "
+                            f"{', '.join(p.name for p in state.processes)})")
 
 
 def _tunnel_ports(info: dict[str, str]) -> dict[str, str]:
@@ -139,7 +153,7 @@ class NamespaceLab(Lab):
     def ping(self, src: str, dst: str) -> PingOutcome:
         need_root("lab ping")
         state = self.record()
-        a, b = probe.vm_of(state, src), probe.vm_of(state, dst)
+        a, b = _vm(state, src), _vm(state, dst)
         result = probe.ping(a, b, count=3)
         reached = result.reached(b)
         if reached:
@@ -187,18 +201,20 @@ class NamespaceLab(Lab):
         need_root("lab stop")
         from tunnelnet.lab.runner import LabRunner
 
+        _daemon(self.record(), daemon)
         return f"stopped {daemon} (pid {LabRunner(self.directory).stop_process(daemon)})"
 
     def start(self, daemon: str) -> str:
         need_root("lab start")
         from tunnelnet.lab.runner import LabRunner
 
+        _daemon(self.record(), daemon)
         return f"started {daemon} (pid {LabRunner(self.directory).start_process(daemon)})"
 
     def exec(self, vm: str, command: Sequence[str]) -> int:
         need_root("lab exec")
         state = self.record()
-        proc = probe.run_in_vm(probe.vm_of(state, vm), list(command), timeout=3600,
+        proc = probe.run_in_vm(_vm(state, vm), list(command), timeout=3600,
                                capture=False)
         return proc.returncode
 
