@@ -98,6 +98,7 @@ class SimLab:
         self.agents: dict[str, Agent] = {}
         self.vms: dict[str, SimVm] = {}
         self._vm_by_port: dict[str, SimVm] = {}
+        self._addresses: dict[str, dict[str, str]] = {}  # network -> address -> VM
         self.network_ids: dict[str, str] = {}
         self.mtus: dict[str, int] = {}
         self.stopped: set[str] = set()  # hypervisors whose agent is stopped
@@ -191,9 +192,9 @@ class SimLab:
         if vm.hypervisor not in self.switches:
             raise SimInputError(f"unknown hypervisor {vm.hypervisor!r} (hypervisors: "
                                 f"{', '.join(self.switches)})")
-        problem = added_vm_problem(vm.name, vm.ip, vm.network, self.topo.network(vm.network).cidr,
-                                   {v.ip: v.name for v in self.vms.values()
-                                    if v.network == vm.network})
+        taken = self._addresses.setdefault(vm.network, {})
+        problem = added_vm_problem(vm.name, vm.ip, vm.network,
+                                   self.topo.network(vm.network).cidr, taken)
         if problem is not None:
             raise SimInputError(problem)
         if vm.network not in self.mtus:
@@ -218,6 +219,7 @@ class SimLab:
                        vnic=names.vm_tap(str(port["id"])))
         self.vms[vm.name] = record
         self._vm_by_port[record.port_id] = record
+        taken[record.ip] = record.name
         # plugged on the dead VLAN, as os-vif's isolate_vif does (Neutron bug 1734320): an
         # untagged port is a trunk of every VLAN on br-int until an agent tags it, and with
         # no agent running that window has no end
