@@ -85,6 +85,9 @@ class SimClient:
         except OSError as exc:
             raise SimError(f"the simulated lab at {self.path} does not answer ({exc}); "
                            "'tunnelnet lab down' clears its record") from None
+        if not data:
+            raise SimError(f"the simulated lab at {self.path} closed the connection without "
+                           f"an answer; its log is {self.path.parent / 'sim.log'}")
         reply = SimReply.decode(data)
         if not reply.ok:
             raise (SimInputError if reply.bad_input else SimError)(reply.error)

@@ -266,3 +266,29 @@ def test_status_names_taps_as_nova_and_tunnels_by_their_remote_ip(
     assert "vxlan-c000020c -> 192.0.2.12 (hv2)" in hv1  # red1/red2 on hv1, red3 on hv2
     assert any(line.split() == ["VM", "TENANT", "NETWORK", "HOST", "IP", "MAC", "MTU", "TAP",
                                 "PORT"] for line in text)
+
+
+def test_a_server_that_answers_nothing_is_said_so_with_its_log(tmp_path: Path) -> None:
+    import threading
+
+    from tunnelnet.lab.sim import SimError
+    from tunnelnet.lab.sim_wire import SimClient
+
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(tmp_path / SOCKET_NAME))
+    listener.listen(1)
+
+    def hang_up() -> None:
+        conn, _ = listener.accept()
+        conn.recv(4096)
+        conn.close()
+
+    thread = threading.Thread(target=hang_up)
+    thread.start()
+    try:
+        with pytest.raises(SimError, match="closed the connection without an answer; its log "
+                                           f"is {tmp_path / 'sim.log'}"):
+            SimClient(tmp_path, timeout=10).call("status")
+    finally:
+        thread.join(10)
+        listener.close()
