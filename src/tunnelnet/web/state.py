@@ -104,7 +104,7 @@ def snapshot(lab: LabView, status: StatusSource | None) -> dict[str, Any]:
 
 def _title(net_type: str) -> str:
     found = tunnel_kinds.find(net_type)
-    return found.title if found is not None else net_type.upper()
+    return found.title if found is not None else {"vlan": "VLAN"}.get(net_type, net_type)
 
 
 def _key_name(net_type: str) -> str:
@@ -112,4 +112,4 @@ def _key_name(net_type: str) -> str:
     found = tunnel_kinds.find(net_type)
     if found is not None:
         return found.key_name
-    return "VLAN" if net_type == "vlan" else "segment"
+    return "id" if net_type == "vlan" else "segment"

@@ -217,10 +217,11 @@ function place(R) {
     const p = n === 1 ? { x: 0, y: 0 } : { x: R * Math.cos(a), y: R * Math.sin(a) };
     const gap = vertical ? 100 : 55;
     cy.getElementById(`br:${hv.name}:br-tun`).position({ x: p.x, y: p.y });
-    cy.getElementById(`br:${hv.name}:br-int`).position({ x: p.x + 70 * u.x,
-                                                         y: p.y + 70 * u.y });
+    const step = vertical ? 70 : 130;  // bridges are wider than tall
+    cy.getElementById(`br:${hv.name}:br-int`).position({ x: p.x + step * u.x,
+                                                         y: p.y + step * u.y });
     const vms = page.state.vms.filter(vm => vm.hypervisor === hv.name);
-    const depth = vertical ? 140 : 200;
+    const depth = vertical ? 140 : 260;
     vms.forEach((vm, k) => {
       const off = (k - (vms.length - 1) / 2) * gap;
       cy.getElementById(`vm:${vm.name}`).position({ x: p.x + depth * u.x + off * v.x,
@@ -252,7 +253,8 @@ function segmentHitsBox(p, q, b) {
 }
 
 // [edge id, node id] for every edge whose straight line passes through a node that is
-// neither of its ends nor a hypervisor holding one of them; and hypervisors that overlap
+// neither of its ends nor a hypervisor holding one of them; and hypervisors (or the underlay)
+// that overlap
 function crossings() {
   const bad = [];
   const nodes = cy.nodes();
@@ -268,7 +270,7 @@ function crossings() {
       }
     });
   });
-  const hvs = cy.nodes(".hv").toArray();
+  const hvs = cy.nodes(".hv, .underlay").toArray();
   hvs.forEach((a, i) => hvs.slice(i + 1).forEach(b => {
     const [p, q] = [box(a), box(b)];
     const m = HV_MARGIN;
@@ -287,14 +289,34 @@ function layout() {
     place(R);
     // the underlay in the middle, or near it where no tunnel passes
     const spots = [{ x: 0, y: 0 }];
-    [0.25, 0.45].forEach(f => { for (let k = 0; k < 8; k++) {
+    [0.2, 0.35, 0.5].forEach(f => { for (let k = 0; k < 8; k++) {
       spots.push({ x: f * R * Math.cos(k * Math.PI / 4), y: f * R * Math.sin(k * Math.PI / 4) });
     } });
+    // of the spots where nothing is crossed, the one farthest from the tunnels (so their
+    // labels stay readable), the middle when it is far enough
+    let best = null;
     for (const spot of spots) {
       ul.position(spot);
-      if (crossings().length === 0) return;
+      if (crossings().length) continue;
+      const score = Math.min(70, clearance(spot)) - 0.01 * Math.hypot(spot.x, spot.y);
+      if (best === null || score > best.score) best = { spot, score };
     }
+    if (best !== null) { ul.position(best.spot); return; }
   }
+}
+
+// how far a point is from the nearest tunnel's straight line
+function clearance(pt) {
+  let least = Infinity;
+  cy.edges(".tunnel").forEach(e => {
+    const a = e.source().position();
+    const b = e.target().position();
+    const [dx, dy] = [b.x - a.x, b.y - a.y];
+    const len2 = dx * dx + dy * dy || 1;
+    const t = Math.max(0, Math.min(1, ((pt.x - a.x) * dx + (pt.y - a.y) * dy) / len2));
+    least = Math.min(least, Math.hypot(pt.x - a.x - t * dx, pt.y - a.y - t * dy));
+  });
+  return least;
 }
 
 // -- legend --------------------------------------------------------------------------------
@@ -318,7 +340,10 @@ function renderLegend(state, colours) {
     });
     html += "</div>";
   });
-  Object.values(colours.kinds).forEach(k => {
+  // the tunnel kinds this lab uses (the registry may know more)
+  const used = new Set(state.networks.map(n => n.type).concat(
+    state.hypervisors.flatMap(h => h.tunnels.map(t => t.type))));
+  Object.values(colours.kinds).filter(k => used.has(k.name)).forEach(k => {
     html += `<div class="key" data-kind="${esc(k.name)}"><span class="line" style="border-top:` +
             `3px dashed ${k.colour}"></span>${esc(k.title)} tunnel (its ${esc(k.key_name)}s, ` +
             `its ends' addresses)</div>`;
@@ -452,8 +477,11 @@ function pathOf(j) {
       hop(`patch:${v.host}`);
     } else {
       const exit = parent.exits.find(e => e.next_visit === v.id);
-      const type = exit && exit.encap !== null ? j.encapsulation[exit.encap].type : "vxlan";
-      hop(tunnelId(parent.host, v.host, type));
+      const enc = exit && exit.encap !== null ? j.encapsulation[exit.encap] : null;
+      // the tunnel it took; without its encapsulation, whichever joins the two hosts
+      const any = cy.edges(".tunnel").filter(e => tunnelId(parent.host, v.host, e.data("kind"))
+                                             === e.id());
+      hop(enc ? tunnelId(parent.host, v.host, enc.type) : (any.nonempty() ? any[0].id() : ""));
     }
     hop(`br:${v.host}:${v.bridge}`, { dropped: v.drop || v.exits.length === 0 });
     v.exits.filter(e => e.kind === "vm").forEach(e => {
