@@ -29,6 +29,7 @@ from webpage import (
 
 DEMO = ROOT / "examples" / "demo.toml"
 FOUR = Path(__file__).with_name("four-hypervisors.toml")
+TWO = ROOT / "examples" / "vlan-vs-tunnel.toml"
 
 
 class SimLab:
@@ -74,7 +75,12 @@ def four(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimLab]:
     yield from _sim_lab(tmp_path_factory.mktemp("simfour"), FOUR)
 
 
-@pytest.mark.parametrize("which", ["demo", "four"])
+@pytest.fixture(scope="module")
+def two(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimLab]:
+    yield from _sim_lab(tmp_path_factory.mktemp("simtwo"), TWO)
+
+
+@pytest.mark.parametrize("which", ["demo", "four", "two"])
 def test_the_drawing_is_the_lab(browser: Any, request: pytest.FixtureRequest,
                                 which: str) -> None:
     lab: SimLab = request.getfixturevalue(which)
