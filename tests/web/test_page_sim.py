@@ -6,10 +6,13 @@ registry (titles and key names). Screenshots go to build/artifacts/web/.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import subprocess
+import sys
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +27,11 @@ from webpage import (
     screenshot,
     tn,
     topology_networks,
+    web_in_process,
     web_server,
 )
+
+from tunnelnet.lab.sim_wire import SimClient
 
 DEMO = ROOT / "examples" / "demo.toml"
 FOUR = Path(__file__).with_name("four-hypervisors.toml")
@@ -33,7 +39,7 @@ TWO = ROOT / "examples" / "vlan-vs-tunnel.toml"
 
 
 class SimLab:
-    """A simulated lab up in a directory of its own, and `tunnelnet web` over it."""
+    """A simulated lab up in a directory of its own, and the web page over it."""
 
     def __init__(self, directory: Path, topology: Path) -> None:
         self.directory = directory
@@ -46,44 +52,52 @@ class SimLab:
         return proc.stdout
 
     def status(self) -> dict[str, Any]:
-        data: dict[str, Any] = json.loads(self.lab("status", "--json"))
+        """What `tunnelnet lab status --json` prints for a simulated lab: the sim server's
+        own answer (asked here directly, without starting an interpreter)."""
+        data: dict[str, Any] = SimClient(self.directory, timeout=30).call("status")
         return data
 
     def vms(self) -> dict[str, dict[str, Any]]:
         return {vm["name"]: vm for vm in self.status()["vms"]}
 
 
-def _sim_lab(tmp: Path, topology: Path) -> Iterator[SimLab]:
-    lab = SimLab(tmp, topology)
-    lab.lab("up", "--sim", str(topology))
+def _each(labs: dict[str, SimLab], args: Callable[[SimLab], list[str]]) -> None:
+    """A lab command for every lab at once (each starts an interpreter: in parallel, they
+    wait less for the machine's cores)."""
+    procs = {name: subprocess.Popen([sys.executable, "-m", "tunnelnet", "lab", "--dir",
+                                     str(lab.directory), *args(lab)],
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for name, lab in labs.items()}
+    for name, proc in procs.items():
+        out, err = proc.communicate(timeout=240)
+        assert proc.returncode == 0, f"{name}: {out}{err}"
+
+
+@pytest.fixture(scope="module")
+def labs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, SimLab]]:
+    labs = {name: SimLab(tmp_path_factory.mktemp(f"sim{name}"), topology)
+            for name, topology in (("demo", DEMO), ("four", FOUR), ("two", TWO))}
     try:
-        with web_server(tmp) as url:
-            lab.url = url
-            yield lab
+        _each(labs, lambda lab: ["up", "--sim", str(lab.topology)])
+        with contextlib.ExitStack() as stack:
+            for name, lab in labs.items():
+                # the demo through the `tunnelnet web` command itself, the others in-process
+                lab.url = stack.enter_context(web_server(lab.directory) if name == "demo"
+                                              else web_in_process(lab.directory))
+            yield labs
     finally:
-        if (tmp / "state.json").exists():
-            lab.lab("down")
+        _each({name: lab for name, lab in labs.items()
+               if (lab.directory / "state.json").exists()}, lambda _lab: ["down"])
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimLab]:
-    yield from _sim_lab(tmp_path_factory.mktemp("simdemo"), DEMO)
-
-
-@pytest.fixture(scope="module")
-def four(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimLab]:
-    yield from _sim_lab(tmp_path_factory.mktemp("simfour"), FOUR)
-
-
-@pytest.fixture(scope="module")
-def two(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimLab]:
-    yield from _sim_lab(tmp_path_factory.mktemp("simtwo"), TWO)
+def demo(labs: dict[str, SimLab]) -> SimLab:
+    return labs["demo"]
 
 
 @pytest.mark.parametrize("which", ["demo", "four", "two"])
-def test_the_drawing_is_the_lab(browser: Any, request: pytest.FixtureRequest,
-                                which: str) -> None:
-    lab: SimLab = request.getfixturevalue(which)
+def test_the_drawing_is_the_lab(browser: Any, labs: dict[str, SimLab], which: str) -> None:
+    lab = labs[which]
     with open_page(browser, lab.url) as page:
         d = drawing(page)
         status = lab.status()

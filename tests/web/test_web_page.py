@@ -36,6 +36,9 @@ from webpage import (
     web_server,
 )
 
+from tunnelnet.lab.probe import ping
+from tunnelnet.lab.state import StateFile
+
 pytestmark = pytest.mark.netns
 
 DEMO = ROOT / "examples" / "demo.toml"
@@ -66,12 +69,12 @@ def lab_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     try:
         assert up.returncode == 0, up.stdout + up.stderr
         # every VM speaks once, so NORMAL has learned the MACs before the page and the CLI
-        # are compared (a MAC learned between the two would change the path)
-        vms = _state(directory)["vms"]
+        # are compared (a MAC learned between the two would change the path); pinged from
+        # here as `lab ping` does, without an interpreter to start per VM
+        vms = StateFile(directory).load().vms
         for name, vm in vms.items():
-            peer = next(p for p in vms if p != name and vms[p]["network"] == vm["network"])
-            ping = _lab(directory, "ping", name, peer, timeout=60)
-            assert ping.returncode == 0, ping.stdout + ping.stderr
+            peer = next(p for p in vms.values() if p.name != name and p.network == vm.network)
+            assert ping(vm, peer, count=1).reached(peer), (name, peer.name)
         yield directory
     finally:
         if (directory / "state.json").exists():

@@ -75,6 +75,36 @@ def web_server(lab_dir: Path, env: dict[str, str] | None = None) -> Iterator[str
 
 
 @contextmanager
+def web_in_process(lab_dir: Path) -> Iterator[str]:
+    """The app `tunnelnet web` serves, in a thread of this process (no interpreter to start,
+    which on a busy machine costs seconds); yields its base URL."""
+    import threading
+
+    import uvicorn
+
+    from tunnelnet.trace.open import open_lab
+    from tunnelnet.web.app import create_app
+    from tunnelnet.web.status import DirectoryStatus
+
+    port = _free_port()
+    app = create_app(lambda: open_lab(lab_dir), DirectoryStatus(lab_dir))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
+                                           log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 20
+        while not server.started:
+            if not thread.is_alive() or time.monotonic() > deadline:
+                pytest.fail("the web app did not come up")
+            time.sleep(0.05)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@contextmanager
 def open_page(browser: Any, url: str, width: int = 1500, height: int = 820) -> Iterator[Any]:
     """The page, loaded and drawn once; page errors fail the test."""
     pg = browser.new_page(viewport={"width": width, "height": height})

@@ -12,6 +12,7 @@ const NET_STYLES = ["solid", "dashed", "dotted", "double"];
 const KIND_COLOURS = ["#26a69a", "#7e57c2", "#ef6c00", "#5d4037", "#c2185b"];
 const REFRESH_MS = 2000;
 const HV_MARGIN = 30;  // the least room between two hypervisors' boxes
+const FLAT = 0.6;  // the hypervisors' ellipse: its height over its width
 // ?step=MS sets the animation's pace (450 ms a hop by default)
 const STEP_MS = Number(new URLSearchParams(location.search).get("step")) || 450;
 const KEEP = ["onpath", "current", "dropped", "selected", "whatif", "visited", "copy",
@@ -24,8 +25,8 @@ window.tunnelnet = page;  // for the browser test and the curious
 
 function vmLabel(ele) {
   const d = ele.data();
-  if (d.mark === "destination") return `✓ ${d.name} (destination)\n${d.ip}`;
-  if (d.mark === "discarded") return `✗ ${d.name}: copy discarded\n${d.ip}`;
+  if (d.mark === "destination") return `✓ ${d.name}\ndestination\n${d.ip}`;
+  if (d.mark === "discarded") return `✗ ${d.name}\ndiscarded\n${d.ip}`;
   return `${d.name}\n${d.ip}`;
 }
 
@@ -43,7 +44,7 @@ const cy = cytoscape({
       "background-color": "#fff", "border-color": "#455a64", "border-width": 2 } },
     { selector: "node.underlay", style: { "shape": "round-rectangle", "width": 120,
       "height": 44, "background-color": "#455a64", "color": "#fff", "font-size": 10 } },
-    { selector: "node.vm", style: { "shape": "ellipse", "width": 84, "height": 40,
+    { selector: "node.vm", style: { "shape": "ellipse", "width": 84, "height": 46,
       "label": vmLabel, "background-color": "data(fill)", "border-color": "data(ring)",
       "border-style": "data(ringStyle)", "border-width": 5, "color": "#fff",
       "text-outline-width": 2, "text-outline-color": "data(ring)" } },
@@ -214,14 +215,15 @@ function place(R) {
   const n = hvs.length;
   hvs.forEach((hv, i) => {
     const { a, vertical, u, v } = frame(i, n);
-    const p = n === 1 ? { x: 0, y: 0 } : { x: R * Math.cos(a), y: R * Math.sin(a) };
+    // an ellipse (still convex) flattened to the drawing's landscape shape
+    const p = n === 1 ? { x: 0, y: 0 } : { x: R * Math.cos(a), y: FLAT * R * Math.sin(a) };
     const gap = vertical ? 100 : 55;
     cy.getElementById(`br:${hv.name}:br-tun`).position({ x: p.x, y: p.y });
-    const step = vertical ? 70 : 130;  // bridges are wider than tall
+    const step = vertical ? 62 : 130;  // bridges are wider than tall
     cy.getElementById(`br:${hv.name}:br-int`).position({ x: p.x + step * u.x,
                                                          y: p.y + step * u.y });
     const vms = page.state.vms.filter(vm => vm.hypervisor === hv.name);
-    const depth = vertical ? 140 : 260;
+    const depth = vertical ? 124 : 260;
     vms.forEach((vm, k) => {
       const off = (k - (vms.length - 1) / 2) * gap;
       cy.getElementById(`vm:${vm.name}`).position({ x: p.x + depth * u.x + off * v.x,
@@ -290,7 +292,8 @@ function layout() {
     // the underlay in the middle, or near it where no tunnel passes
     const spots = [{ x: 0, y: 0 }];
     [0.2, 0.35, 0.5].forEach(f => { for (let k = 0; k < 8; k++) {
-      spots.push({ x: f * R * Math.cos(k * Math.PI / 4), y: f * R * Math.sin(k * Math.PI / 4) });
+      spots.push({ x: f * R * Math.cos(k * Math.PI / 4),
+                   y: FLAT * f * R * Math.sin(k * Math.PI / 4) });
     } });
     // of the spots where nothing is crossed, the one farthest from the tunnels (so their
     // labels stay readable), the middle when it is far enough
@@ -298,7 +301,7 @@ function layout() {
     for (const spot of spots) {
       ul.position(spot);
       if (crossings().length) continue;
-      const score = Math.min(70, clearance(spot)) - 0.01 * Math.hypot(spot.x, spot.y);
+      const score = Math.min(70, clearance(spot)) - 0.01 * Math.hypot(spot.x, spot.y / FLAT);
       if (best === null || score > best.score) best = { spot, score };
     }
     if (best !== null) { ul.position(best.spot); return; }
