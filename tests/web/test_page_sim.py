@@ -36,6 +36,7 @@ from tunnelnet.lab.sim_wire import SimClient
 DEMO = ROOT / "examples" / "demo.toml"
 FOUR = Path(__file__).with_name("four-hypervisors.toml")
 TWO = ROOT / "examples" / "vlan-vs-tunnel.toml"
+GENEVE = ROOT / "examples" / "geneve.toml"  # a kind added after the page: its title still shows
 
 
 class SimLab:
@@ -76,7 +77,8 @@ def _each(labs: dict[str, SimLab], args: Callable[[SimLab], list[str]]) -> None:
 @pytest.fixture(scope="module")
 def labs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, SimLab]]:
     labs = {name: SimLab(tmp_path_factory.mktemp(f"sim{name}"), topology)
-            for name, topology in (("demo", DEMO), ("four", FOUR), ("two", TWO))}
+            for name, topology in (("demo", DEMO), ("four", FOUR), ("two", TWO),
+                                   ("geneve", GENEVE))}
     try:
         _each(labs, lambda lab: ["up", "--sim", str(lab.topology)])
         with contextlib.ExitStack() as stack:
@@ -95,7 +97,7 @@ def demo(labs: dict[str, SimLab]) -> SimLab:
     return labs["demo"]
 
 
-@pytest.mark.parametrize("which", ["demo", "four", "two"])
+@pytest.mark.parametrize("which", ["demo", "four", "two", "geneve"])
 def test_the_drawing_is_the_lab(browser: Any, labs: dict[str, SimLab], which: str) -> None:
     lab = labs[which]
     with open_page(browser, lab.url) as page:

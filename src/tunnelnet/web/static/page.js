@@ -291,6 +291,8 @@ function layout() {
     place(R);
     // the underlay in the middle, or near it where no tunnel passes
     const spots = [{ x: 0, y: 0 }];
+    // and straight below or above the middle, clear of the boxes' row when there are only two
+    [60, 100, 140, 180].forEach(dy => spots.push({ x: 0, y: dy }, { x: 0, y: -dy }));
     [0.2, 0.35, 0.5].forEach(f => { for (let k = 0; k < 8; k++) {
       spots.push({ x: f * R * Math.cos(k * Math.PI / 4),
                    y: FLAT * f * R * Math.sin(k * Math.PI / 4) });
@@ -301,7 +303,7 @@ function layout() {
     for (const spot of spots) {
       ul.position(spot);
       if (crossings().length) continue;
-      const score = Math.min(70, clearance(spot)) - 0.01 * Math.hypot(spot.x, spot.y / FLAT);
+      const score = Math.min(110, clearance(spot)) - 0.01 * Math.hypot(spot.x, spot.y / FLAT);
       if (best === null || score > best.score) best = { spot, score };
     }
     if (best !== null) { ul.position(best.spot); return; }
