@@ -244,6 +244,22 @@ def test_a_vm_booted_in_the_running_lab_appears_with_its_tunnels_without_reloadi
     assert crossings(drawing(page)) == []  # laid out again with the new VM
 
 
+def test_a_switch_that_does_not_answer_is_said_so(page: Any, lab_dir: Path) -> None:
+    stop = _lab(lab_dir, "stop", "vswitchd-hv3")
+    assert stop.returncode == 0, stop.stderr
+    try:
+        page.wait_for_selector("#warnings", state="visible", timeout=10000)
+        assert "hv3" in (page.text_content("#warnings") or "")
+        label = page.evaluate("window.tunnelnet.cy.getElementById('hv:hv3').style('label')")
+        assert "switch not answering" in label
+        assert page.locator("#banner").is_hidden()  # the lab itself is up
+        screenshot(page, "real-switch-hv3-stopped")
+    finally:
+        start = _lab(lab_dir, "start", "vswitchd-hv3")
+        assert start.returncode == 0, start.stderr
+    page.wait_for_selector("#warnings", state="hidden", timeout=30000)
+
+
 def test_a_lab_taken_down_is_a_banner_not_a_blank_page(page: Any, lab_dir: Path,
                                                        url: str) -> None:
     # (last in this module: it takes the lab down)

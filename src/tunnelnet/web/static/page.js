@@ -393,6 +393,11 @@ function applyState(state) {
     cy.fit(undefined, 30);
   }
   renderLegend(state, colours);
+  // what did not answer this time (a switch, the controller): said, not hidden
+  const warnings = document.getElementById("warnings");
+  const text = (state.errors || []).join(" · ");
+  warnings.hidden = !text;
+  if (warnings.textContent !== text) warnings.textContent = text;
   fillSelect("src", state.vms);
   fillSelect("dst", state.vms, 1);
   const alive = state.hypervisors.filter(h => h.agent_alive !== false && h.switch_up).length;
