@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from webpage import (
     ROOT,
+    check_physical,
     check_tenant_colours,
     check_tunnels,
     crossings,
@@ -108,6 +109,7 @@ def test_the_drawing_is_the_lab(browser: Any, labs: dict[str, SimLab], which: st
             {f"vm:{name}" for name in vms}
         check_tenant_colours(d, vms)
         check_tunnels(d, status, topology_networks(lab.topology))
+        check_physical(d, status, topology_networks(lab.topology))
         assert crossings(d) == []
         screenshot(page, f"sim-{which}")
 

@@ -198,7 +198,7 @@ def tunnel_edges_of_status(status: dict[str, Any]) -> set[str]:
 
 
 def check_tunnels(d: dict[str, Any], status: dict[str, Any],
-                  networks: dict[str, tuple[str, int]]) -> None:
+                  networks: dict[str, tuple[str, int | None]]) -> None:
     """Every tunnel of the lab drawn once, labelled with its kind's title (the registry's),
     the key of each network with VMs at both ends, and both endpoint addresses; the underlay
     drawn, every hypervisor on it with its address."""
@@ -216,12 +216,36 @@ def check_tunnels(d: dict[str, Any], status: dict[str, Any],
         keys = [seg for net, (t, seg) in networks.items()
                 if t == kind_name and {a, b} <= hosts.get(net, set())]
         assert keys, f"{edge_id}: a tunnel the lab made carries no network"
-        for key in keys:
+        for key in (k for k in keys if k is not None):
             assert re.search(rf"\b{kind.key_name}\b.*\b{key}\b", label), (label, key)
     underlay = {e["target"]: e["label"] for e in d["edges"] if e["source"] == "underlay"}
     assert underlay.keys() == {f"br:{h}:br-tun" for h in ips}
     for host, ip in ips.items():
         assert ip in underlay[f"br:{host}:br-tun"]
+
+
+def check_physical(d: dict[str, Any], status: dict[str, Any],
+                   networks: dict[str, tuple[str, int | None]]) -> None:
+    """VLAN networks drawn over the physical network, not a tunnel: one edge per pair of
+    hypervisors that share one, labelled with each shared network's VLAN id."""
+    hosts: dict[str, set[str]] = {}
+    for vm in status["vms"]:
+        hosts.setdefault(vm["network"], set()).add(vm["hypervisor"])
+    names = sorted(h["name"] for h in status["hypervisors"])
+    expected: dict[str, list[int | None]] = {}
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            vlans = [seg for net, (t, seg) in networks.items()
+                     if t == "vlan" and {a, b} <= hosts.get(net, set())]
+            if vlans:
+                expected[f"phys:{a}:{b}"] = vlans
+    edges = {e["id"]: e for e in d["edges"] if "physical" in e["classes"]}
+    assert set(edges) == set(expected)
+    for edge_id, vlans in expected.items():
+        for vlan in (v for v in vlans if v is not None):
+            assert re.search(rf"\bVLAN {vlan}\b", edges[edge_id]["label"]), edges[edge_id]
+        # and no tunnel claims a VLAN network's traffic
+        assert "tunnel" not in edges[edge_id]["classes"]
 
 
 def _hits(p: dict[str, float], q: dict[str, float], box: dict[str, float]) -> bool:
@@ -259,7 +283,9 @@ def crossings(d: dict[str, Any]) -> list[tuple[str, str]]:
     return bad
 
 
-def topology_networks(path: Path) -> dict[str, tuple[str, int]]:
-    """Network name -> (type, segment) as the topology file declares them."""
+def topology_networks(path: Path) -> dict[str, tuple[str, int | None]]:
+    """Network name -> (type, segment) as the topology file declares them (None: none
+    declared, the controller allocates one)."""
     doc = tomllib.loads(path.read_text())
-    return {n["name"]: (n["type"], int(n["segment"])) for n in doc["network"]}
+    return {n["name"]: (n["type"], int(n["segment"]) if "segment" in n else None)
+            for n in doc["network"]}

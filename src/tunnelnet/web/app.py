@@ -16,6 +16,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from tunnelnet.errors import TunnelnetError
+from tunnelnet.lab.names import physical_bridge
 from tunnelnet.trace.journey import trace
 from tunnelnet.trace.probe import PROTOCOLS
 from tunnelnet.trace.view import LabView
@@ -23,7 +24,7 @@ from tunnelnet.web.state import snapshot
 from tunnelnet.web.status import StatusSource
 
 STATIC = Path(__file__).parent / "static"
-BRIDGES = ("br-int", "br-tun")
+BRIDGES = ("br-int", "br-tun", physical_bridge())
 
 
 class LabDown(Exception):

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from tunnelnet.errors import TunnelnetError
+from tunnelnet.lab import names
 from tunnelnet.packet import tunnel_kinds
 from tunnelnet.trace.view import LabView, NetworkInfo, VmInfo
 from tunnelnet.web.status import LabStatus, StatusSource
@@ -29,6 +30,41 @@ def _carried(kind: str, a: str, b: str, vms: list[VmInfo],
     for name, net in sorted(networks.items()):
         if net.type == kind and {a, b} <= hosts.get(name, set()):
             out.append({"name": name, "tenant": net.tenant, "key": net.segment})
+    return out
+
+
+PROVIDER_TYPES = ("vlan", "flat")  # networks that leave through the physical bridge, untunnelled
+
+
+def _physical(lab: LabView, host: str) -> dict[str, Any] | None:
+    """The hypervisor's physical bridge (br-eth1, for VLAN and flat networks) and its uplink,
+    or None when it has none."""
+    bridge = names.physical_bridge()
+    try:
+        ports = lab.switch(host).ports(bridge)
+    except TunnelnetError:
+        return None
+    uplink = next((p.name for p in ports if p.name == names.PHYSICAL_UPLINK),
+                  names.PHYSICAL_UPLINK)
+    return {"bridge": bridge, "uplink": uplink}
+
+
+def _physical_links(hypervisors: list[dict[str, Any]], vms: list[VmInfo],
+                    networks: dict[str, NetworkInfo]) -> list[dict[str, Any]]:
+    """Pairs of hypervisors that VLAN or flat networks join over the physical network: the
+    networks with a VM on both, each with its VLAN id (None for flat)."""
+    hosts: dict[str, set[str]] = {}
+    for vm in vms:
+        hosts.setdefault(vm.network, set()).add(vm.hypervisor)
+    with_bridge = sorted(h["name"] for h in hypervisors if h["physical"] is not None)
+    out = []
+    for i, a in enumerate(with_bridge):
+        for b in with_bridge[i + 1:]:
+            carried = [{"name": n.name, "tenant": n.tenant, "type": n.type, "key": n.segment}
+                       for n in sorted(networks.values(), key=lambda n: n.name)
+                       if n.type in PROVIDER_TYPES and {a, b} <= hosts.get(n.name, set())]
+            if carried:
+                out.append({"a": a, "b": b, "networks": carried})
     return out
 
 
@@ -77,6 +113,7 @@ def snapshot(lab: LabView, status: StatusSource | None) -> dict[str, Any]:
         agent = lab_status.agents.get(name) if lab_status is not None else None
         hypervisors.append({
             "name": name, "ip": ip,
+            "physical": _physical(lab, name) if switch_up else None,
             "agent_alive": agent.alive if agent is not None else None,
             "agent_why": agent.why if agent is not None else "",
             "switch_up": switch_up, "tunnels": tunnels,
@@ -99,6 +136,7 @@ def snapshot(lab: LabView, status: StatusSource | None) -> dict[str, Any]:
                      "addresses": {name: ip for name, ip in sorted(hv_ips.items())}},
         "tunnel_kinds": _kinds(),
         "hypervisors": hypervisors, "vms": vms, "networks": nets, "errors": errors,
+        "physical_links": _physical_links(hypervisors, vm_list, networks),
     }
 
 

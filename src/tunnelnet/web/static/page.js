@@ -54,6 +54,9 @@ const cy = cytoscape({
       "text-wrap": "wrap", "text-background-color": "#fff",
       "text-background-opacity": 0.85 } },
     { selector: "edge.underlay", style: { "width": 5, "line-color": "#b0bec5" } },
+    { selector: "edge.physical", style: { "width": 4, "line-color": "#8d6e63",
+      "line-style": "solid", "font-size": 10 } },
+    { selector: "node.bridge.physical", style: { "width": 110, "border-color": "#8d6e63" } },
     { selector: "edge.tunnel", style: { "line-style": "dashed", "width": 3,
       "line-color": "data(colour)", "font-size": 10, "control-point-step-size": 70 } },
     { selector: "edge.copy", style: { "line-color": "#ffb74d", "width": 4,
@@ -137,6 +140,11 @@ function tunnelId(a, b, type) {
   return `tun:${x}:${y}:${type}`;
 }
 
+function physicalId(a, b) {
+  const [x, y] = [a, b].sort();
+  return `phys:${x}:${y}`;
+}
+
 function tunnelLabel(kind, keyName, keys, ips) {
   const carried = keys.length ? `${keyName} ${keys.join(", ")}` : "no network at both ends";
   return `${kind} · ${carried}\n${ips[0]} ⇄ ${ips[1]}`;
@@ -158,6 +166,16 @@ function elementsOf(state, colours) {
       bridge: br }, classes: "bridge" }));
     els.push({ group: "edges", data: { id: `patch:${hv.name}`, source: `br:${hv.name}:br-int`,
       target: `br:${hv.name}:br-tun`, label: "patch" }, classes: "patch" });
+    if (hv.physical) {
+      // VLAN and flat networks leave through the physical bridge and its uplink, untunnelled
+      const br = hv.physical.bridge;
+      els.push({ group: "nodes", data: { id: `br:${hv.name}:${br}`, parent: `hv:${hv.name}`,
+        label: `${br} (${hv.physical.uplink})`, host: hv.name, bridge: br },
+        classes: "bridge physical" });
+      els.push({ group: "edges", data: { id: `phypatch:${hv.name}`,
+        source: `br:${hv.name}:br-int`, target: `br:${hv.name}:${br}`, label: "patch" },
+        classes: "patch" });
+    }
     state.vms.filter(v => v.hypervisor === hv.name).forEach(vm => {
       const fill = colours.tenants[vm.tenant];
       els.push({ group: "nodes", data: { id: `vm:${vm.name}`, parent: `hv:${hv.name}`,
@@ -189,6 +207,18 @@ function elementsOf(state, colours) {
       label: tunnelLabel(t.title, t.key_name, keys, ips), kind: t.type, title: t.title,
       keys, endpoints: ips, colour: kind.colour }, classes: `tunnel ${t.type}` });
   }));
+  // the physical network between two hypervisors' physical bridges, with the VLANs it
+  // carries for networks on both
+  const phys = Object.fromEntries(state.hypervisors.filter(h => h.physical)
+    .map(h => [h.name, h.physical]));
+  (state.physical_links || []).forEach(l => {
+    const vlans = l.networks.map(n => n.type === "flat" ? "untagged (flat)" : `VLAN ${n.key}`);
+    els.push({ group: "edges", data: { id: physicalId(l.a, l.b),
+      source: `br:${l.a}:${phys[l.a].bridge}`, target: `br:${l.b}:${phys[l.b].bridge}`,
+      label: `physical network · ${vlans.join(", ")}\n${phys[l.a].uplink} ⇄ ` +
+             `${phys[l.b].uplink}`, keys: l.networks.map(n => n.key) },
+      classes: "physical" });
+  });
   return els;
 }
 
@@ -222,6 +252,12 @@ function place(R) {
     const step = vertical ? 62 : 130;  // bridges are wider than tall
     cy.getElementById(`br:${hv.name}:br-int`).position({ x: p.x + step * u.x,
                                                          y: p.y + step * u.y });
+    if (hv.physical) {
+      // beside br-int, away from the VMs' row
+      const side = vertical ? 130 : 70;
+      cy.getElementById(`br:${hv.name}:${hv.physical.bridge}`).position({
+        x: p.x + step * u.x + side * v.x, y: p.y + step * u.y + side * v.y });
+    }
     const vms = page.state.vms.filter(vm => vm.hypervisor === hv.name);
     const depth = vertical ? 124 : 260;
     vms.forEach((vm, k) => {
@@ -355,6 +391,10 @@ function renderLegend(state, colours) {
   });
   html += `<div class="key"><span class="line" style="border-top:5px solid #b0bec5"></span>` +
           `underlay (each hypervisor's eth0)</div>`;
+  if ((state.physical_links || []).length) {
+    html += `<div class="key"><span class="line" style="border-top:4px solid #8d6e63"></span>` +
+            `physical network (VLAN and flat networks, no tunnel)</div>`;
+  }
   if (page.trace) {
     html += `<div class="key"><span class="line" style="border-top:5px solid #ff6f00"></span>` +
             `the way to the destination</div><div class="key"><span class="line" style=` +
@@ -484,7 +524,10 @@ function pathOf(j) {
       const vm = vmAt(v.host, v.in_port);
       if (vm) { hop(`vm:${vm}`); hop(`vnic:${vm}`); }
     } else if (parent.host === v.host) {
-      hop(`patch:${v.host}`);
+      const tun = [parent.bridge, v.bridge].includes("br-tun");
+      hop(tun ? `patch:${v.host}` : `phypatch:${v.host}`);
+    } else if (parent.bridge !== "br-tun" || v.bridge !== "br-tun") {
+      hop(physicalId(parent.host, v.host));  // over the physical network, no tunnel
     } else {
       const exit = parent.exits.find(e => e.next_visit === v.id);
       const enc = exit && exit.encap !== null ? j.encapsulation[exit.encap] : null;
