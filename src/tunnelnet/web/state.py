@@ -44,8 +44,8 @@ def _physical(lab: LabView, host: str) -> dict[str, Any] | None:
         ports = lab.switch(host).ports(bridge)
     except TunnelnetError:
         return None
-    uplink = next((p.name for p in ports if p.name == names.PHYSICAL_UPLINK),
-                  names.PHYSICAL_UPLINK)
+    # the uplink is the bridge's one system port (the other is the patch to br-int)
+    uplink = next((p.name for p in ports if p.type == "system"), names.PHYSICAL_UPLINK)
     return {"bridge": bridge, "uplink": uplink}
 
 
