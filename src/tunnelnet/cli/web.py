@@ -40,17 +40,14 @@ def cli(listen: str, directory: str | None) -> None:
     import uvicorn
 
     from tunnelnet.trace.open import open_lab
-    from tunnelnet.trace.real import RealLab
     from tunnelnet.web.app import create_app
-    from tunnelnet.web.state import ControllerStatus
+    from tunnelnet.web.status import DirectoryStatus
 
     host, port = _listen(listen)
     directory_ = lab_dir(directory)
-    first = open_lab(directory_)  # a clear error now if no lab is up, not on every request
-    if isinstance(first, RealLab):
-        app = create_app(lambda: RealLab(directory_), ControllerStatus(directory_))
-    else:
-        # a simulated lab: its agents never die and its ports are always bound
-        app = create_app(lambda: first, None)
+    open_lab(directory_)  # a clear error now if no lab is up, not on every request
+    # the lab is opened afresh per request: one taken down shows as a banner on the page,
+    # and one brought up again (of either kind) is drawn again
+    app = create_app(lambda: open_lab(directory_), DirectoryStatus(directory_))
     click.echo(f"tunnelnet web: http://{host}:{port}/ (lab {directory_})", err=True)
     uvicorn.run(app, host=host, port=port, log_level="warning")
