@@ -486,11 +486,11 @@ class Switchboard:
 
     def _send_planned(self, plan: Plan, frames: list[bytes]) -> None:
         for bridge, port, tun_id, sport, encap in plan.outputs:
-            if encap is not None:  # VXLAN: onto the queue that flush() sends; GRE: sent
-                reason = encap[0](encap[1], encap[2], encap[3], frames)
+            if encap is not None:  # a UDP kind: onto the queue that flush() sends; IP: sent
+                reason = encap.send(encap.port, encap.sport, encap.header, frames)
                 if reason is not None:
-                    self._tunnel_drop(self.bridges[bridge], encap[1], reason, len(frames[0]),
-                                      len(frames))
+                    self._tunnel_drop(self.bridges[bridge], encap.port, reason,
+                                      len(frames[0]), len(frames))
             elif len(frames) == 1 and sport is None:  # a port of this host: one frame
                 port.send(frames[0])
             else:
@@ -533,7 +533,7 @@ class Switchboard:
                     if isinstance(port, TunnelPort):
                         sport = source_port(frame)
                         encap = self.tunnels.encap(port, tun_id, sport)
-                    outputs.append((state.bridge.name, port, tun_id, sport, encap))
+                    outputs.append(PlanOutput(state.bridge.name, port, tun_id, sport, encap))
             return True
 
         if not walk(state, key, 0):
@@ -595,9 +595,9 @@ class Switchboard:
     def _send(self, state: BridgeState, port: Port, frames: list[bytes], tun_id: int,
               sport: int | None = None) -> None:
         if isinstance(port, TunnelPort):
-            reason, dropped = self.tunnels.send_many(port, frames, tun_id, sport)
+            reason = self.tunnels.send_many(port, frames, tun_id, sport)
             if reason is not None:
-                self._tunnel_drop(state, port, reason, len(frames[0]), dropped)
+                self._tunnel_drop(state, port, reason, len(frames[0]), len(frames))
         elif len(frames) == 1:
             port.send(frames[0])
         else:
