@@ -27,8 +27,9 @@ from typing import Final
 from tunnelnet.datapath.errors import DatapathError
 from tunnelnet.datapath.fastpath import Plan, PlanKey, PlanOutput, Plans
 from tunnelnet.datapath.loop import EventLoop
-from tunnelnet.datapath.ports import PatchPort, Port, Received, SystemPort
+from tunnelnet.datapath.ports import PatchPort, Port, Received
 from tunnelnet.datapath.ratelog import RateLimitedLog
+from tunnelnet.datapath.system_port import SystemPort
 from tunnelnet.datapath.tunnel import TunnelEndpoint, TunnelPort
 from tunnelnet.datapath.tunnel_tx import MTU_EXCEEDED
 from tunnelnet.packet.coalesce import signature

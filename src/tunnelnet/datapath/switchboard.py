@@ -19,9 +19,9 @@ from tunnelnet.datapath.ports import (
     PatchPort,
     Port,
     PortKind,
-    SystemPort,
     check_name,
 )
+from tunnelnet.datapath.system_port import SystemPort
 from tunnelnet.datapath.tunnel import TunnelPort
 from tunnelnet.switch import Bridge
 
