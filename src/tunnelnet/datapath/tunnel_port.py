@@ -5,9 +5,9 @@ it, and the route towards its peer (our address and the underlay MTU).
 The sockets all tunnel ports share are the endpoint's (tunnel.py); what reads them is
 tunnel_rx.py, what writes them tunnel_tx.py.
 
-A port is made only for a kind the registry knows and this datapath can read (DATAPATH_KINDS:
-tunnel_rx.py has a parser for each). Any other kind is refused here with a clear error: a
-kind's packets are never sent dressed as another kind's.
+A port is made only for a kind the registry knows and this datapath can read (tunnel_rx.py has
+a parser for it, for the registry's transport of it). Any other kind is refused here with a
+clear error: a kind's packets are never sent dressed as another kind's.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import struct
 from collections.abc import Mapping
 from typing import Final, NamedTuple
 
+from tunnelnet.datapath import tunnel_rx
 from tunnelnet.datapath.errors import PortError
 from tunnelnet.datapath.ports import Port, PortKind, check_options
 from tunnelnet.packet import tunnel_kinds
@@ -28,9 +29,6 @@ log = logging.getLogger(__name__)
 
 IP_PKTINFO: Final = 8  # not exported by every Python build's socket module
 IP_MTU: Final = 14
-# The kinds whose packets this datapath reads: tunnel_rx.py has a parser for each (a test
-# checks that the two agree). A new kind is one registry entry, one parser there, its name here.
-DATAPATH_KINDS: Final = frozenset({tunnel_kinds.VXLAN.name, tunnel_kinds.GRE.name})
 
 
 class DemuxKey(NamedTuple):
@@ -44,10 +42,6 @@ class DemuxKey(NamedTuple):
     key: int | None  # None: the port takes every key (key=flow)
 
 
-def addr_int(text: str) -> int:
-    return int.from_bytes(socket.inet_aton(text), "big")
-
-
 def _ipv4(text: str, what: str) -> int:
     try:
         return int(ipaddress.IPv4Address(text))
@@ -59,8 +53,10 @@ def datapath_kind(kind: PortKind) -> TunnelKind:
     """The registry's entry for a tunnel port kind this datapath can carry; a PortError that
     says why otherwise."""
     entry = tunnel_kinds.find(kind.value)
-    if entry is None or entry.name not in DATAPATH_KINDS:
-        known = ", ".join(sorted(DATAPATH_KINDS))
+    parsers = (tunnel_rx.UDP_PARSERS if entry is not None and entry.transport is Transport.UDP
+               else tunnel_rx.IP_PARSERS)
+    if entry is None or entry.name not in parsers:
+        known = ", ".join(sorted(tunnel_rx.kinds()))
         raise PortError(f"{kind.value}: not a tunnel type this datapath carries "
                         f"(tunnel types: {known})")
     return entry

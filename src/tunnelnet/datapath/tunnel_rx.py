@@ -30,7 +30,6 @@ from tunnelnet.datapath.errors import PortError
 from tunnelnet.datapath.loop import EventLoop
 from tunnelnet.datapath.pace import Pace
 from tunnelnet.datapath.ports import BURST, PortKind
-from tunnelnet.datapath.tunnel_port import addr_int
 from tunnelnet.packet import tunnel_kinds
 from tunnelnet.packet.coalesce import coalesce_tcp, flow_runs
 from tunnelnet.packet.errors import PacketError
@@ -80,6 +79,10 @@ Arrival = tuple["TunnelPort", int, int, bytes]
 # DemuxKey -> port; typed by DemuxKey's tuple so that the plain tuples of the per-packet path
 # look it up (see DemuxKey)
 Ports = dict[tuple[PortKind, int, int, "int | None"], "TunnelPort"]
+
+
+def addr_int(text: str) -> int:
+    return int.from_bytes(socket.inet_aton(text), "big")
 
 
 def _gro_size(ancillary: list[tuple[int, int, bytes]]) -> int:
@@ -332,6 +335,12 @@ class TunnelReceiver:
 UdpParse = Callable[[bytes | memoryview, int, int, Ports, list[Arrival]], None]
 # (IPv4 packet, outer source as text) -> its Arrival, or None (drop counted)
 IpParse = Callable[[bytes, str], "Arrival | None"]
-# Each kind's parser, by the registry's name (tunnel_port.DATAPATH_KINDS lists the same kinds).
+# Each kind's parser (a TunnelReceiver method), by the registry's name of the kind: the kinds
+# this datapath carries. A port of any other kind is refused when it is made (tunnel_port.py).
 UDP_PARSERS: Final[dict[str, str]] = {tunnel_kinds.VXLAN.name: "_vxlan_datagram"}
 IP_PARSERS: Final[dict[str, str]] = {tunnel_kinds.GRE.name: "_gre_packet"}
+
+
+def kinds() -> frozenset[str]:
+    """The names of the tunnel kinds this datapath can receive (and so carry)."""
+    return frozenset(UDP_PARSERS) | frozenset(IP_PARSERS)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tunnelnet.datapath import tunnel_port, tunnel_rx
+from tunnelnet.datapath import tunnel_rx
 from tunnelnet.datapath.errors import PortError
 from tunnelnet.datapath.ports import PortKind
 from tunnelnet.datapath.tunnel import TunnelPort
@@ -87,8 +87,17 @@ def test_the_largest_frame_sent_whole_is_the_underlay_mtu_less_the_overhead() ->
 
 def test_a_kind_the_datapath_has_no_receive_path_for_is_refused_not_sent_as_another(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(tunnel_port, "DATAPATH_KINDS", frozenset({tunnel_kinds.VXLAN.name}))
+    monkeypatch.delitem(tunnel_rx.IP_PARSERS, tunnel_kinds.GRE.name)
     with pytest.raises(PortError, match="gre: not a tunnel type this datapath carries"):
+        _port(PortKind.GRE)
+
+
+def test_a_parser_for_the_wrong_transport_does_not_make_a_kind_carried(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # GRE is an IP kind (registry): a UDP parser registered under its name must not count
+    monkeypatch.delitem(tunnel_rx.IP_PARSERS, tunnel_kinds.GRE.name)
+    monkeypatch.setitem(tunnel_rx.UDP_PARSERS, tunnel_kinds.GRE.name, "_vxlan_datagram")
+    with pytest.raises(PortError, match="not a tunnel type"):
         _port(PortKind.GRE)
 
 
@@ -97,13 +106,13 @@ def test_a_port_kind_that_is_no_tunnel_kind_is_refused_as_a_tunnel_port() -> Non
         _port(PortKind.SYSTEM)
 
 
-def test_every_datapath_kind_has_a_parser_for_its_registry_transport() -> None:
-    by_transport = {Transport.UDP: tunnel_rx.UDP_PARSERS, Transport.IP: tunnel_rx.IP_PARSERS}
-    assert set(tunnel_rx.UDP_PARSERS) | set(tunnel_rx.IP_PARSERS) == tunnel_port.DATAPATH_KINDS
-    for name in tunnel_port.DATAPATH_KINDS:
-        assert name in by_transport[tunnel_kinds.kind(name).transport]
-        assert callable(getattr(tunnel_rx.TunnelReceiver, by_transport[
-            tunnel_kinds.kind(name).transport][name]))
+def test_every_parser_is_a_receiver_method_for_a_registry_kind_of_its_transport() -> None:
+    for transport, parsers in ((Transport.UDP, tunnel_rx.UDP_PARSERS),
+                               (Transport.IP, tunnel_rx.IP_PARSERS)):
+        for name, method in parsers.items():
+            assert tunnel_kinds.kind(name).transport is transport
+            assert callable(getattr(tunnel_rx.TunnelReceiver, method))
+    assert tunnel_rx.kinds() == {"vxlan", "gre"}
 
 
 def test_demux_keys_equal_the_plain_tuples_the_receive_path_looks_up() -> None:
