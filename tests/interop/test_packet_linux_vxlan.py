@@ -9,7 +9,7 @@ with 10.99.0.1/24; namespace B holds only plain sockets on the underlay: a UDP s
 (b) what we build (an ARP request in a VXLAN payload on the UDP socket, an ICMP echo as a whole
     underlay frame with a UDP checksum on AF_PACKET) must make Linux answer.
 
-GRE is not judged here: this kernel has no GRE module (see ARCHITECTURE.md).
+GRE is not judged here: this kernel has no GRE module (see docs/architecture.md).
 """
 
 from __future__ import annotations

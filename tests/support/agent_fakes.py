@@ -23,6 +23,12 @@ class FakeController:
         self.revision = 0
         self.statuses: dict[str, str] = {}
         self.down = False
+        self.snapshots = 0  # how many times the agent listed everything
+        self.watch_errors: list[Exception] = []  # raised by the next watches, one each
+
+    def forget_events(self) -> None:
+        """Drop the change log, as compaction does: only a new snapshot shows what changed."""
+        self.events.clear()
 
     def _check(self) -> None:
         if self.down:
@@ -49,11 +55,14 @@ class FakeController:
 
     def snapshot(self) -> Snapshot:
         self._check()
+        self.snapshots += 1
         return Snapshot(list(self.networks.values()), list(self.ports.values()),
                         list(self.agents.values()), self.revision)
 
     def watch(self, since: int, timeout: float) -> list[Event]:
         self._check()
+        if self.watch_errors:
+            raise self.watch_errors.pop(0)
         return [e for e in self.events if e.revision > since]
 
     def set_port_status(self, port_id: str, status: str) -> None:

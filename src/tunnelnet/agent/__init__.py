@@ -1,1 +1,1 @@
-"""agent layer of tunnelnet (see ARCHITECTURE.md)."""
+"""agent layer of tunnelnet (see docs/architecture.md)."""

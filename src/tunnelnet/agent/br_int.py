@@ -7,18 +7,19 @@ mark the bridge so a restart of the switch can be noticed.
 from __future__ import annotations
 
 from tunnelnet.agent.flowmod import FlowMod
-from tunnelnet.agent.tables import DEAD_VLAN, IntTable
-
-MAX_PRIORITY = 65535
+from tunnelnet.agent.tables import DEAD_VLAN
+from tunnelnet.switch.pipeline import IntPriority, IntTable
 
 
 def default_flows() -> list[FlowMod]:
     return [
         # a frame already on the dead VLAN (from a trunk) is never switched
-        FlowMod(IntTable.LOCAL_SWITCHING, MAX_PRIORITY, f"dl_vlan={DEAD_VLAN}", "drop"),
-        FlowMod(IntTable.LOCAL_SWITCHING, 0, "", f"resubmit(,{IntTable.TRANSIENT})"),
-        FlowMod(IntTable.CANARY, 0, "", "drop"),
-        FlowMod(IntTable.TRANSIENT, 3, "", "NORMAL"),
+        FlowMod(IntTable.LOCAL_SWITCHING, IntPriority.DEAD_VLAN, f"dl_vlan={DEAD_VLAN}",
+                "drop"),
+        FlowMod(IntTable.LOCAL_SWITCHING, IntPriority.DEFAULT, "",
+                f"resubmit(,{IntTable.TRANSIENT})"),
+        FlowMod(IntTable.CANARY, IntPriority.DEFAULT, "", "drop"),
+        FlowMod(IntTable.TRANSIENT, IntPriority.NORMAL, "", "NORMAL"),
     ]
 
 
@@ -28,4 +29,4 @@ def _port_match(ofport: int) -> str:
 
 def dead_port(ofport: int) -> FlowMod:
     """A vNIC whose controller port is unknown sends nothing (it also sits on VLAN 4095)."""
-    return FlowMod(IntTable.LOCAL_SWITCHING, 2, _port_match(ofport), "drop")
+    return FlowMod(IntTable.LOCAL_SWITCHING, IntPriority.PORT_DROP, _port_match(ofport), "drop")

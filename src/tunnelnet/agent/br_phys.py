@@ -12,7 +12,7 @@ tunnels avoid.
 from __future__ import annotations
 
 from tunnelnet.agent.flowmod import FlowMod
-from tunnelnet.agent.tables import IntTable
+from tunnelnet.switch.pipeline import IntPriority, IntTable, PhysPriority, PhysTable
 
 INT_PREFIX = "int-"  # on br-int, towards a physical bridge
 PHY_PREFIX = "phy-"  # on the physical bridge, towards br-int
@@ -30,14 +30,16 @@ def phy_patch_name(bridge: str) -> str:
 def phys_default_flows(phy_patch_ofport: int) -> list[FlowMod]:
     """The physical bridge: NORMAL for what the uplink brings, drop unknown local VLANs."""
     return [
-        FlowMod(0, 2, f"in_port={phy_patch_ofport}", "drop"),
-        FlowMod(0, 0, "", "NORMAL"),
+        FlowMod(PhysTable.LOCAL_SWITCHING, PhysPriority.PORT_DROP, f"in_port={phy_patch_ofport}",
+                "drop"),
+        FlowMod(PhysTable.LOCAL_SWITCHING, PhysPriority.DEFAULT, "", "NORMAL"),
     ]
 
 
 def int_default_flows(int_patch_ofport: int) -> list[FlowMod]:
     """br-int: nothing from a physical network enters unless its VLAN is translated."""
-    return [FlowMod(IntTable.LOCAL_SWITCHING, 2, f"in_port={int_patch_ofport}", "drop")]
+    return [FlowMod(IntTable.LOCAL_SWITCHING, IntPriority.PORT_DROP, f"in_port={int_patch_ofport}",
+                    "drop")]
 
 
 def outbound(phy_patch_ofport: int, local_vid: int, network_type: str,
@@ -45,13 +47,16 @@ def outbound(phy_patch_ofport: int, local_vid: int, network_type: str,
     """Local VLAN -> provider VLAN (vlan) or untagged (flat), then the physical switch."""
     match = f"in_port={phy_patch_ofport},dl_vlan={local_vid}"
     if network_type == "flat":
-        return FlowMod(0, 4, match, "strip_vlan,NORMAL")
-    return FlowMod(0, 4, match, f"mod_vlan_vid:{segment},NORMAL")
+        return FlowMod(PhysTable.LOCAL_SWITCHING, PhysPriority.TO_PHYSNET, match,
+                       "strip_vlan,NORMAL")
+    return FlowMod(PhysTable.LOCAL_SWITCHING, PhysPriority.TO_PHYSNET, match,
+                   f"mod_vlan_vid:{segment},NORMAL")
 
 
 def inbound(int_patch_ofport: int, local_vid: int, network_type: str,
             segment: int | None) -> FlowMod:
     """Provider VLAN (or untagged, for flat) -> local VLAN, then br-int's NORMAL."""
     vlan = _UNTAGGED if network_type == "flat" else f"dl_vlan={segment}"
-    return FlowMod(IntTable.LOCAL_SWITCHING, 3, f"in_port={int_patch_ofport},{vlan}",
+    return FlowMod(IntTable.LOCAL_SWITCHING, IntPriority.FROM_PHYSNET,
+                   f"in_port={int_patch_ofport},{vlan}",
                    f"mod_vlan_vid:{local_vid},resubmit(,{IntTable.TRANSIENT})")

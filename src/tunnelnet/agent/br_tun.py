@@ -1,7 +1,8 @@
 """Flows of the tunnel bridge br-tun, built as Neutron's Open vSwitch agent builds them.
 
 Pure functions: each returns FlowMods for one flow family, and an add and its removal share
-one match helper. Table ids come from :mod:`tunnelnet.agent.tables`.
+one match helper. Table ids and priority bands come from :mod:`tunnelnet.switch.pipeline`; the
+tunnel-key tables from the tunnel-kind registry, so every registered kind gets its flows.
 """
 
 from __future__ import annotations
@@ -10,8 +11,9 @@ from collections.abc import Sequence
 from ipaddress import IPv4Address
 
 from tunnelnet.agent.flowmod import FlowMod
-from tunnelnet.agent.tables import TUNNEL_TABLE, TunTable
+from tunnelnet.packet import tunnel_kinds
 from tunnelnet.packet.fields import mac_to_int
+from tunnelnet.switch.pipeline import TunPriority, TunTable, tunnel_kinds_by_table
 
 _UNICAST = "dl_dst=00:00:00:00:00:00/01:00:00:00:00:00"
 _MULTICAST = "dl_dst=01:00:00:00:00:00/01:00:00:00:00:00"
@@ -28,29 +30,35 @@ def _goto(table: int) -> str:
 def default_flows(patch_int_ofport: int, *, cookie: int, arp_responder: bool) -> list[FlowMod]:
     """The skeleton every br-tun has before any network: classify, split, learn, drop misses."""
     learn = (
-        f"learn(table={TunTable.UCAST_TO_TUN},priority=1,hard_timeout={LEARNED_HARD_TIMEOUT},"
+        f"learn(table={TunTable.UCAST_TO_TUN},priority={TunPriority.LEARNED},"
+        f"hard_timeout={LEARNED_HARD_TIMEOUT},"
         f"cookie={cookie:#x},"
         "NXM_OF_VLAN_TCI[0..11],NXM_OF_ETH_DST[]=NXM_OF_ETH_SRC[],"
         "load:0->NXM_OF_VLAN_TCI[],load:NXM_NX_TUN_ID[]->NXM_NX_TUN_ID[],"
         "output:OXM_OF_IN_PORT[])"
     )
     flows = [
-        FlowMod(TunTable.CLASSIFY, 1, f"in_port={patch_int_ofport}",
+        FlowMod(TunTable.LOCAL_SWITCHING, TunPriority.ENTRY, f"in_port={patch_int_ofport}",
                 _goto(TunTable.PATCH_LV_TO_TUN)),
-        FlowMod(TunTable.CLASSIFY, 0, "", "drop"),
-        FlowMod(TunTable.PATCH_LV_TO_TUN, 0, _UNICAST, _goto(TunTable.UCAST_TO_TUN)),
-        FlowMod(TunTable.PATCH_LV_TO_TUN, 0, _MULTICAST, _goto(TunTable.FLOOD_TO_TUN)),
-        FlowMod(TunTable.GRE_TUN_TO_LV, 0, "", "drop"),
-        FlowMod(TunTable.VXLAN_TUN_TO_LV, 0, "", "drop"),
-        FlowMod(TunTable.LEARN_FROM_TUN, 1, "", f"{learn},output:{patch_int_ofport}"),
-        FlowMod(TunTable.UCAST_TO_TUN, 0, "", _goto(TunTable.FLOOD_TO_TUN)),
-        FlowMod(TunTable.FLOOD_TO_TUN, 0, "", "drop"),
+        FlowMod(TunTable.LOCAL_SWITCHING, TunPriority.DEFAULT, "", "drop"),
+        FlowMod(TunTable.PATCH_LV_TO_TUN, TunPriority.DEFAULT, _UNICAST,
+                _goto(TunTable.UCAST_TO_TUN)),
+        FlowMod(TunTable.PATCH_LV_TO_TUN, TunPriority.DEFAULT, _MULTICAST,
+                _goto(TunTable.FLOOD_TO_TUN)),
+        # a key no local network uses is dropped, for every kind the registry knows
+        *(FlowMod(k.neutron_table, TunPriority.DEFAULT, "", "drop")
+          for k in tunnel_kinds_by_table()),
+        FlowMod(TunTable.LEARN_FROM_TUN, TunPriority.ENTRY, "",
+                f"{learn},output:{patch_int_ofport}"),
+        FlowMod(TunTable.UCAST_TO_TUN, TunPriority.DEFAULT, "", _goto(TunTable.FLOOD_TO_TUN)),
+        FlowMod(TunTable.FLOOD_TO_TUN, TunPriority.DEFAULT, "", "drop"),
     ]
     if arp_responder:
         flows += [
-            FlowMod(TunTable.PATCH_LV_TO_TUN, 1, "arp,dl_dst=ff:ff:ff:ff:ff:ff",
+            FlowMod(TunTable.PATCH_LV_TO_TUN, TunPriority.ENTRY, "arp,dl_dst=ff:ff:ff:ff:ff:ff",
                     _goto(TunTable.ARP_RESPONDER)),
-            FlowMod(TunTable.ARP_RESPONDER, 0, "", _goto(TunTable.FLOOD_TO_TUN)),
+            FlowMod(TunTable.ARP_RESPONDER, TunPriority.DEFAULT, "",
+                    _goto(TunTable.FLOOD_TO_TUN)),
         ]
     return flows
 
@@ -61,8 +69,8 @@ def _tunnel_port_match(ofport: int) -> str:
 
 def tunnel_port(network_type: str, ofport: int) -> FlowMod:
     """Frames arriving on a tunnel port go to the key -> local VLAN table of its type."""
-    return FlowMod(TunTable.CLASSIFY, 1, _tunnel_port_match(ofport),
-                   _goto(TUNNEL_TABLE[network_type]))
+    return FlowMod(TunTable.LOCAL_SWITCHING, TunPriority.ENTRY, _tunnel_port_match(ofport),
+                   _goto(tunnel_kinds.kind(network_type).neutron_table))
 
 
 def _local_vlan_match(segment: int) -> str:
@@ -71,7 +79,8 @@ def _local_vlan_match(segment: int) -> str:
 
 def local_vlan(network_type: str, local_vid: int, segment: int) -> FlowMod:
     """VLAN <-> key translation, inbound half: this network's key gets its local VLAN."""
-    return FlowMod(TUNNEL_TABLE[network_type], 1, _local_vlan_match(segment),
+    return FlowMod(tunnel_kinds.kind(network_type).neutron_table, TunPriority.ENTRY,
+                   _local_vlan_match(segment),
                    f"mod_vlan_vid:{local_vid},{_goto(TunTable.LEARN_FROM_TUN)}")
 
 
@@ -88,7 +97,7 @@ def flood_to_tunnels(local_vid: int, segment: int, ofports: Sequence[int]) -> Fl
     if not ofports:
         return None
     outputs = "".join(f",output:{p}" for p in sorted(ofports))
-    return FlowMod(TunTable.FLOOD_TO_TUN, 1, _flood_match(local_vid),
+    return FlowMod(TunTable.FLOOD_TO_TUN, TunPriority.ENTRY, _flood_match(local_vid),
                    f"strip_vlan,set_tunnel:{segment:#x}{outputs}")
 
 
@@ -98,7 +107,7 @@ def _unicast_match(local_vid: int, mac: str) -> str:
 
 def unicast_to_tunnel(local_vid: int, segment: int, ofport: int, mac: str) -> FlowMod:
     """l2population: a remote VM's MAC is known in advance, so no flooding to find it."""
-    return FlowMod(TunTable.UCAST_TO_TUN, 2, _unicast_match(local_vid, mac),
+    return FlowMod(TunTable.UCAST_TO_TUN, TunPriority.L2POP, _unicast_match(local_vid, mac),
                    f"strip_vlan,load:{segment:#x}->NXM_NX_TUN_ID[],output:{ofport}")
 
 
@@ -120,4 +129,4 @@ def arp_responder(local_vid: int, ip: str, mac: str) -> FlowMod:
         f"load:{ip_int:#x}->NXM_OF_ARP_SPA[],"
         "in_port"
     )
-    return FlowMod(TunTable.ARP_RESPONDER, 1, _arp_match(local_vid, ip), actions)
+    return FlowMod(TunTable.ARP_RESPONDER, TunPriority.ENTRY, _arp_match(local_vid, ip), actions)

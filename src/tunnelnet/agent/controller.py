@@ -1,8 +1,10 @@
 """What the agent needs from the controller, and the cache it keeps of the controller's state.
 
 The agent lists everything once, then follows the watch stream from the revision the list
-returned (the list-and-watch pattern). When the stream says its revision is too old, or the
-controller was unreachable, it lists again; the switch keeps forwarding meanwhile.
+returned (the list-and-watch pattern). When the stream says its revision is too old, it lists
+again; when the controller is unreachable, it retries with backoff; the switch keeps forwarding
+meanwhile. Snapshot and Event here are the agent's digest of the API's records (only what it
+plans from); the wire records are the API contract's (`tunnelnet.api`).
 """
 
 from __future__ import annotations
@@ -30,10 +32,6 @@ class Event:
     revision: int
 
 
-class ResyncRequired(Exception):
-    """The controller no longer has the events since our revision: list everything again."""
-
-
 class Controller(Protocol):
     def register_agent(self, host: str, tunnel_ip: str, tunnel_types: Sequence[str],
                        bridge_mappings: Mapping[str, str]) -> None: ...
@@ -44,7 +42,8 @@ class Controller(Protocol):
 
     def watch(self, since: int, timeout: float) -> list[Event]:
         """Events after ``since``, waiting up to ``timeout`` seconds for the first one.
-        Raises ResyncRequired when ``since`` is too old."""
+        Raises the API contract's ``tunnelnet.api.ResyncRequired`` when ``since`` is too old
+        (the agent then lists everything again); any other TunnelnetError is an outage."""
         ...
 
     def set_port_status(self, port_id: str, status: str) -> None: ...

@@ -17,7 +17,8 @@ from tunnelnet.agent.flowmod import FlowMod
 from tunnelnet.agent.local_vlan import LocalVlanManager
 from tunnelnet.agent.tables import DEAD_VLAN
 from tunnelnet.agent.tunnels import tunnel_port_name as _tunnel_port_name
-from tunnelnet.agent.view import TUNNEL_NETWORK_TYPES, CloudView, Network, Peer, Port, Vnic
+from tunnelnet.agent.view import CloudView, Network, Peer, Port, Vnic
+from tunnelnet.packet import tunnel_kinds
 
 # a pure function of (type, address) asked for every peer of every local network each
 # round: parsing the address each time was a tenth of a 1,000-hypervisor simulation's time
@@ -40,7 +41,7 @@ class AgentConfig:
 
     def carries(self, network: Network) -> bool:
         """Tunnel networks of our tunnel types, provider networks of a mapped physnet."""
-        if network.network_type in TUNNEL_NETWORK_TYPES:
+        if tunnel_kinds.is_tunnel(network.network_type):
             return network.network_type in self.tunnel_types and network.segment is not None
         if network.network_type == "vlan":
             return network.physical_network in self.bridge_mappings and \
@@ -140,7 +141,7 @@ def plan_tunnels(conf: AgentConfig, view: CloudView, local_networks: Iterable[Ne
                 name = _tunnel_name(network.network_type, ip)
                 tunnels[name] = TunnelPort(name, network.network_type, ip)
     else:
-        for network_type in sorted(conf.tunnel_types & TUNNEL_NETWORK_TYPES):
+        for network_type in sorted(conf.tunnel_types & set(tunnel_kinds.names())):
             for ip in _usable_peers(conf, view, network_type).values():
                 name = _tunnel_name(network_type, ip)
                 tunnels[name] = TunnelPort(name, network_type, ip)
@@ -158,6 +159,12 @@ def port_tags(bindings: Iterable[Binding], dead: Iterable[Vnic],
     return tags
 
 
+def _kind_of_port(name: str) -> str | None:
+    """The tunnel kind whose port names start like ``name`` ("vxlan-c0000202" -> "vxlan")."""
+    prefix = name.partition("-")[0]
+    return next((k.name for k in tunnel_kinds.all_kinds() if k.port_prefix == prefix), None)
+
+
 def br_tun_flows(conf: AgentConfig, view: CloudView, *, cookie: int, patch_int_ofport: int,
                  local_networks: Iterable[Network], local_vlans: Mapping[str, int],
                  tunnel_ofports: Mapping[str, int]) -> list[FlowMod]:
@@ -165,12 +172,12 @@ def br_tun_flows(conf: AgentConfig, view: CloudView, *, cookie: int, patch_int_o
     flows = br_tun.default_flows(patch_int_ofport, cookie=cookie,
                                  arp_responder=conf.arp_responder and conf.l2pop)
     for name, ofport in sorted(tunnel_ofports.items()):
-        kind = name.partition("-")[0]
-        if kind in TUNNEL_NETWORK_TYPES:
+        kind = _kind_of_port(name)
+        if kind is not None:
             flows.append(br_tun.tunnel_port(kind, ofport))
     for network in sorted(local_networks, key=lambda n: local_vlans[n.id]):
         # VLAN and flat networks leave through their physical bridge, never a tunnel
-        if network.segment is None or network.network_type not in TUNNEL_NETWORK_TYPES:
+        if network.segment is None or not tunnel_kinds.is_tunnel(network.network_type):
             continue
         vid = local_vlans[network.id]
         peers = peer_hosts_for_network(conf, view, network)

@@ -1,16 +1,17 @@
 """The agent's controller, reached over the REST API with the typed client.
 
 List-and-watch: one snapshot of networks, ports and agents read in a single transaction at
-one revision, then long polls for the events after it (410 from the poll: list again).
+one revision, then long polls for the events after it. A 410 from the poll reaches the agent
+as the API contract's ResyncRequired, raised by the client: the agent lists again.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from tunnelnet.agent.controller import Event, ResyncRequired, Snapshot
-from tunnelnet.client.http import Client, NotFoundError
-from tunnelnet.client.http import ResyncRequired as ClientResync
+from tunnelnet.agent.controller import Event, Snapshot
+from tunnelnet.api import NotFoundError
+from tunnelnet.client.http import Client
 
 AGENT_TYPE = "Open vSwitch agent"
 
@@ -50,10 +51,8 @@ class HttpController:
         return Snapshot(snap.networks, snap.ports, agents, snap.revision)
 
     def watch(self, since: int, timeout: float) -> list[Event]:
-        try:
-            records, revision = self.client.events(since, timeout=max(timeout, 0.05))
-        except ClientResync as exc:
-            raise ResyncRequired(str(exc)) from exc
+        # ResyncRequired (HTTP 410) goes up as it is: the agent tells it from an outage
+        records, revision = self.client.events(since, timeout=max(timeout, 0.05))
         events = [Event(r.resource, r.action, r.object, r.revision) for r in records
                   if r.type == "event" and r.resource and r.action and r.object is not None]
         # nothing we can see changed up to `revision`: move on, so a later poll never asks

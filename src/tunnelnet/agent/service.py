@@ -18,13 +18,15 @@ from dataclasses import dataclass, field
 from tunnelnet.agent import br_phys, desired
 from tunnelnet.agent.applier import FlowApplier
 from tunnelnet.agent.backend import BackendError, SwitchBackend, SwitchPort
-from tunnelnet.agent.controller import Controller, ControllerCache, ResyncRequired
+from tunnelnet.agent.controller import Controller, ControllerCache
 from tunnelnet.agent.flowmod import FlowMod
 from tunnelnet.agent.local_vlan import LocalVlanManager
-from tunnelnet.agent.tables import DEAD_VLAN, IntTable
+from tunnelnet.agent.tables import DEAD_VLAN
 from tunnelnet.agent.tunnels import parse_tunnel_port_name
 from tunnelnet.agent.view import CloudView, Network, Vnic
+from tunnelnet.api import ResyncRequired
 from tunnelnet.errors import TunnelnetError
+from tunnelnet.switch.pipeline import IntTable
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +47,7 @@ class AgentTimers:
 class AgentStats:
     rounds: int = 0
     controller_errors: int = 0
+    resyncs: int = 0
     switch_resets: int = 0
     ports_active: set[str] = field(default_factory=set)
 
@@ -218,13 +221,7 @@ class Agent:
             self._synced = True
             log.info("synced with controller at revision %d", self.cache.revision)
             return
-        try:
-            events = self.controller.watch(self.cache.revision, wait)
-        except ResyncRequired:
-            log.info("controller asks for a resync from revision %d", self.cache.revision)
-            self._synced = False
-            return
-        for event in events:
+        for event in self.controller.watch(self.cache.revision, wait):
             self.cache.apply(event)
 
     def run_round(self) -> None:
@@ -233,11 +230,20 @@ class Agent:
             try:
                 self._talk_to_controller(self.timers.poll_interval)
                 self._backoff = 0.0
+            except ResyncRequired as exc:
+                # not an outage: the controller no longer keeps the changes after our revision
+                # (compacted), or never had them (its database was replaced). List everything
+                # again at once; the switch keeps its flows until the new view is planned.
+                log.info("controller asks for a resync from revision %d: %s",
+                         self.cache.revision, exc)
+                self.stats.resyncs += 1
+                self._synced = False
+                self._backoff = 0.0
             except TunnelnetError as exc:
+                # ResyncRequired is a TunnelnetError too: it must be caught above, first
                 self.stats.controller_errors += 1
                 self._backoff = min(max(self._backoff * 2, 0.5), self.timers.max_backoff)
                 self._next_contact = now + self._backoff
-                self._registered = self._registered and not isinstance(exc, ResyncRequired)
                 log.warning("controller unreachable (%s); keeping the datapath, retry in %.1fs",
                             exc, self._backoff)
                 time.sleep(min(self.timers.poll_interval, self._backoff))

@@ -14,8 +14,7 @@ from typing import Any, TypeVar
 
 import click
 
-from tunnelnet.client import Client, Resource
-from tunnelnet.client.http import ClientError
+from tunnelnet.client import Client, ClientError, Resource
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -9,8 +9,7 @@ from __future__ import annotations
 import click
 
 from tunnelnet.cli._api import Output, client_options, drop_none, enable_option, output_options
-from tunnelnet.client import Client, Resource
-from tunnelnet.client.http import ClientError
+from tunnelnet.client import Client, ClientError, Resource
 
 COLUMNS = ("id", "host", "agent_type", "alive", "admin_state_up", "heartbeat_timestamp")
 

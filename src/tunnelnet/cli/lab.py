@@ -6,28 +6,66 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
+from tunnelnet.cli import labsim
 from tunnelnet.cli._matrix import print_matrix
-from tunnelnet.errors import TunnelnetError
-from tunnelnet.lab import probe
-from tunnelnet.lab.state import StateFile, lab_dir
+from tunnelnet.lab.interface import Lab
+from tunnelnet.lab.namespaces import NamespaceLab
+from tunnelnet.lab.state import find_sim, lab_dir, usable_dir
 
-
-class LabError(TunnelnetError):
-    """The lab cannot do what was asked."""
-
-
-def _need_root(what: str) -> None:
-    if os.geteuid() != 0:
-        raise LabError(f"{what} needs root (network namespaces, veths, raw sockets); "
-                       "run it with sudo, or use 'tunnelnet lab sim' which needs none")
+if TYPE_CHECKING:
+    from tunnelnet.lab.simulated import SimulatedLab
 
 
 def _say(message: str) -> None:
     click.echo(f"  {message}", err=True)
+
+
+def _tell(message: str) -> None:
+    click.echo(message, err=True)
+
+
+def _simulated(directory: Path) -> SimulatedLab:
+    from tunnelnet.lab.simulated import SimulatedLab
+    from tunnelnet.trace.sim_remote import OP, handler
+
+    # the server this lab starts also answers the trace's questions (tunnelnet trace, web)
+    return SimulatedLab(directory, _say, _tell, extra={OP: handler})
+
+
+class LabChoice:
+    """The lab one ``tunnelnet lab`` invocation talks to, chosen once: a simulated lab when
+    ``up --sim`` asks for one or the lab that is up is simulated, else the lab of namespaces.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self._lab: Lab | None = None
+
+    def lab(self, *, sim: bool | None = None) -> Lab:
+        """``sim`` True/False: the caller says which (``up``); None: what is up decides."""
+        if self._lab is None:
+            found = find_sim(self.directory) if sim is None else None
+            if sim:
+                self._lab = self.simulated()
+            elif found is not None:
+                self._lab = _simulated(found)
+            else:
+                self._lab = NamespaceLab(self.directory, _say, _tell)
+        return self._lab
+
+    def simulated(self) -> SimulatedLab:
+        """The simulated lab to start here (``up --sim``, ``lab sim-serve``): in the run
+        directory, or where this user may write when that is not writable."""
+        lab = _simulated(usable_dir(self.directory))
+        self._lab = lab
+        return lab
+
+
+pass_choice = click.make_pass_decorator(LabChoice)
 
 
 @click.group("lab")
@@ -38,7 +76,12 @@ def _say(message: str) -> None:
 def cli(ctx: click.Context, directory: str | None) -> None:
     """Build, inspect and remove a lab: an underlay switch, hypervisors and tenant VMs in
     network namespaces, with the controller, a vswitchd and an agent per hypervisor."""
-    ctx.obj = lab_dir(directory)
+    ctx.obj = LabChoice(lab_dir(directory))
+
+
+# the simulation's own commands, which need no lab up (see tunnelnet.cli.labsim)
+cli.add_command(labsim.sim)
+cli.add_command(labsim.sim_demo)
 
 
 @cli.command("up")
@@ -46,38 +89,38 @@ def cli(ctx: click.Context, directory: str | None) -> None:
 @click.option("--l2pop/--no-l2pop", default=True, show_default=True,
               help="Tunnels and forwarding entries from the controller (l2population).")
 @click.option("--arp-responder", is_flag=True, help="Answer ARP in br-tun (needs l2pop).")
-@click.pass_obj
-def up(directory: Path, topology: str, l2pop: bool, arp_responder: bool) -> None:
+@click.option("--sim", is_flag=True,
+              help="Simulate it instead, no root: the same controller, agents and switches in "
+                   "one background process wired in memory; lab status, verify, ping, "
+                   "sim-trace, sim-flows and down work against it.")
+@click.option("--foreground", is_flag=True,
+              help="With --sim: hold the simulation in this terminal (Ctrl-C ends it).")
+@pass_choice
+def up(choice: LabChoice, topology: str, l2pop: bool, arp_responder: bool, sim: bool,
+       foreground: bool) -> int:
     """Build the lab described by TOPOLOGY (a TOML file; see examples/demo.toml)."""
-    _need_root("lab up")
-    from tunnelnet.lab.runner import LabRunner
-
-    click.echo(f"lab up: {topology} (run directory {directory})", err=True)
-    state = LabRunner(directory, _say).up(topology, l2pop=l2pop, arp_responder=arp_responder)
-    click.echo(f"lab is up: {len(state.hypervisors)} hypervisors, {len(state.vms)} VMs. "
-               "Try 'tunnelnet lab status', 'tunnelnet lab verify', 'tunnelnet lab down'.")
+    if foreground and not sim:
+        raise click.UsageError("--foreground goes with --sim")
+    line = choice.lab(sim=sim).up(topology, l2pop=l2pop, arp_responder=arp_responder,
+                                  foreground=foreground)
+    if line:
+        click.echo(line)
+    return 0
 
 
 @cli.command("down")
-@click.pass_obj
-def down(directory: Path) -> None:
+@pass_choice
+def down(choice: LabChoice) -> None:
     """Stop every daemon and remove every namespace the lab made (also after a crash)."""
-    _need_root("lab down")
-    from tunnelnet.lab.runner import LabRunner
-
-    if not StateFile(directory).exists():
-        click.echo(f"no lab is up (nothing recorded in {directory})")
-        return
-    LabRunner(directory, _say).down()
-    click.echo("lab is down: nothing left behind")
+    click.echo(choice.lab().down())
 
 
 @cli.command("env")
-@click.pass_obj
-def env(directory: Path) -> None:
+@pass_choice
+def env(choice: LabChoice) -> None:
     """Print shell exports that point the tunnelnet client at the lab's controller:
     eval $(tunnelnet lab env); tunnelnet network list"""
-    state = StateFile(directory).load()
+    state = choice.lab().record()
     click.echo(f"export TUNNELNET_URL={state.server_url} TUNNELNET_TOKEN={state.admin_token}")
 
 
@@ -86,102 +129,37 @@ def env(directory: Path) -> None:
 @click.option("--network", required=True, help="Network (by its name in the topology).")
 @click.option("--hypervisor", required=True, help="Hypervisor to boot it on.")
 @click.option("--ip", default=None, help="Fixed address (default: the next free one).")
-@click.pass_obj
-def add_vm(directory: Path, name: str, network: str, hypervisor: str, ip: str | None) -> None:
+@pass_choice
+def add_vm(choice: LabChoice, name: str, network: str, hypervisor: str,
+           ip: str | None) -> None:
     """Boot one more VM in the running lab: a port on the controller, a namespace, a vNIC on
     br-int. Watch the agents program it (and, with l2pop, tunnels appear)."""
-    _need_root("lab add-vm")
-    from tunnelnet.lab.runner import LabRunner
-    from tunnelnet.lab.topology import Vm
-
-    runner = LabRunner(directory, _say)
-    tenant = str(runner.file.load().networks.get(network, {}).get("tenant", ""))
-    vm = runner.add_vm(Vm(name, tenant, network, hypervisor, ip))
-    click.echo(f"{vm.name}: {vm.ip} {vm.mac} on {vm.hypervisor} ({vm.tenant}/{vm.network})")
+    click.echo(choice.lab().add_vm(name, network, hypervisor, ip).describe())
 
 
 @cli.command("stop")
 @click.argument("daemon")
-@click.pass_obj
-def stop_daemon(directory: Path, daemon: str) -> None:
+@pass_choice
+def stop_daemon(choice: LabChoice, daemon: str) -> None:
     """Stop one daemon (server, agent-HV, vswitchd-HV), e.g. to watch forwarding go on
     without its agent or controller. 'lab start DAEMON' brings it back."""
-    _need_root("lab stop")
-    from tunnelnet.lab.runner import LabRunner
-
-    pid = LabRunner(directory).stop_process(daemon)
-    click.echo(f"stopped {daemon} (pid {pid})")
+    click.echo(choice.lab().stop(daemon))
 
 
 @cli.command("start")
 @click.argument("daemon")
-@click.pass_obj
-def start_daemon(directory: Path, daemon: str) -> None:
+@pass_choice
+def start_daemon(choice: LabChoice, daemon: str) -> None:
     """Start a daemon stopped with 'lab stop' again, with its former command line."""
-    _need_root("lab start")
-    from tunnelnet.lab.runner import LabRunner
-
-    pid = LabRunner(directory).start_process(daemon)
-    click.echo(f"started {daemon} (pid {pid})")
+    click.echo(choice.lab().start(daemon))
 
 
-def _status(directory: Path) -> dict[str, Any]:
-    from tunnelnet.lab.runner import LabRunner
-
-    runner = LabRunner(directory)
-    state = runner.file.load()
-    agents: dict[str, bool] = {}
-    statuses: dict[str, str] = {}
-    try:
-        with runner.client(state) as api:
-            agents = {a["host"]: bool(a.get("alive")) for a in api.list("agent")}
-            statuses = {p["id"]: p["status"] for p in api.list("port")}
-    except TunnelnetError as exc:
-        click.echo(f"warning: controller not answering: {exc}", err=True)
-    tunnels: dict[str, list[str]] = {}
-    for hv, info in state.hypervisors.items():
-        if info.get("switch") == "ovs":
-            from tunnelnet.lab import ovs_host
-
-            try:
-                tunnels[hv] = ovs_host.tunnel_ports(Path(info["rundir"]))
-            except TunnelnetError:
-                tunnels[hv] = []
-            continue
-        try:
-            from tunnelnet.datapath import messages as m
-            from tunnelnet.datapath.control import ControlClient
-
-            with ControlClient(Path(info["rundir"]), timeout=5.0) as ctl:
-                for bridge in ctl.call(m.Show()):
-                    if bridge["name"] == "br-tun":
-                        tunnels[hv] = sorted(p["name"] for p in bridge["ports"]
-                                             if p.get("type") in ("vxlan", "gre"))
-        except TunnelnetError:
-            tunnels[hv] = []
-    return {
-        "hypervisors": [{"name": hv, "ip": info["ip"], "agent_alive": agents.get(hv, False),
-                         "switch": info.get("switch", "tunnelnet"),
-                         "tunnels": tunnels.get(hv, [])}
-                        for hv, info in sorted(state.hypervisors.items())],
-        "vms": [{"name": vm.name, "tenant": vm.tenant, "network": vm.network,
-                 "hypervisor": vm.hypervisor, "ip": vm.ip, "mac": vm.mac, "mtu": vm.mtu,
-                 "port_status": statuses.get(vm.port_id, "UNKNOWN")}
-                for vm in sorted(state.vms.values(), key=lambda v: v.name)],
-        "networks": state.networks,
-    }
-
-
-@cli.command("status")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-@click.pass_obj
-def status(directory: Path, as_json: bool) -> None:
-    """Hypervisors (agent alive, tunnels), VMs (IP, MAC, tenant, network, port status)."""
-    data = _status(directory)
+def _print_status(lab: Lab, as_json: bool) -> None:
+    data = lab.status()
     if as_json:
         click.echo(json.dumps(data, indent=2))
         return
-    click.echo("hypervisors:")
+    click.echo("hypervisors (simulated):" if lab.simulated else "hypervisors:")
     for hv in data["hypervisors"]:
         alive = "alive" if hv["agent_alive"] else "DEAD"
         click.echo(f"  {hv['name']:<8} {hv['ip']:<15} agent {alive:<5} tunnels: "
@@ -193,64 +171,93 @@ def status(directory: Path, as_json: bool) -> None:
                    f"{vm['port_status']}")
 
 
+@cli.command("status")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_choice
+def status(choice: LabChoice, as_json: bool) -> None:
+    """Hypervisors (agent alive, tunnels), VMs (IP, MAC, tenant, network, port status)."""
+    _print_status(choice.lab(), as_json)
+
+
 @cli.command("exec", context_settings={"ignore_unknown_options": True})
 @click.argument("vm")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
-@click.pass_obj
-def exec_(directory: Path, vm: str, command: tuple[str, ...]) -> int:
+@pass_choice
+def exec_(choice: LabChoice, vm: str, command: tuple[str, ...]) -> int:
     """Run COMMAND inside VM's namespace: tunnelnet lab exec red1 -- ip addr."""
-    _need_root("lab exec")
-    state = StateFile(directory).load()
-    proc = probe.run_in_vm(probe.vm_of(state, vm), list(command), timeout=3600, capture=False)
-    return proc.returncode
+    return choice.lab().exec(vm, command)
 
 
 @cli.command("ping")
 @click.argument("src")
 @click.argument("dst")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-@click.pass_obj
-def ping_(directory: Path, src: str, dst: str, as_json: bool) -> int:
+@pass_choice
+def ping_(choice: LabChoice, src: str, dst: str, as_json: bool) -> int:
     """Ping DST's address from SRC and say whether DST itself answered."""
-    _need_root("lab ping")
-    state = StateFile(directory).load()
-    a, b = probe.vm_of(state, src), probe.vm_of(state, dst)
-    result = probe.ping(a, b, count=3)
-    reached = result.reached(b)
+    outcome = choice.lab().ping(src, dst)
+    click.echo(json.dumps(outcome.document) if as_json else outcome.line)
+    return 0 if outcome.reached else 1
+
+
+def _verify(lab: Lab, as_json: bool) -> int:
+    result = lab.verify()
     if as_json:
-        click.echo(json.dumps({"src": src, "dst": dst, "dst_ip": b.ip, "reached": reached,
-                               "replied": result.replied, "answered_by": result.answered_by,
-                               "rtt_ms": result.rtt_ms}))
-    elif reached:
-        click.echo(f"{src} -> {dst} ({b.ip}): reached, rtt {result.rtt_ms} ms")
-    elif result.replied:
-        click.echo(f"{src} -> {dst} ({b.ip}): NOT reached; {result.answered_by} answered for "
-                   f"that address in {a.network}")
+        click.echo(json.dumps(result.document, indent=2))
     else:
-        click.echo(f"{src} -> {dst} ({b.ip}): NOT reached (no reply)")
-    return 0 if reached else 1
+        print_matrix(result.names, result.verdicts, how=result.how)
+    sys.stdout.flush()
+    return 1 if result.surprises else 0
 
 
 @cli.command("verify")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-@click.pass_obj
-def verify(directory: Path, as_json: bool) -> int:
+@pass_choice
+def verify(choice: LabChoice, as_json: bool) -> int:
     """Ping every VM from every other: same network must answer, anything else must not.
 
     Exits 1 on any surprise."""
-    _need_root("lab verify")
-    state = StateFile(directory).load()
-    cells = probe.verify(state)
-    surprises = [c for c in cells if c.surprise]
+    return _verify(choice.lab(), as_json)
+
+
+@cli.command("sim-trace")
+@click.argument("src")
+@click.argument("dst")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_choice
+def sim_trace(choice: LabChoice, src: str, dst: str, as_json: bool) -> int:
+    """A simulated lab: SRC's echo request to DST, bridge by bridge (ofproto/trace style).
+    Exits 1 when it does not reach DST (the text then says where its copies ended)."""
+    result = choice.lab().trace(src, dst)
+    click.echo(json.dumps({"reached": result.reached, "text": result.text}, indent=2)
+               if as_json else result.text)
+    return 0 if result.reached else 1
+
+
+@cli.command("sim-flows")
+@click.argument("hypervisor")
+@click.argument("bridge", default="br-tun")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (a list of flow lines).")
+@pass_choice
+def sim_flows(choice: LabChoice, hypervisor: str, bridge: str, as_json: bool) -> int:
+    """A simulated lab: the flows of BRIDGE (default br-tun) on HYPERVISOR, as dump-flows."""
+    lines = choice.lab().flows(hypervisor, bridge)
     if as_json:
-        click.echo(json.dumps({"pairs": [{"src": c.src, "dst": c.dst, "expected": c.expected,
-                                          "reached": c.reached, "detail": c.detail}
-                                         for c in cells],
-                               "surprises": len(surprises)}, indent=2))
-    else:
-        print_matrix(sorted(state.vms), cells)
-    sys.stdout.flush()
-    return 1 if surprises else 0
+        click.echo(json.dumps(lines, indent=2))
+    for line in [] if as_json else lines:
+        click.echo(line)
+    return 0
+
+
+@cli.command("sim-serve", hidden=True)
+@click.argument("topology", type=click.Path(exists=True, dir_okay=False))
+@click.option("--l2pop/--no-l2pop", default=True)
+@click.option("--arp-responder", is_flag=True)
+@pass_choice
+def sim_serve(choice: LabChoice, topology: str, l2pop: bool, arp_responder: bool) -> int:
+    """Hold a simulated lab in the foreground and answer the lab commands (lab up --sim)."""
+    choice.simulated().serve(topology, l2pop=l2pop, arp_responder=arp_responder)
+    return 0
 
 
 def _section(title: str) -> None:
@@ -286,17 +293,12 @@ def _one_bridge_traces(state: Any, src: Any, dst: Any) -> None:
 def demo(ctx: click.Context, topology: str, seconds: int) -> int:
     """The guided tour (make demo): build the lab, prove connectivity and segregation, show a
     trace and br-tun's flows, measure what the tunnel costs, and leave the lab up."""
-    directory: Path = ctx.obj
+    choice: LabChoice = ctx.obj
+    directory = choice.directory
     if os.geteuid() != 0:
         click.echo("The lab needs root (network namespaces). Running the simulation demo, "
                    "which needs none; run 'sudo make demo' for the real one.", err=True)
-        sim = cli.commands.get("sim-demo")
-        if sim is not None:
-            return int(ctx.invoke(sim, topology=topology) or 0)
-        from tunnelnet.cli.demo import cli as encap_demo
-
-        ctx.invoke(encap_demo)
-        return 0
+        return int(ctx.invoke(labsim.sim_demo, topology=topology) or 0)
     from tunnelnet.lab.measure import measure
     from tunnelnet.lab.runner import LabRunner
 
@@ -307,14 +309,15 @@ def demo(ctx: click.Context, topology: str, seconds: int) -> int:
     _section(f"Building the data centre of {topology}")
     state = runner.up(topology)
 
+    lab = NamespaceLab(directory, _say, _tell)
     _section("Who is where (tunnelnet lab status)")
-    ctx.invoke(status, as_json=False)
+    _print_status(lab, as_json=False)
 
     _section("Reachability: every VM pings every other (tunnelnet lab verify)")
     click.echo("Two tenants use the same 10.0.0.0/24. A pair counts as reached only if the "
                "destination VM itself answered (its own MAC), so an equal address in another "
                "tenant never counts.")
-    verdict = ctx.invoke(verify, as_json=False)
+    verdict = _verify(lab, as_json=False)
 
     cross = next(((a, b) for a in state.vms.values() for b in state.vms.values()
                   if a.network == b.network and a.hypervisor != b.hypervisor), None)
@@ -368,9 +371,3 @@ def demo(ctx: click.Context, topology: str, seconds: int) -> int:
                "bridge)")
     click.echo(f"  take it down: tunnelnet lab --dir {directory} down   (or: make demo-down)")
     return int(verdict or 0)
-
-
-# the simulation mode (no root): lab sim, lab sim-demo; see tunnelnet.cli.labsim
-from tunnelnet.cli import labsim  # noqa: E402
-
-labsim.register(cli)

@@ -1,17 +1,22 @@
-"""A small typed HTTP client of the controller (tunnelnet server)."""
+"""A small typed HTTP client of the controller (tunnelnet server).
+
+The records and errors it returns are the API contract's (`tunnelnet.api`); they are
+re-exported here so that callers need one import.
+"""
 
 from __future__ import annotations
 
-from tunnelnet.client.http import (
-    Client,
+from tunnelnet.api import (
     ClientError,
     ConflictError,
     NotFoundError,
     Resource,
     ResyncRequired,
     Snapshot,
+    WatchDecodeError,
+    WatchEvent,
 )
-from tunnelnet.server.events import WatchEvent
+from tunnelnet.client.http import Client
 
 __all__ = [
     "Client",
@@ -21,5 +26,6 @@ __all__ = [
     "Resource",
     "ResyncRequired",
     "Snapshot",
+    "WatchDecodeError",
     "WatchEvent",
 ]

@@ -2,7 +2,8 @@
 
 Resources come back as the API's JSON objects (dicts with Neutron's field names). Every failure
 is a ClientError subclass carrying the API's error type and message, so callers can act on
-`error_type` (`IpAddressGenerationFailure`, ...) and the CLI prints one line.
+`error_type` (`IpAddressGenerationFailure`, ...) and the CLI prints one line. The records and
+errors are the API contract's (`tunnelnet.api`), shared with the controller.
 """
 
 from __future__ import annotations
@@ -10,18 +11,21 @@ from __future__ import annotations
 import builtins
 import os
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
 import httpx
 
-from tunnelnet.errors import TunnelnetError
-from tunnelnet.server.events import WatchEvent
+from tunnelnet.api import (
+    REVISION_HEADER,
+    ClientError,
+    Resource,
+    Snapshot,
+    WatchEvent,
+    error_for_status,
+)
 
-Resource = dict[str, Any]
 DEFAULT_URL = "http://127.0.0.1:9696"
-REVISION_HEADER = "X-Tunnelnet-Revision"
 PLURALS = {
     "network": "networks",
     "subnet": "subnets",
@@ -29,44 +33,6 @@ PLURALS = {
     "agent": "agents",
     "project": "projects",
 }
-
-
-class ClientError(TunnelnetError):
-    """The API answered with an error, or could not be reached."""
-
-    def __init__(self, message: str, status: int = 0, error_type: str = "ConnectionError"):
-        super().__init__(message)
-        self.message = message
-        self.status = status
-        self.error_type = error_type
-
-    def __str__(self) -> str:
-        if self.status:
-            return f"{self.message} ({self.error_type}, HTTP {self.status})"
-        return self.message
-
-
-class ResyncRequired(ClientError):
-    """HTTP 410 from the event poll: list again, then watch from the list's revision."""
-
-
-@dataclass(frozen=True, slots=True)
-class Snapshot:
-    """Everything visible to the caller at one revision (the start of list-and-watch)."""
-
-    networks: list[Resource]
-    subnets: list[Resource]
-    ports: list[Resource]
-    agents: list[Resource]
-    revision: int
-
-
-class NotFoundError(ClientError):
-    """HTTP 404: no such resource (or one of another project)."""
-
-
-class ConflictError(ClientError):
-    """HTTP 409: in use, taken, exhausted."""
 
 
 QueryItems = list[tuple[str, str | int | float | bool | None]]
@@ -249,14 +215,7 @@ class Client:
 
     def snapshot(self) -> Snapshot:
         """Networks, subnets, ports and agents read in one transaction, with its revision."""
-        data = self.request("GET", "/v2.0/snapshot").json()["snapshot"]
-        return Snapshot(
-            networks=data["networks"],
-            subnets=data["subnets"],
-            ports=data["ports"],
-            agents=data.get("agents", []),
-            revision=int(data["revision"]),
-        )
+        return Snapshot.from_dict(self.request("GET", "/v2.0/snapshot").json()["snapshot"])
 
     def events(self, since: int, timeout: float = 30.0) -> tuple[builtins.list[WatchEvent], int]:
         """Long poll: events after `since` as soon as there is one (or none after `timeout`),
@@ -298,7 +257,4 @@ def _error(response: httpx.Response) -> ClientError:
         error_type, message = str(error["type"]), str(error["message"])
     except (ValueError, KeyError, TypeError):
         error_type, message = "HTTPError", response.text[:200] or response.reason_phrase
-    kind = {404: NotFoundError, 409: ConflictError, 410: ResyncRequired}.get(
-        response.status_code, ClientError
-    )
-    return kind(message, response.status_code, error_type)
+    return error_for_status(message, response.status_code, error_type)

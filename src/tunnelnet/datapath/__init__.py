@@ -1,1 +1,1 @@
-"""datapath layer of tunnelnet (see ARCHITECTURE.md)."""
+"""datapath layer of tunnelnet (see docs/architecture.md)."""

@@ -1,1 +1,1 @@
-"""lab layer of tunnelnet (see ARCHITECTURE.md)."""
+"""lab layer of tunnelnet (see docs/architecture.md)."""

@@ -15,18 +15,16 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address
 from typing import Final
 
-from tunnelnet.lab.sim_switch import TUNNEL_TYPES, SimPort, SimSwitch
-from tunnelnet.packet.fields import FIELD_BITS, METADATA_FIELDS, VLAN_CFI, FlowKey, int_to_mac
+from tunnelnet.lab.sim_switch import SimPort, SimSwitch
+from tunnelnet.packet.fields import VLAN_CFI, FlowKey, int_to_mac
+from tunnelnet.switch import crossing
 from tunnelnet.switch.flow_format import format_key
 from tunnelnet.switch.match import KEY_DEFAULTS
 from tunnelnet.switch.xlate import Xlate
 
 MAX_DEPTH: Final = 16  # bridges one copy may pass in a row (a forwarding loop ends here, reported)
-_HEADER_FIELDS: Final = tuple(f for f in FIELD_BITS if f not in METADATA_FIELDS)
-_KEY_BITS: Final = {"vxlan": 24, "gre": 32}
 _MULTICAST_BIT: Final = 1 << 40
 UPLINK_MARK: Final = "sim-physical-uplink"  # external_ids key of a physical uplink port
 
@@ -151,9 +149,9 @@ class SimFabric:
                 walk.endings.append(Ending(DROPPED, switch.hypervisor, bridge_name,
                                            reason=f"output to missing port {out.port}",
                                            key=out.key, path=path))
-            elif port.type == "patch":
+            elif port.type == crossing.PATCH:
                 self._patch(walk, switch, port, out.key, path, keep_path, depth)
-            elif port.type in TUNNEL_TYPES:
+            elif crossing.is_tunnel(port):
                 self._tunnel(walk, switch, port, out.key, path, keep_path, depth)
             elif UPLINK_MARK in port.external_ids:
                 self._physical(walk, switch, port, out.key, path, keep_path, depth)
@@ -168,44 +166,35 @@ class SimFabric:
 
     def _patch(self, walk: Walk, switch: SimSwitch, port: SimPort, key: FlowKey,
                path: tuple[Hop, ...], keep_path: bool, depth: int) -> None:
-        peer = switch.ports.get(port.options.get("peer", ""))
-        if peer is None or peer.type != "patch" or peer.options.get("peer") != port.name:
+        peer = crossing.patch_peer(port, switch.ports.get)
+        if peer is None:
             walk.endings.append(Ending(DROPPED, switch.hypervisor, port.bridge,
                                        reason=f"patch port {port.name} has no peer",
                                        key=key, path=path))
             return
-        # crossing a patch port starts a fresh pipeline: metadata, registers and tunnel
-        # fields are zeroed, the new in_port is the peer (as Open vSwitch does)
-        crossed = {f: key[f] for f in _HEADER_FIELDS if f in key}
-        crossed["in_port"] = peer.ofport
-        self._bridge(walk, switch, peer.bridge, peer.name, crossed, path, keep_path, depth + 1)
+        self._bridge(walk, switch, peer.bridge, peer.name, crossing.across_patch(key, peer.ofport),
+                     path, keep_path, depth + 1)
 
     def _tunnel(self, walk: Walk, switch: SimSwitch, port: SimPort, key: FlowKey,
                 path: tuple[Hop, ...], keep_path: bool, depth: int) -> None:
-        remote_ip = port.options["remote_ip"]
-        local_ip = port.options.get("local_ip") or switch.tunnel_ip
-        target = self.hypervisor_at(remote_ip)
+        hop = crossing.tunnel_hop(port, key.get("tun_id", 0), switch.tunnel_ip)
+        target = self.hypervisor_at(hop.remote_ip)
         if target is None:
             walk.endings.append(Ending(DROPPED, switch.hypervisor, port.bridge,
-                                       reason=f"underlay: no hypervisor at {remote_ip}",
+                                       reason=f"underlay: no hypervisor at {hop.remote_ip}",
                                        key=key, path=path))
             return
-        fixed = port.options.get("key", "flow")
-        tun_id = key.get("tun_id", 0) if fixed == "flow" else int(fixed, 0)
-        tun_id &= (1 << _KEY_BITS[port.type]) - 1
-        inbound = target.tunnels.get((port.type, local_ip))
+        # the receiving datapath's demultiplexing, as a dict for the large simulations
+        inbound = target.tunnels.get(hop.demux)
         if inbound is None:
             # the datapath's receive side: a frame from an address that is no tunnel peer
             walk.endings.append(Ending(
                 DROPPED, target.hypervisor, "(tunnel)",
-                reason=f"no {port.type} port for peer {local_ip} (unknown tunnel peer)",
+                reason=f"no {port.type} port for peer {hop.local_ip} (unknown tunnel peer)",
                 key=key, path=path))
             return
-        arrived = {f: key[f] for f in _HEADER_FIELDS if f in key}
-        arrived.update(in_port=inbound.ofport, tun_id=tun_id,
-                       tun_src=int(IPv4Address(local_ip)), tun_dst=int(IPv4Address(remote_ip)))
-        self._bridge(walk, target, inbound.bridge, inbound.name, arrived, path, keep_path,
-                     depth + 1)
+        self._bridge(walk, target, inbound.bridge, inbound.name,
+                     hop.arriving(key, inbound.ofport), path, keep_path, depth + 1)
 
     def _physical(self, walk: Walk, switch: SimSwitch, port: SimPort, key: FlowKey,
                   path: tuple[Hop, ...], keep_path: bool, depth: int) -> None:
@@ -218,7 +207,7 @@ class SimFabric:
                 reason=f"VLAN {tci & 0x0FFF} is not configured on the physical switch",
                 key=key, path=path))
             return
-        frame = {f: key[f] for f in _HEADER_FIELDS if f in key}
+        frame = {f: key[f] for f in crossing.HEADER_FIELDS if f in key}
         for other in self.switches.values():
             if other is switch:
                 continue

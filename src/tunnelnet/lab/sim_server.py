@@ -5,105 +5,30 @@ builds and converges the simulation, records the lab in the run directory (``sta
 with ``sim`` set, like a real lab's record) and answers ``lab status``, ``verify``, ``ping``,
 ``trace`` and ``flows`` over a unix socket ``sim.sock`` beside it; ``lab down`` stops it.
 
-Requests and replies are one JSON line each, as small typed records with one encode and
-one decode. The server answers one request at a time: the simulation is single-threaded.
+Requests and replies are one JSON line each (:mod:`tunnelnet.lab.sim_wire`). The server
+answers one request at a time: the simulation is single-threaded. Layers above the lab add
+requests of their own when they start it (the trace's ``labview``).
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
+import secrets
 import signal
 import socket
-import tempfile
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from tunnelnet.lab.sim import SimError, SimLab
-from tunnelnet.lab.state import LabState, LabStateError, ProcessRecord, StateFile, VmRecord
+from tunnelnet.errors import TunnelnetError
+from tunnelnet.lab.sim import SimError, SimLab, sim_config
+from tunnelnet.lab.sim_wire import MAX_REQUEST, SOCKET_NAME, SimReply, SimRequest
+from tunnelnet.lab.state import LabState, ProcessRecord, StateFile, VmRecord
 
 log = logging.getLogger(__name__)
-
-SOCKET_NAME = "sim.sock"
-VERSION = 1
-MAX_REQUEST = 1 << 16
-
-
-@dataclass(frozen=True, slots=True)
-class SimRequest:
-    op: str
-    args: dict[str, Any] = field(default_factory=dict)
-
-    def encode(self) -> bytes:
-        return json.dumps({"v": VERSION, "op": self.op, "args": self.args}).encode() + b"\n"
-
-    @classmethod
-    def decode(cls, line: bytes) -> SimRequest:
-        try:
-            data = json.loads(line)
-        except ValueError as exc:
-            raise SimError(f"request is not JSON: {exc}") from None
-        if not isinstance(data, dict) or data.get("v") != VERSION or \
-                not isinstance(data.get("op"), str) or not isinstance(data.get("args", {}), dict):
-            raise SimError(f"request is not a version {VERSION} sim request")
-        return cls(data["op"], dict(data.get("args", {})))
-
-
-@dataclass(frozen=True, slots=True)
-class SimReply:
-    ok: bool
-    result: Any = None
-    error: str = ""
-
-    def encode(self) -> bytes:
-        return json.dumps({"v": VERSION, "ok": self.ok, "result": self.result,
-                           "error": self.error}).encode() + b"\n"
-
-    @classmethod
-    def decode(cls, line: bytes) -> SimReply:
-        try:
-            data = json.loads(line)
-        except ValueError as exc:
-            raise SimError(f"reply is not JSON: {exc}") from None
-        if not isinstance(data, dict) or data.get("v") != VERSION:
-            raise SimError(f"reply is not a version {VERSION} sim reply")
-        return cls(bool(data.get("ok")), data.get("result"), str(data.get("error", "")))
-
-
-# -- where a simulated lab lives -----------------------------------------------------------
-
-
-def fallback_dir() -> Path:
-    """Where a user without write access to the default run directory keeps a sim lab."""
-    base = os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()
-    return Path(base) / f"tunnelnet-lab-{os.getuid()}"
-
-
-def usable_dir(directory: Path) -> Path:
-    """``directory`` if we may write there (or create it), else :func:`fallback_dir`."""
-    probe = directory
-    while not probe.exists() and probe != probe.parent:
-        probe = probe.parent
-    return directory if os.access(probe, os.W_OK) else fallback_dir()
-
-
-def find_sim(directory: Path) -> Path | None:
-    """The run directory of a simulated lab that is up, looking where ``up --sim`` puts it."""
-    for candidate in dict.fromkeys((directory, usable_dir(directory))):
-        file = StateFile(candidate)
-        if not file.exists():
-            continue
-        try:
-            if file.load().sim:
-                return candidate
-        except LabStateError:
-            continue
-    return None
 
 
 # -- the server ----------------------------------------------------------------------------
@@ -209,22 +134,40 @@ def _start_agent(lab: SimLab, args: dict[str, Any]) -> str:
             f"after {report.passes} passes")
 
 
-def _labview(lab: SimLab, args: dict[str, Any]) -> Any:
-    """`tunnelnet trace` and `tunnelnet web` ask the simulated lab what a real one answers
-    through its control sockets (imported here, on use: the trace layer sits beside ours)."""
-    from tunnelnet.trace.sim_remote import handler
+def trace_lines(lab: SimLab, src_name: str, dst_name: str) -> tuple[bool, list[str]]:
+    """The echo request's way from src to dst, bridge by bridge, as ofproto/trace prints it."""
+    from tunnelnet.lab.sim_probe import ECHO_REQUEST, icmp_frame, send
 
-    return handler(lab, args)
+    src, dst = lab.vm(src_name), lab.vm(dst_name)
+    walk = send(lab.fabric, src, icmp_frame(src.mac, dst.mac, src.ip, dst.ip, ECHO_REQUEST),
+                keep_path=True)
+    ending = next((e for e in walk.endings if e.accepted and e.vm == dst.name), None)
+    if ending is None:
+        return False, [f"{src.name} -> {dst.name}: not reached: {walk.summary()}"]
+    lines = []
+    for hop in ending.path:
+        lines.append(f"--- {hop.hypervisor} {hop.bridge} (in on {hop.in_port})")
+        trace = lab.switches[hop.hypervisor].bridge(hop.bridge).trace(hop.flow_text())
+        lines.append(trace.to_text(explain=True).rstrip())
+    lines.append(f"--- delivered to {dst.name}'s vNIC {ending.port} on {ending.hypervisor}")
+    return True, lines
 
 
+def _trace(lab: SimLab, args: dict[str, Any]) -> dict[str, Any]:
+    reached, lines = trace_lines(lab, str(args.get("src")), str(args.get("dst")))
+    return {"reached": reached, "text": "\n".join(lines)}
+
+
+# The requests the lab's own commands make. Layers above the lab add theirs when they start
+# the server (``tunnelnet trace`` asks ``labview``, see tunnelnet.trace.sim_remote).
 HANDLERS: dict[str, Handler] = {"status": _status, "verify": _verify, "ping": _ping,
                                 "flows": _flows, "add-vm": _add_vm, "stop-agent": _stop_agent,
-                                "start-agent": _start_agent, "labview": _labview}
+                                "start-agent": _start_agent, "trace": _trace}
 
 
 class SimServer:
     def __init__(self, lab: SimLab, directory: Path,
-                 extra: dict[str, Handler] | None = None,
+                 extra: Mapping[str, Handler] | None = None,
                  after: Callable[[], None] | None = None) -> None:
         self.lab = lab
         self.path = directory / SOCKET_NAME
@@ -301,27 +244,40 @@ class SimServer:
             conn.sendall(reply.encode())
 
 
-class SimClient:
-    def __init__(self, directory: Path, timeout: float = 600.0) -> None:
-        self.path = directory / SOCKET_NAME
-        self.timeout = timeout
+def hold(directory: Path, topology: str, *, l2pop: bool, arp_responder: bool,
+         extra: Mapping[str, Handler], say: Callable[[str], None]) -> None:
+    """Build and converge TOPOLOGY's simulation, record it in ``directory`` and answer the lab
+    commands until stopped (``lab sim-serve``, which ``lab up --sim`` starts)."""
+    from tunnelnet.lab.topology import load
+    from tunnelnet.server.runner import BackgroundServer
 
-    def call(self, op: str, **args: Any) -> Any:
+    topo = load(topology)
+    file = StateFile(directory)
+    if file.exists():
+        raise TunnelnetError(f"a lab is already up (state in {file.path}); take it down first "
+                             "with 'tunnelnet lab down'")
+    directory.mkdir(parents=True, exist_ok=True)
+    # the controller also serves its REST API (loopback), so the client commands and
+    # 'lab env' work against the simulated cloud; the agents read it in-process
+    token = secrets.token_hex(16)
+    api = BackgroundServer(sim_config(topo).with_overrides(
+        host="127.0.0.1", port=0, db=":memory:", admin_token=token)).start()
+    try:
+        lab = SimLab(topo, l2pop=l2pop, arp_responder=arp_responder, progress=say,
+                     controller=api.controller)
+        report = lab.up()
+        if not report.converged:
+            raise TunnelnetError(f"the agents did not converge in {report.passes} passes")
+
+        def save() -> None:
+            record(lab, directory, topology, server_url=api.url, admin_token=token)
+
+        save()
+        say(f"simulated lab is up: {len(lab.switches)} hypervisors, {len(lab.vms)} VMs; "
+            f"lab commands on {directory / SOCKET_NAME}, controller API on {api.url}")
         try:
-            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-                sock.settimeout(self.timeout)
-                sock.connect(str(self.path))
-                sock.sendall(SimRequest(op, args).encode())
-                data = b""
-                while not data.endswith(b"\n"):
-                    chunk = sock.recv(1 << 16)
-                    if not chunk:
-                        break
-                    data += chunk
-        except OSError as exc:
-            raise SimError(f"the simulated lab at {self.path} does not answer ({exc}); "
-                           "'tunnelnet lab down' clears its record") from None
-        reply = SimReply.decode(data)
-        if not reply.ok:
-            raise SimError(reply.error)
-        return reply.result
+            SimServer(lab, directory, extra, after=save).serve()
+        finally:
+            file.remove()
+    finally:
+        api.stop()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -100,3 +101,34 @@ class StateFile:
 
     def remove(self) -> None:
         self.path.unlink(missing_ok=True)
+
+
+# -- where a simulated lab lives (``lab up --sim``) -----------------------------------------
+
+
+def fallback_dir() -> Path:
+    """Where a user without write access to the default run directory keeps a sim lab."""
+    base = os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()
+    return Path(base) / f"tunnelnet-lab-{os.getuid()}"
+
+
+def usable_dir(directory: Path) -> Path:
+    """``directory`` if we may write there (or create it), else :func:`fallback_dir`."""
+    probe = directory
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    return directory if os.access(probe, os.W_OK) else fallback_dir()
+
+
+def find_sim(directory: Path) -> Path | None:
+    """The run directory of a simulated lab that is up, looking where ``up --sim`` puts it."""
+    for candidate in dict.fromkeys((directory, usable_dir(directory))):
+        file = StateFile(candidate)
+        if not file.exists():
+            continue
+        try:
+            if file.load().sim:
+                return candidate
+        except LabStateError:
+            continue
+    return None

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, create_model
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tunnelnet import __version__
+from tunnelnet.api import REVISION_HEADER, ResyncRequired
 from tunnelnet.server import agents, l2pop, networks, ports, projects, schemas, subnets, watch
 from tunnelnet.server.auth import Caller, authenticate, configured_caller, new_token
 from tunnelnet.server.controller import (
@@ -35,7 +36,6 @@ from tunnelnet.server.errors import ApiError
 from tunnelnet.store.base import Doc, StoreError
 
 log = logging.getLogger(__name__)
-REVISION_HEADER = "X-Tunnelnet-Revision"
 Token = Annotated[str | None, Header(alias="X-Auth-Token")]
 Fields = Annotated[list[str] | None, Query(alias="fields")]
 
@@ -335,7 +335,7 @@ def _snapshot_routes(app: FastAPI) -> None:
         result = await watch.poll(request.app.state.hub, caller, since, timeout)
         if result is None:
             return _error(
-                410, "ResyncRequired",
+                ResyncRequired.STATUS, ResyncRequired.TYPE,
                 f"changes after revision {since} are no longer kept; list again and watch "
                 "from the revision the list returns",
             )  # fmt: skip

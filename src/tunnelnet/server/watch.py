@@ -22,9 +22,9 @@ from dataclasses import dataclass
 
 from anyio import to_thread
 
+from tunnelnet.api import WatchEvent
 from tunnelnet.server.auth import Caller
 from tunnelnet.server.controller import Controller, public, visible
-from tunnelnet.server.events import WatchEvent
 from tunnelnet.store.base import Change, Compacted
 
 log = logging.getLogger(__name__)

@@ -1,6 +1,6 @@
 """The switch layer: OpenFlow-style tables in ovs-ofctl syntax, NORMAL, learn() and trace.
 
-No I/O here (see ARCHITECTURE.md): the datapath feeds ``Bridge.process`` flow keys.
+No I/O here (see docs/architecture.md): the datapath feeds ``Bridge.process`` flow keys.
 
 Modules, each about one thing:
   bridge        Bridge: ports, tables, flow-mods, process(), trace(), expire()
@@ -17,7 +17,9 @@ Modules, each about one thing:
   xlate         the per-packet walk through the tables (hot path), NORMAL's forwarding
   normal        NORMAL's per-VLAN MAC table with aging and a cap
   trace         Trace/TraceStep (text like ofproto/trace, JSON); trace_nodes: its layout
-  explain       plain-word notes for --explain; pipeline: named tables (Neutron br-tun/br-int)
+  explain       plain-word notes for --explain
+  pipeline      the one declared Neutron pipeline: tables, next tables, misses, priority bands
+  crossing      how a frame crosses a patch port or a tunnel into the next bridge
 """
 
 from tunnelnet.switch.bridge import Bridge, FlowTable, PortConfig

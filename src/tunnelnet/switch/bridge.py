@@ -104,7 +104,7 @@ class Bridge:
         self.mac_table = MacTable(mac_aging, mac_limit_per_vlan)
         self.drops: dict[str, int] = {}
         self.drops_by_table: dict[int, int] = {}  # table whose flow (or miss) dropped it
-        # learn() caps: flows learned per (table, VLAN); hits counted (ARCHITECTURE "safe by
+        # learn() caps: flows learned per (table, VLAN); hits counted (docs/architecture.md "Safe by
         # default": one tenant's MAC flood must not fill table 20 for everybody)
         self.learn_limit_per_vlan = learn_limit_per_vlan
         self.learn_limit_hits = 0

@@ -1,4 +1,8 @@
-"""Plain-word notes for trace steps (``--explain``): what a table is for and what it did."""
+"""Plain-word notes for trace steps (``--explain``): what a table is for and what it did.
+
+A table's name and purpose are the declared pipeline's records (``switch/pipeline.py``), the
+same ones the agent builds its flows from.
+"""
 
 from __future__ import annotations
 
@@ -144,7 +148,7 @@ def explain_step(step: StepRecord, pipeline: Pipeline | None, namer: PortNamer) 
     decl = pipeline.describe(step.table) if pipeline else None
     head = _table_name(pipeline, step.table)
     if decl:
-        head += f", {decl.purpose}"
+        head += f" {decl.purpose}"
     if step.priority < 0:
         return f"{head}: no flow matches this packet, so it is dropped (table miss)"
     matched = f"matched {step.match or 'every packet'} at priority {step.priority}"

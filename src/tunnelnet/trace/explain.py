@@ -1,7 +1,8 @@
 """Plain words for a journey (``--explain``): what each bridge and table is for and did.
 
-Table purposes come from the agent's declared pipelines (``tunnelnet.agent.tables``), so the
-words and the flows the agent installs are written down in one place. The local VLAN, the
+Table names and purposes come from the declared pipelines (``tunnelnet.switch.pipeline``), the
+records the agent builds its flows from, so the words and the flows are written down in one
+place. The local VLAN, the
 VLAN-to-key translation, the flood list and table 10's learning are named as such.
 """
 
@@ -10,7 +11,8 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
-from tunnelnet.agent.tables import BR_INT_PIPELINE, BR_TUN_PIPELINE, TableSpec
+from tunnelnet.packet import tunnel_kinds
+from tunnelnet.switch.pipeline import PIPELINES, TableDecl, TunPriority, TunTable
 from tunnelnet.trace import flowtext
 from tunnelnet.trace.model import Encap, Outcome, Step, Visit
 from tunnelnet.trace.probe import Probe
@@ -19,15 +21,13 @@ from tunnelnet.trace.view import VmInfo
 if TYPE_CHECKING:
     from tunnelnet.trace.journey import Walker
 
-_SPECS: dict[str, dict[int, TableSpec]] = {
-    "br-int": {s.table: s for s in BR_INT_PIPELINE},
-    "br-tun": {s.table: s for s in BR_TUN_PIPELINE},
-}
 _TUN_ID = re.compile(r"(?:set_tunnel:|load:)(0x[0-9a-f]+)(?:->NXM_NX_TUN_ID\[\])?")
 
 
-def spec(bridge: str, table: int) -> TableSpec | None:
-    return _SPECS.get(bridge, {}).get(table)
+def spec(bridge: str, table: int) -> TableDecl | None:
+    """The declared record of a bridge's table; None for a bridge or table not declared."""
+    pipeline = PIPELINES.get(bridge)
+    return pipeline.describe(table) if pipeline else None
 
 
 def _net_words(walker: Walker, network: str | None) -> str:
@@ -47,13 +47,13 @@ def _step_words(step: Step, visit: Visit, walker: Walker) -> str:
     if visit.bridge == "br-tun":
         tun = _TUN_ID.search(step.actions)
         vlan = flowtext.vlan_of(visit.flow)
-        if step.table in (20, 22) and tun and ("strip_vlan" in step.actions
-                                               or "VLAN_TCI" in step.actions):
+        to_tunnel = step.table in (TunTable.UCAST_TO_TUN, TunTable.FLOOD_TO_TUN)
+        if to_tunnel and tun and ("strip_vlan" in step.actions or "VLAN_TCI" in step.actions):
             key = int(tun.group(1), 16)
             extra = (f"VLAN-to-key translation: local VLAN {vlan} "
                      f"({_net_words(walker, vlans.get(vlan) if vlan else None)}) leaves this "
                      f"host as tunnel key {key}. ")
-            if step.table == 22:
+            if step.table == TunTable.FLOOD_TO_TUN:
                 outs = re.findall(r"output:(\d+)", step.actions)
                 names = []
                 for o in outs:
@@ -64,16 +64,17 @@ def _step_words(step: Step, visit: Visit, walker: Walker) -> str:
                         names.append(f"{p.name} to {peer}")
                 extra += (f"This is the network's flood list: every tunnel to a hypervisor "
                           f"that has ports on it ({', '.join(names) or 'none'}). ")
-        if step.table in (3, 4) and "mod_vlan_vid" in step.actions:
+        if tunnel_kinds.by_table(step.table) is not None and "mod_vlan_vid" in step.actions:
             m = re.search(r"mod_vlan_vid:(\d+)", step.actions)
             lv = int(m.group(1)) if m else None
             extra = (f"Key-to-VLAN translation: the tunnel key becomes this host's local VLAN "
                      f"{lv} ({_net_words(walker, vlans.get(lv) if lv else None)}). ")
-        if step.table == 10:
-            extra = ("Table 10 is a learning switch for the tunnels: it writes a flow into "
-                     "table 20 saying the source MAC lives behind the tunnel the frame came "
-                     "from, so replies go straight there instead of being flooded. ")
-        if step.table == 20 and step.priority == 0:
+        if step.table == TunTable.LEARN_FROM_TUN:
+            extra = (f"Table {step.table} is a learning switch for the tunnels: it writes a flow "
+                     f"into table {TunTable.UCAST_TO_TUN} saying the source MAC lives behind the "
+                     "tunnel the frame came from, so replies go straight there instead of being "
+                     "flooded. ")
+        if step.table == TunTable.UCAST_TO_TUN and step.priority == TunPriority.DEFAULT:
             extra = ("No flow knows the destination MAC on this VLAN (no l2population entry, "
                      "nothing learned): unknown unicast is flooded like a broadcast. ")
     elif visit.bridge == "br-int" and "NORMAL" in step.actions:
@@ -85,7 +86,8 @@ def _step_words(step: Step, visit: Visit, walker: Walker) -> str:
                  f"this host's VLAN for {_net_words(walker, vlans.get(vlan) if vlan else None)}"
                  ". It only ever reaches ports of that VLAN. ")
     if step.priority < 0:
-        extra += f"No flow matched: {s.on_miss if s else 'drop'}. "
+        # no flow at all, not even the table's catch-all: a fail-secure switch drops it
+        extra += "No flow matched: drop. "
     return (head + extra + (step.note or "")).strip()
 
 
@@ -150,7 +152,7 @@ def summary(outcome: Outcome, src: VmInfo, dst: VmInfo, probe: Probe, visits: li
     if answered:
         where = answered[0]
         parts.append(f"{probe.summary}: answered on {where.host} by br-tun's ARP responder "
-                     f"(table 21); {where.reason}")
+                     f"(table {TunTable.ARP_RESPONDER}); {where.reason}")
     elif delivered:
         parts.append(f"{probe.summary}: delivered to {dst.name} on {dst.hypervisor}")
     else:

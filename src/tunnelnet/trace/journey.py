@@ -16,6 +16,7 @@ from typing import Any, Final
 
 from tunnelnet.packet.fields import VXLAN_PORT
 from tunnelnet.packet.tunnel import overhead, source_port
+from tunnelnet.switch import crossing
 from tunnelnet.trace import explain, flowtext
 from tunnelnet.trace.errors import TraceError
 from tunnelnet.trace.model import Encap, End, Exit, Journey, Outcome, Step, Visit
@@ -24,6 +25,26 @@ from tunnelnet.trace.view import LabView, PortInfo, VmInfo
 
 BRIDGES: Final = ("br-int", "br-tun")
 MAX_VISITS: Final = 64  # a flood across a big lab stays bounded; a loop cannot run away
+
+
+@dataclass(frozen=True, slots=True)
+class _BridgePort:
+    """A port and the bridge it is on (a journey's ports are listed per bridge)."""
+
+    bridge: str
+    port: PortInfo
+
+    @property
+    def name(self) -> str:
+        return self.port.name
+
+    @property
+    def type(self) -> str:
+        return self.port.type
+
+    @property
+    def options(self) -> dict[str, str]:
+        return self.port.options
 
 
 @dataclass(slots=True)
@@ -179,15 +200,16 @@ class Walker:
             exit_.kind, exit_.vm = "vm", vm.name
             ends.append(_arrival(host, bridge, visit, vm, src, dst))
             return
-        if port.type == "patch":
-            peer = port.options.get("peer", "")
-            other = next((b for b in BRIDGES if b != bridge
-                          and any(p.name == peer for p in self.ports(host, b))), None)
+        if port.type == crossing.PATCH:
             exit_.kind = "patch"
-            if other is None:
+            found = crossing.patch_peer(port, lambda name: self._on_other_bridge(host, bridge,
+                                                                                 name))
+            if found is None:
                 ends.append(End(host, bridge, None, "dropped",
-                                f"patch port {port.name} has no peer {peer!r} on this host"))
+                                f"patch port {port.name} has no peer "
+                                f"{port.options.get('peer', '')!r} on this host"))
                 return
+            other, peer = found.bridge, found.port.name
             exit_.next_visit = -1  # filled in when the queue is drained (see _link)
             queue.append(_Pending(host, other, peer,
                                   flowtext.with_vlan(flowtext.entering(final, peer), vlan),
@@ -205,24 +227,26 @@ class Walker:
         ends.append(End(host, bridge, None, "lost", f"left through {port.name} ({port.type}), "
                         "which leads to nothing this lab knows"))
 
+    def _on_other_bridge(self, host: str, bridge: str, name: str) -> _BridgePort | None:
+        """Port ``name`` on one of ``host``'s bridges other than ``bridge``."""
+        return next((_BridgePort(b, p) for b in BRIDGES if b != bridge
+                     for p in self.ports(host, b) if p.name == name), None)
+
     def _tunnel(self, visit: Visit, exit_: Exit, port: PortInfo, item: _Pending, final: str,
                 vlan: int | None, encaps: list[Encap], ends: list[End],
                 queue: list[_Pending]) -> None:
         host = item.host
-        fixed = port.options.get("key", "flow")
-        key = int(flowtext.fields(final).get("tun_id", "0"), 0) if fixed == "flow" \
-            else int(fixed, 0)
-        local_ip = port.options.get("local_ip") or self.hv_ips.get(host, "")
-        remote_ip = port.options.get("remote_ip", "")
+        hop = crossing.tunnel_hop(port, int(flowtext.fields(final).get("tun_id", "0"), 0),
+                                  self.hv_ips.get(host, ""))
+        key, local_ip, remote_ip = hop.key, hop.local_ip, hop.remote_ip
         inner = _tagged(item.frame, vlan)
         over = overhead(port.type)
         mtu = port.underlay_mtu or 1500
-        to_host = next((h for h, ip in self.hv_ips.items() if ip == remote_ip), None)
+        to_host = crossing.host_at(remote_ip, self.hv_ips)
         remote_port = None
         if to_host is not None:
-            remote_port = next((p.name for p in self.ports(to_host, "br-tun")
-                                if p.type == port.type
-                                and p.options.get("remote_ip") == local_ip), None)
+            entry = hop.entry(self.ports(to_host, "br-tun"))
+            remote_port = entry.name if entry is not None else None
         # our vswitchd's source port is predictable (RFC 7348 hash of the inner frame); a
         # switch that picks its own (Open vSwitch) leaves it open: udp_src None for VXLAN
         ours = bool(getattr(self.lab.switch(host), "vxlan_source_port_is_ours", True))

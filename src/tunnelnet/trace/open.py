@@ -20,7 +20,7 @@ def open_lab(directory: Path) -> LabView:
             from tunnelnet.trace.real import RealLab
 
             return RealLab(directory)
-    from tunnelnet.lab.sim_server import find_sim
+    from tunnelnet.lab.state import find_sim
 
     sim_dir = find_sim(directory)
     if sim_dir is not None:

@@ -1,8 +1,9 @@
 """``LabView`` of a simulated lab held by another process (``lab up --sim``'s sim server).
 
-The sim server answers one request op, ``labview``, with :func:`handler` (registered among
-its handlers); this side asks it the same five questions a real lab answers through its
-control sockets. The journey is then walked here, exactly as over a real lab.
+The sim server answers one request op, ``labview``, with :func:`handler` (the command that
+starts the server registers it among its handlers); this side asks it the same five questions
+a real lab answers through its control sockets. The journey is then walked here, exactly as
+over a real lab.
 """
 
 from __future__ import annotations
@@ -12,7 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from tunnelnet.errors import TunnelnetError
+from tunnelnet.lab.sim import SimError
+from tunnelnet.lab.sim_wire import SimClient
 from tunnelnet.trace.errors import TraceError
+from tunnelnet.trace.sim import SimLabView
 from tunnelnet.trace.view import NetworkInfo, PortInfo, VmInfo
 
 OP = "labview"
@@ -20,9 +24,6 @@ OP = "labview"
 
 def handler(lab: Any, args: dict[str, Any]) -> Any:
     """The sim server's side: ``lab`` is its SimLab; ``args["call"]`` names the question."""
-    from tunnelnet.lab.sim import SimError
-    from tunnelnet.trace.sim import SimLabView
-
     view = SimLabView(lab)
     call = args.get("call")
     try:
@@ -66,8 +67,6 @@ class RemoteSwitch:
 
 class SimRemoteLab:
     def __init__(self, directory: Path) -> None:
-        from tunnelnet.lab.sim_server import SimClient
-
         self.client = SimClient(directory, timeout=30.0)
 
     def ask(self, call: str, **args: Any) -> Any:

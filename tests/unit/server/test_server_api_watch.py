@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from support.controller import ServerProcess
+from tunnelnet.api import WatchEvent
 from tunnelnet.client import Client
-from tunnelnet.server.events import WatchEvent
 
 
 @pytest.fixture(scope="module")

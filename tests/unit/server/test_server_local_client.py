@@ -1,4 +1,4 @@
-"""The in-process client: the HTTP client's behaviour without HTTP (for the simulation)."""
+"""The in-process client of the tests: the HTTP client's behaviour without HTTP."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ from collections.abc import Iterator
 
 import pytest
 
+from support.local_client import LocalClient
 from tunnelnet.client import ClientError, ConflictError, NotFoundError, ResyncRequired
 from tunnelnet.server.auth import ADMIN, AGENT, Caller, Role
 from tunnelnet.server.config import ServerConfig
 from tunnelnet.server.controller import Controller
-from tunnelnet.server.local import LocalClient
 from tunnelnet.store import SqliteStore
 
 

@@ -177,3 +177,13 @@ def test_explain_says_the_match_in_words() -> None:
         "VXLAN_TUN_TO_LV" in trace.steps[1].note
         and "tag it with (local) VLAN 1" in trace.steps[1].note
     )
+
+
+def test_explain_takes_each_tables_name_and_purpose_from_the_declared_pipeline() -> None:
+    trace = _bridge().trace(
+        "in_port=2,tun_id=0x64,dl_src=fa:16:3e:00:00:05,dl_dst=fa:16:3e:00:00:01"
+    )
+    assert [s.table for s in trace.steps] == [0, 4, 10]
+    for step in trace.steps:
+        decl = BR_TUN.tables[step.table]
+        assert step.note.startswith(f"table {step.table} ({decl.name}) {decl.purpose}: ")

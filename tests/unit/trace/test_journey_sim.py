@@ -17,6 +17,8 @@ from tunnelnet.lab.topology import load
 from tunnelnet.packet import arp, ethernet
 from tunnelnet.packet.fields import ETH_TYPE_ARP
 from tunnelnet.packet.flowkey import extract_flow_key
+from tunnelnet.switch.pipeline import PIPELINES
+from tunnelnet.trace import explain
 from tunnelnet.trace.errors import TraceError
 from tunnelnet.trace.journey import trace
 from tunnelnet.trace.model import Journey
@@ -178,6 +180,17 @@ def test_explain_names_the_local_vlan_the_translation_the_flood_list_and_learnin
                    "Key-to-VLAN translation"):
         assert phrase in words
     assert "WHAT IF" in to_text(j, explain=True)
+
+
+def test_explanations_take_each_tables_name_and_purpose_from_the_declared_pipeline(
+        lab: SimLab) -> None:
+    j = trace(SimLabView(lab), "red1", "red3")
+    steps = [(v.bridge, s) for v in j.visits if v.bridge in PIPELINES for s in v.steps]
+    assert {b for b, _ in steps} == {"br-int", "br-tun"}
+    for bridge, step in steps:
+        decl = PIPELINES[bridge].tables[step.table]
+        assert explain.spec(bridge, step.table) is decl
+        assert step.explanation.startswith(f"table {step.table} ({decl.name}) {decl.purpose}. ")
 
 
 def test_json_has_hops_encapsulation_and_outcome(lab: SimLab) -> None:

@@ -1,10 +1,11 @@
-"""The client's interface served in-process, without HTTP.
+"""The client's interface served in-process, without HTTP, for tests only.
 
-For the lab's simulation (a thousand agents and one controller in one process) and for
-tests of code that takes a client: `LocalClient` has the methods of
+For tests of code that takes a client: `LocalClient` has the methods of
 `tunnelnet.client.http.Client`, returns the same shapes and raises the same ClientError
-subclasses with the same status and type, so callers cannot tell the difference except by
-speed. Each LocalClient acts with one caller's rights (admin, agent or a project).
+subclasses with the same status and type (the API contract's `error_for_status`), so callers
+cannot tell the difference except by speed. Each LocalClient acts with one caller's rights
+(admin, agent or a project). It joins client and server, which is why it lives here and not
+in the package: there, client and server import only the contract (`tunnelnet.api`).
 """
 
 from __future__ import annotations
@@ -16,16 +17,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from tunnelnet.client.http import (
-    ClientError,
-    ConflictError,
-    NotFoundError,
-    Resource,
-    ResyncRequired,
-    Snapshot,
-    agent_configurations,
-    query_text,
-)
+from tunnelnet.api import Resource, ResyncRequired, Snapshot, WatchEvent, error_for_status
+from tunnelnet.client.http import agent_configurations, query_text
 from tunnelnet.server import agents, l2pop, networks, ports, projects, subnets, watch
 from tunnelnet.server.auth import Caller, new_token
 from tunnelnet.server.controller import (
@@ -37,7 +30,6 @@ from tunnelnet.server.controller import (
     show_resource,
 )
 from tunnelnet.server.errors import ApiError
-from tunnelnet.server.events import WatchEvent
 
 _MODULES: dict[str, Any] = {
     "network": networks,
@@ -53,10 +45,7 @@ def _as_client_errors() -> Iterator[None]:
     try:
         yield
     except ApiError as exc:
-        kind = {404: NotFoundError, 409: ConflictError, 410: ResyncRequired}.get(
-            exc.status, ClientError
-        )
-        raise kind(exc.message, exc.status, exc.error_type) from None
+        raise error_for_status(exc.message, exc.status, exc.error_type) from None
 
 
 class LocalClient:
@@ -185,8 +174,8 @@ class LocalClient:
                 result = watch.changes_after(self.ctl, self.caller, since)
                 if result is None:
                     raise ResyncRequired(
-                        f"changes after revision {since} are no longer kept", 410,
-                        "ResyncRequired",
+                        f"changes after revision {since} are no longer kept",
+                        ResyncRequired.STATUS, ResyncRequired.TYPE,
                     )  # fmt: skip
                 found, since = result
                 remaining = deadline - time.monotonic()

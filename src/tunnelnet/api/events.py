@@ -4,7 +4,7 @@
 `bookmark`: nothing visible changed up to `revision` (sent when idle; also a keep-alive),
 `resync`: the asked-for revision is too old (compacted) or unknown; list everything again and
 watch from the revision the lists return. This is Kubernetes' list-and-watch contract.
-Imports nothing heavy, so clients (the agent) can use it without the server's dependencies.
+The controller encodes these records, the client decodes them (both import this module).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from tunnelnet.errors import TunnelnetError
+from tunnelnet.api.errors import ClientError
 
 VERSION = 1
 EventType = Literal["event", "bookmark", "resync"]
@@ -21,8 +21,11 @@ _TYPES = ("event", "bookmark", "resync")
 _ACTIONS = ("create", "update", "delete")
 
 
-class WatchDecodeError(TunnelnetError):
-    """A line of the watch stream is not a valid record."""
+class WatchDecodeError(ClientError):
+    """A line of the watch stream is not a valid record (the client's side of the contract)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, 0, "WatchDecodeError")
 
 
 @dataclass(frozen=True, slots=True)
