@@ -81,7 +81,6 @@ class BridgeState:
         self.cache = FlowCache(self.bridge)
 
 
-
 class Forwarder:
     """The per-packet path over ``bridges`` and ``ports`` (the switchboard's, shared: it
     changes them, this reads them), and the tunnel endpoint whose packets it forwards."""
@@ -110,7 +109,6 @@ class Forwarder:
             plans.sort(key=_LAST_SEQ)
             for plan in plans:
                 plan.settle()
-
 
     def reader(self, port: Port, receive: Callable[[], list[Received]]) -> Callable[[], None]:
         """What the event loop calls when ``receive``'s descriptor of ``port`` is readable."""

@@ -39,8 +39,8 @@ def make_port(kind: PortKind, name: str, options: Mapping[str, str]) -> Port:
         return InternalPort(name, options)
     if kind is PortKind.PATCH:
         return PatchPort(name, options)
+    # a tunnel: TunnelPort refuses a kind the datapath does not carry (tunnel_port.py)
     return TunnelPort(kind, name, options)
-
 
 
 class Switchboard:
