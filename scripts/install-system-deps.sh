@@ -13,6 +13,7 @@ declare -A wanted=(
   [ovs-vswitchd]=openvswitch-switch
   [ping]=iputils-ping
   [chromium]=chromium  # the browser Playwright drives in the web page test
+  [etcd]=etcd-server  # the etcd store's tests start their own etcd (never the system service)
 )
 
 missing=()
@@ -33,6 +34,14 @@ fi
 
 echo "installing system packages: ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
+# Installing must not start system services (etcd, Open vSwitch): the tests and the lab start
+# their own daemons in run directories of their own. policy-rc.d's 101 means "not allowed".
+policy=/usr/sbin/policy-rc.d
+if [ ! -e "$policy" ]; then
+  printf '#!/bin/sh\nexit 101\n' > "$policy"
+  chmod +x "$policy"
+  trap 'rm -f "$policy"' EXIT
+fi
 apt-get update -qq
 # tshark asks whether non-root users may capture; answer for it
 echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections

@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 
 from support.tools import require_tool
-from tunnelnet.packet import encode, gre_encap, vxlan_encap
+from tunnelnet.packet import encode, geneve, geneve_encap, gre_encap, vxlan_encap
 from tunnelnet.packet.arp import Arp
 from tunnelnet.packet.decode import Layer
 from tunnelnet.packet.ethernet import Ethernet
+from tunnelnet.packet.geneve import Geneve, GeneveOption
 from tunnelnet.packet.icmp import Icmpv6
 from tunnelnet.packet.ipv4 import IPv4
 from tunnelnet.packet.ipv6 import IPv6
@@ -84,6 +85,40 @@ def test_tshark_reads_our_vxlan_frames_with_good_checksums(pcap: Path) -> None:
     assert with_csum["tcp.checksum.status"] == GOOD
     assert without["vxlan.vni"] == str(0xFFFFFF)
     assert without["udp.checksum.status"] != "0"  # zero means "none", never "bad"
+
+
+def test_tshark_reads_our_geneve_frames_and_their_options(pcap: Path) -> None:
+    inner = inner_tcp()
+    with_options = geneve.build(Geneve(vni=4242, critical=True, options=(
+        GeneveOption(0x0102, 0x80, bytes.fromhex("0000002a")), GeneveOption(0xFFFF, 0x01))),
+        inner)
+    write_pcap(pcap, [
+        geneve_encap(inner, 0xABCDEF, "192.0.2.1", "192.0.2.2", HV1, HV2, udp_checksum=True),
+        encode([Ethernet(dst=HV2, src=HV1, type=0x0800),
+                IPv4(src="192.0.2.1", dst="192.0.2.2", proto=17),
+                Udp(sport=50000, dport=6081), Payload(with_options)]),
+    ])
+    rows = tshark_fields(pcap, ["frame.protocols", "ip.checksum.status", "udp.dstport",
+                                "udp.checksum.status", "geneve.version", "geneve.flags.oam",
+                                "geneve.flags.critical", "geneve.proto_type", "geneve.vni",
+                                "geneve.option.class", "geneve.option.type",
+                                "geneve.option.type.critical", "geneve.option.length",
+                                "tcp.checksum.status"])
+    plain, options = rows
+    assert plain["frame.protocols"] == "eth:ethertype:ip:udp:geneve:eth:ethertype:ip:tcp:http"
+    assert plain["ip.checksum.status"] == f"{GOOD},{GOOD}"
+    assert (plain["udp.dstport"], plain["udp.checksum.status"]) == ("6081", GOOD)
+    assert (plain["geneve.version"], plain["geneve.proto_type"], plain["geneve.vni"]) == (
+        "0", "0x6558", "0xabcdef")  # tshark prints the VNI in hex
+    assert (plain["geneve.flags.oam"], plain["geneve.flags.critical"]) == ("0", "0")
+    assert plain["tcp.checksum.status"] == GOOD
+    assert options["frame.protocols"].startswith("eth:ethertype:ip:udp:geneve:eth")
+    assert (options["geneve.vni"], options["geneve.flags.critical"]) == ("0x001092", "1")
+    assert options["geneve.option.class"] == "0x0102,0xffff"
+    assert options["geneve.option.type"] == "0x80,0x01"
+    assert options["geneve.option.type.critical"] == "1,0"
+    # tshark counts bytes, headers included: all the options (12), then each (8, 4)
+    assert options["geneve.option.length"] == "12,8,4"
 
 
 def test_tshark_reads_our_gre_frames_with_key_checksum_and_sequence(pcap: Path) -> None:

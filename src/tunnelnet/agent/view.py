@@ -10,7 +10,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-TUNNEL_NETWORK_TYPES = frozenset({"vxlan", "gre"})
+from tunnelnet.packet import tunnel_kinds
+
+TUNNEL_NETWORK_TYPES = frozenset(tunnel_kinds.names())
+# what an agent speaks unless told otherwise (Neutron's own default is none at all)
+DEFAULT_TUNNEL_TYPES = ("vxlan", "gre")
 
 
 @dataclass(frozen=True, slots=True)

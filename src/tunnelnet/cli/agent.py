@@ -15,7 +15,7 @@ from tunnelnet.agent.backend import SwitchBackend
 from tunnelnet.agent.desired import AgentConfig
 from tunnelnet.agent.http_controller import HttpController
 from tunnelnet.agent.service import Agent, AgentTimers
-from tunnelnet.agent.view import TUNNEL_NETWORK_TYPES
+from tunnelnet.agent.view import DEFAULT_TUNNEL_TYPES, TUNNEL_NETWORK_TYPES
 from tunnelnet.cli import agentcmd
 from tunnelnet.client.http import Client
 
@@ -49,8 +49,9 @@ def _mappings(text: str) -> dict[str, str]:
 @click.option("--token", envvar="TUNNELNET_TOKEN", default="",
               help="Agent or admin token (env TUNNELNET_TOKEN).")
 @click.option("--tunnel-ip", help="This hypervisor's address on the underlay.")
-@click.option("--tunnel-types", default="vxlan,gre", show_default=True,
-              help="Tunnel types this host speaks, comma-separated.")
+@click.option("--tunnel-types", default=",".join(DEFAULT_TUNNEL_TYPES), show_default=True,
+              help="Tunnel types this host speaks, comma-separated (of "
+                   f"{', '.join(sorted(TUNNEL_NETWORK_TYPES))}).")
 @click.option("--rundir", envvar="TUNNELNET_RUNDIR", default="/run/tunnelnet",
               show_default=True, type=click.Path(file_okay=False, path_type=Path),
               help="Run directory of this host's vswitchd.")

@@ -18,6 +18,7 @@ import click
 
 from tunnelnet.cli._matrix import print_matrix as _print_matrix
 from tunnelnet.errors import TunnelnetError
+from tunnelnet.packet import tunnel_kinds
 
 if TYPE_CHECKING:
     from tunnelnet.lab.sim import SimLab
@@ -122,7 +123,7 @@ def _print_scale(spec: ScaleSpec, runs: Sequence[dict[str, Any]]) -> None:
 @click.option("--vms", default=500, show_default=True, help="VMs, spread over the networks "
               "in turn and over the hypervisors at random.")
 @click.option("--networks-per-tenant", default=2, show_default=True)
-@click.option("--network-type", type=click.Choice(["vxlan", "gre", "mixed"]),
+@click.option("--network-type", type=click.Choice((*tunnel_kinds.names(), "mixed")),
               default="vxlan", show_default=True)
 @click.option("--l2pop/--no-l2pop", default=None,
               help="Only with l2population, or only without (full mesh). Default: both, "

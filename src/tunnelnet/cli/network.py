@@ -14,13 +14,14 @@ from tunnelnet.cli._api import (
     resolve,
 )  # fmt: skip
 from tunnelnet.client import Client
+from tunnelnet.packet import tunnel_kinds
 
 COLUMNS = ("id", "name", "provider:network_type", "provider:segmentation_id", "mtu", "subnets")
 
 
 @click.group()
 def cli() -> None:
-    """Networks: a project's L2 segment (vxlan, gre, vlan, flat, local)."""
+    """Networks: a project's L2 segment (a tunnel kind, vlan, flat or local)."""
 
 
 @cli.command("list")
@@ -50,7 +51,7 @@ def show(client: Client, out: Output, network: str) -> None:
 @click.option(
     "--type",
     "network_type",
-    type=click.Choice(["vxlan", "gre", "vlan", "flat", "local"]),
+    type=click.Choice((*tunnel_kinds.names(), "vlan", "flat", "local")),
     help="provider:network_type (admin; default: the server's tenant type).",
 )
 @click.option("--segment", type=int, help="provider:segmentation_id (admin).")

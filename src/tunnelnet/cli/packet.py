@@ -12,17 +12,10 @@ import sys
 
 import click
 
-from tunnelnet.packet import (
-    PacketError,
-    decode,
-    gre_decap,
-    gre_encap,
-    vxlan_decap,
-    vxlan_encap,
-)
+from tunnelnet.packet import PacketError, decode, tunnel_kinds
 from tunnelnet.packet.decode import Layer
 from tunnelnet.packet.tcp import Tcp
-from tunnelnet.packet.tunnel import overhead
+from tunnelnet.packet.tunnel import decap, encap, overhead
 
 DEFAULT_OUTER_SMAC = "02:00:00:00:00:01"
 DEFAULT_OUTER_DMAC = "02:00:00:00:00:02"
@@ -36,7 +29,8 @@ ICMP_TYPES = {0: "echo reply", 3: "destination unreachable", 8: "echo request",
 ARP_OPS = {1: "request", 2: "reply"}
 TITLES = {"ethernet": "Ethernet", "vlan": "802.1Q", "arp": "ARP", "ipv4": "IPv4",
           "ipv6": "IPv6", "icmp": "ICMP", "icmpv6": "ICMPv6", "udp": "UDP", "tcp": "TCP",
-          "vxlan": "VXLAN", "gre": "GRE", "payload": "payload", "padding": "padding"}
+          "payload": "payload", "padding": "padding"}
+TITLES.update({entry.name: entry.title for entry in tunnel_kinds.all_kinds()})
 
 
 def parse_hex(text: str) -> bytes:
@@ -113,6 +107,14 @@ def describe(layer: Layer) -> str:
                  f"checksum 0x{int(str(d['checksum'])):04x}"]
     elif name == "vxlan":
         parts = [f"vni {d['vni']}", f"flags 0x{int(str(d['flags'])):02x}"]
+    elif name == "geneve":
+        parts = [f"vni {d['vni']}", "protocol " + _named(int(str(d["protocol"])), ETHER_TYPES)]
+        parts += [flag for flag in ("oam", "critical") if d[flag]]
+        options = d["options"]
+        assert isinstance(options, list)
+        parts += [f"option class 0x{int(o['class']):04x} type 0x{int(o['type']):02x}"
+                  f"{' (critical)' if o['critical'] else ''} data {o['data'] or '-'}"
+                  for o in options]
     elif name == "gre":
         parts = [f"key {d['key']}" if d["key"] is not None else "no key",
                  "protocol " + _named(int(str(d["protocol"])), ETHER_TYPES)]
@@ -150,7 +152,7 @@ def cli() -> None:
 @click.argument("frame_hex", metavar="HEX")
 @click.option("--json", "as_json", is_flag=True, help="Print the layers as JSON.")
 def decode_cmd(frame_hex: str, as_json: bool) -> None:
-    """Print the layers of a frame, outer to inner, through VXLAN and GRE tunnels."""
+    """Print the layers of a frame, outer to inner, through VXLAN, Geneve and GRE tunnels."""
     layers = decode(read_frame(frame_hex))
     if as_json:
         _print_json({"layers": [layer.to_dict() for layer in layers]})
@@ -160,9 +162,11 @@ def decode_cmd(frame_hex: str, as_json: bool) -> None:
 
 @cli.command("encap")
 @click.argument("frame_hex", metavar="HEX")
-@click.option("--type", "kind", type=click.Choice(["vxlan", "gre"]), required=True,
+@click.option("--type", "kind", type=click.Choice(tunnel_kinds.names()), required=True,
               help="Tunnel type.")
-@click.option("--key", type=int, required=True, help="VXLAN VNI (24 bits) or GRE key (32 bits).")
+@click.option("--key", type=int, required=True,
+              help=", ".join(f"{k.title} {k.key_name} ({k.key_bits} bits)"
+                             for k in tunnel_kinds.all_kinds()) + ".")
 @click.option("--outer-src", required=True, help="Outer IPv4 source (this tunnel endpoint).")
 @click.option("--outer-dst", required=True, help="Outer IPv4 destination (the peer).")
 @click.option("--outer-smac", default=DEFAULT_OUTER_SMAC, show_default=True,
@@ -172,10 +176,9 @@ def decode_cmd(frame_hex: str, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def encap_cmd(frame_hex: str, kind: str, key: int, outer_src: str, outer_dst: str,
               outer_smac: str, outer_dmac: str, as_json: bool) -> None:
-    """Put the Ethernet frame HEX into a VXLAN or GRE packet; print the outer frame as hex."""
+    """Put the Ethernet frame HEX into a tunnel packet; print the outer frame as hex."""
     inner = read_frame(frame_hex)
-    encap = vxlan_encap if kind == "vxlan" else gre_encap
-    outer = encap(inner, key, outer_src, outer_dst, outer_smac, outer_dmac)
+    outer = encap(kind, inner, key, outer_src, outer_dst, outer_smac, outer_dmac)
     if as_json:
         _print_json({"type": kind, "key": key, "frame": outer.hex(), "length": len(outer),
                      "overhead": overhead(kind)})
@@ -187,10 +190,8 @@ def encap_cmd(frame_hex: str, kind: str, key: int, outer_src: str, outer_dst: st
 @click.argument("frame_hex", metavar="HEX")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def decap_cmd(frame_hex: str, as_json: bool) -> None:
-    """Take the inner frame out of a VXLAN or GRE frame; print the key and the inner hex."""
-    outer = read_frame(frame_hex)
-    kind = _tunnel_type(outer)
-    key, inner = (vxlan_decap if kind == "vxlan" else gre_decap)(outer)
+    """Take the inner frame out of a tunnel frame; print its kind, key and the inner hex."""
+    kind, key, inner = decap(_outer_ipv4(read_frame(frame_hex)))
     if as_json:
         _print_json({"type": kind, "key": key, "inner": bytes(inner).hex()})
     else:
@@ -198,15 +199,9 @@ def decap_cmd(frame_hex: str, as_json: bool) -> None:
         click.echo(bytes(inner).hex())
 
 
-def _tunnel_type(frame: bytes) -> str:
-    """vxlan or gre, from the outer IPv4 protocol (after an optional 802.1Q tag)."""
+def _outer_ipv4(frame: bytes) -> bytes:
+    """The frame, when it has an outer IPv4 header (after an optional 802.1Q tag)."""
     ip_at = 18 if frame[12:14] == b"\x81\x00" else 14
     if len(frame) < ip_at + 20 or frame[ip_at - 2 : ip_at] != b"\x08\x00":
         raise PacketError("not a tunnel frame: no outer IPv4 header", ip_at - 2)
-    proto = frame[ip_at + 9]
-    if proto == 17:
-        return "vxlan"
-    if proto == 47:
-        return "gre"
-    raise PacketError(f"not a tunnel frame: outer IPv4 protocol {proto} is neither UDP (VXLAN) "
-                      "nor GRE", ip_at + 9)
+    return frame

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from tunnelnet.lab.probe import run_in_vm
 from tunnelnet.lab.state import LabState, VmRecord
+from tunnelnet.packet import tunnel_kinds
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,12 +76,12 @@ def measure(state: LabState, *, seconds: int = 3) -> list[PathFigures]:
         figures.append(_vm_path(f"VM to VM on one hypervisor ({same_host[0].name} -> "
                                 f"{same_host[1].name})", *same_host, seconds,
                                 "br-int only, never reaches a tunnel"))
-    for kind in ("vxlan", "gre"):
+    for kind in tunnel_kinds.all_kinds():
         pair = next(((a, b) for a in vms for b in vms if a.network == b.network
                      and a.hypervisor != b.hypervisor
-                     and state.networks[a.network]["type"] == kind), None)
+                     and state.networks[a.network]["type"] == kind.name), None)
         if pair:
-            figures.append(_vm_path(f"VM to VM across hypervisors over {kind.upper()} "
+            figures.append(_vm_path(f"VM to VM across hypervisors over {kind.title} "
                                     f"({pair[0].name} -> {pair[1].name})", *pair, seconds,
                                     "br-int, br-tun, tunnel, br-tun, br-int"))
     return figures

@@ -13,6 +13,7 @@ import os
 import subprocess
 from pathlib import Path
 
+from tunnelnet.agent.tunnels import parse_tunnel_port_name
 from tunnelnet.errors import TunnelnetError
 
 SCHEMA = Path("/usr/share/openvswitch/vswitch.ovsschema")
@@ -86,4 +87,4 @@ def tunnel_ports(rundir: Path) -> list[str]:
     if not has_bridge(rundir, "br-tun"):
         return []
     return sorted(p for p in vsctl(rundir, "list-ports", "br-tun").split()
-                  if p.startswith(("vxlan-", "gre-")))
+                  if parse_tunnel_port_name(p) is not None)

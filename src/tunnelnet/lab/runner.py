@@ -20,13 +20,16 @@ from pathlib import Path
 from typing import Any
 
 from tunnelnet.agent.tables import DEAD_VLAN
+from tunnelnet.agent.view import DEFAULT_TUNNEL_TYPES
 from tunnelnet.client.http import Client
 from tunnelnet.datapath import messages as m
 from tunnelnet.datapath.control import ControlClient, socket_path
+from tunnelnet.datapath.ports import PortKind
 from tunnelnet.errors import TunnelnetError
 from tunnelnet.lab import fabric, links, names, ovs_host, processes
 from tunnelnet.lab.state import LabState, LabStateError, ProcessRecord, StateFile, VmRecord
-from tunnelnet.lab.topology import Topology, Vm, load
+from tunnelnet.lab.topology import Topology, TopologyError, Vm, load
+from tunnelnet.packet import tunnel_kinds
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +45,26 @@ def server_url(directory: Path) -> str:
 
 def hv_rundir(directory: Path, hypervisor: str) -> Path:
     return directory / hypervisor
+
+
+def agent_tunnel_types(topo: Topology) -> str:
+    """The agents' --tunnel-types: their defaults, and any other kind the topology uses (a
+    kind no network uses would only add a full mesh of idle tunnel ports)."""
+    used = {n.type for n in topo.networks if tunnel_kinds.is_tunnel(n.type)}
+    return ",".join(k for k in tunnel_kinds.names() if k in used or k in DEFAULT_TUNNEL_TYPES)
+
+
+def check_switches(topo: Topology) -> None:
+    """Refuses, before anything is built, a tunnel kind some hypervisor's switch has no port
+    for. Our vswitchd's kinds are its PortKind values; Open vSwitch has every registered kind."""
+    ours = {kind.value for kind in PortKind}
+    missing = sorted({n.type for n in topo.networks if tunnel_kinds.is_tunnel(n.type)} - ours)
+    hosts = [hv.name for hv in topo.hypervisors if hv.switch == "tunnelnet"]
+    if missing and hosts:
+        raise TopologyError(
+            f"{', '.join(missing)} network(s) need a tunnel port that tunnelnet's vswitchd does "
+            f"not have yet (hypervisors {', '.join(hosts)}): put them on switch = \"ovs\", or "
+            "run the topology with --sim")
 
 
 def _planned_namespaces(topo: Topology) -> list[str]:
@@ -106,6 +129,7 @@ class LabRunner:
     def up(self, topology_path: str, *, l2pop: bool = True, arp_responder: bool = False
            ) -> LabState:
         topo = load(topology_path)
+        check_switches(topo)
         if self.file.exists():
             raise LabStateError(f"a lab is already up (state in {self.file.path}); "
                                 "take it down first with 'tunnelnet lab down'")
@@ -194,9 +218,10 @@ class LabRunner:
         db = self.directory / "server.db"
         sock = self.directory / "server.sock"
         config = self.directory / "server.toml"
-        # both tunnel types are offered to tenants; a dead agent is noticed within 15 s
+        # every tunnel kind is offered to tenants; a dead agent is noticed within 15 s
+        kinds = ", ".join(f'"{name}"' for name in tunnel_kinds.names())
         config.write_text(
-            f'tenant_network_types = ["vxlan", "gre"]\nunderlay_mtu = {topo.underlay_mtu}\n'
+            f"tenant_network_types = [{kinds}]\nunderlay_mtu = {topo.underlay_mtu}\n"
             "agent_down_time = 15.0\n")
         argv = processes.tunnelnet_argv("server", "--db", str(db), "--config", str(config),
                                         "--listen", "127.0.0.1:0", "--unix", str(sock))
@@ -258,7 +283,8 @@ class LabRunner:
                       if hv.switch == "ovs" else [])
             argv = processes.tunnelnet_argv(
                 "agent", "--host", hv.name, "--server", state.server_url,
-                "--tunnel-ip", hv.ip, "--tunnel-types", "vxlan,gre", "--rundir", str(rundir),
+                "--tunnel-ip", hv.ip, "--tunnel-types", agent_tunnel_types(topo),
+                "--rundir", str(rundir),
                 "--log-file", str(rundir / "agent.log"), *switch,
                 *(["--bridge-mappings", mappings] if mappings else []),
                 *(["--l2pop"] if l2pop else []), *(["--arp-responder"] if arp_responder else []))

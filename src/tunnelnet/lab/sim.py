@@ -31,6 +31,7 @@ from tunnelnet.lab.sim_fabric import UPLINK_MARK, SimFabric
 from tunnelnet.lab.sim_probe import PingResult, SimVm, ping
 from tunnelnet.lab.sim_switch import SimBackend, SimPort, SimSwitch
 from tunnelnet.lab.topology import Topology, Vm
+from tunnelnet.packet import tunnel_kinds
 from tunnelnet.packet.fields import mac_to_int
 from tunnelnet.server import networks, ports, subnets
 from tunnelnet.server.auth import ADMIN
@@ -41,7 +42,7 @@ from tunnelnet.store.sqlite import SqliteStore
 log = logging.getLogger(__name__)
 
 Progress = Callable[[str], None]
-SIM_TUNNEL_TYPES = ("vxlan", "gre")
+SIM_TUNNEL_TYPES = tunnel_kinds.names()
 PROVIDER_TYPES = ("vlan", "flat")
 PHYSICAL_BRIDGE = "br-eth1"  # as the lab names it: after the second uplink it holds
 PHYSICAL_UPLINK = "eth1"
@@ -72,7 +73,8 @@ class SimLab:
         for net in self.topo.networks:
             if net.type not in (*SIM_TUNNEL_TYPES, *PROVIDER_TYPES):
                 raise SimError(f"network {net.name} is of type {net.type}: the simulation "
-                               "carries vxlan, gre, vlan and flat networks")
+                               f"carries {', '.join((*SIM_TUNNEL_TYPES, *PROVIDER_TYPES))} "
+                               "networks")
         # VLAN and flat networks leave through br-eth1 to a physical switch (in the fabric)
         self.physnets = sorted({n.physical_network or "physnet1" for n in self.topo.networks
                                 if n.type in PROVIDER_TYPES})

@@ -21,8 +21,10 @@ from typing import Any
 
 from tunnelnet.lab.sim import Progress, SimError, SimLab
 from tunnelnet.lab.topology import Hypervisor, Network, Topology, Vm
+from tunnelnet.packet import tunnel_kinds
 
 UNDERLAY = "172.16.0.0/16"
+NETWORK_TYPES = (*tunnel_kinds.names(), "mixed")  # mixed: each tunnel kind in turn
 TENANT_BASE = "10.0.0.0"
 
 
@@ -32,7 +34,7 @@ class ScaleSpec:
     tenants: int
     vms: int
     networks_per_tenant: int = 2
-    network_type: str = "vxlan"  # vxlan | gre | mixed (alternating)
+    network_type: str = "vxlan"  # a tunnel kind, or mixed (the kinds in turn)
     seed: int = 1
     pairs: int = 400
     # random: any VM on any hypervisor; tenant: each tenant's VMs on its own slice of the
@@ -49,8 +51,9 @@ class ScaleSpec:
             raise SimError(f"--vms {self.vms}: must not be negative")
         if self.placement not in ("random", "tenant"):
             raise SimError(f"--placement {self.placement!r}: random or tenant")
-        if self.network_type not in ("vxlan", "gre", "mixed"):
-            raise SimError(f"--network-type {self.network_type!r}: vxlan, gre or mixed")
+        if self.network_type not in NETWORK_TYPES:
+            raise SimError(f"--network-type {self.network_type!r}: "
+                           f"{', '.join(NETWORK_TYPES[:-1])} or mixed")
         if self.tenants * self.networks_per_tenant > 100_000:
             # segments would fit (24-bit VNIs); the limit only keeps a typo from running
             # for hours
@@ -74,8 +77,9 @@ def generate(spec: ScaleSpec) -> Topology:
     for t, tenant in enumerate(tenants):
         for n in range(spec.networks_per_tenant):
             index = t * spec.networks_per_tenant + n
+            kinds = tunnel_kinds.names()
             kind = spec.network_type if spec.network_type != "mixed" else \
-                ("vxlan", "gre")[index % 2]
+                kinds[index % len(kinds)]
             networks.append(Network(f"{tenant}-n{n + 1}", tenant, kind, cidr))
     vms = []
     slice_size = max(1, spec.hypervisors // spec.tenants)

@@ -13,10 +13,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from tunnelnet.agent.backend import BackendError, SwitchPort
+from tunnelnet.packet import tunnel_kinds
 from tunnelnet.switch import Bridge, SwitchError
 
-PORT_TYPES = ("system", "internal", "patch", "vxlan", "gre")
-TUNNEL_TYPES = ("vxlan", "gre")
+TUNNEL_TYPES = tunnel_kinds.names()
+PORT_TYPES = ("system", "internal", "patch", *TUNNEL_TYPES)
 
 
 @dataclass

@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from tunnelnet.errors import TunnelnetError
+from tunnelnet.packet import tunnel_kinds
 
-NETWORK_TYPES = ("vxlan", "gre", "vlan", "flat")
+NETWORK_TYPES = (*tunnel_kinds.names(), "vlan", "flat")
 _NAME_MAX = 12  # namespace and device names are built from these (Linux IFNAMSIZ is 16)
 
 

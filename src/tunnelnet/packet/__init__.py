@@ -1,12 +1,14 @@
 """Wire formats of tunnelnet: pure functions on bytes, no I/O, nothing else of ours imported.
 
 - one module per protocol (``ethernet``, ``vlan``, ``arp``, ``ipv4``, ``ipv6``, ``icmp``,
-  ``udp``, ``tcp``, ``vxlan``, ``gre``), each with its header layout, a frozen dataclass, and a
-  ``parse``/``build`` pair that mirror each other;
+  ``udp``, ``tcp``, ``vxlan``, ``geneve``, ``gre``), each with its header layout, a frozen
+  dataclass, and a ``parse``/``build`` pair that mirror each other;
 - ``decode``/``encode``: whole frames as lists of layers (CLI, demo, tests);
 - ``flowkey.extract_flow_key``: the datapath's per-packet hot path (``extract_flow_key_qinq``
   parses a second VLAN tag too, as OVS's vlan-limit 2);
-- ``tunnel``: VXLAN and GRE encapsulation and decapsulation, the VXLAN source-port hash;
+- ``tunnel``: VXLAN, Geneve and GRE encapsulation and decapsulation, the UDP kinds'
+  source-port hash;
+- ``tunnel_kinds``: the registry of tunnel kinds every layer asks;
 - ``rewrite.apply_key_changes``: bytes made to match a flow key the switch changed.
 
 Every problem with the bytes is a ``PacketError`` naming what is wrong and where.
@@ -17,6 +19,8 @@ from tunnelnet.packet.errors import PacketError
 from tunnelnet.packet.flowkey import extract_flow_key, extract_flow_key_qinq
 from tunnelnet.packet.rewrite import apply_key_changes
 from tunnelnet.packet.tunnel import (
+    geneve_decap,
+    geneve_encap,
     gre_decap,
     gre_decap_packet,
     gre_decap_payload,
@@ -39,6 +43,8 @@ __all__ = [
     "encode",
     "extract_flow_key",
     "extract_flow_key_qinq",
+    "geneve_decap",
+    "geneve_encap",
     "gre_decap",
     "gre_decap_packet",
     "gre_decap_payload",

@@ -1,14 +1,15 @@
 """Whole frames as lists of layers, outer to inner, for the CLI, the demo and the tests.
 
 ``decode`` follows tunnels: UDP to port 4789 carries VXLAN and then an inner Ethernet frame,
-GRE with protocol 0x6558 an inner Ethernet frame and 0x0800 an IPv4 packet. ``encode`` is its
+UDP to port 6081 Geneve and, when its protocol type is 0x6558, an inner Ethernet frame, GRE
+with protocol 0x6558 an inner Ethernet frame and 0x0800 an IPv4 packet. ``encode`` is its
 mirror: it builds the bytes back from the list, filling in the lengths and checksums that are
 None. The list follows one grammar, which both functions walk:
 
     frame := Ethernet [Vlan] l3 [Padding]
     l3    := Arp | IPv4 l4 | IPv6 l4 | [Payload]
-    l4    := Udp (Vxlan frame | [Payload]) | Gre (frame | l3) | (Tcp | Icmp | Icmpv6) [Payload]
-             | [Payload]
+    l4    := Udp (Vxlan frame | Geneve (frame | [Payload]) | [Payload]) | Gre (frame | l3)
+             | (Tcp | Icmp | Icmpv6) [Payload] | [Payload]
 
 The datapath does not use this (one object per layer is too slow per packet); it uses
 ``tunnelnet.packet.flowkey``.
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from tunnelnet.packet import arp, ethernet, gre, icmp, ipv4, ipv6, tcp, udp, vlan, vxlan
+from tunnelnet.packet import arp, ethernet, geneve, gre, icmp, ipv4, ipv6, tcp, udp, vlan, vxlan
 from tunnelnet.packet._wire import Buffer
 from tunnelnet.packet.arp import Arp
 from tunnelnet.packet.errors import PacketError
@@ -30,6 +31,7 @@ from tunnelnet.packet.fields import (
     ETH_TYPE_QINQ,
     ETH_TYPE_TEB,
     ETH_TYPE_VLAN,
+    GENEVE_PORT,
     IPPROTO_GRE,
     IPPROTO_ICMP,
     IPPROTO_ICMPV6,
@@ -37,6 +39,7 @@ from tunnelnet.packet.fields import (
     IPPROTO_UDP,
     VXLAN_PORT,
 )
+from tunnelnet.packet.geneve import Geneve
 from tunnelnet.packet.gre import Gre
 from tunnelnet.packet.icmp import Icmp, Icmpv6
 from tunnelnet.packet.ipv4 import IPv4
@@ -47,7 +50,7 @@ from tunnelnet.packet.udp import Udp
 from tunnelnet.packet.vlan import Vlan
 from tunnelnet.packet.vxlan import Vxlan
 
-Layer = Ethernet | Vlan | Arp | IPv4 | IPv6 | Icmp | Udp | Tcp | Vxlan | Gre | Payload
+Layer = Ethernet | Vlan | Arp | IPv4 | IPv6 | Icmp | Udp | Tcp | Vxlan | Geneve | Gre | Payload
 
 # An Ethernet frame inside a tunnel inside a tunnel ... is legal but bounded, so a crafted
 # packet cannot make decode recurse without end.
@@ -119,6 +122,13 @@ def _l4(buf: memoryview, off: int, proto: int, src: str, dst: str, out: list[Lay
             header, start = vxlan.parse(buf, start)
             out.append(header)
             _frame(buf, start, out, depth + 1)
+        elif datagram.dport == GENEVE_PORT:
+            header_geneve, start = geneve.parse(buf, start)
+            out.append(header_geneve)
+            if header_geneve.protocol == ETH_TYPE_TEB:
+                _frame(buf, start, out, depth + 1)
+            else:
+                _payload(buf, start, end, out)
         else:
             _payload(buf, start, end, out)
     elif proto == IPPROTO_TCP:
@@ -214,6 +224,12 @@ def _enc_l4(layers: Sequence[Layer], i: int, src: str, dst: str,
         if isinstance(inner, Vxlan):
             frame, j = _enc_frame(layers, i + 2, depth + 1)
             body = vxlan.build(inner, frame)
+        elif isinstance(inner, Geneve):
+            if isinstance(_peek(layers, i + 2), Ethernet):
+                frame, j = _enc_frame(layers, i + 2, depth + 1)
+            else:
+                frame, j = _enc_payload(layers, i + 2)
+            body = geneve.build(inner, frame)
         else:
             body, j = _enc_payload(layers, i + 1)
         return udp.build(layer, body, src, dst), j

@@ -88,6 +88,7 @@ IPPROTO_GRE: Final = 47
 IPPROTO_ICMPV6: Final = 58
 
 VXLAN_PORT: Final = 4789
+GENEVE_PORT: Final = 6081  # RFC 8926 section 3.3
 
 
 def mac_to_int(text: str) -> int:

@@ -1,9 +1,9 @@
-"""VXLAN and GRE encapsulation and decapsulation on an IPv4 underlay.
+"""VXLAN, Geneve and GRE encapsulation and decapsulation on an IPv4 underlay.
 
 Three depths, for three kinds of socket the datapath may use:
 
-- whole outer frames (``vxlan_encap``/``gre_encap``, ``vxlan_decap``/``gre_decap``): outer
-  Ethernet + IPv4 + UDP/GRE, for AF_PACKET, pcaps, the CLI and the tests;
+- whole outer frames (``vxlan_encap``/``geneve_encap``/``gre_encap`` and their ``_decap``):
+  outer Ethernet + IPv4 + UDP/GRE, for AF_PACKET, pcaps, the CLI and the tests;
 - an IPv4 packet (``gre_decap_packet``): what a raw IPPROTO_GRE socket receives;
 - the tunnel payload only (``vxlan_payload``/``vxlan_decap_payload`` for a kernel UDP socket
   on port 4789, ``gre_payload``/``gre_decap_payload`` for a raw IP socket that adds IPv4).
@@ -13,9 +13,12 @@ Decapsulation returns the key and the inner frame as a memoryview of the input (
 GRE must be version 0 without the routing bit and carry transparent Ethernet bridging (0x6558),
 a GRE checksum that is present must be right, a GRE sequence number is accepted and ignored.
 
-The VXLAN UDP source port is a hash of the inner flow (RFC 7348 section 5): in the dynamic
-range 49152-65535, equal for every packet of one inner flow (so the underlay keeps a flow on one
-ECMP path, in order), different between flows (so a host pair's tenants spread over paths).
+Geneve's own header and its payload functions live in ``geneve.py``.
+
+The VXLAN UDP source port (and Geneve's: RFC 8926 section 3.3 asks the same) is a hash of the
+inner flow (RFC 7348 section 5): in the dynamic range 49152-65535, equal for every packet of one
+inner flow (so the underlay keeps a flow on one ECMP path, in order), different between flows (so
+a host pair's tenants spread over paths).
 """
 
 from __future__ import annotations
@@ -33,11 +36,13 @@ from tunnelnet.packet.fields import (
     ETH_TYPE_IPV6,
     ETH_TYPE_TEB,
     ETH_TYPE_VLAN,
+    GENEVE_PORT,
     IPPROTO_GRE,
     IPPROTO_TCP,
     IPPROTO_UDP,
     VXLAN_PORT,
 )
+from tunnelnet.packet.geneve import geneve_decap_payload, geneve_payload
 
 SOURCE_PORT_MIN: Final = 49152
 SOURCE_PORT_RANGE: Final = 65536 - SOURCE_PORT_MIN  # 16384, a power of two
@@ -170,15 +175,37 @@ def vxlan_encap(inner: Buffer, vni: int, outer_src: IPv4Like, outer_dst: IPv4Lik
     """
     payload = vxlan_payload(inner, vni)
     port = source_port(inner) if sport is None else check_range(sport, 16, "UDP source port")
+    return _udp_frame(payload, port, VXLAN_PORT, outer_src, outer_dst, src_mac, dst_mac,
+                      udp_checksum=udp_checksum, ttl=ttl, tos=tos, df=df)
+
+
+def geneve_encap(inner: Buffer, vni: int, outer_src: IPv4Like, outer_dst: IPv4Like,
+                 src_mac: str, dst_mac: str, *, sport: int | None = None,
+                 udp_checksum: bool = False, ttl: int = DEFAULT_TTL, tos: int = 0,
+                 df: bool = True) -> bytes:
+    """The whole underlay frame: outer Ethernet + IPv4 + UDP (to 6081) + Geneve + inner frame.
+
+    As ``vxlan_encap``: the source port hashes the inner flow; UDP checksum 0 unless asked
+    (RFC 8926 section 3.3 allows zero over IPv4).
+    """
+    payload = geneve_payload(inner, vni)
+    port = source_port(inner) if sport is None else check_range(sport, 16, "UDP source port")
+    return _udp_frame(payload, port, GENEVE_PORT, outer_src, outer_dst, src_mac, dst_mac,
+                      udp_checksum=udp_checksum, ttl=ttl, tos=tos, df=df)
+
+
+def _udp_frame(payload: bytes, sport: int, dport: int, outer_src: IPv4Like,
+               outer_dst: IPv4Like, src_mac: str, dst_mac: str, *, udp_checksum: bool,
+               ttl: int, tos: int, df: bool) -> bytes:
     length = 8 + len(payload)
     head, addrs = _outer(b"\0" * length, IPPROTO_UDP, outer_src, outer_dst, src_mac, dst_mac,
                          ttl, tos, df)
     csum = 0
     if udp_checksum:
         pseudo = addrs + struct.pack("!BBH", 0, IPPROTO_UDP, length)
-        csum = internet_checksum(pseudo + _UDP.pack(port, VXLAN_PORT, length, 0) + payload)
+        csum = internet_checksum(pseudo + _UDP.pack(sport, dport, length, 0) + payload)
         csum = csum or 0xFFFF
-    return head + _UDP.pack(port, VXLAN_PORT, length, csum) + payload
+    return head + _UDP.pack(sport, dport, length, csum) + payload
 
 
 def gre_encap(inner: Buffer, key: int, outer_src: IPv4Like, outer_dst: IPv4Like, src_mac: str,
@@ -319,6 +346,36 @@ def _vxlan_in_udp(mv: memoryview, ip_off: int, start: int, end: int) -> tuple[in
     return vni_word >> 8, mv[start + 16 : end]
 
 
+def geneve_decap(frame: Buffer) -> tuple[int, memoryview]:
+    """(VNI, inner frame) from a whole underlay frame: Ethernet + IPv4 + UDP to 6081 + Geneve.
+
+    The outer headers get vxlan_decap's checks; the Geneve header ``geneve_decap_payload``'s.
+    """
+    mv = memoryview(frame)
+    ip_off = _outer_ethernet(mv)
+    start, end = _ipv4_payload(mv, ip_off, IPPROTO_UDP, "UDP")
+    dport = _udp_datagram(mv, ip_off, start, end)
+    if dport != GENEVE_PORT:
+        raise PacketError(f"UDP destination port {dport} is not Geneve ({GENEVE_PORT})",
+                          start + 2)
+    return geneve_decap_payload(mv[:end], start + 8)
+
+
+def _udp_datagram(mv: memoryview, ip_off: int, start: int, end: int) -> int:
+    """Checks the UDP header at ``start`` (length; checksum when not 0); its destination port."""
+    if end - start < 8:
+        raise PacketError(f"UDP header truncated: {end - start} of 8 bytes", start)
+    _sport, dport, length, csum = _UDP.unpack_from(mv, start)
+    if length != end - start:
+        raise PacketError(f"UDP length {length} disagrees with the IP payload length "
+                          f"{end - start}", start + 4)
+    if csum:
+        pseudo = bytes(mv[ip_off + 12 : ip_off + 20]) + struct.pack("!BBH", 0, IPPROTO_UDP, length)
+        if internet_checksum(pseudo + bytes(mv[start:end])) != 0:
+            raise PacketError(f"UDP checksum 0x{csum:04x} is wrong", start + 6)
+    return int(dport)
+
+
 def gre_decap_packet(packet: Buffer, offset: int = 0) -> tuple[int, memoryview]:
     """(key, inner frame) from an IPv4 packet carrying GRE (what a raw GRE socket receives)."""
     mv = memoryview(packet)
@@ -357,3 +414,56 @@ def network_mtu(kind: str, underlay_mtu: int = 1500, *, gre_checksum: bool = Fal
     of the VM's: underlay_mtu - (overhead - 14) - 14 = underlay_mtu - overhead.
     """
     return underlay_mtu - overhead(kind, gre_checksum=gre_checksum, gre_seq=gre_seq)
+
+
+# ---- any registered kind, by name or by what the outer headers say --------------------------
+
+
+def encap(kind: str, inner: Buffer, key: int, outer_src: IPv4Like, outer_dst: IPv4Like,
+          src_mac: str, dst_mac: str, *, udp_checksum: bool = False, ttl: int = DEFAULT_TTL,
+          tos: int = 0, df: bool = True) -> bytes:
+    """The whole underlay frame of ``kind`` (a registered name) around ``inner``.
+
+    A UDP kind gets the flow-hashed source port, an IP kind its protocol number; no options.
+    """
+    from tunnelnet.packet.tunnel_kinds import Transport
+    from tunnelnet.packet.tunnel_kinds import kind as tunnel_kind
+
+    entry = tunnel_kind(kind)
+    payload = entry.payload(inner, entry.check_key(key))
+    if entry.transport is Transport.UDP:
+        return _udp_frame(payload, source_port(inner), entry.number, outer_src, outer_dst,
+                          src_mac, dst_mac, udp_checksum=udp_checksum, ttl=ttl, tos=tos, df=df)
+    head, _ = _outer(payload, entry.number, outer_src, outer_dst, src_mac, dst_mac, ttl, tos,
+                     df)
+    return head + payload
+
+
+def decap(frame: Buffer) -> tuple[str, int, memoryview]:
+    """(kind's name, key, inner frame) of a whole underlay frame of any registered kind.
+
+    The kind is what the outer IPv4 protocol, and for UDP the destination port, say.
+    """
+    from tunnelnet.packet.tunnel_kinds import Transport, by_number
+
+    mv = memoryview(frame)
+    ip_off = _outer_ethernet(mv)
+    if len(mv) - ip_off < 20:
+        raise PacketError(f"IPv4 header truncated: {len(mv) - ip_off} of 20 bytes", ip_off)
+    proto = mv[ip_off + 9]
+    start, end = _ipv4_payload(mv, ip_off, proto, f"protocol {proto}")
+    if proto == IPPROTO_UDP:
+        dport = _udp_datagram(mv, ip_off, start, end)
+        entry = by_number(Transport.UDP, dport)
+        if entry is None:
+            raise PacketError(f"not a tunnel frame: UDP destination port {dport} is no tunnel "
+                              "kind's", start + 2)
+        start += 8
+    else:
+        found = by_number(Transport.IP, proto)
+        if found is None:
+            raise PacketError(f"not a tunnel frame: outer IPv4 protocol {proto} is neither UDP "
+                              "nor a tunnel kind's", ip_off + 9)
+        entry = found
+    key, inner = entry.decap_payload(mv[:end], start)
+    return entry.name, key, inner

@@ -5,9 +5,9 @@ key is and what the key is called, how many bytes it wraps around a VM's frame, 
 table Neutron gives it to turn the key into a local VLAN, how the agent names its tunnel ports,
 and the functions that put the key and the inner frame into a tunnel payload and take them out.
 
-Adding a kind is one module for its header (beside ``vxlan.py`` and ``gre.py``) and one
-``register`` call here; the API, the agent, the switch's ports, the lab and the trace read the
-rest from the entry. ``docs/architecture.md`` shows where each layer reads it.
+Adding a kind is one module for its header (beside ``vxlan.py``, ``geneve.py`` and ``gre.py``)
+and one ``register`` call here; the API, the agent, the switch's ports, the lab and the trace
+read the rest from the entry. ``docs/architecture.md`` shows where each layer reads it.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ from typing import Final
 
 from tunnelnet.packet._wire import Buffer
 from tunnelnet.packet.errors import PacketError
-from tunnelnet.packet.fields import IPPROTO_GRE, VXLAN_PORT
+from tunnelnet.packet.fields import GENEVE_PORT, IPPROTO_GRE, VXLAN_PORT
+from tunnelnet.packet.geneve import geneve_decap_payload, geneve_payload
 from tunnelnet.packet.tunnel import (
     gre_decap_payload,
     gre_payload,
@@ -128,6 +129,19 @@ def all_kinds() -> Iterator[TunnelKind]:
     return iter(tuple(_KINDS.values()))
 
 
+def by_number(transport: Transport, number: int) -> TunnelKind | None:
+    """The kind that travels as ``number`` (a UDP destination port or an IP protocol)."""
+    for k in _KINDS.values():
+        if k.transport is transport and k.number == number:
+            return k
+    return None
+
+
+def udp_ports() -> tuple[int, ...]:
+    """The UDP destination ports of every UDP kind (a capture filter wants them all)."""
+    return tuple(k.number for k in _KINDS.values() if k.transport is Transport.UDP)
+
+
 def by_table(table: int) -> TunnelKind | None:
     for k in _KINDS.values():
         if k.neutron_table == table:
@@ -146,4 +160,12 @@ GRE: Final = register(TunnelKind(
     name="gre", title="GRE", transport=Transport.IP, number=IPPROTO_GRE, key_bits=32,
     key_name="key", header_length=8, neutron_table=3, port_prefix="gre",
     spec="RFC 2784, RFC 2890", payload=gre_payload, decap_payload=gre_decap_payload,
+))
+
+GENEVE: Final = register(TunnelKind(
+    # options would add to the 8 bytes; tunnelnet sends none. Neutron's GENEVE_TUN_TO_LV is 6,
+    # and "geneve-" + 8 hex digits is 15 characters, Linux's limit for a device name.
+    name="geneve", title="Geneve", transport=Transport.UDP, number=GENEVE_PORT, key_bits=24,
+    key_name="VNI", header_length=8, neutron_table=6, port_prefix="geneve", spec="RFC 8926",
+    payload=geneve_payload, decap_payload=geneve_decap_payload,
 ))

@@ -1,8 +1,8 @@
 """Controller settings: defaults that work on one machine, a TOML file, `TUNNELNET_*` variables.
 
 Precedence is flag > environment > file > default. Range syntax is Neutron's
-(`vni_ranges = ["1:1000"]`, `network_vlan_ranges = ["physnet1:100:199"]`) so an operator's
-ml2_conf.ini values carry over.
+(`vni_ranges = ["1:1000"]`, `geneve_vni_ranges = ["1:1000"]`,
+`network_vlan_ranges = ["physnet1:100:199"]`) so an operator's ml2_conf.ini values carry over.
 """
 
 from __future__ import annotations
@@ -12,15 +12,26 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from tunnelnet.errors import TunnelnetError
+from tunnelnet.packet import tunnel_kinds
+from tunnelnet.store import url as store_url
+from tunnelnet.store.base import StoreError
 
-VXLAN_MAX = 2**24 - 1  # RFC 7348 section 5: 24-bit VNI
-GRE_MAX = 2**32 - 1  # RFC 2890 section 2.1: 32-bit key
+VXLAN_MAX = tunnel_kinds.VXLAN.key_max  # RFC 7348 section 5: 24-bit VNI
+GRE_MAX = tunnel_kinds.GRE.key_max  # RFC 2890 section 2.1: 32-bit key
+GENEVE_MAX = tunnel_kinds.GENEVE.key_max  # RFC 8926 section 3.4: 24-bit VNI
 VLAN_MIN, VLAN_MAX = 1, 4094  # IEEE 802.1Q: 0 and 4095 are reserved
-NETWORK_TYPES = ("vxlan", "gre", "vlan", "flat", "local")
-TENANT_TYPES = ("vxlan", "gre", "vlan", "local")
+NETWORK_TYPES = (*tunnel_kinds.names(), "vlan", "flat", "local")
+TENANT_TYPES = (*tunnel_kinds.names(), "vlan", "local")
+# the setting holding each tunnel kind's tenant ranges, as Neutron's ml2_conf.ini names them:
+# [ml2_type_vxlan] vni_ranges, [ml2_type_gre] tunnel_id_ranges, [ml2_type_geneve] vni_ranges
+RANGE_SETTINGS: Final = {"vxlan": "vni_ranges", "gre": "gre_id_ranges",
+                         "geneve": "geneve_vni_ranges"}
+if set(RANGE_SETTINGS) != set(tunnel_kinds.names()):  # a new kind needs its setting here
+    raise ImportError(f"tunnel kinds {sorted(set(tunnel_kinds.names()) ^ set(RANGE_SETTINGS))} "
+                      "have no range setting (or no longer exist)")
 
 
 class ConfigError(TunnelnetError):
@@ -35,11 +46,16 @@ class ServerConfig:
     host: str = "127.0.0.1"
     port: int = 9696
     db: str = ""
+    # where the state lives: sqlite:PATH or etcd://HOST:PORT[,...][?prefix=/name] (store.url);
+    # empty means sqlite:{db}, so `--db` and `db = ...` keep working
+    store: str = ""
     admin_token: str = ""
     agent_token: str = ""
     tenant_network_types: tuple[str, ...] = ("vxlan",)
     vni_ranges: tuple[Range, ...] = ((1, VXLAN_MAX),)
     gre_id_ranges: tuple[Range, ...] = ((1, GRE_MAX),)
+    # Neutron allocates Geneve VNIs apart from VXLAN's: the same number may serve both
+    geneve_vni_ranges: tuple[Range, ...] = ((1, GENEVE_MAX),)
     network_vlan_ranges: Mapping[str, tuple[Range, ...]] = field(
         default_factory=lambda: {"physnet1": ((1000, 2999),)}
     )
@@ -52,6 +68,11 @@ class ServerConfig:
     # how many change events the watch keeps for agents that reconnect
     event_retention: int = 100_000
     watch_bookmark_interval: float = 5.0
+
+    def tunnel_ranges(self, kind: str) -> tuple[Range, ...]:
+        """The tenant ranges of tunnel kind ``kind``."""
+        ranges: tuple[Range, ...] = getattr(self, RANGE_SETTINGS[kind])
+        return ranges
 
     def with_overrides(self, **changes: Any) -> ServerConfig:
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
@@ -108,8 +129,8 @@ def _str_list(data: Mapping[str, Any], key: str, where: str) -> list[str] | None
 
 
 _KNOWN = {
-    "listen", "db", "admin_token", "agent_token", "tenant_network_types", "vni_ranges",
-    "gre_id_ranges", "network_vlan_ranges", "flat_networks", "underlay_mtu",
+    "listen", "db", "store", "admin_token", "agent_token", "tenant_network_types",
+    *RANGE_SETTINGS.values(), "network_vlan_ranges", "flat_networks", "underlay_mtu",
     "underlay_ip_version", "mac_prefix", "agent_down_time", "event_retention",
     "watch_bookmark_interval",
 }  # fmt: skip
@@ -122,11 +143,16 @@ def from_mapping(data: Mapping[str, Any], where: str, base: ServerConfig) -> Ser
     changes: dict[str, Any] = {}
     if "listen" in data:
         changes["host"], changes["port"] = parse_listen(str(data["listen"]))
-    for key in ("db", "admin_token", "agent_token", "mac_prefix"):
+    for key in ("db", "store", "admin_token", "agent_token", "mac_prefix"):
         if key in data:
             if not isinstance(data[key], str):
                 raise ConfigError(f"{where}: {key} must be a string")
             changes[key] = data[key]
+    if changes.get("store"):
+        try:
+            store_url.parse(changes["store"])
+        except StoreError as exc:
+            raise ConfigError(f"{where}: {exc}") from exc
     for key, kind in (
         ("underlay_mtu", int), ("underlay_ip_version", int), ("event_retention", int),
         ("agent_down_time", float), ("watch_bookmark_interval", float),
@@ -141,10 +167,10 @@ def from_mapping(data: Mapping[str, Any], where: str, base: ServerConfig) -> Ser
         if bad or not types:
             raise ConfigError(f"{where}: tenant_network_types must be among {TENANT_TYPES}")
         changes["tenant_network_types"] = tuple(types)
-    if (items := _str_list(data, "vni_ranges", where)) is not None:
-        changes["vni_ranges"] = parse_ranges(items, 1, VXLAN_MAX, f"{where}: vni_ranges")
-    if (items := _str_list(data, "gre_id_ranges", where)) is not None:
-        changes["gre_id_ranges"] = parse_ranges(items, 1, GRE_MAX, f"{where}: gre_id_ranges")
+    for tunnel, setting in RANGE_SETTINGS.items():
+        if (items := _str_list(data, setting, where)) is not None:
+            changes[setting] = parse_ranges(items, 1, tunnel_kinds.kind(tunnel).key_max,
+                                            f"{where}: {setting}")
     if (items := _str_list(data, "network_vlan_ranges", where)) is not None:
         changes["network_vlan_ranges"] = parse_vlan_ranges(items)
     if (items := _str_list(data, "flat_networks", where)) is not None:
@@ -191,6 +217,7 @@ def load(
     env_map = {
         "TUNNELNET_LISTEN": "listen",
         "TUNNELNET_DB": "db",
+        "TUNNELNET_STORE": "store",
         "TUNNELNET_ADMIN_TOKEN": "admin_token",
         "TUNNELNET_AGENT_TOKEN": "agent_token",
     }

@@ -22,7 +22,8 @@ from tunnelnet.server.app import create_app
 from tunnelnet.server.auth import new_token
 from tunnelnet.server.config import ConfigError, ServerConfig
 from tunnelnet.server.controller import Controller
-from tunnelnet.store.sqlite import SqliteStore
+from tunnelnet.store.base import Store
+from tunnelnet.store.url import Backend, StoreUrl, open_store, parse
 
 log = logging.getLogger(__name__)
 
@@ -67,12 +68,29 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def store_url(config: ServerConfig) -> StoreUrl:
+    """The store the config names: `store` when set (flag, environment or file), else the
+    SQLite file `db`."""
+    return parse(config.store) if config.store else StoreUrl(Backend.SQLITE, path=config.db)
+
+
+def _open_store(config: ServerConfig) -> Store:
+    url = store_url(config)
+    if url.backend is Backend.ETCD and not config.admin_token:
+        # a token generated here would be valid on this controller only
+        raise ConfigError(
+            f"the store {url} is shared by every controller on it: give them one admin token "
+            "(TUNNELNET_ADMIN_TOKEN or admin_token in the config file)"
+        )
+    return open_store(url)
+
+
 def _admin_token(config: ServerConfig) -> ServerConfig:
     """Without a configured admin token, make one and leave it next to the database (0600):
     a server that anyone on the machine could administer would be a poor default."""
     if config.admin_token:
         return config
-    path = config.db + ".admin-token"
+    path = store_url(config).path + ".admin-token"
     if os.path.exists(path):
         with open(path, encoding="ascii") as fh:
             token = fh.read().strip()
@@ -94,7 +112,11 @@ class BackgroundServer:
             raise ConfigError("a background server needs an admin token in its config")
         self.config = config
         self._sock = _bind(config.host, config.port)  # first: a failure leaves nothing open
-        self.store = SqliteStore(config.db)
+        try:
+            self.store = _open_store(config)
+        except BaseException:
+            self._sock.close()
+            raise
         self.controller = Controller(self.store, config)
         host, port = self._sock.getsockname()[:2]
         self.url = f"http://{f'[{host}]' if ':' in host else host}:{port}"
@@ -148,7 +170,7 @@ def serve(config: ServerConfig, unix_path: str | None = None) -> None:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    store = SqliteStore(config.db)
+    store = _open_store(config)
     config = _admin_token(config)
     sock = _bind(config.host, config.port)
     sockets = [sock]

@@ -10,13 +10,22 @@ Field names with a colon (`provider:network_type`) are aliases, as Neutron spell
 from __future__ import annotations
 
 import json
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from tunnelnet.packet import tunnel_kinds
+from tunnelnet.server.config import NETWORK_TYPES
 from tunnelnet.server.errors import BadRequest
 
-NetworkType = Literal["vxlan", "gre", "vlan", "flat", "local"]
+# Literals built from the registry: pydantic validates and publishes them as enums; mypy, which
+# cannot read a Literal built at run time, sees str
+if TYPE_CHECKING:
+    NetworkType = str
+    TunnelType = str
+else:
+    NetworkType = Literal[NETWORK_TYPES]
+    TunnelType = Literal[tunnel_kinds.names()]
 PortStatus = Literal["DOWN", "BUILD", "ACTIVE", "ERROR"]
 
 
@@ -115,7 +124,7 @@ class AgentConfigurations(BaseModel):
     # agents may report more than we know (Neutron agents do); the known keys are checked
     model_config = ConfigDict(extra="allow", strict=True)
     tunneling_ip: str | None = None
-    tunnel_types: list[Literal["vxlan", "gre"]] | None = None
+    tunnel_types: list[TunnelType] | None = None
     bridge_mappings: dict[str, str] | None = None
     l2_population: bool | None = None
     arp_responder_enabled: bool | None = None

@@ -1,6 +1,8 @@
-"""Segment allocation: VXLAN VNIs, GRE keys, VLAN ids per physical network, flat networks.
+"""Segment allocation: VXLAN and Geneve VNIs, GRE keys, VLAN ids per physical network, flat
+networks.
 
-Each type's space is a claim pool in the store, so a segment is held by exactly one network.
+Each type's space is a claim pool in the store (VXLAN's and Geneve's apart, as in Neutron), so
+a segment is held by exactly one network.
 Tenants get the lowest free id of the configured ranges (predictable, easy to read in flow
 dumps); an admin may ask for any valid id, also outside the ranges, as in Neutron's ML2 type
 drivers. Running out is a 409 the caller can act on, never a crash.
@@ -11,20 +13,22 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from tunnelnet.server.config import GRE_MAX, VLAN_MAX, VLAN_MIN, VXLAN_MAX, Range, ServerConfig
+from tunnelnet.packet import tunnel_kinds
+from tunnelnet.server.config import VLAN_MAX, VLAN_MIN, Range, ServerConfig
 from tunnelnet.server.errors import BadRequest, Conflict
 from tunnelnet.store.base import Txn
 
-# the valid space of each type, whatever the configured ranges
+# the valid space of each type, whatever the configured ranges (key 0 is refused, as Neutron's
+# type drivers do)
 SPACE: dict[str, Range] = {
-    "vxlan": (1, VXLAN_MAX),
-    "gre": (1, GRE_MAX),
+    **{kind.name: (1, kind.key_max) for kind in tunnel_kinds.all_kinds()},
     "vlan": (VLAN_MIN, VLAN_MAX),
 }
-TUNNEL_TYPES = ("vxlan", "gre")
-# bytes the encapsulation adds over an IPv4 underlay (Neutron's constants: VXLAN 30 + IP 20,
-# GRE 22 + IP 20); an IPv6 underlay header is 20 bytes longer
-OVERHEAD_V4 = {"vxlan": 50, "gre": 42, "vlan": 0, "flat": 0, "local": 0}
+TUNNEL_TYPES = tunnel_kinds.names()
+# bytes the encapsulation adds over an IPv4 underlay (Neutron's constants: VXLAN and Geneve
+# 30 + IP 20, GRE 22 + IP 20); an IPv6 underlay header is 20 bytes longer
+OVERHEAD_V4 = {**{kind.name: kind.overhead for kind in tunnel_kinds.all_kinds()},
+               "vlan": 0, "flat": 0, "local": 0}
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,10 +50,8 @@ def _pool(network_type: str, physnet: str | None) -> str:
 
 
 def _tenant_ranges(config: ServerConfig, network_type: str, physnet: str | None) -> Iterable[Range]:
-    if network_type == "vxlan":
-        return config.vni_ranges
-    if network_type == "gre":
-        return config.gre_id_ranges
+    if tunnel_kinds.is_tunnel(network_type):
+        return config.tunnel_ranges(network_type)
     return config.network_vlan_ranges.get(physnet or "", ())
 
 

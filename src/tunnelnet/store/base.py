@@ -25,6 +25,10 @@ class StoreError(TunnelnetError):
     """The store could not do what was asked (I/O, corruption, misuse)."""
 
 
+class StoreUnavailable(StoreError):
+    """The store's backend cannot be reached or has no quorum; trying later may succeed."""
+
+
 class Compacted(StoreError):
     """The asked-for revision is older than the oldest change still kept."""
 

@@ -113,19 +113,23 @@ def annotate(visit: Visit, walker: Walker, src: VmInfo, dst: VmInfo) -> None:
 
 
 def annotate_encap(encap: Encap, walker: Walker) -> None:
-    kind = "VNI" if encap.type == "vxlan" else "GRE key"
-    if encap.type != "vxlan":
-        port = ", IP protocol 47 (RFC 2784/2890 with key)"
+    entry = tunnel_kinds.kind(encap.type)
+    if entry.transport is not tunnel_kinds.Transport.UDP:
+        kind = f"{entry.title} {entry.key_name}"
+        port = f", IP protocol {entry.number} ({entry.spec}, with key)"
     elif encap.udp_src is None:
+        kind = entry.key_name
         port = (f", UDP to {encap.udp_dst} from a source port this switch picks by its own "
                 "hash of the inner flow (Open vSwitch: 32768-61000)")
     else:
-        port = (f", UDP source port {encap.udp_src} (RFC 7348: a hash of the inner frame's "
+        kind = entry.key_name
+        # RFC 7348 section 5 asks for it; RFC 8926 section 3.3 asks Geneve the same
+        port = (f", UDP source port {encap.udp_src} ({entry.spec}: a hash of the inner frame's "
                 f"addresses and ports, so one flow keeps one underlay path) to {encap.udp_dst}")
     fits = (f"fits the underlay MTU {encap.underlay_mtu}" if encap.fits
             else f"EXCEEDS the underlay MTU {encap.underlay_mtu} and is dropped")
     encap.explanation = (
-        f"{encap.from_host} wraps the {encap.inner_length}-byte frame in {encap.type.upper()}: "
+        f"{encap.from_host} wraps the {encap.inner_length}-byte frame in {entry.title}: "
         f"outer IPv4 {encap.outer_src} -> {encap.outer_dst} ({encap.to_host or 'unknown'}), "
         f"{kind} {encap.key}{port}; outer IP packet {encap.outer_ip_length} bytes, "
         f"frame {encap.outer_frame_length} bytes: {fits}.")
@@ -162,7 +166,8 @@ def summary(outcome: Outcome, src: VmInfo, dst: VmInfo, probe: Probe, visits: li
     else:
         keys = sorted({(e.type, e.key) for e in encaps})
         parts.append("it crossed the underlay as " + ", ".join(
-            f"{t.upper()} {'VNI' if t == 'vxlan' else 'key'} {k}" for t, k in keys)
+            f"{tunnel_kinds.kind(t).title} {tunnel_kinds.kind(t).key_name} {k}"
+            for t, k in keys)
             + f" (hosts visited: {', '.join(hosts)})")
     if src.network != dst.network:
         dnet = walker.networks.get(dst.network)

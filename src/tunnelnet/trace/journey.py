@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Final
 
-from tunnelnet.packet.fields import VXLAN_PORT
+from tunnelnet.packet import tunnel_kinds
 from tunnelnet.packet.tunnel import overhead, source_port
 from tunnelnet.switch import crossing
 from tunnelnet.trace import explain, flowtext
@@ -248,13 +248,14 @@ class Walker:
             entry = hop.entry(self.ports(to_host, "br-tun"))
             remote_port = entry.name if entry is not None else None
         # our vswitchd's source port is predictable (RFC 7348 hash of the inner frame); a
-        # switch that picks its own (Open vSwitch) leaves it open: udp_src None for VXLAN
+        # switch that picks its own (Open vSwitch) leaves it open: udp_src None for a UDP kind
         ours = bool(getattr(self.lab.switch(host), "vxlan_source_port_is_ours", True))
+        kind = tunnel_kinds.kind(port.type)
+        udp = kind.transport is tunnel_kinds.Transport.UDP
         encap = Encap(type=port.type, from_host=host, to_host=to_host, tunnel_port=port.name,
                       remote_port=remote_port, outer_src=local_ip, outer_dst=remote_ip, key=key,
-                      udp_src=source_port(inner) if port.type == "vxlan" and ours else None,
-                      udp_dst=int(port.options.get("dst_port", VXLAN_PORT))
-                      if port.type == "vxlan" else None,
+                      udp_src=source_port(inner) if udp and ours else None,
+                      udp_dst=int(port.options.get("dst_port", kind.number)) if udp else None,
                       inner_length=len(inner), outer_ip_length=len(inner) + over - 14,
                       outer_frame_length=len(inner) + over, underlay_mtu=mtu,
                       fits=len(inner) + over - 14 <= mtu)

@@ -27,10 +27,10 @@ from pathlib import Path
 from typing import Any, Final
 
 from tunnelnet.lab import names
-from tunnelnet.packet import ipv4
+from tunnelnet.packet import ipv4, tunnel_kinds
 from tunnelnet.packet.errors import PacketError
-from tunnelnet.packet.fields import ETH_TYPE_IPV4, IPPROTO_GRE, IPPROTO_UDP, VXLAN_PORT
-from tunnelnet.packet.tunnel import gre_decap_payload, vxlan_decap_payload
+from tunnelnet.packet.fields import ETH_TYPE_IPV4, IPPROTO_UDP
+from tunnelnet.packet.tunnel_kinds import Transport
 from tunnelnet.trace.errors import TraceError
 from tunnelnet.trace.model import Journey
 from tunnelnet.trace.pcap import read_frames
@@ -104,23 +104,35 @@ class _Capture:
         return read_frames(self.path)
 
 
+def capture_filter() -> str:
+    """tcpdump's filter for every registered kind: its UDP port or its IP protocol."""
+    return " or ".join(f"udp port {k.number}" if k.transport is Transport.UDP
+                       else f"ip proto {k.number}" for k in tunnel_kinds.all_kinds())
+
+
 def _outer(frame: bytes) -> dict[str, Any] | None:
-    """Outer IPv4 + VXLAN/GRE of an underlay frame, or None when it is not a tunnel packet."""
+    """Outer IPv4 + tunnel header of an underlay frame, or None when it is not a tunnel packet.
+
+    The kind is the registry's for the IP protocol, or for UDP the destination port.
+    """
     if len(frame) < 34 or int.from_bytes(frame[12:14], "big") != ETH_TYPE_IPV4:
         return None
     try:
         ip, off = ipv4.parse(frame, 14)
         end = 14 + (ip.total_length or 0)
-        if ip.proto == IPPROTO_UDP and int.from_bytes(frame[off + 2:off + 4], "big") == \
-                VXLAN_PORT:
-            vni, inner = vxlan_decap_payload(frame[off + 8:end])
-            return {"type": "vxlan", "src": ip.src, "dst": ip.dst, "key": vni,
-                    "udp_src": int.from_bytes(frame[off:off + 2], "big"),
-                    "ip_length": ip.total_length, "inner": bytes(inner)}
-        if ip.proto == IPPROTO_GRE:
-            key, inner = gre_decap_payload(frame[off:end])
-            return {"type": "gre", "src": ip.src, "dst": ip.dst, "key": key, "udp_src": None,
-                    "ip_length": ip.total_length, "inner": bytes(inner)}
+        udp_src: int | None = None
+        if ip.proto == IPPROTO_UDP:
+            kind = tunnel_kinds.by_number(Transport.UDP,
+                                          int.from_bytes(frame[off + 2:off + 4], "big"))
+            udp_src = int.from_bytes(frame[off:off + 2], "big")
+            off += 8
+        else:
+            kind = tunnel_kinds.by_number(Transport.IP, ip.proto)
+        if kind is None:
+            return None
+        key, inner = kind.decap_payload(frame[off:end], 0)
+        return {"type": kind.name, "src": ip.src, "dst": ip.dst, "key": key,
+                "udp_src": udp_src, "ip_length": ip.total_length, "inner": bytes(inner)}
     except PacketError:
         return None
     return None
@@ -164,7 +176,7 @@ def _check(lab: RealLab, journey: Journey, workdir: Path, *, keep: bool) -> dict
     captures = [*underlay, at_dst, at_src]
     try:
         for cap in underlay:
-            cap.start(f"udp port {VXLAN_PORT} or ip proto {IPPROTO_GRE}")
+            cap.start(capture_filter())
         at_dst.start("")
         at_src.start("arp")
         send(lab.vm_netns(src), frame)
@@ -214,7 +226,8 @@ def _check(lab: RealLab, journey: Journey, workdir: Path, *, keep: bool) -> dict
                 "udp_src": e.udp_src, "ip_length": e.outer_ip_length}
         # a VXLAN source port left open by the trace (a switch that picks its own) matches any
         hit = next((u for u in unmatched if u == want or (
-            want["udp_src"] is None and e.type == "vxlan" and u | {"udp_src": None} == want)),
+            want["udp_src"] is None and tunnel_kinds.kind(e.type).transport is Transport.UDP
+            and u | {"udp_src": None} == want)),
             None)
         if e.fits and hit is None:
             failures.append(f"predicted on the underlay but not seen: {_desc(want)}"
@@ -258,7 +271,7 @@ def _is_arp_reply(frame: bytes, ip: str) -> bool:
 
 
 def _desc(o: dict[str, Any]) -> str:
-    key = f"vni {o['key']}" if o["type"] == "vxlan" else f"key {o['key']}"
+    key = f"{tunnel_kinds.kind(o['type']).key_name.lower()} {o['key']}"
     udp = f" udp src {o['udp_src']}" if o.get("udp_src") is not None else ""
     return f"{o['type']} {o['src']} -> {o['dst']} {key}{udp} ip len {o['ip_length']}"
 

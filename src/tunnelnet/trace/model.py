@@ -54,7 +54,7 @@ class Visit:
 
 @dataclass(slots=True)
 class Encap:
-    type: str  # vxlan | gre
+    type: str  # a tunnel kind's name (tunnelnet.packet.tunnel_kinds)
     from_host: str
     to_host: str | None
     tunnel_port: str

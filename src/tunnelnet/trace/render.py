@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import textwrap
 
+from tunnelnet.packet import tunnel_kinds
 from tunnelnet.trace.model import Journey, Visit
 
 
@@ -36,9 +37,11 @@ def _visit(v: Visit, j: Journey, explain: bool, out: list[str]) -> None:
         out.append(f"  => out of {e.port} [{what}]{vlan}{nxt}")
         if e.encap is not None:
             enc = j.encaps[e.encap]
-            key = f"vni={enc.key}" if enc.type == "vxlan" else f"key={enc.key:#x}"
+            udp_kind = tunnel_kinds.kind(enc.type).transport is tunnel_kinds.Transport.UDP
+            # a 24-bit VNI reads best in decimal, GRE's 32-bit key in hex (as OVS prints it)
+            key = f"vni={enc.key}" if udp_kind else f"key={enc.key:#x}"
             udp = (f" udp {enc.udp_src}->{enc.udp_dst}" if enc.udp_src is not None
-                   else f" udp (its own choice)->{enc.udp_dst}" if enc.type == "vxlan" else "")
+                   else f" udp (its own choice)->{enc.udp_dst}" if udp_kind else "")
             out.append(f"     encap {enc.type}: {enc.outer_src} -> {enc.outer_dst} {key}{udp}"
                        f" inner {enc.inner_length} B, outer IP {enc.outer_ip_length} B "
                        f"(underlay MTU {enc.underlay_mtu}: {'fits' if enc.fits else 'TOO BIG'})")

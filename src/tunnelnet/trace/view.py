@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from tunnelnet.packet import tunnel_kinds
+
 
 @dataclass(frozen=True, slots=True)
 class VmInfo:
@@ -27,7 +29,7 @@ class VmInfo:
 class NetworkInfo:
     name: str
     tenant: str
-    type: str  # vxlan | gre | vlan | flat
+    type: str  # a tunnel kind's name, vlan or flat
     segment: int | None
 
 
@@ -35,7 +37,7 @@ class NetworkInfo:
 class PortInfo:
     name: str
     ofport: int
-    type: str  # system | internal | patch | vxlan | gre
+    type: str  # system | internal | patch | a tunnel kind's name
     tag: int | None = None
     options: dict[str, str] = field(default_factory=dict)
     underlay_mtu: int | None = None
@@ -43,7 +45,7 @@ class PortInfo:
 
     @property
     def is_tunnel(self) -> bool:
-        return self.type in ("vxlan", "gre")
+        return tunnel_kinds.is_tunnel(self.type)
 
 
 class SwitchView(Protocol):

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from tunnelnet.errors import TunnelnetError
+from tunnelnet.packet import tunnel_kinds
 from tunnelnet.trace.errors import TraceError
 from tunnelnet.trace.view import LabView
 
@@ -67,6 +68,8 @@ def snapshot(lab: LabView, status: StatusSource | None) -> dict[str, Any]:
                         {
                             "port": p.name,
                             "type": p.type,
+                            # as people write it, for the edge's label: "VXLAN", "Geneve"
+                            "title": tunnel_kinds.kind(p.type).title,
                             "remote_ip": remote,
                             "remote_host": by_ip.get(remote),
                         }

@@ -57,11 +57,15 @@ def test_tunnel_port_name_holds_the_peer_address_in_hex() -> None:
     # 192.0.2.2 = 0xc0000202; Neutron names the port vxlan-c0000202
     assert tunnel_port_name("vxlan", "192.0.2.2") == "vxlan-c0000202"
     assert tunnel_port_name("gre", "10.0.0.1") == "gre-0a000001"
-    assert len(tunnel_port_name("vxlan", "255.255.255.255")) <= 15  # IFNAMSIZ - 1
+    # Neutron's geneve prefix is the longest: 7 + 8 = 15 characters, IFNAMSIZ - 1
+    assert tunnel_port_name("geneve", "255.255.255.255") == "geneve-ffffffff"
+    assert len(tunnel_port_name("vxlan", "255.255.255.255")) <= 15
 
 
 def test_tunnel_port_name_parses_back_and_ignores_other_ports() -> None:
     assert parse_tunnel_port_name("gre-c0000203") == ("gre", "192.0.2.3")
+    assert parse_tunnel_port_name("geneve-c0000204") == ("geneve", "192.0.2.4")
+    assert parse_tunnel_port_name("geneve-c00002") is None
     assert parse_tunnel_port_name("patch-tun") is None
     assert parse_tunnel_port_name("vxlan-zzzzzzzz") is None
     with pytest.raises(ValueError):

@@ -34,8 +34,8 @@ def _doc(**changes: Any) -> dict[str, Any]:
 
 @pytest.mark.parametrize(("changes", "message"), [
     ({"hypervisor": [{"name": "hv1", "ip": "198.51.100.1"}]}, "not a host of the underlay"),
-    ({"network": [{"name": "n1", "tenant": "t1", "type": "geneve", "cidr": "10.0.0.0/24"}]},
-     "type 'geneve'"),
+    ({"network": [{"name": "n1", "tenant": "t1", "type": "ipip", "cidr": "10.0.0.0/24"}]},
+     "type 'ipip' is not one of vxlan, gre, geneve, vlan, flat"),
     ({"network": [{"name": "n1", "tenant": "t1", "type": "vxlan", "cidr": "10.0.0.0/33"}]},
      "network #1 \\(n1\\): cidr"),
     ({"vm": [{"name": "vm1", "tenant": "t2", "network": "n1", "hypervisor": "hv1"}]},

@@ -15,6 +15,7 @@ from tunnelnet.packet.fields import (
     ETH_TYPE_IPV6,
     ETH_TYPE_TEB,
     ETH_TYPE_VLAN,
+    GENEVE_PORT,
     IPPROTO_GRE,
     IPPROTO_ICMP,
     IPPROTO_ICMPV6,
@@ -22,6 +23,7 @@ from tunnelnet.packet.fields import (
     IPPROTO_UDP,
     VXLAN_PORT,
 )
+from tunnelnet.packet.geneve import Geneve, GeneveOption
 from tunnelnet.packet.gre import Gre
 from tunnelnet.packet.icmp import Icmp, Icmpv6
 from tunnelnet.packet.ipv4 import IPv4
@@ -59,6 +61,14 @@ vxlans = st.builds(Vxlan, vni=st.integers(0, (1 << 24) - 1),
                    reserved2=u8)
 gres = st.builds(Gre, protocol=st.just(ETH_TYPE_TEB), key=st.none() | u32, seq=st.none() | u32,
                  checksum_present=st.booleans())
+# three options of up to 64 bytes stay inside the 252 bytes Opt Len can count
+geneve_options = st.builds(
+    GeneveOption, option_class=u16, type=u8,
+    data=st.integers(0, 15).flatmap(lambda n: st.binary(min_size=4 * n, max_size=4 * n)),
+    reserved=st.integers(0, 7))
+geneves = st.builds(Geneve, vni=st.integers(0, (1 << 24) - 1), protocol=st.just(ETH_TYPE_TEB),
+                    options=st.lists(geneve_options, max_size=3).map(tuple), oam=st.booleans(),
+                    critical=st.booleans(), reserved1=st.integers(0, 63), reserved2=u8)
 ipv4_options = st.integers(0, 10).flatmap(lambda n: st.binary(min_size=4 * n, max_size=4 * n))
 
 
@@ -95,19 +105,25 @@ def frames(draw: st.DrawFn, depth: int = 0) -> list[Layer]:
     elif kind == "other":
         layers += draw(_maybe(payloads))
     else:
-        l4 = draw(st.sampled_from(["udp", "tcp", "icmp", "gre", "vxlan"] if depth < 2
+        l4 = draw(st.sampled_from(["udp", "tcp", "icmp", "gre", "vxlan", "geneve"] if depth < 2
                                   else ["udp", "tcp", "icmp"]))
         v6 = kind == "ipv6"
-        proto = {"udp": IPPROTO_UDP, "vxlan": IPPROTO_UDP, "tcp": IPPROTO_TCP,
+        proto = {"udp": IPPROTO_UDP, "vxlan": IPPROTO_UDP, "geneve": IPPROTO_UDP,
+                 "tcp": IPPROTO_TCP,
                  "gre": IPPROTO_GRE,
                  "icmp": IPPROTO_ICMPV6 if v6 else IPPROTO_ICMP}[l4]
         layers.append(draw(_ipv6(proto) if v6 else _ipv4(proto)))
         if l4 == "udp":
-            layers.append(Udp(sport=draw(u16), dport=draw(u16.filter(lambda p: p != VXLAN_PORT))))
+            layers.append(Udp(sport=draw(u16), dport=draw(u16.filter(
+                lambda p: p not in (VXLAN_PORT, GENEVE_PORT)))))
             layers += draw(_maybe(payloads))
         elif l4 == "vxlan":
             layers.append(Udp(sport=draw(u16), dport=VXLAN_PORT))
             layers.append(draw(vxlans))
+            layers += draw(frames(depth + 1))
+        elif l4 == "geneve":
+            layers.append(Udp(sport=draw(u16), dport=GENEVE_PORT))
+            layers.append(draw(geneves))
             layers += draw(frames(depth + 1))
         elif l4 == "tcp":
             layers.append(draw(tcps))

@@ -9,6 +9,7 @@ import sys
 from typing import Any
 
 import pytest
+from scapy.contrib.geneve import GENEVE, GeneveOptions
 from scapy.layers.inet import ICMP, IP, UDP
 from scapy.layers.l2 import GRE, Dot1Q, Ether
 from scapy.layers.vxlan import VXLAN
@@ -24,6 +25,11 @@ VXLAN_FRAME = Ether(src="02:00:00:00:01:01", dst="02:00:00:00:01:02") / IP(
                                                                             flags=0x08) / INNER
 GRE_FRAME = Ether(src="02:00:00:00:01:01", dst="02:00:00:00:01:02") / IP(
     src="192.0.2.1", dst="192.0.2.2") / GRE(key_present=1, key=77, proto=0x6558) / INNER
+
+GENEVE_FRAME = Ether(src="02:00:00:00:01:01", dst="02:00:00:00:01:02") / IP(
+    src="192.0.2.1", dst="192.0.2.2") / UDP(sport=50000, dport=6081) / GENEVE(
+    vni=5001, proto=0x6558, options=[GeneveOptions(classid=0x0102, type=0x01,
+                                                   data=b"\x00\x00\x00\x2a")]) / INNER
 
 
 def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
@@ -108,6 +114,7 @@ def test_encap_output_is_what_scapy_dissects_as_gre(capsys: pytest.CaptureFixtur
 
 
 @pytest.mark.parametrize(("frame", "kind", "key"), [(VXLAN_FRAME, "vxlan", 1001),
+                                                    (GENEVE_FRAME, "geneve", 5001),
                                                     (GRE_FRAME, "gre", 77)])
 def test_decap_prints_the_key_and_the_inner_frame(capsys: pytest.CaptureFixture[str],
                                                    frame: Any, kind: str, key: int) -> None:
@@ -118,6 +125,33 @@ def test_decap_prints_the_key_and_the_inner_frame(capsys: pytest.CaptureFixture[
     assert json.loads(out) == {"type": kind, "key": key, "inner": bytes(INNER).hex()}
 
 
+def test_decode_follows_geneve_on_udp_6081_and_shows_its_options(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    status, out, _ = run(capsys, "packet", "decode", "--json", bytes(GENEVE_FRAME).hex())
+    assert status == 0
+    layers = json.loads(out)["layers"]
+    assert [layer["name"] for layer in layers][:5] == [
+        "ethernet", "ipv4", "udp", "geneve", "ethernet"]
+    assert layers[3]["vni"] == 5001
+    assert layers[3]["options"] == [{"class": 0x0102, "type": 1, "critical": False,
+                                     "data": "0000002a"}]
+    status, out, _ = run(capsys, "packet", "decode", bytes(GENEVE_FRAME).hex())
+    assert "Geneve    vni 5001  protocol 0x6558" in out
+    assert "option class 0x0102 type 0x01 data 0000002a" in out
+
+
+def test_encap_geneve_is_what_scapy_reads_as_geneve(capsys: pytest.CaptureFixture[str]) -> None:
+    status, out, _ = run(capsys, "packet", "encap", "--type", "geneve", "--key", "16777215",
+                         "--outer-src", "198.51.100.1", "--outer-dst", "198.51.100.2",
+                         "--json", bytes(INNER).hex())
+    assert status == 0
+    data = json.loads(out)
+    pkt = Ether(bytes.fromhex(data["frame"]))
+    assert (data["type"], data["key"], data["overhead"]) == ("geneve", 0xFFFFFF, 50)
+    assert (pkt[UDP].dport, pkt[GENEVE].vni, pkt[GENEVE].proto) == (6081, 0xFFFFFF, 0x6558)
+    assert pkt[UDP].sport >= 49152 and bytes(pkt[GENEVE].payload) == bytes(INNER)
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -126,6 +160,8 @@ def test_decap_prints_the_key_and_the_inner_frame(capsys: pytest.CaptureFixture[
         (["decode", "0011"], "Ethernet header truncated: 2 of 14 bytes at offset 0"),
         (["decap", bytes(INNER).hex()], "not a tunnel frame"),
         (["decap", bytes(VXLAN_FRAME).hex()[:-20]], "IPv4 total length"),
+        (["decap", bytes(Ether() / IP() / UDP(dport=53) / Raw(bytes(30))).hex()],
+         "UDP destination port 53 is no tunnel kind's"),
         (["encap", "--type", "vxlan", "--key", "16777216", "--outer-src", "192.0.2.1",
           "--outer-dst", "192.0.2.2", bytes(INNER).hex()], "VNI 16777216 does not fit"),
         (["encap", "--type", "gre", "--key", "1", "--outer-src", "192.0.2.1",

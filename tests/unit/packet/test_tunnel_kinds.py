@@ -8,6 +8,7 @@ import pytest
 
 from tunnelnet.packet import tunnel_kinds
 from tunnelnet.packet.errors import PacketError
+from tunnelnet.packet.tunnel import decap, encap
 from tunnelnet.packet.tunnel_kinds import GRE, VXLAN, Transport
 
 
@@ -56,3 +57,21 @@ def test_the_table_lookup_finds_the_kind_of_a_br_tun_table() -> None:
     assert tunnel_kinds.by_table(4) is VXLAN
     assert tunnel_kinds.by_table(3) is GRE
     assert tunnel_kinds.by_table(22) is None
+
+
+def test_a_kind_is_found_by_how_it_travels() -> None:
+    assert tunnel_kinds.by_number(Transport.UDP, 4789) is VXLAN
+    assert tunnel_kinds.by_number(Transport.UDP, 6081) is tunnel_kinds.GENEVE
+    assert tunnel_kinds.by_number(Transport.IP, 47) is GRE
+    assert tunnel_kinds.by_number(Transport.IP, 4789) is None  # a port is no protocol
+    assert set(tunnel_kinds.udp_ports()) == {4789, 6081}
+
+
+def test_every_kind_round_trips_through_the_whole_frame_encap_and_decap() -> None:
+    inner = bytes.fromhex("fa163e000002fa163e0000010800") + bytes(46)
+    for entry in tunnel_kinds.all_kinds():
+        frame = encap(entry.name, inner, 77, "192.0.2.1", "192.0.2.2", "02:00:00:00:00:01",
+                      "02:00:00:00:00:02", udp_checksum=True)
+        assert len(frame) == len(inner) + entry.overhead, entry.name
+        kind, key, got = decap(frame)
+        assert (kind, key, bytes(got)) == (entry.name, 77, inner)

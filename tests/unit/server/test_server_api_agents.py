@@ -111,5 +111,5 @@ def test_bad_agent_reports_are_refused_naming_the_field(agent: Client) -> None:
         agent.register_agent("hv-bad", tunneling_ip="999.1.1.1")
     assert err.value.status == 400
     with pytest.raises(ClientError, match="tunnel_types") as err:
-        agent.register_agent("hv-bad", tunneling_ip="192.0.2.5", tunnel_types=["geneve"])
+        agent.register_agent("hv-bad", tunneling_ip="192.0.2.5", tunnel_types=["ipip"])
     assert err.value.status == 400

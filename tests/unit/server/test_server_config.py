@@ -22,11 +22,22 @@ def test_file_then_environment_then_flags(tmp_path: Path) -> None:
     assert config.underlay_mtu == 9000
 
 
+def test_geneve_ranges_are_a_setting_of_their_own(tmp_path: Path) -> None:
+    path = tmp_path / "server.toml"
+    path.write_text('tenant_network_types = ["geneve"]\ngeneve_vni_ranges = ["7:9"]\n')
+    config = load(str(path), env={})
+    assert config.tenant_network_types == ("geneve",)
+    assert config.tunnel_ranges("geneve") == ((7, 9),)
+    assert config.vni_ranges == config.tunnel_ranges("vxlan") == ((1, 2**24 - 1),)
+
+
 @pytest.mark.parametrize(
     ("text", "needle"),
     [
         ('vni_ranges = ["5:1"]', "vni_ranges"),
         ('vni_ranges = ["0:10"]', "vni_ranges"),
+        ('geneve_vni_ranges = ["1:16777216"]', "geneve_vni_ranges: range '1:16777216' must lie "
+         "within 1:16777215"),
         ('network_vlan_ranges = ["physnet1:1:4095"]', "network_vlan_ranges"),
         ('mac_prefix = "fb:16"', "multicast"),
         ('listen = "nowhere"', "HOST:PORT"),

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from scapy.contrib.geneve import GENEVE, GeneveOptions
 from scapy.layers.inet import ICMP, IP, TCP, UDP
 from scapy.layers.l2 import ARP, GRE, Ether
 from scapy.layers.vxlan import VXLAN
@@ -89,6 +90,25 @@ def test_outer_header_reader_agrees_with_scapy_for_vxlan_and_gre() -> None:
     assert out is not None and (out["type"], out["key"], out["udp_src"]) == ("gre", 2002, None)
     assert out["ip_length"] == len(inner) + 28
     assert live._outer(bytes(Ether() / IP() / UDP(dport=53))) is None
+
+
+def test_outer_header_reader_reads_geneve_past_its_options_and_the_filter_catches_it() -> None:
+    inner = build(A, B, "icmp").frame
+    gv = (Ether() / IP(src="192.0.2.11", dst="192.0.2.12") / UDP(sport=51000, dport=6081)
+          / GENEVE(vni=3003, proto=0x6558,
+                   options=[GeneveOptions(classid=0x0102, type=0x01, data=b"abcd")])
+          / Ether(inner))
+    out = live._outer(bytes(gv))
+    assert out is not None
+    assert (out["type"], out["key"], out["udp_src"], out["inner"]) == (
+        "geneve", 3003, 51000, inner)
+    assert out["ip_length"] == len(inner) + 36 + 8  # and the 8-byte option
+    # a critical option we cannot read: not a packet the trace can match
+    critical = bytes(gv).replace(b"\x01\x02\x01\x01", b"\x01\x02\x81\x01")
+    assert live._outer(critical) is None
+    # every kind's UDP port or IP protocol: VXLAN 4789, GRE 47, Geneve 6081
+    assert set(live.capture_filter().split(" or ")) == {
+        "udp port 4789", "ip proto 47", "udp port 6081"}
 
 
 def test_counters_are_read_per_table_priority_and_match_from_dump_flows() -> None:

@@ -35,6 +35,7 @@ const cy = cytoscape({
     { selector: "edge.tunnel", style: { "line-style": "dashed", "width": 3 } },
     { selector: "edge.tunnel.gre", style: { "line-color": "#7e57c2" } },
     { selector: "edge.tunnel.vxlan", style: { "line-color": "#26a69a" } },
+    { selector: "edge.tunnel.geneve", style: { "line-color": "#1e88e5" } },
     { selector: "edge.onpath", style: { "line-color": "#ff6f00", "width": 6, "z-index": 10 } },
     { selector: "node.onpath", style: { "border-color": "#ff6f00", "z-index": 10 } },
     { selector: "node.bridge.onpath", style: { "background-color": "#ffe0b2",
@@ -97,7 +98,8 @@ function elementsOf(state) {
     if (seen.has(id)) return;
     seen.add(id);
     els.push({ group: "edges", data: { id, source: `br:${hv.name}:br-tun`,
-      target: `br:${t.remote_host}:br-tun`, label: t.type }, classes: `tunnel ${t.type}` });
+      target: `br:${t.remote_host}:br-tun`, label: t.title || t.type },
+      classes: `tunnel ${t.type}` });
   }));
   return els;
 }

@@ -1,0 +1,132 @@
+"""Every Store contract, on both backends: atomic transactions, claims held once, an ordered
+change log, compaction, change notifications (SQLite in a temp file, etcd on a real etcd the
+tests start on loopback)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from support.etcd import EtcdServer, etcd_server, unique_prefix
+from tunnelnet.store import Action, Compacted, SqliteStore, Store, StoreError
+from tunnelnet.store.etcd import EtcdStore
+
+__all__ = ["etcd_server"]  # the session fixture, imported so pytest finds it here
+
+
+@pytest.fixture(params=["sqlite", "etcd"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    s: Store
+    if request.param == "sqlite":
+        s = SqliteStore(str(tmp_path / "state.db"))
+    else:
+        server: EtcdServer = request.getfixturevalue("etcd_server")
+        s = EtcdStore([server.endpoint], unique_prefix())
+    yield s
+    s.close()
+
+
+def eventually(check: Callable[[], bool], timeout: float = 5.0) -> bool:
+    """Whether `check` holds within `timeout` (etcd's watch delivers asynchronously)."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def test_every_change_gets_the_next_revision_and_is_replayed_in_order(store: Store) -> None:
+    with store.write() as txn:
+        assert txn.put("network", "n1", {"id": "n1"}, "p") == 1
+        assert txn.put("network", "n1", {"id": "n1", "name": "x"}, "p") == 2
+    with store.write() as txn:
+        assert txn.delete("network", "n1") == 3
+    changes = store.changes_since(0)
+    assert [(c.revision, c.action) for c in changes] == [
+        (1, Action.CREATE), (2, Action.UPDATE), (3, Action.DELETE)
+    ]  # fmt: skip
+    assert changes[1].body == {"id": "n1", "name": "x"}
+    assert changes[2].body == {"id": "n1", "name": "x"}  # a delete carries the last state
+    assert store.changes_since(2) == changes[2:]
+
+
+def test_a_failed_transaction_leaves_no_document_claim_or_change(store: Store) -> None:
+    with pytest.raises(RuntimeError), store.write() as txn:
+        txn.put("port", "p1", {"id": "p1"}, "a")
+        assert txn.claim("ip:s", "k", "p1")
+        raise RuntimeError("boom")
+    with store.read() as txn:
+        assert txn.get("port", "p1") is None
+        assert txn.owner("ip:s", "k") is None
+        assert txn.revision == 0
+    assert store.changes_since(0) == []
+
+
+def test_a_claim_is_held_by_one_owner_until_released(store: Store) -> None:
+    with store.write() as txn:
+        assert txn.claim("segment:vxlan", "100", "net-a")
+        assert not txn.claim("segment:vxlan", "100", "net-b")
+        assert txn.owner("segment:vxlan", "100") == "net-a"
+        txn.release("segment:vxlan", "100")
+        assert txn.claim("segment:vxlan", "100", "net-b")
+
+
+def test_concurrent_writers_never_both_win_the_same_claim(store: Store) -> None:
+    winners: list[str] = []
+    lock = threading.Lock()
+
+    def contend(name: str) -> None:
+        for key in range(50):
+            with store.write() as txn:
+                if txn.claim("pool", str(key), name):
+                    with lock:
+                        winners.append(f"{key}")
+
+    threads = [threading.Thread(target=contend, args=(f"t{i}",)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert sorted(winners, key=int) == [str(k) for k in range(50)]
+
+
+def test_reads_in_a_read_transaction_cannot_write(store: Store) -> None:
+    with pytest.raises(StoreError, match="read-only"), store.read() as txn:
+        txn.put("network", "n", {}, None)
+
+
+def test_compaction_makes_old_revisions_ask_for_a_resync(store: Store) -> None:
+    for i in range(10):
+        with store.write() as txn:
+            txn.put("network", f"n{i}", {"i": i}, None)
+    assert store.compact(keep=3) == 7
+    with pytest.raises(Compacted):
+        store.changes_since(6)
+    assert [c.revision for c in store.changes_since(7)] == [8, 9, 10]
+
+
+def test_quiet_writes_change_state_without_a_change_event(store: Store) -> None:
+    with store.write() as txn:
+        txn.put("agent", "a", {"beat": 1}, None)
+        txn.put("agent", "a", {"beat": 2}, None, emit=False)
+    assert [c.body for c in store.changes_since(0)] == [{"beat": 1}]
+    with store.read() as txn:
+        assert txn.get("agent", "a") == {"beat": 2}
+
+
+def test_commit_notifies_subscribers_with_the_new_revision(store: Store) -> None:
+    seen: list[int] = []
+    unsubscribe = store.subscribe(seen.append)
+    with store.write() as txn:
+        txn.put("network", "n", {}, None)
+    assert seen == [1]  # a store's own commit is announced before write() returns
+    unsubscribe()
+    with store.write() as txn:
+        txn.put("network", "m", {}, None)
+    time.sleep(0.2)  # room for a late (wrong) delivery through etcd's watch
+    assert seen == [1]
