@@ -15,7 +15,8 @@ from scapy.layers.l2 import Dot1AD, Dot1Q, Ether
 from scapy.packet import Raw
 
 from support.netns import inside, lab, run
-from tunnelnet.datapath.ports import BURST, SystemPort
+from tunnelnet.datapath.ports import BURST
+from tunnelnet.datapath.system_port import SystemPort
 
 pytestmark = [pytest.mark.netns, pytest.mark.root]
 

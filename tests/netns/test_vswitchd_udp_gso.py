@@ -15,7 +15,7 @@ from scapy.layers.l2 import Ether
 from scapy.packet import Raw
 
 from support.netns import inside, lab, run
-from tunnelnet.datapath.ports import SystemPort
+from tunnelnet.datapath.system_port import SystemPort
 
 pytestmark = [pytest.mark.netns, pytest.mark.root]
 

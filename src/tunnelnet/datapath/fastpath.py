@@ -28,24 +28,28 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from typing import Final
+from typing import Final, NamedTuple
 
 from tunnelnet.datapath.ports import Port
-from tunnelnet.datapath.tunnel import TunnelPort
+from tunnelnet.datapath.tunnel_tx import Encap
 from tunnelnet.switch.cache import CacheEntry, FlowCache
 
 MAX_PLANS: Final = 8192
-# (in port, tun_id, tun_src, tun_dst, signature, frame length)
+# (in port, tun_id, tun_src, tun_dst, signature, frame length): a plain tuple, built for
+# every packet to look its plan up (a NamedTuple's constructor would be a Python call more)
 PlanKey = tuple[Port, int | None, int | None, int | None, bytes, int]
-# A tunnel's way of sending frames of one flow whose encapsulation header is known:
-# (port, source port, header, frames) -> a drop reason for all of them, or None
-EncapSend = Callable[["TunnelPort", int, bytes, list[bytes]], "str | None"]
-# (bridge name, port, tun_id, tunnel source port, encapsulation): the source port is a
-# function of the flow's headers, which the plan's frames share (see packet/tunnel.flow_hash);
-# for a tunnel port, the encapsulation is how to send (EncapSend), the port again, that source
-# port and the VXLAN or GRE header for its key, made once
-Encap = tuple[EncapSend, "TunnelPort", int, bytes]
-PlanOutput = tuple[str, Port, int, int | None, "Encap | None"]
+
+
+class PlanOutput(NamedTuple):
+    """Where a plan's frames leave, made once per plan (unpacked per packet as a tuple)."""
+
+    bridge: str  # the bridge's name
+    port: Port
+    tun_id: int
+    # a tunnel port's UDP source port: a function of the flow's headers, which the plan's
+    # frames share (see packet/tunnel.flow_hash); None for other ports
+    sport: int | None
+    encap: Encap | None  # a tunnel port's way to send with the header for its key, made once
 
 
 class Plan:

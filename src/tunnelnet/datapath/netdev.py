@@ -3,14 +3,14 @@
 A userspace datapath reads frames with AF_PACKET as the kernel holds them. What a system port
 asks of its interface, and why:
 - Receive side off (GRO, LRO, VLAN stripping): the kernel must not merge arriving frames into
-  kinds of super-frame we did not ask for, nor hide 802.1Q tags (ports.py also puts back a tag
+  kinds of super-frame we did not ask for, nor hide 802.1Q tags (system_port.py also puts back a tag
   that arrives as metadata anyway).
 - Transmit side on (checksum, scatter-gather, TSO, GSO): a TCP super-frame the datapath sends
   with a virtio-net header then reaches the other end of a veth whole, as a NIC with GRO
   would hand it over; a device that cannot take it gets it cut by the kernel's own GSO.
 What arrives from the other end of a veth is shaped by that end's settings: a VM with TSO on
 hands over 64 KiB TCP super-frames with a virtio-net header that says how to cut them (kept
-whole, see ports.py); one with only checksum offload leaves partial checksums, finished there.
+whole, see system_port.py); one with only checksum offload leaves partial checksums, finished there.
 """
 
 from __future__ import annotations

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from tunnelnet.packet._wire import Buffer
+from tunnelnet.packet.checksum import internet_checksum
 from tunnelnet.packet.errors import PacketError
 from tunnelnet.packet.fields import (
     ETH_TYPE_IPV4,
@@ -293,3 +294,30 @@ def describe(frame: bytes, mss: int) -> Gso:
     l3, l4, thlen = where
     data = l4 + thlen
     return Gso(mss, max(1, -(-(len(frame) - data) // mss)), l4, data, frame[l3] >> 4 == 6)
+
+
+# --- the virtio-net header (struct virtio_net_hdr, linux/virtio_net.h) ---------------------
+# What an AF_PACKET socket with PACKET_VNET_HDR puts before each frame it reads and wants before
+# each it sends: flags, gso_type, hdr_len, gso_size, csum_start, csum_offset, in host order.
+VIRTIO_NET_HDR: Final = struct.Struct("=BBHHHH")
+VIRTIO_NET_HDR_F_NEEDS_CSUM: Final = 1  # the checksum at csum_start + csum_offset is partial
+_UDP_CSUM_OFFSET: Final = 6
+
+
+def vnet_header(gso: Gso) -> bytes:
+    """The header that hands a TCP super-frame to a socket whole, saying how to cut it."""
+    return VIRTIO_NET_HDR.pack(VIRTIO_NET_HDR_F_NEEDS_CSUM, gso.gso_type, gso.header_len,
+                               gso.mss, gso.l4, TCP_CSUM_OFFSET)
+
+
+def finish_checksum(frame: bytes, start: int, offset: int) -> bytes:
+    """Complete a transport checksum the sender left partial (CHECKSUM_PARTIAL): the field
+    at ``start + offset`` holds the pseudo-header sum; the checksum covers ``frame[start:]``
+    (what the kernel's skb_checksum_help does before a frame leaves without offload)."""
+    at = start + offset
+    if at + 2 > len(frame) or start >= len(frame):
+        return frame  # nonsense offsets: leave the frame to the receiver's judgement
+    csum = internet_checksum(frame[start:])
+    if csum == 0 and offset == _UDP_CSUM_OFFSET:
+        csum = 0xFFFF  # a computed zero is sent as all ones in UDP (RFC 768)
+    return frame[:at] + csum.to_bytes(2, "big") + frame[at + 2:]

@@ -376,7 +376,7 @@ class Bridge:
         x._length = length
         x.run_table(0)
         for flow in x.learned:
-            self._install_learned(flow)
+            self.install_learned(flow)
         if x.error is not None:
             self.drops[x.error] = self.drops.get(x.error, 0) + 1
             return []
@@ -387,7 +387,22 @@ class Bridge:
                 self.drops_by_table[x.drop_table] = self.drops_by_table.get(x.drop_table, 0) + 1
         return x.outputs
 
-    def _install_learned(self, flow: LearnedFlow) -> None:
+    # --- hooks for the flow cache (switch/cache.py), which replays walks without an Xlate ---
+
+    @property
+    def clock(self) -> Callable[[], float]:
+        """The clock the bridge's flow ages, timeouts and MAC ages are read from."""
+        return self._clock
+
+    def relearn(self, flow: FlowEntry, now: float) -> None:
+        """What installing a learned flow that is there, with equal actions, amounts to (as
+        _install does it): its hard timeout restarts at ``now``."""
+        flow.modified = now
+        self._timers.schedule(flow)
+
+    def install_learned(self, flow: LearnedFlow) -> None:
+        """Install what a learn() action made (the walk's, or the flow cache's replay of
+        one), within the per-VLAN learn limit."""
         match = Match.of(flow.constraints)
         table = self.tables.get(flow.table)
         if table is None or table.classifier.find_exact(match, flow.priority) is None:
@@ -444,7 +459,7 @@ class Bridge:
         x.run_table(0)
         assert x.nodes is not None and x.steps is not None
         for learned in x.learned:
-            self._install_learned(learned)
+            self.install_learned(learned)
         if generate and (x.error or not x.outputs):
             counted = x.error or x.drop_reason or "no_output"
             self.drops[counted] = self.drops.get(counted, 0) + 1

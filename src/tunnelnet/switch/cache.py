@@ -129,7 +129,7 @@ class FlowCache:
                  clock: Callable[[], float] | None = None) -> None:
         self.bridge = bridge
         self.max_entries = max_entries
-        self._clock = clock or bridge._clock
+        self._clock = clock or bridge.clock
         self._entries: dict[CacheKey, CacheEntry] = {}
         self.stats = CacheStats()
 
@@ -231,14 +231,12 @@ class FlowCache:
                     bridge.version += 1  # as NORMAL does: its forwarding changed
         for spec, flow in entry.learned:
             if flow is None:
-                bridge._install_learned(spec)
+                bridge.install_learned(spec)
             else:
-                # what installing the same learned flow again amounts to (Bridge._install with
-                # equal actions): its hard timeout restarts now. The flow is known to be there
+                # the same learned flow installed again: the flow is known to be there
                 # unchanged, or the version (checked above) would differ; 3x cheaper than
                 # rebuilding its match, and tunnel ingress re-learns on every packet.
-                flow.modified = now
-                bridge._timers.schedule(flow)
+                bridge.relearn(flow, now)
         if entry.drop is not None:
             self._count_drop(entry.drop, entry.drop_table, packets)
 
@@ -276,7 +274,7 @@ class FlowCache:
                     table.n_matched += packets - 1
                     hit.n_packets += packets - 1
         for flow in x.learned:
-            bridge._install_learned(flow)
+            bridge.install_learned(flow)
         drop: str | None = None
         drop_table: int | None = None
         if x.error is not None:

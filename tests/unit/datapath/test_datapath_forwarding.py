@@ -11,6 +11,8 @@ from scapy.layers.inet import ICMP, IP
 from scapy.layers.l2 import Dot1Q, Ether
 
 from support.vswitchd import RecordingPort, recording_ports
+from tunnelnet.datapath import tunnel_rx
+from tunnelnet.datapath.errors import PortError
 from tunnelnet.datapath.loop import EventLoop
 from tunnelnet.datapath.ports import PortKind
 from tunnelnet.datapath.switchboard import MAX_PATCH_DEPTH, Switchboard
@@ -135,3 +137,13 @@ def test_normal_learns_so_the_reply_goes_only_to_the_sender(board: Switchboard) 
     board.inject("p2", _frame(src=VM2, dst=VM1))
     assert len(_sent(board, "p1")) == 1
     assert len(_sent(board, "p3")) == 1  # nothing more flooded
+
+
+def test_a_tunnel_port_of_a_kind_the_datapath_cannot_read_is_refused_and_leaves_nothing(
+        board: Switchboard, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delitem(tunnel_rx.IP_PARSERS, "gre")  # as if GRE had no receive path
+    board.add_bridge("br-tun", "secure")
+    with pytest.raises(PortError, match="gre: not a tunnel type this datapath carries"):
+        board.add_port("br-tun", "gre-1", PortKind.GRE, options={"remote_ip": "192.0.2.2"})
+    assert "gre-1" not in board.ports
+    assert board.bridges["br-tun"].bridge.ports() == []

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import pytest
 
+from tunnelnet.datapath import tunnel_rx
 from tunnelnet.datapath.errors import PortError
 from tunnelnet.datapath.ports import PortKind
 from tunnelnet.datapath.tunnel import TunnelPort
+from tunnelnet.packet import tunnel_kinds
+from tunnelnet.packet.tunnel_kinds import Transport
 
 
 def _port(kind: PortKind = PortKind.VXLAN, **options: str) -> TunnelPort:
@@ -68,3 +71,53 @@ def test_bad_options_are_refused_naming_the_bad_part(kind: PortKind, options: di
                                                      named: str) -> None:
     with pytest.raises(PortError, match=named.replace("(", r"\(")):
         TunnelPort(kind, "tun0", options)
+
+
+def test_the_overhead_is_the_registrys_less_the_outer_ethernet_header() -> None:
+    # the underlay MTU counts from the outer IPv4 header; the registry's overhead (RFC sizes,
+    # checked in tests/unit/packet/test_tunnel_kinds.py) also counts the outer Ethernet one
+    for kind in (PortKind.VXLAN, PortKind.GRE):
+        assert _port(kind).overhead == tunnel_kinds.kind(kind.value).overhead - 14
+
+
+def test_the_largest_frame_sent_whole_is_the_underlay_mtu_less_the_overhead() -> None:
+    port = _port(PortKind.GRE)
+    assert port.max_inner == port.underlay_mtu - 28
+
+
+def test_a_kind_the_datapath_has_no_receive_path_for_is_refused_not_sent_as_another(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delitem(tunnel_rx.IP_PARSERS, tunnel_kinds.GRE.name)
+    with pytest.raises(PortError, match="gre: not a tunnel type this datapath carries"):
+        _port(PortKind.GRE)
+
+
+def test_a_parser_for_the_wrong_transport_does_not_make_a_kind_carried(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # GRE is an IP kind (registry): a UDP parser registered under its name must not count
+    monkeypatch.delitem(tunnel_rx.IP_PARSERS, tunnel_kinds.GRE.name)
+    monkeypatch.setitem(tunnel_rx.UDP_PARSERS, tunnel_kinds.GRE.name, "_vxlan_datagram")
+    with pytest.raises(PortError, match="not a tunnel type"):
+        _port(PortKind.GRE)
+
+
+def test_a_port_kind_that_is_no_tunnel_kind_is_refused_as_a_tunnel_port() -> None:
+    with pytest.raises(PortError, match="system: not a tunnel type"):
+        _port(PortKind.SYSTEM)
+
+
+def test_every_parser_is_a_receiver_method_for_a_registry_kind_of_its_transport() -> None:
+    for transport, parsers in ((Transport.UDP, tunnel_rx.UDP_PARSERS),
+                               (Transport.IP, tunnel_rx.IP_PARSERS)):
+        for name, method in parsers.items():
+            assert tunnel_kinds.kind(name).transport is transport
+            assert callable(getattr(tunnel_rx.TunnelReceiver, method))
+    assert tunnel_rx.kinds() == {"vxlan", "gre"}
+
+
+def test_demux_keys_equal_the_plain_tuples_the_receive_path_looks_up() -> None:
+    port = _port(key="7")
+    key = port.demux_key
+    assert key == (PortKind.VXLAN, 4789, 0x7F000002, 7)
+    assert hash(key) == hash((PortKind.VXLAN, 4789, 0x7F000002, 7))
+    assert _port(PortKind.GRE).demux_key.dst_port == 0  # an IP kind has no port

@@ -200,9 +200,9 @@ def _apply(made: Switchboard, step: object, clock: Clock) -> None:
         port.stats.rx_packets += len(run)  # as the receive loop counts them
         port.stats.rx_bytes += sum(map(len, run))
         if step.lone:
-            made._follow_lone(port, step.frame, None, None, None)
+            made.forwarding._follow_lone(port, step.frame, None, None, None)
         else:
-            made._input(port, run, None, None, None, None)
+            made.forwarding._input(port, run, None, None, None, None)
     elif isinstance(step, AddFlow):
         Service(made)(m.AddFlows(step.bridge, [step.text]))
     elif isinstance(step, DelFlows):
