@@ -15,7 +15,8 @@ Networking v2.0:
     /v2.0/l2population[?network_id=&host=]        ports per host per network, tunnel IPs
 
 Lists carry `X-Tunnelnet-Revision`: watch from it and nothing is missed. Errors are
-`{"error": {"type", "message"}}` with 400/401/403/404/409/410. Tokens go in `X-Auth-Token`:
+Neutron's `{"NeutronError": {"type", "message", "detail"}}` with 400/401/403/404/409/410.
+Tokens go in `X-Auth-Token`:
 admin (TUNNELNET_ADMIN_TOKEN or config), agent (TUNNELNET_AGENT_TOKEN, or made by admin), and
 project tokens (admin-made, stored hashed); a project sees only its own resources and gets the
 same 404 for another project's ids as for ids that do not exist.

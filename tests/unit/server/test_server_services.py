@@ -153,7 +153,8 @@ def test_an_unexpected_failure_is_a_500_in_the_error_shape(tmp_path: Path) -> No
                               headers={"X-Auth-Token": "adm"}, timeout=10)  # fmt: skip
     assert response.status_code == 500
     assert response.json() == {
-        "error": {"type": "InternalError", "message": "the controller failed; see its log"}
+        "NeutronError": {"type": "InternalError", "message": "the controller failed; see its log",
+                         "detail": ""}
     }
 
 
