@@ -398,6 +398,17 @@ def _discovery_routes(app: FastAPI) -> None:
         docs, revision = segment_views.list_segments(ctl, caller, _query(request))
         return JSONResponse({"segments": docs}, headers={REVISION_HEADER: str(revision)})
 
+    def read_only(request: Request, token: Token = None) -> Response:
+        _auth(request, token)
+        segment_views.refuse_change()
+        raise AssertionError("unreachable")
+
+    app.post("/v2.0/segments", tags=["segments"], summary="Refused: segments are read-only",
+             status_code=405)(read_only)  # fmt: skip
+    for method in (app.put, app.delete):
+        method("/v2.0/segments/{item_id}", tags=["segments"], status_code=405,
+               summary="Refused: segments are read-only")(read_only)  # fmt: skip
+
     @app.get("/v2.0/segments/{item_id}", tags=["segments"], summary="Show a segment")
     def show_segment(
         request: Request, item_id: str, token: Token = None, fields: Fields = None

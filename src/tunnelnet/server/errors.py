@@ -53,6 +53,11 @@ class NotFound(ApiError):
     default_type = "NotFound"
 
 
+class MethodNotAllowed(ApiError):
+    status = 405
+    default_type = "MethodNotAllowed"
+
+
 class Conflict(ApiError):
     status = 409
     default_type = "Conflict"

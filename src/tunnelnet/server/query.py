@@ -17,6 +17,7 @@ from tunnelnet.server.errors import BadRequest
 from tunnelnet.store.base import Doc
 
 PAGING = ("limit", "marker", "sort_key", "sort_dir", "page_reverse")
+FIXED_IP_KEYS = ("ip_address", "subnet_id")
 
 
 def _text(value: Any) -> str:
@@ -117,5 +118,13 @@ def check_query(query: Mapping[str, Sequence[str]], allowed: Sequence[str], reso
     for value in query.get("sort_dir", ()):
         if value not in ("asc", "desc"):
             raise BadRequest(f"sort_dir {value!r} must be asc or desc", "InvalidInput")
+    for value in query.get("fixed_ips", ()):
+        name = value.partition("=")[0]
+        if name not in FIXED_IP_KEYS:
+            # e.g. ip_address_substr, which needs an extension tunnelnet does not have
+            raise BadRequest(
+                f"fixed_ips filter {name!r} is not supported (use ip_address or subnet_id)",
+                "InvalidInput",
+            )
     if "page_reverse" in query:
         raise BadRequest("page_reverse is not supported", "InvalidInput")

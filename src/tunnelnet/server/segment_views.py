@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 
 from tunnelnet.server.auth import Caller
 from tunnelnet.server.controller import Controller, list_visible
-from tunnelnet.server.errors import not_found
+from tunnelnet.server.errors import MethodNotAllowed, not_found
 from tunnelnet.server.query import apply_query, check_query
 from tunnelnet.store.base import Doc
 
@@ -50,6 +50,13 @@ def list_segments(
         docs = [view(d) for d in list_visible(txn, caller, "network")]
         revision = txn.revision
     return apply_query(docs, query, "segment"), revision
+
+
+def refuse_change() -> None:
+    raise MethodNotAllowed(
+        "segments are read-only in tunnelnet: a network has exactly one segment, chosen by "
+        "its provider attributes when it is created; create another network instead"
+    )
 
 
 def show_segment(ctl: Controller, caller: Caller, wanted: str) -> Doc:

@@ -293,6 +293,26 @@ def test_segments_are_listed_one_per_network_and_scoped_like_networks(
     admin.delete("network", net["id"])
 
 
+def test_segments_are_read_only_and_say_so(server: ServerProcess, admin: Client) -> None:
+    net = admin.create("network", name="ro")
+    segment = _call(server, "GET", f"/v2.0/segments?network_id={net['id']}").json()["segments"][0]
+    for method, path, body in (
+        ("POST", "/v2.0/segments", {"segment": {"network_id": net["id"], "network_type": "gre"}}),
+        ("PUT", f"/v2.0/segments/{segment['id']}", {"segment": {"name": "x"}}),
+        ("DELETE", f"/v2.0/segments/{segment['id']}", None),
+    ):
+        error = _neutron_error(_call(server, method, path, body), 405)
+        assert "segments are read-only in tunnelnet" in error["message"]
+    assert _call(server, "DELETE", f"/v2.0/segments/{segment['id']}", token=None).status_code == 401
+    admin.delete("network", net["id"])
+
+
+def test_a_fixed_ips_filter_without_support_is_refused(server: ServerProcess) -> None:
+    response = _call(server, "GET", "/v2.0/ports?fixed_ips=ip_address_substr%3D10.5")
+    assert "fixed_ips filter 'ip_address_substr' is not supported" in _neutron_error(
+        response, 400)["message"]  # fmt: skip
+
+
 def test_noauth_lets_requests_act_as_admin_but_tokens_keep_their_rights(tmp_path: Path) -> None:
     with ServerProcess(tmp_path / "s.db", env={"TUNNELNET_AUTH_STRATEGY": "noauth"}) as proc:
         as_nobody = httpx.post(f"{proc.url}/v2.0/networks", json={"network": {"name": "n"}},
