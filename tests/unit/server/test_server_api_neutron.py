@@ -313,6 +313,13 @@ def test_a_fixed_ips_filter_without_support_is_refused(server: ServerProcess) ->
         response, 400)["message"]  # fmt: skip
 
 
+def test_auth_type_none_against_a_token_server_is_told_what_to_do(
+    server: ServerProcess,
+) -> None:
+    error = _neutron_error(_call(server, "GET", "/v2.0/networks", token="notused"), 401)
+    assert "auth_type: none" in error["message"] and "noauth" in error["message"]
+
+
 def test_noauth_lets_requests_act_as_admin_but_tokens_keep_their_rights(tmp_path: Path) -> None:
     with ServerProcess(tmp_path / "s.db", env={"TUNNELNET_AUTH_STRATEGY": "noauth"}) as proc:
         as_nobody = httpx.post(f"{proc.url}/v2.0/networks", json={"network": {"name": "n"}},
