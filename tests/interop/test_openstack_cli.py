@@ -83,6 +83,7 @@ def test_networks_of_each_type_with_a_chosen_segment_and_mtu(env: dict[str, str]
         "network list --long -f json",
         "network segment list -f json",
         f"network set --share {t}-gre",
+        f"network show {t}-gre -f json",
         f"network set --external {t}-gre",
         f"network delete {t}-gre {t}-gnv {t}-vlan {t}-vx2",
         "network list -f json",
@@ -111,10 +112,11 @@ def test_networks_of_each_type_with_a_chosen_segment_and_mtu(env: dict[str, str]
     for net, kind, number in ((vx, "vxlan", 4001), (gre, "gre", 4001), (vlan, "vlan", 2001)):
         assert (segments[net["id"]]["Network Type"], segments[net["id"]]["Segment"]) == (
             kind, number)  # fmt: skip
-    assert out[11].failed and "shared true is not supported" in out[11].text
-    assert out[12].failed and "router:external true is not supported" in out[12].text
-    assert not out[13].failed
-    assert not {f"{t}-gre", f"{t}-vx2"} & {n["Name"] for n in out[14].data}
+    assert not out[11].failed, out[11].text
+    assert out[12].data["shared"] is True
+    assert out[13].failed and "router:external true is not supported" in out[13].text
+    assert not out[14].failed
+    assert not {f"{t}-gre", f"{t}-vx2"} & {n["Name"] for n in out[15].data}
 
 
 def test_subnets_create_show_set_list_delete(env: dict[str, str]) -> None:
@@ -205,12 +207,14 @@ def test_ports_with_fixed_ips_macs_bindings_and_address_pairs(env: dict[str, str
     assert not out[12].failed
 
 
-def test_another_projects_objects_are_not_found_and_provider_is_admin_only(
+def test_another_projects_objects_are_not_found_unless_shared(
     server: ServerProcess, home: Path, env: dict[str, str]
 ) -> None:
     t = _tag()
     with server.client() as admin:
         theirs = admin.create("network", name=f"{t}-admins")
+        shared = admin.create("network", name=f"{t}-shared", shared=True)
+        admin.create("subnet", network_id=shared["id"], cidr="10.31.0.0/24", name=f"{t}-ssub")
         secret = admin.create_token(project=f"{t}-proj")["id"]
     project_env = token_env(home, server.url, secret)
     out = batch([
@@ -219,12 +223,19 @@ def test_another_projects_objects_are_not_found_and_provider_is_admin_only(
         f"network create {t}-mine -f json",
         f"network create --provider-network-type gre {t}-prov -f json",
         "network list -f json",
+        f"port create --network {t}-shared {t}-sp -f json",
+        f"network set --name stolen {t}-shared",
+        f"network create --share {t}-mine2 -f json",
     ], project_env)  # fmt: skip
     assert out[0].failed and f"No Network found for {theirs['id']}" in out[0].text
     assert out[1].failed and f"No Network found for {theirs['id']}" in out[1].text
     assert out[2].data["project_id"] == f"{t}-proj"
     assert out[3].failed and "only admin may set provider:network_type" in out[3].text
-    assert [n["Name"] for n in out[4].data] == [f"{t}-mine"]
+    assert sorted(n["Name"] for n in out[4].data) == [f"{t}-mine", f"{t}-shared"]
+    port = out[5].data
+    assert (port["project_id"], port["fixed_ips"][0]["ip_address"]) == (f"{t}-proj", "10.31.0.2")
+    assert out[6].failed and "shared with you to use, not to change" in out[6].text
+    assert out[7].failed and "only admin may share a network" in out[7].text
 
 
 def test_a_failing_command_exits_1_with_the_servers_message(

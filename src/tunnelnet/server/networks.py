@@ -1,7 +1,9 @@
 """Networks: a project's L2 segment, its type and segment id, and its MTU.
 
 Neutron's standard attributes are taken as Neutron spells them; those tunnelnet cannot honour
-yet are refused with the reason (`shared` and `router:external` only false), never ignored.
+yet are refused with the reason (`router:external` only false), never ignored. A network
+admin marks `shared` is seen by every project, which may attach ports to it; only its own
+project (or admin) changes it, and it stays shared while other projects' ports are on it.
 """
 
 from __future__ import annotations
@@ -10,7 +12,14 @@ from typing import Any
 
 from tunnelnet.server import ipam, macs, segments
 from tunnelnet.server.auth import Caller
-from tunnelnet.server.controller import Controller, get_visible, owner_project, public, writing
+from tunnelnet.server.controller import (
+    Controller,
+    get_visible,
+    owner_project,
+    public,
+    require_owner,
+    writing,
+)
 from tunnelnet.server.errors import BadRequest, Conflict, Forbidden
 from tunnelnet.server.schemas import NetworkCreate, NetworkUpdate, parse
 from tunnelnet.store.base import Doc, Txn
@@ -27,8 +36,6 @@ PROVIDER = ("provider:network_type", "provider:physical_network", "provider:segm
 DEFAULTS: Doc = {"shared": False, "router:external": False, "port_security_enabled": True}
 # true values tunnelnet cannot honour yet, and why
 UNSUPPORTED_TRUE = {
-    "shared": "a network shared between projects is not supported yet (another project could "
-    "neither see it nor attach ports to it); leave shared false",
     "router:external": "tunnelnet has no routers or floating IPs yet, so no network can be "
     "external; leave router:external false",
 }
@@ -39,10 +46,24 @@ def view(doc: Doc) -> Doc:
     return {**DEFAULTS, **public(doc)}
 
 
-def _refuse_unsupported(given: dict[str, Any]) -> None:
+def _refuse_unsupported(caller: Caller, given: dict[str, Any]) -> None:
     for name, why in UNSUPPORTED_TRUE.items():
         if given.get(name):
             raise BadRequest(f"{name} true is not supported: {why}", "InvalidInput")
+    if given.get("shared") and not caller.is_admin:
+        raise Forbidden("only admin may share a network with every project")
+
+
+def _check_unshare(txn: Txn, doc: Doc) -> None:
+    """Neutron's InvalidSharedSetting: no unsharing under other projects' ports."""
+    others = sorted({p["project_id"] for p in txn.list("port")
+                     if p["network_id"] == doc["id"] and p["project_id"] != doc["project_id"]})
+    if others:
+        raise Conflict(
+            f"network {doc['id']} cannot stop being shared: project(s) {', '.join(others)} "
+            "have ports on it",
+            "InvalidSharedSetting",
+        )
 
 
 def _check_mtu(ctl: Controller, network_type: str, mtu: int | None) -> int:
@@ -69,7 +90,7 @@ def create(ctl: Controller, caller: Caller, data: Any, txn: Txn | None = None) -
     caller.require_writer("creating a network")
     if asked and not caller.is_admin:
         raise Forbidden(f"only admin may set {', '.join(asked)}")
-    _refuse_unsupported(given)
+    _refuse_unsupported(caller, given)
     project = owner_project(caller, given)
     network_type = model.provider_network_type or ctl.config.tenant_network_types[0]
     mtu = _check_mtu(ctl, network_type, model.mtu)
@@ -97,7 +118,7 @@ def create(ctl: Controller, caller: Caller, data: Any, txn: Txn | None = None) -
             "provider:physical_network": segment.physical_network,
             "provider:segmentation_id": segment.segmentation_id,
             "subnets": [],
-            "shared": False,
+            "shared": model.shared is True,
             "router:external": False,
             # the default of the network's new ports (Neutron's port-security extension)
             "port_security_enabled": model.port_security_enabled is not False,
@@ -111,10 +132,13 @@ def create(ctl: Controller, caller: Caller, data: Any, txn: Txn | None = None) -
 
 def update(ctl: Controller, caller: Caller, network_id: str, data: Any) -> Doc:
     model, given = parse(NetworkUpdate, data, KIND)
-    _refuse_unsupported(given)
+    _refuse_unsupported(caller, given)
     with ctl.store.write() as txn:
         doc = {**DEFAULTS, **get_visible(txn, caller, KIND, network_id)}
         caller.require_writer("updating a network")
+        require_owner(caller, doc, "updating a network")
+        if given.get("shared") is False and doc["shared"]:
+            _check_unshare(txn, doc)
         changed = [k for k in PROVIDER if k in given and given[k] != doc[k]]
         if changed:
             raise BadRequest(
@@ -122,7 +146,7 @@ def update(ctl: Controller, caller: Caller, network_id: str, data: Any) -> Doc:
                 "(agents have programmed its segment); create a new network",
                 "InvalidInput",
             )
-        for name in ("name", "description", "admin_state_up", "port_security_enabled"):
+        for name in ("name", "description", "admin_state_up", "port_security_enabled", "shared"):
             if given.get(name) is not None:
                 doc[name] = given[name]
         if "mtu" in given:
@@ -137,6 +161,7 @@ def delete(ctl: Controller, caller: Caller, network_id: str) -> None:
     with ctl.store.write() as txn:
         doc = get_visible(txn, caller, KIND, network_id)
         caller.require_writer("deleting a network")
+        require_owner(caller, doc, "deleting a network")
         # every port holds a MAC claim on its network, so this counts the ports (any project)
         ports = txn.count_claims(macs.claim_pool(network_id))
         if ports:

@@ -200,8 +200,10 @@ def create(ctl: Controller, caller: Caller, data: Any, txn: Txn | None = None) -
     now = ctl.now()
     with writing(ctl, txn) as txn:
         network = get_visible(txn, caller, "network", model.network_id)
-        # admin (playing Nova) creates ports for the network's project unless told otherwise
-        project = owner_project(caller, given, network["project_id"])
+        # admin (playing Nova) creates ports for the network's project unless told otherwise;
+        # a project's port on a network shared with it is the project's own
+        default = network["project_id"] if caller.is_admin else None
+        project = owner_project(caller, given, default)
         subnets = _subnets(txn, network)
         if model.mac_address is not None:
             mac = macs.claim(txn, network["id"], model.mac_address, port_id)

@@ -11,7 +11,7 @@ from typing import Any
 
 from tunnelnet.server import ipam
 from tunnelnet.server.auth import Caller
-from tunnelnet.server.controller import Controller, get_visible, public, writing
+from tunnelnet.server.controller import Controller, get_visible, public, require_owner, writing
 from tunnelnet.server.errors import BadRequest, Conflict
 from tunnelnet.server.schemas import SubnetCreate, SubnetUpdate, parse
 from tunnelnet.store.base import Doc, Txn
@@ -126,6 +126,7 @@ def create(ctl: Controller, caller: Caller, data: Any, txn: Txn | None = None) -
     now = ctl.now()
     with writing(ctl, txn) as txn:
         network = get_visible(txn, caller, "network", model.network_id)
+        require_owner(caller, network, "adding a subnet to a network")
         project = network["project_id"]
         for key in ("project_id", "tenant_id"):
             if given.get(key) is not None and given[key] != project:
@@ -199,6 +200,7 @@ def update(ctl: Controller, caller: Caller, subnet_id: str, data: Any) -> Doc:
     with ctl.store.write() as txn:
         doc = {**DEFAULTS, **get_visible(txn, caller, KIND, subnet_id)}
         caller.require_writer("updating a subnet")
+        require_owner(caller, doc, "updating a subnet")
         if "gateway_ip" in given or given.get("allocation_pools") is not None:
             _new_addressing(txn, doc, given)
         if given.get("host_routes") is not None:
@@ -217,6 +219,7 @@ def delete(ctl: Controller, caller: Caller, subnet_id: str) -> None:
     with ctl.store.write() as txn:
         doc = get_visible(txn, caller, KIND, subnet_id)
         caller.require_writer("deleting a subnet")
+        require_owner(caller, doc, "deleting a subnet")
         in_use = txn.count_claims(ipam.claim_pool(subnet_id))
         if in_use:
             raise Conflict(

@@ -146,7 +146,6 @@ def test_an_mtu_over_the_types_maximum_is_refused_naming_it(
 @pytest.mark.parametrize(
     ("path", "body", "needle"),
     [
-        ("/v2.0/networks", {"network": {"shared": True}}, "shared true is not supported"),
         ("/v2.0/networks", {"network": {"router:external": True}},
          "router:external true is not supported: tunnelnet has no routers"),
         ("/v2.0/ports", {"port": {"network_id": "NET", "binding:vnic_type": "direct"}},
@@ -228,6 +227,43 @@ def test_standard_attributes_are_stored_and_shown(admin: Client, tenant_a: Clien
 
 
 # -- fields=, subnet updates, segments ------------------------------------------------------
+
+
+def test_a_shared_network_is_seen_and_used_by_every_project_but_changed_by_its_own(
+    server: ServerProcess, admin: Client, tenant_a: Client, tenant_b: Client
+) -> None:
+    with pytest.raises(ClientError, match="only admin may share a network") as err:
+        tenant_a.create("network", name="mine-for-all", shared=True)
+    assert err.value.status == 403
+    net = admin.create("network", name="public-ish", shared=True)
+    assert net["shared"] is True
+    sub = admin.create("subnet", network_id=net["id"], cidr="10.64.0.0/24")
+    # every project sees it and its subnet, and attaches its own ports
+    assert net["id"] in {n["id"] for n in tenant_a.list("network")}
+    assert tenant_b.show("subnet", sub["id"])["cidr"] == "10.64.0.0/24"
+    assert [s["id"] for s in tenant_b.list("subnet", network_id=net["id"])] == [sub["id"]]
+    port = tenant_a.create("port", network_id=net["id"])
+    assert port["project_id"] == tenant_a.show("port", port["id"])["project_id"] != "admin"
+    assert port["fixed_ips"][0]["subnet_id"] == sub["id"]
+    assert port["id"] not in {p["id"] for p in tenant_b.list("port")}  # ports stay private
+    # but only its project (or admin) changes it
+    for attempt in (lambda: tenant_a.update("network", net["id"], name="mine now"),
+                    lambda: tenant_a.delete("network", net["id"]),
+                    lambda: tenant_a.create("subnet", network_id=net["id"], cidr="10.65.0.0/24"),
+                    lambda: tenant_a.update("subnet", sub["id"], name="x"),
+                    lambda: tenant_a.delete("subnet", sub["id"])):  # fmt: skip
+        with pytest.raises(ClientError, match="shared with you to use, not to change") as err:
+            attempt()
+        assert err.value.status == 403
+    with pytest.raises(ClientError, match="cannot stop being shared") as err:
+        admin.update("network", net["id"], shared=False)
+    assert (err.value.status, err.value.error_type) == (409, "InvalidSharedSetting")
+    tenant_a.delete("port", port["id"])
+    assert admin.update("network", net["id"], shared=False)["shared"] is False
+    with pytest.raises(ClientError) as err:
+        tenant_b.show("network", net["id"])
+    assert err.value.status == 404  # unshared: gone from other projects' view
+    admin.delete("network", net["id"])
 
 
 def test_unknown_names_in_fields_are_ignored(server: ServerProcess, admin: Client) -> None:
