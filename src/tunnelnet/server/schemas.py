@@ -244,7 +244,7 @@ def describe_errors(errors: Sequence[ErrorDetails | Any], prefix: Sequence[str] 
     parts: list[str] = []
     unknown: list[str] = []
     for error in errors:
-        where = ".".join(str(p) for p in (*prefix, *error["loc"]))
+        where = ".".join(str(p) for p in (*prefix, *error["loc"])) or "body"
         if error["type"] == "extra_forbidden":
             unknown.append(where)
         else:
@@ -254,7 +254,7 @@ def describe_errors(errors: Sequence[ErrorDetails | Any], prefix: Sequence[str] 
         names = dict.fromkeys(unknown)  # the same name may fail two body forms
         out.append("Unrecognized attribute(s) " + ", ".join(f"'{u}'" for u in names))
     if parts:
-        out.append("invalid input for " + "; ".join(parts))
+        out.append("invalid input for " + "; ".join(dict.fromkeys(parts)))
     return "; ".join(out)
 
 
