@@ -217,3 +217,54 @@ def test_a_same_network_frame_with_the_marker_does_arrive(lab: dict[str, object]
     _send_from(f"{PREFIX}-vm-red1", [bytes(frame).hex()])
     out, _ = sniffer.communicate(timeout=20)
     assert int(out.strip().splitlines()[-1]) >= 1
+
+
+def test_taps_are_named_as_nova_names_them_and_status_shows_tunnel_remotes(
+        lab: dict[str, object]) -> None:
+    status = lab["status"]
+    assert isinstance(status, dict)
+    hv_ips = {hv["name"]: hv["ip"] for hv in status["hypervisors"]}
+    for vm in status["vms"]:
+        # Nova: "tap" + the first 11 characters of the port id; the device is on its host
+        assert vm["tap"] == "tap" + vm["port_id"][:11]
+        link = subprocess.run(["ip", "netns", "exec", f"{PREFIX}-{vm['hypervisor']}", "ip",
+                               "link", "show", vm["tap"]], capture_output=True, text=True,
+                              check=False)
+        assert link.returncode == 0, link.stderr
+    for hv in status["hypervisors"]:
+        assert set(hv["tunnel_remotes"]) == set(hv["tunnels"]) != set()
+        assert set(hv["tunnel_remotes"].values()) <= set(hv_ips.values()) - {hv["ip"]}
+    text = _tn(lab["dir"], "status").stdout  # type: ignore[arg-type]
+    assert "HYPERVISOR" in text and "TUNNELS (port -> remote IP)" in text
+    assert f"-> {hv_ips['hv2']} (hv2)" in text
+
+
+@pytest.mark.parametrize(("ip", "words"), [
+    ("10.9.9.9", "not in red-net's subnet 10.0.0.0/24"),
+    ("10.0.0.300", "is not an IP address"),
+    ("10.0.0.11", "taken on red-net (by red1)"),
+])
+def test_a_bad_add_vm_is_a_usage_error_and_builds_nothing(
+        lab: dict[str, object], ip: str, words: str) -> None:
+    lab_dir = lab["dir"]
+    assert isinstance(lab_dir, Path)
+    bad = _tn(lab_dir, "add-vm", "red9", "--network", "red-net", "--hypervisor", "hv1",
+              "--ip", ip)
+    assert bad.returncode == 2 and words in bad.stderr, bad.stderr
+    assert f"{PREFIX}-vm-red9" not in _netns()
+    status = _tn(lab_dir, "status", "--json")
+    assert status.returncode == 0
+    assert "red9" not in {vm["name"] for vm in json.loads(status.stdout)["vms"]}
+
+
+@pytest.mark.parametrize(("args", "words"), [
+    (("ping", "red1", "nobody"), "no VM named 'nobody'"),
+    (("exec", "ghost", "--", "true"), "no VM named 'ghost'"),
+    (("stop", "vswitchd-hv9"), "no daemon named 'vswitchd-hv9'"),
+])
+def test_naming_what_the_lab_has_not_is_a_usage_error(
+        lab: dict[str, object], args: tuple[str, ...], words: str) -> None:
+    lab_dir = lab["dir"]
+    assert isinstance(lab_dir, Path)
+    bad = _tn(lab_dir, *args)
+    assert bad.returncode == 2 and words in bad.stderr, bad.stderr

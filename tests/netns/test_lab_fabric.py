@@ -41,8 +41,10 @@ def test_underlay_and_vm_wiring_then_nothing_left_behind() -> None:
         hv1, hv2 = topo.hypervisors[0], topo.hypervisors[1]
         ping = _exec(names.hypervisor_ns(hv1.name), "ping", "-c3", "-i0.2", "-W2", hv2.ip)
         assert ping.returncode == 0, ping.stdout + ping.stderr
-        tap = fabric.build_vm("red1", hv1.name, made.append, mtu=1450, ip="10.0.0.11",
-                              prefixlen=24, mac="fa:16:3e:12:34:56")
+        port_id = "1b2c3d4e-5f60-4718-92a3-b4c5d6e7f809"
+        tap = fabric.build_vm("red1", hv1.name, made.append, port_id=port_id, mtu=1450,
+                              ip="10.0.0.11", prefixlen=24, mac="fa:16:3e:12:34:56")
+        assert tap == "tap1b2c3d4e-5f"  # Nova: "tap" + the port id's first 11 characters
         link = json.loads(_exec(names.vm_ns("red1"), "ip", "-json", "link", "show",
                                 "eth0").stdout)[0]
         assert link["address"] == "fa:16:3e:12:34:56"

@@ -12,7 +12,8 @@ import click
 
 from tunnelnet.cli import labsim
 from tunnelnet.cli._matrix import print_matrix
-from tunnelnet.lab.interface import Lab
+from tunnelnet.cli._status import print_status
+from tunnelnet.lab.interface import Lab, LabInputError
 from tunnelnet.lab.namespaces import NamespaceLab
 from tunnelnet.lab.state import find_sim, lab_dir, usable_dir
 
@@ -68,14 +69,28 @@ class LabChoice:
 pass_choice = click.make_pass_decorator(LabChoice)
 
 
-@click.group("lab")
+class _LabGroup(click.Group):
+    """A request the lab refuses as wrong (an unknown VM, a taken address) is the command's
+    usage error: exit 2, as click's own, so that 1 keeps meaning "not reached"/"surprise"."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except LabInputError as exc:
+            raise click.UsageError(str(exc)) from None
+
+
+@click.group("lab", cls=_LabGroup)
 @click.option("--dir", "directory", envvar="TUNNELNET_LAB_DIR", default=None,
               help="Run directory of the lab (env TUNNELNET_LAB_DIR; default "
                    "/run/tunnelnet-lab).")
 @click.pass_context
 def cli(ctx: click.Context, directory: str | None) -> None:
     """Build, inspect and remove a lab: an underlay switch, hypervisors and tenant VMs in
-    network namespaces, with the controller, a vswitchd and an agent per hypervisor."""
+    network namespaces, with the controller, a vswitchd and an agent per hypervisor.
+
+    Exit status 2: the request was wrong (an unknown VM, a taken address...); nothing was
+    changed and the lab keeps running."""
     ctx.obj = LabChoice(lab_dir(directory))
 
 
@@ -159,16 +174,7 @@ def _print_status(lab: Lab, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(data, indent=2))
         return
-    click.echo("hypervisors (simulated):" if lab.simulated else "hypervisors:")
-    for hv in data["hypervisors"]:
-        alive = "alive" if hv["agent_alive"] else "DEAD"
-        click.echo(f"  {hv['name']:<8} {hv['ip']:<15} agent {alive:<5} tunnels: "
-                   f"{', '.join(hv['tunnels']) or '-'}")
-    click.echo("VMs:")
-    for vm in data["vms"]:
-        click.echo(f"  {vm['name']:<8} {vm['tenant']:<8} {vm['network']:<10} "
-                   f"{vm['hypervisor']:<6} {vm['ip']:<15} {vm['mac']}  MTU {vm['mtu']}  "
-                   f"{vm['port_status']}")
+    print_status(data, simulated=lab.simulated)
 
 
 @cli.command("status")
@@ -240,7 +246,8 @@ def sim_trace(choice: LabChoice, src: str, dst: str, as_json: bool) -> int:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (a list of flow lines).")
 @pass_choice
 def sim_flows(choice: LabChoice, hypervisor: str, bridge: str, as_json: bool) -> int:
-    """A simulated lab: the flows of BRIDGE (default br-tun) on HYPERVISOR, as dump-flows."""
+    """A simulated lab: the flows of BRIDGE (default br-tun) on HYPERVISOR, as dump-flows
+    (the same as 'tunnelnet ofctl --sim HYPERVISOR dump-flows BRIDGE')."""
     lines = choice.lab().flows(hypervisor, bridge)
     if as_json:
         click.echo(json.dumps(lines, indent=2))

@@ -183,15 +183,10 @@ def print_matrix(names: Sequence[str], results: Sequence[PingResult]) -> None:
 
 
 def print_status(lab: SimLab) -> None:
-    statuses = lab.port_statuses()
-    click.echo("hypervisors:")
-    for hv in lab.topo.hypervisors:
-        tunnels = ", ".join(f"{p.name} ({p.options['remote_ip']})" for p in lab.tunnels(hv.name))
-        click.echo(f"  {hv.name:<8} {hv.ip:<15} agent alive  tunnels: {tunnels or '-'}")
-    click.echo("VMs:")
-    for vm in sorted(lab.vms.values(), key=lambda v: v.name):
-        click.echo(f"  {vm.name:<8} {vm.tenant:<8} {vm.network:<10} {vm.hypervisor:<6} "
-                   f"{vm.ip:<15} {vm.mac}  MTU {vm.mtu}  {statuses.get(vm.port_id, '?')}")
+    from tunnelnet.cli._status import print_status as print_table
+    from tunnelnet.lab.sim_server import HANDLERS
+
+    print_table(HANDLERS["status"](lab, {}), simulated=True)
 
 
 def print_trace(lab: SimLab, src_name: str, dst_name: str) -> bool:

@@ -46,16 +46,21 @@ def show(client: Client, out: Output, network: str) -> None:
     out.one(resolve(client, "network", network))
 
 
+# each provider option also answers to the openstack CLI's name for it, so that a line
+# copied from 'openstack network create' works as it is
 @cli.command()
 @click.argument("name")
 @click.option(
     "--type",
+    "--provider-network-type",
     "network_type",
     type=click.Choice((*tunnel_kinds.names(), "vlan", "flat", "local")),
     help="provider:network_type (admin; default: the server's tenant type).",
 )
-@click.option("--segment", type=int, help="provider:segmentation_id (admin).")
-@click.option("--physnet", help="provider:physical_network for vlan/flat (admin).")
+@click.option("--segment", "--provider-segment", "segment", type=int,
+              help="provider:segmentation_id (admin).")
+@click.option("--physnet", "--provider-physical-network", "physnet",
+              help="provider:physical_network for vlan/flat (admin).")
 @click.option("--project", help="Owning project (admin).")
 @click.option("--mtu", type=int, help="A smaller MTU than the type allows.")
 @click.option("--description")

@@ -9,16 +9,17 @@ from typing import Any
 
 import click
 
-from tunnelnet.cli.vsctl import call, rundir_option
+from tunnelnet.cli.vsctl import Target, call, rundir_option
 from tunnelnet.datapath import messages as m
 
 
 @click.group("ofctl")
 @rundir_option
 @click.pass_context
-def cli(ctx: click.Context, rundir: Path) -> None:
-    """Flow tables, counters and traces of a running `tunnelnet vswitchd`."""
-    ctx.obj = rundir
+def cli(ctx: click.Context, rundir: Path, sim: str | None) -> None:
+    """Flow tables, counters and traces of a running `tunnelnet vswitchd` (or, with --sim HV,
+    the flows of a simulated lab's hypervisor: tunnelnet ofctl --sim hv1 dump-flows br-tun)."""
+    ctx.obj = Target(rundir, sim)
 
 
 @cli.command("add-flow")

@@ -46,7 +46,9 @@ def cli(src: str, dst: str, proto: str, dport: int | None, size: int | None, as_
 
         if not isinstance(lab, RealLab):
             raise TraceError("--live sends a real packet: it needs a lab on real namespaces "
-                             "('tunnelnet lab up FILE'), not a simulated one")
+                             "('sudo tunnelnet lab up FILE'), not a simulated one; without "
+                             "--live this trace reads the simulated switches' tables, and "
+                             "'tunnelnet ofctl --sim HV dump-flows br-tun' shows them")
         journey.live = check(lab, journey, evidence_dir=Path(evidence) if evidence else None)
     if as_json:
         click.echo(json.dumps(journey.to_json(), indent=2))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -10,20 +11,63 @@ import click
 
 from tunnelnet.datapath import messages as m
 from tunnelnet.datapath.control import ControlClient
-from tunnelnet.datapath.errors import DatapathError
+from tunnelnet.datapath.errors import DatapathError, NotRunningError
+from tunnelnet.lab.state import StateFile
 
 DEFAULT_RUNDIR = "/run/tunnelnet"
 _PORT_SETTINGS = ("type", "tag", "ofport")
 
 
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Whom the group's commands ask: the vswitchd of ``rundir``, or with ``sim`` that
+    hypervisor's switch in the simulated lab that is up (``lab up --sim``)."""
+
+    rundir: Path
+    sim: str | None = None
+
+
+def _sim_lab() -> Path | None:
+    from tunnelnet.lab.state import find_sim, lab_dir
+
+    return find_sim(lab_dir())
+
+
 def call(ctx: click.Context, request: m.Request) -> Any:
-    """One request to the daemon of the group's --rundir (kept in ctx.obj)."""
-    rundir: Path = ctx.obj
-    with ControlClient(rundir) as client:
-        return client.call(request)
+    """One request to the switch of the group's target (kept in ctx.obj)."""
+    target: Target = ctx.obj
+    if target.sim is not None:
+        directory = _sim_lab()
+        if directory is None:
+            raise DatapathError("--sim: no simulated lab is up (TUNNELNET_LAB_DIR); start one "
+                                "with 'tunnelnet lab up --sim FILE'")
+        from tunnelnet.lab.sim_vswitch import OP
+        from tunnelnet.lab.sim_wire import SimClient
+
+        return SimClient(directory, timeout=60.0).call(
+            OP, hypervisor=target.sim, request=m.encode_request(request, 1).decode())
+    try:
+        with ControlClient(target.rundir) as client:
+            return client.call(request)
+    except NotRunningError as exc:
+        directory = _sim_lab()
+        if directory is None:
+            raise
+        # no vswitchd here, but a simulated lab is up: its switches answer with --sim
+        hosts = sorted(StateFile(directory).load().hypervisors)
+        group = ctx.find_root().info_name or "tunnelnet"
+        command = ctx.parent.info_name if ctx.parent is not None else "vsctl"
+        raise NotRunningError(
+            f"{exc}; a simulated lab is up ({directory}): ask one of its hypervisors' switches "
+            f"with --sim, e.g. '{group} {command} --sim {hosts[0] if hosts else 'hv1'} "
+            f"{ctx.info_name} ...' (hypervisors: {', '.join(hosts)})") from None
 
 
 def rundir_option(func: Any) -> Any:
+    func = click.option(
+        "--sim", "sim", default=None, metavar="HYPERVISOR",
+        help="Ask HYPERVISOR's switch in the simulated lab that is up (lab up --sim; "
+             "env TUNNELNET_LAB_DIR) instead of a vswitchd; read-only.")(func)
     return click.option(
         "--rundir", envvar="TUNNELNET_RUNDIR", default=DEFAULT_RUNDIR, show_default=True,
         type=click.Path(file_okay=False, path_type=Path),
@@ -33,9 +77,10 @@ def rundir_option(func: Any) -> Any:
 @click.group("vsctl")
 @rundir_option
 @click.pass_context
-def cli(ctx: click.Context, rundir: Path) -> None:
-    """Configure bridges and ports of a running `tunnelnet vswitchd`."""
-    ctx.obj = rundir
+def cli(ctx: click.Context, rundir: Path, sim: str | None) -> None:
+    """Configure bridges and ports of a running `tunnelnet vswitchd` (or, with --sim HV,
+    read those of a simulated lab's hypervisor: tunnelnet vsctl --sim hv1 show)."""
+    ctx.obj = Target(rundir, sim)
 
 
 @cli.command("add-br")

@@ -42,8 +42,8 @@ def build_underlay(topo: Topology, record: Callable[[str], None]) -> None:
         log.info("hypervisor %s: %s/%d on the underlay", hv.name, hv.ip, prefix)
 
 
-def build_vm(vm_name: str, hypervisor: str, record: Callable[[str], None], *, mtu: int,
-             ip: str, prefixlen: int, mac: str, gateway: str | None = None,
+def build_vm(vm_name: str, hypervisor: str, record: Callable[[str], None], *, port_id: str,
+             mtu: int, ip: str, prefixlen: int, mac: str, gateway: str | None = None,
              offloads: bool = True) -> str:
     """A VM namespace whose eth0 is the far end of a tap-like veth on its hypervisor.
 
@@ -51,10 +51,11 @@ def build_vm(vm_name: str, hypervisor: str, record: Callable[[str], None], *, mt
     network's, so that tunnel overhead never leads to silent drops. ``offloads``: the VM keeps
     checksum and segmentation offloads, as a guest's virtio-net negotiates them with a
     tunnelnet vswitchd (which takes TSO super-frames whole); Open vSwitch 3.1's userspace
-    datapath cannot, so its VMs send frame by frame. Returns the tap name.
+    datapath cannot, so its VMs send frame by frame. Returns the tap name, which Nova derives
+    from the port's id.
     """
     ns = names.vm_ns(vm_name)
-    tap = names.vm_tap(vm_name)
+    tap = names.vm_tap(port_id)
     record(ns)
     links.create_netns(ns)
     links.veth(names.hypervisor_ns(hypervisor), tap, ns, "eth0", mtu=mtu)

@@ -30,6 +30,11 @@ class LabUnsupported(LabError):
     """The command has no meaning for this kind of lab."""
 
 
+class LabInputError(LabError):
+    """What was asked is wrong (an unknown VM, a taken address): the command's usage error,
+    exit 2, while the lab keeps running."""
+
+
 @dataclass(frozen=True, slots=True)
 class Verdict:
     """One ordered pair of VMs in ``lab verify``."""

@@ -8,7 +8,6 @@ so that two labs (a developer's and a test's) can be up side by side.
 from __future__ import annotations
 
 import os
-import zlib
 
 PREFIX = os.environ.get("TUNNELNET_LAB_PREFIX", "tnl")
 UNDERLAY_NS = f"{PREFIX}-underlay"
@@ -30,10 +29,14 @@ def underlay_port(hypervisor: str) -> str:
     return f"ul-{hypervisor}"[:15]
 
 
-def vm_tap(vm: str) -> str:
-    """The hypervisor side of a VM's vNIC. Short and stable: ``tap`` + 8 hex digits of a hash
-    of the VM name, as Nova names taps after the port id."""
-    return f"tap{zlib.crc32(vm.encode()):08x}"
+NOVA_NIC_NAME_LEN = 14  # nova.network.model.NIC_NAME_LEN
+
+
+def vm_tap(port_id: str) -> str:
+    """The hypervisor side of a VM's vNIC, named as Nova names it after the VM's port:
+    ``tap`` + the first 11 characters of the port id (``tap1b2c3d4e-5f``), so that
+    ``vsctl show`` and ``lab status`` map onto ``port list``."""
+    return f"tap{port_id}"[:NOVA_NIC_NAME_LEN]
 
 
 def physical_port(hypervisor: str) -> str:

@@ -12,19 +12,22 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
+from tunnelnet.api.errors import ClientError
 from tunnelnet.errors import TunnelnetError
 from tunnelnet.lab import probe
 from tunnelnet.lab.interface import (
     AddedVm,
     Lab,
     LabError,
+    LabInputError,
     LabUnsupported,
     PingOutcome,
     TraceText,
     Verdict,
     Verification,
 )
-from tunnelnet.lab.state import StateFile
+from tunnelnet.lab.state import LabState, StateFile, VmRecord
+from tunnelnet.lab.topology import added_vm_problem
 
 NO_SIM: str = "no simulated lab is up; start one with 'tunnelnet lab up --sim FILE'"
 
@@ -35,15 +38,51 @@ def need_root(what: str) -> None:
                        "run it with sudo, or use 'tunnelnet lab sim' which needs none")
 
 
-def _tunnel_ports(info: dict[str, str]) -> list[str]:
-    """The tunnel ports on a hypervisor's br-tun, asked of its switch ([] if it is silent)."""
+def check_added_vm(state: LabState, name: str, network: str, hypervisor: str,
+                   ip: str | None) -> None:
+    """Refuses, before anything is made, a VM the lab cannot take (``lab add-vm``)."""
+    if name in state.vms:
+        raise LabInputError(f"the lab already has a VM named {name!r}")
+    if network not in state.networks:
+        raise LabInputError(f"unknown network {network!r} (networks: "
+                            f"{', '.join(sorted(state.networks))})")
+    if hypervisor not in state.hypervisors:
+        raise LabInputError(f"unknown hypervisor {hypervisor!r} (hypervisors: "
+                            f"{', '.join(sorted(state.hypervisors))})")
+    taken = {vm.ip: vm.name for vm in state.vms.values() if vm.network == network}
+    problem = added_vm_problem(name, ip, network, str(state.networks[network]["cidr"]), taken)
+    if problem is not None:
+        raise LabInputError(problem)
+
+
+def _vm(state: LabState, name: str) -> VmRecord:
+    """The recorded VM ``name``; naming one the lab has not is the request's fault."""
+    try:
+        return probe.vm_of(state, name)
+    except TunnelnetError as exc:
+        raise LabInputError(str(exc)) from None
+
+
+def _daemon(state: LabState, name: str) -> None:
+    if name not in {p.name for p in state.processes}:
+        raise LabInputError(f"the lab has no daemon named {name!r} (daemons: "
+                            f"{', '.join(p.name for p in state.processes)})")
+
+
+def _tunnel_ports(info: dict[str, str]) -> dict[str, str]:
+    """The tunnel ports on a hypervisor's br-tun and each one's remote_ip, asked of its switch
+    ({} if it is silent)."""
     if info.get("switch") == "ovs":
+        from tunnelnet.agent.tunnels import parse_tunnel_port_name
         from tunnelnet.lab import ovs_host
 
         try:
-            return ovs_host.tunnel_ports(Path(info["rundir"]))
+            names = ovs_host.tunnel_ports(Path(info["rundir"]))
         except TunnelnetError:
-            return []
+            return {}
+        # the agent names a tunnel port after its remote IP (vxlan-c000020c: 192.0.2.12)
+        return {name: parsed[1] for name in names
+                if (parsed := parse_tunnel_port_name(name)) is not None}
     from tunnelnet.datapath import messages as m
     from tunnelnet.datapath.control import ControlClient
     from tunnelnet.packet import tunnel_kinds
@@ -52,11 +91,12 @@ def _tunnel_ports(info: dict[str, str]) -> list[str]:
         with ControlClient(Path(info["rundir"]), timeout=5.0) as ctl:
             for bridge in ctl.call(m.Show()):
                 if bridge["name"] == "br-tun":
-                    return sorted(p["name"] for p in bridge["ports"]
-                                  if tunnel_kinds.is_tunnel(str(p.get("type"))))
+                    return {p["name"]: str(p.get("options", {}).get("remote_ip", ""))
+                            for p in sorted(bridge["ports"], key=lambda p: str(p["name"]))
+                            if tunnel_kinds.is_tunnel(str(p.get("type")))}
     except TunnelnetError:
-        return []
-    return []
+        return {}
+    return {}
 
 
 class NamespaceLab(Lab):
@@ -99,11 +139,13 @@ class NamespaceLab(Lab):
         return {
             "hypervisors": [{"name": hv, "ip": info["ip"], "agent_alive": agents.get(hv, False),
                              "switch": info.get("switch", "tunnelnet"),
-                             "tunnels": tunnels.get(hv, [])}
+                             "tunnels": sorted(tunnels.get(hv, {})),
+                             "tunnel_remotes": tunnels.get(hv, {})}
                             for hv, info in sorted(state.hypervisors.items())],
             "vms": [{"name": vm.name, "tenant": vm.tenant, "network": vm.network,
                      "hypervisor": vm.hypervisor, "ip": vm.ip, "mac": vm.mac, "mtu": vm.mtu,
-                     "port_status": statuses.get(vm.port_id, "UNKNOWN")}
+                     "port_status": statuses.get(vm.port_id, "UNKNOWN"), "tap": vm.tap,
+                     "port_id": vm.port_id}
                     for vm in sorted(state.vms.values(), key=lambda v: v.name)],
             "networks": state.networks,
         }
@@ -111,7 +153,7 @@ class NamespaceLab(Lab):
     def ping(self, src: str, dst: str) -> PingOutcome:
         need_root("lab ping")
         state = self.record()
-        a, b = probe.vm_of(state, src), probe.vm_of(state, dst)
+        a, b = _vm(state, src), _vm(state, dst)
         result = probe.ping(a, b, count=3)
         reached = result.reached(b)
         if reached:
@@ -144,26 +186,35 @@ class NamespaceLab(Lab):
         from tunnelnet.lab.topology import Vm
 
         runner = LabRunner(self.directory, self.say)
-        tenant = str(runner.file.load().networks.get(network, {}).get("tenant", ""))
-        vm = runner.add_vm(Vm(name, tenant, network, hypervisor, ip))
+        state = runner.file.load()
+        check_added_vm(state, name, network, hypervisor, ip)
+        tenant = str(state.networks[network].get("tenant", ""))
+        try:
+            vm = runner.add_vm(Vm(name, tenant, network, hypervisor, ip))
+        except ClientError as exc:
+            if 400 <= exc.status < 500:  # the controller refuses the port: the VM's fault
+                raise LabInputError(f"the controller refused {name}'s port: {exc}") from None
+            raise
         return AddedVm(vm.name, vm.ip, vm.mac, vm.hypervisor, vm.tenant, vm.network)
 
     def stop(self, daemon: str) -> str:
         need_root("lab stop")
         from tunnelnet.lab.runner import LabRunner
 
+        _daemon(self.record(), daemon)
         return f"stopped {daemon} (pid {LabRunner(self.directory).stop_process(daemon)})"
 
     def start(self, daemon: str) -> str:
         need_root("lab start")
         from tunnelnet.lab.runner import LabRunner
 
+        _daemon(self.record(), daemon)
         return f"started {daemon} (pid {LabRunner(self.directory).start_process(daemon)})"
 
     def exec(self, vm: str, command: Sequence[str]) -> int:
         need_root("lab exec")
         state = self.record()
-        proc = probe.run_in_vm(probe.vm_of(state, vm), list(command), timeout=3600,
+        proc = probe.run_in_vm(_vm(state, vm), list(command), timeout=3600,
                                capture=False)
         return proc.returncode
 

@@ -343,8 +343,9 @@ class LabRunner:
         ip = port["fixed_ips"][0]["ip_address"]
         prefix = ip_network(net["cidr"]).prefixlen
         mtu = int(net["mtu"] or 1450)
-        tap = fabric.build_vm(vm.name, vm.hypervisor, self._record_netns(state), mtu=mtu,
-                              ip=ip, prefixlen=prefix, mac=port["mac_address"],
+        tap = fabric.build_vm(vm.name, vm.hypervisor, self._record_netns(state),
+                              port_id=port["id"], mtu=mtu, ip=ip, prefixlen=prefix,
+                              mac=port["mac_address"],
                               offloads=state.hypervisors[vm.hypervisor].get("switch") != "ovs")
         record = VmRecord(name=vm.name, tenant=vm.tenant, network=vm.network,
                           hypervisor=vm.hypervisor, netns=names.vm_ns(vm.name),

@@ -26,17 +26,19 @@ from tunnelnet.agent.service import BR_INT, Agent, AgentTimers
 from tunnelnet.agent.tables import DEAD_VLAN
 from tunnelnet.errors import TunnelnetError
 from tunnelnet.lab import names
+from tunnelnet.lab.interface import LabInputError
 from tunnelnet.lab.sim_controller import SharedCache, SimController, SimHub
 from tunnelnet.lab.sim_fabric import UPLINK_MARK, SimFabric
 from tunnelnet.lab.sim_probe import PingResult, SimVm, ping
 from tunnelnet.lab.sim_switch import SimBackend, SimPort, SimSwitch
-from tunnelnet.lab.topology import Topology, Vm
+from tunnelnet.lab.topology import Topology, Vm, added_vm_problem
 from tunnelnet.packet import tunnel_kinds
 from tunnelnet.packet.fields import mac_to_int
 from tunnelnet.server import networks, ports, subnets
 from tunnelnet.server.auth import ADMIN
 from tunnelnet.server.config import ServerConfig
 from tunnelnet.server.controller import Controller
+from tunnelnet.server.errors import ApiError
 from tunnelnet.store.sqlite import SqliteStore
 
 log = logging.getLogger(__name__)
@@ -51,6 +53,11 @@ MAX_PASSES = 20
 
 class SimError(TunnelnetError):
     """The simulation cannot build or run what was asked."""
+
+
+class SimInputError(SimError, LabInputError):
+    """What was asked names something the simulation does not have, or is malformed; the
+    simulation is untouched and goes on."""
 
 
 @dataclass
@@ -91,6 +98,7 @@ class SimLab:
         self.agents: dict[str, Agent] = {}
         self.vms: dict[str, SimVm] = {}
         self._vm_by_port: dict[str, SimVm] = {}
+        self._addresses: dict[str, dict[str, str]] = {}  # network -> address -> VM
         self.network_ids: dict[str, str] = {}
         self.mtus: dict[str, int] = {}
         self.stopped: set[str] = set()  # hypervisors whose agent is stopped
@@ -138,14 +146,16 @@ class SimLab:
     def stop_agent(self, host: str) -> None:
         """The agent stops; its switch keeps forwarding with the flows it has."""
         if host not in self.agents:
-            raise SimError(f"no hypervisor {host!r} (hypervisors: {', '.join(self.agents)})")
+            raise SimInputError(f"no hypervisor {host!r} (hypervisors: "
+                                f"{', '.join(self.agents)})")
         self.stopped.add(host)
 
     def start_agent(self, host: str) -> None:
         """A new agent process on the hypervisor: a new cookie, a full resync, then the
         flows of the old generation swept (the graceful restart)."""
         if host not in self.agents:
-            raise SimError(f"no hypervisor {host!r} (hypervisors: {', '.join(self.agents)})")
+            raise SimInputError(f"no hypervisor {host!r} (hypervisors: "
+                                f"{', '.join(self.agents)})")
         old = self.agents[host].cookie
         self.agents[host] = self._agent(host, (old + 2) & ((1 << 63) - 1) | 1)
         self.stopped.discard(host)
@@ -175,13 +185,18 @@ class SimLab:
     def plug_vm(self, vm: Vm) -> SimVm:
         """A port for the VM on the controller, then its vNIC on br-int, as Nova does it."""
         if vm.name in self.vms:
-            raise SimError(f"a VM named {vm.name!r} exists already")
+            raise SimInputError(f"a VM named {vm.name!r} exists already")
         if vm.network not in self.network_ids:
-            raise SimError(f"unknown network {vm.network!r} (networks: "
-                           f"{', '.join(self.network_ids)})")
+            raise SimInputError(f"unknown network {vm.network!r} (networks: "
+                                f"{', '.join(self.network_ids)})")
         if vm.hypervisor not in self.switches:
-            raise SimError(f"unknown hypervisor {vm.hypervisor!r} (hypervisors: "
-                           f"{', '.join(self.switches)})")
+            raise SimInputError(f"unknown hypervisor {vm.hypervisor!r} (hypervisors: "
+                                f"{', '.join(self.switches)})")
+        taken = self._addresses.setdefault(vm.network, {})
+        problem = added_vm_problem(vm.name, vm.ip, vm.network,
+                                   self.topo.network(vm.network).cidr, taken)
+        if problem is not None:
+            raise SimInputError(problem)
         if vm.network not in self.mtus:
             self.mtus[vm.network] = int(self._network_doc(vm.network).get("mtu") or 1450)
         body: dict[str, object] = {"network_id": self.network_ids[vm.network],
@@ -190,14 +205,21 @@ class SimLab:
                                    "binding:host_id": vm.hypervisor}
         if vm.ip:
             body["fixed_ips"] = [{"ip_address": vm.ip}]
-        port = ports.create(self.ctl, ADMIN, body)
+        try:
+            port = ports.create(self.ctl, ADMIN, body)
+        except ApiError as exc:
+            # the controller refuses what the checks above cannot know (an address taken by
+            # a port made through its API, a full subnet): the VM's fault, not the lab's
+            cls = SimInputError if 400 <= exc.status < 500 else SimError
+            raise cls(f"the controller refused {vm.name}'s port: {exc.message}") from None
         record = SimVm(name=vm.name, tenant=vm.tenant, network=vm.network,
                        hypervisor=vm.hypervisor, port_id=str(port["id"]),
                        mac=str(port["mac_address"]),
                        ip=str(port["fixed_ips"][0]["ip_address"]), mtu=self.mtus[vm.network],
-                       vnic=names.vm_tap(vm.name))
+                       vnic=names.vm_tap(str(port["id"])))
         self.vms[vm.name] = record
         self._vm_by_port[record.port_id] = record
+        taken[record.ip] = record.name
         # plugged on the dead VLAN, as os-vif's isolate_vif does (Neutron bug 1734320): an
         # untagged port is a trunk of every VLAN on br-int until an agent tags it, and with
         # no agent running that window has no end
@@ -250,8 +272,8 @@ class SimLab:
         try:
             return self.vms[name]
         except KeyError:
-            raise SimError(f"no VM named {name!r} (VMs: {', '.join(sorted(self.vms))})"
-                           ) from None
+            raise SimInputError(f"no VM named {name!r} (VMs: {', '.join(sorted(self.vms))})"
+                                ) from None
 
     def ping(self, src: str, dst: str) -> PingResult:
         return ping(self.fabric, self.vm(src), self.vm(dst), self.vms)

@@ -24,7 +24,7 @@ from types import FrameType
 from typing import Any
 
 from tunnelnet.errors import TunnelnetError
-from tunnelnet.lab.sim import SimError, SimLab, sim_config
+from tunnelnet.lab.sim import SimError, SimInputError, SimLab, sim_config
 from tunnelnet.lab.sim_wire import MAX_REQUEST, SOCKET_NAME, SimReply, SimRequest
 from tunnelnet.lab.state import LabState, ProcessRecord, StateFile, VmRecord
 
@@ -56,16 +56,35 @@ def record(lab: SimLab, directory: Path, topology: str, *, server_url: str = "",
 Handler = Callable[[SimLab, dict[str, Any]], Any]
 
 
+def _text(args: dict[str, Any], name: str, *, required: bool = True) -> str | None:
+    """Argument ``name`` of a request: a string, or refused as the request's fault."""
+    value = args.get(name)
+    if value is None and not required:
+        return None
+    if not isinstance(value, str) or not value:
+        raise SimInputError(f"the request needs {name!r} as a non-empty string, not {value!r}")
+    return value
+
+
+def _need(args: dict[str, Any], name: str) -> str:
+    value = _text(args, name)
+    assert value is not None  # required
+    return value
+
+
 def _status(lab: SimLab, _args: dict[str, Any]) -> dict[str, Any]:
     statuses = lab.port_statuses()
     return {
         "simulated": True,
         "hypervisors": [{"name": hv.name, "ip": hv.ip, "agent_alive": hv.name not in lab.stopped,
-                         "tunnels": [p.name for p in lab.tunnels(hv.name)]}
+                         "tunnels": [p.name for p in lab.tunnels(hv.name)],
+                         "tunnel_remotes": {p.name: p.options.get("remote_ip", "")
+                                            for p in lab.tunnels(hv.name)}}
                         for hv in lab.topo.hypervisors],
         "vms": [{"name": vm.name, "tenant": vm.tenant, "network": vm.network,
                  "hypervisor": vm.hypervisor, "ip": vm.ip, "mac": vm.mac, "mtu": vm.mtu,
-                 "port_status": statuses.get(vm.port_id, "UNKNOWN")}
+                 "port_status": statuses.get(vm.port_id, "UNKNOWN"), "tap": vm.vnic,
+                 "port_id": vm.port_id}
                 for vm in sorted(lab.vms.values(), key=lambda v: v.name)],
     }
 
@@ -78,33 +97,33 @@ def _verify(lab: SimLab, _args: dict[str, Any]) -> dict[str, Any]:
 
 
 def _ping(lab: SimLab, args: dict[str, Any]) -> dict[str, Any]:
-    r = lab.ping(str(args.get("src")), str(args.get("dst")))
+    r = lab.ping(_need(args, "src"), _need(args, "dst"))
     return {"src": r.src, "dst": r.dst, "dst_ip": lab.vm(r.dst).ip, "reached": r.reached,
             "answered_by": r.answered_by, "detail": r.detail}
 
 
 def _flows(lab: SimLab, args: dict[str, Any]) -> list[str]:
-    hv = str(args.get("hypervisor"))
+    hv = _need(args, "hypervisor")
     if hv not in lab.switches:
-        raise SimError(f"no hypervisor {hv!r} (hypervisors: {', '.join(lab.switches)})")
+        raise SimInputError(f"no hypervisor {hv!r} (hypervisors: {', '.join(lab.switches)})")
     from tunnelnet.agent.backend import BackendError
 
+    switch = lab.switches[hv]
     try:
-        return lab.switches[hv].bridge(str(args.get("bridge", "br-tun"))).dump_flows()
+        return switch.bridge(_text(args, "bridge", required=False) or "br-tun").dump_flows()
     except BackendError as exc:
-        raise SimError(str(exc)) from None
+        raise SimInputError(f"{exc} (bridges: {', '.join(sorted(switch.bridges))})") from None
 
 
 def _add_vm(lab: SimLab, args: dict[str, Any]) -> dict[str, Any]:
     from tunnelnet.lab.topology import Vm
 
-    network = str(args.get("network"))
+    network = _need(args, "network")
     known = {n.name: n for n in lab.topo.networks}
     if network not in known:
-        raise SimError(f"unknown network {network!r} (networks: {', '.join(known)})")
-    ip = args.get("ip")
-    vm = lab.plug_vm(Vm(str(args.get("name")), known[network].tenant, network,
-                        str(args.get("hypervisor")), str(ip) if ip else None))
+        raise SimInputError(f"unknown network {network!r} (networks: {', '.join(known)})")
+    vm = lab.plug_vm(Vm(_need(args, "name"), known[network].tenant, network,
+                        _need(args, "hypervisor"), _text(args, "ip", required=False)))
     lab.converge()
     return {"name": vm.name, "ip": vm.ip, "mac": vm.mac, "hypervisor": vm.hypervisor,
             "tenant": vm.tenant, "network": vm.network,
@@ -114,20 +133,20 @@ def _add_vm(lab: SimLab, args: dict[str, Any]) -> dict[str, Any]:
 def _agent_host(daemon: str) -> str:
     kind, _, host = daemon.partition("-")
     if kind != "agent" or not host:
-        raise SimError(f"{daemon!r}: in a simulated lab only agents can be stopped and "
+        raise SimInputError(f"{daemon!r}: in a simulated lab only agents can be stopped and "
                        "started (agent-HV); its switches and controller live in the "
                        "simulation's process")
     return host
 
 
 def _stop_agent(lab: SimLab, args: dict[str, Any]) -> str:
-    host = _agent_host(str(args.get("daemon")))
+    host = _agent_host(_need(args, "daemon"))
     lab.stop_agent(host)
     return f"agent of {host} stopped; its switch keeps forwarding"
 
 
 def _start_agent(lab: SimLab, args: dict[str, Any]) -> str:
-    host = _agent_host(str(args.get("daemon")))
+    host = _agent_host(_need(args, "daemon"))
     lab.start_agent(host)
     report = lab.converge()
     return (f"agent of {host} started (new cookie {lab.agents[host].cookie:#x}); converged "
@@ -154,15 +173,23 @@ def trace_lines(lab: SimLab, src_name: str, dst_name: str) -> tuple[bool, list[s
 
 
 def _trace(lab: SimLab, args: dict[str, Any]) -> dict[str, Any]:
-    reached, lines = trace_lines(lab, str(args.get("src")), str(args.get("dst")))
+    reached, lines = trace_lines(lab, _need(args, "src"), _need(args, "dst"))
     return {"reached": reached, "text": "\n".join(lines)}
 
 
-# The requests the lab's own commands make. Layers above the lab add theirs when they start
-# the server (``tunnelnet trace`` asks ``labview``, see tunnelnet.trace.sim_remote).
+def _switch(lab: SimLab, args: dict[str, Any]) -> Any:
+    from tunnelnet.lab import sim_vswitch
+
+    return sim_vswitch.handler(lab, args)
+
+
+# The requests the lab's own commands make (``switch``: vsctl/ofctl --sim). Layers above the
+# lab add theirs when they start the server (``tunnelnet trace`` asks ``labview``, see
+# tunnelnet.trace.sim_remote).
 HANDLERS: dict[str, Handler] = {"status": _status, "verify": _verify, "ping": _ping,
                                 "flows": _flows, "add-vm": _add_vm, "stop-agent": _stop_agent,
-                                "start-agent": _start_agent, "trace": _trace}
+                                "start-agent": _start_agent, "trace": _trace,
+                                "switch": _switch}
 
 
 class SimServer:
@@ -186,6 +213,13 @@ class SimServer:
             if self.after is not None:
                 self.after()
 
+    def _step_safely(self) -> None:
+        try:
+            self.step()
+        except Exception:  # whatever came in through the REST API must not end the lab
+            log.exception("taking up the controller's changes failed; the lab goes on")
+            self._seen = self.lab.store.current_revision()  # once, not every half second
+
     def answer(self, request: SimRequest) -> SimReply:
         if request.op == "stop":
             self._stop = True
@@ -193,11 +227,18 @@ class SimServer:
         handler = self.handlers.get(request.op)
         if handler is None:
             return SimReply(False, error=f"unknown request {request.op!r} (known: "
-                                         f"{', '.join(sorted(self.handlers))}, stop)")
+                                         f"{', '.join(sorted(self.handlers))}, stop)",
+                            bad_input=True)
         try:
             return SimReply(True, handler(self.lab, request.args))
-        except SimError as exc:
+        except SimInputError as exc:
+            return SimReply(False, error=str(exc), bad_input=True)
+        except TunnelnetError as exc:
             return SimReply(False, error=str(exc))
+        except Exception as exc:  # one request's bug must not end the lab
+            log.exception("request %r failed", request.op)
+            return SimReply(False, error=f"the simulation failed on {request.op!r} ({exc!r}); "
+                                         "the lab is still up, its log has the details")
 
     def serve(self) -> None:
         """Answer requests until a ``stop`` request or SIGTERM/SIGINT."""
@@ -216,11 +257,11 @@ class SimServer:
                 try:
                     conn, _ = sock.accept()
                 except TimeoutError:
-                    self.step()
+                    self._step_safely()
                     continue
                 with conn:
                     self._one(conn)
-                self.step()
+                self._step_safely()
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
@@ -239,7 +280,7 @@ class SimServer:
         try:
             reply = self.answer(SimRequest.decode(data.split(b"\n", 1)[0]))
         except SimError as exc:
-            reply = SimReply(False, error=str(exc))
+            reply = SimReply(False, error=str(exc), bad_input=True)
         with contextlib.suppress(OSError):
             conn.sendall(reply.encode())
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-from tunnelnet.lab.sim import SimError
+from tunnelnet.lab.sim import SimError, SimInputError
 
 SOCKET_NAME: Final = "sim.sock"
 VERSION: Final = 1
@@ -47,10 +47,11 @@ class SimReply:
     ok: bool
     result: Any = None
     error: str = ""
+    bad_input: bool = False  # the error is the request's fault (the command's usage error)
 
     def encode(self) -> bytes:
         return json.dumps({"v": VERSION, "ok": self.ok, "result": self.result,
-                           "error": self.error}).encode() + b"\n"
+                           "error": self.error, "input": self.bad_input}).encode() + b"\n"
 
     @classmethod
     def decode(cls, line: bytes) -> SimReply:
@@ -60,7 +61,8 @@ class SimReply:
             raise SimError(f"reply is not JSON: {exc}") from None
         if not isinstance(data, dict) or data.get("v") != VERSION:
             raise SimError(f"reply is not a version {VERSION} sim reply")
-        return cls(bool(data.get("ok")), data.get("result"), str(data.get("error", "")))
+        return cls(bool(data.get("ok")), data.get("result"), str(data.get("error", "")),
+                   bool(data.get("input", False)))
 
 
 class SimClient:
@@ -83,7 +85,10 @@ class SimClient:
         except OSError as exc:
             raise SimError(f"the simulated lab at {self.path} does not answer ({exc}); "
                            "'tunnelnet lab down' clears its record") from None
+        if not data:
+            raise SimError(f"the simulated lab at {self.path} closed the connection without "
+                           f"an answer; its log is {self.path.parent / 'sim.log'}")
         reply = SimReply.decode(data)
         if not reply.ok:
-            raise SimError(reply.error)
+            raise (SimInputError if reply.bad_input else SimError)(reply.error)
         return reply.result

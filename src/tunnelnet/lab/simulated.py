@@ -83,9 +83,12 @@ class SimulatedLab(Lab):
         processes.wait_until(ready, "simulated lab", timeout=3600.0, proc=proc,
                              log_path=log_path)
         status = self._call("status")
+        first = status["hypervisors"][0]["name"] if status["hypervisors"] else "hv1"
         return (f"simulated lab is up: {len(status['hypervisors'])} hypervisors, "
                 f"{len(status['vms'])} VMs (pid {proc.pid}). Try 'tunnelnet lab status', "
-                "'lab verify', 'lab ping A B', 'lab sim-trace A B', 'lab down'.")
+                "'lab verify', 'lab ping A B', 'tunnelnet trace A B', "
+                f"'tunnelnet vsctl --sim {first} show', "
+                f"'tunnelnet ofctl --sim {first} dump-flows br-tun', 'lab down'.")
 
     def down(self) -> str:
         from tunnelnet.lab import processes
@@ -135,8 +138,9 @@ class SimulatedLab(Lab):
         return str(self._call("start-agent", daemon=daemon))
 
     def exec(self, vm: str, command: Sequence[str]) -> int:
-        raise LabUnsupported("a simulated lab has no VM processes to run commands in; use "
-                             "'lab ping', 'lab sim-trace' or 'lab verify'")
+        raise LabUnsupported(f"a simulated lab has no VM processes to run {vm}'s command in; "
+                             f"'lab ping {vm} B', 'tunnelnet trace {vm} B' and 'lab verify' "
+                             "follow its frames, 'lab status' shows its address and MAC")
 
     def trace(self, src: str, dst: str) -> TraceText:
         data = self._call("trace", src=src, dst=dst)

@@ -6,7 +6,9 @@ Validation happens here, once, with messages that name the entry at fault, so th
 
 from __future__ import annotations
 
+import difflib
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network, ip_address, ip_network
 from pathlib import Path
@@ -74,6 +76,56 @@ class Topology:
         raise TopologyError(f"no VM named {name!r} (VMs: {', '.join(v.name for v in self.vms)})")
 
 
+# Every table of the file and the keys each takes: anything else is a typo, refused by name
+# (a misspelt key would otherwise leave its default in place and the lab come up different).
+TABLES: dict[str, tuple[str, ...]] = {
+    "underlay": ("cidr", "mtu"),
+    "hypervisor": ("name", "ip", "switch"),
+    "tenant": ("name",),
+    "network": ("name", "tenant", "type", "cidr", "segment", "physical_network"),
+    "vm": ("name", "tenant", "network", "hypervisor", "ip"),
+}
+
+
+def _spelled(table: str) -> str:
+    return f"[{table}]" if table == "underlay" else f"[[{table}]]"
+
+
+def _did_you_mean(word: str, known: list[str], spell: Callable[[str], str]) -> str:
+    close = difflib.get_close_matches(word, known, n=1)
+    if close:
+        return f" (did you mean {spell(close[0])}?)"
+    return f" (known: {', '.join(spell(k) for k in known)})"
+
+
+def _check_keys(entry: dict[str, Any], table: str, where: str) -> None:
+    for key in entry:
+        if key not in TABLES[table]:
+            raise TopologyError(f"unknown key {key!r} in {where}"
+                                + _did_you_mean(key, list(TABLES[table]), "'{}'".format))
+
+
+def _check_tables(doc: dict[str, Any]) -> None:
+    """Refuses any table or key the file format does not have, naming the entry."""
+    for key, value in doc.items():
+        if key not in TABLES:
+            # spelt as the file spells it: [key], [[key]], or a bare key = value at the top
+            what = (f"table [[{key}]]" if isinstance(value, list) else f"table [{key}]"
+                    if isinstance(value, dict) else f"key {key!r} at the top of the file")
+            raise TopologyError(f"unknown {what}" + _did_you_mean(key, list(TABLES), _spelled))
+    underlay = doc.get("underlay", {})
+    if not isinstance(underlay, dict):
+        raise TopologyError("[underlay] must be one table (write [underlay], not [[underlay]])")
+    _check_keys(underlay, "underlay", "[underlay]")
+    for table in TABLES:
+        if table == "underlay":
+            continue
+        for i, entry in enumerate(_entries(doc, table)):
+            name = entry.get("name")
+            label = f"{table} {name!r}" if isinstance(name, str) else f"{table} #{i + 1}"
+            _check_keys(entry, table, label)
+
+
 def _entries(doc: dict[str, Any], key: str) -> list[dict[str, Any]]:
     value = doc.get(key, [])
     if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
@@ -90,11 +142,45 @@ def _field(entry: dict[str, Any], key: str, where: str, kind: type = str) -> Any
     return value
 
 
+def name_problem(name: str) -> str | None:
+    """What is wrong with a name of the lab's (None: nothing); namespaces and devices are
+    named after it."""
+    if not name.replace("-", "").isalnum() or len(name) > _NAME_MAX:
+        return (f"name {name!r} must be letters, digits and '-', at most {_NAME_MAX} "
+                "characters")
+    return None
+
+
+def added_vm_problem(name: str, ip: str | None, network: str, cidr: str,
+                     taken: dict[str, str]) -> str | None:
+    """What is wrong with one more VM on ``network`` of a running lab (``lab add-vm``), in
+    words that name the option at fault; ``taken``: address -> VM of the network's VMs.
+    None: nothing."""
+    problem = name_problem(name)
+    if problem is not None:
+        return problem
+    if ip is None:
+        return None
+    try:
+        address = ip_address(ip)
+    except ValueError:
+        return f"--ip {ip!r} is not an IP address"
+    net = ip_network(cidr)
+    if address not in net:
+        return f"--ip {ip} is not in {network}'s subnet {cidr}"
+    if address in (net.network_address, net.broadcast_address):
+        which = "network" if address == net.network_address else "broadcast"
+        return f"--ip {ip} is the {which} address of {network}'s subnet {cidr}, no host's"
+    if str(address) in taken:
+        return f"--ip {ip} is taken on {network} (by {taken[str(address)]})"
+    return None
+
+
 def _name(entry: dict[str, Any], where: str, seen: set[str]) -> str:
     name = _field(entry, "name", where)
-    if not name.replace("-", "").isalnum() or len(name) > _NAME_MAX:
-        raise TopologyError(f"{where}: name {name!r} must be letters, digits and '-', "
-                            f"at most {_NAME_MAX} characters")
+    problem = name_problem(name)
+    if problem is not None:
+        raise TopologyError(f"{where}: {problem}")
     if name in seen:
         raise TopologyError(f"{where}: name {name!r} is used twice")
     seen.add(name)
@@ -102,6 +188,7 @@ def _name(entry: dict[str, Any], where: str, seen: set[str]) -> str:
 
 
 def parse(doc: dict[str, Any]) -> Topology:
+    _check_tables(doc)
     underlay = doc.get("underlay", {})
     try:
         ul_net = IPv4Network(underlay.get("cidr", "192.0.2.0/24"))

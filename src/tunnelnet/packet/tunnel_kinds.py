@@ -35,6 +35,9 @@ OUTER_IPV4: Final = 20
 UDP_HEADER: Final = 8
 # An IPv6 underlay's fixed header is 40 bytes instead of 20.
 IPV6_EXTRA: Final = 20
+# The VM's own Ethernet header, carried inside the tunnel: it counts against the underlay's
+# IP MTU although it is no part of the VM's (Neutron's documentation counts it so).
+INNER_ETHERNET: Final = 14
 
 
 class Transport(enum.Enum):
@@ -78,6 +81,24 @@ class TunnelKind:
         """
         udp = UDP_HEADER if self.transport is Transport.UDP else 0
         return OUTER_ETHERNET + OUTER_IPV4 + udp + self.header_length
+
+    @property
+    def mtu_parts(self) -> tuple[tuple[str, int], ...]:
+        """The overhead as Neutron's documentation counts it against the underlay's IP MTU:
+        outer IPv4, UDP for a UDP kind, the tunnel header, and the inner Ethernet header. The
+        outer Ethernet header is not among them (no part of any IP MTU); the sum is the same
+        ``overhead`` (VXLAN 20 + 8 + 8 + 14 = 50, GRE with key 20 + 8 + 14 = 42)."""
+        udp = (("UDP", UDP_HEADER),) if self.transport is Transport.UDP else ()
+        header = f"{self.title} with {self.key_name}" if self.transport is Transport.IP \
+            else self.title
+        return (("outer IPv4", OUTER_IPV4), *udp, (header, self.header_length),
+                ("inner Ethernet", INNER_ETHERNET))
+
+    @property
+    def mtu_sum(self) -> str:
+        """``mtu_parts`` in words: "outer IPv4 20 + UDP 8 + VXLAN 8 + inner Ethernet 14 = 50"."""
+        return " + ".join(f"{what} {size}" for what, size in self.mtu_parts) + \
+            f" = {self.overhead}"
 
     def check_key(self, key: int) -> int:
         if not 0 <= key <= self.key_max:

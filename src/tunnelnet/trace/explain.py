@@ -147,6 +147,25 @@ def drop_reason(bridge: str, step: Step | None, reason: str | None) -> str:
             f"actions={step.actions}")
 
 
+def vm_mtu_words(src: VmInfo, probe: Probe, walker: Walker) -> str:
+    """When the probe is bigger than the source VM's MTU: that a VM would not send it so, and
+    why its network's MTU is what it is (the tunnel's overhead, as Neutron counts it)."""
+    ip_length = len(probe.frame) - 14  # the Ethernet header is no part of the VM's MTU
+    if probe.proto == "arp" or ip_length <= src.mtu:
+        return ""
+    words = (f"{src.name}'s MTU is {src.mtu}, so a VM would not send these {ip_length} bytes "
+             "of IP in one packet (its IP stack fragments them, or with DF set, as "
+             "'ping -M do' asks, refuses: 'message too long'); the trace follows the packet "
+             "as if it had")
+    net = walker.networks.get(src.network)
+    entry = tunnel_kinds.find(net.type) if net is not None else None
+    if entry is not None:
+        underlay = src.mtu + entry.overhead
+        words += (f". {src.network}'s MTU is {src.mtu} because the underlay's IP MTU "
+                  f"{underlay} must also hold what {entry.title} adds: {entry.mtu_sum} bytes")
+    return words
+
+
 def summary(outcome: Outcome, src: VmInfo, dst: VmInfo, probe: Probe, visits: list[Visit],
             encaps: list[Encap], walker: Walker) -> str:
     hosts = sorted({v.host for v in visits if not v.hypothetical})
@@ -161,14 +180,24 @@ def summary(outcome: Outcome, src: VmInfo, dst: VmInfo, probe: Probe, visits: li
         parts.append(f"{probe.summary}: delivered to {dst.name} on {dst.hypervisor}")
     else:
         parts.append(f"{probe.summary}: NOT delivered to {dst.name}")
+    crossed = [e for e in encaps if e.fits]
     if not encaps:
         parts.append(f"it stayed on {src.hypervisor}'s br-int and never reached a tunnel")
-    else:
-        keys = sorted({(e.type, e.key) for e in encaps})
+    elif crossed:
+        keys = sorted({(e.type, e.key) for e in crossed})
         parts.append("it crossed the underlay as " + ", ".join(
             f"{tunnel_kinds.kind(t).title} {tunnel_kinds.kind(t).key_name} {k}"
             for t, k in keys)
             + f" (hosts visited: {', '.join(hosts)})")
+    else:
+        big = encaps[0]
+        entry = tunnel_kinds.kind(big.type)
+        parts.append(f"it never left {big.from_host}: wrapped in {entry.title} it is "
+                     f"{big.outer_ip_length} bytes of IP, more than the underlay's MTU "
+                     f"{big.underlay_mtu}")
+    mtu = vm_mtu_words(src, probe, walker)
+    if mtu:
+        parts.append(mtu)
     if src.network != dst.network:
         dnet = walker.networks.get(dst.network)
         seg = f" ({dnet.type} {dnet.segment})" if dnet else ""

@@ -265,7 +265,8 @@ class Walker:
         if not encap.fits:
             ends.append(End(host, item.bridge, None, "dropped", f"the encapsulated packet "
                             f"({encap.outer_ip_length} bytes of IP) exceeds the underlay MTU "
-                            f"{mtu}: vswitchd counts it as mtu_exceeded"))
+                            f"{mtu}: vswitchd counts it as mtu_exceeded and it never leaves "
+                            f"{host}"))
             return
         if to_host is None:
             ends.append(End(host, item.bridge, None, "lost", f"{remote_ip} is no hypervisor "

@@ -13,19 +13,22 @@ from pathlib import Path
 from typing import Any
 
 from tunnelnet.errors import TunnelnetError
-from tunnelnet.lab.sim import SimError
+from tunnelnet.lab.sim import SimInputError
 from tunnelnet.lab.sim_wire import SimClient
 from tunnelnet.trace.errors import TraceError
 from tunnelnet.trace.sim import SimLabView
 from tunnelnet.trace.view import NetworkInfo, PortInfo, VmInfo
 
 OP = "labview"
+CALLS = ("vms", "networks", "hypervisors", "ports", "trace", "dump_flows")
 
 
 def handler(lab: Any, args: dict[str, Any]) -> Any:
     """The sim server's side: ``lab`` is its SimLab; ``args["call"]`` names the question."""
     view = SimLabView(lab)
     call = args.get("call")
+    if call not in CALLS:
+        raise SimInputError(f"labview: unknown call {call!r} (known: {', '.join(CALLS)})")
     try:
         if call == "vms":
             return {k: asdict(v) for k, v in view.vms().items()}
@@ -41,9 +44,9 @@ def handler(lab: Any, args: dict[str, Any]) -> Any:
             return switch.trace(bridge, str(args.get("flow")))
         if call == "dump_flows":
             return switch.dump_flows(bridge)
-    except TraceError as exc:
-        raise SimError(str(exc)) from None
-    raise SimError(f"labview: unknown call {call!r}")
+    except TraceError as exc:  # an unknown hypervisor or bridge, a malformed flow
+        raise SimInputError(str(exc)) from None
+    raise AssertionError(f"labview: {call!r} is in CALLS but not answered")
 
 
 class RemoteSwitch:

@@ -65,7 +65,7 @@ def test_lab_commands_answer_for_a_simulated_lab_and_down_leaves_nothing(
     assert _lab(sim_lab, "add-vm", "red4", "--network", "red-net", "--hypervisor", "hv3") == 0
     assert "ACTIVE" in capsys.readouterr().out
     assert _lab(sim_lab, "ping", "red4", "red1") == 0
-    assert _lab(sim_lab, "stop", "vswitchd-hv1") == 1  # only agents in a sim
+    assert _lab(sim_lab, "stop", "vswitchd-hv1") == 2  # only agents in a sim: a usage error
     assert _lab(sim_lab, "stop", "agent-hv2") == 0
     capsys.readouterr()
     assert _lab(sim_lab, "status", "--json") == 0

@@ -59,3 +59,50 @@ def test_unreadable_file_is_a_clear_error(tmp_path: Path) -> None:
         load(bad)
     with pytest.raises(TopologyError, match="cannot read"):
         load(tmp_path / "missing.toml")
+
+
+# -- strictness: a typo is refused, naming the entry and the key it was probably meant as --
+
+@pytest.mark.parametrize(("changes", "message"), [
+    ({"underlay": {"cidr": "192.0.2.0/24", "mtuu": 1400}},
+     "unknown key 'mtuu' in \\[underlay\\] \\(did you mean 'mtu'\\?\\)"),
+    ({"hypervisor": [{"name": "hv1", "ip": "192.0.2.1", "swich": "ovs"}]},
+     "unknown key 'swich' in hypervisor 'hv1' \\(did you mean 'switch'\\?\\)"),
+    ({"tenant": [{"name": "t1", "nmae": "t2"}]},
+     "unknown key 'nmae' in tenant 't1' \\(did you mean 'name'\\?\\)"),
+    ({"network": [{"name": "red", "tenant": "t1", "type": "vxlan", "cidr": "10.0.0.0/24",
+                   "segmnet": 1001}]},
+     "unknown key 'segmnet' in network 'red' \\(did you mean 'segment'\\?\\)"),
+    ({"network": [{"name": "n1", "tenant": "t1", "type": "vlan", "cidr": "10.0.0.0/24",
+                   "physical_netwrok": "physnet2"}]},
+     "did you mean 'physical_network'"),
+    ({"vm": [{"name": "vm1", "tenant": "t1", "network": "n1", "hypervisor": "hv1",
+              "adress": "10.0.0.5"}]}, "unknown key 'adress' in vm 'vm1'"),
+    # no name to call it by: its place in the file
+    ({"vm": [{"nmae": "vm1", "tenant": "t1", "network": "n1", "hypervisor": "hv1"}]},
+     "unknown key 'nmae' in vm #1 \\(did you mean 'name'\\?\\)"),
+    ({"hypervisr": [{"name": "hv2", "ip": "192.0.2.2"}]},
+     "unknown table \\[\\[hypervisr\\]\\] \\(did you mean \\[\\[hypervisor\\]\\]\\?\\)"),
+    ({"underlai": {"mtu": 1400}}, "unknown table \\[underlai\\] \\(did you mean \\[underlay\\]"),
+    ({"colour": "blue"}, "unknown key 'colour' at the top of the file \\(known: \\[underlay\\]"),
+    ({"underlay": [{"mtu": 1400}]}, "\\[underlay\\] must be one table"),
+])
+def test_unknown_keys_and_tables_are_refused(changes: dict[str, Any], message: str) -> None:
+    with pytest.raises(TopologyError, match=message):
+        parse(_doc(**changes))
+
+
+def test_a_typo_in_a_file_is_refused_before_anything_is_built(tmp_path: Path) -> None:
+    text = (EXAMPLES / "demo.toml").read_text().replace("segment = 1001", "segmnet = 1001")
+    bad = tmp_path / "typo.toml"
+    bad.write_text(text)
+    with pytest.raises(TopologyError, match="unknown key 'segmnet' in network 'red-net' "
+                                            "\\(did you mean 'segment'\\?\\)"):
+        load(bad)
+
+
+@pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.toml"))
+                         + sorted((EXAMPLES.parent / "tests" / "netns" / "topologies")
+                                  .glob("*.toml")), ids=lambda p: p.name)
+def test_every_shipped_topology_still_loads(path: Path) -> None:
+    assert load(path).hypervisors

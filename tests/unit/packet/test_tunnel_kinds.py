@@ -23,6 +23,17 @@ def test_vxlan_and_gre_carry_the_numbers_of_their_rfcs_and_of_neutron() -> None:
     assert (VXLAN.overhead, GRE.overhead) == (50, 42)
 
 
+def test_the_overhead_is_counted_as_neutron_documents_it() -> None:
+    # Neutron's MTU considerations: VXLAN 50 = IPv4 20 + UDP 8 + VXLAN 8 + inner Ethernet 14,
+    # GRE 42 = IPv4 20 + GRE 8 + inner Ethernet 14; no outer Ethernet among them
+    assert dict(VXLAN.mtu_parts) == {"outer IPv4": 20, "UDP": 8, "VXLAN": 8,
+                                     "inner Ethernet": 14}
+    assert dict(GRE.mtu_parts) == {"outer IPv4": 20, "GRE with key": 8, "inner Ethernet": 14}
+    for entry in tunnel_kinds.all_kinds():
+        assert sum(size for _, size in entry.mtu_parts) == entry.overhead, entry.name
+    assert GRE.mtu_sum == "outer IPv4 20 + GRE with key 8 + inner Ethernet 14 = 42"
+
+
 def test_each_kind_round_trips_its_key_and_frame_through_its_own_payload_functions() -> None:
     inner = bytes(range(60))
     for entry in tunnel_kinds.all_kinds():

@@ -104,3 +104,21 @@ def test_watch_prints_changes_and_a_lost_revision_exits_2(server: ServerProcess)
     assert any(r.get("object", {}).get("id") == net["id"] for r in records)
     lost = _run(server, "watch", "--since", str(10**12), "--timeout", "1")
     assert lost.returncode == 2 and "resync" in lost.stderr
+
+
+def test_network_create_takes_the_openstack_clients_provider_flags(server: ServerProcess) -> None:
+    # as 'openstack network create' spells them (python-openstackclient)
+    net = _json(_run(server, "network", "create", "os-vx", "--provider-network-type", "vxlan",
+                     "--provider-segment", "4321", "-f", "json"))
+    assert isinstance(net, dict)
+    assert (net["provider:network_type"], net["provider:segmentation_id"]) == ("vxlan", 4321)
+    vlan = _json(_run(server, "network", "create", "os-vlan", "--provider-network-type", "vlan",
+                      "--provider-physical-network", "physnet1", "--provider-segment", "1234",
+                      "-f", "json"))
+    assert isinstance(vlan, dict)
+    assert (vlan["provider:network_type"], vlan["provider:physical_network"],
+            vlan["provider:segmentation_id"]) == ("vlan", "physnet1", 1234)
+    helped = _run(server, "network", "create", "--help")
+    assert "--provider-network-type" in helped.stdout and "--type" in helped.stdout
+    for name in ("os-vx", "os-vlan"):
+        assert _run(server, "network", "delete", name).returncode == 0

@@ -160,6 +160,26 @@ def test_a_frame_whose_encapsulation_exceeds_the_underlay_mtu_stops_at_the_tunne
     assert "MTU" in too_big.outcome.summary
 
 
+@pytest.mark.parametrize(("src", "dst", "vm_mtu", "count"), [
+    # Neutron's MTU: 1500 - (IPv4 20 + UDP 8 + VXLAN 8 + inner Ethernet 14) for VXLAN,
+    # 1500 - (IPv4 20 + GRE with key 8 + inner Ethernet 14) for GRE
+    ("red1", "red3", 1450, "outer IPv4 20 + UDP 8 + VXLAN 8 + inner Ethernet 14 = 50"),
+    ("blue1", "blue2", 1458, "outer IPv4 20 + GRE with key 8 + inner Ethernet 14 = 42"),
+])
+def test_a_too_big_frame_is_said_to_stop_on_its_host_and_the_vm_mtu_is_explained(
+        lab: SimLab, src: str, dst: str, vm_mtu: int, count: str) -> None:
+    host = VM[src]["hypervisor"]
+    fits = trace(SimLabView(lab), src, dst, size=vm_mtu - 20 - 8)  # IPv4 20, ICMP 8
+    assert fits.outcome.delivered and "MTU is" not in fits.outcome.summary
+    too_big = trace(SimLabView(lab), src, dst, size=vm_mtu - 20 - 8 + 1)
+    words = too_big.outcome.summary
+    assert not too_big.outcome.delivered
+    assert "crossed the underlay" not in words  # it did not: the tunnel port dropped it
+    assert f"it never left {host}" in words
+    assert f"{src}'s MTU is {vm_mtu}" in words and f"these {vm_mtu + 1} bytes of IP" in words
+    assert count in words and "1500" in words
+
+
 def test_arp_request_is_answered_by_the_arp_responder_of_the_asking_host() -> None:
     j = trace(SimLabView(_lab(arp_responder=True)), "red1", "red3", "arp")
     tun = j.visits[1]
