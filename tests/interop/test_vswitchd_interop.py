@@ -1,16 +1,20 @@
 """tunnelnet's vswitchd on one hypervisor, an independent implementation on the other: Linux's
 own vxlan device in a bridge, or Open vSwitch's userspace datapath (netdev, br-phy holding the
-uplink) over VXLAN and GRE. The VMs must ping and carry TCP both ways, which only works if each
-side accepts exactly what the other puts on the wire."""
+uplink) over VXLAN, GRE and Geneve (`type=geneve`: the kernel here has no geneve module, so
+Open vSwitch is the one Geneve peer). The VMs must ping and carry TCP both ways, which only works
+if each side accepts exactly what the other puts on the wire; for Geneve, tshark also judges the
+bytes each side sends against RFC 8926."""
 
 from __future__ import annotations
 
 import json
 import re
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -68,7 +72,7 @@ def _ovs_on_hv2(ovs: OvsSwitch, ns: dict[str, str], kind: str) -> None:
         assert time.monotonic() < deadline, "br-phy never reached hypervisor 1"
 
 
-@pytest.fixture(params=["kernel-vxlan", "ovs-vxlan", "ovs-gre"])
+@pytest.fixture(params=["kernel-vxlan", "ovs-vxlan", "ovs-gre", "ovs-geneve"])
 def pair(request: pytest.FixtureRequest) -> Iterator[Pair]:
     peer: str = request.param
     kind = peer.split("-")[1]
@@ -124,3 +128,48 @@ def test_vms_ping_and_carry_tcp_both_ways_with_an_independent_peer(pair: Pair) -
     # everything the peer sent was understood: nothing dropped as bad or from an unknown peer
     assert drops["daemon"] == {}
     assert drops["bridges"]["br-int"].get("bad_packet", 0) == 0
+
+
+@pytest.mark.parametrize("pair", ["ovs-geneve"], indirect=True)
+def test_geneve_on_the_wire_is_rfc_8926_from_both_sides(pair: Pair, tmp_path: Path) -> None:
+    """What each side sends, read by tshark's own Geneve dissector: UDP to 6081, version 0, no
+    OAM, protocol 0x6558 (Ethernet), the port's key as VNI; ours with its UDP source port from
+    the inner flow's hash in the dynamic range (RFC 8926 section 3.3, as VXLAN's RFC 7348)."""
+    require_tool("tcpdump")
+    tshark = require_tool("tshark")
+    ns = pair.ns
+    deadline = time.monotonic() + 20  # OVS may still be settling its tunnel route
+    while _ping(ns["vm1"], "10.0.0.2", count=1).returncode != 0:
+        assert time.monotonic() < deadline, "vm1 never reached vm2 through Open vSwitch"
+    pcap = tmp_path / "underlay.pcap"
+    capture = subprocess.Popen(["ip", "netns", "exec", ns["ul"], "timeout", "30", "tcpdump",
+                                "--immediate-mode", "-i", "br0", "-U", "-w", str(pcap),
+                                "udp"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               text=True)
+    try:
+        assert capture.stderr is not None
+        capture.stderr.readline()  # "listening on br0 ..." once the capture is armed
+        assert _ping(ns["vm1"], "10.0.0.2").returncode == 0
+        assert _ping(ns["vm2"], "10.0.0.1").returncode == 0
+        time.sleep(0.3)
+    finally:
+        capture.send_signal(signal.SIGINT)
+        capture.wait(10)
+    fields = subprocess.run(
+        [tshark, "-r", str(pcap), "-Y", "geneve", "-T", "fields", "-E", "separator=|",
+         "-e", "ip.src", "-e", "udp.srcport", "-e", "udp.dstport", "-e", "geneve.version",
+         "-e", "geneve.flags.oam", "-e", "geneve.proto_type", "-e", "geneve.vni",
+         "-e", "geneve.options"],
+        capture_output=True, text=True, timeout=60, check=True).stdout
+    senders: dict[str, int] = {}
+    for line in fields.splitlines():
+        src, sport, dport, version, oam, protocol, vni, options = line.split("|")
+        assert (dport, version, int(protocol, 0), int(vni, 0), options) == (
+            "6081", "0", 0x6558, KEY, ""), line
+        assert oam in ("0", "False", "false"), line
+        if src == "192.0.2.1":  # ours
+            assert 49152 <= int(sport) <= 65535, line
+        senders[src] = senders.get(src, 0) + 1
+    # 3 echo requests and 3 replies each way, at least, from each side
+    assert senders.get("192.0.2.1", 0) >= 6 and senders.get("192.0.2.2", 0) >= 6, senders
+    assert pair.ours.call(m.DumpDrops())["daemon"] == {}
