@@ -35,6 +35,7 @@ class Pair:
     ns: dict[str, str]
     ours: Vswitchd
     peer: str
+    ovs: OvsSwitch | None = None
 
 
 def _ours_on_hv1(ns: dict[str, str], kind: str) -> Vswitchd:
@@ -87,7 +88,7 @@ def pair(request: pytest.FixtureRequest) -> Iterator[Pair]:
                 require_tool("ovs-vswitchd")
                 with OvsSwitch(netns=ns["hv2"]) as ovs:
                     _ovs_on_hv2(ovs, ns, kind)
-                    yield Pair(ns, ours, peer)
+                    yield Pair(ns, ours, peer, ovs)
         finally:
             ours.close()
 
@@ -174,3 +175,29 @@ def test_geneve_on_the_wire_is_rfc_8926_from_both_sides(pair: Pair, tmp_path: Pa
     # 3 echo requests and 3 replies each way, at least, from each side
     assert senders.get("192.0.2.1", 0) >= 6 and senders.get("192.0.2.2", 0) >= 6, senders
     assert pair.ours.call(m.DumpDrops())["daemon"] == {}
+
+
+@pytest.mark.parametrize("pair", ["ovs-geneve"], indirect=True)
+@pytest.mark.parametrize(("option_type", "reason"), [
+    (0x01, None),  # RFC 8926 section 3.5.1: an unknown option that is not critical is skipped
+    (0x81, "geneve_critical_option"),  # the top bit of the type: critical, so dropped
+])
+def test_open_vswitchs_geneve_options_are_skipped_unless_critical(
+        pair: Pair, option_type: int, reason: str | None) -> None:
+    """Open vSwitch puts a Geneve option (its tun_metadata0, class 0x0102) on everything vm2
+    sends; our port delivers it if the option is not critical, else drops and counts it."""
+    ovs = pair.ovs
+    assert ovs is not None
+    ovs.ofctl("add-tlv-map", ovs.mgmt("br-int"),
+              f"{{class=0x0102,type={option_type:#x},len=4}}->tun_metadata0")
+    ovs.add_flows("br-int", ["priority=10,in_port=tap2,"
+                             "actions=set_field:0x1234->tun_metadata0,output:tun0"])
+    ping = _ping(pair.ns["vm1"], "10.0.0.2")
+    drops = pair.ours.call(m.DumpDrops())["daemon"]
+    if reason is None:
+        assert ping.returncode == 0, ping.stdout
+        assert drops == {}
+    else:
+        assert ping.returncode != 0, ping.stdout
+        # at least vm2's ARP reply to vm1's request came back with the critical option
+        assert set(drops) == {reason} and drops[reason] >= 1, drops
