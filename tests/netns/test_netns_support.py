@@ -17,7 +17,6 @@ def _namespaces() -> set[str]:
 
 
 def test_underlay_connects_hypervisors_and_cleanup_removes_every_namespace() -> None:
-    before = _namespaces()
     with lab() as made:
         ns = two_hypervisors(made)
         ping = run(["ping", "-c3", "-i0.2", "-W2", "192.0.2.2"], netns=ns["hv1"], check=False)
@@ -26,4 +25,6 @@ def test_underlay_connects_hypervisors_and_cleanup_removes_every_namespace() -> 
         isolated = run(["ping", "-c1", "-W1", "10.0.0.2"], netns=ns["vm1"], check=False)
         assert isolated.returncode != 0
         assert set(ns.values()) <= _namespaces()
-    assert _namespaces() == before
+        ours = set(made.namespaces)
+    # only what this test made is checked: other tests and labs may come and go meanwhile
+    assert not ours & _namespaces()
