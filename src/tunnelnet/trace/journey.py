@@ -110,6 +110,9 @@ class Walker:
         # off for a what-if visit (a frame that never was teaches nothing) and for a frame
         # walked alone
         self.learning = True
+        # plain words for the packet's own visits; the exchange's other frames are summed up
+        # in a line each, so their words would be work nobody reads
+        self.explaining = True
         self._unlearned: list[tuple[Visit, tuple[str, str, int | None, str]]] = []
 
     def vm(self, name: str) -> VmInfo:
@@ -172,7 +175,9 @@ class Walker:
             if walk.reached(dst.name):
                 reply = echo_reply(src, dst)
                 self.learned.teacher = reply.summary
+                self.explaining = False
                 back = self._walk(dst, src, reply)
+                self.explaining = True
                 frames.append(_frame_json(reply, back, src))
                 replied = back.reached(src.name)
             outcome.answered = resolved == dst.mac and walk.reached(dst.name) and replied
@@ -187,6 +192,13 @@ class Walker:
     def _resolve(self, src: VmInfo, dst: VmInfo, exchange: list[dict[str, Any]]) -> str | None:
         """SRC's ARP request for DST's address and the answer: the MAC it learns (None: no
         answer). Every switch on the way learns from both frames."""
+        self.explaining = False
+        try:
+            return self._arp(src, dst, exchange)
+        finally:
+            self.explaining = True
+
+    def _arp(self, src: VmInfo, dst: VmInfo, exchange: list[dict[str, Any]]) -> str | None:
         request = arp_request(src, dst)
         self.learned.teacher = request.summary
         walk = self._walk(src, dst, request)
@@ -333,7 +345,8 @@ class Walker:
             last = steps[-1] if steps else None
             ends.append(End(item.host, item.bridge, last.table if last else None, "dropped",
                             explain.drop_reason(item.bridge, last, visit.drop_reason)))
-        explain.annotate(visit, self, src, dst)
+        if self.explaining:
+            explain.annotate(visit, self, src, dst)
         return visit
 
     @staticmethod
