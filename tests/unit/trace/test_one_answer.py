@@ -184,7 +184,8 @@ def test_errors_exit_2_and_say_what_is_wrong(sim_lab: Path, tmp_path: Path,
                  ["lab", "--dir", d, "sim-trace", "old1", "mallory"],
                  ["lab", "--dir", d, "ping", "old1", "mallory"],
                  ["trace", "--dir", str(tmp_path / "none"), "old1", "old2"],
-                 ["lab", "--dir", str(tmp_path / "none"), "ping", "old1", "old2"]):
+                 ["lab", "--dir", str(tmp_path / "none"), "ping", "old1", "old2"],
+                 ["lab", "--dir", str(tmp_path / "none"), "verify"]):
         code, _out, err = _tn(capsys, *argv)
         assert code == 2, (argv, err)
         assert err.strip() and "Traceback" not in err, argv
@@ -200,3 +201,23 @@ def test_help_documents_the_exit_statuses(capsys: pytest.CaptureFixture[str]) ->
         for line in lines:
             assert line in " ".join(out.split(" \n")).replace("\n", " ") or line in out, \
                 (command, line, out)
+
+
+def test_a_flat_network_crosses_untagged_and_the_physical_switch_learns_like_the_others(
+        ) -> None:
+    # three hypervisors: the ARP request (broadcast) reaches hv2 and hv3 over the physical
+    # switch; the reply teaches the switch where f3 is, so the echo goes to hv3 only
+    lab = SimLab(load(Path(__file__).with_name("flat-and-vlan.toml")))
+    assert lab.up().converged
+    for r in lab.verify():
+        same = lab.vms[r.src].network == lab.vms[r.dst].network
+        assert (r.reached, r.surprise) == (same, False), r.detail
+    journey = lab.walker().journey("f1", "f3")
+    assert journey.exchange[0]["hosts"] == ["hv1", "hv2", "hv3"]
+    assert sorted({v.host for v in journey.visits}) == ["hv1", "hv3"]
+    (uplink,) = [e for v in journey.visits for e in v.exits if e.kind == "physical"]
+    assert uplink.vlan is None and uplink.note.endswith("to hv3 (it learned "
+                                                       f"{journey.dst['mac']} there from the "
+                                                       f"ARP reply {journey.dst['ip']} is-at "
+                                                       f"{journey.dst['mac']})")
+    assert journey.outcome.delivered and journey.outcome.answered
