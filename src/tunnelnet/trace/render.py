@@ -75,8 +75,8 @@ def to_text(j: Journey, explain: bool = False) -> str:
     before = [f for f in j.exchange[:next((i for i, f in enumerate(j.exchange) if f["main"]),
                                           0)]]
     if before:
-        out += ["", "First, as VM1's stack does before this packet (every switch on the way "
-                "learns from these frames):"]
+        out += ["", f"First, as {j.src['name']}'s stack does before this packet (every switch "
+                "on the way learns from these frames):"]
         out += [_frame_line(f) for f in before]
     for v in j.visits:
         _visit(v, j, explain, out)
