@@ -14,11 +14,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bench.netlab import UNDERLAY, BenchError, Lab, run, wait_for
+from tunnelnet.packet.tunnel import network_mtu
 
 VNI = 1001
 LOCAL_VLAN = 1
-VXLAN_MTU = 1450  # 1500 - IPv4 20 - UDP 8 - VXLAN 8 - inner Ethernet 14
-GRE_MTU = 1458  # 1500 - IPv4 20 - GRE with key 8 - inner Ethernet 14
+# the VM's MTU on a 1500-byte underlay comes from the tunnel-kind registry: VXLAN and Geneve
+# 1500 - IPv4 20 - UDP 8 - header 8 - inner Ethernet 14 = 1450; GRE with key 1458
+VXLAN_MTU = network_mtu("vxlan")
 OVS_SCHEMA = "/usr/share/openvswitch/vswitch.ovsschema"
 
 Setup = Callable[[Lab, Path], list[int]]
@@ -55,7 +57,7 @@ def ovs(kind: str) -> Setup:
         pids = []
         for i in (1, 2):
             pids.append(_ovs_host(lab, rundir / f"ovs-hv{i}", i, kind))
-        lab.vm_mtu(VXLAN_MTU if kind == "vxlan" else GRE_MTU)
+        lab.vm_mtu(network_mtu(kind))
         lab.offloads_off()
         return pids
     return setup
@@ -94,7 +96,7 @@ def tunnelnet(kind: str) -> Setup:
         pids = []
         for i in (1, 2):
             pids.append(_tunnelnet_host(lab, rundir / f"tn-hv{i}", i, kind))
-        lab.vm_mtu(VXLAN_MTU if kind == "vxlan" else GRE_MTU)
+        lab.vm_mtu(network_mtu(kind))
         # VM offloads stay on, as a guest's virtio-net negotiates them with its hypervisor:
         # the vswitchd takes TSO super-frames whole and hands the VM coalesced ones
         return pids
@@ -152,6 +154,8 @@ DATAPATHS: dict[str, Setup] = {
     "kernel-vxlan": kernel_vxlan,
     "ovs-vxlan": ovs("vxlan"),
     "ovs-gre": ovs("gre"),
+    "ovs-geneve": ovs("geneve"),
     "tunnelnet-vxlan": tunnelnet("vxlan"),
     "tunnelnet-gre": tunnelnet("gre"),
+    "tunnelnet-geneve": tunnelnet("geneve"),
 }

@@ -2,9 +2,10 @@
 a Geneve and a VXLAN network with the same VNI reach within and never across, OVS's Geneve
 bytes are what our decoder and scapy read as RFC 8926, and ``trace --live`` agrees with them.
 
-Our own vswitchd has no Geneve port yet (the datapath part of issue #23), so both hypervisors
-run Open vSwitch (the kernel here has no geneve module). Expected values come from the topology
-file and RFC 8926 (UDP 6081, version 0, protocol 0x6558), never from the lab's own output.
+Both hypervisors run Open vSwitch here (the kernel has no geneve module); the same topology
+on our own vswitchd, and with one of each, is tests/netns/test_lab_geneve.py. Expected values
+come from the topology file and RFC 8926 (UDP 6081, version 0, protocol 0x6558), never from
+the lab's own output.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Two tunnelnet hypervisors carrying two tenant networks with the same VM addresses over
-VXLAN or GRE: real namespaces, real `tunnelnet vswitchd` processes, a static br-int/br-tun
+VXLAN, GRE or Geneve: real namespaces, real `tunnelnet vswitchd` processes, a static br-int/br-tun
 pipeline loaded by hand with ofctl (the agent's job later), tcpdump/tshark on the underlay as
 the judge of what went on the wire."""
 
@@ -48,7 +48,7 @@ table=4,priority=0,actions=drop
 class Site:
     ns: dict[str, str]  # role -> namespace: ul, hv1, hv2, vmA1, vmA2, vmB1, vmB2
     switches: dict[str, Vswitchd]  # hv1, hv2
-    kind: str  # vxlan or gre
+    kind: str  # vxlan, gre or geneve
 
 
 def _vm_pair(made: Lab, ns: dict[str, str]) -> None:
@@ -93,14 +93,22 @@ def _site(kind: str) -> Iterator[Site]:
                 sw.close()
 
 
-@pytest.fixture(params=["vxlan", "gre"])
+KINDS = ["vxlan", "gre", "geneve"]
+# tshark's field for each kind's key
+KEY_FIELD = {"vxlan": "vxlan.vni", "gre": "gre.key", "geneve": "geneve.vni"}
+# Bytes around the inner frame in the outer IPv4 packet: IPv4 20 + UDP 8 + VXLAN 8 (RFC 7348),
+# IPv4 20 + GRE 4 + key 4 (RFC 2890), IPv4 20 + UDP 8 + Geneve 8 without options (RFC 8926)
+OVERHEAD = {"vxlan": 36, "gre": 28, "geneve": 36}
+
+
+@pytest.fixture(params=KINDS)
 def site(request: pytest.FixtureRequest) -> Iterator[Site]:
     """A fresh site, for tests that change it (links down, MTUs, daemons stopped)."""
     with _site(request.param) as made:
         yield made
 
 
-@pytest.fixture(scope="module", params=["vxlan", "gre"])
+@pytest.fixture(scope="module", params=KINDS)
 def shared_site(request: pytest.FixtureRequest) -> Iterator[Site]:
     """One site per tunnel kind for the tests that only send traffic and read counters
     (building one takes seconds; the netns suite must stay short)."""
@@ -227,17 +235,18 @@ def test_underlay_carries_only_encapsulated_packets_with_each_networks_key(share
         capture.send_signal(signal.SIGINT)
         capture.wait(10)
     kind = site.kind
-    key_field = "vxlan.vni" if kind == "vxlan" else "gre.key"
     fields = subprocess.run(
         [tshark, "-r", str(pcap), "-T", "fields", "-E", "separator=|", "-e", "eth.type",
-         "-e", "ip.src", "-e", "ip.dst", "-e", key_field, "-e", "arp.dst.proto_ipv4",
-         "-e", "udp.srcport", "-e", "eth.src", "-e", "eth.dst"],
+         "-e", "ip.src", "-e", "ip.dst", "-e", KEY_FIELD[kind], "-e", "arp.dst.proto_ipv4",
+         "-e", "udp.srcport", "-e", "eth.src", "-e", "eth.dst", "-e", "udp.dstport",
+         "-e", "geneve.version", "-e", "geneve.proto_type", "-e", "geneve.options"],
         capture_output=True, text=True, timeout=60, check=True).stdout
     keys_seen: set[int] = set()
     packets = 0
     sports: dict[tuple[str, ...], set[int]] = {}
     for line in fields.splitlines():
-        eth_type, src, dst, key, arp_dst, sport, eth_src, eth_dst = line.split("|")
+        (eth_type, src, dst, key, arp_dst, sport, eth_src, eth_dst, dport, version, protocol,
+         options) = line.split("|")
         if eth_type.split(",")[0] == "0x0806":  # the underlay's own ARP, for hypervisors only
             assert arp_dst.split(",")[0] in HV_IPS, line
             continue
@@ -246,14 +255,17 @@ def test_underlay_carries_only_encapsulated_packets_with_each_networks_key(share
         assert {outer_src, outer_dst} <= HV_IPS, f"not between hypervisors: {line}"
         assert key, f"not {kind}-encapsulated: {line}"
         keys_seen.add(int(key.split(",")[0], 0))
-        if kind == "vxlan":  # inner flow = inner MACs and addresses (ICMP has no ports)
+        if kind == "geneve":  # RFC 8926: UDP 6081, version 0, Ethernet inside, no options
+            assert (dport, version, int(protocol, 0), options) == ("6081", "0", 0x6558, ""), line
+        if kind != "gre":  # inner flow = inner MACs and addresses (ICMP has no ports)
             inner = (key, *eth_src.split(",")[1:], *eth_dst.split(",")[1:],
                      *src.split(",")[1:], *dst.split(",")[1:])
             sports.setdefault(inner, set()).add(int(sport))
     assert packets >= 12  # 3 echo requests + 3 replies per network
     assert keys_seen == {KEYS["A"], KEYS["B"]}
-    # RFC 7348 section 5: the UDP source port comes from a hash of the inner headers, in the
-    # dynamic range, and one inner flow keeps one port (so ECMP keeps it in order)
+    # RFC 7348 section 5, RFC 8926 section 3.3: the UDP source port comes from a hash of the
+    # inner headers, in the dynamic range, and one inner flow keeps one port (so ECMP keeps it
+    # in order)
     for inner, ports in sports.items():
         assert len(ports) == 1, f"inner flow {inner} used source ports {ports}"
         assert 49152 <= next(iter(ports)) <= 65535
@@ -271,9 +283,9 @@ def test_frame_too_big_for_the_underlay_is_dropped_counted_and_logged(site: Site
     ports = site.switches["hv1"].call(m.DumpPorts("br-tun", "2"))
     assert ports[0]["tx_dropped"] >= 2
     assert "exceeds the underlay MTU 1500" in site.switches["hv1"].log()
-    # and the trace says so before anyone loses a packet: outer IPv4 20 + UDP 8 + VXLAN 8
-    # (RFC 7348) or IPv4 20 + GRE 4 + key 4 (RFC 2890) must fit in the underlay's 1500
-    largest = 1500 - (36 if site.kind == "vxlan" else 28)
+    # and the trace says so before anyone loses a packet: the kind's overhead must fit in the
+    # underlay's 1500
+    largest = 1500 - OVERHEAD[site.kind]
     trace = site.switches["hv1"].ofctl("trace", "br-tun", "in_port=1,dl_vlan=1")
     assert f"underlay MTU 1500: frames over {largest} bytes are dropped" in trace
 
@@ -287,10 +299,14 @@ def test_packets_from_an_unknown_tunnel_peer_are_dropped_and_counted(shared_site
     sender = f"""
 import socket
 from scapy.all import ICMP, IP, VXLAN, Ether, GRE
+from scapy.contrib.geneve import GENEVE
 inner = Ether(src="02:00:00:00:00:99", dst="ff:ff:ff:ff:ff:ff") / IP(dst="10.0.0.2") / ICMP()
 if {kind!r} == "vxlan":
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     data, dst = bytes(VXLAN(vni={KEYS['A']}) / inner), ("192.0.2.1", 4789)
+elif {kind!r} == "geneve":
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    data, dst = bytes(GENEVE(vni={KEYS['A']}, proto=0x6558) / inner), ("192.0.2.1", 6081)
 else:
     s = socket.socket(socket.AF_INET, socket.SOCK_RAW, 47)
     data, dst = bytes(GRE(key_present=1, key={KEYS['A']}, proto=0x6558) / inner), ("192.0.2.1", 0)
@@ -373,6 +389,68 @@ def test_gre_packets_from_the_peer_are_taken_only_when_well_formed(
     else:
         assert captured.strip() == "", captured
         assert after == before + 1
+
+
+# From the underlay, with the peer hypervisor's address as its source: one Geneve packet per
+# argv variant, built by scapy, carrying a broadcast frame from MAC 02:00:00:00:00:66 in key A.
+_GENEVE_SENDER = """
+import socket, sys
+from scapy.all import ICMP, IP, UDP, Ether
+from scapy.contrib.geneve import GENEVE, GeneveOptions
+inner = Ether(src="02:00:00:00:00:66", dst="ff:ff:ff:ff:ff:ff") / IP(dst="10.0.0.1") / ICMP()
+vni = int(sys.argv[2])
+variants = {
+    "non_critical_option": GENEVE(vni=vni, proto=0x6558,
+                                  options=[GeneveOptions(classid=0x0102, type=0x01,
+                                                         data=b"abcd")]),
+    "critical_option": GENEVE(vni=vni, proto=0x6558, critical=1,
+                              options=[GeneveOptions(classid=0x0102, type=0x81,
+                                                     data=b"abcd")]),
+    "oam": GENEVE(vni=vni, proto=0x6558, oam=1),
+    "not_ethernet": GENEVE(vni=vni, proto=0x0800),
+}
+payload = inner[IP] if sys.argv[1] == "not_ethernet" else inner
+packet = IP(src="192.0.2.2", dst="192.0.2.1", ttl=64) / UDP(sport=50000, dport=6081) \\
+    / variants[sys.argv[1]] / payload
+s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+s.sendto(bytes(packet), ("192.0.2.1", 0))
+"""
+
+
+@pytest.mark.parametrize("shared_site", ["geneve"], indirect=True)
+@pytest.mark.parametrize(("variant", "reason"), [
+    ("non_critical_option", None),  # RFC 8926 section 3.5.1: skipped, the frame delivered
+    ("critical_option", "geneve_critical_option"),  # unknown to us, so it MUST be dropped
+    ("oam", "geneve_oam"),  # control traffic, no VM's frame
+    ("not_ethernet", "bad_tunnel_packet"),
+])
+def test_geneve_packets_from_the_peer_are_delivered_or_dropped_by_their_options(
+        shared_site: Site, variant: str, reason: str | None) -> None:
+    """A Geneve packet from the peer's address reaches network A's VM unless RFC 8926 says
+    an endpoint that knows no option must drop it; then `dump-drops` counts it by reason."""
+    site = shared_site
+    ns = site.ns
+    run(["ip", "addr", "replace", "192.0.2.97/24", "dev", "br0"], netns=ns["ul"])
+    before = site.switches["hv1"].call(m.DumpDrops())["daemon"]
+    watch = subprocess.Popen(["ip", "netns", "exec", ns["vmA1"], "timeout", "3", "tcpdump",
+                              "--immediate-mode", "-e", "-i", "eth0", "-c", "1",
+                              "ether src 02:00:00:00:00:66"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert watch.stderr is not None
+    watch.stderr.readline()  # "listening on eth0 ..."
+    run([sys.executable, "-c", _GENEVE_SENDER, variant, str(KEYS["A"])], netns=ns["ul"],
+        timeout=60)
+    captured, _ = watch.communicate(timeout=20)
+    after = site.switches["hv1"].call(m.DumpDrops())["daemon"]
+    if reason is None:
+        assert "02:00:00:00:00:66" in captured
+        assert after == before
+    else:
+        assert captured.strip() == "", captured
+        assert after == {**before, reason: before.get(reason, 0) + 1}
+    dump = site.switches["hv1"].ofctl("dump-drops")
+    for name, count in after.items():  # what the CLI shows, too
+        assert re.search(rf"{name}\D+{count}\b", dump), dump
 
 
 def test_killed_clients_do_not_disturb_forwarding(shared_site: Site) -> None:

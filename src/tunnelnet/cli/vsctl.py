@@ -149,7 +149,7 @@ def parse_port_settings(port: str, settings: tuple[str, ...]) -> m.AddPort:
 @click.pass_context
 def add_port(ctx: click.Context, bridge: str, port: str, settings: tuple[str, ...],
              may_exist: bool) -> None:
-    """Add PORT to BRIDGE: [type=system|internal|patch|vxlan|gre] [tag=N] [ofport=N]
+    """Add PORT to BRIDGE: [type=system|internal|patch|vxlan|gre|geneve] [tag=N] [ofport=N]
     [options:K=V ...] [external_ids:K=V ...]."""
     request = parse_port_settings(port, settings)
     request = m.AddPort(bridge, port, request.type, request.tag, request.ofport,

@@ -253,7 +253,9 @@ class Client:
 
 def _error(response: httpx.Response) -> ClientError:
     try:
-        error = response.json()["error"]
+        body = response.json()
+        # Neutron's shape; `error` is what controllers before it answered
+        error = body["NeutronError"] if "NeutronError" in body else body["error"]
         error_type, message = str(error["type"]), str(error["message"])
     except (ValueError, KeyError, TypeError):
         error_type, message = "HTTPError", response.text[:200] or response.reason_phrase

@@ -44,6 +44,7 @@ class PortKind(enum.Enum):
     PATCH = "patch"
     VXLAN = "vxlan"
     GRE = "gre"
+    GENEVE = "geneve"
 
     @classmethod
     def parse(cls, text: str) -> PortKind:

@@ -1,10 +1,13 @@
 """Tunnel receive: read the shared tunnel sockets and hand each packet to its port.
 
-One UDP socket per destination port of a UDP kind (VXLAN's 4789 unless a port says otherwise)
+One UDP socket per destination port of a UDP kind (VXLAN's 4789, Geneve's 6081, unless a port
+says otherwise)
 and one raw IPv4 socket per IP kind (GRE: protocol 47) serve every tunnel port of the daemon.
 A packet is handed to the port whose ``remote_ip`` is its outer source and whose fixed key
 equals its key, or else to that peer's ``key=flow`` port; anything else is dropped and counted
-by reason, with no per-packet slow path (one dict lookup decides).
+by reason, with no per-packet slow path (one dict lookup decides). A Geneve packet with a
+critical option (none is known to us) or the OAM flag is dropped with a reason of its own
+(RFC 8926 sections 3.4 and 3.5.1); non-critical options are skipped.
 
 Each kind has its parser here (UDP_PARSERS, IP_PARSERS: what a socket read holds -> key and
 inner frame), chosen when its socket is opened, so the per-packet path asks nothing about kinds.
@@ -30,9 +33,10 @@ from tunnelnet.datapath.errors import PortError
 from tunnelnet.datapath.loop import EventLoop
 from tunnelnet.datapath.pace import Pace
 from tunnelnet.datapath.ports import BURST, PortKind
-from tunnelnet.packet import tunnel_kinds
+from tunnelnet.packet import geneve, tunnel_kinds
 from tunnelnet.packet.coalesce import coalesce_tcp, flow_runs
 from tunnelnet.packet.errors import PacketError
+from tunnelnet.packet.fields import ETH_TYPE_TEB
 from tunnelnet.packet.offload import Gso
 from tunnelnet.packet.tunnel import gre_decap_packet, vxlan_decap_payload
 from tunnelnet.packet.tunnel_kinds import TunnelKind
@@ -55,9 +59,15 @@ UNKNOWN_PEER: Final = "unknown_tunnel_peer"
 UNKNOWN_KEY: Final = "unknown_tunnel_key"
 BAD_PACKET: Final = "bad_tunnel_packet"
 SOCKET_ERROR: Final = "tunnel_socket_error"
+# Geneve packets a conforming endpoint that knows no option must not deliver (RFC 8926
+# sections 3.4, 3.5.1), counted apart from malformed ones: a peer that sends them is not broken,
+# it speaks options or control traffic we do not
+GENEVE_CRITICAL_OPTION: Final = "geneve_critical_option"
+GENEVE_OAM: Final = "geneve_oam"
 
 _VXLAN: Final = PortKind.VXLAN
 _GRE: Final = PortKind.GRE
+_GENEVE: Final = PortKind.GENEVE
 # The GRE packet we send and nearly all we receive: an IPv4 header without options, then GRE
 # flags with only the key bit, version 0, protocol transparent Ethernet bridging
 _GRE_PLAIN_IHL: Final = 0x45
@@ -65,6 +75,10 @@ _GRE_KEY_ONLY_TEB: Final = b"\x20\x00\x65\x58"
 _GRE_PLAIN_MIN: Final = IPV4_HEADER + 8 + 14  # headers and an inner Ethernet header
 _VXLAN_MIN: Final = 8 + 14  # VXLAN header and an inner Ethernet header
 _VXLAN_I: Final = 0x08  # the I flag: the VNI is valid (RFC 7348)
+# What Open vSwitch and we send: version 0, no options, no flags, protocol 0x6558 (RFC 8926)
+_GENEVE_PLAIN: Final = b"\x00\x00\x65\x58"
+_ETHERNET_HEADER: Final = 14
+_GENEVE_MIN: Final = 8 + _ETHERNET_HEADER  # Geneve header and an inner Ethernet header
 
 # port, frames of one flow (or one super-frame), tun_id, tun_src, tun_dst, the super-frame's
 # Gso (None: ordinary frames)
@@ -239,6 +253,30 @@ class TunnelReceiver:
             return
         batch.append((port, vni, src, inner))
 
+    def _geneve_datagram(self, data: bytes | memoryview, dst_port: int, src: int,
+                         ports: Ports, batch: list[Arrival]) -> None:
+        """Geneve's UdpParse: the VNI is the tun_id; non-critical options are skipped, a
+        critical option or an OAM packet is dropped and counted by its own reason."""
+        if isinstance(data, bytes) and len(data) >= _GENEVE_MIN \
+                and data[:4] == _GENEVE_PLAIN:
+            # geneve_decap_payload's common case, written out for a whole datagram (as VXLAN)
+            vni, inner = data[4] << 16 | data[5] << 8 | data[6], data[8:]
+        else:
+            try:
+                vni, view = geneve.geneve_decap_payload(data)
+            except PacketError:
+                self._drop(geneve_drop_reason(data))
+                return
+            inner = bytes(view)
+        # plain tuples for DemuxKey (see there)
+        port = ports.get((_GENEVE, dst_port, src, vni)) or ports.get(
+            (_GENEVE, dst_port, src, None)
+        )
+        if port is None:
+            self._drop_unknown(_GENEVE, dst_port, src)
+            return
+        batch.append((port, vni, src, inner))
+
     def _receive_ip(self, sock: socket.socket, parse: IpParse, pace: Pace) -> None:
         if not pace.quiet(now := time.monotonic()):
             self._receive_ip_burst(sock, parse, pace, now)
@@ -337,10 +375,29 @@ UdpParse = Callable[[bytes | memoryview, int, int, Ports, list[Arrival]], None]
 IpParse = Callable[[bytes, str], "Arrival | None"]
 # Each kind's parser (a TunnelReceiver method), by the registry's name of the kind: the kinds
 # this datapath carries. A port of any other kind is refused when it is made (tunnel_port.py).
-UDP_PARSERS: Final[dict[str, str]] = {tunnel_kinds.VXLAN.name: "_vxlan_datagram"}
+UDP_PARSERS: Final[dict[str, str]] = {tunnel_kinds.VXLAN.name: "_vxlan_datagram",
+                                      tunnel_kinds.GENEVE.name: "_geneve_datagram"}
 IP_PARSERS: Final[dict[str, str]] = {tunnel_kinds.GRE.name: "_gre_packet"}
 
 
 def kinds() -> frozenset[str]:
     """The names of the tunnel kinds this datapath can receive (and so carry)."""
     return frozenset(UDP_PARSERS) | frozenset(IP_PARSERS)
+
+
+def geneve_drop_reason(data: bytes | memoryview) -> str:
+    """Why geneve_decap_payload refused a datagram, as a drop reason, judged in the order it
+    judges: an OAM packet, or a well-formed one whose options hold a critical one, has a
+    reason of its own; anything else (truncated, another version or protocol, options that
+    overrun, no room for an inner Ethernet header) is a bad packet."""
+    try:
+        header, end = geneve.parse(data, 0)
+    except PacketError:
+        return BAD_PACKET
+    if header.protocol != ETH_TYPE_TEB or len(data) - end < _ETHERNET_HEADER:
+        return BAD_PACKET
+    if header.oam:
+        return GENEVE_OAM
+    if any(option.critical for option in header.options):
+        return GENEVE_CRITICAL_OPTION
+    return BAD_PACKET

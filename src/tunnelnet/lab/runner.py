@@ -23,8 +23,8 @@ from tunnelnet.agent.tables import DEAD_VLAN
 from tunnelnet.agent.view import DEFAULT_TUNNEL_TYPES
 from tunnelnet.client.http import Client
 from tunnelnet.datapath import messages as m
+from tunnelnet.datapath import tunnel_rx
 from tunnelnet.datapath.control import ControlClient, socket_path
-from tunnelnet.datapath.ports import PortKind
 from tunnelnet.errors import TunnelnetError
 from tunnelnet.lab import fabric, links, names, ovs_host, processes
 from tunnelnet.lab.state import LabState, LabStateError, ProcessRecord, StateFile, VmRecord
@@ -56,8 +56,9 @@ def agent_tunnel_types(topo: Topology) -> str:
 
 def check_switches(topo: Topology) -> None:
     """Refuses, before anything is built, a tunnel kind some hypervisor's switch has no port
-    for. Our vswitchd's kinds are its PortKind values; Open vSwitch has every registered kind."""
-    ours = {kind.value for kind in PortKind}
+    for. Our vswitchd's kinds are those its datapath can receive (a parser each, tunnel_rx.py);
+    Open vSwitch has every registered kind."""
+    ours = tunnel_rx.kinds()
     missing = sorted({n.type for n in topo.networks if tunnel_kinds.is_tunnel(n.type)} - ours)
     hosts = [hv.name for hv in topo.hypervisors if hv.switch == "tunnelnet"]
     if missing and hosts:

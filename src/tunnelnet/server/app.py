@@ -1,8 +1,8 @@
 """The REST layer: thin FastAPI routes over the service modules, Neutron v2.0 shaped.
 
-Every error leaves as `{"error": {"type", "message"}}`: ours with their own status, FastAPI's
-validation errors (422) as 400 InvalidInput, unknown paths and methods as 404/405, anything
-unexpected as a logged 500 without internals.
+Every error leaves in Neutron's shape, `{"NeutronError": {"type", "message", "detail"}}`:
+ours with their own status, FastAPI's validation errors (422) as 400 InvalidInput, unknown
+paths and methods as 404/405, anything unexpected as a logged 500 without internals.
 """
 
 from __future__ import annotations
@@ -22,8 +22,19 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tunnelnet import __version__
 from tunnelnet.api import REVISION_HEADER, ResyncRequired
-from tunnelnet.server import agents, l2pop, networks, ports, projects, schemas, subnets, watch
-from tunnelnet.server.auth import Caller, authenticate, configured_caller, new_token
+from tunnelnet.server import (
+    agents,
+    extensions,
+    l2pop,
+    networks,
+    ports,
+    projects,
+    schemas,
+    segment_views,
+    subnets,
+    watch,
+)  # fmt: skip
+from tunnelnet.server.auth import ADMIN, Caller, authenticate, configured_caller, new_token
 from tunnelnet.server.controller import (
     Controller,
     create_many,
@@ -32,7 +43,8 @@ from tunnelnet.server.controller import (
     public,
     show_resource,
 )  # fmt: skip
-from tunnelnet.server.errors import ApiError
+from tunnelnet.server.errors import ApiError, Unauthorized, error_body
+from tunnelnet.server.query import select
 from tunnelnet.store.base import Doc, StoreError
 
 log = logging.getLogger(__name__)
@@ -41,7 +53,29 @@ Fields = Annotated[list[str] | None, Query(alias="fields")]
 
 
 def _error(status: int, error_type: str, message: str) -> JSONResponse:
-    return JSONResponse({"error": {"type": error_type, "message": message}}, status_code=status)
+    return JSONResponse(error_body(error_type, message), status_code=status)
+
+
+def _validation_message(errors: list[Any]) -> str:
+    """What was wrong, named by the fields the client sent.
+
+    A create body is one of two forms (`{"port": {...}}` or bulk `{"ports": [...]}`); pydantic
+    reports why the body fails each, under the form's model name. Only the form the client
+    meant (the one whose wrapper key it sent) is worth reporting."""
+    inner = [{**e, "loc": tuple(p for p in e.get("loc", ()) if p != "body")} for e in errors]
+    forms: dict[str, list[Any]] = {}
+    for error in inner:
+        loc = error["loc"]
+        if loc and isinstance(loc[0], str) and loc[0].endswith("Request"):
+            forms.setdefault(loc[0], []).append(error)
+    if forms:
+        meant = [
+            found for found in forms.values()
+            if not any(len(e["loc"]) == 2 and e["type"] == "missing" for e in found)
+        ]  # fmt: skip
+        chosen = meant[0] if len(meant) == 1 else [e for f in forms.values() for e in f]
+        inner = [{**e, "loc": e["loc"][1:]} for e in chosen]
+    return schemas.describe_errors(inner) or "invalid input"
 
 
 def _install_error_handlers(app: FastAPI) -> None:
@@ -51,13 +85,10 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     async def invalid(_: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
-        parts = []
-        for error in exc.errors():
-            if error.get("type") == "json_invalid":
-                return _error(400, "InvalidInput", "the request body is not valid JSON")
-            loc = [str(p) for p in error.get("loc", ()) if p != "body"]
-            parts.append(f"{'.'.join(loc) or 'body'}: {error.get('msg', 'invalid')}")
-        return _error(400, "InvalidInput", "invalid input for " + "; ".join(parts))
+        errors = list(exc.errors())
+        if any(error.get("type") == "json_invalid" for error in errors):
+            return _error(400, "InvalidInput", "the request body is not valid JSON")
+        return _error(400, "InvalidInput", _validation_message(errors))
 
     async def http_error(_: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
@@ -114,15 +145,17 @@ def _crud(
     do_update: Callable[[Controller, Caller, str, Any], Doc],
     do_delete: Callable[[Controller, Caller, str], None],
     bulk: bool = False,
+    view: Callable[[Doc], Doc] = public,
 ) -> None:
-    """list / show / create / update / delete of one resource."""
+    """list / show / create / update / delete of one resource; `view` makes a stored
+    document the API's answer."""
     path = f"/v2.0/{plural}"
     title = singular.capitalize()
 
     def list_(request: Request, token: Token = None) -> Response:
         ctl, caller = _auth(request, token)
         query = _query(request)
-        docs, revision = list_resource(ctl, caller, singular, query, fields)
+        docs, revision = list_resource(ctl, caller, singular, query, fields, view)
         body: dict[str, Any] = {plural: docs}
         if "limit" in query and docs and len(docs) == int(query["limit"][-1]):
             # a full page: Neutron's link to the next one (an empty page ends the walk)
@@ -136,7 +169,8 @@ def _crud(
         request: Request, item_id: str, token: Token = None, fields: Fields = None
     ) -> Response:
         ctl, caller = _auth(request, token)
-        return JSONResponse({singular: show_resource(ctl, caller, singular, item_id, fields or [])})
+        found = show_resource(ctl, caller, singular, item_id, fields or [], view)
+        return JSONResponse({singular: found})
 
     def create(request: Request, body: Any, token: Token = None) -> Response:
         ctl, caller = _auth(request, token)
@@ -147,13 +181,13 @@ def _crud(
                 for item in getattr(body, plural)
             ]
             docs = create_many(ctl, caller, do_create, items, plural)
-            return JSONResponse({plural: [public(d) for d in docs]}, 201)
-        return JSONResponse({singular: public(do_create(ctl, caller, _body(body, singular)))}, 201)
+            return JSONResponse({plural: [view(d) for d in docs]}, 201)
+        return JSONResponse({singular: view(do_create(ctl, caller, _body(body, singular)))}, 201)
 
     def update(request: Request, item_id: str, body: Any, token: Token = None) -> Response:
         ctl, caller = _auth(request, token)
         doc = do_update(ctl, caller, item_id, _body(body, singular))
-        return JSONResponse({singular: public(doc)})
+        return JSONResponse({singular: view(doc)})
 
     def delete(request: Request, item_id: str, token: Token = None) -> Response:
         ctl, caller = _auth(request, token)
@@ -184,11 +218,25 @@ def _crud(
 def _auth(request: Request, token: str | None) -> tuple[Controller, Caller]:
     ctl: Controller = request.app.state.ctl
     config = ctl.config
+    if config.auth_strategy == "noauth":
+        return ctl, _noauth_caller(ctl, token)
     caller = configured_caller(config.admin_token, config.agent_token, token)
     if caller is None:  # a project token: look its hash up
         with ctl.store.read() as txn:
             caller = authenticate(txn, config.admin_token, config.agent_token, token)
     return ctl, caller
+
+
+def _noauth_caller(ctl: Controller, token: str | None) -> Caller:
+    """Neutron's `auth_strategy = noauth`: every request is admin (keystoneauth's `none`
+    plugin sends the token "notused"), except that a valid agent or project token keeps its
+    narrower rights, so agents and projects behave as with tokens."""
+    config = ctl.config
+    try:
+        with ctl.store.read() as txn:
+            return authenticate(txn, config.admin_token, config.agent_token, token)
+    except Unauthorized:
+        return ADMIN
 
 
 def _agent_routes(app: FastAPI) -> None:
@@ -257,9 +305,7 @@ def _agent_routes(app: FastAPI) -> None:
 def _other_routes(app: FastAPI) -> None:
     token_body = _wrapper("TokenCreateRequest", "token", schemas.TokenCreate)
 
-    @app.get("/", tags=["versions"], summary="API versions (no token needed)")
-    def versions() -> dict[str, Any]:
-        return {"versions": [{"id": "v2.0", "status": "CURRENT", "tunnelnet": __version__}]}
+    _discovery_routes(app)
 
     def create_token(request: Request, body: Any, token: Token = None) -> Response:
         ctl, caller = _auth(request, token)
@@ -305,6 +351,72 @@ def _other_routes(app: FastAPI) -> None:
             watch.stream(request.app.state.hub, caller, since, timeout),
             media_type="application/x-ndjson",
         )
+
+
+# the collections `GET /v2.0` lists, as Neutron's API root does
+_RESOURCES = ("network", "subnet", "port", "segment", "agent", "extension")
+
+
+def _discovery_routes(app: FastAPI) -> None:
+    """Version discovery as keystoneauth does it against Neutron (`GET /` then the version's
+    `self` link), and the extension list clients consult. No token needed: nothing here is
+    a secret, and `auth_type: none` clients discover before they have one."""
+    tags: list[str | Enum] = ["versions"]
+
+    def base(request: Request) -> str:
+        return str(request.base_url).rstrip("/")
+
+    @app.get("/", tags=tags, summary="API versions (no token needed)")
+    def versions(request: Request) -> dict[str, Any]:
+        link = {"rel": "self", "href": f"{base(request)}/v2.0/"}
+        return {"versions": [{"id": "v2.0", "status": "CURRENT", "links": [link],
+                              "tunnelnet": __version__}]}  # fmt: skip
+
+    def resources(request: Request) -> dict[str, Any]:
+        return {
+            "resources": [
+                {"name": name, "collection": f"{name}s",
+                 "links": [{"rel": "self", "href": f"{base(request)}/v2.0/{name}s"}]}
+                for name in _RESOURCES
+            ]
+        }  # fmt: skip
+
+    for path in ("/v2.0", "/v2.0/"):
+        app.get(path, tags=tags, summary="The v2.0 resources (no token needed)")(resources)
+
+    @app.get("/v2.0/extensions", tags=tags, summary="The Neutron extensions tunnelnet implements")
+    def list_extensions() -> dict[str, Any]:
+        return {"extensions": extensions.listing()}
+
+    @app.get("/v2.0/extensions/{alias}", tags=tags, summary="One extension, by alias")
+    def show_extension(alias: str) -> dict[str, Any]:
+        return {"extension": extensions.show(alias)}
+
+    @app.get("/v2.0/segments", tags=["segments"], summary="Segments (one per network)")
+    def list_segments(request: Request, token: Token = None) -> Response:
+        ctl, caller = _auth(request, token)
+        docs, revision = segment_views.list_segments(ctl, caller, _query(request))
+        return JSONResponse({"segments": docs}, headers={REVISION_HEADER: str(revision)})
+
+    def read_only(request: Request, token: Token = None) -> Response:
+        _auth(request, token)
+        segment_views.refuse_change()
+        raise AssertionError("unreachable")
+
+    app.post("/v2.0/segments", tags=["segments"], summary="Refused: segments are read-only",
+             status_code=405)(read_only)  # fmt: skip
+    for method in (app.put, app.delete):
+        method("/v2.0/segments/{item_id}", tags=["segments"], status_code=405,
+               summary="Refused: segments are read-only")(read_only)  # fmt: skip
+
+    @app.get("/v2.0/segments/{item_id}", tags=["segments"], summary="Show a segment")
+    def show_segment(
+        request: Request, item_id: str, token: Token = None, fields: Fields = None
+    ) -> Response:
+        ctl, caller = _auth(request, token)
+        doc = segment_views.show_segment(ctl, caller, item_id)
+        wanted = [f for value in fields or [] for f in value.split(",") if f]
+        return JSONResponse({"segment": select(doc, wanted) if wanted else doc})
 
 
 def _snapshot_routes(app: FastAPI) -> None:
@@ -387,15 +499,17 @@ def create_app(ctl: Controller) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.ctl = ctl
+    if ctl.config.auth_strategy == "noauth":
+        log.warning("auth_strategy is noauth: any request without a valid token acts as admin")
     _install_error_handlers(app)
-    for singular, module, create_body, update_body, bulk in (
-        ("network", networks, schemas.NetworkCreate, schemas.NetworkUpdate, True),
-        ("subnet", subnets, schemas.SubnetCreate, schemas.SubnetUpdate, True),
-        ("port", ports, schemas.PortCreate, schemas.PortUpdate, True),
-        ("project", projects, schemas.ProjectCreate, schemas.ProjectUpdate, False),
+    for singular, module, create_body, update_body, bulk, view in (
+        ("network", networks, schemas.NetworkCreate, schemas.NetworkUpdate, True, networks.view),
+        ("subnet", subnets, schemas.SubnetCreate, schemas.SubnetUpdate, True, subnets.view),
+        ("port", ports, schemas.PortCreate, schemas.PortUpdate, True, ports.view),
+        ("project", projects, schemas.ProjectCreate, schemas.ProjectUpdate, False, public),
     ):
         _crud(app, singular, f"{singular}s", module.FIELDS, create_body, update_body,
-              module.create, module.update, module.delete, bulk=bulk)  # fmt: skip
+              module.create, module.update, module.delete, bulk=bulk, view=view)  # fmt: skip
     _agent_routes(app)
     _other_routes(app)
     _snapshot_routes(app)

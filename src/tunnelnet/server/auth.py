@@ -18,6 +18,8 @@ from tunnelnet.server.errors import BadRequest, Forbidden, Unauthorized
 from tunnelnet.store.base import Txn
 
 ADMIN_PROJECT = "admin"
+# what keystoneauth's `none` plugin sends as X-Auth-Token (keystoneauth1.noauth)
+NOAUTH_PLACEHOLDER = "notused"
 PROJECT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
@@ -89,6 +91,12 @@ def authenticate(txn: Txn, admin_token: str, agent_token: str, token: str | None
     if not token:  # refused above already; this narrows the type
         raise Unauthorized("missing X-Auth-Token header")
     doc = txn.get("token", token_hash(token))
+    if doc is None and token == NOAUTH_PLACEHOLDER:
+        raise Unauthorized(
+            "no token: keystoneauth's `auth_type: none` sends the placeholder 'notused'; give "
+            "a tunnelnet token (--os-auth-type admin_token --os-token TOKEN) or run the server "
+            'with auth_strategy = "noauth"'
+        )
     if doc is None:
         raise Unauthorized("the token is not valid")
     role = Role(doc["role"])

@@ -34,6 +34,9 @@ if set(RANGE_SETTINGS) != set(tunnel_kinds.names()):  # a new kind needs its set
                       "have no range setting (or no longer exist)")
 
 
+AUTH_STRATEGIES = ("token", "noauth")
+
+
 class ConfigError(TunnelnetError):
     """A bad setting, named with where it came from."""
 
@@ -68,6 +71,9 @@ class ServerConfig:
     # how many change events the watch keeps for agents that reconnect
     event_retention: int = 100_000
     watch_bookmark_interval: float = 5.0
+    # Neutron's auth_strategy: "token" checks X-Auth-Token; "noauth" (a standalone test
+    # controller, what `auth_type: none` clients expect) lets any request act as admin
+    auth_strategy: str = "token"
 
     def tunnel_ranges(self, kind: str) -> tuple[Range, ...]:
         """The tenant ranges of tunnel kind ``kind``."""
@@ -132,7 +138,7 @@ _KNOWN = {
     "listen", "db", "store", "admin_token", "agent_token", "tenant_network_types",
     *RANGE_SETTINGS.values(), "network_vlan_ranges", "flat_networks", "underlay_mtu",
     "underlay_ip_version", "mac_prefix", "agent_down_time", "event_retention",
-    "watch_bookmark_interval",
+    "watch_bookmark_interval", "auth_strategy",
 }  # fmt: skip
 
 
@@ -143,7 +149,7 @@ def from_mapping(data: Mapping[str, Any], where: str, base: ServerConfig) -> Ser
     changes: dict[str, Any] = {}
     if "listen" in data:
         changes["host"], changes["port"] = parse_listen(str(data["listen"]))
-    for key in ("db", "store", "admin_token", "agent_token", "mac_prefix"):
+    for key in ("db", "store", "admin_token", "agent_token", "mac_prefix", "auth_strategy"):
         if key in data:
             if not isinstance(data[key], str):
                 raise ConfigError(f"{where}: {key} must be a string")
@@ -181,6 +187,8 @@ def from_mapping(data: Mapping[str, Any], where: str, base: ServerConfig) -> Ser
 
 
 def validate(config: ServerConfig, where: str) -> None:
+    if config.auth_strategy not in AUTH_STRATEGIES:
+        raise ConfigError(f"{where}: auth_strategy must be one of {', '.join(AUTH_STRATEGIES)}")
     if config.underlay_ip_version not in (4, 6):
         raise ConfigError(f"{where}: underlay_ip_version must be 4 or 6")
     if not 576 <= config.underlay_mtu <= 65535:
@@ -220,6 +228,7 @@ def load(
         "TUNNELNET_STORE": "store",
         "TUNNELNET_ADMIN_TOKEN": "admin_token",
         "TUNNELNET_AGENT_TOKEN": "agent_token",
+        "TUNNELNET_AUTH_STRATEGY": "auth_strategy",
     }
     env_data = {key: env[var] for var, key in env_map.items() if env.get(var)}
     if env_data:

@@ -2,8 +2,9 @@
 
 Plain Python, no HTTP: the REST layer, tests and the lab's in-process simulation all drive the
 same functions. Visibility is decided here once: admin and agents see everything, a project
-only its own, and anything else is reported exactly like a missing id (Neutron does the same,
-so an attacker cannot probe which ids exist).
+its own plus the networks admin shared (and their subnets), and anything else is reported
+exactly like a missing id (Neutron does the same, so an attacker cannot probe which ids
+exist). Seeing is not owning: changing a shared network or its subnets takes its project.
 """
 
 from __future__ import annotations
@@ -79,14 +80,30 @@ def public(doc: Doc) -> Doc:
 
 
 def visible(caller: Caller, doc: Doc) -> bool:
-    return caller.sees_all or doc.get("project_id") == caller.project_id
+    # only networks carry `shared`; a shared one is readable by every project (Neutron's rule)
+    return caller.sees_all or doc.get("project_id") == caller.project_id or (
+        doc.get("shared") is True)  # fmt: skip
+
+
+def _on_shared_network(txn: Txn, kind: str, doc: Doc) -> bool:
+    if kind != "subnet":
+        return False
+    network = txn.get("network", doc["network_id"])
+    return network is not None and network.get("shared") is True
 
 
 def get_visible(txn: Txn, caller: Caller, kind: str, doc_id: str) -> Doc:
     doc = txn.get(kind, doc_id)
-    if doc is None or not visible(caller, doc):
+    if doc is None or not (visible(caller, doc) or _on_shared_network(txn, kind, doc)):
         raise not_found(kind, doc_id)
     return doc
+
+
+def require_owner(caller: Caller, doc: Doc, what: str) -> None:
+    """Changing what another project shared takes admin (or that project)."""
+    if not caller.is_admin and doc.get("project_id") != caller.project_id:
+        raise Forbidden(f"{what} of project {doc.get('project_id')} is not allowed: it is "
+                        "shared with you to use, not to change")  # fmt: skip
 
 
 def owner_project(caller: Caller, data: Mapping[str, Any], default: str | None = None) -> str:
@@ -109,7 +126,15 @@ def owner_project(caller: Caller, data: Mapping[str, Any], default: str | None =
 def list_visible(txn: Txn, caller: Caller, kind: str) -> list[Doc]:
     if caller.sees_all:
         return txn.list(kind)
-    return txn.list(kind, caller.project_id)
+    own = txn.list(kind, caller.project_id)
+    if kind not in ("network", "subnet"):
+        return own
+    shared = [n for n in txn.list("network")
+              if n.get("shared") is True and n.get("project_id") != caller.project_id]
+    if kind == "network":
+        return own + shared
+    ids = {n["id"] for n in shared}
+    return own + [s for s in txn.list("subnet") if s["network_id"] in ids]
 
 
 def list_resource(

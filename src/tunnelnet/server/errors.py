@@ -1,7 +1,8 @@
 """Errors of the controller, each with the HTTP status and the `type` the API reports.
 
 They do not depend on HTTP: the service modules raise them and the REST layer (and any
-in-process caller such as the lab's simulation) turns them into `{"error": {...}}` answers.
+in-process caller such as the lab's simulation) turns them into Neutron's error body,
+`{"NeutronError": {"type", "message", "detail"}}`.
 The `type` names follow Neutron's exception class names where Neutron has one, so clients that
 know Neutron recognise them (`NetworkNotFound`, `IpAddressGenerationFailure`, ...).
 """
@@ -12,7 +13,7 @@ from tunnelnet.errors import TunnelnetError
 
 
 class ApiError(TunnelnetError):
-    """An error the API answers with `status` and `{"error": {"type", "message"}}`."""
+    """An error the API answers with `status` and Neutron's `{"NeutronError": {...}}`."""
 
     status = 500
     default_type = "InternalError"
@@ -23,7 +24,13 @@ class ApiError(TunnelnetError):
         self.error_type = error_type or self.default_type
 
     def as_body(self) -> dict[str, dict[str, str]]:
-        return {"error": {"type": self.error_type, "message": self.message}}
+        return error_body(self.error_type, self.message)
+
+
+def error_body(error_type: str, message: str, detail: str = "") -> dict[str, dict[str, str]]:
+    """Neutron's error body: python-neutronclient and openstacksdk read `message` from it
+    (`detail` is empty in Neutron's own answers too)."""
+    return {"NeutronError": {"type": error_type, "message": message, "detail": detail}}
 
 
 class BadRequest(ApiError):
@@ -44,6 +51,11 @@ class Forbidden(ApiError):
 class NotFound(ApiError):
     status = 404
     default_type = "NotFound"
+
+
+class MethodNotAllowed(ApiError):
+    status = 405
+    default_type = "MethodNotAllowed"
 
 
 class Conflict(ApiError):

@@ -2,6 +2,10 @@
 
 Creating a port claims its MAC and addresses in the same transaction that stores it, so a
 failure anywhere (an address taken, the pool exhausted) leaves nothing claimed.
+
+Neutron's standard port attributes are stored as given (`port_security_enabled`,
+`allowed_address_pairs`, `binding:profile`); the values tunnelnet cannot honour yet are
+refused with the reason (`binding:vnic_type` other than normal, any security group).
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from typing import Any
 
 from tunnelnet.server import ipam, macs
 from tunnelnet.server.auth import Caller, Role
-from tunnelnet.server.controller import Controller, get_visible, owner_project, writing
+from tunnelnet.server.controller import Controller, get_visible, owner_project, public, writing
 from tunnelnet.server.errors import BadRequest, Conflict, Forbidden
 from tunnelnet.server.schemas import PortCreate, PortUpdate, parse
 from tunnelnet.store.base import Doc, Txn
@@ -21,10 +25,75 @@ KIND = "port"
 FIELDS = (
     "id", "name", "description", "network_id", "project_id", "tenant_id", "admin_state_up",
     "status", "mac_address", "fixed_ips", "device_id", "device_owner", "binding:host_id",
+    "binding:vnic_type", "binding:vif_type", "binding:vif_details", "binding:profile",
+    "port_security_enabled", "allowed_address_pairs", "security_groups",
     "created_at", "updated_at", "revision_number",
 )  # fmt: skip
 # what the agent (or admin playing Nova) may set; tenants may not
-ADMIN_ONLY = ("binding:host_id", "status")
+ADMIN_ONLY = ("binding:host_id", "binding:profile", "status")
+# attributes newer than some stored ports: those read as Neutron's defaults
+DEFAULTS: Doc = {
+    "binding:vnic_type": "normal", "binding:profile": {}, "port_security_enabled": True,
+    "allowed_address_pairs": [], "security_groups": [],
+}  # fmt: skip
+VNIC_TYPES = ("normal",)
+
+
+def view(doc: Doc) -> Doc:
+    """The port as the API shows it; the VIF type follows the binding as in Neutron (`ovs`
+    once a host is set, `unbound` before)."""
+    out = {**DEFAULTS, **public(doc)}
+    out["binding:vif_type"] = "ovs" if out.get("binding:host_id") else "unbound"
+    out["binding:vif_details"] = {}
+    return out
+
+
+def _refuse_unsupported(given: dict[str, Any]) -> None:
+    vnic = given.get("binding:vnic_type")
+    if vnic is not None and vnic not in VNIC_TYPES:
+        raise BadRequest(
+            f"binding:vnic_type {vnic!r} is not supported: tunnelnet binds only 'normal' "
+            "vNICs (a tap device on the integration bridge), no SR-IOV, macvtap or baremetal",
+            "InvalidInput",
+        )
+    if given.get("security_groups"):
+        raise BadRequest(
+            "security_groups must be empty: tunnelnet has no security groups yet",
+            "InvalidInput",
+        )
+
+
+def _address_pairs(raw: Sequence[dict[str, Any]], port_mac: str) -> list[dict[str, str]]:
+    """Neutron's allowed_address_pairs: an IP or CIDR, with the port's MAC unless given."""
+    out: list[dict[str, str]] = []
+    for index, pair in enumerate(raw):
+        where = f"allowed_address_pairs[{index}]"
+        text = pair["ip_address"]
+        try:
+            network = ipaddress.ip_network(text, strict=False)
+        except ValueError:
+            raise BadRequest(
+                f"{where}.ip_address {text!r} is not an IP address or CIDR", "InvalidInput"
+            ) from None
+        whole = network.num_addresses == 1 and "/" not in text
+        address = str(network.network_address) if whole else str(network)
+        mac = macs.normalise(pair["mac_address"], f"{where}.mac_address") if pair.get(
+            "mac_address") else port_mac  # fmt: skip
+        item = {"ip_address": address, "mac_address": mac}
+        if item in out:
+            raise BadRequest(f"{where} repeats {address} with {mac}",
+                             "DuplicateAddressPairInRequest")  # fmt: skip
+        out.append(item)
+    return out
+
+
+def _check_pairs_need_security(doc: Doc) -> None:
+    if doc["allowed_address_pairs"] and not doc["port_security_enabled"]:
+        raise Conflict(
+            "port security must be enabled to have allowed address pairs on a port (without "
+            "it the port may send from any address anyway)",
+            "AddressPairAndPortSecurityRequired",
+        )
 
 
 def _subnets(txn: Txn, network: Doc) -> list[Doc]:
@@ -126,12 +195,15 @@ def create(ctl: Controller, caller: Caller, data: Any, txn: Txn | None = None) -
     caller.require_writer("creating a port")
     model, given = parse(PortCreate, data, KIND)
     _check_privileged(caller, given)
+    _refuse_unsupported(given)
     port_id = ctl.new_id()
     now = ctl.now()
     with writing(ctl, txn) as txn:
         network = get_visible(txn, caller, "network", model.network_id)
-        # admin (playing Nova) creates ports for the network's project unless told otherwise
-        project = owner_project(caller, given, network["project_id"])
+        # admin (playing Nova) creates ports for the network's project unless told otherwise;
+        # a project's port on a network shared with it is the project's own
+        default = network["project_id"] if caller.is_admin else None
+        project = owner_project(caller, given, default)
         subnets = _subnets(txn, network)
         if model.mac_address is not None:
             mac = macs.claim(txn, network["id"], model.mac_address, port_id)
@@ -157,18 +229,28 @@ def create(ctl: Controller, caller: Caller, data: Any, txn: Txn | None = None) -
             "device_id": model.device_id or "",
             "device_owner": model.device_owner or "",
             "binding:host_id": host,
+            "binding:vnic_type": "normal",
+            "binding:profile": dict(model.binding_profile or {}),
+            # a port without its own setting takes its network's, as in Neutron
+            "port_security_enabled": network.get("port_security_enabled", True)
+            if model.port_security_enabled is None
+            else model.port_security_enabled,
+            "allowed_address_pairs": _address_pairs(given.get("allowed_address_pairs") or [], mac),
+            "security_groups": [],
             "created_at": now,
             "updated_at": now,
             "revision_number": 1,
         }
+        _check_pairs_need_security(doc)
         txn.put(KIND, port_id, doc, project)
     return doc
 
 
 def update(ctl: Controller, caller: Caller, port_id: str, data: Any) -> Doc:
     model, given = parse(PortUpdate, data, KIND)
+    _refuse_unsupported(given)
     with ctl.store.write() as txn:
-        doc = get_visible(txn, caller, KIND, port_id)
+        doc = {**DEFAULTS, **get_visible(txn, caller, KIND, port_id)}
         if caller.role is Role.AGENT and set(given) - {"status"}:
             raise Forbidden("the agent token may change only a port's status")
         _check_privileged(caller, given)
@@ -199,6 +281,14 @@ def update(ctl: Controller, caller: Caller, port_id: str, data: Any) -> Doc:
             doc["binding:host_id"] = host
         if given.get("status") is not None:
             doc["status"] = given["status"]
+        if given.get("port_security_enabled") is not None:
+            doc["port_security_enabled"] = given["port_security_enabled"]
+        if given.get("binding:profile") is not None:
+            doc["binding:profile"] = given["binding:profile"]
+        if given.get("allowed_address_pairs") is not None:
+            doc["allowed_address_pairs"] = _address_pairs(given["allowed_address_pairs"],
+                                                          doc["mac_address"])  # fmt: skip
+        _check_pairs_need_security(doc)
         doc["updated_at"] = ctl.now()
         doc["revision_number"] += 1
         txn.put(KIND, port_id, doc, doc["project_id"])

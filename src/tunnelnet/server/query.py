@@ -2,8 +2,10 @@
 
 `?name=a&name=b` keeps either; `?fixed_ips=ip_address=10.0.0.3` matches a port by address;
 `?fields=id&fields=name` trims each item; `?sort_key=name&sort_dir=desc`; `?limit=N&marker=ID`
-pages (the marker is the last id of the previous page). Unknown names are an error that names
-them, never a silently empty or full answer.
+pages (the marker is the last id of the previous page). Unknown filter names are an error that
+names them, never a silently empty or full answer (Neutron's filter validation); unknown names
+in `fields=` are ignored, as Neutron ignores them (clients ask for attributes of extensions a
+server may lack).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from tunnelnet.server.errors import BadRequest
 from tunnelnet.store.base import Doc
 
 PAGING = ("limit", "marker", "sort_key", "sort_dir", "page_reverse")
+FIXED_IP_KEYS = ("ip_address", "subnet_id")
 
 
 def _text(value: Any) -> str:
@@ -106,10 +109,6 @@ def check_query(query: Mapping[str, Sequence[str]], allowed: Sequence[str], reso
     bad = sorted(set(query) - {*allowed, "fields", *PAGING})
     if bad:
         raise BadRequest(f"unknown {resource} filter(s): {', '.join(bad)}", "InvalidInput")
-    for value in query.get("fields", ()):
-        for name in value.split(","):
-            if name and name not in allowed:
-                raise BadRequest(f"unknown {resource} field {name!r} in fields=", "InvalidInput")
     for value in query.get("limit", ()):
         if not value.isdigit() or int(value) < 1:
             raise BadRequest(f"limit {value!r} must be a positive integer", "InvalidInput")
@@ -119,5 +118,13 @@ def check_query(query: Mapping[str, Sequence[str]], allowed: Sequence[str], reso
     for value in query.get("sort_dir", ()):
         if value not in ("asc", "desc"):
             raise BadRequest(f"sort_dir {value!r} must be asc or desc", "InvalidInput")
+    for value in query.get("fixed_ips", ()):
+        name = value.partition("=")[0]
+        if name not in FIXED_IP_KEYS:
+            # e.g. ip_address_substr, which needs an extension tunnelnet does not have
+            raise BadRequest(
+                f"fixed_ips filter {name!r} is not supported (use ip_address or subnet_id)",
+                "InvalidInput",
+            )
     if "page_reverse" in query:
         raise BadRequest("page_reverse is not supported", "InvalidInput")

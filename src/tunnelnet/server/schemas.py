@@ -5,14 +5,19 @@ validate every body with them (also bodies from in-process callers), so a field 
 type or an unknown field is refused with its name. Values whose rules need the store (is this
 segment free, is this address in the subnet) are checked by the service modules.
 Field names with a colon (`provider:network_type`) are aliases, as Neutron spells them.
+Numbers and booleans sent as strings are converted where Neutron converts them
+(`"mtu": "1400"`, `"provider:segmentation_id": "500"`, `"admin_state_up": "false"`: the
+`openstack` CLI sends some of them so); everything else keeps its JSON type.
 """
 
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic_core import ErrorDetails
 
 from tunnelnet.packet import tunnel_kinds
 from tunnelnet.server.config import NETWORK_TYPES
@@ -29,6 +34,34 @@ else:
 PortStatus = Literal["DOWN", "BUILD", "ACTIVE", "ERROR"]
 
 
+def _to_int(value: Any) -> Any:
+    """Neutron's convert_to_int for text: "1400" -> 1400 (anything else is left to the
+    strict check, which names the field)."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.lstrip("+-").isdigit():
+            return int(text)
+    return value
+
+
+def _to_bool(value: Any) -> Any:
+    """Neutron's convert_to_boolean: "true"/"false" in any case, "1"/"0", 1/0."""
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text in ("true", "1"):
+            return True
+        if text in ("false", "0"):
+            return False
+    if type(value) is int and value in (0, 1):
+        return bool(value)
+    return value
+
+
+Int = Annotated[int, BeforeValidator(_to_int)]
+Bool = Annotated[bool, BeforeValidator(_to_bool)]
+IpVersion = Annotated[Literal[4, 6], BeforeValidator(_to_int)]
+
+
 def _text() -> Any:
     return Field(None, max_length=255)
 
@@ -41,26 +74,33 @@ class _Body(BaseModel):
 class NetworkCreate(_Body):
     name: str | None = _text()
     description: str | None = _text()
-    admin_state_up: bool | None = None
+    admin_state_up: Bool | None = None
     project_id: str | None = None
     tenant_id: str | None = None
-    mtu: int | None = None
+    mtu: Int | None = None
     provider_network_type: NetworkType | None = Field(None, alias="provider:network_type")
     provider_physical_network: str | None = Field(
         None, alias="provider:physical_network", max_length=64
     )
-    provider_segmentation_id: int | None = Field(None, alias="provider:segmentation_id")
+    provider_segmentation_id: Int | None = Field(None, alias="provider:segmentation_id")
+    # standard attributes: values tunnelnet cannot honour are refused by networks.py with why
+    shared: Bool | None = None
+    router_external: Bool | None = Field(None, alias="router:external")
+    port_security_enabled: Bool | None = None
 
 
 class NetworkUpdate(_Body):
     name: str | None = _text()
     description: str | None = _text()
-    admin_state_up: bool | None = None
-    mtu: int | None = None
+    admin_state_up: Bool | None = None
+    mtu: Int | None = None
     # accepted only to refuse them with a clear reason (segments never change under agents)
     provider_network_type: NetworkType | None = Field(None, alias="provider:network_type")
     provider_physical_network: str | None = Field(None, alias="provider:physical_network")
-    provider_segmentation_id: int | None = Field(None, alias="provider:segmentation_id")
+    provider_segmentation_id: Int | None = Field(None, alias="provider:segmentation_id")
+    shared: Bool | None = None
+    router_external: Bool | None = Field(None, alias="router:external")
+    port_security_enabled: Bool | None = None
 
 
 class AllocationPool(_Body):
@@ -68,16 +108,25 @@ class AllocationPool(_Body):
     end: str
 
 
+class HostRoute(_Body):
+    destination: str
+    nexthop: str
+
+
 class SubnetCreate(_Body):
     network_id: str
     cidr: str
-    ip_version: Literal[4, 6] | None = None
+    ip_version: IpVersion | None = None
     name: str | None = _text()
     description: str | None = _text()
     gateway_ip: str | None = None
     allocation_pools: list[AllocationPool] | None = None
-    enable_dhcp: bool | None = None
+    enable_dhcp: Bool | None = None
     dns_nameservers: list[str] | None = None
+    host_routes: list[HostRoute] | None = None
+    # accepted only to refuse a mode with the reason (no RA, no DHCPv6 here)
+    ipv6_address_mode: str | None = None
+    ipv6_ra_mode: str | None = None
     project_id: str | None = None
     tenant_id: str | None = None
 
@@ -85,8 +134,13 @@ class SubnetCreate(_Body):
 class SubnetUpdate(_Body):
     name: str | None = _text()
     description: str | None = _text()
-    enable_dhcp: bool | None = None
+    enable_dhcp: Bool | None = None
     dns_nameservers: list[str] | None = None
+    gateway_ip: str | None = None
+    allocation_pools: list[AllocationPool] | None = None
+    host_routes: list[HostRoute] | None = None
+    ipv6_address_mode: str | None = None
+    ipv6_ra_mode: str | None = None
 
 
 class FixedIp(_Body):
@@ -94,16 +148,26 @@ class FixedIp(_Body):
     ip_address: str | None = None
 
 
+class AddressPair(_Body):
+    ip_address: str
+    mac_address: str | None = None
+
+
 class PortCreate(_Body):
     network_id: str
     name: str | None = _text()
     description: str | None = _text()
-    admin_state_up: bool | None = None
+    admin_state_up: Bool | None = None
     mac_address: str | None = None
     fixed_ips: list[FixedIp] | None = None
     device_id: str | None = _text()
     device_owner: str | None = _text()
     binding_host_id: str | None = Field(None, alias="binding:host_id", max_length=255)
+    binding_vnic_type: str | None = Field(None, alias="binding:vnic_type")
+    binding_profile: dict[str, Any] | None = Field(None, alias="binding:profile")
+    port_security_enabled: Bool | None = None
+    allowed_address_pairs: list[AddressPair] | None = None
+    security_groups: list[str] | None = None
     project_id: str | None = None
     tenant_id: str | None = None
 
@@ -111,11 +175,16 @@ class PortCreate(_Body):
 class PortUpdate(_Body):
     name: str | None = _text()
     description: str | None = _text()
-    admin_state_up: bool | None = None
+    admin_state_up: Bool | None = None
     fixed_ips: list[FixedIp] | None = None
     device_id: str | None = _text()
     device_owner: str | None = _text()
     binding_host_id: str | None = Field(None, alias="binding:host_id", max_length=255)
+    binding_vnic_type: str | None = Field(None, alias="binding:vnic_type")
+    binding_profile: dict[str, Any] | None = Field(None, alias="binding:profile")
+    port_security_enabled: Bool | None = None
+    allowed_address_pairs: list[AddressPair] | None = None
+    security_groups: list[str] | None = None
     status: PortStatus | None = None
     mac_address: str | None = None
 
@@ -167,13 +236,30 @@ class TokenCreate(_Body):
 M = TypeVar("M", bound=BaseModel)
 
 
+def describe_errors(errors: Sequence[ErrorDetails | Any], prefix: Sequence[str] = ()) -> str:
+    """One line naming each bad field, e.g. `network.provider:segmentation_id: ...`.
+
+    Names no resource has are Neutron's "Unrecognized attribute(s)", listed together, rather
+    than pydantic's "Extra inputs are not permitted" one by one."""
+    parts: list[str] = []
+    unknown: list[str] = []
+    for error in errors:
+        where = ".".join(str(p) for p in (*prefix, *error["loc"])) or "body"
+        if error["type"] == "extra_forbidden":
+            unknown.append(where)
+        else:
+            parts.append(f"{where}: {error['msg']}")
+    out = []
+    if unknown:
+        names = dict.fromkeys(unknown)  # the same name may fail two body forms
+        out.append("Unrecognized attribute(s) " + ", ".join(f"'{u}'" for u in names))
+    if parts:
+        out.append("invalid input for " + "; ".join(dict.fromkeys(parts)))
+    return "; ".join(out)
+
+
 def describe(exc: ValidationError, resource: str) -> str:
-    """One line naming each bad field, e.g. `network.provider:segmentation_id: ...`."""
-    parts = []
-    for error in exc.errors():
-        where = ".".join(str(p) for p in (resource, *error["loc"]))
-        parts.append(f"{where}: {error['msg']}")
-    return "invalid input for " + "; ".join(parts)
+    return describe_errors(exc.errors(), (resource,))
 
 
 def parse(model: type[M], data: Any, resource: str) -> tuple[M, dict[str, Any]]:

@@ -30,7 +30,8 @@ from tunnelnet.store.base import Change, Compacted
 log = logging.getLogger(__name__)
 
 _BATCH = 500
-# kinds a project token may watch (its own only); agents and admin see all these
+# kinds a project token may watch (its own, and networks shared with it: their subnets' events
+# are not sent to other projects yet, though lists show them); agents and admin see all these
 _PROJECT_KINDS = ("network", "subnet", "port")
 _KINDS = (*_PROJECT_KINDS, "agent", "project")
 

@@ -48,6 +48,19 @@ def test_dst_port_defaults_to_4789_and_can_be_set() -> None:
     assert _port(dst_port="8472").dst_port == 8472
 
 
+def test_geneve_listens_on_6081_with_a_24_bit_vni_and_the_options_of_a_udp_kind() -> None:
+    port = _port(PortKind.GENEVE, key="0xffffff", local_ip="127.0.0.1")
+    assert port.dst_port == 6081  # IANA's Geneve port (RFC 8926 section 3.3)
+    assert port.key == (1 << 24) - 1  # the VNI is 24 bits (section 3.4)
+    assert _port(PortKind.GENEVE, dst_port="16081").dst_port == 16081
+    assert _port(PortKind.GENEVE, key="flow").key is None
+    # outer IPv4 20 + UDP 8 + Geneve 8 without options (RFC 8926 section 3.4)
+    assert port.overhead == 36
+    assert port.demux_key == (PortKind.GENEVE, 6081, 0x7F000002, (1 << 24) - 1)
+    with pytest.raises(PortError, match="does not fit 24 bits"):
+        _port(PortKind.GENEVE, key=str(1 << 24))
+
+
 def test_route_towards_the_peer_gives_our_address_and_the_underlay_mtu() -> None:
     port = _port()
     assert port.tun_dst == 0x7F000001  # the kernel's source address towards 127.0.0.2
@@ -65,6 +78,10 @@ def test_route_towards_the_peer_gives_our_address_and_the_underlay_mtu() -> None
         (PortKind.VXLAN, {"remote_ip": "192.0.2.2", "dst_port": "70000"}, "'70000'"),
         (PortKind.GRE, {"remote_ip": "192.0.2.2", "dst_port": "4789"}, "dst_port"),
         (PortKind.GRE, {"remote_ip": "192.0.2.2", "csum": "true"}, "csum"),
+        (PortKind.GENEVE, {}, "remote_ip=<IPv4 address> is required"),
+        (PortKind.GENEVE, {"remote_ip": "192.0.2.2", "dst_port": "0"}, "'0' is not a UDP"),
+        # options (tun_metadata) and checksums are not sent: refused, not silently ignored
+        (PortKind.GENEVE, {"remote_ip": "192.0.2.2", "csum": "true"}, "csum"),
     ],
 )
 def test_bad_options_are_refused_naming_the_bad_part(kind: PortKind, options: dict[str, str],
@@ -76,7 +93,7 @@ def test_bad_options_are_refused_naming_the_bad_part(kind: PortKind, options: di
 def test_the_overhead_is_the_registrys_less_the_outer_ethernet_header() -> None:
     # the underlay MTU counts from the outer IPv4 header; the registry's overhead (RFC sizes,
     # checked in tests/unit/packet/test_tunnel_kinds.py) also counts the outer Ethernet one
-    for kind in (PortKind.VXLAN, PortKind.GRE):
+    for kind in (PortKind.VXLAN, PortKind.GRE, PortKind.GENEVE):
         assert _port(kind).overhead == tunnel_kinds.kind(kind.value).overhead - 14
 
 
@@ -112,7 +129,7 @@ def test_every_parser_is_a_receiver_method_for_a_registry_kind_of_its_transport(
         for name, method in parsers.items():
             assert tunnel_kinds.kind(name).transport is transport
             assert callable(getattr(tunnel_rx.TunnelReceiver, method))
-    assert tunnel_rx.kinds() == {"vxlan", "gre"}
+    assert tunnel_rx.kinds() == {"vxlan", "gre", "geneve"}
 
 
 def test_demux_keys_equal_the_plain_tuples_the_receive_path_looks_up() -> None:

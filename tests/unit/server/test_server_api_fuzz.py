@@ -1,7 +1,8 @@
 """Nothing crashes: random and half-valid bodies, ids and query strings against every route.
 
 An independent generator (hypothesis), not our schemas, makes the input; the property is the
-API contract itself: never a 5xx, and every error is `{"error": {"type", "message"}}`.
+API contract itself: never a 5xx, and every error is Neutron's
+`{"NeutronError": {"type", "message", "detail"}}`.
 """
 
 from __future__ import annotations
@@ -83,9 +84,9 @@ def _check(response: httpx.Response) -> None:
     assert response.status_code in ALLOWED, (response.status_code, response.text)
     if response.status_code >= 400:
         body = response.json()
-        assert set(body) == {"error"}
-        assert isinstance(body["error"]["type"], str) and body["error"]["type"]
-        assert isinstance(body["error"]["message"], str) and body["error"]["message"]
+        assert set(body) == {"NeutronError"}
+        assert isinstance(body["NeutronError"]["type"], str) and body["NeutronError"]["type"]
+        assert isinstance(body["NeutronError"]["message"], str) and body["NeutronError"]["message"]
 
 
 @settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow,

@@ -79,7 +79,7 @@ def test_a_vni_outside_the_space_is_a_400_naming_the_range(server: ServerProcess
     response = _create(server, **{"provider:network_type": "geneve",
                                   "provider:segmentation_id": vni})
     assert response.status_code == 400
-    error = response.json()["error"]
+    error = response.json()["NeutronError"]
     assert error["type"] == "InvalidInput"
     assert error["message"] == (f"provider:segmentation_id {vni} is out of range for geneve "
                                 "(1..16777215)")

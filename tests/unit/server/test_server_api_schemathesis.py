@@ -26,9 +26,9 @@ def _check(case: Any) -> None:
     assert response.status_code < 500, (case.method, case.formatted_path, response.text)
     if response.status_code >= 400:
         body = response.json()
-        assert set(body) == {"error"}, body
-        assert isinstance(body["error"]["type"], str) and body["error"]["type"]
-        assert isinstance(body["error"]["message"], str) and body["error"]["message"]
+        assert set(body) == {"NeutronError"}, body
+        assert isinstance(body["NeutronError"]["type"], str) and body["NeutronError"]["type"]
+        assert isinstance(body["NeutronError"]["message"], str) and body["NeutronError"]["message"]
 
 
 def test_no_request_generated_from_the_openapi_schema_breaks_the_contract(

@@ -31,6 +31,14 @@ def test_geneve_ranges_are_a_setting_of_their_own(tmp_path: Path) -> None:
     assert config.vni_ranges == config.tunnel_ranges("vxlan") == ((1, 2**24 - 1),)
 
 
+def test_auth_strategy_is_token_unless_set_to_neutrons_noauth(tmp_path: Path) -> None:
+    assert load(None, env={}).auth_strategy == "token"
+    path = tmp_path / "server.toml"
+    path.write_text('auth_strategy = "noauth"\n')
+    assert load(str(path), env={}).auth_strategy == "noauth"
+    assert load(None, env={"TUNNELNET_AUTH_STRATEGY": "noauth"}).auth_strategy == "noauth"
+
+
 @pytest.mark.parametrize(
     ("text", "needle"),
     [
@@ -45,6 +53,7 @@ def test_geneve_ranges_are_a_setting_of_their_own(tmp_path: Path) -> None:
         ('tenant_network_types = ["flat"]', "tenant_network_types"),
         ("underlay_mtu = true", "underlay_mtu"),
         ("this is not toml", "server.toml"),
+        ('auth_strategy = "keystone"', "auth_strategy must be one of token, noauth"),
     ],
 )
 def test_bad_settings_are_refused_naming_the_setting(

@@ -153,7 +153,8 @@ def test_an_unexpected_failure_is_a_500_in_the_error_shape(tmp_path: Path) -> No
                               headers={"X-Auth-Token": "adm"}, timeout=10)  # fmt: skip
     assert response.status_code == 500
     assert response.json() == {
-        "error": {"type": "InternalError", "message": "the controller failed; see its log"}
+        "NeutronError": {"type": "InternalError", "message": "the controller failed; see its log",
+                         "detail": ""}
     }
 
 
@@ -179,3 +180,36 @@ def test_an_agent_is_found_by_host_also_in_a_database_from_before_the_index(
     agents.delete(ctl, ADMIN, "old-id")
     fresh, created = agents.register(ctl, AGENT, {"host": "hv7"})
     assert created and fresh["id"] != "old-id"
+
+
+def test_documents_from_before_the_standard_attributes_read_as_neutrons_defaults(
+    ctl: Controller,
+) -> None:
+    net = networks.create(ctl, ADMIN, {"name": "old"})
+    subnet = subnets.create(ctl, ADMIN, {"network_id": net["id"], "cidr": "10.70.0.0/24"})
+    port = ports.create(ctl, ADMIN, {"network_id": net["id"]})
+    newer = {
+        "network": ("router:external", "port_security_enabled"),
+        "subnet": ("host_routes", "ipv6_address_mode", "ipv6_ra_mode"),
+        "port": ("binding:vnic_type", "binding:profile", "port_security_enabled",
+                 "allowed_address_pairs", "security_groups"),
+    }  # fmt: skip
+    with ctl.store.write() as txn:  # as an older tunnelnet stored them
+        for kind, doc in (("network", net), ("subnet", subnet), ("port", port)):
+            old = {k: v for k, v in doc.items() if k not in newer[kind]}
+            txn.put(kind, doc["id"], old, doc["project_id"])
+    with ctl.store.read() as txn:
+        shown = {kind: view(txn.get(kind, doc["id"])) for kind, view, doc in (
+            ("network", networks.view, net), ("subnet", subnets.view, subnet),
+            ("port", ports.view, port))}  # fmt: skip
+    assert (shown["network"]["router:external"], shown["network"]["port_security_enabled"]) == (
+        False, True)  # fmt: skip
+    assert (shown["subnet"]["host_routes"], shown["subnet"]["ipv6_ra_mode"]) == ([], None)
+    assert (shown["port"]["binding:vnic_type"], shown["port"]["security_groups"]) == (
+        "normal", [])  # fmt: skip
+    # and an update of such a document stores them
+    updated = ports.update(ctl, ADMIN, port["id"], {"allowed_address_pairs": [
+        {"ip_address": "10.70.0.99"}]})  # fmt: skip
+    assert updated["port_security_enabled"] is True
+    assert updated["allowed_address_pairs"] == [{"ip_address": "10.70.0.99",
+                                                 "mac_address": port["mac_address"]}]  # fmt: skip

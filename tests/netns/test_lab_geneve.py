@@ -1,0 +1,104 @@
+"""examples/geneve.toml on tunnelnet's own vswitchd, and the same with Open vSwitch on the
+second hypervisor (topologies/geneve_mixed.toml): `lab up` builds it (the lab no longer
+refuses Geneve on our switch), `lab verify` finds that the Geneve and the VXLAN network, which
+carry the same number 3003, each reach within and never across, and what crosses the underlay
+for the Geneve network is RFC 8926 to scapy: UDP 6081, version 0, protocol 0x6558, VNI 3003.
+
+Expected values come from the topology file and RFC 8926, never from the lab's own output.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from scapy.contrib.geneve import GENEVE
+from scapy.layers.inet import IP, UDP
+from scapy.layers.l2 import Ether
+
+from support.tools import require_tool
+from tunnelnet.trace.pcap import read_frames
+
+pytestmark = pytest.mark.netns
+
+TOPOLOGIES = {"ours": Path(__file__).resolve().parents[2] / "examples" / "geneve.toml",
+              "mixed": Path(__file__).resolve().parent / "topologies" / "geneve_mixed.toml"}
+PREFIX = f"tnG{os.getpid() % 10000}"
+VNI = 3003
+NETWORK = {"green1": "green", "green2": "green", "red1": "red", "red2": "red"}
+
+
+def _lab(lab_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "tunnelnet", "lab", *args],
+                          capture_output=True, text=True, timeout=240, check=False,
+                          env={**os.environ, "TUNNELNET_LAB_PREFIX": PREFIX,
+                               "TUNNELNET_LAB_DIR": str(lab_dir)})
+
+
+@pytest.fixture(scope="module", params=list(TOPOLOGIES))
+def lab_dir(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+            ) -> Iterator[Path]:
+    if request.param == "mixed":
+        require_tool("ovs-vswitchd")
+    directory = tmp_path_factory.mktemp("genevelab")
+    up = _lab(directory, "up", str(TOPOLOGIES[request.param]))
+    try:
+        assert up.returncode == 0, up.stdout + up.stderr
+        yield directory
+    finally:
+        down = _lab(directory, "down")
+        assert down.returncode == 0, down.stdout + down.stderr
+        assert PREFIX not in subprocess.run(["ip", "netns", "list"], capture_output=True,
+                                            text=True, check=True).stdout
+
+
+def test_vms_reach_within_their_network_and_never_across_the_shared_number(
+        lab_dir: Path) -> None:
+    verify = _lab(lab_dir, "verify", "--json")
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    pairs = json.loads(verify.stdout)["pairs"]
+    assert len(pairs) == 12
+    for pair in pairs:
+        assert pair["reached"] == (NETWORK[pair["src"]] == NETWORK[pair["dst"]]), pair
+
+
+def test_each_hypervisor_has_a_geneve_port_on_our_switch(lab_dir: Path) -> None:
+    status = _lab(lab_dir, "status", "--json")
+    assert status.returncode == 0, status.stderr
+    tunnels = {hv["name"]: set(hv["tunnels"]) for hv in json.loads(status.stdout)["hypervisors"]}
+    # 192.0.2.12 = c000020c: hv1's ports towards hv2, and back (Neutron's names)
+    assert {"geneve-c000020c", "vxlan-c000020c"} <= tunnels["hv1"]
+    assert {"geneve-c000020b", "vxlan-c000020b"} <= tunnels["hv2"]
+
+
+def test_the_geneve_networks_bytes_are_rfc_8926_to_scapy(lab_dir: Path, tmp_path: Path) -> None:
+    tcpdump = require_tool("tcpdump")
+    pcap = tmp_path / "green.pcap"
+    proc = subprocess.Popen(["ip", "netns", "exec", f"{PREFIX}-underlay", tcpdump, "-U", "-n",
+                             "-i", "br-underlay", "-w", str(pcap), "udp"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        time.sleep(1.0)  # tcpdump is listening once it has opened the interface
+        ping = _lab(lab_dir, "ping", "green1", "green2")
+        assert ping.returncode == 0, ping.stdout + ping.stderr
+        time.sleep(0.5)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        assert proc.stderr is not None
+        proc.stderr.close()
+    geneve = [Ether(f) for f in read_frames(pcap) if Ether(f).haslayer(GENEVE)]
+    assert len(geneve) >= 2  # at least the echo request and its reply
+    for packet in geneve:
+        g = packet[GENEVE]
+        assert packet[UDP].dport == 6081
+        assert (g.version, g.proto, g.vni, g.oam, g.critical, g.optionlen) == (
+            0, 0x6558, VNI, 0, 0, 0)
+        if packet[IP].src == "192.0.2.11":  # hv1, ours in both topologies
+            assert 49152 <= packet[UDP].sport <= 65535  # the inner flow's hash (RFC 8926 3.3)
