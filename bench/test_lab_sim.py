@@ -1,6 +1,7 @@
 """Benchmarks of the simulation (run: make bench): building and converging a cloud of 20
-hypervisors, and one ping followed through the fabric. Convergence and reachability are
-tested, at 50 hypervisors, by tests/unit/lab/test_sim_scale.py."""
+hypervisors, and one ping walked by the trace's walker (ARP request and reply, echo and
+reply). Convergence and reachability are tested, at 50 hypervisors, by
+tests/unit/lab/test_sim_scale.py."""
 
 from __future__ import annotations
 

@@ -13,6 +13,7 @@ import click
 from tunnelnet.cli import labsim
 from tunnelnet.cli._matrix import print_matrix
 from tunnelnet.cli._status import print_status
+from tunnelnet.cli.trace import TraceCommand
 from tunnelnet.lab.interface import Lab, LabInputError
 from tunnelnet.lab.namespaces import NamespaceLab
 from tunnelnet.lab.state import find_sim, lab_dir, usable_dir
@@ -107,7 +108,7 @@ cli.add_command(labsim.sim_demo)
 @click.option("--sim", is_flag=True,
               help="Simulate it instead, no root: the same controller, agents and switches in "
                    "one background process wired in memory; lab status, verify, ping, "
-                   "sim-trace, sim-flows and down work against it.")
+                   "sim-flows, down and 'tunnelnet trace' work against it.")
 @click.option("--foreground", is_flag=True,
               help="With --sim: hold the simulation in this terminal (Ctrl-C ends it).")
 @pass_choice
@@ -194,13 +195,17 @@ def exec_(choice: LabChoice, vm: str, command: tuple[str, ...]) -> int:
     return choice.lab().exec(vm, command)
 
 
-@cli.command("ping")
+@cli.command("ping", cls=TraceCommand)
 @click.argument("src")
 @click.argument("dst")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_choice
 def ping_(choice: LabChoice, src: str, dst: str, as_json: bool) -> int:
-    """Ping DST's address from SRC and say whether DST itself answered."""
+    """Ping DST's address from SRC and say whether DST itself answered (a simulated lab
+    walks the ARP exchange, the echo and its reply exactly as 'tunnelnet trace' does).
+
+    \b
+    Exit status: 0 DST answered, 1 it did not, 2 error (no lab, an unknown VM...)."""
     outcome = choice.lab().ping(src, dst)
     click.echo(json.dumps(outcome.document) if as_json else outcome.line)
     return 0 if outcome.reached else 1
@@ -216,28 +221,37 @@ def _verify(lab: Lab, as_json: bool) -> int:
     return 1 if result.surprises else 0
 
 
-@cli.command("verify")
+@cli.command("verify", cls=TraceCommand)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_choice
 def verify(choice: LabChoice, as_json: bool) -> int:
-    """Ping every VM from every other: same network must answer, anything else must not.
+    """Ping every VM from every other: same network must answer, anything else must not
+    (a simulated lab walks each pair as 'tunnelnet trace' does).
 
-    Exits 1 on any surprise."""
+    \b
+    Exit status: 0 as expected, 1 any surprise, 2 error (no lab...)."""
     return _verify(choice.lab(), as_json)
 
 
-@cli.command("sim-trace")
-@click.argument("src")
-@click.argument("dst")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-@pass_choice
-def sim_trace(choice: LabChoice, src: str, dst: str, as_json: bool) -> int:
-    """A simulated lab: SRC's echo request to DST, bridge by bridge (ofproto/trace style).
-    Exits 1 when it does not reach DST (the text then says where its copies ended)."""
-    result = choice.lab().trace(src, dst)
-    click.echo(json.dumps({"reached": result.reached, "text": result.text}, indent=2)
-               if as_json else result.text)
-    return 0 if result.reached else 1
+def _sim_trace() -> click.Command:
+    """``lab sim-trace``: the old spelling of ``tunnelnet trace``, kept as an alias (same
+    options, output and exit status; the lab's --dir is the trace's)."""
+    from tunnelnet.cli import trace as trace_cmd
+
+    def callback(**kwargs: Any) -> Any:
+        choice = click.get_current_context().find_object(LabChoice)
+        directory = str(choice.directory) if choice is not None else None
+        return click.get_current_context().invoke(trace_cmd.cli, directory=directory,
+                                                  **kwargs)
+
+    return trace_cmd.TraceCommand(
+        "sim-trace", callback=callback,
+        params=[p for p in trace_cmd.cli.params if p.name != "directory"],
+        help="The same as 'tunnelnet trace SRC DST' (an alias: same options, output and exit "
+             "status: 0 delivered, 1 not delivered, 2 error).")
+
+
+cli.add_command(_sim_trace())
 
 
 @cli.command("sim-flows")

@@ -190,12 +190,12 @@ def print_status(lab: SimLab) -> None:
 
 
 def print_trace(lab: SimLab, src_name: str, dst_name: str) -> bool:
-    from tunnelnet.lab.sim_server import trace_lines
+    """``tunnelnet trace SRC DST --explain``'s walk and words, over this process's lab."""
+    from tunnelnet.trace.render import to_text
 
-    reached, lines = trace_lines(lab, src_name, dst_name)
-    for line in lines:
-        click.echo(line)
-    return reached
+    journey = lab.walker().journey(src_name, dst_name)
+    click.echo(to_text(journey, explain=True), nl=False)
+    return journey.outcome.delivered
 
 
 @click.command("sim-demo")

@@ -3,15 +3,33 @@
 from __future__ import annotations
 
 import json
+from typing import Any, Final
 
 import click
 
+from tunnelnet.errors import TunnelnetError
 from tunnelnet.lab.state import lab_dir
 from tunnelnet.trace.errors import TraceError
 from tunnelnet.trace.probe import PROTOCOLS
 
+DELIVERED: Final = 0
+NOT_DELIVERED: Final = 1
+ERROR: Final = 2  # as click's usage errors: the question could not be answered
 
-@click.command("trace")
+
+class TraceCommand(click.Command):
+    """An error of ours (no lab, an unknown VM, a switch that does not answer) exits 2, so
+    that 1 keeps meaning "not delivered"."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except TunnelnetError as exc:
+            click.echo(f"tunnelnet: error: {exc}", err=True)
+            raise click.exceptions.Exit(ERROR) from None
+
+
+@click.command("trace", cls=TraceCommand)
 @click.argument("src")
 @click.argument("dst")
 @click.option("--proto", type=click.Choice(PROTOCOLS), default="icmp", show_default=True,
@@ -23,7 +41,8 @@ from tunnelnet.trace.probe import PROTOCOLS
 @click.option("--explain", is_flag=True, help="Plain words for every bridge and table.")
 @click.option("--live", is_flag=True,
               help="Then send that very packet from VM1 and check counters, the underlay "
-                   "capture and arrival at VM2 against the trace (real lab, root).")
+                   "capture and arrival at VM2 against the trace (real lab, root); the "
+                   "trace is then of that packet alone, without the ARP exchange before it.")
 @click.option("--evidence", type=click.Path(file_okay=False), default=None,
               help="With --live: keep the captures (pcap) in this directory.")
 @click.option("--dir", "directory", envvar="TUNNELNET_LAB_DIR", default=None,
@@ -31,14 +50,29 @@ from tunnelnet.trace.probe import PROTOCOLS
 def cli(src: str, dst: str, proto: str, dport: int | None, size: int | None, as_json: bool,
         explain: bool, live: bool, evidence: str | None, directory: str | None) -> int:
     """Trace a packet from VM SRC to VM DST through every table of every switch on its way:
-    br-int, br-tun, the tunnel (VXLAN/GRE) and the far side, read from the running lab."""
+    br-int, br-tun, the tunnel or the physical network (VLAN/flat) and the far side, read
+    from the running lab (real or simulated; 'lab sim-trace' is the same command).
+
+    Unless the packet is ARP itself, the ARP request and reply that precede it are walked
+    first and every switch learns from them as a real one would; an ICMP echo's reply is
+    walked after it. Where a switch's own lookup floods a frame to a MAC it has not learned,
+    the trace says that this is a first-packet effect and follows the frame where it goes
+    once the switch has learned.
+
+    \b
+    Exit status:
+      0  the packet is delivered to DST (with --live: and the wire agrees)
+      1  it is not delivered (with --live: or the wire disagrees with the trace)
+      2  error: no lab, an unknown VM, a bad option, a switch that does not answer"""
     from tunnelnet.trace.journey import trace
     from tunnelnet.trace.open import open_lab
     from tunnelnet.trace.real import RealLab
     from tunnelnet.trace.render import to_text
 
     lab = open_lab(lab_dir(directory))
-    journey = trace(lab, src, dst, proto, dport, size=size)
+    # --live sends this one frame as it is: the prediction is for exactly that, on the
+    # switches as they are (no ARP exchange walked before it)
+    journey = trace(lab, src, dst, proto, dport, size=size, exchange=not live)
     if live:
         from pathlib import Path
 
@@ -54,4 +88,6 @@ def cli(src: str, dst: str, proto: str, dport: int | None, size: int | None, as_
         click.echo(json.dumps(journey.to_json(), indent=2))
     else:
         click.echo(to_text(journey, explain=explain), nl=False)
-    return 1 if live and journey.live is not None and not journey.live.get("ok") else 0
+    if live and journey.live is not None and not journey.live.get("ok"):
+        return NOT_DELIVERED
+    return DELIVERED if journey.outcome.delivered else NOT_DELIVERED

@@ -83,14 +83,6 @@ class AddedVm:
                 f"({self.tenant}/{self.network}){status}")
 
 
-@dataclass(frozen=True, slots=True)
-class TraceText:
-    """A simulated frame's way, bridge by bridge (``lab sim-trace``)."""
-
-    reached: bool
-    text: str
-
-
 class Lab(abc.ABC):
     """A lab in a run directory. ``say`` prints progress (indented), ``tell`` a plain line
     on stderr."""
@@ -139,10 +131,6 @@ class Lab(abc.ABC):
     @abc.abstractmethod
     def exec(self, vm: str, command: Sequence[str]) -> int:
         """Run COMMAND in VM; its exit status."""
-
-    @abc.abstractmethod
-    def trace(self, src: str, dst: str) -> TraceText:
-        """SRC's echo request to DST, bridge by bridge, as the simulation follows it."""
 
     @abc.abstractmethod
     def flows(self, hypervisor: str, bridge: str) -> list[str]:

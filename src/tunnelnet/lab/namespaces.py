@@ -22,7 +22,6 @@ from tunnelnet.lab.interface import (
     LabInputError,
     LabUnsupported,
     PingOutcome,
-    TraceText,
     Verdict,
     Verification,
 )
@@ -217,9 +216,6 @@ class NamespaceLab(Lab):
         proc = probe.run_in_vm(_vm(state, vm), list(command), timeout=3600,
                                capture=False)
         return proc.returncode
-
-    def trace(self, src: str, dst: str) -> TraceText:
-        raise LabUnsupported(NO_SIM)
 
     def flows(self, hypervisor: str, bridge: str) -> list[str]:
         raise LabUnsupported(NO_SIM)

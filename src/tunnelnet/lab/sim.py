@@ -5,7 +5,8 @@ SQLite store (networks, subnets and ports are created through it as the lab does
 API, playing the operator and Nova); each hypervisor has a real agent
 (:class:`tunnelnet.agent.service.Agent`) driving real :class:`tunnelnet.switch.Bridge`
 objects through :class:`SimBackend`; VMs are plugged into br-int carrying
-``external_ids:iface-id`` as Nova plugs them; frames travel by :class:`SimFabric` instead of
+``external_ids:iface-id`` as Nova plugs them; frames are followed by the trace's walker
+(:mod:`tunnelnet.trace.journey`, the one ``tunnelnet trace`` uses) instead of travelling on
 veths and UDP sockets.
 
 Agents are stepped in passes (every agent one round, in turn) until a whole pass changes
@@ -19,7 +20,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from ipaddress import ip_network
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tunnelnet.agent.desired import AgentConfig
 from tunnelnet.agent.service import BR_INT, Agent, AgentTimers
@@ -28,18 +29,19 @@ from tunnelnet.errors import TunnelnetError
 from tunnelnet.lab import names
 from tunnelnet.lab.interface import LabInputError
 from tunnelnet.lab.sim_controller import SharedCache, SimController, SimHub
-from tunnelnet.lab.sim_fabric import UPLINK_MARK, SimFabric
 from tunnelnet.lab.sim_probe import PingResult, SimVm, ping
 from tunnelnet.lab.sim_switch import SimBackend, SimPort, SimSwitch
 from tunnelnet.lab.topology import Topology, Vm, added_vm_problem
 from tunnelnet.packet import tunnel_kinds
-from tunnelnet.packet.fields import mac_to_int
 from tunnelnet.server import networks, ports, subnets
 from tunnelnet.server.auth import ADMIN
 from tunnelnet.server.config import ServerConfig
 from tunnelnet.server.controller import Controller
 from tunnelnet.server.errors import ApiError
 from tunnelnet.store.sqlite import SqliteStore
+
+if TYPE_CHECKING:
+    from tunnelnet.trace.journey import Walker
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +84,7 @@ class SimLab:
                 raise SimError(f"network {net.name} is of type {net.type}: the simulation "
                                f"carries {', '.join((*SIM_TUNNEL_TYPES, *PROVIDER_TYPES))} "
                                "networks")
-        # VLAN and flat networks leave through br-eth1 to a physical switch (in the fabric)
+        # VLAN and flat networks leave through br-eth1 to a physical switch (the walker's)
         self.physnets = sorted({n.physical_network or "physnet1" for n in self.topo.networks
                                 if n.type in PROVIDER_TYPES})
         self.bridge_mappings = {p: PHYSICAL_BRIDGE for p in self.physnets}
@@ -97,12 +99,10 @@ class SimLab:
         self.switches: dict[str, SimSwitch] = {}
         self.agents: dict[str, Agent] = {}
         self.vms: dict[str, SimVm] = {}
-        self._vm_by_port: dict[str, SimVm] = {}
         self._addresses: dict[str, dict[str, str]] = {}  # network -> address -> VM
         self.network_ids: dict[str, str] = {}
         self.mtus: dict[str, int] = {}
         self.stopped: set[str] = set()  # hypervisors whose agent is stopped
-        self.fabric = SimFabric(self.switches, self._vm_at, self.physical_vlans)
         types = {n.type for n in self.topo.networks if n.type in SIM_TUNNEL_TYPES}
         self.tunnel_types = frozenset(types or {"vxlan"})
 
@@ -122,8 +122,7 @@ class SimLab:
             if self.physnets:
                 # what an operator does once per hypervisor: the physical bridge and its uplink
                 switch.ensure_bridge(PHYSICAL_BRIDGE, fail_secure=True)
-                switch.add_port(PHYSICAL_BRIDGE, PHYSICAL_UPLINK,
-                                external_ids={UPLINK_MARK: ",".join(self.physnets)})
+                switch.add_port(PHYSICAL_BRIDGE, PHYSICAL_UPLINK)
             self.agents[hv.name] = self._agent(hv.name, _cookie(hv.name))
         # one pass: every agent registers, syncs and makes its bridges
         self.run_pass()
@@ -218,7 +217,6 @@ class SimLab:
                        ip=str(port["fixed_ips"][0]["ip_address"]), mtu=self.mtus[vm.network],
                        vnic=names.vm_tap(str(port["id"])))
         self.vms[vm.name] = record
-        self._vm_by_port[record.port_id] = record
         taken[record.ip] = record.name
         # plugged on the dead VLAN, as os-vif's isolate_vif does (Neutron bug 1734320): an
         # untagged port is a trunk of every VLAN on br-int until an agent tags it, and with
@@ -262,12 +260,6 @@ class SimLab:
 
     # -- looking ----------------------------------------------------------------------------
 
-    def _vm_at(self, hypervisor: str, port: SimPort) -> tuple[str, int] | None:
-        vm = self._vm_by_port.get(port.external_ids.get("iface-id", ""))
-        if vm is None or vm.hypervisor != hypervisor:
-            return None
-        return vm.name, mac_to_int(vm.mac)
-
     def vm(self, name: str) -> SimVm:
         try:
             return self.vms[name]
@@ -275,15 +267,23 @@ class SimLab:
             raise SimInputError(f"no VM named {name!r} (VMs: {', '.join(sorted(self.vms))})"
                                 ) from None
 
+    def walker(self) -> Walker:
+        """The trace's walker over this simulation's switches as they are now."""
+        from tunnelnet.lab.sim_view import SimLabView
+        from tunnelnet.trace.journey import Walker
+
+        return Walker(SimLabView(self), physical_vlans=self.physical_vlans)
+
     def ping(self, src: str, dst: str) -> PingResult:
-        return ping(self.fabric, self.vm(src), self.vm(dst), self.vms)
+        return ping(self.walker(), self.vm(src).name, self.vm(dst).name)
 
     def verify(self, pairs: Iterable[tuple[str, str]] | None = None) -> list[PingResult]:
         """Every ordered pair (or the given ones): same network reachable, others not."""
         if pairs is None:
             names_ = sorted(self.vms)
             pairs = [(a, b) for a in names_ for b in names_ if a != b]
-        return [self.ping(a, b) for a, b in pairs]
+        walker = self.walker()  # the switches do not change while the pairs are walked
+        return [ping(walker, self.vm(a).name, self.vm(b).name) for a, b in pairs]
 
     def tunnels(self, hypervisor: str) -> list[SimPort]:
         return sorted((p for p in self.switches[hypervisor].ports.values()

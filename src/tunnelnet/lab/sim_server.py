@@ -2,8 +2,8 @@
 
 ``tunnelnet lab up --sim FILE`` starts this server (``lab sim-serve``) in the background; it
 builds and converges the simulation, records the lab in the run directory (``state.json``
-with ``sim`` set, like a real lab's record) and answers ``lab status``, ``verify``, ``ping``,
-``trace`` and ``flows`` over a unix socket ``sim.sock`` beside it; ``lab down`` stops it.
+with ``sim`` set, like a real lab's record) and answers ``lab status``, ``verify``, ``ping``
+and ``flows`` over a unix socket ``sim.sock`` beside it; ``lab down`` stops it.
 
 Requests and replies are one JSON line each (:mod:`tunnelnet.lab.sim_wire`). The server
 answers one request at a time: the simulation is single-threaded. Layers above the lab add
@@ -153,30 +153,6 @@ def _start_agent(lab: SimLab, args: dict[str, Any]) -> str:
             f"after {report.passes} passes")
 
 
-def trace_lines(lab: SimLab, src_name: str, dst_name: str) -> tuple[bool, list[str]]:
-    """The echo request's way from src to dst, bridge by bridge, as ofproto/trace prints it."""
-    from tunnelnet.lab.sim_probe import ECHO_REQUEST, icmp_frame, send
-
-    src, dst = lab.vm(src_name), lab.vm(dst_name)
-    walk = send(lab.fabric, src, icmp_frame(src.mac, dst.mac, src.ip, dst.ip, ECHO_REQUEST),
-                keep_path=True)
-    ending = next((e for e in walk.endings if e.accepted and e.vm == dst.name), None)
-    if ending is None:
-        return False, [f"{src.name} -> {dst.name}: not reached: {walk.summary()}"]
-    lines = []
-    for hop in ending.path:
-        lines.append(f"--- {hop.hypervisor} {hop.bridge} (in on {hop.in_port})")
-        trace = lab.switches[hop.hypervisor].bridge(hop.bridge).trace(hop.flow_text())
-        lines.append(trace.to_text(explain=True).rstrip())
-    lines.append(f"--- delivered to {dst.name}'s vNIC {ending.port} on {ending.hypervisor}")
-    return True, lines
-
-
-def _trace(lab: SimLab, args: dict[str, Any]) -> dict[str, Any]:
-    reached, lines = trace_lines(lab, _need(args, "src"), _need(args, "dst"))
-    return {"reached": reached, "text": "\n".join(lines)}
-
-
 def _switch(lab: SimLab, args: dict[str, Any]) -> Any:
     from tunnelnet.lab import sim_vswitch
 
@@ -188,8 +164,7 @@ def _switch(lab: SimLab, args: dict[str, Any]) -> Any:
 # tunnelnet.trace.sim_remote).
 HANDLERS: dict[str, Handler] = {"status": _status, "verify": _verify, "ping": _ping,
                                 "flows": _flows, "add-vm": _add_vm, "stop-agent": _stop_agent,
-                                "start-agent": _start_agent, "trace": _trace,
-                                "switch": _switch}
+                                "start-agent": _start_agent, "switch": _switch}
 
 
 class SimServer:

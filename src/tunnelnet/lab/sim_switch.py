@@ -3,7 +3,8 @@
 The bridges are :class:`tunnelnet.switch.Bridge` objects, exactly what a vswitchd runs; only
 the I/O is missing. Ports are kept the way vswitchd keeps them (a global name per switch,
 type, options, external_ids), so the agent sees the same answers it gets over the control
-socket, and the fabric (:mod:`tunnelnet.lab.sim_fabric`) can follow patch and tunnel ports.
+socket, and the trace's walker (:mod:`tunnelnet.trace.journey`) can follow patch and tunnel
+ports.
 :class:`SimBackend` is the agent's :class:`~tunnelnet.agent.backend.SwitchBackend` over it.
 """
 

@@ -2,8 +2,8 @@
 simulation that one background process holds (:mod:`tunnelnet.lab.sim_server`) and answers
 on its socket (:mod:`tunnelnet.lab.sim_wire`). No root needed.
 
-Frames are followed by trace, not sent: ``ping`` and ``verify`` say "by trace", and ``exec``
-has no VM process to run in.
+Frames are followed by the trace's walker (the one ``tunnelnet trace`` uses), not sent:
+``ping`` and ``verify`` say "by trace", and ``exec`` has no VM process to run in.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from tunnelnet.lab.interface import (
     LabUnsupported,
     PingOutcome,
     Say,
-    TraceText,
     Verdict,
     Verification,
 )
@@ -141,10 +140,6 @@ class SimulatedLab(Lab):
         raise LabUnsupported(f"a simulated lab has no VM processes to run {vm}'s command in; "
                              f"'lab ping {vm} B', 'tunnelnet trace {vm} B' and 'lab verify' "
                              "follow its frames, 'lab status' shows its address and MAC")
-
-    def trace(self, src: str, dst: str) -> TraceText:
-        data = self._call("trace", src=src, dst=dst)
-        return TraceText(bool(data["reached"]), str(data["text"]))
 
     def flows(self, hypervisor: str, bridge: str) -> list[str]:
         return [str(line) for line in self._call("flows", hypervisor=hypervisor,

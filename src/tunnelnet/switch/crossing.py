@@ -1,8 +1,9 @@
 """How a frame leaves one bridge and enters the next: across a patch port, or through a tunnel.
 
 This is Open vSwitch's port semantics between bridges, written once for everything that
-follows a frame further than one bridge (the lab's simulated fabric, the trace's journey; the
-datapath's switchboard does the same per packet):
+follows a frame further than one bridge (the trace's walker, which the simulated lab also
+pings by; the datapath's switchboard does the same per packet). The physical network between
+hypervisors' uplinks is no port semantics but the lab's wiring: the walker models it.
 
 - **Patch port.** A frame output to a patch port enters the port its ``peer`` option names,
   if that is a patch port naming this one back (otherwise the pair is not connected and the

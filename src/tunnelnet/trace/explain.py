@@ -94,8 +94,7 @@ def _step_words(step: Step, visit: Visit, walker: Walker) -> str:
 def annotate(visit: Visit, walker: Walker, src: VmInfo, dst: VmInfo) -> None:
     port = next((p for p in walker.ports(visit.host, visit.bridge)
                  if p.name == visit.in_port), None)
-    vm = next((v for v in walker.vms.values()
-               if v.hypervisor == visit.host and v.tap == visit.in_port), None)
+    vm = walker.vm_at.get((visit.host, visit.in_port))
     if vm is not None and port is not None:
         came = (f"from VM {vm.name}'s vNIC {port.name}, an access port of local VLAN "
                 f"{port.tag} (this host's VLAN for {_net_words(walker, vm.network)})")
@@ -181,7 +180,18 @@ def summary(outcome: Outcome, src: VmInfo, dst: VmInfo, probe: Probe, visits: li
     else:
         parts.append(f"{probe.summary}: NOT delivered to {dst.name}")
     crossed = [e for e in encaps if e.fits]
-    if not encaps:
+    physical = [e for v in visits if not v.hypothetical for e in v.exits
+                if e.kind == "physical"]
+    if not encaps and physical:
+        parts.append(f"it crossed the physical network from {src.hypervisor}'s "
+                     f"{physical[0].port} as 802.1Q VLAN {physical[0].vlan}"
+                     if physical[0].vlan is not None else
+                     f"it crossed the physical network untagged from {src.hypervisor}'s "
+                     f"{physical[0].port}")
+        parts[-1] += f" (hosts visited: {', '.join(hosts)})"
+    elif not encaps and len(hosts) > 1:
+        parts.append(f"hosts visited: {', '.join(hosts)}")
+    elif not encaps:
         parts.append(f"it stayed on {src.hypervisor}'s br-int and never reached a tunnel")
     elif crossed:
         keys = sorted({(e.type, e.key) for e in crossed})

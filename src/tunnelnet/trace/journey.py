@@ -3,10 +3,17 @@
 At each bridge the switch's own trace (``ofproto/trace``'s lookup, no side effects) says which
 flows match and where copies go. A patch port hands the frame to the peer bridge on the same
 host; a tunnel port encapsulates it towards the hypervisor whose underlay address is the
-port's remote_ip, where it enters that host's br-tun on the tunnel port pointing back. A vNIC
-ends the walk. The only knowledge added here is Open vSwitch's port semantics (NORMAL tags a
-frame from an access port with the port's VLAN on trunk ports and untags it on access ports),
-which the switch's trace does not spell out per output.
+port's remote_ip, where it enters that host's br-tun on the tunnel port pointing back; the
+uplink of a physical bridge (br-eth1, for VLAN and flat networks) leads onto the lab's physical
+switch, which carries the configured VLANs to the other hypervisors' uplinks. A vNIC ends the
+walk. The only knowledge added here is Open vSwitch's port semantics (NORMAL tags a frame from
+an access port with the port's VLAN on trunk ports and untags it on access ports), which the
+switch's trace does not spell out per output, and what the switches learn from the frames of
+the exchange itself (:mod:`tunnelnet.trace.learning`): an ICMP echo is walked after the ARP
+request and reply that precede it, and its reply after it.
+
+This is the one walker: ``tunnelnet trace`` (and its alias ``lab sim-trace``), the web page's
+trace and the simulated lab's ``ping``/``verify`` (:func:`ping_verdict`) all walk with it.
 """
 
 from __future__ import annotations
@@ -14,17 +21,44 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Final
 
+from tunnelnet.lab import names
 from tunnelnet.packet import tunnel_kinds
 from tunnelnet.packet.tunnel import overhead, source_port
 from tunnelnet.switch import crossing
+from tunnelnet.switch.pipeline import TunTable
 from tunnelnet.trace import explain, flowtext
 from tunnelnet.trace.errors import TraceError
+from tunnelnet.trace.learning import PHYSICAL_SWITCH, UNDERLAY, Learned, is_unicast
 from tunnelnet.trace.model import Encap, End, Exit, Journey, Outcome, Step, Visit
-from tunnelnet.trace.probe import BROADCAST, Probe, build
+from tunnelnet.trace.probe import (
+    BROADCAST,
+    Probe,
+    arp_reply,
+    arp_request,
+    build,
+    echo_reply,
+)
 from tunnelnet.trace.view import LabView, PortInfo, VmInfo
 
-BRIDGES: Final = ("br-int", "br-tun")
-MAX_VISITS: Final = 64  # a flood across a big lab stays bounded; a loop cannot run away
+PHYSICAL_BRIDGES: Final = (names.physical_bridge(),)  # as the lab names them (br-eth1)
+BRIDGES: Final = ("br-int", "br-tun", *PHYSICAL_BRIDGES)
+# a flood across a big lab stays bounded, a loop cannot run away; a broadcast visits two
+# bridges per hypervisor (three with a physical network), so the bound grows with the lab
+MIN_VISITS: Final = 64
+
+
+@dataclass(slots=True)
+class Walk:
+    """One frame's walk: the bridges it visited, its encapsulations, where its copies ended."""
+
+    visits: list[Visit]
+    encaps: list[Encap]
+    ends: list[End]
+    answered_sha: str = ""  # the MAC br-tun's ARP responder answered with
+
+    def reached(self, vm: str) -> bool:
+        return any(e.what == "delivered" and e.vm == vm and not e.hypothetical
+                   for e in self.ends)
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,12 +92,28 @@ class _Pending:
 
 
 class Walker:
-    def __init__(self, lab: LabView) -> None:
+    def __init__(self, lab: LabView, physical_vlans: frozenset[int] | None = None) -> None:
         self.lab = lab
         self.vms = lab.vms()
+        self.vm_at = {(v.hypervisor, v.tap): v for v in self.vms.values()}  # behind a vNIC
         self.networks = lab.networks()
         self.hv_ips = lab.hypervisors()
+        # the physical switch's configuration: the VLANs its hypervisor ports carry (as the
+        # lab's vlan_filtering sets them), untagged frames always
+        self.physical_vlans = physical_vlans if physical_vlans is not None else frozenset(
+            n.segment for n in self.networks.values()
+            if n.type == "vlan" and n.segment is not None)
+        self.max_visits = max(MIN_VISITS, 4 * len(self.hv_ips) + 16)
         self._ports: dict[tuple[str, str], list[PortInfo]] = {}
+        self._local_vlans: dict[str, dict[int, str]] = {}
+        self.learned = Learned()
+        # off for a what-if visit (a frame that never was teaches nothing) and for a frame
+        # walked alone
+        self.learning = True
+        # plain words for the packet's own visits; the exchange's other frames are summed up
+        # in a line each, so their words would be work nobody reads
+        self.explaining = True
+        self._unlearned: list[tuple[Visit, tuple[str, str, int | None, str]]] = []
 
     def vm(self, name: str) -> VmInfo:
         try:
@@ -75,7 +125,12 @@ class Walker:
     def ports(self, host: str, bridge: str) -> list[PortInfo]:
         key = (host, bridge)
         if key not in self._ports:
-            self._ports[key] = self.lab.switch(host).ports(bridge)
+            try:
+                self._ports[key] = self.lab.switch(host).ports(bridge)
+            except TraceError:
+                if bridge not in PHYSICAL_BRIDGES:
+                    raise
+                self._ports[key] = []  # a lab without VLAN or flat networks has none
         return self._ports[key]
 
     def port(self, host: str, bridge: str, ofport: int) -> PortInfo | None:
@@ -83,37 +138,130 @@ class Walker:
 
     def local_vlans(self, host: str) -> dict[int, str]:
         """Local VLAN id -> network name on ``host``, read from the tags on its VM ports."""
-        taps = {v.tap: v.network for v in self.vms.values() if v.hypervisor == host}
-        return {p.tag: taps[p.name] for p in self.ports(host, "br-int")
-                if p.tag is not None and p.name in taps}
+        if host not in self._local_vlans:
+            self._local_vlans[host] = {
+                p.tag: self.vm_at[(host, p.name)].network for p in self.ports(host, "br-int")
+                if p.tag is not None and (host, p.name) in self.vm_at}
+        return self._local_vlans[host]
 
     # -- the walk -----------------------------------------------------------------------------
 
     def journey(self, src_name: str, dst_name: str, proto: str = "icmp",
                 dport: int | None = None, marker: bytes | None = None,
-                size: int | None = None) -> Journey:
+                size: int | None = None, exchange: bool = True) -> Journey:
+        """The frame SRC sends to DST, walked after what precedes it (the ARP exchange, for
+        anything but ARP itself) and, for an ICMP echo, before DST's reply. ``exchange``
+        False: this frame alone, on the switches as they are (what ``--live`` sends)."""
         src, dst = self.vm(src_name), self.vm(dst_name)
         if src.name == dst.name:
             raise TraceError(f"source and destination are the same VM ({src.name})")
         probe = build(src, dst, proto, dport, marker, size)
-        visits: list[Visit] = []
-        encaps: list[Encap] = []
-        ends: list[End] = []
-        queue = [_Pending(src.hypervisor, "br-int", src.tap,
-                          flowtext.entering(probe.flow, src.tap), None, probe.frame)]
-        while queue:
-            item = queue.pop(0)
-            if len(visits) >= MAX_VISITS:
-                ends.append(End(item.host, item.bridge, None, "lost",
-                                f"the walk stopped after {MAX_VISITS} bridge visits"))
-                break
-            visits.append(self._visit(len(visits), item, src, dst, probe, encaps, ends, queue))
+        self.learned = Learned()
+        self._unlearned = []
+        self.learning = exchange
+        frames: list[dict[str, Any]] = []
+        resolved: str | None = None  # the MAC SRC's ARP request was answered with
+        if proto != "arp" and exchange:
+            resolved = self._resolve(src, dst, frames)
+        self.learned.teacher = probe.summary
+        walk = self._walk(src, dst, probe)
+        visits, encaps, ends = walk.visits, walk.encaps, walk.ends
         if src.network != dst.network and dst.hypervisor not in {v.host for v in visits}:
             self._what_if(src, dst, probe, visits, encaps, ends)
+        frames.append(_frame_json(probe, walk, dst, main=True))
         outcome = self._outcome(src, dst, probe, visits, encaps, ends)
+        if proto == "icmp" and exchange:
+            replied = False
+            if walk.reached(dst.name):
+                reply = echo_reply(src, dst)
+                self.learned.teacher = reply.summary
+                self.explaining = False
+                back = self._walk(dst, src, reply)
+                self.explaining = True
+                frames.append(_frame_json(reply, back, src))
+                replied = back.reached(src.name)
+            outcome.answered = resolved == dst.mac and walk.reached(dst.name) and replied
+        outcome.arp_answer = resolved
+        self._after_reply()
+        self.learning = True
         packet = probe.to_json()
         return Journey(src=_vm_json(src, self), dst=_vm_json(dst, self), packet=packet,
-                       visits=visits, encaps=encaps, outcome=outcome)
+                       visits=visits, encaps=encaps, outcome=outcome, exchange=frames,
+                       learned=[lesson.to_json() for lesson in self.learned.lessons.values()])
+
+    def _resolve(self, src: VmInfo, dst: VmInfo, exchange: list[dict[str, Any]]) -> str | None:
+        """SRC's ARP request for DST's address and the answer: the MAC it learns (None: no
+        answer). Every switch on the way learns from both frames."""
+        self.explaining = False
+        try:
+            return self._arp(src, dst, exchange)
+        finally:
+            self.explaining = True
+
+    def _arp(self, src: VmInfo, dst: VmInfo, exchange: list[dict[str, Any]]) -> str | None:
+        request = arp_request(src, dst)
+        self.learned.teacher = request.summary
+        walk = self._walk(src, dst, request)
+        exchange.append(_frame_json(request, walk, dst))
+        if walk.answered_sha:
+            return walk.answered_sha  # br-tun's ARP responder answered in DST's stead
+        # whoever the broadcast reached that has the address answers: DST, or in another
+        # tenant's network a VM of SRC's own network with an equal address
+        owners = [self.vms[e.vm] for e in walk.ends if e.vm is not None and not e.hypothetical
+                  and e.what in ("delivered", "flooded") and e.vm in self.vms
+                  and e.vm != src.name and self.vms[e.vm].ip == dst.ip]
+        owner = next((o for o in owners if o.name == dst.name), next(iter(owners), None))
+        if owner is None:
+            return None
+        reply = arp_reply(owner, src)
+        self.learned.teacher = reply.summary
+        back = self._walk(owner, src, reply)
+        exchange.append(_frame_json(reply, back, src))
+        return owner.mac if back.reached(src.name) else None
+
+    def _walk(self, src: VmInfo, dst: VmInfo, probe: Probe,
+              start: tuple[str, str, str] | None = None) -> Walk:
+        """One frame from SRC's vNIC (or ``start``: host, bridge, port), every copy followed
+        to its end (DST: who it is for)."""
+        walk = Walk([], [], [])
+        host, bridge, port = start or (src.hypervisor, "br-int", src.tap)
+        queue = [_Pending(host, bridge, port, flowtext.entering(probe.flow, port), None,
+                          probe.frame)]
+        while queue:
+            item = queue.pop(0)
+            if len(walk.visits) >= self.max_visits:
+                walk.ends.append(End(item.host, item.bridge, None, "lost",
+                                     f"the walk stopped after {self.max_visits} bridge visits"))
+                break
+            walk.visits.append(self._visit(len(walk.visits), item, src, dst, probe,
+                                           walk.encaps, walk.ends, queue, walk))
+        return walk
+
+    def send(self, host: str, port: str, frame: bytes, src: VmInfo | None = None,
+             dst: VmInfo | None = None) -> Walk:
+        """Any frame entering ``port`` of ``host`` (a VM's own, tagged or forged, or one from
+        a port no VM is behind), walked without the exchange around it: what a switch does
+        with exactly this frame. ``src``/``dst`` say whose it is, when anyone's."""
+        from tunnelnet.packet.flowkey import extract_flow_key
+        from tunnelnet.switch.flow_format import format_key
+
+        bridge = next((b for b in BRIDGES for p in self.ports(host, b) if p.name == port), None)
+        if bridge is None:
+            raise TraceError(f"{host} has no port {port!r} on {', '.join(BRIDGES)}")
+        key = extract_flow_key(frame, 0)
+        key.pop("in_port", None)
+        nobody = VmInfo("", "", "", host, "", "", 0, port)
+        probe = Probe("frame", frame, b"", format_key(key), "a frame")
+        self.learned = Learned()
+        return self._walk(src or nobody, dst or nobody, probe, start=(host, bridge, port))
+
+    def _after_reply(self) -> None:
+        """A flood the switch could not avoid (nothing had come back yet): what the reply
+        taught it, for the frames after this one."""
+        for visit, (host, bridge, vlan, mac) in self._unlearned:
+            lesson = self.learned.where(host, bridge, vlan, mac)
+            if lesson is not None:
+                visit.learning += (f"; after the {lesson.by} it goes only to {lesson.port}")
 
     def _what_if(self, src: VmInfo, dst: VmInfo, probe: Probe, visits: list[Visit],
                  encaps: list[Encap], ends: list[End]) -> None:
@@ -139,9 +287,13 @@ class Walker:
                   "tun_dst": self.hv_ips.get(dst.hypervisor, "")}
         flow = flowtext.with_vlan(flowtext.entering(probe.flow, port.name, tunnel=tunnel), None)
         before = len(ends)
-        visit = self._visit(len(visits), _Pending(dst.hypervisor, "br-tun", port.name, flow,
-                                                  None, probe.frame),
-                            src, dst, probe, [], ends, [])
+        self.learning = False
+        try:
+            visit = self._visit(len(visits), _Pending(dst.hypervisor, "br-tun", port.name,
+                                                      flow, None, probe.frame),
+                                src, dst, probe, [], ends, [], None)
+        finally:
+            self.learning = True
         visit.hypothetical = True
         visit.explanation = (f"What if {src.hypervisor} sent it to {dst.hypervisor} anyway, on "
                              f"{port.type} port {port.name} with key {first.key}? "
@@ -152,7 +304,8 @@ class Walker:
         visits.append(visit)
 
     def _visit(self, vid: int, item: _Pending, src: VmInfo, dst: VmInfo, probe: Probe,
-               encaps: list[Encap], ends: list[End], queue: list[_Pending]) -> Visit:
+               encaps: list[Encap], ends: list[End], queue: list[_Pending],
+               walk: Walk | None) -> Visit:
         raw = self.lab.switch(item.host).trace(item.bridge, item.flow)
         steps = [Step(host=item.host, bridge=item.bridge, table=int(s["table"]),
                       priority=int(s["priority"]), match=str(s["match"]),
@@ -165,26 +318,72 @@ class Walker:
                       parent=item.parent)
         in_port = next((p for p in self.ports(item.host, item.bridge)
                         if p.name == item.in_port), None)
-        # the VLAN NORMAL switches the frame in: the access port's tag, or the trunk's 802.1Q
-        vlan_in = in_port.tag if in_port is not None and in_port.tag is not None \
-            else flowtext.vlan_of(item.flow)
-        for ofport in raw["outputs"]:
-            port = self.port(item.host, item.bridge, int(ofport))
+        vlan_in = self._switched_vlan(in_port, item.flow, visit.final_flow)
+        outputs = [int(o) for o in raw["outputs"]]
+        seen = flowtext.fields(item.flow)
+        normal = any("NORMAL" in s.actions for s in steps)
+        # NORMAL learns always; br-tun where table 10's learn() action ran
+        learns = normal or (item.bridge == "br-tun" and any(
+            s.table == TunTable.LEARN_FROM_TUN and "learn(" in s.actions for s in steps))
+        if self.learning and learns and seen.get("dl_src"):
+            self.learned.learn(item.host, item.bridge, vlan_in, seen["dl_src"], item.in_port)
+        dst_mac = seen.get("dl_dst", "").lower()
+        flooded = is_unicast(dst_mac) and (
+            (normal and (len(outputs) > 1 or any("flooding" in s.note for s in steps)))
+            or (item.bridge == "br-tun" and any(s.table == TunTable.FLOOD_TO_TUN
+                                                 for s in steps)))
+        if flooded:
+            outputs = self._first_packet(visit, vlan_in, dst_mac, outputs)
+        for ofport in outputs:
+            port = self.port(item.host, item.bridge, ofport)
             if port is None:
-                visit.exits.append(Exit(str(ofport), int(ofport), "drop",
+                visit.exits.append(Exit(str(ofport), ofport, "drop",
                                         note="no such port on the bridge"))
                 continue
-            self._exit(visit, port, vlan_in, item, src, dst, probe, encaps, ends, queue)
-        if visit.drop or not raw["outputs"]:
+            self._exit(visit, port, vlan_in, item, src, dst, probe, encaps, ends, queue, walk)
+        if visit.drop or not outputs:
             last = steps[-1] if steps else None
             ends.append(End(item.host, item.bridge, last.table if last else None, "dropped",
                             explain.drop_reason(item.bridge, last, visit.drop_reason)))
-        explain.annotate(visit, self, src, dst)
+        if self.explaining:
+            explain.annotate(visit, self, src, dst)
         return visit
+
+    @staticmethod
+    def _switched_vlan(in_port: PortInfo | None, flow: str, final: str) -> int | None:
+        """The VLAN a bridge switches the frame in: an access port's tag, else the VLAN the
+        frame carries once the bridge's flows have set it (br-int translates a physical
+        network's VLAN to the local one, br-eth1 the other way), else the one it came with."""
+        if in_port is not None and in_port.tag is not None:
+            return in_port.tag
+        after = flowtext.vlan_of(final)
+        return after if after is not None else flowtext.vlan_of(flow)
+
+    def _first_packet(self, visit: Visit, vlan: int | None, mac: str,
+                      outputs: list[int]) -> list[int]:
+        """The switch's own lookup floods a unicast frame: it has not learned ``mac``. If the
+        exchange's earlier frames taught it, the frame goes only where they came from."""
+        host, bridge = visit.host, visit.bridge
+        named = {o: (p.name if (p := self.port(host, bridge, o)) is not None else str(o))
+                 for o in outputs}
+        listed = ", ".join(named.values()) or "no port"
+        lesson = self.learned.where(host, bridge, vlan, mac) if self.learning else None
+        head = f"flooded because {host}'s {bridge} has not learned {mac}: a first packet"
+        if lesson is not None and lesson.port in named.values():
+            after = "the ARP exchange" if lesson.by.startswith("ARP") else f"the {lesson.by}"
+            visit.learning = (f"{head}; after {after} it goes only to {lesson.port} "
+                              f"(learned from the {lesson.by}), as this trace follows it (the "
+                              f"switch's lookup alone, learning nothing, sends it to {listed})")
+            return [o for o, name in named.items() if name == lesson.port]
+        visit.learning = (f"{head}, or nothing from {mac} has come back through here to "
+                          f"teach it; copies go to {listed}")
+        if self.learning:
+            self._unlearned.append((visit, (host, bridge, vlan, mac)))
+        return outputs
 
     def _exit(self, visit: Visit, port: PortInfo, vlan_in: int | None, item: _Pending,
               src: VmInfo, dst: VmInfo, probe: Probe, encaps: list[Encap], ends: list[End],
-              queue: list[_Pending]) -> None:
+              queue: list[_Pending], walk: Walk | None) -> None:
         host, bridge = item.host, item.bridge
         final = visit.final_flow
         if bridge == "br-int":
@@ -194,11 +393,13 @@ class Walker:
             vlan = flowtext.vlan_of(final)
         exit_ = Exit(port.name, port.ofport, "port", vlan=vlan)
         visit.exits.append(exit_)
-        vm = next((v for v in self.vms.values()
-                   if v.hypervisor == host and v.tap == port.name), None)
+        vm = self.vm_at.get((host, port.name))
         if vm is not None:
             exit_.kind, exit_.vm = "vm", vm.name
-            ends.append(_arrival(host, bridge, visit, vm, src, dst))
+            end = _arrival(host, bridge, visit, vm, src, dst)
+            if end.what == "answered" and walk is not None:
+                walk.answered_sha = flowtext.fields(final).get("arp_sha", "").lower()
+            ends.append(end)
             return
         if port.type == crossing.PATCH:
             exit_.kind = "patch"
@@ -219,6 +420,10 @@ class Walker:
             exit_.kind = "tunnel"
             self._tunnel(visit, exit_, port, item, final, vlan, encaps, ends, queue)
             return
+        if self._is_uplink(bridge, port):
+            exit_.kind = "physical"
+            self._physical(visit, exit_, item, vlan, ends, queue)
+            return
         if port.type == "internal":
             ends.append(End(host, bridge, None, "flooded", f"a copy goes to the bridge's own "
                             f"internal port {port.name} (the host's stack; nothing there "
@@ -231,6 +436,57 @@ class Walker:
         """Port ``name`` on one of ``host``'s bridges other than ``bridge``."""
         return next((_BridgePort(b, p) for b in BRIDGES if b != bridge
                      for p in self.ports(host, b) if p.name == name), None)
+
+    @staticmethod
+    def _is_uplink(bridge: str, port: PortInfo) -> bool:
+        """A physical bridge's NIC (br-eth1's eth1): the way onto the physical switch."""
+        return bridge in PHYSICAL_BRIDGES and port.type == "system"
+
+    def _uplink(self, host: str) -> tuple[str, PortInfo] | None:
+        return next(((b, p) for b in PHYSICAL_BRIDGES for p in self.ports(host, b)
+                     if self._is_uplink(b, p)), None)
+
+    def _physical(self, visit: Visit, exit_: Exit, item: _Pending, vlan: int | None,
+                  ends: list[End], queue: list[_Pending]) -> None:
+        """The lab's physical switch (a learning bridge in the underlay's namespace, whose
+        ports carry untagged frames and the VLANs of the lab's VLAN networks): to the
+        uplink of the hypervisor that has the destination MAC, or every other one."""
+        host = item.host
+        if vlan is not None and vlan not in self.physical_vlans:
+            carried = ", ".join(map(str, sorted(self.physical_vlans))) or "none"
+            ends.append(End(host, item.bridge, None, "dropped",
+                            f"the physical switch does not carry VLAN {vlan} (its ports are "
+                            f"configured for VLANs {carried} and untagged frames)"))
+            return
+        f = flowtext.fields(visit.final_flow)
+        dst_mac = f.get("dl_dst", "").lower()
+        if self.learning and f.get("dl_src"):
+            self.learned.learn(UNDERLAY, PHYSICAL_SWITCH, vlan, f["dl_src"], host)
+        others = [h for h in sorted(self.hv_ips) if h != host]
+        lesson = (self.learned.where(UNDERLAY, PHYSICAL_SWITCH, vlan, dst_mac)
+                  if is_unicast(dst_mac) and self.learning else None)
+        targets = [lesson.port] if lesson is not None and lesson.port in others else others
+        on_vlan = f"VLAN {vlan}" if vlan is not None else "untagged"
+        exit_.note = (f"onto the physical switch ({on_vlan}), to "
+                      f"{', '.join(targets) or 'no other hypervisor'}")
+        if lesson is not None and len(others) > 1:
+            exit_.note += f" (it learned {dst_mac} there from the {lesson.by})"
+        first = True
+        for other in targets:
+            found = self._uplink(other)
+            if found is None:
+                continue
+            bridge, uplink = found
+            if first:
+                exit_.next_visit = -1
+                first = False
+            queue.append(_Pending(other, bridge, uplink.name,
+                                  flowtext.with_vlan(flowtext.entering(visit.final_flow,
+                                                                       uplink.name), vlan),
+                                  visit.id, item.frame))
+        if first:
+            ends.append(End(host, item.bridge, None, "lost", "no other hypervisor has an "
+                            "uplink on the physical switch"))
 
     def _tunnel(self, visit: Visit, exit_: Exit, port: PortInfo, item: _Pending, final: str,
                 vlan: int | None, encaps: list[Encap], ends: list[End],
@@ -329,6 +585,18 @@ def _arrival(host: str, bridge: str, visit: Visit, vm: VmInfo, src: VmInfo,
                vm.name)
 
 
+def _frame_json(probe: Probe, walk: Walk, to: VmInfo, *, main: bool = False
+                ) -> dict[str, Any]:
+    """One frame of the exchange, in short: what it was and where its copies ended."""
+    return {"packet": probe.summary, "main": main,
+            "delivered": walk.reached(to.name) or bool(walk.answered_sha), "to": to.name,
+            "visits": len(walk.visits),
+            "hosts": sorted({v.host for v in walk.visits if not v.hypothetical}),
+            "floods": [f"{v.host} {v.bridge}: {v.learning}" for v in walk.visits if v.learning],
+            "ends": [{"what": e.what, "host": e.host, "bridge": e.bridge, "vm": e.vm,
+                      "reason": e.reason, "hypothetical": e.hypothetical} for e in walk.ends]}
+
+
 def _vm_json(vm: VmInfo, walker: Walker) -> dict[str, Any]:
     net = walker.networks.get(vm.network)
     return {"name": vm.name, "tenant": vm.tenant, "network": vm.network,
@@ -338,5 +606,6 @@ def _vm_json(vm: VmInfo, walker: Walker) -> dict[str, Any]:
 
 
 def trace(lab: LabView, src: str, dst: str, proto: str = "icmp", dport: int | None = None,
-          marker: bytes | None = None, size: int | None = None) -> Journey:
-    return Walker(lab).journey(src, dst, proto, dport, marker, size)
+          marker: bytes | None = None, size: int | None = None,
+          exchange: bool = True) -> Journey:
+    return Walker(lab).journey(src, dst, proto, dport, marker, size, exchange)

@@ -25,7 +25,7 @@ class Exit:
 
     port: str
     ofport: int
-    kind: str  # vm | patch | tunnel | port | drop
+    kind: str  # vm | patch | tunnel | physical | port | drop
     vlan: int | None = None  # the 802.1Q id it carries out of this port
     vm: str | None = None  # the VM behind a vNIC
     next_visit: int | None = None
@@ -50,6 +50,9 @@ class Visit:
     # a "what if" visit, not on the path: the destination's hypervisor receiving the frame
     # with the source network's key, to show which of its tables refuses it
     hypothetical: bool = False
+    # where the switch's own lookup floods a unicast frame: that it is a first-packet effect,
+    # and where the frame goes once the switch has learned the destination (which is followed)
+    learning: str = ""
 
 
 @dataclass(slots=True)
@@ -89,6 +92,10 @@ class Outcome:
     summary: str
     reached_tunnel: bool
     ends: list[End] = field(default_factory=list)
+    # a ping's verdict: the ARP for the destination's address was answered with its MAC and
+    # its echo reply came back (None: not an ICMP echo)
+    answered: bool | None = None
+    arp_answer: str | None = None  # the MAC the ARP request for its address was answered with
 
 
 @dataclass(slots=True)
@@ -100,6 +107,10 @@ class Journey:
     encaps: list[Encap]
     outcome: Outcome
     live: dict[str, Any] | None = None
+    # every frame the exchange takes, in order (ARP request, ARP reply, this packet, its
+    # reply): what each was and where it ended; ``visits`` are this packet's own
+    exchange: list[dict[str, Any]] = field(default_factory=list)
+    learned: list[dict[str, Any]] = field(default_factory=list)  # what the switches learned
 
     def hops(self) -> list[dict[str, Any]]:
         """Every table step in walk order (host, bridge, table, priority, match, actions,
@@ -113,6 +124,8 @@ class Journey:
             "visits": [asdict(v) for v in self.visits],
             "encapsulation": [asdict(e) for e in self.encaps],
             "outcome": asdict(self.outcome),
+            "exchange": self.exchange,
+            "learned": self.learned,
         }
         if self.live is not None:
             data["live"] = self.live

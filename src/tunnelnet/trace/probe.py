@@ -100,3 +100,29 @@ def build(src: VmInfo, dst: VmInfo, proto: str = "icmp", dport: int | None = Non
     key = extract_flow_key(frame, 0)
     key.pop("in_port", None)
     return Probe(proto, frame, mark, format_key(key), summary)
+
+
+def _probe(proto: str, frame: bytes, summary: str) -> Probe:
+    key = extract_flow_key(frame, 0)
+    key.pop("in_port", None)
+    return Probe(proto, frame, b"", format_key(key), summary)
+
+
+def arp_request(src: VmInfo, dst: VmInfo) -> Probe:
+    """What SRC broadcasts before its first packet to DST: who-has DST's address."""
+    return build(src, dst, "arp")
+
+
+def arp_reply(owner: VmInfo, asker: VmInfo) -> Probe:
+    """OWNER's answer to ASKER's request, unicast to the asker (RFC 826)."""
+    body = arp.build(arp.Arp(arp.OP_REPLY, owner.mac, owner.ip, asker.mac, asker.ip))
+    frame = ethernet.build(ethernet.Ethernet(asker.mac, owner.mac, ETH_TYPE_ARP), body)
+    return _probe("arp", frame, f"ARP reply {owner.ip} is-at {owner.mac}")
+
+
+def echo_reply(src: VmInfo, dst: VmInfo) -> Probe:
+    """DST's echo reply to SRC's ping (RFC 792), to SRC's MAC."""
+    l4 = icmp.build(icmp.Icmp.echo(icmp.ECHO_REPLY, _ECHO_ID, 1), b"".ljust(_ICMP_PAYLOAD, b"."))
+    packet = ipv4.build(ipv4.IPv4(dst.ip, src.ip, IPPROTO_ICMP, ttl=64), l4)
+    frame = ethernet.build(ethernet.Ethernet(src.mac, dst.mac, ETH_TYPE_IPV4), packet)
+    return _probe("icmp", frame, f"ICMP echo reply {dst.ip} -> {src.ip}")

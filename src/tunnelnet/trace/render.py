@@ -31,10 +31,13 @@ def _visit(v: Visit, j: Journey, explain: bool, out: list[str]) -> None:
         out.append(f"{pad}    {s.actions or 'drop'}")
     for e in v.exits:
         what = {"vm": f"VM {e.vm}'s vNIC", "patch": "patch port", "tunnel": "tunnel",
-                "drop": "nowhere", "port": "port"}[e.kind]
+                "physical": "uplink to the physical switch", "drop": "nowhere",
+                "port": "port"}[e.kind]
         vlan = f" (802.1Q VLAN {e.vlan})" if e.vlan is not None else " (untagged)"
         nxt = f" -> visit {e.next_visit}" if e.next_visit is not None else ""
         out.append(f"  => out of {e.port} [{what}]{vlan}{nxt}")
+        if e.kind == "physical" and e.note:
+            out.append(f"     {e.note}")
         if e.encap is not None:
             enc = j.encaps[e.encap]
             udp_kind = tunnel_kinds.kind(enc.type).transport is tunnel_kinds.Transport.UDP
@@ -47,8 +50,20 @@ def _visit(v: Visit, j: Journey, explain: bool, out: list[str]) -> None:
                        f"(underlay MTU {enc.underlay_mtu}: {'fits' if enc.fits else 'TOO BIG'})")
             if explain:
                 out += _wrap(enc.explanation, "     ")
+    if v.learning:
+        out += _wrap(v.learning, "  ")
     if v.drop or not v.exits:
         out.append("  => drop")
+
+
+def _frame_line(frame: dict[str, object]) -> str:
+    ok = "delivered" if frame["delivered"] else "NOT delivered"
+    hosts = frame["hosts"]
+    assert isinstance(hosts, list)
+    line = f"  {frame['packet']}: {ok} to {frame['to']} (bridges visited on {', '.join(hosts)})"
+    floods = frame["floods"]
+    assert isinstance(floods, list)
+    return "\n".join([line] + ["\n".join(_wrap(str(f), "    ")) for f in floods])
 
 
 def to_text(j: Journey, explain: bool = False) -> str:
@@ -57,6 +72,12 @@ def to_text(j: Journey, explain: bool = False) -> str:
            f" {j.src['mac']})",
            f"  to   {j.dst['name']} ({j.dst['tenant']}/{j.dst['network']}, {j.dst['hypervisor']},"
            f" {j.dst['mac']})"]
+    before = [f for f in j.exchange[:next((i for i, f in enumerate(j.exchange) if f["main"]),
+                                          0)]]
+    if before:
+        out += ["", f"First, as {j.src['name']}'s stack does before this packet (every switch "
+                "on the way learns from these frames):"]
+        out += [_frame_line(f) for f in before]
     for v in j.visits:
         _visit(v, j, explain, out)
     out += ["", "Outcome: " + ("DELIVERED" if j.outcome.delivered else "NOT DELIVERED")]
@@ -64,6 +85,10 @@ def to_text(j: Journey, explain: bool = False) -> str:
         tag = " (what if)" if e.hypothetical else ""
         out.append(f"  {e.what}{tag} at {e.host} {e.bridge}: {e.reason}")
     out += textwrap.wrap("In short: " + j.outcome.summary, width=100, subsequent_indent="  ")
+    after = [f for f in j.exchange[next((i for i, f in enumerate(j.exchange) if f["main"]),
+                                        len(j.exchange)) + 1:]]
+    if after:
+        out += ["", "Then:"] + [_frame_line(f) for f in after]
     if j.live is not None:
         out += ["", "Live check: " + ("AGREES with the wire" if j.live.get("ok")
                                       else "DISAGREES with the wire")]

@@ -14,9 +14,9 @@ from typing import Any
 
 from tunnelnet.errors import TunnelnetError
 from tunnelnet.lab.sim import SimInputError
+from tunnelnet.lab.sim_view import SimLabView
 from tunnelnet.lab.sim_wire import SimClient
 from tunnelnet.trace.errors import TraceError
-from tunnelnet.trace.sim import SimLabView
 from tunnelnet.trace.view import NetworkInfo, PortInfo, VmInfo
 
 OP = "labview"

@@ -48,8 +48,6 @@ def test_up_says_which_and_the_choice_is_made_once(tmp_path: Path) -> None:
 def test_commands_without_meaning_for_a_kind_of_lab_say_so(tmp_path: Path) -> None:
     real = NamespaceLab(tmp_path, _quiet, _quiet)
     with pytest.raises(LabUnsupported, match="no simulated lab is up"):
-        real.trace("a", "b")
-    with pytest.raises(LabUnsupported, match="no simulated lab is up"):
         real.flows("hv1", "br-tun")
     sim = SimulatedLab(tmp_path, _quiet, _quiet)
     with pytest.raises(LabUnsupported, match="no VM processes"):
@@ -86,11 +84,33 @@ def test_the_crossing_module_sits_below_the_walkers_that_use_it() -> None:
         assert not _reaches(imports, above), above
 
 
-def test_the_lab_layer_imports_neither_the_trace_nor_the_command_line() -> None:
+# The trace's walker: pure (it asks a LabView), below the lab, which walks with it (the
+# simulated lab's ping and verify); the rest of tunnelnet.trace reads labs and sits above.
+WALKER = frozenset(f"tunnelnet.trace.{m}" for m in (
+    "journey", "learning", "model", "probe", "flowtext", "explain", "view", "render",
+    "errors"))
+
+
+def _trace_modules(imports: set[str]) -> set[str]:
+    """The tunnelnet.trace modules among ``imports`` (``from tunnelnet.trace import x``
+    names module x)."""
+    return {m if m.count(".") == 2 else m.rsplit(".", 1)[0] if m.count(".") > 2 else m
+            for m in imports if m.startswith("tunnelnet.trace.")}
+
+
+def test_the_lab_layer_imports_only_the_trace_s_walker_and_never_the_command_line() -> None:
     for path in sorted((SRC / "lab").glob("*.py")):
         imports = _imports(path)
-        assert not _reaches(imports, "tunnelnet.trace"), path.name
+        assert _trace_modules(imports) <= WALKER, path.name
         assert not _reaches(imports, "tunnelnet.cli"), path.name
+
+
+def test_the_walker_reads_no_lab_and_no_lab_reader() -> None:
+    for module in sorted(WALKER):
+        imports = _imports(SRC / "trace" / f"{module.rsplit('.', 1)[1]}.py")
+        assert {m for m in imports if _reaches({m}, "tunnelnet.lab")} <= \
+            {"tunnelnet.lab", "tunnelnet.lab.names"}, module  # bridge names, a leaf module
+        assert _trace_modules(imports) <= WALKER, module
 
 
 def test_the_trace_reaches_a_sim_server_through_the_wire_module_only() -> None:

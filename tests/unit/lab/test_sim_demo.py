@@ -11,9 +11,13 @@ from pathlib import Path
 import pytest
 
 from tunnelnet.lab.sim import SimError, SimLab
-from tunnelnet.lab.sim_fabric import DROPPED
-from tunnelnet.lab.sim_probe import BROADCAST, ECHO_REQUEST, arp_frame, icmp_frame, send
+from tunnelnet.lab.sim_probe import SimVm
 from tunnelnet.lab.topology import Topology, load
+from tunnelnet.packet import arp, ethernet, icmp, ipv4, vlan
+from tunnelnet.packet.fields import ETH_TYPE_ARP, ETH_TYPE_IPV4, ETH_TYPE_VLAN, IPPROTO_ICMP
+from tunnelnet.trace.journey import Walk
+
+BROADCAST = "ff:ff:ff:ff:ff:ff"
 
 DEMO = Path(__file__).resolve().parents[3] / "examples" / "demo.toml"
 # Neutron's br-tun tables (ovs_constants.py): a VNI or GRE key unknown here dies in these
@@ -59,17 +63,18 @@ def test_a_frame_to_another_networks_vm_never_reaches_it_and_stays_in_its_networ
         for dst in lab.vms.values():
             if src.network == dst.network:
                 continue
-            walk = send(lab.fabric, src, icmp_frame(src.mac, dst.mac, src.ip, dst.ip,
-                                                    ECHO_REQUEST))
-            assert walk.endings, f"{src.name} -> {dst.name}: nothing happened"
-            for ending in walk.endings:
-                if ending.kind == DROPPED:
+            walk = send(lab, src, icmp_frame(src, dst.mac, dst.ip))
+            assert walk.ends, f"{src.name} -> {dst.name}: nothing happened"
+            for ending in walk.ends:
+                if ending.what == "dropped":
                     # the drop names where: a table of a bridge, or the tunnel receive side
-                    assert ending.table is not None or ending.bridge == "(tunnel)", ending
+                    assert ending.table is not None or "unknown_tunnel_peer" in ending.reason, \
+                        ending
                 else:
-                    assert ending.vm != dst.name
-                    assert network_of[ending.vm] == src.network, ending.describe()
-                    assert not ending.accepted  # not its MAC: its NIC ignores the frame
+                    assert ending.vm is not None and ending.vm != dst.name, ending
+                    assert network_of[ending.vm] == src.network, ending
+                    # not its MAC: its NIC ignores the frame
+                    assert ending.what == "discarded", ending
 
 
 def test_equal_addresses_in_two_tenants_are_answered_only_inside_the_tenant(
@@ -84,6 +89,38 @@ def test_equal_addresses_in_two_tenants_are_answered_only_inside_the_tenant(
             result = lab.ping(src.name, b.name)  # asks for b's address, which a also has
             assert result.answered_by == lab.vms[a.name].mac, result.detail
             assert not result.reached
+
+
+def arp_frame(src_mac: str, dst_mac: str, op: int, sha: str, spa: str, tha: str,
+              tpa: str) -> bytes:
+    """An ARP frame as RFC 826 lays it out, built by tunnelnet.packet."""
+    return ethernet.build(ethernet.Ethernet(dst_mac, src_mac, ETH_TYPE_ARP),
+                          arp.build(arp.Arp(op, sha, spa, tha, tpa)))
+
+
+def icmp_frame(src: SimVm, dst_mac: str, dst_ip: str, *, vid: int | None = None) -> bytes:
+    """An echo request (RFC 792) from SRC, tagged with VID if the VM tags it itself."""
+    body = ipv4.build(ipv4.IPv4(src.ip, dst_ip, IPPROTO_ICMP),
+                      icmp.build(icmp.Icmp.echo(icmp.ECHO_REQUEST, 0x7e57, 1), b"test"))
+    if vid is None:
+        return ethernet.build(ethernet.Ethernet(dst_mac, src.mac, ETH_TYPE_IPV4), body)
+    return ethernet.build(ethernet.Ethernet(dst_mac, src.mac, ETH_TYPE_VLAN),
+                          vlan.build(vlan.Vlan(vid, ETH_TYPE_IPV4), body))
+
+
+def send(lab: SimLab, vm: SimVm, frame: bytes) -> Walk:
+    """Exactly this frame from VM's vNIC, walked by the trace's walker (no ARP around it)."""
+    walker = lab.walker()
+    return walker.send(vm.hypervisor, vm.vnic, frame, src=walker.vm(vm.name))
+
+
+def arp_broadcast(lab: SimLab, vm: SimVm, target_ip: str) -> Walk:
+    return send(lab, vm, arp_frame(vm.mac, BROADCAST, 1, vm.mac, vm.ip, "00:00:00:00:00:00",
+                                   target_ip))
+
+
+def exit_ports(walk: Walk) -> set[str]:
+    return {e.port for v in walk.visits for e in v.exits}
 
 
 def _hosts_by_network(topo: Topology) -> dict[str, set[str]]:
@@ -117,9 +154,8 @@ def test_without_l2pop_a_flood_reaching_a_host_without_the_network_dies_in_the_k
     hosts = _hosts_by_network(topo)
     for vm in lab.vms.values():
         net = topo.network(vm.network)
-        walk = send(lab.fabric, vm, arp_frame(vm.mac, BROADCAST, 1, vm.mac, vm.ip,
-                                              "00:00:00:00:00:00", "10.0.0.250"))
-        dropped_on = {(e.hypervisor, e.bridge, e.table) for e in walk.drops()}
+        walk = arp_broadcast(lab, vm, "10.0.0.250")
+        dropped_on = {(e.host, e.bridge, e.table) for e in walk.ends if e.what == "dropped"}
         strangers = {hv.name for hv in topo.hypervisors} - hosts[vm.network]
         assert dropped_on == {(hv, "br-tun", KEY_TO_VLAN_TABLE[net.type])
                               for hv in strangers}, vm.name
@@ -131,11 +167,10 @@ def test_a_vm_that_tags_its_frames_with_another_networks_local_vlan_reaches_noth
     assert red1.hypervisor == blue1.hypervisor == red2.hypervisor
     red_vlan = lab.switches[red1.hypervisor].bridge("br-int").port(red1.vnic).tag
     assert red_vlan is not None
-    frame = icmp_frame(blue1.mac, red2.mac, blue1.ip, red2.ip, ECHO_REQUEST, vid=red_vlan)
-    walk = send(lab.fabric, blue1, frame)
-    assert not any(e.kind != DROPPED for e in walk.endings), walk.summary()
-    assert [(e.hypervisor, e.bridge) for e in walk.endings] == [(blue1.hypervisor, "br-int")]
-    assert walk.endings[0].table is not None
+    walk = send(lab, blue1, icmp_frame(blue1, red2.mac, red2.ip, vid=red_vlan))
+    assert [(e.what, e.host, e.bridge) for e in walk.ends] == \
+        [("dropped", blue1.hypervisor, "br-int")]
+    assert walk.ends[0].table is not None
 
 
 def test_a_vnic_nobody_knows_is_dead_it_neither_sends_nor_receives(topo: Topology) -> None:
@@ -146,18 +181,12 @@ def test_a_vnic_nobody_knows_is_dead_it_neither_sends_nor_receives(topo: Topolog
     switch.add_port("br-int", "tapstranger", external_ids={"iface-id": "no-such-port"})
     lab.converge()
     assert switch.bridge("br-int").port("tapstranger").tag == 4095  # Neutron's dead VLAN
-    walk = lab.fabric.send(red1.hypervisor, "tapstranger", send_key(red1.mac))
-    assert [e.kind for e in walk.endings] == [DROPPED]
-    broadcast = send(lab.fabric, red1, arp_frame(red1.mac, BROADCAST, 1, red1.mac, red1.ip,
-                                                 "00:00:00:00:00:00", "10.0.0.99"))
-    assert all(e.port != "tapstranger" for e in broadcast.endings)
-
-
-def send_key(dst_mac: str) -> dict[str, int]:
-    from tunnelnet.packet.flowkey import extract_flow_key
-
-    return extract_flow_key(arp_frame("02:00:00:00:00:99", BROADCAST, 1, "02:00:00:00:00:99",
-                                      "10.0.0.99", "00:00:00:00:00:00", "10.0.0.11"), 0)
+    walk = lab.walker().send(red1.hypervisor, "tapstranger", arp_frame(
+        "02:00:00:00:00:99", BROADCAST, 1, "02:00:00:00:00:99", "10.0.0.99",
+        "00:00:00:00:00:00", "10.0.0.11"))
+    assert [e.what for e in walk.ends] == ["dropped"]
+    broadcast = arp_broadcast(lab, red1, "10.0.0.99")
+    assert "tapstranger" not in exit_ports(broadcast)
 
 
 def test_a_vm_for_an_unknown_hypervisor_or_network_is_refused_naming_it_and_changes_nothing(
@@ -180,10 +209,9 @@ def test_the_arp_responder_answers_with_the_remote_vms_own_mac_never_another_ten
     assert lab.up().converged
     red1, red3, blue3 = lab.vms["red1"], lab.vms["red3"], lab.vms["blue3"]
     assert red3.ip == blue3.ip and red3.hypervisor != red1.hypervisor
-    walk = send(lab.fabric, red1, arp_frame(red1.mac, BROADCAST, 1, red1.mac, red1.ip,
-                                            "00:00:00:00:00:00", red3.ip))
-    replies = [e for e in walk.endings if e.vm == red1.name and e.key.get("arp_op") == 2]
-    assert [e.key["arp_sha"] for e in replies] == [int(red3.mac.replace(":", ""), 16)]
+    walk = arp_broadcast(lab, red1, red3.ip)
+    assert [e.vm for e in walk.ends if e.what == "answered"] == [red1.name]
+    assert walk.answered_sha == red3.mac
     assert all(not r.surprise for r in lab.verify())
 
 
@@ -198,12 +226,10 @@ def test_a_vm_plugged_while_its_agent_is_stopped_is_isolated_until_the_agent_ret
     lab.converge()
     red1, blue3 = lab.vms["red1"], lab.vms["blue3"]
     for sender in (red1, blue3):  # broadcasts of both tenants reach hv2
-        walk = send(lab.fabric, sender, arp_frame(sender.mac, BROADCAST, 1, sender.mac,
-                                                  sender.ip, "00:00:00:00:00:00", late.ip))
-        assert all(e.port != late.vnic for e in walk.endings), walk.summary()
-    out = send(lab.fabric, late, arp_frame(late.mac, BROADCAST, 1, late.mac, late.ip,
-                                           "00:00:00:00:00:00", red1.ip))
-    assert [e.kind for e in out.endings] == [DROPPED]
+        walk = arp_broadcast(lab, sender, late.ip)
+        assert late.vnic not in exit_ports(walk), walk.ends
+    out = arp_broadcast(lab, late, red1.ip)
+    assert [e.what for e in out.ends] == ["dropped"]
     assert not lab.ping("red1", "red4").reached
     lab.start_agent("hv2")  # a new agent generation: resync, then the old cookie is swept
     assert lab.converge().converged

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from tunnelnet.lab.sim import SimLab
+from tunnelnet.lab.sim_view import SimLabView
 from tunnelnet.lab.topology import load
 from tunnelnet.trace.journey import trace
-from tunnelnet.trace.sim import SimLabView
 from tunnelnet.web.state import snapshot
 
 EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "geneve.toml"

@@ -9,9 +9,8 @@ from pathlib import Path
 import pytest
 
 from tunnelnet.lab.sim import SimLab
-from tunnelnet.lab.sim_fabric import DROPPED
-from tunnelnet.lab.sim_probe import ECHO_REQUEST, icmp_frame, send
 from tunnelnet.lab.topology import Topology, load
+from tunnelnet.trace import flowtext
 
 EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "vlan-vs-tunnel.toml"
 
@@ -38,15 +37,17 @@ def test_a_vlan_frame_leaves_with_the_provider_vlan_id_and_a_tunnel_frame_never_
     lab = SimLab(topo)
     lab.up()
     vlan_net = next(n for n in topo.networks if n.type == "vlan")
+    walker = lab.walker()
     for vm in lab.vms.values():
         peer = next(p for p in lab.vms.values()
                     if p.network == vm.network and p.name != vm.name)
-        walk = send(lab.fabric, vm, icmp_frame(vm.mac, peer.mac, vm.ip, peer.ip,
-                                               ECHO_REQUEST), keep_path=True)
-        hit = next(e for e in walk.endings if e.accepted and e.vm == peer.name)
-        crossed = [h for h in hit.path if h.bridge == "br-eth1" and h.in_port == "eth1"]
+        journey = walker.journey(vm.name, peer.name)
+        assert journey.outcome.delivered, journey.outcome.summary
+        # the frame as it enters the far hypervisor from the physical switch (IEEE 802.1Q)
+        crossed = [v for v in journey.visits if v.bridge == "br-eth1" and v.in_port == "eth1"]
         if vm.network == vlan_net.name:
-            assert [h.key["vlan_tci"] & 0x0FFF for h in crossed] == [vlan_net.segment]
+            assert [flowtext.vlan_of(v.flow) for v in crossed] == [vlan_net.segment]
+            assert crossed[0].host == peer.hypervisor
         else:
             assert crossed == []
 
@@ -55,12 +56,13 @@ def test_without_the_vlan_on_the_physical_switch_the_vlan_network_breaks_tunnels
         topo: Topology) -> None:
     lab = SimLab(topo)
     lab.up()
-    lab.fabric.physical_vlans = frozenset()  # the switch was never told
+    lab.physical_vlans = frozenset()  # the switch was never told
     for result in lab.verify():
         src_net = topo.network(lab.vms[result.src].network)
         same = lab.vms[result.src].network == lab.vms[result.dst].network
         assert result.reached == (same and src_net.type != "vlan"), result.detail
     old = [vm for vm in lab.vms.values() if topo.network(vm.network).type == "vlan"]
-    walk = send(lab.fabric, old[0], icmp_frame(old[0].mac, old[1].mac, old[0].ip, old[1].ip,
-                                               ECHO_REQUEST))
-    assert any(e.kind == DROPPED and e.bridge == "(physical switch)" for e in walk.endings)
+    journey = lab.walker().journey(old[0].name, old[1].name)
+    assert not journey.outcome.delivered
+    assert any(e.what == "dropped" and "physical switch does not carry VLAN" in e.reason
+               for e in journey.outcome.ends), journey.outcome.ends

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tunnelnet.lab.sim import SimLab
+from tunnelnet.lab.sim_view import SimLabView
 from tunnelnet.lab.topology import load
 from tunnelnet.packet import arp, ethernet
 from tunnelnet.packet.fields import ETH_TYPE_ARP
@@ -23,7 +24,6 @@ from tunnelnet.trace.errors import TraceError
 from tunnelnet.trace.journey import trace
 from tunnelnet.trace.model import Journey
 from tunnelnet.trace.render import to_text
-from tunnelnet.trace.sim import SimLabView
 
 DEMO = Path(__file__).resolve().parents[3] / "examples" / "demo.toml"
 TOPO = tomllib.loads(DEMO.read_text())
@@ -66,12 +66,19 @@ def test_same_host_pair_stays_on_br_int_and_never_reaches_a_tunnel(lab: SimLab) 
     assert "never reached a tunnel" in j.outcome.summary
 
 
-def test_unknown_destination_mac_on_br_int_is_flooded_to_the_tunnels_too() -> None:
-    # a fresh lab: br-int has learned nothing, so NORMAL floods the VLAN, patch port included
-    j = trace(SimLabView(_lab()), "red1", "red2")
-    assert j.outcome.delivered
-    assert {e.key for e in j.encaps} == {SEGMENT["red-net"]}
-    assert [s.table for s in j.visits[1].steps] == [0, 2, 20, 22]
+def test_a_fresh_br_int_floods_the_arp_and_the_trace_says_the_echo_s_flood_is_a_first_packet(
+        ) -> None:
+    # a fresh lab: br-int has learned nothing, so NORMAL floods the VLAN, patch port included;
+    # the ARP request (a broadcast) goes to the tunnels, the echo after the ARP reply does not
+    view = SimLabView(_lab())
+    j = trace(view, "red1", "red2")
+    assert j.outcome.delivered and j.encaps == []
+    hv, red2 = VM["red1"]["hypervisor"], view.vms()["red2"]
+    assert j.visits[0].learning.startswith(
+        f"flooded because {hv}'s br-int has not learned {red2.mac}: a first packet; after "
+        f"the ARP exchange it goes only to {red2.tap}")
+    assert "patch-tun" in j.visits[0].learning  # where the switch alone would send it too
+    assert len(j.exchange[0]["hosts"]) > 1  # the ARP request crossed the tunnels
 
 
 def test_vxlan_across_hosts_goes_through_tables_0_2_20_then_0_4_10(lab: SimLab) -> None:

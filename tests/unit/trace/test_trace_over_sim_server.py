@@ -71,14 +71,14 @@ def test_trace_command_walks_the_simulated_lab(sim_dir: Path) -> None:
 
 def test_live_is_refused_on_a_simulated_lab_with_a_clear_message(sim_dir: Path) -> None:
     proc = _trace(sim_dir, "red1", "red3", "--live")
-    assert proc.returncode == 1
+    assert proc.returncode == 2  # an error, not "not delivered"
     assert "needs a lab on real namespaces" in proc.stderr
     assert "Traceback" not in proc.stderr
 
 
 def test_unknown_vm_is_one_clear_line(sim_dir: Path) -> None:
     proc = _trace(sim_dir, "red1", "mallory")
-    assert proc.returncode == 1
+    assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "no VM named 'mallory'" in proc.stderr
 
 

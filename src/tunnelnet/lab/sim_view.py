@@ -1,18 +1,24 @@
 """``LabView`` of a simulated lab held in this process (``tunnelnet.lab.sim.SimLab``).
 
 The switches are the same ``tunnelnet.switch.Bridge`` objects a vswitchd runs, programmed by
-real agents; only the I/O is missing. So the journey reads the same tables the same way.
+real agents; only the I/O is missing. So the trace's walker reads the same tables the same
+way, for ``tunnelnet trace`` (through the sim server's ``labview`` op) and for the simulated
+lab's own ``ping`` and ``verify`` (in this process). It lives in the lab layer because the
+simulation walks with it; the walker (``tunnelnet.trace.journey`` and the modules it
+imports) sits below the lab and knows nothing of it.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from tunnelnet.lab.sim import SimLab
 from tunnelnet.lab.sim_switch import TUNNEL_TYPES, SimSwitch
 from tunnelnet.switch import SwitchError
 from tunnelnet.trace.errors import TraceError
 from tunnelnet.trace.view import NetworkInfo, PortInfo, VmInfo
+
+if TYPE_CHECKING:
+    from tunnelnet.lab.sim import SimLab
 
 
 class SimSwitchView:
