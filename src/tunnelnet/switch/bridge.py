@@ -41,7 +41,7 @@ from tunnelnet.switch.normal import DEFAULT_AGING, DEFAULT_LIMIT_PER_VLAN, MacTa
 from tunnelnet.switch.pipeline import Pipeline
 from tunnelnet.switch.ports import OFPP_MAX, format_port
 from tunnelnet.switch.timeouts import FlowTimers
-from tunnelnet.switch.trace import Trace, TraceStep
+from tunnelnet.switch.trace import TableWalk, Trace, TraceStep
 from tunnelnet.switch.xlate import Output, Xlate
 
 log = logging.getLogger(__name__)
@@ -488,6 +488,30 @@ class Bridge:
             nodes=x.nodes,
             drop_reason=reason,
             summary=summarize(outputs, drop, reason, self._port_name),
+        )
+
+    def table_walk(self, flow_text: str) -> TableWalk:
+        """``trace`` (without ``generate``: it changes nothing) as data: the steps as the
+        walk records them, the outputs and why it dropped, without the ofproto/trace tree
+        or the steps' plain words, which only a reader of the trace needs."""
+        key = self.trace_key(flow_text)
+        flow = format_key(key)
+        x = Xlate(self, dict(key), self._clock(), False, True)
+        x.nodes = None  # steps only
+        x.run_table(0)
+        assert x.steps is not None
+        outputs = [] if x.error else [o.port for o in x.outputs]
+        drop = not outputs
+        reason = x.error or (x.drop_reason if drop else None) or ("no_output" if drop else None)
+        final = flow if x.key == key else format_key(x.key)
+        return TableWalk(
+            flow=flow,
+            steps=x.steps,
+            final_flow=final,
+            outputs=outputs,
+            drop=drop,
+            drop_reason=reason,
+            note=lambda step: explain_step(step, self.pipeline, self._port_name),
         )
 
     def trace_key(self, flow_text: str) -> FlowKey:

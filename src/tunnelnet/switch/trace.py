@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from tunnelnet.switch.trace_nodes import TraceNode, render_nodes
+from tunnelnet.switch.xlate import StepRecord
 
 _TRANSLATION_FAILURES = {
     "resubmit_depth": "Recursion too deep",
@@ -82,6 +84,22 @@ class Trace:
             "drop": self.drop,
             "drop_reason": self.drop_reason,
         }
+
+
+@dataclass(slots=True)
+class TableWalk:
+    """The result of ``Bridge.table_walk``: what ``Bridge.trace`` finds, as data. The flows
+    are printed (a walk across bridges goes on from the final one); the steps' plain words
+    and the ofproto/trace tree are not, as a verdict (delivered or not) needs neither:
+    ``note(step)`` words one step when asked."""
+
+    flow: str
+    steps: list[StepRecord]
+    final_flow: str
+    outputs: list[int]
+    drop: bool
+    drop_reason: str | None
+    note: Callable[[StepRecord], str]
 
 
 def _with_notes(nodes: list[TraceNode], steps: list[TraceStep]) -> list[TraceNode]:

@@ -18,8 +18,9 @@ trace and the simulated lab's ``ping``/``verify`` (:func:`ping_verdict`) all wal
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from tunnelnet.lab import names
 from tunnelnet.packet import tunnel_kinds
@@ -39,6 +40,9 @@ from tunnelnet.trace.probe import (
     echo_reply,
 )
 from tunnelnet.trace.view import LabView, PortInfo, VmInfo
+
+if TYPE_CHECKING:
+    from tunnelnet.switch.trace import TableWalk
 
 PHYSICAL_BRIDGES: Final = (names.physical_bridge(),)  # as the lab names them (br-eth1)
 BRIDGES: Final = ("br-int", "br-tun", *PHYSICAL_BRIDGES)
@@ -113,6 +117,9 @@ class Walker:
         # plain words for the packet's own visits; the exchange's other frames are summed up
         # in a line each, so their words would be work nobody reads
         self.explaining = True
+        # only the verdict is wanted (a ping's: reached or not, and why not): no plain words,
+        # and the switches asked for their table walk as data where they can give it
+        self.verdict = False
         self._unlearned: list[tuple[Visit, tuple[str, str, int | None, str]]] = []
 
     def vm(self, name: str) -> VmInfo:
@@ -148,10 +155,21 @@ class Walker:
 
     def journey(self, src_name: str, dst_name: str, proto: str = "icmp",
                 dport: int | None = None, marker: bytes | None = None,
-                size: int | None = None, exchange: bool = True) -> Journey:
+                size: int | None = None, exchange: bool = True, *,
+                verdict: bool = False) -> Journey:
         """The frame SRC sends to DST, walked after what precedes it (the ARP exchange, for
         anything but ARP itself) and, for an ICMP echo, before DST's reply. ``exchange``
-        False: this frame alone, on the switches as they are (what ``--live`` sends)."""
+        False: this frame alone, on the switches as they are (what ``--live`` sends).
+        ``verdict``: the same walk and outcome, without the words only a reader of the
+        trace needs (the steps' notes and explanations)."""
+        self.verdict = verdict
+        try:
+            return self._journey(src_name, dst_name, proto, dport, marker, size, exchange)
+        finally:
+            self.verdict = False
+
+    def _journey(self, src_name: str, dst_name: str, proto: str, dport: int | None,
+                 marker: bytes | None, size: int | None, exchange: bool) -> Journey:
         src, dst = self.vm(src_name), self.vm(dst_name)
         if src.name == dst.name:
             raise TraceError(f"source and destination are the same VM ({src.name})")
@@ -306,20 +324,16 @@ class Walker:
     def _visit(self, vid: int, item: _Pending, src: VmInfo, dst: VmInfo, probe: Probe,
                encaps: list[Encap], ends: list[End], queue: list[_Pending],
                walk: Walk | None) -> Visit:
-        raw = self.lab.switch(item.host).trace(item.bridge, item.flow)
-        steps = [Step(host=item.host, bridge=item.bridge, table=int(s["table"]),
-                      priority=int(s["priority"]), match=str(s["match"]),
-                      actions=str(s["actions"]), cookie=str(s.get("cookie", "")),
-                      note=str(s.get("note", "")))
-                 for s in raw["steps"]]
-        visit = Visit(id=vid, host=item.host, bridge=item.bridge, in_port=item.in_port,
-                      flow=str(raw["flow"]), steps=steps, exits=[], drop=bool(raw["drop"]),
-                      drop_reason=raw.get("drop_reason"), final_flow=str(raw["final_flow"]),
-                      parent=item.parent)
+        switch = self.lab.switch(item.host)
+        table_walk = getattr(switch, "table_walk", None) if self.verdict else None
+        if table_walk is not None:
+            visit, outputs, note = self._walked(vid, item, table_walk(item.bridge, item.flow))
+        else:
+            visit, outputs, note = self._traced(vid, item, switch.trace(item.bridge, item.flow))
+        steps = visit.steps
         in_port = next((p for p in self.ports(item.host, item.bridge)
                         if p.name == item.in_port), None)
         vlan_in = self._switched_vlan(in_port, item.flow, visit.final_flow)
-        outputs = [int(o) for o in raw["outputs"]]
         seen = flowtext.fields(item.flow)
         normal = any("NORMAL" in s.actions for s in steps)
         # NORMAL learns always; br-tun where table 10's learn() action ran
@@ -329,7 +343,7 @@ class Walker:
             self.learned.learn(item.host, item.bridge, vlan_in, seen["dl_src"], item.in_port)
         dst_mac = seen.get("dl_dst", "").lower()
         flooded = is_unicast(dst_mac) and (
-            (normal and (len(outputs) > 1 or any("flooding" in s.note for s in steps)))
+            (normal and (len(outputs) > 1 or any("flooding" in note(i) for i in range(len(steps)))))
             or (item.bridge == "br-tun" and any(s.table == TunTable.FLOOD_TO_TUN
                                                  for s in steps)))
         if flooded:
@@ -345,9 +359,39 @@ class Walker:
             last = steps[-1] if steps else None
             ends.append(End(item.host, item.bridge, last.table if last else None, "dropped",
                             explain.drop_reason(item.bridge, last, visit.drop_reason)))
-        if self.explaining:
+        if self.explaining and not self.verdict:
             explain.annotate(visit, self, src, dst)
         return visit
+
+    @staticmethod
+    def _traced(vid: int, item: _Pending, raw: dict[str, Any]
+                ) -> tuple[Visit, list[int], Callable[[int], str]]:
+        """A visit from a switch's trace (``SwitchView.trace``'s JSON shape)."""
+        steps = [Step(host=item.host, bridge=item.bridge, table=int(s["table"]),
+                      priority=int(s["priority"]), match=str(s["match"]),
+                      actions=str(s["actions"]), cookie=str(s.get("cookie", "")),
+                      note=str(s.get("note", "")))
+                 for s in raw["steps"]]
+        visit = Visit(id=vid, host=item.host, bridge=item.bridge, in_port=item.in_port,
+                      flow=str(raw["flow"]), steps=steps, exits=[], drop=bool(raw["drop"]),
+                      drop_reason=raw.get("drop_reason"), final_flow=str(raw["final_flow"]),
+                      parent=item.parent)
+        return visit, [int(o) for o in raw["outputs"]], lambda i: steps[i].note
+
+    @staticmethod
+    def _walked(vid: int, item: _Pending, walked: TableWalk
+                ) -> tuple[Visit, list[int], Callable[[int], str]]:
+        """A visit from a bridge's table walk as data: the same steps, the notes left out
+        (worded on demand, where the walk itself reads one)."""
+        records = walked.steps
+        steps = [Step(host=item.host, bridge=item.bridge, table=r.table, priority=r.priority,
+                      match=r.match, actions=r.actions, cookie=f"{r.cookie:#x}", note="")
+                 for r in records]
+        visit = Visit(id=vid, host=item.host, bridge=item.bridge, in_port=item.in_port,
+                      flow=walked.flow, steps=steps, exits=[], drop=walked.drop,
+                      drop_reason=walked.drop_reason, final_flow=walked.final_flow,
+                      parent=item.parent)
+        return visit, list(walked.outputs), lambda i: walked.note(records[i])
 
     @staticmethod
     def _switched_vlan(in_port: PortInfo | None, flow: str, final: str) -> int | None:
