@@ -19,6 +19,7 @@ from tunnelnet.trace.view import NetworkInfo, PortInfo, VmInfo
 
 if TYPE_CHECKING:
     from tunnelnet.lab.sim import SimLab
+    from tunnelnet.packet.fields import FlowKey
     from tunnelnet.switch.trace import TableWalk
 
 
@@ -52,10 +53,11 @@ class SimSwitchView:
             raise TraceError(f"{self.switch.hypervisor} {bridge}: {exc}") from exc
         return result
 
-    def table_walk(self, bridge: str, flow: str) -> TableWalk:
-        """``trace`` as data, without the words (what the walker asks for a verdict)."""
+    def table_walk(self, bridge: str, flow: str, key: FlowKey | None = None) -> TableWalk:
+        """``trace`` as data, without the words (what the walker asks for a verdict);
+        ``key``: the flow's key, when the walker has it (then the text is not parsed)."""
         try:
-            result: TableWalk = self._bridge(bridge).table_walk(flow)
+            result: TableWalk = self._bridge(bridge).table_walk(flow, key)
         except SwitchError as exc:
             raise TraceError(f"{self.switch.hypervisor} {bridge}: {exc}") from exc
         return result

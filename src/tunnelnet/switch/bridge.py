@@ -490,12 +490,19 @@ class Bridge:
             summary=summarize(outputs, drop, reason, self._port_name),
         )
 
-    def table_walk(self, flow_text: str) -> TableWalk:
+    def table_walk(self, flow_text: str, key: FlowKey | None = None) -> TableWalk:
         """``trace`` (without ``generate``: it changes nothing) as data: the steps as the
         walk records them, the outputs and why it dropped, without the ofproto/trace tree
-        or the steps' plain words, which only a reader of the trace needs."""
-        key = self.trace_key(flow_text)
-        flow = format_key(key)
+        or the steps' plain words, which only a reader of the trace needs. ``key``: the
+        flow key ``trace_key(flow_text)`` gives, when the caller has it already (a walk
+        across bridges goes on from one bridge's final key): the text is then neither
+        parsed nor printed again (``flow`` is ``flow_text`` as given)."""
+        # given the key, the caller has the text too: not printed again
+        if key is None:
+            key = self.trace_key(flow_text)
+            flow = format_key(key)
+        else:
+            flow = flow_text
         x = Xlate(self, dict(key), self._clock(), False, True)
         x.nodes = None  # steps only
         x.run_table(0)
@@ -503,11 +510,12 @@ class Bridge:
         outputs = [] if x.error else [o.port for o in x.outputs]
         drop = not outputs
         reason = x.error or (x.drop_reason if drop else None) or ("no_output" if drop else None)
-        final = flow if x.key == key else format_key(x.key)
+        final = format_key(x.key)
         return TableWalk(
             flow=flow,
             steps=x.steps,
             final_flow=final,
+            final_key=x.key,
             outputs=outputs,
             drop=drop,
             drop_reason=reason,

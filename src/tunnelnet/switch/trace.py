@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from tunnelnet.packet.fields import FlowKey
 from tunnelnet.switch.trace_nodes import TraceNode, render_nodes
 from tunnelnet.switch.xlate import StepRecord
 
@@ -96,6 +97,7 @@ class TableWalk:
     flow: str
     steps: list[StepRecord]
     final_flow: str
+    final_key: FlowKey
     outputs: list[int]
     drop: bool
     drop_reason: str | None

@@ -20,10 +20,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from ipaddress import IPv4Address
 from typing import TYPE_CHECKING, Any, Final
 
 from tunnelnet.lab import names
 from tunnelnet.packet import tunnel_kinds
+from tunnelnet.packet.fields import VLAN_CFI, FlowKey
 from tunnelnet.packet.tunnel import overhead, source_port
 from tunnelnet.switch import crossing
 from tunnelnet.switch.pipeline import TunTable
@@ -93,6 +95,9 @@ class _Pending:
     flow: str
     parent: int | None
     frame: bytes  # the frame as it enters (untagged bytes; VLANs live in the flow text)
+    # the flow's key as the bridge would read ``flow`` (None: it reads the text), handed on
+    # from the previous bridge's table walk in verdict mode
+    key: FlowKey | None = None
 
 
 class Walker:
@@ -120,6 +125,8 @@ class Walker:
         # only the verdict is wanted (a ping's: reached or not, and why not): no plain words,
         # and the switches asked for their table walk as data where they can give it
         self.verdict = False
+        # the visited bridge's final flow key, while its exits are followed (verdict mode)
+        self._final_key: FlowKey | None = None
         self._unlearned: list[tuple[Visit, tuple[str, str, int | None, str]]] = []
 
     def vm(self, name: str) -> VmInfo:
@@ -327,9 +334,12 @@ class Walker:
         switch = self.lab.switch(item.host)
         table_walk = getattr(switch, "table_walk", None) if self.verdict else None
         if table_walk is not None:
-            visit, outputs, note = self._walked(vid, item, table_walk(item.bridge, item.flow))
+            walked = table_walk(item.bridge, item.flow, item.key)
+            visit, outputs, note = self._walked(vid, item, walked)
+            final_key: FlowKey | None = walked.final_key
         else:
             visit, outputs, note = self._traced(vid, item, switch.trace(item.bridge, item.flow))
+            final_key = None
         steps = visit.steps
         in_port = next((p for p in self.ports(item.host, item.bridge)
                         if p.name == item.in_port), None)
@@ -348,13 +358,18 @@ class Walker:
                                                  for s in steps)))
         if flooded:
             outputs = self._first_packet(visit, vlan_in, dst_mac, outputs)
-        for ofport in outputs:
-            port = self.port(item.host, item.bridge, ofport)
-            if port is None:
-                visit.exits.append(Exit(str(ofport), ofport, "drop",
-                                        note="no such port on the bridge"))
-                continue
-            self._exit(visit, port, vlan_in, item, src, dst, probe, encaps, ends, queue, walk)
+        self._final_key = final_key
+        try:
+            for ofport in outputs:
+                port = self.port(item.host, item.bridge, ofport)
+                if port is None:
+                    visit.exits.append(Exit(str(ofport), ofport, "drop",
+                                            note="no such port on the bridge"))
+                    continue
+                self._exit(visit, port, vlan_in, item, src, dst, probe, encaps, ends, queue,
+                           walk)
+        finally:
+            self._final_key = None
         if visit.drop or not outputs:
             last = steps[-1] if steps else None
             ends.append(End(item.host, item.bridge, last.table if last else None, "dropped",
@@ -458,7 +473,7 @@ class Walker:
             exit_.next_visit = -1  # filled in when the queue is drained (see _link)
             queue.append(_Pending(host, other, peer,
                                   flowtext.with_vlan(flowtext.entering(final, peer), vlan),
-                                  visit.id, item.frame))
+                                  visit.id, item.frame, self._entering(found.port, vlan)))
             return
         if port.is_tunnel:
             exit_.kind = "tunnel"
@@ -475,6 +490,30 @@ class Walker:
             return
         ends.append(End(host, bridge, None, "lost", f"left through {port.name} ({port.type}), "
                         "which leads to nothing this lab knows"))
+
+    def _entering(self, port: PortInfo, vlan: int | None,
+                  tunnel: tuple[int, str, str] | None = None) -> FlowKey | None:
+        """The key of the flow that enters ``port`` after the visited bridge: its final key
+        with what ``flowtext.entering`` and ``flowtext.with_vlan`` change in the text (the
+        input port, the tunnel metadata, the 802.1Q tag), as the next bridge would read that
+        text. None outside verdict mode (the next bridge reads the text)."""
+        final = self._final_key
+        if final is None:
+            return None
+        key = dict(final)
+        key["in_port"] = port.ofport
+        if tunnel is None:
+            key["tun_id"] = key["tun_src"] = key["tun_dst"] = 0
+        else:
+            key["tun_id"] = tunnel[0]
+            key["tun_src"] = int(IPv4Address(tunnel[1])) if tunnel[1] else 0
+            key["tun_dst"] = int(IPv4Address(tunnel[2])) if tunnel[2] else 0
+        key["vlan_tci"] = 0 if vlan is None else VLAN_CFI | vlan
+        # a second tag is in the text only after a first one, and read back only then
+        if not (vlan is not None and final["vlan_tci"] & VLAN_CFI
+                and final.get("vlan_tci1", 0) & VLAN_CFI):
+            key.pop("vlan_tci1", None)
+        return key
 
     def _on_other_bridge(self, host: str, bridge: str, name: str) -> _BridgePort | None:
         """Port ``name`` on one of ``host``'s bridges other than ``bridge``."""
@@ -527,7 +566,7 @@ class Walker:
             queue.append(_Pending(other, bridge, uplink.name,
                                   flowtext.with_vlan(flowtext.entering(visit.final_flow,
                                                                        uplink.name), vlan),
-                                  visit.id, item.frame))
+                                  visit.id, item.frame, self._entering(uplink, vlan)))
         if first:
             ends.append(End(host, item.bridge, None, "lost", "no other hypervisor has an "
                             "uplink on the physical switch"))
@@ -544,6 +583,7 @@ class Walker:
         mtu = port.underlay_mtu or 1500
         to_host = crossing.host_at(remote_ip, self.hv_ips)
         remote_port = None
+        entry: PortInfo | None = None
         if to_host is not None:
             entry = hop.entry(self.ports(to_host, "br-tun"))
             remote_port = entry.name if entry is not None else None
@@ -580,7 +620,9 @@ class Walker:
         exit_.next_visit = -1
         tunnel = {"tun_id": hex(key), "tun_src": local_ip, "tun_dst": remote_ip}
         flow = flowtext.with_vlan(flowtext.entering(final, remote_port, tunnel=tunnel), vlan)
-        queue.append(_Pending(to_host, "br-tun", remote_port, flow, visit.id, inner))
+        queue.append(_Pending(to_host, "br-tun", remote_port, flow, visit.id, inner,
+                              self._entering(entry, vlan, (key, local_ip, remote_ip))
+                              if entry is not None else None))
 
     def _outcome(self, src: VmInfo, dst: VmInfo, probe: Probe, visits: list[Visit],
                  encaps: list[Encap], ends: list[End]) -> Outcome:
