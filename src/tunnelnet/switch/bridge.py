@@ -510,11 +510,9 @@ class Bridge:
         outputs = [] if x.error else [o.port for o in x.outputs]
         drop = not outputs
         reason = x.error or (x.drop_reason if drop else None) or ("no_output" if drop else None)
-        final = format_key(x.key)
         return TableWalk(
             flow=flow,
             steps=x.steps,
-            final_flow=final,
             final_key=x.key,
             outputs=outputs,
             drop=drop,

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from tunnelnet.packet.fields import FlowKey
+from tunnelnet.switch.flow_format import format_key
 from tunnelnet.switch.trace_nodes import TraceNode, render_nodes
 from tunnelnet.switch.xlate import StepRecord
 
@@ -89,19 +90,24 @@ class Trace:
 
 @dataclass(slots=True)
 class TableWalk:
-    """The result of ``Bridge.table_walk``: what ``Bridge.trace`` finds, as data. The flows
-    are printed (a walk across bridges goes on from the final one); the steps' plain words
-    and the ofproto/trace tree are not, as a verdict (delivered or not) needs neither:
-    ``note(step)`` words one step when asked."""
+    """The result of ``Bridge.table_walk``: what ``Bridge.trace`` finds, as data. Neither
+    the steps' plain words nor the ofproto/trace tree are made, as a verdict (delivered or
+    not) needs neither: ``note(step)`` words one step, ``final_flow`` prints the final flow,
+    when asked."""
 
     flow: str
     steps: list[StepRecord]
-    final_flow: str
     final_key: FlowKey
     outputs: list[int]
     drop: bool
     drop_reason: str | None
     note: Callable[[StepRecord], str]
+
+    @property
+    def final_flow(self) -> str:
+        """The final flow, printed when asked (a walk that goes on from ``final_key`` does
+        not need the text)."""
+        return format_key(self.final_key)
 
 
 def _with_notes(nodes: list[TraceNode], steps: list[TraceStep]) -> list[TraceNode]:

@@ -18,14 +18,14 @@ trace and the simulated lab's ``ping``/``verify`` (:func:`ping_verdict`) all wal
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 from typing import TYPE_CHECKING, Any, Final
 
 from tunnelnet.lab import names
 from tunnelnet.packet import tunnel_kinds
-from tunnelnet.packet.fields import VLAN_CFI, FlowKey
+from tunnelnet.packet.fields import ETH_TYPE_ARP, VLAN_CFI, FlowKey, int_to_mac
 from tunnelnet.packet.tunnel import overhead, source_port
 from tunnelnet.switch import crossing
 from tunnelnet.switch.pipeline import TunTable
@@ -343,8 +343,9 @@ class Walker:
         steps = visit.steps
         in_port = next((p for p in self.ports(item.host, item.bridge)
                         if p.name == item.in_port), None)
-        vlan_in = self._switched_vlan(in_port, item.flow, visit.final_flow)
-        seen = flowtext.fields(item.flow)
+        vlan_in = self._switched_vlan(in_port, _vlan_of(item.flow, item.key),
+                                      _vlan_of(visit.final_flow, final_key))
+        seen = _fields_of(item.flow, item.key)
         normal = any("NORMAL" in s.actions for s in steps)
         # NORMAL learns always; br-tun where table 10's learn() action ran
         learns = normal or (item.bridge == "br-tun" and any(
@@ -397,26 +398,27 @@ class Walker:
     def _walked(vid: int, item: _Pending, walked: TableWalk
                 ) -> tuple[Visit, list[int], Callable[[int], str]]:
         """A visit from a bridge's table walk as data: the same steps, the notes left out
-        (worded on demand, where the walk itself reads one)."""
+        (worded on demand, where the walk itself reads one), and no flow text: the walk
+        reads the flow keys (see _fields_of, _entering)."""
         records = walked.steps
         steps = [Step(host=item.host, bridge=item.bridge, table=r.table, priority=r.priority,
                       match=r.match, actions=r.actions, cookie=f"{r.cookie:#x}", note="")
                  for r in records]
         visit = Visit(id=vid, host=item.host, bridge=item.bridge, in_port=item.in_port,
                       flow=walked.flow, steps=steps, exits=[], drop=walked.drop,
-                      drop_reason=walked.drop_reason, final_flow=walked.final_flow,
+                      drop_reason=walked.drop_reason, final_flow="",
                       parent=item.parent)
         return visit, list(walked.outputs), lambda i: walked.note(records[i])
 
     @staticmethod
-    def _switched_vlan(in_port: PortInfo | None, flow: str, final: str) -> int | None:
+    def _switched_vlan(in_port: PortInfo | None, before: int | None,
+                       after: int | None) -> int | None:
         """The VLAN a bridge switches the frame in: an access port's tag, else the VLAN the
         frame carries once the bridge's flows have set it (br-int translates a physical
         network's VLAN to the local one, br-eth1 the other way), else the one it came with."""
         if in_port is not None and in_port.tag is not None:
             return in_port.tag
-        after = flowtext.vlan_of(final)
-        return after if after is not None else flowtext.vlan_of(flow)
+        return after if after is not None else before
 
     def _first_packet(self, visit: Visit, vlan: int | None, mac: str,
                       outputs: list[int]) -> list[int]:
@@ -445,19 +447,21 @@ class Walker:
               queue: list[_Pending], walk: Walk | None) -> None:
         host, bridge = item.host, item.bridge
         final = visit.final_flow
+        final_key = self._final_key
         if bridge == "br-int":
             # NORMAL: trunk ports carry the local VLAN as 802.1Q, access ports none
             vlan = None if port.tag is not None else vlan_in
         else:
-            vlan = flowtext.vlan_of(final)
+            vlan = _vlan_of(final, final_key)
         exit_ = Exit(port.name, port.ofport, "port", vlan=vlan)
         visit.exits.append(exit_)
         vm = self.vm_at.get((host, port.name))
         if vm is not None:
             exit_.kind, exit_.vm = "vm", vm.name
-            end = _arrival(host, bridge, visit, vm, src, dst)
+            f = _fields_of(final, final_key)
+            end = _arrival(host, bridge, f, vm, src, dst)
             if end.what == "answered" and walk is not None:
-                walk.answered_sha = flowtext.fields(final).get("arp_sha", "").lower()
+                walk.answered_sha = f.get("arp_sha", "").lower()
             ends.append(end)
             return
         if port.type == crossing.PATCH:
@@ -471,9 +475,10 @@ class Walker:
                 return
             other, peer = found.bridge, found.port.name
             exit_.next_visit = -1  # filled in when the queue is drained (see _link)
+            key = self._entering(found.port, vlan)
             queue.append(_Pending(host, other, peer,
-                                  flowtext.with_vlan(flowtext.entering(final, peer), vlan),
-                                  visit.id, item.frame, self._entering(found.port, vlan)))
+                                  _entering_text(final, peer, vlan, key),
+                                  visit.id, item.frame, key))
             return
         if port.is_tunnel:
             exit_.kind = "tunnel"
@@ -541,7 +546,7 @@ class Walker:
                             f"the physical switch does not carry VLAN {vlan} (its ports are "
                             f"configured for VLANs {carried} and untagged frames)"))
             return
-        f = flowtext.fields(visit.final_flow)
+        f = _fields_of(visit.final_flow, self._final_key)
         dst_mac = f.get("dl_dst", "").lower()
         if self.learning and f.get("dl_src"):
             self.learned.learn(UNDERLAY, PHYSICAL_SWITCH, vlan, f["dl_src"], host)
@@ -563,10 +568,10 @@ class Walker:
             if first:
                 exit_.next_visit = -1
                 first = False
+            key = self._entering(uplink, vlan)
             queue.append(_Pending(other, bridge, uplink.name,
-                                  flowtext.with_vlan(flowtext.entering(visit.final_flow,
-                                                                       uplink.name), vlan),
-                                  visit.id, item.frame, self._entering(uplink, vlan)))
+                                  _entering_text(visit.final_flow, uplink.name, vlan, key),
+                                  visit.id, item.frame, key))
         if first:
             ends.append(End(host, item.bridge, None, "lost", "no other hypervisor has an "
                             "uplink on the physical switch"))
@@ -575,7 +580,8 @@ class Walker:
                 vlan: int | None, encaps: list[Encap], ends: list[End],
                 queue: list[_Pending]) -> None:
         host = item.host
-        hop = crossing.tunnel_hop(port, int(flowtext.fields(final).get("tun_id", "0"), 0),
+        hop = crossing.tunnel_hop(port, int(_fields_of(final, self._final_key)
+                                            .get("tun_id", "0"), 0),
                                   self.hv_ips.get(host, ""))
         key, local_ip, remote_ip = hop.key, hop.local_ip, hop.remote_ip
         inner = _tagged(item.frame, vlan)
@@ -619,10 +625,10 @@ class Walker:
             return
         exit_.next_visit = -1
         tunnel = {"tun_id": hex(key), "tun_src": local_ip, "tun_dst": remote_ip}
-        flow = flowtext.with_vlan(flowtext.entering(final, remote_port, tunnel=tunnel), vlan)
-        queue.append(_Pending(to_host, "br-tun", remote_port, flow, visit.id, inner,
-                              self._entering(entry, vlan, (key, local_ip, remote_ip))
-                              if entry is not None else None))
+        next_key = (self._entering(entry, vlan, (key, local_ip, remote_ip))
+                    if entry is not None else None)
+        flow = _entering_text(final, remote_port, vlan, next_key, tunnel)
+        queue.append(_Pending(to_host, "br-tun", remote_port, flow, visit.id, inner, next_key))
 
     def _outcome(self, src: VmInfo, dst: VmInfo, probe: Probe, visits: list[Visit],
                  encaps: list[Encap], ends: list[End]) -> Outcome:
@@ -648,15 +654,46 @@ def _link(visits: list[Visit]) -> None:
                 exit_.next_visit = kids.pop(0) if kids else None
 
 
+def _fields_of(flow: str, key: FlowKey | None) -> Mapping[str, str]:
+    """The fields of the walk's flow text that the walker reads, as the text has them: from
+    the key, when a verdict walk handed it on instead of the text (see _entering)."""
+    if key is None:
+        return flowtext.fields(flow)
+    out = {"dl_src": int_to_mac(key["dl_src"]), "dl_dst": int_to_mac(key["dl_dst"])}
+    if key.get("tun_id"):  # printed only when set
+        out["tun_id"] = hex(key["tun_id"])
+    if key.get("dl_type") == ETH_TYPE_ARP:
+        out["arp_op"] = str(key["arp_op"])
+        out["arp_spa"] = str(IPv4Address(key["arp_spa"]))
+        out["arp_sha"] = int_to_mac(key["arp_sha"])
+    return out
+
+
+def _vlan_of(flow: str, key: FlowKey | None) -> int | None:
+    """flowtext.vlan_of of the flow text, from the key when there is one."""
+    if key is None:
+        return flowtext.vlan_of(flow)
+    tci = key.get("vlan_tci", 0)
+    return tci & 0x0FFF if tci & VLAN_CFI else None
+
+
+def _entering_text(final: str, port: str, vlan: int | None, key: FlowKey | None,
+                   tunnel: dict[str, str] | None = None) -> str:
+    """The flow text entering the next bridge; none when its key is handed on instead (a
+    verdict walk reads no flow text)."""
+    if key is not None:
+        return ""
+    return flowtext.with_vlan(flowtext.entering(final, port, tunnel=tunnel), vlan)
+
+
 def _tagged(frame: bytes, vlan: int | None) -> bytes:
     if vlan is None:
         return frame
     return frame[:12] + b"\x81\x00" + vlan.to_bytes(2, "big") + frame[12:]
 
 
-def _arrival(host: str, bridge: str, visit: Visit, vm: VmInfo, src: VmInfo,
+def _arrival(host: str, bridge: str, f: Mapping[str, str], vm: VmInfo, src: VmInfo,
              dst: VmInfo) -> End:
-    f = flowtext.fields(visit.final_flow)
     dl_dst = f.get("dl_dst", "").lower()
     if vm.name == dst.name and dl_dst in (vm.mac, BROADCAST):
         return End(host, bridge, None, "delivered", f"out of {vm.tap}, {vm.name}'s vNIC", vm.name)

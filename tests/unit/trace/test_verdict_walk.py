@@ -7,6 +7,7 @@ the full trace, and every key handed on exactly what the next bridge reads from 
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,8 @@ from tunnelnet.lab.topology import Topology, load
 from tunnelnet.packet.fields import FlowKey
 from tunnelnet.switch import Bridge
 from tunnelnet.switch.trace import TableWalk
+from tunnelnet.trace import flowtext, journey
+from tunnelnet.trace.model import Visit
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
 
@@ -31,6 +34,18 @@ TOPOLOGIES = {
     "geneve": lambda: load(EXAMPLES / "geneve.toml"),
     "mixed": lambda: _scale("mixed"),
 }
+
+
+_walked = journey.Walker._walked
+
+
+def _with_final_text(vid: int, item: journey._Pending, walked: TableWalk
+                     ) -> tuple[Visit, list[int], Callable[[int], str]]:
+    """A verdict walk's visit with its final flow printed (which the walk leaves out), for
+    the text the next bridge would read."""
+    visit, outputs, note = _walked(vid, item, walked)
+    visit.final_flow = walked.final_flow
+    return visit, outputs, note
 
 
 def _pairs(lab: SimLab) -> list[tuple[str, str]]:
@@ -54,6 +69,15 @@ def test_a_verdict_walk_hands_on_the_key_the_next_bridge_reads_from_the_text(
         return walk(self, flow_text, key)
 
     monkeypatch.setattr(Bridge, "table_walk", checked)
+
+    def text_too(final: str, port: str, vlan: int | None, key: FlowKey | None,
+                 tunnel: dict[str, str] | None = None) -> str:
+        # the text a walk without keys hands on (a verdict walk leaves it out), from the
+        # final flow's text
+        return flowtext.with_vlan(flowtext.entering(final, port, tunnel=tunnel), vlan)
+
+    monkeypatch.setattr(journey, "_entering_text", text_too)
+    monkeypatch.setattr(journey.Walker, "_walked", staticmethod(_with_final_text))
     walker = lab.walker()
     for a, b in _pairs(lab):
         walker.journey(a, b, verdict=True)
@@ -73,7 +97,7 @@ def test_a_verdict_walk_has_the_outcome_and_exchange_of_the_full_trace(name: str
         assert verdict.outcome == full.outcome
         assert verdict.exchange == full.exchange
         assert verdict.learned == full.learned
-        assert [(v.host, v.bridge, v.in_port, v.final_flow, v.exits, v.drop)
+        assert [(v.host, v.bridge, v.in_port, v.exits, v.drop, v.learning)
                 for v in verdict.visits] == [
-            (v.host, v.bridge, v.in_port, v.final_flow, v.exits, v.drop)
+            (v.host, v.bridge, v.in_port, v.exits, v.drop, v.learning)
             for v in full.visits]
