@@ -18,7 +18,7 @@ trace and the simulated lab's ``ping``/``verify`` (:func:`ping_verdict`) all wal
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 from typing import TYPE_CHECKING, Any, Final
@@ -659,14 +659,43 @@ def _fields_of(flow: str, key: FlowKey | None) -> Mapping[str, str]:
     the key, when a verdict walk handed it on instead of the text (see _entering)."""
     if key is None:
         return flowtext.fields(flow)
-    out = {"dl_src": int_to_mac(key["dl_src"]), "dl_dst": int_to_mac(key["dl_dst"])}
-    if key.get("tun_id"):  # printed only when set
-        out["tun_id"] = hex(key["tun_id"])
-    if key.get("dl_type") == ETH_TYPE_ARP:
-        out["arp_op"] = str(key["arp_op"])
-        out["arp_spa"] = str(IPv4Address(key["arp_spa"]))
-        out["arp_sha"] = int_to_mac(key["arp_sha"])
-    return out
+    return _KeyFields(key)
+
+
+class _KeyFields(Mapping[str, str]):
+    """The flow text's fields the walker reads, printed from the key one by one when read
+    (most visits read one or two of them)."""
+
+    __slots__ = ("_key",)
+
+    def __init__(self, key: FlowKey) -> None:
+        self._key = key
+
+    def _names(self) -> list[str]:
+        names = ["dl_src", "dl_dst"]
+        if self._key.get("tun_id"):  # printed only when set
+            names.append("tun_id")
+        if self._key.get("dl_type") == ETH_TYPE_ARP:
+            names += ["arp_op", "arp_spa", "arp_sha"]
+        return names
+
+    def __getitem__(self, name: str) -> str:
+        key = self._key
+        if name not in self._names():
+            raise KeyError(name)
+        if name in ("dl_src", "dl_dst", "arp_sha"):
+            return int_to_mac(key[name])
+        if name == "tun_id":
+            return hex(key[name])
+        if name == "arp_spa":
+            return str(IPv4Address(key[name]))
+        return str(key[name])
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names())
+
+    def __len__(self) -> int:
+        return len(self._names())
 
 
 def _vlan_of(flow: str, key: FlowKey | None) -> int | None:
