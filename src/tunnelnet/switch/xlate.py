@@ -63,6 +63,23 @@ def _match_text(match: Match) -> str:
     return text
 
 
+# and likewise a flow's actions, once per action list: by identity (the entry holds that very
+# tuple until its actions change), the tuple kept so its id is not reused while cached
+_action_texts: dict[int, tuple[tuple[Action, ...], str]] = {}
+
+
+def _actions_text(entry: FlowEntry) -> str:
+    actions = entry.actions
+    known = _action_texts.get(id(actions))
+    if known is not None and known[0] is actions:
+        return known[1]
+    if len(_action_texts) >= _TEXT_CACHE_MAX:
+        _action_texts.clear()
+    text = entry.actions_text
+    _action_texts[id(actions)] = (actions, text)
+    return text
+
+
 class Xlate:
     __slots__ = (
         "_current_table",
@@ -163,7 +180,7 @@ class Xlate:
                 table_id,
                 entry.priority,
                 match_text,
-                entry.actions_text,
+                _actions_text(entry),
                 self.depth,
                 entry.cookie,
                 entry.actions,

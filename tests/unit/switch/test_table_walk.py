@@ -53,3 +53,16 @@ def test_table_walk_stops_a_resubmit_loop_as_the_trace_does() -> None:
     walked = br.table_walk("in_port=1")
     assert walked.drop and walked.outputs == []
     assert walked.drop_reason == "resubmit_depth"
+
+
+def test_a_flow_whose_actions_change_is_walked_and_traced_with_its_new_actions() -> None:
+    # a flow's actions are printed once per action list: a mod-flows must show anew
+    br = Bridge("br0", fail_mode="secure")
+    for n in (1, 2, 3):
+        br.add_port(f"p{n}", n)
+    br.add_flow("priority=5,in_port=1 actions=output:2")
+    assert br.table_walk("in_port=1").steps[0].actions == "output:2"
+    assert br.mod_flows("in_port=1 actions=output:3") == 1
+    assert br.table_walk("in_port=1").steps[0].actions == "output:3"
+    assert br.trace("in_port=1").steps[0].actions == "output:3"
+    assert br.table_walk("in_port=1").outputs == [3]
