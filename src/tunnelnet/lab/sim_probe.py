@@ -51,7 +51,7 @@ class PingResult:
 
 def ping(walker: Walker, src_name: str, dst_name: str) -> PingResult:
     """The verdict of ``tunnelnet trace SRC DST``'s walk, as a ping's."""
-    journey = walker.journey(src_name, dst_name)
+    journey = walker.journey(src_name, dst_name, verdict=True)
     src, dst = walker.vm(src_name), walker.vm(dst_name)
     expected = src.network == dst.network
     outcome = journey.outcome

@@ -19,6 +19,8 @@ from tunnelnet.trace.view import NetworkInfo, PortInfo, VmInfo
 
 if TYPE_CHECKING:
     from tunnelnet.lab.sim import SimLab
+    from tunnelnet.packet.fields import FlowKey
+    from tunnelnet.switch.trace import TableWalk
 
 
 class SimSwitchView:
@@ -47,6 +49,15 @@ class SimSwitchView:
     def trace(self, bridge: str, flow: str) -> dict[str, Any]:
         try:
             result: dict[str, Any] = self._bridge(bridge).trace(flow).to_json()
+        except SwitchError as exc:
+            raise TraceError(f"{self.switch.hypervisor} {bridge}: {exc}") from exc
+        return result
+
+    def table_walk(self, bridge: str, flow: str, key: FlowKey | None = None) -> TableWalk:
+        """``trace`` as data, without the words (what the walker asks for a verdict);
+        ``key``: the flow's key, when the walker has it (then the text is not parsed)."""
+        try:
+            result: TableWalk = self._bridge(bridge).table_walk(flow, key)
         except SwitchError as exc:
             raise TraceError(f"{self.switch.hypervisor} {bridge}: {exc}") from exc
         return result

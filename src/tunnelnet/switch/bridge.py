@@ -41,7 +41,7 @@ from tunnelnet.switch.normal import DEFAULT_AGING, DEFAULT_LIMIT_PER_VLAN, MacTa
 from tunnelnet.switch.pipeline import Pipeline
 from tunnelnet.switch.ports import OFPP_MAX, format_port
 from tunnelnet.switch.timeouts import FlowTimers
-from tunnelnet.switch.trace import Trace, TraceStep
+from tunnelnet.switch.trace import TableWalk, Trace, TraceStep
 from tunnelnet.switch.xlate import Output, Xlate
 
 log = logging.getLogger(__name__)
@@ -488,6 +488,36 @@ class Bridge:
             nodes=x.nodes,
             drop_reason=reason,
             summary=summarize(outputs, drop, reason, self._port_name),
+        )
+
+    def table_walk(self, flow_text: str, key: FlowKey | None = None) -> TableWalk:
+        """``trace`` (without ``generate``: it changes nothing) as data: the steps as the
+        walk records them, the outputs and why it dropped, without the ofproto/trace tree
+        or the steps' plain words, which only a reader of the trace needs. ``key``: the
+        flow key ``trace_key(flow_text)`` gives, when the caller has it already (a walk
+        across bridges goes on from one bridge's final key): the text is then neither
+        parsed nor printed again (``flow`` is ``flow_text`` as given)."""
+        # given the key, the caller has the text too: not printed again
+        if key is None:
+            key = self.trace_key(flow_text)
+            flow = format_key(key)
+        else:
+            flow = flow_text
+        x = Xlate(self, dict(key), self._clock(), False, True)
+        x.nodes = None  # steps only
+        x.run_table(0)
+        assert x.steps is not None
+        outputs = [] if x.error else [o.port for o in x.outputs]
+        drop = not outputs
+        reason = x.error or (x.drop_reason if drop else None) or ("no_output" if drop else None)
+        return TableWalk(
+            flow=flow,
+            steps=x.steps,
+            final_key=x.key,
+            outputs=outputs,
+            drop=drop,
+            drop_reason=reason,
+            note=lambda step: explain_step(step, self.pipeline, self._port_name),
         )
 
     def trace_key(self, flow_text: str) -> FlowKey:

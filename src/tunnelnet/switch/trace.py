@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from tunnelnet.packet.fields import FlowKey
+from tunnelnet.switch.flow_format import format_key
 from tunnelnet.switch.trace_nodes import TraceNode, render_nodes
+from tunnelnet.switch.xlate import StepRecord
 
 _TRANSLATION_FAILURES = {
     "resubmit_depth": "Recursion too deep",
@@ -82,6 +86,28 @@ class Trace:
             "drop": self.drop,
             "drop_reason": self.drop_reason,
         }
+
+
+@dataclass(slots=True)
+class TableWalk:
+    """The result of ``Bridge.table_walk``: what ``Bridge.trace`` finds, as data. Neither
+    the steps' plain words nor the ofproto/trace tree are made, as a verdict (delivered or
+    not) needs neither: ``note(step)`` words one step, ``final_flow`` prints the final flow,
+    when asked."""
+
+    flow: str
+    steps: list[StepRecord]
+    final_key: FlowKey
+    outputs: list[int]
+    drop: bool
+    drop_reason: str | None
+    note: Callable[[StepRecord], str]
+
+    @property
+    def final_flow(self) -> str:
+        """The final flow, printed when asked (a walk that goes on from ``final_key`` does
+        not need the text)."""
+        return format_key(self.final_key)
 
 
 def _with_notes(nodes: list[TraceNode], steps: list[TraceStep]) -> list[TraceNode]:

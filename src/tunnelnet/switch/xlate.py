@@ -47,6 +47,39 @@ class StepRecord:
     flow_match: Match | None = None
 
 
+# A flow's match prints the same every time (it is immutable), and a trace prints it at
+# every table it passes: printed once per distinct match. Bounded:
+# cleared when full, so flows long gone do not pile up.
+_TEXT_CACHE_MAX: Final = 65536
+_match_texts: dict[Match, str] = {}
+
+
+def _match_text(match: Match) -> str:
+    text = _match_texts.get(match)
+    if text is None:
+        if len(_match_texts) >= _TEXT_CACHE_MAX:
+            _match_texts.clear()
+        text = _match_texts[match] = match.format()
+    return text
+
+
+# and likewise a flow's actions, once per action list: by identity (the entry holds that very
+# tuple until its actions change), the tuple kept so its id is not reused while cached
+_action_texts: dict[int, tuple[tuple[Action, ...], str]] = {}
+
+
+def _actions_text(entry: FlowEntry) -> str:
+    actions = entry.actions
+    known = _action_texts.get(id(actions))
+    if known is not None and known[0] is actions:
+        return known[1]
+    if len(_action_texts) >= _TEXT_CACHE_MAX:
+        _action_texts.clear()
+    text = entry.actions_text
+    _action_texts[id(actions)] = (actions, text)
+    return text
+
+
 class Xlate:
     __slots__ = (
         "_current_table",
@@ -107,7 +140,7 @@ class Xlate:
                 entry.n_packets += 1
                 entry.n_bytes += self._length
                 entry.used = self.now
-        if self.nodes is not None:
+        if self.steps is not None:
             self._traced_table(table_id, entry)
             return
         if entry is None:
@@ -125,33 +158,29 @@ class Xlate:
                 break
 
     def _traced_table(self, table_id: int, entry: FlowEntry | None) -> None:
-        """run_table's second half when tracing: records the step and the tree node."""
+        """run_table's second half when tracing: records the step and, unless the caller
+        wants only the steps (``nodes`` None: Bridge.table_walk), the tree node."""
         nodes = self.nodes
         steps = self.steps
-        assert nodes is not None and steps is not None  # only called while tracing
+        assert steps is not None  # only called while tracing
         key = self.key
         if entry is None:
             if self.drop_reason is None:
                 self.drop_reason = "table_miss"
                 self.drop_table = table_id
-            node = TraceNode("table", f"{table_id:2d}. No match.")
-            node.subs.append(TraceNode("action", "drop"))
-            nodes.append(node)
+            if nodes is not None:
+                node = TraceNode("table", f"{table_id:2d}. No match.")
+                node.subs.append(TraceNode("action", "drop"))
+                nodes.append(node)
             steps.append(StepRecord(table_id, -1, "", "drop", self.depth, 0, (), dict(key)))
             return
-        match_text = entry.match.format()
-        head = f"{table_id:2d}. {match_text + ', ' if match_text else ''}"
-        head += f"priority {entry.priority}"
-        if entry.cookie:
-            head += f", cookie {entry.cookie:#x}"
-        node = TraceNode("table", head)
-        nodes.append(node)
+        match_text = _match_text(entry.match)
         steps.append(
             StepRecord(
                 table_id,
                 entry.priority,
                 match_text,
-                entry.actions_text,
+                _actions_text(entry),
                 self.depth,
                 entry.cookie,
                 entry.actions,
@@ -159,12 +188,19 @@ class Xlate:
                 entry.match,
             )
         )
-        self.nodes = node.subs
-        if not entry.actions:
-            node.subs.append(TraceNode("action", "drop"))
-            if self.drop_reason is None:
-                self.drop_reason = "action_drop"
-                self.drop_table = table_id
+        if nodes is not None:
+            head = f"{table_id:2d}. {match_text + ', ' if match_text else ''}"
+            head += f"priority {entry.priority}"
+            if entry.cookie:
+                head += f", cookie {entry.cookie:#x}"
+            node = TraceNode("table", head)
+            nodes.append(node)
+            self.nodes = node.subs
+            if not entry.actions:
+                node.subs.append(TraceNode("action", "drop"))
+        if not entry.actions and self.drop_reason is None:
+            self.drop_reason = "action_drop"
+            self.drop_table = table_id
         for action in entry.actions:
             action.run(self)
             if self.error is not None:

@@ -6,16 +6,32 @@ tunnel metadata a patch port clears and a tunnel port sets.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Final
+
 _VLAN_FIELDS = ("vlan_tci", "dl_vlan", "dl_vlan_pcp")
 _TUNNEL_FIELDS = ("tun_id", "tun_src", "tun_dst")
 
 
-def fields(flow: str) -> dict[str, str]:
+# a walk reads the same flow text several times (a visit's final flow at each of its exits):
+# split once; bounded, as the texts of a long run never repeat across walks
+_FIELDS_CACHE_MAX: Final = 4096
+_fields: dict[str, Mapping[str, str]] = {}
+
+
+def fields(flow: str) -> Mapping[str, str]:
+    """name -> value of the flow text's ``name=value`` tokens (read-only: it is shared)."""
+    known = _fields.get(flow)
+    if known is not None:
+        return known
     out = {}
     for token in flow.split(","):
         if "=" in token:
             name, value = token.split("=", 1)
             out[name.strip()] = value.strip()
+    if len(_fields) >= _FIELDS_CACHE_MAX:
+        _fields.clear()
+    _fields[flow] = out
     return out
 
 

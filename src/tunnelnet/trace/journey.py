@@ -18,11 +18,14 @@ trace and the simulated lab's ``ping``/``verify`` (:func:`ping_verdict`) all wal
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from ipaddress import IPv4Address
+from typing import TYPE_CHECKING, Any, Final
 
 from tunnelnet.lab import names
 from tunnelnet.packet import tunnel_kinds
+from tunnelnet.packet.fields import ETH_TYPE_ARP, VLAN_CFI, FlowKey, int_to_mac
 from tunnelnet.packet.tunnel import overhead, source_port
 from tunnelnet.switch import crossing
 from tunnelnet.switch.pipeline import TunTable
@@ -39,6 +42,9 @@ from tunnelnet.trace.probe import (
     echo_reply,
 )
 from tunnelnet.trace.view import LabView, PortInfo, VmInfo
+
+if TYPE_CHECKING:
+    from tunnelnet.switch.trace import TableWalk
 
 PHYSICAL_BRIDGES: Final = (names.physical_bridge(),)  # as the lab names them (br-eth1)
 BRIDGES: Final = ("br-int", "br-tun", *PHYSICAL_BRIDGES)
@@ -89,6 +95,9 @@ class _Pending:
     flow: str
     parent: int | None
     frame: bytes  # the frame as it enters (untagged bytes; VLANs live in the flow text)
+    # the flow's key as the bridge would read ``flow`` (None: it reads the text), handed on
+    # from the previous bridge's table walk in verdict mode
+    key: FlowKey | None = None
 
 
 class Walker:
@@ -113,6 +122,11 @@ class Walker:
         # plain words for the packet's own visits; the exchange's other frames are summed up
         # in a line each, so their words would be work nobody reads
         self.explaining = True
+        # only the verdict is wanted (a ping's: reached or not, and why not): no plain words,
+        # and the switches asked for their table walk as data where they can give it
+        self.verdict = False
+        # the visited bridge's final flow key, while its exits are followed (verdict mode)
+        self._final_key: FlowKey | None = None
         self._unlearned: list[tuple[Visit, tuple[str, str, int | None, str]]] = []
 
     def vm(self, name: str) -> VmInfo:
@@ -148,10 +162,21 @@ class Walker:
 
     def journey(self, src_name: str, dst_name: str, proto: str = "icmp",
                 dport: int | None = None, marker: bytes | None = None,
-                size: int | None = None, exchange: bool = True) -> Journey:
+                size: int | None = None, exchange: bool = True, *,
+                verdict: bool = False) -> Journey:
         """The frame SRC sends to DST, walked after what precedes it (the ARP exchange, for
         anything but ARP itself) and, for an ICMP echo, before DST's reply. ``exchange``
-        False: this frame alone, on the switches as they are (what ``--live`` sends)."""
+        False: this frame alone, on the switches as they are (what ``--live`` sends).
+        ``verdict``: the same walk and outcome, without the words only a reader of the
+        trace needs (the steps' notes and explanations)."""
+        self.verdict = verdict
+        try:
+            return self._journey(src_name, dst_name, proto, dport, marker, size, exchange)
+        finally:
+            self.verdict = False
+
+    def _journey(self, src_name: str, dst_name: str, proto: str, dport: int | None,
+                 marker: bytes | None, size: int | None, exchange: bool) -> Journey:
         src, dst = self.vm(src_name), self.vm(dst_name)
         if src.name == dst.name:
             raise TraceError(f"source and destination are the same VM ({src.name})")
@@ -306,7 +331,58 @@ class Walker:
     def _visit(self, vid: int, item: _Pending, src: VmInfo, dst: VmInfo, probe: Probe,
                encaps: list[Encap], ends: list[End], queue: list[_Pending],
                walk: Walk | None) -> Visit:
-        raw = self.lab.switch(item.host).trace(item.bridge, item.flow)
+        switch = self.lab.switch(item.host)
+        table_walk = getattr(switch, "table_walk", None) if self.verdict else None
+        if table_walk is not None:
+            walked = table_walk(item.bridge, item.flow, item.key)
+            visit, outputs, note = self._walked(vid, item, walked)
+            final_key: FlowKey | None = walked.final_key
+        else:
+            visit, outputs, note = self._traced(vid, item, switch.trace(item.bridge, item.flow))
+            final_key = None
+        steps = visit.steps
+        in_port = next((p for p in self.ports(item.host, item.bridge)
+                        if p.name == item.in_port), None)
+        vlan_in = self._switched_vlan(in_port, _vlan_of(item.flow, item.key),
+                                      _vlan_of(visit.final_flow, final_key))
+        seen = _fields_of(item.flow, item.key)
+        normal = any("NORMAL" in s.actions for s in steps)
+        # NORMAL learns always; br-tun where table 10's learn() action ran
+        learns = normal or (item.bridge == "br-tun" and any(
+            s.table == TunTable.LEARN_FROM_TUN and "learn(" in s.actions for s in steps))
+        if self.learning and learns and seen.get("dl_src"):
+            self.learned.learn(item.host, item.bridge, vlan_in, seen["dl_src"], item.in_port)
+        dst_mac = seen.get("dl_dst", "").lower()
+        flooded = is_unicast(dst_mac) and (
+            (normal and (len(outputs) > 1 or any("flooding" in note(i) for i in range(len(steps)))))
+            or (item.bridge == "br-tun" and any(s.table == TunTable.FLOOD_TO_TUN
+                                                 for s in steps)))
+        if flooded:
+            outputs = self._first_packet(visit, vlan_in, dst_mac, outputs)
+        self._final_key = final_key
+        try:
+            for ofport in outputs:
+                port = self.port(item.host, item.bridge, ofport)
+                if port is None:
+                    visit.exits.append(Exit(str(ofport), ofport, "drop",
+                                            note="no such port on the bridge"))
+                    continue
+                self._exit(visit, port, vlan_in, item, src, dst, probe, encaps, ends, queue,
+                           walk)
+        finally:
+            self._final_key = None
+        if visit.drop or not outputs:
+            last = steps[-1] if steps else None
+            ends.append(End(item.host, item.bridge, last.table if last else None, "dropped",
+                            explain.drop_reason(item.bridge, last, visit.drop_reason)))
+        if self.explaining and not self.verdict:
+            explain.annotate(visit, self, src, dst)
+        return visit
+
+    @staticmethod
+    def _traced(vid: int, item: _Pending, raw: dict[str, Any]
+                ) -> tuple[Visit, list[int], Callable[[int], str]]:
+        """A visit from a switch's trace (``SwitchView.trace``'s JSON shape)."""
         steps = [Step(host=item.host, bridge=item.bridge, table=int(s["table"]),
                       priority=int(s["priority"]), match=str(s["match"]),
                       actions=str(s["actions"]), cookie=str(s.get("cookie", "")),
@@ -316,48 +392,33 @@ class Walker:
                       flow=str(raw["flow"]), steps=steps, exits=[], drop=bool(raw["drop"]),
                       drop_reason=raw.get("drop_reason"), final_flow=str(raw["final_flow"]),
                       parent=item.parent)
-        in_port = next((p for p in self.ports(item.host, item.bridge)
-                        if p.name == item.in_port), None)
-        vlan_in = self._switched_vlan(in_port, item.flow, visit.final_flow)
-        outputs = [int(o) for o in raw["outputs"]]
-        seen = flowtext.fields(item.flow)
-        normal = any("NORMAL" in s.actions for s in steps)
-        # NORMAL learns always; br-tun where table 10's learn() action ran
-        learns = normal or (item.bridge == "br-tun" and any(
-            s.table == TunTable.LEARN_FROM_TUN and "learn(" in s.actions for s in steps))
-        if self.learning and learns and seen.get("dl_src"):
-            self.learned.learn(item.host, item.bridge, vlan_in, seen["dl_src"], item.in_port)
-        dst_mac = seen.get("dl_dst", "").lower()
-        flooded = is_unicast(dst_mac) and (
-            (normal and (len(outputs) > 1 or any("flooding" in s.note for s in steps)))
-            or (item.bridge == "br-tun" and any(s.table == TunTable.FLOOD_TO_TUN
-                                                 for s in steps)))
-        if flooded:
-            outputs = self._first_packet(visit, vlan_in, dst_mac, outputs)
-        for ofport in outputs:
-            port = self.port(item.host, item.bridge, ofport)
-            if port is None:
-                visit.exits.append(Exit(str(ofport), ofport, "drop",
-                                        note="no such port on the bridge"))
-                continue
-            self._exit(visit, port, vlan_in, item, src, dst, probe, encaps, ends, queue, walk)
-        if visit.drop or not outputs:
-            last = steps[-1] if steps else None
-            ends.append(End(item.host, item.bridge, last.table if last else None, "dropped",
-                            explain.drop_reason(item.bridge, last, visit.drop_reason)))
-        if self.explaining:
-            explain.annotate(visit, self, src, dst)
-        return visit
+        return visit, [int(o) for o in raw["outputs"]], lambda i: steps[i].note
 
     @staticmethod
-    def _switched_vlan(in_port: PortInfo | None, flow: str, final: str) -> int | None:
+    def _walked(vid: int, item: _Pending, walked: TableWalk
+                ) -> tuple[Visit, list[int], Callable[[int], str]]:
+        """A visit from a bridge's table walk as data: the same steps, the notes left out
+        (worded on demand, where the walk itself reads one), and no flow text: the walk
+        reads the flow keys (see _fields_of, _entering)."""
+        records = walked.steps
+        steps = [Step(host=item.host, bridge=item.bridge, table=r.table, priority=r.priority,
+                      match=r.match, actions=r.actions, cookie=f"{r.cookie:#x}", note="")
+                 for r in records]
+        visit = Visit(id=vid, host=item.host, bridge=item.bridge, in_port=item.in_port,
+                      flow=walked.flow, steps=steps, exits=[], drop=walked.drop,
+                      drop_reason=walked.drop_reason, final_flow="",
+                      parent=item.parent)
+        return visit, list(walked.outputs), lambda i: walked.note(records[i])
+
+    @staticmethod
+    def _switched_vlan(in_port: PortInfo | None, before: int | None,
+                       after: int | None) -> int | None:
         """The VLAN a bridge switches the frame in: an access port's tag, else the VLAN the
         frame carries once the bridge's flows have set it (br-int translates a physical
         network's VLAN to the local one, br-eth1 the other way), else the one it came with."""
         if in_port is not None and in_port.tag is not None:
             return in_port.tag
-        after = flowtext.vlan_of(final)
-        return after if after is not None else flowtext.vlan_of(flow)
+        return after if after is not None else before
 
     def _first_packet(self, visit: Visit, vlan: int | None, mac: str,
                       outputs: list[int]) -> list[int]:
@@ -386,19 +447,21 @@ class Walker:
               queue: list[_Pending], walk: Walk | None) -> None:
         host, bridge = item.host, item.bridge
         final = visit.final_flow
+        final_key = self._final_key
         if bridge == "br-int":
             # NORMAL: trunk ports carry the local VLAN as 802.1Q, access ports none
             vlan = None if port.tag is not None else vlan_in
         else:
-            vlan = flowtext.vlan_of(final)
+            vlan = _vlan_of(final, final_key)
         exit_ = Exit(port.name, port.ofport, "port", vlan=vlan)
         visit.exits.append(exit_)
         vm = self.vm_at.get((host, port.name))
         if vm is not None:
             exit_.kind, exit_.vm = "vm", vm.name
-            end = _arrival(host, bridge, visit, vm, src, dst)
+            f = _fields_of(final, final_key)
+            end = _arrival(host, bridge, f, vm, src, dst)
             if end.what == "answered" and walk is not None:
-                walk.answered_sha = flowtext.fields(final).get("arp_sha", "").lower()
+                walk.answered_sha = f.get("arp_sha", "").lower()
             ends.append(end)
             return
         if port.type == crossing.PATCH:
@@ -412,9 +475,10 @@ class Walker:
                 return
             other, peer = found.bridge, found.port.name
             exit_.next_visit = -1  # filled in when the queue is drained (see _link)
+            key = self._entering(found.port, vlan)
             queue.append(_Pending(host, other, peer,
-                                  flowtext.with_vlan(flowtext.entering(final, peer), vlan),
-                                  visit.id, item.frame))
+                                  _entering_text(final, peer, vlan, key),
+                                  visit.id, item.frame, key))
             return
         if port.is_tunnel:
             exit_.kind = "tunnel"
@@ -431,6 +495,30 @@ class Walker:
             return
         ends.append(End(host, bridge, None, "lost", f"left through {port.name} ({port.type}), "
                         "which leads to nothing this lab knows"))
+
+    def _entering(self, port: PortInfo, vlan: int | None,
+                  tunnel: tuple[int, str, str] | None = None) -> FlowKey | None:
+        """The key of the flow that enters ``port`` after the visited bridge: its final key
+        with what ``flowtext.entering`` and ``flowtext.with_vlan`` change in the text (the
+        input port, the tunnel metadata, the 802.1Q tag), as the next bridge would read that
+        text. None outside verdict mode (the next bridge reads the text)."""
+        final = self._final_key
+        if final is None:
+            return None
+        key = dict(final)
+        key["in_port"] = port.ofport
+        if tunnel is None:
+            key["tun_id"] = key["tun_src"] = key["tun_dst"] = 0
+        else:
+            key["tun_id"] = tunnel[0]
+            key["tun_src"] = int(IPv4Address(tunnel[1])) if tunnel[1] else 0
+            key["tun_dst"] = int(IPv4Address(tunnel[2])) if tunnel[2] else 0
+        key["vlan_tci"] = 0 if vlan is None else VLAN_CFI | vlan
+        # a second tag is in the text only after a first one, and read back only then
+        if not (vlan is not None and final["vlan_tci"] & VLAN_CFI
+                and final.get("vlan_tci1", 0) & VLAN_CFI):
+            key.pop("vlan_tci1", None)
+        return key
 
     def _on_other_bridge(self, host: str, bridge: str, name: str) -> _BridgePort | None:
         """Port ``name`` on one of ``host``'s bridges other than ``bridge``."""
@@ -458,7 +546,7 @@ class Walker:
                             f"the physical switch does not carry VLAN {vlan} (its ports are "
                             f"configured for VLANs {carried} and untagged frames)"))
             return
-        f = flowtext.fields(visit.final_flow)
+        f = _fields_of(visit.final_flow, self._final_key)
         dst_mac = f.get("dl_dst", "").lower()
         if self.learning and f.get("dl_src"):
             self.learned.learn(UNDERLAY, PHYSICAL_SWITCH, vlan, f["dl_src"], host)
@@ -480,10 +568,10 @@ class Walker:
             if first:
                 exit_.next_visit = -1
                 first = False
+            key = self._entering(uplink, vlan)
             queue.append(_Pending(other, bridge, uplink.name,
-                                  flowtext.with_vlan(flowtext.entering(visit.final_flow,
-                                                                       uplink.name), vlan),
-                                  visit.id, item.frame))
+                                  _entering_text(visit.final_flow, uplink.name, vlan, key),
+                                  visit.id, item.frame, key))
         if first:
             ends.append(End(host, item.bridge, None, "lost", "no other hypervisor has an "
                             "uplink on the physical switch"))
@@ -492,7 +580,8 @@ class Walker:
                 vlan: int | None, encaps: list[Encap], ends: list[End],
                 queue: list[_Pending]) -> None:
         host = item.host
-        hop = crossing.tunnel_hop(port, int(flowtext.fields(final).get("tun_id", "0"), 0),
+        hop = crossing.tunnel_hop(port, int(_fields_of(final, self._final_key)
+                                            .get("tun_id", "0"), 0),
                                   self.hv_ips.get(host, ""))
         key, local_ip, remote_ip = hop.key, hop.local_ip, hop.remote_ip
         inner = _tagged(item.frame, vlan)
@@ -500,6 +589,7 @@ class Walker:
         mtu = port.underlay_mtu or 1500
         to_host = crossing.host_at(remote_ip, self.hv_ips)
         remote_port = None
+        entry: PortInfo | None = None
         if to_host is not None:
             entry = hop.entry(self.ports(to_host, "br-tun"))
             remote_port = entry.name if entry is not None else None
@@ -535,8 +625,10 @@ class Walker:
             return
         exit_.next_visit = -1
         tunnel = {"tun_id": hex(key), "tun_src": local_ip, "tun_dst": remote_ip}
-        flow = flowtext.with_vlan(flowtext.entering(final, remote_port, tunnel=tunnel), vlan)
-        queue.append(_Pending(to_host, "br-tun", remote_port, flow, visit.id, inner))
+        next_key = (self._entering(entry, vlan, (key, local_ip, remote_ip))
+                    if entry is not None else None)
+        flow = _entering_text(final, remote_port, vlan, next_key, tunnel)
+        queue.append(_Pending(to_host, "br-tun", remote_port, flow, visit.id, inner, next_key))
 
     def _outcome(self, src: VmInfo, dst: VmInfo, probe: Probe, visits: list[Visit],
                  encaps: list[Encap], ends: list[End]) -> Outcome:
@@ -562,15 +654,75 @@ def _link(visits: list[Visit]) -> None:
                 exit_.next_visit = kids.pop(0) if kids else None
 
 
+def _fields_of(flow: str, key: FlowKey | None) -> Mapping[str, str]:
+    """The fields of the walk's flow text that the walker reads, as the text has them: from
+    the key, when a verdict walk handed it on instead of the text (see _entering)."""
+    if key is None:
+        return flowtext.fields(flow)
+    return _KeyFields(key)
+
+
+class _KeyFields(Mapping[str, str]):
+    """The flow text's fields the walker reads, printed from the key one by one when read
+    (most visits read one or two of them)."""
+
+    __slots__ = ("_key",)
+
+    def __init__(self, key: FlowKey) -> None:
+        self._key = key
+
+    def _names(self) -> list[str]:
+        names = ["dl_src", "dl_dst"]
+        if self._key.get("tun_id"):  # printed only when set
+            names.append("tun_id")
+        if self._key.get("dl_type") == ETH_TYPE_ARP:
+            names += ["arp_op", "arp_spa", "arp_sha"]
+        return names
+
+    def __getitem__(self, name: str) -> str:
+        key = self._key
+        if name not in self._names():
+            raise KeyError(name)
+        if name in ("dl_src", "dl_dst", "arp_sha"):
+            return int_to_mac(key[name])
+        if name == "tun_id":
+            return hex(key[name])
+        if name == "arp_spa":
+            return str(IPv4Address(key[name]))
+        return str(key[name])
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names())
+
+    def __len__(self) -> int:
+        return len(self._names())
+
+
+def _vlan_of(flow: str, key: FlowKey | None) -> int | None:
+    """flowtext.vlan_of of the flow text, from the key when there is one."""
+    if key is None:
+        return flowtext.vlan_of(flow)
+    tci = key.get("vlan_tci", 0)
+    return tci & 0x0FFF if tci & VLAN_CFI else None
+
+
+def _entering_text(final: str, port: str, vlan: int | None, key: FlowKey | None,
+                   tunnel: dict[str, str] | None = None) -> str:
+    """The flow text entering the next bridge; none when its key is handed on instead (a
+    verdict walk reads no flow text)."""
+    if key is not None:
+        return ""
+    return flowtext.with_vlan(flowtext.entering(final, port, tunnel=tunnel), vlan)
+
+
 def _tagged(frame: bytes, vlan: int | None) -> bytes:
     if vlan is None:
         return frame
     return frame[:12] + b"\x81\x00" + vlan.to_bytes(2, "big") + frame[12:]
 
 
-def _arrival(host: str, bridge: str, visit: Visit, vm: VmInfo, src: VmInfo,
+def _arrival(host: str, bridge: str, f: Mapping[str, str], vm: VmInfo, src: VmInfo,
              dst: VmInfo) -> End:
-    f = flowtext.fields(visit.final_flow)
     dl_dst = f.get("dl_dst", "").lower()
     if vm.name == dst.name and dl_dst in (vm.mac, BROADCAST):
         return End(host, bridge, None, "delivered", f"out of {vm.tap}, {vm.name}'s vNIC", vm.name)
