@@ -45,7 +45,7 @@ from tunnelnet.server.controller import (
 )  # fmt: skip
 from tunnelnet.server.errors import ApiError, Unauthorized, error_body
 from tunnelnet.server.query import select
-from tunnelnet.store.base import Doc, StoreError
+from tunnelnet.store.base import Doc, StoreError, StoreUnavailable
 
 log = logging.getLogger(__name__)
 Token = Annotated[str | None, Header(alias="X-Auth-Token")]
@@ -96,6 +96,13 @@ def _install_error_handlers(app: FastAPI) -> None:
         return _error(exc.status_code, kinds.get(exc.status_code, "HTTPError"), str(exc.detail))
 
     async def store_error(_: Request, exc: Exception) -> Response:
+        if isinstance(exc, StoreUnavailable):
+            # etcd away or without quorum: nothing was changed and trying later may succeed,
+            # which is what 503 tells a client (Neutron answers ServiceUnavailable likewise)
+            log.warning("store unavailable: %s", exc)
+            return _error(503, "ServiceUnavailable",
+                          "the controller's store cannot be reached now; nothing was changed, "
+                          "try again")
         log.error("store error: %s", exc)
         return _error(500, "StoreError", "the controller's store failed; see its log")
 

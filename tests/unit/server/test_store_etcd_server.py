@@ -10,9 +10,10 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
-from support.controller import ServerProcess
+from support.controller import ADMIN_TOKEN, ServerProcess
 from support.etcd import EtcdServer, etcd_server, free_port, unique_prefix
 from tunnelnet.api import WatchEvent
 
@@ -86,3 +87,22 @@ def test_a_bad_store_url_on_the_command_line_names_the_bad_part() -> None:
     done = _run_server("--store", "etcd://h:2379,h2:70000", env={"TUNNELNET_ADMIN_TOKEN": "a"})
     assert done.returncode == 1
     assert "bad etcd port '70000'" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_requests_get_a_503_while_etcd_is_away_and_succeed_once_it_is_back(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "etcd").mkdir()
+    with EtcdServer(tmp_path / "etcd") as etcd, \
+            _server(tmp_path / "ctl", etcd.url(unique_prefix("away"))) as ctl:
+        with ctl.client() as admin:
+            admin.create("network", name="before")
+        etcd.stop()
+        with httpx.Client(base_url=ctl.url, timeout=30) as http:
+            answer = http.get("/v2.0/networks", headers={"X-Auth-Token": ADMIN_TOKEN})
+            assert answer.status_code == 503, answer.text
+            assert answer.json()["NeutronError"]["type"] == "ServiceUnavailable"
+            etcd.restart()
+            answer = http.get("/v2.0/networks", headers={"X-Auth-Token": ADMIN_TOKEN})
+            assert answer.status_code == 200, answer.text
+            assert [n["name"] for n in answer.json()["networks"]] == ["before"]
