@@ -195,7 +195,12 @@ def test_after_a_trace_the_bridge_table_highlights_the_flows_the_trace_matched(
     page.wait_for_selector("#status[data-state=done]", timeout=30000)
     page.evaluate("() => { window.tunnelnet.cy.getElementById('br:hv1:br-tun').emit('tap'); }")
     page.wait_for_selector("#flows[data-bridge=br-tun] div.hit", timeout=10000)
-    hits = page.eval_on_selector_all("#flows div.hit", "els => els.map(e => e.textContent)")
+    # one read of the table and the bridge it shows, so a live redraw cannot split them
+    shown = page.evaluate("() => { const pre = document.getElementById('flows'); return {"
+                          "bridge: pre.dataset.bridge, host: pre.dataset.host, hits: "
+                          "[...pre.querySelectorAll('div.hit')].map(e => e.textContent)}; }")
+    assert (shown["host"], shown["bridge"]) == ("hv1", "br-tun")
+    hits = shown["hits"]
     steps = next(v["steps"] for v in journey["visits"]
                  if (v["host"], v["bridge"]) == ("hv1", "br-tun"))
     assert len(hits) == len(steps) == 3

@@ -687,20 +687,25 @@ async function showFlows(host, bridge) {
   const note = page.state && page.state.lab && page.state.lab.counters_note;
   title.textContent = `${host} ${bridge}: dump-flows` + (note ? ` (${note})` : "");
   if (!r.ok) { pre.textContent = (await r.json()).detail; return; }
-  // the flows the last trace matched on this bridge are highlighted
+  // read the whole answer before touching the table: a live refresh redraws it while a
+  // reader (or a test) looks at it, and it must never be seen empty in between
+  const lines = (await r.json()).flows;
+  // an answer for a bridge no longer selected (a slow refresh overtaken by a click) is dropped
+  if (page.flowsOf && (page.flowsOf.host !== host || page.flowsOf.bridge !== bridge)) return;
+  // the flows the last trace matched on this bridge are highlighted; the trace is read now,
+  // after the wait, so an answer that started before a trace finished still shows its hits
   const hits = new Set();
   if (page.trace) {
     page.trace.visits.filter(v => v.host === host && v.bridge === bridge && !v.hypothetical)
       .forEach(v => v.steps.forEach(st => hits.add(`${st.table}|${st.priority}|${st.match}`)));
   }
-  pre.innerHTML = "";
-  (await r.json()).flows.forEach(line => {
+  pre.replaceChildren(...lines.map(line => {
     const m = line.match(/table=(\d+), .*?priority=(\d+),?(\S*) actions=/);
     const div = document.createElement("div");
     div.textContent = line;
     if (m && hits.has(`${m[1]}|${m[2]}|${m[3]}`)) div.className = "hit";
-    pre.appendChild(div);
-  });
+    return div;
+  }));
   pre.dataset.host = host;
   pre.dataset.bridge = bridge;
 }
