@@ -283,7 +283,7 @@ class LabRunner:
             switch = (["--switch", "ovs", "--ovs-rundir", str(rundir)]
                       if hv.switch == "ovs" else [])
             argv = processes.tunnelnet_argv(
-                "agent", "--host", hv.name, "--server", state.server_url,
+                "agent", "--host", hv.name, "--controller", state.server_url,
                 "--tunnel-ip", hv.ip, "--tunnel-types", agent_tunnel_types(topo),
                 "--rundir", str(rundir),
                 "--log-file", str(rundir / "agent.log"), *switch,
