@@ -23,6 +23,7 @@ import httpx
 import pytest
 
 from support.controller import ADMIN_TOKEN, ServerProcess
+from support.etcd import free_port
 from support.tls import Pki, pki
 from tunnelnet.client import Client, ClientError
 
@@ -66,9 +67,10 @@ def test_the_controller_serves_https_to_a_client_trusting_its_ca(
     with tls_server.client() as admin:
         net = admin.create("network", name="over-tls")
         assert admin.show("network", net["id"])["name"] == "over-tls"
-    # the CLI, with the CA from the environment
+    # the CLI, with the CA from the environment and a controller list whose first is gone
+    dead = f"https://127.0.0.1:{free_port()}"
     done = _cli("network", "list", "-f", "value", "-c", "name",
-                env={"TUNNELNET_URL": tls_server.url, "TUNNELNET_TOKEN": ADMIN_TOKEN,
+                env={"TUNNELNET_URL": f"{dead},{tls_server.url}", "TUNNELNET_TOKEN": ADMIN_TOKEN,
                      "TUNNELNET_CA": str(tls_server.ca_file)})
     assert done.returncode == 0, done.stderr
     assert "over-tls" in done.stdout.split()
