@@ -7,8 +7,10 @@ import socket
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
+from tunnelnet.agent.http_controller import HttpController
 from tunnelnet.api.transport import is_loopback
 from tunnelnet.client import Client, ClientError
 from tunnelnet.client.endpoints import parse_list
@@ -73,3 +75,22 @@ def test_a_request_that_cannot_connect_goes_to_the_next_controller(
     message = str(refused.value)
     assert message.startswith("cannot reach the controller at ") and dead in message
     assert message.count("127.0.0.1") == 2  # each controller tried is named
+
+
+def test_the_agent_asks_the_next_controller_at_once_when_one_cannot_reach_its_store() -> None:
+    # a stand-in for two controllers: a's store is away (503, as server/app.py answers then)
+    asked: list[str] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        asked.append(request.url.host)
+        if request.url.host == "a":
+            return httpx.Response(503, json={"NeutronError": {
+                "type": "ServiceUnavailable", "message": "the store cannot be reached"}})
+        return httpx.Response(200, json={"events": [], "revision": 7})
+
+    client = Client("https://a:9696,https://b:9696", "t", transport=httpx.MockTransport(answer))
+    with client:
+        ctl = HttpController(client)
+        events = ctl.watch(since=5, timeout=0.1)
+    assert asked == ["a", "b"] and client.url == "https://b:9696"
+    assert [(e.resource, e.revision) for e in events] == [("bookmark", 7)]

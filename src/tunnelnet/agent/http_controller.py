@@ -41,13 +41,15 @@ class HttpController:
         """`request`, noting which controller took it when that is not the last one.
 
         A request that reached a controller and broke (it died mid-answer, its watch was cut)
-        is asked once more at once: the client has moved on to the next controller, and all
-        the agent asks is safe to repeat (reads, heartbeats, a status, a registration by
-        host). One that reached no controller is not: every one was tried already."""
+        or was answered 503 (that controller cannot reach the store) is asked once more at
+        once: the client has moved on to the next controller, and all the agent asks is safe
+        to repeat (reads, heartbeats, a status, a registration by host). One that reached no
+        controller is not: every one was tried already."""
         try:
             result = request()
         except ClientError as exc:
-            if exc.error_type != CONNECTION_LOST or len(self.client.urls) < 2:
+            elsewhere = exc.error_type == CONNECTION_LOST or exc.status == 503
+            if not elsewhere or len(self.client.urls) < 2:
                 raise
             log.warning("%s; asking %s", exc, self.client.url)
             result = request()
