@@ -111,7 +111,8 @@ class Client:
         self._transport = transport
         self._verify = (endpoints.tls_verify(self.ca_file)
                         if any(e.scheme == "https" for e in self.endpoints) else True)
-        self._clients: dict[int, httpx.Client] = {}
+        # made now, one per controller: a client shared by threads never races to make one
+        self._clients = [self._connect(e) for e in self.endpoints]
         self._current = 0
 
     @property
@@ -123,21 +124,18 @@ class Client:
     def urls(self) -> list[str]:
         return [e.url for e in self.endpoints]
 
+    def _connect(self, endpoint: endpoints.Endpoint) -> httpx.Client:
+        transport = self._transport
+        if endpoint.uds is not None and transport is None:
+            # unix:PATH reaches a controller through its socket file (the lab's agents live
+            # in other network namespaces but share the file system)
+            transport = httpx.HTTPTransport(uds=endpoint.uds)
+        headers = {"X-Auth-Token": self.token} if self.token else {}
+        return httpx.Client(base_url=endpoint.base_url, headers=headers, timeout=self._timeout,
+                            transport=transport, verify=self._verify)
+
     def _http(self, index: int) -> httpx.Client:
-        client = self._clients.get(index)
-        if client is None:
-            endpoint = self.endpoints[index]
-            transport = self._transport
-            if endpoint.uds is not None and transport is None:
-                # unix:PATH reaches a controller through its socket file (the lab's agents
-                # live in other network namespaces but share the file system)
-                transport = httpx.HTTPTransport(uds=endpoint.uds)
-            headers = {"X-Auth-Token": self.token} if self.token else {}
-            client = httpx.Client(base_url=endpoint.base_url, headers=headers,
-                                  timeout=self._timeout, transport=transport,
-                                  verify=self._verify)
-            self._clients[index] = client
-        return client
+        return self._clients[index]
 
     def __enter__(self) -> Client:
         return self
@@ -151,9 +149,8 @@ class Client:
         self.close()
 
     def close(self) -> None:
-        for client in self._clients.values():
+        for client in self._clients:
             client.close()
-        self._clients.clear()
 
     # -- transport --------------------------------------------------------------------------
 
