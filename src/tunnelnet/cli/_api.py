@@ -25,7 +25,8 @@ URL_HELP = ("Controller URL, or several separated by commas (a request that cann
             "without --insecure-http) or unix:PATH")
 CA_HELP = "CA certificate (PEM) that signed the controllers' certificates [env TUNNELNET_CA]."
 INSECURE_HELP = ("Allow plain http:// to a host other than loopback: the token crosses the "
-                 "network in clear [env TUNNELNET_INSECURE_HTTP].")
+                 "network in clear. Loopback and unix: need no flag, they never leave this "
+                 "host [env TUNNELNET_INSECURE_HTTP].")
 
 
 def connection_options(func: F) -> F:

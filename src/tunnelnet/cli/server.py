@@ -23,7 +23,8 @@ from tunnelnet.server import config as server_config
 @click.option(
     "--listen",
     envvar="TUNNELNET_LISTEN",
-    help="HOST:PORT to serve on (default 127.0.0.1:9696; port 0 picks one) [env TUNNELNET_LISTEN].",
+    help="HOST:PORT to serve on (default 127.0.0.1:9696; port 0 picks one); an address other "
+    "than loopback needs --tls-cert/--tls-key or --insecure-http [env TUNNELNET_LISTEN].",
 )
 @click.option(
     "--unix",
@@ -69,7 +70,7 @@ def cli(
     insecure_http: bool | None,
     config_file: str | None,
 ) -> None:
-    """Run the controller: tenants, networks, subnets, ports and agents over HTTP.
+    """Run the controller: tenants, networks, subnets, ports and agents over HTTP(S).
 
     The admin token comes from TUNNELNET_ADMIN_TOKEN or the config file; without one, a token
     is generated and written next to the database (DB.admin-token, mode 0600); an etcd store
