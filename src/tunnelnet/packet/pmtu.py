@@ -63,6 +63,13 @@ class Oversize(enum.Enum):
         return self is not Oversize.FRAGMENTED
 
 
+# What becomes of a frame too big for its tunnel, in one sentence (the switch's trace says it)
+SUMMARY: Final = ("IPv4 with DF is answered with ICMP 'fragmentation needed' (mtu_frag_needed), "
+                  "IPv6 with ICMPv6 'packet too big' (mtu_packet_too_big), both naming that "
+                  "MTU; IPv4 without DF is sent on as fragments (mtu_fragmented); anything "
+                  "else is dropped (mtu_exceeded)")
+
+
 @dataclass(frozen=True, slots=True)
 class Answer:
     """The verdict on one frame: ``reply`` goes back to the sender, ``fragments`` go on into
