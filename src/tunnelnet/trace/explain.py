@@ -164,7 +164,8 @@ def oversize_words(encap: Encap, verdict: pmtu.Answer, switch: object) -> str:
             f"underlay MTU {encap.underlay_mtu}: the {tunnel_kinds.kind(encap.type).title} "
             f"tunnel leaves the VM an IP MTU of {mtu_words(encap)}")
     if encap.oversize == "dropped silently":
-        return (f"{head}; {type(switch).__name__} on {encap.from_host} drops it without "
+        who = getattr(switch, "product", "the switch")
+        return (f"{head}; {who} on {encap.from_host} drops it without "
                 "telling the sender (no ICMP: a black hole for path MTU discovery)")
     if verdict.what is pmtu.Oversize.FRAGMENTED:
         return (f"{head}; vswitchd sends it on as {len(verdict.fragments)} IPv4 fragments "

@@ -91,6 +91,7 @@ class OvsSwitch:
     # Open vSwitch sends no ICMP for a packet too big for a tunnel (only where a flow asks,
     # as OVN's check_pkt_larger does): the outer packet, with DF, is refused and lost
     answers_oversize = False
+    product = "Open vSwitch"
     VXLAN_SOURCE_RANGE: Final = (32768, 61000)
 
     def __init__(self, hypervisor: str, rundir: Path, netns: str) -> None:

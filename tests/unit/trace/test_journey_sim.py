@@ -175,6 +175,21 @@ def test_a_frame_whose_encapsulation_exceeds_the_underlay_mtu_stops_at_the_tunne
     assert "'fragmentation needed' (mtu 1450)" in too_big.outcome.summary
 
 
+def test_a_host_that_does_not_answer_oversize_is_said_to_drop_it_without_a_word(
+        lab: SimLab, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Open vSwitch sends no ICMP for a packet too big for a tunnel (trace/ovs.py says so with
+    # answers_oversize = False); the trace must not promise the answer our vswitchd gives
+    from tunnelnet.lab.sim_view import SimSwitchView
+
+    monkeypatch.setattr(SimSwitchView, "answers_oversize", False, raising=False)
+    too_big = trace(SimLabView(lab), "red1", "red3", size=1423)
+    (end,) = [e for e in too_big.outcome.ends if e.what == "dropped"]
+    assert "without telling the sender" in end.reason and "ICMP" in end.reason
+    assert "'fragmentation needed'" not in end.reason
+    assert too_big.encaps[0].oversize == "dropped silently"
+    assert "drops it without telling the sender" in too_big.outcome.summary
+
+
 @pytest.mark.parametrize(("src", "dst", "vm_mtu", "count"), [
     # Neutron's MTU: 1500 - (IPv4 20 + UDP 8 + VXLAN 8 + inner Ethernet 14) for VXLAN,
     # 1500 - (IPv4 20 + GRE with key 8 + inner Ethernet 14) for GRE
