@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from scapy.layers.inet import ICMP, IP, UDP, defragment
+from scapy.layers.inet import ICMP, IP, TCP, UDP, IPerror, TCPerror, defragment
 from scapy.layers.inet6 import ICMPv6EchoRequest, ICMPv6PacketTooBig, IPv6
 from scapy.layers.l2 import GRE, Ether
 from scapy.packet import Raw
@@ -24,6 +24,7 @@ from tunnelnet.datapath.service import Service
 from tunnelnet.datapath.switchboard import Switchboard
 from tunnelnet.datapath.tunnel import TunnelEndpoint
 from tunnelnet.datapath.tunnel_port import TunnelPort
+from tunnelnet.packet.offload import describe, partial_checksum
 
 VM1, VM2 = "fa:16:3e:00:00:01", "fa:16:3e:00:00:02"
 GRE_MTU = 1500 - 20 - 8 - 14  # Neutron's GRE network MTU over a 1500-byte underlay
@@ -160,3 +161,32 @@ def test_an_oversize_frame_that_is_not_ip_is_dropped_with_its_reason(
     board.inject("vm1", bytes(Ether(src=VM1, dst=VM2, type=0x88B5) / Raw(b"n" * 1600)))
     assert _vm1(board) == [] and wire.sent == []
     assert board.bridges["br-tun"].drops == {"mtu_exceeded": 1}
+
+
+def test_a_tcp_super_frame_whose_segments_are_too_big_is_answered_and_counted_per_segment(
+        board: Switchboard, wire: RecordingSocket) -> None:
+    # a guest's TSO super-frame cut for a 1500-byte MTU: each 1514-byte segment is too big for
+    # GRE; the sender hears of it from the segments' headers, and every segment is counted
+    # (as the kernel's GSO path judges a super-frame by its segments)
+    frame = partial_checksum(bytes(
+        Ether(src=VM1, dst=VM2) / IP(src="10.0.0.5", dst="10.0.0.6", flags="DF")
+        / TCP(sport=40000, dport=5201, flags="A", seq=1000) / Raw(b"t" * (3 * 1460))))
+    gso = describe(frame, 1460)
+    assert gso.segments == 3
+    board.forwarding.reader(board.ports["vm1"], lambda: [(frame, gso)])()
+    assert wire.sent == []
+    replies = [Ether(f) for f in _vm1(board)]
+    # the first time, a bridge's first walk of the flow cuts it into segments, and each
+    # segment is answered (as the kernel answers each segment it has cut)
+    assert len(replies) == 3
+    for reply in replies:
+        assert (reply[ICMP].type, reply[ICMP].code, reply[ICMP].nexthopmtu) == (3, 4, GRE_MTU)
+        quoted = reply[IPerror]
+        assert (quoted.len, quoted.src, quoted.dst) == (1500, "10.0.0.5", "10.0.0.6")
+    assert replies[0][TCPerror].seq == 1000
+    gre = board.ports["gre-1"]
+    assert isinstance(gre, TunnelPort) and gre.oversize == {"mtu_frag_needed": 3}
+    # the flow now cached on every bridge, the next super-frame crosses whole: one answer
+    board.forwarding.reader(board.ports["vm1"], lambda: [(frame, gso)])()
+    assert len(_vm1(board)) == len(replies) + 1 and wire.sent == []
+    assert gre.oversize == {"mtu_frag_needed": 6}
