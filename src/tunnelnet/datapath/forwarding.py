@@ -109,6 +109,9 @@ class Forwarder:
         # the port and first frame of what is being forwarded now: where a frame too big for
         # its tunnel is answered (set per batch; the path below is synchronous)
         self._ingress: tuple[Port, bytes] | None = None
+        # the _ingress that was last answered: a frame flooded into several tunnels, or cut
+        # into segments on the way, gets one ICMP error, not one per copy
+        self._answered: tuple[Port, bytes] | None = None
 
     def settle(self) -> None:
         """Replay what the packets that followed deferred plans did to the bridges (counters,
@@ -467,9 +470,10 @@ class Forwarder:
     def _too_big(self, state: BridgeState, port: TunnelPort, frames: list[bytes], tun_id: int,
                  sport: int | None) -> None:
         """Frames of one flow too big for ``port``: the MTU doctor's answer (module doc). One
-        ICMP error answers the whole batch (its frames share every header but the payload);
-        without DF, each frame is cut and its fragments sent under the frame's UDP source
-        port, so they keep the frame's path through the underlay."""
+        ICMP error answers what came in as one batch (its frames share every header but the
+        payload), however many tunnels or segments it became; without DF, each frame is cut
+        and its fragments sent under the frame's UDP source port, so they keep the frame's
+        path through the underlay."""
         ingress = self._ingress
         sender_l2 = None
         if ingress is not None:
@@ -491,7 +495,9 @@ class Forwarder:
             return
         if verdict.reply is not None and ingress is not None \
                 and not isinstance(ingress[0], (TunnelPort, PatchPort)):
-            ingress[0].send(verdict.reply)
+            if ingress is not self._answered:
+                self._answered = ingress
+                ingress[0].send(verdict.reply)
         elif verdict.reply is not None:
             # the frame came from a tunnel (a hairpin no Neutron flow makes): no one local
             # to tell, so it is a plain drop

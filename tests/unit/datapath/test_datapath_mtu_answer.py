@@ -163,11 +163,11 @@ def test_an_oversize_frame_that_is_not_ip_is_dropped_with_its_reason(
     assert board.bridges["br-tun"].drops == {"mtu_exceeded": 1}
 
 
-def test_a_tcp_super_frame_whose_segments_are_too_big_is_answered_and_counted_per_segment(
+def test_a_tcp_super_frame_too_big_for_the_tunnel_is_answered_once_and_counted_per_segment(
         board: Switchboard, wire: RecordingSocket) -> None:
     # a guest's TSO super-frame cut for a 1500-byte MTU: each 1514-byte segment is too big for
-    # GRE; the sender hears of it from the segments' headers, and every segment is counted
-    # (as the kernel's GSO path judges a super-frame by its segments)
+    # GRE; the sender hears of it once, from the first segment's headers, and every segment
+    # is counted (as the kernel's GSO path judges a super-frame by its segments)
     frame = partial_checksum(bytes(
         Ether(src=VM1, dst=VM2) / IP(src="10.0.0.5", dst="10.0.0.6", flags="DF")
         / TCP(sport=40000, dport=5201, flags="A", seq=1000) / Raw(b"t" * (3 * 1460))))
@@ -176,9 +176,8 @@ def test_a_tcp_super_frame_whose_segments_are_too_big_is_answered_and_counted_pe
     board.forwarding.reader(board.ports["vm1"], lambda: [(frame, gso)])()
     assert wire.sent == []
     replies = [Ether(f) for f in _vm1(board)]
-    # the first time, a bridge's first walk of the flow cuts it into segments, and each
-    # segment is answered (as the kernel answers each segment it has cut)
-    assert len(replies) == 3
+    # one answer, although a bridge's first walk of the flow cut it into segments
+    assert len(replies) == 1
     for reply in replies:
         assert (reply[ICMP].type, reply[ICMP].code, reply[ICMP].nexthopmtu) == (3, 4, GRE_MTU)
         quoted = reply[IPerror]
@@ -186,7 +185,26 @@ def test_a_tcp_super_frame_whose_segments_are_too_big_is_answered_and_counted_pe
     assert replies[0][TCPerror].seq == 1000
     gre = board.ports["gre-1"]
     assert isinstance(gre, TunnelPort) and gre.oversize == {"mtu_frag_needed": 3}
-    # the flow now cached on every bridge, the next super-frame crosses whole: one answer
+    # the flow now cached on every bridge, the next super-frame crosses whole: one answer too
     board.forwarding.reader(board.ports["vm1"], lambda: [(frame, gso)])()
     assert len(_vm1(board)) == len(replies) + 1 and wire.sent == []
     assert gre.oversize == {"mtu_frag_needed": 6}
+
+
+def test_a_frame_flooded_into_two_tunnels_too_small_gets_one_answer(
+        board: Switchboard, wire: RecordingSocket) -> None:
+    board.add_port("br-tun", "gre-2", PortKind.GRE, ofport=3,
+                   options={"remote_ip": "192.0.2.3", "key": "flow"})
+    second = board.ports["gre-2"]
+    assert isinstance(second, TunnelPort)
+    second.underlay_mtu, second.max_inner = 1500, 1500 - second.overhead
+    board.bridges["br-tun"].bridge.add_flows([  # table 22's flood, as Neutron's br-tun has it
+        "table=0,priority=2,in_port=1,dl_vlan=5,"
+        "actions=strip_vlan,set_tunnel:0x64,output:2,output:3",
+    ])
+    ping = bytes(Ether(src=VM1, dst=VM2) / IP(src="10.0.0.5", dst="10.0.0.6", flags="DF")
+                 / ICMP(type=8) / Raw(b"f" * 1472))
+    board.inject("vm1", ping)
+    assert len(_vm1(board)) == 1 and wire.sent == []
+    assert board.bridges["br-tun"].drops == {"mtu_frag_needed": 2}  # each tunnel refused it
+    assert second.oversize == {"mtu_frag_needed": 1}
