@@ -20,8 +20,11 @@ discovery support for directly bridged IP packets"):
   host would take: 576 for IPv4, as Linux, whose hosts clamp a learned PMTU to 552 anyway,
   and 1280 for IPv6): dropped, counted as ``mtu_exceeded`` with the reason in words.
 
-Who the ICMP comes from: the overlay edge owns no address on the tenant's network (it is an L2
-switch; there may be no router at all), so, as Linux's bridged tunnels do, the error comes from
+Who the ICMP comes from: OVN answers only on a logical router's gateway port (its
+``gateway_mtu`` option: ``check_pkt_larger``, then ``icmp4_error`` from the router port's own
+address), and is silent on a logical switch. Here the overlay edge is an L2 switch that owns no
+address on the tenant's network (there may be no router at all), so, as Linux's bridged
+tunnels do, the error comes from
 the original destination's address and MAC (the addresses swapped), with the sender's VLAN tags
 kept. A host takes it: Linux and the RFCs match an ICMP error to a connection by the quoted
 header, not by the error's source, and the path MTU it learns is the destination's. The quote
