@@ -257,7 +257,7 @@ def test_oversize_frame_is_predicted_to_stop_at_the_tunnel_and_the_switch_counts
 
     def drops() -> int:
         data = json.loads(_ofctl(rundir, "dump-drops", "--json"))
-        return int(data["bridges"]["br-tun"].get("mtu_exceeded", 0))
+        return int(data["bridges"]["br-tun"].get("mtu_frag_needed", 0))
 
     mtu(1500)
     try:
@@ -267,9 +267,12 @@ def test_oversize_frame_is_predicted_to_stop_at_the_tunnel_and_the_switch_counts
         (enc,) = j["encapsulation"]
         assert enc["outer_ip_length"] == 1423 + 8 + 20 + 14 + 36 == 1501
         assert not enc["fits"] and not j["outcome"]["delivered"]
-        assert any("mtu_exceeded" in e["reason"] for e in j["outcome"]["ends"])
+        # the probe has DF set: the switch answers it with ICMP naming VXLAN's 1450
+        assert enc["vm_mtu"] == 1450 and enc["oversize"] == "mtu_frag_needed"
+        assert any("'fragmentation needed' (mtu 1450)" in e["reason"]
+                   for e in j["outcome"]["ends"])
         assert j["live"]["ok"], j["live"]["failures"]  # not on the wire, not at red3
-        assert drops() == before + 1  # counted, not silent
+        assert drops() == before + 1  # answered and counted, not silent
     finally:
         mtu(red1["mtu"])
 
