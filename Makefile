@@ -40,6 +40,7 @@ demo-down: $(STAMP)
 # Benchmarks print figures and ratios; none of them is a test and CI never runs them.
 bench: $(STAMP) $(SYSSTAMP)
 	$(PY) -m pytest bench --benchmark-enable --benchmark-only -q
+	$(PY) -m bench.control_plane
 	@if [ "$$(id -u)" -eq 0 ]; then $(PY) -m bench.port_to_ping && $(PY) -m bench.datapath; \
 	else echo "bench.port_to_ping and bench.datapath need root (namespaces): skipped"; fi
 
