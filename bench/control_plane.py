@@ -254,7 +254,10 @@ def run_scenario(kind: str, args: argparse.Namespace, procs: Processes, workdir:
         f"{t_converged - t_writes:.1f}s; {active} of {len(statuses)} ports ACTIVE")
 
     lost: list[str] = []
-    delays = probe(kind, cloud, observed, args, nets, hosts, on_network, rng, lost)
+    answers: list[float] = []
+    firsts: list[float] = []
+    delays = probe(kind, cloud, observed, args, nets, hosts, on_network, rng, lost, answers,
+                   firsts)
     steady = measure_steady(kind, cloud, workers, observed, args)
     for worker in workers:
         worker.send({"stop": True})
@@ -279,6 +282,8 @@ def run_scenario(kind: str, args: argparse.Namespace, procs: Processes, workdir:
            if cloud.etcd else {}),
         "probe_delays_ms": [round(d * 1000, 1) for d in delays],
         "probes_not_seen_in_time": lost,
+        "probe_api_answer_p50_ms": _ms(_percentile(answers, 0.5)),
+        "probe_first_agent_p50_ms": _ms(_percentile(firsts, 0.5)),
         "probe_p50_ms": _ms(_percentile(delays, 0.5)),
         "probe_p99_ms": _ms(_percentile(delays, 0.99)),
         "steady": steady, "costs_end": final, "agent_totals": totals,
@@ -291,9 +296,12 @@ def _ms(seconds: float | None) -> float | None:
 
 def probe(kind: str, cloud: Cloud, observed: Observed, args: argparse.Namespace,
           nets: list[dict[str, Any]], hosts: list[str], on_network: dict[str, set[str]],
-          rng: random.Random, lost: list[str]) -> list[float]:
+          rng: random.Random, lost: list[str], answers: list[float], firsts: list[float]
+          ) -> list[float]:
     """Single port creates, one at a time: API call to the last interested agent's view.
-    Probes that some interested agent did not see in time are named in ``lost``."""
+    Probes that some interested agent did not see in time are named in ``lost``; how long
+    the API took to answer each create goes to ``answers``, the delay to the first interested
+    agent to ``firsts`` (apart from the last, it tells fan-out from delivery)."""
     say(f"{kind}: {args.probes} single port creates, timing their arrival at the agents")
     delays: list[float] = []
     for k in range(args.probes):
@@ -305,8 +313,10 @@ def probe(kind: str, cloud: Cloud, observed: Observed, args: argparse.Namespace,
         cloud.admins[k % len(cloud.admins)].create(
             "port", network_id=net["id"], name=name, device_owner="compute:bench",
             **{"binding:host_id": host})
+        answers.append(time.monotonic() - t0)
         if observed.wait(_all_seen(observed, name, interested), PROBE_WAIT):
             delays.append(max(observed.seen[name][h] for h in interested) - t0)
+            firsts.append(min(observed.seen[name][h] for h in interested) - t0)
         else:
             missing = len(interested - set(observed.seen.get(name, {})))
             say(f"{kind}:   probe {name}: {missing} of {len(interested)} interested agents "
@@ -374,6 +384,8 @@ ROWS: list[tuple[str, Callable[[dict[str, Any]], Any]]] = [
                                                     r["costs_end"]["controller_rss_mb"])),
     ("controller peak RSS MB", lambda r: ",".join(f"{x:.0f}" for x in
                                                   r["costs_end"]["controller_peak_rss_mb"])),
+    ("port create: API answer p50 ms", lambda r: r["probe_api_answer_p50_ms"]),
+    ("port create -> first agent p50 ms", lambda r: r["probe_first_agent_p50_ms"]),
     ("port create -> last agent p50 ms", lambda r: r["probe_p50_ms"]),
     ("port create -> last agent p99 ms", lambda r: r["probe_p99_ms"]),
     ("probes late (> 15 s, left out)", lambda r: len(r["probes_not_seen_in_time"])),
