@@ -99,8 +99,16 @@ class Observed:
             self.cond.notify_all()
 
     def wait(self, done: Callable[[], bool], timeout: float) -> bool:
-        with self.cond:
-            return self.cond.wait_for(done, timeout)
+        """Waits in short slices: a long blocked wait would hold off Ctrl-C and SIGTERM
+        (their handlers run between slices, in this thread)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            with self.cond:
+                if self.cond.wait_for(done, max(0.0, min(remaining, 0.5))):
+                    return True
+            if remaining <= 0:
+                return False
 
 
 class Worker:
@@ -199,7 +207,8 @@ def run_scenario(kind: str, args: argparse.Namespace, procs: Processes, workdir:
     cloud.workers = workers
     by_host = {h: w for w in workers for h in w.hosts}
     say(f"{kind}: {args.agents} agents in {len(workers)} worker processes, registering")
-    if not observed.wait(lambda: len(observed.registered) == args.agents, args.timeout):
+    if not observed.wait(_counting(kind, "registered", observed.registered, args.agents),
+                         args.timeout):
         raise BenchError(f"only {len(observed.registered)} of {args.agents} agents registered "
                          f"in {args.timeout}s")
     t_registered = max(observed.registered.values())
@@ -237,15 +246,8 @@ def run_scenario(kind: str, args: argparse.Namespace, procs: Processes, workdir:
         worker.send({"expect": args.ports})
     say(f"{kind}: ports written in {t_written - t_writes:.1f}s; waiting for every agent to "
         "converge")
-    last_said = [time.monotonic()]
-
-    def all_converged() -> bool:
-        if time.monotonic() - last_said[0] > 10:
-            last_said[0] = time.monotonic()
-            say(f"{kind}:   {len(observed.converged)} of {args.agents} converged")
-        return len(observed.converged) == args.agents
-
-    converged = observed.wait(all_converged, args.timeout)
+    converged = observed.wait(_counting(kind, "converged", observed.converged, args.agents),
+                              args.timeout)
     t_converged = max(observed.converged.values(), default=time.monotonic())
     after = cloud.costs()
     statuses = [p["status"] for p in cloud.admins[0].list("port")]
@@ -288,6 +290,20 @@ def run_scenario(kind: str, args: argparse.Namespace, procs: Processes, workdir:
         "probe_p99_ms": _ms(_percentile(delays, 0.99)),
         "steady": steady, "costs_end": final, "agent_totals": totals,
     }
+
+
+def _counting(kind: str, what: str, done: dict[str, float], total: int
+              ) -> Callable[[], bool]:
+    """True when ``done`` holds every agent; says how many every 10 s meanwhile."""
+    last_said = [time.monotonic()]
+
+    def check() -> bool:
+        if time.monotonic() - last_said[0] > 10:
+            last_said[0] = time.monotonic()
+            say(f"{kind}:   {len(done)} of {total} {what}")
+        return len(done) == total
+
+    return check
 
 
 def _ms(seconds: float | None) -> float | None:
