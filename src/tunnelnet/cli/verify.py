@@ -79,7 +79,8 @@ def cli(directory: str | None, url: str | None, token: str, switches: tuple[str,
         raise click.UsageError("--vswitchd and --ovs name the hypervisors of --server; a "
                                "lab's are read from its record")
     if url is not None:
-        if directory is not None:
+        given = click.get_current_context().get_parameter_source("directory")
+        if given is click.core.ParameterSource.COMMANDLINE:
             raise click.UsageError("give a lab (--dir) or a controller (--server), not both")
         if not switches and not ovs:
             raise click.UsageError("--server needs the hypervisors to ask: --vswitchd "
