@@ -175,6 +175,15 @@ def test_the_lab_as_built_verifies_clean_on_both_switches(lab_dir: Path) -> None
     assert report["timing"]["total_s"] > 0
     text = _run(lab_dir, "verify")
     assert text.returncode == 0 and "clean" in text.stdout, text.stdout + text.stderr
+    # without the lab's record: the controller's URL and each hypervisor's switch by hand
+    state = json.loads((lab_dir / "state.json").read_text())
+    hv = state["hypervisors"]
+    given = _run(lab_dir, "verify", "--json", "--server", state["server_url"], "--token",
+                 state["admin_token"], "--vswitchd", f"hv1={hv['hv1']['rundir']}",
+                 "--ovs", f"hv2={hv['hv2']['rundir']}")
+    assert given.returncode == 0, given.stdout + given.stderr
+    assert [(h["host"], h["switch"]) for h in json.loads(given.stdout)["hosts"]] == \
+        [("hv1", "tunnelnet"), ("hv2", "ovs")]
 
 
 @pytest.mark.parametrize("host,vm", [("hv1", "r1"), ("hv2", "r2")])
