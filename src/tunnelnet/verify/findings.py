@@ -63,8 +63,8 @@ class Finding:
     detail: str = ""  # why, in words: the expected flow, the VLAN it should be on...
 
     def to_json(self) -> dict[str, Any]:
-        return {"kind": self.kind.value, "bridge": self.bridge, "subject": self.subject,
-                "detail": self.detail}
+        return {"kind": self.kind.value, "title": self.kind.title, "bridge": self.bridge,
+                "subject": self.subject, "detail": self.detail}
 
     def line(self) -> str:
         detail = f" ({self.detail})" if self.detail else ""
@@ -79,6 +79,7 @@ class HostReport:
     switch: str  # "tunnelnet", "ovs" or "simulated"
     findings: list[Finding] = field(default_factory=list)
     error: str | None = None
+    agent_alive: bool | None = None  # as the controller sees the host's agent; None: no agent
     cookie: int | None = None  # the agent generation the flows were compared against
     local_vlans: dict[str, int] = field(default_factory=dict)  # network name -> VLAN
     vlan_source: dict[str, str] = field(default_factory=dict)  # network name -> evidence
@@ -93,7 +94,7 @@ class HostReport:
     def to_json(self) -> dict[str, Any]:
         return {
             "host": self.host, "switch": self.switch, "clean": self.clean,
-            "error": self.error,
+            "error": self.error, "agent_alive": self.agent_alive,
             "cookie": f"{self.cookie:#x}" if self.cookie is not None else None,
             "local_vlans": {name: {"vlan": vid, "from": self.vlan_source.get(name, "")}
                             for name, vid in sorted(self.local_vlans.items())},

@@ -7,7 +7,8 @@ from tunnelnet.verify.run import Report
 
 
 def _host(h: HostReport) -> list[str]:
-    head = f"{h.host} ({h.switch}): "
+    agent = {True: "", False: ", its agent is DEAD", None: ", no agent"}[h.agent_alive]
+    head = f"{h.host} ({h.switch}{agent}): "
     if h.error is not None:
         return [f"{head}NOT VERIFIED: {h.error}"]
     vlans = ", ".join(f"{n}={v}" for n, v in sorted(h.local_vlans.items())) or "none"
@@ -24,6 +25,10 @@ def to_text(report: Report) -> str:
     lines: list[str] = []
     for h in report.hosts:
         lines += _host(h)
+    if report.revision_after is not None:
+        lines.append(f"note: the controller moved from revision {report.cloud_revision} to "
+                     f"{report.revision_after} while verify ran: findings may be changes the "
+                     "agents are still applying; verify again")
     if report.unchecked:
         lines.append(f"not asked: {', '.join(report.unchecked)} (agents the controller knows)")
     verdict = ("clean" if report.exit_code() == 0 else

@@ -42,6 +42,7 @@ class CloudState:
     labels: Mapping[str, str]  # port and network ids -> names to print
     known_ips: frozenset[str]  # every agent's tunnel address
     revision: int
+    alive: Mapping[str, bool] = field(default_factory=dict)  # host -> its agent is alive
 
 
 @dataclass(slots=True)
@@ -49,6 +50,9 @@ class Report:
     hosts: list[HostReport]
     cloud_revision: int
     unchecked: list[str] = field(default_factory=list)  # agents' hosts not asked
+    # the controller's revision once the switches were read, when it had moved on: findings
+    # may then be changes the agents were still applying
+    revision_after: int | None = None
     seconds: float = 0.0
     controller_seconds: float = 0.0
 
@@ -71,6 +75,7 @@ class Report:
         return {
             "clean": self.exit_code() == 0, "findings": self.findings, "errors": self.errors,
             "controller_revision": self.cloud_revision,
+            "controller_revision_after": self.revision_after,
             "hosts": [h.to_json() for h in self.hosts], "unchecked": self.unchecked,
             "timing": {"total_s": round(self.seconds, 3),
                        "controller_s": round(self.controller_seconds, 3),
@@ -106,7 +111,8 @@ def read_cloud(client: Client) -> CloudState:
     labels.update({str(p["id"]): f"port {p.get('name') or p['id']}" for p in snap.ports})
     return CloudState(view=cache.view(), configs=configs, labels=labels,
                       known_ips=frozenset(c.tunnel_ip for c in configs.values()),
-                      revision=snap.revision)
+                      revision=snap.revision,
+                      alive={str(a["host"]): bool(a.get("alive", True)) for a in agents})
 
 
 def read_switch(reader: SwitchReader, bridges: Sequence[str]) -> intent.SwitchState:
@@ -125,7 +131,7 @@ def read_switch(reader: SwitchReader, bridges: Sequence[str]) -> intent.SwitchSt
 def verify_host(host: str, reader: SwitchReader, cloud: CloudState) -> HostReport:
     """One hypervisor's findings (an error instead when it cannot be read or planned)."""
     started = time.monotonic()
-    report = HostReport(host=host, switch=reader.kind)
+    report = HostReport(host=host, switch=reader.kind, agent_alive=cloud.alive.get(host))
     try:
         conf = cloud.configs.get(host)
         if conf is None:
@@ -192,5 +198,14 @@ def verify(client: Client, targets: Sequence[Target], *, say: Say | None = None)
         hosts.append(verify_host(target.host, target.reader, cloud))
     asked = {t.host for t in targets}
     unchecked = sorted(h for h in cloud.configs if h not in asked)
-    return Report(hosts=hosts, cloud_revision=cloud.revision, unchecked=unchecked,
-                  seconds=time.monotonic() - started, controller_seconds=controller_seconds)
+    report = Report(hosts=hosts, cloud_revision=cloud.revision, unchecked=unchecked,
+                    controller_seconds=controller_seconds)
+    if report.findings:
+        # a finding made while the controller was changing may be a change in flight: say so
+        try:
+            after = read_cloud(client).revision
+        except VerifyError:
+            after = cloud.revision  # gone meanwhile: the findings stand as read
+        report.revision_after = after if after != cloud.revision else None
+    report.seconds = time.monotonic() - started
+    return report
