@@ -36,6 +36,7 @@ _GROUPS: dict[str, str] = {
     "web": "tunnelnet.cli.web",
     "watch": "tunnelnet.cli.watchcmd",
     "verify": "tunnelnet.cli.verify",
+    "store": "tunnelnet.cli.store",
 }
 
 
