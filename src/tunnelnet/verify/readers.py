@@ -9,13 +9,16 @@ simulated lab's hypervisor answers the same control requests over the lab's sock
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from tunnelnet.agent.backend import BackendError, SwitchPort
 from tunnelnet.agent.ovs_backend import OvsBackend
 from tunnelnet.agent.vswitchd_backend import VswitchdBackend
 from tunnelnet.datapath import messages as m
 from tunnelnet.errors import TunnelnetError
+
+if TYPE_CHECKING:
+    from tunnelnet.lab.sim_switch import SimSwitch
 
 
 class SwitchReader(Protocol):
@@ -92,3 +95,22 @@ class SimReader:
 
     def dump_flows(self, bridge: str) -> list[str]:
         return [str(line) for line in self._call(m.DumpFlows(bridge))]
+
+
+class LocalSimReader:
+    """A simulated hypervisor's switch held in this very process (a ``SimLab`` built here,
+    as tests and benchmarks do)."""
+
+    kind = "simulated"
+
+    def __init__(self, switch: SimSwitch) -> None:
+        self.switch = switch
+
+    def list_bridges(self) -> list[str]:
+        return sorted(self.switch.bridges)
+
+    def list_ports(self, bridge: str) -> list[SwitchPort]:
+        return self.switch.list_ports(bridge)
+
+    def dump_flows(self, bridge: str) -> list[str]:
+        return list(self.switch.bridge(bridge).dump_flows())

@@ -14,35 +14,16 @@ from pathlib import Path
 
 import pytest
 
-from tunnelnet.agent.backend import SwitchPort
 from tunnelnet.client.http import Client
 from tunnelnet.lab.sim import SimLab, sim_config
-from tunnelnet.lab.sim_switch import SimSwitch
 from tunnelnet.lab.topology import load
 from tunnelnet.server.runner import BackgroundServer
+from tunnelnet.verify.readers import LocalSimReader
 from tunnelnet.verify.run import Report, Target, verify
 
 ROOT = Path(__file__).resolve().parents[3]
 DEMO = ROOT / "examples" / "demo.toml"
 VLAN = ROOT / "examples" / "vlan-vs-tunnel.toml"
-
-
-class LocalSwitch:
-    """A simulated hypervisor's switch in this process, read as a reader reads one."""
-
-    kind = "simulated"
-
-    def __init__(self, switch: SimSwitch) -> None:
-        self.switch = switch
-
-    def list_bridges(self) -> list[str]:
-        return sorted(self.switch.bridges)
-
-    def list_ports(self, bridge: str) -> list[SwitchPort]:
-        return self.switch.list_ports(bridge)
-
-    def dump_flows(self, bridge: str) -> list[str]:
-        return list(self.switch.bridge(bridge).dump_flows())
 
 
 class Sim:
@@ -58,7 +39,7 @@ class Sim:
         self.client = Client(self.api.url, token)
 
     def verify(self, *hosts: str) -> Report:
-        targets = [Target(h, LocalSwitch(s)) for h, s in sorted(self.lab.switches.items())
+        targets = [Target(h, LocalSimReader(s)) for h, s in sorted(self.lab.switches.items())
                    if not hosts or h in hosts]
         return verify(self.client, targets)
 
