@@ -21,6 +21,7 @@ class FindingKind(enum.Enum):
     WRONG_ACTIONS = "wrong_actions"  # same table, priority and match; other actions
     STALE_COOKIE = "stale_cookie"  # a flow of another agent generation than the current one
     DEAD_OUTPUT = "dead_output"  # outputs to a port number the bridge does not have
+    UNREADABLE_FLOW = "unreadable_flow"  # a flow verify's parser cannot read: not judged
     # tunnel ports
     MISSING_TUNNEL = "missing_tunnel"
     UNKNOWN_TUNNEL = "unknown_tunnel"  # to an address no agent of the controller has
@@ -44,6 +45,7 @@ _TITLES = {
     FindingKind.WRONG_ACTIONS: "flow with other actions",
     FindingKind.STALE_COOKIE: "flow of a stale cookie",
     FindingKind.DEAD_OUTPUT: "output to a port that does not exist",
+    FindingKind.UNREADABLE_FLOW: "flow verify cannot read",
     FindingKind.MISSING_TUNNEL: "missing tunnel port",
     FindingKind.UNKNOWN_TUNNEL: "tunnel to a host the controller does not know",
     FindingKind.UNEXPECTED_TUNNEL: "tunnel port the controller's state does not need",

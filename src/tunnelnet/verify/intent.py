@@ -45,6 +45,8 @@ class SwitchState:
     bridges: frozenset[str]
     ports: Mapping[str, Sequence[SwitchPort]]
     flows: Mapping[str, Sequence[ParsedFlow]]
+    # bridge -> (line, why) of dump-flows lines the parser could not read
+    unreadable: Mapping[str, Sequence[tuple[str, str]]] = field(default_factory=dict)
 
 
 @dataclass(slots=True)

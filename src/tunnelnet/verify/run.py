@@ -7,7 +7,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from tunnelnet.agent.backend import BackendError
 from tunnelnet.agent.controller import ControllerCache, Snapshot
 from tunnelnet.agent.desired import AgentConfig
 from tunnelnet.agent.http_controller import AGENT_TYPE
@@ -17,7 +16,7 @@ from tunnelnet.client.http import Client
 from tunnelnet.errors import TunnelnetError
 from tunnelnet.verify import diff, intent
 from tunnelnet.verify.findings import Finding, FindingKind, HostReport
-from tunnelnet.verify.flows import FIRST_RESERVED_PORT, UnreadableFlow, parse_line
+from tunnelnet.verify.flows import FIRST_RESERVED_PORT, ParsedFlow, UnreadableFlow, parse_line
 from tunnelnet.verify.readers import SwitchReader
 
 Say = Callable[[str], None]
@@ -118,14 +117,20 @@ def read_cloud(client: Client) -> CloudState:
 def read_switch(reader: SwitchReader, bridges: Sequence[str]) -> intent.SwitchState:
     present = frozenset(reader.list_bridges())
     ports = {b: reader.list_ports(b) for b in bridges if b in present}
-    flows = {}
+    flows: dict[str, list[ParsedFlow]] = {}
+    unreadable: dict[str, list[tuple[str, str]]] = {}
     for bridge in bridges:
-        if bridge in present:
+        if bridge not in present:
+            continue
+        flows[bridge] = []
+        for line in reader.dump_flows(bridge):
             try:
-                flows[bridge] = [parse_line(line) for line in reader.dump_flows(bridge)]
+                flows[bridge].append(parse_line(line))
             except UnreadableFlow as exc:
-                raise BackendError(f"{bridge}: {exc}") from exc
-    return intent.SwitchState(bridges=present, ports=ports, flows=flows)
+                # one flow in words the parser lacks must not hide what the others say
+                unreadable.setdefault(bridge, []).append((line.strip(), str(exc)))
+    return intent.SwitchState(bridges=present, ports=ports, flows=flows,
+                              unreadable=unreadable)
 
 
 def verify_host(host: str, reader: SwitchReader, cloud: CloudState) -> HostReport:
@@ -161,6 +166,9 @@ def _compare(report: HostReport, conf: AgentConfig, cloud: CloudState,
                                  "the agent makes it (fail-secure) on start"))
     for bridge, port in want.missing_ports:
         found.append(Finding(FindingKind.MISSING_PORT, bridge, port))
+    for bridge, lines in switch.unreadable.items():
+        found += [Finding(FindingKind.UNREADABLE_FLOW, bridge, line, why)
+                  for line, why in lines]
     for bridge in bridges:
         if bridge not in switch.bridges:
             continue

@@ -166,3 +166,21 @@ def test_the_command_over_lab_up_sim_and_its_exit_statuses(tmp_path: Path) -> No
     finally:
         down = _tn(env, "lab", "down")
         assert down.returncode == 0, down.stdout + down.stderr
+
+
+class Garbling(LocalSimReader):
+    """A switch that lists one flow in words verify's parser does not know."""
+
+    def dump_flows(self, bridge: str) -> list[str]:
+        extra = ["cookie=0x1, table=22, priority=5,frobnicate=1 actions=drop"]
+        return [*super().dump_flows(bridge), *(extra if bridge == "br-tun" else [])]
+
+
+def test_a_flow_verify_cannot_read_is_named_and_the_rest_still_judged(demo: Sim) -> None:
+    switch = demo.lab.switches["hv1"]
+    switch.bridge("br-tun").add_flow("cookie=0x5,table=0,priority=7,in_port=99 actions=drop")
+    report = verify(demo.client, [Target("hv1", Garbling(switch))])
+    (host,) = report.hosts
+    assert host.error is None and report.exit_code() == 1
+    assert {(f.kind.value, "frobnicate" in f.subject) for f in host.findings} == {
+        ("unreadable_flow", True), ("stale_cookie", False)}
