@@ -37,16 +37,28 @@ def learned_families(wanted: Mapping[FlowKey, ParsedFlow]) -> set[tuple[int, int
     return {family for flow in wanted.values() for family in flow.learns}
 
 
+def _outputs_note(have: ParsedFlow, want: ParsedFlow, ports: Mapping[int, str]) -> str:
+    """What a changed flow lost or gained among its outputs, with the ports' names."""
+    def named(numbers: set[int]) -> str:
+        return ", ".join(f"output:{n}" + (f" ({ports[n]})" if n in ports else "")
+                         for n in sorted(numbers))
+    lacks, extra = set(want.outputs) - set(have.outputs), set(have.outputs) - set(want.outputs)
+    notes = [*([f"lacks {named(lacks)}"] if lacks else []),
+             *([f"has extra {named(extra)}"] if extra else [])]
+    return f"; {'; '.join(notes)}" if notes else ""
+
+
 def diff_flows(bridge: str, wanted: Mapping[FlowKey, ParsedFlow],
                installed: Sequence[ParsedFlow], *, cookie: int,
-               ofports: Collection[int]) -> FlowDiff:
+               ofports: Mapping[int, str]) -> FlowDiff:
     """Missing, unexpected, changed and stale-cookie flows, and outputs to absent ports.
 
     A flow of the wanted key with other actions is one finding (other actions), not a missing
     and an unexpected one; an unwanted flow of another cookie is named stale (it is what an
     agent restart's sweep failed to remove), one of the current cookie or none unexpected.
     Outputs are checked on every installed flow, learned ones too: a learned entry towards a
-    deleted tunnel port is a black hole until it times out."""
+    deleted tunnel port is a black hole until it times out. ``ofports``: the bridge's port
+    numbers and names."""
     out = FlowDiff()
     families = learned_families(wanted)
     seen: set[FlowKey] = set()
@@ -72,8 +84,9 @@ def diff_flows(bridge: str, wanted: Mapping[FlowKey, ParsedFlow],
                 "the controller's state asks for no such flow"))
             continue
         if flow.actions != want.actions:
-            out.findings.append(Finding(FindingKind.WRONG_ACTIONS, bridge, flow.text(),
-                                        f"wanted actions={want.actions}"))
+            out.findings.append(Finding(
+                FindingKind.WRONG_ACTIONS, bridge, flow.text(),
+                f"wanted actions={want.actions}{_outputs_note(flow, want, ofports)}"))
         if flow.cookie != cookie:
             out.findings.append(Finding(FindingKind.STALE_COOKIE, bridge, flow.text(),
                                         f"cookie {flow.cookie:#x} is not the agent's "

@@ -172,7 +172,7 @@ def _compare(report: HostReport, conf: AgentConfig, cloud: CloudState,
     for bridge in bridges:
         if bridge not in switch.bridges:
             continue
-        ofports = {p.ofport for p in switch.ports.get(bridge, ())}
+        ofports = {p.ofport: p.name for p in switch.ports.get(bridge, ())}
         if bridge in want.flows:
             result = diff.diff_flows(bridge, want.flows[bridge], switch.flows.get(bridge, ()),
                                      cookie=want.cookie, ofports=ofports)

@@ -184,3 +184,10 @@ def test_a_flow_verify_cannot_read_is_named_and_the_rest_still_judged(demo: Sim)
     assert host.error is None and report.exit_code() == 1
     assert {(f.kind.value, "frobnicate" in f.subject) for f in host.findings} == {
         ("unreadable_flow", True), ("stale_cookie", False)}
+
+
+def test_a_switch_of_a_host_without_an_agent_cannot_be_verified(demo: Sim) -> None:
+    report = verify(demo.client, [Target("hv1", LocalSimReader(demo.lab.switches["hv1"])),
+                                  Target("hv9", LocalSimReader(demo.lab.switches["hv2"]))])
+    assert report.exit_code() == 2 and report.hosts[0].clean
+    assert "no agent on hv9" in (report.hosts[1].error or "")
