@@ -9,6 +9,8 @@ text and a difference is shown in the words of dump-flows.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -22,6 +24,7 @@ from tunnelnet.switch.learn import Learn
 # OpenFlow's reserved port numbers (LOCAL, CONTROLLER, ...) start here: never a bridge's port
 FIRST_RESERVED_PORT = 0xFF00
 _STATS = re.compile(r"\b(duration|n_packets|n_bytes|idle_age|hard_age)=[^,\s]*,?\s*")
+_COOKIE = re.compile(r"^cookie=(0x[0-9a-fA-F]+|\d+)\s*,\s*")
 
 # (table, priority, canonical match): what identifies a flow in a table (OpenFlow's "strict")
 FlowKey = tuple[int, int, str]
@@ -61,10 +64,23 @@ class ParsedFlow:
 
 def parse_line(line: str) -> ParsedFlow:
     """One dump-flows line (ours or Open vSwitch's) or one flow to add, canonicalised."""
+    text = _STATS.sub("", line.strip())
+    found = _COOKIE.match(text)
+    if found is None:
+        return _parse(text)
+    # the cookie apart: the flows of every hypervisor differ by it, and little else
+    flow = _parse(text[found.end():])
+    return dataclasses.replace(flow, cookie=int(found.group(1), 0))
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _parse(text: str) -> ParsedFlow:
+    """A flow's text without counters or cookie; kept, as many hosts share many flows."""
+    head, sep, tail = text.partition(" actions=")
     try:
-        spec = parse_flow(_STATS.sub("", line.strip()), FlowCommand.ADD)
+        spec = parse_flow(f"{head.replace(', ', ',')}{sep}{tail}", FlowCommand.ADD)
     except FlowSyntaxError as exc:
-        raise UnreadableFlow(f"cannot read flow {line.strip()!r}: {exc}") from exc
+        raise UnreadableFlow(f"cannot read flow {text!r}: {exc}") from exc
     actions = spec.actions or ()
     return ParsedFlow(
         table=spec.table or 0, priority=spec.priority, match=spec.match.format(),
@@ -81,6 +97,6 @@ def parse_wanted(flows: Iterable[FlowMod], cookie: int) -> dict[FlowKey, ParsedF
     the same key replaces an earlier one, as on the switch."""
     out: dict[FlowKey, ParsedFlow] = {}
     for flow in flows:
-        parsed = parse_line(flow.add_text(cookie))
+        parsed = dataclasses.replace(_parse(flow.add_text()), cookie=cookie)
         out[parsed.key] = parsed
     return out
