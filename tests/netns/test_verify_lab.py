@@ -83,10 +83,13 @@ class Switch:
 
     def _ok(self, argv: list[str]) -> str:
         if argv[0] == "tunnelnet":
-            done = _run(self.lab_dir, *argv[1:])
-        else:
-            done = subprocess.run(argv, capture_output=True, text=True, timeout=30,
-                                  check=False)
+            # tunnelnet ofctl/vsctl in this process: each saves the command's start-up
+            out = io.StringIO()
+            with contextlib.redirect_stdout(out):
+                rc = main(argv[1:])
+            assert rc == 0, f"{argv}: {out.getvalue()}"
+            return out.getvalue()
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
         assert done.returncode == 0, f"{argv}: {done.stdout}{done.stderr}"
         return done.stdout
 
