@@ -57,7 +57,7 @@ def cli(directory: str | None, url: str | None, token: str, switches: tuple[str,
       missing flow, unexpected flow, flow with other actions, flow of a stale cookie,
       output to a port that does not exist, missing / unknown / unneeded tunnel port,
       vNIC on the wrong local VLAN, bound vNIC on the dead VLAN (4095), unbound vNIC off it,
-      missing bridge or patch port.
+      missing bridge or patch port, a flow verify cannot read.
 
     Learned flows (br-tun table 20 entries made by learn(), NORMAL's MAC table) are traffic's,
     not intent, and are not reported. Local VLANs are each agent's own numbers: they are read

@@ -191,3 +191,12 @@ def test_a_switch_of_a_host_without_an_agent_cannot_be_verified(demo: Sim) -> No
                                   Target("hv9", LocalSimReader(demo.lab.switches["hv2"]))])
     assert report.exit_code() == 2 and report.hosts[0].clean
     assert "no agent on hv9" in (report.hosts[1].error or "")
+
+
+def test_a_switch_that_does_not_answer_is_an_error_not_a_pass(demo: Sim, tmp_path: Path
+                                                               ) -> None:
+    from tunnelnet.verify.readers import VswitchdReader
+
+    report = verify(demo.client, [Target("hv1", VswitchdReader(tmp_path, timeout=1.0))])
+    assert report.exit_code() == 2
+    assert str(tmp_path) in (report.hosts[0].error or "")
