@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -73,6 +74,8 @@ class Report:
     def to_json(self) -> dict[str, Any]:
         return {
             "clean": self.exit_code() == 0, "findings": self.findings, "errors": self.errors,
+            "by_kind": dict(sorted(Counter(f.kind.value for h in self.hosts
+                                           for f in h.findings).items())),
             "controller_revision": self.cloud_revision,
             "controller_revision_after": self.revision_after,
             "hosts": [h.to_json() for h in self.hosts], "unchecked": self.unchecked,

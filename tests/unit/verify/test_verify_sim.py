@@ -95,6 +95,8 @@ def test_faults_on_a_simulated_switch_are_named(demo: Sim) -> None:
     report = demo.verify("hv1")
     assert _kinds(report) == {("wrong_actions", "br-tun"), ("missing_flow", "br-tun"),
                               ("stale_cookie", "br-tun"), ("dead_output", "br-tun")}
+    assert report.to_json()["by_kind"] == {"dead_output": 1, "missing_flow": 1,
+                                           "stale_cookie": 1, "wrong_actions": 1}
     assert report.exit_code() == 1
     assert demo.verify("hv2", "hv3").exit_code() == 0  # only hv1 was touched
 
