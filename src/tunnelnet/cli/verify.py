@@ -61,9 +61,10 @@ def cli(directory: str | None, url: str | None, token: str, switches: tuple[str,
 
     Learned flows (br-tun table 20 entries made by learn(), NORMAL's MAC table) are traffic's,
     not intent, and are not reported. Local VLANs are each agent's own numbers: they are read
-    from the flow that translates a network's key (or provider VLAN) into its local VLAN, so
-    a vNIC moved to another VLAN by hand is found. The current agent generation is the cookie
-    of br-int's canary flow (table 23).
+    from the flow that translates a network's key (or provider VLAN) into its local VLAN and
+    from its vNICs' tags; where the two disagree, the one more installed flows agree with
+    wins, so a vNIC moved to another VLAN by hand is found. The current agent generation is
+    the cookie of br-int's canary flow (table 23).
 
     \b
     Exit status:

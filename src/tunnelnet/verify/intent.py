@@ -6,13 +6,16 @@ agent starts to install is expected here without a change to verify.
 
 Two inputs are the agent's own choices, not the controller's, and are read from the switch:
 
-- **Local VLANs.** Each agent numbers its networks itself (``agent/local_vlan.py``). A
-  network's local VLAN is taken from the flow that translates its key or provider VLAN into
-  the local VLAN (br-tun's table 3/4/6 flow for its key, br-int's flow from the physical
-  bridge), found by the key the agent's own builder gives that flow; only when that flow is
-  missing from the VLAN most of its vNICs carry; and when neither exists, the lowest free
-  one, as the agent would allocate it. A vNIC is then judged against its network's VLAN, so
-  one moved by hand is found even when it is the network's only vNIC.
+- **Local VLANs.** Each agent numbers its networks itself (``agent/local_vlan.py``). Two
+  witnesses on the switch say which VLAN a network has: the flow that translates its key or
+  provider VLAN into the local VLAN (br-tun's table 3/4/6 flow for its key, br-int's flow
+  from the physical bridge; found by the key the agent's own builder gives that flow, which
+  does not depend on the VLAN), and the VLAN most of its vNICs carry. Where only one speaks,
+  it is believed; where they disagree, the VLAN under which the agent's plan explains more
+  of the installed flows and tags wins (the translation flow on a tie): a vNIC moved by hand
+  is found even as its network's only vNIC, and a translation flow changed by hand is blamed
+  rather than the vNICs and flood lists that disagree with it. Where neither speaks, the
+  lowest free VLAN, as the agent would allocate it.
 - **The cookie** of the current agent generation: the one br-int's canary flow carries (each
   agent start installs everything under its new cookie, then sweeps the others).
 """
@@ -30,7 +33,7 @@ from tunnelnet.agent.flowmod import FlowMod
 from tunnelnet.agent.local_vlan import LocalVlanManager
 from tunnelnet.agent.service import BR_INT, BR_TUN, PATCH_INT, PATCH_TUN
 from tunnelnet.agent.tables import DEAD_VLAN
-from tunnelnet.agent.view import CloudView, Network
+from tunnelnet.agent.view import CloudView, Network, Vnic
 from tunnelnet.packet import tunnel_kinds
 from tunnelnet.switch.pipeline import IntTable
 from tunnelnet.verify.diff import VnicIntent, current_cookie
@@ -85,11 +88,18 @@ def _translation_key(conf: AgentConfig, network: Network,
                                            network.segment))
 
 
-def learn_local_vlans(conf: AgentConfig, bound: Sequence[Binding], switch: SwitchState,
-                      tags: Mapping[str, int | None]) -> tuple[dict[str, int], dict[str, str]]:
-    """network id -> the local VLAN the hypervisor uses for it, and where that was read."""
-    found: dict[str, int] = {}
-    source: dict[str, str] = {}
+@dataclass(frozen=True, slots=True)
+class VlanEvidence:
+    """What the switch says about each network's local VLAN, by two witnesses."""
+
+    by_flow: dict[str, tuple[int, str]]  # network id -> (VLAN, the translation flow)
+    by_tags: dict[str, int]  # network id -> the VLAN most of its vNICs carry
+
+
+def vlan_evidence(conf: AgentConfig, bound: Sequence[Binding], switch: SwitchState,
+                  tags: Mapping[str, int | None]) -> VlanEvidence:
+    by_flow: dict[str, tuple[int, str]] = {}
+    by_tags: dict[str, int] = {}
     int_ports = switch.ports.get(BR_INT, ())
     networks = {b.network.id: b.network for b in bound}
     for net_id, network in sorted(networks.items()):
@@ -98,17 +108,94 @@ def learn_local_vlans(conf: AgentConfig, bound: Sequence[Binding], switch: Switc
             bridge, key = where
             flow = next((f for f in switch.flows.get(bridge, ()) if f.key == key), None)
             if flow is not None and flow.vlan_sets:
-                found[net_id] = flow.vlan_sets[-1]
-                source[net_id] = f"{bridge} table {key[0]} flow {key[2]}"
-                continue
+                by_flow[net_id] = (flow.vlan_sets[-1], f"{bridge} table {key[0]} flow {key[2]}")
         votes = Counter(t for b in bound if b.network.id == net_id
                         for t in [tags.get(b.vnic.name)] if t is not None and t != DEAD_VLAN)
         if votes:
             # most vNICs win; among equals the lowest, so the answer does not depend on order
             best = max(votes.values())
-            found[net_id] = min(v for v, n in votes.items() if n == best)
+            by_tags[net_id] = min(v for v, n in votes.items() if n == best)
+    return VlanEvidence(by_flow, by_tags)
+
+
+@dataclass(frozen=True, slots=True)
+class _Planner:
+    """The agent's planning of one host for a given choice of local VLANs."""
+
+    conf: AgentConfig
+    view: CloudView
+    switch: SwitchState
+    bound: Sequence[Binding]
+    dead: Sequence[Vnic]
+    tunnels: Sequence[TunnelPort]
+    cookie: int
+
+    def flows(self, local_vlans: Mapping[str, int]) -> dict[str, dict[FlowKey, ParsedFlow]]:
+        switch, conf = self.switch, self.conf
+        int_ports = list(switch.ports.get(BR_INT, ()))
+        tun_ports = list(switch.ports.get(BR_TUN, ()))
+        phys_ports = {b: list(switch.ports.get(b, ())) for b in set(conf.bridge_mappings.values())}
+        provider = desired.provider_flows(conf, self.bound, local_vlans, int_ports, phys_ports)
+        wanted = {BR_INT: parse_wanted(desired.int_bridge_flows(self.dead, provider),
+                                       self.cookie)}
+        for bridge, flows in provider.bridges.items():
+            wanted[bridge] = parse_wanted(flows, self.cookie)
+        patch_int = next((p.ofport for p in tun_ports if p.name == PATCH_INT), None)
+        if BR_TUN in switch.bridges and patch_int is not None:
+            names = {t.name for t in self.tunnels}
+            local_networks = {b.network.id: b.network for b in self.bound}
+            wanted[BR_TUN] = parse_wanted(desired.br_tun_flows(
+                conf, self.view, cookie=self.cookie, patch_int_ofport=patch_int,
+                local_networks=local_networks.values(), local_vlans=local_vlans,
+                tunnel_ofports={p.name: p.ofport for p in tun_ports if p.name in names}),
+                self.cookie)
+        return wanted
+
+    def agreement(self, local_vlans: Mapping[str, int]) -> int:
+        """How much of what is installed this choice explains: flows present with the very
+        actions it wants, and vNICs on the VLAN it gives their network."""
+        wanted = self.flows(local_vlans)
+        flows = sum(1 for bridge, want in wanted.items()
+                    for f in self.switch.flows.get(bridge, ())
+                    if (w := want.get(f.key)) is not None and w.actions == f.actions)
+        tags = {p.name: p.tag for p in self.switch.ports.get(BR_INT, ())}
+        return flows + sum(1 for b in self.bound
+                           if tags.get(b.vnic.name) == local_vlans.get(b.network.id))
+
+
+def _choose_vlans(planner: _Planner, evidence: VlanEvidence
+                  ) -> tuple[dict[str, int], dict[str, str]]:
+    """network id -> local VLAN, and why. The translation flow is the first witness, the
+    vNICs' tags the second; where both speak and disagree (a vNIC moved by hand, or the
+    translation flow changed by hand), the VLAN that explains more of the installed flows
+    and tags wins, the translation flow on a tie."""
+    chosen: dict[str, int] = {}
+    source: dict[str, str] = {}
+    for net_id, (vid, where) in evidence.by_flow.items():
+        chosen[net_id], source[net_id] = vid, where
+    for net_id, vid in evidence.by_tags.items():
+        if net_id not in chosen:
+            chosen[net_id] = vid
             source[net_id] = "its vNICs' tag (no translation flow installed)"
-    return found, source
+    lvm = LocalVlanManager()
+    for net_id, vid in sorted(chosen.items(), key=lambda kv: kv[1]):
+        try:
+            lvm.restore(net_id, vid)
+        except ValueError:
+            source.pop(net_id, None)  # two networks on one VLAN: the second gets its own
+    local_vlans = desired.assign_local_vlans(lvm, planner.bound)
+    for net_id, (vid, where) in sorted(evidence.by_flow.items()):
+        other = evidence.by_tags.get(net_id)
+        if other is None or other == vid:
+            continue
+        scores = {v: planner.agreement({**local_vlans, net_id: v}) for v in (vid, other)}
+        if scores[other] > scores[vid]:
+            local_vlans[net_id] = other
+            source[net_id] = (f"its vNICs' tag, which more installed flows agree with than "
+                              f"with {where}'s VLAN {vid}")
+    for net_id in local_vlans:
+        source.setdefault(net_id, "none installed: the lowest free VLAN, as the agent picks")
+    return local_vlans, source
 
 
 def compute(conf: AgentConfig, view: CloudView, switch: SwitchState,
@@ -121,46 +208,24 @@ def compute(conf: AgentConfig, view: CloudView, switch: SwitchState,
     vnics = desired.vnics_of(int_ports, patch_tun=PATCH_TUN)
     bound, dead = desired.plan_bindings(conf, view, vnics)
 
-    learned, source = learn_local_vlans(conf, bound, switch, tags)
-    lvm = LocalVlanManager()
-    for net_id, vid in sorted(learned.items(), key=lambda kv: kv[1]):
-        try:
-            lvm.restore(net_id, vid)
-        except ValueError:
-            source.pop(net_id, None)  # two networks on one VLAN: the second gets its own
-    local_vlans = desired.assign_local_vlans(lvm, bound)
-    for net_id in local_vlans:
-        source.setdefault(net_id, "none installed: the lowest free VLAN, as the agent picks")
-
-    phys_ports = {b: list(switch.ports.get(b, ())) for b in set(conf.bridge_mappings.values())}
-    provider = desired.provider_flows(conf, bound, local_vlans, int_ports, phys_ports)
-    int_flows = desired.int_bridge_flows(dead, provider)
-    canary_keys = {_key_of(f) for f in int_flows if f.table == IntTable.CANARY}
-    installed_int = switch.flows.get(BR_INT, ())
-    canary = next((f for f in installed_int if f.key in canary_keys), None)
+    # the generation: br-int's canary (it depends on no network, so no VLAN is needed yet)
+    canary_keys = {_key_of(f) for f in desired.br_int_flows(dead)
+                   if f.table == IntTable.CANARY}
+    canary = next((f for f in switch.flows.get(BR_INT, ()) if f.key in canary_keys), None)
     every = [f for flows in switch.flows.values() for f in flows]
     cookie = current_cookie(canary, every) or 0
 
-    wanted: dict[str, dict[FlowKey, ParsedFlow]] = {BR_INT: parse_wanted(int_flows, cookie)}
-    for bridge, flows in provider.bridges.items():
-        wanted[bridge] = parse_wanted(flows, cookie)
-
     local_networks = {b.network.id: b.network for b in bound}
     tunnels = desired.plan_tunnels(conf, view, list(local_networks.values()))
+    planner = _Planner(conf, view, switch, bound, dead, tunnels, cookie)
+    local_vlans, source = _choose_vlans(planner, vlan_evidence(conf, bound, switch, tags))
+    wanted = planner.flows(local_vlans)
+
     missing: list[tuple[str, str]] = []
-    patch_int = next((p.ofport for p in tun_ports if p.name == PATCH_INT), None)
     if BR_INT in switch.bridges and not any(p.name == PATCH_TUN for p in int_ports):
         missing.append((BR_INT, PATCH_TUN))
-    if BR_TUN in switch.bridges:
-        if patch_int is None:
-            missing.append((BR_TUN, PATCH_INT))
-        else:
-            names = {t.name for t in tunnels}
-            tunnel_ofports = {p.name: p.ofport for p in tun_ports if p.name in names}
-            wanted[BR_TUN] = parse_wanted(desired.br_tun_flows(
-                conf, view, cookie=cookie, patch_int_ofport=patch_int,
-                local_networks=local_networks.values(), local_vlans=local_vlans,
-                tunnel_ofports=tunnel_ofports), cookie)
+    if BR_TUN in switch.bridges and not any(p.name == PATCH_INT for p in tun_ports):
+        missing.append((BR_TUN, PATCH_INT))
 
     def name(ident: str) -> str:
         return labels.get(ident, ident)

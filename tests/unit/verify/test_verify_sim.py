@@ -202,3 +202,20 @@ def test_a_switch_that_does_not_answer_is_an_error_not_a_pass(demo: Sim, tmp_pat
     report = verify(demo.client, [Target("hv1", VswitchdReader(tmp_path, timeout=1.0))])
     assert report.exit_code() == 2
     assert str(tmp_path) in (report.hosts[0].error or "")
+
+
+def test_a_translation_flow_changed_by_hand_is_blamed_not_the_vnics_it_disagrees_with(
+        demo: Sim) -> None:
+    switch = demo.lab.switches["hv1"]
+    red = demo.lab.network_ids["red-net"]
+    own = demo.lab.agents["hv1"].lvm.items()[red]
+    tun = switch.bridge("br-tun")
+    line = next(f for f in tun.dump_flows() if "table=4" in f and "tun_id=0x3e9" in f)
+    cookie = line.split("cookie=")[1].split(",")[0]
+    tun.mod_flows(f"cookie={cookie},table=4,priority=1,tun_id=0x3e9 "
+                  "actions=mod_vlan_vid:9,resubmit(,10)", strict=True)
+    (host,) = demo.verify("hv1").hosts
+    (found,) = host.findings
+    assert found.kind.value == "wrong_actions" and "tun_id=0x3e9" in found.subject
+    assert f"mod_vlan_vid:{own}," in found.detail
+    assert host.local_vlans["red-net"] == own and "vNICs' tag" in host.vlan_source["red-net"]
