@@ -24,6 +24,7 @@ from tunnelnet.verify.run import Report, Target, verify
 ROOT = Path(__file__).resolve().parents[3]
 DEMO = ROOT / "examples" / "demo.toml"
 VLAN = ROOT / "examples" / "vlan-vs-tunnel.toml"
+GENEVE = ROOT / "examples" / "geneve.toml"
 
 
 class Sim:
@@ -60,8 +61,8 @@ def _kinds(report: Report) -> set[tuple[str, str]]:
 
 
 @pytest.mark.parametrize("topology,l2pop,arp", [(DEMO, True, True), (DEMO, False, False),
-                                                (VLAN, True, False)],
-                         ids=["demo-l2pop-arp", "demo-full-mesh", "vlan-and-vxlan"])
+                                                (VLAN, True, False), (GENEVE, True, False)],
+                         ids=["demo-l2pop-arp", "demo-full-mesh", "vlan-and-vxlan", "geneve"])
 def test_a_converged_simulated_lab_verifies_clean(topology: Path, l2pop: bool,
                                                   arp: bool) -> None:
     sim = Sim(topology, l2pop=l2pop, arp_responder=arp)
