@@ -203,7 +203,11 @@ class Agent:
             self.stats.ports_active.add(port_id)
         for port_id in sorted(self.stats.ports_active - bound_ids):
             self.stats.ports_active.discard(port_id)
-            if port_id in self.cache.ports:
+            port = self.cache.ports.get(port_id)
+            # a port that moved to another host (a live migration) is that host's to report:
+            # our DOWN, late, would overwrite its ACTIVE (Neutron's update_device_down
+            # likewise ignores a device not bound to the reporting agent's host)
+            if port is not None and port.host == self.conf.host:
                 self.controller.set_port_status(port_id, "DOWN")
 
     def _talk_to_controller(self, wait: float) -> None:
