@@ -12,14 +12,17 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
+from ipaddress import IPv4Address
 from pathlib import Path
 
 import pytest
 
 from tunnelnet.cli.main import main
+from tunnelnet.lab.announce import rarp_frame
 from tunnelnet.lab.sim import SimError, SimInputError, SimLab
 from tunnelnet.lab.state import StateFile
 from tunnelnet.lab.topology import load
+from tunnelnet.packet.flowkey import extract_flow_key
 
 TOPOLOGY = Path(__file__).resolve().parents[2] / "netns" / "topologies" / "move.toml"
 AGES = re.compile(r"(duration|idle_age|hard_age)=[^,]*, ?")  # time passes; nothing else may
@@ -94,6 +97,26 @@ def test_moving_there_and_back_leaves_the_port_active_where_it_is() -> None:
     assert _binding(lab, "mover") == ("hv1", "ACTIVE")
     lab.converge()
     assert _binding(lab, "mover") == ("hv1", "ACTIVE")
+    assert lab.ping("pinger", "mover").reached
+
+
+def test_a_vm_moving_in_takes_away_what_table_10_had_learned_of_it_while_it_was_away() -> None:
+    lab = _lab(l2pop=False)
+    mac = lab.vms["mover"].mac
+    lab.move_vm("mover", "hv2")
+    # mover's announcement reaches hv1 (which keeps red-net for "stay") through its tunnel
+    # from hv2: hv1's own learn() in table 10 writes "mover is behind hv2" into table 20
+    tunnel = next(p for p in lab.switches["hv1"].ports.values()
+                  if p.options.get("remote_ip") == HV_IP["hv2"])
+    frame = rarp_frame(mac)
+    key = extract_flow_key(frame, tunnel.ofport, tun_id=3001,  # red-net's VNI (move.toml)
+                           tun_src=int(IPv4Address(HV_IP["hv2"])),
+                           tun_dst=int(IPv4Address(HV_IP["hv1"])))
+    lab.switches["hv1"].bridge("br-tun").process(key, len(frame))
+    assert _table_20_for(lab, "hv1", mac) == [HV_IP["hv2"]]
+    # it comes back: hv1 must no longer say that mover is behind hv2
+    lab.move_vm("mover", "hv1")
+    assert _table_20_for(lab, "hv1", mac) == []
     assert lab.ping("pinger", "mover").reached
 
 
