@@ -14,6 +14,7 @@ import itertools
 import json
 import os
 import re
+import shutil
 import signal
 import statistics
 import subprocess
@@ -74,6 +75,7 @@ def measure(moves: int, l2pop: bool) -> list[dict[str, Any]]:
             time.sleep(0.5)
     finally:
         runner.down()
+        shutil.rmtree(directory, ignore_errors=True)  # what lab down leaves: the empty dir
     return rows
 
 
