@@ -21,7 +21,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from tunnelnet.agent import br_phys, desired
+from tunnelnet.agent import br_phys, br_tun, desired
 from tunnelnet.agent.applier import FlowApplier
 from tunnelnet.agent.backend import BackendError, SwitchBackend, SwitchPort
 from tunnelnet.agent.controller import Controller, ControllerCache
@@ -32,6 +32,7 @@ from tunnelnet.agent.tunnels import parse_tunnel_port_name
 from tunnelnet.agent.view import CloudView, Network, Vnic
 from tunnelnet.api import ResyncRequired
 from tunnelnet.errors import TunnelnetError
+from tunnelnet.packet import tunnel_kinds
 from tunnelnet.switch.pipeline import IntTable
 
 log = logging.getLogger(__name__)
@@ -183,7 +184,21 @@ class Agent:
             self.conf, view, cookie=self.cookie, patch_int_ofport=patch_int,
             local_networks=local_networks.values(), local_vlans=local_vlans,
             tunnel_ofports=tunnel_ofports))
+        self._forget_learned_locals(
+            [b for b in bound if b.port.id not in self.stats.ports_active], local_vlans)
         self._bound = {b.port.id for b in bound}
+
+    def _forget_learned_locals(self, new: list[desired.Binding],
+                               local_vlans: dict[str, int]) -> None:
+        """A port that has just come here (a VM booted, or moved in by a live migration) may
+        have left behind what table 10 learned while it was elsewhere: "this MAC is behind
+        the tunnel to its old host", kept until its hard timeout. br-int switches frames to
+        it locally, but the entry would still say the MAC lives there; remove it."""
+        for binding in new:
+            if not tunnel_kinds.is_tunnel(binding.network.network_type):
+                continue
+            match = br_tun.learned_entry(local_vlans[binding.network.id], binding.port.mac)
+            self.backend.del_flows(BR_TUN, match, strict=True)
 
     def _converge_tunnels(self, view: CloudView,
                           local_networks: list[Network]) -> dict[str, int]:
@@ -213,7 +228,11 @@ class Agent:
             self.stats.ports_active.add(port_id)
         for port_id in sorted(self.stats.ports_active - bound_ids):
             self.stats.ports_active.discard(port_id)
-            if port_id in self.cache.ports:
+            port = self.cache.ports.get(port_id)
+            # a port that moved to another host (a live migration) is that host's to report:
+            # our DOWN, late, would overwrite its ACTIVE (Neutron's update_device_down
+            # likewise ignores a device not bound to the reporting agent's host)
+            if port is not None and port.host == self.conf.host:
                 self.controller.set_port_status(port_id, "DOWN")
 
     def _talk_to_controller(self, wait: float) -> None:
