@@ -220,3 +220,17 @@ def test_a_translation_flow_changed_by_hand_is_blamed_not_the_vnics_it_disagrees
     assert found.kind.value == "wrong_actions" and "tun_id=0x3e9" in found.subject
     assert f"mod_vlan_vid:{own}," in found.detail
     assert host.local_vlans["red-net"] == own and "vNICs' tag" in host.vlan_source["red-net"]
+
+
+@pytest.mark.parametrize("l2pop", [True, False], ids=["l2pop", "full-mesh"])
+def test_after_a_vm_moves_every_hypervisor_verifies_clean(l2pop: bool) -> None:
+    sim = Sim(DEMO, l2pop=l2pop)
+    try:
+        before = {h.host: h.flows_checked for h in sim.verify().hosts}
+        sim.lab.move_vm("red1", "hv3")  # hv3 had no red VM: red-net arrives there
+        report = sim.verify()
+        assert report.exit_code() == 0, [f.line() for h in report.hosts for f in h.findings]
+        hv3 = next(h for h in report.hosts if h.host == "hv3")
+        assert "red-net" in hv3.local_vlans and hv3.flows_checked > before["hv3"]
+    finally:
+        sim.close()
