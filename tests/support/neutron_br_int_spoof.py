@@ -9,6 +9,11 @@ its install_goto writes resubmit(,N)):
 - table 0, priority 9: ``in_port=P`` to MAC_SPOOF_TABLE 25;
 - table 24, priority 2: ``arp,in_port=P,arp_spa=A`` to 25 for every IPv4 fixed IP and allowed
   pair address A; table 24 drops the rest (priority 0);
+- install_icmpv6_na_spoofing_protection: table 0, priority 10,
+  ``icmp6,in_port=P,icmp_type=136`` to 24; table 24, priority 2, ``...,nd_target=A`` on for
+  every IPv6 fixed IP and pair address and the EUI-64 link-local address of every allowed MAC
+  (left out when an IPv6 address has a /0 prefix). Neutron's "on" there is its rate-limit
+  table 59; tunnelnet has none and goes to 25;
 - table 25, priority 2: ``in_port=P,dl_src=M`` on, for the port's MAC and every pair's MAC.
   Neutron's next table is LOCAL_EGRESS_TABLE (30), which only leads on to 60; tunnelnet has
   no table 30, so "on" is table 60 here.
@@ -55,7 +60,14 @@ def port_flows(port: SpoofPort, cookie: int) -> list[str]:
     owned = [(ip, port.mac) for ip in port.fixed_ips] + pairs
     macs = sorted({port.mac, *(mac for _, mac in pairs)})
     v4 = {ip for ip, _ in owned if ipaddress.ip_network(ip, strict=False).version == 4}
+    v6 = {ip for ip, _ in owned if ipaddress.ip_network(ip, strict=False).version == 6}
+    v6 |= {_eui64(mac) for mac in macs}
     flows = [f"{c}table=0,priority=9,in_port={p} actions=resubmit(,25)"]
+    if not any(ipaddress.ip_network(ip, strict=False).prefixlen == 0 for ip in v6):
+        na = f"icmp6,in_port={p},icmp_type=136"
+        flows.append(f"{c}table=0,priority=10,{na} actions=resubmit(,24)")
+        flows += [f"{c}table=24,priority=2,{na},nd_target={ip} actions=resubmit(,25)"
+                  for ip in v6]
     if not any(ipaddress.ip_network(ip, strict=False).prefixlen == 0 for ip in v4):
         flows.append(f"{c}table=0,priority=10,arp,in_port={p} actions=resubmit(,24)")
         flows += [f"{c}table=24,priority=2,arp,in_port={p},arp_spa={ip} actions=resubmit(,25)"

@@ -49,6 +49,7 @@ NETWORK_OWNER_PREFIX = "network:"
 # address, UDP 68 -> 67; Neutron's firewall lets exactly that through before any address.
 _DHCP_REQUEST = "udp,nw_src=0.0.0.0,nw_dst=255.255.255.255,tp_src=68,tp_dst=67"
 _LINK_LOCAL = ipaddress.IPv6Network("fe80::/64")
+_ND_ADVERT = 136  # ICMPv6 neighbour advertisement (RFC 4861 section 4.4)
 IpNet = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
@@ -95,23 +96,35 @@ def _source_match(proto: str, field: str, ofport: int, mac: str, net: IpNet) -> 
 def port_security(ofport: int, owned: Owned) -> list[FlowMod]:
     """The flows that keep a VM port to its own addresses, as Neutron's agent lays them out.
 
-    Table 0 sends the port's ARP to table 24 (priority 10) and everything else to table 25
-    (priority 9). Table 24 lets ARP on only when its sender IP is the port's; table 25 lets a
-    frame on to NORMAL only from the port's MACs. Neutron checks the IP source in its firewall
+    Table 0 sends the port's ARP and IPv6 neighbour advertisements to table 24 (priority 10)
+    and everything else to table 25 (priority 9). Table 24 lets ARP on only when its sender IP
+    is the port's, an advertisement only when its target is; table 25 lets a frame on to
+    NORMAL only from the port's MACs. Neutron checks the IP source in its firewall
     (iptables' anti-spoof chain, or the OVS firewall's table 71); tunnelnet has none, so table
     25 also holds IPv4 and IPv6 to the (MAC, address) pairs the port owns. A /0 IPv4 address
-    allows any sender, so, as in Neutron, ARP then skips table 24 (arp_spa cannot match /0).
+    allows any sender, so, as in Neutron, ARP then skips table 24 (arp_spa cannot match /0);
+    a /0 IPv6 address does the same for advertisements.
     """
     t, p = IntTable, IntPriority
     port = _port_match(ofport)
     sources = owned.sources()
     v4 = sorted({net for _, net in sources if net.version == 4}, key=str)
+    v6 = sorted({net for _, net in sources if net.version == 6}, key=str)
     flows: list[FlowMod] = []
     if all(net.prefixlen for net in v4):
         flows.append(FlowMod(t.LOCAL_SWITCHING, p.TO_ARP_SPOOF, f"arp,{port}",
                              f"resubmit(,{t.ARP_SPOOF})"))
         flows.extend(FlowMod(t.ARP_SPOOF, p.ALLOWED, f"arp,{port},arp_spa={_net_text(net)}",
                              f"resubmit(,{t.MAC_SPOOF})") for net in v4)
+    if all(net.prefixlen for net in v6):
+        # IPv6's ARP: a neighbour advertisement may name only the port's own addresses
+        # (Neutron's install_icmpv6_na_spoofing_protection; its allowed ones go on to its
+        # rate-limit table, here to 25, which checks the MAC and source as for any packet)
+        na = f"icmp6,{port},icmp_type={_ND_ADVERT}"
+        flows.append(FlowMod(t.LOCAL_SWITCHING, p.TO_ARP_SPOOF, na,
+                             f"resubmit(,{t.ARP_SPOOF})"))
+        flows.extend(FlowMod(t.ARP_SPOOF, p.ALLOWED, f"{na},nd_target={_net_text(net)}",
+                             f"resubmit(,{t.MAC_SPOOF})") for net in v6)
     flows.append(FlowMod(t.LOCAL_SWITCHING, p.TO_MAC_SPOOF, port, f"resubmit(,{t.MAC_SPOOF})"))
     on = f"resubmit(,{t.TRANSIENT})"
     for mac in owned.macs():

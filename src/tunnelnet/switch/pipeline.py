@@ -42,7 +42,7 @@ class IntTable(IntEnum):
 
     LOCAL_SWITCHING = 0
     CANARY = 23  # a flow the agent checks to notice a switch restart
-    ARP_SPOOF = 24  # ARP from a protected port: only for the port's own IPv4 addresses
+    ARP_SPOOF = 24  # ARP and neighbour advertisements of a protected port: its addresses only
     MAC_SPOOF = 25  # anything from a protected port: only from its MACs (and IP addresses)
     TRANSIENT = 60  # hands frames to NORMAL
 
@@ -78,7 +78,7 @@ class IntPriority(IntEnum):
     IP_SPOOF_DROP = 3  # table 25: IPv4/IPv6 from a source the port does not own
     ALLOWED_SOURCE = 4  # table 25: a (MAC, IP) pair the port owns, and DHCP before an address
     TO_MAC_SPOOF = 9  # table 0: everything from a protected port to table 25 (Neutron's 9)
-    TO_ARP_SPOOF = 10  # table 0: ARP from a protected port to table 24 (Neutron's 10)
+    TO_ARP_SPOOF = 10  # table 0: ARP and IPv6 NA of a protected port to 24 (Neutron's 10)
     DEAD_VLAN = 65535  # the dead VLAN is never switched, above everything
 
 
@@ -174,14 +174,16 @@ def _br_int() -> Pipeline:
         TableDecl(t.LOCAL_SWITCHING, t.LOCAL_SWITCHING.name,
                   "drops frames of unbound ports (dead VLAN 4095), turns a physical network's "
                   "VLAN into the local VLAN, sends what a port with port security sends to "
-                  "table 24 (ARP) or 25 (the rest), passes the rest on to table 60",
+                  "table 24 (ARP, IPv6 neighbour advertisements) or 25 (the rest), passes the "
+                  "rest on to table 60",
                   (t.ARP_SPOOF, t.MAC_SPOOF, t.TRANSIENT), miss=f"resubmit(,{t.TRANSIENT})"),
         TableDecl(t.CANARY, "CANARY_TABLE",
                   "holds one flow whose absence tells the agent the switch restarted"),
         TableDecl(t.ARP_SPOOF, "ARP_SPOOF_TABLE",
                   "port security: lets an ARP packet on to table 25 only when its sender IP "
-                  "(arp_spa) is one of the sending port's fixed IPs or allowed address pairs; "
-                  "drops every other ARP (a spoofed or gratuitous claim to another's address)",
+                  "(arp_spa) is one of the sending port's fixed IPs or allowed address pairs, "
+                  "an IPv6 neighbour advertisement only when its target (nd_target) is; drops "
+                  "every other one (a spoofed or gratuitous claim to another's address)",
                   (t.MAC_SPOOF,)),
         TableDecl(t.MAC_SPOOF, "MAC_SPOOF_TABLE",
                   "port security: lets a frame on to table 60 only when its source MAC is the "

@@ -87,6 +87,12 @@ def test_neutron_layout_table_0_sends_arp_to_24_at_10_and_the_rest_to_25_at_9() 
     assert by_place[(0, 10, f"arp,in_port={VM_PORT}")] == "resubmit(,24)"
     assert by_place[(0, 9, f"in_port={VM_PORT}")] == "resubmit(,25)"
     assert by_place[(24, 2, f"arp,in_port={VM_PORT},arp_spa={IP_}")] == "resubmit(,25)"
+    # install_icmpv6_na_spoofing_protection: advertisements to 24 at 10, the EUI-64
+    # link-local target of the port's MAC allowed there
+    na = f"icmp6,in_port={VM_PORT},icmp_type=136"
+    assert by_place[(0, 10, na)] == "resubmit(,24)"
+    assert by_place[(24, 2, f"{na},nd_target={br_int.eui64_link_local(MAC)}")] == \
+        "resubmit(,25)"
     assert by_place[(25, 2, f"in_port={VM_PORT},dl_src={MAC}")] == "resubmit(,60)"
     defaults = {(f.table, f.priority, f.match): f.actions for f in br_int.default_flows()}
     assert defaults[(24, 0, "")] == "drop"
@@ -103,8 +109,7 @@ def test_address_pairs_add_their_ip_to_table_24_and_their_mac_to_table_25() -> N
 def test_a_zero_prefix_pair_lifts_the_arp_check_as_neutron_does() -> None:
     owned = br_int.Owned(MAC, (IP_,), (("0.0.0.0/0", MAC),))
     flows = br_int.port_security(VM_PORT, owned)
-    assert not [f for f in flows if f.table in (IntTable.ARP_SPOOF,)
-                or f.match.startswith("arp,")]
+    assert not [f for f in flows if f.match.startswith("arp,")]
     br = _bridge(_port(address_pairs=(AddressPair("0.0.0.0/0", MAC),)))
     assert _passes(br, _arp(MAC, OTHER_IP, OTHER_IP))
     assert _passes(br, _ping(MAC, "192.0.2.77"))
@@ -147,6 +152,11 @@ def test_ipv6_sources_are_held_to_the_port_and_its_link_local_address() -> None:
 
     assert _passes(br, v6("2001:db8::5"))
     assert _passes(br, v6(lla))
+    # IPv6's gratuitous ARP: an advertisement naming another's address, from its own source
+    forged_na = bytes(Ether(src=MAC, dst="33:33:00:00:00:01") /
+                      IPv6(src="2001:db8::5", dst="ff02::1") / ICMPv6ND_NA(tgt="2001:db8::6"))
+    trace = br.trace(_flow_text(forged_na))
+    assert trace.drop and trace.steps[-1].table == IntTable.ARP_SPOOF
     # duplicate address detection (RFC 4862 5.4.2) comes from ::
     assert _passes(br, bytes(Ether(src=MAC, dst="33:33:ff:00:00:05") /
                              IPv6(src="::", dst="ff02::1:ff00:5") /
