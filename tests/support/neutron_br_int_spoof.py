@@ -23,7 +23,9 @@ iptables firewall's anti-spoof rules (source address with the MAC it belongs to;
 request from 0.0.0.0 to 255.255.255.255, UDP 68 -> 67, before any address) and RFC 4291
 (an IPv6 port also owns the EUI-64 link-local address of each of its MACs; DAD and MLD come
 from ::): those sources at priority 4, every other IPv4/IPv6 packet dropped at priority 3,
-and table 25's own catch-all drop.
+and table 25's own catch-all drop; and the firewall's drops of what only the network's
+services send (DHCP server replies UDP 67 -> 68, DHCPv6 547 -> 546, router advertisements
+ICMPv6 134) at priority 5.
 """
 
 from __future__ import annotations
@@ -87,5 +89,8 @@ def port_flows(port: SpoofPort, cookie: int) -> list[str]:
         flows.append(f"{c}table=25,priority=4,{proto},in_port={p},dl_src={mac},{name}={ip} "
                      f"actions={ON}")
     flows += [f"{c}table=25,priority=3,ip,in_port={p} actions=drop",
-              f"{c}table=25,priority=3,ipv6,in_port={p} actions=drop"]
+              f"{c}table=25,priority=3,ipv6,in_port={p} actions=drop",
+              f"{c}table=25,priority=5,udp,in_port={p},tp_src=67,tp_dst=68 actions=drop",
+              f"{c}table=25,priority=5,udp6,in_port={p},tp_src=547,tp_dst=546 actions=drop",
+              f"{c}table=25,priority=5,icmp6,in_port={p},icmp_type=134 actions=drop"]
     return flows

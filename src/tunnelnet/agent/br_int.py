@@ -48,6 +48,8 @@ NETWORK_OWNER_PREFIX = "network:"
 # RFC 2131 section 4.1: a client with no address yet sends from 0.0.0.0 to the broadcast
 # address, UDP 68 -> 67; Neutron's firewall lets exactly that through before any address.
 _DHCP_REQUEST = "udp,nw_src=0.0.0.0,nw_dst=255.255.255.255,tp_src=68,tp_dst=67"
+_SERVICES = ("udp,{port},tp_src=67,tp_dst=68", "udp6,{port},tp_src=547,tp_dst=546",
+             "icmp6,{port},icmp_type=134")
 _LINK_LOCAL = ipaddress.IPv6Network("fe80::/64")
 _ND_ADVERT = 136  # ICMPv6 neighbour advertisement (RFC 4861 section 4.4)
 IpNet = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -101,7 +103,8 @@ def port_security(ofport: int, owned: Owned) -> list[FlowMod]:
     is the port's, an advertisement only when its target is; table 25 lets a frame on to
     NORMAL only from the port's MACs. Neutron checks the IP source in its firewall
     (iptables' anti-spoof chain, or the OVS firewall's table 71); tunnelnet has none, so table
-    25 also holds IPv4 and IPv6 to the (MAC, address) pairs the port owns. A /0 IPv4 address
+    25 also holds IPv4 and IPv6 to the (MAC, address) pairs the port owns, and drops what
+    only the network's DHCP server or router may send. A /0 IPv4 address
     allows any sender, so, as in Neutron, ARP then skips table 24 (arp_spa cannot match /0);
     a /0 IPv6 address does the same for advertisements.
     """
@@ -141,4 +144,9 @@ def port_security(ofport: int, owned: Owned) -> list[FlowMod]:
                              _source_match(proto, field, ofport, mac, net), on))
     flows.extend(FlowMod(t.MAC_SPOOF, p.IP_SPOOF_DROP, f"{proto},{port}", "drop")
                  for proto in ("ip", "ipv6"))
+    # nor may it speak as the network's own services, whatever its addresses: Neutron's
+    # firewall drops DHCP server replies (UDP 67 -> 68, DHCPv6 547 -> 546) and router
+    # advertisements (ICMPv6 134) from instances; a rogue DHCP server would hand out routes
+    flows.extend(FlowMod(t.MAC_SPOOF, p.SERVICE_DROP, match.format(port=port), "drop")
+                 for match in _SERVICES)
     return flows

@@ -77,6 +77,7 @@ class IntPriority(IntEnum):
     NORMAL = 3  # table 60: hand to NORMAL
     IP_SPOOF_DROP = 3  # table 25: IPv4/IPv6 from a source the port does not own
     ALLOWED_SOURCE = 4  # table 25: a (MAC, IP) pair the port owns, and DHCP before an address
+    SERVICE_DROP = 5  # table 25: DHCP server replies and router advertisements from a VM
     TO_MAC_SPOOF = 9  # table 0: everything from a protected port to table 25 (Neutron's 9)
     TO_ARP_SPOOF = 10  # table 0: ARP and IPv6 NA of a protected port to 24 (Neutron's 10)
     DEAD_VLAN = 65535  # the dead VLAN is never switched, above everything
@@ -189,7 +190,8 @@ def _br_int() -> Pipeline:
                   "port security: lets a frame on to table 60 only when its source MAC is the "
                   "sending port's (or an allowed address pair's) and, for IPv4 and IPv6, its "
                   "source IP is one the port owns with that MAC (or a DHCP request from "
-                  "0.0.0.0); drops every other frame (a spoofed source)",
+                  "0.0.0.0); drops every other frame (a spoofed source), and DHCP server "
+                  "replies and router advertisements from a VM",
                   (t.TRANSIENT,)),
         TableDecl(t.TRANSIENT, "TRANSIENT_TABLE",
                   "hands frames to NORMAL: MAC learning per local VLAN", miss="NORMAL"),

@@ -173,6 +173,16 @@ def test_an_allowed_pair_passes_only_with_its_own_mac() -> None:
     assert not _passes(br, _ping(VIP_MAC, OTHER_IP))
 
 
+def test_a_vm_cannot_answer_as_the_networks_dhcp_server_but_the_dhcp_port_can() -> None:
+    offer = bytes(Ether(src=MAC, dst="ff:ff:ff:ff:ff:ff") /
+                  IP(src=IP_, dst="255.255.255.255") / UDP(sport=67, dport=68) /
+                  (b"\x02" + b"\x00" * 240))
+    br = _bridge(_port())
+    trace = br.trace(_flow_text(offer))
+    assert trace.drop and (trace.steps[-1].table, trace.steps[-1].priority) == (25, 5)
+    assert _passes(_bridge(_port(device_owner="network:dhcp")), offer)
+
+
 @pytest.mark.parametrize("port", [
     _port(port_security=False),
     _port(device_owner="network:dhcp"),
