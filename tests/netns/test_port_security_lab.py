@@ -1,13 +1,16 @@
 """Port security from the attacker's side, in one namespace lab.
 
-VM att forges frames with scapy: another VM's source MAC, another VM's IP, a gratuitous ARP
-for its neighbour's address and one for the gateway's. The judges are the victims' own Linux
+An attacking VM forges frames with scapy: another VM's source MAC, another VM's IP, a
+gratuitous ARP for its neighbour's address and one for the gateway's. One attacker (att) sits
+on a hypervisor running our switch, the other (mal) on one running Open vSwitch: the agent's
+flows must hold on both. The judges are the victims' own Linux
 (their ARP caches, `ip -json neigh`) and captures on their taps (tcpdump, read back by scapy),
 not our switch: both must show no trace of a forged frame (and an honest control frame sent
 alongside must show, so a dead capture cannot pass), while br-int's port-security drop
 flows count them (Neutron's ARP_SPOOF_TABLE 24 and MAC_SPOOF_TABLE 25). A VIP in an allowed
 address pair moves between two VMs by gratuitous ARP, as keepalived moves one. Last, port
-security switched off on att lets the very same forgery through, so the checks can fail.
+security switched off on an attacker's port lets the very same forgery through, so the checks
+can fail.
 
 The victims accept gratuitous ARP for addresses they do not know yet (arp_accept=1), so a
 forged one that got through would leave an entry behind.
@@ -65,6 +68,7 @@ def _ns(ns: str, *argv: str, check: bool = True,
 @dataclass(frozen=True)
 class Vm:
     name: str
+    hypervisor: str
     netns: str
     tap: str
     mac: str
@@ -83,21 +87,45 @@ class Lab:
 
         return Client(self.state["server_url"], self.state["admin_token"])
 
+    def on_ovs(self, hv: str) -> bool:
+        return self.state["hypervisors"][hv].get("switch") == "ovs"
+
     def flows(self, hv: str) -> list[str]:
+        """br-int's flows with counters, from the switch itself (ours, or Open vSwitch's
+        ovs-ofctl)."""
         rundir = self.state["hypervisors"][hv]["rundir"]
-        out = _tn(self.directory, "ofctl", "--rundir", rundir, "dump-flows", "br-int")
-        return [line.strip() for line in out.stdout.splitlines() if "table=" in line]
+        if self.on_ovs(hv):
+            out = _ovs(rundir, "ovs-ofctl", "--no-names", "dump-flows", "br-int")
+        else:
+            out = _tn(self.directory, "ofctl", "--rundir", rundir, "dump-flows", "br-int").stdout
+        return [line.strip() for line in out.splitlines() if "table=" in line]
+
+    def ofport(self, vm: Vm) -> int:
+        rundir = self.state["hypervisors"][vm.hypervisor]["rundir"]
+        if self.on_ovs(vm.hypervisor):
+            return int(_ovs(rundir, "ovs-vsctl", f"--db=unix:{rundir}/db.sock", "get",
+                            "Interface", vm.tap, "ofport"))
+        out = _tn(self.directory, "vsctl", "--rundir", rundir, "list-ports", "br-int", "--json")
+        return int(next(p["ofport"] for p in json.loads(out.stdout) if p["name"] == vm.tap))
+
+
+def _ovs(rundir: str, *argv: str) -> str:
+    from tunnelnet.lab.ovs_host import ovs_env
+
+    return subprocess.run(argv, capture_output=True, text=True, timeout=30, check=True,
+                          env={**os.environ, **ovs_env(Path(rundir))}).stdout
 
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     require_tool("tcpdump")
+    require_tool("ovs-vswitchd")
     directory = tmp_path_factory.mktemp("portsec")
     up = _tn(directory, "lab", "up", str(TOPOLOGY))
     try:
         assert up.returncode == 0, up.stdout + up.stderr
         state = json.loads((directory / "state.json").read_text())
-        vms = {name: Vm(name, v["netns"], v["tap"],
+        vms = {name: Vm(name, v["hypervisor"], v["netns"], v["tap"],
                         v["mac"], v["ip"], v["port_id"])
                for name, v in state["vms"].items()}
         for victim in ("vic", "far"):
@@ -198,14 +226,8 @@ def _n_packets(lines: list[str], where: str) -> int:
     return int(line.split("n_packets=")[1].split(",")[0])
 
 
-def _ofport(lab: Lab, vm: Vm) -> int:
-    rundir = lab.state["hypervisors"]["hv1"]["rundir"]
-    out = _tn(lab.directory, "vsctl", "--rundir", rundir, "list-ports", "br-int", "--json")
-    return int(next(p["ofport"] for p in json.loads(out.stdout) if p["name"] == vm.tap))
-
-
-def _attack(lab: Lab, tmp: Path, tag: str) -> tuple[dict[str, list[str]], bytes]:
-    att, vic, far = (lab.vms[n] for n in ("att", "vic", "far"))
+def _attack(lab: Lab, tmp: Path, tag: str, att: Vm) -> tuple[dict[str, list[str]], bytes]:
+    vic, far = lab.vms["vic"], lab.vms["far"]
     marker = f"tn-forged-{secrets.token_hex(4)}".encode()
     honest = f"tn-honest-{secrets.token_hex(4)}".encode()
     frames = [
@@ -227,17 +249,22 @@ def _attack(lab: Lab, tmp: Path, tag: str) -> tuple[dict[str, list[str]], bytes]
     return seen, marker
 
 
+ATTACKERS = pytest.mark.parametrize("attacker", ["att", "mal"],
+                                    ids=["on_our_switch", "on_open_vswitch"])
+
+
+@ATTACKERS
 def test_forged_frames_never_reach_the_victims_and_are_counted_on_br_int(
-        lab: Lab, tmp_path: Path) -> None:
-    att, vic, far = (lab.vms[n] for n in ("att", "vic", "far"))
+        lab: Lab, tmp_path: Path, attacker: str) -> None:
+    att, vic, far = (lab.vms[n] for n in (attacker, "vic", "far"))
     # the victims know each other (and att) from real traffic first
     assert _ping(vic, far.ip) and _ping(far, vic.ip) and _ping(vic, att.ip)
     before = {"vic": _neigh(vic), "far": _neigh(far)}
     assert before["vic"][far.ip] == far.mac and before["far"][vic.ip] == vic.mac
-    flows_before = lab.flows("hv1")
-    port = _ofport(lab, att)
+    flows_before = lab.flows(att.hypervisor)
+    port = lab.ofport(att)
 
-    seen, _ = _attack(lab, tmp_path, "protected")
+    seen, _ = _attack(lab, tmp_path, "protected", att)
 
     assert seen == {"vic": [], "far": []}
     after = {"vic": _neigh(vic), "far": _neigh(far)}
@@ -245,7 +272,7 @@ def test_forged_frames_never_reach_the_victims_and_are_counted_on_br_int(
     assert GATEWAY not in after["vic"] and GATEWAY not in after["far"]
     # the forged source MAC taught no switch that vic lives behind att's port
     assert _ping(far, vic.ip)
-    flows = lab.flows("hv1")
+    flows = lab.flows(att.hypervisor)
     # two ARP forgeries, REPEAT times each, dropped by table 24's catch-all (Neutron's drop);
     # three IP forgeries by table 25's rule for IP from an address the port does not own
     t24 = [x for x in flows if "table=24" in x]
@@ -257,7 +284,7 @@ def test_forged_frames_never_reach_the_victims_and_are_counted_on_br_int(
     assert _n_packets(t25, ip_rule) - _n_packets(t25_before, ip_rule) >= 3 * REPEAT
 
     # and the trace names the table and the flow
-    traced = _tn(lab.directory, "trace", "att", "far", "--src-ip", vic.ip, "--json")
+    traced = _tn(lab.directory, "trace", att.name, "far", "--src-ip", vic.ip, "--json")
     assert traced.returncode == 1
     ends = json.loads(traced.stdout)["outcome"]["ends"]
     assert any(e["what"] == "dropped" and e["reason"].startswith("table 25 (MAC_SPOOF_TABLE")
@@ -287,14 +314,18 @@ def test_a_vip_in_an_allowed_address_pair_moves_between_two_vms_by_gratuitous_ar
                 api.update("port", holder.port_id, allowed_address_pairs=[])
 
 
-def test_port_security_off_lets_the_same_forgery_through(lab: Lab, tmp_path: Path) -> None:
-    att, vic, far = (lab.vms[n] for n in ("att", "vic", "far"))
-    port = _ofport(lab, att)
+@ATTACKERS
+def test_port_security_off_lets_the_same_forgery_through(lab: Lab, tmp_path: Path,
+                                                         attacker: str) -> None:
+    att, vic, far = (lab.vms[n] for n in (attacker, "vic", "far"))
+    port = lab.ofport(att)
     with lab.api() as api:
         api.update("port", att.port_id, port_security_enabled=False)
-    _wait(lambda: not any(f"in_port={port}" in x for x in lab.flows("hv1")),
-          "att's port-security flows to go")
-    assert _ping(vic, far.ip)
-    seen, _ = _attack(lab, tmp_path, "open")
+    _wait(lambda: not any(f"in_port={port}" in x for x in lab.flows(att.hypervisor)),
+          f"{att.name}'s port-security flows to go")
+    # the switches may have learned vic's MAC on att's port from an earlier forgery: vic's own
+    # traffic teaches them back
+    _wait(lambda: _ping(vic, far.ip) and _ping(far, vic.ip), "vic and far to reach each other")
+    seen, _ = _attack(lab, tmp_path, "open", att)
     assert seen["vic"] and seen["far"]  # the same frames now arrive
-    assert _neigh(vic).get(GATEWAY) == att.mac or _neigh(far).get(GATEWAY) == att.mac
+    assert att.mac in (_neigh(vic).get(GATEWAY), _neigh(far).get(GATEWAY))
