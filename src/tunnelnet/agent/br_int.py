@@ -104,9 +104,9 @@ def port_security(ofport: int, owned: Owned) -> list[FlowMod]:
     NORMAL only from the port's MACs. Neutron checks the IP source in its firewall
     (iptables' anti-spoof chain, or the OVS firewall's table 71); tunnelnet has none, so table
     25 also holds IPv4 and IPv6 to the (MAC, address) pairs the port owns, and drops what
-    only the network's DHCP server or router may send. A /0 IPv4 address
-    allows any sender, so, as in Neutron, ARP then skips table 24 (arp_spa cannot match /0);
-    a /0 IPv6 address does the same for advertisements.
+    only the network's DHCP server or router may send. A /0 IPv4 address allows any sender,
+    so, as in Neutron, ARP then skips table 24 (arp_spa cannot match /0); a /0 IPv6 address
+    does the same for advertisements.
     """
     t, p = IntTable, IntPriority
     port = _port_match(ofport)
