@@ -157,8 +157,24 @@ def plan_tunnels(conf: AgentConfig, view: CloudView, local_networks: Iterable[Ne
     return sorted(tunnels.values(), key=lambda t: t.name)
 
 
-def br_int_flows(dead: Iterable[Vnic]) -> list[FlowMod]:
-    return [*br_int.default_flows(), *(br_int.dead_port(v.ofport) for v in dead)]
+def protected(port: Port) -> bool:
+    """Neutron's rule: port security on, and not a port the cloud itself owns (DHCP)."""
+    return port.port_security and not port.device_owner.startswith(
+        br_int.NETWORK_OWNER_PREFIX)
+
+
+def owned_addresses(port: Port) -> br_int.Owned:
+    return br_int.Owned(port.mac, port.ips, tuple((p.ip, p.mac) for p in port.address_pairs))
+
+
+def br_int_flows(dead: Iterable[Vnic], bound: Iterable[Binding] = ()) -> list[FlowMod]:
+    """br-int's defaults, a drop per dead vNIC, port security per protected bound vNIC."""
+    flows = [*br_int.default_flows(), *(br_int.dead_port(v.ofport) for v in dead)]
+    for binding in sorted(bound, key=lambda b: b.vnic.ofport):
+        if protected(binding.port):
+            flows.extend(br_int.port_security(binding.vnic.ofport,
+                                              owned_addresses(binding.port)))
+    return flows
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,9 +213,11 @@ def provider_flows(conf: AgentConfig, bindings: Iterable[Binding],
     return ProviderFlows(int_flows, bridges)
 
 
-def int_bridge_flows(dead: Iterable[Vnic], provider: ProviderFlows) -> list[FlowMod]:
-    """The whole of br-int: its own flows, the dead ports' drops, the provider translations."""
-    return [*br_int_flows(dead), *provider.int_flows]
+def int_bridge_flows(dead: Iterable[Vnic], bound: Iterable[Binding],
+                     provider: ProviderFlows) -> list[FlowMod]:
+    """The whole of br-int: its own flows, the dead ports' drops, the bound ports' spoofing
+    protection, the provider translations."""
+    return [*br_int_flows(dead, bound), *provider.int_flows]
 
 
 def port_tags(bindings: Iterable[Binding], dead: Iterable[Vnic],

@@ -155,8 +155,9 @@ class Agent:
         local_vlans = desired.assign_local_vlans(self.lvm, bound)
         current_tags = {p.name: p.tag for p in int_ports}
         provider = self._provider_flows(bound, local_vlans, int_ports)
-        # dead ports first: an unbound vNIC must never sit on a live VLAN
-        self.int_flows.apply(desired.int_bridge_flows(dead, provider))
+        # dead ports first: an unbound vNIC must never sit on a live VLAN; and a port's
+        # spoofing protection is in place before the port leaves the dead VLAN
+        self.int_flows.apply(desired.int_bridge_flows(dead, bound, provider))
         for name, tag in desired.port_tags(bound, dead, local_vlans).items():
             if current_tags.get(name) != tag:
                 self.backend.set_port_tag(BR_INT, name, tag)

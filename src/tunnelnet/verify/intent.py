@@ -136,7 +136,7 @@ class _Planner:
         tun_ports = list(switch.ports.get(BR_TUN, ()))
         phys_ports = {b: list(switch.ports.get(b, ())) for b in set(conf.bridge_mappings.values())}
         provider = desired.provider_flows(conf, self.bound, local_vlans, int_ports, phys_ports)
-        wanted = {BR_INT: parse_wanted(desired.int_bridge_flows(self.dead, provider),
+        wanted = {BR_INT: parse_wanted(desired.int_bridge_flows(self.dead, self.bound, provider),
                                        self.cookie)}
         for bridge, flows in provider.bridges.items():
             wanted[bridge] = parse_wanted(flows, self.cookie)
