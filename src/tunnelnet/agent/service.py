@@ -15,7 +15,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from tunnelnet.agent import br_phys, desired
+from tunnelnet.agent import br_phys, desired, liveness
 from tunnelnet.agent.applier import FlowApplier
 from tunnelnet.agent.backend import BackendError, SwitchBackend, SwitchPort
 from tunnelnet.agent.controller import Controller, ControllerCache
@@ -50,18 +50,24 @@ class AgentStats:
     resyncs: int = 0
     switch_resets: int = 0
     ports_active: set[str] = field(default_factory=set)
+    # tunnel port name -> its bfd_status as last read (every tunnel with BFD on)
+    tunnels: dict[str, dict[str, str]] = field(default_factory=dict)
+    tunnels_down: set[str] = field(default_factory=set)  # out of the flood lists
 
 
 class Agent:
     def __init__(self, conf: desired.AgentConfig, controller: Controller,
                  backend: SwitchBackend, *, timers: AgentTimers | None = None,
                  bridge_mappings: Mapping[str, str] | None = None,
-                 cookie: int | None = None) -> None:
+                 cookie: int | None = None,
+                 bfd: liveness.BfdSettings | None = None) -> None:
         self.conf = conf
         self.controller = controller
         self.backend = backend
         self.timers = timers or AgentTimers()
         self.bridge_mappings = dict(bridge_mappings or {})
+        # BFD on every tunnel port (None: the agent leaves the bfd column alone)
+        self.bfd = bfd
         # a new cookie per agent start: flows of earlier generations are swept after resync
         self.cookie = cookie if cookie is not None else random.getrandbits(63) | 1
         self.cache = ControllerCache()
@@ -172,7 +178,7 @@ class Agent:
         self.tun_flows.apply(desired.br_tun_flows(
             self.conf, view, cookie=self.cookie, patch_int_ofport=patch_int,
             local_networks=local_networks.values(), local_vlans=local_vlans,
-            tunnel_ofports=tunnel_ofports))
+            tunnel_ofports=tunnel_ofports, down_tunnels=frozenset(self.stats.tunnels_down)))
         self._report_port_status({b.port.id for b in bound})
 
     def _converge_tunnels(self, view: CloudView,
@@ -191,7 +197,29 @@ class Agent:
                     BR_TUN, name, type=tunnel.network_type,
                     options={"remote_ip": tunnel.remote_ip, "local_ip": self.conf.tunnel_ip,
                              "key": "flow"})
+        self._converge_liveness({n: p for n, p in have.items() if n in wanted}, wanted)
         return ofports
+
+    def _converge_liveness(self, have: Mapping[str, SwitchPort],
+                           wanted: Mapping[str, desired.TunnelPort]) -> None:
+        """Put our BFD settings on every tunnel, read their sessions, and decide which
+        tunnels the flood lists leave out, saying so when that changes."""
+        if self.bfd is not None:
+            column = self.bfd.column()
+            for name in sorted(wanted):
+                port = have.get(name)
+                if port is None or dict(port.bfd) != column:
+                    self.backend.set_bfd(BR_TUN, name, column)
+        self.stats.tunnels = {n: dict(p.bfd_status) for n, p in have.items() if p.bfd_status}
+        down = {n for n, status in self.stats.tunnels.items() if liveness.tunnel_down(status)}
+        for name in sorted(down - self.stats.tunnels_down):
+            log.warning("tunnel %s to %s is down (%s): taken out of the flood lists", name,
+                        wanted[name].remote_ip, liveness.describe(self.stats.tunnels[name]))
+        for name in sorted(self.stats.tunnels_down - down):
+            if name in wanted:
+                log.warning("tunnel %s to %s is up again: back in the flood lists", name,
+                            wanted[name].remote_ip)
+        self.stats.tunnels_down = down
 
     # -- controller side --------------------------------------------------------------------
 
