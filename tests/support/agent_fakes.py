@@ -25,6 +25,7 @@ class FakeController:
         self.statuses: dict[str, str] = {}
         self.down = False
         self.snapshots = 0  # how many times the agent listed everything
+        self.tunnel_reports: list[list[dict[str, Any]]] = []  # heartbeats' tunnel states
         self.watch_errors: list[Exception] = []  # raised by the next watches, one each
 
     def forget_events(self) -> None:
@@ -51,8 +52,11 @@ class FakeController:
         self.change("agent", "create", {"host": host, "tunnel_ip": tunnel_ip,
                                         "tunnel_types": list(tunnel_types), "alive": True})
 
-    def heartbeat(self, host: str) -> None:
+    def heartbeat(self, host: str, tunnels: Sequence[Mapping[str, Any]] | None = None
+                  ) -> None:
         self._check()
+        if tunnels is not None:
+            self.tunnel_reports.append([dict(t) for t in tunnels])
 
     def snapshot(self) -> Snapshot:
         self._check()

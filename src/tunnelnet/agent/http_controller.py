@@ -8,6 +8,7 @@ as the API contract's ResyncRequired, raised by the client: the agent lists agai
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from tunnelnet.agent.controller import Event, Snapshot
 from tunnelnet.api import NotFoundError
@@ -34,11 +35,12 @@ class HttpController:
             arp_responder_enabled=self.arp_responder, agent_type=AGENT_TYPE)
         self.agent_id = str(agent["id"])
 
-    def heartbeat(self, host: str) -> None:
+    def heartbeat(self, host: str, tunnels: Sequence[Mapping[str, Any]] | None = None
+                  ) -> None:
         if self.agent_id is None:
             return
         try:
-            self.client.heartbeat(self.agent_id)
+            self.client.heartbeat(self.agent_id, tunnels=tunnels)
         except NotFoundError:
             # an admin deleted our record (peers dropped their tunnels to us): we are still
             # here, so register again, as a restarted agent would

@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from tunnelnet.agent import br_phys, desired, liveness
 from tunnelnet.agent.applier import FlowApplier
@@ -68,6 +69,11 @@ class Agent:
         self.bridge_mappings = dict(bridge_mappings or {})
         # BFD on every tunnel port (None: the agent leaves the bfd column alone)
         self.bfd = bfd
+        # what the controller hears of our tunnels (/v2.0/tunnels), with the time each state
+        # was first seen; sent with the next heartbeat, at once when a state changed
+        self._tunnel_report: list[dict[str, Any]] = []
+        self._tunnel_seen: dict[str, tuple[str, float]] = {}  # port -> (state, since)
+        self._report_due = False
         # a new cookie per agent start: flows of earlier generations are swept after resync
         self.cookie = cookie if cookie is not None else random.getrandbits(63) | 1
         self.cache = ControllerCache()
@@ -220,6 +226,23 @@ class Agent:
                 log.warning("tunnel %s to %s is up again: back in the flood lists", name,
                             wanted[name].remote_ip)
         self.stats.tunnels_down = down
+        self._update_report(wanted)
+
+    def _update_report(self, wanted: Mapping[str, desired.TunnelPort]) -> None:
+        report = []
+        for name, status in sorted(self.stats.tunnels.items()):
+            state = status.get("state", "down")
+            seen = self._tunnel_seen.get(name)
+            if seen is None or seen[0] != state:
+                seen = self._tunnel_seen[name] = (state, time.time())
+                self._report_due = True
+            report.append({"port": name, "remote_ip": wanted[name].remote_ip, "state": state,
+                           "forwarding": status.get("forwarding") == "true",
+                           "diagnostic": status.get("diagnostic"), "changed_at": seen[1]})
+        for gone in set(self._tunnel_seen) - set(self.stats.tunnels):
+            del self._tunnel_seen[gone]
+            self._report_due = True
+        self._tunnel_report = report
 
     # -- controller side --------------------------------------------------------------------
 
@@ -241,9 +264,11 @@ class Agent:
                                            sorted(self.conf.tunnel_types), self.bridge_mappings)
             self._registered = True
             self._last_heartbeat = now
-        if now - self._last_heartbeat >= self.timers.heartbeat_interval:
-            self.controller.heartbeat(self.conf.host)
+        if now - self._last_heartbeat >= self.timers.heartbeat_interval or self._report_due:
+            self.controller.heartbeat(self.conf.host,
+                                      self._tunnel_report if self.bfd is not None else None)
             self._last_heartbeat = now
+            self._report_due = False
         if not self._synced:
             self.cache.load(self.controller.snapshot())
             self._synced = True

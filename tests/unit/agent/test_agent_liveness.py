@@ -82,6 +82,21 @@ def test_a_tunnel_that_goes_down_leaves_the_flood_list_and_comes_back(
     assert "tunnel vxlan-c0000202 to 192.0.2.2 is up again" in caplog.text
 
 
+def test_the_controller_hears_each_change_with_the_next_round() -> None:
+    ctl, sw, agent = _setup()
+    sw.set_bfd_status("br-tun", "vxlan-c0000202", **UP)
+    agent.run_round()
+    agent.run_round()
+    sw.set_bfd_status("br-tun", "vxlan-c0000202", **WENT_DOWN)
+    agent.run_round()  # sees the change
+    agent.run_round()  # and reports it
+    (report,) = [r for r in ctl.tunnel_reports[-1] if r["port"] == "vxlan-c0000202"]
+    assert report["state"] == "down" and report["forwarding"] is False
+    assert report["remote_ip"] == "192.0.2.2"
+    assert report["diagnostic"] == "Control Detection Time Expired"
+    assert isinstance(report["changed_at"], float)
+
+
 def test_a_tunnel_whose_session_never_came_up_keeps_flooding() -> None:
     # its peer may not run BFD at all: cutting it off would lose the network there
     _, sw, agent = _setup()
