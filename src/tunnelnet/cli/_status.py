@@ -42,8 +42,8 @@ def print_status(data: dict[str, Any], *, simulated: bool) -> None:
                    for name in hv["tunnels"]]
         rows.append([hv["name"], hv["ip"], "alive" if hv["agent_alive"] else "DEAD",
                      ", ".join(tunnels) or "-"])
-    table(["HYPERVISOR", "UNDERLAY IP", "AGENT", "TUNNELS (port -> remote IP, BFD state)"],
-          rows)
+    # a tunnel's BFD state follows it when it runs BFD ("up", "DOWN for 12 s (...)")
+    table(["HYPERVISOR", "UNDERLAY IP", "AGENT", "TUNNELS (port -> remote IP)"], rows)
     click.echo("VMs:")
     # TAP is Nova's name for the port's vNIC ("tap" + its id's first 11 characters), so a row
     # maps onto 'port list' and onto 'vsctl show'

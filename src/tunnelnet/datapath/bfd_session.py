@@ -333,6 +333,10 @@ class Session:
             self.forwarding = forwarding
             self.flap_count += 1
 
+    def since_change(self) -> float:
+        """Seconds since the state last changed."""
+        return self._clock() - self.changed_at
+
     def status(self) -> dict[str, str]:
         """The ``bfd_status`` column, keys and words as Open vSwitch writes them."""
         return {"state": self.state.label, "forwarding": "true" if self.forwarding else "false",

@@ -161,4 +161,6 @@ class TunnelPort(Port):
         info["bfd"] = dict(self.bfd_column)
         # as Open vSwitch's bfd_status column: empty while BFD is off
         info["bfd_status"] = self.bfd.status() if self.bfd is not None else {}
+        if self.bfd is not None:  # for "down for 12 s" (trace, lab status)
+            info["bfd_since_change_s"] = round(self.bfd.since_change(), 3)
         return info

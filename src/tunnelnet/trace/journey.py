@@ -606,6 +606,7 @@ class Walker:
                       outer_frame_length=len(inner) + over, underlay_mtu=mtu,
                       fits=len(inner) + over - 14 <= mtu)
         explain.annotate_encap(encap, self)
+        encap.liveness = explain.tunnel_liveness(port, to_host or remote_ip)
         exit_.encap = len(encaps)
         encaps.append(encap)
         if not encap.fits:
@@ -638,7 +639,27 @@ class Walker:
                                         for e in ends),
                           summary="", reached_tunnel=bool(encaps), ends=ends)
         outcome.summary = explain.summary(outcome, src, dst, probe, visits, encaps, self)
+        down = self._tunnel_down(src, dst)
+        if down:
+            outcome.summary = down[0].upper() + down[1:] + ". " + outcome.summary
         return outcome
+
+    def _tunnel_down(self, src: VmInfo, dst: VmInfo) -> str:
+        """What BFD says of a tunnel between the two VMs' hypervisors that is not up ("" when
+        there is none): the first thing an operator wants to read when a ping fails."""
+        far_ip = self.hv_ips.get(dst.hypervisor)
+        if src.hypervisor == dst.hypervisor or far_ip is None:
+            return ""
+        try:
+            ports = self.ports(src.hypervisor, "br-tun")
+        except TraceError:
+            return ""
+        for port in ports:
+            if port.is_tunnel and port.options.get("remote_ip") == far_ip:
+                words = explain.tunnel_liveness(port, dst.hypervisor)
+                if words:
+                    return words
+        return ""
 
 
 def _link(visits: list[Visit]) -> None:

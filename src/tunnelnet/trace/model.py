@@ -73,6 +73,8 @@ class Encap:
     underlay_mtu: int
     fits: bool
     explanation: str = ""
+    # the tunnel's BFD session when it is not up: "the tunnel to hv2 has been down for 12 s"
+    liveness: str = ""
 
 
 @dataclass(slots=True)

@@ -48,6 +48,8 @@ def _visit(v: Visit, j: Journey, explain: bool, out: list[str]) -> None:
             out.append(f"     encap {enc.type}: {enc.outer_src} -> {enc.outer_dst} {key}{udp}"
                        f" inner {enc.inner_length} B, outer IP {enc.outer_ip_length} B "
                        f"(underlay MTU {enc.underlay_mtu}: {'fits' if enc.fits else 'TOO BIG'})")
+            if enc.liveness:
+                out += _wrap(enc.liveness[0].upper() + enc.liveness[1:], "     ")
             if explain:
                 out += _wrap(enc.explanation, "     ")
     if v.learning:
