@@ -27,6 +27,8 @@ from tunnelnet.client import Client
 from tunnelnet.datapath import messages as m
 from tunnelnet.datapath.control import ControlClient
 from tunnelnet.lab.state import StateFile
+from tunnelnet.trace.open import open_lab
+from tunnelnet.web.state import snapshot
 
 pytestmark = pytest.mark.netns
 
@@ -130,6 +132,10 @@ def test_a_cut_path_takes_the_tunnels_out_of_flooding_and_everyone_is_told(
                                env=_env(lab_dir))
         words = trace.stdout.lower().replace("\n  ", " ")
         assert "the tunnel to hv3 has been down for" in words, trace.stdout + trace.stderr
+        # what the web page draws: the tunnel with its state (tests/web draws it)
+        drawn = snapshot(open_lab(lab_dir), None)
+        hv1 = next(h for h in drawn["hypervisors"] if h["name"] == "hv1")
+        assert {t["port"]: t["state"] for t in hv1["tunnels"]}[TO_HV3] == "down"
         state = StateFile(lab_dir).load()
         with Client(state.server_url, state.admin_token) as api:
             def reported() -> bool:
