@@ -78,9 +78,16 @@ def test_each_hypervisor_has_a_geneve_port_on_our_switch(lab_dir: Path) -> None:
 
 
 def _bfd(frame: bytes) -> bool:
-    """A BFD control packet inside a tunnel (the inner UDP datagram goes to port 3784)."""
-    inner = Ether(frame).getlayer(UDP, nb=2)
-    return inner is not None and inner.dport == 3784
+    """A BFD control packet inside a tunnel (the inner UDP datagram goes to port 3784), read
+    by scapy from the inner frame (its VXLAN layer may not be loaded to find it itself)."""
+    outer = Ether(frame)
+    for layer in (GENEVE, UDP):
+        if outer.haslayer(layer):
+            payload = bytes(outer[layer].payload)
+            inner = Ether(payload[8:] if layer is UDP else payload)
+            found = inner.getlayer(UDP)
+            return found is not None and found.dport == 3784
+    return False
 
 
 def test_the_geneve_networks_bytes_are_rfc_8926_to_scapy(lab_dir: Path, tmp_path: Path) -> None:

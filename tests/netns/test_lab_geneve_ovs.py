@@ -77,9 +77,16 @@ def test_each_hypervisor_has_a_geneve_port_named_as_neutron_names_it(lab_dir: Pa
 
 
 def _bfd(frame: bytes) -> bool:
-    """A BFD control packet inside a tunnel (the inner UDP datagram goes to port 3784)."""
-    inner = Ether(frame).getlayer(UDP, nb=2)
-    return inner is not None and inner.dport == 3784
+    """A BFD control packet inside a tunnel (the inner UDP datagram goes to port 3784), read
+    by scapy from the inner frame (its VXLAN layer may not be loaded to find it itself)."""
+    outer = Ether(frame)
+    for layer in (GENEVE, UDP):
+        if outer.haslayer(layer):
+            payload = bytes(outer[layer].payload)
+            inner = Ether(payload[8:] if layer is UDP else payload)
+            found = inner.getlayer(UDP)
+            return found is not None and found.dport == 3784
+    return False
 
 
 def _capture_while(lab_dir: Path, pcap: Path, src: str, dst: str) -> list[bytes]:
