@@ -117,3 +117,19 @@ def test_the_geneve_networks_bytes_are_rfc_8926_to_scapy(lab_dir: Path, tmp_path
             0, 0x6558, VNI, 0, 0, 0)
         if packet[IP].src == "192.0.2.11":  # hv1, ours in both topologies
             assert 49152 <= packet[UDP].sport <= 65535  # the inner flow's hash (RFC 8926 3.3)
+
+
+def test_every_tunnel_runs_bfd_and_comes_up_between_our_switch_and_open_vswitch(
+        lab_dir: Path) -> None:
+    # the agents put BFD on every tunnel (default 1000 ms); in the mixed lab Open vSwitch's
+    # own BFD is hv2's end of each session
+    deadline = time.monotonic() + 40
+    while True:
+        status = _lab(lab_dir, "status", "--json")
+        assert status.returncode == 0, status.stderr
+        states = {(hv["name"], port): s["state"] for hv in json.loads(status.stdout)
+                  ["hypervisors"] for port, s in hv["tunnel_states"].items()}
+        if len(states) == 4 and set(states.values()) == {"up"}:
+            break
+        assert time.monotonic() < deadline, states
+        time.sleep(1.0)
