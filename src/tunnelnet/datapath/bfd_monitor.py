@@ -33,6 +33,8 @@ from tunnelnet.packet.fields import mac_to_int
 
 log = logging.getLogger(__name__)
 
+_MIN_WAIT = 0.0005  # s: the nearest a deadline timer is set
+
 # (port, frame): put one control frame into the port's tunnel (key 0 or the port's own key)
 SendFrame = Callable[[TunnelPort, bytes], None]
 # (port name, state before, state after, diagnostic): told of every change, for whoever
@@ -151,8 +153,16 @@ class BfdMonitor:
 
     def _reschedule(self) -> None:
         if not self._sessions:
+            if self._timer is not None:  # the last session went: nothing wakes the daemon
+                self._timer.cancelled = True
+                self._timer, self._timer_due = None, float("inf")
             return
-        due = max(min(s.wake_time() for _, s, _ in self._sessions.values()), self._loop.now())
+        due = min(s.wake_time() for _, s, _ in self._sessions.values())
+        if due == float("inf"):
+            return  # nothing to send or detect until a packet comes
+        # never in the past: a deadline that running the sessions did not move (a clock
+        # step, a bug) must not turn the loop into a spin
+        due = max(due, self._loop.now() + _MIN_WAIT)
         if due < self._timer_due:
             if self._timer is not None:
                 self._timer.cancelled = True

@@ -224,7 +224,8 @@ class Session:
         """When ``run`` or a send is next needed (clock seconds)."""
         if self.flags & Flag.FINAL:
             return 0.0
-        wake = self.next_tx
+        # no periodic packet while the remote asks for none (due() says so too)
+        wake = self.next_tx if self.remote_min_rx > 0 else float("inf")
         if self.state > State.DOWN:
             wake = min(wake, self.detect_at)
         if self.state is State.UP and self.config.decay_min_rx > 0:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import random
 
+import pytest
 from scapy.contrib.bfd import BFD
 from scapy.layers.inet import IP, UDP
 from scapy.layers.l2 import Ether
@@ -134,3 +135,26 @@ def test_no_timer_runs_while_no_port_has_bfd() -> None:
     a.monitor.stop(a.port)
     a.loop.run_once(0)
     assert not [t for t in a.loop._timers if not t.cancelled]
+
+
+@pytest.mark.timeout(30)  # the spin this guards against never returns
+def test_a_remote_that_asks_for_no_packets_does_not_make_the_timer_spin() -> None:
+    clock, a, b = pair()
+    a.monitor.configure(a.port, FAST)
+    b.monitor.configure(b.port, FAST)
+    advance(clock, (a, b), 5.0)
+    assert a.port.bfd is not None
+    a.port.bfd.remote_min_rx = 0  # as a remote's required min RX of 0 leaves it (6.8.7)
+    a.connected = b.connected = False
+    runs = 0
+    real_run = a.monitor._run
+
+    def counted() -> None:
+        nonlocal runs
+        runs += 1
+        real_run()
+
+    a.monitor._run = counted  # type: ignore[method-assign]
+    a.monitor._reschedule()
+    advance(clock, (a,), 1.0, step=0.001)
+    assert runs < 50  # the detection deadline, not a wakeup per loop round
