@@ -35,6 +35,7 @@ _GROUPS: dict[str, str] = {
     "trace": "tunnelnet.cli.trace",
     "web": "tunnelnet.cli.web",
     "watch": "tunnelnet.cli.watchcmd",
+    "store": "tunnelnet.cli.store",
 }
 
 

@@ -24,7 +24,7 @@ from ipaddress import IPv4Address
 from typing import TYPE_CHECKING, Any, Final
 
 from tunnelnet.lab import names
-from tunnelnet.packet import tunnel_kinds
+from tunnelnet.packet import pmtu, tunnel_kinds
 from tunnelnet.packet.fields import ETH_TYPE_ARP, VLAN_CFI, FlowKey, int_to_mac
 from tunnelnet.packet.tunnel import overhead, source_port
 from tunnelnet.switch import crossing
@@ -604,16 +604,22 @@ class Walker:
                       udp_dst=int(port.options.get("dst_port", kind.number)) if udp else None,
                       inner_length=len(inner), outer_ip_length=len(inner) + over - 14,
                       outer_frame_length=len(inner) + over, underlay_mtu=mtu,
-                      fits=len(inner) + over - 14 <= mtu)
+                      fits=len(inner) + over - 14 <= mtu,
+                      vm_mtu=mtu - over + tunnel_kinds.OUTER_ETHERNET - pmtu.l2_length(inner))
+        verdict = None
+        if not encap.fits:
+            # what the switch does with it: ours answers as packet/pmtu.py says (the same
+            # function the datapath calls), Open vSwitch drops it without a word
+            verdict = pmtu.answer(inner, mtu - over + tunnel_kinds.OUTER_ETHERNET)
+            answers = bool(getattr(self.lab.switch(host), "answers_oversize", True))
+            encap.oversize = verdict.what.value if answers else "dropped silently"
         explain.annotate_encap(encap, self)
         encap.liveness = explain.tunnel_liveness(port, to_host or remote_ip)
         exit_.encap = len(encaps)
         encaps.append(encap)
-        if not encap.fits:
-            ends.append(End(host, item.bridge, None, "dropped", f"the encapsulated packet "
-                            f"({encap.outer_ip_length} bytes of IP) exceeds the underlay MTU "
-                            f"{mtu}: vswitchd counts it as mtu_exceeded and it never leaves "
-                            f"{host}"))
+        if verdict is not None:
+            ends.append(End(host, item.bridge, None, "dropped",
+                            explain.oversize_words(encap, verdict, self.lab.switch(host))))
             return
         if to_host is None:
             ends.append(End(host, item.bridge, None, "lost", f"{remote_ip} is no hypervisor "
