@@ -97,7 +97,8 @@ class Ovs:
         wait_for(lambda: (d / "db.sock").exists(), f"ovsdb-server on {hv}")
         self.vsctl("--no-wait", "init")
         lab.spawn(["ovs-vswitchd", f"unix:{d}/db.sock", f"--pidfile={d}/sw.pid",
-                   f"--log-file={d}/sw.log"], netns=hv, log=d / "sw.out", env=self.env)
+                   f"--unixctl={d}/sw.ctl", f"--log-file={d}/sw.log"], netns=hv,
+                  log=d / "sw.out", env=self.env)
         run(["ip", "-n", hv, "addr", "flush", "dev", "eth0"])
         self.vsctl("add-br", "br-phy", "--", "set", "bridge", "br-phy", "datapath_type=netdev",
                    "--", "add-port", "br-phy", "eth0")
