@@ -26,11 +26,10 @@ from tunnelnet.agent import br_phys, br_tun, desired, liveness
 from tunnelnet.agent.applier import FlowApplier
 from tunnelnet.agent.backend import BackendError, SwitchBackend, SwitchPort
 from tunnelnet.agent.controller import Controller, ControllerCache
-from tunnelnet.agent.flowmod import FlowMod
 from tunnelnet.agent.local_vlan import LocalVlanManager
 from tunnelnet.agent.tables import DEAD_VLAN
 from tunnelnet.agent.tunnels import parse_tunnel_port_name
-from tunnelnet.agent.view import CloudView, Network, Vnic
+from tunnelnet.agent.view import CloudView, Network
 from tunnelnet.api import ResyncRequired
 from tunnelnet.errors import TunnelnetError
 from tunnelnet.packet import tunnel_kinds
@@ -117,29 +116,17 @@ class Agent:
         self._bridges_ready = True
 
     def _provider_flows(self, bindings: list[desired.Binding], local_vlans: dict[str, int],
-                        int_ports: list[SwitchPort]) -> list[FlowMod]:
-        """Program each physical bridge; returns the flows br-int needs for them."""
-        int_ofports = {p.name: p.ofport for p in int_ports}
-        int_flows: list[FlowMod] = []
-        for physnet, bridge in sorted(self.conf.bridge_mappings.items()):
-            int_patch = int_ofports.get(br_phys.int_patch_name(bridge))
-            phy_patch = next((p.ofport for p in self.backend.list_ports(bridge)
-                              if p.name == br_phys.phy_patch_name(bridge)), None)
-            if int_patch is None or phy_patch is None:
-                continue
-            nets = {b.network.id: b.network for b in bindings
-                    if b.network.physical_network == physnet
-                    and b.network.network_type in ("vlan", "flat")}
-            phys = br_phys.phys_default_flows(phy_patch)
-            int_flows += br_phys.int_default_flows(int_patch)
-            for net in nets.values():
-                vid = local_vlans[net.id]
-                phys.append(br_phys.outbound(phy_patch, vid, net.network_type, net.segment))
-                int_flows.append(br_phys.inbound(int_patch, vid, net.network_type, net.segment))
+                        int_ports: list[SwitchPort]) -> desired.ProviderFlows:
+        """Program each physical bridge; returns what br-int needs for them too."""
+        phys_ports = {bridge: self.backend.list_ports(bridge)
+                      for bridge in sorted(set(self.conf.bridge_mappings.values()))}
+        provider = desired.provider_flows(self.conf, bindings, local_vlans, int_ports,
+                                          phys_ports)
+        for bridge, flows in provider.bridges.items():
             applier = self.phys_flows.setdefault(bridge, FlowApplier(self.backend, bridge,
                                                                      self.cookie))
-            applier.apply(phys)
-        return int_flows
+            applier.apply(flows)
+        return provider
 
     def _switch_restarted(self) -> bool:
         """The canary flow of br-int is gone: the switch lost its flows."""
@@ -174,17 +161,15 @@ class Agent:
         int_ports = self.backend.list_ports(BR_INT)
         if not self.lvm.items():
             self._restore_local_vlans(int_ports)
-        vnics = [Vnic(p.name, p.ofport, p.external_ids.get("iface-id"),
-                      p.external_ids.get("attached-mac"))
-                 for p in int_ports if p.name != PATCH_TUN and p.ofport > 0
-                 and p.type != "patch"]
+        vnics = desired.vnics_of(int_ports, patch_tun=PATCH_TUN)
         view = self.cache.view()
         bound, dead = desired.plan_bindings(self.conf, view, vnics)
         local_vlans = desired.assign_local_vlans(self.lvm, bound)
         current_tags = {p.name: p.tag for p in int_ports}
         provider = self._provider_flows(bound, local_vlans, int_ports)
-        # dead ports first: an unbound vNIC must never sit on a live VLAN
-        self.int_flows.apply([*desired.br_int_flows(dead), *provider])
+        # dead ports first: an unbound vNIC must never sit on a live VLAN; and a port's
+        # spoofing protection is in place before the port leaves the dead VLAN
+        self.int_flows.apply(desired.int_bridge_flows(dead, bound, provider))
         for name, tag in desired.port_tags(bound, dead, local_vlans).items():
             if current_tags.get(name) != tag:
                 self.backend.set_port_tag(BR_INT, name, tag)
