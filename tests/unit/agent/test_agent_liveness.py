@@ -135,3 +135,42 @@ def test_settings_refuse_nonsense() -> None:
         BfdSettings(interval_ms=-1)
     with pytest.raises(ValueError, match="1-255"):
         BfdSettings(mult=0)
+
+
+class _Reader:
+    """verify's SwitchReader over the fake switch."""
+
+    kind = "tunnelnet"
+
+    def __init__(self, sw: FakeSwitch) -> None:
+        self.sw = sw
+
+    def list_bridges(self) -> list[str]:
+        return sorted(self.sw.bridges)
+
+    def list_ports(self, bridge: str) -> list[Any]:
+        return self.sw.list_ports(bridge)
+
+    def dump_flows(self, bridge: str) -> list[str]:
+        return self.sw.dump_flows(bridge)
+
+
+def test_verify_holds_a_flood_list_without_a_down_tunnel_to_be_the_agents_choice() -> None:
+    from tunnelnet.verify.run import CloudState, verify_host
+
+    _, sw, agent = _setup()
+    sw.set_bfd_status("br-tun", "vxlan-c0000202", **UP)
+    sw.set_bfd_status("br-tun", "vxlan-c0000203", **UP)
+    agent.run_round()
+    cloud = CloudState(view=agent.cache.view(), configs={"hv1": agent.conf}, labels={},
+                       known_ips=frozenset({"192.0.2.1", "192.0.2.2", "192.0.2.3"}),
+                       revision=1)
+    assert verify_host("hv1", _Reader(sw), cloud).findings == []
+    sw.set_bfd_status("br-tun", "vxlan-c0000202", **WENT_DOWN)
+    agent.run_round()  # hv2 leaves the flood list
+    report = verify_host("hv1", _Reader(sw), cloud)
+    assert report.error is None and report.findings == [], report.findings
+    # ...but a flood output removed by hand while its tunnel is up is still found
+    sw.set_bfd_status("br-tun", "vxlan-c0000202", **{**UP, "flap_count": "3"})
+    assert [f.kind.value for f in verify_host("hv1", _Reader(sw), cloud).findings] == \
+        ["wrong_actions"]
