@@ -22,6 +22,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Mapping, Sequence
 from ipaddress import IPv4Address
 from typing import Any
 
@@ -96,8 +97,9 @@ class CountingController(HttpController):
     heartbeats = 0
     _lock = threading.Lock()
 
-    def heartbeat(self, host: str) -> None:
-        super().heartbeat(host)
+    def heartbeat(self, host: str, tunnels: Sequence[Mapping[str, Any]] | None = None
+                  ) -> None:
+        super().heartbeat(host, tunnels)
         with CountingController._lock:
             CountingController.heartbeats += 1
 

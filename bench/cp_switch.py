@@ -70,6 +70,14 @@ class MemorySwitch:
             raise BackendError(f"no port {name!r} on bridge {bridge!r}")
         ports[name] = replace(ports[name], tag=tag)
 
+    def set_bfd(self, bridge: str, name: str, column: Mapping[str, str]) -> None:
+        """Kept on the port; nothing answers BFD here, so no bfd_status ever says down
+        (the simulation's switch does the same)."""
+        ports = self._bridge(bridge)
+        if name not in ports:
+            raise BackendError(f"no port {name!r} on bridge {bridge!r}")
+        ports[name] = replace(ports[name], bfd=dict(column))
+
     def add_flows(self, bridge: str, flows: Sequence[str]) -> None:
         self._bridge(bridge)
         table = self.flows[bridge]
