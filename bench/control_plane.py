@@ -55,6 +55,7 @@ from bench.cp_procs import (
     start_controller,
     start_etcd,
 )
+from tunnelnet.api import ClientError
 from tunnelnet.client.http import Client
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -469,7 +470,8 @@ def main(argv: list[str] | None = None) -> int:
         workdir = Path(tempfile.mkdtemp(prefix=f"tn-cpbench-{kind}-"))
         try:
             results[kind] = run_scenario(kind, args, procs, workdir)
-        except BenchError as exc:
+        except (BenchError, ClientError) as exc:
+            # a controller that no longer answers in time ends the scenario, not the run
             errors[kind] = str(exc)
             say(f"{kind} failed: {exc}")
         except KeyboardInterrupt:
