@@ -53,8 +53,12 @@ class HttpController:
     def watch(self, since: int, timeout: float) -> list[Event]:
         # ResyncRequired (HTTP 410) goes up as it is: the agent tells it from an outage
         records, revision = self.client.events(since, timeout=max(timeout, 0.05))
+        # another type's agent on a host (a DHCP agent) is no tunnel peer: its record must
+        # not replace, or on delete remove, the Open vSwitch agent's of that host
         events = [Event(r.resource, r.action, r.object, r.revision) for r in records
-                  if r.type == "event" and r.resource and r.action and r.object is not None]
+                  if r.type == "event" and r.resource and r.action and r.object is not None
+                  and (r.resource != "agent"
+                       or r.object.get("agent_type", AGENT_TYPE) == AGENT_TYPE)]
         # nothing we can see changed up to `revision`: move on, so a later poll never asks
         # for a stretch of log that may have been compacted meanwhile
         events.append(Event("bookmark", "update", {}, revision))
