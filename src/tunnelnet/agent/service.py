@@ -24,7 +24,7 @@ from tunnelnet.agent.local_vlan import LocalVlanManager
 from tunnelnet.agent.tables import DEAD_VLAN
 from tunnelnet.agent.tunnels import parse_tunnel_port_name
 from tunnelnet.agent.view import CloudView, Network, Vnic
-from tunnelnet.api import ResyncRequired
+from tunnelnet.api import NotFoundError, ResyncRequired
 from tunnelnet.errors import TunnelnetError
 from tunnelnet.switch.pipeline import IntTable
 
@@ -204,7 +204,12 @@ class Agent:
         for port_id in sorted(self.stats.ports_active - bound_ids):
             self.stats.ports_active.discard(port_id)
             if port_id in self.cache.ports:
-                self.controller.set_port_status(port_id, "DOWN")
+                try:
+                    self.controller.set_port_status(port_id, "DOWN")
+                except NotFoundError:
+                    # deleted since our last event (a DHCP agent unplugs, then deletes its
+                    # port): nothing to report, and no reason to stop the agent
+                    log.info("port %s is gone; not reporting it DOWN", port_id)
 
     def _talk_to_controller(self, wait: float) -> None:
         now = time.monotonic()

@@ -15,6 +15,7 @@ import click
 from tunnelnet.client.http import Client
 from tunnelnet.dhcp import plumbing
 from tunnelnet.dhcp.agent import DhcpAgent, DhcpAgentConfig
+from tunnelnet.dhcp.dnsmasq import unreachable_by_others
 
 
 @click.command("dhcp-agent")
@@ -68,12 +69,21 @@ def cli(host: str, url: str, token: str, rundir: Path, switch_kind: str,
     if shutil.which(dnsmasq_bin) is None:
         raise click.UsageError(f"{dnsmasq_bin!r} not found: install Debian's dnsmasq-base "
                                "(or give --dnsmasq)")
+    state = (state_dir or rundir / "dhcp").absolute()
+    state.mkdir(parents=True, exist_ok=True)
+    state.chmod(0o755)
+    closed = unreachable_by_others(state)
+    if closed is not None:
+        raise click.UsageError(
+            f"dnsmasq runs as user nobody, who cannot pass through {closed} (mode "
+            f"{closed.stat().st_mode & 0o777:o}) to its files in {state}: give a --state-dir "
+            "that everyone may traverse (such as /run/tunnelnet/dhcp)")
     logging.basicConfig(filename=log_file, level=log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per long poll otherwise
     plug: plumbing.SwitchPlug = (plumbing.OvsPlug(ovs_rundir) if switch_kind == "ovs"
                                  else plumbing.VswitchdPlug(rundir.absolute()))
-    conf = DhcpAgentConfig(host=host, state_dir=(state_dir or rundir / "dhcp").absolute(),
+    conf = DhcpAgentConfig(host=host, state_dir=state,
                            netns_prefix=netns_prefix, host_netns=host_netns,
                            dnsmasq=dnsmasq_bin, poll_interval=poll_interval)
     client = Client(url, token)

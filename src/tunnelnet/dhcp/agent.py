@@ -168,6 +168,7 @@ class DhcpAgent:
         if entry is None:
             ns = plumbing.namespace_name(self.conf.netns_prefix, config.network_id)
             paths = Paths(self.conf.state_dir / config.network_id)
+            paths.directory.mkdir(mode=0o755, parents=True, exist_ok=True)
             entry = Served(port_id, ns, Dnsmasq(ns, paths, plumbing.inner_name(port_id),
                                                 self.conf.dnsmasq))
             self.served[config.network_id] = entry

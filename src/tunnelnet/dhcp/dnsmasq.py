@@ -13,6 +13,7 @@ import logging
 import os
 import shutil
 import signal
+import stat
 import subprocess
 from pathlib import Path
 
@@ -29,12 +30,23 @@ class DnsmasqError(TunnelnetError):
     """dnsmasq could not be started or exited at once."""
 
 
+def unreachable_by_others(directory: Path) -> Path | None:
+    """The first of ``directory`` and its parents that a user other than its owner cannot
+    pass through (None: every one can). dnsmasq drops root for user ``nobody`` and re-reads
+    its hosts and options files as that user, so they must be reachable by anyone."""
+    for part in [directory.absolute(), *directory.absolute().parents]:
+        if part.exists() and not part.stat().st_mode & stat.S_IXOTH:
+            return part
+    return None
+
+
 def _write(path: Path, text: str) -> bool:
     """Replace ``path`` atomically (dnsmasq may read it at any moment); True if it changed."""
     if path.exists() and path.read_text() == text:
         return False
     tmp = path.with_suffix(".tmp")
     tmp.write_text(text)
+    tmp.chmod(0o644)  # dnsmasq reads it as user nobody
     os.replace(tmp, path)
     return True
 
@@ -66,6 +78,9 @@ class Dnsmasq:
         gone = released_hosts(self.config, config)
         argv = dnsmasq_argv(config, self.paths, self.interface, self.binary)
         if not self.running():
+            if self._proc is not None:
+                log.warning("dnsmasq in %s (pid %d) exited with status %s; starting it again",
+                            self.namespace, self._proc.pid, self._proc.returncode)
             self._start(argv)
             action = "started"
         elif argv != self._argv:

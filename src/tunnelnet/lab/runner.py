@@ -70,6 +70,13 @@ def check_switches(topo: Topology) -> None:
             "run the topology with --sim")
 
 
+def dhcp_state_dir() -> Path:
+    """Where the lab's DHCP agent keeps dnsmasq's files: not in the lab's directory, which
+    may sit where user nobody (dnsmasq, once it has dropped root) cannot pass, but in /run,
+    named after the lab's prefix as its namespaces are."""
+    return Path("/run/tunnelnet-lab-dhcp") / names.PREFIX
+
+
 def _planned_namespaces(topo: Topology) -> list[str]:
     return [names.UNDERLAY_NS, *(names.hypervisor_ns(h.name) for h in topo.hypervisors),
             *(names.vm_ns(v.name) for v in topo.vms)]
@@ -315,16 +322,16 @@ class LabRunner:
         rundir.mkdir(parents=True, exist_ok=True)
         switch = (["--switch", "ovs", "--ovs-rundir", str(rundir)]
                   if topo.hypervisor(hypervisor).switch == "ovs" else [])
+        state.hypervisors[hypervisor]["dhcp"] = str(dhcp_state_dir())
+        self.file.save(state)
         argv = processes.tunnelnet_argv(
             "dhcp-agent", "--host", hypervisor, "--server", state.server_url,
-            "--rundir", str(rundir), "--state-dir", str(rundir / "dhcp"),
+            "--rundir", str(rundir), "--state-dir", str(dhcp_state_dir()),
             "--netns-prefix", f"{names.PREFIX}-",
             "--host-netns", names.hypervisor_ns(hypervisor),
             "--log-file", str(rundir / "dhcp-agent.log"), *switch)
         self._spawn(state, f"dhcp-agent-{hypervisor}", argv, None,
                     {"TUNNELNET_TOKEN": state.admin_token})
-        state.hypervisors[hypervisor]["dhcp"] = "yes"
-        self.file.save(state)
         self.say(f"{hypervisor}: DHCP agent (dnsmasq per network, in "
                  f"{names.PREFIX}-qdhcp-<network id>)")
 
@@ -489,11 +496,11 @@ class LabRunner:
         """What a DHCP agent that died without cleaning up left: its dnsmasqs (by the pid
         files they wrote, checked to be dnsmasq) and its namespaces, all named from the
         networks this lab made."""
-        for hv, info in state.hypervisors.items():
+        for info in state.hypervisors.values():
             if not info.get("dhcp"):
                 continue
             for net in state.networks.values():
-                pid_file = hv_rundir(self.directory, hv) / "dhcp" / str(net["id"]) / "pid"
+                pid_file = Path(info["dhcp"]) / str(net["id"]) / "pid"
                 try:
                     pid = int(pid_file.read_text().strip())
                     comm = Path(f"/proc/{pid}/comm").read_text().strip()
@@ -514,3 +521,6 @@ class LabRunner:
             (self.directory / name).unlink(missing_ok=True)
         for sub in ["logs", "leases", *state.hypervisors]:
             shutil.rmtree(self.directory / sub, ignore_errors=True)
+        for info in state.hypervisors.values():
+            if info.get("dhcp"):
+                shutil.rmtree(info["dhcp"], ignore_errors=True)

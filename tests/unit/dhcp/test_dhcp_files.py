@@ -42,8 +42,8 @@ def test_hosts_file_names_each_port_of_the_network_by_mac_address_and_hostname()
     config = network_config(NET, [SUB], ports)
     assert config is not None
     assert hosts_file(config).splitlines() == [
-        "fa:16:3e:00:00:01,set:port-p1,10.0.0.11,host-10-0-0-11",
-        "fa:16:3e:00:00:02,set:port-p2,10.0.0.12,host-10-0-0-12",
+        "fa:16:3e:00:00:01,10.0.0.11,host-10-0-0-11",
+        "fa:16:3e:00:00:02,10.0.0.12,host-10-0-0-12",
     ]
 
 
