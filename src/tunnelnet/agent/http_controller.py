@@ -11,9 +11,10 @@ from collections.abc import Mapping, Sequence
 
 from tunnelnet.agent.controller import Event, Snapshot
 from tunnelnet.api import NotFoundError
+from tunnelnet.api.agent_types import OVS_AGENT
 from tunnelnet.client.http import Client
 
-AGENT_TYPE = "Open vSwitch agent"
+AGENT_TYPE = OVS_AGENT
 
 
 class HttpController:

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from tunnelnet.api import NotFoundError, ResyncRequired
+from tunnelnet.api.agent_types import DHCP_AGENT
 from tunnelnet.api.snapshot import Resource
 from tunnelnet.client.http import Client
 from tunnelnet.dhcp import plumbing
@@ -32,7 +33,7 @@ from tunnelnet.errors import TunnelnetError
 
 log = logging.getLogger(__name__)
 
-AGENT_TYPE = "DHCP agent"  # Neutron's name for it in `openstack network agent list`
+AGENT_TYPE = DHCP_AGENT
 
 
 @dataclass(frozen=True, slots=True)
