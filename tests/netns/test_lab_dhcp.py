@@ -185,6 +185,19 @@ def test_the_dhcp_port_is_a_port_of_its_network_on_hv1_and_answers_across_the_tu
     assert _eth0(state.vms["g1"].netns) == ("10.3.0.5", 24, VXLAN_MTU)
 
 
+def test_trace_follows_a_renewal_across_the_tunnel_to_the_dhcp_port_and_the_wire_agrees(
+        lab_dir: Path) -> None:
+    trace = subprocess.run([sys.executable, "-m", "tunnelnet", "trace", "r1", "dhcp-red-net",
+                            "--proto", "udp", "--dport", "67", "--live",
+                            "--dir", str(lab_dir)],
+                           capture_output=True, text=True, timeout=120, check=False,
+                           env={**os.environ, "TUNNELNET_LAB_PREFIX": PREFIX})
+    # exit 0: delivered, and counters, the underlay capture and the DHCP namespace agree
+    assert trace.returncode == 0, trace.stdout + trace.stderr
+    assert "delivered to dhcp-red-net on hv1" in trace.stdout
+    assert "VXLAN" in trace.stdout and "AGREES with the wire" in trace.stdout
+
+
 def test_gateway_dns_servers_and_host_routes_follow_a_subnet_update(
         lab_dir: Path, api: Client, tmp_path: Path) -> None:
     state = _state(lab_dir)
