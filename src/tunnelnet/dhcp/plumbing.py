@@ -116,6 +116,12 @@ def make_namespace(ns: str) -> None:
     except OSError as exc:
         if exc.errno != errno.EEXIST:
             raise PlumbingError(f"cannot create namespace {ns}: {exc.strerror}") from exc
+    # DHCP here is IPv4 only: IPv6's own chatter (router solicitations, MLD, DAD) from the
+    # DHCP port would be flooded to every hypervisor of the network for nothing
+    for scope in ("all", "default"):
+        subprocess.run(["ip", "netns", "exec", ns, "sysctl", "-qw",
+                        f"net.ipv6.conf.{scope}.disable_ipv6=1"],
+                       capture_output=True, timeout=10, check=False)
     with _ipr(ns) as ip:
         lo = _index(ip, "lo")
         if lo is not None:

@@ -39,6 +39,7 @@ Progress = Callable[[str], None]
 
 READY_TIMEOUT = 30.0
 CONVERGE_TIMEOUT = 60.0
+ADD_VM_WIRE_TIMEOUT = 20.0
 
 
 def server_url(directory: Path) -> str:
@@ -405,10 +406,27 @@ class LabRunner:
         """Boot one more VM in a running lab (its tenant is its network's)."""
         state = self.file.load()
         with self.client(state) as api:
-            self._boot_vm(api, state, vm)
-        if state.networks[vm.network].get("dhcp"):
-            self._wait_converged(state)
-            self._lease_all(state, [vm.name])
+            record = self._boot_vm(api, state, vm)
+            if not state.networks[vm.network].get("dhcp"):
+                return record
+
+            def wired() -> bool:
+                ports = api.list("port", network_id=state.networks[vm.network]["id"])
+                return (any(p["id"] == record.port_id and p["status"] == "ACTIVE"
+                            for p in ports)
+                        and any(p["device_owner"] == DEVICE_OWNER and p["status"] == "ACTIVE"
+                                for p in ports))
+            try:
+                processes.wait_until(wired, f"{vm.name}'s port and its DHCP port ACTIVE",
+                                     timeout=ADD_VM_WIRE_TIMEOUT)
+            except processes.ProcessError:
+                # a booted VM whose port nobody binds (its agent stopped) asks in vain, as a
+                # real one would; the lab says so instead of failing the boot
+                self.say(f"{vm.hypervisor}: VM {vm.name} has no lease: its port or the DHCP "
+                         f"port is not ACTIVE (is agent-{vm.hypervisor} running?); ask again "
+                         f"later: tunnelnet lab exec {vm.name} -- udhcpc -i eth0 -q -n")
+                return record
+        self._lease_all(state, [vm.name])
         return state.vms[vm.name]
 
     def _plug(self, state: LabState, hypervisor: str, tap: str, port_id: str, mac: str) -> None:
