@@ -10,6 +10,7 @@ capture as the independent judge of the outer header; `--live` must agree with t
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import tomllib
@@ -30,24 +31,19 @@ HV_IP = {h["name"]: h["ip"] for h in TOPO["hypervisor"]}
 SEGMENT = {n["name"]: n["segment"] for n in TOPO["network"]}
 VM = {v["name"]: v for v in TOPO["vm"]}
 ICMP_FRAME = 14 + 20 + 8 + 56  # Ethernet + IPv4 + ICMP echo + ping's default 56 bytes
+# the trace labs' own namespace prefix, so other labs on the machine neither stop nor disturb
+# them (the three modules bring their labs up one after the other)
+ENV = {**os.environ, "TUNNELNET_LAB_PREFIX": f"ttr{os.getpid() % 10000}"}
 
 
 def _tn(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "tunnelnet", *args], capture_output=True,
-                          text=True, timeout=timeout, check=False)
-
-
-def _netns() -> set[str]:
-    out = subprocess.run(["ip", "-json", "netns", "list"], capture_output=True, text=True,
-                         check=True).stdout
-    return {entry["name"] for entry in json.loads(out or "[]")}
+                          text=True, timeout=timeout, check=False, env=ENV)
 
 
 @pytest.fixture(scope="module")
 def lab_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     require_tool("tcpdump")
-    if any(ns.startswith("tnl-") for ns in _netns()):
-        pytest.skip("another lab is up on this machine (tnl-* namespaces exist)")
     directory = tmp_path_factory.mktemp("tracelab")
     up = _tn("lab", "--dir", str(directory), "up", str(DEMO), timeout=240)
     try:
@@ -261,7 +257,7 @@ def test_oversize_frame_is_predicted_to_stop_at_the_tunnel_and_the_switch_counts
 
     def drops() -> int:
         data = json.loads(_ofctl(rundir, "dump-drops", "--json"))
-        return int(data["bridges"]["br-tun"].get("mtu_exceeded", 0))
+        return int(data["bridges"]["br-tun"].get("mtu_frag_needed", 0))
 
     mtu(1500)
     try:
@@ -271,23 +267,35 @@ def test_oversize_frame_is_predicted_to_stop_at_the_tunnel_and_the_switch_counts
         (enc,) = j["encapsulation"]
         assert enc["outer_ip_length"] == 1423 + 8 + 20 + 14 + 36 == 1501
         assert not enc["fits"] and not j["outcome"]["delivered"]
-        assert any("mtu_exceeded" in e["reason"] for e in j["outcome"]["ends"])
+        # the probe has DF set: the switch answers it with ICMP naming VXLAN's 1450
+        assert enc["vm_mtu"] == 1450 and enc["oversize"] == "mtu_frag_needed"
+        assert any("'fragmentation needed' (mtu 1450)" in e["reason"]
+                   for e in j["outcome"]["ends"])
         assert j["live"]["ok"], j["live"]["failures"]  # not on the wire, not at red3
-        assert drops() == before + 1  # counted, not silent
+        assert drops() == before + 1  # answered and counted, not silent
     finally:
         mtu(red1["mtu"])
 
 
 def test_live_reports_failures_when_the_wire_no_longer_matches_the_trace(
-        lab_dir: Path) -> None:
+        lab_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # the checker itself must be able to fail: trace, then make hv1 drop what table 20 sends
+    from tunnelnet.lab import names
     from tunnelnet.trace.journey import trace as walk
     from tunnelnet.trace.live import check
     from tunnelnet.trace.real import RealLab
 
+    # in this process too, the names of this module's lab (its own prefix), not the default's
+    prefix = ENV["TUNNELNET_LAB_PREFIX"]
+    monkeypatch.setattr(names, "PREFIX", prefix)
+    monkeypatch.setattr(names, "UNDERLAY_NS", f"{prefix}-underlay")
     state = json.loads((lab_dir / "state.json").read_text())
     mac = state["vms"]["red3"]["mac"]
     rundir = state["hypervisors"][VM["red1"]["hypervisor"]]["rundir"]
+    # in this process too, the names of this module's lab (its own prefix), not the default's
+    prefix = ENV["TUNNELNET_LAB_PREFIX"]
+    monkeypatch.setattr(names, "PREFIX", prefix)
+    monkeypatch.setattr(names, "UNDERLAY_NS", f"{prefix}-underlay")
     lab = RealLab(lab_dir)
     journey = walk(lab, "red1", "red3")
     assert journey.outcome.delivered

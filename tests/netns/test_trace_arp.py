@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_trace import DEMO, VM, _netns, _tn, path_of, trace, tshark_fields, warm_up
+from test_trace import DEMO, VM, _tn, path_of, trace, tshark_fields, warm_up
 
 from support.tools import require_tool
 
@@ -22,8 +22,6 @@ pytestmark = pytest.mark.netns
 @pytest.fixture(scope="module")
 def lab_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     require_tool("tcpdump")
-    if any(ns.startswith("tnl-") for ns in _netns()):
-        pytest.skip("another lab is up on this machine (tnl-* namespaces exist)")
     directory = tmp_path_factory.mktemp("arplab")
     up = _tn("lab", "--dir", str(directory), "up", "--arp-responder", str(DEMO), timeout=240)
     try:

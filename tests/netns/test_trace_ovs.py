@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_trace import DEMO, SEGMENT, VM, _netns, _tn, path_of, trace, tshark_fields, warm_up
+from test_trace import DEMO, SEGMENT, VM, _tn, path_of, trace, tshark_fields, warm_up
 
 from support.tools import require_tool
 
@@ -28,8 +28,6 @@ OVS_HOST = "hv2"
 def lab_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     require_tool("tcpdump")
     require_tool("ovs-vswitchd")
-    if any(ns.startswith("tnl-") for ns in _netns()):
-        pytest.skip("another lab is up on this machine (tnl-* namespaces exist)")
     directory = tmp_path_factory.mktemp("ovslab")
     topology = directory / "mixed.toml"
     text = DEMO.read_text()

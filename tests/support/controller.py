@@ -21,7 +21,7 @@ from tunnelnet.client import Client
 
 ADMIN_TOKEN = "test-admin-token"
 AGENT_TOKEN = "test-agent-token"
-_LISTENING = re.compile(r"listening on (http://\S+)")
+_LISTENING = re.compile(r"listening on (https?://\S+)")
 
 
 class ServerProcess:
@@ -31,11 +31,15 @@ class ServerProcess:
         config: Path | None = None,
         timeout: float = 15.0,
         env: dict[str, str] | None = None,
+        ca_file: Path | None = None,
+        listen: str = "127.0.0.1:0",
     ) -> None:
         self.db = db
         self.config = config
         self.timeout = timeout
         self.extra_env = env or {}
+        self.ca_file = ca_file  # what client() verifies an HTTPS controller with
+        self.listen = listen  # a fixed port comes back on the same URL after a restart
         self.proc: subprocess.Popen[str] | None = None
         self.url = ""
         self.stderr_path = db.with_suffix(".stderr")
@@ -54,7 +58,7 @@ class ServerProcess:
 
     def start(self) -> None:
         argv = [sys.executable, "-m", "tunnelnet", "server", "--db", str(self.db),
-                "--listen", "127.0.0.1:0"]  # fmt: skip
+                "--listen", self.listen]  # fmt: skip
         if self.config is not None:
             argv += ["--config", str(self.config)]
         env = {
@@ -103,9 +107,18 @@ class ServerProcess:
                 proc.wait(timeout=self.timeout)
         return proc.returncode
 
+    def kill(self) -> None:
+        """SIGKILL, as a crash: nothing is closed cleanly."""
+        if self.proc is None:
+            return
+        proc, self.proc = self.proc, None
+        proc.kill()
+        proc.wait(timeout=self.timeout)
+
     def restart(self) -> None:
         self.stop()
         self.start()
 
     def client(self, token: str = ADMIN_TOKEN) -> Client:
-        return Client(self.url, token, timeout=self.timeout)
+        ca_file = None if self.ca_file is None else str(self.ca_file)
+        return Client(self.url, token, timeout=self.timeout, ca_file=ca_file)

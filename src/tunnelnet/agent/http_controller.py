@@ -3,18 +3,28 @@
 List-and-watch: one snapshot of networks, ports and agents read in a single transaction at
 one revision, then long polls for the events after it. A 410 from the poll reaches the agent
 as the API contract's ResyncRequired, raised by the client: the agent lists again.
+
+Given several controllers (one store behind them), the client moves to the next one when a
+request fails or a poll breaks; revisions are the store's, so the agent's next poll asks the
+new controller for the changes after the same revision, and no re-list is needed. Each move is
+logged here, with the controller left and the one reached.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from typing import TypeVar
 
 from tunnelnet.agent.controller import Event, Snapshot
-from tunnelnet.api import NotFoundError
+from tunnelnet.api import ClientError, NotFoundError
 from tunnelnet.api.agent_types import OVS_AGENT
-from tunnelnet.client.http import Client
+from tunnelnet.client.http import CONNECTION_LOST, Client
 
 AGENT_TYPE = OVS_AGENT
+T = TypeVar("T")
+
+log = logging.getLogger(__name__)
 
 
 class HttpController:
@@ -25,21 +35,47 @@ class HttpController:
         self.arp_responder = arp_responder
         self.agent_id: str | None = None
         self._registration: tuple[str, str, Sequence[str], Mapping[str, str]] | None = None
+        self.failovers = 0  # times the client moved on to another controller of its list
+        self._answered_by: str | None = None
+
+    def _call(self, request: Callable[[], T]) -> T:
+        """`request`, noting which controller took it when that is not the last one.
+
+        A request that reached a controller and broke (it died mid-answer, its watch was cut)
+        or was answered 503 (that controller cannot reach the store) is asked once more at
+        once: the client has moved on to the next controller, and all the agent asks is safe
+        to repeat (reads, heartbeats, a status, a registration by host). One that reached no
+        controller is not: every one was tried already."""
+        try:
+            result = request()
+        except ClientError as exc:
+            elsewhere = exc.error_type == CONNECTION_LOST or exc.status == 503
+            if not elsewhere or len(self.client.urls) < 2:
+                raise
+            log.warning("%s; asking %s", exc, self.client.url)
+            result = request()
+        now = self.client.url
+        if self._answered_by is not None and now != self._answered_by:
+            self.failovers += 1
+            log.warning("controller %s left behind: now talking to %s", self._answered_by, now)
+        self._answered_by = now
+        return result
 
     def register_agent(self, host: str, tunnel_ip: str, tunnel_types: Sequence[str],
                        bridge_mappings: Mapping[str, str]) -> None:
         self._registration = (host, tunnel_ip, tuple(tunnel_types), dict(bridge_mappings))
-        agent = self.client.register_agent(
+        agent = self._call(lambda: self.client.register_agent(
             host, tunneling_ip=tunnel_ip, tunnel_types=tunnel_types,
             bridge_mappings=bridge_mappings, l2_population=self.l2pop,
-            arp_responder_enabled=self.arp_responder, agent_type=AGENT_TYPE)
+            arp_responder_enabled=self.arp_responder, agent_type=AGENT_TYPE))
         self.agent_id = str(agent["id"])
 
     def heartbeat(self, host: str) -> None:
         if self.agent_id is None:
             return
         try:
-            self.client.heartbeat(self.agent_id)
+            agent_id = self.agent_id
+            self._call(lambda: self.client.heartbeat(agent_id))
         except NotFoundError:
             # an admin deleted our record (peers dropped their tunnels to us): we are still
             # here, so register again, as a restarted agent would
@@ -47,13 +83,14 @@ class HttpController:
                 self.register_agent(*self._registration)
 
     def snapshot(self) -> Snapshot:
-        snap = self.client.snapshot()
+        snap = self._call(self.client.snapshot)
         agents = [a for a in snap.agents if a.get("agent_type", AGENT_TYPE) == AGENT_TYPE]
         return Snapshot(snap.networks, snap.ports, agents, snap.revision)
 
     def watch(self, since: int, timeout: float) -> list[Event]:
         # ResyncRequired (HTTP 410) goes up as it is: the agent tells it from an outage
-        records, revision = self.client.events(since, timeout=max(timeout, 0.05))
+        records, revision = self._call(
+            lambda: self.client.events(since, timeout=max(timeout, 0.05)))
         # another type's agent on a host (a DHCP agent) is no tunnel peer: its record must
         # not replace, or on delete remove, the Open vSwitch agent's of that host
         events = [Event(r.resource, r.action, r.object, r.revision) for r in records
@@ -66,4 +103,4 @@ class HttpController:
         return events
 
     def set_port_status(self, port_id: str, status: str) -> None:
-        self.client.set_port_status(port_id, status)
+        self._call(lambda: self.client.set_port_status(port_id, status))

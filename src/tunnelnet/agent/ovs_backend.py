@@ -50,6 +50,9 @@ class OvsBackend:
             settings.append("fail_mode=secure")
         self._vsctl("--may-exist", "add-br", bridge, "--", "set", "bridge", bridge, *settings)
 
+    def list_bridges(self) -> list[str]:
+        return self._vsctl("list-br").split()
+
     def list_ports(self, bridge: str) -> list[SwitchPort]:
         names = self._vsctl("list-ports", bridge).split()
         if not names:

@@ -1,9 +1,15 @@
 """The agent's main loop: list and watch the controller, converge the switch, report back.
 
 One thread does everything in rounds: take controller events (long poll, bounded), read the
-vNICs on br-int, compute the desired state, and apply the difference. A controller outage
-leaves the datapath as it is and retries with backoff; a switch restart (the canary flow is
-gone) makes the agent forget what it installed and program everything again.
+vNICs on br-int, compute the desired state, and apply the difference. A switch restart (the
+canary flow is gone) makes the agent forget what it installed and program everything again.
+
+While no controller answers, the agent changes no flow: it keeps forwarding on what it has,
+retries with backoff (its controller client moves on to the next controller of its list), and
+says so once in its log. The one exception is a switch that lost its flows meanwhile: those
+are put back from the last view, which is restoring, not changing. When a controller answers
+again the agent resumes from its last revision; only a ResyncRequired (the changes after it
+were compacted away) makes it list everything again.
 """
 
 from __future__ import annotations
@@ -15,17 +21,17 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from tunnelnet.agent import br_phys, desired
+from tunnelnet.agent import br_phys, br_tun, desired
 from tunnelnet.agent.applier import FlowApplier
 from tunnelnet.agent.backend import BackendError, SwitchBackend, SwitchPort
 from tunnelnet.agent.controller import Controller, ControllerCache
-from tunnelnet.agent.flowmod import FlowMod
 from tunnelnet.agent.local_vlan import LocalVlanManager
 from tunnelnet.agent.tables import DEAD_VLAN
 from tunnelnet.agent.tunnels import parse_tunnel_port_name
-from tunnelnet.agent.view import CloudView, Network, Vnic
+from tunnelnet.agent.view import CloudView, Network
 from tunnelnet.api import NotFoundError, ResyncRequired
 from tunnelnet.errors import TunnelnetError
+from tunnelnet.packet import tunnel_kinds
 from tunnelnet.switch.pipeline import IntTable
 
 log = logging.getLogger(__name__)
@@ -48,6 +54,8 @@ class AgentStats:
     rounds: int = 0
     controller_errors: int = 0
     resyncs: int = 0
+    snapshots: int = 0  # full lists of the controller's state (the first, then each resync)
+    outages: int = 0  # stretches of time in which no controller answered
     switch_resets: int = 0
     ports_active: set[str] = field(default_factory=set)
 
@@ -75,6 +83,8 @@ class Agent:
         self._last_heartbeat = 0.0
         self._backoff = 0.0
         self._next_contact = 0.0
+        self._outage_since: float | None = None  # monotonic time no controller answered from
+        self._bound: set[str] = set()  # ports bound by the last converge, to report ACTIVE
         self._bridges_ready = False
 
     # -- switch side ------------------------------------------------------------------------
@@ -94,29 +104,17 @@ class Agent:
         self._bridges_ready = True
 
     def _provider_flows(self, bindings: list[desired.Binding], local_vlans: dict[str, int],
-                        int_ports: list[SwitchPort]) -> list[FlowMod]:
-        """Program each physical bridge; returns the flows br-int needs for them."""
-        int_ofports = {p.name: p.ofport for p in int_ports}
-        int_flows: list[FlowMod] = []
-        for physnet, bridge in sorted(self.conf.bridge_mappings.items()):
-            int_patch = int_ofports.get(br_phys.int_patch_name(bridge))
-            phy_patch = next((p.ofport for p in self.backend.list_ports(bridge)
-                              if p.name == br_phys.phy_patch_name(bridge)), None)
-            if int_patch is None or phy_patch is None:
-                continue
-            nets = {b.network.id: b.network for b in bindings
-                    if b.network.physical_network == physnet
-                    and b.network.network_type in ("vlan", "flat")}
-            phys = br_phys.phys_default_flows(phy_patch)
-            int_flows += br_phys.int_default_flows(int_patch)
-            for net in nets.values():
-                vid = local_vlans[net.id]
-                phys.append(br_phys.outbound(phy_patch, vid, net.network_type, net.segment))
-                int_flows.append(br_phys.inbound(int_patch, vid, net.network_type, net.segment))
+                        int_ports: list[SwitchPort]) -> desired.ProviderFlows:
+        """Program each physical bridge; returns what br-int needs for them too."""
+        phys_ports = {bridge: self.backend.list_ports(bridge)
+                      for bridge in sorted(set(self.conf.bridge_mappings.values()))}
+        provider = desired.provider_flows(self.conf, bindings, local_vlans, int_ports,
+                                          phys_ports)
+        for bridge, flows in provider.bridges.items():
             applier = self.phys_flows.setdefault(bridge, FlowApplier(self.backend, bridge,
                                                                      self.cookie))
-            applier.apply(phys)
-        return int_flows
+            applier.apply(flows)
+        return provider
 
     def _switch_restarted(self) -> bool:
         """The canary flow of br-int is gone: the switch lost its flows."""
@@ -151,17 +149,15 @@ class Agent:
         int_ports = self.backend.list_ports(BR_INT)
         if not self.lvm.items():
             self._restore_local_vlans(int_ports)
-        vnics = [Vnic(p.name, p.ofport, p.external_ids.get("iface-id"),
-                      p.external_ids.get("attached-mac"))
-                 for p in int_ports if p.name != PATCH_TUN and p.ofport > 0
-                 and p.type != "patch"]
+        vnics = desired.vnics_of(int_ports, patch_tun=PATCH_TUN)
         view = self.cache.view()
         bound, dead = desired.plan_bindings(self.conf, view, vnics)
         local_vlans = desired.assign_local_vlans(self.lvm, bound)
         current_tags = {p.name: p.tag for p in int_ports}
         provider = self._provider_flows(bound, local_vlans, int_ports)
-        # dead ports first: an unbound vNIC must never sit on a live VLAN
-        self.int_flows.apply([*desired.br_int_flows(dead), *provider])
+        # dead ports first: an unbound vNIC must never sit on a live VLAN; and a port's
+        # spoofing protection is in place before the port leaves the dead VLAN
+        self.int_flows.apply(desired.int_bridge_flows(dead, bound, provider))
         for name, tag in desired.port_tags(bound, dead, local_vlans).items():
             if current_tags.get(name) != tag:
                 self.backend.set_port_tag(BR_INT, name, tag)
@@ -173,7 +169,21 @@ class Agent:
             self.conf, view, cookie=self.cookie, patch_int_ofport=patch_int,
             local_networks=local_networks.values(), local_vlans=local_vlans,
             tunnel_ofports=tunnel_ofports))
-        self._report_port_status({b.port.id for b in bound})
+        self._forget_learned_locals(
+            [b for b in bound if b.port.id not in self.stats.ports_active], local_vlans)
+        self._bound = {b.port.id for b in bound}
+
+    def _forget_learned_locals(self, new: list[desired.Binding],
+                               local_vlans: dict[str, int]) -> None:
+        """A port that has just come here (a VM booted, or moved in by a live migration) may
+        have left behind what table 10 learned while it was elsewhere: "this MAC is behind
+        the tunnel to its old host", kept until its hard timeout. br-int switches frames to
+        it locally, but the entry would still say the MAC lives there; remove it."""
+        for binding in new:
+            if not tunnel_kinds.is_tunnel(binding.network.network_type):
+                continue
+            match = br_tun.learned_entry(local_vlans[binding.network.id], binding.port.mac)
+            self.backend.del_flows(BR_TUN, match, strict=True)
 
     def _converge_tunnels(self, view: CloudView,
                           local_networks: list[Network]) -> dict[str, int]:
@@ -203,7 +213,11 @@ class Agent:
             self.stats.ports_active.add(port_id)
         for port_id in sorted(self.stats.ports_active - bound_ids):
             self.stats.ports_active.discard(port_id)
-            if port_id in self.cache.ports:
+            port = self.cache.ports.get(port_id)
+            # a port that moved to another host (a live migration) is that host's to report:
+            # our DOWN, late, would overwrite its ACTIVE (Neutron's update_device_down
+            # likewise ignores a device not bound to the reporting agent's host)
+            if port is not None and port.host == self.conf.host:
                 try:
                     self.controller.set_port_status(port_id, "DOWN")
                 except NotFoundError:
@@ -223,47 +237,86 @@ class Agent:
             self._last_heartbeat = now
         if not self._synced:
             self.cache.load(self.controller.snapshot())
+            self.stats.snapshots += 1
             self._synced = True
             log.info("synced with controller at revision %d", self.cache.revision)
             return
         for event in self.controller.watch(self.cache.revision, wait):
             self.cache.apply(event)
 
-    def run_round(self) -> None:
+    @property
+    def controller_reachable(self) -> bool:
+        return self._outage_since is None
+
+    def _contact(self) -> None:
+        """One exchange with the controller when it is due; outages are noted, not raised."""
         now = time.monotonic()
-        if now >= self._next_contact:
-            try:
-                self._talk_to_controller(self.timers.poll_interval)
-                self._backoff = 0.0
-            except ResyncRequired as exc:
-                # not an outage: the controller no longer keeps the changes after our revision
-                # (compacted), or never had them (its database was replaced). List everything
-                # again at once; the switch keeps its flows until the new view is planned.
-                log.info("controller asks for a resync from revision %d: %s",
-                         self.cache.revision, exc)
-                self.stats.resyncs += 1
-                self._synced = False
-                self._backoff = 0.0
-            except TunnelnetError as exc:
-                # ResyncRequired is a TunnelnetError too: it must be caught above, first
-                self.stats.controller_errors += 1
-                self._backoff = min(max(self._backoff * 2, 0.5), self.timers.max_backoff)
-                self._next_contact = now + self._backoff
-                log.warning("controller unreachable (%s); keeping the datapath, retry in %.1fs",
-                            exc, self._backoff)
-                time.sleep(min(self.timers.poll_interval, self._backoff))
-        else:
+        if now < self._next_contact:
             time.sleep(min(self.timers.poll_interval, self._next_contact - now))
+            return
+        try:
+            self._talk_to_controller(self.timers.poll_interval)
+        except ResyncRequired as exc:
+            # not an outage: the controller no longer keeps the changes after our revision
+            # (compacted), or never had them (its database was replaced). List everything
+            # again at once; the switch keeps its flows until the new view is planned.
+            log.info("controller asks for a resync from revision %d: %s",
+                     self.cache.revision, exc)
+            self.stats.resyncs += 1
+            self._synced = False
+            self._answered(now)
+        except TunnelnetError as exc:
+            # ResyncRequired is a TunnelnetError too: it must be caught above, first
+            self._unanswered(now, exc)
+            time.sleep(min(self.timers.poll_interval, self._backoff))
+        else:
+            self._answered(now)
+
+    def _answered(self, now: float) -> None:
+        self._backoff = 0.0
+        if self._outage_since is not None:
+            log.warning("a controller answers again after %.1fs without one; resuming from "
+                        "revision %d", now - self._outage_since, self.cache.revision)
+            self._outage_since = None
+
+    def _unanswered(self, now: float, exc: TunnelnetError) -> None:
+        self.stats.controller_errors += 1
+        self._backoff = min(max(self._backoff * 2, 0.5), self.timers.max_backoff)
+        self._next_contact = now + self._backoff
+        if self._outage_since is None:
+            # said once per outage: a log line per retry would bury everything else
+            self._outage_since = now
+            self.stats.outages += 1
+            log.warning("no controller answers (%s): keeping the datapath as it is and "
+                        "changing no flow until one does; retrying", exc)
+        else:
+            log.debug("still no controller (%s); retry in %.1fs", exc, self._backoff)
+
+    def run_round(self) -> None:
+        self._contact()
         if not self._synced:
             return  # never program from an empty view: that would tear down every network
+        if self._outage_since is not None and not self._switch_lost_flows():
+            return  # nothing changes while no controller answers (see the module's doc)
         try:
             self.converge()
+            if self._outage_since is None:
+                self._report_port_status(self._bound)
         except BackendError as exc:
             log.warning("switch request failed (%s); will reprogram", exc)
             self._bridges_ready = False
             for applier in (self.int_flows, self.tun_flows, *self.phys_flows.values()):
                 applier.forget()
+        except TunnelnetError as exc:
+            # a port status report that found no controller: reported in a later round
+            self._unanswered(time.monotonic(), exc)
         self.stats.rounds += 1
+
+    def _switch_lost_flows(self) -> bool:
+        try:
+            return not self._bridges_ready or self._switch_restarted()
+        except BackendError:
+            return True  # the switch is away; converge() will say so and retry
 
     def run(self, stop: threading.Event) -> None:
         log.info("agent %s starting (tunnel IP %s, types %s, l2pop %s, cookie %#x)",

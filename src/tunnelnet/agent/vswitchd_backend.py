@@ -40,6 +40,9 @@ class VswitchdBackend:
         self._call(m.AddBridge(bridge, fail_mode="secure" if fail_secure else "standalone",
                                may_exist=True))
 
+    def list_bridges(self) -> list[str]:
+        return [str(b) for b in self._call(m.ListBridges())]
+
     def list_ports(self, bridge: str) -> list[SwitchPort]:
         return [SwitchPort(name=p["name"], ofport=int(p["ofport"]),
                            type=str(p.get("type", "system")), tag=p.get("tag"),

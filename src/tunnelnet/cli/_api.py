@@ -15,20 +15,44 @@ from typing import Any, TypeVar
 import click
 
 from tunnelnet.client import Client, ClientError, Resource
+from tunnelnet.client.endpoints import DEFAULT_URL
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def client_options(func: F) -> F:
-    """Adds --url and --token and passes a ready `client` to the command."""
+URL_HELP = ("Controller URL, or several separated by commas (a request that cannot connect "
+            "to one goes to the next): https://HOST:PORT, http://HOST:PORT (loopback only "
+            "without --insecure-http) or unix:PATH")
+CA_HELP = "CA certificate (PEM) that signed the controllers' certificates [env TUNNELNET_CA]."
+INSECURE_HELP = ("Allow plain http:// to a host other than loopback: the token crosses the "
+                 "network in clear. Loopback and unix: need no flag, they never leave this "
+                 "host [env TUNNELNET_INSECURE_HTTP].")
 
-    @click.option("--url", envvar="TUNNELNET_URL", default="http://127.0.0.1:9696",
-                  show_default=True, help="Controller URL [env TUNNELNET_URL].")  # fmt: skip
-    @click.option("--token", envvar="TUNNELNET_TOKEN", default="",
-                  help="X-Auth-Token to send [env TUNNELNET_TOKEN].")  # fmt: skip
+
+def connection_options(func: F) -> F:
+    """--url, --token, --ca-file and --insecure-http, passed on as keyword arguments."""
+    for decorator in reversed((
+        click.option("--url", envvar="TUNNELNET_URL", default=DEFAULT_URL, show_default=True,
+                     help=f"{URL_HELP} [env TUNNELNET_URL]."),
+        click.option("--token", envvar="TUNNELNET_TOKEN", default="",
+                     help="X-Auth-Token to send [env TUNNELNET_TOKEN]."),
+        click.option("--ca-file", envvar="TUNNELNET_CA", default=None,
+                     type=click.Path(dir_okay=False), help=CA_HELP),
+        click.option("--insecure-http", envvar="TUNNELNET_INSECURE_HTTP", is_flag=True,
+                     help=INSECURE_HELP),
+    )):  # fmt: skip
+        func = decorator(func)
+    return func
+
+
+def client_options(func: F) -> F:
+    """Adds the connection options and passes a ready `client` to the command."""
+
+    @connection_options
     @functools.wraps(func)
-    def wrapper(*args: Any, url: str, token: str, **kwargs: Any) -> Any:
-        with Client(url, token) as client:
+    def wrapper(*args: Any, url: str, token: str, ca_file: str | None, insecure_http: bool,
+                **kwargs: Any) -> Any:
+        with Client(url, token, ca_file=ca_file, insecure_http=insecure_http) as client:
             return func(*args, client=client, **kwargs)
 
     return wrapper  # type: ignore[return-value]

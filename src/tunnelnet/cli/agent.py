@@ -17,6 +17,8 @@ from tunnelnet.agent.http_controller import HttpController
 from tunnelnet.agent.service import Agent, AgentTimers
 from tunnelnet.agent.view import DEFAULT_TUNNEL_TYPES, TUNNEL_NETWORK_TYPES
 from tunnelnet.cli import agentcmd
+from tunnelnet.cli._api import CA_HELP, INSECURE_HELP
+from tunnelnet.client.endpoints import DEFAULT_URL
 from tunnelnet.client.http import Client
 
 
@@ -44,8 +46,16 @@ def _mappings(text: str) -> dict[str, str]:
 @click.group("agent", invoke_without_command=True)
 @click.option("--host", envvar="TUNNELNET_HOST",
               help="This hypervisor's name, as ports' binding:host_id name it.")
-@click.option("--server", "url", envvar="TUNNELNET_URL", default="http://127.0.0.1:9696",
-              show_default=True, help="Controller URL (env TUNNELNET_URL).")
+@click.option("--controller", "--server", "url", envvar="TUNNELNET_URL", default=DEFAULT_URL,
+              show_default=True,
+              help="Controller URL, or several on one store separated by commas: when one "
+                   "fails or its watch breaks, the agent moves to the next and resumes from "
+                   "its last revision (https://HOST:PORT, http:// on loopback, unix:PATH) "
+                   "[env TUNNELNET_URL].")
+@click.option("--ca-file", envvar="TUNNELNET_CA", default=None, type=click.Path(dir_okay=False),
+              help=CA_HELP)
+@click.option("--insecure-http", envvar="TUNNELNET_INSECURE_HTTP", is_flag=True,
+              help=INSECURE_HELP)
 @click.option("--token", envvar="TUNNELNET_TOKEN", default="",
               help="Agent or admin token (env TUNNELNET_TOKEN).")
 @click.option("--tunnel-ip", help="This hypervisor's address on the underlay.")
@@ -72,7 +82,8 @@ def _mappings(text: str) -> dict[str, str]:
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False))
 @click.pass_context
-def cli(ctx: click.Context, host: str | None, url: str, token: str, tunnel_ip: str | None,
+def cli(ctx: click.Context, host: str | None, url: str, ca_file: str | None,
+        insecure_http: bool, token: str, tunnel_ip: str | None,
         tunnel_types: str, rundir: Path, switch_kind: str, ovs_rundir: str | None, l2pop: bool,
         arp_responder: bool, bridge_mappings: str, poll_interval: float,
         log_file: Path | None, log_level: str) -> None:
@@ -82,7 +93,9 @@ def cli(ctx: click.Context, host: str | None, url: str, token: str, tunnel_ip: s
     The agent registers with the controller, creates br-int and br-tun (fail-secure) joined
     by patch-tun/patch-int, lists and watches networks, ports and peer agents, and keeps the
     switch's ports, tunnels and flows equal to what they say, as Neutron's Open vSwitch agent
-    does. Stop it with SIGTERM or Ctrl-C: the switch keeps forwarding without it.
+    does. Stop it with SIGTERM or Ctrl-C: the switch keeps forwarding without it. While no
+    controller answers, it changes no flow (it restores them only if the switch lost them)
+    and says so once in its log.
     """
     if ctx.invoked_subcommand is not None:
         return
@@ -106,7 +119,7 @@ def cli(ctx: click.Context, host: str | None, url: str, token: str, tunnel_ip: s
     mappings = _mappings(bridge_mappings)
     conf = AgentConfig(host=host, tunnel_ip=tunnel_ip, tunnel_types=types, l2pop=l2pop,
                        arp_responder=arp_responder, bridge_mappings=mappings)
-    client = Client(url, token)
+    client = Client(url, token, ca_file=ca_file, insecure_http=insecure_http)
     controller = HttpController(client, l2pop=l2pop, arp_responder=arp_responder)
     agent = Agent(conf, controller, _backend(switch_kind, rundir.absolute(), ovs_rundir),
                   timers=AgentTimers(poll_interval=poll_interval),

@@ -12,6 +12,8 @@ from types import FrameType
 
 import click
 
+from tunnelnet.cli._api import CA_HELP, INSECURE_HELP
+from tunnelnet.client.endpoints import DEFAULT_URL
 from tunnelnet.client.http import Client
 from tunnelnet.dhcp import plumbing
 from tunnelnet.dhcp.agent import DhcpAgent, DhcpAgentConfig
@@ -22,8 +24,14 @@ from tunnelnet.dhcp.dnsmasq import unreachable_by_others
 @click.option("--host", envvar="TUNNELNET_HOST", required=True,
               help="This host's name: DHCP ports are bound to it (binding:host_id), so the "
                    "Open vSwitch agent of the same host wires them.")
-@click.option("--server", "url", envvar="TUNNELNET_URL", default="http://127.0.0.1:9696",
-              show_default=True, help="Controller URL (env TUNNELNET_URL).")
+@click.option("--controller", "--server", "url", envvar="TUNNELNET_URL", default=DEFAULT_URL,
+              show_default=True,
+              help="Controller URL, or several on one store separated by commas (env "
+                   "TUNNELNET_URL).")
+@click.option("--ca-file", envvar="TUNNELNET_CA", default=None, type=click.Path(dir_okay=False),
+              help=CA_HELP)
+@click.option("--insecure-http", envvar="TUNNELNET_INSECURE_HTTP", is_flag=True,
+              help=INSECURE_HELP)
 @click.option("--token", envvar="TUNNELNET_TOKEN", default="",
               help="An admin token (env TUNNELNET_TOKEN): the agent creates DHCP ports bound "
                    "to its host in every project.")
@@ -50,9 +58,9 @@ from tunnelnet.dhcp.dnsmasq import unreachable_by_others
               help="Log here instead of stderr.")
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False))
-def cli(host: str, url: str, token: str, rundir: Path, switch_kind: str,
-        ovs_rundir: str | None, state_dir: Path | None, netns_prefix: str,
-        host_netns: str | None, dnsmasq_bin: str, poll_interval: float,
+def cli(host: str, url: str, ca_file: str | None, insecure_http: bool, token: str,
+        rundir: Path, switch_kind: str, ovs_rundir: str | None, state_dir: Path | None,
+        netns_prefix: str, host_netns: str | None, dnsmasq_bin: str, poll_interval: float,
         log_file: Path | None, log_level: str) -> None:
     """Serve DHCP to the ports of every network with a DHCP-enabled subnet.
 
@@ -86,7 +94,7 @@ def cli(host: str, url: str, token: str, rundir: Path, switch_kind: str,
     conf = DhcpAgentConfig(host=host, state_dir=state,
                            netns_prefix=netns_prefix, host_netns=host_netns,
                            dnsmasq=dnsmasq_bin, poll_interval=poll_interval)
-    client = Client(url, token)
+    client = Client(url, token, ca_file=ca_file, insecure_http=insecure_http)
     agent = DhcpAgent(conf, client, plug)
     stop = threading.Event()
 

@@ -36,6 +36,8 @@ _GROUPS: dict[str, str] = {
     "trace": "tunnelnet.cli.trace",
     "web": "tunnelnet.cli.web",
     "watch": "tunnelnet.cli.watchcmd",
+    "verify": "tunnelnet.cli.verify",
+    "store": "tunnelnet.cli.store",
 }
 
 

@@ -102,6 +102,10 @@ def format_ports(ports: list[dict[str, Any]], *, names: bool = False) -> str:
                    f"drop={p['rx_dropped']}, errs={p['rx_errors']}, frame=0, over=0, crc=0\n")
         out.append(f"           tx pkts={p['tx_packets']}, bytes={p['tx_bytes']}, "
                    f"drop={p['tx_dropped']}, errs={p['tx_errors']}, coll=0\n")
+        if "mtu" in p:  # a tunnel port: its MTU and what became of frames over it
+            over = ", ".join(f"{reason}={count}" for reason, count in
+                             sorted(p["oversize"].items())) or "none"
+            out.append(f"           mtu={p['mtu']}, oversize: {over}\n")
     return "".join(out)
 
 
@@ -143,7 +147,9 @@ def dp_stats(ctx: click.Context, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
 def dump_drops(ctx: click.Context, bridge: str | None, as_json: bool) -> None:
-    """Dropped packets by reason: per bridge, and the daemon's own (unknown tunnel peer...)."""
+    """Dropped packets by reason: per bridge, the daemon's own (unknown tunnel peer...), and
+    per tunnel port the frames too big for it: mtu_frag_needed / mtu_packet_too_big (dropped,
+    the sender told with ICMP), mtu_fragmented (sent as IPv4 fragments), mtu_exceeded."""
     drops = call(ctx, m.DumpDrops(bridge))
     if as_json:
         click.echo(json.dumps(drops, indent=2))
@@ -155,5 +161,11 @@ def dump_drops(ctx: click.Context, bridge: str | None, as_json: bool) -> None:
     click.echo("tunnel receive:")
     for reason, count in sorted(drops["daemon"].items()):
         click.echo(f"  {reason}: {count}")
+    oversize = drops.get("oversize", {})
+    if oversize:
+        click.echo("frames too big for their tunnel, per port:")
+        for port, reasons in sorted(oversize.items()):
+            click.echo(f"  {port}: " + ", ".join(f"{reason}={count}" for reason, count in
+                                                 sorted(reasons.items())))
 
 

@@ -23,13 +23,35 @@ from tunnelnet.server import config as server_config
 @click.option(
     "--listen",
     envvar="TUNNELNET_LISTEN",
-    help="HOST:PORT to serve on (default 127.0.0.1:9696; port 0 picks one) [env TUNNELNET_LISTEN].",
+    help="HOST:PORT to serve on (default 127.0.0.1:9696; port 0 picks one); an address other "
+    "than loopback needs --tls-cert/--tls-key or --insecure-http [env TUNNELNET_LISTEN].",
 )
 @click.option(
     "--unix",
     "unix_path",
     type=click.Path(dir_okay=False),
     help="Also serve on this unix socket (clients use the URL unix:PATH).",
+)
+@click.option(
+    "--tls-cert",
+    envvar="TUNNELNET_TLS_CERT",
+    type=click.Path(dir_okay=False),
+    help="Serve HTTPS with this PEM certificate (with its chain); needs --tls-key "
+    "[env TUNNELNET_TLS_CERT].",
+)
+@click.option(
+    "--tls-key",
+    envvar="TUNNELNET_TLS_KEY",
+    type=click.Path(dir_okay=False),
+    help="The certificate's private key, PEM, unencrypted [env TUNNELNET_TLS_KEY].",
+)
+@click.option(
+    "--insecure-http",
+    is_flag=True,
+    default=None,
+    help="Allow plain HTTP on an address other than loopback. Every request carries a "
+    "token, readable in clear by anyone on the path: use TLS instead unless the network is "
+    "yours alone. Loopback and the unix socket need no flag: they never leave this host.",
 )
 @click.option(
     "--config",
@@ -43,15 +65,23 @@ def cli(
     store: str | None,
     listen: str | None,
     unix_path: str | None,
+    tls_cert: str | None,
+    tls_key: str | None,
+    insecure_http: bool | None,
     config_file: str | None,
 ) -> None:
-    """Run the controller: tenants, networks, subnets, ports and agents over HTTP.
+    """Run the controller: tenants, networks, subnets, ports and agents over HTTP(S).
 
     The admin token comes from TUNNELNET_ADMIN_TOKEN or the config file; without one, a token
     is generated and written next to the database (DB.admin-token, mode 0600); an etcd store
     needs one configured, the same on every controller sharing it.
+
+    With --tls-cert and --tls-key the TCP listener speaks HTTPS only (clients verify it with
+    --ca-file or TUNNELNET_CA); without them it serves plain HTTP on loopback only, unless
+    --insecure-http. The unix socket (--unix) is always plain HTTP, for this host's clients.
     """
     from tunnelnet.server.runner import serve
 
-    config = server_config.load(config_file, db=db, store=store, listen=listen)
+    config = server_config.load(config_file, db=db, store=store, listen=listen,
+                                tls_cert=tls_cert, tls_key=tls_key, insecure_http=insecure_http)
     serve(config, unix_path)

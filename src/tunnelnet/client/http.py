@@ -24,8 +24,13 @@ from tunnelnet.api import (
     WatchEvent,
     error_for_status,
 )
+from tunnelnet.client import endpoints
+from tunnelnet.client.endpoints import DEFAULT_URL
 
-DEFAULT_URL = "http://127.0.0.1:9696"
+_TRUE = ("1", "true", "yes")
+# the error_type of a request that reached a controller and broke before its answer (it may
+# have been done); one that reached none keeps ClientError's "ConnectionError"
+CONNECTION_LOST = "ConnectionLost"
 PLURALS = {
     "network": "networks",
     "subnet": "subnets",
@@ -78,25 +83,59 @@ def query_text(filters: Mapping[str, Any]) -> dict[str, list[str]]:
 
 
 class Client:
+    """The controller's API over HTTP(S) or a unix socket, at one URL or a list of them.
+
+    With several URLs (`https://a:9696,https://b:9696`), a request that cannot connect goes to
+    the next controller at once; a request that was sent and then broke (the controller died
+    mid-answer) is not repeated, since it may have been done, but the next request starts at
+    the next controller. Whoever answered last is asked first next time.
+    """
+
     def __init__(
         self,
         url: str | None = None,
         token: str | None = None,
         timeout: float = 30.0,
         transport: httpx.BaseTransport | None = None,
+        *,
+        ca_file: str | None = None,
+        insecure_http: bool | None = None,
     ) -> None:
-        self.url = (url or os.environ.get("TUNNELNET_URL") or DEFAULT_URL).rstrip("/")
+        if insecure_http is None:
+            insecure_http = os.environ.get("TUNNELNET_INSECURE_HTTP", "") in _TRUE
+        text = url or os.environ.get("TUNNELNET_URL") or DEFAULT_URL
+        self.endpoints = endpoints.parse_list(text, insecure_http)
+        self.ca_file = ca_file if ca_file is not None else os.environ.get("TUNNELNET_CA") or None
         self.token = token if token is not None else os.environ.get("TUNNELNET_TOKEN", "")
-        headers = {"X-Auth-Token": self.token} if self.token else {}
-        base_url = self.url
-        if self.url.startswith("unix:") and transport is None:
+        self._timeout = timeout
+        self._transport = transport
+        self._verify = (endpoints.tls_verify(self.ca_file)
+                        if any(e.scheme == "https" for e in self.endpoints) else True)
+        # made now, one per controller: a client shared by threads never races to make one
+        self._clients = [self._connect(e) for e in self.endpoints]
+        self._current = 0
+
+    @property
+    def url(self) -> str:
+        """The controller asked first next time: the one that answered last."""
+        return self.endpoints[self._current].url
+
+    @property
+    def urls(self) -> list[str]:
+        return [e.url for e in self.endpoints]
+
+    def _connect(self, endpoint: endpoints.Endpoint) -> httpx.Client:
+        transport = self._transport
+        if endpoint.uds is not None and transport is None:
             # unix:PATH reaches a controller through its socket file (the lab's agents live
             # in other network namespaces but share the file system)
-            transport = httpx.HTTPTransport(uds=self.url.removeprefix("unix:"))
-            base_url = "http://controller"
-        self._http = httpx.Client(
-            base_url=base_url, headers=headers, timeout=timeout, transport=transport
-        )
+            transport = httpx.HTTPTransport(uds=endpoint.uds)
+        headers = {"X-Auth-Token": self.token} if self.token else {}
+        return httpx.Client(base_url=endpoint.base_url, headers=headers, timeout=self._timeout,
+                            transport=transport, verify=self._verify)
+
+    def _http(self, index: int) -> httpx.Client:
+        return self._clients[index]
 
     def __enter__(self) -> Client:
         return self
@@ -110,9 +149,47 @@ class Client:
         self.close()
 
     def close(self) -> None:
-        self._http.close()
+        for client in self._clients:
+            client.close()
 
     # -- transport --------------------------------------------------------------------------
+
+    def _order(self) -> list[int]:
+        count = len(self.endpoints)
+        return [(self._current + step) % count for step in range(count)]
+
+    def _lost(self, index: int, exc: httpx.HTTPError) -> ClientError:
+        """A request reached `index` and broke: not repeated (it may have been done), but the
+        next request starts at the next controller."""
+        endpoint = self.endpoints[index]
+        self._current = (index + 1) % len(self.endpoints)
+        return ClientError(f"lost the controller at {endpoint.url}: "
+                           f"{endpoints.why(exc, endpoint, self.ca_file)}", 0, CONNECTION_LOST)
+
+    def _unreachable(self, failures: builtins.list[str]) -> ClientError:
+        self._current = (self._current + 1) % len(self.endpoints)
+        return ClientError("cannot reach the controller at " + "; ".join(failures))
+
+    def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """The answer of the first controller that takes the request, error answers included."""
+        failures: builtins.list[str] = []
+        for index in self._order():
+            endpoint = self.endpoints[index]
+            try:
+                response = self._http(index).request(method, path, **kwargs)
+            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+                # nothing was sent: the next controller may take it
+                failures.append(f"{endpoint.url} ({endpoints.why(exc, endpoint, self.ca_file)})")
+                continue
+            except httpx.HTTPError as exc:
+                raise self._lost(index, exc) from None
+            self._current = index
+            if response.status_code == 503:
+                # this controller cannot reach its store: answer as it did, but ask the next
+                # one first next time (another controller may be on the store's good side)
+                self._current = (index + 1) % len(self.endpoints)
+            return response
+        raise self._unreachable(failures)
 
     def request(
         self,
@@ -121,10 +198,7 @@ class Client:
         body: Any = None,
         params: QueryItems | None = None,
     ) -> httpx.Response:
-        try:
-            response = self._http.request(method, path, json=body, params=params or None)
-        except httpx.HTTPError as exc:
-            raise ClientError(f"cannot reach the controller at {self.url}: {exc}") from None
+        response = self._send(method, path, json=body, params=params or None)
         if response.status_code >= 400:
             raise _error(response)
         return response
@@ -222,10 +296,7 @@ class Client:
         and the revision to ask from next. Raises ResyncRequired when `since` is too old."""
         limits = httpx.Timeout(10.0, read=timeout + 10.0)
         params = _query({"since": since, "timeout": timeout})
-        try:
-            response = self._http.get("/v2.0/events", params=params, timeout=limits)
-        except httpx.HTTPError as exc:
-            raise ClientError(f"cannot reach the controller at {self.url}: {exc}") from None
+        response = self._send("GET", "/v2.0/events", params=params, timeout=limits)
         if response.status_code >= 400:
             raise _error(response)
         data = response.json()
@@ -239,16 +310,34 @@ class Client:
         or when the connection drops (ClientError). Resume with the last revision seen."""
         params = _query({"since": since, "timeout": timeout})
         limits = httpx.Timeout(10.0, read=read_timeout)
-        try:
-            with self._http.stream("GET", "/v2.0/watch", params=params, timeout=limits) as resp:
-                if resp.status_code >= 400:
-                    resp.read()
-                    raise _error(resp)
-                for line in resp.iter_lines():
-                    if line:
-                        yield WatchEvent.decode(line)
-        except httpx.HTTPError as exc:
-            raise ClientError(f"watch stream from {self.url} broke: {exc}") from None
+        failures: builtins.list[str] = []
+        for index in self._order():
+            endpoint = self.endpoints[index]
+            opened = False
+            try:
+                with self._http(index).stream("GET", "/v2.0/watch", params=params,
+                                              timeout=limits) as resp:
+                    opened = True
+                    self._current = index
+                    if resp.status_code >= 400:
+                        resp.read()
+                        raise _error(resp)
+                    for line in resp.iter_lines():
+                        if line:
+                            yield WatchEvent.decode(line)
+                return
+            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+                if opened:
+                    raise self._lost(index, exc) from None
+                failures.append(f"{endpoint.url} ({endpoints.why(exc, endpoint, self.ca_file)})")
+            except httpx.HTTPError as exc:
+                if not opened:
+                    raise self._lost(index, exc) from None
+                self._current = (index + 1) % len(self.endpoints)
+                raise ClientError(f"watch stream from {endpoint.url} broke: "
+                                  f"{endpoints.why(exc, endpoint, self.ca_file)}", 0,
+                                  CONNECTION_LOST) from None
+        raise self._unreachable(failures)
 
 
 def _error(response: httpx.Response) -> ClientError:

@@ -14,6 +14,14 @@ counters are those of the frames one by one (the flow cache makes the same repla
 
 Packets of a known flow follow its plan instead (fastpath.py). The bridges and ports are
 configured by switchboard.py, which shares its tables of them with this module.
+
+A frame too big for the tunnel it is sent into (tunnel_tx.py's one MTU check refuses it, on
+the walk and on a plan alike) gets the MTU doctor's answer (packet/pmtu.py): the ICMP error is
+written straight back out of the port the frame came in by, to the MAC that sent it, and an
+IPv4 packet without DF goes into the tunnel as fragments. The answer does not walk the tables:
+it goes to one port only, the sender's, so it can reach no one else, and it teaches no switch a
+MAC where the MAC is not (a reply walked in from the tunnel port would make br-tun learn the
+destination's MAC behind that tunnel even when the frame was flooded to several).
 """
 
 from __future__ import annotations
@@ -37,6 +45,7 @@ from tunnelnet.packet.errors import PacketError
 from tunnelnet.packet.fields import FIELD_BITS, METADATA_FIELDS, FlowKey
 from tunnelnet.packet.flowkey import extract_flow_key
 from tunnelnet.packet.offload import Gso, SuperFrame, segment_tcp
+from tunnelnet.packet.pmtu import Oversize, answer, l2_length
 from tunnelnet.packet.rewrite import apply_key_changes
 from tunnelnet.packet.tunnel import source_port
 from tunnelnet.switch import Bridge, Output
@@ -97,6 +106,12 @@ class Forwarder:
         self._unsettled: list[Plan] = []  # deferred plans with packets not yet replayed
         self._deferred_bursts = 0  # bursts that followed deferred plans (orders settling)
         self.fast_path = True  # False: every packet walks (the oracle of the plans' tests)
+        # the port and first frame of what is being forwarded now: where a frame too big for
+        # its tunnel is answered (set per batch; the path below is synchronous)
+        self._ingress: tuple[Port, bytes] | None = None
+        # the _ingress that was last answered: a frame flooded into several tunnels, or cut
+        # into segments on the way, gets one ICMP error, not one per copy
+        self._answered: tuple[Port, bytes] | None = None
 
     def settle(self) -> None:
         """Replay what the packets that followed deferred plans did to the bridges (counters,
@@ -231,6 +246,7 @@ class Forwarder:
         """``_input`` for one ordinary frame that came alone, as on a quiet link, where a
         hop's Python runs with cold caches after a sleep and each call and object costs
         most: a deferred plan is followed here and its frame sent at once."""
+        self._ingress = (port, frame)
         sig = signature(frame) if self.fast_path else None
         if sig is not None:
             length = len(frame)
@@ -259,6 +275,7 @@ class Forwarder:
                sig: bytes | None = None) -> None:
         """``frames``: one flow (see coalesce.signature), or one super-frame with its ``gso``.
         ``sig``: the frames' signature when the caller has it."""
+        self._ingress = (port, frames[0])
         plan_key: PlanKey | None = None
         if gso is None and self.fast_path:
             if sig is None:
@@ -322,8 +339,8 @@ class Forwarder:
             if encap is not None:  # a UDP kind: onto the queue that flush() sends; IP: sent
                 reason = encap.send(encap.port, encap.sport, encap.header, frames)
                 if reason is not None:
-                    self._tunnel_drop(self.bridges[bridge], encap.port, reason,
-                                      len(frames[0]), len(frames))
+                    self._refused(self.bridges[bridge], encap.port, reason, frames, tun_id,
+                                  encap.sport)
             elif len(frames) == 1 and sport is None:  # a port of this host: one frame
                 port.send(frames[0])
             else:
@@ -430,7 +447,7 @@ class Forwarder:
         if isinstance(port, TunnelPort):
             reason = self.tunnels.send_many(port, frames, tun_id, sport)
             if reason is not None:
-                self._tunnel_drop(state, port, reason, len(frames[0]), len(frames))
+                self._refused(state, port, reason, frames, tun_id, sport)
         elif len(frames) == 1:
             port.send(frames[0])
         else:
@@ -442,11 +459,64 @@ class Forwarder:
         if state is not None:
             self._tunnel_drop(state, port, reason, length, packets)
 
+    def _refused(self, state: BridgeState, port: TunnelPort, reason: str, frames: list[bytes],
+                 tun_id: int, sport: int | None) -> None:
+        """A send into ``port`` refused ``frames`` (one flow) for ``reason``."""
+        if reason == MTU_EXCEEDED:
+            self._too_big(state, port, frames, tun_id, sport)
+        else:
+            self._tunnel_drop(state, port, reason, len(frames[0]), len(frames))
+
+    def _too_big(self, state: BridgeState, port: TunnelPort, frames: list[bytes], tun_id: int,
+                 sport: int | None) -> None:
+        """Frames of one flow too big for ``port``: the MTU doctor's answer (module doc). One
+        ICMP error answers what came in as one batch (its frames share every header but the
+        payload), however many tunnels or segments it became; without DF, each frame is cut
+        and its fragments sent under the frame's UDP source port, so they keep the frame's
+        path through the underlay."""
+        ingress = self._ingress
+        sender_l2 = None
+        if ingress is not None:
+            first = ingress[1]
+            sender_l2 = first[:l2_length(first)]
+        verdict = answer(frames[0], port.max_inner, sender_l2)
+        what = verdict.what
+        if what is Oversize.FRAGMENTED:
+            if sport is None and port.udp:
+                sport = source_port(frames[0])
+            for index, frame in enumerate(frames):
+                pieces = verdict.fragments if index == 0 else \
+                    answer(frame, port.max_inner).fragments
+                for piece in pieces:
+                    reason = self.tunnels.send(port, piece, tun_id, sport)
+                    if reason is not None:
+                        self._tunnel_drop(state, port, reason, len(piece), 1)
+            port.oversize[what.value] = port.oversize.get(what.value, 0) + len(frames)
+            return
+        if verdict.reply is not None and ingress is not None \
+                and not isinstance(ingress[0], (TunnelPort, PatchPort)):
+            if ingress is not self._answered:
+                self._answered = ingress
+                ingress[0].send(verdict.reply)
+        elif verdict.reply is not None:
+            # the frame came from a tunnel (a hairpin no Neutron flow makes): no one local
+            # to tell, so it is a plain drop
+            what = Oversize.EXCEEDED
+        port.oversize[what.value] = port.oversize.get(what.value, 0) + len(frames)
+        port.stats.tx_dropped += len(frames)
+        self._count(state.bridge.name, what.value, len(frames))
+        self.ratelog.warning(
+            f"mtu:{port.name}:{what.value}",
+            "%s: a %d-byte frame exceeds the %d bytes %s to %s takes whole (underlay MTU %d "
+            "minus %d bytes of encapsulation): %s", port.name, len(frames[0]), port.max_inner,
+            port.kind.value, port.remote_ip, port.underlay_mtu, port.overhead, verdict.why)
+
     def _tunnel_drop(self, state: BridgeState, port: TunnelPort, reason: str, length: int,
                      packets: int) -> None:
         port.stats.tx_dropped += packets
         self._count(state.bridge.name, reason, packets)
-        if reason == MTU_EXCEEDED:
+        if reason == MTU_EXCEEDED:  # the kernel refused it: the route's MTU shrank
+            port.oversize[reason] = port.oversize.get(reason, 0) + packets
             self.ratelog.warning(
                 f"mtu:{port.name}",
                 "%s: dropped a %d-byte frame: with %d bytes of %s encapsulation "
@@ -462,7 +532,10 @@ class Forwarder:
         if tuple(map(key.get, _HEADER_FIELDS)) == headers:
             if isinstance(port, TunnelPort):
                 reason = self.tunnels.send_super(port, frame, gso, key.get("tun_id", 0))
-                if reason is not None:
+                if reason == MTU_EXCEEDED:  # answered as its segments would be
+                    self._too_big(state, port, segment_tcp(SuperFrame(frame, gso.mss)),
+                                  key.get("tun_id", 0), source_port(frame) if port.udp else 0)
+                elif reason is not None:
                     self._tunnel_drop(state, port, reason, gso.header_len + gso.mss,
                                       gso.segments)
             else:
@@ -481,7 +554,7 @@ class Forwarder:
             if isinstance(port, TunnelPort):
                 reason = self.tunnels.send(port, segment, key.get("tun_id", 0))
                 if reason is not None:
-                    self._tunnel_drop(state, port, reason, len(segment), 1)
+                    self._refused(state, port, reason, [segment], key.get("tun_id", 0), None)
             else:
                 port.send(segment)
 

@@ -16,6 +16,8 @@ from tunnelnet.datapath.errors import DatapathError
 from tunnelnet.datapath.ports import PatchPort, PortKind
 from tunnelnet.datapath.switchboard import Switchboard
 from tunnelnet.datapath.tunnel import TunnelPort
+from tunnelnet.packet.pmtu import SUMMARY as OVERSIZE_WORDS
+from tunnelnet.packet.tunnel_kinds import INNER_ETHERNET
 
 # requests that change the configuration that persists across restarts (not flows)
 _CONFIG_CHANGES: tuple[type[m.Request], ...] = (m.AddBridge, m.DelBridge, m.AddPort,
@@ -115,7 +117,9 @@ class Service:
                  (p.name, str(p.ofport))]
         if r.port is not None and not ports:
             raise DatapathError(f"bridge {r.bridge!r} has no port {r.port!r}")
-        return [{"name": p.name, "ofport": p.ofport, **p.stats.to_dict()}
+        return [{"name": p.name, "ofport": p.ofport, **p.stats.to_dict(),
+                 **({"mtu": p.max_inner - INNER_ETHERNET, "oversize": dict(p.oversize)}
+                    if isinstance(p, TunnelPort) else {})}
                 for p in sorted(ports, key=lambda p: p.ofport)]
 
     def _trace(self, r: m.TraceFlow) -> m.JSON:
@@ -131,8 +135,9 @@ class Service:
                 notes.append(
                     f"port {number} ({port.name}): {port.kind.value} to {port.remote_ip}, key "
                     f"{key}, +{port.overhead} bytes outside the frame; underlay MTU "
-                    f"{port.underlay_mtu}: frames over {port.underlay_mtu - port.overhead} "
-                    "bytes are dropped (mtu_exceeded)")
+                    f"{port.underlay_mtu}: frames over {port.max_inner} bytes (an untagged "
+                    f"VM's IP MTU {port.max_inner - INNER_ETHERNET}) are not sent whole: "
+                    f"{OVERSIZE_WORDS}")
             elif isinstance(port, PatchPort):
                 notes.append(f"port {number} ({port.name}): patch to {port.peer!r}; the "
                              "packet continues there with the metadata cleared")
@@ -152,7 +157,8 @@ class Service:
             for reason, count in state.drops.items():
                 merged[reason] = merged.get(reason, 0) + count
             bridges[name] = merged
-        tunnels = {p.name: p.stats.tx_dropped for p in self.board.ports.values()
-                   if isinstance(p, TunnelPort)}
+        tunnels = [p for p in self.board.ports.values() if isinstance(p, TunnelPort)
+                   and (r.bridge is None or p.bridge == r.bridge)]
         return {"daemon": dict(self.board.tunnels.drops), "bridges": bridges,
-                "tunnel_tx_dropped": tunnels}
+                "tunnel_tx_dropped": {p.name: p.stats.tx_dropped for p in tunnels},
+                "oversize": {p.name: dict(p.oversize) for p in tunnels if p.oversize}}

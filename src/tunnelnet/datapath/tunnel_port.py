@@ -118,6 +118,9 @@ class TunnelPort(Port):
             if not 0 < self.dst_port < 65536:
                 raise PortError(f"{label}: dst_port {options['dst_port']!r} is not a UDP port")
         self.underlay_mtu = 1500
+        # frames too big for this tunnel, by what became of them (packet/pmtu.py's Oversize
+        # values): shown per port by dump-ports and dump-drops
+        self.oversize: dict[str, int] = {}
         # The longest inner frame the underlay takes whole: the one MTU check of every send
         # is ``len(frame) > port.max_inner`` (kept with underlay_mtu by refresh_route)
         self.max_inner = self.underlay_mtu - self.overhead
@@ -151,4 +154,5 @@ class TunnelPort(Port):
     def describe(self) -> dict[str, object]:
         info = super().describe()
         info["underlay_mtu"] = self.underlay_mtu
+        info["mtu"] = self.max_inner - tunnel_kinds.INNER_ETHERNET  # an untagged VM's IP MTU
         return info

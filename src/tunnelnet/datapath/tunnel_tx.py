@@ -30,10 +30,14 @@ UDP and IP header and a UDP checksum (it refuses UDP GSO without one). A datagra
 through the raw socket as above. An IP kind has no such help: each packet is sent at once.
 
 MTU: a frame is encapsulated only if the outer IPv4 packet fits the underlay MTU towards the
-remote (read from the route with IP_MTU on a connected socket, refreshed periodically); else it
-is dropped, counted as ``mtu_exceeded`` and logged (rate-limited) - never fragmented, never
-silently lost. DF is set on the outer packet as Open vSwitch does. The check is made in one
-place, send_encapped(), which every send goes through.
+remote (read from the route with IP_MTU on a connected socket, refreshed periodically); else
+the send is refused with ``mtu_exceeded`` before anything is built, and the caller
+(forwarding.py) gives the frame the MTU doctor's answer (packet/pmtu.py: ICMP back to the
+sender, or IPv4 fragments that fit). The outer packet is never fragmented: DF is set on it as
+Open vSwitch does. The check is made in one place, send_encapped(), which every send goes
+through (the walk's and a plan's alike). A refusal the kernel makes later (EMSGSIZE: the
+route's MTU shrank since the last refresh) is counted as ``mtu_exceeded`` and the route read
+again, so the next frames meet the check here.
 """
 
 from __future__ import annotations

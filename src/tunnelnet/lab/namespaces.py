@@ -22,6 +22,7 @@ from tunnelnet.lab.interface import (
     LabError,
     LabInputError,
     LabUnsupported,
+    MovedVm,
     PingOutcome,
     Verdict,
     Verification,
@@ -198,6 +199,14 @@ class NamespaceLab(Lab):
                 raise LabInputError(f"the controller refused {name}'s port: {exc}") from None
             raise
         return AddedVm(vm.name, vm.ip, vm.mac, vm.hypervisor, vm.tenant, vm.network)
+
+    def move(self, vm: str, hypervisor: str) -> MovedVm:
+        from tunnelnet.lab.migrate import Mover, check_move
+        from tunnelnet.lab.runner import LabRunner
+
+        check_move(self.record(), vm, hypervisor)  # a wrong request: refused even without root
+        need_root("lab move")
+        return Mover(LabRunner(self.directory, self.say), self.say).move(vm, hypervisor)
 
     def stop(self, daemon: str) -> str:
         need_root("lab stop")

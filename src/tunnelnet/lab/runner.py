@@ -298,7 +298,7 @@ class LabRunner:
             switch = (["--switch", "ovs", "--ovs-rundir", str(rundir)]
                       if hv.switch == "ovs" else [])
             argv = processes.tunnelnet_argv(
-                "agent", "--host", hv.name, "--server", state.server_url,
+                "agent", "--host", hv.name, "--controller", state.server_url,
                 "--tunnel-ip", hv.ip, "--tunnel-types", agent_tunnel_types(topo),
                 "--rundir", str(rundir),
                 "--log-file", str(rundir / "agent.log"), *switch,
@@ -326,7 +326,7 @@ class LabRunner:
         state.hypervisors[hypervisor]["dhcp"] = str(dhcp_state_dir())
         self.file.save(state)
         argv = processes.tunnelnet_argv(
-            "dhcp-agent", "--host", hypervisor, "--server", state.server_url,
+            "dhcp-agent", "--host", hypervisor, "--controller", state.server_url,
             "--rundir", str(rundir), "--state-dir", str(dhcp_state_dir()),
             "--netns-prefix", f"{names.PREFIX}-",
             "--host-netns", names.hypervisor_ns(hypervisor),
@@ -397,7 +397,7 @@ class LabRunner:
                           port_id=port["id"], mac=port["mac_address"], ip=ip, mtu=mtu, tap=tap)
         state.vms[vm.name] = record
         self.file.save(state)
-        self._plug(state, vm.hypervisor, tap, port["id"], port["mac_address"])
+        self.plug(state, vm.hypervisor, tap, port["id"], port["mac_address"])
         self.say(f"{vm.hypervisor}: VM {vm.name} ({vm.tenant}/{vm.network}) "
                  f"{ip} {port['mac_address']} on {tap}")
         return record
@@ -429,7 +429,7 @@ class LabRunner:
         self._lease_all(state, [vm.name])
         return state.vms[vm.name]
 
-    def _plug(self, state: LabState, hypervisor: str, tap: str, port_id: str, mac: str) -> None:
+    def plug(self, state: LabState, hypervisor: str, tap: str, port_id: str, mac: str) -> None:
         """What Nova does: the vNIC joins br-int, named by its controller port's id."""
         rundir = Path(state.hypervisors[hypervisor]["rundir"])
         if state.hypervisors[hypervisor].get("switch") == "ovs":

@@ -17,7 +17,9 @@ from tunnelnet.datapath import messages as m
 from tunnelnet.datapath.errors import ProtocolError
 from tunnelnet.lab.sim import SimInputError, SimLab
 from tunnelnet.lab.sim_switch import TUNNEL_TYPES, SimSwitch
+from tunnelnet.packet.pmtu import SUMMARY as OVERSIZE_WORDS
 from tunnelnet.packet.tunnel import overhead
+from tunnelnet.packet.tunnel_kinds import INNER_ETHERNET, OUTER_ETHERNET
 from tunnelnet.switch import SwitchError
 
 OP = "switch"
@@ -37,11 +39,14 @@ def _trace(switch: SimSwitch, r: m.TraceFlow, underlay_mtu: int) -> dict[str, An
     for number in trace.outputs:
         port = switch.port_at(r.bridge, number)
         if port is not None and port.type in TUNNEL_TYPES:
-            over = overhead(port.type)
+            # the registry's overhead counts the outer Ethernet header, no part of the MTU
+            around = overhead(port.type) - OUTER_ETHERNET
             notes.append(f"port {number} ({port.name}): {port.type} to "
-                         f"{port.options.get('remote_ip')}, +{over} bytes outside the frame; "
-                         f"underlay MTU {underlay_mtu}: frames over {underlay_mtu - over} "
-                         "bytes are dropped (mtu_exceeded)")
+                         f"{port.options.get('remote_ip')}, +{around} bytes outside the "
+                         f"frame; underlay MTU {underlay_mtu}: frames over "
+                         f"{underlay_mtu - around} bytes (an untagged VM's IP MTU "
+                         f"{underlay_mtu - around - INNER_ETHERNET}) are not sent whole: "
+                         f"{OVERSIZE_WORDS}")
         elif port is not None and port.type == "patch":
             notes.append(f"port {number} ({port.name}): patch to "
                          f"{port.options.get('peer')!r}; the packet continues there")

@@ -45,6 +45,7 @@ from tunnelnet.server.controller import (
 )  # fmt: skip
 from tunnelnet.server.errors import ApiError, Unauthorized, error_body
 from tunnelnet.server.query import select
+from tunnelnet.server.token_gate import TokenGate
 from tunnelnet.store.base import Doc, StoreError, StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -506,6 +507,7 @@ def create_app(ctl: Controller) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.ctl = ctl
+    app.add_middleware(TokenGate, enabled=lambda: ctl.config.auth_strategy != "noauth")
     if ctl.config.auth_strategy == "noauth":
         log.warning("auth_strategy is noauth: any request without a valid token acts as admin")
     _install_error_handlers(app)

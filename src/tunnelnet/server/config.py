@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Final
 
+from tunnelnet.api.transport import is_loopback
 from tunnelnet.errors import TunnelnetError
 from tunnelnet.packet import tunnel_kinds
 from tunnelnet.store import url as store_url
@@ -74,6 +75,15 @@ class ServerConfig:
     # Neutron's auth_strategy: "token" checks X-Auth-Token; "noauth" (a standalone test
     # controller, what `auth_type: none` clients expect) lets any request act as admin
     auth_strategy: str = "token"
+    # HTTPS on the TCP listener (PEM files); without them, plain HTTP only on loopback unless
+    # insecure_http says the operator accepts tokens crossing the network in clear
+    tls_cert: str = ""
+    tls_key: str = ""
+    insecure_http: bool = False
+
+    @property
+    def tls(self) -> bool:
+        return bool(self.tls_cert)
 
     def tunnel_ranges(self, kind: str) -> tuple[Range, ...]:
         """The tenant ranges of tunnel kind ``kind``."""
@@ -138,7 +148,7 @@ _KNOWN = {
     "listen", "db", "store", "admin_token", "agent_token", "tenant_network_types",
     *RANGE_SETTINGS.values(), "network_vlan_ranges", "flat_networks", "underlay_mtu",
     "underlay_ip_version", "mac_prefix", "agent_down_time", "event_retention",
-    "watch_bookmark_interval", "auth_strategy",
+    "watch_bookmark_interval", "auth_strategy", "tls_cert", "tls_key", "insecure_http",
 }  # fmt: skip
 
 
@@ -149,7 +159,8 @@ def from_mapping(data: Mapping[str, Any], where: str, base: ServerConfig) -> Ser
     changes: dict[str, Any] = {}
     if "listen" in data:
         changes["host"], changes["port"] = parse_listen(str(data["listen"]))
-    for key in ("db", "store", "admin_token", "agent_token", "mac_prefix", "auth_strategy"):
+    for key in ("db", "store", "admin_token", "agent_token", "mac_prefix", "auth_strategy",
+                "tls_cert", "tls_key"):
         if key in data:
             if not isinstance(data[key], str):
                 raise ConfigError(f"{where}: {key} must be a string")
@@ -168,6 +179,10 @@ def from_mapping(data: Mapping[str, Any], where: str, base: ServerConfig) -> Ser
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise ConfigError(f"{where}: {key} must be a number")
             changes[key] = kind(value)
+    if "insecure_http" in data:
+        if not isinstance(data["insecure_http"], bool):
+            raise ConfigError(f"{where}: insecure_http must be true or false")
+        changes["insecure_http"] = data["insecure_http"]
     if (types := _str_list(data, "tenant_network_types", where)) is not None:
         bad = [t for t in types if t not in TENANT_TYPES]
         if bad or not types:
@@ -229,6 +244,8 @@ def load(
         "TUNNELNET_ADMIN_TOKEN": "admin_token",
         "TUNNELNET_AGENT_TOKEN": "agent_token",
         "TUNNELNET_AUTH_STRATEGY": "auth_strategy",
+        "TUNNELNET_TLS_CERT": "tls_cert",
+        "TUNNELNET_TLS_KEY": "tls_key",
     }
     env_data = {key: env[var] for var, key in env_map.items() if env.get(var)}
     if env_data:
@@ -237,3 +254,17 @@ def load(
     if flag_data:
         config = from_mapping(flag_data, "command line", config)
     return config
+
+
+def check_transport(config: ServerConfig) -> None:
+    """Judged when the server starts, once every layer is read (a file may name the listener
+    and a flag the certificate). Every request carries a token; served in clear beyond this
+    machine, anyone on the path could read it and act as its owner (api.transport)."""
+    if bool(config.tls_cert) != bool(config.tls_key):
+        raise ConfigError("TLS needs both a certificate and its key (--tls-cert and "
+                          "--tls-key, or tls_cert and tls_key in the config file)")
+    if not config.tls and not config.insecure_http and not is_loopback(config.host):
+        raise ConfigError(
+            f"refusing to serve plain HTTP on {config.host}:{config.port}: tokens would cross "
+            "the network in clear. Give --tls-cert and --tls-key, listen on loopback, or "
+            "accept the risk with --insecure-http")

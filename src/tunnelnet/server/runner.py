@@ -6,10 +6,12 @@ one on stdout (tests and the lab read it), instead of racing for a port chosen b
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import signal
 import socket
+import ssl
 import sys
 import threading
 import time
@@ -20,7 +22,7 @@ from fastapi import FastAPI
 
 from tunnelnet.server.app import create_app
 from tunnelnet.server.auth import new_token
-from tunnelnet.server.config import ConfigError, ServerConfig
+from tunnelnet.server.config import ConfigError, ServerConfig, check_transport
 from tunnelnet.server.controller import Controller
 from tunnelnet.store.base import Store
 from tunnelnet.store.url import Backend, StoreUrl, open_store, parse
@@ -30,11 +32,33 @@ log = logging.getLogger(__name__)
 
 class _Server(uvicorn.Server):
     """Ends the watch streams as soon as a stop is asked for; uvicorn would otherwise wait
-    for them (they never end by themselves) before it shuts down."""
+    for them (they never end by themselves) before it shuts down. With TLS, serves it on TCP
+    only: the unix socket stays plain HTTP for this host's own clients."""
 
     def __init__(self, config: uvicorn.Config, app: FastAPI) -> None:
         super().__init__(config)
         self._app = app
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        unix = [s for s in sockets or [] if s.family == socket.AF_UNIX]
+        if not unix or self.config.ssl is None:
+            await super().startup(sockets)
+            return
+        # uvicorn gives every socket one ssl setting; the unix socket gets its own plain
+        # server, with uvicorn's protocol for the same app, state and connections
+        await super().startup([s for s in sockets or [] if s.family != socket.AF_UNIX])
+        loop = asyncio.get_running_loop()
+        config = self.config
+
+        def plain_protocol() -> asyncio.Protocol:
+            protocol: asyncio.Protocol = config.http_protocol_class(  # type: ignore[call-arg]
+                config=config, server_state=self.server_state, app_state=self.lifespan.state,
+                _loop=loop)
+            return protocol
+
+        for sock in unix:
+            self.servers.append(await loop.create_server(plain_protocol, sock=sock, ssl=None,
+                                                         backlog=config.backlog))
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         hub = getattr(self._app.state, "hub", None)
@@ -43,12 +67,43 @@ class _Server(uvicorn.Server):
         super().handle_exit(sig, frame)
 
 
-def _uvicorn(app: FastAPI) -> _Server:
+def _uvicorn(app: FastAPI, tls: ssl.SSLContext | None = None) -> _Server:
     # the grace period is a backstop for streams of a thread-run server (no signal there)
     config = uvicorn.Config(
         app, log_level="warning", access_log=False, lifespan="on", timeout_graceful_shutdown=3
     )
+    config.load()
+    # our own context rather than uvicorn's file options: loaded (and any fault named)
+    # before anything is bound, and with TLS 1.2 as the floor
+    config.ssl = tls
     return _Server(config, app)
+
+
+def tls_context(config: ServerConfig) -> ssl.SSLContext | None:
+    """The server's TLS context from its certificate and key files, or None for plain HTTP."""
+    check_transport(config)
+    if not config.tls:
+        return None
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(config.tls_cert, config.tls_key)
+    except FileNotFoundError as exc:
+        raise ConfigError(f"TLS: {exc.filename or 'a file'} does not exist "
+                          f"(--tls-cert {config.tls_cert}, --tls-key {config.tls_key})") from None
+    except PermissionError as exc:
+        raise ConfigError(f"TLS: cannot read {exc.filename}: permission denied") from None
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"TLS: certificate {config.tls_cert} and key {config.tls_key} cannot "
+                          f"be used together ({getattr(exc, 'reason', None) or exc}): are they "
+                          "PEM files, the key unencrypted and the one of this certificate?") \
+            from None
+    return context
+
+
+def base_url(host: str, port: int, tls: bool) -> str:
+    shown = f"[{host}]" if ":" in host else host
+    return f"{'https' if tls else 'http'}://{shown}:{port}"
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -111,6 +166,7 @@ class BackgroundServer:
         if not config.admin_token:
             raise ConfigError("a background server needs an admin token in its config")
         self.config = config
+        tls = tls_context(config)
         self._sock = _bind(config.host, config.port)  # first: a failure leaves nothing open
         try:
             self.store = _open_store(config)
@@ -119,8 +175,8 @@ class BackgroundServer:
             raise
         self.controller = Controller(self.store, config)
         host, port = self._sock.getsockname()[:2]
-        self.url = f"http://{f'[{host}]' if ':' in host else host}:{port}"
-        self._server = _uvicorn(create_app(self.controller))
+        self.url = base_url(host, port, tls is not None)
+        self._server = _uvicorn(create_app(self.controller), tls)
         self._thread = threading.Thread(
             target=self._server.run, kwargs={"sockets": [self._sock]}, daemon=True
         )
@@ -170,6 +226,7 @@ def serve(config: ServerConfig, unix_path: str | None = None) -> None:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    tls = tls_context(config)  # first: a bad certificate is told before anything is opened
     store = _open_store(config)
     config = _admin_token(config)
     sock = _bind(config.host, config.port)
@@ -177,9 +234,8 @@ def serve(config: ServerConfig, unix_path: str | None = None) -> None:
     if unix_path is not None:
         sockets.append(_bind_unix(unix_path))
     host, port = sock.getsockname()[:2]
-    shown = f"[{host}]" if ":" in host else host
     app = create_app(Controller(store, config))
-    server = _uvicorn(app)
+    server = _uvicorn(app, tls)
 
     def stopped(signum: int, _frame: object) -> None:
         # uvicorn shuts down gracefully, then re-raises the signal to the previous handler:
@@ -190,7 +246,7 @@ def serve(config: ServerConfig, unix_path: str | None = None) -> None:
     signal.signal(signal.SIGINT, stopped)
     # announced only now: whoever reads this line may signal us at once
     print(
-        f"tunnelnet server: listening on http://{shown}:{port}"
+        f"tunnelnet server: listening on {base_url(host, port, tls is not None)}"
         + (f" and unix:{unix_path}" if unix_path else ""),
         flush=True,
     )

@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Set
 from dataclasses import dataclass
 
 from anyio import to_thread
@@ -25,21 +25,45 @@ from anyio import to_thread
 from tunnelnet.api import WatchEvent
 from tunnelnet.server.auth import Caller
 from tunnelnet.server.controller import Controller, public, visible
-from tunnelnet.store.base import Change, Compacted
+from tunnelnet.store.base import Action, Change, Compacted, Store
 
 log = logging.getLogger(__name__)
 
 _BATCH = 500
-# kinds a project token may watch (its own, and networks shared with it: their subnets' events
-# are not sent to other projects yet, though lists show them); agents and admin see all these
+# kinds a project token may watch (its own, networks shared with it and their subnets, as lists
+# show them); agents and admin see all these
 _PROJECT_KINDS = ("network", "subnet", "port")
 _KINDS = (*_PROJECT_KINDS, "agent", "project")
 
 
-def _may_see(caller: Caller, kind: str, body: dict[str, object]) -> bool:
+def _may_see(caller: Caller, kind: str, body: dict[str, object], shared: Set[str]) -> bool:
+    """`shared`: the ids of the networks shared now. A subnet's event goes to every project
+    while its network is shared (Neutron lists it to them); a port stays its project's."""
     if kind not in _KINDS:
         return False
-    return caller.sees_all or (kind in _PROJECT_KINDS and visible(caller, body))
+    if caller.sees_all:
+        return True
+    if kind not in _PROJECT_KINDS:
+        return False
+    return visible(caller, body) or (kind == "subnet" and body.get("network_id") in shared)
+
+
+def shared_networks(store: Store) -> tuple[frozenset[str], int]:
+    """The ids of the networks shared now, and the revision they were read at."""
+    with store.read() as txn:
+        ids = frozenset(n["id"] for n in txn.list("network") if n.get("shared") is True)
+        return ids, txn.revision
+
+
+def _follow_sharing(shared: set[str], change: Change) -> None:
+    # a network that stops being shared has no other project's port on it (the API refuses
+    # that), so dropping its subnets from other projects' streams at once loses them nothing
+    if change.kind != "network":
+        return
+    if change.action is not Action.DELETE and change.body.get("shared") is True:
+        shared.add(change.id)
+    else:
+        shared.discard(change.id)
 
 
 def _event(change: Change) -> WatchEvent:
@@ -49,10 +73,11 @@ def _event(change: Change) -> WatchEvent:
 
 
 def changes_after(
-    ctl: Controller, caller: Caller, since: int, limit: int = _BATCH
+    ctl: Controller, caller: Caller, since: int, limit: int = _BATCH,
+    shared: Set[str] | None = None,
 ) -> tuple[list[WatchEvent], int] | None:
     """Visible events after `since` read from the store, and the revision read up to;
-    None when a resync is due."""
+    None when a resync is due. `shared`: the networks shared now (read here when None)."""
     current = ctl.store.current_revision()
     if since > current:
         return None
@@ -60,7 +85,9 @@ def changes_after(
         changes = ctl.store.changes_since(since, limit)
     except Compacted:
         return None
-    events = [_event(c) for c in changes if _may_see(caller, c.kind, c.body)]
+    if shared is None:
+        shared = shared_networks(ctl.store)[0]
+    events = [_event(c) for c in changes if _may_see(caller, c.kind, c.body, shared)]
     last = changes[-1].revision if len(changes) == limit else max(current, since)
     if changes:
         last = max(last, changes[-1].revision)
@@ -82,6 +109,7 @@ class Hub:
         self.keep = keep
         self.entries: list[_Entry] = []  # contiguous revisions, ending at `head`
         self.head = 0
+        self.shared: set[str] = set()  # networks shared as of `head`
         self._dirty = asyncio.Event()
         self._grown = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -96,7 +124,8 @@ class Hub:
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
-        self.head = await to_thread.run_sync(self.ctl.store.current_revision)
+        shared, self.head = await to_thread.run_sync(shared_networks, self.ctl.store)
+        self.shared = set(shared)
 
         def on_commit(_revision: int) -> None:
             loop.call_soon_threadsafe(self._dirty.set)
@@ -124,7 +153,8 @@ class Hub:
             except Compacted:
                 # fell behind the compaction: start over; older asks go to the store
                 self.entries.clear()
-                self.head = await to_thread.run_sync(self.ctl.store.current_revision)
+                shared, self.head = await to_thread.run_sync(shared_networks, self.ctl.store)
+                self.shared = set(shared)
             except Exception:  # the pump must outlive any single failure
                 log.exception("watch hub could not read the change log")
                 await asyncio.sleep(1.0)
@@ -133,6 +163,7 @@ class Hub:
         while True:
             changes = await to_thread.run_sync(self.ctl.store.changes_since, self.head, 2000)
             for change in changes:
+                _follow_sharing(self.shared, change)
                 event = _event(change)
                 self.entries.append(_Entry(change, event, event.encode()))
             if changes:
@@ -168,10 +199,11 @@ async def _next_batch(
     """Visible events after `since` (from the hub, or the store for older ones)."""
     held = hub.after(since)
     if held is not None:
-        shown = [e for e in held if _may_see(caller, e.change.kind, e.change.body)]
+        shown = [e for e in held if _may_see(caller, e.change.kind, e.change.body, hub.shared)]
         last = held[-1].change.revision if held else since
         return [e.event for e in shown], [e.line for e in shown], last
-    result = await to_thread.run_sync(changes_after, hub.ctl, caller, since)
+    result = await to_thread.run_sync(
+        changes_after, hub.ctl, caller, since, _BATCH, frozenset(hub.shared))
     if result is None:
         return None
     events, last = result

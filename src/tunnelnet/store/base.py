@@ -92,6 +92,12 @@ class Txn(Protocol):
 
     def count_claims(self, pool: str) -> int: ...
 
+    def documents(self) -> Iterator[tuple[str, str, str | None, Doc]]:
+        """Every document as (kind, id, project_id, body): what a whole-store copy reads."""
+
+    def all_claims(self) -> Iterator[tuple[str, str, str]]:
+        """Every claim as (pool, key, owner)."""
+
 
 class Store(Protocol):
     def write(self) -> AbstractContextManager[Txn]:
@@ -109,6 +115,13 @@ class Store(Protocol):
 
     def compact(self, keep: int) -> int:
         """Drops all but the newest `keep` changes; returns how many were dropped."""
+
+    def start_log_at(self, revision: int) -> None:
+        """Makes an empty store's change log continue from `revision`, all of it compacted.
+
+        For a copied store: a reader that last saw an older revision of the source is told
+        Compacted (and lists again); one that saw `revision` itself misses nothing. Raises
+        StoreError when this store has logged anything already."""
 
     def subscribe(self, callback: Callable[[int], None]) -> Callable[[], None]:
         """Calls `callback(revision)` after every commit that logged a change.

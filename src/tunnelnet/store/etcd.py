@@ -82,6 +82,8 @@ class _Keys:
         self.revision = base + b"/meta/revision"
         self.compacted = base + b"/meta/compacted"
         self.changes = base + b"/change/"
+        self.docs = base + b"/doc/"
+        self.claims = base + b"/claim/"
         self.locks = base + b"/lock/"
         self._base = base
 
@@ -222,6 +224,21 @@ class EtcdTxn:
 
     def count_claims(self, pool: str) -> int:
         return self._count_in(self._keys.claim_prefix(pool))
+
+    def _split(self, prefix: bytes) -> Iterator[tuple[str, str, bytes]]:
+        # P/doc/KIND/ID or P/claim/POOL/KEY: both parts are %-escaped, so one "/" parts them
+        for key, value in self._scan(prefix):
+            first, second = key[len(prefix) :].decode().split("/", 1)
+            yield unquote(first), unquote(second), value
+
+    def documents(self) -> Iterator[tuple[str, str, str | None, Doc]]:
+        for kind, doc_id, raw in self._split(self._keys.docs):
+            data = json.loads(raw)
+            yield kind, doc_id, data["p"], dict(data["b"])
+
+    def all_claims(self) -> Iterator[tuple[str, str, str]]:
+        for pool, key, owner in self._split(self._keys.claims):
+            yield pool, key, owner.decode()
 
     # -- buffered writes -------------------------------------------------------------------
 
@@ -448,6 +465,13 @@ class EtcdStore:
         if revision < compacted:
             raise Compacted(revision, compacted + 1)
         return [_change(KeyValue.from_json(kv)) for kv in range_kvs(result, 1)]
+
+    def start_log_at(self, revision: int) -> None:
+        with self.write() as txn:
+            if txn._int(self.keys.revision) != 0:
+                raise StoreError(f"the change log is at revision {txn.revision}, not empty")
+            txn._writes[self.keys.revision] = str(revision).encode()
+            txn._writes[self.keys.compacted] = str(revision).encode()
 
     def compact(self, keep: int) -> int:
         with self.write() as txn:

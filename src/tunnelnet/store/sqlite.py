@@ -147,6 +147,15 @@ class SqliteTxn:
         row = self._conn.execute("SELECT COUNT(*) FROM claims WHERE pool=?", (pool,)).fetchone()
         return int(row[0])
 
+    def documents(self) -> Iterator[tuple[str, str, str | None, Doc]]:
+        rows = self._conn.execute("SELECT kind, id, project_id, body FROM docs ORDER BY rowid")
+        for kind, doc_id, project, body in rows:
+            yield str(kind), str(doc_id), project, dict(json.loads(body))
+
+    def all_claims(self) -> Iterator[tuple[str, str, str]]:
+        for pool, key, owner in self._conn.execute("SELECT pool, key, owner FROM claims"):
+            yield str(pool), str(key), str(owner)
+
 
 class SqliteStore:
     """A Store on one SQLite file (or `:memory:` for unit tests, one shared connection)."""
@@ -283,6 +292,14 @@ class SqliteStore:
             cur = conn.execute("DELETE FROM changes WHERE revision <= ?", (through,))
             conn.execute("UPDATE meta SET value=? WHERE key='compacted_through'", (through,))
             return cur.rowcount
+
+    def start_log_at(self, revision: int) -> None:
+        with self._txn(True) as txn:
+            if txn.revision != 0:
+                raise StoreError(f"the change log is at revision {txn.revision}, not empty")
+            conn = self._conn()
+            conn.execute("UPDATE meta SET value=? WHERE key='revision'", (revision,))
+            conn.execute("UPDATE meta SET value=? WHERE key='compacted_through'", (revision,))
 
     def open_connections(self) -> int:
         with self._all_lock:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
-from tunnelnet.packet import tunnel_kinds
+from tunnelnet.packet import pmtu, tunnel_kinds
 from tunnelnet.switch.pipeline import PIPELINES, TableDecl, TunPriority, TunTable
 from tunnelnet.trace import flowtext
 from tunnelnet.trace.model import Encap, Outcome, Step, Visit
@@ -126,12 +126,51 @@ def annotate_encap(encap: Encap, walker: Walker) -> None:
         port = (f", UDP source port {encap.udp_src} ({entry.spec}: a hash of the inner frame's "
                 f"addresses and ports, so one flow keeps one underlay path) to {encap.udp_dst}")
     fits = (f"fits the underlay MTU {encap.underlay_mtu}" if encap.fits
-            else f"EXCEEDS the underlay MTU {encap.underlay_mtu} and is dropped")
+            else f"EXCEEDS the underlay MTU {encap.underlay_mtu} (the tunnel's IP MTU for the "
+            f"VM is {mtu_words(encap)}): {encap.oversize}")
     encap.explanation = (
         f"{encap.from_host} wraps the {encap.inner_length}-byte frame in {entry.title}: "
         f"outer IPv4 {encap.outer_src} -> {encap.outer_dst} ({encap.to_host or 'unknown'}), "
         f"{kind} {encap.key}{port}; outer IP packet {encap.outer_ip_length} bytes, "
         f"frame {encap.outer_frame_length} bytes: {fits}.")
+
+
+# what became of a frame too big for its tunnel, in the trace's summary ({} is the VM's MTU)
+_OVERSIZE_SUMMARY = {
+    pmtu.Oversize.FRAG_NEEDED.value: "vswitchd tells the sender with ICMP 'fragmentation "
+                                     "needed' (mtu {})",
+    pmtu.Oversize.PACKET_TOO_BIG.value: "vswitchd tells the sender with ICMPv6 'packet too "
+                                        "big' (mtu {})",
+    pmtu.Oversize.FRAGMENTED.value: "vswitchd sends it on as IPv4 fragments of at most {} "
+                                    "bytes",
+    pmtu.Oversize.EXCEEDED.value: "vswitchd drops it and counts it as mtu_exceeded",
+    "dropped silently": "the switch drops it without telling the sender",
+}
+
+
+def mtu_words(encap: Encap) -> str:
+    """Why the tunnel's MTU is what it is: "1450 = underlay MTU 1500 - 50 (outer IPv4 20 +
+    UDP 8 + VXLAN 8 + inner Ethernet 14)"."""
+    entry = tunnel_kinds.kind(encap.type)
+    parts = " + ".join(f"{what} {size}" for what, size in entry.mtu_parts)
+    return (f"{encap.vm_mtu} = underlay MTU {encap.underlay_mtu} - {entry.overhead} "
+            f"({parts})")
+
+
+def oversize_words(encap: Encap, verdict: pmtu.Answer, switch: object) -> str:
+    """The end of a frame too big for its tunnel, and why: the MTU, then what the switch
+    does (our vswitchd: packet/pmtu.py's verdict; Open vSwitch: nothing)."""
+    head = (f"the encapsulated packet ({encap.outer_ip_length} bytes of IP) exceeds the "
+            f"underlay MTU {encap.underlay_mtu}: the {tunnel_kinds.kind(encap.type).title} "
+            f"tunnel leaves the VM an IP MTU of {mtu_words(encap)}")
+    if encap.oversize == "dropped silently":
+        who = getattr(switch, "product", "the switch")
+        return (f"{head}; {who} on {encap.from_host} drops it without "
+                "telling the sender (no ICMP: a black hole for path MTU discovery)")
+    if verdict.what is pmtu.Oversize.FRAGMENTED:
+        return (f"{head}; vswitchd sends it on as {len(verdict.fragments)} IPv4 fragments "
+                f"(counted as {verdict.what.value}), which the destination reassembles")
+    return f"{head}; vswitchd: {verdict.why} (counted as {verdict.what.value})"
 
 
 def drop_reason(bridge: str, step: Step | None, reason: str | None) -> str:
@@ -204,7 +243,8 @@ def summary(outcome: Outcome, src: VmInfo, dst: VmInfo, probe: Probe, visits: li
         entry = tunnel_kinds.kind(big.type)
         parts.append(f"it never left {big.from_host}: wrapped in {entry.title} it is "
                      f"{big.outer_ip_length} bytes of IP, more than the underlay's MTU "
-                     f"{big.underlay_mtu}")
+                     f"{big.underlay_mtu}; {_OVERSIZE_SUMMARY.get(big.oversize or '', '{}')}"
+                     .format(big.vm_mtu))
     mtu = vm_mtu_words(src, probe, walker)
     if mtu:
         parts.append(mtu)

@@ -24,7 +24,7 @@ from ipaddress import IPv4Address
 from typing import TYPE_CHECKING, Any, Final
 
 from tunnelnet.lab import names
-from tunnelnet.packet import tunnel_kinds
+from tunnelnet.packet import pmtu, tunnel_kinds
 from tunnelnet.packet.fields import ETH_TYPE_ARP, VLAN_CFI, FlowKey, int_to_mac
 from tunnelnet.packet.tunnel import overhead, source_port
 from tunnelnet.switch import crossing
@@ -40,6 +40,7 @@ from tunnelnet.trace.probe import (
     arp_request,
     build,
     echo_reply,
+    forged,
 )
 from tunnelnet.trace.view import LabView, PortInfo, VmInfo
 
@@ -163,24 +164,29 @@ class Walker:
     def journey(self, src_name: str, dst_name: str, proto: str = "icmp",
                 dport: int | None = None, marker: bytes | None = None,
                 size: int | None = None, exchange: bool = True, *,
-                verdict: bool = False) -> Journey:
+                verdict: bool = False, src_mac: str | None = None,
+                src_ip: str | None = None) -> Journey:
         """The frame SRC sends to DST, walked after what precedes it (the ARP exchange, for
         anything but ARP itself) and, for an ICMP echo, before DST's reply. ``exchange``
         False: this frame alone, on the switches as they are (what ``--live`` sends).
         ``verdict``: the same walk and outcome, without the words only a reader of the
-        trace needs (the steps' notes and explanations)."""
+        trace needs (the steps' notes and explanations). ``src_mac``/``src_ip``: the frame
+        claims another source than SRC's own (a forgery, which port security drops); what
+        precedes it (the ARP exchange) is SRC's honest own."""
         self.verdict = verdict
         try:
-            return self._journey(src_name, dst_name, proto, dport, marker, size, exchange)
+            return self._journey(src_name, dst_name, proto, dport, marker, size, exchange,
+                                 src_mac, src_ip)
         finally:
             self.verdict = False
 
     def _journey(self, src_name: str, dst_name: str, proto: str, dport: int | None,
-                 marker: bytes | None, size: int | None, exchange: bool) -> Journey:
+                 marker: bytes | None, size: int | None, exchange: bool,
+                 src_mac: str | None = None, src_ip: str | None = None) -> Journey:
         src, dst = self.vm(src_name), self.vm(dst_name)
         if src.name == dst.name:
             raise TraceError(f"source and destination are the same VM ({src.name})")
-        probe = build(src, dst, proto, dport, marker, size)
+        probe = build(forged(src, src_mac, src_ip), dst, proto, dport, marker, size)
         self.learned = Learned()
         self._unlearned = []
         self.learning = exchange
@@ -604,15 +610,21 @@ class Walker:
                       udp_dst=int(port.options.get("dst_port", kind.number)) if udp else None,
                       inner_length=len(inner), outer_ip_length=len(inner) + over - 14,
                       outer_frame_length=len(inner) + over, underlay_mtu=mtu,
-                      fits=len(inner) + over - 14 <= mtu)
+                      fits=len(inner) + over - 14 <= mtu,
+                      vm_mtu=mtu - over + tunnel_kinds.OUTER_ETHERNET - pmtu.l2_length(inner))
+        verdict = None
+        if not encap.fits:
+            # what the switch does with it: ours answers as packet/pmtu.py says (the same
+            # function the datapath calls), Open vSwitch drops it without a word
+            verdict = pmtu.answer(inner, mtu - over + tunnel_kinds.OUTER_ETHERNET)
+            answers = bool(getattr(self.lab.switch(host), "answers_oversize", True))
+            encap.oversize = verdict.what.value if answers else "dropped silently"
         explain.annotate_encap(encap, self)
         exit_.encap = len(encaps)
         encaps.append(encap)
-        if not encap.fits:
-            ends.append(End(host, item.bridge, None, "dropped", f"the encapsulated packet "
-                            f"({encap.outer_ip_length} bytes of IP) exceeds the underlay MTU "
-                            f"{mtu}: vswitchd counts it as mtu_exceeded and it never leaves "
-                            f"{host}"))
+        if verdict is not None:
+            ends.append(End(host, item.bridge, None, "dropped",
+                            explain.oversize_words(encap, verdict, self.lab.switch(host))))
             return
         if to_host is None:
             ends.append(End(host, item.bridge, None, "lost", f"{remote_ip} is no hypervisor "
@@ -759,5 +771,7 @@ def _vm_json(vm: VmInfo, walker: Walker) -> dict[str, Any]:
 
 def trace(lab: LabView, src: str, dst: str, proto: str = "icmp", dport: int | None = None,
           marker: bytes | None = None, size: int | None = None,
-          exchange: bool = True) -> Journey:
-    return Walker(lab).journey(src, dst, proto, dport, marker, size, exchange)
+          exchange: bool = True, *, src_mac: str | None = None,
+          src_ip: str | None = None) -> Journey:
+    return Walker(lab).journey(src, dst, proto, dport, marker, size, exchange,
+                               src_mac=src_mac, src_ip=src_ip)

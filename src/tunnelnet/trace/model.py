@@ -73,6 +73,11 @@ class Encap:
     underlay_mtu: int
     fits: bool
     explanation: str = ""
+    # the IP MTU this tunnel leaves the VM (the underlay's minus the kind's overhead, inner
+    # Ethernet included), and what the switch does with a frame over it (packet/pmtu.py's
+    # Oversize value, or "dropped silently" for a switch that does not answer); None: fits
+    vm_mtu: int = 0
+    oversize: str | None = None
 
 
 @dataclass(slots=True)

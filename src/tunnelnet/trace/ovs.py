@@ -88,6 +88,10 @@ class OvsSwitch:
     # Open vSwitch's userspace tunnel push picks the VXLAN source port by its own hash of the
     # flow, in 32768-61000 (netdev-native-tnl.c), not by tunnelnet's RFC 7348 hash
     vxlan_source_port_is_ours = False
+    # Open vSwitch sends no ICMP for a packet too big for a tunnel (only where a flow asks,
+    # as OVN's check_pkt_larger does): the outer packet, with DF, is refused and lost
+    answers_oversize = False
+    product = "Open vSwitch"
     VXLAN_SOURCE_RANGE: Final = (32768, 61000)
 
     def __init__(self, hypervisor: str, rundir: Path, netns: str) -> None:

@@ -47,7 +47,10 @@ def _visit(v: Visit, j: Journey, explain: bool, out: list[str]) -> None:
                    else f" udp (its own choice)->{enc.udp_dst}" if udp_kind else "")
             out.append(f"     encap {enc.type}: {enc.outer_src} -> {enc.outer_dst} {key}{udp}"
                        f" inner {enc.inner_length} B, outer IP {enc.outer_ip_length} B "
-                       f"(underlay MTU {enc.underlay_mtu}: {'fits' if enc.fits else 'TOO BIG'})")
+                       f"(underlay MTU {enc.underlay_mtu}: {'fits' if enc.fits else 'TOO BIG'}"
+                       f"; VM IP MTU {enc.vm_mtu})")
+            if not enc.fits:
+                out.append(f"     too big: {enc.oversize}")
             if explain:
                 out += _wrap(enc.explanation, "     ")
     if v.learning:

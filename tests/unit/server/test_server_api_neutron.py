@@ -266,6 +266,33 @@ def test_a_shared_network_is_seen_and_used_by_every_project_but_changed_by_its_o
     admin.delete("network", net["id"])
 
 
+def test_a_shared_networks_subnets_reach_every_projects_watch_but_not_its_ports(
+    server: ServerProcess, admin: Client, tenant_a: Client, tenant_b: Client
+) -> None:
+    # what a project may list (the shared network and its subnets, not other projects' ports)
+    # is what its watch stream and long poll carry
+    start = tenant_b.list_with_revision("network")[1]
+    net = admin.create("network", name="watched-shared", shared=True)
+    sub = admin.create("subnet", network_id=net["id"], cidr="10.66.0.0/24")
+    port = tenant_a.create("port", network_id=net["id"])
+    private = tenant_a.create("network", name="a-only")
+    private_sub = tenant_a.create("subnet", network_id=private["id"], cidr="10.67.0.0/24")
+    admin.update("subnet", sub["id"], name="renamed")
+    listed = {d["id"] for kind in ("network", "subnet", "port") for d in tenant_b.list(kind)}
+    streamed = [(e.resource, e.action, e.object["id"])
+                for e in tenant_b.watch(since=start, timeout=1.0)
+                if e.type == "event" and e.object]
+    polled, _ = tenant_b.events(start, timeout=0.5)
+    assert streamed == [("network", "create", net["id"]), ("subnet", "create", sub["id"]),
+                        ("network", "update", net["id"]),  # it gained its subnet
+                        ("subnet", "update", sub["id"])]
+    assert [(e.resource, e.action, e.object["id"]) for e in polled if e.object] == streamed
+    assert {i for _, _, i in streamed} <= listed
+    assert not {port["id"], private["id"], private_sub["id"]} & {i for _, _, i in streamed}
+    tenant_a.delete("port", port["id"])
+    admin.delete("network", net["id"])
+
+
 def test_unknown_names_in_fields_are_ignored(server: ServerProcess, admin: Client) -> None:
     net = admin.create("network", name="fields")
     response = _call(server, "GET", "/v2.0/networks?fields=id&fields=dns_domain&fields=mtu")

@@ -130,3 +130,35 @@ def test_commit_notifies_subscribers_with_the_new_revision(store: Store) -> None
         txn.put("network", "m", {}, None)
     time.sleep(0.2)  # room for a late (wrong) delivery through etcd's watch
     assert seen == [1]
+
+
+def test_documents_and_claims_are_read_whole_with_odd_names(store: Store) -> None:
+    # names with the characters the etcd key layout escapes must come back as they went in
+    with store.write() as txn:
+        txn.put("network", "n/1 %x", {"id": "n/1 %x"}, "p/q")
+        txn.put("token", "digest", {"role": "agent"}, None, emit=False)
+        txn.put("network", "n2", {"id": "n2"}, "p")
+        txn.delete("network", "n2")
+        assert txn.claim("ip:sub/1", "10.0.0.1", "port/1")
+        assert txn.claim("mac:net", "fa:16:3e:00:00:01", "port-2")
+    with store.read() as txn:
+        assert sorted(txn.documents()) == [
+            ("network", "n/1 %x", "p/q", {"id": "n/1 %x"}),
+            ("token", "digest", None, {"role": "agent"}),
+        ]  # fmt: skip
+        assert sorted(txn.all_claims()) == [
+            ("ip:sub/1", "10.0.0.1", "port/1"), ("mac:net", "fa:16:3e:00:00:01", "port-2")]
+
+
+def test_a_log_started_at_a_revision_continues_from_it_all_compacted(store: Store) -> None:
+    store.start_log_at(41)
+    assert store.current_revision() == 41
+    assert store.changes_since(41) == []
+    with pytest.raises(Compacted):
+        store.changes_since(40)
+    with store.write() as txn:
+        assert txn.put("network", "n1", {"id": "n1"}, "p") == 42
+    assert [c.revision for c in store.changes_since(41)] == [42]
+    with pytest.raises(StoreError, match="not empty"):
+        store.start_log_at(100)
+    assert store.current_revision() == 42
