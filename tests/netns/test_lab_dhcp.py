@@ -38,6 +38,8 @@ UNDERLAY_MTU = 1500
 INNER_ETHERNET = 14
 VXLAN_MTU = UNDERLAY_MTU - (20 + 8 + 8 + INNER_ETHERNET)  # IPv4, UDP, VXLAN (RFC 7348)
 GRE_MTU = UNDERLAY_MTU - (20 + 4 + 4 + INNER_ETHERNET)  # IPv4, GRE with key (RFC 2890)
+# IPv4, UDP, Geneve's base header with no options (RFC 8926)
+GENEVE_MTU = UNDERLAY_MTU - (20 + 8 + 8 + INNER_ETHERNET)
 UNKNOWN_MAC = "fa:16:3e:de:ad:01"
 
 
@@ -156,8 +158,8 @@ def test_each_vm_has_its_ports_address_and_its_networks_mtu_from_the_lease(
         lab_dir: Path, api: Client) -> None:
     state = _state(lab_dir)
     ports = {p["id"]: p for p in api.list("port")}
-    expected_mtu = {"red-net": VXLAN_MTU, "blue-net": GRE_MTU}
-    for name in ("r1", "r2", "b1"):
+    expected_mtu = {"red-net": VXLAN_MTU, "blue-net": GRE_MTU, "gold-net": GENEVE_MTU}
+    for name in ("r1", "r2", "b1", "au1"):
         vm = state.vms[name]
         address = ports[vm.port_id]["fixed_ips"][0]["ip_address"]
         # the kernel's view of the VM: what the lease configured
@@ -171,7 +173,7 @@ def test_each_vm_has_its_ports_address_and_its_networks_mtu_from_the_lease(
 def test_the_dhcp_port_is_a_port_of_its_network_on_hv1_and_answers_across_the_tunnel(
         lab_dir: Path, api: Client) -> None:
     state = _state(lab_dir)
-    for vm_name in ("r1", "b1"):  # both on hv2, their networks' DHCP ports on hv1
+    for vm_name in ("r1", "b1", "au1"):  # all on hv2, their networks' DHCP ports on hv1
         vm = state.vms[vm_name]
         port = _dhcp_port(api, state.networks[vm.network]["id"])
         assert port["binding:host_id"] == "hv1" != vm.hypervisor
