@@ -65,9 +65,7 @@ def lab_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         assert down.returncode == 0, down.stdout + down.stderr
         assert PREFIX not in subprocess.run(["ip", "netns", "list"], capture_output=True,
                                             text=True, check=True).stdout
-        assert f"{PREFIX}-qdhcp" not in subprocess.run(["ps", "-eo", "args"],
-                                                       capture_output=True, text=True,
-                                                       check=True).stdout
+        assert _processes_with_prefix(f"/run/tunnelnet-lab-dhcp/{PREFIX}/".encode()) == []
 
 
 @pytest.fixture(scope="module")
@@ -292,3 +290,54 @@ def test_enable_dhcp_false_removes_the_dhcp_port_and_nothing_answers(
     api.update("subnet", subnet_id, enable_dhcp=True)
     _wait("blue is served again", lambda: _ask(b1.netns, tmp_path / "on.lease") is not None)
     assert dhcp_client.parse_lease((tmp_path / "on.lease").read_text()).mtu == GRE_MTU
+
+
+def test_a_dhcp_agent_killed_and_started_again_serves_with_one_dnsmasq_per_network(
+        lab_dir: Path, api: Client, tmp_path: Path) -> None:
+    state = _state(lab_dir)
+    agent = next(p for p in state.processes if p.name == "dhcp-agent-hv1")
+    red = state.networks["red-net"]["id"]
+    hosts_file = f"--dhcp-hostsfile=/run/tunnelnet-lab-dhcp/{PREFIX}/{red}/host".encode()
+    (old,) = _processes_with(hosts_file)
+    os.kill(agent.pid, 9)  # no chance to stop its dnsmasqs or remove its namespaces
+    _wait("the DHCP agent is gone", lambda: not Path(f"/proc/{agent.pid}").exists()
+          or "Z" in Path(f"/proc/{agent.pid}/stat").read_text().split(")")[-1].split()[0])
+    started = _lab(lab_dir, "start", "dhcp-agent-hv1")
+    assert started.returncode == 0, started.stdout + started.stderr
+    # the orphan is stopped and one new dnsmasq serves (never two, nor the orphan alone)
+    _wait("a new dnsmasq serves red", lambda: len(now := _processes_with(hosts_file)) == 1
+          and now[0] != old)
+    r1 = state.vms["r1"]
+
+    def served() -> bool:
+        lease = _ask(r1.netns, tmp_path / "again.lease")
+        return lease is not None and lease.ip == r1.ip
+    _wait("r1 is served after the restart", served)
+    assert _processes_with(hosts_file) != [old]
+    assert len(_processes_with(hosts_file)) == 1
+
+
+def _processes_with_prefix(prefix: bytes) -> list[int]:
+    """Pids of the dnsmasqs serving files under ``prefix`` (this lab's), if any are left."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if argv and argv[0].endswith(b"dnsmasq") and any(prefix in a for a in argv):
+            found.append(int(proc.name))
+    return found
+
+
+def _processes_with(arg: bytes) -> list[int]:
+    """Pids of the dnsmasqs whose command line has ``arg``, as the kernel lists them."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if argv and argv[0].endswith(b"dnsmasq") and arg in argv:
+            found.append(int(proc.name))
+    return found

@@ -225,7 +225,7 @@ class DhcpAgent:
         for net_id, config in sorted(wanted.items()):
             try:
                 self._serve(self.cache.networks[net_id], config)
-            except plumbing.PlumbingError as exc:
+            except TunnelnetError as exc:
                 # one network's trouble must not stop the others being served
                 log.warning("network %s: %s; will retry", net_id, exc)
                 self._dirty = True

@@ -9,12 +9,14 @@ would keep that address for the old MAC; so a removed host's lease is released w
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
 import signal
 import stat
 import subprocess
+import time
 from pathlib import Path
 
 from tunnelnet.dhcp.config import NetworkConfig, Paths, dnsmasq_argv, hosts_file, opts_file
@@ -97,7 +99,31 @@ class Dnsmasq:
         self.config = config
         return action
 
+    def _stop_stale(self) -> None:
+        """A dnsmasq an earlier agent left serving these files (it died without stopping
+        it) holds the DHCP port's socket: stop it, as Neutron's agent does, found by its pid
+        file and recognised by its command line naming our hosts file."""
+        try:
+            pid = int(self.paths.pid.read_text().strip())
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except (OSError, ValueError):
+            return
+        if f"--dhcp-hostsfile={self.paths.hosts}".encode() not in cmdline:
+            return
+        log.warning("stopping a dnsmasq left running for %s (pid %d)", self.namespace, pid)
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return
+        for _ in range(50):
+            if not Path(f"/proc/{pid}").exists():
+                return
+            time.sleep(0.1)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
     def _start(self, argv: list[str]) -> None:
+        self._stop_stale()
         self.paths.leases.touch(exist_ok=True)
         with open(self.paths.directory / "stderr.log", "ab") as out:
             try:

@@ -78,6 +78,22 @@ def dhcp_state_dir() -> Path:
     return Path("/run/tunnelnet-lab-dhcp") / names.PREFIX
 
 
+def _dnsmasqs_with(arg: str) -> list[int]:
+    """Pids of running dnsmasqs whose command line holds ``arg`` exactly."""
+    wanted = arg.encode()
+    found: list[int] = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue  # gone meanwhile, or not ours to read
+        if argv and argv[0].endswith(b"dnsmasq") and wanted in argv:
+            found.append(int(proc.name))
+    return found
+
+
 def _planned_namespaces(topo: Topology) -> list[str]:
     return [names.UNDERLAY_NS, *(names.hypervisor_ns(h.name) for h in topo.hypervisors),
             *(names.vm_ns(v.name) for v in topo.vms)]
@@ -511,20 +527,15 @@ class LabRunner:
         return left
 
     def _remove_dhcp_leftovers(self, state: LabState) -> None:
-        """What a DHCP agent that died without cleaning up left: its dnsmasqs (by the pid
-        files they wrote, checked to be dnsmasq) and its namespaces, all named from the
-        networks this lab made."""
+        """What a DHCP agent that died without cleaning up left: its dnsmasqs (found by the
+        pid file named on their command line, one per network this lab made) and its
+        namespaces (named from those networks)."""
         for info in state.hypervisors.values():
             if not info.get("dhcp"):
                 continue
             for net in state.networks.values():
-                pid_file = Path(info["dhcp"]) / str(net["id"]) / "pid"
-                try:
-                    pid = int(pid_file.read_text().strip())
-                    comm = Path(f"/proc/{pid}/comm").read_text().strip()
-                except (OSError, ValueError):
-                    continue
-                if comm == "dnsmasq":
+                pid_arg = f"--pid-file={Path(info['dhcp']) / str(net['id']) / 'pid'}"
+                for pid in _dnsmasqs_with(pid_arg):
                     processes.stop(pid)
                     self.say(f"stopped a leftover dnsmasq (pid {pid})")
                 ns = plumbing.namespace_name(f"{names.PREFIX}-", str(net["id"]))
