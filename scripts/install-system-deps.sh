@@ -15,12 +15,25 @@ declare -A wanted=(
   [chromium]=chromium  # the browser Playwright drives in the web page test
   [etcd]=etcd-server  # the etcd store's tests start their own etcd (never the system service)
   [openssl]=openssl  # the TLS tests make their CA and certificates with it, as docs/deploy.md does
+  [clang]=clang  # `make bpf` compiles the kernel fast path's programs ahead of time (-target bpf)
+  [bpftool]=bpftool  # to look at loaded programs and maps by hand; tests read maps through libbpf
+)
+
+# files -> Debian package: what is no command (headers, the shared library the loader opens)
+declare -A wanted_files=(
+  [/usr/include/bpf/bpf_helpers.h]=libbpf-dev  # the BPF programs' helper declarations
+  [/usr/include/x86_64-linux-gnu/asm/types.h]=linux-libc-dev  # <linux/bpf.h> needs <asm/types.h>
 )
 
 missing=()
 for cmd in "${!wanted[@]}"; do
   command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/sbin/$cmd" ] || missing+=("${wanted[$cmd]}")
 done
+for file in "${!wanted_files[@]}"; do
+  [ -e "$file" ] || missing+=("${wanted_files[$file]}")
+done
+# the loader opens libbpf.so.1 with ctypes at run time (kernel_loader.py)
+ldconfig -p 2>/dev/null | grep -q 'libbpf\.so\.1 ' || missing+=(libbpf1)
 
 if [ ${#missing[@]} -eq 0 ]; then
   echo "system packages: all present"
