@@ -26,6 +26,7 @@ from scapy.utils import rdpcap
 
 from support.netns import Lab, inside, run, two_hypervisors
 from support.tools import require_tool
+from tunnelnet.datapath.errors import DatapathError
 from tunnelnet.datapath.kernel_fastpath import REPLAY_OBJECT, KernelFastPath, ensure_vxlan_device
 from tunnelnet.datapath.kernel_maps import PortPlan, Stat, TunnelPlan
 
@@ -261,3 +262,15 @@ def test_tcp_flows_through_the_kernel_path(site: Site) -> None:
     assert sent > 0
     carried = hv2.fastpath.tunnel_counters(VNI, hv1.underlay_ip, hv2.vm_mac)
     assert carried is not None and carried.bytes >= sent  # payload plus every frame's headers
+
+
+def test_a_plain_vxlan_device_of_the_same_name_is_refused_not_used(site: Site) -> None:
+    hv = site.hv[1].ns
+    run(["ip", "-n", hv, "link", "add", "tnplain", "type", "vxlan", "id", "5", "dstport",
+         "4790", "remote", "192.0.2.9"])
+    try:
+        with pytest.raises(DatapathError, match="not a collect_md"):
+            inside(hv, lambda: ensure_vxlan_device("tnplain"))
+        assert inside(hv, lambda: ensure_vxlan_device("tnfp0")) == site.hv[1].vxlan_ifindex
+    finally:
+        run(["ip", "-n", hv, "link", "del", "tnplain"])

@@ -199,6 +199,13 @@ def ensure_vxlan_device(name: str, port: int = VXLAN_PORT) -> int:
                 raise DatapathError(f"cannot make the VXLAN device {name}: {exc}") from exc
             found = ipr.link_lookup(ifname=name)
         ifindex = int(found[0])
+        link = ipr.get_links(ifindex)[0]
+        info = link.get_attr("IFLA_LINKINFO")
+        kind = info.get_attr("IFLA_INFO_KIND") if info else None
+        data = info.get_attr("IFLA_INFO_DATA") if info and kind == "vxlan" else None
+        if data is None or not data.get_attr("IFLA_VXLAN_COLLECT_METADATA"):
+            # a plain VXLAN device would send everything to its one remote: refuse it
+            raise DatapathError(f"{name} exists and is not a collect_md (external) VXLAN device")
         ipr.link("set", index=ifindex, state="up")
         return ifindex
 
