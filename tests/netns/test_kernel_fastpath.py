@@ -29,6 +29,7 @@ from support.tools import require_tool
 from tunnelnet.datapath.errors import DatapathError
 from tunnelnet.datapath.kernel_fastpath import REPLAY_OBJECT, KernelFastPath, ensure_vxlan_device
 from tunnelnet.datapath.kernel_maps import PortPlan, Stat, TunnelPlan
+from tunnelnet.datapath.kernel_upcall import UpcallReader
 
 pytestmark = pytest.mark.netns
 
@@ -232,13 +233,28 @@ def test_frame_too_big_for_the_tunnel_goes_up_instead_of_being_lost(site: Site) 
         run(["ip", "-n", hv1.ns, "link", "set", "tap1", "mtu", str(VM_MTU)])
 
 
-def test_tunnel_frame_without_a_plan_is_dropped_and_counted(site: Site) -> None:
+def test_tunnel_frame_without_a_plan_is_dropped_and_handed_up_whole(site: Site) -> None:
     site.install_all()
     hv1, hv2 = site.hv[1], site.hv[2]
     assert hv2.fastpath.remove_tunnel(VNI, hv1.underlay_ip, hv2.vm_mac) is not None
     misses = hv2.fastpath.stats()[Stat.TUNNEL_MISS]
-    assert _ping(site.ns["vm1"], "10.0.0.2", count=2).returncode != 0
+    reader = UpcallReader(hv2.fastpath)
+    try:
+        assert _ping(site.ns["vm1"], "10.0.0.2", count=2).returncode != 0
+        got = []
+        deadline = time.monotonic() + 5
+        while len(got) < 2 and time.monotonic() < deadline:
+            got += reader.poll(200)
+    finally:
+        reader.close()
     assert hv2.fastpath.stats()[Stat.TUNNEL_MISS] == misses + 2
+    # what went up is what vm1 sent, with the VXLAN header's VNI and the outer source
+    assert [(m.vni, m.remote_ip, len(m.frame)) for m in got] == \
+        [(VNI, hv1.underlay_ip, ICMP_ECHO_FRAME)] * 2
+    for miss in got:
+        frame = Ether(miss.frame)
+        assert (frame.src, frame.dst) == (hv1.vm_mac, hv2.vm_mac)
+        assert (frame[IP].src, frame[IP].dst, frame[ICMP].type) == ("10.0.0.1", "10.0.0.2", 8)
     # a plan for another peer does not open the door to this one (isolation by outer source)
     hv2.fastpath.install_tunnel(TunnelPlan(VNI, "192.0.2.99", hv2.vm_mac, hv2.tap_ifindex))
     assert _ping(site.ns["vm1"], "10.0.0.2", count=1).returncode != 0

@@ -1,8 +1,8 @@
 """The kernel fast path's Python side: load the replay programs, attach them, fill their maps.
 
 This is the replay half of issue #22 as a library; vswitchd does not use it yet (there is no
-`--fastpath` flag): it lacks the upcall of tunnel misses and the folding of counters into
-flows, see docs/architecture.md "The kernel fast path". What it does:
+`--fastpath` flag): plans are not yet mirrored from datapath/fastpath.py nor counters folded
+into flows, see docs/architecture.md "The kernel fast path". What it does:
 
 - ``port_ingress`` (tc ingress of a VM's port): a frame whose (port, destination MAC) has a
   plan gets its tunnel key set and is redirected into the collect_md VXLAN device; any other
@@ -11,8 +11,9 @@ flows, see docs/architecture.md "The kernel fast path". What it does:
   redirects it, so without this filter Python would forward every replayed frame a second
   time. It takes the same decision as ``port_ingress`` and hides the frames the kernel takes.
 - ``tunnel_ingress`` (tc ingress of the collect_md VXLAN device): (VNI, outer source, MAC)
-  with a plan goes to its VM port; anything else is dropped and counted (that device owns
-  UDP 4789, so the Python path's VXLAN socket cannot have it).
+  with a plan goes to its VM port; anything else is dropped, counted and handed up as a perf
+  event sample (kernel_upcall.py): that device owns UDP 4789, so the Python path's VXLAN
+  socket can no longer have it.
 
 Every call works in the calling thread's network namespace.
 """

@@ -26,6 +26,7 @@ class Stat(IntEnum):
     PORT_TOO_BIG = 2
     TUNNEL_HIT = 3
     TUNNEL_MISS = 4
+    TUNNEL_UPCALL = 5  # of the misses, those handed up (kernel_upcall.py reads them)
 
 
 class PortKey(ctypes.Structure):
@@ -49,6 +50,11 @@ class TunnelEntry(ctypes.Structure):
     _fields_ = [("out_ifindex", ctypes.c_uint32), ("pad", ctypes.c_uint32),
                 ("packets", ctypes.c_uint64), ("bytes", ctypes.c_uint64),
                 ("last_used_ns", ctypes.c_uint64)]
+
+
+class UpcallMeta(ctypes.Structure):
+    _fields_ = [("vni", ctypes.c_uint32), ("remote_ipv4", ctypes.c_uint32),
+                ("frame_len", ctypes.c_uint32), ("pad", ctypes.c_uint32)]
 
 
 def mac_bytes(mac: str) -> bytes:

@@ -22,11 +22,12 @@ from tunnelnet.datapath.kernel_maps import (
     TunnelEntry,
     TunnelKey,
     TunnelPlan,
+    UpcallMeta,
 )
 
 MIRRORS: dict[str, type[ctypes.Structure]] = {
     "port_key": PortKey, "port_entry": PortEntry,
-    "tunnel_key": TunnelKey, "tunnel_entry": TunnelEntry,
+    "tunnel_key": TunnelKey, "tunnel_entry": TunnelEntry, "upcall_meta": UpcallMeta,
 }
 
 

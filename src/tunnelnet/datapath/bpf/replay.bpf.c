@@ -3,8 +3,8 @@
  * tunnelnet's kernel replay: fixed programs that repeat, for every later packet of a flow,
  * a decision the Python switch already took (issue #22). They decide nothing themselves: an
  * entry exists only because userspace put it there, and anything without an entry goes the
- * way it went before (a VM port's frame to the Python path; a tunnel frame is dropped and
- * counted until misses from the tunnel have a way up, see docs/architecture.md).
+ * way it went before (a VM port's frame to the Python path's socket; a tunnel frame, whose
+ * UDP port the collect_md device owns, to userspace as a perf event sample).
  *
  * Compiled ahead of time by `make bpf` (clang -target bpf); loaded by
  * tunnelnet.datapath.kernel_loader through libbpf. The structures below are mirrored, field
@@ -52,12 +52,27 @@ struct tunnel_entry {
 	__u64 last_used_ns;
 };
 
+/*
+ * A tunnel frame without a plan, handed up to userspace (the collect_md device owns UDP 4789,
+ * so the Python path's VXLAN socket never sees it): this header, then the inner frame.
+ */
+struct upcall_meta {
+	__u32 vni;
+	__u32 remote_ipv4;   /* host byte order */
+	__u32 frame_len;
+	__u32 pad;
+};
+
+/* a perf record's size is 16 bits: header, sample size, our header and the frame fit in it */
+#define UPCALL_MAX_FRAME (0xffff - 64)
+
 enum stat {
 	STAT_PORT_HIT,
 	STAT_PORT_MISS,
 	STAT_PORT_TOO_BIG,
 	STAT_TUNNEL_HIT,
 	STAT_TUNNEL_MISS,
+	STAT_TUNNEL_UPCALL,
 	STAT_MAX,
 };
 
@@ -81,6 +96,12 @@ struct {
 	__type(key, __u32);
 	__type(value, __u64);
 } stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERF_EVENT_ARRAY);
+	__uint(key_size, sizeof(__u32));
+	__uint(value_size, sizeof(__u32));
+} upcalls SEC(".maps");
 
 static __always_inline void count(__u32 which)
 {
@@ -197,6 +218,18 @@ int port_socket_filter(struct __sk_buff *skb)
 	return port_decision(skb, 0) ? 0 : skb->len;
 }
 
+/*
+ * Not inlined on purpose: a function taking the header keeps struct upcall_meta in the
+ * object's BTF, against which the Python mirror is tested.
+ */
+static __noinline int send_upcall(struct __sk_buff *skb, struct upcall_meta *meta)
+{
+	/* the frame's bytes follow the header: the helper copies them from the skb */
+	__u64 flags = BPF_F_CURRENT_CPU | ((__u64)meta->frame_len << 32);
+
+	return bpf_perf_event_output(skb, &upcalls, flags, meta, sizeof(*meta));
+}
+
 SEC("tc")
 int tunnel_ingress(struct __sk_buff *skb)
 {
@@ -212,16 +245,26 @@ int tunnel_ingress(struct __sk_buff *skb)
 		goto miss;
 	entry = bpf_map_lookup_elem(&tunnel_plans, &key);
 	if (!entry)
-		goto miss;
+		goto upcall;
 	__sync_fetch_and_add(&entry->packets, segments(skb));
 	__sync_fetch_and_add(&entry->bytes, skb->len);
 	entry->last_used_ns = bpf_ktime_get_ns();
 	count(STAT_TUNNEL_HIT);
 	return bpf_redirect(entry->out_ifindex, 0);
+upcall:
+	if (skb->len <= UPCALL_MAX_FRAME) {
+		struct upcall_meta meta = {
+			.vni = key.vni, .remote_ipv4 = key.remote_ipv4, .frame_len = skb->len,
+		};
+
+		if (send_upcall(skb, &meta) == 0)
+			count(STAT_TUNNEL_UPCALL);
+	}
 miss:
 	/*
-	 * Never TC_ACT_OK here: the device has no bridge behind it, and a frame passed up its
-	 * stack could reach the hypervisor's own addresses from a tenant network.
+	 * Dropped here whether or not it went up: never TC_ACT_OK, the device has no bridge
+	 * behind it, and a frame passed up its stack could reach the hypervisor's own addresses
+	 * from a tenant network.
 	 */
 	count(STAT_TUNNEL_MISS);
 	return TC_ACT_SHOT;
