@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from tunnelnet.agent.controller import Event, Snapshot
 from tunnelnet.api import ClientError, NotFoundError
@@ -69,12 +69,13 @@ class HttpController:
             arp_responder_enabled=self.arp_responder, agent_type=AGENT_TYPE))
         self.agent_id = str(agent["id"])
 
-    def heartbeat(self, host: str) -> None:
+    def heartbeat(self, host: str, tunnels: Sequence[Mapping[str, Any]] | None = None
+                  ) -> None:
         if self.agent_id is None:
             return
         try:
             agent_id = self.agent_id
-            self._call(lambda: self.client.heartbeat(agent_id))
+            self._call(lambda: self.client.heartbeat(agent_id, tunnels=tunnels))
         except NotFoundError:
             # an admin deleted our record (peers dropped their tunnels to us): we are still
             # here, so register again, as a restarted agent would

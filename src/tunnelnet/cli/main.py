@@ -35,6 +35,7 @@ _GROUPS: dict[str, str] = {
     "trace": "tunnelnet.cli.trace",
     "web": "tunnelnet.cli.web",
     "watch": "tunnelnet.cli.watchcmd",
+    "verify": "tunnelnet.cli.verify",
     "store": "tunnelnet.cli.store",
 }
 

@@ -353,7 +353,7 @@ class LabRunner:
                           port_id=port["id"], mac=port["mac_address"], ip=ip, mtu=mtu, tap=tap)
         state.vms[vm.name] = record
         self.file.save(state)
-        self._plug(state, vm.hypervisor, tap, port["id"], port["mac_address"])
+        self.plug(state, vm.hypervisor, tap, port["id"], port["mac_address"])
         self.say(f"{vm.hypervisor}: VM {vm.name} ({vm.tenant}/{vm.network}) "
                  f"{ip} {port['mac_address']} on {tap}")
         return record
@@ -364,7 +364,7 @@ class LabRunner:
         with self.client(state) as api:
             return self._boot_vm(api, state, vm)
 
-    def _plug(self, state: LabState, hypervisor: str, tap: str, port_id: str, mac: str) -> None:
+    def plug(self, state: LabState, hypervisor: str, tap: str, port_id: str, mac: str) -> None:
         """What Nova does: the vNIC joins br-int, named by its controller port's id."""
         rundir = Path(state.hypervisors[hypervisor]["rundir"])
         if state.hypervisors[hypervisor].get("switch") == "ovs":

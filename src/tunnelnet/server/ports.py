@@ -4,8 +4,10 @@ Creating a port claims its MAC and addresses in the same transaction that stores
 failure anywhere (an address taken, the pool exhausted) leaves nothing claimed.
 
 Neutron's standard port attributes are stored as given (`port_security_enabled`,
-`allowed_address_pairs`, `binding:profile`); the values tunnelnet cannot honour yet are
-refused with the reason (`binding:vnic_type` other than normal, any security group).
+`allowed_address_pairs`, `binding:profile`) and reach the agents in the port's events, which
+hold the port to its addresses by them (`agent/br_int.py`); the values tunnelnet cannot
+honour yet are refused with the reason (`binding:vnic_type` other than normal, any security
+group).
 """
 
 from __future__ import annotations

@@ -37,7 +37,8 @@ class RealSwitch:
             out.append(PortInfo(name=p["name"], ofport=int(p["ofport"]), type=p["type"],
                                 tag=p.get("tag"), options=dict(p.get("options") or {}),
                                 underlay_mtu=int(mtu) if mtu is not None else None,
-                                external_ids=dict(p.get("external_ids") or {})))
+                                external_ids=dict(p.get("external_ids") or {}),
+                                liveness=_liveness(p)))
         return out
 
     def trace(self, bridge: str, flow: str) -> dict[str, Any]:
@@ -47,6 +48,14 @@ class RealSwitch:
 
     def dump_flows(self, bridge: str) -> list[str]:
         return [str(line) for line in self._call(m.DumpFlows(bridge))]
+
+
+def _liveness(port: dict[str, Any]) -> dict[str, Any]:
+    status = port.get("bfd_status") or {}
+    if not status:
+        return {}
+    return {"state": status.get("state"), "diagnostic": status.get("diagnostic"),
+            "since_change_s": port.get("bfd_since_change_s")}
 
 
 class RealLab:
