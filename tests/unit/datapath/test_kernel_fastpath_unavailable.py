@@ -53,3 +53,17 @@ def test_load_or_explain_gives_the_python_path_and_the_reason(
     fastpath, reason = load_or_explain()
     assert fastpath is None
     assert reason == "off: the kernel refused replay.bpf.o: Operation not permitted"
+
+
+def test_fastpath_check_prints_one_line_and_exits_1_when_off(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    from tunnelnet.cli import fastpath as cli_fastpath
+
+    monkeypatch.setattr(cli_fastpath, "load_or_explain",
+                        lambda: (None, "off: libbpf.so.1 cannot be opened; install libbpf1"))
+    result = CliRunner().invoke(cli_fastpath.cli, ["check"])
+    assert result.exit_code == 1
+    assert result.output == ("kernel fast path: off: libbpf.so.1 cannot be opened; "
+                             "install libbpf1\n")
