@@ -290,3 +290,32 @@ def test_a_plain_vxlan_device_of_the_same_name_is_refused_not_used(site: Site) -
         assert inside(hv, lambda: ensure_vxlan_device("tnfp0")) == site.hv[1].vxlan_ifindex
     finally:
         run(["ip", "-n", hv, "link", "del", "tnplain"])
+
+
+def test_tso_super_frames_go_whole_and_count_as_their_segments(site: Site) -> None:
+    """A VM with TSO hands over up to 64 KiB TCP frames: each segment fits the tunnel, so the
+    kernel takes the super-frame whole (the GSO branch of fits()) and counts its segments."""
+    iperf3 = require_tool("iperf3")
+    site.install_all()
+    hv1, hv2 = site.hv[1], site.hv[2]
+    for ns, ifname in ((site.ns["vm1"], "eth0"), (hv1.ns, "tap1")):
+        run(["ethtool", "-K", ifname, "tx", "on", "sg", "on", "tso", "on", "gso", "on"],
+            netns=ns)
+    before = hv1.fastpath.stats()
+    server = subprocess.Popen(["ip", "netns", "exec", site.ns["vm2"], iperf3, "-s", "-1",
+                               "-B", "10.0.0.2"], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(0.5)
+        run([iperf3, "-c", "10.0.0.2", "-t", "1", "-J"], netns=site.ns["vm1"], timeout=30)
+    finally:
+        server.wait(10)
+        for ns, ifname in ((site.ns["vm1"], "eth0"), (hv1.ns, "tap1")):
+            run(["ethtool", "-K", ifname, "tx", "off", "tso", "off", "gso", "off"], netns=ns)
+    after = hv1.fastpath.stats()
+    assert after[Stat.PORT_TOO_BIG] == before[Stat.PORT_TOO_BIG]
+    frames = after[Stat.PORT_HIT] - before[Stat.PORT_HIT]
+    carried = hv1.fastpath.port_counters(hv1.tap_ifindex, hv2.vm_mac)
+    assert carried is not None
+    assert carried.packets > frames > 0  # fewer frames than segments: super-frames went whole
+    assert carried.bytes / frames > MAX_FRAME  # and they were bigger than the tunnel's MTU
