@@ -319,3 +319,18 @@ def test_tso_super_frames_go_whole_and_count_as_their_segments(site: Site) -> No
     assert carried is not None
     assert carried.packets > frames > 0  # fewer frames than segments: super-frames went whole
     assert carried.bytes / frames > MAX_FRAME  # and they were bigger than the tunnel's MTU
+
+
+def test_a_frame_with_another_networks_vni_is_not_delivered(site: Site) -> None:
+    """Isolation: the VNI is part of the tunnel key, so a frame of network 999 to a MAC that
+    has a plan only in network VNI never reaches that VM."""
+    site.install_all()
+    hv1, hv2 = site.hv[1], site.hv[2]
+    other = site.port_plan(1)
+    hv1.fastpath.install_port(PortPlan(other.in_ifindex, other.dst_mac, 999, other.remote_ip,
+                                       other.tunnel_ifindex, other.max_frame_len))
+    misses = hv2.fastpath.stats()[Stat.TUNNEL_MISS]
+    delivered = hv2.fastpath.tunnel_counters(VNI, hv1.underlay_ip, hv2.vm_mac)
+    assert _ping(site.ns["vm1"], "10.0.0.2", count=2).returncode != 0
+    assert hv2.fastpath.stats()[Stat.TUNNEL_MISS] == misses + 2
+    assert hv2.fastpath.tunnel_counters(VNI, hv1.underlay_ip, hv2.vm_mac) == delivered
