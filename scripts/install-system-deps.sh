@@ -15,14 +15,17 @@ declare -A wanted=(
   [chromium]=chromium  # the browser Playwright drives in the web page test
   [etcd]=etcd-server  # the etcd store's tests start their own etcd (never the system service)
   [openssl]=openssl  # the TLS tests make their CA and certificates with it, as docs/deploy.md does
+  [dnsmasq]=dnsmasq-base  # the DHCP agent's server (dnsmasq-base ships no system service)
+  [dhcp_release]=dnsmasq-utils  # frees a deleted port's lease in dnsmasq
+  [udhcpc]=udhcpc  # the lab VMs' DHCP client (busybox)
   [clang]=clang  # `make bpf` compiles the kernel fast path's programs ahead of time (-target bpf)
-  [bpftool]=bpftool  # to look at loaded programs and maps by hand; tests read maps through libbpf
+  [bpftool]=bpftool  # a unit test reads the compiled object's BTF with it
 )
 
 # files -> Debian package: what is no command (headers, the shared library the loader opens)
 declare -A wanted_files=(
   [/usr/include/bpf/bpf_helpers.h]=libbpf-dev  # the BPF programs' helper declarations
-  [/usr/include/x86_64-linux-gnu/asm/types.h]=linux-libc-dev  # <linux/bpf.h> needs <asm/types.h>
+  ["/usr/include/$(uname -m)-linux-gnu/asm/types.h"]=linux-libc-dev  # <linux/bpf.h> needs <asm/types.h>
 )
 
 missing=()
