@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
+from tunnelnet.api.agent_types import OVS_AGENT
 from tunnelnet.api.errors import ClientError
 from tunnelnet.errors import TunnelnetError
 from tunnelnet.lab import probe
@@ -168,7 +169,9 @@ class NamespaceLab(Lab):
         statuses: dict[str, str] = {}
         try:
             with runner.client(state) as api:
-                agents = {a["host"]: bool(a.get("alive")) for a in api.list("agent")}
+                agents = {a["host"]: bool(a.get("alive")) for a in api.list("agent")
+                          # a host's DHCP agent is not the one that keeps its switch
+                          if a.get("agent_type", OVS_AGENT) == OVS_AGENT}
                 statuses = {p["id"]: p["status"] for p in api.list("port")}
         except TunnelnetError as exc:
             self.tell(f"warning: controller not answering: {exc}")
