@@ -198,13 +198,16 @@ class Client:
                                     **kwargs: Any) -> httpx.Response:
         try:
             return self._http(index).request(method, path, **kwargs)
-        except httpx.RemoteProtocolError:
+        except httpx.RemoteProtocolError as broken:
             # a pooled connection the server closed while idle fails before any answer; the
             # request was not taken, and one that means the same when repeated is sent again
             # on a fresh connection (a POST is not: it might have been taken after all)
             if method.upper() not in _IDEMPOTENT:
                 raise
-            return self._http(index).request(method, path, **kwargs)
+            try:
+                return self._http(index).request(method, path, **kwargs)
+            except (httpx.ConnectError, httpx.ConnectTimeout):
+                raise broken from None  # not the connection but the controller is gone
 
     def request(
         self,
