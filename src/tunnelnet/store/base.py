@@ -26,7 +26,14 @@ class StoreError(TunnelnetError):
 
 
 class StoreUnavailable(StoreError):
-    """The store's backend cannot be reached or has no quorum; trying later may succeed."""
+    """The store's backend cannot be reached or has no quorum; trying later may succeed.
+
+    ``cause``: why, in words fit for an API client (no addresses of the backend), such as
+    "etcd has no leader"; the message itself is for the controller's log."""
+
+    def __init__(self, message: str, cause: str = "") -> None:
+        super().__init__(message)
+        self.cause = cause
 
 
 class Compacted(StoreError):
