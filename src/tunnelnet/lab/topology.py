@@ -176,6 +176,16 @@ def _field(entry: dict[str, Any], key: str, where: str, kind: type = str) -> Any
     return value
 
 
+def _optional(entry: dict[str, Any], key: str, where: str, kind: type, default: Any) -> Any:
+    """An optional key's value, of `kind` (TOML's true is no integer here), or `default`."""
+    value = entry.get(key, default)
+    if value is default:
+        return value
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise TopologyError(f"{where}: '{key}' must be a {kind.__name__}, not {value!r}")
+    return value
+
+
 def name_problem(name: str) -> str | None:
     """What is wrong with a name of the lab's (None: nothing); namespaces and devices are
     named after it."""
@@ -253,10 +263,10 @@ def parse(doc: dict[str, Any]) -> Topology:
     _check_tables(doc)
     underlay = doc.get("underlay", {})
     try:
-        ul_net = IPv4Network(underlay.get("cidr", "192.0.2.0/24"))
+        ul_net = IPv4Network(_optional(underlay, "cidr", "[underlay]", str, "192.0.2.0/24"))
     except ValueError as exc:
         raise TopologyError(f"[underlay] cidr: {exc}") from exc
-    ul_mtu = int(underlay.get("mtu", 1500))
+    ul_mtu = _optional(underlay, "mtu", "[underlay]", int, 1500)
     if not 1280 <= ul_mtu <= 9000:
         raise TopologyError(f"[underlay] mtu {ul_mtu} is outside 1280..9000")
 
@@ -275,7 +285,7 @@ def parse(doc: dict[str, Any]) -> Topology:
                                 f"{ul_net}")
         if any(h.ip == ip for h in hypervisors):
             raise TopologyError(f"{where} ({name}): ip {ip} is already taken")
-        switch = entry.get("switch", "tunnelnet")
+        switch = _optional(entry, "switch", f"{where} ({name})", str, "tunnelnet")
         if switch not in SWITCHES:
             raise TopologyError(f"{where} ({name}): switch {switch!r} is not one of "
                                 f"{', '.join(SWITCHES)}")
@@ -304,9 +314,10 @@ def parse(doc: dict[str, Any]) -> Topology:
         except ValueError as exc:
             raise TopologyError(f"{where} ({name}): cidr: {exc}") from exc
         segment = entry.get("segment")
-        if segment is not None and (not isinstance(segment, int) or segment < 1):
+        if segment is not None and (not isinstance(segment, int) or isinstance(segment, bool)
+                                    or segment < 1):
             raise TopologyError(f"{where} ({name}): segment must be a positive integer")
-        physnet = entry.get("physical_network")
+        physnet = _optional(entry, "physical_network", f"{where} ({name})", str, None)
         if kind in ("vlan", "flat") and physnet is None:
             physnet = "physnet1"
         networks.append(Network(name, tenant, kind, cidr, segment, physnet))
@@ -326,7 +337,7 @@ def parse(doc: dict[str, Any]) -> Topology:
                                 f"{net.tenant!r}, not {tenant!r}")
         if not any(h.name == hv for h in hypervisors):
             raise TopologyError(f"{where} ({name}): unknown hypervisor {hv!r}")
-        ip = entry.get("ip")
+        ip = _optional(entry, "ip", f"{where} ({name})", str, None)
         if ip is not None:
             try:
                 inside = ip_address(ip) in ip_network(net.cidr)
