@@ -352,7 +352,7 @@ def parse(doc: dict[str, Any]) -> Topology:
         raise TopologyError(f"[underlay] cidr {ul_net} overlaps the management network "
                             f"{MANAGEMENT_CIDR} that [control] store = \"etcd\" uses")
     return Topology(str(ul_net), ul_mtu, tuple(hypervisors), tuple(tenants), tuple(networks),
-                    tuple(vms), control)
+                    tuple(vms), control=control)
 
 
 def load(path: str | Path) -> Topology:

@@ -386,7 +386,7 @@ class EtcdStore:
             self.gateway.close()
             message = f"cannot use etcd at {','.join(self.endpoints)}: {exc}"
             if isinstance(exc, StoreUnavailable):
-                raise StoreUnavailable(message, exc.cause) from exc
+                raise StoreUnavailable(message, exc.cause, unknown=exc.unknown) from exc
             raise StoreError(message) from exc
 
     # -- transactions ----------------------------------------------------------------------

@@ -49,6 +49,11 @@ class EtcdUnavailable(StoreUnavailable):
     the one that answered has no leader."""
 
 
+# etcd's words when it gave up waiting for a proposal to commit (its request timeout): as
+# "request timed out" (gRPC Unavailable, HTTP 503) or the gateway's own "context deadline
+# exceeded" (gRPC Unknown, HTTP 500)
+_TIMED_OUT = ("request timed out", "context deadline exceeded")
+
 # what a controller's client is told (StoreUnavailable.cause)
 NO_MEMBER = "no etcd member answers"
 NO_ANSWER = "etcd did not answer in time"
@@ -188,7 +193,8 @@ class Gateway:
             except httpx.HTTPError as exc:
                 raise EtcdUnavailable(
                     f"etcd at {self.endpoints[index]} did not answer {path} "
-                    f"({exc or type(exc).__name__}); its outcome is unknown", NO_ANSWER
+                    f"({exc or type(exc).__name__}); its outcome is unknown", NO_ANSWER,
+                    unknown=True,
                 ) from exc
             with self._lock:
                 self._current = index
@@ -326,9 +332,11 @@ def _error(endpoint: str, path: str, response: httpx.Response) -> StoreError:
     except ValueError:
         detail = response.text
     message = f"etcd at {endpoint} refused {path}: {str(detail).strip()}"
-    if response.status_code in (503, 504):
-        cause = NO_LEADER if "no leader" in str(detail) else NO_ANSWER
-        return EtcdUnavailable(message, cause)
+    if "no leader" in str(detail):
+        return EtcdUnavailable(message, NO_LEADER)  # refused before it was proposed
+    if response.status_code in (503, 504) or any(t in str(detail) for t in _TIMED_OUT):
+        # a write in flight when quorum went: etcd gave up waiting for its commit
+        return EtcdUnavailable(message, NO_ANSWER, unknown=True)
     if "too many operations in txn" in str(detail):
         # etcd's default --max-txn-ops is 128; a bulk create writes several keys per item
         message += " (start etcd with a larger --max-txn-ops)"

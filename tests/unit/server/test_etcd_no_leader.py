@@ -38,3 +38,16 @@ def test_every_call_asks_etcd_to_refuse_when_it_has_no_leader() -> None:
     gateway = _gateway(httpx.Response(200, json={"header": {"revision": "1"}}), seen)
     gateway.range(b"/x")
     assert seen[0].headers["grpc-metadata-hasleader"] == "true"
+
+
+@pytest.mark.parametrize(("status", "detail"), [
+    (503, "etcdserver: request timed out"),
+    (500, "context deadline exceeded"),  # the gateway's own words, as gRPC Unknown
+])
+def test_a_write_that_timed_out_waiting_for_quorum_has_an_unknown_outcome(
+        status: int, detail: str) -> None:
+    seen: list[httpx.Request] = []
+    gateway = _gateway(httpx.Response(status, json={"error": detail}), seen)
+    with pytest.raises(EtcdUnavailable) as caught:
+        gateway.txn([], [])
+    assert caught.value.unknown and caught.value.cause != NO_LEADER
