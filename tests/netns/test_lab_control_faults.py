@@ -197,7 +197,11 @@ def test_losing_a_controller_an_etcd_member_then_quorum_loses_no_ping_and_no_cre
     # both come back with `lab start`, the member rejoining the cluster from its data
     _ok(lab, "start", "controller-1")
     _ok(lab, "start", leader)
-    _wait("etcd healthy again", lambda: all(m["healthy"] for m in _members(lab)))
+    def whole() -> bool:
+        control = _status(lab)["control"]
+        return (all(m["healthy"] for m in control["etcd"])
+                and all(c["answers"] for c in control["controllers"]))
+    _wait("etcd healthy and both controllers answering again", whole)
 
     # -- quorum lost: two members stopped ----------------------------------------------------
     # what the agents said so far (an election above may have had them wait a moment too)

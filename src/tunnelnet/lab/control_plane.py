@@ -150,21 +150,30 @@ def etcd_argv(control: ControlPlan, member: EtcdMember, token: str) -> list[str]
     ]  # fmt: skip
 
 
-def _etcdctl(netns: str, endpoints: list[str], *args: str) -> tuple[Any, str]:
-    """etcdctl run in the management namespace: its JSON answer (None if it printed none)
-    and its complaints."""
+def _etcdctl(netns: str, endpoints: list[str], *args: str) -> subprocess.Popen[str]:
+    """etcdctl started in the management namespace, answering in JSON."""
     binary = shutil.which("etcdctl")
     if binary is None:
         raise ControlPlaneError("etcdctl is not installed (Debian package etcd-client)")
-    done = subprocess.run(
+    return subprocess.Popen(
         ["ip", "netns", "exec", netns, binary, "--endpoints", ",".join(endpoints),
-         "--dial-timeout", "1s", "--command-timeout", "2s", *args, "-w", "json"],
-        capture_output=True, text=True, timeout=30, check=False,
+         "--dial-timeout", "500ms", "--command-timeout", "1s", *args, "-w", "json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={"ETCDCTL_API": "3", "PATH": "/usr/bin:/bin"})
+
+
+def _answer(proc: subprocess.Popen[str]) -> Any:
+    """etcdctl's JSON answer (None if it printed none: no member answered)."""
     try:
-        return json.loads(done.stdout), done.stderr
+        out, _ = proc.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        return None
+    try:
+        return json.loads(out)
     except json.JSONDecodeError:
-        return None, done.stderr
+        return None
 
 
 def member_status(control: dict[str, Any]) -> list[dict[str, Any]]:
@@ -172,8 +181,10 @@ def member_status(control: dict[str, Any]) -> list[dict[str, Any]]:
     and ``endpoint status``, which ask each member's maintenance service)."""
     members = control.get("etcd", [])
     endpoints = [m["client"] for m in members]
-    health, _ = _etcdctl(control["netns"], endpoints, "endpoint", "health")
-    status, _ = _etcdctl(control["netns"], endpoints, "endpoint", "status")
+    # both at once: each waits out its timeouts for a member that is away
+    asking = [_etcdctl(control["netns"], endpoints, "endpoint", what)
+              for what in ("health", "status")]
+    health, status = (_answer(proc) for proc in asking)
     healthy = {str(h.get("endpoint", "")).removeprefix("http://"): h
                for h in health or [] if isinstance(h, dict)}
     by_endpoint: dict[str, dict[str, Any]] = {}
