@@ -235,8 +235,11 @@ def _kind_of_port(name: str) -> str | None:
 
 def br_tun_flows(conf: AgentConfig, view: CloudView, *, cookie: int, patch_int_ofport: int,
                  local_networks: Iterable[Network], local_vlans: Mapping[str, int],
-                 tunnel_ofports: Mapping[str, int]) -> list[FlowMod]:
-    """The whole of br-tun for this state; tunnels without an ofport yet are left out."""
+                 tunnel_ofports: Mapping[str, int],
+                 down_tunnels: frozenset[str] = frozenset()) -> list[FlowMod]:
+    """The whole of br-tun for this state; tunnels without an ofport yet are left out, and
+    ``down_tunnels`` (by port name: their BFD session went down, agent/liveness.py) are left
+    out of the flood lists."""
     flows = br_tun.default_flows(patch_int_ofport, cookie=cookie,
                                  arp_responder=conf.arp_responder and conf.l2pop)
     for name, ofport in sorted(tunnel_ofports.items()):
@@ -251,7 +254,9 @@ def br_tun_flows(conf: AgentConfig, view: CloudView, *, cookie: int, patch_int_o
         peers = peer_hosts_for_network(conf, view, network)
         by_host = {host: tunnel_ofports.get(_tunnel_name(network.network_type, ip))
                    for host, ip in peers.items()}
-        flood = sorted(p for p in by_host.values() if p is not None)
+        live = {host: ofport for host, ofport in by_host.items() if ofport is not None
+                and _tunnel_name(network.network_type, peers[host]) not in down_tunnels}
+        flood = sorted(live.values())
         flows.append(br_tun.local_vlan(network.network_type, vid, network.segment))
         flood_flow = br_tun.flood_to_tunnels(vid, network.segment, flood)
         if flood_flow is not None:

@@ -34,6 +34,7 @@ class Hypervisor:
     name: str
     ip: str
     switch: str = "tunnelnet"  # or "ovs": Open vSwitch's userspace datapath, same agent
+    dhcp: bool = False  # runs the DHCP agent (one hypervisor does; the first by default)
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +45,7 @@ class Network:
     cidr: str
     segment: int | None = None
     physical_network: str | None = None
+    dhcp: bool = True  # the subnet's enable_dhcp: its VMs ask DHCP for their address
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +92,17 @@ class Topology:
     networks: tuple[Network, ...]
     vms: tuple[Vm, ...]
     control: Control = Control()
+    dhcp: bool = True  # false: no DHCP agent, every VM's address set by hand
+
+    @property
+    def dhcp_host(self) -> str | None:
+        """The hypervisor that runs the DHCP agent (None: the lab serves no DHCP)."""
+        if not self.dhcp or not any(n.dhcp for n in self.networks):
+            return None
+        return next((h.name for h in self.hypervisors if h.dhcp), self.hypervisors[0].name)
+
+    def uses_dhcp(self, vm: Vm) -> bool:
+        return self.dhcp_host is not None and self.network(vm.network).dhcp
 
     def hypervisor(self, name: str) -> Hypervisor:
         return next(h for h in self.hypervisors if h.name == name)
@@ -109,9 +122,9 @@ class Topology:
 TABLES: dict[str, tuple[str, ...]] = {
     "underlay": ("cidr", "mtu"),
     "control": ("store", "etcd_members", "replicas"),
-    "hypervisor": ("name", "ip", "switch"),
+    "hypervisor": ("name", "ip", "switch", "dhcp"),
     "tenant": ("name",),
-    "network": ("name", "tenant", "type", "cidr", "segment", "physical_network"),
+    "network": ("name", "tenant", "type", "cidr", "segment", "physical_network", "dhcp"),
     "vm": ("name", "tenant", "network", "hypervisor", "ip"),
 }
 
@@ -137,9 +150,18 @@ def _check_keys(entry: dict[str, Any], table: str, where: str) -> None:
                                 + _did_you_mean(key, list(TABLES[table]), "'{}'".format))
 
 
+# keys of the file's top level that are settings, not tables
+TOP_KEYS: dict[str, type] = {"dhcp": bool}
+
+
 def _check_tables(doc: dict[str, Any]) -> None:
     """Refuses any table or key the file format does not have, naming the entry."""
     for key, value in doc.items():
+        if key in TOP_KEYS:
+            if not isinstance(value, TOP_KEYS[key]):
+                raise TopologyError(f"'{key}' at the top of the file must be a "
+                                    f"{TOP_KEYS[key].__name__}, not {value!r}")
+            continue
         if key not in TABLES:
             # spelt as the file spells it: [key], [[key]], or a bare key = value at the top
             what = (f"table [[{key}]]" if isinstance(value, list) else f"table [{key}]"
@@ -173,6 +195,13 @@ def _field(entry: dict[str, Any], key: str, where: str, kind: type = str) -> Any
     value = entry[key]
     if not isinstance(value, kind):
         raise TopologyError(f"{where}: '{key}' must be a {kind.__name__}, not {value!r}")
+    return value
+
+
+def _flag(entry: dict[str, Any], key: str, where: str, default: bool) -> bool:
+    value = entry.get(key, default)
+    if not isinstance(value, bool):
+        raise TopologyError(f"{where}: '{key}' must be true or false, not {value!r}")
     return value
 
 
@@ -289,7 +318,11 @@ def parse(doc: dict[str, Any]) -> Topology:
         if switch not in SWITCHES:
             raise TopologyError(f"{where} ({name}): switch {switch!r} is not one of "
                                 f"{', '.join(SWITCHES)}")
-        hypervisors.append(Hypervisor(name, ip, switch))
+        dhcp = _flag(entry, "dhcp", f"{where} ({name})", False)
+        if dhcp and any(h.dhcp for h in hypervisors):
+            raise TopologyError(f"{where} ({name}): only one hypervisor may run the DHCP "
+                                "agent (dhcp = true)")
+        hypervisors.append(Hypervisor(name, ip, switch, dhcp))
     if not hypervisors:
         raise TopologyError("the topology has no [[hypervisor]]")
 
@@ -320,7 +353,8 @@ def parse(doc: dict[str, Any]) -> Topology:
         physnet = _optional(entry, "physical_network", f"{where} ({name})", str, None)
         if kind in ("vlan", "flat") and physnet is None:
             physnet = "physnet1"
-        networks.append(Network(name, tenant, kind, cidr, segment, physnet))
+        networks.append(Network(name, tenant, kind, cidr, segment, physnet,
+                                _flag(entry, "dhcp", f"{where} ({name})", True)))
 
     vms: list[Vm] = []
     for i, entry in enumerate(_entries(doc, "vm")):
@@ -352,7 +386,7 @@ def parse(doc: dict[str, Any]) -> Topology:
         raise TopologyError(f"[underlay] cidr {ul_net} overlaps the management network "
                             f"{MANAGEMENT_CIDR} that [control] store = \"etcd\" uses")
     return Topology(str(ul_net), ul_mtu, tuple(hypervisors), tuple(tenants), tuple(networks),
-                    tuple(vms), control=control)
+                    tuple(vms), control=control, dhcp=bool(doc.get("dhcp", True)))
 
 
 def load(path: str | Path) -> Topology:

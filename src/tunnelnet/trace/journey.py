@@ -620,6 +620,7 @@ class Walker:
             answers = bool(getattr(self.lab.switch(host), "answers_oversize", True))
             encap.oversize = verdict.what.value if answers else "dropped silently"
         explain.annotate_encap(encap, self)
+        encap.liveness = explain.tunnel_liveness(port, to_host or remote_ip)
         exit_.encap = len(encaps)
         encaps.append(encap)
         if verdict is not None:
@@ -650,7 +651,27 @@ class Walker:
                                         for e in ends),
                           summary="", reached_tunnel=bool(encaps), ends=ends)
         outcome.summary = explain.summary(outcome, src, dst, probe, visits, encaps, self)
+        down = self._tunnel_down(src, dst)
+        if down:
+            outcome.summary = down[0].upper() + down[1:] + ". " + outcome.summary
         return outcome
+
+    def _tunnel_down(self, src: VmInfo, dst: VmInfo) -> str:
+        """What BFD says of a tunnel between the two VMs' hypervisors that is not up ("" when
+        there is none): the first thing an operator wants to read when a ping fails."""
+        far_ip = self.hv_ips.get(dst.hypervisor)
+        if src.hypervisor == dst.hypervisor or far_ip is None:
+            return ""
+        try:
+            ports = self.ports(src.hypervisor, "br-tun")
+        except TraceError:
+            return ""
+        for port in ports:
+            if port.is_tunnel and port.options.get("remote_ip") == far_ip:
+                words = explain.tunnel_liveness(port, dst.hypervisor)
+                if words:
+                    return words
+        return ""
 
 
 def _link(visits: list[Visit]) -> None:

@@ -4,7 +4,7 @@ The agent's own pure planning (:mod:`tunnelnet.agent.desired` and the flow build
 is run on the controller's state and on the ports the hypervisor's switch has, so a flow the
 agent starts to install is expected here without a change to verify.
 
-Two inputs are the agent's own choices, not the controller's, and are read from the switch:
+Three inputs are the agent's own choices, not the controller's, and are read from the switch:
 
 - **Local VLANs.** Each agent numbers its networks itself (``agent/local_vlan.py``). Two
   witnesses on the switch say which VLAN a network has: the flow that translates its key or
@@ -16,6 +16,8 @@ Two inputs are the agent's own choices, not the controller's, and are read from 
   is found even as its network's only vNIC, and a translation flow changed by hand is blamed
   rather than the vNICs and flood lists that disagree with it. Where neither speaks, the
   lowest free VLAN, as the agent would allocate it.
+- **Tunnels that are down.** A tunnel whose BFD session went down is out of the flood lists
+  by the agent's choice (``agent/liveness.py``), read from its ``bfd_status`` on the switch.
 - **The cookie** of the current agent generation: the one br-int's canary flow carries (each
   agent start installs everything under its new cookie, then sweeps the others).
 """
@@ -26,7 +28,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from tunnelnet.agent import br_phys, br_tun, desired
+from tunnelnet.agent import br_phys, br_tun, desired, liveness
 from tunnelnet.agent.backend import SwitchPort
 from tunnelnet.agent.desired import AgentConfig, Binding, TunnelPort
 from tunnelnet.agent.flowmod import FlowMod
@@ -147,7 +149,9 @@ class _Planner:
             wanted[BR_TUN] = parse_wanted(desired.br_tun_flows(
                 conf, self.view, cookie=self.cookie, patch_int_ofport=patch_int,
                 local_networks=local_networks.values(), local_vlans=local_vlans,
-                tunnel_ofports={p.name: p.ofport for p in tun_ports if p.name in names}),
+                tunnel_ofports={p.name: p.ofport for p in tun_ports if p.name in names},
+                down_tunnels=frozenset(p.name for p in tun_ports
+                                       if liveness.tunnel_down(p.bfd_status))),
                 self.cookie)
         return wanted
 

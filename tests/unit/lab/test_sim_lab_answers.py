@@ -206,6 +206,12 @@ def test_vsctl_and_ofctl_read_a_simulated_hypervisors_switch(
                  "in_port=1,dl_vlan=1,dl_dst=ff:ff:ff:ff:ff:ff"], sim_lab, monkeypatch) == 0
     assert "Datapath actions" in capsys.readouterr().out
 
+    assert _run(["vsctl", "--sim", "hv1", "list", "interface", "--json"], sim_lab,
+                monkeypatch) == 0
+    records = json.loads(capsys.readouterr().out)
+    assert {r["name"] for r in records} >= {"patch-int", "patch-tun"}
+    assert all(r["bfd_status"] == {} for r in records)  # no BFD in a simulation
+
 
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize(("args", "words"), [
@@ -214,6 +220,9 @@ def test_vsctl_and_ofctl_read_a_simulated_hypervisors_switch(
     (["ofctl", "--sim", "hv1", "add-flow", "br-tun", "actions=drop"],
      "programmed by its agents"),
     (["ofctl", "--sim", "hv1", "dump-ports", "br-tun"], "counts no packets"),
+    (["ofctl", "--sim", "hv1", "bfd-show"], "run no BFD"),
+    (["vsctl", "--sim", "hv1", "set", "interface", "vxlan-c000020c", "bfd:enable=true"],
+     "programmed by its agents"),
     (["vsctl", "--sim", "hv9", "show"], "no hypervisor 'hv9'"),
     (["ofctl", "--sim", "hv1", "dump-flows", "br-x"], "no bridge named 'br-x'"),
     (["lab", "exec", "red1", "--", "ip", "addr"], "'lab ping red1 B', 'tunnelnet trace red1 B'"),
