@@ -56,6 +56,7 @@ demo-down: $(STAMP)
 # Benchmarks print figures and ratios; none of them is a test and CI never runs them.
 bench: $(STAMP) $(SYSSTAMP) bpf
 	$(PY) -m pytest bench --benchmark-enable --benchmark-only -q
+	$(PY) -m bench.control_plane
 	@if [ "$$(id -u)" -eq 0 ]; then $(PY) -m bench.port_to_ping && $(PY) -m bench.vm_move && $(PY) -m bench.datapath && $(PY) -m bench.bfd_detection; \
 	else echo "bench.port_to_ping, bench.vm_move, bench.datapath and bench.bfd_detection need root (namespaces): skipped"; fi
 
