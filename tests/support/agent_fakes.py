@@ -13,6 +13,7 @@ from typing import Any
 
 from tunnelnet.agent.backend import BackendError, SwitchPort
 from tunnelnet.agent.controller import Event, Snapshot
+from tunnelnet.api import NotFoundError
 
 
 class FakeController:
@@ -72,6 +73,8 @@ class FakeController:
 
     def set_port_status(self, port_id: str, status: str) -> None:
         self._check()
+        if port_id not in self.ports:  # as the controller answers for a deleted port
+            raise NotFoundError(f"Port {port_id} could not be found.", status=404)
         self.statuses[port_id] = status
 
 

@@ -30,7 +30,7 @@ from tunnelnet.agent.local_vlan import LocalVlanManager
 from tunnelnet.agent.tables import DEAD_VLAN
 from tunnelnet.agent.tunnels import parse_tunnel_port_name
 from tunnelnet.agent.view import CloudView, Network
-from tunnelnet.api import ResyncRequired
+from tunnelnet.api import NotFoundError, ResyncRequired
 from tunnelnet.errors import TunnelnetError
 from tunnelnet.packet import tunnel_kinds
 from tunnelnet.switch.pipeline import IntTable
@@ -269,7 +269,12 @@ class Agent:
             # our DOWN, late, would overwrite its ACTIVE (Neutron's update_device_down
             # likewise ignores a device not bound to the reporting agent's host)
             if port is not None and port.host == self.conf.host:
-                self.controller.set_port_status(port_id, "DOWN")
+                try:
+                    self.controller.set_port_status(port_id, "DOWN")
+                except NotFoundError:
+                    # deleted since our last event (a DHCP agent unplugs, then deletes its
+                    # port): nothing to report, and no reason to stop the agent
+                    log.info("port %s is gone; not reporting it DOWN", port_id)
 
     def _talk_to_controller(self, wait: float) -> None:
         now = time.monotonic()

@@ -19,6 +19,7 @@ from tunnelnet.errors import TunnelnetError
 _GROUPS: dict[str, str] = {
     "packet": "tunnelnet.cli.packet",
     "agent": "tunnelnet.cli.agent",
+    "dhcp-agent": "tunnelnet.cli.dhcpagent",
     "lab": "tunnelnet.cli.lab",
     "demo": "tunnelnet.cli.demo",
     "vswitchd": "tunnelnet.cli.vswitchd",
@@ -37,6 +38,7 @@ _GROUPS: dict[str, str] = {
     "watch": "tunnelnet.cli.watchcmd",
     "verify": "tunnelnet.cli.verify",
     "store": "tunnelnet.cli.store",
+    "fastpath": "tunnelnet.cli.fastpath",
 }
 
 

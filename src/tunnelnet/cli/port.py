@@ -82,15 +82,17 @@ def cli() -> None:
 @click.option("--network", help="Only ports of this network (name or id).")
 @click.option("--host", help="Only ports bound to this host (binding:host_id).")
 @click.option("--device-id", help="Only ports of this device.")
+@click.option("--device-owner", help="Only ports of this owner (network:dhcp, compute:...).")
 @click.option("--project", help="Only this project's ports (admin).")
 @client_options
 @output_options
 def list_(client: Client, out: Output, network: str | None, host: str | None,
-          device_id: str | None, project: str | None) -> None:  # fmt: skip
+          device_id: str | None, device_owner: str | None,
+          project: str | None) -> None:  # fmt: skip
     """List ports."""
     net_id = resolve(client, "network", network)["id"] if network else None
-    filters = drop_none(network_id=net_id, device_id=device_id, project_id=project,
-                        **{"binding:host_id": host})  # fmt: skip
+    filters = drop_none(network_id=net_id, device_id=device_id, device_owner=device_owner,
+                        project_id=project, **{"binding:host_id": host})  # fmt: skip
     out.many(client.list("port", **filters), COLUMNS)
 
 

@@ -64,7 +64,8 @@ def cli(src: str, dst: str, proto: str, dport: int | None, size: int | None,
     first and every switch learns from them as a real one would; an ICMP echo's reply is
     walked after it. Where a switch's own lookup floods a frame to a MAC it has not learned,
     the trace says that this is a first-packet effect and follows the frame where it goes
-    once the switch has learned.
+    once the switch has learned. In a real lab a network's DHCP port can be SRC or DST as
+    dhcp-NETWORK: '--proto udp --dport 67' follows a lease renewal to its dnsmasq.
 
     \b
     Exit status:
@@ -76,7 +77,9 @@ def cli(src: str, dst: str, proto: str, dport: int | None, size: int | None,
     from tunnelnet.trace.real import RealLab
     from tunnelnet.trace.render import to_text
 
-    lab = open_lab(lab_dir(directory))
+    # a DHCP port is a port of its network like a VM's: `trace r1 dhcp-red-net --proto udp
+    # --dport 67` follows a lease renewal to dnsmasq
+    lab = open_lab(lab_dir(directory), dhcp_ports=True)
     # --live sends this one frame as it is: the prediction is for exactly that, on the
     # switches as they are (no ARP exchange walked before it)
     journey = trace(lab, src, dst, proto, dport, size=size, exchange=not live,

@@ -109,6 +109,24 @@ def test_last_port_gone_returns_the_local_vlan_and_its_flows() -> None:
     assert not any("tun_id=0x3e9" in t or "dl_vlan=1" in t for t in sw.texts("br-tun"))
 
 
+def test_a_port_deleted_before_the_agent_hears_of_it_does_not_stop_the_agent() -> None:
+    ctl, sw = _setup()
+    agent = _agent(ctl, sw)
+    agent.run_round()
+    ctl.change("port", "create", _port("p1", "net-a", "fa:16:3e:00:00:01", "hv1"))
+    sw.plug("br-int", "tap1", "p1")
+    agent.run_round()
+    agent.run_round()
+    assert ctl.statuses == {"p1": "ACTIVE"}
+    # a DHCP agent unplugs its port and deletes it; the delete event is not read yet
+    sw.del_port("br-int", "tap1")
+    del ctl.ports["p1"]
+    agent.run_round()  # reporting p1 DOWN meets a 404: not the agent's end
+    ctl.change("port", "delete", _port("p1", "net-a", "fa:16:3e:00:00:01", "hv1"))
+    agent.run_round()
+    assert agent.stats.ports_active == set()
+
+
 def test_address_pairs_and_port_security_changes_on_a_live_port_change_its_flows() -> None:
     # Neutron's agent re-runs setup_arp_spoofing_protection when a port's details change
     ctl, sw = _setup()
