@@ -600,11 +600,36 @@ def _table21(lab: Lab, hv: str) -> list[str]:
                   for x in lab.flows(hv, "br-tun") if "table=21," in x)
 
 
+@contextmanager
+def _port_security(lab: Lab, vm: Vm, enabled: bool) -> Iterator[None]:
+    """The VM's port with port security as asked, back on afterwards."""
+    def protected() -> bool:
+        port = _ofport(lab, vm.hypervisor, vm.tap)
+        return any(f"in_port={port}" in x and "table=24," in x
+                   for x in lab.flows(vm.hypervisor, "br-int"))
+
+    if enabled:
+        yield
+        return
+    with lab.api() as api:
+        api.update("port", vm.port_id, port_security_enabled=False)
+    try:
+        _wait(lambda: not protected(), f"{vm.name}'s port-security flows to go")
+        yield
+    finally:
+        with lab.api() as api:
+            api.update("port", vm.port_id, port_security_enabled=True)
+        _wait(protected, f"{vm.name}'s port-security flows back")
+
+
+@pytest.mark.parametrize("port_security", [True, False], ids=["protected", "unprotected"])
 def test_arp_answers_for_other_addresses_poison_no_other_tenant_nor_the_responder(
-        lab: Lab, tmp_path: Path) -> None:
+        lab: Lab, tmp_path: Path, port_security: bool) -> None:
     """r1 answers ARP for every address of the subnet (which blue uses too), as requests and
     as gratuitous replies: blue's VMs keep their neighbours, and br-tun's table 21 on both
-    hypervisors answers as before."""
+    hypervisors answers as before. With port security off on r1 the lies do go out (red's r2
+    hears them: the instrument works), and still reach no blue VM and change no table 21
+    flow, which the controller writes and no frame can."""
     r1, r2, b1, b2 = (lab.vms[n] for n in ("r1", "r2", "b1", "b2"))
     assert _ns(b1.netns, "ping", "-c", "1", "-W", "2", b2.ip, check=False).returncode == 0
     assert _ns(b2.netns, "ping", "-c", "1", "-W", "2", b1.ip, check=False).returncode == 0
@@ -623,9 +648,15 @@ def test_arp_answers_for_other_addresses_poison_no_other_tenant_nor_the_responde
             frames.append(bytes(Ether(src="02:00:00:00:66:69", dst=dst)
                                 / ARP(op=op, hwsrc="02:00:00:00:66:69", psrc=ip, hwdst=dst,
                                       pdst=ip)))
-    with _capture(b1.netns, "eth0", tmp_path / "arp-b1.pcap") as b1_cap, \
-            _capture(b2.netns, "eth0", tmp_path / "arp-b2.pcap") as b2_cap:
+    liar_macs = (r1.mac, "02:00:00:00:66:69")
+    with _port_security(lab, r1, port_security), \
+            _capture(b1.netns, "eth0", tmp_path / "arp-b1.pcap") as b1_cap, \
+            _capture(b2.netns, "eth0", tmp_path / "arp-b2.pcap") as b2_cap, \
+            _capture(r2.netns, "eth0", tmp_path / "arp-r2.pcap") as r2_cap:
         _send_frames(r1.netns, frames, repeat=3)
+    lies_heard_by_r2 = [f for f in rdpcap(str(r2_cap)) if ARP in f and f[ARP].hwsrc in liar_macs
+                        and f[ARP].psrc in claimed and f[ARP].psrc != r1.ip]
+    assert bool(lies_heard_by_r2) == (not port_security)
     for cap in (b1_cap, b2_cap):
         seen = [f.summary() for f in rdpcap(str(cap)) if ARP in f and
                 f[ARP].hwsrc in (r1.mac, "02:00:00:00:66:69")]
@@ -637,6 +668,8 @@ def test_arp_answers_for_other_addresses_poison_no_other_tenant_nor_the_responde
         for ip, mac in before[vm.name].items():
             assert after[vm.name].get(ip, mac) == mac
     assert {hv: _table21(lab, hv) for hv in ("hv1", "hv2")} == tables
-    # and red's own neighbours were not told either: r2 still reaches r1 at r1's MAC
+    if not port_security:
+        return  # red's own neighbours may believe the lies: it switched its protection off
+    # red's own neighbours were not told either: r2 still reaches r1 at r1's MAC
     assert _ns(r2.netns, "ping", "-c", "1", "-W", "2", r1.ip, check=False).returncode == 0
     assert _neigh(r2).get(r1.ip) == r1.mac
