@@ -162,6 +162,10 @@ def test_a_vm_moved_while_pinged_every_10ms_loses_at_most_2s_and_no_host_sends_t
     assert _tn(lab, "lab", "ping", "pinger", "blue1").returncode == 1
     again = _tn(lab, "lab", "move", "mover", "hv2")
     assert again.returncode == 2 and "already on hv2" in again.stderr
+    # every hypervisor holds what the controller now intends, nothing left of hv1's copy
+    verified = _tn(lab, "verify", "--dir", str(lab["dir"]), "--json")
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert json.loads(verified.stdout)["clean"] is True
 
     # and back: hv1, which had learned (or been told) that mover is behind hv2, must forget
     # it, and the others must send it to hv1 again

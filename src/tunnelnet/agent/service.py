@@ -29,7 +29,7 @@ from tunnelnet.agent.controller import Controller, ControllerCache
 from tunnelnet.agent.local_vlan import LocalVlanManager
 from tunnelnet.agent.tables import DEAD_VLAN
 from tunnelnet.agent.tunnels import parse_tunnel_port_name
-from tunnelnet.agent.view import CloudView, Network
+from tunnelnet.agent.view import CloudView, Network, Port
 from tunnelnet.api import NotFoundError, ResyncRequired
 from tunnelnet.errors import TunnelnetError
 from tunnelnet.packet import tunnel_kinds
@@ -97,6 +97,8 @@ class Agent:
         self._next_contact = 0.0
         self._outage_since: float | None = None  # monotonic time no controller answered from
         self._bound: set[str] = set()  # ports bound by the last converge, to report ACTIVE
+        # each bound port as the cache showed it when its status was last judged here
+        self._judged: dict[str, Port] = {}
         self._bridges_ready = False
 
     # -- switch side ------------------------------------------------------------------------
@@ -257,13 +259,21 @@ class Agent:
     # -- controller side --------------------------------------------------------------------
 
     def _report_port_status(self, bound_ids: set[str]) -> None:
-        for port_id in sorted(bound_ids - self.stats.ports_active):
+        for port_id in sorted(bound_ids):
             port = self.cache.ports.get(port_id)
+            # judged again when the cache shows a change: a VM moved back here may meet the
+            # late DOWN of the host it left (that host saw its vNIC go before it saw the new
+            # binding) after we said ACTIVE, and must not stay DOWN while it forwards here
+            if port_id in self.stats.ports_active and self._judged.get(port_id) == port:
+                continue
             if port is not None and port.status != "ACTIVE":
                 self.controller.set_port_status(port_id, "ACTIVE")
             self.stats.ports_active.add(port_id)
+            if port is not None:
+                self._judged[port_id] = port
         for port_id in sorted(self.stats.ports_active - bound_ids):
             self.stats.ports_active.discard(port_id)
+            self._judged.pop(port_id, None)
             port = self.cache.ports.get(port_id)
             # a port that moved to another host (a live migration) is that host's to report:
             # our DOWN, late, would overwrite its ACTIVE (Neutron's update_device_down

@@ -152,3 +152,29 @@ def test_address_pairs_and_port_security_changes_on_a_live_port_change_its_flows
     # the defaults stay: tables 24 and 25 drop what no port's flows let on
     assert {"table=24,priority=0 actions=drop", "table=25,priority=0 actions=drop"} <= \
         sw.texts("br-int")
+
+
+def test_a_late_down_from_the_host_a_vm_left_is_answered_with_active_once() -> None:
+    # a VM moved back here: the host it left saw its vNIC go before it saw the new binding
+    # and said DOWN after this agent had said ACTIVE; the port forwards here, so it is ACTIVE
+    ctl, sw = _setup()
+    agent = _agent(ctl, sw)
+    agent.run_round()  # the bridges
+    ctl.change("port", "create", _port("p1", "net-a", "fa:16:3e:00:00:01", "hv1"))
+    sw.plug("br-int", "tap1", "p1")
+    agent.run_round()
+    agent.run_round()
+    assert ctl.statuses == {"p1": "ACTIVE"}
+    ctl.change("port", "update", {**_port("p1", "net-a", "fa:16:3e:00:00:01", "hv1"),
+                                  "status": "ACTIVE"})  # the controller's echo of our report
+    ctl.statuses.clear()
+    agent.run_round()
+    assert ctl.statuses == {}  # nothing to say: the cache agrees
+    ctl.change("port", "update", {**_port("p1", "net-a", "fa:16:3e:00:00:01", "hv1"),
+                                  "status": "DOWN"})  # the other host's late report
+    agent.run_round()
+    assert ctl.statuses == {"p1": "ACTIVE"}
+    ctl.statuses.clear()
+    agent.run_round()
+    agent.run_round()
+    assert ctl.statuses == {}  # said once per change seen, not every round
