@@ -99,6 +99,25 @@ def add_br(ctx: click.Context, bridge: str, settings: tuple[str, ...], may_exist
     call(ctx, m.AddBridge(bridge, fail_mode=fail_mode, may_exist=may_exist))
 
 
+@cli.command("set")
+@click.argument("table", type=click.Choice(["bridge"]))
+@click.argument("bridge")
+@click.argument("settings", nargs=-1, required=True)
+@click.pass_context
+def set_(ctx: click.Context, table: str, bridge: str, settings: tuple[str, ...]) -> None:
+    """Set BRIDGE's learning caps, as `ovs-vsctl set bridge`: other_config:mac-table-size=N
+    (MACs NORMAL learns per VLAN), other_config:mac-aging-time=SECONDS,
+    other_config:learn-flow-limit=N (flows learn() installs per table and VLAN)."""
+    other_config: dict[str, str] = {}
+    for item in settings:
+        column, colon, rest = item.partition(":")
+        key, eq, value = rest.partition("=")
+        if column != "other_config" or not colon or not eq or not key:
+            raise DatapathError(f"set: {item!r} is not other_config:KEY=VALUE")
+        other_config[key] = value
+    call(ctx, m.SetBridge(bridge, other_config))
+
+
 @cli.command("del-br")
 @click.argument("bridge")
 @click.option("--if-exists", is_flag=True, help="No error if the bridge does not exist.")

@@ -88,6 +88,16 @@ class SetPort(Request):
 
 
 @dataclass(frozen=True, slots=True)
+class SetBridge(Request):
+    """Set a bridge's learning caps by ``other_config`` key (mac-table-size per VLAN,
+    mac-aging-time, learn-flow-limit: ``datapath/learning_config.py``); all or nothing."""
+
+    OP: ClassVar[str] = "set-bridge"
+    bridge: str
+    other_config: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
 class ListBridges(Request):
     OP: ClassVar[str] = "list-br"
 
@@ -163,6 +173,16 @@ class DumpDrops(Request):
 
 
 @dataclass(frozen=True, slots=True)
+class FdbShow(Request):
+    """What a bridge has learned and what its caps refused (`ovs-appctl fdb/show` and
+    `fdb/stats-show` in one): NORMAL's MAC table with its count per VLAN, and learn()'s
+    flows per (table, VLAN)."""
+
+    OP: ClassVar[str] = "fdb-show"
+    bridge: str
+
+
+@dataclass(frozen=True, slots=True)
 class DatapathStats(Request):
     """How packets went through the datapath (like `ovs-appctl dpif/show`): result is
     {"plans", "plans_made", "packets_followed", "packets_walked"}."""
@@ -181,7 +201,7 @@ REQUESTS: Final[dict[str, type[Request]]] = {
     cls.OP: cls
     for cls in (AddBridge, DelBridge, AddPort, DelPort, SetPort, ListBridges, ListPorts, Show,
                 AddFlows, ModFlows, DelFlows, DumpFlows, DumpPorts, TraceFlow, DumpDrops,
-                DatapathStats, Ping)
+                DatapathStats, Ping, SetBridge, FdbShow)
 }
 
 
