@@ -40,8 +40,8 @@ demo-down: $(STAMP)
 # Benchmarks print figures and ratios; none of them is a test and CI never runs them.
 bench: $(STAMP) $(SYSSTAMP)
 	$(PY) -m pytest bench --benchmark-enable --benchmark-only -q
-	@if [ "$$(id -u)" -eq 0 ]; then $(PY) -m bench.port_to_ping && $(PY) -m bench.datapath && $(PY) -m bench.macflood; \
-	else echo "bench.port_to_ping, bench.datapath and bench.macflood need root (namespaces): skipped"; fi
+	@if [ "$$(id -u)" -eq 0 ]; then $(PY) -m bench.port_to_ping && $(PY) -m bench.vm_move && $(PY) -m bench.datapath && $(PY) -m bench.bfd_detection && $(PY) -m bench.macflood; \
+	else echo "bench.port_to_ping, bench.vm_move, bench.datapath, bench.bfd_detection and bench.macflood need root (namespaces): skipped"; fi
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache .mypy_cache .ruff_cache .benchmarks

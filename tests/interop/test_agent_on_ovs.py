@@ -118,3 +118,76 @@ def test_agent_restart_on_open_vswitch_keeps_flows_and_sweeps_the_old_cookie() -
         assert cookies == {"0x2222"}
         assert _normalise(after_lines) == before
         assert {p.name: p.tag for p in backend.list_ports("br-int")}["tap1"] == tag_before
+
+
+def _spoof_cloud() -> FakeController:
+    ctl = FakeController()
+    ctl.change("network", "create", {"id": "net-a", "provider:network_type": "vxlan",
+                                     "provider:segmentation_id": 1001})
+    ctl.change("port", "create", {
+        "id": "guarded", "network_id": "net-a", "mac_address": "fa:16:3e:00:00:01",
+        "binding:host_id": "hv1",
+        "fixed_ips": [{"ip_address": "10.0.0.5"}, {"ip_address": "2001:db8::5"}],
+        "allowed_address_pairs": [
+            {"ip_address": "10.0.0.100", "mac_address": "fa:16:3e:00:00:01"},
+            {"ip_address": "10.0.1.0/24", "mac_address": "fa:16:3e:00:00:64"}]})
+    ctl.change("port", "create", {
+        "id": "open", "network_id": "net-a", "mac_address": "fa:16:3e:00:00:02",
+        "binding:host_id": "hv1", "fixed_ips": [{"ip_address": "10.0.0.6"}],
+        "port_security_enabled": False})
+    ctl.change("port", "create", {
+        "id": "dhcp", "network_id": "net-a", "mac_address": "fa:16:3e:00:00:03",
+        "binding:host_id": "hv1", "fixed_ips": [{"ip_address": "10.0.0.2"}],
+        "device_owner": "network:dhcp"})
+    return ctl
+
+
+def test_agent_programs_port_security_on_open_vswitch_as_neutron_does_and_ours_dumps_alike(
+        ) -> None:
+    from support import neutron_br_int_spoof as spoof
+    from tunnelnet.agent import desired
+    from tunnelnet.agent.view import Vnic
+    from tunnelnet.switch import Bridge
+
+    require_tool("ovs-vswitchd")
+    ctl = _spoof_cloud()
+    with OvsSwitch() as ovs:
+        assert ovs.rundir is not None
+        backend = OvsBackend(str(ovs.rundir))
+        agent = Agent(AgentConfig("hv1", "192.0.2.1"), ctl, backend, timers=FAST,
+                      cookie=COOKIE)
+        agent.run_round()
+        for n, port_id in enumerate(("guarded", "open", "dhcp"), start=1):
+            _plug_vm(ovs, f"tap{n}", port_id, f"fa:16:3e:00:00:0{n}")
+        for _ in range(2):
+            agent.run_round()
+        ofport = {p.name: p.ofport for p in backend.list_ports("br-int")}
+        actual = ovs.dump_flows("br-int")
+
+        # Neutron's facts: only the guarded port has flows; the defaults drop in 24 and 25
+        guarded = spoof.SpoofPort(ofport["tap1"], "fa:16:3e:00:00:01",
+                                  ("10.0.0.5", "2001:db8::5"),
+                                  (("10.0.0.100", None), ("10.0.1.0/24", "fa:16:3e:00:00:64")))
+        ovs.add_bridge("br-expect")
+        ovs.add_flows("br-expect", [*spoof.defaults(COOKIE), *spoof.port_flows(guarded, COOKIE)])
+        def security(lines: list[str]) -> set[str]:
+            return {line for line in _normalise(lines)
+                    if "table=24" in line or "table=25" in line or "in_port=" in line}
+
+        expected = security(ovs.dump_flows("br-expect"))
+        ours = security(actual)
+        assert ours == expected, f"only ours: {sorted(ours - expected)}, only Neutron's: " \
+                                 f"{sorted(expected - ours)}"
+
+        # and our switch prints the very same flows as Open vSwitch does
+        conf = AgentConfig("hv1", "192.0.2.1")
+        vnics = [Vnic(p.name, p.ofport, p.external_ids.get("iface-id"))
+                 for p in backend.list_ports("br-int") if p.name.startswith("tap")]
+        bound, dead = desired.plan_bindings(conf, agent.cache.view(), vnics)
+        texts = [f.add_text(COOKIE) for f in desired.br_int_flows(dead, bound)]
+        bridge = Bridge("br-int", fail_mode="secure")
+        bridge.add_flows(texts)
+        ovs.add_bridge("br-same")
+        ovs.add_flows("br-same", texts)
+        assert set(ovs.dump_flows("br-same")) == set(actual)  # what the agent installed
+        assert set(bridge.dump_flows(stats=False)) == set(actual)

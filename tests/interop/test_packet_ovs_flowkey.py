@@ -3,9 +3,11 @@ a pcap with Open vSwitch's own flow_extract(), and ours must say the same for ea
 
 The frames are generated (scapy, fixed seed) across what a tenant network carries: tagged or
 not, IPv4 with options and fragments, IPv6 with extension headers and fragments, TCP with every
-flag bit, UDP, ICMP, ICMPv6 echo, SCTP, IGMP, ARP of all shapes, other EtherTypes, 802.3.
-Fields Open vSwitch prints that our key does not carry (nw_frag, ipv6_label, vlan_tci1) are
-left out of the comparison; everything else must be equal.
+flag bit, UDP, ICMP, ICMPv6 echo and neighbour discovery, SCTP, IGMP, ARP of all shapes, other
+EtherTypes, 802.3.
+Fields Open vSwitch prints that our key does not carry (nw_frag, ipv6_label, vlan_tci1,
+nd_sll, nd_tll) are left out of the comparison; everything else (neighbour discovery's
+nd_target too) must be equal.
 """
 
 from __future__ import annotations
@@ -23,6 +25,10 @@ from scapy.layers.inet import ICMP, IP, TCP, UDP
 from scapy.layers.inet6 import (
     ICMPv6EchoReply,
     ICMPv6EchoRequest,
+    ICMPv6ND_NA,
+    ICMPv6ND_NS,
+    ICMPv6NDOptDstLLAddr,
+    ICMPv6NDOptSrcLLAddr,
     IPv6,
     IPv6ExtHdrDestOpt,
     IPv6ExtHdrFragment,
@@ -51,7 +57,7 @@ SHORTHANDS: dict[str, dict[str, int]] = {
 }
 TCP_FLAG_NAMES = {"fin": 0x1, "syn": 0x2, "rst": 0x4, "psh": 0x8, "ack": 0x10, "urg": 0x20,
                   "ece": 0x40, "cwr": 0x80, "ns": 0x100}
-IGNORED = {"in_port", "nw_frag", "ipv6_label", "vlan_tci1"}
+IGNORED = {"in_port", "nw_frag", "ipv6_label", "vlan_tci1", "nd_sll", "nd_tll"}
 
 
 def ovs_flow_to_key(text: str) -> dict[str, int]:
@@ -70,7 +76,8 @@ def ovs_flow_to_key(text: str) -> dict[str, int]:
             pcp = int(value)
         elif name in ("dl_src", "dl_dst", "arp_sha", "arp_tha"):
             key[name] = int(value.replace(":", ""), 16)
-        elif name in ("nw_src", "nw_dst", "arp_spa", "arp_tpa", "ipv6_src", "ipv6_dst"):
+        elif name in ("nw_src", "nw_dst", "arp_spa", "arp_tpa", "ipv6_src", "ipv6_dst",
+                      "nd_target"):
             key[name] = int(ipaddress.ip_address(value))
         elif name == "icmp_type":
             key["tp_src"] = int(value)
@@ -113,6 +120,14 @@ def _l4(rng: random.Random, v6: bool) -> tuple[Any, int]:
         return UDP(sport=port, dport=rng.randrange(65536)), 17
     if kind == "sctp":
         return SCTP(sport=port, dport=rng.randrange(65536)), 132
+    if kind == "icmp" and v6 and rng.random() < 0.5:
+        # neighbour discovery (RFC 4861): OVS extracts the target (nd_target)
+        if rng.random() < 0.5:
+            ns: Any = ICMPv6ND_NS(tgt=_v6(rng), code=rng.choice([0, 0, 1]))
+            return (ns / ICMPv6NDOptSrcLLAddr(lladdr=_mac(rng)) if rng.random() < 0.5
+                    else ns), 58
+        na: Any = ICMPv6ND_NA(tgt=_v6(rng), R=rng.randrange(2), S=rng.randrange(2))
+        return (na / ICMPv6NDOptDstLLAddr(lladdr=_mac(rng)) if rng.random() < 0.5 else na), 58
     if kind == "icmp" and v6:
         echo = rng.choice([ICMPv6EchoRequest, ICMPv6EchoReply])
         return echo(id=port, seq=rng.randrange(65536)), 58

@@ -6,12 +6,14 @@ del-flows removes them; the netns tests drive the real vswitchd and Open vSwitch
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from tunnelnet.agent.backend import BackendError, SwitchPort
 from tunnelnet.agent.controller import Event, Snapshot
+from tunnelnet.api import NotFoundError
 
 
 class FakeController:
@@ -24,6 +26,7 @@ class FakeController:
         self.statuses: dict[str, str] = {}
         self.down = False
         self.snapshots = 0  # how many times the agent listed everything
+        self.tunnel_reports: list[list[dict[str, Any]]] = []  # heartbeats' tunnel states
         self.watch_errors: list[Exception] = []  # raised by the next watches, one each
 
     def forget_events(self) -> None:
@@ -50,8 +53,11 @@ class FakeController:
         self.change("agent", "create", {"host": host, "tunnel_ip": tunnel_ip,
                                         "tunnel_types": list(tunnel_types), "alive": True})
 
-    def heartbeat(self, host: str) -> None:
+    def heartbeat(self, host: str, tunnels: Sequence[Mapping[str, Any]] | None = None
+                  ) -> None:
         self._check()
+        if tunnels is not None:
+            self.tunnel_reports.append([dict(t) for t in tunnels])
 
     def snapshot(self) -> Snapshot:
         self._check()
@@ -67,6 +73,8 @@ class FakeController:
 
     def set_port_status(self, port_id: str, status: str) -> None:
         self._check()
+        if port_id not in self.ports:  # as the controller answers for a deleted port
+            raise NotFoundError(f"Port {port_id} could not be found.", status=404)
         self.statuses[port_id] = status
 
 
@@ -128,6 +136,16 @@ class FakeSwitch:
         if not (strict and found):
             raise BackendError(f"fake switch cannot delete by {match!r}")
         self.flows[bridge].pop((int(found.group(1)), int(found.group(2)), found.group(3)), None)
+
+    def set_bfd(self, bridge: str, name: str, column: Mapping[str, str]) -> None:
+        port = self.bridges[bridge][name]
+        self.bridges[bridge][name] = dataclasses.replace(
+            port, bfd=dict(column), bfd_status=dict(port.bfd_status) if column else {})
+
+    def set_bfd_status(self, bridge: str, name: str, **status: str) -> None:
+        """What the switch's BFD session would report (the test plays the session)."""
+        port = self.bridges[bridge][name]
+        self.bridges[bridge][name] = dataclasses.replace(port, bfd_status=status)
 
     def dump_flows(self, bridge: str) -> list[str]:
         return [f"cookie={c:#x}, table={t}, priority={p},{m} actions={a}"

@@ -25,6 +25,7 @@ from webpage import (
     crossings,
     drawing,
     open_page,
+    rgb,
     screenshot,
     tn,
     topology_networks,
@@ -221,3 +222,37 @@ def test_a_lab_taken_down_is_a_banner_and_the_page_comes_back_with_it(
         page.wait_for_selector("#banner", state="hidden", timeout=15000)
         n = page.evaluate("window.tunnelnet.cy.nodes('.vm').length")
         assert n == len(demo.vms())
+
+
+def test_a_tunnel_whose_bfd_session_is_down_is_drawn_as_down(browser: Any, demo: SimLab
+                                                             ) -> None:
+    # the simulated lab runs no BFD: the state document is given one down tunnel on its way
+    # to the page, in the shape a real lab's switches give it (tests/netns/test_lab_bfd.py)
+    marked: dict[str, str] = {}
+
+    def one_down(route: Any) -> None:
+        state = route.fetch().json()
+        hv = next(h for h in state["hypervisors"] if h["tunnels"])
+        tunnel = hv["tunnels"][0]
+        tunnel.update(state="down", since_change_s=12.4,
+                      diagnostic="Control Detection Time Expired")
+        marked.update(host=hv["name"], peer=tunnel["remote_host"], type=tunnel["type"])
+        route.fulfill(json=state)
+
+    with open_page(browser, demo.url) as page:
+        page.route("**/api/state", one_down)
+        page.wait_for_function("window.tunnelnet.cy.edges('.tunnel.down').length > 0",
+                               timeout=10000)
+        edges = [e for e in drawing(page)["edges"] if "tunnel" in e["classes"]]
+        down = [e for e in edges if "down" in e["classes"]]
+        assert len(down) == 1
+        assert {down[0]["source"], down[0]["target"]} == {f"br:{marked['host']}:br-tun",
+                                                          f"br:{marked['peer']}:br-tun"}
+        assert "DOWN 12 s" in down[0]["label"]
+        colour = page.evaluate("window.tunnelnet.cy.edges('.tunnel.down')[0]"
+                               ".style('line-color')")
+        assert rgb(colour) == (211, 47, 47)
+        screenshot(page, "sim-tunnel-down")
+        page.unroute("**/api/state")
+        page.wait_for_function("window.tunnelnet.cy.edges('.tunnel.down').length === 0",
+                               timeout=10000)

@@ -26,6 +26,8 @@ class SwitchPort:
     tag: int | None = None
     options: Mapping[str, str] = field(default_factory=dict)
     external_ids: Mapping[str, str] = field(default_factory=dict)
+    bfd: Mapping[str, str] = field(default_factory=dict)  # the interface's bfd column
+    bfd_status: Mapping[str, str] = field(default_factory=dict)  # empty: BFD off
 
 
 class SwitchBackend(Protocol):
@@ -39,6 +41,9 @@ class SwitchBackend(Protocol):
     def del_port(self, bridge: str, name: str) -> None: ...
 
     def set_port_tag(self, bridge: str, name: str, tag: int) -> None: ...
+
+    def set_bfd(self, bridge: str, name: str, column: Mapping[str, str]) -> None:
+        """Make the interface's ``bfd`` column ``column`` (empty: none, BFD off)."""
 
     def add_flows(self, bridge: str, flows: Sequence[str]) -> None: ...
 

@@ -27,6 +27,14 @@ def _goto(table: int) -> str:
     return f"resubmit(,{table})"
 
 
+def learned_entry(local_vid: int, mac: str) -> str:
+    """The match (with table and priority, for a strict delete) of the table-20 entry that
+    table 10's learn() writes for MAC on local VLAN LOCAL_VID: the same fields, in the same
+    form, as the learned flow's own (``NXM_OF_VLAN_TCI[0..11]``, ``NXM_OF_ETH_DST[]``)."""
+    return (f"table={TunTable.UCAST_TO_TUN},priority={TunPriority.LEARNED},"
+            f"vlan_tci={local_vid:#06x}/0x0fff,dl_dst={mac}")
+
+
 def default_flows(patch_int_ofport: int, *, cookie: int, arp_responder: bool) -> list[FlowMod]:
     """The skeleton every br-tun has before any network: classify, split, learn, drop misses."""
     learn = (

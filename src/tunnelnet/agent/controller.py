@@ -36,7 +36,9 @@ class Controller(Protocol):
     def register_agent(self, host: str, tunnel_ip: str, tunnel_types: Sequence[str],
                        bridge_mappings: Mapping[str, str]) -> None: ...
 
-    def heartbeat(self, host: str) -> None: ...
+    def heartbeat(self, host: str, tunnels: Sequence[Mapping[str, Any]] | None = None
+                  ) -> None:
+        """Report that we are alive; ``tunnels``: our tunnels' BFD state, when known."""
 
     def snapshot(self) -> Snapshot: ...
 

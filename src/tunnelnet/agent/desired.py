@@ -12,7 +12,8 @@ import functools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from tunnelnet.agent import br_int, br_tun
+from tunnelnet.agent import br_int, br_phys, br_tun
+from tunnelnet.agent.backend import SwitchPort
 from tunnelnet.agent.flowmod import FlowMod
 from tunnelnet.agent.local_vlan import LocalVlanManager
 from tunnelnet.agent.tables import DEAD_VLAN
@@ -63,6 +64,14 @@ class TunnelPort:
     name: str
     network_type: str
     remote_ip: str
+
+
+def vnics_of(int_ports: Iterable[SwitchPort], *, patch_tun: str) -> list[Vnic]:
+    """The VM interfaces among br-int's ports: everything but patch ports and ports that
+    have no OpenFlow number yet."""
+    return [Vnic(p.name, p.ofport, p.external_ids.get("iface-id"),
+                 p.external_ids.get("attached-mac"))
+            for p in int_ports if p.name != patch_tun and p.ofport > 0 and p.type != "patch"]
 
 
 def plan_bindings(conf: AgentConfig, view: CloudView, vnics: Iterable[Vnic]
@@ -148,8 +157,67 @@ def plan_tunnels(conf: AgentConfig, view: CloudView, local_networks: Iterable[Ne
     return sorted(tunnels.values(), key=lambda t: t.name)
 
 
-def br_int_flows(dead: Iterable[Vnic]) -> list[FlowMod]:
-    return [*br_int.default_flows(), *(br_int.dead_port(v.ofport) for v in dead)]
+def protected(port: Port) -> bool:
+    """Neutron's rule: port security on, and not a port the cloud itself owns (DHCP)."""
+    return port.port_security and not port.device_owner.startswith(
+        br_int.NETWORK_OWNER_PREFIX)
+
+
+def owned_addresses(port: Port) -> br_int.Owned:
+    return br_int.Owned(port.mac, port.ips, tuple((p.ip, p.mac) for p in port.address_pairs))
+
+
+def br_int_flows(dead: Iterable[Vnic], bound: Iterable[Binding] = ()) -> list[FlowMod]:
+    """br-int's defaults, a drop per dead vNIC, port security per protected bound vNIC."""
+    flows = [*br_int.default_flows(), *(br_int.dead_port(v.ofport) for v in dead)]
+    for binding in sorted(bound, key=lambda b: b.vnic.ofport):
+        if protected(binding.port):
+            flows.extend(br_int.port_security(binding.vnic.ofport,
+                                              owned_addresses(binding.port)))
+    return flows
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderFlows:
+    """What VLAN and flat networks need: flows on br-int, and each physical bridge's set."""
+
+    int_flows: list[FlowMod]
+    bridges: dict[str, list[FlowMod]]
+
+
+def provider_flows(conf: AgentConfig, bindings: Iterable[Binding],
+                   local_vlans: Mapping[str, int], int_ports: Iterable[SwitchPort],
+                   phys_ports: Mapping[str, Iterable[SwitchPort]]) -> ProviderFlows:
+    """Flows of the patch pairs between br-int and each mapped physical bridge; a bridge whose
+    patch ports are not both there yet gets none (the agent makes them first)."""
+    int_ofports = {p.name: p.ofport for p in int_ports}
+    bound = list(bindings)
+    int_flows: list[FlowMod] = []
+    bridges: dict[str, list[FlowMod]] = {}
+    for physnet, bridge in sorted(conf.bridge_mappings.items()):
+        int_patch = int_ofports.get(br_phys.int_patch_name(bridge))
+        phy_patch = next((p.ofport for p in phys_ports.get(bridge, ())
+                          if p.name == br_phys.phy_patch_name(bridge)), None)
+        if int_patch is None or phy_patch is None:
+            continue
+        nets = {b.network.id: b.network for b in bound
+                if b.network.physical_network == physnet
+                and b.network.network_type in ("vlan", "flat")}
+        phys = br_phys.phys_default_flows(phy_patch)
+        int_flows += br_phys.int_default_flows(int_patch)
+        for net in nets.values():
+            vid = local_vlans[net.id]
+            phys.append(br_phys.outbound(phy_patch, vid, net.network_type, net.segment))
+            int_flows.append(br_phys.inbound(int_patch, vid, net.network_type, net.segment))
+        bridges[bridge] = phys
+    return ProviderFlows(int_flows, bridges)
+
+
+def int_bridge_flows(dead: Iterable[Vnic], bound: Iterable[Binding],
+                     provider: ProviderFlows) -> list[FlowMod]:
+    """The whole of br-int: its own flows, the dead ports' drops, the bound ports' spoofing
+    protection, the provider translations."""
+    return [*br_int_flows(dead, bound), *provider.int_flows]
 
 
 def port_tags(bindings: Iterable[Binding], dead: Iterable[Vnic],
@@ -167,8 +235,11 @@ def _kind_of_port(name: str) -> str | None:
 
 def br_tun_flows(conf: AgentConfig, view: CloudView, *, cookie: int, patch_int_ofport: int,
                  local_networks: Iterable[Network], local_vlans: Mapping[str, int],
-                 tunnel_ofports: Mapping[str, int]) -> list[FlowMod]:
-    """The whole of br-tun for this state; tunnels without an ofport yet are left out."""
+                 tunnel_ofports: Mapping[str, int],
+                 down_tunnels: frozenset[str] = frozenset()) -> list[FlowMod]:
+    """The whole of br-tun for this state; tunnels without an ofport yet are left out, and
+    ``down_tunnels`` (by port name: their BFD session went down, agent/liveness.py) are left
+    out of the flood lists."""
     flows = br_tun.default_flows(patch_int_ofport, cookie=cookie,
                                  arp_responder=conf.arp_responder and conf.l2pop)
     for name, ofport in sorted(tunnel_ofports.items()):
@@ -183,7 +254,9 @@ def br_tun_flows(conf: AgentConfig, view: CloudView, *, cookie: int, patch_int_o
         peers = peer_hosts_for_network(conf, view, network)
         by_host = {host: tunnel_ofports.get(_tunnel_name(network.network_type, ip))
                    for host, ip in peers.items()}
-        flood = sorted(p for p in by_host.values() if p is not None)
+        live = {host: ofport for host, ofport in by_host.items() if ofport is not None
+                and _tunnel_name(network.network_type, peers[host]) not in down_tunnels}
+        flood = sorted(live.values())
         flows.append(br_tun.local_vlan(network.network_type, vid, network.segment))
         flood_flow = br_tun.flood_to_tunnels(vid, network.segment, flood)
         if flood_flow is not None:

@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from tunnelnet.agent.controller import Event, Snapshot
 from tunnelnet.api import ClientError, NotFoundError
+from tunnelnet.api.agent_types import OVS_AGENT
 from tunnelnet.client.http import CONNECTION_LOST, Client
 
-AGENT_TYPE = "Open vSwitch agent"
+AGENT_TYPE = OVS_AGENT
 T = TypeVar("T")
 
 log = logging.getLogger(__name__)
@@ -69,12 +70,13 @@ class HttpController:
             arp_responder_enabled=self.arp_responder, agent_type=AGENT_TYPE))
         self.agent_id = str(agent["id"])
 
-    def heartbeat(self, host: str) -> None:
+    def heartbeat(self, host: str, tunnels: Sequence[Mapping[str, Any]] | None = None
+                  ) -> None:
         if self.agent_id is None:
             return
         try:
             agent_id = self.agent_id
-            self._call(lambda: self.client.heartbeat(agent_id))
+            self._call(lambda: self.client.heartbeat(agent_id, tunnels=tunnels))
         except NotFoundError:
             # an admin deleted our record (peers dropped their tunnels to us): we are still
             # here, so register again, as a restarted agent would
@@ -90,8 +92,12 @@ class HttpController:
         # ResyncRequired (HTTP 410) goes up as it is: the agent tells it from an outage
         records, revision = self._call(
             lambda: self.client.events(since, timeout=max(timeout, 0.05)))
+        # another type's agent on a host (a DHCP agent) is no tunnel peer: its record must
+        # not replace, or on delete remove, the Open vSwitch agent's of that host
         events = [Event(r.resource, r.action, r.object, r.revision) for r in records
-                  if r.type == "event" and r.resource and r.action and r.object is not None]
+                  if r.type == "event" and r.resource and r.action and r.object is not None
+                  and (r.resource != "agent"
+                       or r.object.get("agent_type", AGENT_TYPE) == AGENT_TYPE)]
         # nothing we can see changed up to `revision`: move on, so a later poll never asks
         # for a stretch of log that may have been compacted meanwhile
         events.append(Event("bookmark", "update", {}, revision))

@@ -50,11 +50,15 @@ class OvsBackend:
             settings.append("fail_mode=secure")
         self._vsctl("--may-exist", "add-br", bridge, "--", "set", "bridge", bridge, *settings)
 
+    def list_bridges(self) -> list[str]:
+        return self._vsctl("list-br").split()
+
     def list_ports(self, bridge: str) -> list[SwitchPort]:
         names = self._vsctl("list-ports", bridge).split()
         if not names:
             return []
-        raw = self._vsctl("--format=json", "--columns=name,ofport,type,options,external_ids",
+        raw = self._vsctl("--format=json",
+                          "--columns=name,ofport,type,options,external_ids,bfd,bfd_status",
                           "list", "Interface", *names)
         ifaces = {row[0]: row for row in json.loads(raw)["data"]}
         tags = self._port_tags(names)
@@ -66,7 +70,8 @@ class OvsBackend:
             ofport = row[1] if isinstance(row[1], int) else -1
             ports.append(SwitchPort(name=name, ofport=ofport, type=row[2] or "system",
                                     tag=tags.get(name), options=_ovs_map(row[3]),
-                                    external_ids=_ovs_map(row[4])))
+                                    external_ids=_ovs_map(row[4]), bfd=_ovs_map(row[5]),
+                                    bfd_status=_ovs_map(row[6])))
         return ports
 
     def _port_tags(self, names: Sequence[str]) -> dict[str, int]:
@@ -93,6 +98,13 @@ class OvsBackend:
 
     def set_port_tag(self, bridge: str, name: str, tag: int) -> None:
         self._vsctl("set", "Port", name, f"tag={tag}")
+
+    def set_bfd(self, bridge: str, name: str, column: Mapping[str, str]) -> None:
+        if column:
+            self._vsctl("clear", "Interface", name, "bfd", "--", "set", "Interface", name,
+                        *(f"bfd:{k}={v}" for k, v in sorted(column.items())))
+        else:
+            self._vsctl("clear", "Interface", name, "bfd")
 
     def add_flows(self, bridge: str, flows: Sequence[str]) -> None:
         if flows:

@@ -20,18 +20,19 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
-from tunnelnet.agent import br_phys, desired
+from tunnelnet.agent import br_phys, br_tun, desired, liveness
 from tunnelnet.agent.applier import FlowApplier
 from tunnelnet.agent.backend import BackendError, SwitchBackend, SwitchPort
 from tunnelnet.agent.controller import Controller, ControllerCache
-from tunnelnet.agent.flowmod import FlowMod
 from tunnelnet.agent.local_vlan import LocalVlanManager
 from tunnelnet.agent.tables import DEAD_VLAN
 from tunnelnet.agent.tunnels import parse_tunnel_port_name
-from tunnelnet.agent.view import CloudView, Network, Vnic
-from tunnelnet.api import ResyncRequired
+from tunnelnet.agent.view import CloudView, Network
+from tunnelnet.api import NotFoundError, ResyncRequired
 from tunnelnet.errors import TunnelnetError
+from tunnelnet.packet import tunnel_kinds
 from tunnelnet.switch.pipeline import IntTable
 
 log = logging.getLogger(__name__)
@@ -58,18 +59,29 @@ class AgentStats:
     outages: int = 0  # stretches of time in which no controller answered
     switch_resets: int = 0
     ports_active: set[str] = field(default_factory=set)
+    # tunnel port name -> its bfd_status as last read (every tunnel with BFD on)
+    tunnels: dict[str, dict[str, str]] = field(default_factory=dict)
+    tunnels_down: set[str] = field(default_factory=set)  # out of the flood lists
 
 
 class Agent:
     def __init__(self, conf: desired.AgentConfig, controller: Controller,
                  backend: SwitchBackend, *, timers: AgentTimers | None = None,
                  bridge_mappings: Mapping[str, str] | None = None,
-                 cookie: int | None = None) -> None:
+                 cookie: int | None = None,
+                 bfd: liveness.BfdSettings | None = None) -> None:
         self.conf = conf
         self.controller = controller
         self.backend = backend
         self.timers = timers or AgentTimers()
         self.bridge_mappings = dict(bridge_mappings or {})
+        # BFD on every tunnel port (None: the agent leaves the bfd column alone)
+        self.bfd = bfd
+        # what the controller hears of our tunnels (/v2.0/tunnels), with the time each state
+        # was first seen; sent with the next heartbeat, at once when a state changed
+        self._tunnel_report: list[dict[str, Any]] = []
+        self._tunnel_seen: dict[str, tuple[str, float]] = {}  # port -> (state, since)
+        self._report_due = False
         # a new cookie per agent start: flows of earlier generations are swept after resync
         self.cookie = cookie if cookie is not None else random.getrandbits(63) | 1
         self.cache = ControllerCache()
@@ -104,29 +116,17 @@ class Agent:
         self._bridges_ready = True
 
     def _provider_flows(self, bindings: list[desired.Binding], local_vlans: dict[str, int],
-                        int_ports: list[SwitchPort]) -> list[FlowMod]:
-        """Program each physical bridge; returns the flows br-int needs for them."""
-        int_ofports = {p.name: p.ofport for p in int_ports}
-        int_flows: list[FlowMod] = []
-        for physnet, bridge in sorted(self.conf.bridge_mappings.items()):
-            int_patch = int_ofports.get(br_phys.int_patch_name(bridge))
-            phy_patch = next((p.ofport for p in self.backend.list_ports(bridge)
-                              if p.name == br_phys.phy_patch_name(bridge)), None)
-            if int_patch is None or phy_patch is None:
-                continue
-            nets = {b.network.id: b.network for b in bindings
-                    if b.network.physical_network == physnet
-                    and b.network.network_type in ("vlan", "flat")}
-            phys = br_phys.phys_default_flows(phy_patch)
-            int_flows += br_phys.int_default_flows(int_patch)
-            for net in nets.values():
-                vid = local_vlans[net.id]
-                phys.append(br_phys.outbound(phy_patch, vid, net.network_type, net.segment))
-                int_flows.append(br_phys.inbound(int_patch, vid, net.network_type, net.segment))
+                        int_ports: list[SwitchPort]) -> desired.ProviderFlows:
+        """Program each physical bridge; returns what br-int needs for them too."""
+        phys_ports = {bridge: self.backend.list_ports(bridge)
+                      for bridge in sorted(set(self.conf.bridge_mappings.values()))}
+        provider = desired.provider_flows(self.conf, bindings, local_vlans, int_ports,
+                                          phys_ports)
+        for bridge, flows in provider.bridges.items():
             applier = self.phys_flows.setdefault(bridge, FlowApplier(self.backend, bridge,
                                                                      self.cookie))
-            applier.apply(phys)
-        return int_flows
+            applier.apply(flows)
+        return provider
 
     def _switch_restarted(self) -> bool:
         """The canary flow of br-int is gone: the switch lost its flows."""
@@ -161,17 +161,15 @@ class Agent:
         int_ports = self.backend.list_ports(BR_INT)
         if not self.lvm.items():
             self._restore_local_vlans(int_ports)
-        vnics = [Vnic(p.name, p.ofport, p.external_ids.get("iface-id"),
-                      p.external_ids.get("attached-mac"))
-                 for p in int_ports if p.name != PATCH_TUN and p.ofport > 0
-                 and p.type != "patch"]
+        vnics = desired.vnics_of(int_ports, patch_tun=PATCH_TUN)
         view = self.cache.view()
         bound, dead = desired.plan_bindings(self.conf, view, vnics)
         local_vlans = desired.assign_local_vlans(self.lvm, bound)
         current_tags = {p.name: p.tag for p in int_ports}
         provider = self._provider_flows(bound, local_vlans, int_ports)
-        # dead ports first: an unbound vNIC must never sit on a live VLAN
-        self.int_flows.apply([*desired.br_int_flows(dead), *provider])
+        # dead ports first: an unbound vNIC must never sit on a live VLAN; and a port's
+        # spoofing protection is in place before the port leaves the dead VLAN
+        self.int_flows.apply(desired.int_bridge_flows(dead, bound, provider))
         for name, tag in desired.port_tags(bound, dead, local_vlans).items():
             if current_tags.get(name) != tag:
                 self.backend.set_port_tag(BR_INT, name, tag)
@@ -182,8 +180,22 @@ class Agent:
         self.tun_flows.apply(desired.br_tun_flows(
             self.conf, view, cookie=self.cookie, patch_int_ofport=patch_int,
             local_networks=local_networks.values(), local_vlans=local_vlans,
-            tunnel_ofports=tunnel_ofports))
+            tunnel_ofports=tunnel_ofports, down_tunnels=frozenset(self.stats.tunnels_down)))
+        self._forget_learned_locals(
+            [b for b in bound if b.port.id not in self.stats.ports_active], local_vlans)
         self._bound = {b.port.id for b in bound}
+
+    def _forget_learned_locals(self, new: list[desired.Binding],
+                               local_vlans: dict[str, int]) -> None:
+        """A port that has just come here (a VM booted, or moved in by a live migration) may
+        have left behind what table 10 learned while it was elsewhere: "this MAC is behind
+        the tunnel to its old host", kept until its hard timeout. br-int switches frames to
+        it locally, but the entry would still say the MAC lives there; remove it."""
+        for binding in new:
+            if not tunnel_kinds.is_tunnel(binding.network.network_type):
+                continue
+            match = br_tun.learned_entry(local_vlans[binding.network.id], binding.port.mac)
+            self.backend.del_flows(BR_TUN, match, strict=True)
 
     def _converge_tunnels(self, view: CloudView,
                           local_networks: list[Network]) -> dict[str, int]:
@@ -201,7 +213,46 @@ class Agent:
                     BR_TUN, name, type=tunnel.network_type,
                     options={"remote_ip": tunnel.remote_ip, "local_ip": self.conf.tunnel_ip,
                              "key": "flow"})
+        self._converge_liveness({n: p for n, p in have.items() if n in wanted}, wanted)
         return ofports
+
+    def _converge_liveness(self, have: Mapping[str, SwitchPort],
+                           wanted: Mapping[str, desired.TunnelPort]) -> None:
+        """Put our BFD settings on every tunnel, read their sessions, and decide which
+        tunnels the flood lists leave out, saying so when that changes."""
+        if self.bfd is not None:
+            column = self.bfd.column()
+            for name in sorted(wanted):
+                port = have.get(name)
+                if port is None or dict(port.bfd) != column:
+                    self.backend.set_bfd(BR_TUN, name, column)
+        self.stats.tunnels = {n: dict(p.bfd_status) for n, p in have.items() if p.bfd_status}
+        down = {n for n, status in self.stats.tunnels.items() if liveness.tunnel_down(status)}
+        for name in sorted(down - self.stats.tunnels_down):
+            log.warning("tunnel %s to %s is down (%s): taken out of the flood lists", name,
+                        wanted[name].remote_ip, liveness.describe(self.stats.tunnels[name]))
+        for name in sorted(self.stats.tunnels_down - down):
+            if name in wanted:
+                log.warning("tunnel %s to %s is up again: back in the flood lists", name,
+                            wanted[name].remote_ip)
+        self.stats.tunnels_down = down
+        self._update_report(wanted)
+
+    def _update_report(self, wanted: Mapping[str, desired.TunnelPort]) -> None:
+        report = []
+        for name, status in sorted(self.stats.tunnels.items()):
+            state = status.get("state", "down")
+            seen = self._tunnel_seen.get(name)
+            if seen is None or seen[0] != state:
+                seen = self._tunnel_seen[name] = (state, time.time())
+                self._report_due = True
+            report.append({"port": name, "remote_ip": wanted[name].remote_ip, "state": state,
+                           "forwarding": status.get("forwarding") == "true",
+                           "diagnostic": status.get("diagnostic"), "changed_at": seen[1]})
+        for gone in set(self._tunnel_seen) - set(self.stats.tunnels):
+            del self._tunnel_seen[gone]
+            self._report_due = True
+        self._tunnel_report = report
 
     # -- controller side --------------------------------------------------------------------
 
@@ -213,8 +264,17 @@ class Agent:
             self.stats.ports_active.add(port_id)
         for port_id in sorted(self.stats.ports_active - bound_ids):
             self.stats.ports_active.discard(port_id)
-            if port_id in self.cache.ports:
-                self.controller.set_port_status(port_id, "DOWN")
+            port = self.cache.ports.get(port_id)
+            # a port that moved to another host (a live migration) is that host's to report:
+            # our DOWN, late, would overwrite its ACTIVE (Neutron's update_device_down
+            # likewise ignores a device not bound to the reporting agent's host)
+            if port is not None and port.host == self.conf.host:
+                try:
+                    self.controller.set_port_status(port_id, "DOWN")
+                except NotFoundError:
+                    # deleted since our last event (a DHCP agent unplugs, then deletes its
+                    # port): nothing to report, and no reason to stop the agent
+                    log.info("port %s is gone; not reporting it DOWN", port_id)
 
     def _talk_to_controller(self, wait: float) -> None:
         now = time.monotonic()
@@ -223,9 +283,11 @@ class Agent:
                                            sorted(self.conf.tunnel_types), self.bridge_mappings)
             self._registered = True
             self._last_heartbeat = now
-        if now - self._last_heartbeat >= self.timers.heartbeat_interval:
-            self.controller.heartbeat(self.conf.host)
+        if now - self._last_heartbeat >= self.timers.heartbeat_interval or self._report_due:
+            self.controller.heartbeat(self.conf.host,
+                                      self._tunnel_report if self.bfd is not None else None)
             self._last_heartbeat = now
+            self._report_due = False
         if not self._synced:
             self.cache.load(self.controller.snapshot())
             self.stats.snapshots += 1

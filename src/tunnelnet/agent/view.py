@@ -33,6 +33,15 @@ class Network:
 
 
 @dataclass(frozen=True, slots=True)
+class AddressPair:
+    """One of a port's allowed_address_pairs: an address or CIDR it may also send from, with
+    the MAC it may use for it (the port's own unless the pair names one)."""
+
+    ip: str
+    mac: str
+
+
+@dataclass(frozen=True, slots=True)
 class Port:
     id: str
     network_id: str
@@ -40,15 +49,24 @@ class Port:
     ips: tuple[str, ...] = ()
     host: str = ""
     status: str = "DOWN"
+    # Neutron's default: a port is protected against spoofing unless told otherwise
+    port_security: bool = True
+    address_pairs: tuple[AddressPair, ...] = ()
+    device_owner: str = ""
 
     @classmethod
     def from_api(cls, obj: Mapping[str, Any]) -> Port:
         ips = tuple(str(f["ip_address"]) for f in obj.get("fixed_ips") or ()
                     if f.get("ip_address"))
+        mac = str(obj.get("mac_address") or "").lower()
+        pairs = tuple(AddressPair(str(p["ip_address"]), str(p.get("mac_address") or mac).lower())
+                      for p in obj.get("allowed_address_pairs") or () if p.get("ip_address"))
         return cls(id=str(obj["id"]), network_id=str(obj["network_id"]),
-                   mac=str(obj.get("mac_address") or "").lower(), ips=ips,
+                   mac=mac, ips=ips,
                    host=str(obj.get("binding:host_id") or ""),
-                   status=str(obj.get("status") or "DOWN"))
+                   status=str(obj.get("status") or "DOWN"),
+                   port_security=obj.get("port_security_enabled") is not False,
+                   address_pairs=pairs, device_owner=str(obj.get("device_owner") or ""))
 
 
 @dataclass(frozen=True, slots=True)

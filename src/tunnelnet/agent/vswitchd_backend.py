@@ -40,11 +40,15 @@ class VswitchdBackend:
         self._call(m.AddBridge(bridge, fail_mode="secure" if fail_secure else "standalone",
                                may_exist=True))
 
+    def list_bridges(self) -> list[str]:
+        return [str(b) for b in self._call(m.ListBridges())]
+
     def list_ports(self, bridge: str) -> list[SwitchPort]:
         return [SwitchPort(name=p["name"], ofport=int(p["ofport"]),
                            type=str(p.get("type", "system")), tag=p.get("tag"),
                            options=dict(p.get("options") or {}),
-                           external_ids=dict(p.get("external_ids") or {}))
+                           external_ids=dict(p.get("external_ids") or {}),
+                           bfd=dict(p.get("bfd") or {}), bfd_status=dict(p.get("bfd_status") or {}))
                 for p in self._call(m.ListPorts(bridge))]
 
     def add_port(self, bridge: str, name: str, *, type: str = "system",
@@ -58,6 +62,9 @@ class VswitchdBackend:
 
     def set_port_tag(self, bridge: str, name: str, tag: int) -> None:
         self._call(m.SetPort(bridge, name, tag=tag))
+
+    def set_bfd(self, bridge: str, name: str, column: Mapping[str, str]) -> None:
+        self._call(m.SetInterface(name, bfd=dict(column), replace=True))
 
     def add_flows(self, bridge: str, flows: Sequence[str]) -> None:
         if flows:

@@ -16,17 +16,33 @@ def table(header: list[str], rows: list[list[str]]) -> None:
         click.echo("  " + "  ".join([*cells, row[-1]]).rstrip())
 
 
+def _liveness(state: dict[str, Any] | None) -> str:
+    """" up", " DOWN for 12 s (Control Detection Time Expired)", or "" without BFD."""
+    if not state or state.get("state") in (None, "off"):
+        return ""
+    if state["state"] == "up":
+        return " up"
+    since = state.get("since_change_s")
+    how_long = f" for {since:.0f} s" if isinstance(since, int | float) else ""
+    why = f" ({state['diagnostic']})" if state.get("diagnostic") else ""
+    return f" {str(state['state']).upper()}{how_long}{why}"
+
+
 def print_status(data: dict[str, Any], *, simulated: bool) -> None:
     click.echo("hypervisors (simulated):" if simulated else "hypervisors:")
     by_ip = {hv["ip"]: hv["name"] for hv in data["hypervisors"]}
     rows = []
     for hv in data["hypervisors"]:
         remotes = hv.get("tunnel_remotes", {})
-        # each tunnel with the underlay address it leads to, and whose address that is
-        tunnels = [f"{name} -> {remotes[name]} ({by_ip.get(remotes[name], '?')})"
-                   if remotes.get(name) else name for name in hv["tunnels"]]
+        states = hv.get("tunnel_states", {})
+        # each tunnel with the underlay address it leads to, whose address that is, and its
+        # BFD state when it runs BFD
+        tunnels = [(f"{name} -> {remotes[name]} ({by_ip.get(remotes[name], '?')})"
+                    if remotes.get(name) else name) + _liveness(states.get(name))
+                   for name in hv["tunnels"]]
         rows.append([hv["name"], hv["ip"], "alive" if hv["agent_alive"] else "DEAD",
                      ", ".join(tunnels) or "-"])
+    # a tunnel's BFD state follows it when it runs BFD ("up", "DOWN for 12 s (...)")
     table(["HYPERVISOR", "UNDERLAY IP", "AGENT", "TUNNELS (port -> remote IP)"], rows)
     click.echo("VMs:")
     # TAP is Nova's name for the port's vNIC ("tap" + its id's first 11 characters), so a row

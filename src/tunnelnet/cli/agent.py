@@ -14,6 +14,7 @@ import click
 from tunnelnet.agent.backend import SwitchBackend
 from tunnelnet.agent.desired import AgentConfig
 from tunnelnet.agent.http_controller import HttpController
+from tunnelnet.agent.liveness import DEFAULT_INTERVAL_MS, DEFAULT_MULT, BfdSettings
 from tunnelnet.agent.service import Agent, AgentTimers
 from tunnelnet.agent.view import DEFAULT_TUNNEL_TYPES, TUNNEL_NETWORK_TYPES
 from tunnelnet.cli import agentcmd
@@ -75,6 +76,14 @@ def _mappings(text: str) -> dict[str, str]:
 @click.option("--arp-responder", is_flag=True, help="Answer ARP for known VMs locally "
               "(needs --l2pop).")
 @click.option("--bridge-mappings", default="", help="PHYSNET:BRIDGE,... for VLAN/flat networks.")
+@click.option("--bfd-interval", "bfd_interval", envvar="TUNNELNET_BFD_INTERVAL",
+              default=DEFAULT_INTERVAL_MS, show_default=True, type=click.IntRange(min=0),
+              help="BFD on every tunnel: milliseconds between control packets (bfd:min_tx and "
+                   "bfd:min_rx); 0 turns BFD off. A tunnel whose session goes down leaves the "
+                   "flood lists until it comes up (env TUNNELNET_BFD_INTERVAL).")
+@click.option("--bfd-mult", default=DEFAULT_MULT, show_default=True,
+              type=click.IntRange(1, 255),
+              help="BFD detection multiplier: down after this many intervals without a packet.")
 @click.option("--poll-interval", default=0.5, show_default=True, type=float,
               help="Seconds between rounds (also the watch long-poll).")
 @click.option("--log-file", type=click.Path(dir_okay=False, path_type=Path),
@@ -85,8 +94,8 @@ def _mappings(text: str) -> dict[str, str]:
 def cli(ctx: click.Context, host: str | None, url: str, ca_file: str | None,
         insecure_http: bool, token: str, tunnel_ip: str | None,
         tunnel_types: str, rundir: Path, switch_kind: str, ovs_rundir: str | None, l2pop: bool,
-        arp_responder: bool, bridge_mappings: str, poll_interval: float,
-        log_file: Path | None, log_level: str) -> None:
+        arp_responder: bool, bridge_mappings: str, bfd_interval: int, bfd_mult: int,
+        poll_interval: float, log_file: Path | None, log_level: str) -> None:
     """Run the agent of one hypervisor (--host and --tunnel-ip), or manage agents'
     records on the controller (list, show, set, delete).
 
@@ -123,7 +132,8 @@ def cli(ctx: click.Context, host: str | None, url: str, ca_file: str | None,
     controller = HttpController(client, l2pop=l2pop, arp_responder=arp_responder)
     agent = Agent(conf, controller, _backend(switch_kind, rundir.absolute(), ovs_rundir),
                   timers=AgentTimers(poll_interval=poll_interval),
-                  bridge_mappings=mappings)
+                  bridge_mappings=mappings,
+                  bfd=BfdSettings(interval_ms=bfd_interval, mult=bfd_mult))
     stop = threading.Event()
 
     def _on_signal(signum: int, _frame: FrameType | None) -> None:

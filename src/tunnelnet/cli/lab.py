@@ -153,6 +153,27 @@ def add_vm(choice: LabChoice, name: str, network: str, hypervisor: str,
     click.echo(choice.lab().add_vm(name, network, hypervisor, ip).describe())
 
 
+@cli.command("move")
+@click.argument("vm")
+@click.argument("hypervisor")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print JSON: where it went, its port's status and each step's seconds.")
+@pass_choice
+def move(choice: LabChoice, vm: str, hypervisor: str, as_json: bool) -> None:
+    """Live-migrate VM to HYPERVISOR as Nova does: its port's binding:host_id changes through
+    the API, its vNIC leaves the old br-int and joins the new one with the same MAC and
+    address, and (real lab) the VM announces itself with QEMU's RARP frames. Its namespace
+    stays: a ping running in it goes on. A simulated lab moves it between its switches.
+
+    \b
+    Steps timed: unplug, move-link (real lab), plug, bind (the PUT), wait-active (the new
+    hypervisor's agent bound it), announce (real lab).
+    Exit status: 0 moved; 1 it could not be (a hypervisor down: nothing was changed);
+    2 a wrong request (unknown VM or hypervisor, already there: nothing was changed)."""
+    moved = choice.lab().move(vm, hypervisor)
+    click.echo(json.dumps(moved.document(), indent=2) if as_json else moved.describe())
+
+
 @cli.command("stop")
 @click.argument("daemon")
 @pass_choice

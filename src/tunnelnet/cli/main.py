@@ -19,6 +19,7 @@ from tunnelnet.errors import TunnelnetError
 _GROUPS: dict[str, str] = {
     "packet": "tunnelnet.cli.packet",
     "agent": "tunnelnet.cli.agent",
+    "dhcp-agent": "tunnelnet.cli.dhcpagent",
     "lab": "tunnelnet.cli.lab",
     "demo": "tunnelnet.cli.demo",
     "vswitchd": "tunnelnet.cli.vswitchd",
@@ -35,6 +36,7 @@ _GROUPS: dict[str, str] = {
     "trace": "tunnelnet.cli.trace",
     "web": "tunnelnet.cli.web",
     "watch": "tunnelnet.cli.watchcmd",
+    "verify": "tunnelnet.cli.verify",
     "store": "tunnelnet.cli.store",
 }
 

@@ -201,3 +201,51 @@ def fdb_show(ctx: click.Context, bridge: str, as_json: bool) -> None:
         click.echo(f"  table {row['table']} VLAN {vlan}: {row['flows']}")
     for line in fdb["fdb"]:
         click.echo(line)
+
+
+@cli.command("bfd-show")
+@click.argument("interface", required=False, default="")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def bfd_show(ctx: click.Context, interface: str, as_json: bool) -> None:
+    """BFD sessions of the tunnel ports (or INTERFACE's), like `ovs-appctl bfd/show`: state,
+    forwarding, diagnostics, intervals, and how long ago the state changed and the last
+    control packet came."""
+    sessions = call(ctx, m.BfdShow(interface))
+    if as_json:
+        click.echo(json.dumps(sessions, indent=2))
+        return
+    click.echo(format_bfd_show(sessions), nl=False)
+
+
+def _ago(seconds: float | None) -> str:
+    return "never" if seconds is None else f"{seconds:.1f} s ago"
+
+
+def format_bfd_show(sessions: dict[str, Any]) -> str:
+    lines = []
+    for name, s in sessions.items():
+        lines += [
+            f"---- {name} ----",
+            f"\tForwarding: {s['forwarding']}",
+            f"\tDetect Multiplier: {s['mult']}",
+            f"\tLocal Minimum TX Interval: {s['min_tx_ms']}ms",
+            f"\tLocal Minimum RX Interval: {s['min_rx_ms']}ms",
+            f"\tTX Interval: {s['tx_interval_ms']}ms",
+            f"\tDetection Time: {s['detection_time_ms']}ms",
+            f"\tState changed: {_ago(s['since_change_s'])}; last control packet: "
+            f"{_ago(s['since_rx_s'])}; flaps: {s['flap_count']}",
+            "",
+            f"\tLocal Session State: {s['state']}",
+            f"\tLocal Diagnostic: {s['diagnostic']}",
+            f"\tLocal Discriminator: 0x{s['local_discriminator']:x}",
+            "",
+            f"\tRemote Session State: {s['remote_state']}",
+            f"\tRemote Diagnostic: {s['remote_diagnostic']}",
+            f"\tRemote Discriminator: 0x{s['remote_discriminator']:x}",
+            f"\tRemote Minimum TX Interval: {s['remote_min_tx_ms']}ms",
+            f"\tRemote Minimum RX Interval: {s['remote_min_rx_ms']}ms",
+            f"\tRemote Detect Multiplier: {s['remote_mult']}",
+            "",
+        ]
+    return "".join(line + "\n" for line in lines)

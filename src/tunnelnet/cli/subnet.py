@@ -58,13 +58,17 @@ def _pool(text: str) -> dict[str, str]:
 @click.option("--gateway", help="Gateway address, or 'none' for no gateway.")
 @click.option("--pool", "pools", multiple=True, help="Allocation pool START,END (repeatable).")
 @click.option("--dns", "dns", multiple=True, help="DNS server (repeatable).")
+@click.option("--dhcp/--no-dhcp", default=True, show_default=True,
+              help="Serve DHCP to the network's ports (enable_dhcp).")
 @client_options
 @output_options
 def create(client: Client, out: Output, name: str, network: str, cidr: str,
-           gateway: str | None, pools: tuple[str, ...], dns: tuple[str, ...]) -> None:  # fmt: skip
+           gateway: str | None, pools: tuple[str, ...], dns: tuple[str, ...],
+           dhcp: bool) -> None:  # fmt: skip
     """Create a subnet."""
     fields: dict[str, Any] = {
         "name": name, "network_id": resolve(client, "network", network)["id"], "cidr": cidr,
+        "enable_dhcp": dhcp,
     }  # fmt: skip
     if gateway is not None:
         fields["gateway_ip"] = None if gateway.lower() == "none" else gateway
@@ -79,14 +83,16 @@ def create(client: Client, out: Output, name: str, network: str, cidr: str,
 @click.argument("subnet")
 @click.option("--name")
 @click.option("--description")
+@click.option("--dhcp/--no-dhcp", default=None,
+              help="Serve DHCP to the network's ports, or stop (enable_dhcp).")
 @client_options
 @output_options
 def set_(client: Client, out: Output, subnet: str, name: str | None,
-         description: str | None) -> None:  # fmt: skip
-    """Change a subnet's name or description."""
-    fields = drop_none(name=name, description=description)
+         description: str | None, dhcp: bool | None) -> None:  # fmt: skip
+    """Change a subnet's name, description or DHCP."""
+    fields = drop_none(name=name, description=description, enable_dhcp=dhcp)
     if not fields:
-        raise click.UsageError("nothing to set: give --name or --description")
+        raise click.UsageError("nothing to set: give --name, --description or --dhcp/--no-dhcp")
     out.one(client.update("subnet", resolve(client, "subnet", subnet)["id"], **fields))
 
 

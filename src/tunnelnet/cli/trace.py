@@ -37,6 +37,12 @@ class TraceCommand(click.Command):
 @click.option("--dport", type=int, default=None, help="TCP/UDP destination port (5201).")
 @click.option("--size", type=int, default=None,
               help="Payload bytes (ICMP 56 like ping); a big one shows where the MTU stops it.")
+@click.option("--src-mac", default=None,
+              help="Forge the frame's source MAC (port security drops it: the trace names "
+                   "the table and flow).")
+@click.option("--src-ip", default=None,
+              help="Forge the source IPv4 address (for --proto arp: the address the ARP "
+                   "claims, as a gratuitous ARP would).")
 @click.option("--json", "as_json", is_flag=True, help="Print the journey as JSON.")
 @click.option("--explain", is_flag=True, help="Plain words for every bridge and table.")
 @click.option("--live", is_flag=True,
@@ -47,7 +53,8 @@ class TraceCommand(click.Command):
               help="With --live: keep the captures (pcap) in this directory.")
 @click.option("--dir", "directory", envvar="TUNNELNET_LAB_DIR", default=None,
               help="Run directory of the lab (env TUNNELNET_LAB_DIR).")
-def cli(src: str, dst: str, proto: str, dport: int | None, size: int | None, as_json: bool,
+def cli(src: str, dst: str, proto: str, dport: int | None, size: int | None,
+        src_mac: str | None, src_ip: str | None, as_json: bool,
         explain: bool, live: bool, evidence: str | None, directory: str | None) -> int:
     """Trace a packet from VM SRC to VM DST through every table of every switch on its way:
     br-int, br-tun, the tunnel or the physical network (VLAN/flat) and the far side, read
@@ -57,7 +64,8 @@ def cli(src: str, dst: str, proto: str, dport: int | None, size: int | None, as_
     first and every switch learns from them as a real one would; an ICMP echo's reply is
     walked after it. Where a switch's own lookup floods a frame to a MAC it has not learned,
     the trace says that this is a first-packet effect and follows the frame where it goes
-    once the switch has learned.
+    once the switch has learned. In a real lab a network's DHCP port can be SRC or DST as
+    dhcp-NETWORK: '--proto udp --dport 67' follows a lease renewal to its dnsmasq.
 
     \b
     Exit status:
@@ -69,10 +77,13 @@ def cli(src: str, dst: str, proto: str, dport: int | None, size: int | None, as_
     from tunnelnet.trace.real import RealLab
     from tunnelnet.trace.render import to_text
 
-    lab = open_lab(lab_dir(directory))
+    # a DHCP port is a port of its network like a VM's: `trace r1 dhcp-red-net --proto udp
+    # --dport 67` follows a lease renewal to dnsmasq
+    lab = open_lab(lab_dir(directory), dhcp_ports=True)
     # --live sends this one frame as it is: the prediction is for exactly that, on the
     # switches as they are (no ARP exchange walked before it)
-    journey = trace(lab, src, dst, proto, dport, size=size, exchange=not live)
+    journey = trace(lab, src, dst, proto, dport, size=size, exchange=not live,
+                    src_mac=src_mac, src_ip=src_ip)
     if live:
         from pathlib import Path
 

@@ -99,25 +99,6 @@ def add_br(ctx: click.Context, bridge: str, settings: tuple[str, ...], may_exist
     call(ctx, m.AddBridge(bridge, fail_mode=fail_mode, may_exist=may_exist))
 
 
-@cli.command("set")
-@click.argument("table", type=click.Choice(["bridge"]))
-@click.argument("bridge")
-@click.argument("settings", nargs=-1, required=True)
-@click.pass_context
-def set_(ctx: click.Context, table: str, bridge: str, settings: tuple[str, ...]) -> None:
-    """Set BRIDGE's learning caps, as `ovs-vsctl set bridge`: other_config:mac-table-size=N
-    (MACs NORMAL learns per VLAN), other_config:mac-aging-time=SECONDS,
-    other_config:learn-flow-limit=N (flows learn() installs per table and VLAN)."""
-    other_config: dict[str, str] = {}
-    for item in settings:
-        column, colon, rest = item.partition(":")
-        key, eq, value = rest.partition("=")
-        if column != "other_config" or not colon or not eq or not key:
-            raise DatapathError(f"set: {item!r} is not other_config:KEY=VALUE")
-        other_config[key] = value
-    call(ctx, m.SetBridge(bridge, other_config))
-
-
 @cli.command("del-br")
 @click.argument("bridge")
 @click.option("--if-exists", is_flag=True, help="No error if the bridge does not exist.")
@@ -128,26 +109,29 @@ def del_br(ctx: click.Context, bridge: str, if_exists: bool) -> None:
 
 
 def parse_port_settings(port: str, settings: tuple[str, ...]) -> m.AddPort:
-    """`type=vxlan tag=5 ofport=3 options:remote_ip=192.0.2.2 external_ids:iface-id=X`."""
+    """`type=vxlan tag=5 ofport=3 options:remote_ip=192.0.2.2 external_ids:iface-id=X
+    bfd:enable=true`."""
     values: dict[str, str] = {}
     options: dict[str, str] = {}
     external_ids: dict[str, str] = {}
+    bfd: dict[str, str] = {}
     for item in settings:
         name, sep, value = item.partition("=")
         if not sep or not name:
             raise DatapathError(f"add-port: {item!r} is not NAME=VALUE")
         column, colon, key = name.partition(":")
         if colon:
-            target = {"options": options, "external_ids": external_ids}.get(column)
+            target = {"options": options, "external_ids": external_ids,
+                      "bfd": bfd}.get(column)
             if target is None or not key:
-                raise DatapathError(f"add-port: {item!r}: only options:K=V and "
-                                    "external_ids:K=V have keys")
+                raise DatapathError(f"add-port: {item!r}: only options:K=V, "
+                                    "external_ids:K=V and bfd:K=V have keys")
             target[key] = value
         elif name in _PORT_SETTINGS:
             values[name] = value
         else:
             raise DatapathError(f"add-port: unknown setting {name!r} (known: type, tag, ofport, "
-                                "options:K=V, external_ids:K=V)")
+                                "options:K=V, external_ids:K=V, bfd:K=V)")
     numbers: dict[str, int | None] = {"tag": None, "ofport": None}
     for name in numbers:
         if name in values:
@@ -157,7 +141,8 @@ def parse_port_settings(port: str, settings: tuple[str, ...]) -> m.AddPort:
                 raise DatapathError(f"add-port: {name}={values[name]!r} is not a number"
                                     ) from None
     return m.AddPort("", port, type=values.get("type", "system"), tag=numbers["tag"],
-                     ofport=numbers["ofport"], options=options, external_ids=external_ids)
+                     ofport=numbers["ofport"], options=options, external_ids=external_ids,
+                     bfd=bfd)
 
 
 @cli.command("add-port")
@@ -169,10 +154,10 @@ def parse_port_settings(port: str, settings: tuple[str, ...]) -> m.AddPort:
 def add_port(ctx: click.Context, bridge: str, port: str, settings: tuple[str, ...],
              may_exist: bool) -> None:
     """Add PORT to BRIDGE: [type=system|internal|patch|vxlan|gre|geneve] [tag=N] [ofport=N]
-    [options:K=V ...] [external_ids:K=V ...]."""
+    [options:K=V ...] [external_ids:K=V ...] [bfd:K=V ...] (BFD on a tunnel port)."""
     request = parse_port_settings(port, settings)
     request = m.AddPort(bridge, port, request.type, request.tag, request.ofport,
-                        request.options, request.external_ids, may_exist)
+                        request.options, request.external_ids, may_exist, request.bfd)
     call(ctx, request)
 
 
@@ -220,6 +205,102 @@ def set_port(ctx: click.Context, names: tuple[str, ...]) -> None:
             raise DatapathError(f"set-port: unknown setting {item!r} (known: tag=N, tag=[], "
                                 "external_ids:K=V)")
     call(ctx, m.SetPort(bridge, port, tag=tag, clear_tag=clear_tag, external_ids=external_ids))
+
+
+_TABLES = ("interface", "Interface")
+
+
+def _interface_table(table: str, command: str) -> None:
+    if table not in _TABLES:
+        raise DatapathError(f"{command}: only the Interface table is kept here, not {table!r}")
+
+
+def _set_bridge(ctx: click.Context, bridge: str, settings: tuple[str, ...]) -> None:
+    other_config: dict[str, str] = {}
+    for item in settings:
+        column, colon, rest = item.partition(":")
+        key, eq, value = rest.partition("=")
+        if column != "other_config" or not colon or not eq or not key:
+            raise DatapathError(f"set: {item!r}: a bridge takes other_config:KEY=VALUE (bfd "
+                                "keys are set on an interface)")
+        other_config[key] = value
+    call(ctx, m.SetBridge(bridge, other_config))
+
+
+@cli.command("set")
+@click.argument("table")
+@click.argument("interface")
+@click.argument("settings", nargs=-1, required=True)
+@click.pass_context
+def set_(ctx: click.Context, table: str, interface: str, settings: tuple[str, ...]) -> None:
+    """Set keys of an interface's bfd column: `set interface PORT bfd:enable=true
+    bfd:min_tx=100 bfd:min_rx=100 [bfd:mult=3 ...]` (the keys of ovs-vsctl's Interface bfd
+    column). `bfd:enable=false` stops BFD; `clear interface PORT bfd` forgets every key.
+    Or a bridge's learning caps: `set bridge BR other_config:mac-table-size=N` (MACs NORMAL
+    learns per VLAN), `other_config:mac-aging-time=SECONDS`, `other_config:learn-flow-limit=N`
+    (flows learn() installs per table and VLAN)."""
+    if table in ("bridge", "Bridge"):
+        _set_bridge(ctx, interface, settings)
+        return
+    if table not in _TABLES:
+        raise DatapathError(f"set: the Interface (bfd) and Bridge (other_config) tables are "
+                            f"kept here, not {table!r}")
+    changes: dict[str, str] = {}
+    for item in settings:
+        name, sep, value = item.partition("=")
+        column, colon, key = name.partition(":")
+        if not sep or column != "bfd" or not colon or not key:
+            raise DatapathError(f"set: {item!r}: give bfd:KEY=VALUE (tags and external_ids: "
+                                "set-port)")
+        changes[key] = value
+    call(ctx, m.SetInterface(interface, bfd=changes))
+
+
+@cli.command("clear")
+@click.argument("table")
+@click.argument("interface")
+@click.argument("column")
+@click.pass_context
+def clear(ctx: click.Context, table: str, interface: str, column: str) -> None:
+    """Empty a column: `clear interface PORT bfd` (BFD stops)."""
+    _interface_table(table, "clear")
+    if column != "bfd":
+        raise DatapathError(f"clear: only the bfd column can be cleared, not {column!r}")
+    call(ctx, m.SetInterface(interface, bfd={}, replace=True))
+
+
+@cli.command("list")
+@click.argument("table")
+@click.argument("interface", required=False, default="")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def list_(ctx: click.Context, table: str, interface: str, as_json: bool) -> None:
+    """Records of the Interface table (all, or INTERFACE's), as `ovs-vsctl list interface`:
+    name, type, ofport, options, bfd, bfd_status, statistics."""
+    _interface_table(table, "list")
+    records = call(ctx, m.ListInterfaces(interface))
+    if as_json:
+        click.echo(json.dumps(records, indent=2))
+        return
+    click.echo(format_records(records), nl=False)
+
+
+def _column(value: Any) -> str:
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}={_quote(str(v))}" for k, v in sorted(value.items())) + "}"
+    if value is None:
+        return "[]"
+    return _quote(value) if isinstance(value, str) else json.dumps(value)
+
+
+def format_records(records: list[dict[str, Any]]) -> str:
+    """`ovs-vsctl list`'s layout: one `column : value` line each, a blank line between."""
+    blocks = []
+    for record in records:
+        width = max(len(k) for k in record)
+        blocks.append("".join(f"{k:<{width}} : {_column(v)}\n"
+                              for k, v in sorted(record.items())))
+    return "\n".join(blocks)
 
 
 @cli.command("list-br")
@@ -278,4 +359,8 @@ def format_show(bridges: list[dict[str, Any]]) -> str:
             if port.get("options"):
                 opts = ", ".join(f"{k}={_quote(v)}" for k, v in sorted(port["options"].items()))
                 lines.append(f"                options: {{{opts}}}")
+            if port.get("bfd_status"):  # as ovs-vsctl show prints a BFD interface
+                status = ", ".join(f"{k}={_quote(v)}"
+                                   for k, v in sorted(port["bfd_status"].items()))
+                lines.append(f"                bfd_status: {{{status}}}")
     return "".join(line + "\n" for line in lines)

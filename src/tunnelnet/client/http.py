@@ -261,11 +261,27 @@ class Client:
         )
         return self.create("agent", host=host, agent_type=agent_type, configurations=conf)
 
-    def heartbeat(self, agent_id: str, configurations: Mapping[str, Any] | None = None) -> Resource:
-        body = {"agent": {} if configurations is None else {"configurations": configurations}}
+    def heartbeat(self, agent_id: str, configurations: Mapping[str, Any] | None = None,
+                  tunnels: Sequence[Mapping[str, Any]] | None = None) -> Resource:
+        """``tunnels``: the agent's tunnels with their BFD state (replacing the last report)."""
+        agent: dict[str, Any] = {}
+        if configurations is not None:
+            agent["configurations"] = configurations
+        if tunnels is not None:
+            agent["tunnels"] = [dict(t) for t in tunnels]
+        body = {"agent": agent}
         response = self.request("POST", f"/v2.0/agents/{agent_id}/heartbeat", body)
         item: Resource = response.json()["agent"]
         return item
+
+    def tunnels(self, host: str | None = None, state: str | None = None
+                ) -> builtins.list[Resource]:
+        """``GET /v2.0/tunnels``: every agent's tunnels and their BFD state."""
+        params = {k: v for k, v in (("host", host), ("state", state)) if v is not None}
+        query = ("?" + "&".join(f"{k}={v}" for k, v in params.items())) if params else ""
+        response = self.request("GET", f"/v2.0/tunnels{query}")
+        found: builtins.list[Resource] = response.json()["tunnels"]
+        return found
 
     def set_port_status(self, port_id: str, status: str) -> Resource:
         return self.update("port", port_id, status=status)

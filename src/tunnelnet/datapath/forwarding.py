@@ -33,6 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final
 
+from tunnelnet.datapath.bfd_monitor import BfdMonitor
 from tunnelnet.datapath.errors import DatapathError
 from tunnelnet.datapath.fastpath import Plan, PlanKey, PlanOutput, Plans
 from tunnelnet.datapath.loop import EventLoop
@@ -104,6 +105,9 @@ class Forwarder:
         self.tunnels = TunnelEndpoint(loop, self._from_tunnel, self._tunnel_dropped,
                                       self._from_tunnel_lone)
         loop.after_each_round(self.tunnels.flush)
+        # BFD sessions of tunnel ports: their packets leave by _send_bfd and are taken out of
+        # what a tunnel receives before the tables see it
+        self.bfd = BfdMonitor(loop, self._send_bfd)
         self.ratelog = RateLimitedLog()
         self.plans = Plans()
         self._unsettled: list[Plan] = []  # deferred plans with packets not yet replayed
@@ -240,13 +244,28 @@ class Forwarder:
         else:
             port.stats.rx_packets += gso.segments
             port.stats.rx_bytes += gso.wire_bytes(len(frames[0]))
+        if port.bfd is not None and gso is None:
+            take = self.bfd.take
+            frames = [frame for frame in frames if not take(port, frame, tun_id)]
+            if not frames:
+                return
         self._input(port, frames, tun_id, tun_src, tun_dst, gso)
 
     def _from_tunnel_lone(self, port: TunnelPort, frame: bytes, tun_id: int, tun_src: int,
                           tun_dst: int) -> None:
         port.stats.rx_packets += 1
         port.stats.rx_bytes += len(frame)
+        if port.bfd is not None and self.bfd.take(port, frame, tun_id):
+            return
         self._follow_lone(port, frame, tun_id, tun_src, tun_dst)
+
+    def _send_bfd(self, port: TunnelPort, frame: bytes) -> None:
+        """One BFD control frame into ``port``'s tunnel, sent now (a timer, not a round of
+        the loop, decides when, so nothing is left queued for the round's flush)."""
+        reason = self.tunnels.send(port, frame, 0)
+        self.tunnels.flush()
+        if reason is not None:
+            self._tunnel_dropped(port, reason, 1, len(frame))
 
     def _follow_lone(self, port: Port, frame: bytes, tun_id: int | None, tun_src: int | None,
                      tun_dst: int | None) -> None:

@@ -34,6 +34,10 @@ class _Timer:
     interval: float = field(compare=False)
     callback: Callback = field(compare=False)
     cancelled: bool = field(default=False, compare=False)
+    repeat: bool = field(default=True, compare=False)  # False: runs once (call_at)
+
+
+Timer = _Timer  # what call_every and call_at return: set ``cancelled`` to call it off
 
 
 class EventLoop:
@@ -68,6 +72,16 @@ class EventLoop:
         timer = _Timer(self._clock() + interval, next(self._seq), interval, callback)
         heapq.heappush(self._timers, timer)
         return timer
+
+    def call_at(self, due: float, callback: Callback) -> _Timer:
+        """Run ``callback`` once when the loop's clock reaches ``due`` (cancel the timer to
+        call it off): BFD's sends and detection times are single deadlines that move."""
+        timer = _Timer(due, next(self._seq), 0.0, callback, repeat=False)
+        heapq.heappush(self._timers, timer)
+        return timer
+
+    def now(self) -> float:
+        return self._clock()
 
     def after_each_round(self, callback: Callback) -> None:
         """Run ``callback`` after the callbacks of every round of ready descriptors (the
@@ -132,6 +146,10 @@ class EventLoop:
         while self._timers and self._timers[0].due <= now:
             timer = heapq.heappop(self._timers)
             if timer.cancelled:
+                continue
+            if not timer.repeat:
+                timer.cancelled = True  # spent: cancelling it later changes nothing
+                self._guarded(timer.callback)
                 continue
             self._guarded(timer.callback)
             timer.due = now + timer.interval

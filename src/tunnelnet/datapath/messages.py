@@ -61,6 +61,7 @@ class AddPort(Request):
     options: dict[str, str] = field(default_factory=dict)
     external_ids: dict[str, str] = field(default_factory=dict)
     may_exist: bool = False
+    bfd: dict[str, str] = field(default_factory=dict)  # the interface's bfd column
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +96,36 @@ class SetBridge(Request):
     OP: ClassVar[str] = "set-bridge"
     bridge: str
     other_config: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class SetInterface(Request):
+    """Set keys of an interface's ``bfd`` column (``replace``: the whole column, so an empty
+    ``bfd`` with ``replace`` clears it), as ``ovs-vsctl set/clear Interface X bfd...``."""
+
+    OP: ClassVar[str] = "set-interface"
+    interface: str
+    bfd: dict[str, str] = field(default_factory=dict)
+    replace: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ListInterfaces(Request):
+    """Interfaces as ``ovs-vsctl list Interface`` shows them (name, type, ofport, options,
+    bfd, bfd_status, statistics, ...); ``interface`` "" for all, sorted by name."""
+
+    OP: ClassVar[str] = "list-interface"
+    interface: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class BfdShow(Request):
+    """What ``ovs-appctl bfd/show`` tells of each BFD session (or one interface's): the
+    bfd_status keys, intervals, discriminators, counters, and ages of the last state change
+    and of the last packet received."""
+
+    OP: ClassVar[str] = "bfd-show"
+    interface: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,7 +230,8 @@ class Ping(Request):
 
 REQUESTS: Final[dict[str, type[Request]]] = {
     cls.OP: cls
-    for cls in (AddBridge, DelBridge, AddPort, DelPort, SetPort, ListBridges, ListPorts, Show,
+    for cls in (AddBridge, DelBridge, AddPort, DelPort, SetPort, SetInterface, ListInterfaces,
+                BfdShow, ListBridges, ListPorts, Show,
                 AddFlows, ModFlows, DelFlows, DumpFlows, DumpPorts, TraceFlow, DumpDrops,
                 DatapathStats, Ping, SetBridge, FdbShow)
 }

@@ -37,7 +37,8 @@ def snapshot(board: Switchboard) -> dict[str, Any]:
             ports.append({"name": port.name, "type": described["type"], "ofport": number,
                           "tag": state.bridge.port(port.name).tag,
                           "options": described["options"],
-                          "external_ids": dict(state.external_ids.get(port.name, {}))})
+                          "external_ids": dict(state.external_ids.get(port.name, {})),
+                          "bfd": dict(getattr(port, "bfd_column", {}))})
         bridges.append({"name": name, "fail_mode": state.fail_mode, "ports": ports,
                         "other_config": learning_config.describe(state.bridge)})
     return {"version": VERSION, "bridges": bridges}
@@ -78,7 +79,8 @@ def restore(board: Switchboard, path: Path) -> int:
                 board.add_port(bridge["name"], port["name"], PortKind.parse(port["type"]),
                                tag=port.get("tag"), ofport=port.get("ofport"),
                                options=port.get("options") or {},
-                               external_ids=port.get("external_ids") or {}, may_exist=True)
+                               external_ids=port.get("external_ids") or {}, may_exist=True,
+                               bfd=port.get("bfd") or {})
                 restored += 1
             except (TunnelnetError, OSError, KeyError) as exc:
                 log.warning("port %s of %s not restored: %s", port.get("name"),

@@ -21,7 +21,8 @@ from tunnelnet.packet.tunnel_kinds import INNER_ETHERNET
 
 # requests that change the configuration that persists across restarts (not flows)
 _CONFIG_CHANGES: tuple[type[m.Request], ...] = (m.AddBridge, m.DelBridge, m.AddPort,
-                                                m.DelPort, m.SetPort, m.SetBridge)
+                                                m.DelPort, m.SetPort, m.SetInterface,
+                                                m.SetBridge)
 
 
 class Service:
@@ -34,6 +35,9 @@ class Service:
             m.AddPort: self._add_port,
             m.DelPort: self._del_port,
             m.SetPort: self._set_port,
+            m.SetInterface: self._set_interface,
+            m.ListInterfaces: self._list_interfaces,
+            m.BfdShow: self._bfd_show,
             m.ListBridges: lambda _r: sorted(self.board.bridges),
             m.ListPorts: self._list_ports,
             m.Show: lambda _r: self.show(),
@@ -87,7 +91,7 @@ class Service:
     def _add_port(self, r: m.AddPort) -> m.JSON:
         return self.board.add_port(
             r.bridge, r.port, PortKind.parse(r.type), tag=r.tag, ofport=r.ofport,
-            options=r.options, external_ids=r.external_ids, may_exist=r.may_exist,
+            options=r.options, external_ids=r.external_ids, may_exist=r.may_exist, bfd=r.bfd,
         )
 
     def _del_port(self, r: m.DelPort) -> m.JSON:
@@ -98,6 +102,34 @@ class Service:
         self.board.set_port(r.bridge, r.port, tag=r.tag, clear_tag=r.clear_tag,
                             external_ids=r.external_ids)
         return None
+
+    def _set_interface(self, r: m.SetInterface) -> m.JSON:
+        self.board.set_interface_bfd(r.interface, r.bfd, replace=r.replace)
+        return None
+
+    def _list_interfaces(self, r: m.ListInterfaces) -> m.JSON:
+        found = []
+        for bridge in sorted(self.board.bridges):
+            for info in self._ports_of(bridge):
+                if r.interface in ("", info["name"]):
+                    info.setdefault("bfd", {})
+                    info.setdefault("bfd_status", {})
+                    info["bridge"] = bridge
+                    found.append(info)
+        if r.interface and not found:
+            raise DatapathError(f"no interface named {r.interface!r}")
+        return sorted(found, key=lambda i: str(i["name"]))
+
+    def _bfd_show(self, r: m.BfdShow) -> m.JSON:
+        sessions = sorted(self.board.bfd.sessions())
+        if r.interface:
+            if r.interface not in self.board.ports:
+                raise DatapathError(f"no interface named {r.interface!r}")
+            if r.interface not in sessions:
+                raise DatapathError(f"interface {r.interface!r} has no BFD session "
+                                    "(vsctl set interface NAME bfd:enable=true)")
+            sessions = [r.interface]
+        return {name: self.board.bfd.detail(name) for name in sessions}
 
     def _list_ports(self, r: m.ListPorts) -> m.JSON:
         return sorted(self._ports_of(r.bridge), key=lambda p: str(p["name"]))

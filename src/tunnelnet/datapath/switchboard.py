@@ -11,6 +11,7 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Literal
 
+from tunnelnet.datapath import bfd_monitor
 from tunnelnet.datapath.errors import DatapathError
 from tunnelnet.datapath.forwarding import MAX_PATCH_DEPTH, BridgeState, Forwarder
 from tunnelnet.datapath.loop import EventLoop
@@ -53,6 +54,7 @@ class Switchboard:
         self.ports: dict[str, Port] = {}  # every port of the daemon by name (names are global)
         self.forwarding = Forwarder(loop, self.bridges, self.ports)
         self.tunnels = self.forwarding.tunnels
+        self.bfd = self.forwarding.bfd
         self.plans = self.forwarding.plans
         # the forwarder's own methods: whoever reads or changes a bridge settles first
         self.settle = self.forwarding.settle
@@ -99,7 +101,8 @@ class Switchboard:
 
     def add_port(self, bridge: str, name: str, kind: PortKind, *, tag: int | None = None,
                  ofport: int | None = None, options: Mapping[str, str] | None = None,
-                 external_ids: Mapping[str, str] | None = None, may_exist: bool = False) -> int:
+                 external_ids: Mapping[str, str] | None = None, may_exist: bool = False,
+                 bfd: Mapping[str, str] | None = None) -> int:
         state = self.bridge(bridge)
         check_name(name)
         existing = self.ports.get(name)
@@ -117,6 +120,10 @@ class Switchboard:
         if ofport is not None and ofport in state.ports:
             other = state.ports[ofport].name
             raise DatapathError(f"port {name!r}: ofport {ofport} is taken by {other!r}")
+        if bfd:  # a bad column refuses the port before anything is made
+            if kind in (PortKind.SYSTEM, PortKind.INTERNAL, PortKind.PATCH):
+                raise DatapathError(f"interface {name!r}: BFD runs on tunnel ports only")
+            self.bfd.check(name, bfd)
         port = self._make_port(kind, name, options or {})  # opens sockets; raises when it can't
         try:
             if isinstance(port, TunnelPort):
@@ -139,6 +146,8 @@ class Switchboard:
         self.ports[name] = port
         for fd, receive in port.readers():
             self._loop.add_reader(fd, self.forwarding.reader(port, receive))
+        if bfd and isinstance(port, TunnelPort):
+            self.bfd.configure(port, bfd)
         log.info("port %s added to %s as ofport %d (type %s)", name, bridge, number,
                  kind.value)
         return number
@@ -168,6 +177,17 @@ class Switchboard:
         if external_ids is not None:
             state.external_ids[name] = dict(external_ids)
 
+    def set_interface_bfd(self, name: str, changes: Mapping[str, str], *,
+                          replace: bool = False) -> None:
+        """Set keys of the interface's ``bfd`` column (``vsctl set interface X bfd:K=V``),
+        or with ``replace`` the whole column (``vsctl clear interface X bfd`` gives none):
+        BFD starts, changes or stops as the column then says. A bad column changes nothing."""
+        port = bfd_monitor.check_tunnel(self._find_port("", name), name)
+        column = {} if replace else dict(port.bfd_column)
+        column.update(changes)
+        self.settle()
+        self.bfd.configure(port, column)
+
     def _find_port(self, bridge: str, name: str) -> Port:
         port = self.ports.get(name)
         if port is None or (bridge and port.bridge != bridge):
@@ -190,6 +210,7 @@ class Switchboard:
         for fd, _ in port.readers():
             self._loop.remove_reader(fd)
         if isinstance(port, TunnelPort):
+            self.bfd.stop(port)  # the peer hears AdminDown while the tunnel is still there
             self.tunnels.remove(port)
         state.bridge.del_port(port.name)
         state.ports.pop(port.ofport, None)

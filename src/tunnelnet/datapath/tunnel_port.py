@@ -17,13 +17,16 @@ import logging
 import socket
 import struct
 from collections.abc import Mapping
-from typing import Final, NamedTuple
+from typing import TYPE_CHECKING, Final, NamedTuple
 
 from tunnelnet.datapath import tunnel_rx
 from tunnelnet.datapath.errors import PortError
 from tunnelnet.datapath.ports import Port, PortKind, check_options
 from tunnelnet.packet import tunnel_kinds
 from tunnelnet.packet.tunnel_kinds import Transport, TunnelKind
+
+if TYPE_CHECKING:
+    from tunnelnet.datapath.bfd_session import Session
 
 log = logging.getLogger(__name__)
 
@@ -131,6 +134,10 @@ class TunnelPort(Port):
               struct.pack("=I4s4s", 0, socket.inet_aton(self.local_ip), b"\0" * 4))]
             if self.local_ip else None
         )
+        # BFD (bfd_monitor.py): the interface's ``bfd`` column as set, and its running session
+        # (None: off; the receive path asks only this of a port without BFD)
+        self.bfd_column: dict[str, str] = {}
+        self.bfd: Session | None = None
         self.refresh_route()
 
     @property
@@ -155,4 +162,9 @@ class TunnelPort(Port):
         info = super().describe()
         info["underlay_mtu"] = self.underlay_mtu
         info["mtu"] = self.max_inner - tunnel_kinds.INNER_ETHERNET  # an untagged VM's IP MTU
+        info["bfd"] = dict(self.bfd_column)
+        # as Open vSwitch's bfd_status column: empty while BFD is off
+        info["bfd_status"] = self.bfd.status() if self.bfd is not None else {}
+        if self.bfd is not None:  # for "down for 12 s" (trace, lab status)
+            info["bfd_since_change_s"] = round(self.bfd.since_change(), 3)
         return info

@@ -16,6 +16,8 @@ from tunnelnet.lab.topology import Topology
 
 log = logging.getLogger(__name__)
 
+DEFAULT_MTU = 1500  # an Ethernet interface's before anything says otherwise
+
 
 def build_underlay(topo: Topology, record: Callable[[str], None]) -> None:
     """A Linux bridge in its own namespace, one port per hypervisor with its underlay IP."""
@@ -43,16 +45,18 @@ def build_underlay(topo: Topology, record: Callable[[str], None]) -> None:
 
 
 def build_vm(vm_name: str, hypervisor: str, record: Callable[[str], None], *, port_id: str,
-             mtu: int, ip: str, prefixlen: int, mac: str, gateway: str | None = None,
+             mtu: int, ip: str | None, prefixlen: int, mac: str, gateway: str | None = None,
              offloads: bool = True) -> str:
     """A VM namespace whose eth0 is the far end of a tap-like veth on its hypervisor.
 
     The VM's MAC is the one the controller gave its port (as Nova sets it), and its MTU the
-    network's, so that tunnel overhead never leads to silent drops. ``offloads``: the VM keeps
-    checksum and segmentation offloads, as a guest's virtio-net negotiates them with a
-    tunnelnet vswitchd (which takes TSO super-frames whole); Open vSwitch 3.1's userspace
-    datapath cannot, so its VMs send frame by frame. Returns the tap name, which Nova derives
-    from the port's id.
+    network's, so that tunnel overhead never leads to silent drops. ``ip`` None: the VM will
+    ask DHCP, so its eth0 starts with no address and a plain Ethernet MTU of 1500 (the
+    hypervisor's tap has the network's MTU, as Nova sets it); the lease sets both.
+    ``offloads``: the VM keeps checksum and segmentation offloads, as a guest's virtio-net
+    negotiates them with a tunnelnet vswitchd (which takes TSO super-frames whole); Open
+    vSwitch 3.1's userspace datapath cannot, so its VMs send frame by frame. Returns the tap
+    name, which Nova derives from the port's id.
     """
     ns = names.vm_ns(vm_name)
     tap = names.vm_tap(port_id)
@@ -60,7 +64,10 @@ def build_vm(vm_name: str, hypervisor: str, record: Callable[[str], None], *, po
     links.create_netns(ns)
     links.veth(names.hypervisor_ns(hypervisor), tap, ns, "eth0", mtu=mtu)
     links.set_mac(ns, "eth0", mac)
-    links.add_address(ns, "eth0", ip, prefixlen)
+    if ip is None:
+        links.set_mtu(ns, "eth0", DEFAULT_MTU)
+    else:
+        links.add_address(ns, "eth0", ip, prefixlen)
     if gateway:
         links.add_default_route(ns, gateway)
     if not offloads:

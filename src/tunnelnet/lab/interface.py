@@ -83,6 +83,34 @@ class AddedVm:
                 f"({self.tenant}/{self.network}){status}")
 
 
+@dataclass(frozen=True, slots=True)
+class MovedVm:
+    """``lab move``: where the VM went and how long each step of the move took."""
+
+    name: str
+    source: str
+    destination: str
+    mac: str
+    ip: str
+    port_status: str
+    steps: Sequence[tuple[str, float]]  # (step, seconds), in the order they ran
+    how: str = ""  # what stood for the VM's switchover, in words
+
+    def describe(self) -> str:
+        steps = ", ".join(f"{name} {seconds * 1000:.0f} ms" for name, seconds in self.steps)
+        total = sum(seconds for _, seconds in self.steps)
+        return (f"{self.name} ({self.ip} {self.mac}) moved {self.source} -> {self.destination}, "
+                f"port {self.port_status}, in {total:.2f} s ({steps})")
+
+    def document(self) -> dict[str, Any]:
+        return {"vm": self.name, "from": self.source, "to": self.destination, "mac": self.mac,
+                "ip": self.ip, "port_status": self.port_status,
+                "steps": [{"step": name, "seconds": round(seconds, 4)}
+                          for name, seconds in self.steps],
+                "seconds": round(sum(seconds for _, seconds in self.steps), 4),
+                "how": self.how}
+
+
 class Lab(abc.ABC):
     """A lab in a run directory. ``say`` prints progress (indented), ``tell`` a plain line
     on stderr."""
@@ -119,6 +147,12 @@ class Lab(abc.ABC):
 
     @abc.abstractmethod
     def add_vm(self, name: str, network: str, hypervisor: str, ip: str | None) -> AddedVm: ...
+
+    @abc.abstractmethod
+    def move(self, vm: str, hypervisor: str) -> MovedVm:
+        """Live-migrate VM to HYPERVISOR as Nova does: its port's binding:host_id changes
+        through the API, its vNIC leaves the old br-int and joins the new one with the same
+        MAC and address. A wrong request changes nothing (:class:`LabInputError`)."""
 
     @abc.abstractmethod
     def stop(self, daemon: str) -> str:

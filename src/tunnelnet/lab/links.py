@@ -76,6 +76,19 @@ def veth(ns_a: str, if_a: str, ns_b: str, if_b: str, *, mtu: int | None = None) 
         raise LinkError(f"cannot make veth {ns_a}/{if_a} <-> {ns_b}/{if_b}: {exc}") from exc
 
 
+def move_link(ns_from: str, ifname: str, ns_to: str) -> None:
+    """Move IFNAME from one namespace to another and bring it up there. The kernel takes a
+    moved device down and keeps its name, MAC, MTU and offloads; a veth's peer keeps its
+    end (the VM's eth0 only sees its carrier go and come back)."""
+    try:
+        with _ipr(ns_from) as ip:
+            ip.link("set", index=_index(ip, ifname, ns_from), net_ns_fd=ns_to)
+        with _ipr(ns_to) as ip:
+            ip.link("set", index=_index(ip, ifname, ns_to), state="up")
+    except NetlinkError as exc:
+        raise LinkError(f"cannot move {ifname} from {ns_from} to {ns_to}: {exc}") from exc
+
+
 def add_address(ns: str, ifname: str, address: str, prefixlen: int) -> None:
     try:
         with _ipr(ns) as ip:

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
+from tunnelnet.api.agent_types import OVS_AGENT
 from tunnelnet.api.errors import ClientError
 from tunnelnet.errors import TunnelnetError
 from tunnelnet.lab import probe
@@ -21,6 +22,7 @@ from tunnelnet.lab.interface import (
     LabError,
     LabInputError,
     LabUnsupported,
+    MovedVm,
     PingOutcome,
     Verdict,
     Verification,
@@ -98,6 +100,43 @@ def _tunnel_ports(info: dict[str, str]) -> dict[str, str]:
     return {}
 
 
+def tunnel_states(info: dict[str, str], ports: list[str]) -> dict[str, dict[str, Any]]:
+    """Each tunnel's liveness on one hypervisor: its BFD ``state`` (up, down, init,
+    admin_down; "off" without BFD), ``forwarding``, ``diagnostic``, and from our switch the
+    seconds since the state changed and since the last control packet ({} if it is silent)."""
+    off = {"state": "off", "forwarding": None, "diagnostic": None, "since_change_s": None,
+           "since_rx_s": None}
+    if info.get("switch") == "ovs":
+        from tunnelnet.lab import ovs_host
+
+        try:
+            found = ovs_host.bfd_status(Path(info["rundir"]), ports)
+        except TunnelnetError:
+            return {}
+        return {port: {**off, **_liveness(found.get(port, {}))} for port in ports}
+    from tunnelnet.datapath import messages as m
+    from tunnelnet.datapath.control import ControlClient
+
+    try:
+        with ControlClient(Path(info["rundir"]), timeout=5.0) as ctl:
+            sessions = ctl.call(m.BfdShow())
+    except TunnelnetError:
+        return {}
+    states = {}
+    for port in ports:
+        s = sessions.get(port)
+        states[port] = off if s is None else {
+            **_liveness(s), "since_change_s": s["since_change_s"], "since_rx_s": s["since_rx_s"]}
+    return states
+
+
+def _liveness(status: dict[str, Any]) -> dict[str, Any]:
+    if not status:
+        return {}
+    return {"state": status.get("state", "off"), "forwarding": status.get("forwarding") == "true",
+            "diagnostic": status.get("diagnostic")}
+
+
 class NamespaceLab(Lab):
     simulated: ClassVar[bool] = False
 
@@ -130,16 +169,22 @@ class NamespaceLab(Lab):
         statuses: dict[str, str] = {}
         try:
             with runner.client(state) as api:
-                agents = {a["host"]: bool(a.get("alive")) for a in api.list("agent")}
+                agents = {a["host"]: bool(a.get("alive")) for a in api.list("agent")
+                          # a host's DHCP agent is not the one that keeps its switch
+                          if a.get("agent_type", OVS_AGENT) == OVS_AGENT}
                 statuses = {p["id"]: p["status"] for p in api.list("port")}
         except TunnelnetError as exc:
             self.tell(f"warning: controller not answering: {exc}")
         tunnels = {hv: _tunnel_ports(info) for hv, info in state.hypervisors.items()}
+        liveness = {hv: tunnel_states(info, sorted(tunnels[hv]))
+                    for hv, info in state.hypervisors.items()}
         return {
             "hypervisors": [{"name": hv, "ip": info["ip"], "agent_alive": agents.get(hv, False),
                              "switch": info.get("switch", "tunnelnet"),
                              "tunnels": sorted(tunnels.get(hv, {})),
-                             "tunnel_remotes": tunnels.get(hv, {})}
+                             "tunnel_remotes": tunnels.get(hv, {}),
+                             # each tunnel with its BFD state (tunnel_states())
+                             "tunnel_states": liveness.get(hv, {})}
                             for hv, info in sorted(state.hypervisors.items())],
             "vms": [{"name": vm.name, "tenant": vm.tenant, "network": vm.network,
                      "hypervisor": vm.hypervisor, "ip": vm.ip, "mac": vm.mac, "mtu": vm.mtu,
@@ -195,6 +240,14 @@ class NamespaceLab(Lab):
                 raise LabInputError(f"the controller refused {name}'s port: {exc}") from None
             raise
         return AddedVm(vm.name, vm.ip, vm.mac, vm.hypervisor, vm.tenant, vm.network)
+
+    def move(self, vm: str, hypervisor: str) -> MovedVm:
+        from tunnelnet.lab.migrate import Mover, check_move
+        from tunnelnet.lab.runner import LabRunner
+
+        check_move(self.record(), vm, hypervisor)  # a wrong request: refused even without root
+        need_root("lab move")
+        return Mover(LabRunner(self.directory, self.say), self.say).move(vm, hypervisor)
 
     def stop(self, daemon: str) -> str:
         need_root("lab stop")

@@ -9,6 +9,7 @@ from eth0 to ``br-phy``, as on an Open vSwitch host with userspace tunnelling.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -81,6 +82,19 @@ def plug(rundir: Path, tap: str, port_id: str, mac: str) -> None:
 
 def has_bridge(rundir: Path, bridge: str) -> bool:
     return bridge in vsctl(rundir, "list-br").split()
+
+
+def bfd_status(rundir: Path, ports: list[str]) -> dict[str, dict[str, str]]:
+    """Each port's bfd_status column (empty: BFD off), as Open vSwitch writes it."""
+    if not ports:
+        return {}
+    raw = json.loads(vsctl(rundir, "--format=json", "--columns=name,bfd_status", "list",
+                          "Interface", *ports))
+    found: dict[str, dict[str, str]] = {}
+    for name, column in raw["data"]:
+        pairs = column[1] if isinstance(column, list) and column[0] == "map" else []
+        found[str(name)] = {str(k): str(v) for k, v in pairs}
+    return found
 
 
 def tunnel_ports(rundir: Path) -> list[str]:

@@ -40,8 +40,8 @@ def spawn(argv: Sequence[str], *, netns: str | None, log_path: Path,
 
 
 def wait_until(ready: Callable[[], bool], what: str, *, timeout: float,
-               proc: subprocess.Popen[bytes] | None = None, log_path: Path | None = None
-               ) -> None:
+               proc: subprocess.Popen[bytes] | None = None, log_path: Path | None = None,
+               interval: float = 0.05) -> None:
     deadline = time.monotonic() + timeout
     while not ready():
         if proc is not None and proc.poll() is not None:
@@ -49,7 +49,7 @@ def wait_until(ready: Callable[[], bool], what: str, *, timeout: float,
                                f"{_tail(log_path)}")
         if time.monotonic() > deadline:
             raise ProcessError(f"{what}: not ready after {timeout:.0f}s{_tail(log_path)}")
-        time.sleep(0.05)
+        time.sleep(interval)
 
 
 def _tail(log_path: Path | None, lines: int = 8) -> str:

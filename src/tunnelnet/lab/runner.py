@@ -25,8 +25,10 @@ from tunnelnet.client.http import Client
 from tunnelnet.datapath import messages as m
 from tunnelnet.datapath import tunnel_rx
 from tunnelnet.datapath.control import ControlClient, socket_path
+from tunnelnet.dhcp import plumbing
+from tunnelnet.dhcp.config import DEVICE_OWNER
 from tunnelnet.errors import TunnelnetError
-from tunnelnet.lab import fabric, links, names, ovs_host, processes
+from tunnelnet.lab import dhcp_client, fabric, links, names, ovs_host, processes
 from tunnelnet.lab.state import LabState, LabStateError, ProcessRecord, StateFile, VmRecord
 from tunnelnet.lab.topology import Topology, TopologyError, Vm, load
 from tunnelnet.packet import tunnel_kinds
@@ -37,6 +39,7 @@ Progress = Callable[[str], None]
 
 READY_TIMEOUT = 30.0
 CONVERGE_TIMEOUT = 60.0
+ADD_VM_WIRE_TIMEOUT = 20.0
 
 
 def server_url(directory: Path) -> str:
@@ -66,6 +69,29 @@ def check_switches(topo: Topology) -> None:
             f"{', '.join(missing)} network(s) need a tunnel port that tunnelnet's vswitchd does "
             f"not have yet (hypervisors {', '.join(hosts)}): put them on switch = \"ovs\", or "
             "run the topology with --sim")
+
+
+def dhcp_state_dir() -> Path:
+    """Where the lab's DHCP agent keeps dnsmasq's files: not in the lab's directory, which
+    may sit where user nobody (dnsmasq, once it has dropped root) cannot pass, but in /run,
+    named after the lab's prefix as its namespaces are."""
+    return Path("/run/tunnelnet-lab-dhcp") / names.PREFIX
+
+
+def _dnsmasqs_with(arg: str) -> list[int]:
+    """Pids of running dnsmasqs whose command line holds ``arg`` exactly."""
+    wanted = arg.encode()
+    found: list[int] = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue  # gone meanwhile, or not ours to read
+        if argv and argv[0].endswith(b"dnsmasq") and wanted in argv:
+            found.append(int(proc.name))
+    return found
 
 
 def _planned_namespaces(topo: Topology) -> list[str]:
@@ -174,7 +200,12 @@ class LabRunner:
                            physnets=physnets)
         self._create_tenants(topo, state)
         self._plug_vms(topo, state)
+        # after the VMs' ports: a DHCP port takes the first free address of its subnet,
+        # which must not be one the topology gives a VM
+        if topo.dhcp_host is not None:
+            self._start_dhcp_agent(topo, state, topo.dhcp_host)
         self._wait_converged(state)
+        self._lease_all(state, [vm.name for vm in topo.vms if topo.uses_dhcp(vm)])
 
     def _build_physical_network(self, topo: Topology, physnets: list[str]) -> None:
         """VLAN and flat networks need a second uplink per hypervisor, on the same switch."""
@@ -299,9 +330,32 @@ class LabRunner:
         self.say(f"agents: {len(topo.hypervisors)} registered"
                  f"{' (l2population on)' if l2pop else ''}")
 
+    def _start_dhcp_agent(self, topo: Topology, state: LabState, hypervisor: str) -> None:
+        """Neutron's DHCP agent on one hypervisor. It runs in the machine's own namespace,
+        as it must to make the qdhcp namespaces (``ip netns exec`` would hide them from
+        everyone else), and puts the DHCP ports' host ends into the hypervisor's namespace,
+        where its switch is."""
+        rundir = hv_rundir(self.directory, hypervisor)
+        rundir.mkdir(parents=True, exist_ok=True)
+        switch = (["--switch", "ovs", "--ovs-rundir", str(rundir)]
+                  if topo.hypervisor(hypervisor).switch == "ovs" else [])
+        state.hypervisors[hypervisor]["dhcp"] = str(dhcp_state_dir())
+        self.file.save(state)
+        argv = processes.tunnelnet_argv(
+            "dhcp-agent", "--host", hypervisor, "--controller", state.server_url,
+            "--rundir", str(rundir), "--state-dir", str(dhcp_state_dir()),
+            "--netns-prefix", f"{names.PREFIX}-",
+            "--host-netns", names.hypervisor_ns(hypervisor),
+            "--log-file", str(rundir / "dhcp-agent.log"), *switch)
+        self._spawn(state, f"dhcp-agent-{hypervisor}", argv, None,
+                    {"TUNNELNET_TOKEN": state.admin_token})
+        self.say(f"{hypervisor}: DHCP agent (dnsmasq per network, in "
+                 f"{names.PREFIX}-qdhcp-<network id>)")
+
     def _create_tenants(self, topo: Topology, state: LabState) -> None:
         with self.client(state) as api:
             for net in topo.networks:
+                dhcp = topo.dhcp_host is not None and net.dhcp
                 body: dict[str, Any] = {"name": net.name, "project_id": net.tenant,
                                         "provider:network_type": net.type}
                 if net.segment is not None:
@@ -312,12 +366,14 @@ class LabRunner:
                 subnet = api.create("subnet", network_id=created["id"], project_id=net.tenant,
                                     cidr=net.cidr, ip_version=ip_network(net.cidr).version,
                                     name=f"{net.name}-subnet",
+                                    enable_dhcp=dhcp,
                                     # the lab has no routers: every address is for VMs
                                     gateway_ip=None)
                 state.networks[net.name] = {
                     "id": created["id"], "tenant": net.tenant, "type": net.type,
                     "segment": created.get("provider:segmentation_id"),
-                    "mtu": created.get("mtu"), "cidr": net.cidr, "subnet_id": subnet["id"]}
+                    "mtu": created.get("mtu"), "cidr": net.cidr, "subnet_id": subnet["id"],
+                    "dhcp": dhcp}
                 self.say(f"tenant {net.tenant}: network {net.name} ({net.type} "
                          f"{created.get('provider:segmentation_id')}, {net.cidr}, "
                          f"MTU {created.get('mtu')})")
@@ -344,8 +400,12 @@ class LabRunner:
         ip = port["fixed_ips"][0]["ip_address"]
         prefix = ip_network(net["cidr"]).prefixlen
         mtu = int(net["mtu"] or 1450)
+        # a VM on a DHCP network boots unconfigured and asks (after its port is wired); its
+        # record holds the port's address until the lease says what it is
+        dhcp = bool(net.get("dhcp"))
         tap = fabric.build_vm(vm.name, vm.hypervisor, self._record_netns(state),
-                              port_id=port["id"], mtu=mtu, ip=ip, prefixlen=prefix,
+                              port_id=port["id"], mtu=mtu, ip=None if dhcp else ip,
+                              prefixlen=prefix,
                               mac=port["mac_address"],
                               offloads=state.hypervisors[vm.hypervisor].get("switch") != "ovs")
         record = VmRecord(name=vm.name, tenant=vm.tenant, network=vm.network,
@@ -353,7 +413,7 @@ class LabRunner:
                           port_id=port["id"], mac=port["mac_address"], ip=ip, mtu=mtu, tap=tap)
         state.vms[vm.name] = record
         self.file.save(state)
-        self._plug(state, vm.hypervisor, tap, port["id"], port["mac_address"])
+        self.plug(state, vm.hypervisor, tap, port["id"], port["mac_address"])
         self.say(f"{vm.hypervisor}: VM {vm.name} ({vm.tenant}/{vm.network}) "
                  f"{ip} {port['mac_address']} on {tap}")
         return record
@@ -362,9 +422,30 @@ class LabRunner:
         """Boot one more VM in a running lab (its tenant is its network's)."""
         state = self.file.load()
         with self.client(state) as api:
-            return self._boot_vm(api, state, vm)
+            record = self._boot_vm(api, state, vm)
+            if not state.networks[vm.network].get("dhcp"):
+                return record
 
-    def _plug(self, state: LabState, hypervisor: str, tap: str, port_id: str, mac: str) -> None:
+            def wired() -> bool:
+                ports = api.list("port", network_id=state.networks[vm.network]["id"])
+                return (any(p["id"] == record.port_id and p["status"] == "ACTIVE"
+                            for p in ports)
+                        and any(p["device_owner"] == DEVICE_OWNER and p["status"] == "ACTIVE"
+                                for p in ports))
+            try:
+                processes.wait_until(wired, f"{vm.name}'s port and its DHCP port ACTIVE",
+                                     timeout=ADD_VM_WIRE_TIMEOUT)
+            except processes.ProcessError:
+                # a booted VM whose port nobody binds (its agent stopped) asks in vain, as a
+                # real one would; the lab says so instead of failing the boot
+                self.say(f"{vm.hypervisor}: VM {vm.name} has no lease: its port or the DHCP "
+                         f"port is not ACTIVE (is agent-{vm.hypervisor} running?); ask again "
+                         f"later: tunnelnet lab exec {vm.name} -- udhcpc -i eth0 -q -n")
+                return record
+        self._lease_all(state, [vm.name])
+        return state.vms[vm.name]
+
+    def plug(self, state: LabState, hypervisor: str, tap: str, port_id: str, mac: str) -> None:
         """What Nova does: the vNIC joins br-int, named by its controller port's id."""
         rundir = Path(state.hypervisors[hypervisor]["rundir"])
         if state.hypervisors[hypervisor].get("switch") == "ovs":
@@ -384,12 +465,41 @@ class LabRunner:
 
     def _wait_converged(self, state: LabState) -> None:
         started = time.monotonic()
+        dhcp_networks = {n["id"] for n in state.networks.values() if n.get("dhcp")}
         with self.client(state) as api:
             def all_active() -> bool:
-                ports = {p["id"]: p["status"] for p in api.list("port")}
-                return all(ports.get(vm.port_id) == "ACTIVE" for vm in state.vms.values())
-            processes.wait_until(all_active, "every VM port ACTIVE", timeout=CONVERGE_TIMEOUT)
-        self.say(f"converged: {len(state.vms)} VM ports ACTIVE after "
+                ports = api.list("port")
+                status = {p["id"]: p["status"] for p in ports}
+                served = {p["network_id"] for p in ports if p["device_owner"] == DEVICE_OWNER
+                          and p["status"] == "ACTIVE"}
+                return (all(status.get(vm.port_id) == "ACTIVE" for vm in state.vms.values())
+                        and served >= dhcp_networks)
+            processes.wait_until(all_active, "every VM port and DHCP port ACTIVE",
+                                 timeout=CONVERGE_TIMEOUT)
+        dhcp = f" and {len(dhcp_networks)} DHCP ports" if dhcp_networks else ""
+        self.say(f"converged: {len(state.vms)} VM ports{dhcp} ACTIVE after "
+                 f"{time.monotonic() - started:.1f}s")
+
+    def _lease_all(self, state: LabState, vms: list[str]) -> None:
+        """Each VM asks DHCP (a real udhcpc, all at once) and is configured as the lease
+        says; its record then holds the lease's address and MTU."""
+        if not vms:
+            return
+        leases = self.directory / "leases"
+        leases.mkdir(parents=True, exist_ok=True)
+        started = time.monotonic()
+        clients = {name: dhcp_client.start(state.vms[name].netns, "eth0",
+                                           leases / f"{name}.lease") for name in vms}
+        for name, proc in clients.items():
+            record = state.vms[name]
+            lease = dhcp_client.finish(proc, leases / f"{name}.lease", f"VM {name}")
+            dhcp_client.apply(record.netns, "eth0", lease)
+            record.ip = lease.ip
+            record.mtu = lease.mtu or fabric.DEFAULT_MTU
+            self.say(f"{record.hypervisor}: VM {name} leased {lease.ip}/{lease.prefixlen} "
+                     f"MTU {lease.mtu} from {lease.server}")
+        self.file.save(state)
+        self.say(f"DHCP: {len(vms)} VMs configured by their leases after "
                  f"{time.monotonic() - started:.1f}s")
 
     # -- down -------------------------------------------------------------------------------
@@ -397,12 +507,15 @@ class LabRunner:
     def down(self) -> list[str]:
         """Stop every recorded daemon and remove every recorded namespace; returns leftovers."""
         state = self.file.load()
-        order = sorted(state.processes, key=lambda p: (not p.name.startswith("agent"),
+        # the DHCP agent first: it takes its ports off the switch and removes its namespaces
+        order = sorted(state.processes, key=lambda p: (not p.name.startswith("dhcp-agent"),
+                                                       not p.name.startswith("agent"),
                                                        p.name.startswith("ovsdb-server"),
                                                        p.name == "server"))
         for proc in order:
             processes.stop(proc.pid)
             self.say(f"stopped {proc.name} (pid {proc.pid})")
+        self._remove_dhcp_leftovers(state)
         left = fabric.teardown(state.namespaces)
         for ns in state.namespaces:
             if ns not in left:
@@ -413,10 +526,30 @@ class LabRunner:
         self.file.remove()
         return left
 
+    def _remove_dhcp_leftovers(self, state: LabState) -> None:
+        """What a DHCP agent that died without cleaning up left: its dnsmasqs (found by the
+        pid file named on their command line, one per network this lab made) and its
+        namespaces (named from those networks)."""
+        for info in state.hypervisors.values():
+            if not info.get("dhcp"):
+                continue
+            for net in state.networks.values():
+                pid_arg = f"--pid-file={Path(info['dhcp']) / str(net['id']) / 'pid'}"
+                for pid in _dnsmasqs_with(pid_arg):
+                    processes.stop(pid)
+                    self.say(f"stopped a leftover dnsmasq (pid {pid})")
+                ns = plumbing.namespace_name(f"{names.PREFIX}-", str(net["id"]))
+                if ns in links.list_netns():
+                    links.delete_netns(ns)
+                    self.say(f"removed leftover namespace {ns}")
+
     def _remove_files(self, state: LabState) -> None:
         """The lab's own files: database, config, logs, per-hypervisor run directories."""
         for name in ("server.sock", "server.db", "server.db-wal", "server.db-shm",
                      "server.db.admin-token", "server.toml"):
             (self.directory / name).unlink(missing_ok=True)
-        for sub in ["logs", *state.hypervisors]:
+        for sub in ["logs", "leases", *state.hypervisors]:
             shutil.rmtree(self.directory / sub, ignore_errors=True)
+        for info in state.hypervisors.values():
+            if info.get("dhcp"):
+                shutil.rmtree(info["dhcp"], ignore_errors=True)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from ipaddress import ip_network
 from typing import TYPE_CHECKING, Any
 
@@ -27,7 +27,7 @@ from tunnelnet.agent.service import BR_INT, Agent, AgentTimers
 from tunnelnet.agent.tables import DEAD_VLAN
 from tunnelnet.errors import TunnelnetError
 from tunnelnet.lab import names
-from tunnelnet.lab.interface import LabInputError
+from tunnelnet.lab.interface import LabInputError, MovedVm
 from tunnelnet.lab.sim_controller import SharedCache, SimController, SimHub
 from tunnelnet.lab.sim_probe import PingResult, SimVm, ping
 from tunnelnet.lab.sim_switch import SimBackend, SimPort, SimSwitch
@@ -226,6 +226,54 @@ class SimLab:
             external_ids={"iface-id": record.port_id, "attached-mac": record.mac,
                           "iface-status": "active"})
         return record
+
+    def move_vm(self, name: str, destination: str) -> MovedVm:
+        """Live-migrate VM NAME to DESTINATION as Nova does (``lab move``): its vNIC leaves the
+        source's br-int, joins the destination's on the dead VLAN, the port's binding moves
+        through the controller, and the agents converge. A wrong request changes nothing.
+
+        No announcement is sent: the walker keeps what a walk teaches the switches to itself
+        (nothing learned is written into a simulated switch), so no stale learned entry can
+        outlive the move here; the namespace lab sends QEMU's RARPs."""
+        vm = self.vm(name)
+        if destination not in self.switches:
+            raise SimInputError(f"unknown hypervisor {destination!r} (hypervisors: "
+                                f"{', '.join(self.switches)})")
+        if destination == vm.hypervisor:
+            raise SimInputError(f"{name} is already on {destination}; nothing to move")
+        for host in (vm.hypervisor, destination):
+            if host in self.stopped:
+                role = "source" if host == vm.hypervisor else "destination"
+                raise SimError(f"cannot move {name}: the {role} hypervisor {host} is down (its "
+                               f"agent is stopped; 'tunnelnet lab start agent-{host}'); "
+                               "nothing was changed")
+        steps: list[tuple[str, float]] = []
+        mark = time.perf_counter()
+
+        def done(step: str) -> None:
+            nonlocal mark
+            now = time.perf_counter()
+            steps.append((step, now - mark))
+            mark = now
+
+        self.switches[vm.hypervisor].del_port(BR_INT, vm.vnic)
+        done("unplug")
+        self.switches[destination].add_port(
+            BR_INT, vm.vnic, type="system", tag=DEAD_VLAN,
+            external_ids={"iface-id": vm.port_id, "attached-mac": vm.mac,
+                          "iface-status": "active"})
+        done("plug")
+        ports.update(self.ctl, ADMIN, vm.port_id, {"binding:host_id": destination})
+        self.vms[name] = moved = replace(vm, hypervisor=destination)
+        done("bind")
+        report = self.converge()
+        done("wait-active")
+        status = self.port_statuses().get(vm.port_id, "UNKNOWN")
+        self.progress(f"{name}: {vm.hypervisor} -> {destination}, port {status} after "
+                      f"{report.passes} passes")
+        return MovedVm(name, vm.hypervisor, destination, moved.mac, moved.ip, status, steps,
+                       "simulated: the vNIC moved between the switches' br-int, the agents "
+                       "converged in passes; frames are followed by trace, so no RARP is sent")
 
     def _network_doc(self, name: str) -> dict[str, Any]:
         with self.store.read() as txn:

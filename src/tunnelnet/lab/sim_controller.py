@@ -132,9 +132,11 @@ class SimController:
                                                        "configurations": conf})
         self.agent_id = str(doc["id"])
 
-    def heartbeat(self, host: str) -> None:
+    def heartbeat(self, host: str, tunnels: Sequence[Mapping[str, Any]] | None = None
+                  ) -> None:
         if self.agent_id is not None:
-            agents.heartbeat(self.hub.ctl, AGENT, self.agent_id, {})
+            body = {} if tunnels is None else {"tunnels": [dict(t) for t in tunnels]}
+            agents.heartbeat(self.hub.ctl, AGENT, self.agent_id, body)
 
     def snapshot(self) -> Snapshot:
         return Snapshot((), (), (), self.hub.revision)

@@ -130,6 +130,10 @@ def _add_vm(lab: SimLab, args: dict[str, Any]) -> dict[str, Any]:
             "port_status": lab.port_statuses().get(vm.port_id, "UNKNOWN")}
 
 
+def _move(lab: SimLab, args: dict[str, Any]) -> dict[str, Any]:
+    return lab.move_vm(_need(args, "vm"), _need(args, "hypervisor")).document()
+
+
 def _agent_host(daemon: str) -> str:
     kind, _, host = daemon.partition("-")
     if kind != "agent" or not host:
@@ -163,7 +167,8 @@ def _switch(lab: SimLab, args: dict[str, Any]) -> Any:
 # lab add theirs when they start the server (``tunnelnet trace`` asks ``labview``, see
 # tunnelnet.trace.sim_remote).
 HANDLERS: dict[str, Handler] = {"status": _status, "verify": _verify, "ping": _ping,
-                                "flows": _flows, "add-vm": _add_vm, "stop-agent": _stop_agent,
+                                "flows": _flows, "add-vm": _add_vm, "move": _move,
+                                "stop-agent": _stop_agent,
                                 "start-agent": _start_agent, "switch": _switch}
 
 

@@ -155,6 +155,10 @@ class SimBackend:
     def set_port_tag(self, bridge: str, name: str, tag: int) -> None:
         self.switch.set_port_tag(bridge, name, tag)
 
+    def set_bfd(self, bridge: str, name: str, column: Mapping[str, str]) -> None:
+        """The simulation has no time and no wire to lose: BFD is not simulated, and the
+        column is not kept (its tunnels show no bfd_status, so none is ever down)."""
+
     def add_flows(self, bridge: str, flows: Sequence[str]) -> None:
         if not flows:
             return

@@ -23,7 +23,7 @@ from tunnelnet.packet.tunnel_kinds import INNER_ETHERNET, OUTER_ETHERNET
 from tunnelnet.switch import SwitchError
 
 OP = "switch"
-READS = ("show", "list-br", "list-ports", "dump-flows", "trace")
+READS = ("show", "list-br", "list-ports", "list-interface", "dump-flows", "trace")
 
 
 def _ports(switch: SimSwitch, bridge: str) -> list[dict[str, Any]]:
@@ -74,8 +74,18 @@ def answer(switch: SimSwitch, request: m.Request, underlay_mtu: int = 1500) -> A
                                                                  stats=request.stats))
         if isinstance(request, m.TraceFlow):
             return _trace(switch, request, underlay_mtu)
+        if isinstance(request, m.ListInterfaces):
+            found = [{**p, "bridge": name, "bfd": {}, "bfd_status": {}}
+                     for name in sorted(switch.bridges) for p in _ports(switch, name)
+                     if request.interface in ("", p["name"])]
+            if request.interface and not found:
+                raise SimInputError(f"no interface named {request.interface!r}")
+            return sorted(found, key=lambda p: str(p["name"]))
     except (BackendError, SwitchError) as exc:
         raise SimInputError(str(exc)) from None
+    if isinstance(request, m.BfdShow):
+        raise SimInputError("bfd-show: a simulated lab has no time and no wire to lose, so "
+                            "its tunnels run no BFD; a lab on namespaces does")
     if isinstance(request, (m.DumpPorts, m.DumpDrops, m.DatapathStats)):
         raise SimInputError(f"{request.OP}: a simulated switch counts no packets (frames are "
                             "followed by trace, not sent); 'tunnelnet trace A B' and "

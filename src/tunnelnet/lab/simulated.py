@@ -17,6 +17,7 @@ from tunnelnet.lab.interface import (
     AddedVm,
     Lab,
     LabUnsupported,
+    MovedVm,
     PingOutcome,
     Say,
     Verdict,
@@ -129,6 +130,12 @@ class SimulatedLab(Lab):
         vm = self._call("add-vm", name=name, network=network, hypervisor=hypervisor, ip=ip)
         return AddedVm(vm["name"], vm["ip"], vm["mac"], vm["hypervisor"], vm["tenant"],
                        vm["network"], vm["port_status"])
+
+    def move(self, vm: str, hypervisor: str) -> MovedVm:
+        data = self._call("move", vm=vm, hypervisor=hypervisor)
+        return MovedVm(data["vm"], data["from"], data["to"], data["mac"], data["ip"],
+                       data["port_status"], [(s["step"], float(s["seconds"]))
+                                             for s in data["steps"]], data["how"])
 
     def stop(self, daemon: str) -> str:
         return str(self._call("stop-agent", daemon=daemon))

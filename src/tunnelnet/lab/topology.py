@@ -33,6 +33,7 @@ class Hypervisor:
     name: str
     ip: str
     switch: str = "tunnelnet"  # or "ovs": Open vSwitch's userspace datapath, same agent
+    dhcp: bool = False  # runs the DHCP agent (one hypervisor does; the first by default)
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +44,7 @@ class Network:
     cidr: str
     segment: int | None = None
     physical_network: str | None = None
+    dhcp: bool = True  # the subnet's enable_dhcp: its VMs ask DHCP for their address
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +64,17 @@ class Topology:
     tenants: tuple[str, ...]
     networks: tuple[Network, ...]
     vms: tuple[Vm, ...]
+    dhcp: bool = True  # false: no DHCP agent, every VM's address set by hand
+
+    @property
+    def dhcp_host(self) -> str | None:
+        """The hypervisor that runs the DHCP agent (None: the lab serves no DHCP)."""
+        if not self.dhcp or not any(n.dhcp for n in self.networks):
+            return None
+        return next((h.name for h in self.hypervisors if h.dhcp), self.hypervisors[0].name)
+
+    def uses_dhcp(self, vm: Vm) -> bool:
+        return self.dhcp_host is not None and self.network(vm.network).dhcp
 
     def hypervisor(self, name: str) -> Hypervisor:
         return next(h for h in self.hypervisors if h.name == name)
@@ -80,9 +93,9 @@ class Topology:
 # (a misspelt key would otherwise leave its default in place and the lab come up different).
 TABLES: dict[str, tuple[str, ...]] = {
     "underlay": ("cidr", "mtu"),
-    "hypervisor": ("name", "ip", "switch"),
+    "hypervisor": ("name", "ip", "switch", "dhcp"),
     "tenant": ("name",),
-    "network": ("name", "tenant", "type", "cidr", "segment", "physical_network"),
+    "network": ("name", "tenant", "type", "cidr", "segment", "physical_network", "dhcp"),
     "vm": ("name", "tenant", "network", "hypervisor", "ip"),
 }
 
@@ -105,9 +118,18 @@ def _check_keys(entry: dict[str, Any], table: str, where: str) -> None:
                                 + _did_you_mean(key, list(TABLES[table]), "'{}'".format))
 
 
+# keys of the file's top level that are settings, not tables
+TOP_KEYS: dict[str, type] = {"dhcp": bool}
+
+
 def _check_tables(doc: dict[str, Any]) -> None:
     """Refuses any table or key the file format does not have, naming the entry."""
     for key, value in doc.items():
+        if key in TOP_KEYS:
+            if not isinstance(value, TOP_KEYS[key]):
+                raise TopologyError(f"'{key}' at the top of the file must be a "
+                                    f"{TOP_KEYS[key].__name__}, not {value!r}")
+            continue
         if key not in TABLES:
             # spelt as the file spells it: [key], [[key]], or a bare key = value at the top
             what = (f"table [[{key}]]" if isinstance(value, list) else f"table [{key}]"
@@ -138,6 +160,23 @@ def _field(entry: dict[str, Any], key: str, where: str, kind: type = str) -> Any
         raise TopologyError(f"{where}: missing '{key}'")
     value = entry[key]
     if not isinstance(value, kind):
+        raise TopologyError(f"{where}: '{key}' must be a {kind.__name__}, not {value!r}")
+    return value
+
+
+def _flag(entry: dict[str, Any], key: str, where: str, default: bool) -> bool:
+    value = entry.get(key, default)
+    if not isinstance(value, bool):
+        raise TopologyError(f"{where}: '{key}' must be true or false, not {value!r}")
+    return value
+
+
+def _optional(entry: dict[str, Any], key: str, where: str, kind: type, default: Any) -> Any:
+    """An optional key's value, of `kind` (TOML's true is no integer here), or `default`."""
+    value = entry.get(key, default)
+    if value is default:
+        return value
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
         raise TopologyError(f"{where}: '{key}' must be a {kind.__name__}, not {value!r}")
     return value
 
@@ -191,10 +230,10 @@ def parse(doc: dict[str, Any]) -> Topology:
     _check_tables(doc)
     underlay = doc.get("underlay", {})
     try:
-        ul_net = IPv4Network(underlay.get("cidr", "192.0.2.0/24"))
+        ul_net = IPv4Network(_optional(underlay, "cidr", "[underlay]", str, "192.0.2.0/24"))
     except ValueError as exc:
         raise TopologyError(f"[underlay] cidr: {exc}") from exc
-    ul_mtu = int(underlay.get("mtu", 1500))
+    ul_mtu = _optional(underlay, "mtu", "[underlay]", int, 1500)
     if not 1280 <= ul_mtu <= 9000:
         raise TopologyError(f"[underlay] mtu {ul_mtu} is outside 1280..9000")
 
@@ -213,11 +252,15 @@ def parse(doc: dict[str, Any]) -> Topology:
                                 f"{ul_net}")
         if any(h.ip == ip for h in hypervisors):
             raise TopologyError(f"{where} ({name}): ip {ip} is already taken")
-        switch = entry.get("switch", "tunnelnet")
+        switch = _optional(entry, "switch", f"{where} ({name})", str, "tunnelnet")
         if switch not in SWITCHES:
             raise TopologyError(f"{where} ({name}): switch {switch!r} is not one of "
                                 f"{', '.join(SWITCHES)}")
-        hypervisors.append(Hypervisor(name, ip, switch))
+        dhcp = _flag(entry, "dhcp", f"{where} ({name})", False)
+        if dhcp and any(h.dhcp for h in hypervisors):
+            raise TopologyError(f"{where} ({name}): only one hypervisor may run the DHCP "
+                                "agent (dhcp = true)")
+        hypervisors.append(Hypervisor(name, ip, switch, dhcp))
     if not hypervisors:
         raise TopologyError("the topology has no [[hypervisor]]")
 
@@ -242,12 +285,14 @@ def parse(doc: dict[str, Any]) -> Topology:
         except ValueError as exc:
             raise TopologyError(f"{where} ({name}): cidr: {exc}") from exc
         segment = entry.get("segment")
-        if segment is not None and (not isinstance(segment, int) or segment < 1):
+        if segment is not None and (not isinstance(segment, int) or isinstance(segment, bool)
+                                    or segment < 1):
             raise TopologyError(f"{where} ({name}): segment must be a positive integer")
-        physnet = entry.get("physical_network")
+        physnet = _optional(entry, "physical_network", f"{where} ({name})", str, None)
         if kind in ("vlan", "flat") and physnet is None:
             physnet = "physnet1"
-        networks.append(Network(name, tenant, kind, cidr, segment, physnet))
+        networks.append(Network(name, tenant, kind, cidr, segment, physnet,
+                                _flag(entry, "dhcp", f"{where} ({name})", True)))
 
     vms: list[Vm] = []
     for i, entry in enumerate(_entries(doc, "vm")):
@@ -264,7 +309,7 @@ def parse(doc: dict[str, Any]) -> Topology:
                                 f"{net.tenant!r}, not {tenant!r}")
         if not any(h.name == hv for h in hypervisors):
             raise TopologyError(f"{where} ({name}): unknown hypervisor {hv!r}")
-        ip = entry.get("ip")
+        ip = _optional(entry, "ip", f"{where} ({name})", str, None)
         if ip is not None:
             try:
                 inside = ip_address(ip) in ip_network(net.cidr)
@@ -275,7 +320,7 @@ def parse(doc: dict[str, Any]) -> Topology:
         vms.append(Vm(name, tenant, network, hv, ip))
 
     return Topology(str(ul_net), ul_mtu, tuple(hypervisors), tuple(tenants), tuple(networks),
-                    tuple(vms))
+                    tuple(vms), bool(doc.get("dhcp", True)))
 
 
 def load(path: str | Path) -> Topology:

@@ -63,6 +63,7 @@ FIELD_BITS: Final[dict[str, int]] = {
     "tp_src": 16,
     "tp_dst": 16,
     "tcp_flags": 12,
+    "nd_target": 128,
 }
 
 # Fields that come with the packet's arrival, not from its bytes.

@@ -54,6 +54,10 @@ _TCP: Final = struct.Struct("!HH8xH").unpack_from
 _ICMP: Final = struct.Struct("!BB").unpack_from
 _EXT: Final = struct.Struct("!BB").unpack_from
 _FRAG6: Final = struct.Struct("!B1xH").unpack_from
+_ND_TARGET: Final = struct.Struct("!QQ").unpack_from
+# RFC 4861 sections 4.3 and 4.4: neighbour solicitation and advertisement carry the target
+# address after the 8-byte ICMPv6 header and a 4-byte reserved/flags word
+_ND_TYPES: Final = frozenset({135, 136})
 # ARP for Ethernet/IPv4: htype, ptype, hlen, plen, op, sha (32+16), spa, tha (32+16), tpa
 _ARP: Final = struct.Struct("!HHBBHIHIIHI").unpack_from
 
@@ -276,7 +280,12 @@ def _transport(frame: Buffer, off: int, end: int, proto: int, key: FlowKey,
         if have < 8:
             raise PacketError(f"ICMP header truncated: {have} of 8 bytes", off)
         # Open vSwitch keeps the ICMP type and code in tp_src and tp_dst.
-        key["tp_src"], key["tp_dst"] = _ICMP(frame, off)
+        key["tp_src"], key["tp_dst"] = icmp_type, code = _ICMP(frame, off)
+        if icmp_proto == IPPROTO_ICMPV6 and icmp_type in _ND_TYPES and code == 0 and \
+                have >= 24:
+            # as Open vSwitch's flow_extract: the target of a solicitation or advertisement
+            hi, lo = _ND_TARGET(frame, off + 8)
+            key["nd_target"] = (hi << 64) | lo
     elif proto == _IPPROTO_SCTP:
         if have < 12:
             raise PacketError(f"SCTP header truncated: {have} of 12 bytes", off)

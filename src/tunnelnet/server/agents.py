@@ -115,9 +115,44 @@ def heartbeat(ctl: Controller, caller: Caller, agent_id: str, data: Any) -> Doc:
             conf = _configurations(given)
             changed = changed or conf != doc["configurations"]
             doc["configurations"] = conf
+        if given.get("tunnels") is not None:
+            # reported state, not intent: no peer acts on it, so it makes no change event
+            doc["tunnels"] = _tunnels(given["tunnels"])
         doc.update(heartbeat_timestamp=ctl.now(), alive=True, _heartbeat=ctl.clock())
         txn.put(KIND, agent_id, doc, None, emit=changed)
     return view(ctl, doc)
+
+
+def _tunnels(reported: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    for tunnel in reported:
+        try:
+            tunnel["remote_ip"] = str(ipaddress.IPv4Address(tunnel["remote_ip"]))
+        except ValueError:
+            raise BadRequest(f"agent.tunnels: remote_ip {tunnel['remote_ip']!r} is not an "
+                             "IPv4 address", "InvalidInput") from None
+    return sorted(reported, key=lambda t: str(t["port"]))
+
+
+def tunnels(ctl: Controller, caller: Caller, host: str | None = None,
+            state: str | None = None) -> list[Doc]:
+    """Every agent's reported tunnels, each with the host at either end (the far one found
+    by its tunneling IP) and when its agent last reported: ``/v2.0/tunnels``."""
+    caller.require_admin_or_agent("listing tunnels")
+    with ctl.store.read() as txn:
+        docs = list(txn.list(KIND))
+    by_ip = {d.get("configurations", {}).get("tunneling_ip"): d["host"] for d in docs}
+    found = []
+    for doc in sorted(docs, key=lambda d: str(d["host"])):
+        if host is not None and doc["host"] != host:
+            continue
+        for tunnel in doc.get("tunnels", []):
+            if state is not None and tunnel["state"] != state:
+                continue
+            found.append({"host": doc["host"], "agent_id": doc["id"], **tunnel,
+                          "remote_host": by_ip.get(tunnel["remote_ip"]),
+                          "agent_alive": is_alive(ctl, doc),
+                          "reported_at": doc.get("heartbeat_timestamp")})
+    return found
 
 
 def update(ctl: Controller, caller: Caller, agent_id: str, data: Any) -> Doc:

@@ -43,7 +43,7 @@ from tunnelnet.server.controller import (
     public,
     show_resource,
 )  # fmt: skip
-from tunnelnet.server.errors import ApiError, Unauthorized, error_body
+from tunnelnet.server.errors import ApiError, BadRequest, Unauthorized, error_body
 from tunnelnet.server.query import select
 from tunnelnet.server.token_gate import TokenGate
 from tunnelnet.store.base import Doc, StoreError, StoreUnavailable
@@ -308,6 +308,16 @@ def _agent_routes(app: FastAPI) -> None:
         "/v2.0/agents/{item_id}/heartbeat", tags=tags, summary="Report that an agent is alive"
     )(heartbeat)
     app.put("/v2.0/agents/{item_id}", tags=tags, summary="Update an agent (admin)")(update)
+
+    @app.get("/v2.0/tunnels", tags=tags,
+             summary="Tunnels and their BFD state, as each agent reports them (admin, agent)")
+    def list_tunnels(request: Request, host: str | None = None, state: str | None = None,
+                     token: Token = None) -> Response:
+        ctl, caller = _auth(request, token)
+        if state is not None and state not in ("up", "down", "init", "admin_down"):
+            raise BadRequest(f"state {state!r}: one of up, down, init, admin_down",
+                             "InvalidInput")
+        return JSONResponse({"tunnels": agents.tunnels(ctl, caller, host, state)})
 
 
 def _other_routes(app: FastAPI) -> None:

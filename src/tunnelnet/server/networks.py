@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from tunnelnet.server import ipam, macs, segments
+from tunnelnet.server import ports as ports_mod
 from tunnelnet.server.auth import Caller
 from tunnelnet.server.controller import (
     Controller,
@@ -162,6 +163,7 @@ def delete(ctl: Controller, caller: Caller, network_id: str) -> None:
         doc = get_visible(txn, caller, KIND, network_id)
         caller.require_writer("deleting a network")
         require_owner(caller, doc, "deleting a network")
+        ports_mod.delete_dhcp_ports(txn, network_id)
         # every port holds a MAC claim on its network, so this counts the ports (any project)
         ports = txn.count_claims(macs.claim_pool(network_id))
         if ports:

@@ -4,8 +4,10 @@ Creating a port claims its MAC and addresses in the same transaction that stores
 failure anywhere (an address taken, the pool exhausted) leaves nothing claimed.
 
 Neutron's standard port attributes are stored as given (`port_security_enabled`,
-`allowed_address_pairs`, `binding:profile`); the values tunnelnet cannot honour yet are
-refused with the reason (`binding:vnic_type` other than normal, any security group).
+`allowed_address_pairs`, `binding:profile`) and reach the agents in the port's events, which
+hold the port to its addresses by them (`agent/br_int.py`); the values tunnelnet cannot
+honour yet are refused with the reason (`binding:vnic_type` other than normal, any security
+group).
 """
 
 from __future__ import annotations
@@ -303,3 +305,36 @@ def delete(ctl: Controller, caller: Caller, port_id: str) -> None:
             ipam.release(txn, item["subnet_id"], item["ip_address"])
         macs.release(txn, doc["network_id"], doc["mac_address"])
         txn.delete(KIND, port_id)
+
+
+# Neutron's DHCP agent owns these ports: they never hold a network or a subnet back
+DHCP_OWNER = "network:dhcp"
+
+
+def _dhcp_ports(txn: Txn, network_id: str) -> list[Doc]:
+    return [p for p in txn.list(KIND)
+            if p["network_id"] == network_id and p.get("device_owner") == DHCP_OWNER]
+
+
+def delete_dhcp_ports(txn: Txn, network_id: str) -> None:
+    """Inside a network's delete: its DHCP ports go with it, as in Neutron."""
+    for doc in _dhcp_ports(txn, network_id):
+        for item in doc["fixed_ips"]:
+            ipam.release(txn, item["subnet_id"], item["ip_address"])
+        macs.release(txn, network_id, doc["mac_address"])
+        txn.delete(KIND, doc["id"])
+
+
+def release_dhcp_addresses(ctl: Controller, txn: Txn, network_id: str, subnet_id: str) -> None:
+    """Inside a subnet's delete: DHCP ports give up their address on it, as in Neutron."""
+    for doc in _dhcp_ports(txn, network_id):
+        kept = [i for i in doc["fixed_ips"] if i["subnet_id"] != subnet_id]
+        if len(kept) == len(doc["fixed_ips"]):
+            continue
+        for item in doc["fixed_ips"]:
+            if item["subnet_id"] == subnet_id:
+                ipam.release(txn, subnet_id, item["ip_address"])
+        doc["fixed_ips"] = kept
+        doc["updated_at"] = ctl.now()
+        doc["revision_number"] += 1
+        txn.put(KIND, doc["id"], doc, doc["project_id"])

@@ -213,8 +213,21 @@ class AgentUpdate(_Body):
     description: str | None = _text()
 
 
+class TunnelState(_Body):
+    """One tunnel's liveness as its agent reads it from the switch's BFD session."""
+
+    port: str = Field(min_length=1, max_length=15)
+    remote_ip: str = Field(min_length=7, max_length=15)
+    state: Literal["up", "down", "init", "admin_down"]
+    forwarding: bool
+    diagnostic: str | None = Field(None, max_length=64)
+    changed_at: float | None = Field(None, ge=0)  # seconds since the epoch, None: unknown
+
+
 class AgentHeartbeat(_Body):
     configurations: AgentConfigurations | None = None
+    # the agent's tunnels that run BFD, with their state (replaces what it reported before)
+    tunnels: list[TunnelState] | None = Field(None, max_length=4096)
 
 
 class ProjectCreate(_Body):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
-from tunnelnet.server import ipam
+from tunnelnet.server import ipam, ports
 from tunnelnet.server.auth import Caller
 from tunnelnet.server.controller import Controller, get_visible, public, require_owner, writing
 from tunnelnet.server.errors import BadRequest, Conflict
@@ -220,6 +220,7 @@ def delete(ctl: Controller, caller: Caller, subnet_id: str) -> None:
         doc = get_visible(txn, caller, KIND, subnet_id)
         caller.require_writer("deleting a subnet")
         require_owner(caller, doc, "deleting a subnet")
+        ports.release_dhcp_addresses(ctl, txn, doc["network_id"], subnet_id)
         in_use = txn.count_claims(ipam.claim_pool(subnet_id))
         if in_use:
             raise Conflict(

@@ -63,6 +63,7 @@ FIELD_ORDER: Final[dict[str, int]] = {
             "nw_ttl",
             "tp_src",
             "tp_dst",
+            "nd_target",
         ]
     )
 }
@@ -261,7 +262,7 @@ def format_match(match: Match, priority: int | None = None) -> str:
             parts.append(f"{name}={_fmt_hex(value, mask, FIELD_BITS[name])}")
         elif name in ("tun_src", "tun_dst", "nw_src", "nw_dst", "arp_spa", "arp_tpa"):
             parts.append(f"{name}={_fmt_ip(value, mask)}")
-        elif name in ("ipv6_src", "ipv6_dst"):
+        elif name in ("ipv6_src", "ipv6_dst", "nd_target"):
             parts.append(f"{name}={_fmt_ipv6(value, mask)}")
         elif name == "in_port":
             parts.append(f"in_port={format_port(value)}")

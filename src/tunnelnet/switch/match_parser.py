@@ -27,6 +27,9 @@ from tunnelnet.switch.errors import FlowSyntaxError
 from tunnelnet.switch.match import ETH_TYPE_RARP, IPPROTO_IGMP, IPPROTO_SCTP, Match, full_mask
 from tunnelnet.switch.ports import PortResolver, parse_port
 
+_ND_SOLICIT: Final = 135
+_ND_ADVERT: Final = 136
+
 SHORTHANDS: Final[dict[str, tuple[int, int | None]]] = {
     "ip": (ETH_TYPE_IPV4, None),
     "ipv4": (ETH_TYPE_IPV4, None),
@@ -84,6 +87,7 @@ _MATCH_FIELDS: Final[dict[str, _FieldSpec]] = {
     "icmp_code": _FieldSpec("tp_dst", "icmp8", "icmp", maskable=False),
     "icmpv6_type": _FieldSpec("tp_src", "icmp8", "icmp", maskable=False),
     "icmpv6_code": _FieldSpec("tp_dst", "icmp8", "icmp", maskable=False),
+    "nd_target": _FieldSpec("nd_target", "ipv6", "icmp"),
     "arp_op": _FieldSpec("arp_op", "arp_op", "arp", maskable=False),
     "arp_spa": _FieldSpec("arp_spa", "ipv4", "arp"),
     "arp_tpa": _FieldSpec("arp_tpa", "ipv4", "arp"),
@@ -102,7 +106,7 @@ UNSUPPORTED_FIELDS: Final[frozenset[str]] = frozenset(
     {
         "ct_state", "ct_zone", "ct_mark", "ct_label", "ct_nw_src", "ct_nw_dst", "ct_nw_proto",
         "ct_tp_src", "ct_tp_dst", "ct_ipv6_src", "ct_ipv6_dst", "pkt_mark", "skb_priority",
-        "nw_frag", "ip_frag", "tcp_flags", "ipv6_label", "nd_target", "nd_sll", "nd_tll",
+        "nw_frag", "ip_frag", "tcp_flags", "ipv6_label", "nd_sll", "nd_tll",
         "mpls_label", "mpls_tc", "mpls_bos", "mpls_ttl", "conj_id", "actset_output", "dp_hash",
         "recirc_id", "packet_type", "eth", "vlan_vid", "vlan_pcp", "tun_flags", "tun_gbp_id",
         "tun_gbp_flags", "tun_tos", "tun_ttl", "tun_ipv6_src", "tun_ipv6_dst", "ip_dscp",
@@ -288,6 +292,11 @@ def parse_match(items: Iterable[tuple[str, str | None]], resolve: PortResolver) 
         set_by[key] = name
         constraints[key] = _parse_value(name, spec, raw, key, resolve)
 
+    if "nd_target" in constraints and (dl_type != ETH_TYPE_IPV6 or constraints.get(
+            "tp_src") not in ((_ND_SOLICIT, 0xFFFF), (_ND_ADVERT, 0xFFFF))):
+        # Open vSwitch's ND prerequisite: icmp6 with icmp_type 135 or 136 (RFC 4861)
+        raise FlowSyntaxError("nd_target: needs icmp6,icmp_type=135 or 136 in the match "
+                              "(Open vSwitch would silently drop this field)")
     if vlan_parts:
         if "vlan_tci" in constraints:
             raise FlowSyntaxError("vlan_tci: cannot be combined with dl_vlan or dl_vlan_pcp")

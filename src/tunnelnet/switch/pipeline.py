@@ -10,7 +10,9 @@ are not written here: each registered tunnel kind brings its own
 record and its flows from its registry entry alone.
 
 Only the tables tunnelnet's agent programs are declared: Neutron's DVR_NOT_LEARN (9, DVR
-only) and ARP_SPOOF_TABLE (24, port security) have no flows here.
+only) has no flows here. Port security's ARP_SPOOF_TABLE (24) and MAC_SPOOF_TABLE (25) are
+Neutron's (its agent's ARP spoofing protection); table 25 also checks the IP source, which
+Neutron leaves to its firewall driver and tunnelnet, without one, does here.
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ class IntTable(IntEnum):
 
     LOCAL_SWITCHING = 0
     CANARY = 23  # a flow the agent checks to notice a switch restart
+    ARP_SPOOF = 24  # ARP and neighbour advertisements of a protected port: its addresses only
+    MAC_SPOOF = 25  # anything from a protected port: only from its MACs (and IP addresses)
     TRANSIENT = 60  # hands frames to NORMAL
 
 
@@ -66,10 +70,16 @@ class TunPriority(IntEnum):
 class IntPriority(IntEnum):
     """Priority bands of br-int's flows."""
 
-    DEFAULT = 0  # table 0's catch-all: on to table 60
+    DEFAULT = 0  # table 0's catch-all: on to table 60; tables 24 and 25: drop the rest
     PORT_DROP = 2  # everything from one port (an unbound vNIC, an untranslated patch)
+    ALLOWED = 2  # tables 24/25: an address the port owns goes on (Neutron's priority 2)
     FROM_PHYSNET = 3  # a provider VLAN (or untagged frame) becomes a local VLAN
     NORMAL = 3  # table 60: hand to NORMAL
+    IP_SPOOF_DROP = 3  # table 25: IPv4/IPv6 from a source the port does not own
+    ALLOWED_SOURCE = 4  # table 25: a (MAC, IP) pair the port owns, and DHCP before an address
+    SERVICE_DROP = 5  # table 25: DHCP server replies and router advertisements from a VM
+    TO_MAC_SPOOF = 9  # table 0: everything from a protected port to table 25 (Neutron's 9)
+    TO_ARP_SPOOF = 10  # table 0: ARP and IPv6 NA of a protected port to 24 (Neutron's 10)
     DEAD_VLAN = 65535  # the dead VLAN is never switched, above everything
 
 
@@ -164,10 +174,25 @@ def _br_int() -> Pipeline:
     return _pipeline("br-int", [
         TableDecl(t.LOCAL_SWITCHING, t.LOCAL_SWITCHING.name,
                   "drops frames of unbound ports (dead VLAN 4095), turns a physical network's "
-                  "VLAN into the local VLAN, passes the rest on to table 60",
-                  (t.TRANSIENT,), miss=f"resubmit(,{t.TRANSIENT})"),
+                  "VLAN into the local VLAN, sends what a port with port security sends to "
+                  "table 24 (ARP, IPv6 neighbour advertisements) or 25 (the rest), passes the "
+                  "rest on to table 60",
+                  (t.ARP_SPOOF, t.MAC_SPOOF, t.TRANSIENT), miss=f"resubmit(,{t.TRANSIENT})"),
         TableDecl(t.CANARY, "CANARY_TABLE",
                   "holds one flow whose absence tells the agent the switch restarted"),
+        TableDecl(t.ARP_SPOOF, "ARP_SPOOF_TABLE",
+                  "port security: lets an ARP packet on to table 25 only when its sender IP "
+                  "(arp_spa) is one of the sending port's fixed IPs or allowed address pairs, "
+                  "an IPv6 neighbour advertisement only when its target (nd_target) is; drops "
+                  "every other one (a spoofed or gratuitous claim to another's address)",
+                  (t.MAC_SPOOF,)),
+        TableDecl(t.MAC_SPOOF, "MAC_SPOOF_TABLE",
+                  "port security: lets a frame on to table 60 only when its source MAC is the "
+                  "sending port's (or an allowed address pair's) and, for IPv4 and IPv6, its "
+                  "source IP is one the port owns with that MAC (or a DHCP request from "
+                  "0.0.0.0); drops every other frame (a spoofed source), and DHCP server "
+                  "replies and router advertisements from a VM",
+                  (t.TRANSIENT,)),
         TableDecl(t.TRANSIENT, "TRANSIENT_TABLE",
                   "hands frames to NORMAL: MAC learning per local VLAN", miss="NORMAL"),
     ])  # fmt: skip

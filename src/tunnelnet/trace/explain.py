@@ -16,7 +16,7 @@ from tunnelnet.switch.pipeline import PIPELINES, TableDecl, TunPriority, TunTabl
 from tunnelnet.trace import flowtext
 from tunnelnet.trace.model import Encap, Outcome, Step, Visit
 from tunnelnet.trace.probe import Probe
-from tunnelnet.trace.view import VmInfo
+from tunnelnet.trace.view import PortInfo, VmInfo
 
 if TYPE_CHECKING:
     from tunnelnet.trace.journey import Walker
@@ -133,6 +133,19 @@ def annotate_encap(encap: Encap, walker: Walker) -> None:
         f"outer IPv4 {encap.outer_src} -> {encap.outer_dst} ({encap.to_host or 'unknown'}), "
         f"{kind} {encap.key}{port}; outer IP packet {encap.outer_ip_length} bytes, "
         f"frame {encap.outer_frame_length} bytes: {fits}.")
+
+
+def tunnel_liveness(port: PortInfo, far_end: str) -> str:
+    """What the tunnel's BFD session says when it is not up ("" when up, or without BFD)."""
+    state = port.liveness.get("state")
+    if not state or state == "up":
+        return ""
+    since = port.liveness.get("since_change_s")
+    how_long = f" for {since:.0f} s" if isinstance(since, int | float) else ""
+    why = port.liveness.get("diagnostic")
+    return (f"the tunnel to {far_end} has been {state}{how_long}"
+            + (f" (BFD: {why})" if why else "")
+            + ": what it carries is likely lost, and the agent keeps it out of flooding")
 
 
 # what became of a frame too big for its tunnel, in the trace's summary ({} is the VM's MTU)

@@ -40,6 +40,7 @@ from tunnelnet.trace.probe import (
     arp_request,
     build,
     echo_reply,
+    forged,
 )
 from tunnelnet.trace.view import LabView, PortInfo, VmInfo
 
@@ -163,24 +164,29 @@ class Walker:
     def journey(self, src_name: str, dst_name: str, proto: str = "icmp",
                 dport: int | None = None, marker: bytes | None = None,
                 size: int | None = None, exchange: bool = True, *,
-                verdict: bool = False) -> Journey:
+                verdict: bool = False, src_mac: str | None = None,
+                src_ip: str | None = None) -> Journey:
         """The frame SRC sends to DST, walked after what precedes it (the ARP exchange, for
         anything but ARP itself) and, for an ICMP echo, before DST's reply. ``exchange``
         False: this frame alone, on the switches as they are (what ``--live`` sends).
         ``verdict``: the same walk and outcome, without the words only a reader of the
-        trace needs (the steps' notes and explanations)."""
+        trace needs (the steps' notes and explanations). ``src_mac``/``src_ip``: the frame
+        claims another source than SRC's own (a forgery, which port security drops); what
+        precedes it (the ARP exchange) is SRC's honest own."""
         self.verdict = verdict
         try:
-            return self._journey(src_name, dst_name, proto, dport, marker, size, exchange)
+            return self._journey(src_name, dst_name, proto, dport, marker, size, exchange,
+                                 src_mac, src_ip)
         finally:
             self.verdict = False
 
     def _journey(self, src_name: str, dst_name: str, proto: str, dport: int | None,
-                 marker: bytes | None, size: int | None, exchange: bool) -> Journey:
+                 marker: bytes | None, size: int | None, exchange: bool,
+                 src_mac: str | None = None, src_ip: str | None = None) -> Journey:
         src, dst = self.vm(src_name), self.vm(dst_name)
         if src.name == dst.name:
             raise TraceError(f"source and destination are the same VM ({src.name})")
-        probe = build(src, dst, proto, dport, marker, size)
+        probe = build(forged(src, src_mac, src_ip), dst, proto, dport, marker, size)
         self.learned = Learned()
         self._unlearned = []
         self.learning = exchange
@@ -614,6 +620,7 @@ class Walker:
             answers = bool(getattr(self.lab.switch(host), "answers_oversize", True))
             encap.oversize = verdict.what.value if answers else "dropped silently"
         explain.annotate_encap(encap, self)
+        encap.liveness = explain.tunnel_liveness(port, to_host or remote_ip)
         exit_.encap = len(encaps)
         encaps.append(encap)
         if verdict is not None:
@@ -644,7 +651,27 @@ class Walker:
                                         for e in ends),
                           summary="", reached_tunnel=bool(encaps), ends=ends)
         outcome.summary = explain.summary(outcome, src, dst, probe, visits, encaps, self)
+        down = self._tunnel_down(src, dst)
+        if down:
+            outcome.summary = down[0].upper() + down[1:] + ". " + outcome.summary
         return outcome
+
+    def _tunnel_down(self, src: VmInfo, dst: VmInfo) -> str:
+        """What BFD says of a tunnel between the two VMs' hypervisors that is not up ("" when
+        there is none): the first thing an operator wants to read when a ping fails."""
+        far_ip = self.hv_ips.get(dst.hypervisor)
+        if src.hypervisor == dst.hypervisor or far_ip is None:
+            return ""
+        try:
+            ports = self.ports(src.hypervisor, "br-tun")
+        except TraceError:
+            return ""
+        for port in ports:
+            if port.is_tunnel and port.options.get("remote_ip") == far_ip:
+                words = explain.tunnel_liveness(port, dst.hypervisor)
+                if words:
+                    return words
+        return ""
 
 
 def _link(visits: list[Visit]) -> None:
@@ -765,5 +792,7 @@ def _vm_json(vm: VmInfo, walker: Walker) -> dict[str, Any]:
 
 def trace(lab: LabView, src: str, dst: str, proto: str = "icmp", dport: int | None = None,
           marker: bytes | None = None, size: int | None = None,
-          exchange: bool = True) -> Journey:
-    return Walker(lab).journey(src, dst, proto, dport, marker, size, exchange)
+          exchange: bool = True, *, src_mac: str | None = None,
+          src_ip: str | None = None) -> Journey:
+    return Walker(lab).journey(src, dst, proto, dport, marker, size, exchange,
+                               src_mac=src_mac, src_ip=src_ip)

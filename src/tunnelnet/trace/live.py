@@ -171,15 +171,17 @@ def _check(lab: RealLab, journey: Journey, workdir: Path, *, keep: bool) -> dict
     senders = sorted({e.from_host for e in journey.encaps} | {journey.src["hypervisor"]})
     underlay = [_Capture(f"underlay-{h}", names.UNDERLAY_NS, names.underlay_port(h),
                          workdir / f"underlay-{h}.pcap") for h in senders]
-    at_dst = _Capture(f"vm-{dst}", lab.vm_netns(dst), "eth0", workdir / f"vm-{dst}.pcap")
-    at_src = _Capture(f"vm-{src}", lab.vm_netns(src), "eth0", workdir / f"vm-{src}.pcap")
+    at_dst = _Capture(f"vm-{dst}", lab.vm_netns(dst), lab.vm_interface(dst),
+                      workdir / f"vm-{dst}.pcap")
+    at_src = _Capture(f"vm-{src}", lab.vm_netns(src), lab.vm_interface(src),
+                      workdir / f"vm-{src}.pcap")
     captures = [*underlay, at_dst, at_src]
     try:
         for cap in underlay:
             cap.start(capture_filter())
         at_dst.start("")
         at_src.start("arp")
-        send(lab.vm_netns(src), frame)
+        send(lab.vm_netns(src), frame, lab.vm_interface(src))
         expected = any(e.what == "delivered" and e.vm == dst and not e.hypothetical
                        for e in journey.outcome.ends)
         time.sleep(SETTLE)
@@ -250,7 +252,8 @@ def _check(lab: RealLab, journey: Journey, workdir: Path, *, keep: bool) -> dict
     if arrived != predicted:
         failures.append(f"{dst} {'received' if arrived else 'did not receive'} the frame; the "
                         f"trace said it would{'' if predicted else ' not'}")
-    lines.append(f"arrival: {dst}'s eth0 {'received' if arrived else 'did not receive'} the "
+    lines.append(f"arrival: {dst}'s {lab.vm_interface(dst)} "
+                 f"{'received' if arrived else 'did not receive'} the "
                  f"frame (predicted: {'yes' if predicted else 'no'})")
     answered = [e for e in journey.outcome.ends if e.what == "answered"]
     if answered:

@@ -78,6 +78,8 @@ class Encap:
     # Oversize value, or "dropped silently" for a switch that does not answer); None: fits
     vm_mtu: int = 0
     oversize: str | None = None
+    # the tunnel's BFD session when it is not up: "the tunnel to hv2 has been down for 12 s"
+    liveness: str = ""
 
 
 @dataclass(slots=True)

@@ -8,7 +8,8 @@ from tunnelnet.lab.state import LabStateError, StateFile
 from tunnelnet.trace.view import LabView
 
 
-def open_lab(directory: Path) -> LabView:
+def open_lab(directory: Path, *, dhcp_ports: bool = False) -> LabView:
+    """``dhcp_ports``: a real lab's DHCP ports are endpoints too (``dhcp-<network>``)."""
     file = StateFile(directory)
     if file.exists():
         try:
@@ -19,7 +20,7 @@ def open_lab(directory: Path) -> LabView:
             # the common case, without importing the simulation (half a second of imports)
             from tunnelnet.trace.real import RealLab
 
-            return RealLab(directory)
+            return RealLab(directory, dhcp_ports=dhcp_ports)
     from tunnelnet.lab.state import find_sim
 
     sim_dir = find_sim(directory)

@@ -7,8 +7,10 @@ marker in the payload lets a capture tell our packet from any other traffic.
 
 from __future__ import annotations
 
+import ipaddress
+import re
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Final
 
 from tunnelnet.packet import arp, ethernet, icmp, ipv4, tcp, udp
@@ -44,6 +46,22 @@ class Probe:
         return {"proto": self.proto, "length": len(self.frame), "flow": self.flow,
                 "marker": self.marker.decode(), "summary": self.summary,
                 "frame": self.frame.hex()}
+
+
+_MAC_RE = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}")
+
+
+def forged(src: VmInfo, mac: str | None = None, ip: str | None = None) -> VmInfo:
+    """SRC as it claims to be in a forged frame: another source MAC and/or IPv4 address (what
+    port security must stop). The vNIC it is sent from stays SRC's."""
+    if mac is not None and not _MAC_RE.fullmatch(mac.lower()):
+        raise TraceError(f"--src-mac {mac!r} is not a MAC address like fa:16:3e:00:00:01")
+    if ip is not None:
+        try:
+            ipaddress.IPv4Address(ip)
+        except ValueError:
+            raise TraceError(f"--src-ip {ip!r} is not an IPv4 address") from None
+    return replace(src, mac=(mac or src.mac).lower(), ip=ip or src.ip)
 
 
 def new_marker() -> bytes:

@@ -37,7 +37,8 @@ class RealSwitch:
             out.append(PortInfo(name=p["name"], ofport=int(p["ofport"]), type=p["type"],
                                 tag=p.get("tag"), options=dict(p.get("options") or {}),
                                 underlay_mtu=int(mtu) if mtu is not None else None,
-                                external_ids=dict(p.get("external_ids") or {})))
+                                external_ids=dict(p.get("external_ids") or {}),
+                                liveness=_liveness(p)))
         return out
 
     def trace(self, bridge: str, flow: str) -> dict[str, Any]:
@@ -49,16 +50,31 @@ class RealSwitch:
         return [str(line) for line in self._call(m.DumpFlows(bridge))]
 
 
+def _liveness(port: dict[str, Any]) -> dict[str, Any]:
+    status = port.get("bfd_status") or {}
+    if not status:
+        return {}
+    return {"state": status.get("state"), "diagnostic": status.get("diagnostic"),
+            "since_change_s": port.get("bfd_since_change_s")}
+
+
 class RealLab:
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, *, dhcp_ports: bool = False) -> None:
+        """``dhcp_ports``: the networks' DHCP ports are endpoints too (``dhcp-<network>``),
+        as a trace may name them; the page and the status show VMs only."""
         self.directory = directory
         self.state: LabState = StateFile(directory).load()
+        self._endpoints = dict(self.state.vms)
+        if dhcp_ports:
+            from tunnelnet.lab.dhcp_ports import dhcp_ports as read_dhcp_ports
+
+            self._endpoints.update(read_dhcp_ports(self.state))
 
     def vms(self) -> dict[str, VmInfo]:
         return {name: VmInfo(name=v.name, tenant=v.tenant, network=v.network,
                              hypervisor=v.hypervisor, mac=v.mac.lower(), ip=v.ip, mtu=v.mtu,
                              tap=v.tap, port_id=v.port_id)
-                for name, v in self.state.vms.items()}
+                for name, v in self._endpoints.items()}
 
     def networks(self) -> dict[str, NetworkInfo]:
         out = {}
@@ -82,4 +98,12 @@ class RealLab:
         return RealSwitch(hypervisor, Path(info["rundir"]))
 
     def vm_netns(self, vm: str) -> str:
-        return self.state.vms[vm].netns
+        return self._endpoints[vm].netns
+
+    def vm_interface(self, vm: str) -> str:
+        """The endpoint's interface in its namespace: a VM's eth0, a DHCP port's ns-..."""
+        if vm in self.state.vms:
+            return "eth0"
+        from tunnelnet.dhcp.plumbing import inner_name
+
+        return inner_name(self._endpoints[vm].port_id)

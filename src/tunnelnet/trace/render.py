@@ -51,6 +51,8 @@ def _visit(v: Visit, j: Journey, explain: bool, out: list[str]) -> None:
                        f"; VM IP MTU {enc.vm_mtu})")
             if not enc.fits:
                 out.append(f"     too big: {enc.oversize}")
+            if enc.liveness:
+                out += _wrap(enc.liveness[0].upper() + enc.liveness[1:], "     ")
             if explain:
                 out += _wrap(enc.explanation, "     ")
     if v.learning:

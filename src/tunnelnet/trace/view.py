@@ -42,6 +42,8 @@ class PortInfo:
     options: dict[str, str] = field(default_factory=dict)
     underlay_mtu: int | None = None
     external_ids: dict[str, str] = field(default_factory=dict)
+    # a tunnel's BFD session: state, diagnostic, since_change_s (empty: BFD off or unknown)
+    liveness: dict[str, Any] = field(default_factory=dict)
 
     @property
     def is_tunnel(self) -> bool:

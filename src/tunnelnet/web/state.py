@@ -106,6 +106,10 @@ def snapshot(lab: LabView, status: StatusSource | None) -> dict[str, Any]:
                     "remote_ip": remote, "remote_host": peer,
                     "networks": _carried(p.type, name, peer, vm_list, networks)
                     if peer is not None else [],
+                    # its BFD session: "up", "down", "init", "admin_down"; None without BFD
+                    "state": p.liveness.get("state"),
+                    "diagnostic": p.liveness.get("diagnostic"),
+                    "since_change_s": p.liveness.get("since_change_s"),
                 })
         except TunnelnetError as exc:
             switch_up = False

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from tunnelnet.api.agent_types import OVS_AGENT
 from tunnelnet.errors import TunnelnetError
 from tunnelnet.trace.view import LabView
 
@@ -81,7 +82,8 @@ def _real(view: LabView) -> LabStatus:
     try:
         runner = LabRunner(view.directory)
         with runner.client(state) as api:
-            heard = {a["host"]: bool(a.get("alive")) for a in api.list("agent")}
+            heard = {a["host"]: bool(a.get("alive")) for a in api.list("agent")
+                     if a.get("agent_type", OVS_AGENT) == OVS_AGENT}
             ports = {p["id"]: str(p["status"]) for p in api.list("port")}
     except TunnelnetError as exc:
         errors.append(f"controller: {exc}")

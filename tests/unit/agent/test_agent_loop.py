@@ -107,3 +107,48 @@ def test_last_port_gone_returns_the_local_vlan_and_its_flows() -> None:
     agent.run_round()
     assert agent.lvm.items() == {}
     assert not any("tun_id=0x3e9" in t or "dl_vlan=1" in t for t in sw.texts("br-tun"))
+
+
+def test_a_port_deleted_before_the_agent_hears_of_it_does_not_stop_the_agent() -> None:
+    ctl, sw = _setup()
+    agent = _agent(ctl, sw)
+    agent.run_round()
+    ctl.change("port", "create", _port("p1", "net-a", "fa:16:3e:00:00:01", "hv1"))
+    sw.plug("br-int", "tap1", "p1")
+    agent.run_round()
+    agent.run_round()
+    assert ctl.statuses == {"p1": "ACTIVE"}
+    # a DHCP agent unplugs its port and deletes it; the delete event is not read yet
+    sw.del_port("br-int", "tap1")
+    del ctl.ports["p1"]
+    agent.run_round()  # reporting p1 DOWN meets a 404: not the agent's end
+    ctl.change("port", "delete", _port("p1", "net-a", "fa:16:3e:00:00:01", "hv1"))
+    agent.run_round()
+    assert agent.stats.ports_active == set()
+
+
+def test_address_pairs_and_port_security_changes_on_a_live_port_change_its_flows() -> None:
+    # Neutron's agent re-runs setup_arp_spoofing_protection when a port's details change
+    ctl, sw = _setup()
+    agent = _agent(ctl, sw)
+    agent.run_round()
+    port = _port("p1", "net-a", "fa:16:3e:00:00:01", "hv1")
+    ctl.change("port", "create", port)
+    ofport = sw.plug("br-int", "tap1", "p1")
+    agent.run_round()
+    vip = f"table=24,priority=2,arp,in_port={ofport},arp_spa=10.0.0.100 actions=resubmit(,25)"
+    own = f"table=24,priority=2,arp,in_port={ofport},arp_spa=10.0.0.5 actions=resubmit(,25)"
+    assert own in sw.texts("br-int") and vip not in sw.texts("br-int")
+    pair = {"ip_address": "10.0.0.100", "mac_address": "fa:16:3e:00:00:01"}
+    ctl.change("port", "update", {**port, "allowed_address_pairs": [pair]})
+    agent.run_round()
+    assert {own, vip} <= sw.texts("br-int")
+    ctl.change("port", "update", {**port, "allowed_address_pairs": []})
+    agent.run_round()
+    assert own in sw.texts("br-int") and vip not in sw.texts("br-int")
+    ctl.change("port", "update", {**port, "port_security_enabled": False})
+    agent.run_round()
+    assert not [t for t in sw.texts("br-int") if f"in_port={ofport}" in t]
+    # the defaults stay: tables 24 and 25 drop what no port's flows let on
+    assert {"table=24,priority=0 actions=drop", "table=25,priority=0 actions=drop"} <= \
+        sw.texts("br-int")

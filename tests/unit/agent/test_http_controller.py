@@ -32,3 +32,18 @@ def test_snapshot_then_events_then_reregistration_after_delete(tmp_path: Path) -
         ctl.heartbeat("hv1")  # 404 from the controller: the agent registers again
         again = [a for a in admin.list("agent") if a["host"] == "hv1"]
         assert len(again) == 1 and again[0]["id"] == ctl.agent_id != first_id
+
+
+def test_a_dhcp_agent_on_the_same_host_never_replaces_its_tunnel_peer(tmp_path: Path) -> None:
+    with ServerProcess(tmp_path / "db.sqlite") as server, server.client() as admin, \
+            server.client(AGENT_TOKEN) as agent_client:
+        peer = HttpController(agent_client, l2pop=True)
+        peer.register_agent("hv1", "192.0.2.1", ["vxlan"], {})
+        mine = HttpController(agent_client, l2pop=True)
+        cache = ControllerCache()
+        cache.load(mine.snapshot())
+        dhcp = admin.register_agent("hv1", agent_type="DHCP agent", tunnel_types=())
+        admin.delete("agent", str(dhcp["id"]))
+        for event in mine.watch(cache.revision, timeout=2.0):
+            cache.apply(event)
+        assert cache.peers["hv1"].tunnel_ip == "192.0.2.1"

@@ -138,7 +138,8 @@ def test_table_ids_and_names_are_neutrons() -> None:
                    **{k.neutron_table: f"{k.name.upper()}_TUN_TO_LV"
                       for k in tunnel_kinds.all_kinds()}}
     assert {t: d.name for t, d in BR_INT.tables.items()} == {
-        0: "LOCAL_SWITCHING", 23: "CANARY_TABLE", 60: "TRANSIENT_TABLE"}
+        0: "LOCAL_SWITCHING", 23: "CANARY_TABLE", 24: "ARP_SPOOF_TABLE",
+        25: "MAC_SPOOF_TABLE", 60: "TRANSIENT_TABLE"}
 
 
 def test_br_tun_classifies_every_registered_tunnel_kind_to_its_own_table() -> None:

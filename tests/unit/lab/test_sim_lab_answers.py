@@ -51,6 +51,11 @@ BAD_INPUT: list[tuple[str, dict[str, Any], str]] = [
     ("ping", {"src": "red1"}, "needs 'dst'"),
     ("ping", {"src": "ghost", "dst": "red1"}, "no VM named 'ghost'"),
     ("ping", {"src": ["red1"], "dst": "red2"}, "needs 'src'"),
+    ("move", {"vm": "ghost", "hypervisor": "hv2"}, "no VM named 'ghost'"),
+    ("move", {"vm": "red1", "hypervisor": "hv9"}, "unknown hypervisor 'hv9'"),
+    ("move", {"vm": "red1", "hypervisor": "hv1"}, "red1 is already on hv1"),
+    ("move", {"vm": "red1"}, "needs 'hypervisor'"),
+    ("move", {"vm": 3, "hypervisor": "hv2"}, "needs 'vm'"),
     ("flows", {"hypervisor": "hv9"}, "no hypervisor 'hv9'"),
     ("flows", {"hypervisor": "hv1", "bridge": "br-x"}, "no bridge named 'br-x'"),
     ("stop-agent", {"daemon": "vswitchd-hv1"}, "only agents can be stopped"),
@@ -201,6 +206,12 @@ def test_vsctl_and_ofctl_read_a_simulated_hypervisors_switch(
                  "in_port=1,dl_vlan=1,dl_dst=ff:ff:ff:ff:ff:ff"], sim_lab, monkeypatch) == 0
     assert "Datapath actions" in capsys.readouterr().out
 
+    assert _run(["vsctl", "--sim", "hv1", "list", "interface", "--json"], sim_lab,
+                monkeypatch) == 0
+    records = json.loads(capsys.readouterr().out)
+    assert {r["name"] for r in records} >= {"patch-int", "patch-tun"}
+    assert all(r["bfd_status"] == {} for r in records)  # no BFD in a simulation
+
 
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize(("args", "words"), [
@@ -209,6 +220,9 @@ def test_vsctl_and_ofctl_read_a_simulated_hypervisors_switch(
     (["ofctl", "--sim", "hv1", "add-flow", "br-tun", "actions=drop"],
      "programmed by its agents"),
     (["ofctl", "--sim", "hv1", "dump-ports", "br-tun"], "counts no packets"),
+    (["ofctl", "--sim", "hv1", "bfd-show"], "run no BFD"),
+    (["vsctl", "--sim", "hv1", "set", "interface", "vxlan-c000020c", "bfd:enable=true"],
+     "programmed by its agents"),
     (["vsctl", "--sim", "hv9", "show"], "no hypervisor 'hv9'"),
     (["ofctl", "--sim", "hv1", "dump-flows", "br-x"], "no bridge named 'br-x'"),
     (["lab", "exec", "red1", "--", "ip", "addr"], "'lab ping red1 B', 'tunnelnet trace red1 B'"),

@@ -106,3 +106,33 @@ def test_a_typo_in_a_file_is_refused_before_anything_is_built(tmp_path: Path) ->
                                   .glob("*.toml")), ids=lambda p: p.name)
 def test_every_shipped_topology_still_loads(path: Path) -> None:
     assert load(path).hypervisors
+
+
+def test_dhcp_is_on_by_default_and_runs_on_the_first_hypervisor() -> None:
+    two = [{"name": "hv1", "ip": "192.0.2.1"}, {"name": "hv2", "ip": "192.0.2.2"}]
+    topo = parse(_doc(hypervisor=two))
+    assert topo.dhcp_host == "hv1"
+    assert topo.uses_dhcp(topo.vms[0])
+    chosen = parse(_doc(hypervisor=[two[0], {**two[1], "dhcp": True}]))
+    assert chosen.dhcp_host == "hv2"
+
+
+def test_dhcp_false_at_the_top_or_on_a_network_means_addresses_set_by_hand() -> None:
+    assert parse(_doc(dhcp=False)).dhcp_host is None
+    off = parse(_doc(network=[{"name": "n1", "tenant": "t1", "type": "vxlan",
+                               "cidr": "10.0.0.0/24", "dhcp": False}]))
+    assert off.dhcp_host is None  # no network wants it: no agent at all
+    assert not off.uses_dhcp(off.vms[0])
+
+
+@pytest.mark.parametrize(("changes", "message"), [
+    ({"dhcp": "yes"}, "'dhcp' at the top of the file must be a bool"),
+    ({"hypervisor": [{"name": "hv1", "ip": "192.0.2.1", "dhcp": True},
+                     {"name": "hv2", "ip": "192.0.2.2", "dhcp": True}]},
+     "only one hypervisor may run the DHCP agent"),
+    ({"network": [{"name": "n1", "tenant": "t1", "type": "vxlan", "cidr": "10.0.0.0/24",
+                   "dhcp": 1}]}, "'dhcp' must be true or false"),
+])
+def test_dhcp_settings_are_checked(changes: dict[str, Any], message: str) -> None:
+    with pytest.raises(TopologyError, match=message):
+        parse(_doc(**changes))

@@ -113,3 +113,53 @@ def test_bad_agent_reports_are_refused_naming_the_field(agent: Client) -> None:
     with pytest.raises(ClientError, match="tunnel_types") as err:
         agent.register_agent("hv-bad", tunneling_ip="192.0.2.5", tunnel_types=["ipip"])
     assert err.value.status == 400
+
+
+def _tunnel(port: str, remote: str, state: str, **more: object) -> dict[str, object]:
+    return {"port": port, "remote_ip": remote, "state": state,
+            "forwarding": state == "up", "diagnostic": "No Diagnostic", **more}
+
+
+def test_tunnel_states_in_heartbeats_are_listed_with_both_ends_and_make_no_event(
+        agent: Client) -> None:
+    one = agent.register_agent("hv-tun1", tunneling_ip="198.51.100.1")
+    agent.register_agent("hv-tun2", tunneling_ip="198.51.100.2")
+    start = agent.list_with_revision("agent")[1]
+    agent.heartbeat(one["id"], tunnels=[
+        _tunnel("vxlan-c6336402", "198.51.100.2", "down", changed_at=1700000000.5,
+                diagnostic="Control Detection Time Expired"),
+        _tunnel("vxlan-c6336403", "198.51.100.3", "up")])
+    found = {t["port"]: t for t in agent.tunnels(host="hv-tun1")}
+    assert found["vxlan-c6336402"]["state"] == "down"
+    assert found["vxlan-c6336402"]["remote_host"] == "hv-tun2"
+    assert found["vxlan-c6336402"]["diagnostic"] == "Control Detection Time Expired"
+    assert found["vxlan-c6336402"]["changed_at"] == 1700000000.5
+    assert found["vxlan-c6336403"]["remote_host"] is None  # no agent has that address
+    assert [t["port"] for t in agent.tunnels(state="down") if t["host"] == "hv-tun1"] == \
+        ["vxlan-c6336402"]
+    assert agent.show("agent", one["id"])["tunnels"][0]["port"] == "vxlan-c6336402"
+    # a later report replaces the earlier one
+    agent.heartbeat(one["id"], tunnels=[_tunnel("vxlan-c6336402", "198.51.100.2", "up")])
+    assert [t["state"] for t in agent.tunnels(host="hv-tun1")] == ["up"]
+    events = [e for e in agent.watch(since=start, timeout=0.3)
+              if e.type == "event" and e.object and e.object["id"] == one["id"]]  # fmt: skip
+    assert events == []  # reported state, not intent: peers need not hear of it
+
+
+@pytest.mark.parametrize("bad", [
+    [_tunnel("vxlan-x", "198.51.100.2", "sideways")],
+    [_tunnel("vxlan-x", "not-an-ip", "up")],
+    [_tunnel("a-name-longer-than-15", "198.51.100.2", "up")],
+    [{"port": "vxlan-x", "state": "up"}],
+])
+def test_a_bad_tunnel_report_is_refused_with_400_and_changes_nothing(
+        agent: Client, bad: list[dict[str, object]]) -> None:
+    doc = agent.register_agent("hv-tunbad", tunneling_ip="198.51.100.9")
+    agent.heartbeat(doc["id"], tunnels=[_tunnel("vxlan-ok", "198.51.100.2", "up")])
+    with pytest.raises(ClientError) as caught:
+        agent.heartbeat(doc["id"], tunnels=bad)
+    assert caught.value.status == 400
+    assert [t["port"] for t in agent.tunnels(host="hv-tunbad")] == ["vxlan-ok"]
+    with pytest.raises(ClientError) as caught:
+        agent.tunnels(state="sideways")
+    assert caught.value.status == 400

@@ -122,3 +122,34 @@ def test_network_create_takes_the_openstack_clients_provider_flags(server: Serve
     assert "--provider-network-type" in helped.stdout and "--type" in helped.stdout
     for name in ("os-vx", "os-vlan"):
         assert _run(server, "network", "delete", name).returncode == 0
+
+
+def test_port_security_and_allowed_address_pairs_through_the_cli(server: ServerProcess) -> None:
+    # the flags and semantics of openstack's `port create/set/unset` (python-openstackclient)
+    _run(server, "network", "create", "ps-net", "--project", "ps")
+    _run(server, "subnet", "create", "ps-sub", "--network", "ps-net", "--cidr", "10.61.0.0/24")
+    port = _json(_run(server, "port", "create", "ps-vm", "--network", "ps-net",
+                      "--allowed-address", "ip-address=10.61.0.200", "--json"))
+    assert isinstance(port, dict) and port["port_security_enabled"] is True
+    mac = port["mac_address"]
+    assert port["allowed_address_pairs"] == [{"ip_address": "10.61.0.200", "mac_address": mac}]
+    added = _json(_run(server, "port", "set", "ps-vm", "--allowed-address",
+                       "ip-address=10.61.1.0/24,mac-address=FA:16:3E:AA:BB:CC", "--json"))
+    assert isinstance(added, dict) and added["allowed_address_pairs"] == [
+        {"ip_address": "10.61.0.200", "mac_address": mac},
+        {"ip_address": "10.61.1.0/24", "mac_address": "fa:16:3e:aa:bb:cc"}]
+    removed = _json(_run(server, "port", "unset", "ps-vm", "--allowed-address",
+                         "ip-address=10.61.0.200", "--json"))
+    assert isinstance(removed, dict) and [p["ip_address"] for p in
+                                          removed["allowed_address_pairs"]] == ["10.61.1.0/24"]
+    # Neutron refuses pairs on a port without port security: clear them in the same call
+    refused = _run(server, "port", "set", "ps-vm", "--disable-port-security")
+    assert refused.returncode == 1 and "port security must be enabled" in refused.stderr
+    off = _json(_run(server, "port", "set", "ps-vm", "--no-allowed-address",
+                     "--disable-port-security", "--json"))
+    assert isinstance(off, dict)
+    assert (off["port_security_enabled"], off["allowed_address_pairs"]) == (False, [])
+    bad = _run(server, "port", "set", "ps-vm", "--allowed-address", "mac-address=fa:16:3e:0:0:1")
+    assert bad.returncode == 2 and "ip-address= is required" in bad.stderr
+    gone = _run(server, "port", "unset", "ps-vm", "--allowed-address", "ip-address=10.9.9.9")
+    assert gone.returncode == 2 and "no allowed address pair" in gone.stderr

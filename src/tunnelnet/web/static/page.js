@@ -59,6 +59,9 @@ const cy = cytoscape({
     { selector: "node.bridge.physical", style: { "width": 110, "border-color": "#8d6e63" } },
     { selector: "edge.tunnel", style: { "line-style": "dashed", "width": 3,
       "line-color": "data(colour)", "font-size": 10, "control-point-step-size": 70 } },
+    // a tunnel whose BFD session is not up, from either end: red and dotted
+    { selector: "edge.tunnel.down", style: { "line-color": "#d32f2f", "line-style": "dotted",
+      "width": 4, "color": "#b71c1c" } },
     { selector: "edge.copy", style: { "line-color": "#ffb74d", "width": 4,
       "line-style": "dotted", "z-index": 9 } },
     { selector: "edge.onpath", style: { "line-color": "#ff6f00", "width": 6, "z-index": 10,
@@ -194,6 +197,13 @@ function elementsOf(state, colours) {
     source: "underlay", target: `br:${hv.name}:br-tun`, label: `eth0 ${hv.ip}`,
     ip: hv.ip }, classes: "underlay" }));
   const seen = new Set();
+  // a tunnel is drawn once for both ends; it is down when either end's BFD says so
+  const down = {};
+  state.hypervisors.forEach(hv => hv.tunnels.forEach(t => {
+    if (!t.remote_host || !t.state || t.state === "up") return;
+    const since = typeof t.since_change_s === "number" ? ` ${Math.round(t.since_change_s)} s` : "";
+    down[tunnelId(hv.name, t.remote_host, t.type)] = `${t.state.toUpperCase()}${since}`;
+  }));
   state.hypervisors.forEach(hv => hv.tunnels.forEach(t => {
     if (!t.remote_host) return;
     const id = tunnelId(hv.name, t.remote_host, t.type);
@@ -203,9 +213,11 @@ function elementsOf(state, colours) {
     const ips = a === hv.name ? [t.local_ip, t.remote_ip] : [t.remote_ip, t.local_ip];
     const keys = t.networks.map(n => n.key);
     const kind = colours.kinds[t.type] || { colour: "#90a4ae" };
+    const label = tunnelLabel(t.title, t.key_name, keys, ips) + (down[id] ? `\n${down[id]}` : "");
     els.push({ group: "edges", data: { id, source: `br:${a}:br-tun`, target: `br:${b}:br-tun`,
-      label: tunnelLabel(t.title, t.key_name, keys, ips), kind: t.type, title: t.title,
-      keys, endpoints: ips, colour: kind.colour }, classes: `tunnel ${t.type}` });
+      label, kind: t.type, title: t.title, keys, endpoints: ips, colour: kind.colour,
+      state: down[id] ? "down" : "up" },
+      classes: `tunnel ${t.type}${down[id] ? " down" : ""}` });
   }));
   // the physical network between two hypervisors' physical bridges, with the VLANs it
   // carries for networks on both

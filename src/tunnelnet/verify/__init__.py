@@ -1,0 +1,1 @@
+"""Intent against what is installed: every hypervisor's switch against the controller."""
