@@ -6,9 +6,11 @@ Prints what was tried and what it did: the bystander's ping p50/p99 idle and dur
 and their ratio against the goal (p99 under 2x idle), its lost pings, the flood frames its VMs
 received (goal 0), the attacker's own ping to a MAC it knew, and per switch what was learned
 against the caps and how much was refused (learning caps, walk meter). A benchmark: it asserts
-nothing; `--cap N` lowers the caps (default: the switch's own) so a run shows them full. Root.
+nothing; `--cap N` lowers the caps (default: the switch's own) so a run shows them full. The
+attacker's port has port security off (else br-int's table 25 drops every frame not from its
+own MAC before NORMAL; `--port-security` measures that case). Root.
 
-    python -m bench.macflood [--frames N] [--rate FPS] [--pings N] [--cap N]
+    python -m bench.macflood [--frames N] [--rate FPS] [--pings N] [--cap N] [--port-security]
 
 Writes bench/results/macflood.json beside the table.
 """
@@ -74,6 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=68_000.0, help="frames per second")
     parser.add_argument("--pings", type=int, default=500, help="bystander pings, 10 ms apart")
     parser.add_argument("--cap", type=int, help="mac-table-size and learn-flow-limit to set")
+    parser.add_argument("--port-security", action="store_true",
+                        help="leave the attacker's port security on (table 25 drops the flood)")
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
         print("bench.macflood needs root (namespaces)", file=sys.stderr)
@@ -85,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.cap is not None:
                 lab.set_caps(mac_table_size=args.cap, learn_flow_limit=args.cap)
             result = run_attack(lab, Path(work), frames=args.frames, rate=args.rate,
-                                pings=args.pings)
+                                pings=args.pings, port_security=args.port_security)
         finally:
             lab.down()
     lines = report(result)

@@ -1,6 +1,8 @@
 """A MAC flood from inside a tenant's VM (issue 21), scaled down for CI: red1 sends 20,000
 frames with random source and destination MACs in well under a second while blue, the other
-tenant with the same addresses, pings across the two hypervisors.
+tenant with the same addresses, pings across the two hypervisors. red1's port has port
+security off (Neutron's port_security_enabled=False): with it on, br-int's table 25 drops every
+frame not from the port's own MAC before NORMAL learns anything.
 
 Judged from outside the switches: tcpdump on blue's VM NICs sees none of the flood (and on
 red2's some of it, so the capture works), blue loses no ping and its p99 stays within a generous
@@ -59,11 +61,12 @@ def test_the_attackers_network_still_reaches_its_known_mac(attack: FloodResult) 
 def test_learning_stops_at_the_caps_and_the_refusals_are_counted(attack: FloodResult) -> None:
     for name in ("hv1 br-int", "hv2 br-int"):  # NORMAL's MACs: red's VLAN full, blue's not
         per_vlan = sorted(attack.fdb[name]["macs_per_vlan"].values())
-        assert per_vlan[-1] == CAP and per_vlan[0] <= 2, (name, per_vlan)
+        # blue's: its VMs, and the DHCP port where the lab runs one
+        assert per_vlan[-1] == CAP and per_vlan[0] <= 4, (name, per_vlan)
         assert attack.fdb[name]["mac_limit_hits"] > 0
     learned = {row["vlan"]: row["flows"] for row in attack.fdb["hv2 br-tun"]["learned_flows"]
                if row["table"] == 20}
-    assert max(learned.values()) == CAP and min(learned.values()) <= 2, learned
+    assert max(learned.values()) == CAP and min(learned.values()) <= 4, learned
     assert attack.fdb["hv2 br-tun"]["learn_limit_hits"] > 0
     assert attack.drops["hv1"]["bridges"]["br-int"].get("walk_limit", 0) > 0
     assert attack.drops["hv1"]["learning_refused"]["br-int"]["mac_limit"] > 0

@@ -2,9 +2,10 @@
 namespace test (scaled down) and `python -m bench.macflood` (full size) both run it.
 
 topologies/macflood.toml: tenants red and blue both use 10.0.0.0/24, one VM of each on each of
-two hypervisors. red1 floods (mac_flood.py, inside its namespace); blue1 pings blue2 at 10 ms
-intervals before (idle) and during the flood; tcpdump on blue's NICs and on red2's counts
-the flood's frames (by their EtherType and marker, read back with scapy); red1's ping to red2
+two hypervisors. red1 (its port's spoofing protection off, unless asked) floods (mac_flood.py,
+inside its namespace); blue1 pings blue2 at 10 ms intervals before (idle) and during it;
+tcpdump on blue's NICs and on red2's counts the flood's frames (by their EtherType and marker,
+read back with scapy); red1's ping to red2
 (a MAC learned before) says whether the attacker's own network still works. What the switches
 learned and refused is read with `tunnelnet ofctl fdb-show` / `dump-drops`.
 """
@@ -94,6 +95,24 @@ class FloodLab:
             raise RuntimeError(f"ofctl {' '.join(args)} on {hv}: {done.stderr}")
         return json.loads(done.stdout)
 
+    def disable_port_security(self, vm: str, timeout: float = 30.0) -> None:
+        """The attacker's port without spoofing protection (Neutron's
+        port_security_enabled=False, as a VM running a router or a load balancer has it):
+        with it on, br-int's table 25 already drops every frame not from the port's own MAC,
+        flood included. Waits until the agent has removed the port's MAC check."""
+        info = self.vm(vm)
+        done = self.tn("port", "set", info["port_id"], "--disable-port-security", "--url",
+                       self.state["server_url"], "--token", self.state["admin_token"])
+        if done.returncode != 0:
+            raise RuntimeError(f"port set --disable-port-security: {done.stderr}")
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            flows = self.ofctl(info["hypervisor"], "dump-flows", "br-int", "table=25")
+            if not any(f"dl_src={info['mac']}" in line for line in flows):
+                return
+            time.sleep(0.2)
+        raise RuntimeError(f"{vm}'s port still has its MAC check after {timeout:.0f} s")
+
     def set_caps(self, **caps: int) -> None:
         """other_config caps on both bridges of both hypervisors (vsctl set bridge ...)."""
         settings = [f"other_config:{k.replace('_', '-')}={v}" for k, v in caps.items()]
@@ -147,8 +166,12 @@ def flood_frames_in(pcap: Path) -> int:
 
 
 def run_attack(lab: FloodLab, work: Path, *, frames: int, rate: float, pings: int,
-               seed: int = 1) -> FloodResult:
-    """Warm the known MACs, measure idle, then flood while pinging and capturing."""
+               seed: int = 1, port_security: bool = False) -> FloodResult:
+    """Warm the known MACs, measure idle, then flood while pinging and capturing. Without
+    ``port_security`` the attacker's port has it disabled, so the flood reaches NORMAL and
+    learn() (the case the caps are for); with it, table 25 drops the flood after its walk."""
+    if not port_security:
+        lab.disable_port_security("red1")
     for src, dst in (("red1", "red2"), ("blue1", "blue2")):  # the MACs learned before
         warm = lab.ping(src, dst, 3, 0.2)
         replies_of(warm, 30)
