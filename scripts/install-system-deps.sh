@@ -18,12 +18,25 @@ declare -A wanted=(
   [dnsmasq]=dnsmasq-base  # the DHCP agent's server (dnsmasq-base ships no system service)
   [dhcp_release]=dnsmasq-utils  # frees a deleted port's lease in dnsmasq
   [udhcpc]=udhcpc  # the lab VMs' DHCP client (busybox)
+  [clang]=clang  # `make bpf` compiles the kernel fast path's programs ahead of time (-target bpf)
+  [bpftool]=bpftool  # a unit test reads the compiled object's BTF with it
+)
+
+# files -> Debian package: what is no command (headers, the shared library the loader opens)
+declare -A wanted_files=(
+  [/usr/include/bpf/bpf_helpers.h]=libbpf-dev  # the BPF programs' helper declarations
+  ["/usr/include/$(uname -m)-linux-gnu/asm/types.h"]=linux-libc-dev  # <linux/bpf.h> needs <asm/types.h>
 )
 
 missing=()
 for cmd in "${!wanted[@]}"; do
   command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/sbin/$cmd" ] || missing+=("${wanted[$cmd]}")
 done
+for file in "${!wanted_files[@]}"; do
+  [ -e "$file" ] || missing+=("${wanted_files[$file]}")
+done
+# the loader opens libbpf.so.1 with ctypes at run time (kernel_loader.py)
+ldconfig -p 2>/dev/null | grep -q 'libbpf\.so\.1 ' || missing+=(libbpf1)
 
 if [ ${#missing[@]} -eq 0 ]; then
   echo "system packages: all present"

@@ -54,10 +54,21 @@ def lab_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
             hv = state["hypervisors"][vm["hypervisor"]]
             for ns, dev in ((vm["netns"], "eth0"), (hv["netns"], vm["tap"])):
                 assert _in(ns, "ip", "link", "set", dev, "mtu", "1500").returncode == 0
-        for name, address in V6.items():
-            ns = state["vms"][name]["netns"]
-            added = _in(ns, "ip", "-6", "addr", "add", f"{address}/64", "dev", "eth0", "nodad")
-            assert added.returncode == 0, added.stderr
+        from tunnelnet.client.http import Client
+
+        with Client(state["server_url"], state["admin_token"]) as api:
+            for name, address in V6.items():
+                ns = state["vms"][name]["netns"]
+                added = _in(ns, "ip", "-6", "addr", "add", f"{address}/64", "dev", "eth0",
+                            "nodad")
+                assert added.returncode == 0, added.stderr
+                # an address the port does not own is spoofing to port security: declared
+                # as an allowed address pair, as a user adding one by hand must
+                api.update("port", state["vms"][name]["port_id"],
+                           allowed_address_pairs=[{"ip_address": address}])
+        first = state["vms"]["vx1"]["netns"]
+        assert any(_in(first, "ping", "-6", "-c", "1", "-W", "1", V6["vx2"]).returncode == 0
+                   for _ in range(20)), "the pairs' flows never let IPv6 through"
         yield directory
     finally:
         down = _tn(directory, "lab", "down", timeout=240)

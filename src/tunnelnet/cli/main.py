@@ -38,6 +38,7 @@ _GROUPS: dict[str, str] = {
     "watch": "tunnelnet.cli.watchcmd",
     "verify": "tunnelnet.cli.verify",
     "store": "tunnelnet.cli.store",
+    "fastpath": "tunnelnet.cli.fastpath",
 }
 
 

@@ -1,0 +1,273 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR MIT)
+/*
+ * tunnelnet's kernel replay: fixed programs that repeat, for every later packet of a flow,
+ * a decision the Python switch already took (issue #22). They decide nothing themselves: an
+ * entry exists only because userspace put it there, and anything without an entry goes the
+ * way it went before (a VM port's frame to the Python path's socket; a tunnel frame, whose
+ * UDP port the collect_md device owns, to userspace as a perf event sample).
+ *
+ * Compiled ahead of time by `make bpf` (clang -target bpf); loaded by
+ * tunnelnet.datapath.kernel_loader through libbpf. The structures below are mirrored, field
+ * for field, by kernel_maps.py: change both or neither.
+ */
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/in.h>
+#include <linux/pkt_cls.h>
+#include <bpf/bpf_endian.h>
+#include <bpf/bpf_helpers.h>
+
+#define MAX_ENTRIES 65536
+
+/* A VM port's frame: which port it came in by and where it goes. Untagged frames only. */
+struct port_key {
+	__u32 ifindex;
+	__u8 dst_mac[6];
+	__u16 pad;
+};
+
+struct port_entry {
+	__u32 remote_ipv4;   /* host byte order, as bpf_skb_set_tunnel_key wants it */
+	__u32 vni;
+	__u32 tunnel_ifindex; /* the collect_md VXLAN device */
+	__u32 max_frame_len; /* the largest inner frame (Ethernet header included) that fits */
+	__u64 packets;
+	__u64 bytes;
+	__u64 last_used_ns;  /* CLOCK_MONOTONIC */
+};
+
+/* A frame out of the collect_md VXLAN device: the peer must be known, as in tunnel_rx.py. */
+struct tunnel_key {
+	__u32 vni;
+	__u32 remote_ipv4;   /* host byte order */
+	__u8 dst_mac[6];
+	__u16 pad;
+};
+
+struct tunnel_entry {
+	__u32 out_ifindex;
+	__u32 pad;
+	__u64 packets;
+	__u64 bytes;
+	__u64 last_used_ns;
+};
+
+/*
+ * A tunnel frame without a plan, handed up to userspace (the collect_md device owns UDP 4789,
+ * so the Python path's VXLAN socket never sees it): this header, then the inner frame.
+ */
+struct upcall_meta {
+	__u32 vni;
+	__u32 remote_ipv4;   /* host byte order */
+	__u32 frame_len;
+	__u32 pad;
+};
+
+/* a perf record's size is 16 bits: header, sample size, our header and the frame fit in it */
+#define UPCALL_MAX_FRAME (0xffff - 64)
+
+enum stat {
+	STAT_PORT_HIT,
+	STAT_PORT_MISS,
+	STAT_PORT_TOO_BIG,
+	STAT_TUNNEL_HIT,
+	STAT_TUNNEL_MISS,
+	STAT_TUNNEL_UPCALL,
+	STAT_MAX,
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MAX_ENTRIES);
+	__type(key, struct port_key);
+	__type(value, struct port_entry);
+} port_plans SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MAX_ENTRIES);
+	__type(key, struct tunnel_key);
+	__type(value, struct tunnel_entry);
+} tunnel_plans SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, STAT_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERF_EVENT_ARRAY);
+	__uint(key_size, sizeof(__u32));
+	__uint(value_size, sizeof(__u32));
+} upcalls SEC(".maps");
+
+static __always_inline void count(__u32 which)
+{
+	__u64 *slot = bpf_map_lookup_elem(&stats, &which);
+
+	if (slot)
+		*slot += 1; /* per-CPU: no other CPU writes this slot */
+}
+
+/*
+ * Whether the frame, or each segment a GSO super-frame will be cut into, fits the tunnel.
+ * One that does not must reach Python, whose MTU doctor answers it (a redirect would lose
+ * it without a word). Unknown layouts count as not fitting: Python then decides.
+ */
+static __always_inline int fits(struct __sk_buff *skb, __u32 max_frame_len)
+{
+	__u16 proto;
+	__u8 byte, l4proto;
+	__u32 l3len, l4len;
+
+	if (skb->len <= max_frame_len)
+		return 1;
+	if (!skb->gso_size)
+		return 0;
+	if (bpf_skb_load_bytes(skb, 12, &proto, sizeof(proto)) < 0)
+		return 0;
+	if (proto == bpf_htons(ETH_P_IP)) {
+		if (bpf_skb_load_bytes(skb, ETH_HLEN, &byte, 1) < 0)
+			return 0;
+		l3len = (byte & 0x0f) * 4;
+		if (bpf_skb_load_bytes(skb, ETH_HLEN + 9, &l4proto, 1) < 0)
+			return 0;
+	} else if (proto == bpf_htons(ETH_P_IPV6)) {
+		l3len = 40;
+		if (bpf_skb_load_bytes(skb, ETH_HLEN + 6, &l4proto, 1) < 0)
+			return 0;
+	} else {
+		return 0;
+	}
+	if (l4proto == IPPROTO_TCP) {
+		if (l3len > 60 || bpf_skb_load_bytes(skb, ETH_HLEN + l3len + 12, &byte, 1) < 0)
+			return 0;
+		l4len = (byte >> 4) * 4;
+	} else if (l4proto == IPPROTO_UDP) {
+		l4len = 8;
+	} else {
+		return 0;
+	}
+	return ETH_HLEN + l3len + l4len + skb->gso_size <= max_frame_len;
+}
+
+/*
+ * The one decision both the tc program and the socket filter take, so that the Python path's
+ * socket skips exactly the frames the kernel forwards (its AF_PACKET tap sees a frame before
+ * tc ingress redirects it). NULL: the frame is not the kernel's.
+ */
+static __always_inline struct port_entry *port_decision(struct __sk_buff *skb, int counting)
+{
+	struct port_key key = {.ifindex = skb->ifindex};
+	struct port_entry *entry;
+	__u16 proto;
+
+	if (skb->vlan_present)
+		return 0;
+	if (bpf_skb_load_bytes(skb, 0, key.dst_mac, sizeof(key.dst_mac)) < 0)
+		return 0;
+	if (bpf_skb_load_bytes(skb, 12, &proto, sizeof(proto)) < 0)
+		return 0;
+	if (proto == bpf_htons(ETH_P_8021Q) || proto == bpf_htons(ETH_P_8021AD))
+		return 0;
+	entry = bpf_map_lookup_elem(&port_plans, &key);
+	if (!entry)
+		return 0;
+	if (!fits(skb, entry->max_frame_len)) {
+		if (counting)
+			count(STAT_PORT_TOO_BIG); /* up to Python: the MTU doctor answers it */
+		return 0;
+	}
+	return entry;
+}
+
+static __always_inline __u64 segments(struct __sk_buff *skb)
+{
+	return skb->gso_segs > 1 ? skb->gso_segs : 1;
+}
+
+SEC("tc")
+int port_ingress(struct __sk_buff *skb)
+{
+	struct bpf_tunnel_key tkey = {};
+	struct port_entry *entry = port_decision(skb, 1);
+
+	if (!entry) {
+		count(STAT_PORT_MISS);
+		return TC_ACT_OK; /* the Python path's socket has it */
+	}
+	tkey.remote_ipv4 = entry->remote_ipv4;
+	tkey.tunnel_id = entry->vni;
+	tkey.tunnel_ttl = 64;
+	if (bpf_skb_set_tunnel_key(skb, &tkey, sizeof(tkey), BPF_F_ZERO_CSUM_TX) < 0) {
+		count(STAT_PORT_MISS);
+		return TC_ACT_SHOT; /* the socket filter already hid it from Python */
+	}
+	__sync_fetch_and_add(&entry->packets, segments(skb));
+	__sync_fetch_and_add(&entry->bytes, skb->len);
+	entry->last_used_ns = bpf_ktime_get_ns();
+	count(STAT_PORT_HIT);
+	return bpf_redirect(entry->tunnel_ifindex, 0);
+}
+
+SEC("socket")
+int port_socket_filter(struct __sk_buff *skb)
+{
+	return port_decision(skb, 0) ? 0 : skb->len;
+}
+
+/*
+ * Not inlined on purpose: a function taking the header keeps struct upcall_meta in the
+ * object's BTF, against which the Python mirror is tested.
+ */
+static __noinline int send_upcall(struct __sk_buff *skb, struct upcall_meta *meta)
+{
+	/* the frame's bytes follow the header: the helper copies them from the skb */
+	__u64 flags = BPF_F_CURRENT_CPU | ((__u64)meta->frame_len << 32);
+
+	return bpf_perf_event_output(skb, &upcalls, flags, meta, sizeof(*meta));
+}
+
+SEC("tc")
+int tunnel_ingress(struct __sk_buff *skb)
+{
+	struct bpf_tunnel_key tkey = {};
+	struct tunnel_key key = {};
+	struct tunnel_entry *entry;
+
+	if (bpf_skb_get_tunnel_key(skb, &tkey, sizeof(tkey), 0) < 0)
+		goto miss;
+	key.vni = tkey.tunnel_id;
+	key.remote_ipv4 = tkey.remote_ipv4;
+	if (bpf_skb_load_bytes(skb, 0, key.dst_mac, sizeof(key.dst_mac)) < 0)
+		goto miss;
+	entry = bpf_map_lookup_elem(&tunnel_plans, &key);
+	if (!entry)
+		goto upcall;
+	__sync_fetch_and_add(&entry->packets, segments(skb));
+	__sync_fetch_and_add(&entry->bytes, skb->len);
+	entry->last_used_ns = bpf_ktime_get_ns();
+	count(STAT_TUNNEL_HIT);
+	return bpf_redirect(entry->out_ifindex, 0);
+upcall:
+	if (skb->len <= UPCALL_MAX_FRAME) {
+		struct upcall_meta meta = {
+			.vni = key.vni, .remote_ipv4 = key.remote_ipv4, .frame_len = skb->len,
+		};
+
+		if (send_upcall(skb, &meta) == 0)
+			count(STAT_TUNNEL_UPCALL);
+	}
+miss:
+	/*
+	 * Dropped here whether or not it went up: never TC_ACT_OK, the device has no bridge
+	 * behind it, and a frame passed up its stack could reach the hypervisor's own addresses
+	 * from a tenant network.
+	 */
+	count(STAT_TUNNEL_MISS);
+	return TC_ACT_SHOT;
+}
+
+char LICENSE[] SEC("license") = "Dual MIT/GPL";

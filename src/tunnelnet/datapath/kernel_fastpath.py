@@ -1,0 +1,219 @@
+"""The kernel fast path's Python side: load the replay programs, attach them, fill their maps.
+
+This is the replay half of issue #22 as a library; vswitchd does not use it yet (there is no
+`--fastpath` flag): plans are not yet mirrored from datapath/fastpath.py nor counters folded
+into flows, see docs/architecture.md "The kernel fast path". What it does:
+
+- ``port_ingress`` (tc ingress of a VM's port): a frame whose (port, destination MAC) has a
+  plan gets its tunnel key set and is redirected into the collect_md VXLAN device; any other
+  frame goes on (TC_ACT_OK) to the Python path's AF_PACKET socket.
+- ``port_socket_filter`` (on that socket): the AF_PACKET tap sees a frame *before* tc ingress
+  redirects it, so without this filter Python would forward every replayed frame a second
+  time. It takes the same decision as ``port_ingress`` and hides the frames the kernel takes.
+- ``tunnel_ingress`` (tc ingress of the collect_md VXLAN device): (VNI, outer source, MAC)
+  with a plan goes to its VM port; anything else is dropped, counted and handed up as a perf
+  event sample (kernel_upcall.py): that device owns UDP 4789, so the Python path's VXLAN
+  socket can no longer have it.
+
+Every call works in the calling thread's network namespace.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import logging
+import os
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final
+
+from pyroute2 import IPRoute
+
+from tunnelnet.datapath.errors import DatapathError
+from tunnelnet.datapath.kernel_loader import (
+    BPF_DIR,
+    BpfObject,
+    KernelFastPathUnavailable,
+    LibBpf,
+    TcDirection,
+    tc_attach,
+    tc_detach,
+)
+from tunnelnet.datapath.kernel_maps import (
+    EntryCounters,
+    PortEntry,
+    PortPlan,
+    Stat,
+    TunnelEntry,
+    TunnelPlan,
+    port_key,
+    tunnel_key,
+)
+
+log = logging.getLogger(__name__)
+
+REPLAY_OBJECT: Final = BPF_DIR / "replay.bpf.o"
+SO_ATTACH_BPF: Final = 50  # asm-generic/socket.h
+BPF_ANY: Final = 0
+VXLAN_PORT: Final = 4789
+
+
+def _netns_id() -> int:
+    """The calling thread's network namespace (its inode), to detach only where we attached."""
+    return os.stat("/proc/thread-self/ns/net").st_ino
+
+
+@dataclass(slots=True)
+class KernelFastPath:
+    """The loaded replay programs and their maps; ``close()`` detaches and frees them."""
+
+    libbpf: LibBpf
+    obj: BpfObject
+    attached: list[tuple[int, int, TcDirection]] = field(default_factory=list)
+
+    @classmethod
+    def load(cls, path: Path = REPLAY_OBJECT) -> KernelFastPath:
+        """Load the programs; raises ``KernelFastPathUnavailable`` saying why they cannot run."""
+        libbpf = LibBpf.open()
+        return cls(libbpf, BpfObject.load(libbpf, path))
+
+    # attaching
+
+    def attach_port(self, ifindex: int) -> None:
+        """Replay plans for frames arriving from the VM behind interface ``ifindex``."""
+        self._attach(ifindex, "port_ingress")
+
+    def attach_tunnel_device(self, ifindex: int) -> None:
+        """Deliver frames out of the collect_md VXLAN device ``ifindex`` by the tunnel plans."""
+        self._attach(ifindex, "tunnel_ingress")
+
+    def filter_socket(self, sock: socket.socket) -> None:
+        """Hide from the Python path's AF_PACKET socket the frames the kernel forwards."""
+        fd = self.obj.program_fd("port_socket_filter")
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_BPF, fd)
+        except OSError as exc:
+            raise KernelFastPathUnavailable(
+                f"cannot attach the socket filter: {exc.strerror}", exc.errno or 0) from exc
+
+    def _attach(self, ifindex: int, program: str) -> None:
+        tc_attach(self.libbpf, ifindex, TcDirection.INGRESS, self.obj.program_fd(program))
+        self.attached.append((_netns_id(), ifindex, TcDirection.INGRESS))
+
+    def detach(self, ifindex: int) -> None:
+        """Take our filter off ``ifindex`` in the calling thread's namespace."""
+        here = _netns_id()
+        for item in [a for a in self.attached if a[0] == here and a[1] == ifindex]:
+            tc_detach(self.libbpf, ifindex, item[2])
+            self.attached.remove(item)
+
+    # plans
+
+    def install_port(self, plan: PortPlan) -> None:
+        """Add or replace a port plan (a replaced plan's counters start again at zero)."""
+        if not 64 <= plan.max_frame_len <= 65535:
+            raise DatapathError(f"max_frame_len {plan.max_frame_len} is outside 64..65535")
+        self._update("port_plans", plan.key(), plan.entry())
+
+    def remove_port(self, in_ifindex: int, dst_mac: str) -> EntryCounters | None:
+        """Remove a port plan; its last counters, to fold into the flows, or None if absent."""
+        return self._remove("port_plans", port_key(in_ifindex, dst_mac), PortEntry())
+
+    def port_counters(self, in_ifindex: int, dst_mac: str) -> EntryCounters | None:
+        return self._counters("port_plans", port_key(in_ifindex, dst_mac), PortEntry())
+
+    def install_tunnel(self, plan: TunnelPlan) -> None:
+        self._update("tunnel_plans", plan.key(), plan.entry())
+
+    def remove_tunnel(self, vni: int, remote_ip: str, dst_mac: str) -> EntryCounters | None:
+        return self._remove("tunnel_plans", tunnel_key(vni, remote_ip, dst_mac), TunnelEntry())
+
+    def tunnel_counters(self, vni: int, remote_ip: str, dst_mac: str) -> EntryCounters | None:
+        return self._counters("tunnel_plans", tunnel_key(vni, remote_ip, dst_mac),
+                              TunnelEntry())
+
+    def stats(self) -> dict[Stat, int]:
+        """The programs' outcome counters, summed over CPUs."""
+        ncpu = self.libbpf.lib.libbpf_num_possible_cpus()
+        fd = self.obj.map_fd("stats")
+        out: dict[Stat, int] = {}
+        for stat in Stat:
+            key = ctypes.c_uint32(int(stat))
+            values = (ctypes.c_uint64 * ncpu)()
+            self._ok(self.libbpf.lib.bpf_map_lookup_elem(fd, ctypes.byref(key),
+                                                         ctypes.byref(values)), "stats")
+            out[stat] = sum(values)
+        return out
+
+    def close(self) -> None:
+        here = _netns_id()
+        for item in [a for a in self.attached if a[0] == here]:
+            tc_detach(self.libbpf, item[1], item[2])
+        self.attached.clear()  # filters in other namespaces go with their interfaces
+        self.obj.close()
+
+    # map access
+
+    def _update(self, name: str, key: ctypes.Structure, value: ctypes.Structure) -> None:
+        fd = self.obj.map_fd(name)
+        self._ok(self.libbpf.lib.bpf_map_update_elem(fd, ctypes.byref(key), ctypes.byref(value),
+                                                     BPF_ANY), f"update {name}")
+
+    def _counters(self, name: str, key: ctypes.Structure,
+                  value: PortEntry | TunnelEntry) -> EntryCounters | None:
+        fd = self.obj.map_fd(name)
+        ret = self.libbpf.lib.bpf_map_lookup_elem(fd, ctypes.byref(key), ctypes.byref(value))
+        if ret == -errno.ENOENT:
+            return None
+        self._ok(ret, f"lookup {name}")
+        return EntryCounters(value.packets, value.bytes, value.last_used_ns)
+
+    def _remove(self, name: str, key: ctypes.Structure,
+                value: PortEntry | TunnelEntry) -> EntryCounters | None:
+        last = self._counters(name, key, value)
+        if last is None:
+            return None
+        ret = self.libbpf.lib.bpf_map_delete_elem(self.obj.map_fd(name), ctypes.byref(key))
+        if ret != -errno.ENOENT:
+            self._ok(ret, f"delete {name}")
+        return last
+
+    @staticmethod
+    def _ok(ret: int, what: str) -> None:
+        if ret < 0:
+            raise DatapathError(f"{what}: {os.strerror(-ret)}")
+
+
+def ensure_vxlan_device(name: str, port: int = VXLAN_PORT) -> int:
+    """A collect_md ("external") VXLAN device, made if missing and set up; its ifindex.
+
+    It owns UDP ``port`` in its namespace from then on."""
+    with IPRoute() as ipr:
+        found = ipr.link_lookup(ifname=name)
+        if not found:
+            try:
+                ipr.link("add", ifname=name, kind="vxlan", vxlan_collect_metadata=1,
+                         vxlan_port=port, vxlan_learning=0)
+            except OSError as exc:
+                raise DatapathError(f"cannot make the VXLAN device {name}: {exc}") from exc
+            found = ipr.link_lookup(ifname=name)
+        ifindex = int(found[0])
+        link = ipr.get_links(ifindex)[0]
+        info = link.get_attr("IFLA_LINKINFO")
+        kind = info.get_attr("IFLA_INFO_KIND") if info else None
+        data = info.get_attr("IFLA_INFO_DATA") if info and kind == "vxlan" else None
+        if data is None or not data.get_attr("IFLA_VXLAN_COLLECT_METADATA"):
+            # a plain VXLAN device would send everything to its one remote: refuse it
+            raise DatapathError(f"{name} exists and is not a collect_md (external) VXLAN device")
+        ipr.link("set", index=ifindex, state="up")
+        return ifindex
+
+
+def load_or_explain() -> tuple[KernelFastPath | None, str]:
+    """The fast path, or None and the one-line reason the Python path is used instead."""
+    try:
+        return KernelFastPath.load(), "kernel"
+    except KernelFastPathUnavailable as exc:
+        return None, f"off: {exc}"
