@@ -314,15 +314,7 @@ class Forwarder:
                     frames = self._follow(plan, plan_key, frames)
                     if not frames:
                         return
-        meter = self.walk_meter
-        if metered and meter is not None and not meter.allow(port.name, tun_id,
-                                                             time.monotonic()):
-            dropped = len(frames) if gso is None else gso.segments
-            port.stats.rx_dropped += dropped
-            self._count(port.bridge, WALK_LIMIT, dropped)
-            return
         self.settle()  # the walk must see what earlier packets did
-        self.plans.walked += len(frames) if gso is None else gso.segments
         state = self.bridges[port.bridge]
         try:
             key = extract_flow_key(frames[0], port.ofport, tun_id, tun_src=tun_src,
@@ -333,6 +325,16 @@ class Forwarder:
             self.ratelog.warning(f"bad:{port.name}", "%s: dropped a bad packet: %s",
                                   port.name, exc)
             return
+        # only a real walk is metered: a flow the first bridge's cache answers (a known flow
+        # that has no plan: non-IP, or dropped) costs little and is never held back
+        meter = self.walk_meter
+        if metered and meter is not None and not state.cache.cached(key) and not meter.allow(
+                port.name, tun_id, time.monotonic()):
+            dropped = len(frames) if gso is None else gso.segments
+            port.stats.rx_dropped += dropped
+            self._count(port.bridge, WALK_LIMIT, dropped)
+            return
+        self.plans.walked += len(frames) if gso is None else gso.segments
         original = dict(key)
         headers = tuple(map(original.get, _HEADER_FIELDS))
         self._pipeline(state, key, original, headers, frames, 0, gso)

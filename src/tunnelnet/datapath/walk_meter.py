@@ -13,8 +13,9 @@ bucket, as Open vSwitch and Faucet meter what goes to their slow paths (a contro
 ``controller_rate_limit``, Faucet's ``packetin_pps``). An ingress is a port, and for a tunnel
 port each network key apart (one port carries all networks of a peer, and one tenant's flood
 must not use up another's walks). Frames over the limit are dropped and counted
-(``walk_limit``); packets of flows already known never walk and are never metered, so a
-flooding VM's own established traffic goes on.
+(``walk_limit``); packets of flows already known (a plan, or the first bridge's flow cache,
+answers them) never walk and are never metered, so a flooding VM's own established traffic
+goes on.
 """
 
 from __future__ import annotations

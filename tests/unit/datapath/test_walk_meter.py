@@ -99,3 +99,14 @@ def test_the_flooding_ports_known_flow_goes_on_without_tokens(board: Switchboard
     before = len(_sent(board, "peer"))
     _receive(board, "attacker", [known])
     assert len(_sent(board, "peer")) == before + 1
+
+
+def test_a_known_flow_without_a_plan_is_never_metered(board: Switchboard) -> None:
+    # frames of no IP kind get no plan, but once cached they cost no walk: never held back
+    lldp_like = _frame("02:00:00:00:05:01", "02:00:00:00:05:02")
+    _receive(board, "peer", [_frame("02:00:00:00:05:02")])
+    _receive(board, "attacker", [lldp_like] * 2)  # learns, then cached
+    for _ in range(20):  # 4x the burst, one frame at a time, as a steady stream would come
+        _receive(board, "attacker", [lldp_like])
+    assert board.bridge("br-int").drops.get("walk_limit", 0) == 0
+    assert len(_sent(board, "peer")) == 2 + 20
