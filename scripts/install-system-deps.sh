@@ -15,6 +15,7 @@ declare -A wanted=(
   [chromium]=chromium  # the browser Playwright drives in the web page test
   [etcd]=etcd-server  # the etcd store's tests start their own etcd (never the system service)
   [openssl]=openssl  # the TLS tests make their CA and certificates with it, as docs/deploy.md does
+  [etcdctl]=etcd-client  # lab status asks the lab's etcd members for health and leader with it
   [dnsmasq]=dnsmasq-base  # the DHCP agent's server (dnsmasq-base ships no system service)
   [dhcp_release]=dnsmasq-utils  # frees a deleted port's lease in dnsmasq
   [udhcpc]=udhcpc  # the lab VMs' DHCP client (busybox)

@@ -226,7 +226,8 @@ def _n_packets(lines: list[str], where: str) -> int:
     return int(line.split("n_packets=")[1].split(",")[0])
 
 
-def _attack(lab: Lab, tmp: Path, tag: str, att: Vm) -> tuple[dict[str, list[str]], bytes]:
+def _attack(lab: Lab, tmp: Path, tag: str, att: Vm,
+            *, unprotected: bool = False) -> tuple[dict[str, list[str]], bytes]:
     vic, far = lab.vms["vic"], lab.vms["far"]
     marker = f"tn-forged-{secrets.token_hex(4)}".encode()
     honest = f"tn-honest-{secrets.token_hex(4)}".encode()
@@ -244,7 +245,14 @@ def _attack(lab: Lab, tmp: Path, tag: str, att: Vm) -> tuple[dict[str, list[str]
             _capture(far, tmp / f"{tag}-far.pcap") as far_cap:
         _send(att, frames)
     for victim, cap in ((vic, vic_cap), (far, far_cap)):
-        assert _count(cap, victim, honest) == REPEAT, f"{victim.name} missed the controls"
+        got = _count(cap, victim, honest)
+        if unprotected and victim is vic:
+            # the first round's forged source MAC teaches the switches that vic lives behind
+            # att's port, so later controls to vic may go there: the attack working. The
+            # first round's control is sent before any forgery and must arrive.
+            assert got >= 1, f"{victim.name} missed the controls"
+        else:
+            assert got == REPEAT, f"{victim.name} missed the controls"
         seen[victim.name] = _forged_seen(cap, victim, att, marker, {far.ip, GATEWAY})
     return seen, marker
 
@@ -269,7 +277,10 @@ def test_forged_frames_never_reach_the_victims_and_are_counted_on_br_int(
     assert seen == {"vic": [], "far": []}
     after = {"vic": _neigh(vic), "far": _neigh(far)}
     assert after["vic"].get(far.ip) == far.mac and after["far"].get(vic.ip) == vic.mac
-    assert GATEWAY not in after["vic"] and GATEWAY not in after["far"]
+    # the gateway's address: unchanged, whatever it was (the DHCP port holds it in this
+    # lab, whose subnet has no gateway; without DHCP, nobody) and never att's MAC
+    for name in ("vic", "far"):
+        assert after[name].get(GATEWAY) == before[name].get(GATEWAY) != att.mac, name
     # the forged source MAC taught no switch that vic lives behind att's port
     assert _ping(far, vic.ip)
     flows = lab.flows(att.hypervisor)
@@ -326,6 +337,6 @@ def test_port_security_off_lets_the_same_forgery_through(lab: Lab, tmp_path: Pat
     # the switches may have learned vic's MAC on att's port from an earlier forgery: vic's own
     # traffic teaches them back
     _wait(lambda: _ping(vic, far.ip) and _ping(far, vic.ip), "vic and far to reach each other")
-    seen, _ = _attack(lab, tmp_path, "open", att)
+    seen, _ = _attack(lab, tmp_path, "open", att, unprotected=True)
     assert seen["vic"] and seen["far"]  # the same frames now arrive
     assert att.mac in (_neigh(vic).get(GATEWAY), _neigh(far).get(GATEWAY))

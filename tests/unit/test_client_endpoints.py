@@ -94,3 +94,53 @@ def test_the_agent_asks_the_next_controller_at_once_when_one_cannot_reach_its_st
         events = ctl.watch(since=5, timeout=0.1)
     assert asked == ["a", "b"] and client.url == "https://b:9696"
     assert [(e.resource, e.revision) for e in events] == [("bookmark", 7)]
+
+
+def _one_answer_then_silent_close(listener: socket.socket, seen: list[bytes]) -> None:
+    # a server that answers one request on a kept-alive connection, then closes it unread,
+    # as a server whose idle timeout ran out does; later connections get a normal answer
+    body = b'{"networks": []}'
+    answer = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
+              + str(len(body)).encode() + b"\r\n\r\n" + body)
+    first = True
+    while True:
+        try:
+            conn, _ = listener.accept()
+        except OSError:
+            return
+        with conn:
+            request = conn.recv(65536)
+            if not request:
+                continue
+            seen.append(request.split(b"\r\n", 1)[0])
+            conn.sendall(answer)
+            if first:
+                first = False
+                dropped = conn.recv(65536)  # the next request here: read, never answered
+                if dropped:
+                    seen.append(dropped.split(b"\r\n", 1)[0])
+
+
+@pytest.mark.parametrize(("method", "retried"), [("GET", True), ("POST", False)])
+def test_a_connection_the_server_closed_while_idle_is_retried_only_when_repeating_is_safe(
+        method: str, retried: bool) -> None:
+    import threading
+
+    seen: list[bytes] = []
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(4)
+        port = listener.getsockname()[1]
+        thread = threading.Thread(target=_one_answer_then_silent_close, args=(listener, seen),
+                                  daemon=True)
+        thread.start()
+        with Client(f"http://127.0.0.1:{port}", "tok") as client:
+            client.request("GET", "/v2.0/networks")
+            if retried:
+                client.request(method, "/v2.0/networks")
+            else:
+                with pytest.raises(ClientError):
+                    client.request(method, "/v2.0/networks", {"network": {}})
+    # RFC 9110 9.2.2: only an idempotent request is sent again (a POST may have been taken)
+    assert [line.split()[0].decode() for line in seen] == (
+        ["GET", method, method] if retried else ["GET", method])

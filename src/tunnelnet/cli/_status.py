@@ -50,3 +50,21 @@ def print_status(data: dict[str, Any], *, simulated: bool) -> None:
     table(["VM", "TENANT", "NETWORK", "HOST", "IP", "MAC", "MTU", "TAP", "PORT"],
           [[vm["name"], vm["tenant"], vm["network"], vm["hypervisor"], vm["ip"], vm["mac"],
             str(vm["mtu"]), vm.get("tap", "-"), vm["port_status"]] for vm in data["vms"]])
+    control = data.get("control")
+    if control:
+        print_control(control)
+
+
+def print_control(control: dict[str, Any]) -> None:
+    click.echo(f"control plane (store {control.get('store', 'sqlite')}):")
+    table(["CONTROLLER", "PROCESS", "API", "URL"],
+          [[c["name"], "running" if c["running"] else "STOPPED",
+            "answers" if c["answers"] else "SILENT", c["url"]]
+           for c in control.get("controllers", [])])
+    if control.get("etcd"):
+        table(["ETCD MEMBER", "PROCESS", "HEALTH", "ROLE", "ENDPOINT"],
+              [[m["name"], "running" if m.get("running") else "STOPPED",
+                "healthy" if m["healthy"] else "UNHEALTHY",
+                "leader" if m["leader"] else "-",
+                m["endpoint"] + (f"  ({m['error']})" if m.get("error") else "")]
+               for m in control["etcd"]])

@@ -125,6 +125,7 @@ def cli(ctx: click.Context, host: str | None, url: str, ca_file: str | None,
                                  "controller's knowledge of ports)", param_hint="--arp-responder")
     logging.basicConfig(filename=log_file, level=log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per long poll otherwise
     mappings = _mappings(bridge_mappings)
     conf = AgentConfig(host=host, tunnel_ip=tunnel_ip, tunnel_types=types, l2pop=l2pop,
                        arp_responder=arp_responder, bridge_mappings=mappings)

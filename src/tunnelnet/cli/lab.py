@@ -178,8 +178,9 @@ def move(choice: LabChoice, vm: str, hypervisor: str, as_json: bool) -> None:
 @click.argument("daemon")
 @pass_choice
 def stop_daemon(choice: LabChoice, daemon: str) -> None:
-    """Stop one daemon (server, agent-HV, vswitchd-HV), e.g. to watch forwarding go on
-    without its agent or controller. 'lab start DAEMON' brings it back."""
+    """Stop one daemon (server, agent-HV, vswitchd-HV; with [control] store = "etcd" also
+    controller-N and etcd-N), e.g. to watch forwarding go on without its agent, a controller
+    or an etcd member. 'lab start DAEMON' brings it back."""
     click.echo(choice.lab().stop(daemon))
 
 
@@ -203,7 +204,9 @@ def _print_status(lab: Lab, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_choice
 def status(choice: LabChoice, as_json: bool) -> None:
-    """Hypervisors (agent alive, tunnels), VMs (IP, MAC, tenant, network, port status)."""
+    """Hypervisors (agent alive, tunnels), VMs (IP, MAC, tenant, network, port status), and
+    the control plane: controllers (running, answering, URL) and etcd members (health and
+    leader, as etcd reports them)."""
     _print_status(choice.lab(), as_json)
 
 

@@ -82,6 +82,9 @@ def query_text(filters: Mapping[str, Any]) -> dict[str, list[str]]:
     return out
 
 
+# RFC 9110 9.2.2: the methods whose repetition has the effect of one request
+_IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
+
 class Client:
     """The controller's API over HTTP(S) or a unix socket, at one URL or a list of them.
 
@@ -176,7 +179,7 @@ class Client:
         for index in self._order():
             endpoint = self.endpoints[index]
             try:
-                response = self._http(index).request(method, path, **kwargs)
+                response = self._request_once_more_if_stale(index, method, path, **kwargs)
             except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
                 # nothing was sent: the next controller may take it
                 failures.append(f"{endpoint.url} ({endpoints.why(exc, endpoint, self.ca_file)})")
@@ -190,6 +193,21 @@ class Client:
                 self._current = (index + 1) % len(self.endpoints)
             return response
         raise self._unreachable(failures)
+
+    def _request_once_more_if_stale(self, index: int, method: str, path: str,
+                                    **kwargs: Any) -> httpx.Response:
+        try:
+            return self._http(index).request(method, path, **kwargs)
+        except httpx.RemoteProtocolError as broken:
+            # a pooled connection the server closed while idle fails before any answer; the
+            # request was not taken, and one that means the same when repeated is sent again
+            # on a fresh connection (a POST is not: it might have been taken after all)
+            if method.upper() not in _IDEMPOTENT:
+                raise
+            try:
+                return self._http(index).request(method, path, **kwargs)
+            except (httpx.ConnectError, httpx.ConnectTimeout):
+                raise broken from None  # not the connection but the controller is gone
 
     def request(
         self,

@@ -22,6 +22,8 @@ from tunnelnet.errors import TunnelnetError
 # the hook udhcpc runs; $1 is the event (deconfig, bound, renew, leasefail, nak)
 SCRIPT = """#!/bin/sh
 # tunnelnet lab: write the lease down; the lab applies it
+# (without a lease file to write, e.g. run by hand, nothing: never a stray file in the cwd)
+[ -n "$TUNNELNET_LEASE_FILE" ] || exit 0
 case "$1" in
   bound|renew) env > "$TUNNELNET_LEASE_FILE.tmp" && mv "$TUNNELNET_LEASE_FILE.tmp" \
 "$TUNNELNET_LEASE_FILE" ;;

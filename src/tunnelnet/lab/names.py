@@ -48,3 +48,23 @@ def physical_bridge() -> str:
     """The hypervisor's bridge for the physical networks (all physnets share the one
     uplink in the lab), as an operator would name it after the interface."""
     return "br-eth1"
+
+
+# -- the management network of a clustered control plane ([control] store = "etcd") --------
+
+MGMT_NS = f"{PREFIX}-mgmt"  # etcd members and controllers live here
+MGMT_BRIDGE = "br-mgmt"
+MGMT_UPLINK = "mgmt0"  # a hypervisor's interface on the management network
+
+
+def mgmt_port(hypervisor: str) -> str:
+    """The management switch's port towards a hypervisor (``mg-hv1``)."""
+    return f"mg-{hypervisor}"[:15]
+
+
+def etcd_member(index: int) -> str:
+    return f"etcd-{index}"
+
+
+def controller(index: int) -> str:
+    return f"controller-{index}"

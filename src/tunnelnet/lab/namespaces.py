@@ -100,6 +100,46 @@ def _tunnel_ports(info: dict[str, str]) -> dict[str, str]:
     return {}
 
 
+def _controller_answers(url: str, token: str) -> bool:
+    from tunnelnet.client.http import Client
+
+    try:
+        with Client(url, token, timeout=3.0) as api:
+            api.request("GET", "/")
+        return True
+    except TunnelnetError:
+        return False
+
+
+def _control_status(state: LabState) -> dict[str, Any]:
+    """The control plane: each controller (running, answering, its URL) and, clustered, each
+    etcd member (health and leader, from etcd itself)."""
+    from tunnelnet.lab import control_plane, processes
+
+    pids = {p.name: p.pid for p in state.processes}
+    control = state.control
+    if not control.get("controllers"):  # one controller on SQLite (or a lab of before)
+        pid = pids.get("server")
+        return {"store": control.get("store", "sqlite"), "etcd": [], "controllers": [
+            {"name": "server", "url": state.server_url,
+             "running": pid is not None and processes.alive(pid),
+             "answers": _controller_answers(state.server_url, state.admin_token)}]}
+    controllers = [{"name": c["name"], "url": c["url"],
+                    "running": c["name"] in pids and processes.alive(pids[c["name"]]),
+                    "answers": _controller_answers(f"unix:{c['unix']}", state.admin_token)}
+                   for c in control["controllers"]]
+    try:
+        members = control_plane.member_status(control)
+    except TunnelnetError as exc:
+        members = [{"name": m["name"], "endpoint": m["client"], "healthy": False,
+                    "error": str(exc), "leader": False} for m in control.get("etcd", [])]
+    for member in members:
+        pid = pids.get(member["name"])
+        member["running"] = pid is not None and processes.alive(pid)
+    return {"store": control["store"], "ca": control.get("ca"), "etcd": members,
+            "controllers": controllers}
+
+
 def tunnel_states(info: dict[str, str], ports: list[str]) -> dict[str, dict[str, Any]]:
     """Each tunnel's liveness on one hypervisor: its BFD ``state`` (up, down, init,
     admin_down; "off" without BFD), ``forwarding``, ``diagnostic``, and from our switch the
@@ -192,6 +232,7 @@ class NamespaceLab(Lab):
                      "port_id": vm.port_id}
                     for vm in sorted(state.vms.values(), key=lambda v: v.name)],
             "networks": state.networks,
+            "control": _control_status(state),
         }
 
     def ping(self, src: str, dst: str) -> PingOutcome:

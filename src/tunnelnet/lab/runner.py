@@ -4,7 +4,9 @@ The lab plays the operator and Nova: it creates each tenant's networks, subnets 
 through the controller's API, then plugs each VM's vNIC into br-int carrying
 ``external_ids:iface-id`` = the port's id, exactly as Nova plugs a VM. Agents do the rest.
 Control traffic (agents <-> controller) goes over a unix socket in the lab's run directory,
-so the underlay carries nothing but tunnels, as a capture of it shows.
+or, with ``[control] store = "etcd"``, over TLS on a management network of its own
+(:mod:`tunnelnet.lab.control_plane`): either way the underlay carries nothing but tunnels, as
+a capture of it shows.
 """
 
 from __future__ import annotations
@@ -28,7 +30,16 @@ from tunnelnet.datapath.control import ControlClient, socket_path
 from tunnelnet.dhcp import plumbing
 from tunnelnet.dhcp.config import DEVICE_OWNER
 from tunnelnet.errors import TunnelnetError
-from tunnelnet.lab import dhcp_client, fabric, links, names, ovs_host, processes
+from tunnelnet.lab import (
+    control_plane,
+    dhcp_client,
+    fabric,
+    links,
+    names,
+    ovs_host,
+    pki,
+    processes,
+)
 from tunnelnet.lab.state import LabState, LabStateError, ProcessRecord, StateFile, VmRecord
 from tunnelnet.lab.topology import Topology, TopologyError, Vm, load
 from tunnelnet.packet import tunnel_kinds
@@ -96,7 +107,33 @@ def _dnsmasqs_with(arg: str) -> list[int]:
 
 def _planned_namespaces(topo: Topology) -> list[str]:
     return [names.UNDERLAY_NS, *(names.hypervisor_ns(h.name) for h in topo.hypervisors),
-            *(names.vm_ns(v.name) for v in topo.vms)]
+            *(names.vm_ns(v.name) for v in topo.vms),
+            *([names.MGMT_NS] if topo.control.clustered else [])]
+
+
+def _stop_order(proc: ProcessRecord) -> tuple[bool, ...]:
+    """The DHCP agent first (it takes its ports off the switch and removes its namespaces),
+    then the agents (nothing must reprogram a switch that is going away), the switches and
+    controllers, the SQLite controller, and etcd last (controllers need it to the end)."""
+    return (not proc.name.startswith("dhcp-agent"), not proc.name.startswith("agent"),
+            proc.name.startswith("ovsdb-server"), proc.name == "server",
+            proc.name.startswith("etcd-"))
+
+
+def agent_controllers(state: LabState) -> list[str]:
+    """The agents' --controller (and --ca-file): every controller over TLS on the management
+    network when the control plane is clustered, else the one controller's unix socket."""
+    control = state.control
+    if control.get("controllers"):
+        return ["--controller", ",".join(c["url"] for c in control["controllers"]),
+                "--ca-file", str(control["ca"])]
+    return ["--controller", state.server_url]
+
+
+def topo_management(plan: control_plane.ControlPlan) -> str:
+    return (f"{len(plan.members)} etcd members, controllers "
+            f"{', '.join(c.address for c in plan.controllers)}, hypervisors "
+            f"{', '.join(plan.hypervisors.values())}")
 
 
 class LabRunner:
@@ -169,7 +206,8 @@ class LabRunner:
         self._remove_files(LabState(hypervisors={hv.name: {} for hv in topo.hypervisors}))
         state = LabState(topology=str(Path(topology_path).resolve()),
                          admin_token=secrets.token_hex(16),
-                         server_url=server_url(self.directory))
+                         server_url=server_url(self.directory),
+                         control={"store": topo.control.store.value})
         self.directory.mkdir(parents=True, exist_ok=True)
         self.file.save(state)
         try:
@@ -192,7 +230,10 @@ class LabRunner:
                            if n.type in ("vlan", "flat") and n.physical_network})
         if physnets:
             self._build_physical_network(topo, physnets)
-        self._start_server(topo, state)
+        if topo.control.clustered:
+            self._start_control_plane(topo, state)
+        else:
+            self._start_server(topo, state)
         self._start_switches(topo, state)
         if physnets:
             self._make_physical_bridges(topo, state, physnets)
@@ -249,26 +290,67 @@ class LabRunner:
     def _start_server(self, topo: Topology, state: LabState) -> None:
         db = self.directory / "server.db"
         sock = self.directory / "server.sock"
+        config = self._server_config(topo)
+        argv = processes.tunnelnet_argv("server", "--db", str(db), "--config", str(config),
+                                        "--listen", "127.0.0.1:0", "--unix", str(sock))
+        env = {"TUNNELNET_ADMIN_TOKEN": state.admin_token}
+        proc = self._spawn(state, "server", argv, None, env)
+        self.say(f"controller: tunnelnet server on {state.server_url}")
+        self._wait_answers(state, state.server_url, "server", proc)
+
+    def _server_config(self, topo: Topology) -> Path:
         config = self.directory / "server.toml"
         # every tunnel kind is offered to tenants; a dead agent is noticed within 15 s
         kinds = ", ".join(f'"{name}"' for name in tunnel_kinds.names())
         config.write_text(
             f"tenant_network_types = [{kinds}]\nunderlay_mtu = {topo.underlay_mtu}\n"
             "agent_down_time = 15.0\n")
-        argv = processes.tunnelnet_argv("server", "--db", str(db), "--config", str(config),
-                                        "--listen", "127.0.0.1:0", "--unix", str(sock))
+        return config
+
+    def _start_control_plane(self, topo: Topology, state: LabState) -> None:
+        """etcd members and controllers in the management namespace (control_plane.py)."""
+        plan = control_plane.plan(topo, self.directory)
+        self.say(f"management network: bridge {names.MGMT_BRIDGE} in namespace "
+                 f"{names.MGMT_NS}, {topo_management(plan)}")
+        control_plane.build_network(plan, self._record_netns(state))
+        certs = pki.make(plan.directory / "pki", [c.address for c in plan.controllers])
+        state.control = plan.record(certs.ca)
+        state.server_url = plan.lab_url
+        self.file.save(state)
+        token = secrets.token_hex(8)
+        for member in plan.members:
+            self._spawn(state, member.name, control_plane.etcd_argv(plan, member, token),
+                        names.MGMT_NS)
+        processes.wait_until(lambda: all(m["healthy"]
+                                         for m in control_plane.member_status(state.control)),
+                             f"etcd cluster of {len(plan.members)} members",
+                             timeout=READY_TIMEOUT, interval=0.5)
+        self.say(f"etcd: {len(plan.members)} members healthy "
+                 f"({', '.join(m.client for m in plan.members)} in {names.MGMT_NS})")
+        config = self._server_config(topo)
         env = {"TUNNELNET_ADMIN_TOKEN": state.admin_token}
-        proc = self._spawn(state, "server", argv, None, env)
-        self.say(f"controller: tunnelnet server on {state.server_url}")
-        with self.client(state) as api:
+        for index, controller in enumerate(plan.controllers):
+            argv = processes.tunnelnet_argv(
+                "server", "--store", plan.store_url(index), "--config", str(config),
+                "--listen", f"{controller.address}:{control_plane.CONTROLLER_PORT}",
+                "--tls-cert", str(certs.cert), "--tls-key", str(certs.key),
+                "--unix", str(controller.unix))
+            proc = self._spawn(state, controller.name, argv, names.MGMT_NS, env)
+            self._wait_answers(state, f"unix:{controller.unix}", controller.name, proc)
+            self.say(f"controller: {controller.name} on {controller.url} (TLS, CA "
+                     f"{certs.ca}) and unix:{controller.unix}")
+
+    def _wait_answers(self, state: LabState, url: str, name: str,
+                      proc: subprocess.Popen[bytes]) -> None:
+        with Client(url, state.admin_token, timeout=15.0) as api:
             def answers() -> bool:
                 try:
                     api.request("GET", "/")
                     return True
                 except TunnelnetError:
                     return False
-            processes.wait_until(answers, "controller", timeout=READY_TIMEOUT, proc=proc,
-                                 log_path=self.directory / "logs" / "server.log")
+            processes.wait_until(answers, name, timeout=READY_TIMEOUT, proc=proc,
+                                 log_path=self.directory / "logs" / f"{name}.log")
 
     def _start_switches(self, topo: Topology, state: LabState) -> None:
         for hv in topo.hypervisors:
@@ -309,12 +391,13 @@ class LabRunner:
     def _start_agents(self, topo: Topology, state: LabState, *, l2pop: bool,
                       arp_responder: bool, physnets: list[str]) -> None:
         mappings = ",".join(f"{p}:{names.physical_bridge()}" for p in physnets)
+        controllers = agent_controllers(state)
         for hv in topo.hypervisors:
             rundir = hv_rundir(self.directory, hv.name)
             switch = (["--switch", "ovs", "--ovs-rundir", str(rundir)]
                       if hv.switch == "ovs" else [])
             argv = processes.tunnelnet_argv(
-                "agent", "--host", hv.name, "--controller", state.server_url,
+                "agent", "--host", hv.name, *controllers,
                 "--tunnel-ip", hv.ip, "--tunnel-types", agent_tunnel_types(topo),
                 "--rundir", str(rundir),
                 "--log-file", str(rundir / "agent.log"), *switch,
@@ -507,11 +590,7 @@ class LabRunner:
     def down(self) -> list[str]:
         """Stop every recorded daemon and remove every recorded namespace; returns leftovers."""
         state = self.file.load()
-        # the DHCP agent first: it takes its ports off the switch and removes its namespaces
-        order = sorted(state.processes, key=lambda p: (not p.name.startswith("dhcp-agent"),
-                                                       not p.name.startswith("agent"),
-                                                       p.name.startswith("ovsdb-server"),
-                                                       p.name == "server"))
+        order = sorted(state.processes, key=_stop_order)
         for proc in order:
             processes.stop(proc.pid)
             self.say(f"stopped {proc.name} (pid {proc.pid})")
@@ -548,7 +627,7 @@ class LabRunner:
         for name in ("server.sock", "server.db", "server.db-wal", "server.db-shm",
                      "server.db.admin-token", "server.toml"):
             (self.directory / name).unlink(missing_ok=True)
-        for sub in ["logs", "leases", *state.hypervisors]:
+        for sub in ["logs", "leases", control_plane.CONTROL_DIR, *state.hypervisors]:
             shutil.rmtree(self.directory / sub, ignore_errors=True)
         for info in state.hypervisors.values():
             if info.get("dhcp"):

@@ -42,10 +42,23 @@ class SimulatedLab(Lab):
     def _call(self, op: str, timeout: float = 600.0, **args: Any) -> Any:
         return SimClient(self.directory, timeout=timeout).call(op, **args)
 
+    @staticmethod
+    def _refuse_clustered(topology: str) -> None:
+        """The simulation has one in-process controller and no processes to kill: a topology
+        that asks for an etcd cluster is refused rather than silently run without one."""
+        from tunnelnet.lab.topology import load
+
+        if load(topology).control.clustered:
+            raise LabUnsupported(
+                f"{topology}: [control] store = \"etcd\" (an etcd cluster and several "
+                "controllers) needs the lab of namespaces (sudo tunnelnet lab up, without "
+                "--sim); the simulation runs one controller in memory")
+
     def serve(self, topology: str, *, l2pop: bool, arp_responder: bool) -> None:
         """Hold the simulation in this process until stopped (``lab sim-serve``)."""
         from tunnelnet.lab.sim_server import hold
 
+        self._refuse_clustered(topology)
         hold(self.directory, topology, l2pop=l2pop, arp_responder=arp_responder,
              extra=self.extra, say=self.say)
 
@@ -54,6 +67,7 @@ class SimulatedLab(Lab):
         from tunnelnet.lab import processes
 
         directory = self.directory
+        self._refuse_clustered(topology)
         if StateFile(directory).exists():
             raise TunnelnetError(f"a lab is already up (state in {directory / 'state.json'}); "
                                  "take it down first with 'tunnelnet lab down'")

@@ -29,7 +29,7 @@ def lab_dir(explicit: str | None = None) -> Path:
 
 @dataclass
 class ProcessRecord:
-    name: str  # "server", "vswitchd-hv1", "agent-hv1"
+    name: str  # "server", "vswitchd-hv1", "agent-hv1", "controller-1", "etcd-1"
     pid: int
     netns: str | None = None
     argv: list[str] = field(default_factory=list)  # to start it again after `lab stop`
@@ -62,6 +62,9 @@ class LabState:
     admin_token: str = ""
     networks: dict[str, dict[str, Any]] = field(default_factory=dict)
     tokens: dict[str, str] = field(default_factory=dict)
+    # the control plane: {"store": "sqlite"} or, clustered, its etcd members and controllers
+    # (tunnelnet.lab.control_plane.ControlPlan.record)
+    control: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

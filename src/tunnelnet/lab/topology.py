@@ -10,6 +10,7 @@ import difflib
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
+from enum import StrEnum
 from ipaddress import IPv4Address, IPv4Network, ip_address, ip_network
 from pathlib import Path
 from typing import Any
@@ -56,6 +57,32 @@ class Vm:
     ip: str | None = None
 
 
+class StoreKind(StrEnum):
+    SQLITE = "sqlite"  # one controller on a file: today's embedded default
+    ETCD = "etcd"  # an etcd cluster and any number of controllers on it
+
+
+# the management network of a clustered control plane (RFC 2544's benchmarking range: no
+# real network the lab could meet); the underlay must not overlap it
+MANAGEMENT_CIDR = "198.18.0.0/24"
+MAX_ETCD_MEMBERS = 7  # etcd advises at most 7: every write waits for a majority of them
+MAX_REPLICAS = 9
+
+
+@dataclass(frozen=True, slots=True)
+class Control:
+    """The control plane the lab runs (the ``[control]`` table)."""
+
+    store: StoreKind = StoreKind.SQLITE
+    etcd_members: int = 3
+    replicas: int = 1
+
+    @property
+    def clustered(self) -> bool:
+        """Controllers on etcd, reached over TLS on the management network."""
+        return self.store is StoreKind.ETCD
+
+
 @dataclass(frozen=True, slots=True)
 class Topology:
     underlay_cidr: str
@@ -64,6 +91,7 @@ class Topology:
     tenants: tuple[str, ...]
     networks: tuple[Network, ...]
     vms: tuple[Vm, ...]
+    control: Control = Control()
     dhcp: bool = True  # false: no DHCP agent, every VM's address set by hand
 
     @property
@@ -93,6 +121,7 @@ class Topology:
 # (a misspelt key would otherwise leave its default in place and the lab come up different).
 TABLES: dict[str, tuple[str, ...]] = {
     "underlay": ("cidr", "mtu"),
+    "control": ("store", "etcd_members", "replicas"),
     "hypervisor": ("name", "ip", "switch", "dhcp"),
     "tenant": ("name",),
     "network": ("name", "tenant", "type", "cidr", "segment", "physical_network", "dhcp"),
@@ -100,8 +129,11 @@ TABLES: dict[str, tuple[str, ...]] = {
 }
 
 
+SINGLE_TABLES = ("underlay", "control")  # written [name]; the others are lists, [[name]]
+
+
 def _spelled(table: str) -> str:
-    return f"[{table}]" if table == "underlay" else f"[[{table}]]"
+    return f"[{table}]" if table in SINGLE_TABLES else f"[[{table}]]"
 
 
 def _did_you_mean(word: str, known: list[str], spell: Callable[[str], str]) -> str:
@@ -135,12 +167,14 @@ def _check_tables(doc: dict[str, Any]) -> None:
             what = (f"table [[{key}]]" if isinstance(value, list) else f"table [{key}]"
                     if isinstance(value, dict) else f"key {key!r} at the top of the file")
             raise TopologyError(f"unknown {what}" + _did_you_mean(key, list(TABLES), _spelled))
-    underlay = doc.get("underlay", {})
-    if not isinstance(underlay, dict):
-        raise TopologyError("[underlay] must be one table (write [underlay], not [[underlay]])")
-    _check_keys(underlay, "underlay", "[underlay]")
+    for single in SINGLE_TABLES:
+        entry = doc.get(single, {})
+        if not isinstance(entry, dict):
+            raise TopologyError(f"[{single}] must be one table (write [{single}], not "
+                                f"[[{single}]])")
+        _check_keys(entry, single, f"[{single}]")
     for table in TABLES:
-        if table == "underlay":
+        if table in SINGLE_TABLES:
             continue
         for i, entry in enumerate(_entries(doc, table)):
             name = entry.get("name")
@@ -224,6 +258,34 @@ def _name(entry: dict[str, Any], where: str, seen: set[str]) -> str:
         raise TopologyError(f"{where}: name {name!r} is used twice")
     seen.add(name)
     return str(name)
+
+
+def _count(entry: dict[str, Any], key: str, default: int, top: int) -> int:
+    value = entry.get(key, default)
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= top:
+        raise TopologyError(f"[control] {key} must be a whole number from 1 to {top}, "
+                            f"not {value!r}")
+    return value
+
+
+def parse_control(entry: dict[str, Any]) -> Control:
+    """The ``[control]`` table: which store, how many etcd members and controllers."""
+    raw = entry.get("store", StoreKind.SQLITE.value)
+    try:
+        store = StoreKind(raw)
+    except ValueError:
+        raise TopologyError(f"[control] store {raw!r} is not one of "
+                            f"{', '.join(k.value for k in StoreKind)}") from None
+    members = _count(entry, "etcd_members", 3, MAX_ETCD_MEMBERS)
+    replicas = _count(entry, "replicas", 1, MAX_REPLICAS)
+    if store is StoreKind.SQLITE:
+        if "etcd_members" in entry:
+            raise TopologyError("[control] etcd_members needs store = \"etcd\"")
+        if replicas > 1:
+            # one SQLite file cannot be shared by controllers on several hosts
+            raise TopologyError(f"[control] replicas = {replicas} needs store = \"etcd\" "
+                                "(SQLite serves one controller)")
+    return Control(store, members, replicas)
 
 
 def parse(doc: dict[str, Any]) -> Topology:
@@ -319,8 +381,12 @@ def parse(doc: dict[str, Any]) -> Topology:
                 raise TopologyError(f"{where} ({name}): ip {ip} is not in {net.cidr}")
         vms.append(Vm(name, tenant, network, hv, ip))
 
+    control = parse_control(doc.get("control", {}))
+    if control.clustered and ul_net.overlaps(IPv4Network(MANAGEMENT_CIDR)):
+        raise TopologyError(f"[underlay] cidr {ul_net} overlaps the management network "
+                            f"{MANAGEMENT_CIDR} that [control] store = \"etcd\" uses")
     return Topology(str(ul_net), ul_mtu, tuple(hypervisors), tuple(tenants), tuple(networks),
-                    tuple(vms), bool(doc.get("dhcp", True)))
+                    tuple(vms), control=control, dhcp=bool(doc.get("dhcp", True)))
 
 
 def load(path: str | Path) -> Topology:

@@ -101,9 +101,11 @@ def _install_error_handlers(app: FastAPI) -> None:
             # etcd away or without quorum: nothing was changed and trying later may succeed,
             # which is what 503 tells a client (Neutron answers ServiceUnavailable likewise)
             log.warning("store unavailable: %s", exc)
+            cause = f" ({exc.cause})" if exc.cause else ""
+            outcome = ("the request may have been done: read before repeating it"
+                       if exc.unknown else "nothing was changed, try again")
             return _error(503, "ServiceUnavailable",
-                          "the controller's store cannot be reached now; nothing was changed, "
-                          "try again")
+                          f"the controller's store cannot be reached now{cause}; {outcome}")
         log.error("store error: %s", exc)
         return _error(500, "StoreError", "the controller's store failed; see its log")
 

@@ -70,7 +70,10 @@ class _Server(uvicorn.Server):
 def _uvicorn(app: FastAPI, tls: ssl.SSLContext | None = None) -> _Server:
     # the grace period is a backstop for streams of a thread-run server (no signal there)
     config = uvicorn.Config(
-        app, log_level="warning", access_log=False, lifespan="on", timeout_graceful_shutdown=3
+        app, log_level="warning", access_log=False, lifespan="on", timeout_graceful_shutdown=3,
+        # longer than a client keeps an idle connection (httpx: 5 s), so the client closes it
+        # first; at uvicorn's 5 s both closed it at once and a reused one failed unanswered
+        timeout_keep_alive=65,
     )
     config.load()
     # our own context rather than uvicorn's file options: loaded (and any fault named)
@@ -226,6 +229,8 @@ def serve(config: ServerConfig, unix_path: str | None = None) -> None:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    # httpx logs every request at INFO: on an etcd store that is a line per store call
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     tls = tls_context(config)  # first: a bad certificate is told before anything is opened
     store = _open_store(config)
     config = _admin_token(config)

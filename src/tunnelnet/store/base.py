@@ -26,7 +26,16 @@ class StoreError(TunnelnetError):
 
 
 class StoreUnavailable(StoreError):
-    """The store's backend cannot be reached or has no quorum; trying later may succeed."""
+    """The store's backend cannot be reached or has no quorum; trying later may succeed.
+
+    ``cause``: why, in words fit for an API client (no addresses of the backend), such as
+    "etcd has no leader"; the message itself is for the controller's log. ``unknown``: the
+    request reached the backend and no answer came, so it may have been done."""
+
+    def __init__(self, message: str, cause: str = "", *, unknown: bool = False) -> None:
+        super().__init__(message)
+        self.cause = cause
+        self.unknown = unknown
 
 
 class Compacted(StoreError):

@@ -384,8 +384,10 @@ class EtcdStore:
             )
         except StoreError as exc:
             self.gateway.close()
-            cls = StoreUnavailable if isinstance(exc, StoreUnavailable) else StoreError
-            raise cls(f"cannot use etcd at {','.join(self.endpoints)}: {exc}") from exc
+            message = f"cannot use etcd at {','.join(self.endpoints)}: {exc}"
+            if isinstance(exc, StoreUnavailable):
+                raise StoreUnavailable(message, exc.cause, unknown=exc.unknown) from exc
+            raise StoreError(message) from exc
 
     # -- transactions ----------------------------------------------------------------------
 

@@ -36,9 +36,29 @@ from tunnelnet.store.base import StoreError, StoreUnavailable
 
 _TIMEOUT = httpx.Timeout(10.0, connect=2.0)
 
+# gRPC metadata through the gateway (its "Grpc-Metadata-" header prefix): "hasleader: true"
+# makes a member that has no leader (an election, or its cluster lost quorum) refuse the call
+# at once with "etcdserver: no leader" (HTTP 503), as clientv3's WithRequireLeader does.
+# Without it a write or a linearizable read to such a member waits out etcd's request timeout
+# (about 7 s) and then our read timeout: a controller would hang its clients for seconds.
+_REQUIRE_LEADER = {"Grpc-Metadata-hasleader": "true"}
+
 
 class EtcdUnavailable(StoreUnavailable):
-    """No endpoint answered (the request was not delivered, or its outcome is unknown)."""
+    """No endpoint answered (the request was not delivered, or its outcome is unknown), or
+    the one that answered has no leader."""
+
+
+# etcd's words when it gave up waiting for a proposal to commit (its request timeout): as
+# "request timed out" (gRPC Unavailable, HTTP 503) or the gateway's own "context deadline
+# exceeded" (gRPC Unknown, HTTP 500)
+_TIMED_OUT = ("request timed out", "context deadline exceeded")
+
+# what a controller's client is told (StoreUnavailable.cause)
+NO_MEMBER = "no etcd member answers"
+NO_ANSWER = "etcd did not answer in time"
+NO_LEADER = "etcd has no leader: a majority of its members is away (quorum lost) or it is " \
+            "electing one"
 
 
 def b64(data: bytes) -> str:
@@ -166,14 +186,15 @@ class Gateway:
         errors = []
         for index in self._order():
             try:
-                response = self._clients[index].post(path, json=body)
+                response = self._clients[index].post(path, json=body, headers=_REQUIRE_LEADER)
             except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
                 errors.append(f"{self.endpoints[index]}: {exc or type(exc).__name__}")
                 continue
             except httpx.HTTPError as exc:
                 raise EtcdUnavailable(
                     f"etcd at {self.endpoints[index]} did not answer {path} "
-                    f"({exc or type(exc).__name__}); its outcome is unknown"
+                    f"({exc or type(exc).__name__}); its outcome is unknown", NO_ANSWER,
+                    unknown=True,
                 ) from exc
             with self._lock:
                 self._current = index
@@ -181,7 +202,7 @@ class Gateway:
                 raise _error(self.endpoints[index], path, response)
             data: dict[str, Any] = response.json()
             return data
-        raise EtcdUnavailable(f"no etcd endpoint answers: {'; '.join(errors)}")
+        raise EtcdUnavailable(f"no etcd endpoint answers: {'; '.join(errors)}", NO_MEMBER)
 
     def range(
         self,
@@ -281,11 +302,15 @@ class WatchStream:
             except httpx.HTTPError as exc:
                 if self._closed:
                     return
-                raise EtcdUnavailable(f"etcd watch broke: {exc or type(exc).__name__}") from exc
+                raise EtcdUnavailable(
+                    f"etcd watch broke: {exc or type(exc).__name__}", NO_ANSWER
+                ) from exc
             finally:
                 self._response.close()
             return
-        raise EtcdUnavailable(f"no etcd endpoint answers the watch: {'; '.join(errors)}")
+        raise EtcdUnavailable(
+            f"no etcd endpoint answers the watch: {'; '.join(errors)}", NO_MEMBER
+        )
 
     def close(self) -> None:
         """Ends the stream, also from another thread: a thread blocked reading it wakes up
@@ -306,9 +331,13 @@ def _error(endpoint: str, path: str, response: httpx.Response) -> StoreError:
         detail = response.json().get("error") or response.text
     except ValueError:
         detail = response.text
-    cls = EtcdUnavailable if response.status_code in (503, 504) else StoreError
-    hint = ""
+    message = f"etcd at {endpoint} refused {path}: {str(detail).strip()}"
+    if "no leader" in str(detail):
+        return EtcdUnavailable(message, NO_LEADER)  # refused before it was proposed
+    if response.status_code in (503, 504) or any(t in str(detail) for t in _TIMED_OUT):
+        # a write in flight when quorum went: etcd gave up waiting for its commit
+        return EtcdUnavailable(message, NO_ANSWER, unknown=True)
     if "too many operations in txn" in str(detail):
         # etcd's default --max-txn-ops is 128; a bulk create writes several keys per item
-        hint = " (start etcd with a larger --max-txn-ops)"
-    return cls(f"etcd at {endpoint} refused {path}: {str(detail).strip()}{hint}")
+        message += " (start etcd with a larger --max-txn-ops)"
+    return StoreError(message)

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tunnelnet.lab.topology import TopologyError, load, parse
+from tunnelnet.lab.topology import StoreKind, TopologyError, load, parse
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
 
@@ -106,6 +106,50 @@ def test_a_typo_in_a_file_is_refused_before_anything_is_built(tmp_path: Path) ->
                                   .glob("*.toml")), ids=lambda p: p.name)
 def test_every_shipped_topology_still_loads(path: Path) -> None:
     assert load(path).hypervisors
+
+
+# -- [control]: the control plane the lab runs --------------------------------------------
+
+def test_without_control_table_the_lab_runs_one_controller_on_sqlite() -> None:
+    control = parse(_doc()).control
+    assert (control.store, control.replicas, control.clustered) == (StoreKind.SQLITE, 1, False)
+
+
+def test_control_table_asks_for_an_etcd_cluster_and_several_controllers() -> None:
+    control = parse(_doc(control={"store": "etcd", "etcd_members": 3, "replicas": 2})).control
+    assert (control.store, control.etcd_members, control.replicas) == (StoreKind.ETCD, 3, 2)
+    assert control.clustered
+
+
+@pytest.mark.parametrize(("control", "message"), [
+    ({"store": "etcd", "replica": 2},
+     "unknown key 'replica' in \\[control\\] \\(did you mean 'replicas'\\?\\)"),
+    ({"store": "etcd", "etcd_member": 3}, "did you mean 'etcd_members'"),
+    ({"store": "zookeeper"}, "store 'zookeeper' is not one of sqlite, etcd"),
+    ({"store": "etcd", "etcd_members": 0}, "etcd_members must be a whole number from 1 to 7"),
+    ({"store": "etcd", "etcd_members": 9}, "etcd_members must be a whole number from 1 to 7"),
+    ({"store": "etcd", "replicas": "2"}, "replicas must be a whole number"),
+    ({"store": "etcd", "replicas": True}, "replicas must be a whole number"),
+    ({"replicas": 2}, "replicas = 2 needs store = \"etcd\""),
+    ({"etcd_members": 3}, "etcd_members needs store = \"etcd\""),
+])
+def test_control_table_mistakes_are_refused(control: dict[str, Any], message: str) -> None:
+    with pytest.raises(TopologyError, match=message):
+        parse(_doc(control=control))
+
+
+def test_control_table_is_one_table_and_named_when_misspelt() -> None:
+    with pytest.raises(TopologyError, match="\\[control\\] must be one table"):
+        parse(_doc(control=[{"store": "etcd"}]))
+    with pytest.raises(TopologyError, match="did you mean \\[control\\]"):
+        parse(_doc(controll={"store": "etcd"}))
+
+
+def test_an_underlay_on_the_management_network_is_refused_with_etcd() -> None:
+    doc = _doc(underlay={"cidr": "198.18.0.0/16"}, control={"store": "etcd"},
+               hypervisor=[{"name": "hv1", "ip": "198.18.1.1"}])
+    with pytest.raises(TopologyError, match=r"overlaps the management network 198\.18\.0\.0/24"):
+        parse(doc)
 
 
 def test_dhcp_is_on_by_default_and_runs_on_the_first_hypervisor() -> None:
