@@ -161,6 +161,12 @@ def dump_drops(ctx: click.Context, bridge: str | None, as_json: bool) -> None:
     click.echo("tunnel receive:")
     for reason, count in sorted(drops["daemon"].items()):
         click.echo(f"  {reason}: {count}")
+    refused = {name: counts for name, counts in drops.get("learning_refused", {}).items()
+               if any(counts.values())}
+    if refused:
+        click.echo("sources not learned (a cap was full; the frames were still forwarded):")
+        for name, counts in sorted(refused.items()):
+            click.echo(f"  {name}: " + ", ".join(f"{k}={v}" for k, v in sorted(counts.items())))
     oversize = drops.get("oversize", {})
     if oversize:
         click.echo("frames too big for their tunnel, per port:")
@@ -169,6 +175,32 @@ def dump_drops(ctx: click.Context, bridge: str | None, as_json: bool) -> None:
                                                  sorted(reasons.items())))
 
 
+
+
+@cli.command("fdb-show")
+@click.argument("bridge")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def fdb_show(ctx: click.Context, bridge: str, as_json: bool) -> None:
+    """What BRIDGE has learned against its caps: NORMAL's MACs per VLAN (and the table as
+    `ovs-appctl fdb/show` prints it), learn()'s flows per table and VLAN, and how many
+    sources each cap refused."""
+    fdb = call(ctx, m.FdbShow(bridge))
+    if as_json:
+        click.echo(json.dumps(fdb, indent=2))
+        return
+    caps = fdb["other_config"]
+    click.echo(f"MACs: {fdb['macs']} (cap per VLAN {caps['mac-table-size']}, aging "
+               f"{caps['mac-aging-time']} s), refused {fdb['mac_limit_hits']}")
+    for vlan, count in fdb["macs_per_vlan"].items():
+        click.echo(f"  VLAN {vlan}: {count}")
+    click.echo(f"learned flows (cap per table and VLAN {caps['learn-flow-limit']}), refused "
+               f"{fdb['learn_limit_hits']}")
+    for row in fdb["learned_flows"]:
+        vlan = "-" if row["vlan"] is None else row["vlan"]
+        click.echo(f"  table {row['table']} VLAN {vlan}: {row['flows']}")
+    for line in fdb["fdb"]:
+        click.echo(line)
 
 
 @cli.command("bfd-show")

@@ -215,6 +215,18 @@ def _interface_table(table: str, command: str) -> None:
         raise DatapathError(f"{command}: only the Interface table is kept here, not {table!r}")
 
 
+def _set_bridge(ctx: click.Context, bridge: str, settings: tuple[str, ...]) -> None:
+    other_config: dict[str, str] = {}
+    for item in settings:
+        column, colon, rest = item.partition(":")
+        key, eq, value = rest.partition("=")
+        if column != "other_config" or not colon or not eq or not key:
+            raise DatapathError(f"set: {item!r}: a bridge takes other_config:KEY=VALUE (bfd "
+                                "keys are set on an interface)")
+        other_config[key] = value
+    call(ctx, m.SetBridge(bridge, other_config))
+
+
 @cli.command("set")
 @click.argument("table")
 @click.argument("interface")
@@ -223,8 +235,16 @@ def _interface_table(table: str, command: str) -> None:
 def set_(ctx: click.Context, table: str, interface: str, settings: tuple[str, ...]) -> None:
     """Set keys of an interface's bfd column: `set interface PORT bfd:enable=true
     bfd:min_tx=100 bfd:min_rx=100 [bfd:mult=3 ...]` (the keys of ovs-vsctl's Interface bfd
-    column). `bfd:enable=false` stops BFD; `clear interface PORT bfd` forgets every key."""
-    _interface_table(table, "set")
+    column). `bfd:enable=false` stops BFD; `clear interface PORT bfd` forgets every key.
+    Or a bridge's learning caps: `set bridge BR other_config:mac-table-size=N` (MACs NORMAL
+    learns per VLAN), `other_config:mac-aging-time=SECONDS`, `other_config:learn-flow-limit=N`
+    (flows learn() installs per table and VLAN)."""
+    if table in ("bridge", "Bridge"):
+        _set_bridge(ctx, interface, settings)
+        return
+    if table not in _TABLES:
+        raise DatapathError(f"set: the Interface (bfd) and Bridge (other_config) tables are "
+                            f"kept here, not {table!r}")
     changes: dict[str, str] = {}
     for item in settings:
         name, sep, value = item.partition("=")

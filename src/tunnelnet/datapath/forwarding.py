@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import functools
 import operator
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final
@@ -41,6 +42,7 @@ from tunnelnet.datapath.ratelog import RateLimitedLog
 from tunnelnet.datapath.system_port import SystemPort
 from tunnelnet.datapath.tunnel import TunnelEndpoint, TunnelPort
 from tunnelnet.datapath.tunnel_tx import MTU_EXCEEDED
+from tunnelnet.datapath.walk_meter import WalkMeter
 from tunnelnet.packet.coalesce import signature
 from tunnelnet.packet.errors import PacketError
 from tunnelnet.packet.fields import FIELD_BITS, METADATA_FIELDS, FlowKey
@@ -73,6 +75,7 @@ PATCH_PEER_MISSING: Final = "patch_peer_missing"
 PATCH_LOOP: Final = "patch_loop"
 NO_SUCH_PORT: Final = "output_port_missing"
 REWRITE_FAILED: Final = "rewrite_failed"
+WALK_LIMIT: Final = "walk_limit"  # a new flow over its ingress's walk meter (walk_meter.py)
 
 
 @dataclass
@@ -110,6 +113,9 @@ class Forwarder:
         self._unsettled: list[Plan] = []  # deferred plans with packets not yet replayed
         self._deferred_bursts = 0  # bursts that followed deferred plans (orders settling)
         self.fast_path = True  # False: every packet walks (the oracle of the plans' tests)
+        # bounds the table walks each ingress may start: a flood of new flows from one port
+        # or tenant cannot take the thread from the others (walk_meter.py)
+        self.walk_meter: WalkMeter | None = WalkMeter()
         # the port and first frame of what is being forwarded now: where a frame too big for
         # its tunnel is answered (set per batch; the path below is synchronous)
         self._ingress: tuple[Port, bytes] | None = None
@@ -225,7 +231,8 @@ class Forwarder:
             raise DatapathError(f"no port named {port_name!r}")
         port.stats.rx_packets += 1
         port.stats.rx_bytes += len(frame)
-        self._input(port, [frame], None, None, None, None)
+        # not metered: an injected packet is a test's or a controller's, no port's traffic
+        self._input(port, [frame], None, None, None, None, metered=False)
         self.tunnels.flush()
         self.settle()
 
@@ -291,9 +298,10 @@ class Forwarder:
 
     def _input(self, port: Port, frames: list[bytes], tun_id: int | None,
                tun_src: int | None, tun_dst: int | None, gso: Gso | None,
-               sig: bytes | None = None) -> None:
+               sig: bytes | None = None, *, metered: bool = True) -> None:
         """``frames``: one flow (see coalesce.signature), or one super-frame with its ``gso``.
-        ``sig``: the frames' signature when the caller has it."""
+        ``sig``: the frames' signature when the caller has it. ``metered``: a walk needs a
+        token of the ingress's walk meter (else the frames are dropped, counted)."""
         self._ingress = (port, frames[0])
         plan_key: PlanKey | None = None
         if gso is None and self.fast_path:
@@ -307,7 +315,6 @@ class Forwarder:
                     if not frames:
                         return
         self.settle()  # the walk must see what earlier packets did
-        self.plans.walked += len(frames) if gso is None else gso.segments
         state = self.bridges[port.bridge]
         try:
             key = extract_flow_key(frames[0], port.ofport, tun_id, tun_src=tun_src,
@@ -318,6 +325,16 @@ class Forwarder:
             self.ratelog.warning(f"bad:{port.name}", "%s: dropped a bad packet: %s",
                                   port.name, exc)
             return
+        # only a real walk is metered: a flow the first bridge's cache answers (a known flow
+        # that has no plan: non-IP, or dropped) costs little and is never held back
+        meter = self.walk_meter
+        if metered and meter is not None and not state.cache.cached(key) and not meter.allow(
+                port.name, tun_id, time.monotonic()):
+            dropped = len(frames) if gso is None else gso.segments
+            port.stats.rx_dropped += dropped
+            self._count(port.bridge, WALK_LIMIT, dropped)
+            return
+        self.plans.walked += len(frames) if gso is None else gso.segments
         original = dict(key)
         headers = tuple(map(original.get, _HEADER_FIELDS))
         self._pipeline(state, key, original, headers, frames, 0, gso)

@@ -89,6 +89,16 @@ class SetPort(Request):
 
 
 @dataclass(frozen=True, slots=True)
+class SetBridge(Request):
+    """Set a bridge's learning caps by ``other_config`` key (mac-table-size per VLAN,
+    mac-aging-time, learn-flow-limit: ``datapath/learning_config.py``); all or nothing."""
+
+    OP: ClassVar[str] = "set-bridge"
+    bridge: str
+    other_config: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
 class SetInterface(Request):
     """Set keys of an interface's ``bfd`` column (``replace``: the whole column, so an empty
     ``bfd`` with ``replace`` clears it), as ``ovs-vsctl set/clear Interface X bfd...``."""
@@ -194,6 +204,16 @@ class DumpDrops(Request):
 
 
 @dataclass(frozen=True, slots=True)
+class FdbShow(Request):
+    """What a bridge has learned and what its caps refused (`ovs-appctl fdb/show` and
+    `fdb/stats-show` in one): NORMAL's MAC table with its count per VLAN, and learn()'s
+    flows per (table, VLAN)."""
+
+    OP: ClassVar[str] = "fdb-show"
+    bridge: str
+
+
+@dataclass(frozen=True, slots=True)
 class DatapathStats(Request):
     """How packets went through the datapath (like `ovs-appctl dpif/show`): result is
     {"plans", "plans_made", "packets_followed", "packets_walked"}."""
@@ -213,7 +233,7 @@ REQUESTS: Final[dict[str, type[Request]]] = {
     for cls in (AddBridge, DelBridge, AddPort, DelPort, SetPort, SetInterface, ListInterfaces,
                 BfdShow, ListBridges, ListPorts, Show,
                 AddFlows, ModFlows, DelFlows, DumpFlows, DumpPorts, TraceFlow, DumpDrops,
-                DatapathStats, Ping)
+                DatapathStats, Ping, SetBridge, FdbShow)
 }
 
 

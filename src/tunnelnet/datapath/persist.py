@@ -1,10 +1,10 @@
 """The daemon's configuration kept on disk, as Open vSwitch keeps it in ovsdb.
 
-Bridges and ports (type, number, tag, options, external_ids) survive a restart of vswitchd;
-flows do not, exactly as in Open vSwitch: after a restart a fail-secure bridge drops until its
-agent programs it again, and a standalone one starts with its NORMAL flow. Without this, a
-restart would lose the VMs' vNIC ports that Nova (or the lab) plugged, which no agent can
-know how to plug again.
+Bridges (with their learning caps) and ports (type, number, tag, options, external_ids)
+survive a restart of vswitchd; flows do not, exactly as in Open vSwitch: after a restart a
+fail-secure bridge drops until its agent programs it again, and a standalone one starts with
+its NORMAL flow. Without this, a restart would lose the VMs' vNIC ports that Nova (or the
+lab) plugged, which no agent can know how to plug again.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from tunnelnet.datapath import learning_config
 from tunnelnet.datapath.ports import PortKind
 from tunnelnet.datapath.switchboard import Switchboard
 from tunnelnet.errors import TunnelnetError
@@ -38,7 +39,8 @@ def snapshot(board: Switchboard) -> dict[str, Any]:
                           "options": described["options"],
                           "external_ids": dict(state.external_ids.get(port.name, {})),
                           "bfd": dict(getattr(port, "bfd_column", {}))})
-        bridges.append({"name": name, "fail_mode": state.fail_mode, "ports": ports})
+        bridges.append({"name": name, "fail_mode": state.fail_mode, "ports": ports,
+                        "other_config": learning_config.describe(state.bridge)})
     return {"version": VERSION, "bridges": bridges}
 
 
@@ -66,6 +68,11 @@ def restore(board: Switchboard, path: Path) -> int:
     bridges = data.get("bridges", [])
     for bridge in bridges:
         board.add_bridge(bridge["name"], bridge.get("fail_mode", "standalone"), may_exist=True)
+        try:
+            learning_config.apply(board.bridge(bridge["name"]).bridge,
+                                  learning_config.parse(bridge.get("other_config") or {}))
+        except TunnelnetError as exc:
+            log.warning("learning caps of %s not restored: %s", bridge["name"], exc)
     for bridge in bridges:
         for port in bridge.get("ports", []):
             try:

@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from tunnelnet import __version__
+from tunnelnet.datapath import learning_config, persist
 from tunnelnet.datapath import messages as m
-from tunnelnet.datapath import persist
 from tunnelnet.datapath.errors import DatapathError
 from tunnelnet.datapath.ports import PatchPort, PortKind
 from tunnelnet.datapath.switchboard import Switchboard
@@ -21,7 +21,8 @@ from tunnelnet.packet.tunnel_kinds import INNER_ETHERNET
 
 # requests that change the configuration that persists across restarts (not flows)
 _CONFIG_CHANGES: tuple[type[m.Request], ...] = (m.AddBridge, m.DelBridge, m.AddPort,
-                                                m.DelPort, m.SetPort, m.SetInterface)
+                                                m.DelPort, m.SetPort, m.SetInterface,
+                                                m.SetBridge)
 
 
 class Service:
@@ -47,6 +48,8 @@ class Service:
             m.DumpPorts: self._dump_ports,
             m.TraceFlow: self._trace,
             m.DumpDrops: self._dump_drops,
+            m.SetBridge: self._set_bridge,
+            m.FdbShow: self._fdb_show,
             m.DatapathStats: lambda _r: self.board.plans.stats(),
             m.Ping: lambda _r: {"pid": os.getpid(), "version": __version__,
                                 "protocol": m.PROTOCOL_VERSION},
@@ -62,6 +65,24 @@ class Service:
     def _add_bridge(self, r: m.AddBridge) -> m.JSON:
         self.board.add_bridge(r.bridge, r.fail_mode, r.may_exist)
         return None
+
+    def _set_bridge(self, r: m.SetBridge) -> m.JSON:
+        bridge = self.board.bridge(r.bridge).bridge  # an unknown bridge: refused first
+        learning_config.apply(bridge, learning_config.parse(r.other_config))
+        return None
+
+    def _fdb_show(self, r: m.FdbShow) -> m.JSON:
+        bridge = self.board.bridge(r.bridge).bridge
+        table = bridge.mac_table
+        learned = [{"table": t, "vlan": v, "flows": n}
+                   for (t, v), n in sorted(bridge.learned_per_vlan().items(),
+                                           key=lambda item: (item[0][0], item[0][1] or -1))]
+        return {"other_config": learning_config.describe(bridge),
+                "macs": len(table), "macs_per_vlan": {str(v): n for v, n in
+                                                      sorted(table.per_vlan().items())},
+                "mac_limit_hits": table.limit_hits,
+                "learned_flows": learned, "learn_limit_hits": bridge.learn_limit_hits,
+                "fdb": bridge.fdb_show()}
 
     def _del_bridge(self, r: m.DelBridge) -> m.JSON:
         self.board.del_bridge(r.bridge, r.if_exists)
@@ -128,6 +149,7 @@ class Service:
 
     def show(self) -> m.JSON:
         return [{"name": name, "fail_mode": self.board.bridges[name].fail_mode,
+                 "other_config": learning_config.describe(self.board.bridges[name].bridge),
                  "ports": self._ports_of(name)} for name in sorted(self.board.bridges)]
 
     def _add_flows(self, r: m.AddFlows) -> m.JSON:
@@ -190,6 +212,12 @@ class Service:
             bridges[name] = merged
         tunnels = [p for p in self.board.ports.values() if isinstance(p, TunnelPort)
                    and (r.bridge is None or p.bridge == r.bridge)]
+        # frames whose source a cap kept from being learned: still forwarded, so not drops,
+        # but the sign of a MAC flood (docs/architecture.md "Learning is capped per VLAN")
+        refused = {name: {"mac_limit": self.board.bridge(name).bridge.mac_table.limit_hits,
+                          "learn_limit": self.board.bridge(name).bridge.learn_limit_hits}
+                   for name in names}
         return {"daemon": dict(self.board.tunnels.drops), "bridges": bridges,
+                "learning_refused": refused,
                 "tunnel_tx_dropped": {p.name: p.stats.tx_dropped for p in tunnels},
                 "oversize": {p.name: dict(p.oversize) for p in tunnels if p.oversize}}

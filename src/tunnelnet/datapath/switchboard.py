@@ -216,6 +216,8 @@ class Switchboard:
         state.ports.pop(port.ofport, None)
         state.external_ids.pop(port.name, None)
         self.ports.pop(port.name, None)
+        if self.forwarding.walk_meter is not None:
+            self.forwarding.walk_meter.forget(port.name)
         port.close()
         log.info("port %s deleted from %s", port.name, state.bridge.name)
 

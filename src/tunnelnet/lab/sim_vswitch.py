@@ -86,7 +86,7 @@ def answer(switch: SimSwitch, request: m.Request, underlay_mtu: int = 1500) -> A
     if isinstance(request, m.BfdShow):
         raise SimInputError("bfd-show: a simulated lab has no time and no wire to lose, so "
                             "its tunnels run no BFD; a lab on namespaces does")
-    if isinstance(request, (m.DumpPorts, m.DumpDrops, m.DatapathStats)):
+    if isinstance(request, (m.DumpPorts, m.DumpDrops, m.DatapathStats, m.FdbShow)):
         raise SimInputError(f"{request.OP}: a simulated switch counts no packets (frames are "
                             "followed by trace, not sent); 'tunnelnet trace A B' and "
                             "'lab verify' show where frames go")

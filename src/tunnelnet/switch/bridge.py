@@ -436,6 +436,10 @@ class Bridge:
             self.version += 1
         return len(gone)
 
+    def learned_per_vlan(self) -> dict[tuple[int, int | None], int]:
+        """Flows learn() installed, per (table, VLAN): what ``learn_limit_per_vlan`` caps."""
+        return dict(self._learned_count)
+
     def fdb_show(self) -> list[str]:
         """NORMAL's MAC table as ``ovs-appctl fdb/show`` prints it (header line first)."""
         now = self._clock()

@@ -102,6 +102,11 @@ class MacTable:
                 if not self._per_vlan[key[0]]:
                     del self._per_vlan[key[0]]
 
+    def per_vlan(self) -> dict[int, int]:
+        """Entries held per VLAN (aged ones included until the next ``expire``): what the cap
+        is checked against."""
+        return dict(self._per_vlan)
+
     def entries(self) -> list[tuple[int, int, int, float]]:
         """(vlan, mac, port, last seen) for ovs-appctl fdb/show style listings."""
         return [(v, m, e.port, e.seen) for (v, m), e in self._entries.items()]

@@ -43,7 +43,7 @@ def test_a_bad_column_refuses_the_tunnel_port_before_any_socket_is_opened(
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (["set", "bridge", "br-tun", "bfd:enable=true"], "only the Interface table"),
+    (["set", "bridge", "br-tun", "bfd:enable=true"], "a bridge takes other_config"),
     (["set", "interface", "vx", "options:key=5"], "give bfd:KEY=VALUE"),
     (["set", "interface", "vx", "bfd:enable"], "give bfd:KEY=VALUE"),
     (["clear", "interface", "vx", "options"], "only the bfd column"),

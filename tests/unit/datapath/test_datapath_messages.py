@@ -39,6 +39,8 @@ EXAMPLES: list[m.Request] = [
     m.DumpPorts("br-int", "tap1"),
     m.TraceFlow("br-int", "in_port=1,dl_dst=ff:ff:ff:ff:ff:ff", explain=True),
     m.DumpDrops(),
+    m.SetBridge("br-int", {"mac-table-size": "1024", "mac-aging-time": "60"}),
+    m.FdbShow("br-int"),
     m.DatapathStats(),
     m.Ping(),
 ]
