@@ -85,6 +85,9 @@ class HttpController:
 
     def snapshot(self) -> Snapshot:
         snap = self._call(self.client.snapshot)
+        # which controller, over which scheme: the one line an operator needs to see where the
+        # agent's view came from (httpx's per-request lines are not logged)
+        log.info("listed everything from %s at revision %d", self.client.url, snap.revision)
         agents = [a for a in snap.agents if a.get("agent_type", AGENT_TYPE) == AGENT_TYPE]
         return Snapshot(snap.networks, snap.ports, agents, snap.revision)
 
