@@ -96,13 +96,20 @@ def test_etcd_scenario_counts_etcd_writes_per_heartbeat(tmp_path: Path) -> None:
         steady["etcd_key_writes_per_s"] / steady["heartbeats_per_s"], rel=0.1)
 
 
+def _as_a_terminals_foreground_job() -> None:
+    # a shell starts background jobs (a CI script run with &) with SIGINT ignored, and an
+    # ignored signal stays ignored across exec: Python would then never see Ctrl-C. The
+    # benchmark is started here as a terminal's foreground job is, with SIGINT at default.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_interrupted_benchmark_stops_everything_it_started(tmp_path: Path) -> None:
     tmp = tmp_path / "tmp"
     tmp.mkdir()
     proc = subprocess.Popen([sys.executable, "-m", "bench.control_plane", *TINY, "--only",
                              "sqlite", "--out", str(tmp_path)], cwd=ROOT,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            env=_env(tmp))
+                            env=_env(tmp), preexec_fn=_as_a_terminals_foreground_job)
     assert proc.stderr is not None
     try:
         for line in proc.stderr:  # interrupted in the middle: controller and agents running
