@@ -19,22 +19,16 @@ from typing import Any
 
 import pytest
 
+from support.lab_cli import run_lab, running_lab
+
 pytestmark = pytest.mark.netns
 
 TOPOLOGY = Path(__file__).resolve().parent / "topologies" / "agent.toml"
 PREFIX = f"tna{os.getpid() % 10000}"
 
 
-def _env(lab_dir: Path) -> dict[str, str]:
-    return {**os.environ, "TUNNELNET_LAB_PREFIX": PREFIX, "TUNNELNET_LAB_DIR": str(lab_dir)}
-
-
 def _lab(lab_dir: Path, *args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run([sys.executable, "-m", "tunnelnet", "lab", *args],
-                          capture_output=True, text=True, timeout=timeout, check=False,
-                          env=_env(lab_dir))
-    assert proc.returncode == 0, f"lab {' '.join(args)}: {proc.stdout}{proc.stderr}"
-    return proc
+    return run_lab(PREFIX, lab_dir, *args, timeout=timeout, check=True)
 
 
 def _state(lab_dir: Path) -> dict[str, Any]:
@@ -79,14 +73,8 @@ def _hex(ip: str) -> str:
 @pytest.fixture(scope="module")
 def lab_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     directory = tmp_path_factory.mktemp("agentlab")
-    _lab(directory, "up", str(TOPOLOGY))
-    try:
+    with running_lab(PREFIX, TOPOLOGY, directory):
         yield directory
-    finally:
-        _lab(directory, "down")
-        left = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True,
-                              check=True).stdout
-        assert f"{PREFIX}-" not in left
 
 
 def _ping(state: dict[str, Any], src: str, dst: str, *extra: str,

@@ -14,29 +14,19 @@ from pathlib import Path
 
 import pytest
 
+from support.lab_cli import running_lab
+
 pytestmark = pytest.mark.netns
 
 TOPOLOGY = Path(__file__).resolve().parent / "topologies" / "agent.toml"
 PREFIX = f"tnr{os.getpid() % 10000}"
 
 
-def _lab(lab_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run([sys.executable, "-m", "tunnelnet", "lab", *args],
-                          capture_output=True, text=True, timeout=240, check=False,
-                          env={**os.environ, "TUNNELNET_LAB_PREFIX": PREFIX,
-                               "TUNNELNET_LAB_DIR": str(lab_dir)})
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    return proc
-
-
 @pytest.fixture(scope="module")
 def state(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object]]:
     directory = tmp_path_factory.mktemp("arplab")
-    _lab(directory, "up", "--arp-responder", str(TOPOLOGY))
-    try:
+    with running_lab(PREFIX, TOPOLOGY, directory, "--arp-responder"):
         yield json.loads((directory / "state.json").read_text())
-    finally:
-        _lab(directory, "down")
 
 
 _ASK = textwrap.dedent("""

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from support.lab_cli import run_lab, running_lab
 from support.tools import require_tool
 
 pytestmark = [pytest.mark.netns, pytest.mark.interop]
@@ -26,27 +27,15 @@ _MAC = re.compile(r"(?:[0-9a-f]{2}:){5}[0-9a-f]{2}")
 
 
 def _lab(lab_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "tunnelnet", "lab", *args],
-                          capture_output=True, text=True, timeout=240, check=False,
-                          env={**os.environ, "TUNNELNET_LAB_PREFIX": PREFIX,
-                               "TUNNELNET_LAB_DIR": str(lab_dir)})
+    return run_lab(PREFIX, lab_dir, *args)
 
 
 @pytest.fixture(scope="module")
 def lab_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     require_tool("ovs-vswitchd")
     directory = tmp_path_factory.mktemp("mixedlab")
-    up = _lab(directory, "up", str(TOPOLOGY))
-    try:
-        assert up.returncode == 0, up.stdout + up.stderr
+    with running_lab(PREFIX, TOPOLOGY, directory):
         yield directory
-    finally:
-        down = _lab(directory, "down")
-        assert down.returncode == 0, down.stdout + down.stderr
-        assert PREFIX not in subprocess.run(["ip", "netns", "list"], capture_output=True,
-                                            text=True, check=True).stdout
-        assert subprocess.run(["pgrep", "-f", str(directory)], capture_output=True,
-                              check=False).returncode == 1  # no daemon of this lab is left
 
 
 def test_vms_reach_across_our_switch_and_open_vswitch_only_within_their_network(

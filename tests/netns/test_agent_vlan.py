@@ -8,13 +8,13 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from support.lab_cli import run_lab, running_lab
 from support.tools import require_tool
 
 pytestmark = pytest.mark.netns
@@ -24,24 +24,16 @@ PREFIX = f"tnv{os.getpid() % 10000}"
 
 
 def _lab(lab_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "tunnelnet", "lab", *args],
-                          capture_output=True, text=True, timeout=240, check=False,
-                          env={**os.environ, "TUNNELNET_LAB_PREFIX": PREFIX,
-                               "TUNNELNET_LAB_DIR": str(lab_dir)})
+    return run_lab(PREFIX, lab_dir, *args)
 
 
 @pytest.fixture(scope="module")
 def lab_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     directory = tmp_path_factory.mktemp("vlanlab")
-    up = _lab(directory, "up", str(TOPOLOGY))
-    try:
-        assert up.returncode == 0, up.stdout + up.stderr
+    with running_lab(PREFIX, TOPOLOGY, directory) as up:
         # the lab says what a physical switch would have to be told
         assert "VLAN" in up.stderr and "physical switch" in up.stderr
         yield directory
-    finally:
-        down = _lab(directory, "down")
-        assert down.returncode == 0, down.stdout + down.stderr
 
 
 def test_vlan_and_tunnel_tenants_reach_their_own_and_nothing_else(lab_dir: Path) -> None:

@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 
+from support.lab_cli import lab_env, run_lab, running_lab
 from tunnelnet.client import Client
 from tunnelnet.datapath import messages as m
 from tunnelnet.datapath.control import ControlClient
@@ -39,27 +40,22 @@ TO_HV3 = "vxlan-c000020d"  # the agent's name for a VXLAN port to 192.0.2.13
 WAIT = 30.0  # seconds: bring-up at one packet a second (RFC 5880 6.8.3), agent rounds, CI load
 
 
+FAST_BFD = {"TUNNELNET_BFD_INTERVAL": "100"}  # ms: the agents' BFD, so the cut is seen soon
+
+
 def _env(lab_dir: Path) -> dict[str, str]:
-    return {**os.environ, "TUNNELNET_LAB_PREFIX": PREFIX, "TUNNELNET_LAB_DIR": str(lab_dir),
-            "TUNNELNET_BFD_INTERVAL": "100"}
+    return lab_env(PREFIX, lab_dir, FAST_BFD)
 
 
 def _lab(lab_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "tunnelnet", "lab", *args],
-                          capture_output=True, text=True, timeout=240, check=False,
-                          env=_env(lab_dir))
+    return run_lab(PREFIX, lab_dir, *args, env=FAST_BFD)
 
 
 @pytest.fixture(scope="module")
 def lab_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     directory = tmp_path_factory.mktemp("bfdlab")
-    up = _lab(directory, "up", str(TOPOLOGY))
-    try:
-        assert up.returncode == 0, up.stdout + up.stderr
+    with running_lab(PREFIX, TOPOLOGY, directory, env=FAST_BFD):
         yield directory
-    finally:
-        down = _lab(directory, "down")
-        assert down.returncode == 0, down.stdout + down.stderr
 
 
 def _switch(lab_dir: Path, hv: str, request: m.Request) -> Any:

@@ -17,7 +17,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -27,6 +26,7 @@ from typing import Any
 import httpx
 import pytest
 
+from support.lab_cli import run_lab, running_lab
 from support.tools import require_tool
 
 pytestmark = pytest.mark.netns
@@ -39,9 +39,7 @@ ANSWERS_AGAIN = "a controller answers again"
 
 
 def _tn(lab_dir: Path, *args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "tunnelnet", "lab", "--dir", str(lab_dir),
-                           *args], capture_output=True, text=True, timeout=timeout,
-                          check=False, env={**os.environ, "TUNNELNET_LAB_PREFIX": PREFIX})
+    return run_lab(PREFIX, lab_dir, *args, timeout=timeout)
 
 
 def _ok(lab_dir: Path, *args: str) -> str:
@@ -56,20 +54,8 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     require_tool("etcdctl")
     require_tool("openssl")
     lab_dir = tmp_path_factory.mktemp("ctl")
-    up = _tn(lab_dir, "up", str(TOPOLOGY))
-    try:
-        assert up.returncode == 0, up.stdout + up.stderr
+    with running_lab(PREFIX, TOPOLOGY, lab_dir):
         yield lab_dir
-    finally:
-        down = _tn(lab_dir, "down")
-        assert down.returncode == 0, down.stdout + down.stderr
-        out = subprocess.run(["ip", "-json", "netns", "list"], capture_output=True,
-                             text=True, check=True).stdout
-        assert [ns["name"] for ns in json.loads(out or "[]")
-                if ns["name"].startswith(f"{PREFIX}-")] == []
-        leftover = subprocess.run(["pgrep", "-f", str(lab_dir)], capture_output=True,
-                                  text=True, check=False).stdout.split()
-        assert leftover == []
 
 
 def _state(lab_dir: Path) -> dict[str, Any]:

@@ -24,6 +24,7 @@ import pytest
 from scapy.layers.dhcp import BOOTP, DHCP
 from scapy.layers.l2 import Ether
 
+from support.lab_cli import run_lab, running_lab
 from support.tools import require_tool
 from tunnelnet.client.http import Client
 from tunnelnet.lab import dhcp_client
@@ -44,10 +45,7 @@ UNKNOWN_MAC = "fa:16:3e:de:ad:01"
 
 
 def _lab(lab_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "tunnelnet", "lab", *args],
-                          capture_output=True, text=True, timeout=240, check=False,
-                          env={**os.environ, "TUNNELNET_LAB_PREFIX": PREFIX,
-                               "TUNNELNET_LAB_DIR": str(lab_dir)})
+    return run_lab(PREFIX, lab_dir, *args)
 
 
 @pytest.fixture(scope="module")
@@ -56,15 +54,10 @@ def lab_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     require_tool("udhcpc")
     require_tool("tcpdump")
     directory = tmp_path_factory.mktemp("dhcplab")
-    up = _lab(directory, "up", str(TOPOLOGY))
     try:
-        assert up.returncode == 0, up.stdout + up.stderr
-        yield directory
-    finally:
-        down = _lab(directory, "down")
-        assert down.returncode == 0, down.stdout + down.stderr
-        assert PREFIX not in subprocess.run(["ip", "netns", "list"], capture_output=True,
-                                            text=True, check=True).stdout
+        with running_lab(PREFIX, TOPOLOGY, directory):
+            yield directory
+    finally:  # dnsmasq runs from the lab's directory under /run, not from this one
         assert _processes_with_prefix(f"/run/tunnelnet-lab-dhcp/{PREFIX}/".encode()) == []
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +21,7 @@ from scapy.contrib.geneve import GENEVE
 from scapy.layers.inet import IP, UDP
 from scapy.layers.l2 import Ether
 
+from support.lab_cli import run_lab, running_lab
 from support.tools import require_tool
 from tunnelnet.trace.pcap import read_frames
 
@@ -35,10 +35,7 @@ NETWORK = {"green1": "green", "green2": "green", "red1": "red", "red2": "red"}
 
 
 def _lab(lab_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "tunnelnet", "lab", *args],
-                          capture_output=True, text=True, timeout=240, check=False,
-                          env={**os.environ, "TUNNELNET_LAB_PREFIX": PREFIX,
-                               "TUNNELNET_LAB_DIR": str(lab_dir)})
+    return run_lab(PREFIX, lab_dir, *args)
 
 
 @pytest.fixture(scope="module", params=list(TOPOLOGIES))
@@ -47,15 +44,8 @@ def lab_dir(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
     if request.param == "mixed":
         require_tool("ovs-vswitchd")
     directory = tmp_path_factory.mktemp("genevelab")
-    up = _lab(directory, "up", str(TOPOLOGIES[request.param]))
-    try:
-        assert up.returncode == 0, up.stdout + up.stderr
+    with running_lab(PREFIX, TOPOLOGIES[request.param], directory):
         yield directory
-    finally:
-        down = _lab(directory, "down")
-        assert down.returncode == 0, down.stdout + down.stderr
-        assert PREFIX not in subprocess.run(["ip", "netns", "list"], capture_output=True,
-                                            text=True, check=True).stdout
 
 
 def test_vms_reach_within_their_network_and_never_across_the_shared_number(

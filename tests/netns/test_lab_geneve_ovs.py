@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +22,7 @@ from scapy.contrib.geneve import GENEVE
 from scapy.layers.inet import UDP
 from scapy.layers.l2 import Ether
 
+from support.lab_cli import run_lab, running_lab
 from support.tools import require_tool
 from tunnelnet.packet.tunnel import decap
 from tunnelnet.trace.pcap import read_frames
@@ -36,25 +36,15 @@ NETWORK = {"g1": "green", "g2": "green", "r1": "red", "r2": "red"}
 
 
 def _lab(lab_dir: Path, *args: str, command: str = "lab") -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "tunnelnet", command, *args],
-                          capture_output=True, text=True, timeout=240, check=False,
-                          env={**os.environ, "TUNNELNET_LAB_PREFIX": PREFIX,
-                               "TUNNELNET_LAB_DIR": str(lab_dir)})
+    return run_lab(PREFIX, lab_dir, *args, command=command)
 
 
 @pytest.fixture(scope="module")
 def lab_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     require_tool("ovs-vswitchd")
     directory = tmp_path_factory.mktemp("genevelab")
-    up = _lab(directory, "up", str(TOPOLOGY))
-    try:
-        assert up.returncode == 0, up.stdout + up.stderr
+    with running_lab(PREFIX, TOPOLOGY, directory):
         yield directory
-    finally:
-        down = _lab(directory, "down")
-        assert down.returncode == 0, down.stdout + down.stderr
-        assert PREFIX not in subprocess.run(["ip", "netns", "list"], capture_output=True,
-                                            text=True, check=True).stdout
 
 
 def test_vms_reach_within_their_network_and_never_across_the_shared_vni(

@@ -13,13 +13,13 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from support.lab_cli import run_lab, running_lab
 from support.pinger import Pinger
 from tunnelnet.datapath import messages as m
 from tunnelnet.datapath.control import ControlClient
@@ -35,10 +35,9 @@ MAX_SILENCE = 2.0  # the issue's bound on replies lost during the move
 
 def _tn(lab: dict[str, object], *args: str, timeout: float = 240
         ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "tunnelnet", *args], capture_output=True,
-                          text=True, timeout=timeout, check=False,
-                          env={**os.environ, "TUNNELNET_LAB_PREFIX": str(lab["prefix"]),
-                               "TUNNELNET_LAB_DIR": str(lab["dir"])})
+    command, *rest = args
+    return run_lab(str(lab["prefix"]), Path(str(lab["dir"])), *rest, command=command,
+                   timeout=timeout)
 
 
 def _status(lab: dict[str, object]) -> dict[str, dict[str, object]]:
@@ -55,16 +54,9 @@ def lab(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
     prefix = f"tmv{os.getpid() % 10000}{'l' if l2pop else 'n'}"
     lab: dict[str, object] = {"dir": tmp_path_factory.mktemp("lab"), "prefix": prefix,
                               "l2pop": l2pop}
-    up = _tn(lab, "lab", "up", str(TOPOLOGY), "--l2pop" if l2pop else "--no-l2pop")
-    try:
-        assert up.returncode == 0, up.stdout + up.stderr
+    with running_lab(prefix, TOPOLOGY, Path(str(lab["dir"])),
+                     "--l2pop" if l2pop else "--no-l2pop"):
         yield lab
-    finally:
-        down = _tn(lab, "lab", "down")
-        assert down.returncode == 0, down.stdout + down.stderr
-        left = subprocess.run(["ip", "-json", "netns", "list"], capture_output=True,
-                              text=True, check=True).stdout
-        assert not [n for n in json.loads(left or "[]") if n["name"].startswith(prefix)]
 
 
 def _links(netns: str) -> set[str]:

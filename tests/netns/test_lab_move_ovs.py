@@ -13,13 +13,13 @@ import json
 import os
 import re
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from support.lab_cli import run_lab, running_lab
 from support.pinger import Pinger
 from support.tools import require_tool
 
@@ -34,26 +34,16 @@ MAX_SILENCE = 2.0  # per move (issue 20)
 TUNNEL_PORT = re.compile(r'output:"?(?:vxlan|gre|geneve)-([0-9a-f]{8})"?')
 
 
-def _tn(lab_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "tunnelnet", *args], capture_output=True,
-                          text=True, timeout=240, check=False,
-                          env={**os.environ, "TUNNELNET_LAB_PREFIX": PREFIX,
-                               "TUNNELNET_LAB_DIR": str(lab_dir)})
+def _tn(lab_dir: Path, command: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return run_lab(PREFIX, lab_dir, *args, command=command)
 
 
 @pytest.fixture(scope="module")
 def lab_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     require_tool("ovs-vswitchd")
     directory = tmp_path_factory.mktemp("movelab")
-    up = _tn(directory, "lab", "up", "--no-l2pop", str(TOPOLOGY))
-    try:
-        assert up.returncode == 0, up.stdout + up.stderr
+    with running_lab(PREFIX, TOPOLOGY, directory, "--no-l2pop"):
         yield directory
-    finally:
-        down = _tn(directory, "lab", "down")
-        assert down.returncode == 0, down.stdout + down.stderr
-        assert PREFIX not in subprocess.run(["ip", "netns", "list"], capture_output=True,
-                                            text=True, check=True).stdout
 
 
 def _remotes_on_ovs(lab_dir: Path, host: str, mac: str) -> list[str]:

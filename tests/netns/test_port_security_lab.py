@@ -36,6 +36,7 @@ from scapy.layers.inet import IP, UDP
 from scapy.layers.l2 import ARP, Ether
 from scapy.utils import rdpcap
 
+from support.lab_cli import run_lab, running_lab
 from support.tools import require_tool
 
 pytestmark = pytest.mark.netns
@@ -48,14 +49,10 @@ BROADCAST = "ff:ff:ff:ff:ff:ff"
 REPEAT = 4
 
 
-def _env(lab_dir: Path) -> dict[str, str]:
-    return {**os.environ, "TUNNELNET_LAB_PREFIX": PREFIX, "TUNNELNET_LAB_DIR": str(lab_dir)}
-
-
-def _tn(lab_dir: Path, *args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run([sys.executable, "-m", "tunnelnet", *args], capture_output=True,
-                          text=True, timeout=timeout, check=False, env=_env(lab_dir))
-    assert proc.returncode in (0, 1), f"{' '.join(args)}: {proc.stdout}{proc.stderr}"
+def _tn(lab_dir: Path, command: str, *args: str, timeout: float = 240
+        ) -> subprocess.CompletedProcess[str]:
+    proc = run_lab(PREFIX, lab_dir, *args, command=command, timeout=timeout)
+    assert proc.returncode in (0, 1), f"{command} {' '.join(args)}: {proc.stdout}{proc.stderr}"
     return proc
 
 
@@ -121,9 +118,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     require_tool("tcpdump")
     require_tool("ovs-vswitchd")
     directory = tmp_path_factory.mktemp("portsec")
-    up = _tn(directory, "lab", "up", str(TOPOLOGY))
-    try:
-        assert up.returncode == 0, up.stdout + up.stderr
+    with running_lab(PREFIX, TOPOLOGY, directory):
         state = json.loads((directory / "state.json").read_text())
         vms = {name: Vm(name, v["hypervisor"], v["netns"], v["tap"],
                         v["mac"], v["ip"], v["port_id"])
@@ -131,9 +126,6 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         for victim in ("vic", "far"):
             _ns(vms[victim].netns, "sysctl", "-qw", "net.ipv4.conf.eth0.arp_accept=1")
         yield Lab(directory, state, vms)
-    finally:
-        down = _tn(directory, "lab", "down")
-        assert down.returncode == 0, down.stdout + down.stderr
 
 
 def _wait(check: Callable[[], bool], what: str, timeout: float = 30.0) -> None:

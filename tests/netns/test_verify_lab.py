@@ -14,7 +14,6 @@ import json
 import os
 import re
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from support.lab_cli import run_lab, running_lab
 from support.tools import require_tool
 from tunnelnet.cli.main import main
 
@@ -33,11 +33,8 @@ _FLOW = re.compile(r"cookie=(0x[0-9a-f]+),.*\btable=(\d+),.*\bpriority=(\d+),?(\
                    r"actions=(\S+)")
 
 
-def _run(lab_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "tunnelnet", *args], capture_output=True,
-                          text=True, timeout=240, check=False,
-                          env={**os.environ, "TUNNELNET_LAB_PREFIX": PREFIX,
-                               "TUNNELNET_LAB_DIR": str(lab_dir)})
+def _run(lab_dir: Path, command: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return run_lab(PREFIX, lab_dir, *args, command=command)
 
 
 def _verify(lab_dir: Path, *args: str) -> tuple[int, dict[str, Any]]:
@@ -60,15 +57,8 @@ def _findings(report: dict[str, Any], host: str) -> list[dict[str, Any]]:
 def lab_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     require_tool("ovs-vswitchd")
     directory = tmp_path_factory.mktemp("verifylab")
-    up = _run(directory, "lab", "up", str(TOPOLOGY))
-    try:
-        assert up.returncode == 0, up.stdout + up.stderr
+    with running_lab(PREFIX, TOPOLOGY, directory):
         yield directory
-    finally:
-        down = _run(directory, "lab", "down")
-        assert down.returncode == 0, down.stdout + down.stderr
-        assert PREFIX not in subprocess.run(["ip", "netns", "list"], capture_output=True,
-                                            text=True, check=True).stdout
 
 
 class Switch:
