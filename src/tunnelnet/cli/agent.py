@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import logging
-import signal
-import threading
 from ipaddress import IPv4Address
 from pathlib import Path
-from types import FrameType
 
 import click
 
@@ -18,8 +14,12 @@ from tunnelnet.agent.liveness import DEFAULT_INTERVAL_MS, DEFAULT_MULT, BfdSetti
 from tunnelnet.agent.service import Agent, AgentTimers
 from tunnelnet.agent.view import DEFAULT_TUNNEL_TYPES, TUNNEL_NETWORK_TYPES
 from tunnelnet.cli import agentcmd
-from tunnelnet.cli._api import CA_HELP, INSECURE_HELP
-from tunnelnet.client.endpoints import DEFAULT_URL
+from tunnelnet.cli._daemon import (
+    controller_options,
+    log_options,
+    run_until_signalled,
+    start_logging,
+)
 from tunnelnet.client.http import Client
 
 
@@ -47,18 +47,11 @@ def _mappings(text: str) -> dict[str, str]:
 @click.group("agent", invoke_without_command=True)
 @click.option("--host", envvar="TUNNELNET_HOST",
               help="This hypervisor's name, as ports' binding:host_id name it.")
-@click.option("--controller", "--server", "url", envvar="TUNNELNET_URL", default=DEFAULT_URL,
-              show_default=True,
-              help="Controller URL, or several on one store separated by commas: when one "
-                   "fails or its watch breaks, the agent moves to the next and resumes from "
-                   "its last revision (https://HOST:PORT, http:// on loopback, unix:PATH) "
-                   "[env TUNNELNET_URL].")
-@click.option("--ca-file", envvar="TUNNELNET_CA", default=None, type=click.Path(dir_okay=False),
-              help=CA_HELP)
-@click.option("--insecure-http", envvar="TUNNELNET_INSECURE_HTTP", is_flag=True,
-              help=INSECURE_HELP)
-@click.option("--token", envvar="TUNNELNET_TOKEN", default="",
-              help="Agent or admin token (env TUNNELNET_TOKEN).")
+@controller_options(
+    url_help="Controller URL, or several on one store separated by commas: when one fails or "
+             "its watch breaks, the agent moves to the next and resumes from its last "
+             "revision (https://HOST:PORT, http:// on loopback, unix:PATH) [env TUNNELNET_URL].",
+    token_help="Agent or admin token (env TUNNELNET_TOKEN).")
 @click.option("--tunnel-ip", help="This hypervisor's address on the underlay.")
 @click.option("--tunnel-types", default=",".join(DEFAULT_TUNNEL_TYPES), show_default=True,
               help="Tunnel types this host speaks, comma-separated (of "
@@ -86,10 +79,7 @@ def _mappings(text: str) -> dict[str, str]:
               help="BFD detection multiplier: down after this many intervals without a packet.")
 @click.option("--poll-interval", default=0.5, show_default=True, type=float,
               help="Seconds between rounds (also the watch long-poll).")
-@click.option("--log-file", type=click.Path(dir_okay=False, path_type=Path),
-              help="Log here instead of stderr.")
-@click.option("--log-level", default="info", show_default=True,
-              type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False))
+@log_options
 @click.pass_context
 def cli(ctx: click.Context, host: str | None, url: str, ca_file: str | None,
         insecure_http: bool, token: str, tunnel_ip: str | None,
@@ -123,9 +113,7 @@ def cli(ctx: click.Context, host: str | None, url: str, ca_file: str | None,
     if arp_responder and not l2pop:
         raise click.BadParameter("the ARP responder needs --l2pop (it answers from the "
                                  "controller's knowledge of ports)", param_hint="--arp-responder")
-    logging.basicConfig(filename=log_file, level=log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per long poll otherwise
+    start_logging(log_file, log_level)
     mappings = _mappings(bridge_mappings)
     conf = AgentConfig(host=host, tunnel_ip=tunnel_ip, tunnel_types=types, l2pop=l2pop,
                        arp_responder=arp_responder, bridge_mappings=mappings)
@@ -135,18 +123,7 @@ def cli(ctx: click.Context, host: str | None, url: str, ca_file: str | None,
                   timers=AgentTimers(poll_interval=poll_interval),
                   bridge_mappings=mappings,
                   bfd=BfdSettings(interval_ms=bfd_interval, mult=bfd_mult))
-    stop = threading.Event()
-
-    def _on_signal(signum: int, _frame: FrameType | None) -> None:
-        logging.getLogger(__name__).info("signal %d: stopping the agent", signum)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, _on_signal)
-    signal.signal(signal.SIGINT, _on_signal)
-    try:
-        agent.run(stop)
-    finally:
-        client.close()
+    run_until_signalled("agent", agent.run, client.close)
 
 
 # `tunnelnet agent list|show|set|delete`: the controller's records of agents (also reachable

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import shutil
-import signal
-import threading
 from pathlib import Path
-from types import FrameType
 
 import click
 
-from tunnelnet.cli._api import CA_HELP, INSECURE_HELP
-from tunnelnet.client.endpoints import DEFAULT_URL
+from tunnelnet.cli._daemon import (
+    controller_options,
+    log_options,
+    run_until_signalled,
+    start_logging,
+)
 from tunnelnet.client.http import Client
 from tunnelnet.dhcp import plumbing
 from tunnelnet.dhcp.agent import DhcpAgent, DhcpAgentConfig
@@ -24,17 +24,10 @@ from tunnelnet.dhcp.dnsmasq import unreachable_by_others
 @click.option("--host", envvar="TUNNELNET_HOST", required=True,
               help="This host's name: DHCP ports are bound to it (binding:host_id), so the "
                    "Open vSwitch agent of the same host wires them.")
-@click.option("--controller", "--server", "url", envvar="TUNNELNET_URL", default=DEFAULT_URL,
-              show_default=True,
-              help="Controller URL, or several on one store separated by commas (env "
-                   "TUNNELNET_URL).")
-@click.option("--ca-file", envvar="TUNNELNET_CA", default=None, type=click.Path(dir_okay=False),
-              help=CA_HELP)
-@click.option("--insecure-http", envvar="TUNNELNET_INSECURE_HTTP", is_flag=True,
-              help=INSECURE_HELP)
-@click.option("--token", envvar="TUNNELNET_TOKEN", default="",
-              help="An admin token (env TUNNELNET_TOKEN): the agent creates DHCP ports bound "
-                   "to its host in every project.")
+@controller_options(
+    url_help="Controller URL, or several on one store separated by commas (env TUNNELNET_URL).",
+    token_help="An admin token (env TUNNELNET_TOKEN): the agent creates DHCP ports bound to "
+               "its host in every project.")
 @click.option("--rundir", envvar="TUNNELNET_RUNDIR", default="/run/tunnelnet",
               show_default=True, type=click.Path(file_okay=False, path_type=Path),
               help="Run directory of this host's vswitchd.")
@@ -54,10 +47,7 @@ from tunnelnet.dhcp.dnsmasq import unreachable_by_others
               help="The dnsmasq binary (Debian package dnsmasq-base).")
 @click.option("--poll-interval", default=0.5, show_default=True, type=float,
               help="Seconds of each watch long-poll.")
-@click.option("--log-file", type=click.Path(dir_okay=False, path_type=Path),
-              help="Log here instead of stderr.")
-@click.option("--log-level", default="info", show_default=True,
-              type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False))
+@log_options
 def cli(host: str, url: str, ca_file: str | None, insecure_http: bool, token: str,
         rundir: Path, switch_kind: str, ovs_rundir: str | None, state_dir: Path | None,
         netns_prefix: str, host_netns: str | None, dnsmasq_bin: str, poll_interval: float,
@@ -86,9 +76,7 @@ def cli(host: str, url: str, ca_file: str | None, insecure_http: bool, token: st
             f"dnsmasq runs as user nobody, who cannot pass through {closed} (mode "
             f"{closed.stat().st_mode & 0o777:o}) to its files in {state}: give a --state-dir "
             "that everyone may traverse (such as /run/tunnelnet/dhcp)")
-    logging.basicConfig(filename=log_file, level=log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per long poll otherwise
+    start_logging(log_file, log_level)
     plug: plumbing.SwitchPlug = (plumbing.OvsPlug(ovs_rundir) if switch_kind == "ovs"
                                  else plumbing.VswitchdPlug(rundir.absolute()))
     conf = DhcpAgentConfig(host=host, state_dir=state,
@@ -96,20 +84,4 @@ def cli(host: str, url: str, ca_file: str | None, insecure_http: bool, token: st
                            dnsmasq=dnsmasq_bin, poll_interval=poll_interval)
     client = Client(url, token, ca_file=ca_file, insecure_http=insecure_http)
     agent = DhcpAgent(conf, client, plug)
-    stop = threading.Event()
-
-    main_pid = os.getpid()
-
-    def _on_signal(signum: int, _frame: FrameType | None) -> None:
-        if os.getpid() != main_pid:
-            # a child pyroute2 forked into a namespace inherits this handler: let it die
-            os._exit(128 + signum)
-        logging.getLogger(__name__).info("signal %d: stopping the DHCP agent", signum)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, _on_signal)
-    signal.signal(signal.SIGINT, _on_signal)
-    try:
-        agent.run(stop)
-    finally:
-        client.close()
+    run_until_signalled("DHCP agent", agent.run, client.close)
