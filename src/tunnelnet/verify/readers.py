@@ -31,27 +31,12 @@ class SwitchReader(Protocol):
     def dump_flows(self, bridge: str) -> list[str]: ...
 
 
-class VswitchdReader:
-    kind = "tunnelnet"
+class BackendReader:
+    """A switch read through the agent's own backend for it (``kind`` names it in reports)."""
 
-    def __init__(self, rundir: Path, timeout: float = 10.0) -> None:
-        self.backend = VswitchdBackend(rundir, timeout=timeout)
-
-    def list_bridges(self) -> list[str]:
-        return self.backend.list_bridges()
-
-    def list_ports(self, bridge: str) -> list[SwitchPort]:
-        return self.backend.list_ports(bridge)
-
-    def dump_flows(self, bridge: str) -> list[str]:
-        return self.backend.dump_flows(bridge)
-
-
-class OvsReader:
-    kind = "ovs"
-
-    def __init__(self, rundir: str | None) -> None:
-        self.backend = OvsBackend(rundir)
+    def __init__(self, kind: str, backend: VswitchdBackend | OvsBackend) -> None:
+        self.kind = kind
+        self.backend = backend
 
     def list_bridges(self) -> list[str]:
         return self.backend.list_bridges()
@@ -61,6 +46,16 @@ class OvsReader:
 
     def dump_flows(self, bridge: str) -> list[str]:
         return self.backend.dump_flows(bridge)
+
+
+def vswitchd_reader(rundir: Path, timeout: float = 10.0) -> BackendReader:
+    """Our vswitchd, through its control socket in ``rundir``."""
+    return BackendReader("tunnelnet", VswitchdBackend(rundir, timeout=timeout))
+
+
+def ovs_reader(rundir: str | None) -> BackendReader:
+    """Open vSwitch (the system's, or one started privately in ``rundir``)."""
+    return BackendReader("ovs", OvsBackend(rundir))
 
 
 class SimReader:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from tunnelnet.client.http import Client
 from tunnelnet.lab.state import LabState, LabStateError, StateFile, find_sim
-from tunnelnet.verify.readers import OvsReader, SimReader, SwitchReader, VswitchdReader
+from tunnelnet.verify.readers import SimReader, SwitchReader, ovs_reader, vswitchd_reader
 from tunnelnet.verify.run import Target, VerifyError
 
 
@@ -36,9 +36,9 @@ def lab_targets(directory: Path, hosts: Sequence[str] = ()) -> tuple[Client, lis
         if state.sim:
             reader = SimReader(where, name)
         elif info.get("switch") == "ovs":
-            reader = OvsReader(info["rundir"])
+            reader = ovs_reader(info["rundir"])
         else:
-            reader = VswitchdReader(Path(info["rundir"]))
+            reader = vswitchd_reader(Path(info["rundir"]))
         targets.append(Target(name, reader))
     return Client(state.server_url, state.admin_token, timeout=30.0), pick(targets, hosts)
 
@@ -63,12 +63,12 @@ def given_targets(switches: Sequence[str], ovs: Sequence[str]) -> list[Target]:
         if not host or not sep or not rundir:
             raise VerifyError(f"--vswitchd {item!r}: expected HOST=RUNDIR (the run directory "
                               "holding vswitchd.sock)")
-        targets.append(Target(host, VswitchdReader(Path(rundir))))
+        targets.append(Target(host, vswitchd_reader(Path(rundir))))
     for item in ovs:
         host, _, rundir = item.partition("=")
         if not host:
             raise VerifyError(f"--ovs {item!r}: expected HOST or HOST=OVS_RUNDIR")
-        targets.append(Target(host, OvsReader(rundir or None)))
+        targets.append(Target(host, ovs_reader(rundir or None)))
     names = [t.host for t in targets]
     doubled = sorted({h for h in names if names.count(h) > 1})
     if doubled:

@@ -198,9 +198,9 @@ def test_a_switch_of_a_host_without_an_agent_cannot_be_verified(demo: Sim) -> No
 
 def test_a_switch_that_does_not_answer_is_an_error_not_a_pass(demo: Sim, tmp_path: Path
                                                                ) -> None:
-    from tunnelnet.verify.readers import VswitchdReader
+    from tunnelnet.verify.readers import vswitchd_reader
 
-    report = verify(demo.client, [Target("hv1", VswitchdReader(tmp_path, timeout=1.0))])
+    report = verify(demo.client, [Target("hv1", vswitchd_reader(tmp_path, timeout=1.0))])
     assert report.exit_code() == 2
     assert str(tmp_path) in (report.hosts[0].error or "")
 
