@@ -17,6 +17,7 @@ from tunnelnet.agent.backend import BackendError, SwitchPort
 
 # an agent's add text: [cookie=C,]table=T,priority=P[,MATCH] actions=A (FlowMod.add_text)
 _ADD = re.compile(r"^(?:cookie=(0x[0-9a-f]+),)?table=(\d+),priority=(\d+),?(.*?) actions=(.*)$")
+_TOWARDS = re.compile(r"table=(\d+),out_port=(\d+)")
 _STRICT = re.compile(r"^table=(\d+),priority=(\d+),?(.*)$")
 _BY_COOKIE = re.compile(r"^cookie=(0x[0-9a-f]+)/-1$")
 
@@ -94,6 +95,12 @@ class MemorySwitch:
         if by_cookie is not None:
             value = int(by_cookie.group(1), 16)
             self.flows[bridge] = {k: v for k, v in self.flows[bridge].items() if v[0] != value}
+            return
+        towards = _TOWARDS.fullmatch(match)
+        if towards is not None and not strict:  # a removed tunnel's learned entries
+            table, output = int(towards.group(1)), f"output:{towards.group(2)}"
+            self.flows[bridge] = {k: v for k, v in self.flows[bridge].items()
+                                  if k[0] != table or output not in v[1].split(",")}
             return
         found = _STRICT.match(match)
         if not strict or found is None:

@@ -132,6 +132,13 @@ class FakeSwitch:
             value = int(cookie.group(1), 16)
             self.flows[bridge] = {k: v for k, v in self.flows[bridge].items() if v[0] != value}
             return
+        towards = re.fullmatch(r"table=(\d+),out_port=(\d+)", match)
+        if towards and not strict:  # ovs-ofctl's out_port: flows with that output action
+            table, port = int(towards.group(1)), towards.group(2)
+            self.flows[bridge] = {
+                k: v for k, v in self.flows[bridge].items()
+                if k[0] != table or f"output:{port}" not in v[1].split(",")}
+            return
         found = re.fullmatch(r"table=(\d+),priority=(\d+),?(.*)", match)
         if not (strict and found):
             raise BackendError(f"fake switch cannot delete by {match!r}")

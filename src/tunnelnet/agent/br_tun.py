@@ -35,6 +35,15 @@ def learned_entry(local_vid: int, mac: str) -> str:
             f"vlan_tci={local_vid:#06x}/0x0fff,dl_dst={mac}")
 
 
+def learned_towards(tunnel_ofport: int) -> str:
+    """The match (for a non-strict delete) of every table-20 entry that sends to the tunnel
+    port TUNNEL_OFPORT: when the agent removes that tunnel, what table 10 learned through it
+    would otherwise send into a port that is gone (a black hole until the entry's hard
+    timeout), or into whichever tunnel is given that number next. The switch keeps flows
+    when a port goes, as Open vSwitch does, so the agent removes them itself."""
+    return f"table={TunTable.UCAST_TO_TUN},out_port={tunnel_ofport}"
+
+
 def default_flows(patch_int_ofport: int, *, cookie: int, arp_responder: bool) -> list[FlowMod]:
     """The skeleton every br-tun has before any network: classify, split, learn, drop misses."""
     learn = (

@@ -207,6 +207,7 @@ class Agent:
         for name in sorted(set(have) - set(wanted)):
             log.info("removing tunnel %s", name)
             self.backend.del_port(BR_TUN, name)
+            self.backend.del_flows(BR_TUN, br_tun.learned_towards(have[name].ofport))
         ofports = {n: p.ofport for n, p in have.items() if n in wanted}
         for name, tunnel in sorted(wanted.items()):
             if name not in have:

@@ -178,3 +178,36 @@ def test_a_late_down_from_the_host_a_vm_left_is_answered_with_active_once() -> N
     agent.run_round()
     agent.run_round()
     assert ctl.statuses == {}  # said once per change seen, not every round
+
+
+def test_a_removed_tunnel_takes_what_was_learned_towards_it_along() -> None:
+    # Open vSwitch keeps flows whose output port is deleted: a learned entry towards a
+    # removed tunnel would black-hole its MAC until the hard timeout, or send it into the
+    # next tunnel given that port number
+    ctl, sw = _setup()
+    ctl.change("agent", "create", {"host": "hv3", "tunnel_ip": "192.0.2.3",
+                                   "tunnel_types": ["vxlan"], "alive": True})
+    ctl.change("port", "create", _port("p1", "net-a", "fa:16:3e:00:00:01", "hv1"))
+    sw.ensure_bridge("br-int", fail_secure=True)
+    sw.plug("br-int", "tap1", "p1")
+    agent = _agent(ctl, sw)
+    for _ in range(2):
+        agent.run_round()
+    tunnels = {p.name: p.ofport for p in sw.list_ports("br-tun") if p.type == "vxlan"}
+    to_hv2, to_hv3 = tunnels["vxlan-c0000202"], tunnels["vxlan-c0000203"]
+
+    def learned(mac: str, ofport: int) -> tuple[tuple[int, int, str], tuple[int, str]]:
+        # as table 10's learn() writes it (Neutron's br-tun)
+        return ((20, 1, f"vlan_tci=0x0001/0x0fff,dl_dst={mac}"),
+                (0x11, f"load:0->NXM_OF_VLAN_TCI[],load:0x3e9->NXM_NX_TUN_ID[],"
+                       f"output:{ofport}"))
+
+    for mac, ofport in (("fa:16:3e:00:00:02", to_hv2), ("fa:16:3e:00:00:03", to_hv3)):
+        key, value = learned(mac, ofport)
+        sw.flows["br-tun"][key] = value
+    ctl.change("agent", "update", {"host": "hv2", "tunnel_ip": "192.0.2.2",
+                                   "tunnel_types": ["vxlan"], "alive": False})
+    agent.run_round()
+    assert "vxlan-c0000202" not in {p.name for p in sw.list_ports("br-tun")}
+    table_20 = [v[1] for k, v in sw.flows["br-tun"].items() if k[:2] == (20, 1)]
+    assert table_20 == [learned("fa:16:3e:00:00:03", to_hv3)[1][1]]
