@@ -397,7 +397,7 @@ class Walker:
         visit = Visit(id=vid, host=item.host, bridge=item.bridge, in_port=item.in_port,
                       flow=str(raw["flow"]), steps=steps, exits=[], drop=bool(raw["drop"]),
                       drop_reason=raw.get("drop_reason"), final_flow=str(raw["final_flow"]),
-                      parent=item.parent)
+                      parent=item.parent, mtu_check=raw.get("mtu_check"))
         return visit, [int(o) for o in raw["outputs"]], lambda i: steps[i].note
 
     @staticmethod
@@ -613,7 +613,15 @@ class Walker:
                       fits=len(inner) + over - 14 <= mtu,
                       vm_mtu=mtu - over + tunnel_kinds.OUTER_ETHERNET - pmtu.l2_length(inner))
         verdict = None
-        if not encap.fits:
+        # the frame as br-tun's check_pkt_larger weighs it: as it came in, local VLAN tag on
+        at_check = _tagged(item.frame, _vlan_of(item.flow, item.key))
+        if visit.mtu_check is not None and len(at_check) > visit.mtu_check:
+            # Open vSwitch with the MTU doctor: br-tun sends it to the agent, which answers
+            # with the same function our datapath calls (agent/mtu_doctor.py)
+            verdict = pmtu.answer(at_check, visit.mtu_check)
+            encap.oversize = verdict.what.value
+            encap.doctor = visit.mtu_check
+        elif not encap.fits:
             # what the switch does with it: ours answers as packet/pmtu.py says (the same
             # function the datapath calls), Open vSwitch drops it without a word
             verdict = pmtu.answer(inner, mtu - over + tunnel_kinds.OUTER_ETHERNET)
