@@ -177,6 +177,7 @@ class MtuDoctor:
                             self.mgmt_socket, exc)
             finally:
                 sock.close()
+                self._write_status(force=True)
             stop.wait(RECONNECT)
 
     def _serve(self, sock: socket.socket, stop: threading.Event) -> None:
@@ -227,10 +228,10 @@ class MtuDoctor:
                  self.snapshot())
         self._last_log, self._unlogged = now, 0
 
-    def _write_status(self) -> None:
-        """At most once a second, and only when a count changed."""
+    def _write_status(self, *, force: bool = False) -> None:
+        """At most once a second (unless ``force``), and only when a count changed."""
         now = time.monotonic()
-        if self.status_path is None or now - self._written_at < 1.0:
+        if self.status_path is None or (now - self._written_at < 1.0 and not force):
             return
         stats = self.snapshot()
         if stats == self._written:
