@@ -56,6 +56,7 @@ class Visit:
     # Open vSwitch with the agent's MTU doctor: the longest frame (as it enters the bridge,
     # tags included) br-tun's check_pkt_larger lets through; a longer one goes to the agent
     mtu_check: int | None = None
+    larger_steps: list[Step] = field(default_factory=list)  # what a longer frame takes
 
 
 @dataclass(slots=True)

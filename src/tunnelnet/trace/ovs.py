@@ -18,6 +18,7 @@ from typing import Any, Final
 
 from tunnelnet.errors import TunnelnetError
 from tunnelnet.lab import ovs_host
+from tunnelnet.switch.action_parser import split_top
 from tunnelnet.trace.errors import TraceError
 from tunnelnet.trace.view import PortInfo
 
@@ -116,18 +117,23 @@ def parse_trace(text: str, bridge: str) -> dict[str, Any]:
     check = _CHECK_PKT_LEN.search(datapath)
     mtu_check = int(check.group(1)) if check is not None and "controller(" in check.group(2) \
         else None
+    # the branch taken by larger frames only, apart: the steps are those of a frame that
+    # fits (the journey puts the other branch in their place for one that does not)
+    larger = [s for s in steps if s["depth"] == 1]
+    for s in larger:
+        s["note"] = f"only a frame larger than {mtu_check} bytes takes this"
+    steps = [s for s in steps if s["depth"] == 0]
     if check is not None:
-        for s in steps:
-            if s["depth"] == 1:
-                s["note"] = f"only a frame larger than {check.group(1)} bytes takes this"
+        for s in steps:  # both branches' rest, one after the other: say it once
+            items = split_top(s["actions"]) if s["actions"] else []
+            s["actions"] = ",".join(a for i, a in enumerate(items) if i == 0 or a != items[i - 1])
     if final == "unchanged" or not final:
         final = flow
         if check is not None:
-            final = _replayed(flow, [a for s in steps if s["depth"] == 0
-                                     for a in s["actions"].split(",")])
+            final = _replayed(flow, [a for s in steps for a in split_top(s["actions"])])
     flow, final = ours(flow), ours(final)
     return {"flow": flow, "steps": steps, "final_flow": final, "datapath": datapath,
-            "mtu_check": mtu_check,
+            "mtu_check": mtu_check, "larger_steps": larger,
             "next_bridge": sections[1][0] if len(sections) > 1 else None,
             "drop": datapath.strip() == "drop"}
 
@@ -220,7 +226,8 @@ class OvsSwitch:
                 seen.append(o)
         return {"flow": parsed["flow"], "steps": parsed["steps"],
                 "final_flow": parsed["final_flow"], "outputs": seen,
-                "drop": not seen, "drop_reason": None, "mtu_check": parsed["mtu_check"]}
+                "drop": not seen, "drop_reason": None, "mtu_check": parsed["mtu_check"],
+                "larger_steps": parsed["larger_steps"]}
 
     def dump_flows(self, bridge: str) -> list[str]:
         return [line.strip() for line in self._run("ovs-ofctl", "dump-flows", bridge)

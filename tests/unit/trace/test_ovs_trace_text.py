@@ -101,11 +101,12 @@ Datapath actions: check_pkt_len(size=1468,gt(userspace(pid=0,controller(reason=1
 def test_a_check_pkt_larger_on_the_way_is_read_as_the_mtu_doctors_and_its_branch() -> None:
     parsed = parse_trace(WITH_MTU_CHECK, "br-tun")
     assert parsed["mtu_check"] == 1468  # from the datapath's check_pkt_len(size=1468,...)
-    nested = [s for s in parsed["steps"] if s["depth"] == 1]
-    assert [(s["table"], s["actions"]) for s in nested] == \
+    # the steps are those of a frame that fits; the other branch is kept apart
+    assert [s["table"] for s in parsed["steps"]] == [0, 2, 20]
+    assert [(s["table"], s["actions"]) for s in parsed["larger_steps"]] == \
         [(2, "controller(userdata=74.6e.4d.44.01.01.05.bc)")]
     assert parsed["steps"][0]["actions"] == \
-        "check_pkt_larger(1468)->NXM_NX_REG0[0],resubmit(,2),resubmit(,2)"
+        "check_pkt_larger(1468)->NXM_NX_REG0[0],resubmit(,2)"
     # the frame that fits leaves as table 20 says: without its VLAN, with the network's key
     final = dict(t.split("=", 1) for t in parsed["final_flow"].split(",") if "=" in t)
     assert "dl_vlan" not in final and final["tun_id"] == "0x1004"
