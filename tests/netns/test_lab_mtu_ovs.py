@@ -4,6 +4,9 @@ Open vSwitch alone drops a frame too big for its tunnel without a word; with the
 (check_pkt_larger, then controller) the agent answers it. The guests ignore the network's MTU:
 their NICs and the veths' host ends are set to 1500, as in test_lab_mtu.py.
 
+hv3 runs our vswitchd: between it and an Open vSwitch host, each edge answers its own
+senders (the mixed case).
+
 The judges are Linux's: ping's words for the ICMP error it got, the path MTU the kernel learned
 (``ip route get``), an iperf3 transfer completing after the learned MTU was flushed (a black
 hole stalls it), and a reply to a ping without DF (the agent cut it into fragments the
@@ -175,6 +178,19 @@ def test_an_iperf3_transfer_completes_through_path_mtu_discovery(lab_dir: Path,
         server.wait(timeout=10)
     route = _in(client_ns, "ip", "route", "get", ip).stdout
     assert f"mtu {mtu}" in route, route  # found by path MTU discovery, not configured
+
+
+@pytest.mark.parametrize(("src", "dst", "hv", "edge"), [("vx1", "vx3", "hv1", "ovs"),
+                                                      ("vx3", "vx1", "hv3", "tunnelnet")])
+def test_in_a_mixed_lab_each_edge_answers_its_own_senders(
+        lab_dir: Path, src: str, dst: str, hv: str, edge: str) -> None:
+    assert _state(lab_dir)["hypervisors"][hv]["switch"] == edge
+    ns, ip = _ns(lab_dir, src), _state(lab_dir)["vms"][dst]["ip"]
+    assert any(_in(ns, "ping", "-c", "1", "-W", "1", ip).returncode == 0 for _ in range(5))
+    _in(ns, "ip", "route", "flush", "cache")
+    big = _in(ns, "ping", "-c", "2", "-i", "0.2", "-W", "2", "-M", "do", "-s", "1472", ip)
+    assert "Frag needed and DF set (mtu = 1450)" in big.stdout, big.stdout + big.stderr
+    assert _in(ns, "ping", "-c", "1", "-W", "2", "-s", "1472", ip).returncode == 0
 
 
 def test_verify_is_clean_with_the_doctors_flows(lab_dir: Path) -> None:
