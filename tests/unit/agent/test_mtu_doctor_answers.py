@@ -197,3 +197,10 @@ def test_verify_reads_open_vswitchs_dump_of_the_doctors_flows_as_the_plan() -> N
 def test_max_frame_is_the_networks_mtu_with_ethernet_and_the_local_tag() -> None:
     # measured on Open vSwitch 3.1 (br_tun.MTU_CHECK_L2): 1450 bytes of IP pass, 1451 do not
     assert br_tun.max_frame(1450) == 1468 and br_tun.max_frame(1458) == 1476
+
+
+def test_the_answer_rate_is_bounded_by_a_token_bucket() -> None:
+    bucket = mtu_doctor._Bucket(rate=10.0, burst=3.0, tokens=3.0, stamp=100.0)
+    assert [bucket.take(100.0) for _ in range(4)] == [True, True, True, False]
+    assert bucket.take(100.05) is False  # half a token back
+    assert bucket.take(100.2) is True  # whole tokens back, at rate a second
