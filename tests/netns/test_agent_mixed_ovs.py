@@ -72,5 +72,9 @@ def test_br_tun_flows_on_both_switches_are_the_same(lab_dir: Path) -> None:
     # agent's own flows, which must be the same on both
     agent_ours = {f for f in _normalised(ours.splitlines()) if not _LEARNED.search(f)}
     agent_theirs = {f for f in _normalised(theirs_lines) if not _LEARNED.search(f)}
-    assert agent_ours == agent_theirs
+    # Open vSwitch alone also gets the MTU doctor's two flows per local tunnel network
+    # (agent/br_tun.py mtu_check, too_big): our vswitchd answers oversize frames itself
+    doctor = {f for f in agent_theirs if "check_pkt_larger(" in f or "controller(" in f}
+    assert doctor and not any("check_pkt_larger(" in f for f in agent_ours)
+    assert agent_ours == agent_theirs - doctor
     assert any("table=10" in f and "learn(" in f for f in agent_ours)

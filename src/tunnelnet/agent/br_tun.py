@@ -11,12 +11,20 @@ from collections.abc import Sequence
 from ipaddress import IPv4Address
 
 from tunnelnet.agent.flowmod import FlowMod
+from tunnelnet.agent.mtu_doctor import userdata_text
 from tunnelnet.packet import tunnel_kinds
 from tunnelnet.packet.fields import mac_to_int
 from tunnelnet.switch.pipeline import TunPriority, TunTable, tunnel_kinds_by_table
 
 _UNICAST = "dl_dst=00:00:00:00:00:00/01:00:00:00:00:00"
 _MULTICAST = "dl_dst=01:00:00:00:00:00/01:00:00:00:00:00"
+
+# What Open vSwitch's check_pkt_larger weighs of a frame from patch-int, besides the IP
+# packet: its Ethernet header and the local VLAN tag br-int gave it (measured on Open vSwitch
+# 3.1's userspace datapath: with check_pkt_larger(1468), a 1450-byte IP packet on local VLAN
+# 1 passes and a 1451-byte one is caught, and its packet-in holds 1469 tagged bytes)
+MTU_CHECK_L2 = 14 + 4
+TOO_BIG_MARK = "NXM_NX_REG0[0]"
 
 # Learned "MAC behind tunnel" entries expire after 300 s without being re-learned, as in
 # Neutron: a VM that moves is found again by flooding within that time at worst.
@@ -147,3 +155,32 @@ def arp_responder(local_vid: int, ip: str, mac: str) -> FlowMod:
         "in_port"
     )
     return FlowMod(TunTable.ARP_RESPONDER, TunPriority.ENTRY, _arp_match(local_vid, ip), actions)
+
+
+def max_frame(network_mtu: int) -> int:
+    """The longest frame from patch-int (local VLAN tag included) a network's tunnels take."""
+    return network_mtu + MTU_CHECK_L2
+
+
+def _mtu_check_match(patch_int_ofport: int, local_vid: int) -> str:
+    return f"in_port={patch_int_ofport},dl_vlan={local_vid}"
+
+
+def mtu_check(patch_int_ofport: int, local_vid: int, network_mtu: int) -> FlowMod:
+    """Open vSwitch only: a local network's frame from br-int is weighed against the
+    network's MTU (reg0[0] set when it is larger) on its way to table 2."""
+    return FlowMod(TunTable.LOCAL_SWITCHING, TunPriority.MTU_CHECK,
+                   _mtu_check_match(patch_int_ofport, local_vid),
+                   f"check_pkt_larger({max_frame(network_mtu)})->{TOO_BIG_MARK},"
+                   f"{_goto(TunTable.PATCH_LV_TO_TUN)}")
+
+
+def _too_big_match(local_vid: int) -> str:
+    return f"reg0=0x1/0x1,dl_vlan={local_vid}"
+
+
+def too_big(local_vid: int, network_mtu: int) -> FlowMod:
+    """Open vSwitch only: a frame ``mtu_check`` found too big goes to the agent's MTU doctor,
+    whose userdata names the reason and the longest frame the network takes."""
+    return FlowMod(TunTable.PATCH_LV_TO_TUN, TunPriority.TOO_BIG, _too_big_match(local_vid),
+                   f"controller(userdata={userdata_text(max_frame(network_mtu))})")

@@ -35,10 +35,14 @@ class AgentConfig:
     arp_responder: bool = False
     # physical network -> the bridge that reaches it, for VLAN and flat networks
     bridge_mappings: Mapping[str, str] = field(default_factory=dict)
+    # the switch is Open vSwitch, which drops a frame too big for its tunnel without a word:
+    # br-tun sends such frames to the agent's MTU doctor (agent/mtu_doctor.py)
+    mtu_doctor: bool = False
 
     def __hash__(self) -> int:  # the mapping is never mutated; hash what identifies us
         return hash((self.host, self.tunnel_ip, self.tunnel_types, self.l2pop,
-                     self.arp_responder, tuple(sorted(self.bridge_mappings.items()))))
+                     self.arp_responder, tuple(sorted(self.bridge_mappings.items())),
+                     self.mtu_doctor))
 
     def carries(self, network: Network) -> bool:
         """Tunnel networks of our tunnel types, provider networks of a mapped physnet."""
@@ -258,6 +262,9 @@ def br_tun_flows(conf: AgentConfig, view: CloudView, *, cookie: int, patch_int_o
                 and _tunnel_name(network.network_type, peers[host]) not in down_tunnels}
         flood = sorted(live.values())
         flows.append(br_tun.local_vlan(network.network_type, vid, network.segment))
+        if conf.mtu_doctor and network.mtu is not None:
+            flows.append(br_tun.mtu_check(patch_int_ofport, vid, network.mtu))
+            flows.append(br_tun.too_big(vid, network.mtu))
         flood_flow = br_tun.flood_to_tunnels(vid, network.segment, flood)
         if flood_flow is not None:
             flows.append(flood_flow)

@@ -23,13 +23,16 @@ class Network:
     network_type: str
     segment: int | None
     physical_network: str | None = None
+    mtu: int | None = None  # the IP MTU the cloud gives the network's VMs
 
     @classmethod
     def from_api(cls, obj: Mapping[str, Any]) -> Network:
         seg = obj.get("provider:segmentation_id")
+        mtu = obj.get("mtu")
         return cls(id=str(obj["id"]), network_type=str(obj.get("provider:network_type") or ""),
                    segment=int(seg) if seg is not None else None,
-                   physical_network=obj.get("provider:physical_network"))
+                   physical_network=obj.get("provider:physical_network"),
+                   mtu=mtu if isinstance(mtu, int) and not isinstance(mtu, bool) else None)
 
 
 @dataclass(frozen=True, slots=True)

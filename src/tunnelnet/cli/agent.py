@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from ipaddress import IPv4Address
 from pathlib import Path
 
@@ -11,7 +12,7 @@ from tunnelnet.agent.backend import SwitchBackend
 from tunnelnet.agent.desired import AgentConfig
 from tunnelnet.agent.http_controller import HttpController
 from tunnelnet.agent.liveness import DEFAULT_INTERVAL_MS, DEFAULT_MULT, BfdSettings
-from tunnelnet.agent.service import Agent, AgentTimers
+from tunnelnet.agent.service import BR_TUN, Agent, AgentTimers
 from tunnelnet.agent.view import DEFAULT_TUNNEL_TYPES, TUNNEL_NETWORK_TYPES
 from tunnelnet.cli import agentcmd
 from tunnelnet.cli._daemon import (
@@ -116,14 +117,25 @@ def cli(ctx: click.Context, host: str | None, url: str, ca_file: str | None,
     start_logging(log_file, log_level)
     mappings = _mappings(bridge_mappings)
     conf = AgentConfig(host=host, tunnel_ip=tunnel_ip, tunnel_types=types, l2pop=l2pop,
-                       arp_responder=arp_responder, bridge_mappings=mappings)
+                       arp_responder=arp_responder, bridge_mappings=mappings,
+                       mtu_doctor=switch_kind == "ovs")
     client = Client(url, token, ca_file=ca_file, insecure_http=insecure_http)
     controller = HttpController(client, l2pop=l2pop, arp_responder=arp_responder)
     agent = Agent(conf, controller, _backend(switch_kind, rundir.absolute(), ovs_rundir),
                   timers=AgentTimers(poll_interval=poll_interval),
                   bridge_mappings=mappings,
                   bfd=BfdSettings(interval_ms=bfd_interval, mult=bfd_mult))
-    run_until_signalled("agent", agent.run, client.close)
+
+    def serve(stop: threading.Event) -> None:
+        if conf.mtu_doctor:
+            from tunnelnet.agent import mtu_doctor
+
+            # Open vSwitch's bridge management sockets: its run directory's, else the system's
+            mgmt = Path(ovs_rundir or "/var/run/openvswitch") / f"{BR_TUN}.mgmt"
+            mtu_doctor.start(mgmt, rundir.absolute(), stop)
+        agent.run(stop)
+
+    run_until_signalled("agent", serve, client.close)
 
 
 # `tunnelnet agent list|show|set|delete`: the controller's records of agents (also reachable

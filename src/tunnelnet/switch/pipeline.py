@@ -65,6 +65,11 @@ class TunPriority(IntEnum):
     ENTRY = 1  # per port, per network key, per flood list, per ARP address; table 10's learn
     LEARNED = 1  # what table 10 writes into table 20: below what l2population announced
     L2POP = 2  # table 20: a MAC l2population announced outranks a learned one
+    # Open vSwitch hosts only (the MTU doctor, agent/mtu_doctor.py): table 0 weighs each frame
+    # of a local tunnel network from patch-int against the network's MTU before table 2, and
+    # table 2 sends the ones found too big to the agent, above the unicast/flood split
+    MTU_CHECK = 2
+    TOO_BIG = 2
 
 
 class IntPriority(IntEnum):
@@ -144,11 +149,15 @@ def br_tun_pipeline(kinds: tuple[TunnelKind, ...]) -> Pipeline:
     by_kind = ", ".join(f"a {k.title} tunnel to {k.neutron_table}" for k in kinds)
     return _pipeline("br-tun", [
         TableDecl(t.LOCAL_SWITCHING, t.LOCAL_SWITCHING.name,
-                  f"sorts frames by the port they came in on: patch-int to table 2, {by_kind}",
+                  f"sorts frames by the port they came in on: patch-int to table 2, {by_kind}; "
+                  "on Open vSwitch, a local tunnel network's frame from patch-int is weighed "
+                  "against the network's MTU on the way (check_pkt_larger into reg0[0])",
                   (t.PATCH_LV_TO_TUN, *(k.neutron_table for k in kinds))),
         TableDecl(t.PATCH_LV_TO_TUN, t.PATCH_LV_TO_TUN.name,
                   "takes frames from br-int: unicast to table 20, broadcast and multicast to 22 "
-                  "(ARP requests to 21 with the ARP responder)",
+                  "(ARP requests to 21 with the ARP responder); on Open vSwitch, a frame "
+                  "table 0 found too big for its network's tunnels goes to the agent's MTU "
+                  "doctor, which answers it as our vswitchd's datapath does",
                   (t.UCAST_TO_TUN, t.ARP_RESPONDER, t.FLOOD_TO_TUN), miss=None),
         *(TableDecl(k.neutron_table, tun_to_lv_name(k),
                     f"translates a {k.title} {k.key_name} into this host's local VLAN",

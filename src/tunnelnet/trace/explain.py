@@ -161,6 +161,13 @@ _OVERSIZE_SUMMARY = {
 }
 
 
+def _oversize_summary(encap: Encap) -> str:
+    words = _OVERSIZE_SUMMARY.get(encap.oversize or "", "{}").format(encap.vm_mtu)
+    if encap.doctor is not None:  # Open vSwitch: the agent's MTU doctor, not vswitchd
+        words = words.replace("vswitchd", "the agent's MTU doctor", 1)
+    return words
+
+
 def mtu_words(encap: Encap) -> str:
     """Why the tunnel's MTU is what it is: "1450 = underlay MTU 1500 - 50 (outer IPv4 20 +
     UDP 8 + VXLAN 8 + inner Ethernet 14)"."""
@@ -176,6 +183,12 @@ def oversize_words(encap: Encap, verdict: pmtu.Answer, switch: object) -> str:
     head = (f"the encapsulated packet ({encap.outer_ip_length} bytes of IP) exceeds the "
             f"underlay MTU {encap.underlay_mtu}: the {tunnel_kinds.kind(encap.type).title} "
             f"tunnel leaves the VM an IP MTU of {mtu_words(encap)}")
+    if encap.doctor is not None:
+        who = getattr(switch, "product", "the switch")
+        return (f"{head}; {who} on {encap.from_host} finds it larger than {encap.doctor} "
+                f"bytes (br-tun's check_pkt_larger) and sends it to the agent, whose MTU "
+                f"doctor does as vswitchd would: {verdict.why} (counted as "
+                f"{verdict.what.value} in the agent's mtu-doctor.json)")
     if encap.oversize == "dropped silently":
         who = getattr(switch, "product", "the switch")
         return (f"{head}; {who} on {encap.from_host} drops it without "
@@ -256,8 +269,7 @@ def summary(outcome: Outcome, src: VmInfo, dst: VmInfo, probe: Probe, visits: li
         entry = tunnel_kinds.kind(big.type)
         parts.append(f"it never left {big.from_host}: wrapped in {entry.title} it is "
                      f"{big.outer_ip_length} bytes of IP, more than the underlay's MTU "
-                     f"{big.underlay_mtu}; {_OVERSIZE_SUMMARY.get(big.oversize or '', '{}')}"
-                     .format(big.vm_mtu))
+                     f"{big.underlay_mtu}; {_oversize_summary(big)}")
     mtu = vm_mtu_words(src, probe, walker)
     if mtu:
         parts.append(mtu)

@@ -389,15 +389,18 @@ class Walker:
     def _traced(vid: int, item: _Pending, raw: dict[str, Any]
                 ) -> tuple[Visit, list[int], Callable[[int], str]]:
         """A visit from a switch's trace (``SwitchView.trace``'s JSON shape)."""
-        steps = [Step(host=item.host, bridge=item.bridge, table=int(s["table"]),
-                      priority=int(s["priority"]), match=str(s["match"]),
-                      actions=str(s["actions"]), cookie=str(s.get("cookie", "")),
-                      note=str(s.get("note", "")))
-                 for s in raw["steps"]]
+        def step(s: Mapping[str, Any]) -> Step:
+            return Step(host=item.host, bridge=item.bridge, table=int(s["table"]),
+                        priority=int(s["priority"]), match=str(s["match"]),
+                        actions=str(s["actions"]), cookie=str(s.get("cookie", "")),
+                        note=str(s.get("note", "")))
+
+        steps = [step(s) for s in raw["steps"]]
         visit = Visit(id=vid, host=item.host, bridge=item.bridge, in_port=item.in_port,
                       flow=str(raw["flow"]), steps=steps, exits=[], drop=bool(raw["drop"]),
                       drop_reason=raw.get("drop_reason"), final_flow=str(raw["final_flow"]),
-                      parent=item.parent)
+                      parent=item.parent, mtu_check=raw.get("mtu_check"),
+                      larger_steps=[step(s) for s in raw.get("larger_steps") or ()])
         return visit, [int(o) for o in raw["outputs"]], lambda i: steps[i].note
 
     @staticmethod
@@ -613,7 +616,18 @@ class Walker:
                       fits=len(inner) + over - 14 <= mtu,
                       vm_mtu=mtu - over + tunnel_kinds.OUTER_ETHERNET - pmtu.l2_length(inner))
         verdict = None
-        if not encap.fits:
+        # the frame as br-tun's check_pkt_larger weighs it: as it came in, local VLAN tag on
+        at_check = _tagged(item.frame, _vlan_of(item.flow, item.key))
+        if visit.mtu_check is not None and len(at_check) > visit.mtu_check:
+            # Open vSwitch with the MTU doctor: br-tun sends it to the agent, which answers
+            # with the same function our datapath calls (agent/mtu_doctor.py)
+            verdict = pmtu.answer(at_check, visit.mtu_check)
+            encap.oversize = verdict.what.value
+            checked = next((i for i, s in enumerate(visit.steps)
+                            if "check_pkt_larger" in s.actions), len(visit.steps) - 1)
+            visit.steps[checked + 1:] = visit.larger_steps
+            encap.doctor = visit.mtu_check
+        elif not encap.fits:
             # what the switch does with it: ours answers as packet/pmtu.py says (the same
             # function the datapath calls), Open vSwitch drops it without a word
             verdict = pmtu.answer(inner, mtu - over + tunnel_kinds.OUTER_ETHERNET)

@@ -53,6 +53,10 @@ class Visit:
     # where the switch's own lookup floods a unicast frame: that it is a first-packet effect,
     # and where the frame goes once the switch has learned the destination (which is followed)
     learning: str = ""
+    # Open vSwitch with the agent's MTU doctor: the longest frame (as it enters the bridge,
+    # tags included) br-tun's check_pkt_larger lets through; a longer one goes to the agent
+    mtu_check: int | None = None
+    larger_steps: list[Step] = field(default_factory=list)  # what a longer frame takes
 
 
 @dataclass(slots=True)
@@ -78,6 +82,7 @@ class Encap:
     # Oversize value, or "dropped silently" for a switch that does not answer); None: fits
     vm_mtu: int = 0
     oversize: str | None = None
+    doctor: int | None = None  # Open vSwitch's MTU doctor weighed it: its check's length
     # the tunnel's BFD session when it is not up: "the tunnel to hv2 has been down for 12 s"
     liveness: str = ""
 

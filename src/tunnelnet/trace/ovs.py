@@ -18,6 +18,7 @@ from typing import Any, Final
 
 from tunnelnet.errors import TunnelnetError
 from tunnelnet.lab import ovs_host
+from tunnelnet.switch.action_parser import split_top
 from tunnelnet.trace.errors import TraceError
 from tunnelnet.trace.view import PortInfo
 
@@ -25,6 +26,13 @@ _BRIDGE = re.compile(r'^bridge\("([^"]+)"\)$')
 _TABLE = re.compile(r"^\s*(\d+)\. (?:(\S+), )?priority (\d+)(?:, cookie (0x[0-9a-f]+))?$")
 _DPIF_PORT = re.compile(r"^\s+(\S+) (\d+)/(\S+): \((\w+)(?:: (.*))?\)$")
 _OUTPUT = re.compile(r"^output:(\d+)$")
+# the datapath action check_pkt_larger becomes: larger than SIZE -> gt(...), else le(...)
+_CHECK_PKT_LEN = re.compile(r"check_pkt_len\(size=(\d+),gt\((.*?)\),le\(")
+# the actions of br-tun's flows that change what the trace reads from the final flow
+_STRIP = ("strip_vlan", "pop_vlan", "load:0->NXM_OF_VLAN_TCI[]")
+_TUN_ID = re.compile(r"^(?:set_tunnel64?:(\w+)|(?:load|set_field):(\w+)->"
+                     r"(?:NXM_NX_TUN_ID\[\]|tun_id))$")
+_MOD_VLAN = re.compile(r"^mod_vlan_vid:(\d+)$")
 _OFPP_LOCAL: Final = 65534
 
 
@@ -43,6 +51,25 @@ def ours(flow: str) -> str:
             continue
         kept.append(token)
     return ",".join(kept)
+
+
+def _replayed(flow: str, actions: list[str]) -> str:
+    """``flow`` after br-tun's actions that change what the journey reads (the VLAN, the
+    tunnel key). Needed where a check_pkt_larger was on the way: Open vSwitch translates
+    both of its branches and then puts the flow back as it was at the check, so its "Final
+    flow" says "unchanged" although the frame left without its VLAN and with a key."""
+    fields = [t for t in flow.split(",") if t]
+    for action in actions:
+        if action in _STRIP:
+            fields = [t for t in fields if not t.startswith(("dl_vlan=", "dl_vlan_pcp=",
+                                                             "vlan_tci="))]
+        elif (m := _MOD_VLAN.match(action)) is not None:
+            fields = [t for t in fields if not t.startswith("dl_vlan=")]
+            fields.append(f"dl_vlan={m.group(1)}")
+        elif (m := _TUN_ID.match(action)) is not None:
+            fields = [t for t in fields if not t.startswith("tun_id=")]
+            fields.append(f"tun_id={int(m.group(1) or m.group(2), 0):#x}")
+    return ",".join(fields)
 
 
 def parse_trace(text: str, bridge: str) -> dict[str, Any]:
@@ -68,18 +95,45 @@ def parse_trace(text: str, bridge: str) -> dict[str, Any]:
     for line in sections[0][1]:
         m = _TABLE.match(line)
         if m is not None:
+            # a step indented past the table column is nested: with a check_pkt_larger on
+            # the way, the branch taken by larger frames only (see below)
+            indent = len(line) - len(line.lstrip())
             steps.append({"table": int(m.group(1)), "priority": int(m.group(3)),
                           "match": m.group(2) or "", "actions": "", "depth": 0,
-                          "cookie": m.group(4) or "0x0", "note": "", "_lines": []})
+                          "cookie": m.group(4) or "0x0", "note": "", "_lines": [],
+                          "_nested": indent > 2})
         elif steps:
-            steps[-1]["_lines"].append(line.strip())
+            # an action line back at the top level's column, after a nested step, is the
+            # rest of the last top-level step (its actions after the resubmit)
+            owner = steps[-1]
+            if owner["_nested"] and len(line) - len(line.lstrip()) <= 4:
+                owner = next((s for s in reversed(steps) if not s["_nested"]), owner)
+            owner["_lines"].append(line.strip())
     for s in steps:
         lines = s.pop("_lines")
+        nested = s.pop("_nested")
+        s["depth"] = 1 if nested and _CHECK_PKT_LEN.search(datapath) else 0
         s["actions"] = ",".join(x for x in lines if not x.startswith((">>", "->")))
+    check = _CHECK_PKT_LEN.search(datapath)
+    mtu_check = int(check.group(1)) if check is not None and "controller(" in check.group(2) \
+        else None
+    # the branch taken by larger frames only, apart: the steps are those of a frame that
+    # fits (the journey puts the other branch in their place for one that does not)
+    larger = [s for s in steps if s["depth"] == 1]
+    for s in larger:
+        s["note"] = f"only a frame larger than {mtu_check} bytes takes this"
+    steps = [s for s in steps if s["depth"] == 0]
+    if check is not None:
+        for s in steps:  # both branches' rest, one after the other: say it once
+            items = split_top(s["actions"]) if s["actions"] else []
+            s["actions"] = ",".join(a for i, a in enumerate(items) if i == 0 or a != items[i - 1])
     if final == "unchanged" or not final:
         final = flow
+        if check is not None:
+            final = _replayed(flow, [a for s in steps for a in split_top(s["actions"])])
     flow, final = ours(flow), ours(final)
     return {"flow": flow, "steps": steps, "final_flow": final, "datapath": datapath,
+            "mtu_check": mtu_check, "larger_steps": larger,
             "next_bridge": sections[1][0] if len(sections) > 1 else None,
             "drop": datapath.strip() == "drop"}
 
@@ -88,8 +142,10 @@ class OvsSwitch:
     # Open vSwitch's userspace tunnel push picks the VXLAN source port by its own hash of the
     # flow, in 32768-61000 (netdev-native-tnl.c), not by tunnelnet's RFC 7348 hash
     vxlan_source_port_is_ours = False
-    # Open vSwitch sends no ICMP for a packet too big for a tunnel (only where a flow asks,
-    # as OVN's check_pkt_larger does): the outer packet, with DF, is refused and lost
+    # Open vSwitch sends no ICMP for a packet too big for a tunnel by itself: the outer
+    # packet, with DF, is refused and lost. Where br-tun has the MTU doctor's flows
+    # (check_pkt_larger, then controller), the trace's "mtu_check" says so, and the agent
+    # answers (agent/mtu_doctor.py)
     answers_oversize = False
     product = "Open vSwitch"
     VXLAN_SOURCE_RANGE: Final = (32768, 61000)
@@ -170,7 +226,8 @@ class OvsSwitch:
                 seen.append(o)
         return {"flow": parsed["flow"], "steps": parsed["steps"],
                 "final_flow": parsed["final_flow"], "outputs": seen,
-                "drop": not seen, "drop_reason": None}
+                "drop": not seen, "drop_reason": None, "mtu_check": parsed["mtu_check"],
+                "larger_steps": parsed["larger_steps"]}
 
     def dump_flows(self, bridge: str) -> list[str]:
         return [line.strip() for line in self._run("ovs-ofctl", "dump-flows", bridge)

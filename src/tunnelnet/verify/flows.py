@@ -16,10 +16,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from tunnelnet.agent.flowmod import FlowMod
+from tunnelnet.switch.action_parser import split_top
 from tunnelnet.switch.actions import ModVlanVid, OutputPort
 from tunnelnet.switch.errors import FlowSyntaxError
 from tunnelnet.switch.flow_parser import FlowCommand, parse_flow
 from tunnelnet.switch.learn import Learn
+from tunnelnet.switch.nxm import parse_subfield
 
 # OpenFlow's reserved port numbers (LOCAL, CONTROLLER, ...) start here: never a bridge's port
 FIRST_RESERVED_PORT = 0xFF00
@@ -73,18 +75,47 @@ def parse_line(line: str) -> ParsedFlow:
     return dataclasses.replace(flow, cookie=int(found.group(1), 0))
 
 
+def _ovs_only(item: str) -> str | None:
+    """The canonical text of an action only Open vSwitch runs (the MTU doctor's, agent/br_tun.py:
+    ``check_pkt_larger(N)->FIELD``, ``controller(...)``); None for any other action."""
+    name = item.partition("(")[0].strip().lower()
+    if name == "check_pkt_larger":
+        length, _arrow, dst = item.partition(")->")
+        try:
+            size = int(length.partition("(")[2], 0)
+            return f"check_pkt_larger({size})->{parse_subfield(dst).format()}"
+        except (ValueError, FlowSyntaxError) as exc:
+            raise UnreadableFlow(f"cannot read {item!r}: {exc}") from exc
+    if name == "controller" and item.strip().endswith(")"):
+        args = item.strip()[len("controller("):-1]
+        return f"controller({','.join(a.strip().lower() for a in split_top(args))})"
+    return None
+
+
 @functools.lru_cache(maxsize=1 << 16)
 def _parse(text: str) -> ParsedFlow:
-    """A flow's text without counters or cookie; kept, as many hosts share many flows."""
+    """A flow's text without counters or cookie; kept, as many hosts share many flows.
+
+    Actions only Open vSwitch runs (our switch refuses them) may lead the list: they are
+    compared as canonical text, the rest as the switch's parser reads it."""
     head, sep, tail = text.partition(" actions=")
+    items = split_top(tail) if sep else []
+    leading: list[str] = []
+    for item in items:
+        canonical = _ovs_only(item)
+        if canonical is None:
+            break
+        leading.append(canonical)
+    rest = ",".join(items[len(leading):])
     try:
-        spec = parse_flow(f"{head.replace(', ', ',')}{sep}{tail}", FlowCommand.ADD)
+        spec = parse_flow(f"{head.replace(', ', ',')}{sep}{rest}", FlowCommand.ADD)
     except FlowSyntaxError as exc:
         raise UnreadableFlow(f"cannot read flow {text!r}: {exc}") from exc
     actions = spec.actions or ()
+    ours = ",".join(a.format() for a in actions)
     return ParsedFlow(
         table=spec.table or 0, priority=spec.priority, match=spec.match.format(),
-        actions=",".join(a.format() for a in actions) or "drop",
+        actions=",".join([*leading, *([ours] if ours else [])]) or "drop",
         cookie=spec.new_cookie or 0, hard_timeout=spec.hard_timeout,
         outputs=tuple(a.port for a in actions if isinstance(a, OutputPort)
                       and a.port < FIRST_RESERVED_PORT),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
@@ -145,6 +146,9 @@ def verify_host(host: str, reader: SwitchReader, cloud: CloudState) -> HostRepor
         if conf is None:
             raise VerifyError(f"the controller has no agent on {host} with a tunnel address: "
                               "nothing to compare its switch with")
+        # an agent on Open vSwitch installs the MTU doctor's flows (its --switch ovs says so,
+        # as the reader's kind does here)
+        conf = dataclasses.replace(conf, mtu_doctor=reader.kind == "ovs")
         bridges = intent.agent_bridges(conf)
         switch = read_switch(reader, bridges)
         _compare(report, conf, cloud, switch, bridges)

@@ -60,3 +60,53 @@ def test_open_vswitch_only_fields_are_left_out_of_the_flow() -> None:
 def test_a_trace_of_another_bridge_is_refused() -> None:
     with pytest.raises(TraceError, match="did not start in br-int"):
         parse_trace(FROM_TUNNEL, "br-int")
+
+
+# ovs-appctl ofproto/trace br-tun on an Open vSwitch 3.1 hypervisor with the agent's MTU doctor
+# (mtu_ovs.toml's hv1): check_pkt_larger in table 0, whose "larger" branch (nested) goes to the
+# controller; Open vSwitch translates both branches and says "Final flow: unchanged"
+WITH_MTU_CHECK = """\
+Flow: icmp,in_port=1,dl_vlan=1,dl_vlan_pcp=0,vlan_tci1=0x0000,dl_src=fa:16:3e:d9:46:56,dl_dst=fa:16:3e:cb:65:fa,nw_src=10.4.0.11,nw_dst=10.4.0.12,nw_tos=0,nw_ecn=0,nw_ttl=0,nw_frag=no,icmp_type=0,icmp_code=0
+
+bridge("br-tun")
+----------------
+ 0. in_port=1,dl_vlan=1, priority 2, cookie 0x697d0574bf4c0ddd
+    check_pkt_larger(1468)->NXM_NX_REG0[0]
+    resubmit(,2)
+     2. reg0=0x1/0x1,dl_vlan=1, priority 2, cookie 0x697d0574bf4c0ddd
+            controller(userdata=74.6e.4d.44.01.01.05.bc)
+    resubmit(,2)
+ 2. dl_dst=00:00:00:00:00:00/01:00:00:00:00:00, priority 0, cookie 0x697d0574bf4c0ddd
+    resubmit(,20)
+20. dl_vlan=1,dl_dst=fa:16:3e:cb:65:fa, priority 2, cookie 0x697d0574bf4c0ddd
+    strip_vlan
+    load:0x1004->NXM_NX_TUN_ID[]
+    output:2
+     -> output to native tunnel
+     -> tunneling to 192.0.2.42 via br-phy
+     -> tunneling from 1a:9c:54:0e:54:4f 192.0.2.41 to 2e:c2:6a:61:77:44 192.0.2.42
+
+bridge("br-phy")
+----------------
+ 0. priority 0
+    NORMAL
+     -> forwarding to learned port
+
+Final flow: unchanged
+Megaflow: recirc_id=0,eth,icmp,in_port=1,dl_vlan=1,dl_vlan_pcp=0,dl_dst=fa:16:3e:cb:65:fa,nw_ecn=0,nw_frag=no
+Datapath actions: check_pkt_len(size=1468,gt(userspace(pid=0,controller(reason=1,dont_send=1,continuation=0,recirc_id=40,rule_cookie=0x697d0574bf4c0ddd,controller_id=0,max_len=65535))),le(pop_vlan,tnl_push(tnl_port(6),header(size=50,type=4,eth(dst=2e:c2:6a:61:77:44,src=1a:9c:54:0e:54:4f,dl_type=0x0800),ipv4(src=192.0.2.41,dst=192.0.2.42,proto=17,tos=0,ttl=64,frag=0x4000),udp(src=0,dst=4789,csum=0x0),vxlan(flags=0x8000000,vni=0x1004)),out_port(2)),1))
+"""  # noqa: E501 (Open vSwitch's lines, verbatim)
+
+
+def test_a_check_pkt_larger_on_the_way_is_read_as_the_mtu_doctors_and_its_branch() -> None:
+    parsed = parse_trace(WITH_MTU_CHECK, "br-tun")
+    assert parsed["mtu_check"] == 1468  # from the datapath's check_pkt_len(size=1468,...)
+    # the steps are those of a frame that fits; the other branch is kept apart
+    assert [s["table"] for s in parsed["steps"]] == [0, 2, 20]
+    assert [(s["table"], s["actions"]) for s in parsed["larger_steps"]] == \
+        [(2, "controller(userdata=74.6e.4d.44.01.01.05.bc)")]
+    assert parsed["steps"][0]["actions"] == \
+        "check_pkt_larger(1468)->NXM_NX_REG0[0],resubmit(,2)"
+    # the frame that fits leaves as table 20 says: without its VLAN, with the network's key
+    final = dict(t.split("=", 1) for t in parsed["final_flow"].split(",") if "=" in t)
+    assert "dl_vlan" not in final and final["tun_id"] == "0x1004"
