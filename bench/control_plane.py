@@ -1,6 +1,7 @@
 """Control-plane benchmark: simulated hypervisors against real controller processes.
 
     python -m bench.control_plane [--agents 200] [--ports 4000] [--only sqlite,etcd]
+    python -m bench.control_plane --steady-only --agents 1000 --only etcd
 
 Scenario ``sqlite``: one ``tunnelnet server`` on a SQLite file. Scenario ``etcd``: a 3-member
 etcd cluster on loopback and two ``tunnelnet server`` processes on it, the agents spread over
@@ -213,6 +214,9 @@ def run_scenario(kind: str, args: argparse.Namespace, procs: Processes, workdir:
         raise BenchError(f"only {len(observed.registered)} of {args.agents} agents registered "
                          f"in {args.timeout}s")
     t_registered = max(observed.registered.values())
+    if args.steady_only:
+        say(f"{kind}: all registered after {t_registered - t_start:.1f}s")
+        return _steady_only(kind, cloud, workers, observed, args, t_registered - t_start)
     say(f"{kind}: all registered after {t_registered - t_start:.1f}s; creating networks")
 
     n_networks = max(1, -(-args.ports // PORTS_PER_NETWORK))
@@ -291,6 +295,23 @@ def run_scenario(kind: str, args: argparse.Namespace, procs: Processes, workdir:
         "probe_p99_ms": _ms(_percentile(delays, 0.99)),
         "steady": steady, "costs_end": final, "agent_totals": totals,
     }
+
+
+def _steady_only(kind: str, cloud: Cloud, workers: list[Worker], observed: Observed,
+                 args: argparse.Namespace, seconds_register: float) -> dict[str, Any]:
+    """--steady-only: registered agents, no networks or ports; only what liveness costs."""
+    steady = measure_steady(kind, cloud, workers, observed, args)
+    for worker in workers:
+        worker.send({"stop": True})
+    observed.wait(lambda: len(observed.totals) == len(workers), 30.0)
+    final = cloud.costs()
+    for client in cloud.admins:
+        client.close()
+    return {"store": kind, "controllers": len(cloud.controllers),
+            "etcd_members": len(cloud.etcd), "agents": args.agents, "ports": 0,
+            "agents_converged": len(observed.registered),
+            "seconds_register": round(seconds_register, 2), "steady": steady,
+            "costs_end": final}
 
 
 def _counting(kind: str, what: str, done: dict[str, float], total: int
@@ -422,9 +443,16 @@ def table(results: dict[str, dict[str, Any]]) -> str:
     width = max(len(label) for label, _ in ROWS)
     lines = [f"{'':{width}}  " + "  ".join(f"{n:>14}" for n in names)]
     for label, get in ROWS:
-        lines.append(f"{label:{width}}  " + "  ".join(f"{get(results[n])!s:>14}"
+        lines.append(f"{label:{width}}  " + "  ".join(f"{_cell(get, results[n])!s:>14}"
                                                       for n in names))
     return "\n".join(lines)
+
+
+def _cell(get: Callable[[dict[str, Any]], Any], result: dict[str, Any]) -> Any:
+    try:
+        return get(result)
+    except KeyError:  # a figure this run did not measure (--steady-only)
+        return "-"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -446,6 +474,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="the agents' heartbeat (the agent's default)")
     parser.add_argument("--timeout", type=float, default=600.0,
                         help="longest wait for registration or convergence, seconds")
+    parser.add_argument("--steady-only", action="store_true",
+                        help="register the agents and measure only the steady state (no "
+                             "networks, ports or probes): what liveness costs, in minutes")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--out", type=Path, default=RESULTS, help="directory for the JSON")
     args = parser.parse_args(argv)
