@@ -502,8 +502,9 @@ class EtcdStore:
         ttls = self._lives.remaining(name)
         if ttls is None:
             return None
+        # etcd rounds the remaining TTL down: a beat just now reads as one second ago
         granted, remaining = ttls
-        return now - max(0, granted - remaining)
+        return now - max(0, granted - remaining - 1)
 
     def end_life(self, name: str) -> None:
         self._lives.end(name)

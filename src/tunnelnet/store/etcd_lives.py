@@ -110,8 +110,10 @@ class EtcdLives:
         if found is None or not found.lease:
             return None
         data = self._gw.call("/lease/timetolive", {"ID": str(found.lease)})
+        # whole seconds, rounded down: 0 (left out of the JSON, as every zero is) is a lease
+        # in its last second, -1 one that is gone
         remaining = int(data.get("TTL", 0))
-        if remaining <= 0:
+        if remaining < 0:
             return None
         return int(data.get("grantedTTL", remaining)), remaining
 
