@@ -3,6 +3,9 @@
     python -m bench.control_plane [--agents 200] [--ports 4000] [--only sqlite,etcd]
     python -m bench.control_plane --steady-only --agents 1000 --only etcd
 
+``--steady-only``: hypervisors that only register and report (bench.cp_beats, every report
+through each controller in turn), then the steady state alone: what liveness costs.
+
 Scenario ``sqlite``: one ``tunnelnet server`` on a SQLite file. Scenario ``etcd``: a 3-member
 etcd cluster on loopback and two ``tunnelnet server`` processes on it, the agents spread over
 both through their controller URL lists. In both, the hypervisors are real agents with the
@@ -120,8 +123,11 @@ class Worker:
                  args: argparse.Namespace, observed: Observed) -> None:
         argv = [sys.executable, "-m", "bench.cp_agents", "--urls", ",".join(urls),
                 "--token", AGENT_TOKEN, "--first", str(first), "--count", str(count),
-                "--poll-interval", str(args.poll_interval),
                 "--heartbeat-interval", str(args.heartbeat_interval)]
+        if args.steady_only:  # hypervisors that only register and report
+            argv[2] = "bench.cp_beats"
+        else:
+            argv += ["--poll-interval", str(args.poll_interval)]
         self.hosts = [host_name(i) for i in range(first, first + count)]
         self.proc = procs.spawn(f"agents-{first}", argv, workdir / f"agents-{first}.log",
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE)
@@ -309,7 +315,7 @@ def _steady_only(kind: str, cloud: Cloud, workers: list[Worker], observed: Obser
         client.close()
     return {"store": kind, "controllers": len(cloud.controllers),
             "etcd_members": len(cloud.etcd), "agents": args.agents, "ports": 0,
-            "agents_converged": len(observed.registered),
+            "agents_registered": len(observed.registered),
             "seconds_register": round(seconds_register, 2), "steady": steady,
             "costs_end": final}
 
@@ -411,6 +417,7 @@ def measure_steady(kind: str, cloud: Cloud, workers: list[Worker], observed: Obs
 ROWS: list[tuple[str, Callable[[dict[str, Any]], Any]]] = [
     ("controllers / etcd members", lambda r: f"{r['controllers']} / {r['etcd_members']}"),
     ("agents converged", lambda r: f"{r['agents_converged']}/{r['agents']}"),
+    ("agents registered (--steady-only)", lambda r: f"{r['agents_registered']}/{r['agents']}"),
     ("ports ACTIVE", lambda r: f"{r['ports_active']}/{r['ports']}"),
     ("register all agents (s)", lambda r: r["seconds_register"]),
     ("port API writes (s)", lambda r: r["seconds_port_writes"]),
@@ -520,7 +527,8 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "control_plane.json").write_text(json.dumps(report, indent=2, default=str))
     if results:
-        print(f"{args.agents} agents, {args.ports} ports ({argv_text})")
+        ports = 0 if args.steady_only else args.ports
+        print(f"{args.agents} agents, {ports} ports ({argv_text})")
         print(table(results))
     for kind, error in errors.items():
         print(f"{kind}: FAILED: {error}")
