@@ -6,9 +6,9 @@ For ``bench.control_plane --steady-only``: what liveness costs is a question abo
 alone, and a thousand full agents (each listing the whole cloud at start, each long-polling)
 would bury it under their own load on one machine. Each hypervisor registers through one
 controller and then reports every interval through each controller in turn (a heartbeat
-through one must count on all), with the real HTTP client, from a few threads per worker,
-its reports spread evenly over the interval. The JSON lines on stdin and stdout are those of
-bench.cp_agents (``registered``, ``heartbeats`` on ``{"tell": "heartbeats"}``, ``totals``).
+through one must count on all), with the real HTTP client, from a few threads per worker.
+The JSON lines on stdin and stdout are those of bench.cp_agents (``registered``,
+``heartbeats`` on ``{"tell": "heartbeats"}``, ``totals``).
 """
 
 from __future__ import annotations
@@ -46,33 +46,44 @@ class Counts:
 
 def _beat_slice(indexes: list[int], clients: list[Client], interval: float, report: Reporter,
                 counts: Counts, stop: threading.Event) -> None:
+    """Registers the slice's hypervisors and reports for each every `interval`; reports that
+    are due and registrations take turns, so the first registered do not die waiting while
+    the controllers take the last ones (registering a thousand takes longer than a down time
+    on one loaded machine), nor do reports starve the registrations."""
     ids: dict[int, str] = {}
-    for index in indexes:
-        while index not in ids and not stop.is_set():
-            try:
-                client = clients[index % len(clients)]
-                ids[index] = str(client.register_agent(
-                    host_name(index), tunneling_ip=str(UNDERLAY + index))["id"])
-                report(registered=host_name(index), t=time.monotonic())
-            except ClientError as exc:
-                print(f"{host_name(index)}: register: {exc}", file=sys.stderr, flush=True)
-                stop.wait(1.0)
-    step = interval / max(1, len(indexes))
-    turn = 0
-    next_at = time.monotonic()
+    due: dict[int, float] = {}  # registered hypervisor -> when its next report is due
+    turns: dict[int, int] = {}
+    waiting = list(indexes)
+    reported = False
     while not stop.is_set():
-        for index in indexes:
-            if stop.wait(max(0.0, next_at - time.monotonic())):
-                return
-            next_at += step
-            client = clients[(index + turn) % len(clients)]
+        now = time.monotonic()
+        index = min(due, key=due.__getitem__) if due else None
+        reported = not reported and index is not None and due[index] <= now
+        if reported and index is not None:
+            # each report through the next controller: one through any counts on all
+            turns[index] += 1
+            client = clients[(index + turns[index]) % len(clients)]
             try:
                 client.heartbeat(ids[index])
                 counts.add(True)
             except ClientError as exc:
                 counts.add(False)
                 print(f"{host_name(index)}: heartbeat: {exc}", file=sys.stderr, flush=True)
-        turn += 1
+            due[index] = max(due[index] + interval, now)
+        elif waiting:
+            index = waiting[0]
+            try:
+                ids[index] = str(clients[index % len(clients)].register_agent(
+                    host_name(index), tunneling_ip=str(UNDERLAY + index))["id"])
+            except ClientError as exc:
+                print(f"{host_name(index)}: register: {exc}", file=sys.stderr, flush=True)
+                stop.wait(1.0)
+                continue
+            waiting.pop(0)
+            report(registered=host_name(index), t=time.monotonic())
+            due[index], turns[index] = time.monotonic() + interval, 0
+        elif index is not None:
+            stop.wait(due[index] - now)
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -87,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--first", type=int, default=1, help="number of the first hypervisor")
     parser.add_argument("--count", type=int, required=True, help="how many hypervisors")
     parser.add_argument("--heartbeat-interval", type=float, default=5.0)
-    parser.add_argument("--threads", type=int, default=8)
+    parser.add_argument("--threads", type=int, default=16)
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, _interrupt)
     transport = httpx.HTTPTransport(limits=httpx.Limits(max_keepalive_connections=64))
