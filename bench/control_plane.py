@@ -1,6 +1,10 @@
 """Control-plane benchmark: simulated hypervisors against real controller processes.
 
     python -m bench.control_plane [--agents 200] [--ports 4000] [--only sqlite,etcd]
+    python -m bench.control_plane --steady-only --agents 1000 --only etcd
+
+``--steady-only``: hypervisors that only register and report (bench.cp_beats, every report
+through each controller in turn), then the steady state alone: what liveness costs.
 
 Scenario ``sqlite``: one ``tunnelnet server`` on a SQLite file. Scenario ``etcd``: a 3-member
 etcd cluster on loopback and two ``tunnelnet server`` processes on it, the agents spread over
@@ -119,8 +123,11 @@ class Worker:
                  args: argparse.Namespace, observed: Observed) -> None:
         argv = [sys.executable, "-m", "bench.cp_agents", "--urls", ",".join(urls),
                 "--token", AGENT_TOKEN, "--first", str(first), "--count", str(count),
-                "--poll-interval", str(args.poll_interval),
                 "--heartbeat-interval", str(args.heartbeat_interval)]
+        if args.steady_only:  # hypervisors that only register and report
+            argv[2] = "bench.cp_beats"
+        else:
+            argv += ["--poll-interval", str(args.poll_interval)]
         self.hosts = [host_name(i) for i in range(first, first + count)]
         self.proc = procs.spawn(f"agents-{first}", argv, workdir / f"agents-{first}.log",
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE)
@@ -213,6 +220,9 @@ def run_scenario(kind: str, args: argparse.Namespace, procs: Processes, workdir:
         raise BenchError(f"only {len(observed.registered)} of {args.agents} agents registered "
                          f"in {args.timeout}s")
     t_registered = max(observed.registered.values())
+    if args.steady_only:
+        say(f"{kind}: all registered after {t_registered - t_start:.1f}s")
+        return _steady_only(kind, cloud, workers, observed, args, t_registered - t_start)
     say(f"{kind}: all registered after {t_registered - t_start:.1f}s; creating networks")
 
     n_networks = max(1, -(-args.ports // PORTS_PER_NETWORK))
@@ -291,6 +301,42 @@ def run_scenario(kind: str, args: argparse.Namespace, procs: Processes, workdir:
         "probe_p99_ms": _ms(_percentile(delays, 0.99)),
         "steady": steady, "costs_end": final, "agent_totals": totals,
     }
+
+
+def _steady_only(kind: str, cloud: Cloud, workers: list[Worker], observed: Observed,
+                 args: argparse.Namespace, seconds_register: float) -> dict[str, Any]:
+    """--steady-only: registered agents, no networks or ports; only what liveness costs."""
+    settled = _settle(kind, cloud, args)
+    steady = measure_steady(kind, cloud, workers, observed, args)
+    for worker in workers:
+        worker.send({"stop": True})
+    observed.wait(lambda: len(observed.totals) == len(workers), 30.0)
+    final = cloud.costs()
+    for client in cloud.admins:
+        client.close()
+    return {"store": kind, "controllers": len(cloud.controllers),
+            "etcd_members": len(cloud.etcd), "agents": args.agents, "ports": 0,
+            "agents_registered": len(observed.registered),
+            "seconds_register": round(seconds_register, 2),
+            "seconds_until_all_alive": settled, "steady": steady,
+            "costs_end": final}
+
+
+def _settle(kind: str, cloud: Cloud, args: argparse.Namespace) -> float:
+    """Seconds until every agent is alive on two looks in a row: on a loaded machine the
+    first registered may have died waiting for their first report while the controllers took
+    the last registrations, and their comebacks are no steady state."""
+    t0 = time.monotonic()
+    streak = 0
+    while streak < 2:
+        if time.monotonic() - t0 > args.timeout:
+            raise BenchError(f"agents still dying after {args.timeout}s")
+        time.sleep(2.0)
+        dead = sum(1 for a in cloud.admins[0].list("agent") if not a["alive"])
+        streak = streak + 1 if dead == 0 else 0
+        if dead:
+            say(f"{kind}: {dead} agents dead, waiting for them to report")
+    return round(time.monotonic() - t0, 1)
 
 
 def _counting(kind: str, what: str, done: dict[str, float], total: int
@@ -390,8 +436,10 @@ def measure_steady(kind: str, cloud: Cloud, workers: list[Worker], observed: Obs
 ROWS: list[tuple[str, Callable[[dict[str, Any]], Any]]] = [
     ("controllers / etcd members", lambda r: f"{r['controllers']} / {r['etcd_members']}"),
     ("agents converged", lambda r: f"{r['agents_converged']}/{r['agents']}"),
+    ("agents registered (--steady-only)", lambda r: f"{r['agents_registered']}/{r['agents']}"),
     ("ports ACTIVE", lambda r: f"{r['ports_active']}/{r['ports']}"),
     ("register all agents (s)", lambda r: r["seconds_register"]),
+    ("then until all alive (s)", lambda r: r["seconds_until_all_alive"]),
     ("port API writes (s)", lambda r: r["seconds_port_writes"]),
     ("converge from first write (s)", lambda r: r["seconds_converge"]),
     ("controller CPU s, converge", lambda r: r["controller_cpu_s_converge"]),
@@ -422,9 +470,16 @@ def table(results: dict[str, dict[str, Any]]) -> str:
     width = max(len(label) for label, _ in ROWS)
     lines = [f"{'':{width}}  " + "  ".join(f"{n:>14}" for n in names)]
     for label, get in ROWS:
-        lines.append(f"{label:{width}}  " + "  ".join(f"{get(results[n])!s:>14}"
+        lines.append(f"{label:{width}}  " + "  ".join(f"{_cell(get, results[n])!s:>14}"
                                                       for n in names))
     return "\n".join(lines)
+
+
+def _cell(get: Callable[[dict[str, Any]], Any], result: dict[str, Any]) -> Any:
+    try:
+        return get(result)
+    except KeyError:  # a figure this run did not measure (--steady-only)
+        return "-"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -446,6 +501,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="the agents' heartbeat (the agent's default)")
     parser.add_argument("--timeout", type=float, default=600.0,
                         help="longest wait for registration or convergence, seconds")
+    parser.add_argument("--steady-only", action="store_true",
+                        help="register the agents and measure only the steady state (no "
+                             "networks, ports or probes): what liveness costs, in minutes")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--out", type=Path, default=RESULTS, help="directory for the JSON")
     args = parser.parse_args(argv)
@@ -489,7 +547,8 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "control_plane.json").write_text(json.dumps(report, indent=2, default=str))
     if results:
-        print(f"{args.agents} agents, {args.ports} ports ({argv_text})")
+        ports = 0 if args.steady_only else args.ports
+        print(f"{args.agents} agents, {ports} ports ({argv_text})")
         print(table(results))
     for kind, error in errors.items():
         print(f"{kind}: FAILED: {error}")

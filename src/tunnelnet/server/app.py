@@ -260,7 +260,7 @@ def _agent_routes(app: FastAPI) -> None:
         ctl, caller = _auth(request, token)
         caller.require_admin_or_agent("listing agents")
         docs, revision = list_resource(
-            ctl, caller, "agent", _query(request), agents.FIELDS, lambda d: agents.view(ctl, d)
+            ctl, caller, "agent", _query(request), agents.FIELDS, agents.viewer(ctl)
         )
         return JSONResponse({"agents": docs}, headers={REVISION_HEADER: str(revision)})
 
@@ -445,10 +445,11 @@ def _snapshot_routes(app: FastAPI) -> None:
         ctl, caller = _auth(request, token)
         kinds = ("network", "subnet", "port", "agent") if caller.sees_all else (
             "network", "subnet", "port")  # fmt: skip
+        view_agent = agents.viewer(ctl)
         with ctl.store.read() as txn:
             body: dict[str, Any] = {
                 f"{kind}s": [
-                    agents.view(ctl, d) if kind == "agent" else public(d)
+                    view_agent(d) if kind == "agent" else public(d)
                     for d in list_visible(txn, caller, kind)
                 ]
                 for kind in kinds
@@ -499,6 +500,7 @@ def create_app(ctl: Controller) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await asyncio.to_thread(agents.ensure_index, ctl)
+        await asyncio.to_thread(agents.adopt_heartbeats, ctl)
         hub = watch.Hub(ctl, keep=min(ctl.config.event_retention, 20_000))
         await hub.start()
         app.state.hub = hub

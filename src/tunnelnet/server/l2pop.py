@@ -27,6 +27,7 @@ def l2population(
         ports = txn.list("port")
         agent_docs = txn.list("agent")
         revision = txn.revision
+    live = agents.lives(ctl)
     endpoints: dict[str, Doc] = {}
     for agent in agent_docs:
         # a host may run several agent types; the one with a tunnel IP is the one we want
@@ -50,7 +51,7 @@ def l2population(
                 {
                     "host": name,
                     "tunneling_ip": (endpoint or {}).get("configurations", {}).get("tunneling_ip"),
-                    "agent_alive": endpoint is not None and agents.is_alive(ctl, endpoint),
+                    "agent_alive": endpoint is not None and endpoint["id"] in live,
                     "ports": [
                         {
                             "id": p["id"],

@@ -6,6 +6,12 @@ MAC can be claimed by one owner only), and a change log with one global, monoton
 increasing revision that the watch stream replays. Every write happens in a transaction that
 is all-or-nothing and serialised with every other writer, which is what makes allocations safe
 under concurrent requests.
+
+Beside them, *lives*: a name (an agent id) is alive while its beats keep coming, each beat
+promising another `ttl` seconds. Beats are many (every hypervisor, every few seconds) and say
+nothing new most of the time, so they are not transactions: no write lock, no change log.
+Every controller on one store judges a life the same, because the store judges it (etcd: one
+lease per name, expired by etcd's leader; SQLite: one controller, in its memory).
 """
 
 from __future__ import annotations
@@ -136,6 +142,24 @@ class Store(Protocol):
         """Calls `callback(revision)` after every commit that logged a change.
 
         Returns a function that unsubscribes."""
+
+    def beat(self, name: str, ttl: float, now: float) -> bool:
+        """Keeps `name` alive until `ttl` seconds from now; True when this beat begins a life
+        (the name was not alive). Outside any transaction; logs no change.
+
+        `now` is the caller's clock, for a backend that keeps time itself (SQLite); etcd
+        keeps its own, and counts `ttl` in whole seconds (rounded up, at least etcd's
+        minimum lease TTL, 2 s with its default timings)."""
+
+    def lives(self, now: float) -> set[str]:
+        """Every name alive at `now`, as every controller on this store judges it."""
+
+    def last_beat(self, name: str, now: float) -> float | None:
+        """When `name` last beat (the caller's clock, to the second), None if it is not
+        alive."""
+
+    def end_life(self, name: str) -> None:
+        """Forgets `name`: not alive from now on (no-op when it is not)."""
 
     def close(self) -> None: ...
 

@@ -10,6 +10,7 @@ another's range):
                          revision order and changes_since is one range (with the mark below)
     P/meta/revision      the change log's counter; P/meta/compacted: highest revision dropped
     P/lock/LEASE         the write lock queue (store.etcd_lock)
+    P/alive/NAME         a life, attached to its own lease (store.etcd_lives)
 
 Our revisions are a counter of our own, not etcd's: etcd's revision counts every write of
 every user of the cluster (heartbeats, the lock, other prefixes), while the change log must
@@ -56,6 +57,7 @@ from tunnelnet.store.etcd_gateway import (
     put_op,
     range_op,
 )
+from tunnelnet.store.etcd_lives import EtcdLives
 from tunnelnet.store.etcd_lock import WriteLock, range_kvs
 
 log = logging.getLogger(__name__)
@@ -378,6 +380,7 @@ class EtcdStore:
         self._watching = False
         self._watcher: threading.Thread | None = None
         self._watch_stream: Any = None
+        self._lives = EtcdLives(self.gateway, self.keys.root.encode())
         try:
             self.lock = WriteLock(
                 self.gateway, self.keys.locks, ttl=lease_ttl, timeout=lock_timeout
@@ -486,6 +489,25 @@ class EtcdStore:
             txn.drop_range(start, end)
             txn._writes[self.keys.compacted] = str(through).encode()
             return dropped
+
+    # -- lives (store.etcd_lives): etcd's clock judges, `now` only dates a last beat ---------
+
+    def beat(self, name: str, ttl: float, now: float) -> bool:
+        return self._lives.beat(name, ttl)
+
+    def lives(self, now: float) -> set[str]:
+        return self._lives.lives()
+
+    def last_beat(self, name: str, now: float) -> float | None:
+        ttls = self._lives.remaining(name)
+        if ttls is None:
+            return None
+        # etcd rounds the remaining TTL down: a beat just now reads as one second ago
+        granted, remaining = ttls
+        return now - max(0, granted - remaining - 1)
+
+    def end_life(self, name: str) -> None:
+        self._lives.end(name)
 
     # -- change notifications --------------------------------------------------------------
 

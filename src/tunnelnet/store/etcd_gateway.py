@@ -86,6 +86,7 @@ class KeyValue:
     value: bytes
     create_revision: int
     mod_revision: int
+    lease: int = 0  # the lease the key is attached to; 0: none
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> KeyValue:
@@ -94,6 +95,7 @@ class KeyValue:
             unb64(data.get("value")),
             int(data.get("create_revision", 0)),
             int(data.get("mod_revision", 0)),
+            int(data.get("lease", 0)),
         )
 
 
@@ -213,6 +215,7 @@ class Gateway:
         limit: int = 0,
         sort_create: bool = False,
         count_only: bool = False,
+        keys_only: bool = False,
     ) -> RangeResult:
         body: dict[str, Any] = {"key": b64(key)}
         if range_end is not None:
@@ -226,6 +229,8 @@ class Gateway:
             body["sort_target"] = "CREATE"
         if count_only:
             body["count_only"] = True
+        if keys_only:
+            body["keys_only"] = True
         return parse_range(self.call("/kv/range", body))
 
     def txn(

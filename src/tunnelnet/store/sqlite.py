@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 
 from tunnelnet.store.base import Action, Change, Compacted, Doc, StoreError
+from tunnelnet.store.sqlite_lives import MemoryLives
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +33,7 @@ CREATE TABLE IF NOT EXISTS changes (
     revision INTEGER PRIMARY KEY, kind TEXT NOT NULL, id TEXT NOT NULL, action TEXT NOT NULL,
     project_id TEXT, body TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS lives (name TEXT PRIMARY KEY, beat REAL NOT NULL, ttl REAL NOT NULL);
 INSERT OR IGNORE INTO meta VALUES ('revision', 0), ('compacted_through', 0), ('schema', 1);
 """
 
@@ -185,6 +187,9 @@ class SqliteStore:
             conn.executescript(_SCHEMA)
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"{path}: not a usable tunnelnet database: {exc}") from exc
+        with self._txn(False):
+            saved = conn.execute("SELECT name, beat, ttl FROM lives").fetchall()
+        self._lives = MemoryLives(self._save_lives, saved)
 
     def _conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
@@ -301,11 +306,39 @@ class SqliteStore:
             conn.execute("UPDATE meta SET value=? WHERE key='revision'", (revision,))
             conn.execute("UPDATE meta SET value=? WHERE key='compacted_through'", (revision,))
 
+    # -- lives (store.sqlite_lives) -----------------------------------------------------------
+
+    def beat(self, name: str, ttl: float, now: float) -> bool:
+        return self._lives.beat(name, ttl, now)
+
+    def lives(self, now: float) -> set[str]:
+        return self._lives.lives(now)
+
+    def last_beat(self, name: str, now: float) -> float | None:
+        return self._lives.last_beat(name, now)
+
+    def end_life(self, name: str) -> None:
+        self._lives.end_life(name)
+
+    def _save_lives(self, rows: list[tuple[str, float, float]], gone: list[str]) -> None:
+        # best effort: the judge is the memory; a failed save only costs a restart's grace
+        try:
+            with self._txn(True):
+                conn = self._conn()
+                conn.executemany(
+                    "INSERT INTO lives VALUES (?,?,?) ON CONFLICT (name) DO UPDATE "
+                    "SET beat=excluded.beat, ttl=excluded.ttl", rows)
+                conn.executemany("DELETE FROM lives WHERE name=?", [(n,) for n in gone])
+        except (sqlite3.Error, StoreError) as exc:
+            log.warning("could not save %d agent lives: %s", len(rows) + len(gone), exc)
+
     def open_connections(self) -> int:
         with self._all_lock:
             return len(self._all)
 
     def close(self) -> None:
+        if self._all:
+            self._lives.flush()
         with self._all_lock:
             for _, conn in self._all:
                 conn.close()

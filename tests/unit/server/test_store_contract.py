@@ -162,3 +162,51 @@ def test_a_log_started_at_a_revision_continues_from_it_all_compacted(store: Stor
     with pytest.raises(StoreError, match="not empty"):
         store.start_log_at(100)
     assert store.current_revision() == 42
+
+
+# -- lives: beats outside transactions, judged by the store ----------------------------------
+
+
+def test_a_beat_begins_a_life_and_later_beats_continue_it(store: Store) -> None:
+    now = time.time()
+    assert store.lives(now) == set()
+    assert store.last_beat("agent/1 %x", now) is None
+    assert store.beat("agent/1 %x", 30.0, now) is True
+    assert store.beat("agent/1 %x", 30.0, now + 1) is False
+    assert store.beat("b", 30.0, now + 1) is True
+    assert store.lives(now + 1) == {"agent/1 %x", "b"}
+    last = store.last_beat("agent/1 %x", now + 1)
+    assert last is not None and now - 1 <= last <= now + 1  # to the second
+
+
+def test_beats_are_no_transaction_and_log_no_change(store: Store) -> None:
+    seen: list[int] = []
+    store.subscribe(seen.append)
+    now = time.time()
+    for i in range(5):
+        store.beat("a", 30.0, now + i)
+    time.sleep(0.2)  # room for a (wrong) delivery through etcd's watch
+    assert store.current_revision() == 0
+    assert store.changes_since(0) == []
+    assert seen == []
+    with store.read() as txn:
+        assert list(txn.documents()) == []
+
+
+def test_a_life_ends_when_beats_stop_for_its_ttl_and_a_beat_begins_another(store: Store) -> None:
+    # the smallest ttl etcd grants is 2 s (its default timings); SQLite judges by `now`
+    store.beat("a", 2.0, time.time())
+    store.beat("b", 30.0, time.time())
+    assert store.lives(time.time()) == {"a", "b"}
+    assert eventually(lambda: store.lives(time.time()) == {"b"}, timeout=6.0)
+    assert store.last_beat("a", time.time()) is None
+    assert store.beat("a", 2.0, time.time()) is True
+
+
+def test_an_ended_life_is_gone_at_once(store: Store) -> None:
+    now = time.time()
+    store.beat("a", 30.0, now)
+    store.end_life("a")
+    store.end_life("never-seen")  # a no-op
+    assert store.lives(now) == set()
+    assert store.beat("a", 30.0, now) is True

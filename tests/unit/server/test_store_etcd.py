@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from support.etcd import EtcdServer, etcd_server, free_port, unique_prefix
@@ -356,3 +357,63 @@ def test_a_waiter_that_lost_its_place_in_the_queue_queues_again(
 
 def _lock_range(store: EtcdStore) -> tuple[bytes, bytes]:
     return store.keys.locks, prefix_end(store.keys.locks)
+
+
+def _etcd_metric(etcd_server: EtcdServer, name: str) -> float:
+    text = httpx.get(f"http://{etcd_server.endpoint}/metrics", timeout=5.0).text
+    return sum(float(line.split()[-1]) for line in text.splitlines()
+               if line.startswith(name + " ") or line.startswith(name + "{"))
+
+
+def test_a_life_begun_through_one_controller_is_the_same_life_on_the_other(
+    pair: tuple[EtcdStore, EtcdStore],
+) -> None:
+    first, second = pair
+    now = time.time()
+    assert first.beat("agent-1", 30.0, now) is True
+    assert second.lives(now) == {"agent-1"}
+    assert second.beat("agent-1", 30.0, now) is False  # refreshes the lease first began
+    first.end_life("agent-1")
+    assert second.lives(now) == set()
+    assert second.beat("agent-1", 30.0, now) is True
+
+
+def test_two_controllers_beginning_one_life_at_once_begin_it_once(
+    pair: tuple[EtcdStore, EtcdStore],
+) -> None:
+    def beat(store: EtcdStore, name: str, barrier: threading.Barrier, began: list[bool]
+             ) -> None:
+        barrier.wait()
+        began.append(store.beat(name, 30.0, time.time()))
+
+    for round_ in range(5):
+        began: list[bool] = []
+        barrier = threading.Barrier(4)
+        threads = [threading.Thread(target=beat, args=(s, f"racer-{round_}", barrier, began))
+                   for s in (*pair, *pair)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert sorted(began) == [False, False, False, True]
+
+
+def test_a_beat_that_continues_a_life_writes_nothing_to_etcd(
+    etcd_server: EtcdServer, pair: tuple[EtcdStore, EtcdStore],
+) -> None:
+    # etcd's own counters are the judge: a keepalive is neither a key write nor a proposal
+    first, second = pair
+    names = [f"quiet-{i}" for i in range(20)]
+    for name in names:
+        first.beat(name, 30.0, time.time())
+        second.beat(name, 30.0, time.time())  # each store has now seen each lease
+    puts = _etcd_metric(etcd_server, "etcd_mvcc_put_total")
+    proposals = _etcd_metric(etcd_server, "etcd_server_proposals_committed_total")
+    assert puts > 0 and proposals > 0  # the counters are there (the lives began with puts)
+    for _ in range(5):
+        for name in names:
+            assert first.beat(name, 30.0, time.time()) is False
+            assert second.beat(name, 30.0, time.time()) is False
+    assert _etcd_metric(etcd_server, "etcd_mvcc_put_total") == puts
+    # other stores' lock leases may be refreshed meanwhile, which is no proposal either
+    assert _etcd_metric(etcd_server, "etcd_server_proposals_committed_total") == proposals

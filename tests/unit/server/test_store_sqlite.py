@@ -53,3 +53,21 @@ def test_connections_of_finished_threads_are_closed_not_leaked(store: SqliteStor
     assert store.open_connections() <= 2
     with store.read() as txn:
         assert txn.count("network") == 20
+
+
+def test_lives_survive_reopening_the_file_and_end_by_the_clock(tmp_path: Path) -> None:
+    # a restarted controller must not take every agent for dead until it reports again
+    path = str(tmp_path / "state.db")
+    first = SqliteStore(path)
+    first.beat("a", 10.0, 1000.0)
+    first.beat("b", 10.0, 1000.0)
+    first.end_life("b")
+    first.close()
+    again = SqliteStore(path)
+    try:
+        assert again.lives(1005.0) == {"a"}
+        assert again.last_beat("a", 1005.0) == 1000.0
+        assert again.beat("a", 10.0, 1005.0) is False
+        assert again.lives(1016.0) == set()  # 11 s after its last beat, its ttl is 10 s
+    finally:
+        again.close()
