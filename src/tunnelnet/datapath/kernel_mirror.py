@@ -27,10 +27,11 @@ from __future__ import annotations
 import errno
 import logging
 import math
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, Protocol, runtime_checkable
 
 from pyroute2 import IPRoute
 
@@ -42,7 +43,6 @@ from tunnelnet.datapath.kernel_maps import VNI_MAX, Inner, PortPlan, Stat, Tunne
 from tunnelnet.datapath.kernel_replayable import inner_of, why_not
 from tunnelnet.datapath.kernel_upcall import UpcallReader
 from tunnelnet.datapath.ports import Port, PortKind
-from tunnelnet.datapath.system_port import SystemPort
 from tunnelnet.datapath.tunnel import TunnelPort
 from tunnelnet.packet.fields import FlowKey
 
@@ -50,16 +50,17 @@ log = logging.getLogger(__name__)
 
 DEVICE_NAME: Final = "tnfp-vxlan"  # the collect_md VXLAN device vswitchd makes
 MAX_MIRRORED: Final = 16384  # entries; beyond, plans stay in Python (the maps hold 65536)
-_NS: Final = 1e-9
+_NS_PER_S: Final = 1e9  # a division, not a product with 1e-9: whole seconds stay whole
 
 
-class Mode:
-    """What ``--fastpath`` may say."""
+@runtime_checkable
+class KernelPort(Protocol):
+    """A port the kernel takes frames from (a SystemPort): its interface and its socket."""
 
-    KERNEL: Final = "kernel"
-    OFF: Final = "off"
-    AUTO: Final = "auto"  # kernel where the kernel allows it, else off
-    CHOICES: Final = (KERNEL, OFF, AUTO)
+    name: str
+    ifindex: int
+
+    def untagged_socket(self) -> tuple[socket.socket, bool]: ...
 
 
 @dataclass(slots=True)
@@ -80,12 +81,12 @@ class Mirrored:
 class KernelMirror:
     """The loaded programs, the VXLAN device, and the entries mirrored from plans."""
 
-    def __init__(self, fastpath: KernelFastPath, device_ifindex: int, device_made: bool
-                 ) -> None:
+    def __init__(self, fastpath: KernelFastPath, device_ifindex: int, device_made: bool,
+                 upcalls: UpcallReader | None = None) -> None:
         self.fastpath = fastpath
         self.device_ifindex = device_ifindex
         self._device_made = device_made
-        self.upcalls = UpcallReader(fastpath)
+        self.upcalls = upcalls if upcalls is not None else UpcallReader(fastpath)
         self._entries: dict[tuple[bool, int, str, Inner], Mirrored] = {}
         self._ports: dict[str, int] = {}  # attached VM ports: name -> ifindex
         self._versions: tuple[int, ...] = ()
@@ -121,7 +122,7 @@ class KernelMirror:
 
     # ports ----------------------------------------------------------------------------
 
-    def attach(self, port: SystemPort) -> None:
+    def attach(self, port: KernelPort) -> None:
         """Replay plans for frames from ``port`` and hide those frames from its socket."""
         ifindex = port.ifindex
         self.fastpath.attach_port(ifindex)
@@ -191,7 +192,7 @@ class KernelMirror:
         if isinstance(ingress, TunnelPort):
             if not self._kernel_vxlan(ingress) or key.get("tun_id") is None:
                 return f"arrival by {ingress.kind.value} (only VXLAN on UDP 4789)"
-            if not isinstance(egress, SystemPort) or egress.name not in self._ports:
+            if egress.name not in self._ports:
                 return "from a tunnel to anything but a VM port"
         elif ingress.name in self._ports:
             if isinstance(egress, TunnelPort):
@@ -200,7 +201,7 @@ class KernelMirror:
                 vni = egress.key if egress.key is not None else plan.outputs[0].tun_id
                 if not 0 <= vni <= VNI_MAX:
                     return "a key wider than a VNI"
-            elif not isinstance(egress, SystemPort) or egress.name not in self._ports:
+            elif egress.name not in self._ports:
                 return f"to a {egress.kind.value} port"
         else:
             return f"arrival by a {ingress.kind.value} port"
@@ -285,9 +286,9 @@ class KernelMirror:
         delta_bytes = length - mirrored.folded_bytes
         mirrored.folded_packets, mirrored.folded_bytes = packets, length
         plan = mirrored.plan
-        # the kernel's clock is CLOCK_MONOTONIC, as time.monotonic; a daemon under test may
-        # run its bridges on another clock: then the fold happens "now"
-        now = last_ns * _NS if plan.clock is time.monotonic and last_ns else plan.clock()
+        # the kernel's clock is CLOCK_MONOTONIC, the bridges' time.monotonic: the packets are
+        # replayed as of the kernel's last use, as their walk would have had them then
+        now = last_ns / _NS_PER_S if last_ns else plan.clock()
         plan.replay(delta, delta_bytes, now)
         mirrored.ingress.stats.rx_packets += delta
         mirrored.ingress.stats.rx_bytes += delta_bytes

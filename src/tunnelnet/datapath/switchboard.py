@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from tunnelnet.datapath import bfd_monitor
 from tunnelnet.datapath.errors import DatapathError
 from tunnelnet.datapath.forwarding import MAX_PATCH_DEPTH, BridgeState, Forwarder
+from tunnelnet.datapath.kernel_mirror import KernelMirror, KernelPort
 from tunnelnet.datapath.loop import EventLoop
 from tunnelnet.datapath.ports import (
     InternalPort,
@@ -25,9 +26,6 @@ from tunnelnet.datapath.ports import (
 from tunnelnet.datapath.system_port import SystemPort
 from tunnelnet.datapath.tunnel import TunnelPort
 from tunnelnet.switch import Bridge
-
-if TYPE_CHECKING:
-    from tunnelnet.datapath.kernel_mirror import KernelMirror
 
 __all__ = ["MAX_PATCH_DEPTH", "BridgeState", "PortFactory", "Switchboard", "make_port"]
 
@@ -183,7 +181,7 @@ class Switchboard:
             raise
         port.bridge = bridge
         port.ofport = number
-        if self.kernel is not None and isinstance(port, SystemPort):
+        if self.kernel is not None and isinstance(port, KernelPort):
             try:
                 self.kernel.attach(port)
             except DatapathError as exc:  # the Python path still serves it
