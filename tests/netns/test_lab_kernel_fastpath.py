@@ -192,3 +192,18 @@ def test_a_gre_network_still_works_and_stays_in_python(lab: dict[str, Any]) -> N
     assert _ping("b1", "10.1.0.2", 5, 0.2)
     stays = _dp(lab, "hv1")["kernel_stays_in_python"]
     assert any(reason.startswith("into gre") for reason in stays), stays
+
+
+def test_trace_says_whether_the_hop_is_replayed_in_the_kernel(lab: dict[str, Any]) -> None:
+    _warm("r1", "10.1.0.2")
+    r1, r2 = _mac("r1"), _mac("r2")
+    _, _, line = _flow(lab, "hv1", "br-int", f"dl_src={r1},nw_src=10.1.0.1")
+    in_port = re.search(r"in_port=(\d+)", line)
+    assert in_port
+    flow = (f"icmp,in_port={in_port.group(1)},dl_src={r1},dl_dst={r2},nw_src=10.1.0.1,"
+            "nw_dst=10.1.0.2,nw_ttl=64,icmp_type=8,icmp_code=0")
+    assert _ping("r1", "10.1.0.2", 20)  # keeps the entry in use while the trace is asked
+    text = _tn(lab, "hv1", "ofctl", "trace", "br-int", flow)
+    assert "replayed in the kernel (entry from port" in text, text
+    other = flow.replace("icmp_type=8", "icmp_type=13")  # a timestamp request: never sent
+    assert "not replayed in the kernel" in _tn(lab, "hv1", "ofctl", "trace", "br-int", other)

@@ -295,8 +295,22 @@ class KernelMirror:
         mirrored.egress.stats.tx_packets += delta
         mirrored.egress.stats.tx_bytes += delta_bytes
 
-    def is_replayed(self, plan: Plan) -> bool:
-        return any(m.plan is plan for m in self._entries.values())
+    def describe(self, bridge: object, key: FlowKey) -> str:
+        """For a trace on ``bridge`` (a Bridge) of the flow ``key``: whether the kernel
+        replays this hop of that flow now, and if so on which entry."""
+        if key.get("dl_src") is None or key.get("dl_dst") is None:
+            return "kernel fast path: not replayed in the kernel (no Ethernet header)"
+        inner = inner_of(key)
+        for mirrored in self._entries.values():
+            if mirrored.inner == inner and any(cache.bridge is bridge
+                                               for cache, _ in mirrored.plan.stages):
+                where = (f"VXLAN {mirrored.ifindex_or_vni} from {mirrored.remote_ip}"
+                         if mirrored.tunnel else f"port {mirrored.ingress.name}")
+                return (f"kernel fast path: this hop of the flow is replayed in the kernel "
+                        f"(entry from {where} to {mirrored.egress.name}; "
+                        f"{mirrored.folded_packets} packets folded so far)")
+        return ("kernel fast path: not replayed in the kernel now (Python forwards it: no "
+                "plan yet, or one the kernel cannot replay exactly; see ofctl dp-stats)")
 
     def __len__(self) -> int:
         return len(self._entries)

@@ -207,6 +207,9 @@ class Service:
             elif isinstance(port, PatchPort):
                 notes.append(f"port {number} ({port.name}): patch to {port.peer!r}; the "
                              "packet continues there with the metadata cleared")
+        if self.board.kernel is not None:
+            notes.append(self.board.kernel.describe(state.bridge,
+                                                    state.bridge.trace_key(r.flow)))
         text = trace.to_text(explain=r.explain)
         if notes:
             text = text.rstrip("\n") + "\n\nDatapath:\n" + "".join(f"  {n}\n" for n in notes)
