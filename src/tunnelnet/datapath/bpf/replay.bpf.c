@@ -130,20 +130,15 @@ static __always_inline void count(__u32 which)
 }
 
 /*
- * Whether the frame, or each segment a GSO super-frame will be cut into, fits the tunnel.
- * One that does not must reach Python, whose MTU doctor answers it (a redirect would lose
- * it without a word). Unknown layouts count as not fitting: Python then decides.
+ * The length of a GSO super-frame's headers (Ethernet, IPv4/IPv6, TCP/UDP), repeated in each
+ * segment it will be cut into; 0 for a layout we do not parse.
  */
-static __always_inline int fits(struct __sk_buff *skb, __u32 max_frame_len)
+static __always_inline __u32 header_len(struct __sk_buff *skb)
 {
 	__u16 proto;
 	__u8 byte, l4proto;
 	__u32 l3len, l4len;
 
-	if (skb->len <= max_frame_len)
-		return 1;
-	if (!skb->gso_size)
-		return 0;
 	if (bpf_skb_load_bytes(skb, 12, &proto, sizeof(proto)) < 0)
 		return 0;
 	if (proto == bpf_htons(ETH_P_IP)) {
@@ -168,7 +163,37 @@ static __always_inline int fits(struct __sk_buff *skb, __u32 max_frame_len)
 	} else {
 		return 0;
 	}
-	return ETH_HLEN + l3len + l4len + skb->gso_size <= max_frame_len;
+	return ETH_HLEN + l3len + l4len;
+}
+
+/*
+ * Whether the frame, or each segment a GSO super-frame will be cut into, fits the tunnel.
+ * One that does not must reach Python, whose MTU doctor answers it (a redirect would lose
+ * it without a word). Unknown layouts count as not fitting: Python then decides.
+ */
+static __always_inline int fits(struct __sk_buff *skb, __u32 max_frame_len)
+{
+	__u32 headers;
+
+	if (skb->len <= max_frame_len)
+		return 1;
+	if (!skb->gso_size)
+		return 0;
+	headers = header_len(skb);
+	return headers && headers + skb->gso_size <= max_frame_len;
+}
+
+/*
+ * Bytes as the Python path counts them (offload.Gso.wire_bytes): a super-frame's segments
+ * each carry the headers again, so flow byte counters are the same on either path.
+ */
+static __always_inline __u64 wire_bytes(struct __sk_buff *skb)
+{
+	__u32 segs = skb->gso_segs;
+
+	if (segs > 1)
+		return skb->len + (__u64)(segs - 1) * header_len(skb);
+	return skb->len;
 }
 
 /*
@@ -253,7 +278,7 @@ int port_ingress(struct __sk_buff *skb)
 	if (!entry->remote_ipv4) {
 		/* a VM port of this host: the frame leaves as it came */
 		__sync_fetch_and_add(&entry->packets, segments(skb));
-		__sync_fetch_and_add(&entry->bytes, skb->len);
+		__sync_fetch_and_add(&entry->bytes, wire_bytes(skb));
 		entry->last_used_ns = bpf_ktime_get_ns();
 		count(STAT_PORT_HIT);
 		return bpf_redirect(entry->tunnel_ifindex, 0);
@@ -266,7 +291,7 @@ int port_ingress(struct __sk_buff *skb)
 		return TC_ACT_SHOT; /* the socket filter already hid it from Python */
 	}
 	__sync_fetch_and_add(&entry->packets, segments(skb));
-	__sync_fetch_and_add(&entry->bytes, skb->len);
+	__sync_fetch_and_add(&entry->bytes, wire_bytes(skb));
 	entry->last_used_ns = bpf_ktime_get_ns();
 	count(STAT_PORT_HIT);
 	return bpf_redirect(entry->tunnel_ifindex, 0);
@@ -320,7 +345,7 @@ int tunnel_ingress(struct __sk_buff *skb)
 	if (!entry)
 		goto upcall;
 	__sync_fetch_and_add(&entry->packets, segments(skb));
-	__sync_fetch_and_add(&entry->bytes, skb->len);
+	__sync_fetch_and_add(&entry->bytes, wire_bytes(skb));
 	entry->last_used_ns = bpf_ktime_get_ns();
 	count(STAT_TUNNEL_HIT);
 	return bpf_redirect(entry->out_ifindex, 0);
