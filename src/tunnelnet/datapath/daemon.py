@@ -108,7 +108,7 @@ def run(config: DaemonConfig) -> None:
             signal.signal(sig, stop)
         loop.add_reader(wake_r, lambda: _drain(wake_r))
         loop.call_every(HOUSEKEEPING_INTERVAL, board.housekeeping)
-        loop.call_every(ROUTE_REFRESH_INTERVAL, board.tunnels.refresh_routes)
+        loop.call_every(ROUTE_REFRESH_INTERVAL, board.refresh_routes)
         if config.pidfile is not None:
             config.pidfile.write_text(f"{os.getpid()}\n")
         log.info("vswitchd %d listening on %s", os.getpid(), path)

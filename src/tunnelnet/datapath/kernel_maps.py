@@ -61,7 +61,7 @@ class TunnelEntry(ctypes.Structure):
 
 class UpcallMeta(ctypes.Structure):
     _fields_ = [("vni", ctypes.c_uint32), ("remote_ipv4", ctypes.c_uint32),
-                ("frame_len", ctypes.c_uint32), ("pad", ctypes.c_uint32)]
+                ("frame_len", ctypes.c_uint32), ("gso_size", ctypes.c_uint32)]
 
 
 def mac_bytes(mac: str) -> bytes:

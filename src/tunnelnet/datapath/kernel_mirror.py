@@ -74,6 +74,7 @@ class Mirrored:
     ifindex_or_vni: int
     remote_ip: str  # tunnel entries: the peer
     inner: Inner
+    max_frame_len: int = 0  # into a tunnel: its max_inner when installed
     folded_packets: int = 0
     folded_bytes: int = 0
 
@@ -178,8 +179,9 @@ class KernelMirror:
         else:
             self.fastpath.install_port(PortPlan(self._ports[ingress.name], inner, 0, None,
                                                 self._ports[egress.name], 65535))
+        limit = min(egress.max_inner, 65535) if isinstance(egress, TunnelPort) else 0
         self._entries[ident] = Mirrored(plan, ingress, egress, ident[0], ident[1], ident[2],
-                                        inner)
+                                        inner, limit)
         self.installed += 1
         self._valid_until = min(self._valid_until, plan.valid_until)
         if not self._versions:
@@ -237,6 +239,12 @@ class KernelMirror:
         self._versions = self._current_versions()
         self._valid_until = min((m.plan.valid_until for m in self._entries.values()),
                                 default=math.inf)
+
+    def routes_refreshed(self) -> None:
+        """The tunnels' underlay MTUs were read again: an entry whose tunnel now takes
+        smaller (or larger) frames goes, so that the next frame meets Python's MTU check."""
+        self.remove_if(lambda m: isinstance(m.egress, TunnelPort) and not m.tunnel
+                       and m.max_frame_len != min(m.egress.max_inner, 65535))
 
     def remove_if(self, doomed: Callable[[Mirrored], bool]) -> None:
         for mirrored in [m for m in self._entries.values() if doomed(m)]:

@@ -32,6 +32,7 @@ class TunnelMiss:
     vni: int
     remote_ip: str
     frame: bytes
+    gso_size: int = 0  # a GRO super-frame's segment size; 0 for an ordinary frame
 
 
 class UpcallReader:
@@ -68,7 +69,7 @@ class UpcallReader:
             return
         frame = ctypes.string_at(data + _META_SIZE, meta.frame_len)
         remote = str(ipaddress.IPv4Address(meta.remote_ipv4))
-        self._pending.append(TunnelMiss(meta.vni, remote, frame))
+        self._pending.append(TunnelMiss(meta.vni, remote, frame, meta.gso_size))
 
     def _lost(self, ctx: int | None, cpu: int, count: int) -> None:
         self.lost += count

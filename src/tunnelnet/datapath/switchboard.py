@@ -83,7 +83,7 @@ class Switchboard:
         receive = self.tunnels.rx.receive_upcall
         for miss in mirror.upcalls.poll(0):
             mirror.upcalls_read += 1
-            receive(miss.vni, miss.remote_ip, miss.frame)
+            receive(miss.vni, miss.remote_ip, miss.frame, miss.gso_size)
 
     def sync(self) -> None:
         """Everything counted as of now: deferred plans settled, the kernel's counters
@@ -96,6 +96,13 @@ class Switchboard:
         """Take out of the kernel every plan that no longer holds (after a change)."""
         if self.kernel is not None:
             self.kernel.check()
+
+    def refresh_routes(self) -> None:
+        """Underlay MTU and source address towards each tunnel peer, read again; kernel
+        entries into a tunnel whose MTU changed go with them."""
+        self.tunnels.refresh_routes()
+        if self.kernel is not None:
+            self.kernel.routes_refreshed()
 
     def _forget_plans(self) -> None:
         self.plans.clear()

@@ -37,7 +37,7 @@ from tunnelnet.packet import geneve, tunnel_kinds
 from tunnelnet.packet.coalesce import coalesce_tcp, flow_runs
 from tunnelnet.packet.errors import PacketError
 from tunnelnet.packet.fields import ETH_TYPE_TEB
-from tunnelnet.packet.offload import Gso
+from tunnelnet.packet.offload import Gso, describe
 from tunnelnet.packet.tunnel import gre_decap_packet, vxlan_decap_payload
 from tunnelnet.packet.tunnel_kinds import TunnelKind
 
@@ -216,9 +216,11 @@ class TunnelReceiver:
         elif batch:
             self._deliver_batch(batch)
 
-    def receive_upcall(self, vni: int, remote_ip: str, frame: bytes) -> None:
+    def receive_upcall(self, vni: int, remote_ip: str, frame: bytes, gso_size: int = 0
+                       ) -> None:
         """A VXLAN frame the kernel fast path handed up (it had no plan for it): demultiplexed
-        and delivered as one read from the UDP socket would be."""
+        and delivered as one read from the UDP socket would be; a super-frame GRO made of
+        TCP segments (``gso_size``) goes on as one, to be counted and cut as its segments."""
         src = self._addresses.get(remote_ip) or self._new_address(remote_ip)
         dst_port = VXLAN_UDP_PORT
         port = self._ports.get((_VXLAN, dst_port, src, vni)) or self._ports.get(
@@ -226,7 +228,14 @@ class TunnelReceiver:
         if port is None:
             self._drop_unknown(_VXLAN, dst_port, src)
             return
-        if self._deliver_lone is not None:
+        if gso_size:
+            try:
+                gso = describe(frame, gso_size)
+            except PacketError:
+                self._drop(BAD_PACKET)
+                return
+            self._deliver(port, [frame], vni, src, port.tun_dst, gso)
+        elif self._deliver_lone is not None:
             self._deliver_lone(port, frame, vni, src, port.tun_dst)
         else:
             self._deliver(port, [frame], vni, src, port.tun_dst, None)

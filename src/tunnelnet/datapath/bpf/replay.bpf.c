@@ -78,7 +78,7 @@ struct upcall_meta {
 	__u32 vni;
 	__u32 remote_ipv4;   /* host byte order */
 	__u32 frame_len;
-	__u32 pad;
+	__u32 gso_size;      /* a GRO super-frame's segment size (0: an ordinary frame) */
 };
 
 /* a perf record's size is 16 bits: header, sample size, our header and the frame fit in it */
@@ -353,6 +353,8 @@ upcall:
 	if (skb->len <= UPCALL_MAX_FRAME) {
 		struct upcall_meta meta = {
 			.vni = key.vni, .remote_ipv4 = key.remote_ipv4, .frame_len = skb->len,
+			/* GRO on the underlay may have merged TCP segments: Python must cut them */
+			.gso_size = skb->gso_segs > 1 ? skb->gso_size : 0,
 		};
 
 		if (send_upcall(skb, &meta) == 0)
