@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from bench.netlab import UNDERLAY, VM_IP, VM_MAC, BenchError, Lab, run, wait_for
+from bench.netlab import UNDERLAY, BenchError, Lab, run, wait_for
 from tunnelnet.packet.tunnel import network_mtu
 
 VNI = 1001
@@ -91,11 +91,13 @@ def _ovs_host(lab: Lab, d: Path, i: int, kind: str) -> int:
     return proc.pid
 
 
-def tunnelnet(kind: str) -> Setup:
+def tunnelnet(kind: str, fastpath: str = "off") -> Setup:
+    """tunnelnet's vswitchd with the agent's pipeline; ``fastpath`` is its --fastpath (off:
+    the Python path alone, as measured before issue #22; kernel: plans replayed by eBPF)."""
     def setup(lab: Lab, rundir: Path) -> list[int]:
         pids = []
         for i in (1, 2):
-            pids.append(_tunnelnet_host(lab, rundir / f"tn-hv{i}", i, kind))
+            pids.append(_tunnelnet_host(lab, rundir / f"tn-hv{i}", i, kind, fastpath))
         lab.vm_mtu(network_mtu(kind))
         # VM offloads stay on, as a guest's virtio-net negotiates them with its hypervisor:
         # the vswitchd takes TSO super-frames whole and hands the VM coalesced ones
@@ -103,7 +105,7 @@ def tunnelnet(kind: str) -> Setup:
     return setup
 
 
-def _tunnelnet_host(lab: Lab, d: Path, i: int, kind: str) -> int:
+def _tunnelnet_host(lab: Lab, d: Path, i: int, kind: str, fastpath: str) -> int:
     from tunnelnet.agent import br_int, br_tun
     from tunnelnet.datapath import messages as m
     from tunnelnet.datapath.control import ControlClient
@@ -111,7 +113,8 @@ def _tunnelnet_host(lab: Lab, d: Path, i: int, kind: str) -> int:
     hv = lab.ns(f"hv{i}")
     d.mkdir(parents=True)
     proc = lab.spawn([sys.executable, "-m", "tunnelnet", "vswitchd", "--rundir", str(d),
-                      "--log-file", str(d / "vswitchd.log"), "--log-level", "warning"],
+                      "--log-file", str(d / "vswitchd.log"), "--log-level", "warning",
+                      "--fastpath", fastpath],
                      netns=hv, log=d / "vswitchd.out")
 
     def pong() -> bool:
@@ -149,74 +152,14 @@ def _tunnelnet_host(lab: Lab, d: Path, i: int, kind: str) -> int:
     return proc.pid
 
 
-# The replay programs' objects stay loaded for the whole (one-shot) bench process; the
-# filters, VXLAN devices and plans go with the namespaces when the lab is closed.
-_LOADED: list[object] = []
-
-
-def _in_netns(name: str, call: Callable[[], int]) -> int:
-    """``call()`` in a thread that entered namespace ``name`` (setns is per thread)."""
-    import ctypes
-    import os
-    import threading
-
-    answer: list[int] = []
-    failed: list[BaseException] = []
-
-    def enter() -> None:
-        fd = os.open(f"/run/netns/{name}", os.O_RDONLY)
-        try:
-            if ctypes.CDLL(None, use_errno=True).setns(fd, 0x40000000) != 0:
-                raise OSError(ctypes.get_errno(), f"setns into {name}")
-            answer.append(call())
-        except BaseException as exc:  # handed to the caller below
-            failed.append(exc)
-        finally:
-            os.close(fd)
-
-    thread = threading.Thread(target=enter)
-    thread.start()
-    thread.join(30)
-    if failed:
-        raise failed[0]
-    return answer[0]
-
-
-def ebpf_replay(lab: Lab, rundir: Path) -> list[int]:
-    """The kernel replay programs (tunnelnet.datapath.kernel_fastpath) with each direction's
-    plan put in by hand, as vswitchd will once it mirrors its plans: no vswitchd, no tables,
-    so this is the replay's own cost, the ceiling of the kernel fast path (issue #22)."""
-    import socket
-
-    from tunnelnet.datapath.kernel_fastpath import KernelFastPath, ensure_vxlan_device
-    from tunnelnet.datapath.kernel_maps import PortPlan, TunnelPlan
-
-    for i in (1, 2):
-        hv = lab.ns(f"hv{i}")
-        fastpath = KernelFastPath.load()
-        _LOADED.append(fastpath)
-        vxlan = _in_netns(hv, lambda: ensure_vxlan_device("tnfp0"))
-        tap = _in_netns(hv, lambda i=i: socket.if_nametoindex(f"tap{i}"))  # type: ignore[misc]
-        _in_netns(hv, lambda fp=fastpath, t=tap: (fp.attach_port(t), 0)[1])  # type: ignore[misc]
-        _in_netns(hv, lambda fp=fastpath, v=vxlan: (fp.attach_tunnel_device(v), 0)[1])  # type: ignore[misc]
-        fastpath.install_port(PortPlan(tap, VM_MAC.format(3 - i), VNI, UNDERLAY.format(3 - i),
-                                       vxlan, VXLAN_MTU + 14))
-        fastpath.install_tunnel(TunnelPlan(VNI, UNDERLAY.format(3 - i), VM_MAC.format(i), tap))
-        # broadcasts are not replayed (they go up to a vswitchd, absent here): no ARP needed
-        run(["ip", "-n", lab.ns(f"vm{i}"), "neigh", "replace", VM_IP.format(3 - i), "lladdr",
-             VM_MAC.format(3 - i), "dev", "eth0", "nud", "permanent"])
-    lab.vm_mtu(VXLAN_MTU)
-    return []
-
-
 DATAPATHS: dict[str, Setup] = {
     "plain": plain,
     "kernel-vxlan": kernel_vxlan,
-    "ebpf-replay-vxlan": ebpf_replay,
     "ovs-vxlan": ovs("vxlan"),
     "ovs-gre": ovs("gre"),
     "ovs-geneve": ovs("geneve"),
     "tunnelnet-vxlan": tunnelnet("vxlan"),
+    "tunnelnet-vxlan-fastpath": tunnelnet("vxlan", "kernel"),
     "tunnelnet-gre": tunnelnet("gre"),
     "tunnelnet-geneve": tunnelnet("geneve"),
 }

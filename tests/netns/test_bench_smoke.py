@@ -33,19 +33,20 @@ def test_bench_with_tiny_durations_produces_figures_json_and_chart(tmp_path: Pat
     proc = subprocess.run(
         [sys.executable, "-m", "bench.datapath", "--seconds", "1", "--repeats", "1",
          "--pings", "20", "--only",
-         "kernel-vxlan,ebpf-replay-vxlan,tunnelnet-vxlan", "--out", str(tmp_path)],
+         "kernel-vxlan,tunnelnet-vxlan-fastpath,tunnelnet-vxlan", "--out", str(tmp_path)],
         cwd=ROOT, capture_output=True, text=True, timeout=240, check=False,
         env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert proc.returncode == 0, proc.stderr
     report = json.loads((tmp_path / "datapath.json").read_text())
-    assert set(report["results"]) == {"kernel-vxlan", "ebpf-replay-vxlan", "tunnelnet-vxlan"}
+    assert set(report["results"]) == {"kernel-vxlan", "tunnelnet-vxlan-fastpath",
+                                      "tunnelnet-vxlan"}
     for name, res in report["results"].items():
         med = res["median"]
         for metric in ("tcp1_gbps", "tcp4_gbps", "udp64_pps", "rtt_avg_ms", "rtt_p99_ms"):
             assert med[metric] is not None and med[metric] > 0, (name, metric)
     # the kernel has no datapath process; tunnelnet's vswitchd CPU time is accounted
     assert report["results"]["kernel-vxlan"]["median"]["cpu_s_per_gbit"] is None
-    assert report["results"]["ebpf-replay-vxlan"]["median"]["cpu_s_per_gbit"] is None
+    assert report["results"]["tunnelnet-vxlan-fastpath"]["median"]["cpu_s_per_gbit"] is not None
     assert report["results"]["tunnelnet-vxlan"]["median"]["cpu_s_per_gbit"] > 0
     assert report["ratios"]["kernel-vxlan"]["tcp1_gbps_x_kernel"] == pytest.approx(1.0)
     # the round's own ratio, from that round's two runs

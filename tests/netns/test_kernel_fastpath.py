@@ -13,6 +13,7 @@ import json
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -28,7 +29,7 @@ from support.netns import Lab, inside, run, two_hypervisors
 from support.tools import require_tool
 from tunnelnet.datapath.errors import DatapathError
 from tunnelnet.datapath.kernel_fastpath import REPLAY_OBJECT, KernelFastPath, ensure_vxlan_device
-from tunnelnet.datapath.kernel_maps import PortPlan, Stat, TunnelPlan
+from tunnelnet.datapath.kernel_maps import Inner, PortPlan, Stat, TunnelPlan
 from tunnelnet.datapath.kernel_upcall import UpcallReader
 
 pytestmark = pytest.mark.netns
@@ -38,6 +39,9 @@ VM_MTU = 1450  # the MTU a VM gets over VXLAN over a 1500-byte underlay
 MAX_FRAME = VM_MTU + 14
 ETH_P_ALL = 0x0003
 ICMP_ECHO_FRAME = 14 + 20 + 8 + 56  # ping's default 56 bytes of data
+# the TCP flow of the TCP tests, with ports fixed so that its plans can be made by hand
+TCP_CLIENT_PORT, TCP_SERVER_PORT = 40123, 5301
+ECHO_REQUEST, ECHO_REPLY, IPPROTO_ICMP, IPPROTO_TCP = 8, 0, 1, 6
 
 
 @dataclass
@@ -55,19 +59,35 @@ class Site:
     ns: dict[str, str]
     hv: dict[int, Hypervisor]
 
-    def port_plan(self, i: int) -> PortPlan:
-        here, there = self.hv[i], self.hv[3 - i]
-        return PortPlan(here.tap_ifindex, there.vm_mac, VNI, there.underlay_ip,
-                        here.vxlan_ifindex, MAX_FRAME)
+    def inner(self, i: int, proto: int, l4_src: int, l4_dst: int) -> Inner:
+        """The kernel key of a frame VM i sends to the other VM (struct inner_key)."""
+        return Inner(self.hv[3 - i].vm_mac, self.hv[i].vm_mac, 0x0800, proto, f"10.0.0.{i}",
+                     f"10.0.0.{3 - i}", l4_src, l4_dst)
 
-    def tunnel_plan(self, i: int) -> TunnelPlan:
+    def ping(self, i: int, kind: int = ECHO_REQUEST) -> Inner:
+        return self.inner(i, IPPROTO_ICMP, kind, 0)
+
+    def frames(self) -> list[tuple[int, Inner]]:
+        """Every flow the tests send: pings both ways, the TCP flow and its ACKs."""
+        return [(i, inner) for i in (1, 2) for inner in (
+            self.ping(i, ECHO_REQUEST), self.ping(i, ECHO_REPLY),
+            self.inner(i, IPPROTO_TCP, *((TCP_CLIENT_PORT, TCP_SERVER_PORT) if i == 1
+                                         else (TCP_SERVER_PORT, TCP_CLIENT_PORT))))]
+
+    def port_plan(self, i: int, inner: Inner) -> PortPlan:
         here, there = self.hv[i], self.hv[3 - i]
-        return TunnelPlan(VNI, there.underlay_ip, here.vm_mac, here.tap_ifindex)
+        return PortPlan(here.tap_ifindex, inner, VNI, there.underlay_ip, here.vxlan_ifindex,
+                        MAX_FRAME)
+
+    def tunnel_plan(self, i: int, inner: Inner) -> TunnelPlan:
+        """Hypervisor i delivers ``inner`` (sent by the other VM) to its VM."""
+        here, there = self.hv[i], self.hv[3 - i]
+        return TunnelPlan(VNI, there.underlay_ip, inner, here.tap_ifindex)
 
     def install_all(self) -> None:
-        for i in (1, 2):
-            self.hv[i].fastpath.install_port(self.port_plan(i))
-            self.hv[i].fastpath.install_tunnel(self.tunnel_plan(i))
+        for i, inner in self.frames():
+            self.hv[i].fastpath.install_port(self.port_plan(i, inner))
+            self.hv[3 - i].fastpath.install_tunnel(self.tunnel_plan(3 - i, inner))
 
 
 def _link(ns: str, ifname: str) -> dict[str, object]:
@@ -158,10 +178,11 @@ def test_ping_is_replayed_by_the_kernel_counted_exactly_and_vxlan_on_the_wire(
         capture.send_signal(signal.SIGINT)
         capture.wait(10)
     # five requests out of hv1 and into hv2's VM, five replies back: no more, no fewer
-    for counters in (hv1.fastpath.port_counters(hv1.tap_ifindex, hv2.vm_mac),
-                     hv2.fastpath.tunnel_counters(VNI, hv1.underlay_ip, hv2.vm_mac),
-                     hv2.fastpath.port_counters(hv2.tap_ifindex, hv1.vm_mac),
-                     hv1.fastpath.tunnel_counters(VNI, hv2.underlay_ip, hv1.vm_mac)):
+    for counters in (hv1.fastpath.port_counters(hv1.tap_ifindex, site.ping(1)),
+                     hv2.fastpath.tunnel_counters(VNI, hv1.underlay_ip, site.ping(1)),
+                     hv2.fastpath.port_counters(hv2.tap_ifindex, site.ping(2, ECHO_REPLY)),
+                     hv1.fastpath.tunnel_counters(VNI, hv2.underlay_ip,
+                                                  site.ping(2, ECHO_REPLY))):
         assert counters is not None
         assert (counters.packets, counters.bytes) == (5, 5 * ICMP_ECHO_FRAME)
         assert 0 < counters.last_used_ns <= time.clock_gettime_ns(time.CLOCK_MONOTONIC)
@@ -197,7 +218,7 @@ def test_removed_plan_sends_the_next_frame_up_to_the_python_path(site: Site) -> 
     site.install_all()
     hv1, hv2 = site.hv[1], site.hv[2]
     assert _ping(site.ns["vm1"], "10.0.0.2", count=2).returncode == 0
-    last = hv1.fastpath.remove_port(hv1.tap_ifindex, hv2.vm_mac)
+    last = hv1.fastpath.remove_port(hv1.tap_ifindex, site.ping(1))
     assert last is not None and last.packets >= 2
     misses = hv1.fastpath.stats()[Stat.PORT_MISS]
     filtered = _tap_socket(site, 1, filtered=True)
@@ -208,9 +229,9 @@ def test_removed_plan_sends_the_next_frame_up_to_the_python_path(site: Site) -> 
     finally:
         filtered.close()
     assert hv1.fastpath.stats()[Stat.PORT_MISS] >= misses + 2
-    assert hv1.fastpath.port_counters(hv1.tap_ifindex, hv2.vm_mac) is None
-    assert hv2.fastpath.tunnel_counters(VNI, hv1.underlay_ip, hv2.vm_mac) is not None
-    assert hv1.fastpath.remove_port(hv1.tap_ifindex, hv2.vm_mac) is None  # gone is gone
+    assert hv1.fastpath.port_counters(hv1.tap_ifindex, site.ping(1)) is None
+    assert hv2.fastpath.tunnel_counters(VNI, hv1.underlay_ip, site.ping(1)) is not None
+    assert hv1.fastpath.remove_port(hv1.tap_ifindex, site.ping(1)) is None  # gone is gone
 
 
 def test_frame_too_big_for_the_tunnel_goes_up_instead_of_being_lost(site: Site) -> None:
@@ -236,7 +257,7 @@ def test_frame_too_big_for_the_tunnel_goes_up_instead_of_being_lost(site: Site) 
 def test_tunnel_frame_without_a_plan_is_dropped_and_handed_up_whole(site: Site) -> None:
     site.install_all()
     hv1, hv2 = site.hv[1], site.hv[2]
-    assert hv2.fastpath.remove_tunnel(VNI, hv1.underlay_ip, hv2.vm_mac) is not None
+    assert hv2.fastpath.remove_tunnel(VNI, hv1.underlay_ip, site.ping(1)) is not None
     misses = hv2.fastpath.stats()[Stat.TUNNEL_MISS]
     reader = UpcallReader(hv2.fastpath)
     try:
@@ -256,27 +277,59 @@ def test_tunnel_frame_without_a_plan_is_dropped_and_handed_up_whole(site: Site) 
         assert (frame.src, frame.dst) == (hv1.vm_mac, hv2.vm_mac)
         assert (frame[IP].src, frame[IP].dst, frame[ICMP].type) == ("10.0.0.1", "10.0.0.2", 8)
     # a plan for another peer does not open the door to this one (isolation by outer source)
-    hv2.fastpath.install_tunnel(TunnelPlan(VNI, "192.0.2.99", hv2.vm_mac, hv2.tap_ifindex))
+    hv2.fastpath.install_tunnel(TunnelPlan(VNI, "192.0.2.99", site.ping(1), hv2.tap_ifindex))
     assert _ping(site.ns["vm1"], "10.0.0.2", count=1).returncode != 0
-    hv2.fastpath.remove_tunnel(VNI, "192.0.2.99", hv2.vm_mac)
+    hv2.fastpath.remove_tunnel(VNI, "192.0.2.99", site.ping(1))
+
+
+_SERVER = f"""
+import socket
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("10.0.0.2", {TCP_SERVER_PORT})); s.listen(1); s.settimeout(20)
+c, _ = s.accept(); got = 0
+while True:
+    data = c.recv(1 << 16)
+    if not data:
+        break
+    got += len(data)
+c.close()  # first: the TIME_WAIT stays here, and the client's fixed port is free again
+print(got)
+"""
+_CLIENT = f"""
+import socket
+c = socket.socket(); c.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+c.bind(("10.0.0.1", {TCP_CLIENT_PORT})); c.settimeout(20)
+c.connect(("10.0.0.2", {TCP_SERVER_PORT})); c.sendall(b"x" * (8 << 20))
+c.shutdown(socket.SHUT_WR); c.recv(1); c.close()
+"""
+
+
+def _tcp_transfer(site: Site) -> int:
+    """8 MiB from vm1 to vm2 over the one TCP flow the plans know; what vm2 received."""
+    server = subprocess.Popen(["ip", "netns", "exec", site.ns["vm2"], sys.executable, "-c",
+                               _SERVER], stdout=subprocess.PIPE, text=True)
+    try:
+        time.sleep(0.5)
+        run([sys.executable, "-c", _CLIENT], netns=site.ns["vm1"], timeout=30)
+        out, _ = server.communicate(timeout=30)
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait(5)
+    return int(out.strip())
+
+
+def _tcp(i: int, site: Site) -> Inner:
+    ports = (TCP_CLIENT_PORT, TCP_SERVER_PORT) if i == 1 else (TCP_SERVER_PORT, TCP_CLIENT_PORT)
+    return site.inner(i, IPPROTO_TCP, *ports)
 
 
 def test_tcp_flows_through_the_kernel_path(site: Site) -> None:
-    iperf3 = require_tool("iperf3")
     site.install_all()
     hv1, hv2 = site.hv[1], site.hv[2]
-    server = subprocess.Popen(["ip", "netns", "exec", site.ns["vm2"], iperf3, "-s", "-1",
-                               "-B", "10.0.0.2"], stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
-    try:
-        time.sleep(0.5)
-        result = run([iperf3, "-c", "10.0.0.2", "-t", "1", "-J"], netns=site.ns["vm1"],
-                     timeout=30)
-    finally:
-        server.wait(10)
-    sent = json.loads(result.stdout)["end"]["sum_received"]["bytes"]
-    assert sent > 0
-    carried = hv2.fastpath.tunnel_counters(VNI, hv1.underlay_ip, hv2.vm_mac)
+    sent = _tcp_transfer(site)
+    assert sent == 8 << 20
+    carried = hv2.fastpath.tunnel_counters(VNI, hv1.underlay_ip, _tcp(1, site))
     assert carried is not None and carried.bytes >= sent  # payload plus every frame's headers
 
 
@@ -295,27 +348,22 @@ def test_a_plain_vxlan_device_of_the_same_name_is_refused_not_used(site: Site) -
 def test_tso_super_frames_go_whole_and_count_as_their_segments(site: Site) -> None:
     """A VM with TSO hands over up to 64 KiB TCP frames: each segment fits the tunnel, so the
     kernel takes the super-frame whole (the GSO branch of fits()) and counts its segments."""
-    iperf3 = require_tool("iperf3")
+    require_tool("ethtool")
     site.install_all()
-    hv1, hv2 = site.hv[1], site.hv[2]
+    hv1 = site.hv[1]
     for ns, ifname in ((site.ns["vm1"], "eth0"), (hv1.ns, "tap1")):
         run(["ethtool", "-K", ifname, "tx", "on", "sg", "on", "tso", "on", "gso", "on"],
             netns=ns)
     before = hv1.fastpath.stats()
-    server = subprocess.Popen(["ip", "netns", "exec", site.ns["vm2"], iperf3, "-s", "-1",
-                               "-B", "10.0.0.2"], stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
     try:
-        time.sleep(0.5)
-        run([iperf3, "-c", "10.0.0.2", "-t", "1", "-J"], netns=site.ns["vm1"], timeout=30)
+        assert _tcp_transfer(site) == 8 << 20
     finally:
-        server.wait(10)
         for ns, ifname in ((site.ns["vm1"], "eth0"), (hv1.ns, "tap1")):
             run(["ethtool", "-K", ifname, "tx", "off", "tso", "off", "gso", "off"], netns=ns)
     after = hv1.fastpath.stats()
     assert after[Stat.PORT_TOO_BIG] == before[Stat.PORT_TOO_BIG]
     frames = after[Stat.PORT_HIT] - before[Stat.PORT_HIT]
-    carried = hv1.fastpath.port_counters(hv1.tap_ifindex, hv2.vm_mac)
+    carried = hv1.fastpath.port_counters(hv1.tap_ifindex, _tcp(1, site))
     assert carried is not None
     assert carried.packets > frames > 0  # fewer frames than segments: super-frames went whole
     assert carried.bytes / frames > MAX_FRAME  # and they were bigger than the tunnel's MTU
@@ -326,11 +374,11 @@ def test_a_frame_with_another_networks_vni_is_not_delivered(site: Site) -> None:
     has a plan only in network VNI never reaches that VM."""
     site.install_all()
     hv1, hv2 = site.hv[1], site.hv[2]
-    other = site.port_plan(1)
-    hv1.fastpath.install_port(PortPlan(other.in_ifindex, other.dst_mac, 999, other.remote_ip,
+    other = site.port_plan(1, site.ping(1))
+    hv1.fastpath.install_port(PortPlan(other.in_ifindex, other.inner, 999, other.remote_ip,
                                        other.tunnel_ifindex, other.max_frame_len))
     misses = hv2.fastpath.stats()[Stat.TUNNEL_MISS]
-    delivered = hv2.fastpath.tunnel_counters(VNI, hv1.underlay_ip, hv2.vm_mac)
+    delivered = hv2.fastpath.tunnel_counters(VNI, hv1.underlay_ip, site.ping(1))
     assert _ping(site.ns["vm1"], "10.0.0.2", count=2).returncode != 0
     assert hv2.fastpath.stats()[Stat.TUNNEL_MISS] == misses + 2
-    assert hv2.fastpath.tunnel_counters(VNI, hv1.underlay_ip, hv2.vm_mac) == delivered
+    assert hv2.fastpath.tunnel_counters(VNI, hv1.underlay_ip, site.ping(1)) == delivered

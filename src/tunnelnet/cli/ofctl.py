@@ -138,8 +138,22 @@ def dp_stats(ctx: click.Context, as_json: bool) -> None:
     followed, walked = stats["packets_followed"], stats["packets_walked"]
     total = followed + walked
     share = f" ({100 * followed / total:.1f}% followed)" if total else ""
+    fastpath = stats.get("fastpath")
+    if fastpath:
+        click.echo(f"fastpath: {fastpath['mode']} ({fastpath['why']})")
     click.echo(f"plans: {stats['plans']} (made {stats['plans_made']})")
     click.echo(f"packets: followed a plan {followed}, walked the tables {walked}{share}")
+    if "kernel_entries" in stats:
+        click.echo(f"kernel: entries {stats['kernel_entries']} (installed "
+                   f"{stats['kernel_installed']}, removed {stats['kernel_removed']}), "
+                   f"packets replayed {stats['kernel_replayed_packets']} (from VM ports "
+                   f"{stats['kernel_port_hits']}, from the tunnel "
+                   f"{stats['kernel_tunnel_hits']}), upcalls {stats['kernel_upcalls']} "
+                   f"(read {stats['kernel_upcalls_read']}, lost "
+                   f"{stats['kernel_upcalls_lost']}), too big for the kernel "
+                   f"{stats['kernel_too_big']}")
+        for reason, count in sorted(stats["kernel_stays_in_python"].items()):
+            click.echo(f"  stays in Python: {reason}: {count}")
 
 
 @cli.command("dump-drops")

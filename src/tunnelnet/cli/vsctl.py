@@ -336,6 +336,10 @@ def show(ctx: click.Context, as_json: bool) -> None:
         click.echo(json.dumps(bridges, indent=2))
         return
     click.echo(format_show(bridges), nl=False)
+    if ctx.obj.sim is None:  # a real vswitchd: which datapath carries known flows, and why
+        fastpath = call(ctx, m.DatapathStats()).get("fastpath")
+        if fastpath:
+            click.echo(f"    fastpath: {fastpath['mode']} ({fastpath['why']})")
 
 
 def _quote(value: str) -> str:

@@ -27,8 +27,13 @@ DEFAULT_RUNDIR = "/run/tunnelnet"
 @click.option("--persist", is_flag=True,
               help="Keep bridges and ports in RUNDIR/conf.json and restore them at start, "
                    "as Open vSwitch keeps them in its database (flows are never kept).")
+@click.option("--fastpath", envvar="TUNNELNET_FASTPATH", default="auto", show_default=True,
+              type=click.Choice(["kernel", "off", "auto"], case_sensitive=False),
+              help="Replay known flows in the kernel with eBPF (kernel), never (off), or "
+                   "where the kernel allows it (auto; the log says why not, once) "
+                   "(env TUNNELNET_FASTPATH).")
 def cli(rundir: Path, pidfile: str | None, background: bool, log_file: Path | None,
-        log_level: str, persist: bool) -> None:
+        log_level: str, persist: bool, fastpath: str) -> None:
     """Run the switch: bridges with flow tables, system/internal/patch/vxlan/gre ports.
 
     Manage it with `tunnelnet vsctl` and `tunnelnet ofctl` on the same run directory.
@@ -38,7 +43,8 @@ def cli(rundir: Path, pidfile: str | None, background: bool, log_file: Path | No
                                              else rundir / PIDFILE_NAME)
     if background:
         argv = [sys.executable, "-m", "tunnelnet", "vswitchd", "--rundir", str(rundir),
-                "--log-level", log_level, *(["--persist"] if persist else [])]
+                "--log-level", log_level, "--fastpath", fastpath,
+                *(["--persist"] if persist else [])]
         if pid_path is not None:
             argv += ["--pidfile", str(pid_path)]
         argv += ["--log-file", str((log_file or rundir / "vswitchd.log").absolute())]
@@ -47,4 +53,4 @@ def cli(rundir: Path, pidfile: str | None, background: bool, log_file: Path | No
         return
     setup_logging(log_file, log_level)
     run(DaemonConfig(rundir=rundir, pidfile=pid_path, log_file=log_file, log_level=log_level,
-                     persist=persist))
+                     persist=persist, fastpath=fastpath.lower()))

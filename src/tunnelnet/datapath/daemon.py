@@ -50,6 +50,8 @@ class DaemonConfig:
     log_level: str = "info"
     # keep bridges and ports in RUNDIR/conf.json and bring them back at start (like ovsdb)
     persist: bool = False
+    # the kernel fast path: "kernel" (required), "off", or "auto" (kernel where it can run)
+    fastpath: str = "auto"
 
 
 def setup_logging(log_file: Path | None, level: str) -> None:
@@ -85,6 +87,7 @@ def run(config: DaemonConfig) -> None:
     path = _claim_rundir(config.rundir)
     loop = EventLoop()
     board = Switchboard(loop)
+    _start_fastpath(board, config.fastpath)
     config_path = config.rundir / persist.CONFIG_NAME if config.persist else None
     if config_path is not None:
         persist.restore(board, config_path)
@@ -105,7 +108,7 @@ def run(config: DaemonConfig) -> None:
             signal.signal(sig, stop)
         loop.add_reader(wake_r, lambda: _drain(wake_r))
         loop.call_every(HOUSEKEEPING_INTERVAL, board.housekeeping)
-        loop.call_every(ROUTE_REFRESH_INTERVAL, board.tunnels.refresh_routes)
+        loop.call_every(ROUTE_REFRESH_INTERVAL, board.refresh_routes)
         if config.pidfile is not None:
             config.pidfile.write_text(f"{os.getpid()}\n")
         log.info("vswitchd %d listening on %s", os.getpid(), path)
@@ -123,6 +126,29 @@ def run(config: DaemonConfig) -> None:
         wake_w.close()
         loop.close()
         log.info("vswitchd %d stopped", os.getpid())
+
+
+def _start_fastpath(board: Switchboard, mode: str) -> None:
+    """Set the kernel fast path up as ``mode`` asks; says once, in the log, what it does."""
+    if mode == "off":
+        board.fastpath_mode, board.fastpath_why = "off", "--fastpath off"
+        log.info("fast path: off (--fastpath off): every packet is forwarded by Python")
+        return
+    # imported here: loading libbpf is for daemons that use it
+    from tunnelnet.datapath.kernel_loader import KernelFastPathUnavailable
+    from tunnelnet.datapath.kernel_mirror import KernelMirror
+    from tunnelnet.datapath.tunnel_rx import VXLAN_UDP_PORT
+    try:
+        mirror = KernelMirror.start()
+    except KernelFastPathUnavailable as exc:
+        if mode == "kernel":
+            raise DatapathError(f"--fastpath kernel: {exc}") from exc
+        board.fastpath_mode, board.fastpath_why = "off", str(exc)
+        log.warning("fast path: off, Python forwards every packet: %s", exc)
+        return
+    board.use_kernel(mirror, VXLAN_UDP_PORT)
+    log.info("fast path: kernel (eBPF replays the plans it can; VXLAN UDP %d is the kernel's)",
+             VXLAN_UDP_PORT)
 
 
 def _drain(sock: socket.socket) -> None:

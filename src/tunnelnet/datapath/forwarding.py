@@ -31,7 +31,7 @@ import operator
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from tunnelnet.datapath.bfd_monitor import BfdMonitor
 from tunnelnet.datapath.errors import DatapathError
@@ -53,6 +53,9 @@ from tunnelnet.packet.rewrite import apply_key_changes
 from tunnelnet.packet.tunnel import source_port
 from tunnelnet.switch import Bridge, Output
 from tunnelnet.switch.cache import CacheEntry, FlowCache
+
+if TYPE_CHECKING:
+    from tunnelnet.datapath.kernel_mirror import KernelMirror
 
 _LAST_SEQ: Final = operator.attrgetter("last_seq")
 
@@ -113,6 +116,8 @@ class Forwarder:
         self._unsettled: list[Plan] = []  # deferred plans with packets not yet replayed
         self._deferred_bursts = 0  # bursts that followed deferred plans (orders settling)
         self.fast_path = True  # False: every packet walks (the oracle of the plans' tests)
+        # the kernel fast path (--fastpath kernel): plans it can replay are mirrored there
+        self.kernel: KernelMirror | None = None
         # bounds the table walks each ingress may start: a flood of new flows from one port
         # or tenant cannot take the thread from the others (walk_meter.py)
         self.walk_meter: WalkMeter | None = WalkMeter()
@@ -342,6 +347,8 @@ class Forwarder:
             made = self._plan(state, original, headers, frames[0])
             if made is not None:
                 self.plans.put(plan_key, made)
+                if self.kernel is not None:
+                    self.kernel.offer(port, original, made)
 
     def _follow(self, plan: Plan, plan_key: PlanKey, frames: list[bytes]) -> list[bytes]:
         """Send ``frames`` as ``plan`` says while it holds; returns those it could not take

@@ -43,6 +43,7 @@ from tunnelnet.datapath.kernel_loader import (
 )
 from tunnelnet.datapath.kernel_maps import (
     EntryCounters,
+    Inner,
     PortEntry,
     PortPlan,
     Stat,
@@ -89,9 +90,11 @@ class KernelFastPath:
         """Deliver frames out of the collect_md VXLAN device ``ifindex`` by the tunnel plans."""
         self._attach(ifindex, "tunnel_ingress")
 
-    def filter_socket(self, sock: socket.socket) -> None:
-        """Hide from the Python path's AF_PACKET socket the frames the kernel forwards."""
-        fd = self.obj.program_fd("port_socket_filter")
+    def filter_socket(self, sock: socket.socket, *, untagged_only: bool = False) -> None:
+        """Hide from the Python path's AF_PACKET socket the frames the kernel forwards
+        (``untagged_only``: and tagged frames, which another socket reads: tagsplit.py)."""
+        fd = self.obj.program_fd("port_socket_filter_untagged" if untagged_only
+                                 else "port_socket_filter")
         try:
             sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_BPF, fd)
         except OSError as exc:
@@ -117,21 +120,21 @@ class KernelFastPath:
             raise DatapathError(f"max_frame_len {plan.max_frame_len} is outside 64..65535")
         self._update("port_plans", plan.key(), plan.entry())
 
-    def remove_port(self, in_ifindex: int, dst_mac: str) -> EntryCounters | None:
+    def remove_port(self, in_ifindex: int, inner: Inner) -> EntryCounters | None:
         """Remove a port plan; its last counters, to fold into the flows, or None if absent."""
-        return self._remove("port_plans", port_key(in_ifindex, dst_mac), PortEntry())
+        return self._remove("port_plans", port_key(in_ifindex, inner), PortEntry())
 
-    def port_counters(self, in_ifindex: int, dst_mac: str) -> EntryCounters | None:
-        return self._counters("port_plans", port_key(in_ifindex, dst_mac), PortEntry())
+    def port_counters(self, in_ifindex: int, inner: Inner) -> EntryCounters | None:
+        return self._counters("port_plans", port_key(in_ifindex, inner), PortEntry())
 
     def install_tunnel(self, plan: TunnelPlan) -> None:
         self._update("tunnel_plans", plan.key(), plan.entry())
 
-    def remove_tunnel(self, vni: int, remote_ip: str, dst_mac: str) -> EntryCounters | None:
-        return self._remove("tunnel_plans", tunnel_key(vni, remote_ip, dst_mac), TunnelEntry())
+    def remove_tunnel(self, vni: int, remote_ip: str, inner: Inner) -> EntryCounters | None:
+        return self._remove("tunnel_plans", tunnel_key(vni, remote_ip, inner), TunnelEntry())
 
-    def tunnel_counters(self, vni: int, remote_ip: str, dst_mac: str) -> EntryCounters | None:
-        return self._counters("tunnel_plans", tunnel_key(vni, remote_ip, dst_mac),
+    def tunnel_counters(self, vni: int, remote_ip: str, inner: Inner) -> EntryCounters | None:
+        return self._counters("tunnel_plans", tunnel_key(vni, remote_ip, inner),
                               TunnelEntry())
 
     def stats(self) -> dict[Stat, int]:

@@ -29,9 +29,16 @@ class Stat(IntEnum):
     TUNNEL_UPCALL = 5  # of the misses, those handed up (kernel_upcall.py reads them)
 
 
+class InnerKey(ctypes.Structure):
+    _fields_ = [("dst_mac", ctypes.c_uint8 * 6), ("src_mac", ctypes.c_uint8 * 6),
+                ("eth_type", ctypes.c_uint8 * 2), ("ip_proto", ctypes.c_uint8),
+                ("pad", ctypes.c_uint8), ("ip_src", ctypes.c_uint8 * 4),
+                ("ip_dst", ctypes.c_uint8 * 4), ("l4_src", ctypes.c_uint8 * 2),
+                ("l4_dst", ctypes.c_uint8 * 2)]
+
+
 class PortKey(ctypes.Structure):
-    _fields_ = [("ifindex", ctypes.c_uint32), ("dst_mac", ctypes.c_uint8 * 6),
-                ("pad", ctypes.c_uint16)]
+    _fields_ = [("ifindex", ctypes.c_uint32), ("inner", InnerKey)]
 
 
 class PortEntry(ctypes.Structure):
@@ -43,7 +50,7 @@ class PortEntry(ctypes.Structure):
 
 class TunnelKey(ctypes.Structure):
     _fields_ = [("vni", ctypes.c_uint32), ("remote_ipv4", ctypes.c_uint32),
-                ("dst_mac", ctypes.c_uint8 * 6), ("pad", ctypes.c_uint16)]
+                ("inner", InnerKey)]
 
 
 class TunnelEntry(ctypes.Structure):
@@ -54,7 +61,7 @@ class TunnelEntry(ctypes.Structure):
 
 class UpcallMeta(ctypes.Structure):
     _fields_ = [("vni", ctypes.c_uint32), ("remote_ipv4", ctypes.c_uint32),
-                ("frame_len", ctypes.c_uint32), ("pad", ctypes.c_uint32)]
+                ("frame_len", ctypes.c_uint32), ("gso_size", ctypes.c_uint32)]
 
 
 def mac_bytes(mac: str) -> bytes:
@@ -82,48 +89,107 @@ def check_vni(vni: int) -> int:
     return vni
 
 
+ETH_P_IPV4 = 0x0800
+IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP = 1, 6, 17
+_L4_WITH_PORTS = (IPPROTO_TCP, IPPROTO_UDP, IPPROTO_ICMP)
+
+
+@dataclass(frozen=True, slots=True)
+class Inner:
+    """The frame's fields a kernel plan is keyed by (struct inner_key): Ethernet addresses
+    and type; for IPv4, addresses, protocol and the TCP/UDP ports or ICMP type and code, as
+    the flow key holds them (tp_src, tp_dst). Other frames leave the IPv4 part zero."""
+
+    dst_mac: str
+    src_mac: str = "00:00:00:00:00:00"
+    eth_type: int = 0
+    ip_proto: int = 0
+    ip_src: str = "0.0.0.0"
+    ip_dst: str = "0.0.0.0"
+    l4_src: int = 0
+    l4_dst: int = 0
+
+    def key(self) -> InnerKey:
+        if not 0 <= self.eth_type <= 0xFFFF or not 0 <= self.ip_proto <= 0xFF \
+                or not 0 <= self.l4_src <= 0xFFFF or not 0 <= self.l4_dst <= 0xFFFF:
+            raise DatapathError(f"inner key out of range: {self}")
+        return InnerKey(
+            dst_mac=(ctypes.c_uint8 * 6)(*mac_bytes(self.dst_mac)),
+            src_mac=(ctypes.c_uint8 * 6)(*mac_bytes(self.src_mac)),
+            eth_type=(ctypes.c_uint8 * 2)(*self.eth_type.to_bytes(2, "big")),
+            ip_proto=self.ip_proto,
+            ip_src=(ctypes.c_uint8 * 4)(*ipv4_host_order(self.ip_src).to_bytes(4, "big")),
+            ip_dst=(ctypes.c_uint8 * 4)(*ipv4_host_order(self.ip_dst).to_bytes(4, "big")),
+            l4_src=(ctypes.c_uint8 * 2)(*self.l4_src.to_bytes(2, "big")),
+            l4_dst=(ctypes.c_uint8 * 2)(*self.l4_dst.to_bytes(2, "big")))
+
+    @classmethod
+    def of_frame(cls, frame: bytes) -> Inner:
+        """The key read_inner() makes of ``frame`` (an untagged, unfragmented frame)."""
+        def mac(raw: bytes) -> str:
+            return ":".join(f"{b:02x}" for b in raw)
+
+        eth_type = int.from_bytes(frame[12:14], "big")
+        if eth_type != ETH_P_IPV4:
+            return cls(mac(frame[0:6]), mac(frame[6:12]), eth_type)
+        ihl = (frame[14] & 0x0F) * 4
+        proto = frame[23]
+        l4 = frame[14 + ihl:14 + ihl + 4]
+        if proto == IPPROTO_ICMP:
+            ports = (l4[0], l4[1])
+        elif proto in (IPPROTO_TCP, IPPROTO_UDP):
+            ports = (int.from_bytes(l4[0:2], "big"), int.from_bytes(l4[2:4], "big"))
+        else:
+            ports = (0, 0)
+        return cls(mac(frame[0:6]), mac(frame[6:12]), eth_type, proto,
+                   str(ipaddress.IPv4Address(frame[26:30])),
+                   str(ipaddress.IPv4Address(frame[30:34])), *ports)
+
+
 @dataclass(frozen=True, slots=True)
 class PortPlan:
-    """A VM port's frames to ``dst_mac`` leave into VXLAN ``vni`` towards ``remote_ip``."""
+    """A VM port's frames with ``inner`` leave into VXLAN ``vni`` towards ``remote_ip``, or,
+    with ``remote_ip`` None, to the VM port ``tunnel_ifindex`` of this host."""
 
     in_ifindex: int
-    dst_mac: str
+    inner: Inner
     vni: int
-    remote_ip: str
+    remote_ip: str | None
     tunnel_ifindex: int
     max_frame_len: int
 
     def key(self) -> PortKey:
-        return port_key(self.in_ifindex, self.dst_mac)
+        return port_key(self.in_ifindex, self.inner)
 
     def entry(self) -> PortEntry:
-        return PortEntry(remote_ipv4=ipv4_host_order(self.remote_ip), vni=check_vni(self.vni),
+        remote = 0 if self.remote_ip is None else ipv4_host_order(self.remote_ip)
+        return PortEntry(remote_ipv4=remote, vni=check_vni(self.vni),
                          tunnel_ifindex=self.tunnel_ifindex, max_frame_len=self.max_frame_len)
 
 
 @dataclass(frozen=True, slots=True)
 class TunnelPlan:
-    """VXLAN ``vni`` from ``remote_ip`` to ``dst_mac`` is handed to the VM port ``out_ifindex``."""
+    """VXLAN ``vni`` from ``remote_ip`` with ``inner`` is handed to the VM port ``out_ifindex``."""
 
     vni: int
     remote_ip: str
-    dst_mac: str
+    inner: Inner
     out_ifindex: int
 
     def key(self) -> TunnelKey:
-        return tunnel_key(self.vni, self.remote_ip, self.dst_mac)
+        return tunnel_key(self.vni, self.remote_ip, self.inner)
 
     def entry(self) -> TunnelEntry:
         return TunnelEntry(out_ifindex=self.out_ifindex)
 
 
-def port_key(in_ifindex: int, dst_mac: str) -> PortKey:
-    return PortKey(ifindex=in_ifindex, dst_mac=(ctypes.c_uint8 * 6)(*mac_bytes(dst_mac)))
+def port_key(in_ifindex: int, inner: Inner) -> PortKey:
+    return PortKey(ifindex=in_ifindex, inner=inner.key())
 
 
-def tunnel_key(vni: int, remote_ip: str, dst_mac: str) -> TunnelKey:
+def tunnel_key(vni: int, remote_ip: str, inner: Inner) -> TunnelKey:
     return TunnelKey(vni=check_vni(vni), remote_ipv4=ipv4_host_order(remote_ip),
-                     dst_mac=(ctypes.c_uint8 * 6)(*mac_bytes(dst_mac)))
+                     inner=inner.key())
 
 
 @dataclass(frozen=True, slots=True)

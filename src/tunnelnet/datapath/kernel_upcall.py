@@ -32,6 +32,7 @@ class TunnelMiss:
     vni: int
     remote_ip: str
     frame: bytes
+    gso_size: int = 0  # a GRO super-frame's segment size; 0 for an ordinary frame
 
 
 class UpcallReader:
@@ -45,6 +46,7 @@ class UpcallReader:
         lib.perf_buffer__poll.argtypes = [ctypes.c_void_p, ctypes.c_int]
         lib.perf_buffer__epoll_fd.argtypes = [ctypes.c_void_p]
         lib.perf_buffer__free.argtypes = [ctypes.c_void_p]
+        lib.perf_buffer__consume.argtypes = [ctypes.c_void_p]
         self._lib = lib
         self._pending: list[TunnelMiss] = []
         self.lost = 0
@@ -67,7 +69,7 @@ class UpcallReader:
             return
         frame = ctypes.string_at(data + _META_SIZE, meta.frame_len)
         remote = str(ipaddress.IPv4Address(meta.remote_ipv4))
-        self._pending.append(TunnelMiss(meta.vni, remote, frame))
+        self._pending.append(TunnelMiss(meta.vni, remote, frame, meta.gso_size))
 
     def _lost(self, ctx: int | None, cpu: int, count: int) -> None:
         self.lost += count
@@ -78,6 +80,14 @@ class UpcallReader:
         if ret < 0 and ret != -4:  # -EINTR: a signal, try again next round
             raise KernelFastPathUnavailable(f"polling the upcall rings failed: errno {-ret}",
                                             -ret)
+        if not self._pending:
+            # the rings' epoll descriptor can show ready to an outer epoll (the event
+            # loop's) while an epoll_wait on it right after still finds nothing: read every
+            # ring directly (a few CPUs, cheap) rather than trust the wakeup
+            ret = self._lib.perf_buffer__consume(self._buffer)
+            if ret < 0 and ret != -4:
+                raise KernelFastPathUnavailable(f"reading the upcall rings failed: errno {-ret}",
+                                                -ret)
         got, self._pending = self._pending, []
         return got
 

@@ -50,17 +50,30 @@ class Service:
             m.DumpDrops: self._dump_drops,
             m.SetBridge: self._set_bridge,
             m.FdbShow: self._fdb_show,
-            m.DatapathStats: lambda _r: self.board.plans.stats(),
+            m.DatapathStats: lambda _r: self._dp_stats(),
             m.Ping: lambda _r: {"pid": os.getpid(), "version": __version__,
                                 "protocol": m.PROTOCOL_VERSION},
         }
 
     def __call__(self, request: m.Request) -> m.JSON:
-        self.board.settle()  # counters and ages as of now, and nothing pending under a change
+        # counters and ages as of now (the kernel's folded in), nothing pending under a change
+        self.board.sync()
         result = self._handlers[type(request)](request)
+        # a change that ends a plan takes it out of the kernel before the caller hears back
+        self.board.check_kernel()
         if self.config_path is not None and isinstance(request, _CONFIG_CHANGES):
             persist.save(self.board, self.config_path)
         return result
+
+    def _fastpath(self) -> dict[str, m.JSON]:
+        return {"mode": self.board.fastpath_mode, "why": self.board.fastpath_why}
+
+    def _dp_stats(self) -> m.JSON:
+        stats: dict[str, m.JSON] = {**self.board.plans.stats(), "fastpath": self._fastpath()}
+        if self.board.kernel is not None:
+            stats.update(self.board.kernel.stats())
+            stats["kernel_upcalls_read"] = self.board.kernel.upcalls_read
+        return stats
 
     def _add_bridge(self, r: m.AddBridge) -> m.JSON:
         self.board.add_bridge(r.bridge, r.fail_mode, r.may_exist)
@@ -194,6 +207,9 @@ class Service:
             elif isinstance(port, PatchPort):
                 notes.append(f"port {number} ({port.name}): patch to {port.peer!r}; the "
                              "packet continues there with the metadata cleared")
+        if self.board.kernel is not None:
+            notes.append(self.board.kernel.describe(state.bridge,
+                                                    state.bridge.trace_key(r.flow)))
         text = trace.to_text(explain=r.explain)
         if notes:
             text = text.rstrip("\n") + "\n\nDatapath:\n" + "".join(f"  {n}\n" for n in notes)

@@ -14,6 +14,7 @@ from typing import Literal
 from tunnelnet.datapath import bfd_monitor
 from tunnelnet.datapath.errors import DatapathError
 from tunnelnet.datapath.forwarding import MAX_PATCH_DEPTH, BridgeState, Forwarder
+from tunnelnet.datapath.kernel_mirror import KernelMirror, KernelPort
 from tunnelnet.datapath.loop import EventLoop
 from tunnelnet.datapath.ports import (
     InternalPort,
@@ -59,6 +60,54 @@ class Switchboard:
         # the forwarder's own methods: whoever reads or changes a bridge settles first
         self.settle = self.forwarding.settle
         self.inject = self.forwarding.inject
+        # the kernel fast path: its mode ("kernel" or "off") and why, as vsctl show says it
+        self.kernel: KernelMirror | None = None
+        self.fastpath_mode = "off"
+        self.fastpath_why = "not asked for"
+
+    def use_kernel(self, mirror: KernelMirror, udp_port: int) -> None:
+        """Mirror plans into the kernel from now on (before any port is added: the kernel's
+        VXLAN device owns ``udp_port``, so no socket of ours listens there)."""
+        if self.ports:
+            raise DatapathError("the kernel fast path is set up before any port")
+        self.kernel = self.forwarding.kernel = mirror
+        self.tunnels.kernel_udp = frozenset({udp_port})
+        self._loop.add_reader(mirror.upcalls.fileno(), self._read_upcalls)
+        self._loop.after_each_round(mirror.check)
+        self.fastpath_mode, self.fastpath_why = "kernel", "the kernel replays plans"
+
+    def _read_upcalls(self) -> None:
+        mirror = self.kernel
+        if mirror is None:
+            return
+        receive = self.tunnels.rx.receive_upcall
+        for miss in mirror.upcalls.poll(0):
+            mirror.upcalls_read += 1
+            receive(miss.vni, miss.remote_ip, miss.frame, miss.gso_size)
+
+    def sync(self) -> None:
+        """Everything counted as of now: deferred plans settled, the kernel's counters
+        folded (before a control request reads or changes anything, and housekeeping)."""
+        self.settle()
+        if self.kernel is not None:
+            self.kernel.fold()
+
+    def check_kernel(self) -> None:
+        """Take out of the kernel every plan that no longer holds (after a change)."""
+        if self.kernel is not None:
+            self.kernel.check()
+
+    def refresh_routes(self) -> None:
+        """Underlay MTU and source address towards each tunnel peer, read again; kernel
+        entries into a tunnel whose MTU changed go with them."""
+        self.tunnels.refresh_routes()
+        if self.kernel is not None:
+            self.kernel.routes_refreshed()
+
+    def _forget_plans(self) -> None:
+        self.plans.clear()
+        if self.kernel is not None:
+            self.kernel.clear()
 
     @property
     def fast_path(self) -> bool:
@@ -139,8 +188,13 @@ class Switchboard:
             raise
         port.bridge = bridge
         port.ofport = number
-        self.settle()
-        self.plans.clear()
+        if self.kernel is not None and isinstance(port, KernelPort):
+            try:
+                self.kernel.attach(port)
+            except DatapathError as exc:  # the Python path still serves it
+                log.warning("port %s: the kernel fast path cannot serve it: %s", name, exc)
+        self.sync()
+        self._forget_plans()
         state.ports[number] = port
         state.external_ids[name] = dict(external_ids or {})
         self.ports[name] = port
@@ -205,8 +259,10 @@ class Switchboard:
         self._remove_port(self.bridges[port.bridge], port)
 
     def _remove_port(self, state: BridgeState, port: Port) -> None:
-        self.settle()
-        self.plans.clear()
+        self.sync()
+        self._forget_plans()
+        if self.kernel is not None:
+            self.kernel.detach(port)
         for fd, _ in port.readers():
             self._loop.remove_reader(fd)
         if isinstance(port, TunnelPort):
@@ -226,13 +282,18 @@ class Switchboard:
         for name in list(self.bridges):
             self.del_bridge(name)
         self.tunnels.close()
+        if self.kernel is not None:
+            self._loop.remove_reader(self.kernel.upcalls.fileno())
+            self.kernel.close()
+            self.kernel = self.forwarding.kernel = None
 
     def housekeeping(self) -> None:
-        self.settle()
+        self.sync()  # timeouts and MAC ages see what the kernel forwarded
         for state in self.bridges.values():
             state.bridge.expire()
             for port in state.ports.values():
                 if isinstance(port, SystemPort) and port.collect_kernel_drops():
                     self.forwarding.ratelog.warning(f"kdrop:{port.name}", "%s: the kernel dropped "
                                           "frames for us (receive buffer full)", port.name)
+        self.check_kernel()  # an expiry or an aged MAC takes its plans out of the kernel
 

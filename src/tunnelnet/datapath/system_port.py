@@ -152,6 +152,7 @@ class SystemPort(Port):
             raise PortError(f"system port {name!r}: cannot open AF_PACKET socket: {exc}") from None
         self._sock = sock
         self._tagged = tagged
+        self.ifindex = ifindex
         # read one frame at a time with recv() while quiet: only where no tag can be lost
         self._pace = Pace() if tagged is not None and self._batch is not None else None
         self._tx = tx
@@ -173,6 +174,11 @@ class SystemPort(Port):
 
     def fileno(self) -> int:
         return self._sock.fileno()
+
+    def untagged_socket(self) -> tuple[socket.socket, bool]:
+        """The socket untagged frames from the interface are read on, and whether tagged ones
+        have a socket of their own (the kernel fast path filters it: kernel_mirror.py)."""
+        return self._sock, self._tagged is not None
 
     def collect_kernel_drops(self) -> int:
         """Frames the kernel dropped because our socket buffers were full (we were too slow):

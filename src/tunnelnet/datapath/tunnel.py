@@ -18,6 +18,7 @@ import socket
 
 from tunnelnet.datapath.errors import PortError
 from tunnelnet.datapath.loop import EventLoop
+from tunnelnet.datapath.ports import PortKind
 from tunnelnet.datapath.tunnel_port import DemuxKey, TunnelPort
 from tunnelnet.datapath.tunnel_rx import Deliver, DeliverLone, Ports, TunnelReceiver
 from tunnelnet.datapath.tunnel_tx import Dropped, TunnelSender, drop_all_filter, open_raw
@@ -32,7 +33,10 @@ class TunnelEndpoint:
                  dropped: Dropped | None = None, deliver_lone: DeliverLone | None = None
                  ) -> None:
         self._ports: Ports = {}
-        self._udp_rx: dict[int, tuple[str, socket.socket]] = {}  # dst_port -> kind, socket
+        self._udp_rx: dict[int, tuple[str, socket.socket | None]] = {}  # dst_port -> kind, socket
+        # UDP ports a collect_md VXLAN device of the kernel fast path owns: its frames come
+        # as upcalls (receive_upcall), not on a socket of ours (kernel_mirror.py)
+        self.kernel_udp: frozenset[int] = frozenset()
         self.rx = TunnelReceiver(loop, self._ports, deliver, deliver_lone)
         self.tx = TunnelSender(dropped)
         self.drops = self.rx.drops  # by reason, for `ofctl dump-drops`
@@ -60,8 +64,9 @@ class TunnelEndpoint:
                 raise PortError(f"{port.kind.value} port {port.name!r}: UDP port "
                                 f"{port.dst_port} already receives {listening[0]}")
             if listening is None:
-                self._udp_rx[port.dst_port] = (kind.name, self.rx.listen_udp(kind,
-                                                                             port.dst_port))
+                kernel_owned = port.kind is PortKind.VXLAN and port.dst_port in self.kernel_udp
+                self._udp_rx[port.dst_port] = (kind.name, None if kernel_owned else
+                                               self.rx.listen_udp(kind, port.dst_port))
             if port.protocol not in raw:
                 raw[port.protocol] = open_raw(port.protocol)
                 drop_all_filter(raw[port.protocol])  # it only sends (tunnel_tx.py)
@@ -79,9 +84,10 @@ class TunnelEndpoint:
         del self._ports[key]
         dst_ports = {p.dst_port for p in self._ports.values() if p.udp}
         for dst_port in [d for d in self._udp_rx if d not in dst_ports]:
-            _, sock = self._udp_rx.pop(dst_port)
-            self.rx.stop(sock)
-            sock.close()
+            _, udp = self._udp_rx.pop(dst_port)
+            if udp is not None:
+                self.rx.stop(udp)
+                udp.close()
         protocols = {p.protocol for p in self._ports.values()}
         for protocol in [n for n in self.tx.raw if n not in protocols]:
             sock = self.tx.raw.pop(protocol)

@@ -37,7 +37,7 @@ from tunnelnet.packet import geneve, tunnel_kinds
 from tunnelnet.packet.coalesce import coalesce_tcp, flow_runs
 from tunnelnet.packet.errors import PacketError
 from tunnelnet.packet.fields import ETH_TYPE_TEB
-from tunnelnet.packet.offload import Gso
+from tunnelnet.packet.offload import Gso, describe
 from tunnelnet.packet.tunnel import gre_decap_packet, vxlan_decap_payload
 from tunnelnet.packet.tunnel_kinds import TunnelKind
 
@@ -66,6 +66,7 @@ GENEVE_CRITICAL_OPTION: Final = "geneve_critical_option"
 GENEVE_OAM: Final = "geneve_oam"
 
 _VXLAN: Final = PortKind.VXLAN
+VXLAN_UDP_PORT: Final = 4789  # the port the kernel fast path's VXLAN device owns
 _GRE: Final = PortKind.GRE
 _GENEVE: Final = PortKind.GENEVE
 # The GRE packet we send and nearly all we receive: an IPv4 header without options, then GRE
@@ -214,6 +215,30 @@ class TunnelReceiver:
                 self._deliver(port, [frame], vni, src, port.tun_dst, None)
         elif batch:
             self._deliver_batch(batch)
+
+    def receive_upcall(self, vni: int, remote_ip: str, frame: bytes, gso_size: int = 0
+                       ) -> None:
+        """A VXLAN frame the kernel fast path handed up (it had no plan for it): demultiplexed
+        and delivered as one read from the UDP socket would be; a super-frame GRO made of
+        TCP segments (``gso_size``) goes on as one, to be counted and cut as its segments."""
+        src = self._addresses.get(remote_ip) or self._new_address(remote_ip)
+        dst_port = VXLAN_UDP_PORT
+        port = self._ports.get((_VXLAN, dst_port, src, vni)) or self._ports.get(
+            (_VXLAN, dst_port, src, None))
+        if port is None:
+            self._drop_unknown(_VXLAN, dst_port, src)
+            return
+        if gso_size:
+            try:
+                gso = describe(frame, gso_size)
+            except PacketError:
+                self._drop(BAD_PACKET)
+                return
+            self._deliver(port, [frame], vni, src, port.tun_dst, gso)
+        elif self._deliver_lone is not None:
+            self._deliver_lone(port, frame, vni, src, port.tun_dst)
+        else:
+            self._deliver(port, [frame], vni, src, port.tun_dst, None)
 
     def _recv_each(self, sock: socket.socket) -> list[batchrecv.Datagram]:
         """What UdpBatchReceiver.receive gives, with one recvmsg per datagram (no recvmmsg)."""

@@ -113,7 +113,8 @@ def test_text_outputs_have_the_open_vswitch_shapes(daemon: Vswitchd) -> None:
     assert "bridge br-int:" in drops and "tunnel receive:" in drops
     # nothing has crossed the datapath yet: no plans, no packets either way
     assert daemon.ofctl("dp-stats").splitlines() == [
-        "plans: 0 (made 0)", "packets: followed a plan 0, walked the tables 0"]
+        "fastpath: off (--fastpath off)", "plans: 0 (made 0)",
+        "packets: followed a plan 0, walked the tables 0"]
 
 
 def test_standalone_bridge_starts_with_normal_and_secure_bridge_with_nothing(

@@ -16,6 +16,8 @@ from support.tools import require_tool
 from tunnelnet.datapath.errors import DatapathError
 from tunnelnet.datapath.kernel_fastpath import REPLAY_OBJECT
 from tunnelnet.datapath.kernel_maps import (
+    Inner,
+    InnerKey,
     PortEntry,
     PortKey,
     PortPlan,
@@ -26,7 +28,7 @@ from tunnelnet.datapath.kernel_maps import (
 )
 
 MIRRORS: dict[str, type[ctypes.Structure]] = {
-    "port_key": PortKey, "port_entry": PortEntry,
+    "inner_key": InnerKey, "port_key": PortKey, "port_entry": PortEntry,
     "tunnel_key": TunnelKey, "tunnel_entry": TunnelEntry, "upcall_meta": UpcallMeta,
 }
 
@@ -63,26 +65,45 @@ def test_python_mirror_has_the_c_structures_size_fields_and_offsets(name: str) -
 
 
 @pytest.mark.parametrize("bad", [
-    dict(dst_mac="02:00:00:00:00"), dict(dst_mac="zz:00:00:00:00:01"),
+    dict(inner=Inner("02:00:00:00:00")), dict(inner=Inner("zz:00:00:00:00:01")),
     dict(vni=1 << 24), dict(vni=-1), dict(remote_ip="192.0.2.300"), dict(remote_ip="::1"),
 ])
 def test_a_bad_plan_is_refused_by_naming_its_field(bad: dict[str, object]) -> None:
-    fields: dict[str, object] = dict(in_ifindex=3, dst_mac="02:00:00:00:00:01", vni=42,
+    fields: dict[str, object] = dict(in_ifindex=3, inner=Inner("02:00:00:00:00:01"), vni=42,
                                      remote_ip="192.0.2.2", tunnel_ifindex=4, max_frame_len=1464)
     fields.update(bad)
     plan = PortPlan(**fields)  # type: ignore[arg-type]
-    with pytest.raises(DatapathError, match=re.escape(str(next(iter(bad.values()))))):
+    shown = next(iter(bad.values()))
+    named = shown.dst_mac if isinstance(shown, Inner) else shown
+    with pytest.raises(DatapathError, match=re.escape(str(named))):
         plan.key()
         plan.entry()
     with pytest.raises(DatapathError):
         tplan = TunnelPlan(int(fields["vni"]), str(fields["remote_ip"]),  # type: ignore[call-overload]
-                           str(fields["dst_mac"]), 5)
+                           fields["inner"], 5)
         tplan.key()
 
 
 def test_addresses_go_in_host_byte_order_as_the_tunnel_key_helpers_take_them() -> None:
-    entry = PortPlan(3, "02:00:00:00:00:01", 0xABCDEF, "192.0.2.2", 4, 1464).entry()
+    entry = PortPlan(3, Inner("02:00:00:00:00:01"), 0xABCDEF, "192.0.2.2", 4, 1464).entry()
     assert entry.remote_ipv4 == 0xC0000202 and entry.vni == 0xABCDEF
-    key = TunnelPlan(7, "10.1.2.3", "02:aa:bb:cc:dd:ee", 9).key()
+    key = TunnelPlan(7, "10.1.2.3", Inner("02:aa:bb:cc:dd:ee"), 9).key()
     assert key.remote_ipv4 == 0x0A010203
-    assert bytes(key.dst_mac) == bytes.fromhex("02aabbccddee")
+    assert bytes(key.inner.dst_mac) == bytes.fromhex("02aabbccddee")
+
+
+def test_the_inner_key_holds_the_frames_own_bytes_in_network_order() -> None:
+    """struct inner_key is read from the frame with bpf_skb_load_bytes: its bytes must be
+    the frame's (RFC 791 header offsets), whatever the host's byte order."""
+    from scapy.layers.inet import ICMP, IP, UDP
+    from scapy.layers.l2 import Ether
+
+    udp = bytes(Ether(dst="02:00:00:00:00:02", src="02:00:00:00:00:01") /
+                IP(src="10.0.0.1", dst="10.0.0.2") / UDP(sport=1234, dport=53))
+    key = bytes(Inner.of_frame(udp).key())
+    assert key[0:12] == udp[0:12]  # both MACs
+    assert key[12:14] == b"\x08\x00" and key[14] == 17
+    assert key[16:24] == udp[26:34]  # source and destination address
+    assert key[24:28] == udp[34:38]  # the UDP ports
+    icmp = bytes(Ether() / IP(src="10.0.0.1", dst="10.0.0.2") / ICMP(type=8, code=0))
+    assert bytes(Inner.of_frame(icmp).key())[24:28] == b"\x00\x08\x00\x00"  # type, code

@@ -19,17 +19,36 @@
 
 #define MAX_ENTRIES 65536
 
-/* A VM port's frame: which port it came in by and where it goes. Untagged frames only. */
+/*
+ * What a plan may depend on in the frame itself: Ethernet addresses and type and, for IPv4
+ * that is not a fragment, the addresses, protocol and the first two 16-bit words of TCP/UDP
+ * (ports) or ICMP (type, code: as the flow key's tp_src/tp_dst hold them). Multi-byte fields
+ * are the frame's own bytes (network order). Userspace installs a plan only when nothing the
+ * tables looked at lies outside these fields (kernel_replayable.py), so that every frame with
+ * the same key would have had the same fate in Python.
+ */
+struct inner_key {
+	__u8 dst_mac[6];
+	__u8 src_mac[6];
+	__u8 eth_type[2];
+	__u8 ip_proto;
+	__u8 pad;
+	__u8 ip_src[4];
+	__u8 ip_dst[4];
+	__u8 l4_src[2];
+	__u8 l4_dst[2];
+};
+
+/* A VM port's frame: which port it came in by and what it is. Untagged frames only. */
 struct port_key {
 	__u32 ifindex;
-	__u8 dst_mac[6];
-	__u16 pad;
+	struct inner_key inner;
 };
 
 struct port_entry {
-	__u32 remote_ipv4;   /* host byte order, as bpf_skb_set_tunnel_key wants it */
+	__u32 remote_ipv4;   /* host byte order, as bpf_skb_set_tunnel_key wants it; 0: a VM port */
 	__u32 vni;
-	__u32 tunnel_ifindex; /* the collect_md VXLAN device */
+	__u32 tunnel_ifindex; /* the collect_md VXLAN device, or the VM port (remote_ipv4 0) */
 	__u32 max_frame_len; /* the largest inner frame (Ethernet header included) that fits */
 	__u64 packets;
 	__u64 bytes;
@@ -40,8 +59,7 @@ struct port_entry {
 struct tunnel_key {
 	__u32 vni;
 	__u32 remote_ipv4;   /* host byte order */
-	__u8 dst_mac[6];
-	__u16 pad;
+	struct inner_key inner;
 };
 
 struct tunnel_entry {
@@ -60,7 +78,7 @@ struct upcall_meta {
 	__u32 vni;
 	__u32 remote_ipv4;   /* host byte order */
 	__u32 frame_len;
-	__u32 pad;
+	__u32 gso_size;      /* a GRO super-frame's segment size (0: an ordinary frame) */
 };
 
 /* a perf record's size is 16 bits: header, sample size, our header and the frame fit in it */
@@ -112,20 +130,15 @@ static __always_inline void count(__u32 which)
 }
 
 /*
- * Whether the frame, or each segment a GSO super-frame will be cut into, fits the tunnel.
- * One that does not must reach Python, whose MTU doctor answers it (a redirect would lose
- * it without a word). Unknown layouts count as not fitting: Python then decides.
+ * The length of a GSO super-frame's headers (Ethernet, IPv4/IPv6, TCP/UDP), repeated in each
+ * segment it will be cut into; 0 for a layout we do not parse.
  */
-static __always_inline int fits(struct __sk_buff *skb, __u32 max_frame_len)
+static __always_inline __u32 header_len(struct __sk_buff *skb)
 {
 	__u16 proto;
 	__u8 byte, l4proto;
 	__u32 l3len, l4len;
 
-	if (skb->len <= max_frame_len)
-		return 1;
-	if (!skb->gso_size)
-		return 0;
 	if (bpf_skb_load_bytes(skb, 12, &proto, sizeof(proto)) < 0)
 		return 0;
 	if (proto == bpf_htons(ETH_P_IP)) {
@@ -150,7 +163,76 @@ static __always_inline int fits(struct __sk_buff *skb, __u32 max_frame_len)
 	} else {
 		return 0;
 	}
-	return ETH_HLEN + l3len + l4len + skb->gso_size <= max_frame_len;
+	return ETH_HLEN + l3len + l4len;
+}
+
+/*
+ * Whether the frame, or each segment a GSO super-frame will be cut into, fits the tunnel.
+ * One that does not must reach Python, whose MTU doctor answers it (a redirect would lose
+ * it without a word). Unknown layouts count as not fitting: Python then decides.
+ */
+static __always_inline int fits(struct __sk_buff *skb, __u32 max_frame_len)
+{
+	__u32 headers;
+
+	if (skb->len <= max_frame_len)
+		return 1;
+	if (!skb->gso_size)
+		return 0;
+	headers = header_len(skb);
+	return headers && headers + skb->gso_size <= max_frame_len;
+}
+
+/*
+ * Bytes as the Python path counts them (offload.Gso.wire_bytes): a super-frame's segments
+ * each carry the headers again, so flow byte counters are the same on either path.
+ */
+static __always_inline __u64 wire_bytes(struct __sk_buff *skb)
+{
+	__u32 segs = skb->gso_segs;
+
+	if (segs > 1)
+		return skb->len + (__u64)(segs - 1) * header_len(skb);
+	return skb->len;
+}
+
+/*
+ * The frame's inner_key; 0 when the frame is not one the kernel takes (too short, tagged,
+ * an IPv4 fragment, a malformed IPv4 header): Python then decides.
+ */
+static __always_inline int read_inner(struct __sk_buff *skb, struct inner_key *key)
+{
+	__u8 ip[20];
+	__u32 l3len;
+
+	if (bpf_skb_load_bytes(skb, 0, key->dst_mac, 14) < 0) /* both MACs and the type */
+		return 0;
+	if (key->eth_type[0] == 0x81 && key->eth_type[1] == 0x00)
+		return 0;
+	if (key->eth_type[0] == 0x88 && key->eth_type[1] == 0xa8)
+		return 0;
+	if (!(key->eth_type[0] == 0x08 && key->eth_type[1] == 0x00))
+		return 1;
+	if (bpf_skb_load_bytes(skb, ETH_HLEN, ip, sizeof(ip)) < 0)
+		return 0;
+	if ((ip[0] >> 4) != 4 || (ip[0] & 0x0f) < 5)
+		return 0;
+	if ((ip[6] & 0x3f) || ip[7]) /* MF or an offset: a fragment */
+		return 0;
+	l3len = (ip[0] & 0x0f) * 4;
+	key->ip_proto = ip[9];
+	__builtin_memcpy(key->ip_src, &ip[12], 4);
+	__builtin_memcpy(key->ip_dst, &ip[16], 4);
+	if (ip[9] == IPPROTO_TCP || ip[9] == IPPROTO_UDP) {
+		if (bpf_skb_load_bytes(skb, ETH_HLEN + l3len, key->l4_src, 4) < 0)
+			return 0;
+	} else if (ip[9] == IPPROTO_ICMP) {
+		if (bpf_skb_load_bytes(skb, ETH_HLEN + l3len, &key->l4_src[1], 1) < 0)
+			return 0;
+		if (bpf_skb_load_bytes(skb, ETH_HLEN + l3len + 1, &key->l4_dst[1], 1) < 0)
+			return 0;
+	}
+	return 1;
 }
 
 /*
@@ -162,15 +244,10 @@ static __always_inline struct port_entry *port_decision(struct __sk_buff *skb, i
 {
 	struct port_key key = {.ifindex = skb->ifindex};
 	struct port_entry *entry;
-	__u16 proto;
 
 	if (skb->vlan_present)
 		return 0;
-	if (bpf_skb_load_bytes(skb, 0, key.dst_mac, sizeof(key.dst_mac)) < 0)
-		return 0;
-	if (bpf_skb_load_bytes(skb, 12, &proto, sizeof(proto)) < 0)
-		return 0;
-	if (proto == bpf_htons(ETH_P_8021Q) || proto == bpf_htons(ETH_P_8021AD))
+	if (!read_inner(skb, &key.inner))
 		return 0;
 	entry = bpf_map_lookup_elem(&port_plans, &key);
 	if (!entry)
@@ -198,6 +275,14 @@ int port_ingress(struct __sk_buff *skb)
 		count(STAT_PORT_MISS);
 		return TC_ACT_OK; /* the Python path's socket has it */
 	}
+	if (!entry->remote_ipv4) {
+		/* a VM port of this host: the frame leaves as it came */
+		__sync_fetch_and_add(&entry->packets, segments(skb));
+		__sync_fetch_and_add(&entry->bytes, wire_bytes(skb));
+		entry->last_used_ns = bpf_ktime_get_ns();
+		count(STAT_PORT_HIT);
+		return bpf_redirect(entry->tunnel_ifindex, 0);
+	}
 	tkey.remote_ipv4 = entry->remote_ipv4;
 	tkey.tunnel_id = entry->vni;
 	tkey.tunnel_ttl = 64;
@@ -206,7 +291,7 @@ int port_ingress(struct __sk_buff *skb)
 		return TC_ACT_SHOT; /* the socket filter already hid it from Python */
 	}
 	__sync_fetch_and_add(&entry->packets, segments(skb));
-	__sync_fetch_and_add(&entry->bytes, skb->len);
+	__sync_fetch_and_add(&entry->bytes, wire_bytes(skb));
 	entry->last_used_ns = bpf_ktime_get_ns();
 	count(STAT_PORT_HIT);
 	return bpf_redirect(entry->tunnel_ifindex, 0);
@@ -215,6 +300,19 @@ int port_ingress(struct __sk_buff *skb)
 SEC("socket")
 int port_socket_filter(struct __sk_buff *skb)
 {
+	return port_decision(skb, 0) ? 0 : skb->len;
+}
+
+/*
+ * The same for a system port's untagged socket, which a second socket reads tagged frames
+ * beside (tagsplit.py): this program replaces that socket's classic filter, so it also keeps
+ * out the frames the kernel holds a VLAN tag for, as the classic one did.
+ */
+SEC("socket")
+int port_socket_filter_untagged(struct __sk_buff *skb)
+{
+	if (skb->vlan_present)
+		return 0;
 	return port_decision(skb, 0) ? 0 : skb->len;
 }
 
@@ -241,13 +339,13 @@ int tunnel_ingress(struct __sk_buff *skb)
 		goto miss;
 	key.vni = tkey.tunnel_id;
 	key.remote_ipv4 = tkey.remote_ipv4;
-	if (bpf_skb_load_bytes(skb, 0, key.dst_mac, sizeof(key.dst_mac)) < 0)
-		goto miss;
+	if (skb->vlan_present || !read_inner(skb, &key.inner))
+		goto upcall; /* not the kernel's: Python decides */
 	entry = bpf_map_lookup_elem(&tunnel_plans, &key);
 	if (!entry)
 		goto upcall;
 	__sync_fetch_and_add(&entry->packets, segments(skb));
-	__sync_fetch_and_add(&entry->bytes, skb->len);
+	__sync_fetch_and_add(&entry->bytes, wire_bytes(skb));
 	entry->last_used_ns = bpf_ktime_get_ns();
 	count(STAT_TUNNEL_HIT);
 	return bpf_redirect(entry->out_ifindex, 0);
@@ -255,6 +353,8 @@ upcall:
 	if (skb->len <= UPCALL_MAX_FRAME) {
 		struct upcall_meta meta = {
 			.vni = key.vni, .remote_ipv4 = key.remote_ipv4, .frame_len = skb->len,
+			/* GRO on the underlay may have merged TCP segments: Python must cut them */
+			.gso_size = skb->gso_segs > 1 ? skb->gso_size : 0,
 		};
 
 		if (send_upcall(skb, &meta) == 0)

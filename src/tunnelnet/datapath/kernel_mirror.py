@@ -1,0 +1,360 @@
+"""vswitchd's kernel fast path: the plans the kernel can replay, mirrored into its maps.
+
+Python keeps deciding (fastpath.py's plans); this module copies each plan the kernel can
+replay exactly (kernel_replayable.py) into the BPF maps of kernel_fastpath.py, and keeps the
+copy honest:
+
+- **An entry exists only while its plan holds.** After every round of the event loop and
+  before every control request is answered, a change of any bridge's version (a flow added,
+  changed or deleted, a learned flow, an expiry, a new or moved MAC) or the passing of a
+  plan's ``valid_until`` (MAC aging) removes every entry whose plan no longer holds; the next
+  frame of that flow then goes up to Python, which walks the tables and may make a new plan.
+  A control request that changes the tables is answered only after that check, so a flow
+  deleted by hand stops the kernel before the caller hears back.
+- **Counters are folded back.** The kernel counts each entry's packets, bytes and last use;
+  ``fold`` replays the packets it has not yet replayed through the plan (flow counters and
+  ``used``, table lookups, MAC learning refresh, learned-flow refresh), at the kernel's last
+  use time, as the Python path would have, and adds them to the ports' statistics. It runs
+  before every control request, before housekeeping (timeouts, MAC aging) and when an entry
+  is removed, so dump-flows, idle timeouts and MAC aging see what they would without it.
+
+Tunnel frames without an entry reach Python through the upcall reader (kernel_upcall.py): the
+collect_md VXLAN device owns UDP 4789, so the Python path does not listen there in this mode.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import math
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Final, Protocol, runtime_checkable
+
+from pyroute2 import IPRoute
+
+from tunnelnet.datapath.errors import DatapathError
+from tunnelnet.datapath.fastpath import Plan
+from tunnelnet.datapath.kernel_fastpath import VXLAN_PORT, KernelFastPath, ensure_vxlan_device
+from tunnelnet.datapath.kernel_loader import KernelFastPathUnavailable
+from tunnelnet.datapath.kernel_maps import VNI_MAX, Inner, PortPlan, Stat, TunnelPlan
+from tunnelnet.datapath.kernel_replayable import inner_of, why_not
+from tunnelnet.datapath.kernel_upcall import UpcallReader
+from tunnelnet.datapath.ports import Port, PortKind
+from tunnelnet.datapath.tunnel import TunnelPort
+from tunnelnet.packet.fields import FlowKey
+
+log = logging.getLogger(__name__)
+
+DEVICE_NAME: Final = "tnfp-vxlan"  # the collect_md VXLAN device vswitchd makes
+MAX_MIRRORED: Final = 16384  # entries; beyond, plans stay in Python (the maps hold 65536)
+_NS_PER_S: Final = 1e9  # a division, not a product with 1e-9: whole seconds stay whole
+
+
+@runtime_checkable
+class KernelPort(Protocol):
+    """A port the kernel takes frames from (a SystemPort): its interface and its socket."""
+
+    name: str
+    ifindex: int
+
+    def untagged_socket(self) -> tuple[socket.socket, bool]: ...
+
+
+@dataclass(slots=True)
+class Mirrored:
+    """One kernel entry and the plan it replays."""
+
+    plan: Plan
+    ingress: Port
+    egress: Port
+    tunnel: bool  # a tunnel_plans entry (else port_plans)
+    ifindex_or_vni: int
+    remote_ip: str  # tunnel entries: the peer
+    inner: Inner
+    max_frame_len: int = 0  # into a tunnel: its max_inner when installed
+    folded_packets: int = 0
+    folded_bytes: int = 0
+
+
+class KernelMirror:
+    """The loaded programs, the VXLAN device, and the entries mirrored from plans."""
+
+    def __init__(self, fastpath: KernelFastPath, device_ifindex: int, device_made: bool,
+                 upcalls: UpcallReader | None = None) -> None:
+        self.fastpath = fastpath
+        self.device_ifindex = device_ifindex
+        self._device_made = device_made
+        self.upcalls = upcalls if upcalls is not None else UpcallReader(fastpath)
+        self._entries: dict[tuple[bool, int, str, Inner], Mirrored] = {}
+        self._ports: dict[str, int] = {}  # attached VM ports: name -> ifindex
+        self._versions: tuple[int, ...] = ()
+        self._valid_until = math.inf
+        self.installed = 0  # entries ever installed
+        self.removed = 0
+        self.upcalls_read = 0
+        self.refusals: dict[str, int] = {}  # why plans stayed in Python, by reason
+
+    @classmethod
+    def start(cls) -> KernelMirror:
+        """Load and make the device; raises ``KernelFastPathUnavailable`` saying why not."""
+        with IPRoute() as ipr:
+            if ipr.link_lookup(ifname=DEVICE_NAME):
+                # another vswitchd's in this namespace, or left by one that was killed: two
+                # daemons cannot share it (each would take the other's tunnel frames)
+                raise KernelFastPathUnavailable(
+                    f"{DEVICE_NAME} already exists in this network namespace (another "
+                    f"vswitchd's? if none runs here: ip link del {DEVICE_NAME})", errno.EEXIST)
+        fastpath = KernelFastPath.load()
+        existed = False
+        try:
+            ifindex = ensure_vxlan_device(DEVICE_NAME, VXLAN_PORT)
+            fastpath.attach_tunnel_device(ifindex)
+        except (DatapathError, OSError) as exc:
+            fastpath.close()
+            raise KernelFastPathUnavailable(f"cannot set up {DEVICE_NAME}: {exc}") from exc
+        try:
+            return cls(fastpath, ifindex, not existed)
+        except KernelFastPathUnavailable:
+            fastpath.close()
+            raise
+
+    # ports ----------------------------------------------------------------------------
+
+    def attach(self, port: KernelPort) -> None:
+        """Replay plans for frames from ``port`` and hide those frames from its socket."""
+        ifindex = port.ifindex
+        self.fastpath.attach_port(ifindex)
+        sock, split = port.untagged_socket()
+        try:
+            self.fastpath.filter_socket(sock, untagged_only=split)
+        except KernelFastPathUnavailable:
+            self.fastpath.detach(ifindex)
+            raise
+        self._ports[port.name] = ifindex
+
+    def detach(self, port: Port) -> None:
+        ifindex = self._ports.pop(port.name, None)
+        if ifindex is None:
+            return
+        self.remove_if(lambda m: m.ingress is port or m.egress is port)
+        try:
+            self.fastpath.detach(ifindex)
+        except KernelFastPathUnavailable as exc:  # the interface went first: so did its filter
+            log.debug("detaching the fast path from %s: %s", port.name, exc)
+
+    # plans -----------------------------------------------------------------------------
+
+    def offer(self, ingress: Port, key: FlowKey, plan: Plan) -> None:
+        """A plan Python has just made for the flow ``key`` arriving on ``ingress``: mirror it
+        when the kernel can replay it exactly."""
+        reason = self._why_not(ingress, key, plan)
+        if reason is not None:
+            self.refusals[reason] = self.refusals.get(reason, 0) + 1
+            return
+        if len(self._entries) >= MAX_MIRRORED:
+            self.refusals["the kernel's table is full"] = self.refusals.get(
+                "the kernel's table is full", 0) + 1
+            return
+        out = plan.outputs[0]
+        egress = out.port
+        inner = inner_of(key)
+        if isinstance(ingress, TunnelPort):
+            ident: tuple[bool, int, str, Inner] = (True, key["tun_id"], ingress.remote_ip, inner)
+        else:
+            ident = (False, self._ports[ingress.name], "", inner)
+        old = self._entries.get(ident)
+        if old is not None:
+            self._fold_one(old, remove=True)
+        if isinstance(ingress, TunnelPort):
+            self.fastpath.install_tunnel(TunnelPlan(key["tun_id"], ingress.remote_ip, inner,
+                                                    self._ports[egress.name]))
+        elif isinstance(egress, TunnelPort):
+            vni = egress.key if egress.key is not None else out.tun_id
+            self.fastpath.install_port(PortPlan(self._ports[ingress.name], inner, vni,
+                                                egress.remote_ip, self.device_ifindex,
+                                                min(egress.max_inner, 65535)))
+        else:
+            self.fastpath.install_port(PortPlan(self._ports[ingress.name], inner, 0, None,
+                                                self._ports[egress.name], 65535))
+        limit = min(egress.max_inner, 65535) if isinstance(egress, TunnelPort) else 0
+        self._entries[ident] = Mirrored(plan, ingress, egress, ident[0], ident[1], ident[2],
+                                        inner, limit)
+        self.installed += 1
+        self._valid_until = min(self._valid_until, plan.valid_until)
+        if not self._versions:
+            self._versions = self._current_versions()
+
+    def _why_not(self, ingress: Port, key: FlowKey, plan: Plan) -> str | None:
+        if not plan.outputs:
+            return "no output"
+        egress = plan.outputs[0].port
+        if isinstance(ingress, TunnelPort):
+            if not self._kernel_vxlan(ingress) or key.get("tun_id") is None:
+                return f"arrival by {ingress.kind.value} (only VXLAN on UDP 4789)"
+            if egress.name not in self._ports:
+                return "from a tunnel to anything but a VM port"
+        elif ingress.name in self._ports:
+            if isinstance(egress, TunnelPort):
+                if not self._kernel_vxlan(egress):
+                    return f"into {egress.kind.value} (only VXLAN on UDP 4789)"
+                vni = egress.key if egress.key is not None else plan.outputs[0].tun_id
+                if not 0 <= vni <= VNI_MAX:
+                    return "a key wider than a VNI"
+            elif egress.name not in self._ports:
+                return f"to a {egress.kind.value} port"
+        else:
+            return f"arrival by a {ingress.kind.value} port"
+        return why_not(plan, key)
+
+    @staticmethod
+    def _kernel_vxlan(port: TunnelPort) -> bool:
+        return port.kind is PortKind.VXLAN and port.dst_port == VXLAN_PORT
+
+    def _current_versions(self) -> tuple[int, ...]:
+        seen: dict[int, int] = {}
+        for mirrored in self._entries.values():
+            for cache, _ in mirrored.plan.stages:
+                seen[id(cache.bridge)] = cache.bridge.version
+        return tuple(sorted(seen.items()))  # type: ignore[arg-type]
+
+    def check(self) -> None:
+        """Remove every entry whose plan no longer holds (cheap when nothing changed)."""
+        if not self._entries:
+            return
+        versions = self._current_versions()
+        now = time.monotonic()
+        if versions == self._versions and now < self._valid_until:
+            return
+        self.fold()  # MAC refreshes first: what the kernel forwarded keeps them young
+        stale = []
+        for mirrored in self._entries.values():
+            plan = mirrored.plan
+            if not plan.in_force(plan.clock()):
+                stale.append(mirrored)
+        for mirrored in stale:
+            self._fold_one(mirrored, remove=True)
+        self._versions = self._current_versions()
+        self._valid_until = min((m.plan.valid_until for m in self._entries.values()),
+                                default=math.inf)
+
+    def routes_refreshed(self) -> None:
+        """The tunnels' underlay MTUs were read again: an entry whose tunnel now takes
+        smaller (or larger) frames goes, so that the next frame meets Python's MTU check."""
+        self.remove_if(lambda m: isinstance(m.egress, TunnelPort) and not m.tunnel
+                       and m.max_frame_len != min(m.egress.max_inner, 65535))
+
+    def remove_if(self, doomed: Callable[[Mirrored], bool]) -> None:
+        for mirrored in [m for m in self._entries.values() if doomed(m)]:
+            self._fold_one(mirrored, remove=True)
+
+    def clear(self) -> None:
+        """Fold and remove every entry (ports came or went: plans hold port objects)."""
+        for mirrored in list(self._entries.values()):
+            self._fold_one(mirrored, remove=True)
+        self._versions = ()
+        self._valid_until = math.inf
+
+    def fold(self) -> None:
+        """Replay what the kernel forwarded since the last fold, oldest last use first."""
+        read = []
+        for mirrored in self._entries.values():
+            counters = (self.fastpath.tunnel_counters(mirrored.ifindex_or_vni,
+                                                      mirrored.remote_ip, mirrored.inner)
+                        if mirrored.tunnel else
+                        self.fastpath.port_counters(mirrored.ifindex_or_vni, mirrored.inner))
+            if counters is not None and counters.packets > mirrored.folded_packets:
+                read.append((counters.last_used_ns, mirrored, counters.packets,
+                             counters.bytes))
+        read.sort(key=lambda item: item[0])
+        for last_ns, mirrored, packets, length in read:
+            self._replay(mirrored, packets, length, last_ns)
+
+    def _fold_one(self, mirrored: Mirrored, *, remove: bool) -> None:
+        if mirrored.tunnel:
+            counters = (self.fastpath.remove_tunnel if remove else self.fastpath.tunnel_counters)(
+                mirrored.ifindex_or_vni, mirrored.remote_ip, mirrored.inner)
+        else:
+            counters = (self.fastpath.remove_port if remove else self.fastpath.port_counters)(
+                mirrored.ifindex_or_vni, mirrored.inner)
+        if counters is not None and counters.packets > mirrored.folded_packets:
+            self._replay(mirrored, counters.packets, counters.bytes, counters.last_used_ns)
+        if remove:
+            ident = (mirrored.tunnel, mirrored.ifindex_or_vni, mirrored.remote_ip,
+                     mirrored.inner)
+            if self._entries.get(ident) is mirrored:
+                del self._entries[ident]
+                self.removed += 1
+
+    @staticmethod
+    def _replay(mirrored: Mirrored, packets: int, length: int, last_ns: int) -> None:
+        delta = packets - mirrored.folded_packets
+        delta_bytes = length - mirrored.folded_bytes
+        mirrored.folded_packets, mirrored.folded_bytes = packets, length
+        plan = mirrored.plan
+        # the kernel's clock is CLOCK_MONOTONIC, the bridges' time.monotonic: the packets are
+        # replayed as of the kernel's last use, as their walk would have had them then
+        now = last_ns / _NS_PER_S if last_ns else plan.clock()
+        plan.replay(delta, delta_bytes, now)
+        mirrored.ingress.stats.rx_packets += delta
+        mirrored.ingress.stats.rx_bytes += delta_bytes
+        mirrored.egress.stats.tx_packets += delta
+        mirrored.egress.stats.tx_bytes += delta_bytes
+
+    def describe(self, bridge: object, key: FlowKey) -> str:
+        """For a trace on ``bridge`` (a Bridge) of the flow ``key``: whether the kernel
+        replays this hop of that flow now, and if so on which entry."""
+        if key.get("dl_src") is None or key.get("dl_dst") is None:
+            return "kernel fast path: not replayed in the kernel (no Ethernet header)"
+        inner = inner_of(key)
+        for mirrored in self._entries.values():
+            if mirrored.inner == inner and any(cache.bridge is bridge
+                                               for cache, _ in mirrored.plan.stages):
+                where = (f"VXLAN {mirrored.ifindex_or_vni} from {mirrored.remote_ip}"
+                         if mirrored.tunnel else f"port {mirrored.ingress.name}")
+                return (f"kernel fast path: this hop of the flow is replayed in the kernel "
+                        f"(entry from {where} to {mirrored.egress.name}; "
+                        f"{mirrored.folded_packets} packets folded so far)")
+        return ("kernel fast path: not replayed in the kernel now (Python forwards it: no "
+                "plan yet, or one the kernel cannot replay exactly; see ofctl dp-stats)")
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    # upcalls ---------------------------------------------------------------------------
+
+    def stats(self) -> dict[str, object]:
+        kernel = self.fastpath.stats()
+        return {
+            "kernel_entries": len(self._entries),
+            "kernel_installed": self.installed,
+            "kernel_removed": self.removed,
+            "kernel_replayed_packets": kernel[Stat.PORT_HIT] + kernel[Stat.TUNNEL_HIT],
+            "kernel_port_hits": kernel[Stat.PORT_HIT],
+            "kernel_tunnel_hits": kernel[Stat.TUNNEL_HIT],
+            "kernel_port_misses": kernel[Stat.PORT_MISS],
+            "kernel_too_big": kernel[Stat.PORT_TOO_BIG],
+            "kernel_upcalls": kernel[Stat.TUNNEL_UPCALL],
+            "kernel_upcalls_lost": self.upcalls.lost,
+            "kernel_stays_in_python": dict(self.refusals),
+        }
+
+    def close(self) -> None:
+        self.clear()
+        self.upcalls.close()
+        for name, ifindex in list(self._ports.items()):
+            try:
+                self.fastpath.detach(ifindex)
+            except KernelFastPathUnavailable as exc:
+                log.debug("detaching the fast path from %s: %s", name, exc)
+        self._ports.clear()
+        self.fastpath.close()
+        if self._device_made:
+            with IPRoute() as ipr:
+                try:
+                    ipr.link("del", index=self.device_ifindex)
+                except OSError as exc:
+                    if exc.errno != errno.ENODEV:
+                        log.warning("cannot remove %s: %s", DEVICE_NAME, exc)

@@ -1,0 +1,73 @@
+"""`tunnelnet vswitchd --fastpath kernel|off|auto` (issue #22): which datapath carries known
+flows, said in `vsctl show` and `ofctl dp-stats`, and said once in the log when the kernel
+cannot. Judge of what the daemon made: `ip -j link` in its namespace.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from support.netns import lab, run
+from support.vswitchd import Vswitchd
+from tunnelnet.datapath.kernel_fastpath import REPLAY_OBJECT
+
+pytestmark = pytest.mark.netns
+DEVICE = "tnfp-vxlan"
+
+
+def _links(ns: str) -> dict[str, dict[str, object]]:
+    shown = json.loads(run(["ip", "-n", ns, "-j", "-d", "link", "show"]).stdout)
+    return {str(link["ifname"]): link for link in shown}
+
+
+def test_auto_uses_the_kernel_owns_udp_4789_by_a_collect_md_device_and_removes_it() -> None:
+    if not REPLAY_OBJECT.exists():
+        pytest.skip("the BPF object is not built (make bpf)")
+    with lab() as made:
+        ns = made.netns()
+        with Vswitchd(ns, fastpath="auto") as daemon:
+            assert "fastpath: kernel" in daemon.vsctl("show")
+            assert daemon.ofctl("dp-stats").splitlines()[0].startswith("fastpath: kernel")
+            info = _links(ns)[DEVICE]["linkinfo"]
+            assert isinstance(info, dict) and info["info_kind"] == "vxlan"
+            assert info["info_data"]["external"] is True  # collect_md
+            assert info["info_data"]["port"] == 4789
+        assert DEVICE not in _links(ns)  # made by it, removed by it
+
+
+def test_auto_falls_back_to_python_and_says_why_once(tmp_path: Path) -> None:
+    with lab() as made:
+        ns = made.netns()
+        # a device of that name that is not ours: two daemons must not share one
+        run(["ip", "-n", ns, "link", "add", DEVICE, "type", "bridge"])
+        with Vswitchd(ns, fastpath="auto") as daemon:
+            shown = daemon.vsctl("show")
+            assert "fastpath: off (" in shown and "already exists" in shown
+            stats = json.loads(daemon.ofctl("dp-stats", "--json"))
+            assert stats["fastpath"]["mode"] == "off"
+            said = [line for line in daemon.log_file.read_text().splitlines()
+                    if "fast path: off" in line]
+            assert len(said) == 1, said
+        assert _links(ns)[DEVICE]["linkinfo"]["info_kind"] == "bridge"  # not ours: left alone
+
+
+def test_kernel_refuses_to_start_where_the_kernel_fast_path_cannot_run(
+        tmp_path: Path) -> None:
+    with lab() as made:
+        ns = made.netns()
+        run(["ip", "-n", ns, "link", "add", DEVICE, "type", "bridge"])
+        proc = subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-m", "tunnelnet",
+                               "vswitchd", "--rundir", str(tmp_path), "--fastpath", "kernel"],
+                              capture_output=True, text=True, timeout=60, check=False)
+        assert proc.returncode != 0
+        assert "--fastpath kernel" in proc.stderr and "already exists" in proc.stderr
+        assert "Traceback" not in proc.stderr
+        off = subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-m", "tunnelnet",
+                              "vswitchd", "--help"], capture_output=True, text=True,
+                             timeout=60, check=True)
+        assert "--fastpath [kernel|off|auto]" in off.stdout

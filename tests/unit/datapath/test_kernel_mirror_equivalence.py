@@ -1,0 +1,289 @@
+"""The fast path's equivalence test with the kernel fast path on (issue #22).
+
+The random tables, frames, flow-mods, retags, clock advances and expiry of
+test_fastpath_equivalence.py run twice side by side: the oracle walks every packet; the other
+switchboard has a kernel mirror (kernel_mirror.py) whose maps are a model of the BPF maps
+(the same keys: port and struct inner_key; the same entries and counters) and a model of
+``port_ingress`` in front of its ports: a frame whose key has an entry goes straight to the
+entry's port and is counted there, unseen by Python, as the tc program redirects it. After
+every step the frames each port sent must be the same; at looks and at the end, every
+counter, flow, MAC table and drop count, read as a control request reads them (folded first).
+
+What this proves is the mirror's part: which plans it hands the kernel (kernel_replayable.py),
+that every entry goes when its plan stops holding, and that folding gives the walk's counters,
+ages and timeouts. That the programs do what the model does is test_kernel_fastpath.py's job
+(real interfaces), and the lab test runs them under the agent's pipeline.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from hypothesis import given, settings
+from test_fastpath_equivalence import (  # the scenarios of the fast path's own equivalence test
+    AGENT_LIKE_A,
+    AGENT_LIKE_B,
+    SYSTEM_PORTS,
+    AddFlow,
+    Advance,
+    Clock,
+    DelFlows,
+    Look,
+    Retag,
+    Send,
+    agent_like,
+    scenarios,
+)
+
+from support.vswitchd import RecordingPort
+from tunnelnet.datapath import messages as m
+from tunnelnet.datapath.kernel_maps import EntryCounters, Inner, PortPlan, Stat, TunnelPlan
+from tunnelnet.datapath.kernel_mirror import KernelMirror
+from tunnelnet.datapath.loop import EventLoop
+from tunnelnet.datapath.ports import Port, PortKind
+from tunnelnet.datapath.service import Service
+from tunnelnet.datapath.switchboard import Switchboard
+
+
+class KernelSidePort(RecordingPort):
+    """A recording port the kernel model can take frames from (an interface index)."""
+
+    def __init__(self, name: str, options: dict[str, str], ifindex: int) -> None:
+        super().__init__(name, options)
+        self.ifindex = ifindex
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+
+    def untagged_socket(self) -> tuple[socket.socket, bool]:
+        return self._sock, False
+
+    def close(self) -> None:
+        self._sock.close()
+
+
+@dataclass
+class _Entry:
+    plan: PortPlan
+    packets: int = 0
+    bytes: int = 0
+    last_used_ns: int = 0
+
+
+@dataclass
+class ModelMaps:
+    """KernelFastPath's map calls, on dicts: what the BPF maps hold."""
+
+    clock: Clock
+    ports: dict[tuple[int, Inner], _Entry] = field(default_factory=dict)
+    hits: int = 0
+
+    def attach_port(self, ifindex: int) -> None:
+        pass
+
+    def filter_socket(self, sock: socket.socket, *, untagged_only: bool = False) -> None:
+        pass
+
+    def detach(self, ifindex: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def install_port(self, plan: PortPlan) -> None:
+        plan.key()  # refuses what the real one refuses
+        plan.entry()
+        self.ports[(plan.in_ifindex, plan.inner)] = _Entry(plan)
+
+    def _counters(self, entry: _Entry | None) -> EntryCounters | None:
+        return None if entry is None else EntryCounters(entry.packets, entry.bytes,
+                                                        entry.last_used_ns)
+
+    def port_counters(self, in_ifindex: int, inner: Inner) -> EntryCounters | None:
+        return self._counters(self.ports.get((in_ifindex, inner)))
+
+    def remove_port(self, in_ifindex: int, inner: Inner) -> EntryCounters | None:
+        return self._counters(self.ports.pop((in_ifindex, inner), None))
+
+    def install_tunnel(self, plan: TunnelPlan) -> None:
+        raise AssertionError("no tunnel port in these scenarios")
+
+    def stats(self) -> dict[Stat, int]:
+        return {stat: self.hits if stat is Stat.PORT_HIT else 0 for stat in Stat}
+
+    def port_ingress(self, port: KernelSidePort, frame: bytes) -> Port | None:
+        """The tc program's decision for one frame: the port it went to, or None (Python)."""
+        if frame[12:14] in (b"\x81\x00", b"\x88\xa8"):
+            return None
+        entry = self.ports.get((port.ifindex, Inner.of_frame(frame)))
+        if entry is None or len(frame) > entry.plan.max_frame_len:
+            return None
+        entry.packets += 1
+        entry.bytes += len(frame)
+        entry.last_used_ns = round(self.clock.now * 1e9)
+        self.hits += 1
+        return next(p for p in PORTS_BY_IFINDEX.values()
+                    if p.ifindex == entry.plan.tunnel_ifindex)
+
+
+PORTS_BY_IFINDEX: dict[str, KernelSidePort] = {}
+PATCHES = (("br-a", "pa", 4, "pb"), ("br-b", "pb", 4, "pa"))  # as the scenarios' boards
+
+
+class _NoUpcalls:
+    lost = 0
+
+    def __init__(self) -> None:
+        self._pair = socket.socketpair()
+
+    def fileno(self) -> int:
+        return self._pair[0].fileno()
+
+    def poll(self, timeout_ms: int = 0) -> list[object]:
+        return []
+
+    def close(self) -> None:
+        for sock in self._pair:
+            sock.close()
+
+
+@contextmanager
+def board(clock: Clock, table_a: list[str], table_b: list[str], *, kernel: bool
+          ) -> Iterator[tuple[Switchboard, ModelMaps | None]]:
+    loop = EventLoop()
+    index = iter(range(10, 100))
+
+    def ports(kind: PortKind, name: str, options: dict[str, str]) -> Port:
+        if kind is PortKind.SYSTEM:
+            made = KernelSidePort(name, options, next(index))
+            if kernel:
+                PORTS_BY_IFINDEX[name] = made
+            return made
+        from tunnelnet.datapath.switchboard import make_port
+        return make_port(kind, name, options)
+
+    made = Switchboard(loop, port_factory=ports)  # type: ignore[arg-type]
+    maps: ModelMaps | None = None
+    if kernel:
+        PORTS_BY_IFINDEX.clear()
+        maps = ModelMaps(clock)
+        mirror = KernelMirror(maps, 1, False, _NoUpcalls())  # type: ignore[arg-type]
+        made.use_kernel(mirror, 4789)
+    try:
+        for name in ("br-a", "br-b"):
+            made.add_bridge(name, "secure")
+            state = made.bridge(name)
+            state.bridge._clock = clock
+            state.cache._clock = clock
+        for bridge, name, ofport, tag in SYSTEM_PORTS:
+            made.add_port(bridge, name, PortKind.SYSTEM, ofport=ofport, tag=tag)
+        for bridge, name, ofport, peer in PATCHES:
+            made.add_port(bridge, name, PortKind.PATCH, ofport=ofport, options={"peer": peer})
+        for name, table in (("br-a", table_a), ("br-b", table_b)):
+            Service(made)(m.DelFlows(name, ""))
+            Service(made)(m.AddFlows(name, table))
+        yield made, maps
+    finally:
+        made.close()
+        loop.close()
+
+
+def _apply(made: Switchboard, maps: ModelMaps | None, step: object) -> None:
+    if isinstance(step, Send):
+        port = made.ports[step.port]
+        assert isinstance(port, KernelSidePort)
+        run = []
+        for _ in range(step.burst):
+            out = maps.port_ingress(port, step.frame) if maps is not None else None
+            if out is None:
+                run.append(step.frame)
+            else:  # redirected: on the other port's wire, counted by the kernel only
+                out.sent.append(step.frame)
+        if run:
+            port.stats.rx_packets += len(run)  # as the receive loop counts them
+            port.stats.rx_bytes += sum(map(len, run))
+            if step.lone and len(run) == 1:
+                made.forwarding._follow_lone(port, step.frame, None, None, None)
+            else:
+                made.forwarding._input(port, run, None, None, None, None)
+    elif isinstance(step, AddFlow):
+        Service(made)(m.AddFlows(step.bridge, [step.text]))
+    elif isinstance(step, DelFlows):
+        Service(made)(m.DelFlows(step.bridge, step.text))
+    elif isinstance(step, Advance):
+        if step.expire:
+            made.housekeeping()
+    elif isinstance(step, Retag):
+        bridge = made.ports[step.port].bridge
+        if step.tag is None:
+            made.set_port(bridge, step.port, clear_tag=True)
+        else:
+            made.set_port(bridge, step.port, tag=step.tag)
+    made.check_kernel()  # what the event loop does after each round
+
+
+def _sent(made: Switchboard) -> dict[str, list[bytes]]:
+    return {name: list(port.sent) for name, port in made.ports.items()
+            if isinstance(port, RecordingPort)}
+
+
+def _observed(made: Switchboard) -> tuple[object, ...]:
+    made.sync()  # as a control request reads them: deferred plans and the kernel folded
+    ports = {name: (port.stats.to_dict(), list(port.sent) if isinstance(port, RecordingPort)
+                    else None) for name, port in made.ports.items()}
+    bridges = {}
+    for name, state in made.bridges.items():
+        br = state.bridge
+        bridges[name] = (br.dump_flows(), sorted(br.fdb_show(), key=repr), dict(br.drops),
+                         dict(br.drops_by_table), dict(state.drops),
+                         {t: (v.n_lookups, v.n_matched) for t, v in br.tables.items()})
+    return ports, bridges
+
+
+def _side_by_side(table_a: list[str], table_b: list[str], steps: list[object]) -> int:
+    """Run ``steps`` walking and with the kernel model; the frames the kernel carried."""
+    clock = Clock()
+    with board(clock, table_a, table_b, kernel=False) as (walked, _), \
+            board(clock, table_a, table_b, kernel=True) as (kerneled, maps):
+        assert maps is not None
+        for step in steps:
+            if isinstance(step, Advance):
+                clock.now += step.seconds
+            _apply(walked, None, step)
+            _apply(kerneled, maps, step)
+            assert _sent(kerneled) == _sent(walked), step
+            if isinstance(step, Look):
+                assert _observed(kerneled) == _observed(walked)
+        assert _observed(kerneled) == _observed(walked)
+        return maps.hits
+
+
+@settings(max_examples=25, deadline=None)
+@given(scenarios())
+def test_random_tables_forward_and_count_the_same_with_the_kernel_replaying(
+        scenario: tuple[list[str], list[str], list[object]]) -> None:
+    table_a, table_b, steps = scenario
+    _side_by_side(table_a, table_b, steps)
+
+
+@settings(max_examples=15, deadline=None)
+@given(agent_like())
+def test_counts_ages_and_timeouts_match_walking_when_the_kernel_carries_the_flow(
+        steps: list[object]) -> None:
+    _side_by_side(AGENT_LIKE_A, AGENT_LIKE_B, steps)
+
+
+def test_the_kernel_model_carries_a_known_flow() -> None:
+    """The equivalence above is not vacuous: a flow of these tables is carried by it."""
+    from scapy.layers.inet import IP, UDP
+    from scapy.layers.l2 import Ether
+    from scapy.packet import Raw
+
+    frame = bytes(Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")
+                  / IP(src="10.0.0.1", dst="10.0.0.2") / UDP() / Raw(b"x" * 20))
+    reply = bytes(Ether(src="02:00:00:00:00:02", dst="02:00:00:00:00:01")
+                  / IP(src="10.0.0.2", dst="10.0.0.1") / UDP() / Raw(b"x" * 20))
+    steps: list[object] = [Send("q1", reply, 1), Send("p2", frame, 1)] * 3
+    steps += [Send("p2", frame, 5), Look()]
+    assert _side_by_side(AGENT_LIKE_A, AGENT_LIKE_B, steps) >= 5
