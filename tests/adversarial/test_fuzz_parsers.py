@@ -19,7 +19,7 @@ from tunnelnet.lab.topology import parse
 from tunnelnet.switch import Bridge
 
 # cases per target; the slow ones build a switch per case
-EXAMPLES = {"datapath-receive": 150, "control-message": 150}
+EXAMPLES = {"datapath-receive": 100, "control-message": 100}
 
 
 @pytest.mark.parametrize("target", TARGETS.values(), ids=list(TARGETS))
@@ -33,7 +33,7 @@ def test_every_kept_crash_and_every_seed_is_now_accepted_or_clearly_refused(
 
 @pytest.mark.parametrize("target", TARGETS.values(), ids=list(TARGETS))
 def test_mutated_input_is_accepted_or_clearly_refused(target: Target) -> None:
-    @settings(max_examples=EXAMPLES.get(target.name, 400), deadline=None,
+    @settings(max_examples=EXAMPLES.get(target.name, 300), deadline=None,
               suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
     @given(data=inputs(target))
     def run(data: bytes) -> None:
