@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import tomllib
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -72,6 +73,8 @@ class Target:
     # tokens the input format is made of (libFuzzer's -dict): a mutation that inserts a whole
     # keyword or magic number gets past a check byte flips rarely pass
     words: tuple[bytes, ...] = ()
+    # hypothesis only: inputs built from the format's parts (atheris gets there by mutation)
+    structured: Callable[[], st.SearchStrategy[bytes]] | None = None
 
     def check(self, data: bytes) -> None:
         """Runs one input; a clear refusal is swallowed, anything else propagates."""
@@ -253,8 +256,8 @@ _FLOW_SEEDS = [
     "priority=10,arp,arp_spa=10.0.0.1,arp_op=1,actions=move:NXM_OF_ETH_SRC[]->NXM_OF_ETH_DST[],"
     "set_field:fa:16:3e:00:00:01->eth_src,load:0x2->NXM_OF_ARP_OP[],IN_PORT",
     "priority=3,ip,nw_src=10.0.0.0/24,nw_dst=10.0.1.1,nw_tos=4,actions=drop",
-    "priority=3,tcp,tp_dst=80,tcp_flags=+syn-ack,actions=NORMAL",
-    "priority=3,udp6,ipv6_src=fd00::/64,udp_dst=53,actions=CONTROLLER:65535",
+    "priority=3,tcp,tp_dst=80,tp_src=1024/0xfc00,actions=NORMAL",
+    "priority=3,udp6,ipv6_src=fd00::/64,udp_dst=53,actions=output:1",
     "priority=2,icmp6,icmp_type=136,nd_target=fd00::1,actions=output:NXM_NX_REG0[0..15]",
     "idle_timeout=10,hard_timeout=20,priority=1,reg0=0x5,vlan_tci=0x1005/0x1fff,"
     "actions=push_vlan:0x8100,set_field:4101->vlan_vid,output:1",
@@ -349,6 +352,51 @@ def _topology(data: bytes) -> None:
     parse_topology(doc)
 
 
+# values close to what each control argument wants, so requests get past the type checks
+_NEAR = st.sampled_from([
+    "br0", "br-int", "br-tun", "p1", "p2", "vm1", "patch-tun", "", "system", "internal",
+    "patch", "vxlan", "gre", "geneve", "secure", "standalone", "actions=drop",
+    "priority=5,in_port=1 actions=output:2", "table=300 actions=drop", "in_port=1",
+    "actions=learn(table=20,NXM_OF_ETH_SRC[])", "actions=resubmit(,0)", "x" * 300,
+    "dl_vlan=4096 actions=drop", "in_port=1,dl_dst=02:00:00:00:00:02", "../x", "a b"])
+_OPTIONS = st.dictionaries(
+    st.sampled_from(["remote_ip", "local_ip", "key", "peer", "dst_port", "enable",
+                     "min_rx", "min_tx", "mac-table-size", "learn-flow-limit",
+                     "mac-aging-time", "?"]),
+    st.sampled_from(["192.0.2.2", "flow", "0", "-1", "br0", "true", "false", "::1",
+                     "999999999999", "", "patch-int", "1e3", "0x10"]), max_size=3)
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats() | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner,
+                                                                max_size=3), max_leaves=6)
+
+
+def _control_requests() -> st.SearchStrategy[bytes]:
+    """Lines of requests of every operation with near-right arguments (the daemon test's
+    generator, tests/adversarial/test_fuzz_control_socket.py, run here in-process)."""
+    dict_fields = ("options", "external_ids", "bfd", "other_config")
+
+    @st.composite
+    def line(draw: st.DrawFn) -> bytes:
+        cls = draw(st.sampled_from(sorted(m.REQUESTS.values(), key=lambda c: c.OP)))
+        args: dict[str, object] = {}
+        for fld in dataclasses.fields(cls):
+            if draw(st.integers(0, 9)) == 0:
+                continue
+            args[fld.name] = draw(_OPTIONS if fld.name in dict_fields
+                                  else st.lists(_NEAR, max_size=3) if fld.name == "flows"
+                                  else _NEAR | st.integers(-1, 70000) | st.booleans()
+                                  | st.none() | _JSON)
+        return json.dumps({"v": 1, "id": draw(st.integers(0, 2**31)), "op": cls.OP,
+                           "args": args}).encode()
+
+    return st.lists(line(), min_size=1, max_size=6).map(b"\n".join)
+
+
+def _flow_words() -> st.SearchStrategy[bytes]:
+    return st.lists(st.sampled_from(_FLOW_WORDS), max_size=20).map(b"".join)
+
+
 _PACKET_WORDS = (
     b"\x08\x00", b"\x08\x06", b"\x86\xdd", b"\x81\x00", b"\x88\xa8", b"\x65\x58",
     b"\x12\xb5", b"\x17\xc1", b"\x0e\xc8", b"\x45", b"\x46", b"\x4f", b"\x11", b"\x06",
@@ -396,9 +444,11 @@ TARGETS: dict[str, Target] = {t.name: t for t in (
            (), lambda: [bytes([way]) + s for s in _packet_seeds() for way in range(4)],
            _PACKET_WORDS),
     Target("flow-text", "ovs-ofctl flow text: parse, add, dump, re-add", _flow_text,
-           (SwitchError,), lambda: [s.encode() for s in _FLOW_SEEDS], _FLOW_WORDS),
+           (SwitchError,), lambda: [s.encode() for s in _FLOW_SEEDS], _FLOW_WORDS,
+           _flow_words),
     Target("control-message", "control-socket lines answered by the daemon's Service",
-           _control, (ProtocolError, TunnelnetError), _control_seeds, _CONTROL_WORDS),
+           _control, (ProtocolError, TunnelnetError), _control_seeds, _CONTROL_WORDS,
+           _control_requests),
     Target("topology-file", "lab topology TOML", _topology, (TopologyError,), _topology_seeds,
            _TOPOLOGY_WORDS),
 )}
@@ -430,4 +480,7 @@ def inputs(target: Target) -> st.SearchStrategy[bytes]:
                 del data[at:]
         return bytes(data)
 
-    return st.one_of(mutated(), st.binary(max_size=256))
+    made = [mutated(), st.binary(max_size=256)]
+    if target.structured is not None:
+        made.insert(0, target.structured())
+    return st.one_of(made)
