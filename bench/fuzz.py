@@ -57,6 +57,7 @@ class Run:
     features: int | None = None
     findings: list[str] = field(default_factory=list)  # artifact files, kept
     tail: str = ""  # the exception, when there was one
+    exit_code: int = 0
 
 
 def _corpus(target: Target, folder: Path) -> Path:
@@ -111,10 +112,14 @@ def atheris_run(target: Target, seconds: float, timeout: float, work: Path) -> R
         kept.mkdir(parents=True, exist_ok=True)
         shutil.copy(artifact, kept / artifact.name)
         run.findings.append(str((kept / artifact.name).relative_to(RESULTS.parents[1])))
+    run.exit_code = code
     if code != 0 and not run.findings:
         run.findings.append(f"libFuzzer exit {code} with no artifact")
     if code != 0:
-        run.tail = "\n".join(log.strip().splitlines()[-25:])
+        kept.mkdir(parents=True, exist_ok=True)
+        (kept / "libfuzzer.log").write_text(log)
+        run.tail = "\n".join(line for line in log.strip().splitlines()[-60:]
+                             if not _STATS.match(line))
     return run
 
 

@@ -33,7 +33,7 @@ def test_every_kept_crash_and_every_seed_is_now_accepted_or_clearly_refused(
 
 @pytest.mark.parametrize("target", TARGETS.values(), ids=list(TARGETS))
 def test_mutated_input_is_accepted_or_clearly_refused(target: Target) -> None:
-    @settings(max_examples=EXAMPLES.get(target.name, 300), deadline=None,
+    @settings(max_examples=EXAMPLES.get(target.name, 200), deadline=None,
               suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
     @given(data=inputs(target))
     def run(data: bytes) -> None:

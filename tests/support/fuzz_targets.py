@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
 import tomllib
 from collections.abc import Callable, Iterator, Mapping
@@ -127,6 +128,11 @@ def _decap(data: bytes) -> None:
 
 
 def _packet_seeds() -> list[bytes]:
+    return list(_scapy_frames())
+
+
+@functools.cache
+def _scapy_frames() -> tuple[bytes, ...]:
     from scapy.contrib.bfd import BFD
     from scapy.contrib.geneve import GENEVE
     from scapy.layers.inet import ICMP, IP, TCP, UDP
@@ -153,7 +159,7 @@ def _packet_seeds() -> list[bytes]:
         under / GRE(chksum_present=1, seqnum_present=1, proto=0x0800) / inner[IP],
         under / UDP(sport=49152, dport=3784) / BFD(my_discriminator=1),
     ]
-    return [bytes(f) for f in frames]
+    return tuple(bytes(f) for f in frames)
 
 
 # --- the datapath's receive path, in-process -------------------------------------------------
