@@ -112,3 +112,23 @@ def test_the_mac_flood_row_fails_on_a_frame_across_tenants_or_a_lost_ping() -> N
     assert [flood_rows(result(a, r))[0]["passed"] for a, r in ((0, 100), (1, 100), (0, 99))] \
         == [True, False, False]
     assert flood_rows(result(1, 99))[0]["lost"] == "1 frames across tenants, 1 of 100 pings"
+
+
+def test_a_fuzz_row_passes_only_with_cases_run_and_nothing_found() -> None:
+    from bench.fuzz import Run
+    from bench.fuzz import rows as fuzz_rows
+
+    runs = [Run("flow-text", 60.0, cases=20000, cov_start=660, cov_end=820, features=1600),
+            Run("packet-decode", 60.0, cases=90000, findings=["crash-1"]),
+            Run("topology-file", 60.0, cases=0)]
+    api = {"stateful": {"cases": 500, "by_status": {200: 400, 404: 100}, "findings": [],
+                        "seconds": 80.0},
+           "stateless": {"cases": 300, "by_status": {500: 1}, "findings": ["POST -> 500"],
+                         "seconds": 40.0}}
+    made = fuzz_rows(runs, api)
+    assert [(r["what"], r["passed"]) for r in made] == [
+        ("fuzz flow-text (atheris)", True), ("fuzz packet-decode (atheris)", False),
+        ("fuzz topology-file (atheris)", False), ("REST API schemathesis stateful", True),
+        ("REST API schemathesis stateless", False)]
+    assert made[0]["measured"] == "cov 660->820 edges, ft 1600"
+    assert made[4]["lost"] == "1 findings"
