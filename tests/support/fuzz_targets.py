@@ -371,10 +371,13 @@ _OPTIONS = st.dictionaries(
                      "mac-aging-time", "?"]),
     st.sampled_from(["192.0.2.2", "flow", "0", "-1", "br0", "true", "false", "::1",
                      "999999999999", "", "patch-int", "1e3", "0x10"]), max_size=3)
+def _nest(inner: st.SearchStrategy[object]) -> st.SearchStrategy[object]:
+    return st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3)
+
+
 _JSON = st.recursive(
     st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats() | st.text(max_size=8),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner,
-                                                                max_size=3), max_leaves=6)
+    _nest, max_leaves=6)
 
 
 def _control_requests() -> st.SearchStrategy[bytes]:
