@@ -19,6 +19,7 @@ import dataclasses
 import functools
 import json
 import tomllib
+import typing
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -389,13 +390,21 @@ def _control_requests() -> st.SearchStrategy[bytes]:
     def line(draw: st.DrawFn) -> bytes:
         cls = draw(st.sampled_from(sorted(m.REQUESTS.values(), key=lambda c: c.OP)))
         args: dict[str, object] = {}
+        hints = typing.get_type_hints(cls)
         for fld in dataclasses.fields(cls):
             if draw(st.integers(0, 9)) == 0:
+                continue  # left out
+            if draw(st.integers(0, 9)) == 0:  # of the wrong type
+                args[fld.name] = draw(_NEAR | st.integers(-1, 70000) | st.booleans()
+                                      | st.none() | _JSON)
                 continue
-            args[fld.name] = draw(_OPTIONS if fld.name in dict_fields
-                                  else st.lists(_NEAR, max_size=3) if fld.name == "flows"
-                                  else _NEAR | st.integers(-1, 70000) | st.booleans()
-                                  | st.none() | _JSON)
+            # of the type it wants, so most requests reach the Service
+            text = str(hints[fld.name])
+            args[fld.name] = draw(_OPTIONS if fld.name in dict_fields or "dict" in text
+                                  else st.lists(_NEAR, max_size=3) if "list" in text
+                                  else st.booleans() if "bool" in text
+                                  else st.integers(-1, 70000) | st.none() if "int" in text
+                                  else _NEAR)
         return json.dumps({"v": 1, "id": draw(st.integers(0, 2**31)), "op": cls.OP,
                            "args": args}).encode()
 
