@@ -175,8 +175,9 @@ def api_run(scenarios: int, steps: int, examples: int) -> dict[str, Any]:
             start = time.monotonic()
             try:
                 call(tally)
-            except Exception as exc:  # a schemathesis/hypothesis failure is a finding too
-                tally.findings.append(f"{type(exc).__name__}: {str(exc)[:300]}")
+            except Exception as exc:  # the run stopped short: not passed, and said why
+                tally.findings.append(f"the run stopped: {type(exc).__name__}: "
+                                      f"{str(exc)[:300]}")
             alive = server.proc is not None and server.proc.poll() is None
             if not alive:
                 tally.findings.append("the controller died")
@@ -199,7 +200,8 @@ def rows(runs: list[Run], api: dict[str, Any] | None) -> list[dict[str, Any]]:
             "what": f"REST API schemathesis {name}",
             "amount": f"{tally['cases']:,} requests in {tally['seconds']:.0f} s",
             "lost": f"{len(tally['findings'])} findings",
-            "measured": statuses or "no responses",
+            "measured": (statuses or "no responses") + (
+                f"; {tally['chunks_cut']} chunks cut short" if tally.get("chunks_cut") else ""),
             "goal": "0 5xx, every error Neutron-shaped",
             "passed": not tally["findings"] and tally["cases"] > 0})
     return out
