@@ -178,6 +178,28 @@ def measure(rate: int, seconds: float, senders: int) -> dict[str, Any]:
     return report
 
 
+def rows(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """The resilience table's rows (bench/resilience.py): one per attack, judged by the
+    issue's goal (0 frames delivered to any VM, ping p99 under 2x idle)."""
+    idle = report["idle"]["p99_ms"]
+    out = []
+    for name, row in report.items():
+        if not isinstance(row, dict) or "sent" not in row:
+            continue
+        p99 = row["p99_ms"]
+        ratio = f" = {p99 / idle:.2f}x idle" if p99 is not None and idle else ""
+        out.append({
+            "what": f"VXLAN flood: {name}",
+            "amount": f"{row['sent']:,} packets at {row['rate_reached']:,}/s",
+            "lost": f"{row['delivered_to_vms']} frames to VMs, "
+                    f"{row['pings'] - row['replies']} of {row['pings']} pings",
+            "measured": f"ping p99 {p99} ms{ratio} (idle {idle} ms)",
+            "goal": "0 delivered, p99 < 2x idle",
+            "passed": bool(row["delivered_to_vms"] == 0 and p99 is not None and idle
+                           and p99 < 2 * idle)})
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rate", type=int, default=50000, help="packets per second")
@@ -186,7 +208,8 @@ def main() -> None:
     args = parser.parse_args()
     report = measure(args.rate, args.seconds, args.senders)
     RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps(report, indent=2) + "\n")
+    RESULTS.write_text(json.dumps({**report, "section": "attacks", "rows": rows(report)},
+                                  indent=2) + "\n")
     idle = report["idle"]["p99_ms"]
     print(f"ping r1 -> r2 every {INTERVAL * 1000:.0f} ms, idle: p99 {idle} ms")
     print(f"{'attack':36} {'sent':>8} {'rate/s':>8} {'to VMs':>6} {'p99 ms':>8} "

@@ -346,8 +346,10 @@ class TunnelReceiver:
     def _gre_packet(self, data: bytes, src_ip: str) -> Arrival | None:
         """GRE's IpParse: (port, key, outer source, inner frame) of what the raw socket read;
         None when it is dropped (counted)."""
-        if data[0] == _GRE_PLAIN_IHL and data[20:24] == _GRE_KEY_ONLY_TEB \
-                and len(data) >= _GRE_PLAIN_MIN and not (data[6] & 0x3F or data[7]):
+        # the length first: the kernel hands a raw socket whole IPv4 headers, but this parser
+        # must not index past a short buffer whoever calls it (the fuzzer found data[0] of b"")
+        if len(data) >= _GRE_PLAIN_MIN and data[0] == _GRE_PLAIN_IHL \
+                and data[20:24] == _GRE_KEY_ONLY_TEB and not (data[6] & 0x3F or data[7]):
             # the common packet, written out: the kernel has checked the IPv4 header's
             # checksum and length before a raw socket sees it, and there is one key to read
             key = data[24] << 24 | data[25] << 16 | data[26] << 8 | data[27]

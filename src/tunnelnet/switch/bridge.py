@@ -36,7 +36,7 @@ from tunnelnet.switch.flow_format import format_flow, format_key
 from tunnelnet.switch.flow_parser import FlowCommand, FlowSpec, parse_flow, tokens
 from tunnelnet.switch.learn import LearnedFlow
 from tunnelnet.switch.match import IPPROTO_SCTP, KEY_DEFAULTS, Match, full_mask
-from tunnelnet.switch.match_parser import parse_match
+from tunnelnet.switch.match_parser import parse_int, parse_match
 from tunnelnet.switch.normal import DEFAULT_AGING, DEFAULT_LIMIT_PER_VLAN, MacTable
 from tunnelnet.switch.pipeline import Pipeline
 from tunnelnet.switch.ports import OFPP_MAX, format_port
@@ -75,7 +75,7 @@ class FlowTable:
         self.n_matched = 0
 
 
-_SECOND_VLAN_SLOT = frozenset({"dl_vlan1", "dl_vlan_pcp1", "vlan_tci1"})
+_SECOND_VLAN_SLOT = {"dl_vlan1": 12, "dl_vlan_pcp1": 3, "vlan_tci1": 16}  # name -> bits
 
 
 class Bridge:
@@ -533,7 +533,9 @@ class Bridge:
         kept = []
         for token, text in tokens(flow_text):
             if token in _SECOND_VLAN_SLOT and text is not None:
-                inner[token] = int(text, 0)
+                # read as every other field is (a bad value is a FlowSyntaxError naming it;
+                # int() raised ValueError, which the control socket answered as a bug)
+                inner[token] = parse_int(text, _SECOND_VLAN_SLOT[token], token)
             else:
                 kept.append((token, text))
         match = parse_match(kept, self._resolve)

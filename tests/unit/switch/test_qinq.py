@@ -15,7 +15,7 @@ from scapy.layers.inet import IP, TCP
 from scapy.layers.l2 import Dot1AD, Dot1Q, Ether
 
 from tunnelnet.packet import apply_key_changes, extract_flow_key, extract_flow_key_qinq
-from tunnelnet.switch import Bridge
+from tunnelnet.switch import Bridge, FlowSyntaxError
 
 VM1, VM2 = "fa:16:3e:00:00:01", "fa:16:3e:00:00:02"
 CFI = 0x1000
@@ -164,3 +164,19 @@ def test_a_traced_final_flow_with_two_tags_can_be_traced_on() -> None:
     second = br.trace(first.final_flow.replace("in_port=1", "in_port=2"))
     assert second.flow == first.final_flow.replace("in_port=1", "in_port=2")
     assert "dl_vlan=5,dl_vlan_pcp=0,vlan_tci1=0x0000" in second.final_flow and second.outputs == [3]
+
+
+@pytest.mark.parametrize("field", ["dl_vlan1=0x1005/0x1fff", "dl_vlan1=4096", "dl_vlan_pcp1=8",
+                                   "vlan_tci1=banana", "dl_vlan1=-1"])
+def test_a_bad_second_tag_in_a_trace_is_a_flow_syntax_error_naming_it(field: str) -> None:
+    # found by fuzzing (tests/adversarial/fuzz_regressions/flow-text/): int() raised ValueError
+    br = _bridge("priority=1,in_port=1 actions=output:2")
+    with pytest.raises(FlowSyntaxError, match=field.split("=")[0]):
+        br.trace(f"in_port=1,dl_vlan=5,{field},dl_type=0x8100")
+
+
+def test_the_second_tag_of_a_trace_is_read_as_hex_or_decimal() -> None:
+    br = _bridge("priority=1,in_port=1 actions=output:2")
+    for vid in ("0x7", "7"):
+        key = br.trace_key(f"in_port=1,dl_vlan=5,dl_vlan1={vid},dl_vlan_pcp1=3,dl_type=0x8100")
+        assert key["vlan_tci1"] == 0x1000 | 3 << 13 | 7
