@@ -57,8 +57,8 @@ demo-down: $(STAMP)
 bench: $(STAMP) $(SYSSTAMP) bpf
 	$(PY) -m pytest bench --benchmark-enable --benchmark-only -q
 	$(PY) -m bench.control_plane
-	@if [ "$$(id -u)" -eq 0 ]; then $(PY) -m bench.port_to_ping && $(PY) -m bench.vm_move && $(PY) -m bench.datapath && $(PY) -m bench.bfd_detection && $(PY) -m bench.attacks && $(PY) -m bench.macflood; \
-	else echo "bench.port_to_ping, bench.vm_move, bench.datapath, bench.bfd_detection, bench.attacks and bench.macflood need root (namespaces): skipped"; fi
+	@if [ "$$(id -u)" -eq 0 ]; then $(PY) -m bench.port_to_ping && $(PY) -m bench.vm_move && $(PY) -m bench.datapath && $(PY) -m bench.bfd_detection && $(PY) -m bench.attacks && $(PY) -m bench.macflood && $(PY) -m bench.faults; \
+	else echo "bench.port_to_ping, bench.vm_move, bench.datapath, bench.bfd_detection, bench.attacks, bench.macflood and bench.faults need root (namespaces): skipped"; fi
 
 clean:
 	rm -f $(BPF_OBJ)

@@ -100,7 +100,8 @@ def cli(ctx: click.Context, host: str | None, url: str, ca_file: str | None,
         insecure_http: bool, token: str, tunnel_ip: str | None,
         tunnel_types: str, rundir: Path, switch_kind: str, ovs_rundir: str | None, l2pop: bool,
         arp_responder: bool, bridge_mappings: str, bfd_interval: int, bfd_mult: int,
-        controller_timeout: float, poll_interval: float, log_file: Path | None, log_level: str) -> None:
+        controller_timeout: float, poll_interval: float, log_file: Path | None,
+        log_level: str) -> None:
     """Run the agent of one hypervisor (--host and --tunnel-ip), or manage agents'
     records on the controller (list, show, set, delete).
 
