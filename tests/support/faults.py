@@ -447,38 +447,54 @@ def _no_dangling(lab: FaultLab, hv: str, left: list[str]) -> bool:
     return not left
 
 
+def _old_port_gone(lab: FaultLab, hv: str, old: int, left: list[str]) -> bool:
+    """No flow of br-int matches the vNIC's former port number (the switch's own selection,
+    as ``dump-flows br-int in_port=OLD``: a read of 3,000 flows on a loaded machine takes
+    longer than the 2 s measured), and br-tun names no missing port."""
+    left.clear()
+    left.extend(lab.flows(hv, "br-int", f"in_port={old}"))
+    ofports = {int(p["ofport"]) for p in lab.ports(hv, "br-tun")}
+    left.extend(dangling(lab.flows(hv, "br-tun"), ofports))
+    return not left
+
+
 def replug_cycles(lab: FaultLab, cycles: int, *, vm: str = "r1", within: float = 2.0) -> Row:
     """The VM's vNIC deleted from br-int and plugged again under a new ofport, ``cycles``
-    times; after each, no flow of br-int or br-tun may name a port number its bridge lacks
-    for longer than ``within`` seconds."""
+    times; after each, no flow may still match the former port number ``within`` seconds
+    after the re-plug, and then a full read of br-int and br-tun must find no flow naming a
+    port number its bridge lacks."""
     info = lab.vm(vm)
     hv, tap = info["hypervisor"], info["tap"]
     port = {"id": info["port_id"], "mac_address": info["mac"]}
     worst = 0.0
     failed: list[dict[str, Any]] = []
     first_ofport = 1000
+    old = next(int(p["ofport"]) for p in lab.ports(hv, "br-int") if p["name"] == tap)
     for cycle in range(cycles):
         lab.unplug(hv, tap)
         lab.plug(hv, port, kind="system", name=tap, ofport=first_ofport + cycle)
         start = time.monotonic()
         left: list[str] = []
-        clean = partial(_no_dangling, lab, hv, left)
-        # seconds until a read of both bridges (its end, however long the reads took)
-        # found no such flow
+        # seconds until a read (its end) found none left
         try:
-            took = wait_for("no flow naming a missing port", clean, within + 5, interval=0.05)
+            took = wait_for("no flow on the former port", partial(_old_port_gone, lab, hv, old,
+                                                                   left),
+                            within + 5, interval=0.05)
         except LabError:
             took = time.monotonic() - start
         if took > within:
             failed.append({"cycle": cycle, "seconds": took, "flows": list(left)})
+        elif not _no_dangling(lab, hv, left):
+            failed.append({"cycle": cycle, "seconds": took, "full_read": list(left)})
         worst = max(worst, took)
+        old = first_ofport + cycle
     reply = subprocess.run(["ip", "netns", "exec", info["netns"], "ping", "-c", "3", "-i",
                             "0.2", "-W", "2", lab.vm("r2")["ip"]], capture_output=True,
                            text=True, check=False, timeout=30)
     works = reply.returncode == 0
     return Row("delete/re-plug of one VM's port (new ofport each time)", f"{cycles} cycles",
-               "-", f"worst {worst:.2f} s until no flow names a missing port; "
-               f"{len(failed)} cycles over {within:.0f} s; ping after: "
-               f"{'answered' if works else 'NOT answered'}",
+               "-", f"worst {worst:.2f} s until no flow names the former port; "
+               f"{len(failed)} cycles over {within:.0f} s or with a flow on a missing port; "
+               f"ping after: {'answered' if works else 'NOT answered'}",
                f"none left after {within:.0f} s", not failed and works,
-               {"failed": failed[:5]})
+               {"failed": failed[:5], "worst": worst})

@@ -167,8 +167,10 @@ class FaultLab:
         except (TunnelnetError, OSError):
             return False
 
-    def flows(self, hv: str, bridge: str) -> list[str]:
-        return [str(line).strip() for line in self.call(hv, m.DumpFlows(bridge, stats=False))]
+    def flows(self, hv: str, bridge: str, match: str = "") -> list[str]:
+        """``dump-flows BRIDGE [MATCH]`` without counters (MATCH selects as ovs-ofctl's)."""
+        return [str(line).strip()
+                for line in self.call(hv, m.DumpFlows(bridge, match, stats=False))]
 
     def ports(self, hv: str, bridge: str) -> list[dict[str, Any]]:
         return list(self.call(hv, m.ListPorts(bridge)))
