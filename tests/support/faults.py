@@ -422,6 +422,10 @@ def start_order(lab: FaultLab, seed: int, *, operations: int = 12, max_delay: fl
             took = None
     except LabError:
         took = None
+    if took is None:  # what BFD says of each tunnel: a down one leaves the flood lists
+        detail["tunnels"] = {hv: {p["name"]: p.get("bfd_status") for p in lab.ports(hv, "br-tun")
+                                  if p["name"].startswith(("vxlan-", "gre-"))}
+                             for hv in HYPERVISORS}
     live = len(churn.live)
     churn.clear()
     return Row(f"random start order, seed {seed}",
