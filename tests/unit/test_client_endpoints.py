@@ -144,3 +144,19 @@ def test_a_connection_the_server_closed_while_idle_is_retried_only_when_repeatin
     # RFC 9110 9.2.2: only an idempotent request is sent again (a POST may have been taken)
     assert [line.split()[0].decode() for line in seen] == (
         ["GET", method, method] if retried else ["GET", method])
+
+
+def test_a_long_poll_waits_for_its_answer_as_long_as_any_request_after_its_own_wait() -> None:
+    # issue 21: an agent whose controller answers 30 s late must take the late answer of its
+    # long poll too (its client's timeout, 60 s for the agent), not give up 10 s after the
+    # wait it asked for
+    read: list[float] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        read.append(request.extensions["timeout"]["read"])
+        return httpx.Response(200, json={"events": [], "revision": 7})
+
+    with Client("https://a:9696", "t", timeout=60.0,
+                transport=httpx.MockTransport(answer)) as client:
+        client.events(5, timeout=0.5)
+    assert read == [60.5]

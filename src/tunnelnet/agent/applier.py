@@ -38,6 +38,15 @@ class FlowApplier:
         """After a switch restart: nothing we installed is known to be there any more."""
         self._installed.clear()
 
+    def new_generation(self, cookie: int) -> None:
+        """After a failed request: what the switch holds is not known (a round may have
+        stopped between its adds and its removals). The next apply installs everything
+        under ``cookie`` and then sweeps every other cookie, our former one included, as
+        after an agent restart; else a flow we stopped wanting while unsure would stay."""
+        self.cookie = cookie
+        self._installed.clear()
+        self._swept = False
+
     def apply(self, flows: Iterable[FlowMod]) -> tuple[int, int]:
         """Make the bridge hold exactly ``flows`` (plus learned ones). Returns (added, removed)."""
         desired = {(f.table, f.priority, f.match): f for f in flows}

@@ -112,12 +112,18 @@ def _remote_ports(conf: AgentConfig, view: CloudView, network_id: str) -> list[P
 
 
 def _usable(conf: AgentConfig, peer: Peer, network_type: str) -> bool:
-    return (peer.alive and peer.host != conf.host and peer.tunnel_ip != conf.tunnel_ip
+    """A registered peer that speaks the kind. Whether the controller counts its agent alive
+    does not matter: a dead agent is not a dead datapath (its switch forwards on without it,
+    and a restarting agent that waits for a slow controller sends no heartbeat meanwhile),
+    so its tunnels stay; a datapath that stopped answering is BFD's to take out of the flood
+    lists (liveness.py), and an agent record deleted takes its tunnels away. As Neutron keeps
+    its tunnel endpoints whatever the agents' liveness."""
+    return (peer.host != conf.host and peer.tunnel_ip != conf.tunnel_ip
             and network_type in peer.tunnel_types and network_type in conf.tunnel_types)
 
 
 def _usable_peers(conf: AgentConfig, view: CloudView, network_type: str) -> dict[str, str]:
-    """host -> tunnel IP of live peers that speak this tunnel type."""
+    """host -> tunnel IP of the peers that speak this tunnel type."""
     # asked once per local network with the same answer: computed once per view and config
     # (a full mesh of 1,000 hosts would otherwise scan every peer for every network)
     key = ("usable_peers", network_type)

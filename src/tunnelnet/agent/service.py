@@ -369,8 +369,11 @@ class Agent:
         except BackendError as exc:
             log.warning("switch request failed (%s); will reprogram", exc)
             self._bridges_ready = False
+            # a new generation, swept as at a start: the failed round may have left flows
+            # we no longer want (a vNIC's former port number) that a plain re-apply keeps
+            self.cookie = random.getrandbits(63) | 1
             for applier in (self.int_flows, self.tun_flows, *self.phys_flows.values()):
-                applier.forget()
+                applier.new_generation(self.cookie)
         except TunnelnetError as exc:
             # a port status report that found no controller: reported in a later round
             self._unanswered(time.monotonic(), exc)

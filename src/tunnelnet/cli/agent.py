@@ -78,6 +78,11 @@ def _mappings(text: str) -> dict[str, str]:
 @click.option("--bfd-mult", default=DEFAULT_MULT, show_default=True,
               type=click.IntRange(1, 255),
               help="BFD detection multiplier: down after this many intervals without a packet.")
+@click.option("--controller-timeout", envvar="TUNNELNET_CONTROLLER_TIMEOUT", default=60.0,
+              show_default=True, type=click.FloatRange(min=1.0),
+              help="Seconds to wait for a controller's answer (Neutron's rpc_response_timeout): "
+                   "a slow controller's late answer is still taken, a hung one is left for "
+                   "the next of the list after this long (env TUNNELNET_CONTROLLER_TIMEOUT).")
 @click.option("--poll-interval", default=0.5, show_default=True, type=float,
               help="Seconds between rounds (also the watch long-poll).")
 @log_options
@@ -86,7 +91,8 @@ def cli(ctx: click.Context, host: str | None, url: str, ca_file: str | None,
         insecure_http: bool, token: str, tunnel_ip: str | None,
         tunnel_types: str, rundir: Path, switch_kind: str, ovs_rundir: str | None, l2pop: bool,
         arp_responder: bool, bridge_mappings: str, bfd_interval: int, bfd_mult: int,
-        poll_interval: float, log_file: Path | None, log_level: str) -> None:
+        controller_timeout: float, poll_interval: float, log_file: Path | None,
+        log_level: str) -> None:
     """Run the agent of one hypervisor (--host and --tunnel-ip), or manage agents'
     records on the controller (list, show, set, delete).
 
@@ -119,7 +125,8 @@ def cli(ctx: click.Context, host: str | None, url: str, ca_file: str | None,
     conf = AgentConfig(host=host, tunnel_ip=tunnel_ip, tunnel_types=types, l2pop=l2pop,
                        arp_responder=arp_responder, bridge_mappings=mappings,
                        mtu_doctor=switch_kind == "ovs")
-    client = Client(url, token, ca_file=ca_file, insecure_http=insecure_http)
+    client = Client(url, token, timeout=controller_timeout, ca_file=ca_file,
+                    insecure_http=insecure_http)
     controller = HttpController(client, l2pop=l2pop, arp_responder=arp_responder)
     agent = Agent(conf, controller, _backend(switch_kind, rundir.absolute(), ovs_rundir),
                   timers=AgentTimers(poll_interval=poll_interval),

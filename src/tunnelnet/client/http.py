@@ -328,7 +328,9 @@ class Client:
     def events(self, since: int, timeout: float = 30.0) -> tuple[builtins.list[WatchEvent], int]:
         """Long poll: events after `since` as soon as there is one (or none after `timeout`),
         and the revision to ask from next. Raises ResyncRequired when `since` is too old."""
-        limits = httpx.Timeout(10.0, read=timeout + 10.0)
+        # the answer may come as late as any other answer may (the client's timeout), after
+        # the wait the poll asked for: a slow controller's poll is answered, not abandoned
+        limits = httpx.Timeout(10.0, read=timeout + self._timeout)
         params = _query({"since": since, "timeout": timeout})
         response = self._send("GET", "/v2.0/events", params=params, timeout=limits)
         if response.status_code >= 400:

@@ -211,3 +211,45 @@ def test_a_removed_tunnel_takes_what_was_learned_towards_it_along() -> None:
     assert "vxlan-c0000202" not in {p.name for p in sw.list_ports("br-tun")}
     table_20 = [v[1] for k, v in sw.flows["br-tun"].items() if k[:2] == (20, 1)]
     assert table_20 == [learned("fa:16:3e:00:00:03", to_hv3)[1][1]]
+
+
+class _FailsOnce(FakeSwitch):
+    """A switch whose next strict flow removal fails (a request lost under load), once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fail_next_delete = False
+
+    def del_flows(self, bridge: str, match: str, *, strict: bool = False) -> None:
+        if strict and self.fail_next_delete:
+            self.fail_next_delete = False
+            from tunnelnet.agent.backend import BackendError
+
+            raise BackendError("vswitchd: timed out")
+        super().del_flows(bridge, match, strict=strict)
+
+
+def test_a_failed_switch_request_leaves_no_flow_on_a_vnics_former_port_number() -> None:
+    # issue 21's re-plug fault: a round that added the vNIC's flows on its new port number
+    # and failed while removing those on the former one must not leave them for good
+    ctl = FakeController()
+    sw = _FailsOnce()
+    ctl.change("network", "create", _net("net-a", 1001))
+    ctl.change("port", "create", {**_port("p1", "net-a", "fa:16:3e:00:00:01", "hv1"),
+                                  "port_security_enabled": True})
+    sw.ensure_bridge("br-int", fail_secure=True)
+    old = sw.plug("br-int", "tap1", "p1")
+    agent = _agent(ctl, sw)
+    for _ in range(2):
+        agent.run_round()
+    assert any(f"in_port={old}" in m for (_t, _p, m) in sw.flows["br-int"])
+    sw.del_port("br-int", "tap1")
+    new = sw.plug("br-int", "tap1", "p1")
+    assert new != old
+    sw.fail_next_delete = True
+    for _ in range(3):
+        agent.run_round()
+    assert not sw.fail_next_delete  # the failure happened
+    left = [m for (_t, _p, m) in sw.flows["br-int"] if f"in_port={old}," in f"{m},"]
+    assert left == []
+    assert any(f"in_port={new}" in m for (_t, _p, m) in sw.flows["br-int"])

@@ -55,9 +55,23 @@ def test_without_l2pop_tunnels_form_a_full_mesh_per_common_type() -> None:
                      ("vxlan-c0000203", "192.0.2.3")}
 
 
-def test_dead_peer_gets_no_tunnel() -> None:
+def test_a_peer_whose_agent_is_dead_keeps_its_tunnel() -> None:
+    # its switch forwards without its agent (issue 21: a restart that waits 30 s for a late
+    # controller sends no heartbeat meanwhile); BFD, not the agent's heartbeat, judges the
+    # datapath
     peers = [Peer("hv2", "192.0.2.2", frozenset({"vxlan"}), alive=False)]
-    assert plan_tunnels(HV1, _view(ports=[], peers=peers), []) == []
+    assert [(t.name, t.remote_ip) for t in plan_tunnels(HV1, _view(ports=[], peers=peers), [])
+            ] == [("vxlan-c0000202", "192.0.2.2")]
+
+
+def test_a_peer_whose_agent_is_dead_stays_in_the_l2pop_flood_list() -> None:
+    conf = AgentConfig("hv1", "192.0.2.1", frozenset({"vxlan"}), l2pop=True)
+    local = Port("p1", "net-a", "fa:16:3e:00:00:01", ("10.0.0.1",), host="hv1")
+    remote = Port("p2", "net-a", "fa:16:3e:00:00:02", ("10.0.0.2",), host="hv2")
+    peers = [Peer("hv2", "192.0.2.2", frozenset({"vxlan"}), alive=False)]
+    view = _view(ports=[local, remote], peers=peers)
+    assert [t.name for t in plan_tunnels(conf, view, [view.networks["net-a"]])] == [
+        "vxlan-c0000202"]
 
 
 def test_with_l2pop_a_tunnel_exists_only_while_hosts_share_a_network_with_ports() -> None:
