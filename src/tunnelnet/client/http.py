@@ -321,15 +321,20 @@ class Client:
         item: Resource = self.request("POST", "/v2.0/tokens", body).json()["token"]
         return item
 
-    def snapshot(self) -> Snapshot:
-        """Networks, subnets, ports and agents read in one transaction, with its revision."""
-        return Snapshot.from_dict(self.request("GET", "/v2.0/snapshot").json()["snapshot"])
+    def snapshot(self, host: str | None = None) -> Snapshot:
+        """Networks, subnets, ports and agents read in one transaction, with its revision.
+        `host`: of the ports only that host's and those on the networks it has a port on."""
+        response = self.request("GET", "/v2.0/snapshot", params=_query({"host": host}))
+        return Snapshot.from_dict(response.json()["snapshot"])
 
-    def events(self, since: int, timeout: float = 30.0) -> tuple[builtins.list[WatchEvent], int]:
+    def events(
+        self, since: int, timeout: float = 30.0, host: str | None = None
+    ) -> tuple[builtins.list[WatchEvent], int]:
         """Long poll: events after `since` as soon as there is one (or none after `timeout`),
-        and the revision to ask from next. Raises ResyncRequired when `since` is too old."""
+        and the revision to ask from next. Raises ResyncRequired when `since` is too old.
+        `host`: only the port events that concern that host (the l2 population fanout)."""
         limits = httpx.Timeout(10.0, read=timeout + 10.0)
-        params = _query({"since": since, "timeout": timeout})
+        params = _query({"since": since, "timeout": timeout, "host": host})
         response = self._send("GET", "/v2.0/events", params=params, timeout=limits)
         if response.status_code >= 400:
             raise _error(response)

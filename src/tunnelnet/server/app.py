@@ -25,6 +25,7 @@ from tunnelnet.api import REVISION_HEADER, ResyncRequired
 from tunnelnet.server import (
     agents,
     extensions,
+    fanout,
     l2pop,
     networks,
     ports,
@@ -51,6 +52,8 @@ from tunnelnet.store.base import Doc, StoreError, StoreUnavailable
 log = logging.getLogger(__name__)
 Token = Annotated[str | None, Header(alias="X-Auth-Token")]
 Fields = Annotated[list[str] | None, Query(alias="fields")]
+# an agent's host: its watch and listing carry only the ports that concern it (server/fanout.py)
+Host = Annotated[str | None, Query(min_length=1, max_length=255)]
 
 
 def _error(status: int, error_type: str, message: str) -> JSONResponse:
@@ -365,10 +368,11 @@ def _other_routes(app: FastAPI) -> None:
         token: Token = None,
         since: Annotated[int | None, Query(ge=0)] = None,
         timeout: Annotated[float | None, Query(gt=0, le=86400)] = None,
+        host: Host = None,
     ) -> Response:
         _, caller = _auth(request, token)
         return StreamingResponse(
-            watch.stream(request.app.state.hub, caller, since, timeout),
+            watch.stream(request.app.state.hub, caller, since, timeout, host),
             media_type="application/x-ndjson",
         )
 
@@ -441,17 +445,22 @@ def _discovery_routes(app: FastAPI) -> None:
 
 def _snapshot_routes(app: FastAPI) -> None:
     @app.get("/v2.0/snapshot", tags=["watch"], summary="Everything visible, at one revision")
-    def snapshot(request: Request, token: Token = None) -> Response:
+    def snapshot(request: Request, token: Token = None, host: Host = None) -> Response:
         ctl, caller = _auth(request, token)
         kinds = ("network", "subnet", "port", "agent") if caller.sees_all else (
             "network", "subnet", "port")  # fmt: skip
         with ctl.store.read() as txn:
+            found = {kind: list_visible(txn, caller, kind) for kind in kinds}
+            if host is not None:
+                # what the watch with this host follows: its ports and its networks' ports
+                hosted = {str(p["network_id"]) for p in found["port"]
+                          if p.get("binding:host_id") == host}
+                found["port"] = [p for p in found["port"]
+                                 if fanout.port_wanted(host, hosted, p)]
             body: dict[str, Any] = {
-                f"{kind}s": [
-                    agents.view(ctl, d) if kind == "agent" else public(d)
-                    for d in list_visible(txn, caller, kind)
-                ]
-                for kind in kinds
+                f"{kind}s": [agents.view(ctl, d) if kind == "agent" else public(d)
+                             for d in docs]
+                for kind, docs in found.items()
             }
             body["revision"] = txn.revision
         return JSONResponse({"snapshot": body}, headers={REVISION_HEADER: str(body["revision"])})
@@ -462,20 +471,23 @@ def _snapshot_routes(app: FastAPI) -> None:
         token: Token = None,
         since: Annotated[int, Query(ge=0)] = 0,
         timeout: Annotated[float, Query(ge=0, le=300)] = 30.0,
+        host: Host = None,
     ) -> Response:
         _, caller = await asyncio.to_thread(_auth, request, token)
-        result = await watch.poll(request.app.state.hub, caller, since, timeout)
+        result = await watch.poll(request.app.state.hub, caller, since, timeout, host)
         if result is None:
             return _error(
                 ResyncRequired.STATUS, ResyncRequired.TYPE,
                 f"changes after revision {since} are no longer kept; list again and watch "
                 "from the revision the list returns",
             )  # fmt: skip
-        found, revision = result
-        return JSONResponse(
-            {"events": [e.as_dict() for e in found], "revision": revision},
-            headers={REVISION_HEADER: str(revision)},
-        )
+        lines, revision = result
+        # the events as the hub encoded them once for every poller (each line one JSON
+        # object), not decoded and encoded again per poll
+        body = b"".join((b'{"events":[', b",".join(line.rstrip(b"\n") for line in lines),
+                         b'],"revision":%d}' % revision))
+        return Response(body, media_type="application/json",
+                        headers={REVISION_HEADER: str(revision)})
 
 
 async def _housekeeping(ctl: Controller) -> None:

@@ -9,6 +9,10 @@ Hundreds of agents watch at once, so the newest changes are read from the store 
 commit by one `Hub` and kept in memory, encoded once; each stream only filters what its caller
 may see. A stream that asks for something older than the hub holds reads the store itself.
 The hub also re-reads the log when idle, so writers in another process are seen too.
+
+A watcher that names its host (an agent) gets only the port events that concern that host
+(server/fanout.py: l2 population's fanout); the hub works out who they concern once per
+change, as it reads it.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from anyio import to_thread
 from tunnelnet.api import WatchEvent
 from tunnelnet.server.auth import Caller
 from tunnelnet.server.controller import Controller, public, visible
+from tunnelnet.server.fanout import Interest
 from tunnelnet.store.base import Action, Change, Compacted, Store
 
 log = logging.getLogger(__name__)
@@ -53,6 +58,13 @@ def shared_networks(store: Store) -> tuple[frozenset[str], int]:
     with store.read() as txn:
         ids = frozenset(n["id"] for n in txn.list("network") if n.get("shared") is True)
         return ids, txn.revision
+
+
+def _hub_state(store: Store) -> tuple[frozenset[str], Interest, int]:
+    """The shared networks and who hosts which network, read at one revision."""
+    with store.read() as txn:
+        ids = frozenset(n["id"] for n in txn.list("network") if n.get("shared") is True)
+        return ids, Interest(txn.list("port")), txn.revision
 
 
 def _follow_sharing(shared: set[str], change: Change) -> None:
@@ -99,6 +111,10 @@ class _Entry:
     change: Change
     event: WatchEvent
     line: bytes
+    hosts: frozenset[str] | None  # the hosts a port event concerns; None: every watcher
+
+    def for_host(self, host: str | None) -> bool:
+        return host is None or self.hosts is None or host in self.hosts
 
 
 class Hub:
@@ -110,6 +126,7 @@ class Hub:
         self.entries: list[_Entry] = []  # contiguous revisions, ending at `head`
         self.head = 0
         self.shared: set[str] = set()  # networks shared as of `head`
+        self.interest = Interest()  # who hosts which network as of `head`
         self._dirty = asyncio.Event()
         self._grown = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -124,8 +141,7 @@ class Hub:
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
-        shared, self.head = await to_thread.run_sync(shared_networks, self.ctl.store)
-        self.shared = set(shared)
+        await self._reset()
 
         def on_commit(_revision: int) -> None:
             loop.call_soon_threadsafe(self._dirty.set)
@@ -153,11 +169,14 @@ class Hub:
             except Compacted:
                 # fell behind the compaction: start over; older asks go to the store
                 self.entries.clear()
-                shared, self.head = await to_thread.run_sync(shared_networks, self.ctl.store)
-                self.shared = set(shared)
+                await self._reset()
             except Exception:  # the pump must outlive any single failure
                 log.exception("watch hub could not read the change log")
                 await asyncio.sleep(1.0)
+
+    async def _reset(self) -> None:
+        shared, self.interest, self.head = await to_thread.run_sync(_hub_state, self.ctl.store)
+        self.shared = set(shared)
 
     async def _load(self) -> None:
         while True:
@@ -165,7 +184,8 @@ class Hub:
             for change in changes:
                 _follow_sharing(self.shared, change)
                 event = _event(change)
-                self.entries.append(_Entry(change, event, event.encode()))
+                hosts = self.interest.concerned(change)
+                self.entries.append(_Entry(change, event, event.encode(), hosts))
             if changes:
                 self.head = changes[-1].revision
                 if len(self.entries) > 2 * self.keep:
@@ -194,12 +214,15 @@ class Hub:
 
 
 async def _next_batch(
-    hub: Hub, caller: Caller, since: int
+    hub: Hub, caller: Caller, since: int, host: str | None = None
 ) -> tuple[list[WatchEvent], list[bytes], int] | None:
-    """Visible events after `since` (from the hub, or the store for older ones)."""
+    """Visible events after `since` (from the hub, or the store for older ones); with `host`,
+    the hub's port events that concern no port of that host are left out (older ones, read
+    from the store, all go: the hub knows who they concern only from its own start)."""
     held = hub.after(since)
     if held is not None:
-        shown = [e for e in held if _may_see(caller, e.change.kind, e.change.body, hub.shared)]
+        shown = [e for e in held if e.for_host(host)
+                 and _may_see(caller, e.change.kind, e.change.body, hub.shared)]
         last = held[-1].change.revision if held else since
         return [e.event for e in shown], [e.line for e in shown], last
     result = await to_thread.run_sync(
@@ -218,9 +241,10 @@ async def _check_since(hub: Hub, since: int) -> bool:
 
 
 async def stream(
-    hub: Hub, caller: Caller, since: int | None, timeout: float | None
+    hub: Hub, caller: Caller, since: int | None, timeout: float | None, host: str | None = None
 ) -> AsyncIterator[bytes]:
-    """NDJSON lines: events, a bookmark when idle, `resync` (then the stream ends)."""
+    """NDJSON lines: events, a bookmark when idle, `resync` (then the stream ends).
+    `host`: only the port events that concern that host (module doc)."""
     interval = hub.ctl.config.watch_bookmark_interval
     deadline = None if timeout is None else time.monotonic() + timeout
     if since is None:
@@ -230,7 +254,7 @@ async def stream(
         yield await _resync(hub)
         return
     while True:
-        batch = await _next_batch(hub, caller, since)
+        batch = await _next_batch(hub, caller, since, host)
         if batch is None:
             yield await _resync(hub)
             return
@@ -257,19 +281,20 @@ async def _resync(hub: Hub) -> bytes:
 
 
 async def poll(
-    hub: Hub, caller: Caller, since: int, timeout: float
-) -> tuple[list[WatchEvent], int] | None:
+    hub: Hub, caller: Caller, since: int, timeout: float, host: str | None = None
+) -> tuple[list[bytes], int] | None:
     """Long poll: the visible events after `since` as soon as there is one, or none after
-    `timeout`; with the revision to ask from next. None when a resync is due."""
+    `timeout`, each as its encoded line (encoded once for every poller); with the revision to
+    ask from next. None when a resync is due. `host`: as for `stream`."""
     if not await _check_since(hub, since):
         return None
     deadline = time.monotonic() + timeout
     while True:
-        batch = await _next_batch(hub, caller, since)
+        batch = await _next_batch(hub, caller, since, host)
         if batch is None:
             return None
-        events, _, since = batch
+        _, lines, since = batch
         remaining = deadline - time.monotonic()
-        if events or remaining <= 0 or hub.closing:
-            return events, since
+        if lines or remaining <= 0 or hub.closing:
+            return lines, since
         await hub.wait(since, remaining)
