@@ -11,7 +11,8 @@ TCP. Measured per scenario:
 - seconds until every agent registered; seconds of the API writes (networks, then the ports
   in bulk creates, each vNIC plugged as its create returns); seconds from the first port
   write until every agent converged (registered, its ports ACTIVE by its own report, every
-  port of the cloud in its view and flows computed from it);
+  port that concerns it in its view — its own and those of the networks it has a port on,
+  what the controller sends it — and flows computed from it);
 - controller (and etcd) CPU seconds and RSS from /proc;
 - steady state (nothing but heartbeats and idle long polls): etcd keys written per second and
   raft proposals per second, and per heartbeat; controller CPU per second;
@@ -243,8 +244,14 @@ def run_scenario(kind: str, args: argparse.Namespace, procs: Processes, workdir:
         for worker, items_ in plugs.items():
             worker.send({"plug": items_})
     t_written = time.monotonic()
+    # what each agent must know: its ports and every port of the networks it has one on
+    per_network = {n: sum(1 for net, _ in placement if net == n) for n in on_network}
+    wanted = {h: 0 for h in hosts}
+    for net_id, on in on_network.items():
+        for host in on:
+            wanted[host] += per_network[net_id]
     for worker in workers:
-        worker.send({"expect": args.ports})
+        worker.send({"expect": {h: wanted[h] for h in worker.hosts}})
     say(f"{kind}: ports written in {t_written - t_writes:.1f}s; waiting for every agent to "
         "converge")
     converged = observed.wait(_counting(kind, "converged", observed.converged, args.agents),

@@ -7,7 +7,8 @@ HTTP controller client (:class:`~tunnelnet.agent.http_controller.HttpController`
 :class:`~tunnelnet.client.http.Client`, several controller URLs and failover included) over a
 switch kept as records (:mod:`bench.cp_switch`). The benchmark talks to the worker in JSON
 lines: on stdin it plugs vNICs as Nova would (``{"plug": [[host, port_id, mac], ...]}``), says
-how many ports exist (``{"expect": N}``) and stops it (``{"stop": true}`` or end of input); on
+how many ports concern each of its hosts once all are written (``{"expect": {host: N}}``: its
+own and those of the networks it has a port on) and stops it (``{"stop": true}`` or end of input); on
 stdout the worker reports each agent registered, converged and each probe port seen, with
 times from the machine's monotonic clock (one clock for every process of the machine), and
 its totals when it stops.
@@ -70,8 +71,7 @@ class TimedCache(ControllerCache):
     port records with the worker's other agents."""
 
     def __init__(self, host: str, report: Reporter) -> None:
-        super().__init__()
-        self.host = host
+        super().__init__(host=host)
         self.report = report
 
     def load(self, snap: Snapshot) -> None:
@@ -130,21 +130,24 @@ class Hypervisor:
         self.switch.plug(BR_INT, names.vm_tap(port_id), DEAD_VLAN,
                          {"iface-id": port_id, "attached-mac": mac, "iface-status": "active"})
 
-    def run(self, stop: threading.Event, expected: list[int]) -> None:
+    def run(self, stop: threading.Event, expected: dict[str, int]) -> None:
         while not stop.is_set():
             self.agent.run_round()
             if not self.registered and self.controller.agent_id is not None:
                 self.registered = True
                 self.report(registered=self.host, t=time.monotonic())
-            if not self.converged and expected and self._converged(expected[0]):
+            if not self.converged and self.host in expected and \
+                    self._converged(expected[self.host]):
                 self.converged = True
                 self.report(converged=self.host, t=time.monotonic(),
                             rounds=self.agent.stats.rounds)
 
     def _converged(self, expected_ports: int) -> bool:
-        """Registered, every port plugged here ACTIVE (reported by this agent), every port of
-        the cloud known, and a round of flows computed from that view (run_round just did)."""
+        """Registered, every port plugged here ACTIVE (reported by this agent), every port that
+        concerns it known (its own and those of its networks: what the controller sends it),
+        and a round of flows computed from that view (run_round just did)."""
         return (self.registered and self.own <= self.agent.stats.ports_active
+                and not self.agent.cache.incomplete()
                 and len(self.agent.cache.ports) >= expected_ports
                 and self.agent.controller_reachable)
 
@@ -174,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     hvs = {h.host: h for h in (Hypervisor(i, args, transport, report)
                                for i in range(args.first, args.first + args.count))}
     stop = threading.Event()
-    expected: list[int] = []
+    expected: dict[str, int] = {}  # host -> ports that concern it, once all are written
     threads = [threading.Thread(target=h.run, args=(stop, expected), name=h.host, daemon=True)
                for h in hvs.values()]
     for thread in threads:
@@ -187,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
             if message.get("tell") == "heartbeats":
                 report(heartbeats=CountingController.heartbeats, t=time.monotonic())
             if "expect" in message:
-                expected.append(int(message["expect"]))
+                expected.update((h, int(n)) for h, n in message["expect"].items())
             if message.get("stop"):
                 break
     except KeyboardInterrupt:

@@ -343,11 +343,13 @@ class Client:
         return found, int(data["revision"])
 
     def watch(
-        self, since: int | None = None, timeout: float | None = None, read_timeout: float = 60.0
+        self, since: int | None = None, timeout: float | None = None, read_timeout: float = 60.0,
+        host: str | None = None,
     ) -> Iterator[WatchEvent]:
         """Events after `since` as they happen; ends after `timeout` seconds, on `resync`,
-        or when the connection drops (ClientError). Resume with the last revision seen."""
-        params = _query({"since": since, "timeout": timeout})
+        or when the connection drops (ClientError). Resume with the last revision seen.
+        `host`: only the port events that concern that host (the l2 population fanout)."""
+        params = _query({"since": since, "timeout": timeout, "host": host})
         limits = httpx.Timeout(10.0, read=read_timeout)
         failures: builtins.list[str] = []
         for index in self._order():
