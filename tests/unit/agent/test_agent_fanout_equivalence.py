@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from support.agent_fakes import FakeController, FakeSwitch
@@ -86,6 +86,15 @@ def _state(agent: Agent, sw: FakeSwitch, ctl: FakeController) -> object:
 
 
 @settings(max_examples=40, deadline=None)
+# hv2's port comes before ours on n1: the fanout never sent it, the agent must list it
+@example(ops=[("port", "p0", "n1", "hv2"), ("plug", "p1"), ("port", "p1", "n1", HOST)],
+         l2pop=True)
+# our port moves away and back: what came meanwhile must be listed again
+@example(ops=[("plug", "p1"), ("port", "p1", "n1", HOST), ("port", "p1", "n1", "hv3"),
+              ("port", "p0", "n1", "hv2"), ("port", "p1", "n1", HOST)], l2pop=True)
+# our last port leaves n1: its other ports, no longer sent to us, are dropped
+@example(ops=[("plug", "p1"), ("port", "p1", "n1", HOST), ("port", "p0", "n1", "hv2"),
+              ("port", "p1", "n1", "hv3")], l2pop=True)
 @given(ops=st.lists(operations, min_size=1, max_size=25), l2pop=st.booleans())
 def test_the_fanout_fed_agent_programs_what_the_fully_fed_agent_programs(
         ops: list[tuple[Any, ...]], l2pop: bool) -> None:
