@@ -7,11 +7,11 @@ HTTP controller client (:class:`~tunnelnet.agent.http_controller.HttpController`
 :class:`~tunnelnet.client.http.Client`, several controller URLs and failover included) over a
 switch kept as records (:mod:`bench.cp_switch`). The benchmark talks to the worker in JSON
 lines: on stdin it plugs vNICs as Nova would (``{"plug": [[host, port_id, mac], ...]}``), says
-how many ports concern each of its hosts once all are written (``{"expect": {host: N}}``: its
-own and those of the networks it has a port on) and stops it (``{"stop": true}`` or end of input); on
-stdout the worker reports each agent registered, converged and each probe port seen, with
-times from the machine's monotonic clock (one clock for every process of the machine), and
-its totals when it stops.
+how many ports concern each of its hosts once all are written (``{"expect": {host: N}}``:
+its own and those of the networks it has a port on) and stops it (``{"stop": true}`` or end
+of input); on stdout the worker reports each agent registered, converged and each probe
+port seen, with times from the machine's monotonic clock (one clock for every process of the
+machine), and its totals when it stops.
 """
 
 from __future__ import annotations

@@ -78,7 +78,7 @@ class FakeController:
             raise NotFoundError(f"Port {port_id} could not be found.", status=404)
         self.statuses[port_id] = status
 
-    def network_ports(self, network_id: str) -> list[dict[str, Any]]:
+    def network_ports(self, network_id: str, since: int) -> list[dict[str, Any]]:
         self._check()
         self.network_listings.append(network_id)
         return [p for p in self.ports.values() if p["network_id"] == network_id]

@@ -167,6 +167,9 @@ class LocalClient:
         return Snapshot(found["network"], found["subnet"], found["port"],
                         found.get("agent", []), revision)  # fmt: skip
 
+    def network_ports(self, network_id: str, since: int = 0) -> builtins.list[Resource]:
+        return self.list("port", network_id=network_id)
+
     def events(
         self, since: int, timeout: float = 30.0, host: str | None = None
     ) -> tuple[builtins.list[WatchEvent], int]:

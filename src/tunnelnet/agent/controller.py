@@ -58,8 +58,9 @@ class Controller(Protocol):
 
     def set_port_status(self, port_id: str, status: str) -> None: ...
 
-    def network_ports(self, network_id: str) -> Sequence[Mapping[str, Any]]:
-        """Every port of a network now (a network this agent has just got a port on)."""
+    def network_ports(self, network_id: str, since: int) -> Sequence[Mapping[str, Any]]:
+        """Every port of a network (one this agent has just got a port on) as of a revision
+        not older than `since`: an older listing would undo events already applied."""
         ...
 
 

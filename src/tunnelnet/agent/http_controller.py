@@ -115,5 +115,5 @@ class HttpController:
     def set_port_status(self, port_id: str, status: str) -> None:
         self._call(lambda: self.client.set_port_status(port_id, status))
 
-    def network_ports(self, network_id: str) -> Sequence[Mapping[str, Any]]:
-        return self._call(lambda: self.client.list("port", network_id=network_id))
+    def network_ports(self, network_id: str, since: int) -> Sequence[Mapping[str, Any]]:
+        return self._call(lambda: self.client.network_ports(network_id, since))

@@ -336,7 +336,8 @@ class Agent:
         """List the ports of each network we have just got a port on: the controller sends
         us a network's port events only from then on (agent/controller.py)."""
         for network_id in sorted(self.cache.incomplete()):
-            self.cache.merge_network(network_id, self.controller.network_ports(network_id))
+            self.cache.merge_network(
+                network_id, self.controller.network_ports(network_id, self.cache.revision))
             self.stats.network_listings += 1
 
     @property

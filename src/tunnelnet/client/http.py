@@ -327,6 +327,14 @@ class Client:
         response = self.request("GET", "/v2.0/snapshot", params=_query({"host": host}))
         return Snapshot.from_dict(response.json()["snapshot"])
 
+    def network_ports(self, network_id: str, since: int = 0) -> builtins.list[Resource]:
+        """Every port of a network at a revision not older than `since` (what an agent whose
+        watch names its host lists when it gets its first port on the network)."""
+        response = self.request("GET", "/v2.0/watch/ports",
+                                params=_query({"network_id": network_id, "since": since}))
+        found: builtins.list[Resource] = response.json()["ports"]
+        return found
+
     def events(
         self, since: int, timeout: float = 30.0, host: str | None = None
     ) -> tuple[builtins.list[WatchEvent], int]:

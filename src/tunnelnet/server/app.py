@@ -465,6 +465,30 @@ def _snapshot_routes(app: FastAPI) -> None:
             body["revision"] = txn.revision
         return JSONResponse({"snapshot": body}, headers={REVISION_HEADER: str(body["revision"])})
 
+    @app.get("/v2.0/watch/ports", tags=["watch"], summary="A network's ports, for an agent")
+    async def network_ports(
+        request: Request,
+        network_id: Annotated[str, Query(min_length=1, max_length=255)],
+        token: Token = None,
+        since: Annotated[int, Query(ge=0)] = 0,
+    ) -> Response:
+        """What an agent lists when it gets its first port on a network (its watch names its
+        host, so it had none of that network's port events): every port of the network at a
+        revision not older than `since`, from the watch hub's memory (server/fanout.py)."""
+        ctl, caller = await asyncio.to_thread(_auth, request, token)
+        caller.require_admin_or_agent("a network's ports")
+        found = await request.app.state.hub.network_ports(network_id, since, timeout=5.0)
+        if found is None:  # the hub is behind: the store has them, at a cost
+            found = await asyncio.to_thread(_store_network_ports, ctl, network_id)
+            if found[1] < since:
+                return _error(
+                    ResyncRequired.STATUS, ResyncRequired.TYPE,
+                    f"revision {since} is newer than the store's: list again",
+                )  # fmt: skip
+        docs, revision = found
+        return JSONResponse({"ports": docs, "revision": revision},
+                            headers={REVISION_HEADER: str(revision)})
+
     @app.get("/v2.0/events", tags=["watch"], summary="Long poll: changes after a revision")
     async def events(
         request: Request,
@@ -488,6 +512,12 @@ def _snapshot_routes(app: FastAPI) -> None:
                          b'],"revision":%d}' % revision))
         return Response(body, media_type="application/json",
                         headers={REVISION_HEADER: str(revision)})
+
+
+def _store_network_ports(ctl: Controller, network_id: str) -> tuple[list[Doc], int]:
+    with ctl.store.read() as txn:
+        found = [public(d) for d in txn.list("port") if d.get("network_id") == network_id]
+        return found, txn.revision
 
 
 async def _housekeeping(ctl: Controller) -> None:

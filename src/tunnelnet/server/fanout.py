@@ -11,7 +11,10 @@ and a network's record must be there before the agent's first port on it arrives
 
 The catch-up when a host gains a network is the agent's: the event that binds its first port
 there reaches it (its host is that port's host), and it then lists the network's ports
-(`GET /v2.0/ports?network_id=`) and follows the stream from there. The answer is always a
+(`GET /v2.0/watch/ports`) and follows the stream from there. That listing comes from here, not
+the store: a thousand agents each listing twenty networks as their ports arrive would each
+have the store read every port of the cloud (neither SQLite nor etcd has an index by
+network), so the ports of each network are kept as of the hub's head. The answer is always a
 superset that is safe: a stream that cannot tell (older than what the hub holds) sends all.
 """
 
@@ -40,20 +43,29 @@ class Interest:
     def __init__(self, ports: Iterable[Doc] = ()) -> None:
         self._hosts: dict[str, Counter[str]] = {}  # network -> host -> ports bound there
         self._ports: dict[str, tuple[str, str]] = {}  # port -> (network, host)
+        self._docs: dict[str, dict[str, Doc]] = {}  # network -> port -> its public document
         for doc in ports:
-            self._add(str(doc["id"]), _place(doc))
+            self._add(str(doc["id"]), doc)
 
-    def _add(self, port_id: str, place: tuple[str, str]) -> None:
+    def _add(self, port_id: str, doc: Doc) -> None:
+        place = _place(doc)
         self._ports[port_id] = place
         network, host = place
+        self._docs.setdefault(network, {})[port_id] = doc
         if host:
             self._hosts.setdefault(network, Counter())[host] += 1
 
     def _remove(self, port_id: str) -> None:
         place = self._ports.pop(port_id, None)
-        if place is None or not place[1]:
+        if place is None:
             return
         network, host = place
+        docs = self._docs[network]
+        del docs[port_id]
+        if not docs:
+            del self._docs[network]
+        if not host:
+            return
         counts = self._hosts[network]
         counts[host] -= 1
         if counts[host] <= 0:
@@ -65,12 +77,17 @@ class Interest:
         """The hosts with at least one port bound on the network now."""
         return frozenset(self._hosts.get(network_id, ()))
 
+    def ports_of(self, network_id: str) -> list[Doc]:
+        """The ports on the network now (as their events carried them: public)."""
+        return list(self._docs.get(network_id, {}).values())
+
     def networks_of(self, host: str) -> set[str]:
         """The networks the host has a port bound on now."""
         return {n for n, hosts in self._hosts.items() if host in hosts}
 
-    def concerned(self, change: Change) -> frozenset[str] | None:
-        """The hosts this change concerns, or None for every watcher (not a port)."""
+    def concerned(self, change: Change, body: Doc) -> frozenset[str] | None:
+        """The hosts this change concerns, or None for every watcher (not a port). `body`:
+        the change's document as watchers see it (kept for `ports_of`)."""
         if change.kind != "port":
             return None
         before = self._ports.get(change.id)
@@ -80,9 +97,8 @@ class Interest:
             hosts.add(before[1])
         self._remove(change.id)
         if change.action is not Action.DELETE:
-            after = _place(change.body)
-            self._add(change.id, after)
-            hosts |= self._hosts.get(after[0], {}).keys()
+            self._add(change.id, body)
+            hosts |= self._hosts.get(_place(body)[0], {}).keys()
         hosts.discard("")
         return frozenset(hosts)
 

@@ -64,7 +64,7 @@ def _hub_state(store: Store) -> tuple[frozenset[str], Interest, int]:
     """The shared networks and who hosts which network, read at one revision."""
     with store.read() as txn:
         ids = frozenset(n["id"] for n in txn.list("network") if n.get("shared") is True)
-        return ids, Interest(txn.list("port")), txn.revision
+        return ids, Interest([public(d) for d in txn.list("port")]), txn.revision
 
 
 def _follow_sharing(shared: set[str], change: Change) -> None:
@@ -184,7 +184,7 @@ class Hub:
             for change in changes:
                 _follow_sharing(self.shared, change)
                 event = _event(change)
-                hosts = self.interest.concerned(change)
+                hosts = self.interest.concerned(change, event.object or {})
                 self.entries.append(_Entry(change, event, event.encode(), hosts))
             if changes:
                 self.head = changes[-1].revision
@@ -202,6 +202,19 @@ class Hub:
         if not self.entries or since < self.entries[0].change.revision - 1:
             return None
         return self.entries[since + 1 - self.entries[0].change.revision :]
+
+    async def network_ports(self, network_id: str, since: int, timeout: float
+                            ) -> tuple[list[dict[str, object]], int] | None:
+        """The ports of a network as of a revision not older than `since` (the caller's
+        events were read up to it: an older listing would undo them), from memory; None
+        when the hub does not reach `since` within `timeout` (the caller reads the store)."""
+        deadline = time.monotonic() + timeout
+        while self.head < since:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or self.closing:
+                return None
+            await self.wait(self.head, remaining)
+        return [dict(d) for d in self.interest.ports_of(network_id)], self.head
 
     async def wait(self, since: int, timeout: float) -> None:
         """Returns when the hub holds changes after `since`, or after `timeout`."""

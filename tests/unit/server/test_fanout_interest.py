@@ -57,16 +57,20 @@ def test_each_port_change_concerns_the_hosts_of_its_network_before_and_after(
             table[port_id] = doc
             change = Change(revision, "port", port_id,
                             Action.UPDATE if old else Action.CREATE, doc, None)
-        assert interest.concerned(change) == before | _oracle(table, port_id)
+        assert interest.concerned(change, change.body) == before | _oracle(table, port_id)
     for host in HOSTS[:-1]:
         assert interest.networks_of(host) == {
             d["network_id"] for d in table.values() if d["binding:host_id"] == host}
+    for network in NETWORKS:  # what an agent's first port on the network lists
+        assert sorted(interest.ports_of(network), key=lambda d: d["id"]) == sorted(
+            (d for d in table.values() if d["network_id"] == network), key=lambda d: d["id"])
 
 
 def test_a_change_of_any_other_kind_concerns_every_watcher() -> None:
     interest = Interest([{"id": "p1", "network_id": "n1", "binding:host_id": "hv1"}])
     for kind in ("network", "subnet", "agent", "project"):
-        assert interest.concerned(Change(1, kind, "n1", Action.UPDATE, {"id": "n1"}, None)) is None
+        change = Change(1, kind, "n1", Action.UPDATE, {"id": "n1"}, None)
+        assert interest.concerned(change, change.body) is None
 
 
 def test_a_listing_for_a_host_shows_its_ports_and_its_networks_ports_only() -> None:

@@ -11,8 +11,10 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 
+import pytest
+
 from support.controller import ServerProcess
-from tunnelnet.api import WatchEvent
+from tunnelnet.api import ClientError, WatchEvent
 from tunnelnet.client import Client
 
 
@@ -65,6 +67,8 @@ def test_port_events_reach_only_the_hosts_of_their_network(
     joined = port(shared, c)["id"]
     after = port(shared, b)["id"]
     assert _port_ids(_polled(agent, since, c)) == {joined, after}
+    everything = {p["id"] for p in admin.list("port", network_id=shared["id"])}
+    assert {p["id"] for p in agent.network_ports(shared["id"], since)} == everything
     listed = {p["id"] for p in agent.snapshot(host=c).ports}
     everything_shared = {p["id"] for p in admin.list("port", network_id=shared["id"])}
     assert everything_shared <= listed
@@ -77,6 +81,19 @@ def test_port_events_reach_only_the_hosts_of_their_network(
     later = port(shared, a)["id"]
     assert _port_ids(_polled(agent, since, c)) == {joined}
     assert _port_ids(_polled(agent, since, a)) == {joined, later}
+
+
+def test_a_networks_ports_are_listed_for_agents_and_admins_only(
+        admin: Client, agent: Client, tenant_a: Client) -> None:
+    net = tenant_a.create("network", name="theirs")
+    tenant_a.create("subnet", network_id=net["id"], cidr="10.64.0.0/24")
+    made = tenant_a.create("port", network_id=net["id"])
+    assert [p["id"] for p in agent.network_ports(net["id"])] == [made["id"]]
+    assert [p["id"] for p in admin.network_ports(net["id"])] == [made["id"]]
+    with pytest.raises(ClientError) as refused:
+        tenant_a.network_ports(net["id"])
+    assert refused.value.status == 403
+    assert agent.network_ports("no-such-network") == []
 
 
 def test_a_listing_for_a_host_leaves_out_the_ports_of_networks_it_has_no_port_on(
