@@ -467,6 +467,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def _say_unconverged(workdir: Path, most: int = 5) -> None:
+    """The first agents the workers logged as not converged, and why (before the logs go)."""
+    lines = [line for log in sorted(workdir.glob("agents-*.log"))
+             for line in log.read_text(errors="replace").splitlines()
+             if " not converged: " in line]
+    for line in lines[:most]:
+        say(line)
+    if len(lines) > most:
+        say(f"... and {len(lines) - most} more agents not converged")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     signal.signal(signal.SIGTERM, _interrupt)
@@ -488,6 +499,7 @@ def main(argv: list[str] | None = None) -> int:
             # a second Ctrl-C must not cut the cleanup short and leave processes behind
             previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
             procs.stop_all()
+            _say_unconverged(workdir)
             shutil.rmtree(workdir, ignore_errors=True)
             signal.signal(signal.SIGINT, previous)
     argv_text = " ".join(["python -m bench.control_plane", *(argv or sys.argv[1:])])

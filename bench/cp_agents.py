@@ -20,6 +20,7 @@ import argparse
 import json
 import logging
 import signal
+import ssl
 import sys
 import threading
 import time
@@ -105,13 +106,18 @@ class CountingController(HttpController):
 
 
 class Hypervisor:
-    def __init__(self, index: int, args: argparse.Namespace, transport: httpx.HTTPTransport,
+    def __init__(self, index: int, args: argparse.Namespace, tls: ssl.SSLContext,
                  report: Reporter) -> None:
         self.host = host_name(index)
         self.switch = MemorySwitch()
         # spread over the controllers: each agent's list starts at a different one
         urls = args.urls.split(",")
         start = index % len(urls)
+        # a connection pool of its own, as a real hypervisor's agent has: one pool shared by a
+        # worker's hundreds of agents had nearly all of them waiting on its lock (py-spy dump:
+        # 145 of 150 threads in httpcore's ThreadLock.__enter__), which measured the pool
+        transport = httpx.HTTPTransport(verify=tls, limits=httpx.Limits(
+            max_connections=4, max_keepalive_connections=4))
         client = Client(",".join(urls[start:] + urls[:start]), args.token, transport=transport)
         self.controller = CountingController(client, l2pop=args.l2pop)
         conf = AgentConfig(host=self.host, tunnel_ip=str(UNDERLAY + index),
@@ -170,11 +176,11 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _interrupt)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
                         format="%(asctime)s %(name)s %(message)s")
-    # one connection pool for the worker's agents: each keeps a connection or two alive
-    transport = httpx.HTTPTransport(limits=httpx.Limits(
-        max_connections=None, max_keepalive_connections=4 * args.count))
+    # one TLS context for all (the controllers are plain HTTP here; making one per agent
+    # would only cost seconds of start-up)
+    tls = ssl.create_default_context()
     report = Reporter()
-    hvs = {h.host: h for h in (Hypervisor(i, args, transport, report)
+    hvs = {h.host: h for h in (Hypervisor(i, args, tls, report)
                                for i in range(args.first, args.first + args.count))}
     stop = threading.Event()
     expected: dict[str, int] = {}  # host -> ports that concern it, once all are written
@@ -206,7 +212,15 @@ def main(argv: list[str] | None = None) -> int:
         "controller_errors": sum(h.agent.stats.controller_errors for h in hvs.values()),
         "snapshots": sum(h.agent.stats.snapshots for h in hvs.values()),
         "failovers": sum(h.controller.failovers for h in hvs.values()),
-        "heartbeats": CountingController.heartbeats})
+        "heartbeats": CountingController.heartbeats,
+        "network_listings": sum(h.agent.stats.network_listings for h in hvs.values())})
+    for h in hvs.values():
+        if not h.converged:  # why not: on stderr, into the worker's log
+            print(f"{h.host} not converged: registered={h.registered} "
+                  f"own_active={len(h.own & h.agent.stats.ports_active)}/{len(h.own)} "
+                  f"ports={len(h.agent.cache.ports)}/{expected.get(h.host)} "
+                  f"incomplete={len(h.agent.cache.incomplete())} "
+                  f"reachable={h.agent.controller_reachable}", file=sys.stderr)
     return 0
 
 
