@@ -129,6 +129,10 @@ class Hub:
         self.interest = Interest()  # who hosts which network as of `head`
         self._dirty = asyncio.Event()
         self._grown = asyncio.Event()
+        # per host, what its filtered watchers wait on: set only by a change that concerns
+        # that host (or every watcher), so a port event wakes the hundred hosts of its
+        # network, not the thousand streams of the cloud
+        self._host_grown: dict[str, asyncio.Event] = {}
         self._task: asyncio.Task[None] | None = None
         self._unsubscribe: object = None
         self.closing = False
@@ -138,6 +142,8 @@ class Hub:
         and would otherwise wait for streams that never end. Call on the event loop's thread."""
         self.closing = True
         self._grown.set()
+        for event in self._host_grown.values():
+            event.set()
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -177,16 +183,23 @@ class Hub:
     async def _reset(self) -> None:
         shared, self.interest, self.head = await to_thread.run_sync(_hub_state, self.ctl.store)
         self.shared = set(shared)
+        self._wake_hosts(None)  # waiters look again (from the store, if need be)
 
     async def _load(self) -> None:
         while True:
             changes = await to_thread.run_sync(self.ctl.store.changes_since, self.head, 2000)
+            woken: set[str] | None = set()  # None: every host
             for change in changes:
                 _follow_sharing(self.shared, change)
                 event = _event(change)
                 hosts = self.interest.concerned(change, event.object or {})
                 self.entries.append(_Entry(change, event, event.encode(), hosts))
+                if hosts is None:
+                    woken = None
+                elif woken is not None:
+                    woken |= hosts
             if changes:
+                self._wake_hosts(woken)
                 self.head = changes[-1].revision
                 if len(self.entries) > 2 * self.keep:
                     del self.entries[: len(self.entries) - self.keep]
@@ -194,6 +207,16 @@ class Hub:
                 grown.set()
             if len(changes) < 2000:
                 return
+
+    def _wake_hosts(self, hosts: set[str] | None) -> None:
+        if hosts is None:
+            woken, self._host_grown = self._host_grown, {}
+            events = list(woken.values())
+        else:
+            events = [e for e in map(self._host_grown.pop, hosts, [None] * len(hosts))
+                      if e is not None]
+        for event in events:
+            event.set()
 
     def after(self, since: int) -> list[_Entry] | None:
         """Entries after `since`, or None when the hub does not hold all of them."""
@@ -216,14 +239,17 @@ class Hub:
             await self.wait(self.head, remaining)
         return [dict(d) for d in self.interest.ports_of(network_id)], self.head
 
-    async def wait(self, since: int, timeout: float) -> None:
-        """Returns when the hub holds changes after `since`, or after `timeout`."""
+    async def wait(self, since: int, timeout: float, host: str | None = None) -> None:
+        """Returns when the hub holds changes after `since`, or after `timeout`; with `host`,
+        only changes that concern that host end the wait early."""
         if since < self.head:
             return
+        grown = self._grown if host is None else self._host_grown.setdefault(
+            host, asyncio.Event())
         # asyncio.timeout, not wait_for: no extra task per wait, and hundreds of streams wait
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(timeout):
-                await self._grown.wait()
+                await grown.wait()
 
 
 async def _next_batch(
@@ -310,4 +336,4 @@ async def poll(
         remaining = deadline - time.monotonic()
         if lines or remaining <= 0 or hub.closing:
             return lines, since
-        await hub.wait(since, remaining)
+        await hub.wait(since, remaining, host)
