@@ -8,6 +8,7 @@ everything, as before."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable
 
@@ -24,14 +25,17 @@ def _port_ids(events: list[WatchEvent]) -> set[str]:
 
 
 def _polled(agent: Client, since: int, host: str | None) -> list[WatchEvent]:
-    """Every event after `since` up to now, by long polls (each returns a batch)."""
+    """Every event after `since` up to the store's revision now, by long polls (each returns
+    a batch, or none when the server has not read that far yet)."""
+    until = agent.list_with_revision("network")[1]
     found: list[WatchEvent] = []
     head = since
-    while True:
+    deadline = time.monotonic() + 30.0
+    while head < until and time.monotonic() < deadline:
         events, head = agent.events(head, timeout=0.5, host=host)
-        if not events:
-            return found
         found.extend(events)
+    assert head >= until, f"the watch did not reach revision {until}"
+    return found
 
 
 def test_port_events_reach_only_the_hosts_of_their_network(
@@ -88,8 +92,9 @@ def test_a_networks_ports_are_listed_for_agents_and_admins_only(
     net = tenant_a.create("network", name="theirs")
     tenant_a.create("subnet", network_id=net["id"], cidr="10.64.0.0/24")
     made = tenant_a.create("port", network_id=net["id"])
-    assert [p["id"] for p in agent.network_ports(net["id"])] == [made["id"]]
-    assert [p["id"] for p in admin.network_ports(net["id"])] == [made["id"]]
+    since = admin.list_with_revision("port")[1]  # the listing is at least this recent
+    assert [p["id"] for p in agent.network_ports(net["id"], since)] == [made["id"]]
+    assert [p["id"] for p in admin.network_ports(net["id"], since)] == [made["id"]]
     with pytest.raises(ClientError) as refused:
         tenant_a.network_ports(net["id"])
     assert refused.value.status == 403
