@@ -6,8 +6,11 @@ port of a network it has no port on changes none of its flows. So, as Neutron's 
 sends each port's FDB entries only to the agents hosting that port's network, a watch that
 names its host (`?host=`) gets a port's event only when that host has a port on the port's
 network (before or after the change) or is the port's own binding host (before or after).
-Every other kind (networks, subnets, agents, ...) still goes to every watcher: they are few,
-and a network's record must be there before the agent's first port on it arrives.
+An update that changes only a port's status (an agent's ACTIVE or DOWN, half of all port
+events while a cloud fills) goes to the port's own host alone: no agent plans another host's
+port from its status (agent/desired.py reads it nowhere), and its own agent judges it. Every
+other kind (networks, subnets, agents, ...) still goes to every watcher: they are few, and a
+network's record must be there before the agent's first port on it arrives.
 
 The catch-up when a host gains a network is the agent's: the event that binds its first port
 there reaches it (its host is that port's host), and it then lists the network's ports
@@ -27,6 +30,12 @@ from typing import Any
 from tunnelnet.store.base import Action, Change
 
 Doc = Mapping[str, Any]
+# what a status report changes; an update that changes nothing else concerns the port's host
+_STATUS_FIELDS = frozenset({"status", "updated_at", "revision_number"})
+
+
+def _status_only(old: Doc, new: Doc) -> bool:
+    return all(old.get(k) == new.get(k) for k in (old.keys() | new.keys()) - _STATUS_FIELDS)
 
 
 def _place(doc: Doc) -> tuple[str, str]:
@@ -91,6 +100,11 @@ class Interest:
         if change.kind != "port":
             return None
         before = self._ports.get(change.id)
+        if before is not None and change.action is Action.UPDATE:
+            docs = self._docs[before[0]]
+            if _status_only(docs[change.id], body):
+                docs[change.id] = body  # the same place: only the document changes
+                return frozenset({before[1]} - {""})
         hosts: set[str] = set()
         if before is not None:
             hosts |= self._hosts.get(before[0], {}).keys()

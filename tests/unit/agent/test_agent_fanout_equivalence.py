@@ -45,10 +45,18 @@ class FanoutController(FakeController):
             if p["network_id"] == doc["network_id"])
 
     def change(self, resource: str, action: str, obj: dict[str, Any]) -> None:
+        old = self.ports.get(obj["id"]) if resource == "port" else None
         before = resource == "port" and self._concerned(obj["id"])
         super().change(resource, action, obj)
-        if resource == "port":
-            self.concerns[self.revision] = before or self._concerned(obj["id"])
+        if resource != "port":
+            return
+        if action == "update" and old is not None and \
+                {k: v for k, v in old.items() if k != "status"} == \
+                {k: v for k, v in obj.items() if k != "status"}:
+            # a status report reaches the port's own host only
+            self.concerns[self.revision] = obj["binding:host_id"] == HOST
+            return
+        self.concerns[self.revision] = before or self._concerned(obj["id"])
 
     def snapshot(self) -> Snapshot:
         snap = super().snapshot()
@@ -76,6 +84,7 @@ operations = st.one_of(
     st.tuples(st.just("plug"), st.sampled_from(PORTS)),
     st.tuples(st.just("unplug"), st.sampled_from(PORTS)),
     st.tuples(st.just("peer"), st.sampled_from(sorted(PEERS)), st.booleans()),
+    st.tuples(st.just("status"), st.sampled_from(PORTS), st.sampled_from(("DOWN", "ACTIVE"))),
 )
 
 
@@ -120,6 +129,8 @@ def test_the_fanout_fed_agent_programs_what_the_fully_fed_agent_programs(
                 old = ctl.ports.get(pid)
                 ctl.change("port", "update" if old else "create",
                            _port(pid, old["network_id"] if old else net, host))
+            elif op[0] == "status" and op[1] in ctl.ports:
+                ctl.change("port", "update", {**ctl.ports[op[1]], "status": op[2]})
             elif op[0] == "delete" and op[1] in ctl.ports:
                 ctl.change("port", "delete", ctl.ports[op[1]])
             elif op[0] == "plug" and op[1] not in plugged:

@@ -1,7 +1,8 @@
 """Who a port change concerns (server/fanout.py), against a brute-force oracle.
 
 The oracle keeps the whole port table and, for each change, scans it before and after: the
-hosts with a port bound on the changed port's network then, and the port's own host then.
+hosts with a port bound on the changed port's network then, and the port's own host then;
+an update of the status alone concerns the port's own host only.
 The fanout follows counters change by change; both must name the same hosts every time."""
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ def _oracle(table: Table, port_id: str) -> set[str]:
 
 
 changes = st.lists(st.tuples(st.sampled_from(PORTS), st.sampled_from(NETWORKS),
-                             st.sampled_from(HOSTS), st.booleans()), max_size=40)
+                             st.sampled_from(HOSTS), st.sampled_from(("DOWN", "ACTIVE")),
+                             st.booleans()), max_size=40)
 
 
 @settings(max_examples=200, deadline=None)
@@ -40,20 +42,27 @@ changes = st.lists(st.tuples(st.sampled_from(PORTS), st.sampled_from(NETWORKS),
                                max_size=4),
        steps=changes)
 def test_each_port_change_concerns_the_hosts_of_its_network_before_and_after(
-        initial: dict[str, tuple[str, str]], steps: list[tuple[str, str, str, bool]]) -> None:
-    table: Table = {p: {"id": p, "network_id": n, "binding:host_id": h}
+        initial: dict[str, tuple[str, str]], steps: list[tuple[str, str, str, str, bool]]
+) -> None:
+    table: Table = {p: {"id": p, "network_id": n, "binding:host_id": h, "status": "DOWN"}
                     for p, (n, h) in initial.items()}
     interest = Interest(list(table.values()))
-    for revision, (port_id, network, host, delete) in enumerate(steps, start=1):
+    for revision, (port_id, network, host, status, delete) in enumerate(steps, start=1):
         before = _oracle(table, port_id)
+        old = table.get(port_id)
+        if not delete and old is not None and old["binding:host_id"] == host:
+            # a status report (or a write that changes nothing): the port's host alone
+            table[port_id] = doc = {**old, "status": status, "revision_number": revision}
+            change = Change(revision, "port", port_id, Action.UPDATE, doc, None)
+            assert interest.concerned(change, doc) == {host} - {""}
+            continue
         if delete:
             body = table.pop(port_id, {"id": port_id, "network_id": network})
             change = Change(revision, "port", port_id, Action.DELETE, body, None)
         else:
             # a port keeps its network (the API refuses to change it); a new one picks one
-            old = table.get(port_id)
             doc = {"id": port_id, "network_id": old["network_id"] if old else network,
-                   "binding:host_id": host}
+                   "binding:host_id": host, "status": old["status"] if old else "DOWN"}
             table[port_id] = doc
             change = Change(revision, "port", port_id,
                             Action.UPDATE if old else Action.CREATE, doc, None)

@@ -86,6 +86,12 @@ def test_port_events_reach_only_the_hosts_of_their_network(
     assert _port_ids(_polled(agent, since, c)) == {joined}
     assert _port_ids(_polled(agent, since, a)) == {joined, later}
 
+    # a status report on hv-a's port is hv-a's business only, not its network's other hosts'
+    since = admin.list_with_revision("port")[1]
+    agent.set_port_status(later, "ACTIVE")
+    assert _port_ids(_polled(agent, since, a)) == {later}
+    assert _port_ids(_polled(agent, since, b)) == set()
+
 
 def test_a_networks_ports_are_listed_for_agents_and_admins_only(
         admin: Client, agent: Client, tenant_a: Client) -> None:
