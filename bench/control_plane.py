@@ -15,7 +15,8 @@ TCP. Measured per scenario:
 - seconds until every agent registered; seconds of the API writes (networks, then the ports
   in bulk creates, each vNIC plugged as its create returns); seconds from the first port
   write until every agent converged (registered, its ports ACTIVE by its own report, every
-  port of the cloud in its view and flows computed from it);
+  port that concerns it in its view — its own and those of the networks it has a port on,
+  what the controller sends it — and flows computed from it);
 - controller (and etcd) CPU seconds and RSS from /proc;
 - steady state (nothing but heartbeats and idle long polls): etcd keys written per second and
   raft proposals per second, and per heartbeat; controller CPU per second;
@@ -65,6 +66,7 @@ from tunnelnet.client.http import Client
 RESULTS = Path(__file__).resolve().parent / "results"
 SCENARIOS = ("sqlite", "etcd")
 BULK = 250  # ports per bulk create
+ADMIN_TIMEOUT = 180.0  # seconds the benchmark's own API writes may take
 PROBE_WAIT = 15.0  # seconds a probe port may take to reach every interested agent
 PORTS_PER_NETWORK = 100  # networks = ports / this; each a /24
 ETCD_MEMBERS, ETCD_CONTROLLERS = 3, 2
@@ -199,7 +201,10 @@ def start_cloud(kind: str, procs: Processes, workdir: Path) -> Cloud:
         controllers = [start_controller(procs, workdir, f"controller-{i + 1}", store)
                        for i in range(ETCD_CONTROLLERS)]
     say(f"{kind}: controllers at {', '.join(c.url for c in controllers)}")
-    return Cloud(controllers, members, [Client(c.url, ADMIN_TOKEN) for c in controllers])
+    # a slow answer is a figure, not a lost controller: a thousand agents taking in each
+    # other's registrations keep a controller busy well past the client's default 30 s
+    return Cloud(controllers, members,
+                 [Client(c.url, ADMIN_TOKEN, timeout=ADMIN_TIMEOUT) for c in controllers])
 
 
 def run_scenario(kind: str, args: argparse.Namespace, procs: Processes, workdir: Path
@@ -253,8 +258,14 @@ def run_scenario(kind: str, args: argparse.Namespace, procs: Processes, workdir:
         for worker, items_ in plugs.items():
             worker.send({"plug": items_})
     t_written = time.monotonic()
+    # what each agent must know: its ports and every port of the networks it has one on
+    per_network = {n: sum(1 for net, _ in placement if net == n) for n in on_network}
+    wanted = {h: 0 for h in hosts}
+    for net_id, on in on_network.items():
+        for host in on:
+            wanted[host] += per_network[net_id]
     for worker in workers:
-        worker.send({"expect": args.ports})
+        worker.send({"expect": {h: wanted[h] for h in worker.hosts}})
     say(f"{kind}: ports written in {t_written - t_writes:.1f}s; waiting for every agent to "
         "converge")
     converged = observed.wait(_counting(kind, "converged", observed.converged, args.agents),
@@ -518,6 +529,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def _say_unconverged(workdir: Path, most: int = 5) -> None:
+    """The first agents the workers logged as not converged, and why (before the logs go)."""
+    lines = [line for log in sorted(workdir.glob("agents-*.log"))
+             for line in log.read_text(errors="replace").splitlines()
+             if " not converged: " in line]
+    for line in lines[:most]:
+        say(line)
+    if len(lines) > most:
+        say(f"... and {len(lines) - most} more agents not converged")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     signal.signal(signal.SIGTERM, _interrupt)
@@ -539,6 +561,7 @@ def main(argv: list[str] | None = None) -> int:
             # a second Ctrl-C must not cut the cleanup short and leave processes behind
             previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
             procs.stop_all()
+            _say_unconverged(workdir)
             shutil.rmtree(workdir, ignore_errors=True)
             signal.signal(signal.SIGINT, previous)
     argv_text = " ".join(["python -m bench.control_plane", *(argv or sys.argv[1:])])

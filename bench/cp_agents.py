@@ -7,10 +7,11 @@ HTTP controller client (:class:`~tunnelnet.agent.http_controller.HttpController`
 :class:`~tunnelnet.client.http.Client`, several controller URLs and failover included) over a
 switch kept as records (:mod:`bench.cp_switch`). The benchmark talks to the worker in JSON
 lines: on stdin it plugs vNICs as Nova would (``{"plug": [[host, port_id, mac], ...]}``), says
-how many ports exist (``{"expect": N}``) and stops it (``{"stop": true}`` or end of input); on
-stdout the worker reports each agent registered, converged and each probe port seen, with
-times from the machine's monotonic clock (one clock for every process of the machine), and
-its totals when it stops.
+how many ports concern each of its hosts once all are written (``{"expect": {host: N}}``:
+its own and those of the networks it has a port on) and stops it (``{"stop": true}`` or end
+of input); on stdout the worker reports each agent registered, converged and each probe
+port seen, with times from the machine's monotonic clock (one clock for every process of the
+machine), and its totals when it stops.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import argparse
 import json
 import logging
 import signal
+import ssl
 import sys
 import threading
 import time
@@ -70,8 +72,7 @@ class TimedCache(ControllerCache):
     port records with the worker's other agents."""
 
     def __init__(self, host: str, report: Reporter) -> None:
-        super().__init__()
-        self.host = host
+        super().__init__(host=host)
         self.report = report
 
     def load(self, snap: Snapshot) -> None:
@@ -105,13 +106,18 @@ class CountingController(HttpController):
 
 
 class Hypervisor:
-    def __init__(self, index: int, args: argparse.Namespace, transport: httpx.HTTPTransport,
+    def __init__(self, index: int, args: argparse.Namespace, tls: ssl.SSLContext,
                  report: Reporter) -> None:
         self.host = host_name(index)
         self.switch = MemorySwitch()
         # spread over the controllers: each agent's list starts at a different one
         urls = args.urls.split(",")
         start = index % len(urls)
+        # a connection pool of its own, as a real hypervisor's agent has: one pool shared by a
+        # worker's hundreds of agents had nearly all of them waiting on its lock (py-spy dump:
+        # 145 of 150 threads in httpcore's ThreadLock.__enter__), which measured the pool
+        transport = httpx.HTTPTransport(verify=tls, limits=httpx.Limits(
+            max_connections=4, max_keepalive_connections=4))
         client = Client(",".join(urls[start:] + urls[:start]), args.token, transport=transport)
         self.controller = CountingController(client, l2pop=args.l2pop)
         conf = AgentConfig(host=self.host, tunnel_ip=str(UNDERLAY + index),
@@ -130,21 +136,24 @@ class Hypervisor:
         self.switch.plug(BR_INT, names.vm_tap(port_id), DEAD_VLAN,
                          {"iface-id": port_id, "attached-mac": mac, "iface-status": "active"})
 
-    def run(self, stop: threading.Event, expected: list[int]) -> None:
+    def run(self, stop: threading.Event, expected: dict[str, int]) -> None:
         while not stop.is_set():
             self.agent.run_round()
             if not self.registered and self.controller.agent_id is not None:
                 self.registered = True
                 self.report(registered=self.host, t=time.monotonic())
-            if not self.converged and expected and self._converged(expected[0]):
+            if not self.converged and self.host in expected and \
+                    self._converged(expected[self.host]):
                 self.converged = True
                 self.report(converged=self.host, t=time.monotonic(),
                             rounds=self.agent.stats.rounds)
 
     def _converged(self, expected_ports: int) -> bool:
-        """Registered, every port plugged here ACTIVE (reported by this agent), every port of
-        the cloud known, and a round of flows computed from that view (run_round just did)."""
+        """Registered, every port plugged here ACTIVE (reported by this agent), every port that
+        concerns it known (its own and those of its networks: what the controller sends it),
+        and a round of flows computed from that view (run_round just did)."""
         return (self.registered and self.own <= self.agent.stats.ports_active
+                and not self.agent.cache.incomplete()
                 and len(self.agent.cache.ports) >= expected_ports
                 and self.agent.controller_reachable)
 
@@ -167,14 +176,14 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _interrupt)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
                         format="%(asctime)s %(name)s %(message)s")
-    # one connection pool for the worker's agents: each keeps a connection or two alive
-    transport = httpx.HTTPTransport(limits=httpx.Limits(
-        max_connections=None, max_keepalive_connections=4 * args.count))
+    # one TLS context for all (the controllers are plain HTTP here; making one per agent
+    # would only cost seconds of start-up)
+    tls = ssl.create_default_context()
     report = Reporter()
-    hvs = {h.host: h for h in (Hypervisor(i, args, transport, report)
+    hvs = {h.host: h for h in (Hypervisor(i, args, tls, report)
                                for i in range(args.first, args.first + args.count))}
     stop = threading.Event()
-    expected: list[int] = []
+    expected: dict[str, int] = {}  # host -> ports that concern it, once all are written
     threads = [threading.Thread(target=h.run, args=(stop, expected), name=h.host, daemon=True)
                for h in hvs.values()]
     for thread in threads:
@@ -187,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
             if message.get("tell") == "heartbeats":
                 report(heartbeats=CountingController.heartbeats, t=time.monotonic())
             if "expect" in message:
-                expected.append(int(message["expect"]))
+                expected.update((h, int(n)) for h, n in message["expect"].items())
             if message.get("stop"):
                 break
     except KeyboardInterrupt:
@@ -203,7 +212,15 @@ def main(argv: list[str] | None = None) -> int:
         "controller_errors": sum(h.agent.stats.controller_errors for h in hvs.values()),
         "snapshots": sum(h.agent.stats.snapshots for h in hvs.values()),
         "failovers": sum(h.controller.failovers for h in hvs.values()),
-        "heartbeats": CountingController.heartbeats})
+        "heartbeats": CountingController.heartbeats,
+        "network_listings": sum(h.agent.stats.network_listings for h in hvs.values())})
+    for h in hvs.values():
+        if not h.converged:  # why not: on stderr, into the worker's log
+            print(f"{h.host} not converged: registered={h.registered} "
+                  f"own_active={len(h.own & h.agent.stats.ports_active)}/{len(h.own)} "
+                  f"ports={len(h.agent.cache.ports)}/{expected.get(h.host)} "
+                  f"incomplete={len(h.agent.cache.incomplete())} "
+                  f"reachable={h.agent.controller_reachable}", file=sys.stderr)
     return 0
 
 

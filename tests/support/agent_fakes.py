@@ -28,6 +28,7 @@ class FakeController:
         self.snapshots = 0  # how many times the agent listed everything
         self.tunnel_reports: list[list[dict[str, Any]]] = []  # heartbeats' tunnel states
         self.watch_errors: list[Exception] = []  # raised by the next watches, one each
+        self.network_listings: list[str] = []  # networks whose ports the agent listed
 
     def forget_events(self) -> None:
         """Drop the change log, as compaction does: only a new snapshot shows what changed."""
@@ -76,6 +77,11 @@ class FakeController:
         if port_id not in self.ports:  # as the controller answers for a deleted port
             raise NotFoundError(f"Port {port_id} could not be found.", status=404)
         self.statuses[port_id] = status
+
+    def network_ports(self, network_id: str, since: int) -> list[dict[str, Any]]:
+        self._check()
+        self.network_listings.append(network_id)
+        return [p for p in self.ports.values() if p["network_id"] == network_id]
 
 
 _WHERE = re.compile(r"^(?:cookie=(0x[0-9a-f]+),)?table=(\d+),priority=(\d+),?(.*?) actions=(.*)$")

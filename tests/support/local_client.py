@@ -154,7 +154,8 @@ class LocalClient:
         with _as_client_errors():
             return projects.create_token(self.ctl, self.caller, body, new_token())
 
-    def snapshot(self) -> Snapshot:
+    def snapshot(self, host: str | None = None) -> Snapshot:
+        """`host` is taken and ignored: every port is a superset of what it asks for."""
         kinds = ("network", "subnet", "port", "agent") if self.caller.sees_all else (
             "network", "subnet", "port")  # fmt: skip
         with self.ctl.store.read() as txn:
@@ -166,8 +167,14 @@ class LocalClient:
         return Snapshot(found["network"], found["subnet"], found["port"],
                         found.get("agent", []), revision)  # fmt: skip
 
-    def events(self, since: int, timeout: float = 30.0) -> tuple[builtins.list[WatchEvent], int]:
-        """Long poll, as the HTTP one: returns at the first visible event or at `timeout`."""
+    def network_ports(self, network_id: str, since: int = 0) -> builtins.list[Resource]:
+        return self.list("port", network_id=network_id)
+
+    def events(
+        self, since: int, timeout: float = 30.0, host: str | None = None
+    ) -> tuple[builtins.list[WatchEvent], int]:
+        """Long poll, as the HTTP one: returns at the first visible event or at `timeout`.
+        `host` is taken and ignored, as by a controller that sends every event (a superset)."""
         deadline = time.monotonic() + timeout
         while True:
             with self._changed:

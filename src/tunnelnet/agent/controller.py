@@ -3,8 +3,16 @@
 The agent lists everything once, then follows the watch stream from the revision the list
 returned (the list-and-watch pattern). When the stream says its revision is too old, it lists
 again; when the controller is unreachable, it retries with backoff; the switch keeps forwarding
-meanwhile. Snapshot and Event here are the agent's digest of the API's records (only what it
-plans from); the wire records are the API contract's (`tunnelnet.api`).
+meanwhile.
+
+The controller sends an agent only the ports that concern its host (its own, and those of the
+networks it has a port on: the l2 population fanout, server/fanout.py). So when a port of ours
+lands on a network we had no port on, the cache knows none of that network's other ports yet:
+the network is *incomplete* until the agent lists its ports (`network_ports`). When our last
+port leaves a network, its other ports are dropped: no more of their changes will come.
+
+Snapshot and Event here are the agent's digest of the API's records (only what it plans from);
+the wire records are the API contract's (`tunnelnet.api`).
 """
 
 from __future__ import annotations
@@ -50,6 +58,11 @@ class Controller(Protocol):
 
     def set_port_status(self, port_id: str, status: str) -> None: ...
 
+    def network_ports(self, network_id: str, since: int) -> Sequence[Mapping[str, Any]]:
+        """Every port of a network (one this agent has just got a port on) as of a revision
+        not older than `since`: an older listing would undo events already applied."""
+        ...
+
 
 @dataclass
 class ControllerCache:
@@ -57,6 +70,12 @@ class ControllerCache:
     ports: dict[str, Port] = field(default_factory=dict)
     peers: dict[str, Peer] = field(default_factory=dict)
     revision: int = 0
+    # whose cache this is; "" follows nothing (every port is taken as it comes)
+    host: str = ""
+    # networks with a port of ours whose other ports are all here (from a listing)
+    complete: set[str] = field(default_factory=set)
+    _own: dict[str, str] = field(default_factory=dict)  # our ports -> their network
+    _view: CloudView | None = None  # the view of the current content, made on first ask
 
     def load(self, snap: Snapshot) -> None:
         self.networks = {n.id: n for n in map(Network.from_api, snap.networks)}
@@ -67,6 +86,46 @@ class ControllerCache:
             if peer is not None:
                 self.peers[peer.host] = peer
         self.revision = snap.revision
+        # a snapshot for our host lists every port of the networks we have a port on
+        self._own = {p.id: p.network_id for p in self.ports.values() if self._ours(p)}
+        self.complete = set(self._own.values())
+        self._view = None
+
+    def _ours(self, port: Port) -> bool:
+        return bool(self.host) and port.host == self.host
+
+    def incomplete(self) -> set[str]:
+        """Networks we have a port on whose other ports we have not listed yet."""
+        return set(self._own.values()) - self.complete
+
+    def _follow_port(self, port_id: str, port: Port | None) -> None:
+        """Note where our port `port_id` is now (None: gone, or no longer ours)."""
+        before = self._own.pop(port_id, None)
+        if port is not None and self._ours(port):
+            self._own[port_id] = port.network_id
+        if before is not None and before not in self._own.values():
+            # our last port left that network: its ports stop coming, so forget them
+            self.complete.discard(before)
+            self.ports = {i: p for i, p in self.ports.items() if p.network_id != before
+                          or i in self._own}
+
+    def merge_network(self, network_id: str, objs: Sequence[Mapping[str, Any]]) -> None:
+        """The ports of a network as listed now: they replace what we had of it. Events older
+        than the listing may follow (the watch was behind it); they are re-applied over it and
+        the watch's newer ones end where the listing is, so nothing is lost."""
+        self.ports = {i: p for i, p in self.ports.items() if p.network_id != network_id}
+        listed = [Port.from_api(obj) for obj in objs]
+        for port in listed:
+            if port.network_id == network_id:
+                self.ports[port.id] = port
+        for port_id in [i for i, n in self._own.items() if n == network_id]:
+            self._follow_port(port_id, self.ports.get(port_id))
+        for port in listed:
+            if port.network_id == network_id and self._ours(port):
+                self._follow_port(port.id, port)
+        if network_id in self._own.values():
+            self.complete.add(network_id)
+        self._view = None
 
     def apply(self, event: Event) -> None:
         deleted = event.action == "delete"
@@ -78,10 +137,13 @@ class ControllerCache:
                 self.networks[net_id] = Network.from_api(event.obj)
         elif event.resource == "port":
             port_id = str(event.obj["id"])
-            if deleted:
+            port = None if deleted else Port.from_api(event.obj)
+            if port is None:
                 self.ports.pop(port_id, None)
             else:
-                self.ports[port_id] = Port.from_api(event.obj)
+                self.ports[port_id] = port
+            if self.host:
+                self._follow_port(port_id, port)
         elif event.resource == "agent":
             host = str(event.obj.get("host", ""))
             peer = None if deleted else Peer.from_api(event.obj)
@@ -89,8 +151,16 @@ class ControllerCache:
                 self.peers.pop(host, None)
             else:
                 self.peers[host] = peer
+        else:
+            self.revision = max(self.revision, event.revision)
+            return  # a bookmark: nothing we plan from changed
         self.revision = max(self.revision, event.revision)
+        self._view = None
 
     def view(self) -> CloudView:
-        return CloudView(networks=dict(self.networks), ports=dict(self.ports),
-                         peers=dict(self.peers))
+        """The content as an immutable view; the same object until the content changes (so
+        its indexes are built once per change, and the agent can tell nothing changed)."""
+        if self._view is None:
+            self._view = CloudView(networks=dict(self.networks), ports=dict(self.ports),
+                                   peers=dict(self.peers))
+        return self._view

@@ -8,6 +8,10 @@ Given several controllers (one store behind them), the client moves to the next 
 request fails or a poll breaks; revisions are the store's, so the agent's next poll asks the
 new controller for the changes after the same revision, and no re-list is needed. Each move is
 logged here, with the controller left and the one reached.
+
+Once registered, the listing and the polls name the agent's host: the controller then sends
+only the ports that concern it (its own and those of its networks, server/fanout.py), and the
+agent lists a network's ports itself when it gets its first port there (`network_ports`).
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ class HttpController:
         self._registration: tuple[str, str, Sequence[str], Mapping[str, str]] | None = None
         self.failovers = 0  # times the client moved on to another controller of its list
         self._answered_by: str | None = None
+        self.host: str | None = None  # ours, once registered: what the controller sends us
 
     def _call(self, request: Callable[[], T]) -> T:
         """`request`, noting which controller took it when that is not the last one.
@@ -64,6 +69,7 @@ class HttpController:
     def register_agent(self, host: str, tunnel_ip: str, tunnel_types: Sequence[str],
                        bridge_mappings: Mapping[str, str]) -> None:
         self._registration = (host, tunnel_ip, tuple(tunnel_types), dict(bridge_mappings))
+        self.host = host
         agent = self._call(lambda: self.client.register_agent(
             host, tunneling_ip=tunnel_ip, tunnel_types=tunnel_types,
             bridge_mappings=bridge_mappings, l2_population=self.l2pop,
@@ -84,7 +90,7 @@ class HttpController:
                 self.register_agent(*self._registration)
 
     def snapshot(self) -> Snapshot:
-        snap = self._call(self.client.snapshot)
+        snap = self._call(lambda: self.client.snapshot(host=self.host))
         # which controller, over which scheme: the one line an operator needs to see where the
         # agent's view came from (httpx's per-request lines are not logged)
         log.info("listed everything from %s at revision %d", self.client.url, snap.revision)
@@ -94,7 +100,7 @@ class HttpController:
     def watch(self, since: int, timeout: float) -> list[Event]:
         # ResyncRequired (HTTP 410) goes up as it is: the agent tells it from an outage
         records, revision = self._call(
-            lambda: self.client.events(since, timeout=max(timeout, 0.05)))
+            lambda: self.client.events(since, timeout=max(timeout, 0.05), host=self.host))
         # another type's agent on a host (a DHCP agent) is no tunnel peer: its record must
         # not replace, or on delete remove, the Open vSwitch agent's of that host
         events = [Event(r.resource, r.action, r.object, r.revision) for r in records
@@ -108,3 +114,6 @@ class HttpController:
 
     def set_port_status(self, port_id: str, status: str) -> None:
         self._call(lambda: self.client.set_port_status(port_id, status))
+
+    def network_ports(self, network_id: str, since: int) -> Sequence[Mapping[str, Any]]:
+        return self._call(lambda: self.client.network_ports(network_id, since))

@@ -1,7 +1,11 @@
 """The agent's main loop: list and watch the controller, converge the switch, report back.
 
 One thread does everything in rounds: take controller events (long poll, bounded), read the
-vNICs on br-int, compute the desired state, and apply the difference. A switch restart (the
+vNICs on br-int, compute the desired state, and apply the difference. A round in which
+nothing it plans from changed (the same view of the controller, the same ports on the
+bridges, the same ports reported ACTIVE) computes nothing: it would plan the same flows, and
+a thousand idle agents each planning twice a second is what kept a thousand-host cloud from
+converging. A switch restart (the
 canary flow is gone) makes the agent forget what it installed and program everything again.
 
 While no controller answers, the agent changes no flow: it keeps forwarding on what it has,
@@ -58,6 +62,7 @@ class AgentStats:
     snapshots: int = 0  # full lists of the controller's state (the first, then each resync)
     outages: int = 0  # stretches of time in which no controller answered
     switch_resets: int = 0
+    network_listings: int = 0  # networks whose ports were listed on our first port there
     ports_active: set[str] = field(default_factory=set)
     # tunnel port name -> its bfd_status as last read (every tunnel with BFD on)
     tunnels: dict[str, dict[str, str]] = field(default_factory=dict)
@@ -84,7 +89,7 @@ class Agent:
         self._report_due = False
         # a new cookie per agent start: flows of earlier generations are swept after resync
         self.cookie = cookie if cookie is not None else random.getrandbits(63) | 1
-        self.cache = ControllerCache()
+        self.cache = ControllerCache(host=conf.host)
         self.lvm = LocalVlanManager()
         self.int_flows = FlowApplier(backend, BR_INT, self.cookie)
         self.tun_flows = FlowApplier(backend, BR_TUN, self.cookie)
@@ -100,6 +105,14 @@ class Agent:
         # each bound port as the cache showed it when its status was last judged here
         self._judged: dict[str, Port] = {}
         self._bridges_ready = False
+        # what the last full converge planned from (see the module's doc); None: plan again
+        self._planned_from: tuple[CloudView, object] | None = None
+
+    def _forget_flows(self) -> None:
+        """Nothing we installed is known to be on the switch any more."""
+        for applier in (self.int_flows, self.tun_flows, *self.phys_flows.values()):
+            applier.forget()
+        self._planned_from = None
 
     # -- switch side ------------------------------------------------------------------------
 
@@ -157,14 +170,23 @@ class Agent:
         elif self._switch_restarted():
             log.warning("br-int lost its flows (switch restart?): reprogramming everything")
             self.stats.switch_resets += 1
-            for applier in (self.int_flows, self.tun_flows, *self.phys_flows.values()):
-                applier.forget()
+            self._forget_flows()
             self._ensure_bridges()
         int_ports = self.backend.list_ports(BR_INT)
+        view = self.cache.view()
+        # the view is immutable and the same object while the cache did not change: compared
+        # by identity (comparing 20,000 ports would cost what planning does)
+        switch = (int_ports, self.backend.list_ports(BR_TUN),
+                  [self.backend.list_ports(b) for b in sorted(set(
+                      self.conf.bridge_mappings.values()))],
+                  frozenset(self.stats.ports_active))
+        last = self._planned_from
+        if last is not None and last[0] is view and last[1] == switch:
+            return  # the same inputs plan the same flows: nothing to do
+        self._planned_from = None  # until this round is through
         if not self.lvm.items():
             self._restore_local_vlans(int_ports)
         vnics = desired.vnics_of(int_ports, patch_tun=PATCH_TUN)
-        view = self.cache.view()
         bound, dead = desired.plan_bindings(self.conf, view, vnics)
         local_vlans = desired.assign_local_vlans(self.lvm, bound)
         current_tags = {p.name: p.tag for p in int_ports}
@@ -186,6 +208,7 @@ class Agent:
         self._forget_learned_locals(
             [b for b in bound if b.port.id not in self.stats.ports_active], local_vlans)
         self._bound = {b.port.id for b in bound}
+        self._planned_from = (view, switch)
 
     def _forget_learned_locals(self, new: list[desired.Binding],
                                local_vlans: dict[str, int]) -> None:
@@ -305,8 +328,18 @@ class Agent:
             self._synced = True
             log.info("synced with controller at revision %d", self.cache.revision)
             return
+        self._complete_networks()  # one a failed contact left incomplete
         for event in self.controller.watch(self.cache.revision, wait):
             self.cache.apply(event)
+        self._complete_networks()
+
+    def _complete_networks(self) -> None:
+        """List the ports of each network we have just got a port on: the controller sends
+        us a network's port events only from then on (agent/controller.py)."""
+        for network_id in sorted(self.cache.incomplete()):
+            self.cache.merge_network(
+                network_id, self.controller.network_ports(network_id, self.cache.revision))
+            self.stats.network_listings += 1
 
     @property
     def controller_reachable(self) -> bool:
@@ -374,6 +407,7 @@ class Agent:
             self.cookie = random.getrandbits(63) | 1
             for applier in (self.int_flows, self.tun_flows, *self.phys_flows.values()):
                 applier.new_generation(self.cookie)
+            self._planned_from = None  # and the next round plans again, whatever it reads
         except TunnelnetError as exc:
             # a port status report that found no controller: reported in a later round
             self._unanswered(time.monotonic(), exc)

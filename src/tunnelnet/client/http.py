@@ -321,17 +321,30 @@ class Client:
         item: Resource = self.request("POST", "/v2.0/tokens", body).json()["token"]
         return item
 
-    def snapshot(self) -> Snapshot:
-        """Networks, subnets, ports and agents read in one transaction, with its revision."""
-        return Snapshot.from_dict(self.request("GET", "/v2.0/snapshot").json()["snapshot"])
+    def snapshot(self, host: str | None = None) -> Snapshot:
+        """Networks, subnets, ports and agents read in one transaction, with its revision.
+        `host`: of the ports only that host's and those on the networks it has a port on."""
+        response = self.request("GET", "/v2.0/snapshot", params=_query({"host": host}))
+        return Snapshot.from_dict(response.json()["snapshot"])
 
-    def events(self, since: int, timeout: float = 30.0) -> tuple[builtins.list[WatchEvent], int]:
+    def network_ports(self, network_id: str, since: int = 0) -> builtins.list[Resource]:
+        """Every port of a network at a revision not older than `since` (what an agent whose
+        watch names its host lists when it gets its first port on the network)."""
+        response = self.request("GET", "/v2.0/watch/ports",
+                                params=_query({"network_id": network_id, "since": since}))
+        found: builtins.list[Resource] = response.json()["ports"]
+        return found
+
+    def events(
+        self, since: int, timeout: float = 30.0, host: str | None = None
+    ) -> tuple[builtins.list[WatchEvent], int]:
         """Long poll: events after `since` as soon as there is one (or none after `timeout`),
-        and the revision to ask from next. Raises ResyncRequired when `since` is too old."""
+        and the revision to ask from next. Raises ResyncRequired when `since` is too old.
+        `host`: only the port events that concern that host (the l2 population fanout)."""
         # the answer may come as late as any other answer may (the client's timeout), after
         # the wait the poll asked for: a slow controller's poll is answered, not abandoned
         limits = httpx.Timeout(10.0, read=timeout + self._timeout)
-        params = _query({"since": since, "timeout": timeout})
+        params = _query({"since": since, "timeout": timeout, "host": host})
         response = self._send("GET", "/v2.0/events", params=params, timeout=limits)
         if response.status_code >= 400:
             raise _error(response)
@@ -340,11 +353,13 @@ class Client:
         return found, int(data["revision"])
 
     def watch(
-        self, since: int | None = None, timeout: float | None = None, read_timeout: float = 60.0
+        self, since: int | None = None, timeout: float | None = None, read_timeout: float = 60.0,
+        host: str | None = None,
     ) -> Iterator[WatchEvent]:
         """Events after `since` as they happen; ends after `timeout` seconds, on `resync`,
-        or when the connection drops (ClientError). Resume with the last revision seen."""
-        params = _query({"since": since, "timeout": timeout})
+        or when the connection drops (ClientError). Resume with the last revision seen.
+        `host`: only the port events that concern that host (the l2 population fanout)."""
+        params = _query({"since": since, "timeout": timeout, "host": host})
         limits = httpx.Timeout(10.0, read=read_timeout)
         failures: builtins.list[str] = []
         for index in self._order():

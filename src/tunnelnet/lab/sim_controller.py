@@ -148,3 +148,8 @@ class SimController:
     def set_port_status(self, port_id: str, status: str) -> None:
         ports.update(self.hub.ctl, AGENT, port_id, {"status": status})
         self.status_writes += 1
+
+    def network_ports(self, network_id: str, since: int) -> Sequence[Mapping[str, Any]]:
+        # never asked: the shared cache follows no host (it holds every port already)
+        with self.hub.ctl.store.read() as txn:
+            return [public(d) for d in txn.list("port") if d.get("network_id") == network_id]

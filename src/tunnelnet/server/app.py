@@ -25,6 +25,7 @@ from tunnelnet.api import REVISION_HEADER, ResyncRequired
 from tunnelnet.server import (
     agents,
     extensions,
+    fanout,
     l2pop,
     networks,
     ports,
@@ -51,6 +52,8 @@ from tunnelnet.store.base import Doc, StoreError, StoreUnavailable
 log = logging.getLogger(__name__)
 Token = Annotated[str | None, Header(alias="X-Auth-Token")]
 Fields = Annotated[list[str] | None, Query(alias="fields")]
+# an agent's host: its watch and listing carry only the ports that concern it (server/fanout.py)
+Host = Annotated[str | None, Query(min_length=1, max_length=255)]
 
 
 def _error(status: int, error_type: str, message: str) -> JSONResponse:
@@ -237,6 +240,19 @@ def _auth(request: Request, token: str | None) -> tuple[Controller, Caller]:
     return ctl, caller
 
 
+async def _auth_async(request: Request, token: str | None) -> tuple[Controller, Caller]:
+    """`_auth` for the async routes every agent calls twice a second (its long polls): the
+    configured tokens are told on the event loop; only a project token's lookup in the store
+    goes to a thread (a thread per poll was most of what an idle poll cost)."""
+    ctl: Controller = request.app.state.ctl
+    config = ctl.config
+    if config.auth_strategy != "noauth":
+        caller = configured_caller(config.admin_token, config.agent_token, token)
+        if caller is not None:
+            return ctl, caller
+    return await asyncio.to_thread(_auth, request, token)
+
+
 def _noauth_caller(ctl: Controller, token: str | None) -> Caller:
     """Neutron's `auth_strategy = noauth`: every request is admin (keystoneauth's `none`
     plugin sends the token "notused"), except that a valid agent or project token keeps its
@@ -365,10 +381,11 @@ def _other_routes(app: FastAPI) -> None:
         token: Token = None,
         since: Annotated[int | None, Query(ge=0)] = None,
         timeout: Annotated[float | None, Query(gt=0, le=86400)] = None,
+        host: Host = None,
     ) -> Response:
         _, caller = _auth(request, token)
         return StreamingResponse(
-            watch.stream(request.app.state.hub, caller, since, timeout),
+            watch.stream(request.app.state.hub, caller, since, timeout, host),
             media_type="application/x-ndjson",
         )
 
@@ -441,21 +458,49 @@ def _discovery_routes(app: FastAPI) -> None:
 
 def _snapshot_routes(app: FastAPI) -> None:
     @app.get("/v2.0/snapshot", tags=["watch"], summary="Everything visible, at one revision")
-    def snapshot(request: Request, token: Token = None) -> Response:
+    def snapshot(request: Request, token: Token = None, host: Host = None) -> Response:
         ctl, caller = _auth(request, token)
         kinds = ("network", "subnet", "port", "agent") if caller.sees_all else (
             "network", "subnet", "port")  # fmt: skip
         view_agent = agents.viewer(ctl)
         with ctl.store.read() as txn:
+            found = {kind: list_visible(txn, caller, kind) for kind in kinds}
+            if host is not None:
+                # what the watch with this host follows: its ports and its networks' ports
+                hosted = {str(p["network_id"]) for p in found["port"]
+                          if p.get("binding:host_id") == host}
+                found["port"] = [p for p in found["port"]
+                                 if fanout.port_wanted(host, hosted, p)]
             body: dict[str, Any] = {
-                f"{kind}s": [
-                    view_agent(d) if kind == "agent" else public(d)
-                    for d in list_visible(txn, caller, kind)
-                ]
-                for kind in kinds
+                f"{kind}s": [view_agent(d) if kind == "agent" else public(d) for d in docs]
+                for kind, docs in found.items()
             }
             body["revision"] = txn.revision
         return JSONResponse({"snapshot": body}, headers={REVISION_HEADER: str(body["revision"])})
+
+    @app.get("/v2.0/watch/ports", tags=["watch"], summary="A network's ports, for an agent")
+    async def network_ports(
+        request: Request,
+        network_id: Annotated[str, Query(min_length=1, max_length=255)],
+        token: Token = None,
+        since: Annotated[int, Query(ge=0)] = 0,
+    ) -> Response:
+        """What an agent lists when it gets its first port on a network (its watch names its
+        host, so it had none of that network's port events): every port of the network at a
+        revision not older than `since`, from the watch hub's memory (server/fanout.py)."""
+        ctl, caller = await _auth_async(request, token)
+        caller.require_admin_or_agent("a network's ports")
+        found = await request.app.state.hub.network_ports(network_id, since, timeout=5.0)
+        if found is None:  # the hub is behind: the store has them, at a cost
+            found = await asyncio.to_thread(_store_network_ports, ctl, network_id)
+            if found[1] < since:
+                return _error(
+                    ResyncRequired.STATUS, ResyncRequired.TYPE,
+                    f"revision {since} is newer than the store's: list again",
+                )  # fmt: skip
+        docs, revision = found
+        return JSONResponse({"ports": docs, "revision": revision},
+                            headers={REVISION_HEADER: str(revision)})
 
     @app.get("/v2.0/events", tags=["watch"], summary="Long poll: changes after a revision")
     async def events(
@@ -463,20 +508,29 @@ def _snapshot_routes(app: FastAPI) -> None:
         token: Token = None,
         since: Annotated[int, Query(ge=0)] = 0,
         timeout: Annotated[float, Query(ge=0, le=300)] = 30.0,
+        host: Host = None,
     ) -> Response:
-        _, caller = await asyncio.to_thread(_auth, request, token)
-        result = await watch.poll(request.app.state.hub, caller, since, timeout)
+        _, caller = await _auth_async(request, token)
+        result = await watch.poll(request.app.state.hub, caller, since, timeout, host)
         if result is None:
             return _error(
                 ResyncRequired.STATUS, ResyncRequired.TYPE,
                 f"changes after revision {since} are no longer kept; list again and watch "
                 "from the revision the list returns",
             )  # fmt: skip
-        found, revision = result
-        return JSONResponse(
-            {"events": [e.as_dict() for e in found], "revision": revision},
-            headers={REVISION_HEADER: str(revision)},
-        )
+        lines, revision = result
+        # the events as the hub encoded them once for every poller (each line one JSON
+        # object), not decoded and encoded again per poll
+        body = b"".join((b'{"events":[', b",".join(line.rstrip(b"\n") for line in lines),
+                         b'],"revision":%d}' % revision))
+        return Response(body, media_type="application/json",
+                        headers={REVISION_HEADER: str(revision)})
+
+
+def _store_network_ports(ctl: Controller, network_id: str) -> tuple[list[Doc], int]:
+    with ctl.store.read() as txn:
+        found = [public(d) for d in txn.list("port") if d.get("network_id") == network_id]
+        return found, txn.revision
 
 
 async def _housekeeping(ctl: Controller) -> None:

@@ -9,6 +9,10 @@ Hundreds of agents watch at once, so the newest changes are read from the store 
 commit by one `Hub` and kept in memory, encoded once; each stream only filters what its caller
 may see. A stream that asks for something older than the hub holds reads the store itself.
 The hub also re-reads the log when idle, so writers in another process are seen too.
+
+A watcher that names its host (an agent) gets only the port events that concern that host
+(server/fanout.py: l2 population's fanout); the hub works out who they concern once per
+change, as it reads it.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from anyio import to_thread
 from tunnelnet.api import WatchEvent
 from tunnelnet.server.auth import Caller
 from tunnelnet.server.controller import Controller, public, visible
+from tunnelnet.server.fanout import Interest
 from tunnelnet.store.base import Action, Change, Compacted, Store
 
 log = logging.getLogger(__name__)
@@ -53,6 +58,13 @@ def shared_networks(store: Store) -> tuple[frozenset[str], int]:
     with store.read() as txn:
         ids = frozenset(n["id"] for n in txn.list("network") if n.get("shared") is True)
         return ids, txn.revision
+
+
+def _hub_state(store: Store) -> tuple[frozenset[str], Interest, int]:
+    """The shared networks and who hosts which network, read at one revision."""
+    with store.read() as txn:
+        ids = frozenset(n["id"] for n in txn.list("network") if n.get("shared") is True)
+        return ids, Interest([public(d) for d in txn.list("port")]), txn.revision
 
 
 def _follow_sharing(shared: set[str], change: Change) -> None:
@@ -99,6 +111,10 @@ class _Entry:
     change: Change
     event: WatchEvent
     line: bytes
+    hosts: frozenset[str] | None  # the hosts a port event concerns; None: every watcher
+
+    def for_host(self, host: str | None) -> bool:
+        return host is None or self.hosts is None or host in self.hosts
 
 
 class Hub:
@@ -110,8 +126,13 @@ class Hub:
         self.entries: list[_Entry] = []  # contiguous revisions, ending at `head`
         self.head = 0
         self.shared: set[str] = set()  # networks shared as of `head`
+        self.interest = Interest()  # who hosts which network as of `head`
         self._dirty = asyncio.Event()
         self._grown = asyncio.Event()
+        # per host, what its filtered watchers wait on: set only by a change that concerns
+        # that host (or every watcher), so a port event wakes the hundred hosts of its
+        # network, not the thousand streams of the cloud
+        self._host_grown: dict[str, asyncio.Event] = {}
         self._task: asyncio.Task[None] | None = None
         self._unsubscribe: object = None
         self.closing = False
@@ -121,11 +142,12 @@ class Hub:
         and would otherwise wait for streams that never end. Call on the event loop's thread."""
         self.closing = True
         self._grown.set()
+        for event in self._host_grown.values():
+            event.set()
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
-        shared, self.head = await to_thread.run_sync(shared_networks, self.ctl.store)
-        self.shared = set(shared)
+        await self._reset()
 
         def on_commit(_revision: int) -> None:
             loop.call_soon_threadsafe(self._dirty.set)
@@ -153,20 +175,31 @@ class Hub:
             except Compacted:
                 # fell behind the compaction: start over; older asks go to the store
                 self.entries.clear()
-                shared, self.head = await to_thread.run_sync(shared_networks, self.ctl.store)
-                self.shared = set(shared)
+                await self._reset()
             except Exception:  # the pump must outlive any single failure
                 log.exception("watch hub could not read the change log")
                 await asyncio.sleep(1.0)
 
+    async def _reset(self) -> None:
+        shared, self.interest, self.head = await to_thread.run_sync(_hub_state, self.ctl.store)
+        self.shared = set(shared)
+        self._wake_hosts(None)  # waiters look again (from the store, if need be)
+
     async def _load(self) -> None:
         while True:
             changes = await to_thread.run_sync(self.ctl.store.changes_since, self.head, 2000)
+            woken: set[str] | None = set()  # None: every host
             for change in changes:
                 _follow_sharing(self.shared, change)
                 event = _event(change)
-                self.entries.append(_Entry(change, event, event.encode()))
+                hosts = self.interest.concerned(change, event.object or {})
+                self.entries.append(_Entry(change, event, event.encode(), hosts))
+                if hosts is None:
+                    woken = None
+                elif woken is not None:
+                    woken |= hosts
             if changes:
+                self._wake_hosts(woken)
                 self.head = changes[-1].revision
                 if len(self.entries) > 2 * self.keep:
                     del self.entries[: len(self.entries) - self.keep]
@@ -174,6 +207,16 @@ class Hub:
                 grown.set()
             if len(changes) < 2000:
                 return
+
+    def _wake_hosts(self, hosts: set[str] | None) -> None:
+        if hosts is None:
+            woken, self._host_grown = self._host_grown, {}
+            events = list(woken.values())
+        else:
+            events = [e for e in map(self._host_grown.pop, hosts, [None] * len(hosts))
+                      if e is not None]
+        for event in events:
+            event.set()
 
     def after(self, since: int) -> list[_Entry] | None:
         """Entries after `since`, or None when the hub does not hold all of them."""
@@ -183,23 +226,42 @@ class Hub:
             return None
         return self.entries[since + 1 - self.entries[0].change.revision :]
 
-    async def wait(self, since: int, timeout: float) -> None:
-        """Returns when the hub holds changes after `since`, or after `timeout`."""
+    async def network_ports(self, network_id: str, since: int, timeout: float
+                            ) -> tuple[list[dict[str, object]], int] | None:
+        """The ports of a network as of a revision not older than `since` (the caller's
+        events were read up to it: an older listing would undo them), from memory; None
+        when the hub does not reach `since` within `timeout` (the caller reads the store)."""
+        deadline = time.monotonic() + timeout
+        while self.head < since:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or self.closing:
+                return None
+            await self.wait(self.head, remaining)
+        return [dict(d) for d in self.interest.ports_of(network_id)], self.head
+
+    async def wait(self, since: int, timeout: float, host: str | None = None) -> None:
+        """Returns when the hub holds changes after `since`, or after `timeout`; with `host`,
+        only changes that concern that host end the wait early."""
         if since < self.head:
             return
+        grown = self._grown if host is None else self._host_grown.setdefault(
+            host, asyncio.Event())
         # asyncio.timeout, not wait_for: no extra task per wait, and hundreds of streams wait
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(timeout):
-                await self._grown.wait()
+                await grown.wait()
 
 
 async def _next_batch(
-    hub: Hub, caller: Caller, since: int
+    hub: Hub, caller: Caller, since: int, host: str | None = None
 ) -> tuple[list[WatchEvent], list[bytes], int] | None:
-    """Visible events after `since` (from the hub, or the store for older ones)."""
+    """Visible events after `since` (from the hub, or the store for older ones); with `host`,
+    the hub's port events that concern no port of that host are left out (older ones, read
+    from the store, all go: the hub knows who they concern only from its own start)."""
     held = hub.after(since)
     if held is not None:
-        shown = [e for e in held if _may_see(caller, e.change.kind, e.change.body, hub.shared)]
+        shown = [e for e in held if e.for_host(host)
+                 and _may_see(caller, e.change.kind, e.change.body, hub.shared)]
         last = held[-1].change.revision if held else since
         return [e.event for e in shown], [e.line for e in shown], last
     result = await to_thread.run_sync(
@@ -218,9 +280,10 @@ async def _check_since(hub: Hub, since: int) -> bool:
 
 
 async def stream(
-    hub: Hub, caller: Caller, since: int | None, timeout: float | None
+    hub: Hub, caller: Caller, since: int | None, timeout: float | None, host: str | None = None
 ) -> AsyncIterator[bytes]:
-    """NDJSON lines: events, a bookmark when idle, `resync` (then the stream ends)."""
+    """NDJSON lines: events, a bookmark when idle, `resync` (then the stream ends).
+    `host`: only the port events that concern that host (module doc)."""
     interval = hub.ctl.config.watch_bookmark_interval
     deadline = None if timeout is None else time.monotonic() + timeout
     if since is None:
@@ -230,7 +293,7 @@ async def stream(
         yield await _resync(hub)
         return
     while True:
-        batch = await _next_batch(hub, caller, since)
+        batch = await _next_batch(hub, caller, since, host)
         if batch is None:
             yield await _resync(hub)
             return
@@ -257,19 +320,20 @@ async def _resync(hub: Hub) -> bytes:
 
 
 async def poll(
-    hub: Hub, caller: Caller, since: int, timeout: float
-) -> tuple[list[WatchEvent], int] | None:
+    hub: Hub, caller: Caller, since: int, timeout: float, host: str | None = None
+) -> tuple[list[bytes], int] | None:
     """Long poll: the visible events after `since` as soon as there is one, or none after
-    `timeout`; with the revision to ask from next. None when a resync is due."""
+    `timeout`, each as its encoded line (encoded once for every poller); with the revision to
+    ask from next. None when a resync is due. `host`: as for `stream`."""
     if not await _check_since(hub, since):
         return None
     deadline = time.monotonic() + timeout
     while True:
-        batch = await _next_batch(hub, caller, since)
+        batch = await _next_batch(hub, caller, since, host)
         if batch is None:
             return None
-        events, _, since = batch
+        _, lines, since = batch
         remaining = deadline - time.monotonic()
-        if events or remaining <= 0 or hub.closing:
-            return events, since
-        await hub.wait(since, remaining)
+        if lines or remaining <= 0 or hub.closing:
+            return lines, since
+        await hub.wait(since, remaining, host)
