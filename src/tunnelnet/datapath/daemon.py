@@ -28,7 +28,7 @@ from typing import Final
 
 from tunnelnet.datapath import messages, persist
 from tunnelnet.datapath.control import ControlClient, ControlServer, socket_path
-from tunnelnet.datapath.errors import DatapathError, NotRunningError
+from tunnelnet.datapath.errors import ControlError, DatapathError, NotRunningError
 from tunnelnet.datapath.loop import EventLoop
 from tunnelnet.datapath.service import Service
 from tunnelnet.datapath.switchboard import Switchboard
@@ -72,14 +72,33 @@ def _claim_rundir(rundir: Path) -> Path:
     rundir.mkdir(parents=True, exist_ok=True)
     path = socket_path(rundir)
     if path.exists() or path.is_symlink():
-        try:
-            with ControlClient(rundir, timeout=2) as client:
-                pid = client.call(messages.Ping()).get("pid")
+        pid = _answering_pid(rundir)
+        if pid is not None:
             raise DatapathError(f"a vswitchd (pid {pid}) already runs with run directory "
                                 f"{rundir}")
-        except NotRunningError:
-            path.unlink()  # stale socket of a daemon that died
+        path.unlink()  # stale socket of a daemon that died
     return path
+
+
+def _answering_pid(rundir: Path, patience: float = 3.0) -> int | None:
+    """The pid of a daemon that answers a ping on the run directory's socket, or None.
+
+    A connection that is accepted and then reset is no answer: a daemon killed a moment ago
+    may leave its listening socket open in a process that inherited it, until that goes too.
+    Asked again for ``patience`` seconds, then taken as stale."""
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            with ControlClient(rundir, timeout=2) as client:
+                return int(client.call(messages.Ping()).get("pid") or 0)
+        except NotRunningError:
+            return None
+        except ControlError as exc:
+            if time.monotonic() > deadline:
+                log.warning("the socket in %s accepts but does not answer (%s): taken as "
+                            "stale", rundir, exc)
+                return None
+            time.sleep(0.1)
 
 
 def run(config: DaemonConfig) -> None:

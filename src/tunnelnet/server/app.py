@@ -481,8 +481,10 @@ def _snapshot_routes(app: FastAPI) -> None:
     @app.get("/v2.0/watch/ports", tags=["watch"], summary="A network's ports, for an agent")
     async def network_ports(
         request: Request,
-        network_id: Annotated[str, Query(min_length=1, max_length=255)],
         token: Token = None,
+        # optional to FastAPI so that a request with a bad token is refused for its token
+        # (401) before anything of it is judged; required below
+        network_id: Annotated[str | None, Query(max_length=255)] = None,
         since: Annotated[int, Query(ge=0)] = 0,
     ) -> Response:
         """What an agent lists when it gets its first port on a network (its watch names its
@@ -490,6 +492,8 @@ def _snapshot_routes(app: FastAPI) -> None:
         revision not older than `since`, from the watch hub's memory (server/fanout.py)."""
         ctl, caller = await _auth_async(request, token)
         caller.require_admin_or_agent("a network's ports")
+        if not network_id:
+            raise BadRequest("network_id: a network's id is required")
         found = await request.app.state.hub.network_ports(network_id, since, timeout=5.0)
         if found is None:  # the hub is behind: the store has them, at a cost
             found = await asyncio.to_thread(_store_network_ports, ctl, network_id)

@@ -205,8 +205,9 @@ def test_a_removed_tunnel_takes_what_was_learned_towards_it_along() -> None:
     for mac, ofport in (("fa:16:3e:00:00:02", to_hv2), ("fa:16:3e:00:00:03", to_hv3)):
         key, value = learned(mac, ofport)
         sw.flows["br-tun"][key] = value
-    ctl.change("agent", "update", {"host": "hv2", "tunnel_ip": "192.0.2.2",
-                                   "tunnel_types": ["vxlan"], "alive": False})
+    # hv2's agent record deleted (a dead agent keeps its tunnels: only its record's removal
+    # takes them, as in Neutron)
+    ctl.change("agent", "delete", {"host": "hv2"})
     agent.run_round()
     assert "vxlan-c0000202" not in {p.name for p in sw.list_ports("br-tun")}
     table_20 = [v[1] for k, v in sw.flows["br-tun"].items() if k[:2] == (20, 1)]
