@@ -269,10 +269,12 @@ def test_forged_frames_never_reach_the_victims_and_are_counted_on_br_int(
     assert seen == {"vic": [], "far": []}
     after = {"vic": _neigh(vic), "far": _neigh(far)}
     assert after["vic"].get(far.ip) == far.mac and after["far"].get(vic.ip) == vic.mac
-    # the gateway's address: unchanged, whatever it was (the DHCP port holds it in this
-    # lab, whose subnet has no gateway; without DHCP, nobody) and never att's MAC
+    # the gateway's address: never att's MAC. It stays what it was (the DHCP port holds it
+    # in this lab, whose subnet has no gateway; without DHCP, nobody), or is gone: an entry
+    # learned at DHCP time may be aged out by the kernel meanwhile (it was, in a CI run)
     for name in ("vic", "far"):
-        assert after[name].get(GATEWAY) == before[name].get(GATEWAY) != att.mac, name
+        assert after[name].get(GATEWAY) in (before[name].get(GATEWAY), None), name
+        assert att.mac not in (after[name].get(GATEWAY), before[name].get(GATEWAY)), name
     # the forged source MAC taught no switch that vic lives behind att's port
     assert _ping(far, vic.ip)
     flows = lab.flows(att.hypervisor)
