@@ -22,73 +22,24 @@ from typing import Any
 
 import pytest
 
+from support.lab_cli import lab_state, run_lab
+from support.mtu_lab import PAIRS, V6, in_netns, mtu_lab, vm_netns
+
 pytestmark = pytest.mark.netns
 
 TOPOLOGY = Path(__file__).resolve().parent / "topologies" / "mtu.toml"
 PREFIX = f"tnM{os.getpid() % 10000}"
-# (client VM, server VM, Neutron's network MTU over a 1500-byte underlay)
-PAIRS = {"vxlan": ("vx1", "vx2", 1500 - 50), "gre": ("gre1", "gre2", 1500 - 42)}
-V6 = {"vx1": "fd00:4::11", "vx2": "fd00:4::12"}
-
-
-def _tn(lab_dir: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "tunnelnet", *args], capture_output=True,
-                          text=True, timeout=timeout, check=False,
-                          env={**os.environ, "TUNNELNET_LAB_PREFIX": PREFIX,
-                               "TUNNELNET_LAB_DIR": str(lab_dir)})
-
-
-def _in(ns: str, *argv: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["ip", "netns", "exec", ns, *argv], capture_output=True, text=True,
-                          timeout=timeout, check=False)
 
 
 @pytest.fixture(scope="module")
 def lab_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    directory = tmp_path_factory.mktemp("mtulab")
-    up = _tn(directory, "lab", "up", str(TOPOLOGY), timeout=240)
-    try:
-        assert up.returncode == 0, up.stdout + up.stderr
-        state = _state(directory)
-        for vm in state["vms"].values():
-            hv = state["hypervisors"][vm["hypervisor"]]
-            for ns, dev in ((vm["netns"], "eth0"), (hv["netns"], vm["tap"])):
-                assert _in(ns, "ip", "link", "set", dev, "mtu", "1500").returncode == 0
-        from tunnelnet.client.http import Client
-
-        with Client(state["server_url"], state["admin_token"]) as api:
-            for name, address in V6.items():
-                ns = state["vms"][name]["netns"]
-                added = _in(ns, "ip", "-6", "addr", "add", f"{address}/64", "dev", "eth0",
-                            "nodad")
-                assert added.returncode == 0, added.stderr
-                # an address the port does not own is spoofing to port security: declared
-                # as an allowed address pair, as a user adding one by hand must
-                api.update("port", state["vms"][name]["port_id"],
-                           allowed_address_pairs=[{"ip_address": address}])
-        first = state["vms"]["vx1"]["netns"]
-        assert any(_in(first, "ping", "-6", "-c", "1", "-W", "1", V6["vx2"]).returncode == 0
-                   for _ in range(20)), "the pairs' flows never let IPv6 through"
+    with mtu_lab(PREFIX, TOPOLOGY, tmp_path_factory.mktemp("mtulab")) as directory:
         yield directory
-    finally:
-        down = _tn(directory, "lab", "down", timeout=240)
-        assert down.returncode == 0, down.stdout + down.stderr
-        assert PREFIX not in subprocess.run(["ip", "netns", "list"], capture_output=True,
-                                            text=True, check=True).stdout
-
-
-def _state(lab_dir: Path) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads((lab_dir / "state.json").read_text())
-    return data
-
-
-def _ns(lab_dir: Path, vm: str) -> str:
-    return str(_state(lab_dir)["vms"][vm]["netns"])
 
 
 def _ofctl(lab_dir: Path, hv: str, *args: str) -> Any:
-    rundir = _state(lab_dir)["hypervisors"][hv]["rundir"]
-    proc = _tn(lab_dir, "ofctl", "--rundir", rundir, *args, "--json")
+    rundir = lab_state(lab_dir)["hypervisors"][hv]["rundir"]
+    proc = run_lab(PREFIX, lab_dir, "--rundir", rundir, *args, "--json", command="ofctl")
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout)
 
@@ -97,15 +48,15 @@ def _ofctl(lab_dir: Path, hv: str, *args: str) -> Any:
 def test_ping_with_df_is_told_the_networks_mtu_and_the_kernel_learns_it(
         lab_dir: Path, kind: str) -> None:
     src, dst, mtu = PAIRS[kind]
-    ns, ip = _ns(lab_dir, src), _state(lab_dir)["vms"][dst]["ip"]
-    assert _in(ns, "ping", "-c", "1", "-W", "2", ip).returncode == 0  # small ones pass
-    _in(ns, "ip", "route", "flush", "cache")
-    big = _in(ns, "ping", "-c", "2", "-i", "0.2", "-W", "2", "-M", "do", "-s", "1472", ip)
+    ns, ip = vm_netns(lab_dir, src), lab_state(lab_dir)["vms"][dst]["ip"]
+    assert in_netns(ns, "ping", "-c", "1", "-W", "2", ip).returncode == 0  # small ones pass
+    in_netns(ns, "ip", "route", "flush", "cache")
+    big = in_netns(ns, "ping", "-c", "2", "-i", "0.2", "-W", "2", "-M", "do", "-s", "1472", ip)
     assert f"Frag needed and DF set (mtu = {mtu})" in big.stdout, big.stdout + big.stderr
-    route = _in(ns, "ip", "route", "get", ip).stdout
+    route = in_netns(ns, "ip", "route", "get", ip).stdout
     assert f"mtu {mtu}" in route, route
     # the same size without -M do: the sender now fragments to the learned MTU, and it passes
-    assert _in(ns, "ping", "-c", "1", "-W", "2", "-s", "1472", ip).returncode == 0
+    assert in_netns(ns, "ping", "-c", "1", "-W", "2", "-s", "1472", ip).returncode == 0
     # counted per tunnel port and reason on the sender's hypervisor
     drops = _ofctl(lab_dir, "hv1", "dump-drops", "br-tun")
     ports = [p for p, reasons in drops["oversize"].items() if p.startswith(kind)]
@@ -113,7 +64,8 @@ def test_ping_with_df_is_told_the_networks_mtu_and_the_kernel_learns_it(
     (port,) = _ofctl(lab_dir, "hv1", "dump-ports", "br-tun", ports[0])
     assert port["mtu"] == mtu and port["oversize"]["mtu_frag_needed"] >= 1
     # and the trace says it, and why the MTU is what it is
-    trace = _tn(lab_dir, "trace", "--dir", str(lab_dir), src, dst, "--size", "1472")
+    trace = run_lab(PREFIX, lab_dir, "--dir", str(lab_dir), src, dst, "--size", "1472",
+                    command="trace")
     assert trace.returncode == 1, trace.stdout + trace.stderr  # not delivered
     assert f"'fragmentation needed' (mtu {mtu})" in trace.stdout
     assert f"{mtu} = underlay MTU 1500 - {1500 - mtu} (outer IPv4 20" in trace.stdout
@@ -123,17 +75,17 @@ def test_ping_with_df_is_told_the_networks_mtu_and_the_kernel_learns_it(
 def test_a_10_mb_tcp_transfer_completes_through_path_mtu_discovery(
         lab_dir: Path, kind: str) -> None:
     src, dst, mtu = PAIRS[kind]
-    _transfer(lab_dir, src, dst, _state(lab_dir)["vms"][dst]["ip"], mtu)
+    _transfer(lab_dir, src, dst, lab_state(lab_dir)["vms"][dst]["ip"], mtu)
 
 
 def test_ipv6_ping_is_told_packet_too_big_and_tcp_over_ipv6_completes(lab_dir: Path) -> None:
-    ns = _ns(lab_dir, "vx1")
-    _in(ns, "ip", "-6", "route", "flush", "cache")
-    assert _in(ns, "ping", "-6", "-c", "1", "-W", "3", V6["vx2"]).returncode == 0
-    big = _in(ns, "ping", "-6", "-c", "2", "-i", "0.2", "-W", "2", "-M", "do", "-s", "1452",
-              V6["vx2"])
+    ns = vm_netns(lab_dir, "vx1")
+    in_netns(ns, "ip", "-6", "route", "flush", "cache")
+    assert in_netns(ns, "ping", "-6", "-c", "1", "-W", "3", V6["vx2"]).returncode == 0
+    big = in_netns(ns, "ping", "-6", "-c", "2", "-i", "0.2", "-W", "2", "-M", "do", "-s", "1452",
+                   V6["vx2"])
     assert "Packet too big: mtu=1450" in big.stdout, big.stdout + big.stderr
-    route = _in(ns, "ip", "-6", "route", "get", V6["vx2"]).stdout
+    route = in_netns(ns, "ip", "-6", "route", "get", V6["vx2"]).stdout
     assert "mtu 1450" in route, route
     drops = _ofctl(lab_dir, "hv1", "dump-drops", "br-tun")
     assert any(r.get("mtu_packet_too_big", 0) >= 1 for r in drops["oversize"].values()), drops
@@ -172,20 +124,20 @@ TEN_MB = 160  # chunks of 64 KiB
 
 def _transfer(lab_dir: Path, src: str, dst: str, address: str, mtu: int) -> None:
     """10 MB over TCP from SRC to DST, the path MTU forgotten first: it must be found."""
-    client_ns, server_ns = _ns(lab_dir, src), _ns(lab_dir, dst)
+    client_ns, server_ns = vm_netns(lab_dir, src), vm_netns(lab_dir, dst)
     family = "-6" if ":" in address else "-4"
-    _in(client_ns, "ip", family, "route", "flush", "cache")
+    in_netns(client_ns, "ip", family, "route", "flush", "cache")
     server = subprocess.Popen(["ip", "netns", "exec", server_ns, sys.executable, "-c",
                                _RECEIVER, address], stdout=subprocess.PIPE, text=True)
     try:
         assert server.stdout is not None and server.stdout.readline() == "listening\n"
-        client = _in(client_ns, sys.executable, "-c", _SENDER, address, str(TEN_MB),
-                     timeout=60)
+        client = in_netns(client_ns, sys.executable, "-c", _SENDER, address, str(TEN_MB),
+                          timeout=60)
         assert client.returncode == 0, client.stderr[-800:]
         assert client.stdout.strip() == str(TEN_MB << 16)  # all of it, by the receiver
     finally:
         if server.poll() is None:
             server.terminate()
         server.wait(timeout=10)
-    route = _in(client_ns, "ip", family, "route", "get", address).stdout
+    route = in_netns(client_ns, "ip", family, "route", "get", address).stdout
     assert f"mtu {mtu}" in route, route  # found by path MTU discovery, not configured

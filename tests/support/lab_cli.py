@@ -8,12 +8,14 @@ namespace with its prefix and no process started from its directory.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 DEFAULT_TIMEOUT = 240.0
 
@@ -51,6 +53,12 @@ def processes_started_from(directory: Path) -> list[str]:
     found = subprocess.run(["pgrep", "-f", str(directory)], capture_output=True, text=True,
                            check=False)
     return found.stdout.split()
+
+
+def lab_state(directory: Path) -> dict[str, Any]:
+    """What ``lab up`` recorded of the lab (its state.json): VMs, hypervisors, server."""
+    state: dict[str, Any] = json.loads((directory / "state.json").read_text())
+    return state
 
 
 @contextmanager
