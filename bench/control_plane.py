@@ -46,7 +46,7 @@ from pathlib import Path
 from types import FrameType
 from typing import IO, Any
 
-from bench.cp_agents import PROBE_PREFIX, host_name
+from bench.cp_agents import PROBE_PREFIX
 from bench.cp_procs import (
     ADMIN_TOKEN,
     AGENT_TOKEN,
@@ -60,6 +60,7 @@ from bench.cp_procs import (
     start_controller,
     start_etcd,
 )
+from bench.cp_worker import host_name
 from tunnelnet.api import ClientError
 from tunnelnet.client.http import Client
 

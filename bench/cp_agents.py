@@ -17,20 +17,25 @@ machine), and its totals when it stops.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import signal
 import ssl
 import sys
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from ipaddress import IPv4Address
 from typing import Any
 
 import httpx
 
 from bench.cp_switch import MemorySwitch
+from bench.cp_worker import (
+    UNDERLAY,
+    Reporter,
+    host_name,
+    serve,
+    stop_on_sigterm,
+    worker_parser,
+)
 from tunnelnet.agent.controller import ControllerCache, Event, Snapshot
 from tunnelnet.agent.desired import AgentConfig
 from tunnelnet.agent.http_controller import HttpController
@@ -41,24 +46,6 @@ from tunnelnet.client.http import Client
 from tunnelnet.lab import names
 
 PROBE_PREFIX = "probe-"  # names of the ports whose arrival the benchmark times
-UNDERLAY = IPv4Address("172.16.0.0")
-
-
-def host_name(index: int) -> str:
-    return f"hv{index}"
-
-
-class Reporter:
-    """JSON lines on stdout, one writer at a time."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-
-    def __call__(self, **record: Any) -> None:
-        line = json.dumps(record)
-        with self._lock:
-            sys.stdout.write(line + "\n")
-            sys.stdout.flush()
 
 
 # the same port as seen by many agents of the worker: one object, not one per agent (each
@@ -158,22 +145,12 @@ class Hypervisor:
                 and self.agent.controller_reachable)
 
 
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
-
-
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.cp_agents",
-                                     description=__doc__.split("\n\n")[0])
-    parser.add_argument("--urls", required=True, help="controller URL list, comma-separated")
-    parser.add_argument("--token", default="", help="agent token (or TUNNELNET_TOKEN)")
-    parser.add_argument("--first", type=int, default=1, help="number of the first hypervisor")
-    parser.add_argument("--count", type=int, required=True, help="how many hypervisors")
+    parser = worker_parser("python -m bench.cp_agents", __doc__)
     parser.add_argument("--poll-interval", type=float, default=0.5)
-    parser.add_argument("--heartbeat-interval", type=float, default=5.0)
     parser.add_argument("--no-l2pop", dest="l2pop", action="store_false")
     args = parser.parse_args(argv)
-    signal.signal(signal.SIGTERM, _interrupt)
+    stop_on_sigterm()
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
                         format="%(asctime)s %(name)s %(message)s")
     # one TLS context for all (the controllers are plain HTTP here; making one per agent
@@ -186,25 +163,16 @@ def main(argv: list[str] | None = None) -> int:
     expected: dict[str, int] = {}  # host -> ports that concern it, once all are written
     threads = [threading.Thread(target=h.run, args=(stop, expected), name=h.host, daemon=True)
                for h in hvs.values()]
-    for thread in threads:
-        thread.start()
-    try:
-        for line in sys.stdin:
-            message = json.loads(line)
-            for host, port_id, mac in message.get("plug", []):
-                hvs[host].plug(port_id, mac)
-            if message.get("tell") == "heartbeats":
-                report(heartbeats=CountingController.heartbeats, t=time.monotonic())
-            if "expect" in message:
-                expected.update((h, int(n)) for h, n in message["expect"].items())
-            if message.get("stop"):
-                break
-    except KeyboardInterrupt:
-        pass
-    finally:
-        stop.set()
-        for thread in threads:
-            thread.join(timeout=10.0)
+
+    def hear(message: dict[str, Any]) -> None:
+        for host, port_id, mac in message.get("plug", []):
+            hvs[host].plug(port_id, mac)
+        if message.get("tell") == "heartbeats":
+            report(heartbeats=CountingController.heartbeats, t=time.monotonic())
+        if "expect" in message:
+            expected.update((h, int(n)) for h, n in message["expect"].items())
+
+    serve(threads, stop, hear)
     report(totals={
         "agents": len(hvs),
         "flows": sum(h.switch.flow_count() for h in hvs.values()),

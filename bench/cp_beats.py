@@ -13,21 +13,23 @@ The JSON lines on stdin and stdout are those of bench.cp_agents (``registered``,
 
 from __future__ import annotations
 
-import argparse
-import json
-import signal
 import sys
 import threading
 import time
-from ipaddress import IPv4Address
+from typing import Any
 
 import httpx
 
-from bench.cp_agents import Reporter, host_name
+from bench.cp_worker import (
+    UNDERLAY,
+    Reporter,
+    host_name,
+    serve,
+    stop_on_sigterm,
+    worker_parser,
+)
 from tunnelnet.api import ClientError
 from tunnelnet.client.http import Client
-
-UNDERLAY = IPv4Address("172.16.0.0")
 
 
 class Counts:
@@ -86,21 +88,11 @@ def _beat_slice(indexes: list[int], clients: list[Client], interval: float, repo
             stop.wait(due[index] - now)
 
 
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
-
-
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.cp_beats",
-                                     description=__doc__.split("\n\n")[0])
-    parser.add_argument("--urls", required=True, help="controller URL list, comma-separated")
-    parser.add_argument("--token", default="", help="agent token")
-    parser.add_argument("--first", type=int, default=1, help="number of the first hypervisor")
-    parser.add_argument("--count", type=int, required=True, help="how many hypervisors")
-    parser.add_argument("--heartbeat-interval", type=float, default=5.0)
+    parser = worker_parser("python -m bench.cp_beats", __doc__)
     parser.add_argument("--threads", type=int, default=16)
     args = parser.parse_args(argv)
-    signal.signal(signal.SIGTERM, _interrupt)
+    stop_on_sigterm()
     transport = httpx.HTTPTransport(limits=httpx.Limits(max_keepalive_connections=64))
     report = Reporter()
     counts = Counts()
@@ -113,21 +105,12 @@ def main(argv: list[str] | None = None) -> int:
             target=_beat_slice, daemon=True,
             args=(indexes[n::args.threads], clients, args.heartbeat_interval, report, counts,
                   stop)))
-    for thread in threads:
-        thread.start()
-    try:
-        for line in sys.stdin:
-            message = json.loads(line)
-            if message.get("tell") == "heartbeats":
-                report(heartbeats=counts.heartbeats, t=time.monotonic())
-            if message.get("stop"):
-                break
-    except KeyboardInterrupt:
-        pass
-    finally:
-        stop.set()
-        for thread in threads:
-            thread.join(timeout=10.0)
+
+    def hear(message: dict[str, Any]) -> None:
+        if message.get("tell") == "heartbeats":
+            report(heartbeats=counts.heartbeats, t=time.monotonic())
+
+    serve(threads, stop, hear)
     report(totals={"agents": len(indexes), "heartbeats": counts.heartbeats,
                    "controller_errors": counts.errors})
     return 0
