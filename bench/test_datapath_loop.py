@@ -13,8 +13,8 @@ from pytest_benchmark.fixture import BenchmarkFixture
 from scapy.layers.inet import IP, TCP
 from scapy.layers.l2 import Ether
 
-from support.vswitchd import RecordingPort, recording_ports
-from tunnelnet.datapath.loop import EventLoop
+from support.boards import switchboard, wire_int_tun
+from support.vswitchd import RecordingPort
 from tunnelnet.datapath.ports import PortKind
 from tunnelnet.datapath.switchboard import Switchboard
 from tunnelnet.packet.flowkey import extract_flow_key
@@ -28,11 +28,8 @@ REPLY = bytes(Ether(src="02:00:00:00:00:02", dst="02:00:00:00:00:01")
 
 @pytest.fixture
 def board() -> Iterator[Switchboard]:
-    loop = EventLoop()
-    made = Switchboard(loop, port_factory=recording_ports)
-    yield made
-    made.close()
-    loop.close()
+    with switchboard() as (made, _):
+        yield made
 
 
 def test_bench_flow_key_extraction_alone(benchmark: BenchmarkFixture) -> None:
@@ -53,13 +50,7 @@ def test_bench_forward_one_bridge_normal(benchmark: BenchmarkFixture, board: Swi
 
 def test_bench_forward_br_int_patch_br_tun(benchmark: BenchmarkFixture, board: Switchboard
                                            ) -> None:
-    board.add_bridge("br-int")
-    board.add_port("br-int", "vm1", PortKind.SYSTEM, tag=1)
-    board.add_port("br-int", "patch-tun", PortKind.PATCH, options={"peer": "patch-int"})
-    board.add_bridge("br-tun", "secure")
-    board.add_port("br-tun", "patch-int", PortKind.PATCH, ofport=1,
-                   options={"peer": "patch-tun"})
-    board.add_port("br-tun", "uplink", PortKind.SYSTEM, ofport=2)
+    wire_int_tun(board, vm_tag=1)
     board.bridges["br-tun"].bridge.add_flows([
         "table=0,priority=1,in_port=1,actions=resubmit(,2)",
         "table=0,priority=1,in_port=2,actions=mod_vlan_vid:1,output:1",

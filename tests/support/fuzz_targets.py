@@ -26,6 +26,7 @@ from pathlib import Path
 
 from hypothesis import strategies as st
 
+from support.boards import switchboard, wire_int_tun
 from support.vswitchd import RecordingPort
 from tunnelnet.datapath import messages as m
 from tunnelnet.datapath.errors import DatapathError, ProtocolError
@@ -189,16 +190,8 @@ class _NotInProcess(DatapathError):
 def _board() -> Iterator[tuple[Switchboard, EventLoop]]:
     """br-int (NORMAL, a VM on VLAN 5) patched to br-tun, whose flows are the agent's shape:
     learn from the tunnel, tag by tun_id, flood or unicast to the trunk."""
-    loop = EventLoop()
-    board = Switchboard(loop, port_factory=_fuzz_ports)
-    try:
-        board.add_bridge("br-int")
-        board.add_port("br-int", "vm1", PortKind.SYSTEM, tag=5)
-        board.add_port("br-int", "patch-tun", PortKind.PATCH, options={"peer": "patch-int"})
-        board.add_bridge("br-tun", "secure")
-        board.add_port("br-tun", "patch-int", PortKind.PATCH, ofport=1,
-                       options={"peer": "patch-tun"})
-        board.add_port("br-tun", "uplink", PortKind.SYSTEM, ofport=2)
+    with switchboard(_fuzz_ports) as (board, loop):
+        wire_int_tun(board, vm_tag=5)
         board.bridges["br-tun"].bridge.add_flows([
             "table=0,priority=1,in_port=1,actions=resubmit(,2)",
             "table=0,priority=1,in_port=2,actions=resubmit(,4)",
@@ -214,9 +207,6 @@ def _board() -> Iterator[tuple[Switchboard, EventLoop]]:
             "table=22,priority=1,dl_vlan=5,actions=strip_vlan,set_tunnel:0x5,output:2",
         ])
         yield board, loop
-    finally:
-        board.close()
-        loop.close()
 
 
 def _receive(data: bytes) -> None:

@@ -10,10 +10,10 @@ import pytest
 from scapy.layers.inet import ICMP, IP
 from scapy.layers.l2 import Dot1Q, Ether
 
-from support.vswitchd import RecordingPort, recording_ports
+from support.boards import switchboard, wire_int_tun
+from support.vswitchd import RecordingPort
 from tunnelnet.datapath import tunnel_rx
 from tunnelnet.datapath.errors import PortError
-from tunnelnet.datapath.loop import EventLoop
 from tunnelnet.datapath.ports import PortKind
 from tunnelnet.datapath.switchboard import MAX_PATCH_DEPTH, Switchboard
 
@@ -22,11 +22,8 @@ VM1, VM2 = "02:00:00:00:00:01", "02:00:00:00:00:02"
 
 @pytest.fixture
 def board() -> Iterator[Switchboard]:
-    loop = EventLoop()
-    made = Switchboard(loop, port_factory=recording_ports)
-    yield made
-    made.close()
-    loop.close()
+    with switchboard() as (made, _):
+        yield made
 
 
 def _sent(board: Switchboard, name: str) -> list[bytes]:
@@ -39,19 +36,9 @@ def _frame(src: str = VM1, dst: str = VM2) -> bytes:
     return bytes(Ether(src=src, dst=dst) / IP(src="10.0.0.1", dst="10.0.0.2") / ICMP())
 
 
-def _int_tun(board: Switchboard) -> None:
-    board.add_bridge("br-int")
-    board.add_port("br-int", "vm1", PortKind.SYSTEM, tag=5)
-    board.add_port("br-int", "patch-tun", PortKind.PATCH, options={"peer": "patch-int"})
-    board.add_bridge("br-tun", "secure")
-    board.add_port("br-tun", "patch-int", PortKind.PATCH, ofport=1,
-                   options={"peer": "patch-tun"})
-    board.add_port("br-tun", "uplink", PortKind.SYSTEM, ofport=2)
-
-
 def test_access_port_frame_crosses_patch_tagged_and_leaves_as_the_flows_say(
         board: Switchboard) -> None:
-    _int_tun(board)
+    wire_int_tun(board, vm_tag=5)
     board.bridges["br-tun"].bridge.add_flows([
         "table=0,priority=1,in_port=1,dl_vlan=5,actions=mod_vlan_vid:77,output:2",
     ])
@@ -68,7 +55,7 @@ def test_access_port_frame_crosses_patch_tagged_and_leaves_as_the_flows_say(
 
 
 def test_frame_from_the_trunk_reaches_the_access_port_untagged(board: Switchboard) -> None:
-    _int_tun(board)
+    wire_int_tun(board, vm_tag=5)
     board.bridges["br-tun"].bridge.add_flows([
         "table=0,priority=1,in_port=2,actions=mod_vlan_vid:5,output:1",
     ])
@@ -80,7 +67,7 @@ def test_frame_from_the_trunk_reaches_the_access_port_untagged(board: Switchboar
 
 def test_crossing_a_patch_port_clears_tunnel_id_as_open_vswitch_does(
         board: Switchboard) -> None:
-    _int_tun(board)
+    wire_int_tun(board, vm_tag=5)
     board.add_port("br-int", "vm2", PortKind.SYSTEM, ofport=10)
     board.add_port("br-int", "vm3", PortKind.SYSTEM, ofport=11)
     board.bridges["br-tun"].bridge.add_flows(
