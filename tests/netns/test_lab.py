@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from support.lab_cli import namespaces_of, run_lab, running_lab
 from support.tools import require_tool
 
 pytestmark = pytest.mark.netns
@@ -29,36 +30,19 @@ DEMO = ROOT / "examples" / "demo.toml"
 PREFIX = f"tnd{os.getpid() % 10000}"
 
 
-def _tn(lab_dir: Path, *args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "tunnelnet", "lab", "--dir", str(lab_dir),
-                           *args], capture_output=True, text=True, timeout=timeout,
-                          check=False, env={**os.environ, "TUNNELNET_LAB_PREFIX": PREFIX})
-
-
-def _netns() -> set[str]:
-    out = subprocess.run(["ip", "-json", "netns", "list"], capture_output=True, text=True,
-                         check=True).stdout
-    return {entry["name"] for entry in json.loads(out or "[]")}
+def _tn(lab_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return run_lab(PREFIX, lab_dir, *args)
 
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object]]:
     require_tool("tcpdump")
     lab_dir = tmp_path_factory.mktemp("lab")
-    up = _tn(lab_dir, "up", str(DEMO))
-    try:
-        assert up.returncode == 0, up.stdout + up.stderr
+    # down leaves nothing: no namespace, no daemon of this lab (running_lab checks both)...
+    with running_lab(PREFIX, DEMO, lab_dir):
         status = json.loads(_tn(lab_dir, "status", "--json").stdout)
         yield {"dir": lab_dir, "status": status}
-    finally:
-        down = _tn(lab_dir, "down")
-        assert down.returncode == 0, down.stdout + down.stderr
-        # nothing left: no namespace, no daemon of this lab, no state file
-        assert {ns for ns in _netns() if ns.startswith(f"{PREFIX}-")} == set()
-        leftover = subprocess.run(["pgrep", "-f", str(lab_dir)], capture_output=True,
-                                  text=True, check=False).stdout.split()
-        assert leftover == []
-        assert not (lab_dir / "state.json").exists()
+    assert not (lab_dir / "state.json").exists()  # ...and no state file
 
 
 def _vm(lab: dict[str, object], name: str) -> dict[str, object]:
@@ -254,7 +238,7 @@ def test_a_bad_add_vm_is_a_usage_error_and_builds_nothing(
     bad = _tn(lab_dir, "add-vm", "red9", "--network", "red-net", "--hypervisor", "hv1",
               "--ip", ip)
     assert bad.returncode == 2 and words in bad.stderr, bad.stderr
-    assert f"{PREFIX}-vm-red9" not in _netns()
+    assert f"{PREFIX}-vm-red9" not in namespaces_of(PREFIX)
     status = _tn(lab_dir, "status", "--json")
     assert status.returncode == 0
     assert "red9" not in {vm["name"] for vm in json.loads(status.stdout)["vms"]}
