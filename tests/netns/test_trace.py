@@ -10,82 +10,35 @@ capture as the independent judge of the outer header; `--live` must agree with t
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
-import tomllib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from support.tools import require_tool
+from support.trace_lab import (
+    DEMO,
+    HV_IP,
+    PREFIX,
+    SEGMENT,
+    TOPO,
+    VM,
+    path_of,
+    tn,
+    trace,
+    trace_lab,
+    tshark_fields,
+)
 
 pytestmark = pytest.mark.netns
 
-ROOT = Path(__file__).resolve().parents[2]
-DEMO = ROOT / "examples" / "demo.toml"
-TOPO = tomllib.loads(DEMO.read_text())
-HV_IP = {h["name"]: h["ip"] for h in TOPO["hypervisor"]}
-SEGMENT = {n["name"]: n["segment"] for n in TOPO["network"]}
-VM = {v["name"]: v for v in TOPO["vm"]}
 ICMP_FRAME = 14 + 20 + 8 + 56  # Ethernet + IPv4 + ICMP echo + ping's default 56 bytes
-# the trace labs' own namespace prefix, so other labs on the machine neither stop nor disturb
-# them (the three modules bring their labs up one after the other)
-ENV = {**os.environ, "TUNNELNET_LAB_PREFIX": f"ttr{os.getpid() % 10000}"}
-
-
-def _tn(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "tunnelnet", *args], capture_output=True,
-                          text=True, timeout=timeout, check=False, env=ENV)
 
 
 @pytest.fixture(scope="module")
 def lab_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    require_tool("tcpdump")
-    directory = tmp_path_factory.mktemp("tracelab")
-    up = _tn("lab", "--dir", str(directory), "up", str(DEMO), timeout=240)
-    try:
-        assert up.returncode == 0, up.stdout + up.stderr
-        warm_up(directory)
+    with trace_lab(DEMO, tmp_path_factory.mktemp("tracelab")) as directory:
         yield directory
-    finally:
-        down = _tn("lab", "--dir", str(directory), "down", timeout=240)
-        assert down.returncode == 0, down.stdout + down.stderr
-
-
-def warm_up(lab_dir: Path) -> None:
-    """Every VM speaks once (a ping to a peer of its network), as in a cloud that has run a
-    while: the NORMAL switches have learned the VMs' MACs, so a known destination is not
-    flooded. Without it a trace taken right after 'lab up' may rightly show a flood."""
-    for name, vm in VM.items():
-        peer = next(p for p in VM if p != name and VM[p]["network"] == vm["network"])
-        proc = _tn("lab", "--dir", str(lab_dir), "ping", name, peer, timeout=60)
-        assert proc.returncode == 0, proc.stdout + proc.stderr
-
-
-def trace(lab_dir: Path, src: str, dst: str, *extra: str) -> dict[str, Any]:
-    proc = _tn("trace", "--dir", str(lab_dir), src, dst, "--json", *extra)
-    assert proc.returncode in (0, 1), proc.stderr
-    data: dict[str, Any] = json.loads(proc.stdout)
-    return data
-
-
-def path_of(journey: dict[str, Any]) -> list[tuple[str, str, list[int]]]:
-    return [(v["host"], v["bridge"], [s["table"] for s in v["steps"]])
-            for v in journey["visits"] if not v["hypothetical"]]
-
-
-def tshark_fields(pcap: str, *fields: str, display: str = "") -> list[list[str]]:
-    tshark = require_tool("tshark")
-    args = [tshark, "-r", pcap, "-T", "fields", "-E", "separator=|"]
-    if display:
-        args += ["-Y", display]
-    for f in fields:
-        args += ["-e", f]
-    out = subprocess.run(args, capture_output=True, text=True, timeout=60, check=True).stdout
-    return [line.split("|") for line in out.splitlines() if line]
 
 
 def test_same_host_pair_stays_on_br_int_and_never_reaches_a_tunnel(lab_dir: Path,
@@ -192,8 +145,8 @@ def test_cross_tenant_frame_to_an_address_both_tenants_use_never_reaches_the_oth
     assert got == []
 
 
-def _ofctl(rundir: str, *args: str) -> str:
-    proc = _tn("ofctl", "--rundir", rundir, *args)
+def _ofctl(lab_dir: Path, rundir: str, *args: str) -> str:
+    proc = tn(lab_dir, "ofctl", "--rundir", rundir, *args)
     assert proc.returncode == 0, proc.stderr
     return proc.stdout
 
@@ -209,13 +162,13 @@ def test_trace_follows_a_table_20_entry_deleted_by_hand_and_live_still_agrees(
     assert t20["priority"] > 0 and mac in t20["match"]
     # table 10 would learn red3's MAC back from any frame of red3 within a second; make it
     # forward without learning while we look, so the only change is the one we make
-    (learn_line,) = _ofctl(rundir, "dump-flows", "br-tun", "table=10").splitlines()
+    (learn_line,) = _ofctl(lab_dir, rundir, "dump-flows", "br-tun", "table=10").splitlines()
     learn_actions = learn_line.split(" actions=", 1)[1]
     patch = learn_actions.rsplit("output:", 1)[1]
-    saved = _ofctl(rundir, "dump-flows", "br-tun", f"table=20,dl_dst={mac}")
-    _ofctl(rundir, "mod-flows", "br-tun", f"table=10 actions=output:{patch}")
+    saved = _ofctl(lab_dir, rundir, "dump-flows", "br-tun", f"table=20,dl_dst={mac}")
+    _ofctl(lab_dir, rundir, "mod-flows", "br-tun", f"table=10 actions=output:{patch}")
     try:
-        _ofctl(rundir, "del-flows", "br-tun", f"table=20,dl_dst={mac}")
+        _ofctl(lab_dir, rundir, "del-flows", "br-tun", f"table=20,dl_dst={mac}")
         after = trace(lab_dir, "red1", "red3", "--live", "--evidence", str(tmp_path))
         tables = [s["table"] for s in after["visits"][1]["steps"]]
         assert tables == [0, 2, 20, 22]  # table 20 misses, the flood table takes over
@@ -226,14 +179,14 @@ def test_trace_follows_a_table_20_entry_deleted_by_hand_and_live_still_agrees(
         flood = next(f for f in after["live"]["flows"] if f["table"] == 22)
         assert flood["rose"]
     finally:
-        _ofctl(rundir, "mod-flows", "br-tun", f"table=10 actions={learn_actions}")
+        _ofctl(lab_dir, rundir, "mod-flows", "br-tun", f"table=10 actions={learn_actions}")
         # put the agent's l2population entry back as it was (learned ones come back alone)
         for line in saved.splitlines():
             if "hard_timeout" in line or "priority=" not in line:
                 continue
             cookie = line.split("cookie=", 1)[1].split(",", 1)[0]
             rest = line.rsplit(", ", 1)[1]  # "priority=N,<match> actions=..."
-            _ofctl(rundir, "add-flow", "br-tun", f"cookie={cookie},table=20,{rest}")
+            _ofctl(lab_dir, rundir, "add-flow", "br-tun", f"cookie={cookie},table=20,{rest}")
     restored = trace(lab_dir, "red1", "red3")
     assert restored["visits"][1]["steps"][2] == t20 | {"explanation":
                                                       restored["visits"][1]["steps"][2]
@@ -256,7 +209,7 @@ def test_oversize_frame_is_predicted_to_stop_at_the_tunnel_and_the_switch_counts
                            timeout=10)
 
     def drops() -> int:
-        data = json.loads(_ofctl(rundir, "dump-drops", "--json"))
+        data = json.loads(_ofctl(lab_dir, rundir, "dump-drops", "--json"))
         return int(data["bridges"]["br-tun"].get("mtu_frag_needed", 0))
 
     mtu(1500)
@@ -286,26 +239,21 @@ def test_live_reports_failures_when_the_wire_no_longer_matches_the_trace(
     from tunnelnet.trace.real import RealLab
 
     # in this process too, the names of this module's lab (its own prefix), not the default's
-    prefix = ENV["TUNNELNET_LAB_PREFIX"]
-    monkeypatch.setattr(names, "PREFIX", prefix)
-    monkeypatch.setattr(names, "UNDERLAY_NS", f"{prefix}-underlay")
+    monkeypatch.setattr(names, "PREFIX", PREFIX)
+    monkeypatch.setattr(names, "UNDERLAY_NS", f"{PREFIX}-underlay")
     state = json.loads((lab_dir / "state.json").read_text())
     mac = state["vms"]["red3"]["mac"]
     rundir = state["hypervisors"][VM["red1"]["hypervisor"]]["rundir"]
-    # in this process too, the names of this module's lab (its own prefix), not the default's
-    prefix = ENV["TUNNELNET_LAB_PREFIX"]
-    monkeypatch.setattr(names, "PREFIX", prefix)
-    monkeypatch.setattr(names, "UNDERLAY_NS", f"{prefix}-underlay")
     lab = RealLab(lab_dir)
     journey = walk(lab, "red1", "red3")
     assert journey.outcome.delivered
     t20 = next(s for s in journey.visits[1].steps if s.table == 20)
     flow = f"table=20,priority={t20.priority},{t20.match}"
-    _ofctl(rundir, "mod-flows", "--strict", "br-tun", f"{flow} actions=drop")
+    _ofctl(lab_dir, rundir, "mod-flows", "--strict", "br-tun", f"{flow} actions=drop")
     try:
         result = check(lab, journey)
     finally:
-        _ofctl(rundir, "mod-flows", "--strict", "br-tun", f"{flow} actions={t20.actions}")
+        _ofctl(lab_dir, rundir, "mod-flows", "--strict", "br-tun", f"{flow} actions={t20.actions}")
     assert mac in t20.match
     assert not result["ok"]
     text = " ".join(result["failures"])

@@ -12,25 +12,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_trace import DEMO, VM, _tn, path_of, trace, tshark_fields, warm_up
 
-from support.tools import require_tool
+from support.trace_lab import DEMO, VM, path_of, trace, trace_lab, tshark_fields
 
 pytestmark = pytest.mark.netns
 
 
 @pytest.fixture(scope="module")
 def lab_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    require_tool("tcpdump")
-    directory = tmp_path_factory.mktemp("arplab")
-    up = _tn("lab", "--dir", str(directory), "up", "--arp-responder", str(DEMO), timeout=240)
-    try:
-        assert up.returncode == 0, up.stdout + up.stderr
-        warm_up(directory)
+    with trace_lab(DEMO, tmp_path_factory.mktemp("arplab"), "--arp-responder") as directory:
         yield directory
-    finally:
-        down = _tn("lab", "--dir", str(directory), "down", timeout=240)
-        assert down.returncode == 0, down.stdout + down.stderr
 
 
 def test_arp_request_across_hosts_is_answered_by_table_21_on_the_asking_host(

@@ -15,9 +15,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_trace import DEMO, SEGMENT, VM, _tn, path_of, trace, tshark_fields, warm_up
 
 from support.tools import require_tool
+from support.trace_lab import DEMO, SEGMENT, VM, path_of, trace, trace_lab, tshark_fields
 
 pytestmark = pytest.mark.netns
 
@@ -26,7 +26,6 @@ OVS_HOST = "hv2"
 
 @pytest.fixture(scope="module")
 def lab_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    require_tool("tcpdump")
     require_tool("ovs-vswitchd")
     directory = tmp_path_factory.mktemp("ovslab")
     topology = directory / "mixed.toml"
@@ -34,14 +33,8 @@ def lab_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     marker = 'name = "hv2"\nip = "192.0.2.12"\n'
     assert marker in text
     topology.write_text(text.replace(marker, marker + 'switch = "ovs"\n'))
-    up = _tn("lab", "--dir", str(directory), "up", str(topology), timeout=240)
-    try:
-        assert up.returncode == 0, up.stdout + up.stderr
-        warm_up(directory)
+    with trace_lab(topology, directory):
         yield directory
-    finally:
-        down = _tn("lab", "--dir", str(directory), "down", timeout=240)
-        assert down.returncode == 0, down.stdout + down.stderr
 
 
 def test_into_open_vswitch_over_vxlan_its_own_trace_shows_tables_0_4_10(
