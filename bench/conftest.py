@@ -3,15 +3,9 @@
 They time; the answers they check are guards (a fast wrong answer must not pass as an
 improvement), not the tests of the behaviour, which live in tests/unit. `make test` never
 collects this directory (testpaths = ["tests"]). The stand-ins of tests/support (recording
-ports, a controller process, flow tables) are shared with the tests, so bench/ can import
-`support` as the tests do.
+ports, a controller process, flow tables) are shared with the tests: bench/__init__.py puts
+tests/ on the path, so bench/ imports `support` as the tests do.
 """
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-_TESTS = str(Path(__file__).resolve().parent.parent / "tests")
-if _TESTS not in sys.path:
-    sys.path.insert(0, _TESTS)

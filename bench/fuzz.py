@@ -34,11 +34,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-_TESTS = str(Path(__file__).resolve().parent.parent / "tests")
-if _TESTS not in sys.path:
-    sys.path.insert(0, _TESTS)
-
-from support.fuzz_targets import TARGETS, Target  # noqa: E402
+from support.fuzz_targets import TARGETS, Target
 
 RESULTS = Path(__file__).resolve().parent / "results" / "fuzz.json"
 FINDINGS = RESULTS.parent / "fuzz-findings"

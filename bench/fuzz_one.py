@@ -12,13 +12,8 @@ from __future__ import annotations
 
 import logging
 import sys
-from pathlib import Path
 
 import atheris
-
-_TESTS = str(Path(__file__).resolve().parent.parent / "tests")
-if _TESTS not in sys.path:
-    sys.path.insert(0, _TESTS)
 
 with atheris.instrument_imports(include=["tunnelnet", "support.fuzz_targets"]):
     from support.fuzz_targets import TARGETS

@@ -26,11 +26,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-_TESTS = str(Path(__file__).resolve().parent.parent / "tests")
-if _TESTS not in sys.path:
-    sys.path.insert(0, _TESTS)
-
-from support.macflood_lab import FloodLab, FloodResult, p50, p99, run_attack  # noqa: E402
+from support.macflood_lab import FloodLab, FloodResult, p50, p99, run_attack
 
 RESULTS = Path(__file__).resolve().parent / "results" / "macflood.json"
 
