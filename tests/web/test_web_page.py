@@ -36,6 +36,7 @@ from webpage import (
     web_server,
 )
 
+from support.lab_cli import lab_state, run_lab, running_lab
 from tunnelnet.lab.probe import ping
 from tunnelnet.lab.state import StateFile
 
@@ -43,16 +44,12 @@ pytestmark = pytest.mark.netns
 
 DEMO = ROOT / "examples" / "demo.toml"
 # our own namespace prefix: this lab can be up beside a developer's `make demo` lab
-ENV = {"TUNNELNET_LAB_PREFIX": f"twp{os.getpid() % 10000}"}
+PREFIX = f"twp{os.getpid() % 10000}"
+ENV = {"TUNNELNET_LAB_PREFIX": PREFIX}
 
 
 def _lab(lab_dir: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return tn("lab", "--dir", str(lab_dir), *args, env=ENV, timeout=timeout)
-
-
-def _state(lab_dir: Path) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads((lab_dir / "state.json").read_text())
-    return data
+    return run_lab(PREFIX, lab_dir, *args, timeout=timeout)
 
 
 def _status(lab_dir: Path) -> dict[str, Any]:
@@ -65,9 +62,8 @@ def _status(lab_dir: Path) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def lab_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     directory = tmp_path_factory.mktemp("weblab")
-    up = _lab(directory, "up", str(DEMO), timeout=240)
-    try:
-        assert up.returncode == 0, up.stdout + up.stderr
+    # (the last test takes the lab down itself; a second down finds nothing and says so)
+    with running_lab(PREFIX, DEMO, directory):
         # every VM speaks once, so NORMAL has learned the MACs before the page and the CLI
         # are compared (a MAC learned between the two would change the path); pinged from
         # here as `lab ping` does, without an interpreter to start per VM
@@ -76,10 +72,6 @@ def lab_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
             peer = next(p for p in vms.values() if p.name != name and p.network == vm.network)
             assert ping(vm, peer, count=1).reached(peer), (name, peer.name)
         yield directory
-    finally:
-        if (directory / "state.json").exists():
-            down = _lab(directory, "down", timeout=240)
-            assert down.returncode == 0, down.stdout + down.stderr
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +87,7 @@ def page(browser: Any, url: str) -> Iterator[Any]:
 
 
 def test_the_drawing_is_the_lab(page: Any, lab_dir: Path) -> None:
-    state = _state(lab_dir)
+    state = lab_state(lab_dir)
     d = drawing(page)
     ids = {n["id"] for n in d["nodes"]}
     assert {i for i in ids if i.startswith("vm:")} == {f"vm:{v}" for v in state["vms"]}
@@ -154,7 +146,7 @@ def _flows_shown(page: Any) -> list[str]:
 
 def test_clicking_a_bridge_shows_its_dump_flows_with_live_counters(
         page: Any, lab_dir: Path) -> None:
-    state = _state(lab_dir)
+    state = lab_state(lab_dir)
     rundir = state["hypervisors"]["hv1"]["rundir"]
     # (a statement, not an expression: returning the cytoscape element would make Playwright
     # serialise its whole object graph)
