@@ -20,15 +20,15 @@ import argparse
 import json
 import os
 import re
-import shutil
 import signal
 import struct
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from bench.lab_runner import bench_lab
 
 TOPOLOGY = (Path(__file__).resolve().parents[1] / "tests" / "adversarial" / "topologies"
             / "attacks.toml")
@@ -147,18 +147,12 @@ def _flood(state: dict[str, Any], packet: bytes, rate: int, seconds: float, send
 
 
 def measure(rate: int, seconds: float, senders: int) -> dict[str, Any]:
-    prefix = f"tnb{os.getpid() % 10000}"
-    os.environ["TUNNELNET_LAB_PREFIX"] = prefix
-    directory = Path(tempfile.mkdtemp(prefix="tn-bench-attacks-"))
-    env = {**os.environ, "TUNNELNET_LAB_DIR": str(directory)}
-    up = subprocess.run([sys.executable, "-m", "tunnelnet", "lab", "up", str(TOPOLOGY)],
-                        capture_output=True, text=True, timeout=300, check=False, env=env)
     report: dict[str, Any] = {"rate": rate, "seconds": seconds, "senders": senders}
-    try:
-        if up.returncode != 0:
-            raise RuntimeError(f"lab up failed:\n{up.stdout}{up.stderr}")
+    with bench_lab(TOPOLOGY, "tnb") as (runner, _):
+        directory = runner.directory
         state = json.loads((directory / "state.json").read_text())
-        _ns(f"{prefix}-underlay", "ip", "addr", "add", f"{NON_PEER}/24", "dev", "br-underlay")
+        _ns(f"{os.environ['TUNNELNET_LAB_PREFIX']}-underlay", "ip", "addr", "add",
+            f"{NON_PEER}/24", "dev", "br-underlay")
         r1, r2 = state["vms"]["r1"], state["vms"]["r2"]
         hv1, hv2 = (state["hypervisors"][h]["ip"] for h in ("hv1", "hv2"))
         red = int(state["networks"]["red-net"]["segment"])
@@ -171,10 +165,6 @@ def measure(rate: int, seconds: float, senders: int) -> dict[str, Any]:
             marker = f"tn-bench-{os.getpid()}-{vni}".encode()
             report[name] = _flood(state, _vxlan(src, hv1, vni, marker), rate, seconds,
                                   senders, marker, directory, str(vni))
-    finally:
-        subprocess.run([sys.executable, "-m", "tunnelnet", "lab", "down"], capture_output=True,
-                       text=True, timeout=300, check=False, env=env)
-        shutil.rmtree(directory, ignore_errors=True)
     return report
 
 

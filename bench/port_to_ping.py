@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
-import tempfile
 import threading
 import time
 from pathlib import Path
+
+from bench.lab_runner import bench_lab
 
 TOPOLOGY = Path(__file__).resolve().parents[1] / "tests" / "netns" / "topologies" / "agent.toml"
 
@@ -36,15 +36,10 @@ def _ping_into(result: list[float | None], ns: str, ip: str, started: float) -> 
 
 
 def measure(runs: int, l2pop: bool) -> list[float]:
-    from tunnelnet.lab.runner import LabRunner
-    from tunnelnet.lab.topology import Vm
-
-    os.environ["TUNNELNET_LAB_PREFIX"] = f"tnb{os.getpid() % 10000}"
-    directory = Path(tempfile.mkdtemp(prefix="tn-bench-lab-"))
-    runner = LabRunner(directory)
-    state = runner.up(str(TOPOLOGY), l2pop=l2pop)
     times: list[float] = []
-    try:
+    with bench_lab(TOPOLOGY, "tnb", l2pop=l2pop) as (runner, state):
+        from tunnelnet.lab.topology import Vm
+
         src = state.vms["r1"]
         for i in range(runs):
             ip = f"10.1.0.{100 + i}"
@@ -57,8 +52,6 @@ def measure(runs: int, l2pop: bool) -> list[float]:
             pinger.join()
             if result and result[0] is not None:
                 times.append(result[0])
-    finally:
-        runner.down()
     return times
 
 

@@ -12,9 +12,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import os
 import re
-import shutil
 import signal
 import statistics
 import subprocess
@@ -22,6 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from bench.lab_runner import bench_lab
 
 TOPOLOGY = Path(__file__).resolve().parents[1] / "tests" / "netns" / "topologies" / "move.toml"
 INTERVAL = 0.01
@@ -54,15 +54,10 @@ def _ping_during(netns: str, address: str, action: Any) -> tuple[int, float, Any
 
 
 def measure(moves: int, l2pop: bool) -> list[dict[str, Any]]:
-    from tunnelnet.lab.migrate import Mover
-    from tunnelnet.lab.runner import LabRunner
-
-    os.environ["TUNNELNET_LAB_PREFIX"] = f"tnm{os.getpid() % 10000}"
-    directory = Path(tempfile.mkdtemp(prefix="tn-bench-move-"))
-    runner = LabRunner(directory)
-    state = runner.up(str(TOPOLOGY), l2pop=l2pop)
     rows: list[dict[str, Any]] = []
-    try:
+    with bench_lab(TOPOLOGY, "tnm", l2pop=l2pop) as (runner, state):
+        from tunnelnet.lab.migrate import Mover
+
         pinger, mover = state.vms["pinger"], state.vms["mover"]
         for n in range(moves):
             target = "hv2" if n % 2 == 0 else "hv1"
@@ -73,9 +68,6 @@ def measure(moves: int, l2pop: bool) -> list[dict[str, Any]]:
                          "silence_s": round(silence, 3),
                          "steps": {s: round(t, 4) for s, t in moved.steps}})
             time.sleep(0.5)
-    finally:
-        runner.down()
-        shutil.rmtree(directory, ignore_errors=True)  # what lab down leaves: the empty dir
     return rows
 
 
