@@ -96,16 +96,12 @@ def main(argv: list[str] | None = None) -> int:
     if os.geteuid() != 0:
         print("bench.macflood needs root (namespaces)", file=sys.stderr)
         return 2
-    with tempfile.TemporaryDirectory(prefix="tn-macflood-") as work:
-        lab = FloodLab(Path(work) / "lab", f"tnB{os.getpid() % 10000}")
-        try:
-            lab.up()
-            if args.cap is not None:
-                lab.set_caps(mac_table_size=args.cap, learn_flow_limit=args.cap)
-            result = run_attack(lab, Path(work), frames=args.frames, rate=args.rate,
-                                pings=args.pings, port_security=args.port_security)
-        finally:
-            lab.down()
+    with tempfile.TemporaryDirectory(prefix="tn-macflood-") as work, \
+            FloodLab(Path(work) / "lab", f"tnB{os.getpid() % 10000}").running() as lab:
+        if args.cap is not None:
+            lab.set_caps(mac_table_size=args.cap, learn_flow_limit=args.cap)
+        result = run_attack(lab, Path(work), frames=args.frames, rate=args.rate,
+                            pings=args.pings, port_security=args.port_security)
     lines = report(result)
     print("\n".join(lines))
     RESULTS.parent.mkdir(exist_ok=True)

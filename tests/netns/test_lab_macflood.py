@@ -31,14 +31,9 @@ CAP = 64  # low, so that the scaled-down flood surely reaches it on every switch
 def attack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FloodResult]:
     require_tool("tcpdump")
     directory = tmp_path_factory.mktemp("macflood")
-    lab = FloodLab(directory / "lab", PREFIX)
-    try:
-        lab.up()
+    with FloodLab(directory / "lab", PREFIX).running() as lab:
         lab.set_caps(mac_table_size=CAP, learn_flow_limit=CAP)
         yield run_attack(lab, directory, frames=20_000, rate=68_000, pings=300)
-    finally:
-        down = lab.down()
-        assert down.returncode == 0, down.stdout + down.stderr
 
 
 def test_the_other_tenant_receives_none_of_the_flood(attack: FloodResult) -> None:

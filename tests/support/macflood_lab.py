@@ -13,17 +13,20 @@ learned and refused is read with `tunnelnet ofctl fdb-show` / `dump-drops`.
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from scapy.layers.l2 import Ether  # noqa: F401 (rdpcap dissects Ethernet with it)
 from scapy.utils import rdpcap
+
+from support.lab_cli import lab_state, run_lab, running_lab
 
 TOPOLOGY = Path(__file__).resolve().parents[1] / "netns" / "topologies" / "macflood.toml"
 SENDER = Path(__file__).resolve().parent / "mac_flood.py"
@@ -64,22 +67,19 @@ class FloodLab:
 
     def __init__(self, directory: Path, prefix: str) -> None:
         self.directory = directory
-        self.env = {**os.environ, "TUNNELNET_LAB_PREFIX": prefix,
-                    "TUNNELNET_LAB_DIR": str(directory)}
+        self.prefix = prefix
         self.state: dict[str, Any] = {}
 
-    def tn(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "tunnelnet", *args], capture_output=True,
-                              text=True, timeout=timeout, check=False, env=self.env)
+    def tn(self, command: str, *args: str, timeout: float = 120
+           ) -> subprocess.CompletedProcess[str]:
+        return run_lab(self.prefix, self.directory, *args, command=command, timeout=timeout)
 
-    def up(self) -> None:
-        up = self.tn("lab", "up", str(TOPOLOGY), timeout=240)
-        if up.returncode != 0:
-            raise RuntimeError(f"lab up failed: {up.stdout[-2000:]}{up.stderr[-2000:]}")
-        self.state = json.loads((self.directory / "state.json").read_text())
-
-    def down(self) -> subprocess.CompletedProcess[str]:
-        return self.tn("lab", "down")
+    @contextmanager
+    def running(self) -> Iterator[FloodLab]:
+        """The lab up for the block; down after it, with nothing of it left (running_lab)."""
+        with running_lab(self.prefix, TOPOLOGY, self.directory):
+            self.state = lab_state(self.directory)
+            yield self
 
     def vm(self, name: str) -> dict[str, Any]:
         vm: dict[str, Any] = self.state["vms"][name]
