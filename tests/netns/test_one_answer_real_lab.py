@@ -12,13 +12,14 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from support.lab_cli import run_lab, running_lab
 
 pytestmark = pytest.mark.netns
 
@@ -28,12 +29,12 @@ TOPO = tomllib.loads(EXAMPLE.read_text())
 NETWORK = {v["name"]: v["network"] for v in TOPO["vm"]}
 SEGMENT = {n["name"]: n["segment"] for n in TOPO["network"]}
 # a namespace prefix of our own: this lab can be up beside another one
-ENV = {**os.environ, "TUNNELNET_LAB_PREFIX": f"toa{os.getpid() % 10000}"}
+PREFIX = f"toa{os.getpid() % 10000}"
 
 
-def _tn(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "tunnelnet", *args], capture_output=True,
-                          text=True, timeout=timeout, check=False, env=ENV, cwd=ROOT)
+def _tn(lab_dir: Path, command: str, *args: str, timeout: float = 120
+        ) -> subprocess.CompletedProcess[str]:
+    return run_lab(PREFIX, lab_dir, *args, command=command, timeout=timeout)
 
 
 @pytest.fixture(scope="module")
@@ -41,14 +42,8 @@ def lab_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     if os.geteuid() != 0:
         pytest.skip("the real lab needs root")
     directory = tmp_path_factory.mktemp("oneanswer")
-    up = _tn("lab", "--dir", str(directory), "up", str(EXAMPLE), timeout=300)
-    try:
-        assert up.returncode == 0, up.stdout + up.stderr
+    with running_lab(PREFIX, EXAMPLE, directory, timeout=300):
         yield directory
-    finally:
-        if (directory / "state.json").exists():
-            down = _tn("lab", "--dir", str(directory), "down", timeout=300)
-            assert down.returncode == 0, down.stdout + down.stderr
 
 
 def test_trace_and_verify_agree_for_every_pair_and_the_exit_status_says_it(
@@ -58,12 +53,12 @@ def test_trace_and_verify_agree_for_every_pair_and_the_exit_status_says_it(
         for dst in NETWORK:
             if src == dst:
                 continue
-            proc = _tn("trace", "--dir", str(lab_dir), src, dst, "--json")
+            proc = _tn(lab_dir, "trace", "--dir", str(lab_dir), src, dst, "--json")
             expected = NETWORK[src] == NETWORK[dst]
             assert proc.returncode == (0 if expected else 1), (src, dst, proc.stderr)
             traces[(src, dst)] = json.loads(proc.stdout)
             assert traces[(src, dst)]["outcome"]["delivered"] is expected, (src, dst)
-    verify = _tn("lab", "--dir", str(lab_dir), "verify", "--json", timeout=300)
+    verify = _tn(lab_dir, "lab", "--dir", str(lab_dir), "verify", "--json", timeout=300)
     assert verify.returncode == 0, verify.stdout + verify.stderr
     pairs = json.loads(verify.stdout)["pairs"]
     assert len(pairs) == len(traces)
@@ -85,6 +80,6 @@ def test_trace_and_verify_agree_for_every_pair_and_the_exit_status_says_it(
 def test_an_unknown_vm_is_an_error_exit_2(lab_dir: Path) -> None:
     for args in (["trace", "--dir", str(lab_dir), "old1", "mallory"],
                  ["lab", "--dir", str(lab_dir), "ping", "old1", "mallory"]):
-        proc = _tn(*args)
+        proc = _tn(lab_dir, *args)
         assert proc.returncode == 2, (args, proc.stderr)
         assert "mallory" in proc.stderr and "Traceback" not in proc.stderr
