@@ -23,7 +23,7 @@ from scapy.layers.l2 import Ether
 
 from support.lab_cli import run_lab, running_lab
 from support.tools import require_tool
-from tunnelnet.trace.pcap import read_frames
+from support.underlay_capture import is_tunnel_bfd, underlay_frames_of_a_ping
 
 pytestmark = pytest.mark.netns
 
@@ -67,38 +67,11 @@ def test_each_hypervisor_has_a_geneve_port_on_our_switch(lab_dir: Path) -> None:
     assert {"geneve-c000020b", "vxlan-c000020b"} <= tunnels["hv2"]
 
 
-def _bfd(frame: bytes) -> bool:
-    """A BFD control packet inside a tunnel (the inner UDP datagram goes to port 3784), read
-    by scapy from the inner frame (its VXLAN layer may not be loaded to find it itself)."""
-    outer = Ether(frame)
-    for layer in (GENEVE, UDP):
-        if outer.haslayer(layer):
-            payload = bytes(outer[layer].payload)
-            inner = Ether(payload[8:] if layer is UDP else payload)
-            found = inner.getlayer(UDP)
-            return found is not None and found.dport == 3784
-    return False
-
-
 def test_the_geneve_networks_bytes_are_rfc_8926_to_scapy(lab_dir: Path, tmp_path: Path) -> None:
-    tcpdump = require_tool("tcpdump")
-    pcap = tmp_path / "green.pcap"
-    proc = subprocess.Popen(["ip", "netns", "exec", f"{PREFIX}-underlay", tcpdump, "-U", "-n",
-                             "-i", "br-underlay", "-w", str(pcap), "udp"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        time.sleep(1.0)  # tcpdump is listening once it has opened the interface
-        ping = _lab(lab_dir, "ping", "green1", "green2")
-        assert ping.returncode == 0, ping.stdout + ping.stderr
-        time.sleep(0.5)
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-        assert proc.stderr is not None
-        proc.stderr.close()
+    frames = underlay_frames_of_a_ping(PREFIX, lab_dir, tmp_path / "green.pcap", "green1",
+                                       "green2")
     # the agents' BFD control packets (VNI 0, inner UDP 3784) are the tunnels', no tenant's
-    geneve = [Ether(f) for f in read_frames(pcap) if Ether(f).haslayer(GENEVE)
-              and not _bfd(f)]
+    geneve = [Ether(f) for f in frames if Ether(f).haslayer(GENEVE) and not is_tunnel_bfd(f)]
     assert len(geneve) >= 2  # at least the echo request and its reply
     for packet in geneve:
         g = packet[GENEVE]

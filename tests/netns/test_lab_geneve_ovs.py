@@ -13,19 +13,17 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from scapy.contrib.geneve import GENEVE
-from scapy.layers.inet import UDP
 from scapy.layers.l2 import Ether
 
 from support.lab_cli import run_lab, running_lab
 from support.tools import require_tool
+from support.underlay_capture import is_tunnel_bfd, underlay_frames_of_a_ping
 from tunnelnet.packet.tunnel import decap
-from tunnelnet.trace.pcap import read_frames
 
 pytestmark = [pytest.mark.netns, pytest.mark.interop]
 
@@ -66,39 +64,12 @@ def test_each_hypervisor_has_a_geneve_port_named_as_neutron_names_it(lab_dir: Pa
     assert {"geneve-c0000201", "vxlan-c0000201"} <= tunnels["hv2"]
 
 
-def _bfd(frame: bytes) -> bool:
-    """A BFD control packet inside a tunnel (the inner UDP datagram goes to port 3784), read
-    by scapy from the inner frame (its VXLAN layer may not be loaded to find it itself)."""
-    outer = Ether(frame)
-    for layer in (GENEVE, UDP):
-        if outer.haslayer(layer):
-            payload = bytes(outer[layer].payload)
-            inner = Ether(payload[8:] if layer is UDP else payload)
-            found = inner.getlayer(UDP)
-            return found is not None and found.dport == 3784
-    return False
-
-
 def _capture_while(lab_dir: Path, pcap: Path, src: str, dst: str) -> list[bytes]:
-    tcpdump = require_tool("tcpdump")
-    proc = subprocess.Popen(["ip", "netns", "exec", f"{PREFIX}-underlay", tcpdump, "-U", "-n",
-                             "-i", "br-underlay", "-w", str(pcap), "udp"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        time.sleep(1.0)  # tcpdump is listening once it has opened the interface
-        ping = _lab(lab_dir, "ping", src, dst)
-        assert ping.returncode == 0, ping.stdout + ping.stderr
-        time.sleep(0.5)
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-        assert proc.stderr is not None
-        proc.stderr.close()
+    frames = underlay_frames_of_a_ping(PREFIX, lab_dir, pcap, src, dst)
     # the agents' BFD control packets (key 0, inner UDP 3784) are the tunnels', no tenant's;
     # IPv6 multicast (33:33:...) is the VMs' own chatter since boot (router solicitations
     # come for some seconds), not the ping's
-    return [f for f in read_frames(pcap)
-            if not _bfd(f) and bytes(decap(f)[2])[:2] != b"\x33\x33"]
+    return [f for f in frames if not is_tunnel_bfd(f) and bytes(decap(f)[2])[:2] != b"\x33\x33"]
 
 
 def test_open_vswitchs_geneve_bytes_are_rfc_8926_to_our_decoder_and_to_scapy(
