@@ -41,11 +41,12 @@ def run_lab(prefix: str, directory: Path, *args: str, command: str = "lab",
 
 
 def namespaces_of(prefix: str) -> list[str]:
-    """The network namespaces whose names start with this lab's prefix."""
+    """The network namespaces of this lab: `<prefix>-<name>` (the dash matters: prefixes come
+    from pids, and `tnd123` must not claim a parallel run's `tnd1234-hv1`)."""
     listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True,
                             check=True).stdout
     names = (line.split()[0] for line in listed.splitlines() if line.strip())
-    return [name for name in names if name.startswith(prefix)]
+    return [name for name in names if name.startswith(f"{prefix}-")]
 
 
 def processes_started_from(directory: Path) -> list[str]:
