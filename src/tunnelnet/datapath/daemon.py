@@ -22,16 +22,17 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from types import FrameType
 from typing import Final
 
-from tunnelnet.datapath import messages, persist
+from tunnelnet.datapath import flow_snapshot, messages, persist
 from tunnelnet.datapath.control import ControlClient, ControlServer, socket_path
 from tunnelnet.datapath.errors import ControlError, DatapathError, NotRunningError
 from tunnelnet.datapath.loop import EventLoop
 from tunnelnet.datapath.service import Service
-from tunnelnet.datapath.switchboard import Switchboard
+from tunnelnet.datapath.switchboard import Switchboard, make_port
 
 log = logging.getLogger("tunnelnet.vswitchd")
 
@@ -105,12 +106,18 @@ def run(config: DaemonConfig) -> None:
     """Serve until a stop signal; always cleans up what it made."""
     path = _claim_rundir(config.rundir)
     loop = EventLoop()
-    board = Switchboard(loop)
+    # with its configuration kept, internal ports outlive a crash to be taken back at once
+    board = Switchboard(loop, port_factory=partial(make_port, persistent_taps=config.persist))
     _start_fastpath(board, config.fastpath)
     config_path = config.rundir / persist.CONFIG_NAME if config.persist else None
+    snapshots = None
     if config_path is not None:
         persist.restore(board, config_path)
-    server = ControlServer(path, Service(board, config_path), loop)
+        # before listening: the restored flows forward before any agent is back
+        flows_path = config.rundir / flow_snapshot.SNAPSHOT_NAME
+        flow_snapshot.restore(board, flows_path)
+        snapshots = flow_snapshot.SnapshotWriter(board, loop, flows_path)
+    server = ControlServer(path, Service(board, config_path, snapshots), loop)
     wake_r, wake_w = socket.socketpair()
     wake_r.setblocking(False)
     wake_w.setblocking(False)

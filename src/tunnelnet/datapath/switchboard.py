@@ -34,11 +34,14 @@ log = logging.getLogger(__name__)
 PortFactory = Callable[[PortKind, str, Mapping[str, str]], Port]
 
 
-def make_port(kind: PortKind, name: str, options: Mapping[str, str]) -> Port:
+def make_port(kind: PortKind, name: str, options: Mapping[str, str], *,
+              persistent_taps: bool = False) -> Port:
+    """A port of ``kind``; ``persistent_taps`` makes internal ports outlive a crash (a
+    daemon that restores its configuration takes them back, ports.InternalPort)."""
     if kind is PortKind.SYSTEM:
         return SystemPort(name, options)
     if kind is PortKind.INTERNAL:
-        return InternalPort(name, options)
+        return InternalPort(name, options, persistent=persistent_taps)
     if kind is PortKind.PATCH:
         return PatchPort(name, options)
     # a tunnel: TunnelPort refuses a kind the datapath does not carry (tunnel_port.py)
