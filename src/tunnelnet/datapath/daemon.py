@@ -13,12 +13,14 @@ process that may already hold threads or sockets.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import logging
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -138,6 +140,7 @@ def run(config: DaemonConfig) -> None:
         if config.pidfile is not None:
             config.pidfile.write_text(f"{os.getpid()}\n")
         log.info("vswitchd %d listening on %s", os.getpid(), path)
+        threading.Thread(target=_import_the_rest, name="imports", daemon=True).start()
         loop.run()
     finally:
         board.close()
@@ -152,6 +155,12 @@ def run(config: DaemonConfig) -> None:
         wake_w.close()
         loop.close()
         log.info("vswitchd %d stopped", os.getpid())
+
+
+def _import_the_rest() -> None:
+    """What the start left for later (numpy, for checksums of super-frames), imported beside
+    the loop rather than on it when the first super-frame comes."""
+    importlib.import_module("numpy")
 
 
 def _start_fastpath(board: Switchboard, mode: str) -> None:

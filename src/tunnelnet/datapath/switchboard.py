@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from tunnelnet.datapath import bfd_monitor
 from tunnelnet.datapath.errors import DatapathError
 from tunnelnet.datapath.forwarding import MAX_PATCH_DEPTH, BridgeState, Forwarder
-from tunnelnet.datapath.kernel_mirror import KernelMirror, KernelPort
 from tunnelnet.datapath.loop import EventLoop
 from tunnelnet.datapath.ports import (
     InternalPort,
@@ -26,6 +25,9 @@ from tunnelnet.datapath.ports import (
 from tunnelnet.datapath.system_port import SystemPort
 from tunnelnet.datapath.tunnel import TunnelPort
 from tunnelnet.switch import Bridge
+
+if TYPE_CHECKING:  # the kernel fast path's modules load pyroute2 and libbpf: only when used
+    from tunnelnet.datapath.kernel_mirror import KernelMirror, KernelPort
 
 __all__ = ["MAX_PATCH_DEPTH", "BridgeState", "PortFactory", "Switchboard", "make_port"]
 
@@ -46,6 +48,12 @@ def make_port(kind: PortKind, name: str, options: Mapping[str, str], *,
         return PatchPort(name, options)
     # a tunnel: TunnelPort refuses a kind the datapath does not carry (tunnel_port.py)
     return TunnelPort(kind, name, options)
+
+
+def _kernel_port() -> type[KernelPort]:
+    from tunnelnet.datapath.kernel_mirror import KernelPort
+
+    return KernelPort
 
 
 class Switchboard:
@@ -191,7 +199,7 @@ class Switchboard:
             raise
         port.bridge = bridge
         port.ofport = number
-        if self.kernel is not None and isinstance(port, KernelPort):
+        if self.kernel is not None and isinstance(port, _kernel_port()):
             try:
                 self.kernel.attach(port)
             except DatapathError as exc:  # the Python path still serves it
