@@ -139,7 +139,7 @@ def run(config: DaemonConfig) -> None:
         loop.call_every(ROUTE_REFRESH_INTERVAL, board.refresh_routes)
         if config.pidfile is not None:
             config.pidfile.write_text(f"{os.getpid()}\n")
-        log.info("vswitchd %d listening on %s", os.getpid(), path)
+        log.info("vswitchd %d listening on %s (%s)", os.getpid(), path, _since_exec())
         threading.Thread(target=_import_the_rest, name="imports", daemon=True).start()
         loop.run()
     finally:
@@ -155,6 +155,19 @@ def run(config: DaemonConfig) -> None:
         wake_w.close()
         loop.close()
         log.info("vswitchd %d stopped", os.getpid())
+
+
+def _since_exec() -> str:
+    """How long this start took, and how much of it was our own CPU time (the rest: waiting
+    for a CPU on a loaded machine, or for the kernel)."""
+    try:
+        with open("/proc/self/stat") as f:
+            started = int(f.read().rsplit(")", 1)[1].split()[19]) / os.sysconf("SC_CLK_TCK")
+        with open("/proc/uptime") as f:
+            uptime = float(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return f"{time.process_time():.2f} s of CPU since exec"
+    return f"{uptime - started:.2f} s after exec, {time.process_time():.2f} s of it on a CPU"
 
 
 def _import_the_rest() -> None:
