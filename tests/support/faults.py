@@ -337,7 +337,7 @@ def vswitchd_restores_its_flows(lab: FaultLab) -> Row:
     if old is None:
         raise LabError("hv1's br-int has no canary flow before the fault")
     lab.kill("agent-hv1")
-    time.sleep(0.5)  # the snapshot follows the last change within 0.2 s
+    time.sleep(1.0)  # the snapshot follows the last change within 0.5 s
     before = installed(lab, hv)
     lab.kill("vswitchd-hv1")
     lab.start("vswitchd-hv1")
