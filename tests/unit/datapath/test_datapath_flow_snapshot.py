@@ -105,10 +105,10 @@ def test_flows_naming_a_port_that_did_not_come_back_are_left_out(tmp_path: Path)
 
 def test_a_damaged_or_foreign_snapshot_restores_nothing(tmp_path: Path) -> None:
     conf, flows, _ = _written(tmp_path)
+    bad_line = json.loads(flows.read_text())
+    bad_line["bridges"][0]["flows"].append("table=0,actions=no_such_action")  # br-int
     for text in ("{half", json.dumps({"version": 99}), json.dumps({"version": 1}),
-                 json.dumps({"version": 1, "bridges": [{"name": "br-int",
-                                                        "flows": ["not a flow"],
-                                                        "ports": []}]})):
+                 json.dumps(bad_line)):
         flows.write_text(text)
         board = Switchboard(EventLoop())
         persist.restore(board, conf)
