@@ -27,6 +27,7 @@ from support.faults import (
     replug_cycles,
     start_order,
     vswitchd_restart,
+    vswitchd_restores_its_flows,
 )
 from support.faults_lab import FaultLab
 from support.tools import require_tool
@@ -79,7 +80,13 @@ def test_a_killed_vswitchd_comes_back_fail_secure_and_is_reprogrammed_within_2_s
     assert reprogram.passed, reprogram.document()
     # the gap is measured, not asserted: most of it is the daemon's own start (a Python
     # process under whatever else the machine runs); bench.faults reports it
-    print(gap.measured)
+    print(f"\n{gap.measured} (timeline {gap.details['timeline']})")
+
+
+def test_a_killed_vswitchd_puts_back_the_flows_its_agent_installed_before_the_agent_is_back(
+        lab: FaultLab) -> None:
+    row = vswitchd_restores_its_flows(lab)
+    assert row.passed, row.document()
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])

@@ -28,6 +28,7 @@ from tunnelnet.client.http import Client
 from tunnelnet.datapath import messages as m
 from tunnelnet.datapath.control import ControlClient
 from tunnelnet.errors import TunnelnetError
+from tunnelnet.lab.runner import LabRunner
 from tunnelnet.lab.state import StateFile
 
 TOPOLOGY = Path(__file__).resolve().parents[1] / "adversarial" / "topologies" / "faults.toml"
@@ -140,9 +141,8 @@ class FaultLab:
 
     def start(self, daemon: str) -> None:
         """What ``lab start DAEMON`` does (the recorded command line, in its namespace), from
-        this process: a supervisor restarting a daemon does not pay a CLI's start-up first."""
-        from tunnelnet.lab.runner import LabRunner
-
+        this process: a supervisor restarting a daemon does not pay a CLI's start-up first
+        (nor, imported here at the first restart, 1-2 s of the runner's imports)."""
         LabRunner(self.directory).start_process(daemon)
 
     def set_argv(self, daemon: str, edit: Callable[[list[str]], list[str]]) -> None:

@@ -52,8 +52,9 @@ def recording_ports(kind: PortKind, name: str, options: Mapping[str, str]) -> Po
 
 class Vswitchd:
     def __init__(self, netns: str | None = None, *, rundir: Path | None = None,
-                 timeout: float = 15.0, fastpath: str = "off") -> None:
+                 timeout: float = 15.0, fastpath: str = "off", persist: bool = False) -> None:
         self.netns = netns
+        self.persist = persist  # --persist: configuration kept in the run directory
         # --fastpath: off unless a test asks for the kernel's (the daemon's own default,
         # auto, would make a test's outcome depend on the machine it runs on)
         self.fastpath = fastpath
@@ -79,7 +80,7 @@ class Vswitchd:
     def start(self) -> None:
         argv = [sys.executable, "-m", "tunnelnet", "vswitchd", "--rundir", str(self.rundir),
                 "--log-file", str(self.log_file), "--log-level", "debug",
-                "--fastpath", self.fastpath]
+                "--fastpath", self.fastpath, *(["--persist"] if self.persist else [])]
         if self.netns:
             argv = ["ip", "netns", "exec", self.netns, *argv]
         with open(self.rundir / "stderr", "wb") as err:

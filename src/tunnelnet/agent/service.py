@@ -47,6 +47,9 @@ PATCH_TUN = "patch-tun"  # on br-int
 PATCH_INT = "patch-int"  # on br-tun
 
 
+SWITCH_RETRY = 0.05  # seconds of long poll in the round after a failed switch request
+
+
 @dataclass
 class AgentTimers:
     poll_interval: float = 0.5
@@ -100,6 +103,9 @@ class Agent:
         self._last_heartbeat = 0.0
         self._backoff = 0.0
         self._next_contact = 0.0
+        # after a failed switch request: the next round asks the controller only briefly, so
+        # that a restarted switch is reprogrammed at once, not after a long poll
+        self._switch_retry = False
         self._outage_since: float | None = None  # monotonic time no controller answered from
         self._bound: set[str] = set()  # ports bound by the last converge, to report ACTIVE
         # each bound port as the cache showed it when its status was last judged here
@@ -351,8 +357,10 @@ class Agent:
         if now < self._next_contact:
             time.sleep(min(self.timers.poll_interval, self._next_contact - now))
             return
+        wait = SWITCH_RETRY if self._switch_retry else self.timers.poll_interval
+        self._switch_retry = False
         try:
-            self._talk_to_controller(self.timers.poll_interval)
+            self._talk_to_controller(wait)
         except ResyncRequired as exc:
             # not an outage: the controller no longer keeps the changes after our revision
             # (compacted), or never had them (its database was replaced). List everything
@@ -408,6 +416,7 @@ class Agent:
             for applier in (self.int_flows, self.tun_flows, *self.phys_flows.values()):
                 applier.new_generation(self.cookie)
             self._planned_from = None  # and the next round plans again, whatever it reads
+            self._switch_retry = True
         except TunnelnetError as exc:
             # a port status report that found no controller: reported in a later round
             self._unanswered(time.monotonic(), exc)

@@ -26,7 +26,9 @@ DEFAULT_RUNDIR = "/run/tunnelnet"
               type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False))
 @click.option("--persist", is_flag=True,
               help="Keep bridges and ports in RUNDIR/conf.json and restore them at start, "
-                   "as Open vSwitch keeps them in its database (flows are never kept).")
+                   "as Open vSwitch keeps them in its database; keep internal ports over a "
+                   "crash; keep flows in RUNDIR/flows.json and restore those still true of "
+                   "the restored ports before listening.")
 @click.option("--fastpath", envvar="TUNNELNET_FASTPATH", default="off", show_default=True,
               type=click.Choice(["kernel", "off", "auto"], case_sensitive=False),
               help="Replay known flows in the kernel with eBPF (kernel), never (off), or "

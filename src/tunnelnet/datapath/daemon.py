@@ -13,25 +13,28 @@ process that may already hold threads or sockets.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import logging
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from types import FrameType
 from typing import Final
 
-from tunnelnet.datapath import messages, persist
+from tunnelnet.datapath import flow_snapshot, messages, persist
 from tunnelnet.datapath.control import ControlClient, ControlServer, socket_path
 from tunnelnet.datapath.errors import ControlError, DatapathError, NotRunningError
 from tunnelnet.datapath.loop import EventLoop
 from tunnelnet.datapath.service import Service
-from tunnelnet.datapath.switchboard import Switchboard
+from tunnelnet.datapath.switchboard import Switchboard, make_port
 
 log = logging.getLogger("tunnelnet.vswitchd")
 
@@ -105,12 +108,18 @@ def run(config: DaemonConfig) -> None:
     """Serve until a stop signal; always cleans up what it made."""
     path = _claim_rundir(config.rundir)
     loop = EventLoop()
-    board = Switchboard(loop)
+    # with its configuration kept, internal ports outlive a crash to be taken back at once
+    board = Switchboard(loop, port_factory=partial(make_port, persistent_taps=config.persist))
     _start_fastpath(board, config.fastpath)
     config_path = config.rundir / persist.CONFIG_NAME if config.persist else None
+    snapshots = None
     if config_path is not None:
         persist.restore(board, config_path)
-    server = ControlServer(path, Service(board, config_path), loop)
+        # before listening: the restored flows forward before any agent is back
+        flows_path = config.rundir / flow_snapshot.SNAPSHOT_NAME
+        flow_snapshot.restore(board, flows_path)
+        snapshots = flow_snapshot.SnapshotWriter(board, loop, flows_path)
+    server = ControlServer(path, Service(board, config_path, snapshots), loop)
     wake_r, wake_w = socket.socketpair()
     wake_r.setblocking(False)
     wake_w.setblocking(False)
@@ -130,7 +139,8 @@ def run(config: DaemonConfig) -> None:
         loop.call_every(ROUTE_REFRESH_INTERVAL, board.refresh_routes)
         if config.pidfile is not None:
             config.pidfile.write_text(f"{os.getpid()}\n")
-        log.info("vswitchd %d listening on %s", os.getpid(), path)
+        log.info("vswitchd %d listening on %s (%s)", os.getpid(), path, _since_exec())
+        threading.Thread(target=_import_the_rest, name="imports", daemon=True).start()
         loop.run()
     finally:
         board.close()
@@ -145,6 +155,25 @@ def run(config: DaemonConfig) -> None:
         wake_w.close()
         loop.close()
         log.info("vswitchd %d stopped", os.getpid())
+
+
+def _since_exec() -> str:
+    """How long this start took, and how much of it was our own CPU time (the rest: waiting
+    for a CPU on a loaded machine, or for the kernel)."""
+    try:
+        with open("/proc/self/stat") as f:
+            started = int(f.read().rsplit(")", 1)[1].split()[19]) / os.sysconf("SC_CLK_TCK")
+        with open("/proc/uptime") as f:
+            uptime = float(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return f"{time.process_time():.2f} s of CPU since exec"
+    return f"{uptime - started:.2f} s after exec, {time.process_time():.2f} s of it on a CPU"
+
+
+def _import_the_rest() -> None:
+    """What the start left for later (numpy, for checksums of super-frames), imported beside
+    the loop rather than on it when the first super-frame comes."""
+    importlib.import_module("numpy")
 
 
 def _start_fastpath(board: Switchboard, mode: str) -> None:

@@ -1,10 +1,11 @@
 """The daemon's configuration kept on disk, as Open vSwitch keeps it in ovsdb.
 
 Bridges (with their learning caps) and ports (type, number, tag, options, external_ids)
-survive a restart of vswitchd; flows do not, exactly as in Open vSwitch: after a restart a
-fail-secure bridge drops until its agent programs it again, and a standalone one starts with
-its NORMAL flow. Without this, a restart would lose the VMs' vNIC ports that Nova (or the
-lab) plugged, which no agent can know how to plug again.
+survive a restart of vswitchd, as in Open vSwitch. Flows are not configuration: they are
+flow_snapshot.py's, put back only where still true; without them a fail-secure bridge drops
+until its agent programs it again, and a standalone one starts with its NORMAL flow. Without
+this, a restart would lose the VMs' vNIC ports that Nova (or the lab) plugged, which no
+agent can know how to plug again.
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ from tunnelnet import __version__
 from tunnelnet.datapath import learning_config, persist
 from tunnelnet.datapath import messages as m
 from tunnelnet.datapath.errors import DatapathError
+from tunnelnet.datapath.flow_snapshot import SnapshotWriter
 from tunnelnet.datapath.ports import PatchPort, PortKind
 from tunnelnet.datapath.switchboard import Switchboard
 from tunnelnet.datapath.tunnel import TunnelPort
@@ -23,12 +24,16 @@ from tunnelnet.packet.tunnel_kinds import INNER_ETHERNET
 _CONFIG_CHANGES: tuple[type[m.Request], ...] = (m.AddBridge, m.DelBridge, m.AddPort,
                                                 m.DelPort, m.SetPort, m.SetInterface,
                                                 m.SetBridge)
+# requests that change flows, which the flow snapshot follows (flow_snapshot.py)
+_FLOW_CHANGES: tuple[type[m.Request], ...] = (m.AddFlows, m.ModFlows, m.DelFlows)
 
 
 class Service:
-    def __init__(self, board: Switchboard, config_path: Path | None = None) -> None:
+    def __init__(self, board: Switchboard, config_path: Path | None = None,
+                 snapshots: SnapshotWriter | None = None) -> None:
         self.board = board
         self.config_path = config_path
+        self.snapshots = snapshots
         self._handlers: dict[type[m.Request], Callable[[Any], m.JSON]] = {
             m.AddBridge: self._add_bridge,
             m.DelBridge: self._del_bridge,
@@ -63,6 +68,8 @@ class Service:
         self.board.check_kernel()
         if self.config_path is not None and isinstance(request, _CONFIG_CHANGES):
             persist.save(self.board, self.config_path)
+        if self.snapshots is not None and isinstance(request, _CONFIG_CHANGES + _FLOW_CHANGES):
+            self.snapshots.changed()
         return result
 
     def _fastpath(self) -> dict[str, m.JSON]:

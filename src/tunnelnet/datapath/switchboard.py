@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from typing import Literal
+from typing import TYPE_CHECKING, Final, Literal
 
 from tunnelnet.datapath import bfd_monitor
 from tunnelnet.datapath.errors import DatapathError
 from tunnelnet.datapath.forwarding import MAX_PATCH_DEPTH, BridgeState, Forwarder
-from tunnelnet.datapath.kernel_mirror import KernelMirror, KernelPort
 from tunnelnet.datapath.loop import EventLoop
 from tunnelnet.datapath.ports import (
     InternalPort,
@@ -27,22 +26,53 @@ from tunnelnet.datapath.system_port import SystemPort
 from tunnelnet.datapath.tunnel import TunnelPort
 from tunnelnet.switch import Bridge
 
+if TYPE_CHECKING:  # the kernel fast path's modules load pyroute2 and libbpf: only when used
+    from tunnelnet.datapath.kernel_mirror import KernelMirror, KernelPort
+
 __all__ = ["MAX_PATCH_DEPTH", "BridgeState", "PortFactory", "Switchboard", "make_port"]
 
 log = logging.getLogger(__name__)
 
 PortFactory = Callable[[PortKind, str, Mapping[str, str]], Port]
 
+# 802.1Q's reserved VLAN 4095, Neutron's DEAD_VLAN_TAG: never switched (the agent's table-0
+# drop flow, and no other port is on it). Where a vNIC waits until its agent binds it.
+DEAD_VLAN: Final = 4095
 
-def make_port(kind: PortKind, name: str, options: Mapping[str, str]) -> Port:
+
+def isolated(state: BridgeState, tag: int | None, external_ids: Mapping[str, str]) -> int | None:
+    """The tag a port gets: a vNIC (a port with an ``iface-id``) on a fail-secure bridge
+    that is given no tag waits on the dead VLAN, not as a trunk of every VLAN to NORMAL.
+
+    os-vif does this when it plugs a port (``isolate_vif``: tag 4095 until the Neutron agent
+    retags it; Open vSwitch itself plugs an untagged port as a trunk). Doing it here makes
+    every plugger safe, a hand's ``vsctl add-port`` or a Nova without isolate_vif too: the
+    window until the agent's drop flow lands (0.1-0.2 s, in which such a port heard every
+    tenant's broadcasts, the unbound-port bug 1734320) is gone. A fail-secure bridge is one
+    a controller programs; a standalone one stays a plain learning switch."""
+    if tag is None and external_ids.get("iface-id") and state.fail_mode == "secure":
+        return DEAD_VLAN
+    return tag
+
+
+def make_port(kind: PortKind, name: str, options: Mapping[str, str], *,
+              persistent_taps: bool = False) -> Port:
+    """A port of ``kind``; ``persistent_taps`` makes internal ports outlive a crash (a
+    daemon that restores its configuration takes them back, ports.InternalPort)."""
     if kind is PortKind.SYSTEM:
         return SystemPort(name, options)
     if kind is PortKind.INTERNAL:
-        return InternalPort(name, options)
+        return InternalPort(name, options, persistent=persistent_taps)
     if kind is PortKind.PATCH:
         return PatchPort(name, options)
     # a tunnel: TunnelPort refuses a kind the datapath does not carry (tunnel_port.py)
     return TunnelPort(kind, name, options)
+
+
+def _kernel_port() -> type[KernelPort]:
+    from tunnelnet.datapath.kernel_mirror import KernelPort
+
+    return KernelPort
 
 
 class Switchboard:
@@ -164,6 +194,7 @@ class Switchboard:
             raise DatapathError(f"{name!r} is already the name of a bridge")
         if tag is not None and not 0 <= tag <= 4095:
             raise DatapathError(f"port {name!r}: tag {tag} is not a VLAN id (0-4095)")
+        tag = isolated(state, tag, external_ids or {})
         if ofport is not None and not 1 <= ofport < 0xFF00:
             raise DatapathError(f"port {name!r}: ofport {ofport} is not in 1-65279")
         if ofport is not None and ofport in state.ports:
@@ -188,7 +219,7 @@ class Switchboard:
             raise
         port.bridge = bridge
         port.ofport = number
-        if self.kernel is not None and isinstance(port, KernelPort):
+        if self.kernel is not None and isinstance(port, _kernel_port()):
             try:
                 self.kernel.attach(port)
             except DatapathError as exc:  # the Python path still serves it
@@ -216,8 +247,14 @@ class Switchboard:
             raise DatapathError(f"port {name!r}: give a tag or clear it, not both")
         if tag is not None and not 0 <= tag <= 4095:
             raise DatapathError(f"port {name!r}: tag {tag} is not a VLAN id (0-4095)")
+        config = state.bridge.port(name)
+        ids = state.external_ids.get(name, {}) if external_ids is None else external_ids
+        if tag is None and (clear_tag or config.tag is None):
+            # a cleared tag, or an iface-id given to an untagged port: a vNIC still waits on
+            # the dead VLAN (isolated()), only a port that is no vNIC becomes a trunk
+            tag = isolated(state, None, ids)
+            clear_tag = clear_tag and tag is None
         if tag is not None or clear_tag:
-            config = state.bridge.port(name)
             new_tag = None if clear_tag else tag
             if new_tag != config.tag:
                 # the switch has no in-place retag: re-adding with the same number keeps

@@ -15,15 +15,25 @@ the big-endian one. Every result here is such a congruent, not yet folded, numbe
 from __future__ import annotations
 
 import sys
-from typing import Final
-
-import numpy as np
+from typing import TYPE_CHECKING, Final
 
 from tunnelnet.packet._wire import Buffer
+
+if TYPE_CHECKING:
+    from types import ModuleType
 
 _SWAP: Final = 8 if sys.byteorder == "little" else 0
 # Below this many bytes in all, numpy's per-call cost (~5 us) is more than it saves.
 _VECTOR_MIN: Final = 4096
+
+
+def _numpy() -> ModuleType:
+    """numpy, imported on the first big sum: a daemon starting after a crash answers and
+    forwards without waiting for it (about 130 ms, most of vswitchd's imports after
+    pyroute2's); vswitchd imports it in the background once it listens."""
+    import numpy
+
+    return numpy
 
 
 def _one(chunk: Buffer) -> int:
@@ -42,6 +52,7 @@ def chunk_sums(buf: bytes, start: int, size: int, end: int) -> list[int]:
     sums: list[int] = []
     done = start
     if full and not size & 1 and full * size >= _VECTOR_MIN:
+        np = _numpy()
         words = np.frombuffer(buf, dtype=np.uint16, offset=start, count=full * size // 2)
         sums = [s << _SWAP for s in words.reshape(full, size // 2).sum(axis=1,
                                                                           dtype=np.uint64

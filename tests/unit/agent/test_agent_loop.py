@@ -254,3 +254,52 @@ def test_a_failed_switch_request_leaves_no_flow_on_a_vnics_former_port_number() 
     left = [m for (_t, _p, m) in sw.flows["br-int"] if f"in_port={old}," in f"{m},"]
     assert left == []
     assert any(f"in_port={new}" in m for (_t, _p, m) in sw.flows["br-int"])
+
+
+class _Waits(FakeController):
+    """Records how long each long poll was allowed to wait."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waits: list[float] = []
+
+    def watch(self, since: int, timeout: float) -> list[Any]:
+        self.waits.append(timeout)
+        return super().watch(since, timeout)
+
+
+class _Restarts(FakeSwitch):
+    """A switch whose next port listing fails, as on a connection a restart broke."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.restarting = False
+
+    def list_ports(self, bridge: str) -> Any:
+        if self.restarting:
+            self.restarting = False
+            from tunnelnet.agent.backend import BackendError
+
+            raise BackendError("vswitchd: connection reset")
+        return super().list_ports(bridge)
+
+
+def test_after_a_failed_switch_request_the_next_round_does_not_wait_on_a_long_poll() -> None:
+    """A restarted vswitchd is reprogrammed as soon as it answers, not a long poll later."""
+    from tunnelnet.agent.service import SWITCH_RETRY
+
+    ctl, sw = _Waits(), _Restarts()
+    ctl.change("network", "create", _net("net-a", 1001))
+    agent = Agent(AgentConfig("hv1", "192.0.2.1", frozenset({"vxlan"})), ctl, sw,
+                  timers=AgentTimers(poll_interval=0.5, heartbeat_interval=60.0,
+                                     max_backoff=0.0), cookie=0x11)
+    for _ in range(3):
+        agent.run_round()
+    sw.restarting = True
+    agent.run_round()  # its long poll, then the switch request that fails
+    assert not sw.restarting
+    del ctl.waits[:]
+    agent.run_round()
+    agent.run_round()
+    assert ctl.waits == [SWITCH_RETRY, 0.5]
+    assert agent.cookie != 0x11  # and the round reprogrammed under a new generation
