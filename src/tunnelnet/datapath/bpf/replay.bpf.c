@@ -499,6 +499,7 @@ int gre_uplink_ingress(struct __sk_buff *skb)
 	__u8 *ip = (__u8 *)ip32;
 	__u8 inner_eth[ETH_HLEN];
 	__u64 packets;
+	__u32 headers;
 
 	if (skb->protocol != bpf_htons(ETH_P_IP) || skb->vlan_present)
 		return TC_ACT_UNSPEC; /* not even IPv4: not counted, not ours */
@@ -509,15 +510,15 @@ int gre_uplink_ingress(struct __sk_buff *skb)
 	/*
 	 * Anything unusual is the Python path's (it counts refusals by reason): options, a
 	 * fragment, a length that is not the frame's, a bad header checksum (the stack drops
-	 * it), other GRE flags (checksum, sequence, no key) or type, another host's packet, a GRO
-	 * super-packet, an inner frame too short to be one.
+	 * it), other GRE flags (checksum, sequence, no key) or type, another host's packet, an
+	 * inner frame too short to be one.
 	 */
 	if (ip[0] != 0x45 || (ip[6] & 0x3f) || ip[7] ||
 	    bpf_ntohs(((__u16 *)ip32)[1]) != skb->len - ETH_HLEN ||
 	    ipv4_checksum((const __u16 *)ip32) != 0 ||
 	    gre32[0] != bpf_htonl(0x20000000 | ETH_P_TEB_GRE) ||
 	    skb->pkt_type != PACKET_HOST_TYPE ||
-	    skb->gso_segs > 1 || skb->len < GRE_OUTER_LEN + ETH_HLEN + IPV4_HLEN)
+	    skb->len < GRE_OUTER_LEN + ETH_HLEN + IPV4_HLEN)
 		goto pass;
 	key.key = bpf_ntohl(gre32[1]);
 	key.remote_ipv4 = bpf_ntohl(ip32[3]);
@@ -532,12 +533,16 @@ int gre_uplink_ingress(struct __sk_buff *skb)
 		goto pass;
 	if (bpf_skb_store_bytes(skb, 0, inner_eth, ETH_HLEN, 0) < 0)
 		goto lost;
+	/* FIXED_GSO: a super-packet (our own kernel path's, or GRO's) keeps its segments' size */
 	if (bpf_skb_adjust_room(skb, -(__s32)(IPV4_HLEN + GRE_HLEN + ETH_HLEN), BPF_ADJ_ROOM_MAC,
-				0) < 0)
+				BPF_F_ADJ_ROOM_FIXED_GSO) < 0)
 		goto lost;
-	packets = segments(skb);
+	headers = skb->gso_size ? header_len(skb) : 0;
+	packets = 1;
+	if (headers && skb->len > headers) /* its segments, as offload.Gso counts them */
+		packets = (skb->len - headers + skb->gso_size - 1) / skb->gso_size;
 	__sync_fetch_and_add(&entry->packets, packets);
-	__sync_fetch_and_add(&entry->bytes, wire_bytes(skb));
+	__sync_fetch_and_add(&entry->bytes, skb->len + (packets - 1) * headers);
 	entry->last_used_ns = bpf_ktime_get_ns();
 	count(STAT_TUNNEL_HIT);
 	gre_count(GRE_STAT_UPLINK_HIT);
