@@ -298,6 +298,73 @@ def test_gre_is_replayed_in_the_kernel_with_the_python_paths_bytes(
         assert leaked == [], vm
 
 
+# Sent from the underlay's bridge by scapy with IP_HDRINCL: a GRE packet to hv1 in one variant
+# (argv 1), around a copy of an echo reply from b2 to b1 (argv 2, 3: the MACs), whose inner
+# key is one hv1's kernel replays from hv2 with blue's key after a ping. ICMP id 0x7777 marks
+# it for the capture on b1.
+_GRE_INJECTOR = """
+import socket, sys
+from scapy.all import GRE, ICMP, IP, Ether, Raw
+variant, b2, b1 = sys.argv[1:4]
+inner = Ether(src=b2, dst=b1) / IP(src="10.1.0.2", dst="10.1.0.1") / ICMP(type=0, id=0x7777)
+src = "192.0.2.99" if variant == "not_a_peer" else "192.0.2.2"
+key = {GRE_KEY} + 1 if variant == "unknown_key" else {GRE_KEY}
+gre = GRE(chksum_present=int(variant == "checksummed"), key_present=1, key=key, proto=0x6558)
+body = Raw(bytes(inner)[:10]) if variant == "truncated" else inner
+s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+s.sendto(bytes(IP(src=src, dst="192.0.2.1", ttl=64, flags="DF") / gre / body), ("192.0.2.1", 0))
+""".replace("{GRE_KEY}", str(GRE_KEY))
+
+
+def _tun_drop_flow(state: dict[str, Any]) -> int:
+    """n_packets of br-tun's drop for a GRE key no network has (table 3's lowest flow)."""
+    return _flow(state, "hv1", "br-tun", "table=3,", "priority=0 ")[0]
+
+
+@pytest.mark.parametrize(("variant", "delivered", "counted"), [
+    ("as_ours", True, None),  # what either path sends: the kernel delivers it
+    ("checksummed", True, None),  # RFC 2890 allows it; only the Python path reads it
+    ("unknown_key", False, "br-tun"),  # the tables drop it, in table 3's drop flow
+    ("not_a_peer", False, "unknown_tunnel_peer"),
+    ("truncated", False, "bad_tunnel_packet"),
+])
+def test_gre_the_kernel_cannot_take_exactly_goes_to_python_and_is_counted_by_reason(
+        lab: dict[str, Any], tmp_path: Path, variant: str, delivered: bool,
+        counted: str | None) -> None:
+    underlay = f"{PREFIX}-underlay"
+    subprocess.run(["ip", "-n", underlay, "addr", "replace", "192.0.2.99/24", "dev",
+                    "br-underlay"], check=True)
+    _warm("b1", "10.1.0.2")  # the echo reply's entry is in hv1's kernel now
+    before_drops = json.loads(_tn(lab, "hv1", "ofctl", "dump-drops", "--json"))["daemon"]
+    before_table = _tun_drop_flow(lab)
+    before = _dp(lab, "hv1")
+    watch = _capture(_ns("b1"), tmp_path / "b1.pcap", "icmp")
+    try:
+        subprocess.run(["ip", "netns", "exec", underlay, sys.executable, "-c", _GRE_INJECTOR,
+                        variant, _mac("b2"), _mac("b1")], check=True, timeout=60)
+        time.sleep(1)
+    finally:
+        _stop(watch)
+    after = _dp(lab, "hv1")
+    after_drops = json.loads(_tn(lab, "hv1", "ofctl", "dump-drops", "--json"))["daemon"]
+    ours = [f for f in rdpcap(str(tmp_path / "b1.pcap"))
+            if f.haslayer(ICMP) and f[ICMP].id == 0x7777]
+    assert len(ours) == (1 if delivered else 0), variant
+    if variant == "as_ours":
+        assert after["kernel_gre_received"] > before["kernel_gre_received"]
+    else:  # up to the stack and the Python path's raw socket, unchanged
+        assert after["kernel_gre_left_to_python"] > before["kernel_gre_left_to_python"]
+    assert after["kernel_gre_failed"] == before["kernel_gre_failed"]
+    if counted == "br-tun":
+        assert _tun_drop_flow(lab) == before_table + 1
+    elif counted is not None:
+        assert after_drops.get(counted, 0) == before_drops.get(counted, 0) + 1, after_drops
+    for reason in ("unknown_tunnel_peer", "bad_tunnel_packet", "unknown_tunnel_key"):
+        if reason != counted:
+            assert after_drops.get(reason, 0) == before_drops.get(reason, 0), (reason,
+                                                                              after_drops)
+
+
 def test_trace_says_whether_the_hop_is_replayed_in_the_kernel(lab: dict[str, Any]) -> None:
     _warm("r1", "10.1.0.2")
     r1, r2 = _mac("r1"), _mac("r2")
