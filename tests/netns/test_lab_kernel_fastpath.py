@@ -292,6 +292,7 @@ def test_gre_is_replayed_in_the_kernel_with_the_python_paths_bytes(
     # the Python path's packet and the kernel's carry the same outer bytes (Ethernet, IPv4,
     # GRE and the inner Ethernet header); only the VM's own payload differs between them
     assert len({raw(f)[:56] for f in requests}) == 1
+    assert "kernel GRE: sent" in _tn(lab, "hv1", "ofctl", "dp-stats")
     for vm in ("r2", "g2"):
         leaked = [f for f in rdpcap(str(tmp_path / f"{vm}.pcap"))
                   if f.haslayer(ICMP) and (f[ICMP].type == 8 or f[Ether].src == b1)]
