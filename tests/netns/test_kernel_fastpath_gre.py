@@ -39,6 +39,7 @@ ICMP_ECHO_FRAME = 14 + 20 + 8 + 56
 ARP_FRAME = 14 + 28
 ETH_P_ALL = 0x0003
 ECHO_REQUEST, ECHO_REPLY = 8, 0
+TTL = {1: 77, 2: 64}  # the outer TTL each hypervisor's plans give (its ip_default_ttl)
 
 
 @dataclass
@@ -71,7 +72,7 @@ class Site:
         here.fastpath.install_gre_port(GrePortPlan(
             here.tap_ifindex, inner, KEY, here.underlay_ip, there.underlay_ip,
             here.uplink_ifindex, MAX_FRAME, there.uplink_mac if with_macs else None,
-            here.uplink_mac if with_macs else None))
+            here.uplink_mac if with_macs else None, TTL[i]))
         there.fastpath.install_gre_tunnel(GreTunnelPlan(KEY, here.underlay_ip,
                                                         there.underlay_ip, inner,
                                                         there.tap_ifindex))
@@ -163,7 +164,7 @@ def test_ping_goes_both_ways_in_gre_written_by_the_kernel_and_is_counted_exactly
         assert (pkt[Ether].src, pkt[Ether].dst) == (src.uplink_mac, dst.uplink_mac)
         ip, gre = pkt[IP], pkt[GRE]
         assert (ip.dst, ip.ttl, ip.flags, ip.frag, ip.id, ip.ihl) == (
-            dst.underlay_ip, 64, "DF", 0, 0, 5)
+            dst.underlay_ip, TTL[1 if src is hv1 else 2], "DF", 0, 0, 5)
         assert IP(bytes(ip)[:20]).chksum == ip.chksum
         assert (gre.chksum_present, gre.routing_present, gre.key_present, gre.seqnum_present,
                 gre.version, gre.proto, gre.key) == (0, 0, 1, 0, 0, 0x6558, KEY)

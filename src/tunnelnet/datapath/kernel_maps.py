@@ -74,7 +74,8 @@ class GrePortEntry(ctypes.Structure):
     _fields_ = [("remote_ipv4", ctypes.c_uint32), ("local_ipv4", ctypes.c_uint32),
                 ("key", ctypes.c_uint32), ("max_frame_len", ctypes.c_uint32),
                 ("uplink_ifindex", ctypes.c_uint32), ("next_hop_mac", ctypes.c_uint8 * 6),
-                ("uplink_mac", ctypes.c_uint8 * 6), ("pad", ctypes.c_uint32),
+                ("uplink_mac", ctypes.c_uint8 * 6), ("ttl", ctypes.c_uint8),
+                ("pad", ctypes.c_uint8 * 3),
                 ("packets", ctypes.c_uint64), ("bytes", ctypes.c_uint64),
                 ("last_used_ns", ctypes.c_uint64)]
 
@@ -217,6 +218,12 @@ class TunnelPlan:
 GRE_KEY_MAX = (1 << 32) - 1
 
 
+def check_ttl(ttl: int) -> int:
+    if not 1 <= ttl <= 255:
+        raise DatapathError(f"TTL {ttl} is outside 1..255")
+    return ttl
+
+
 def check_gre_key(key: int) -> int:
     if not 0 <= key <= GRE_KEY_MAX:
         raise DatapathError(f"GRE key {key} is outside 0..{GRE_KEY_MAX} (32 bits, RFC 2890)")
@@ -239,6 +246,7 @@ class GrePortPlan:
     max_frame_len: int
     next_hop_mac: str | None = None
     uplink_mac: str | None = None
+    ttl: int = 64  # the outer IPv4 TTL: what the Python path's raw socket sends with
 
     def map_key(self) -> PortKey:
         return port_key(self.in_ifindex, self.inner)
@@ -249,7 +257,7 @@ class GrePortPlan:
         return GrePortEntry(remote_ipv4=ipv4_host_order(self.remote_ip),
                             local_ipv4=ipv4_host_order(self.local_ip),
                             key=check_gre_key(self.key), max_frame_len=self.max_frame_len,
-                            uplink_ifindex=self.uplink_ifindex,
+                            uplink_ifindex=self.uplink_ifindex, ttl=check_ttl(self.ttl),
                             next_hop_mac=(ctypes.c_uint8 * 6)(*macs[:6]),
                             uplink_mac=(ctypes.c_uint8 * 6)(*macs[6:]))
 

@@ -38,6 +38,7 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Final, Protocol, runtime_checkable
 
 from pyroute2 import IPRoute
@@ -81,6 +82,7 @@ class GreRoute:
     local_ip: str
     next_hop_mac: str | None
     uplink_mac: str | None
+    ttl: int = 64  # net.ipv4.ip_default_ttl here: the raw socket's TTL
 
 
 def gre_route(remote_ip: str, local: int) -> GreRoute | None:
@@ -103,7 +105,16 @@ def gre_route(remote_ip: str, local: int) -> GreRoute | None:
               if n["state"] & (0x02 | 0x04 | 0x08 | 0x10 | 0x40 | 0x80)]
     return GreRoute(int(oif), str(ipaddress.IPv4Address(local)),
                     usable[0] if usable and usable[0] else None,
-                    link.get_attr("IFLA_ADDRESS"))
+                    link.get_attr("IFLA_ADDRESS"), _default_ttl())
+
+
+def _default_ttl() -> int:
+    """The TTL the Python path's raw GRE socket sends with (it sets none of its own)."""
+    try:
+        ttl = int(Path("/proc/sys/net/ipv4/ip_default_ttl").read_text())
+    except (OSError, ValueError):
+        return 64
+    return ttl if 1 <= ttl <= 255 else 64
 
 
 @runtime_checkable
@@ -252,7 +263,8 @@ class KernelMirror:
             self.fastpath.attach_gre_uplink(route.ifindex)
             self.fastpath.install_gre_port(GrePortPlan(
                 self._ports[ingress.name], inner, gre_key & GRE_KEY_MAX, route.local_ip,
-                egress.remote_ip, route.ifindex, limit, route.next_hop_mac, route.uplink_mac))
+                egress.remote_ip, route.ifindex, limit, route.next_hop_mac, route.uplink_mac,
+                route.ttl))
             self._add(Mirrored(plan, ingress, egress, False, ident[2], "", inner, limit,
                                gre=True, route=route))
             return

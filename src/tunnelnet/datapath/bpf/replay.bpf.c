@@ -277,7 +277,7 @@ static __always_inline __u64 segments(struct __sk_buff *skb)
  * write GRE themselves: Ethernet over GRE (RFC 2784, 1701 type 0x6558 "TEB") with a key
  * (RFC 2890) and neither checksum nor sequence number, byte for byte what the Python path
  * sends (tunnel_tx.py, packet/tunnel.py gre_payload), in an outer IPv4 header as the Python
- * path's raw socket gets it from the kernel (no options, DF, ID 0, TTL 64).
+ * path's raw socket gets it from the kernel (no options, DF, ID 0, the default TTL).
  *
  * The outer Ethernet header: an IP frame is handed to bpf_redirect_neigh, which routes the
  * outer packet and fills the addresses from the neighbour table (resolving and queueing as
@@ -307,7 +307,8 @@ struct gre_port_entry {
 	__u32 uplink_ifindex; /* the route's device towards the peer (userspace reads it) */
 	__u8 next_hop_mac[6]; /* for frames that are not IP; all zero: those stay in Python */
 	__u8 uplink_mac[6];
-	__u32 pad;
+	__u8 ttl;            /* the namespace's ip_default_ttl, as the raw socket's (0: 64) */
+	__u8 pad[3];
 	__u64 packets;
 	__u64 bytes;
 	__u64 last_used_ns;
@@ -467,7 +468,8 @@ static __always_inline int gre_port_ingress(struct __sk_buff *skb)
 	 * IP_PMTUDISC_DO sends); TTL, GRE, the checksum below; the addresses */
 	ip[0] = bpf_htonl(0x45000000 | ((skb->len - ETH_HLEN) & 0xffff));
 	ip[1] = bpf_htonl(0x00004000);
-	ip[2] = bpf_htonl(((__u32)GRE_TTL << 24) | ((__u32)IPPROTO_GRE << 16));
+	ip[2] = bpf_htonl(((__u32)(entry->ttl ? entry->ttl : GRE_TTL) << 24) |
+			  ((__u32)IPPROTO_GRE << 16));
 	ip[3] = bpf_htonl(entry->local_ipv4);
 	ip[4] = bpf_htonl(entry->remote_ipv4);
 	((__u16 *)ip)[5] = ipv4_checksum((const __u16 *)ip);
