@@ -61,8 +61,9 @@ def _median(values: list[float | None]) -> float | None:
 
 
 def reference_for(name: str) -> str:
-    """Open vSwitch with the same tunnel kind; plain and kernel runs compare with its VXLAN."""
-    kind = name.rpartition("-")[2]
+    """Open vSwitch with the same tunnel kind; plain and kernel runs compare with its VXLAN
+    (a ``-fastpath`` run with the same kind as without)."""
+    kind = name.removesuffix("-fastpath").rpartition("-")[2]
     return f"ovs-{kind}" if f"ovs-{kind}" in DATAPATHS else "ovs-vxlan"
 
 

@@ -161,5 +161,6 @@ DATAPATHS: dict[str, Setup] = {
     "tunnelnet-vxlan": tunnelnet("vxlan"),
     "tunnelnet-vxlan-fastpath": tunnelnet("vxlan", "kernel"),
     "tunnelnet-gre": tunnelnet("gre"),
+    "tunnelnet-gre-fastpath": tunnelnet("gre", "kernel"),
     "tunnelnet-geneve": tunnelnet("geneve"),
 }

@@ -3,7 +3,8 @@ own vxlan device in a bridge, or Open vSwitch's userspace datapath (netdev, br-p
 uplink) over VXLAN, GRE and Geneve (`type=geneve`: the kernel here has no geneve module, so
 Open vSwitch is the one Geneve peer). The VMs must ping and carry TCP both ways, which only works
 if each side accepts exactly what the other puts on the wire; for Geneve, tshark also judges the
-bytes each side sends against RFC 8926."""
+bytes each side sends against RFC 8926. ``ovs-gre-fastpath``: ours with `--fastpath kernel`,
+whose GRE the kernel programs write and read themselves (issue #22)."""
 
 from __future__ import annotations
 
@@ -38,8 +39,8 @@ class Pair:
     ovs: OvsSwitch | None = None
 
 
-def _ours_on_hv1(ns: dict[str, str], kind: str) -> Vswitchd:
-    sw = Vswitchd(ns["hv1"])
+def _ours_on_hv1(ns: dict[str, str], kind: str, fastpath: str = "off") -> Vswitchd:
+    sw = Vswitchd(ns["hv1"], fastpath=fastpath)
     sw.start()
     sw.vsctl("add-br", "br-int")
     sw.vsctl("add-port", "br-int", "tap1")
@@ -84,13 +85,14 @@ def _ovs_on_hv2(ovs: OvsSwitch, ns: dict[str, str], kind: str) -> None:
         assert time.monotonic() < deadline, "br-phy never reached hypervisor 1"
 
 
-@pytest.fixture(params=["kernel-vxlan", "ovs-vxlan", "ovs-gre", "ovs-geneve"])
+@pytest.fixture(params=["kernel-vxlan", "ovs-vxlan", "ovs-gre", "ovs-geneve",
+                        "ovs-gre-fastpath"])
 def pair(request: pytest.FixtureRequest) -> Iterator[Pair]:
     peer: str = request.param
     kind = peer.split("-")[1]
     with lab() as made:
         ns = two_hypervisors(made, vm_mtu=VM_MTU)
-        ours = _ours_on_hv1(ns, kind)
+        ours = _ours_on_hv1(ns, kind, "kernel" if peer.endswith("-fastpath") else "off")
         try:
             if peer == "kernel-vxlan":
                 _kernel_on_hv2(made, ns)
@@ -143,6 +145,9 @@ def test_vms_ping_and_carry_tcp_both_ways_with_an_independent_peer(pair: Pair) -
     # everything the peer sent was understood: nothing dropped as bad or from an unknown peer
     assert drops["daemon"] == {}
     assert drops["bridges"]["br-int"].get("bad_packet", 0) == 0
+    if pair.peer.endswith("-fastpath"):  # and the kernel carried it, both ways
+        stats = pair.ours.call(m.DatapathStats())
+        assert stats["kernel_gre_sent"] > 100 and stats["kernel_gre_received"] > 100, stats
 
 
 @pytest.mark.parametrize("pair", ["ovs-geneve"], indirect=True)

@@ -152,6 +152,12 @@ def dp_stats(ctx: click.Context, as_json: bool) -> None:
                    f"(read {stats['kernel_upcalls_read']}, lost "
                    f"{stats['kernel_upcalls_lost']}), too big for the kernel "
                    f"{stats['kernel_too_big']}")
+        if "kernel_gre_sent" in stats:
+            click.echo(f"kernel GRE: sent {stats['kernel_gre_sent']}, received "
+                       f"{stats['kernel_gre_received']}, left to Python "
+                       f"{stats['kernel_gre_left_to_python']} (not IP, no next-hop MAC "
+                       f"{stats['kernel_gre_not_ip_without_mac']}), failed "
+                       f"{stats['kernel_gre_failed']}")
         for reason, count in sorted(stats["kernel_stays_in_python"].items()):
             click.echo(f"  stays in Python: {reason}: {count}")
 

@@ -43,12 +43,18 @@ from tunnelnet.datapath.kernel_loader import (
 )
 from tunnelnet.datapath.kernel_maps import (
     EntryCounters,
+    GrePortEntry,
+    GrePortPlan,
+    GreStat,
+    GreTunnelEntry,
+    GreTunnelPlan,
     Inner,
     PortEntry,
     PortPlan,
     Stat,
     TunnelEntry,
     TunnelPlan,
+    gre_tunnel_key,
     port_key,
     tunnel_key,
 )
@@ -59,6 +65,11 @@ REPLAY_OBJECT: Final = BPF_DIR / "replay.bpf.o"
 SO_ATTACH_BPF: Final = 50  # asm-generic/socket.h
 BPF_ANY: Final = 0
 VXLAN_PORT: Final = 4789
+# gre_uplink_ingress's tc filter: its own handle and priority, so that it can share the
+# uplink's clsact with other filters (it lets what is not its own go on to them)
+GRE_UPLINK_HANDLE: Final = 0x47
+GRE_UPLINK_PRIORITY: Final = 0x47
+_Entry = PortEntry | TunnelEntry | GrePortEntry | GreTunnelEntry
 
 
 def _netns_id() -> int:
@@ -73,6 +84,7 @@ class KernelFastPath:
     libbpf: LibBpf
     obj: BpfObject
     attached: list[tuple[int, int, TcDirection]] = field(default_factory=list)
+    uplinks: list[tuple[int, int]] = field(default_factory=list)  # GRE: (netns, ifindex)
 
     @classmethod
     def load(cls, path: Path = REPLAY_OBJECT) -> KernelFastPath:
@@ -89,6 +101,24 @@ class KernelFastPath:
     def attach_tunnel_device(self, ifindex: int) -> None:
         """Deliver frames out of the collect_md VXLAN device ``ifindex`` by the tunnel plans."""
         self._attach(ifindex, "tunnel_ingress")
+
+    def attach_gre_uplink(self, ifindex: int) -> None:
+        """Deliver GRE packets arriving on ``ifindex`` (the underlay device) by the GRE
+        tunnel plans; a second call for the same device does nothing."""
+        here = (_netns_id(), ifindex)
+        if here in self.uplinks:
+            return
+        tc_attach(self.libbpf, ifindex, TcDirection.INGRESS,
+                  self.obj.program_fd("gre_uplink_ingress"), GRE_UPLINK_HANDLE,
+                  GRE_UPLINK_PRIORITY)
+        self.uplinks.append(here)
+
+    def detach_gre_uplink(self, ifindex: int) -> None:
+        here = (_netns_id(), ifindex)
+        if here in self.uplinks:
+            self.uplinks.remove(here)
+            tc_detach(self.libbpf, ifindex, TcDirection.INGRESS, GRE_UPLINK_HANDLE,
+                      GRE_UPLINK_PRIORITY)
 
     def filter_socket(self, sock: socket.socket, *, untagged_only: bool = False) -> None:
         """Hide from the Python path's AF_PACKET socket the frames the kernel forwards
@@ -137,17 +167,48 @@ class KernelFastPath:
         return self._counters("tunnel_plans", tunnel_key(vni, remote_ip, inner),
                               TunnelEntry())
 
+    def install_gre_port(self, plan: GrePortPlan) -> None:
+        """Add or replace a VM port's plan into GRE (its counters start again at zero)."""
+        if not 64 <= plan.max_frame_len <= 65535:
+            raise DatapathError(f"max_frame_len {plan.max_frame_len} is outside 64..65535")
+        self._update("gre_port_plans", plan.map_key(), plan.entry())
+
+    def remove_gre_port(self, in_ifindex: int, inner: Inner) -> EntryCounters | None:
+        return self._remove("gre_port_plans", port_key(in_ifindex, inner), GrePortEntry())
+
+    def gre_port_counters(self, in_ifindex: int, inner: Inner) -> EntryCounters | None:
+        return self._counters("gre_port_plans", port_key(in_ifindex, inner), GrePortEntry())
+
+    def install_gre_tunnel(self, plan: GreTunnelPlan) -> None:
+        self._update("gre_tunnel_plans", plan.map_key(), plan.entry())
+
+    def remove_gre_tunnel(self, key: int, remote_ip: str, inner: Inner) -> EntryCounters | None:
+        return self._remove("gre_tunnel_plans", gre_tunnel_key(key, remote_ip, inner),
+                            GreTunnelEntry())
+
+    def gre_tunnel_counters(self, key: int, remote_ip: str, inner: Inner
+                            ) -> EntryCounters | None:
+        return self._counters("gre_tunnel_plans", gre_tunnel_key(key, remote_ip, inner),
+                              GreTunnelEntry())
+
     def stats(self) -> dict[Stat, int]:
         """The programs' outcome counters, summed over CPUs."""
+        return {Stat(k): v for k, v in self._percpu("stats", len(Stat)).items()}
+
+    def gre_stats(self) -> dict[GreStat, int]:
+        """The GRE programs' own outcome counters, summed over CPUs."""
+        return {GreStat(k): v for k, v in self._percpu("gre_stats", len(GreStat)).items()}
+
+    def _percpu(self, name: str, slots: int) -> dict[int, int]:
         ncpu = self.libbpf.lib.libbpf_num_possible_cpus()
-        fd = self.obj.map_fd("stats")
-        out: dict[Stat, int] = {}
-        for stat in Stat:
-            key = ctypes.c_uint32(int(stat))
+        fd = self.obj.map_fd(name)
+        out: dict[int, int] = {}
+        for slot in range(slots):
+            key = ctypes.c_uint32(slot)
             values = (ctypes.c_uint64 * ncpu)()
             self._ok(self.libbpf.lib.bpf_map_lookup_elem(fd, ctypes.byref(key),
-                                                         ctypes.byref(values)), "stats")
-            out[stat] = sum(values)
+                                                         ctypes.byref(values)), name)
+            out[slot] = sum(values)
         return out
 
     def close(self) -> None:
@@ -155,6 +216,9 @@ class KernelFastPath:
         for item in [a for a in self.attached if a[0] == here]:
             tc_detach(self.libbpf, item[1], item[2])
         self.attached.clear()  # filters in other namespaces go with their interfaces
+        for _, ifindex in [u for u in self.uplinks if u[0] == here]:
+            self.detach_gre_uplink(ifindex)
+        self.uplinks.clear()
         self.obj.close()
 
     # map access
@@ -165,7 +229,7 @@ class KernelFastPath:
                                                      BPF_ANY), f"update {name}")
 
     def _counters(self, name: str, key: ctypes.Structure,
-                  value: PortEntry | TunnelEntry) -> EntryCounters | None:
+                  value: _Entry) -> EntryCounters | None:
         fd = self.obj.map_fd(name)
         ret = self.libbpf.lib.bpf_map_lookup_elem(fd, ctypes.byref(key), ctypes.byref(value))
         if ret == -errno.ENOENT:
@@ -174,7 +238,7 @@ class KernelFastPath:
         return EntryCounters(value.packets, value.bytes, value.last_used_ns)
 
     def _remove(self, name: str, key: ctypes.Structure,
-                value: PortEntry | TunnelEntry) -> EntryCounters | None:
+                value: _Entry) -> EntryCounters | None:
         last = self._counters(name, key, value)
         if last is None:
             return None

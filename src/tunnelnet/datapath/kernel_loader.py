@@ -167,22 +167,25 @@ class BpfObject:
             self.handle = 0
 
 
-def tc_attach(libbpf: LibBpf, ifindex: int, direction: TcDirection, prog_fd: int) -> None:
+def tc_attach(libbpf: LibBpf, ifindex: int, direction: TcDirection, prog_fd: int,
+              handle: int = 1, priority: int = 1) -> None:
     """Attach ``prog_fd`` as a direct-action cls_bpf filter on the interface's clsact qdisc
     (made when missing; one that is there is shared, as tc shares it)."""
     hook = _TcHook(sz=ctypes.sizeof(_TcHook), ifindex=ifindex, attach_point=int(direction))
     ret = libbpf.lib.bpf_tc_hook_create(ctypes.byref(hook))
     if ret < 0 and -ret != errno.EEXIST:
         _check(ret, f"clsact qdisc on ifindex {ifindex}")
-    opts = _TcOpts(sz=ctypes.sizeof(_TcOpts), prog_fd=prog_fd, handle=1, priority=1)
+    opts = _TcOpts(sz=ctypes.sizeof(_TcOpts), prog_fd=prog_fd, handle=handle,
+                   priority=priority)
     _check(libbpf.lib.bpf_tc_attach(ctypes.byref(hook), ctypes.byref(opts)),
            f"tc {direction.name.lower()} filter on ifindex {ifindex}")
 
 
-def tc_detach(libbpf: LibBpf, ifindex: int, direction: TcDirection) -> None:
+def tc_detach(libbpf: LibBpf, ifindex: int, direction: TcDirection, handle: int = 1,
+              priority: int = 1) -> None:
     """Remove the filter ``tc_attach`` put there; an interface already gone is no error."""
     hook = _TcHook(sz=ctypes.sizeof(_TcHook), ifindex=ifindex, attach_point=int(direction))
-    opts = _TcOpts(sz=ctypes.sizeof(_TcOpts), handle=1, priority=1)
+    opts = _TcOpts(sz=ctypes.sizeof(_TcOpts), handle=handle, priority=priority)
     ret = libbpf.lib.bpf_tc_detach(ctypes.byref(hook), ctypes.byref(opts))
     if ret < 0 and -ret not in (errno.ENODEV, errno.ENOENT, errno.EINVAL):
         _check(ret, f"detach tc {direction.name.lower()} on ifindex {ifindex}")

@@ -29,6 +29,17 @@ class Stat(IntEnum):
     TUNNEL_UPCALL = 5  # of the misses, those handed up (kernel_upcall.py reads them)
 
 
+class GreStat(IntEnum):
+    """enum gre_stat in replay.bpf.c: the GRE programs' own outcome counters (their hits are
+    also in Stat's PORT_HIT and TUNNEL_HIT)."""
+
+    PORT_HIT = 0
+    PORT_NO_MAC = 1  # a frame not IP whose entry knows no next-hop MAC: left to Python
+    UPLINK_HIT = 2
+    UPLINK_PASS = 3  # GRE left to the stack and the Python path (not replayable)
+    ENCAP_FAILED = 4
+
+
 class InnerKey(ctypes.Structure):
     _fields_ = [("dst_mac", ctypes.c_uint8 * 6), ("src_mac", ctypes.c_uint8 * 6),
                 ("eth_type", ctypes.c_uint8 * 2), ("ip_proto", ctypes.c_uint8),
@@ -55,6 +66,27 @@ class TunnelKey(ctypes.Structure):
 
 class TunnelEntry(ctypes.Structure):
     _fields_ = [("out_ifindex", ctypes.c_uint32), ("pad", ctypes.c_uint32),
+                ("packets", ctypes.c_uint64), ("bytes", ctypes.c_uint64),
+                ("last_used_ns", ctypes.c_uint64)]
+
+
+class GrePortEntry(ctypes.Structure):
+    _fields_ = [("remote_ipv4", ctypes.c_uint32), ("local_ipv4", ctypes.c_uint32),
+                ("key", ctypes.c_uint32), ("max_frame_len", ctypes.c_uint32),
+                ("uplink_ifindex", ctypes.c_uint32), ("next_hop_mac", ctypes.c_uint8 * 6),
+                ("uplink_mac", ctypes.c_uint8 * 6), ("ttl", ctypes.c_uint8),
+                ("pad", ctypes.c_uint8 * 3),
+                ("packets", ctypes.c_uint64), ("bytes", ctypes.c_uint64),
+                ("last_used_ns", ctypes.c_uint64)]
+
+
+class GreTunnelKey(ctypes.Structure):
+    _fields_ = [("key", ctypes.c_uint32), ("remote_ipv4", ctypes.c_uint32),
+                ("inner", InnerKey)]
+
+
+class GreTunnelEntry(ctypes.Structure):
+    _fields_ = [("out_ifindex", ctypes.c_uint32), ("local_ipv4", ctypes.c_uint32),
                 ("packets", ctypes.c_uint64), ("bytes", ctypes.c_uint64),
                 ("last_used_ns", ctypes.c_uint64)]
 
@@ -181,6 +213,77 @@ class TunnelPlan:
 
     def entry(self) -> TunnelEntry:
         return TunnelEntry(out_ifindex=self.out_ifindex)
+
+
+GRE_KEY_MAX = (1 << 32) - 1
+
+
+def check_ttl(ttl: int) -> int:
+    if not 1 <= ttl <= 255:
+        raise DatapathError(f"TTL {ttl} is outside 1..255")
+    return ttl
+
+
+def check_gre_key(key: int) -> int:
+    if not 0 <= key <= GRE_KEY_MAX:
+        raise DatapathError(f"GRE key {key} is outside 0..{GRE_KEY_MAX} (32 bits, RFC 2890)")
+    return key
+
+
+@dataclass(frozen=True, slots=True)
+class GrePortPlan:
+    """A VM port's frames with ``inner`` leave in GRE with ``key`` from ``local_ip`` to
+    ``remote_ip``, by the route's device ``uplink_ifindex``. IP frames get the outer
+    Ethernet addresses from the kernel's neighbour table; other frames (ARP) are sent by the
+    kernel only with ``next_hop_mac`` and ``uplink_mac`` (else they stay in Python)."""
+
+    in_ifindex: int
+    inner: Inner
+    key: int
+    local_ip: str
+    remote_ip: str
+    uplink_ifindex: int
+    max_frame_len: int
+    next_hop_mac: str | None = None
+    uplink_mac: str | None = None
+    ttl: int = 64  # the outer IPv4 TTL: what the Python path's raw socket sends with
+
+    def map_key(self) -> PortKey:
+        return port_key(self.in_ifindex, self.inner)
+
+    def entry(self) -> GrePortEntry:
+        macs = (b"\0" * 12 if self.next_hop_mac is None or self.uplink_mac is None
+                else mac_bytes(self.next_hop_mac) + mac_bytes(self.uplink_mac))
+        return GrePortEntry(remote_ipv4=ipv4_host_order(self.remote_ip),
+                            local_ipv4=ipv4_host_order(self.local_ip),
+                            key=check_gre_key(self.key), max_frame_len=self.max_frame_len,
+                            uplink_ifindex=self.uplink_ifindex, ttl=check_ttl(self.ttl),
+                            next_hop_mac=(ctypes.c_uint8 * 6)(*macs[:6]),
+                            uplink_mac=(ctypes.c_uint8 * 6)(*macs[6:]))
+
+
+@dataclass(frozen=True, slots=True)
+class GreTunnelPlan:
+    """GRE with ``key`` from ``remote_ip`` to our ``local_ip``, with ``inner``, is handed to
+    the VM port ``out_ifindex``."""
+
+    key: int
+    remote_ip: str
+    local_ip: str
+    inner: Inner
+    out_ifindex: int
+
+    def map_key(self) -> GreTunnelKey:
+        return gre_tunnel_key(self.key, self.remote_ip, self.inner)
+
+    def entry(self) -> GreTunnelEntry:
+        return GreTunnelEntry(out_ifindex=self.out_ifindex,
+                              local_ipv4=ipv4_host_order(self.local_ip))
+
+
+def gre_tunnel_key(key: int, remote_ip: str, inner: Inner) -> GreTunnelKey:
+    return GreTunnelKey(key=check_gre_key(key), remote_ipv4=ipv4_host_order(remote_ip),
+                        inner=inner.key())
 
 
 def port_key(in_ifindex: int, inner: Inner) -> PortKey:

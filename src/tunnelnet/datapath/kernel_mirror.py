@@ -20,17 +20,25 @@ copy honest:
 
 Tunnel frames without an entry reach Python through the upcall reader (kernel_upcall.py): the
 collect_md VXLAN device owns UDP 4789, so the Python path does not listen there in this mode.
+
+GRE (no GRE module here: the programs write and read the headers themselves) is mirrored into
+maps of its own: a VM port's frames into a GRE port carry the port's route (device and our
+address towards the peer, read here once per port and again when routes are refreshed); GRE
+arriving on that device for a plan's key and peer goes straight to the VM port, anything else
+on to the Python path's raw socket as before.
 """
 
 from __future__ import annotations
 
 import errno
+import ipaddress
 import logging
 import math
 import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Final, Protocol, runtime_checkable
 
 from pyroute2 import IPRoute
@@ -39,7 +47,18 @@ from tunnelnet.datapath.errors import DatapathError
 from tunnelnet.datapath.fastpath import Plan
 from tunnelnet.datapath.kernel_fastpath import VXLAN_PORT, KernelFastPath, ensure_vxlan_device
 from tunnelnet.datapath.kernel_loader import KernelFastPathUnavailable
-from tunnelnet.datapath.kernel_maps import VNI_MAX, Inner, PortPlan, Stat, TunnelPlan
+from tunnelnet.datapath.kernel_maps import (
+    GRE_KEY_MAX,
+    VNI_MAX,
+    EntryCounters,
+    GrePortPlan,
+    GreStat,
+    GreTunnelPlan,
+    Inner,
+    PortPlan,
+    Stat,
+    TunnelPlan,
+)
 from tunnelnet.datapath.kernel_replayable import inner_of, why_not
 from tunnelnet.datapath.kernel_upcall import UpcallReader
 from tunnelnet.datapath.ports import Port, PortKind
@@ -51,6 +70,51 @@ log = logging.getLogger(__name__)
 DEVICE_NAME: Final = "tnfp-vxlan"  # the collect_md VXLAN device vswitchd makes
 MAX_MIRRORED: Final = 16384  # entries; beyond, plans stay in Python (the maps hold 65536)
 _NS_PER_S: Final = 1e9  # a division, not a product with 1e-9: whole seconds stay whole
+
+
+@dataclass(frozen=True, slots=True)
+class GreRoute:
+    """How GRE to one peer leaves: the device, our address on it (the outer source the Python
+    path's raw socket gets), and for frames that are not IP (which the kernel's helper that
+    fills in the neighbour cannot take) the next hop's MAC and the device's, when known."""
+
+    ifindex: int
+    local_ip: str
+    next_hop_mac: str | None
+    uplink_mac: str | None
+    ttl: int = 64  # net.ipv4.ip_default_ttl here: the raw socket's TTL
+
+
+def gre_route(remote_ip: str, local: int) -> GreRoute | None:
+    """The route to ``remote_ip`` from the routing and neighbour tables of this namespace."""
+    try:
+        with IPRoute() as ipr:
+            found = ipr.route("get", dst=remote_ip)
+            oif = found[0].get_attr("RTA_OIF") if found else None
+            if not oif:
+                return None
+            hop = found[0].get_attr("RTA_GATEWAY") or remote_ip
+            link = ipr.get_links(int(oif))[0]
+            neighbours = ipr.get_neighbours(dst=hop, ifindex=int(oif))
+    except OSError as exc:
+        log.debug("no route towards %s: %s", remote_ip, exc)
+        return None
+    # a usable entry (REACHABLE, STALE, DELAY, PROBE, PERMANENT, NOARP): the stack would send
+    # to that address too; an INCOMPLETE or FAILED one has none
+    usable = [n.get_attr("NDA_LLADDR") for n in neighbours
+              if n["state"] & (0x02 | 0x04 | 0x08 | 0x10 | 0x40 | 0x80)]
+    return GreRoute(int(oif), str(ipaddress.IPv4Address(local)),
+                    usable[0] if usable and usable[0] else None,
+                    link.get_attr("IFLA_ADDRESS"), _default_ttl())
+
+
+def _default_ttl() -> int:
+    """The TTL the Python path's raw GRE socket sends with (it sets none of its own)."""
+    try:
+        ttl = int(Path("/proc/sys/net/ipv4/ip_default_ttl").read_text())
+    except (OSError, ValueError):
+        return 64
+    return ttl if 1 <= ttl <= 255 else 64
 
 
 @runtime_checkable
@@ -77,6 +141,13 @@ class Mirrored:
     max_frame_len: int = 0  # into a tunnel: its max_inner when installed
     folded_packets: int = 0
     folded_bytes: int = 0
+    gre: bool = False  # in the GRE maps (gre_port_plans, gre_tunnel_plans)
+    route: GreRoute | None = None  # GRE: the route it was installed for
+
+    @property
+    def ident(self) -> tuple[bool, bool, int, str, Inner]:
+        return (self.tunnel, self.gre and self.tunnel, self.ifindex_or_vni, self.remote_ip,
+                self.inner)
 
 
 class KernelMirror:
@@ -88,7 +159,10 @@ class KernelMirror:
         self.device_ifindex = device_ifindex
         self._device_made = device_made
         self.upcalls = upcalls if upcalls is not None else UpcallReader(fastpath)
-        self._entries: dict[tuple[bool, int, str, Inner], Mirrored] = {}
+        # (tunnel, GRE arrival, port ifindex or VNI/key, peer, inner): a VM port's frames have
+        # one entry whichever map it is in (the kernel looks in port_plans, then GRE's)
+        self._entries: dict[tuple[bool, bool, int, str, Inner], Mirrored] = {}
+        self._gre_routes: dict[str, GreRoute | None] = {}  # by GRE port name
         self._ports: dict[str, int] = {}  # attached VM ports: name -> ifindex
         self._versions: tuple[int, ...] = ()
         self._valid_until = math.inf
@@ -161,13 +235,39 @@ class KernelMirror:
         out = plan.outputs[0]
         egress = out.port
         inner = inner_of(key)
+        gre_in = isinstance(ingress, TunnelPort) and ingress.kind is PortKind.GRE
         if isinstance(ingress, TunnelPort):
-            ident: tuple[bool, int, str, Inner] = (True, key["tun_id"], ingress.remote_ip, inner)
+            ident: tuple[bool, bool, int, str, Inner] = (True, gre_in, key["tun_id"],
+                                                         ingress.remote_ip, inner)
         else:
-            ident = (False, self._ports[ingress.name], "", inner)
+            ident = (False, False, self._ports[ingress.name], "", inner)
         old = self._entries.get(ident)
         if old is not None:
             self._fold_one(old, remove=True)
+        if isinstance(ingress, TunnelPort) and gre_in:
+            route = self._gre_route(ingress)
+            assert route is not None  # _why_not saw it
+            self.fastpath.attach_gre_uplink(route.ifindex)
+            self.fastpath.install_gre_tunnel(GreTunnelPlan(
+                key["tun_id"], ingress.remote_ip, route.local_ip, inner,
+                self._ports[egress.name]))
+            self._add(Mirrored(plan, ingress, egress, True, key["tun_id"], ingress.remote_ip,
+                               inner, gre=True, route=route))
+            return
+        if isinstance(egress, TunnelPort) and egress.kind is PortKind.GRE:
+            route = self._gre_route(egress)
+            assert route is not None  # _why_not saw it
+            gre_key = egress.key if egress.key is not None else out.tun_id
+            limit = min(egress.max_inner, 65535)
+            # its peer answers by the same device: deliver what comes back in the kernel too
+            self.fastpath.attach_gre_uplink(route.ifindex)
+            self.fastpath.install_gre_port(GrePortPlan(
+                self._ports[ingress.name], inner, gre_key & GRE_KEY_MAX, route.local_ip,
+                egress.remote_ip, route.ifindex, limit, route.next_hop_mac, route.uplink_mac,
+                route.ttl))
+            self._add(Mirrored(plan, ingress, egress, False, ident[2], "", inner, limit,
+                               gre=True, route=route))
+            return
         if isinstance(ingress, TunnelPort):
             self.fastpath.install_tunnel(TunnelPlan(key["tun_id"], ingress.remote_ip, inner,
                                                     self._ports[egress.name]))
@@ -180,8 +280,11 @@ class KernelMirror:
             self.fastpath.install_port(PortPlan(self._ports[ingress.name], inner, 0, None,
                                                 self._ports[egress.name], 65535))
         limit = min(egress.max_inner, 65535) if isinstance(egress, TunnelPort) else 0
-        self._entries[ident] = Mirrored(plan, ingress, egress, ident[0], ident[1], ident[2],
-                                        inner, limit)
+        self._add(Mirrored(plan, ingress, egress, ident[0], ident[2], ident[3], inner, limit))
+
+    def _add(self, mirrored: Mirrored) -> None:
+        plan = mirrored.plan
+        self._entries[mirrored.ident] = mirrored
         self.installed += 1
         self._valid_until = min(self._valid_until, plan.valid_until)
         if not self._versions:
@@ -192,22 +295,37 @@ class KernelMirror:
             return "no output"
         egress = plan.outputs[0].port
         if isinstance(ingress, TunnelPort):
-            if not self._kernel_vxlan(ingress) or key.get("tun_id") is None:
-                return f"arrival by {ingress.kind.value} (only VXLAN on UDP 4789)"
+            gre = ingress.kind is PortKind.GRE
+            if not (self._kernel_vxlan(ingress) or gre) or key.get("tun_id") is None:
+                return f"arrival by {ingress.kind.value} (only VXLAN on UDP 4789 and GRE)"
             if egress.name not in self._ports:
                 return "from a tunnel to anything but a VM port"
+            if gre and self._gre_route(ingress) is None:
+                return "GRE from a peer without a route"
         elif ingress.name in self._ports:
             if isinstance(egress, TunnelPort):
+                key_of = egress.key if egress.key is not None else plan.outputs[0].tun_id
+                if egress.kind is PortKind.GRE:  # any key: the Python path masks it so too
+                    if self._gre_route(egress) is None:
+                        return "GRE to a peer without a route"
+                    return why_not(plan, key)
                 if not self._kernel_vxlan(egress):
-                    return f"into {egress.kind.value} (only VXLAN on UDP 4789)"
-                vni = egress.key if egress.key is not None else plan.outputs[0].tun_id
-                if not 0 <= vni <= VNI_MAX:
+                    return f"into {egress.kind.value} (only VXLAN on UDP 4789 and GRE)"
+                if not 0 <= key_of <= VNI_MAX:
                     return "a key wider than a VNI"
             elif egress.name not in self._ports:
                 return f"to a {egress.kind.value} port"
         else:
             return f"arrival by a {ingress.kind.value} port"
         return why_not(plan, key)
+
+    def _gre_route(self, port: TunnelPort) -> GreRoute | None:
+        """GRE to ``port``'s peer as the routing table sends it, read once per port (and
+        again when routes are refreshed); None: no route."""
+        if port.name not in self._gre_routes:
+            self._gre_routes[port.name] = (gre_route(port.remote_ip, port.tun_dst)
+                                           if port.tun_dst else None)
+        return self._gre_routes[port.name]
 
     @staticmethod
     def _kernel_vxlan(port: TunnelPort) -> bool:
@@ -243,8 +361,12 @@ class KernelMirror:
     def routes_refreshed(self) -> None:
         """The tunnels' underlay MTUs were read again: an entry whose tunnel now takes
         smaller (or larger) frames goes, so that the next frame meets Python's MTU check."""
+        self._gre_routes.clear()
         self.remove_if(lambda m: isinstance(m.egress, TunnelPort) and not m.tunnel
                        and m.max_frame_len != min(m.egress.max_inner, 65535))
+        # a GRE entry holds the route it was made for: another device or address, it goes
+        self.remove_if(lambda m: m.gre and self._gre_route(
+            m.ingress if m.tunnel else m.egress) != m.route)  # type: ignore[arg-type]
 
     def remove_if(self, doomed: Callable[[Mirrored], bool]) -> None:
         for mirrored in [m for m in self._entries.values() if doomed(m)]:
@@ -261,10 +383,7 @@ class KernelMirror:
         """Replay what the kernel forwarded since the last fold, oldest last use first."""
         read = []
         for mirrored in self._entries.values():
-            counters = (self.fastpath.tunnel_counters(mirrored.ifindex_or_vni,
-                                                      mirrored.remote_ip, mirrored.inner)
-                        if mirrored.tunnel else
-                        self.fastpath.port_counters(mirrored.ifindex_or_vni, mirrored.inner))
+            counters = self._counters(mirrored, remove=False)
             if counters is not None and counters.packets > mirrored.folded_packets:
                 read.append((counters.last_used_ns, mirrored, counters.packets,
                              counters.bytes))
@@ -272,18 +391,24 @@ class KernelMirror:
         for last_ns, mirrored, packets, length in read:
             self._replay(mirrored, packets, length, last_ns)
 
-    def _fold_one(self, mirrored: Mirrored, *, remove: bool) -> None:
+    def _counters(self, mirrored: Mirrored, *, remove: bool) -> EntryCounters | None:
+        """The entry's counters, read (and the entry removed, with ``remove``)."""
+        fp = self.fastpath
+        where, inner = mirrored.ifindex_or_vni, mirrored.inner
         if mirrored.tunnel:
-            counters = (self.fastpath.remove_tunnel if remove else self.fastpath.tunnel_counters)(
-                mirrored.ifindex_or_vni, mirrored.remote_ip, mirrored.inner)
-        else:
-            counters = (self.fastpath.remove_port if remove else self.fastpath.port_counters)(
-                mirrored.ifindex_or_vni, mirrored.inner)
+            tunnel = ((fp.remove_gre_tunnel if remove else fp.gre_tunnel_counters) if mirrored.gre
+                      else (fp.remove_tunnel if remove else fp.tunnel_counters))
+            return tunnel(where, mirrored.remote_ip, inner)
+        port = ((fp.remove_gre_port if remove else fp.gre_port_counters) if mirrored.gre
+                else (fp.remove_port if remove else fp.port_counters))
+        return port(where, inner)
+
+    def _fold_one(self, mirrored: Mirrored, *, remove: bool) -> None:
+        counters = self._counters(mirrored, remove=remove)
         if counters is not None and counters.packets > mirrored.folded_packets:
             self._replay(mirrored, counters.packets, counters.bytes, counters.last_used_ns)
         if remove:
-            ident = (mirrored.tunnel, mirrored.ifindex_or_vni, mirrored.remote_ip,
-                     mirrored.inner)
+            ident = mirrored.ident
             if self._entries.get(ident) is mirrored:
                 del self._entries[ident]
                 self.removed += 1
@@ -312,7 +437,8 @@ class KernelMirror:
         for mirrored in self._entries.values():
             if mirrored.inner == inner and any(cache.bridge is bridge
                                                for cache, _ in mirrored.plan.stages):
-                where = (f"VXLAN {mirrored.ifindex_or_vni} from {mirrored.remote_ip}"
+                kind = "GRE key" if mirrored.gre else "VXLAN"
+                where = (f"{kind} {mirrored.ifindex_or_vni} from {mirrored.remote_ip}"
                          if mirrored.tunnel else f"port {mirrored.ingress.name}")
                 return (f"kernel fast path: this hop of the flow is replayed in the kernel "
                         f"(entry from {where} to {mirrored.egress.name}; "
@@ -327,6 +453,7 @@ class KernelMirror:
 
     def stats(self) -> dict[str, object]:
         kernel = self.fastpath.stats()
+        gre = self.fastpath.gre_stats()
         return {
             "kernel_entries": len(self._entries),
             "kernel_installed": self.installed,
@@ -338,6 +465,11 @@ class KernelMirror:
             "kernel_too_big": kernel[Stat.PORT_TOO_BIG],
             "kernel_upcalls": kernel[Stat.TUNNEL_UPCALL],
             "kernel_upcalls_lost": self.upcalls.lost,
+            "kernel_gre_sent": gre[GreStat.PORT_HIT],
+            "kernel_gre_received": gre[GreStat.UPLINK_HIT],
+            "kernel_gre_left_to_python": gre[GreStat.UPLINK_PASS],
+            "kernel_gre_not_ip_without_mac": gre[GreStat.PORT_NO_MAC],
+            "kernel_gre_failed": gre[GreStat.ENCAP_FAILED],
             "kernel_stays_in_python": dict(self.refusals),
         }
 

@@ -16,7 +16,7 @@ conservatively, table by table of the walk:
   or the VLAN, learn from fields the key determines, or call NORMAL (which reads the MACs,
   the VLAN and the port: all in the key);
 - the plan is deferred (replaying it only counts and refreshes) and has one output, a VXLAN
-  tunnel on UDP 4789 or a VM port (SystemPort) of this host.
+  tunnel on UDP 4789, a GRE tunnel or a VM port (SystemPort) of this host.
 
 Anything else stays in Python, which is always right.
 """

@@ -396,9 +396,11 @@ class Bridge:
 
     def relearn(self, flow: FlowEntry, now: float) -> None:
         """What installing a learned flow that is there, with equal actions, amounts to (as
-        _install does it): its hard timeout restarts at ``now``."""
-        flow.modified = now
-        self._timers.schedule(flow)
+        _install does it): its hard timeout restarts at ``now`` (never earlier than it did:
+        a kernel fold replays as of a last use that may precede a walk since)."""
+        if now > flow.modified:
+            flow.modified = now
+            self._timers.schedule(flow)
 
     def install_learned(self, flow: LearnedFlow) -> None:
         """Install what a learn() action made (the walk's, or the flow cache's replay of

@@ -223,7 +223,10 @@ class FlowCache:
                 table.n_matched += packets
                 flow.n_packets += packets
                 flow.n_bytes += length
-                flow.used = now
+                # never backwards: the kernel fast path folds its packets as of their last
+                # use, which can be older than a walk of the same flow since
+                if now > flow.used:
+                    flow.used = now
         if entry.mac_learns:
             learn = bridge.mac_table.learn
             for vlan, mac, port in entry.mac_learns:

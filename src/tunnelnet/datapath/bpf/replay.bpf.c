@@ -200,12 +200,13 @@ static __always_inline __u64 wire_bytes(struct __sk_buff *skb)
  * The frame's inner_key; 0 when the frame is not one the kernel takes (too short, tagged,
  * an IPv4 fragment, a malformed IPv4 header): Python then decides.
  */
-static __always_inline int read_inner(struct __sk_buff *skb, struct inner_key *key)
+static __always_inline int read_inner_at(struct __sk_buff *skb, __u32 off,
+					 struct inner_key *key)
 {
 	__u8 ip[20];
 	__u32 l3len;
 
-	if (bpf_skb_load_bytes(skb, 0, key->dst_mac, 14) < 0) /* both MACs and the type */
+	if (bpf_skb_load_bytes(skb, off, key->dst_mac, 14) < 0) /* both MACs and the type */
 		return 0;
 	if (key->eth_type[0] == 0x81 && key->eth_type[1] == 0x00)
 		return 0;
@@ -213,7 +214,7 @@ static __always_inline int read_inner(struct __sk_buff *skb, struct inner_key *k
 		return 0;
 	if (!(key->eth_type[0] == 0x08 && key->eth_type[1] == 0x00))
 		return 1;
-	if (bpf_skb_load_bytes(skb, ETH_HLEN, ip, sizeof(ip)) < 0)
+	if (bpf_skb_load_bytes(skb, off + ETH_HLEN, ip, sizeof(ip)) < 0)
 		return 0;
 	if ((ip[0] >> 4) != 4 || (ip[0] & 0x0f) < 5)
 		return 0;
@@ -224,15 +225,20 @@ static __always_inline int read_inner(struct __sk_buff *skb, struct inner_key *k
 	__builtin_memcpy(key->ip_src, &ip[12], 4);
 	__builtin_memcpy(key->ip_dst, &ip[16], 4);
 	if (ip[9] == IPPROTO_TCP || ip[9] == IPPROTO_UDP) {
-		if (bpf_skb_load_bytes(skb, ETH_HLEN + l3len, key->l4_src, 4) < 0)
+		if (bpf_skb_load_bytes(skb, off + ETH_HLEN + l3len, key->l4_src, 4) < 0)
 			return 0;
 	} else if (ip[9] == IPPROTO_ICMP) {
-		if (bpf_skb_load_bytes(skb, ETH_HLEN + l3len, &key->l4_src[1], 1) < 0)
+		if (bpf_skb_load_bytes(skb, off + ETH_HLEN + l3len, &key->l4_src[1], 1) < 0)
 			return 0;
-		if (bpf_skb_load_bytes(skb, ETH_HLEN + l3len + 1, &key->l4_dst[1], 1) < 0)
+		if (bpf_skb_load_bytes(skb, off + ETH_HLEN + l3len + 1, &key->l4_dst[1], 1) < 0)
 			return 0;
 	}
 	return 1;
+}
+
+static __always_inline int read_inner(struct __sk_buff *skb, struct inner_key *key)
+{
+	return read_inner_at(skb, 0, key);
 }
 
 /*
@@ -265,6 +271,293 @@ static __always_inline __u64 segments(struct __sk_buff *skb)
 	return skb->gso_segs > 1 ? skb->gso_segs : 1;
 }
 
+/*
+ * ---- GRE (issue #22) -------------------------------------------------------------------
+ * This kernel has no GRE module (no gretap device to set a tunnel key on), so the programs
+ * write GRE themselves: Ethernet over GRE (RFC 2784, 1701 type 0x6558 "TEB") with a key
+ * (RFC 2890) and neither checksum nor sequence number, byte for byte what the Python path
+ * sends (tunnel_tx.py, packet/tunnel.py gre_payload), in an outer IPv4 header as the Python
+ * path's raw socket gets it from the kernel (no options, DF, ID 0, the default TTL).
+ *
+ * The outer Ethernet header: an IP frame is handed to bpf_redirect_neigh, which routes the
+ * outer packet and fills the addresses from the neighbour table (resolving and queueing as
+ * the stack does; bpf_fib_lookup would need forwarding on, which a hypervisor need not
+ * have). That helper takes IP packets only: a frame of another type (ARP) gets the addresses
+ * userspace read from the neighbour table into the entry, or, without them, stays in Python.
+ *
+ * Out of a VM port: gre_port_plans, looked up only when port_plans has no entry. Into this
+ * host: gre_uplink_ingress on the uplink's tc ingress takes exactly the GRE packets the
+ * Python path's receive fast path reads (tunnel_rx.py _gre_packet: IPv4 without options, not
+ * a fragment, flags K only, type TEB) from a peer and key with an entry, addressed to this
+ * host; everything else goes on (TC_ACT_UNSPEC: other filters, then the stack and the Python
+ * path's raw socket, with its drops counted by reason as before).
+ */
+#define ETH_P_TEB_GRE 0x6558
+#define IPV4_HLEN 20
+#define GRE_HLEN 8      /* flags and type, key */
+#define GRE_OUTER_LEN (ETH_HLEN + IPV4_HLEN + GRE_HLEN) /* before the inner Ethernet header */
+#define GRE_TTL 64
+#define PACKET_HOST_TYPE 0
+
+struct gre_port_entry {
+	__u32 remote_ipv4;   /* host byte order, as the other entries */
+	__u32 local_ipv4;    /* our address towards the peer: the outer source */
+	__u32 key;           /* the GRE key, host byte order */
+	__u32 max_frame_len; /* the largest inner frame (Ethernet header included) that fits */
+	__u32 uplink_ifindex; /* the route's device towards the peer (userspace reads it) */
+	__u8 next_hop_mac[6]; /* for frames that are not IP; all zero: those stay in Python */
+	__u8 uplink_mac[6];
+	__u8 ttl;            /* the namespace's ip_default_ttl, as the raw socket's (0: 64) */
+	__u8 pad[3];
+	__u64 packets;
+	__u64 bytes;
+	__u64 last_used_ns;
+};
+
+struct gre_tunnel_key {
+	__u32 key;           /* host byte order */
+	__u32 remote_ipv4;   /* host byte order */
+	struct inner_key inner;
+};
+
+struct gre_tunnel_entry {
+	__u32 out_ifindex;
+	__u32 local_ipv4;    /* the outer destination the packet must have: ours towards the peer */
+	__u64 packets;
+	__u64 bytes;
+	__u64 last_used_ns;
+};
+
+enum gre_stat {
+	GRE_STAT_PORT_HIT,
+	GRE_STAT_PORT_NO_MAC,     /* a non-IP frame whose entry has no next-hop MAC: Python's */
+	GRE_STAT_UPLINK_HIT,
+	GRE_STAT_UPLINK_PASS,     /* GRE up to the stack (Python's raw socket): not replayable */
+	GRE_STAT_ENCAP_FAILED,
+	GRE_STAT_MAX,
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MAX_ENTRIES);
+	__type(key, struct port_key);
+	__type(value, struct gre_port_entry);
+} gre_port_plans SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MAX_ENTRIES);
+	__type(key, struct gre_tunnel_key);
+	__type(value, struct gre_tunnel_entry);
+} gre_tunnel_plans SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, GRE_STAT_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} gre_stats SEC(".maps");
+
+static __always_inline void gre_count(__u32 which)
+{
+	__u64 *slot = bpf_map_lookup_elem(&gre_stats, &which);
+
+	if (slot)
+		*slot += 1;
+}
+
+static __always_inline int is_ip(struct __sk_buff *skb)
+{
+	return skb->protocol == bpf_htons(ETH_P_IP) || skb->protocol == bpf_htons(ETH_P_IPV6);
+}
+
+static __always_inline int has_next_hop_mac(const struct gre_port_entry *entry)
+{
+	const __u8 *m = entry->next_hop_mac;
+
+	return m[0] | m[1] | m[2] | m[3] | m[4] | m[5];
+}
+
+/* The GRE entry for a VM port's frame when the kernel sends it, as port_decision; the same
+ * answer in the socket filter and in port_ingress, so that exactly one of them has it. */
+static __always_inline struct gre_port_entry *gre_port_decision(struct __sk_buff *skb,
+								int counting)
+{
+	struct port_key key = {.ifindex = skb->ifindex};
+	struct gre_port_entry *entry;
+
+	if (skb->vlan_present)
+		return 0;
+	if (!read_inner(skb, &key.inner))
+		return 0;
+	entry = bpf_map_lookup_elem(&gre_port_plans, &key);
+	if (!entry)
+		return 0;
+	if (!is_ip(skb) && (!has_next_hop_mac(entry) || skb->gso_size)) {
+		if (counting)
+			gre_count(GRE_STAT_PORT_NO_MAC);
+		return 0;
+	}
+	if (!fits(skb, entry->max_frame_len)) {
+		if (counting)
+			count(STAT_PORT_TOO_BIG); /* up to Python: the MTU doctor answers it */
+		return 0;
+	}
+	return entry;
+}
+
+static __always_inline __u16 ipv4_checksum(const __u16 *words)
+{
+	__u32 sum = 0;
+
+#pragma unroll
+	for (int i = 0; i < IPV4_HLEN / 2; i++)
+		sum += words[i];
+	sum = (sum & 0xffff) + (sum >> 16);
+	sum = (sum & 0xffff) + (sum >> 16);
+	return (__u16)~sum;
+}
+
+/* What goes before the VM's own frame, and that frame's Ethernet header again. */
+struct gre_headers {
+	__u8 eth[ETH_HLEN];
+	__u8 ip[IPV4_HLEN];
+	__u8 gre[GRE_HLEN];
+	__u8 inner_eth[ETH_HLEN];
+} __attribute__((packed));
+
+/*
+ * A VM port's frame into GRE, when gre_port_plans has it; TC_ACT_UNSPEC when it has not.
+ * IP frames grow by bpf_skb_adjust_room with the GRE encapsulation flags, so that a TSO
+ * super-frame stays whole and is cut later with each segment wrapped (FIXED_GSO: the inner
+ * segments keep the VM's MSS, as the Python path's segments do; the MTU check, fits(), is on
+ * the inner frame already). The helper refuses anything but IPv4/IPv6: an ARP frame grows
+ * at its head instead (bpf_skb_change_head), never a GSO frame.
+ */
+static __always_inline int gre_port_ingress(struct __sk_buff *skb)
+{
+	struct gre_headers h = {};
+	__u32 ip[IPV4_HLEN / 4] = {}; /* aligned, then copied into h */
+	__u32 gre[GRE_HLEN / 4];
+	struct gre_port_entry *entry = gre_port_decision(skb, 1);
+	__u64 packets, length;
+	int ip_frame, rc;
+
+	if (!entry)
+		return TC_ACT_UNSPEC; /* no entry, or one Python must serve: its socket has it */
+	/* counted as the frame the VM sent, before it grows (and gso_segs is reset) */
+	packets = segments(skb);
+	length = wire_bytes(skb);
+	if (bpf_skb_load_bytes(skb, 0, h.inner_eth, ETH_HLEN) < 0)
+		goto failed;
+	ip_frame = is_ip(skb);
+	if (ip_frame)
+		rc = bpf_skb_adjust_room(skb, IPV4_HLEN + GRE_HLEN + ETH_HLEN, BPF_ADJ_ROOM_MAC,
+					 BPF_F_ADJ_ROOM_FIXED_GSO | BPF_F_ADJ_ROOM_ENCAP_L3_IPV4 |
+					 BPF_F_ADJ_ROOM_ENCAP_L4_GRE | BPF_F_ADJ_ROOM_ENCAP_L2_ETH |
+					 BPF_F_ADJ_ROOM_ENCAP_L2(ETH_HLEN));
+	else
+		rc = bpf_skb_change_head(skb, GRE_OUTER_LEN, 0);
+	if (rc < 0)
+		goto failed;
+	/* IP: bpf_redirect_neigh writes the addresses; else those the entry has */
+	__builtin_memcpy(h.eth, entry->next_hop_mac, 6);
+	__builtin_memcpy(&h.eth[6], entry->uplink_mac, 6);
+	h.eth[12] = 0x08; /* IPv4 */
+	/* version 4, 20 bytes, TOS 0; the length; ID 0, DF (as the raw socket with
+	 * IP_PMTUDISC_DO sends); TTL, GRE, the checksum below; the addresses */
+	ip[0] = bpf_htonl(0x45000000 | ((skb->len - ETH_HLEN) & 0xffff));
+	ip[1] = bpf_htonl(0x00004000);
+	ip[2] = bpf_htonl(((__u32)(entry->ttl ? entry->ttl : GRE_TTL) << 24) |
+			  ((__u32)IPPROTO_GRE << 16));
+	ip[3] = bpf_htonl(entry->local_ipv4);
+	ip[4] = bpf_htonl(entry->remote_ipv4);
+	((__u16 *)ip)[5] = ipv4_checksum((const __u16 *)ip);
+	gre[0] = bpf_htonl(0x20000000 | ETH_P_TEB_GRE); /* K only; Ethernet inside */
+	gre[1] = bpf_htonl(entry->key);
+	__builtin_memcpy(h.ip, ip, IPV4_HLEN);
+	__builtin_memcpy(h.gre, gre, GRE_HLEN);
+	if (bpf_skb_store_bytes(skb, 0, &h, sizeof(h), 0) < 0)
+		goto failed;
+	__sync_fetch_and_add(&entry->packets, packets);
+	__sync_fetch_and_add(&entry->bytes, length);
+	entry->last_used_ns = bpf_ktime_get_ns();
+	count(STAT_PORT_HIT);
+	gre_count(GRE_STAT_PORT_HIT);
+	if (ip_frame)
+		return bpf_redirect_neigh(entry->uplink_ifindex, 0, 0, 0);
+	return bpf_redirect(entry->uplink_ifindex, 0);
+failed:
+	gre_count(GRE_STAT_ENCAP_FAILED);
+	return TC_ACT_SHOT; /* the socket filter already hid it from Python */
+}
+
+SEC("tc")
+int gre_uplink_ingress(struct __sk_buff *skb)
+{
+	struct gre_tunnel_key key = {};
+	struct gre_tunnel_entry *entry;
+	__u32 ip32[IPV4_HLEN / 4], gre32[GRE_HLEN / 4];
+	__u8 *ip = (__u8 *)ip32;
+	__u8 inner_eth[ETH_HLEN];
+	__u64 packets;
+	__u32 headers;
+
+	if (skb->protocol != bpf_htons(ETH_P_IP) || skb->vlan_present)
+		return TC_ACT_UNSPEC; /* not even IPv4: not counted, not ours */
+	if (bpf_skb_load_bytes(skb, ETH_HLEN, ip32, IPV4_HLEN) < 0 || ip[9] != IPPROTO_GRE)
+		return TC_ACT_UNSPEC;
+	if (bpf_skb_load_bytes(skb, ETH_HLEN + IPV4_HLEN, gre32, GRE_HLEN) < 0)
+		goto pass;
+	/*
+	 * Anything unusual is the Python path's (it counts refusals by reason): options, a
+	 * fragment, a length that is not the frame's, a bad header checksum (the stack drops
+	 * it), other GRE flags (checksum, sequence, no key) or type, another host's packet, an
+	 * inner frame too short to be one.
+	 */
+	if (ip[0] != 0x45 || (ip[6] & 0x3f) || ip[7] ||
+	    bpf_ntohs(((__u16 *)ip32)[1]) != skb->len - ETH_HLEN ||
+	    ipv4_checksum((const __u16 *)ip32) != 0 ||
+	    gre32[0] != bpf_htonl(0x20000000 | ETH_P_TEB_GRE) ||
+	    skb->pkt_type != PACKET_HOST_TYPE ||
+	    skb->len < GRE_OUTER_LEN + ETH_HLEN + IPV4_HLEN)
+		goto pass;
+	key.key = bpf_ntohl(gre32[1]);
+	key.remote_ipv4 = bpf_ntohl(ip32[3]);
+	if (!read_inner_at(skb, GRE_OUTER_LEN, &key.inner))
+		goto pass;
+	entry = bpf_map_lookup_elem(&gre_tunnel_plans, &key);
+	if (!entry || entry->local_ipv4 != bpf_ntohl(ip32[4]))
+		goto pass;
+	/* the inner Ethernet header to the front, then the outer IPv4 and GRE and the inner
+	 * header's old place go: what stays is the VM's frame */
+	if (bpf_skb_load_bytes(skb, GRE_OUTER_LEN, inner_eth, ETH_HLEN) < 0)
+		goto pass;
+	if (bpf_skb_store_bytes(skb, 0, inner_eth, ETH_HLEN, 0) < 0)
+		goto lost;
+	/* FIXED_GSO: a super-packet (our own kernel path's, or GRO's) keeps its segments' size */
+	if (bpf_skb_adjust_room(skb, -(__s32)(IPV4_HLEN + GRE_HLEN + ETH_HLEN), BPF_ADJ_ROOM_MAC,
+				BPF_F_ADJ_ROOM_FIXED_GSO) < 0)
+		goto lost;
+	headers = skb->gso_size ? header_len(skb) : 0;
+	packets = 1;
+	if (headers && skb->len > headers) /* its segments, as offload.Gso counts them */
+		packets = (skb->len - headers + skb->gso_size - 1) / skb->gso_size;
+	__sync_fetch_and_add(&entry->packets, packets);
+	__sync_fetch_and_add(&entry->bytes, skb->len + (packets - 1) * headers);
+	entry->last_used_ns = bpf_ktime_get_ns();
+	count(STAT_TUNNEL_HIT);
+	gre_count(GRE_STAT_UPLINK_HIT);
+	return bpf_redirect(entry->out_ifindex, 0);
+pass:
+	gre_count(GRE_STAT_UPLINK_PASS);
+	return TC_ACT_UNSPEC;
+lost:
+	gre_count(GRE_STAT_ENCAP_FAILED);
+	return TC_ACT_SHOT; /* half rewritten: neither the stack's nor the VM's */
+}
+/* ---- end of GRE ------------------------------------------------------------------------ */
+
 SEC("tc")
 int port_ingress(struct __sk_buff *skb)
 {
@@ -272,6 +565,10 @@ int port_ingress(struct __sk_buff *skb)
 	struct port_entry *entry = port_decision(skb, 1);
 
 	if (!entry) {
+		int gre = gre_port_ingress(skb);
+
+		if (gre != TC_ACT_UNSPEC)
+			return gre;
 		count(STAT_PORT_MISS);
 		return TC_ACT_OK; /* the Python path's socket has it */
 	}
@@ -300,7 +597,7 @@ int port_ingress(struct __sk_buff *skb)
 SEC("socket")
 int port_socket_filter(struct __sk_buff *skb)
 {
-	return port_decision(skb, 0) ? 0 : skb->len;
+	return port_decision(skb, 0) || gre_port_decision(skb, 0) ? 0 : skb->len;
 }
 
 /*
@@ -313,7 +610,7 @@ int port_socket_filter_untagged(struct __sk_buff *skb)
 {
 	if (skb->vlan_present)
 		return 0;
-	return port_decision(skb, 0) ? 0 : skb->len;
+	return port_decision(skb, 0) || gre_port_decision(skb, 0) ? 0 : skb->len;
 }
 
 /*
