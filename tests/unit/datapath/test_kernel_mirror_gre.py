@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_fastpath_equivalence import AddFlow, Advance, Clock, Look
 from test_kernel_mirror_equivalence import KernelSidePort, _NoUpcalls
 
+from support.switchboard_scenarios import AddFlow, Advance, Clock, Look
 from support.vswitchd import RecordingPort
 from tunnelnet.datapath import messages as m
 from tunnelnet.datapath import tunnel as tunnel_module
