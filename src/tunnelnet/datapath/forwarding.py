@@ -140,6 +140,23 @@ class Forwarder:
             for plan in plans:
                 plan.settle()
 
+    def settle_until(self, until: float) -> None:
+        """``settle`` for the plans whose last packet came at ``until`` or before: the kernel
+        fast path's counters of that time are replayed next, and replays go in time order
+        (a flow's ``used`` and a MAC's age are those of the last replay; MAC tables keep
+        last-seen order). The later plans stay for the next settle."""
+        if self._unsettled:
+            plans = self._unsettled
+            plans.sort(key=_LAST_SEQ)  # the plans share one clock: also in order of last
+            due = 0
+            for plan in plans:
+                if plan.last > until:
+                    break
+                due += 1
+            self._unsettled = plans[due:]
+            for plan in plans[:due]:
+                plan.settle()
+
     def reader(self, port: Port, receive: Callable[[], list[Received]]) -> Callable[[], None]:
         """What the event loop calls when ``receive``'s descriptor of ``port`` is readable."""
         # partials, not lambdas: one Python frame fewer per burst

@@ -170,6 +170,9 @@ class KernelMirror:
         self.removed = 0
         self.upcalls_read = 0
         self.refusals: dict[str, int] = {}  # why plans stayed in Python, by reason
+        # settles the packets that followed deferred plans until a time (the switchboard's
+        # Forwarder.settle_until): what they did comes before what the kernel did after them
+        self.settle_until: Callable[[float], None] = lambda until: None
 
     @classmethod
     def start(cls) -> KernelMirror:
@@ -413,8 +416,7 @@ class KernelMirror:
                 del self._entries[ident]
                 self.removed += 1
 
-    @staticmethod
-    def _replay(mirrored: Mirrored, packets: int, length: int, last_ns: int) -> None:
+    def _replay(self, mirrored: Mirrored, packets: int, length: int, last_ns: int) -> None:
         delta = packets - mirrored.folded_packets
         delta_bytes = length - mirrored.folded_bytes
         mirrored.folded_packets, mirrored.folded_bytes = packets, length
@@ -422,6 +424,9 @@ class KernelMirror:
         # the kernel's clock is CLOCK_MONOTONIC, the bridges' time.monotonic: the packets are
         # replayed as of the kernel's last use, as their walk would have had them then
         now = last_ns / _NS_PER_S if last_ns else plan.clock()
+        # Python's deferred packets from before go first, as they came: replayed after, they
+        # would set older times over the kernel's (a flow's used, a MAC's age and place)
+        self.settle_until(now)
         plan.replay(delta, delta_bytes, now)
         mirrored.ingress.stats.rx_packets += delta
         mirrored.ingress.stats.rx_bytes += delta_bytes

@@ -101,6 +101,7 @@ class Switchboard:
         if self.ports:
             raise DatapathError("the kernel fast path is set up before any port")
         self.kernel = self.forwarding.kernel = mirror
+        mirror.settle_until = self.forwarding.settle_until
         self.tunnels.kernel_udp = frozenset({udp_port})
         self._loop.add_reader(mirror.upcalls.fileno(), self._read_upcalls)
         self._loop.after_each_round(mirror.check)
@@ -118,9 +119,9 @@ class Switchboard:
     def sync(self) -> None:
         """Everything counted as of now: deferred plans settled, the kernel's counters
         folded (before a control request reads or changes anything, and housekeeping)."""
-        self.settle()
         if self.kernel is not None:
-            self.kernel.fold()
+            self.kernel.fold()  # settles the deferred packets older than the kernel's first
+        self.settle()
 
     def check_kernel(self) -> None:
         """Take out of the kernel every plan that no longer holds (after a change)."""
