@@ -242,6 +242,23 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
     proc.wait(timeout=10)
 
 
+def _echo_requests(path: Path) -> list[Any]:
+    """The GRE-carried ICMP echo requests a capture file holds so far."""
+    return [f for f in rdpcap(str(path))
+            if f.haslayer(GRE) and f[GRE].payload.haslayer(ICMP)
+            and f[GRE].payload[ICMP].type == 8]
+
+
+def _stop_once_written(proc: subprocess.Popen[bytes], path: Path, expected: int) -> None:
+    """Stop a capture once it has written ``expected`` echo requests, or after 10 s:
+    tcpdump drops what it has not yet read from its socket when terminated, which a loaded
+    machine made a dozen packets once."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and len(_echo_requests(path)) < expected:
+        time.sleep(0.2)
+    _stop(proc)
+
+
 def test_gre_is_replayed_in_the_kernel_with_the_python_paths_bytes(
         lab: dict[str, Any], tmp_path: Path) -> None:
     _warm("b1", "10.1.0.2")
@@ -262,7 +279,7 @@ def test_gre_is_replayed_in_the_kernel_with_the_python_paths_bytes(
         after_dp = {hv: _dp(lab, hv) for hv in ("hv1", "hv2")}
         unicast = _packets("b1", "tx") - before_tx
     finally:
-        _stop(underlay)
+        _stop_once_written(underlay, tmp_path / "underlay.pcap", sent)
         for proc in others.values():
             _stop(proc)
         _tn(lab, "hv1", "ofctl", "del-flows", "br-tun", "table=99")
@@ -275,11 +292,15 @@ def test_gre_is_replayed_in_the_kernel_with_the_python_paths_bytes(
     for hv in ("hv1", "hv2"):  # the requests into hv2's kernel, the replies into hv1's
         received = (after_dp[hv]["kernel_gre_received"]
                     - before_dp[hv]["kernel_gre_received"])
-        assert received >= sent - 1, (hv, before_dp[hv], after_dp[hv])
+        # all but the first, and but one per plan made again meanwhile: a plan is taken out
+        # of the kernel when something its walk looked at may change (a MAC's aging
+        # deadline, a route refresh), and its next packet is walked (seen once under load)
+        remade = after_dp[hv]["plans_made"] - before_dp[hv]["plans_made"]
+        walked = after_dp[hv]["packets_walked"] - before_dp[hv]["packets_walked"]
+        assert received >= sent - max(1, remade), (hv, before_dp[hv], after_dp[hv])
+        assert received + walked >= sent, (hv, before_dp[hv], after_dp[hv])
         assert after_dp[hv]["kernel_gre_failed"] == 0
-    requests = [f for f in rdpcap(str(tmp_path / "underlay.pcap"))
-                if f.haslayer(GRE) and f[GRE].payload.haslayer(ICMP)
-                and f[GRE].payload[ICMP].type == 8]
+    requests = _echo_requests(tmp_path / "underlay.pcap")
     assert len(requests) == sent
     for frame in requests:  # scapy's reading of RFC 2784/2890 and of the IPv4 header
         ip, gre = frame[IP], frame[GRE]
