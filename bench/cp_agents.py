@@ -71,8 +71,8 @@ class TimedCache(ControllerCache):
     """The agent's cache, noting when a probe port's creation reaches it and sharing equal
     port records with the worker's other agents."""
 
-    def __init__(self, host: str, report: Reporter) -> None:
-        super().__init__(host=host)
+    def __init__(self, host: str, report: Reporter, *, l2pop: bool) -> None:
+        super().__init__(host=host, l2pop=l2pop)
         self.report = report
 
     def load(self, snap: Snapshot) -> None:
@@ -125,7 +125,7 @@ class Hypervisor:
         self.agent = Agent(conf, self.controller, self.switch,
                            timers=AgentTimers(poll_interval=args.poll_interval,
                                               heartbeat_interval=args.heartbeat_interval))
-        self.agent.cache = TimedCache(self.host, report)
+        self.agent.cache = TimedCache(self.host, report, l2pop=args.l2pop)
         self.report = report
         self.own: set[str] = set()  # ports plugged here
         self.registered = False

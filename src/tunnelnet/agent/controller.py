@@ -8,8 +8,16 @@ meanwhile.
 The controller sends an agent only the ports that concern its host (its own, and those of the
 networks it has a port on: the l2 population fanout, server/fanout.py). So when a port of ours
 lands on a network we had no port on, the cache knows none of that network's other ports yet:
-the network is *incomplete* until the agent lists its ports (`network_ports`). When our last
-port leaves a network, its other ports are dropped: no more of their changes will come.
+the network is *incomplete* until the agent lists it, its record and its ports
+(`list_network`). When our last port leaves a network, its record and its other ports are
+dropped: no more of their changes will come.
+
+With l2pop the controller sends an agent's record (its tunnel endpoint) only to the hosts
+sharing a network with it, as Neutron's l2pop sends a peer's tunnel IP in the fdb entries of
+a network only to the agents on it. So an agent with l2pop keeps the peers of the hosts on
+its (complete) networks: it asks the controller for the ones it does not know yet
+(`host_agents`) when they turn up, and drops the others. Without l2pop it keeps a tunnel to
+every peer (a full mesh) and the controller sends it every agent's record.
 
 Snapshot and Event here are the agent's digest of the API's records (only what it plans from);
 the wire records are the API contract's (`tunnelnet.api`).
@@ -58,9 +66,17 @@ class Controller(Protocol):
 
     def set_port_status(self, port_id: str, status: str) -> None: ...
 
-    def network_ports(self, network_id: str, since: int) -> Sequence[Mapping[str, Any]]:
-        """Every port of a network (one this agent has just got a port on) as of a revision
-        not older than `since`: an older listing would undo events already applied."""
+    def list_network(self, network_id: str, since: int
+                     ) -> tuple[Mapping[str, Any] | None, Sequence[Mapping[str, Any]]]:
+        """A network's record (None: no such network) and every port of it (one this agent
+        has just got a port on) as of a revision not older than `since`: an older listing
+        would undo events already applied."""
+        ...
+
+    def host_agents(self, hosts: Sequence[str], since: int
+                    ) -> tuple[Sequence[Mapping[str, Any]], int]:
+        """The (tunnel) agents on these hosts as of a revision not older than `since`, and
+        that revision."""
         ...
 
 
@@ -72,9 +88,15 @@ class ControllerCache:
     revision: int = 0
     # whose cache this is; "" follows nothing (every port is taken as it comes)
     host: str = ""
+    # keep only the peers on our networks, asking for the ones we lack (module doc)
+    l2pop: bool = False
     # networks with a port of ours whose other ports are all here (from a listing)
     complete: set[str] = field(default_factory=set)
     _own: dict[str, str] = field(default_factory=dict)  # our ports -> their network
+    # peer hosts whose records we have (or asked for: a host without an agent yet); their
+    # changes come on the watch from then on, until they leave our networks
+    _asked: set[str] = field(default_factory=set)
+    _peer_hosts: set[str] | None = None  # the hosts on our complete networks; None: unknown
     _view: CloudView | None = None  # the view of the current content, made on first ask
 
     def load(self, snap: Snapshot) -> None:
@@ -89,7 +111,50 @@ class ControllerCache:
         # a snapshot for our host lists every port of the networks we have a port on
         self._own = {p.id: p.network_id for p in self.ports.values() if self._ours(p)}
         self.complete = set(self._own.values())
+        # a listing for our host carries the peers we need (those it lacks have no agent)
+        self._peer_hosts = None
+        self._asked = self.peer_hosts() if self.following_peers else set()
         self._view = None
+
+    @property
+    def following_peers(self) -> bool:
+        return bool(self.host) and self.l2pop
+
+    def peer_hosts(self) -> set[str]:
+        """The other hosts with a port on a network we have listed (made once per change of
+        the ports: a thousand idle agents would each scan two thousand ports every round)."""
+        if self._peer_hosts is None:
+            self._peer_hosts = {p.host for p in self.ports.values()
+                                if p.network_id in self.complete} - {"", self.host}
+        return self._peer_hosts
+
+    def missing_peers(self) -> set[str]:
+        """Peer hosts on our networks whose agents we have not asked for yet."""
+        return self.peer_hosts() - self._asked
+
+    def merge_peers(self, hosts: Sequence[str], objs: Sequence[Mapping[str, Any]]) -> None:
+        """The agents of these hosts as the controller lists them now. Events older than the
+        listing may follow (the watch was behind it): re-applied over it, they end where the
+        listing is, as for `merge_network`; and a peer that leaves our networks meanwhile is
+        dropped (`prune_peers`) and asked for again when it comes back."""
+        for host in hosts:
+            self.peers.pop(host, None)
+            self._asked.add(host)
+        for obj in objs:
+            peer = Peer.from_api(obj)
+            if peer is not None and peer.host in hosts:
+                self.peers[peer.host] = peer
+        self._view = None
+
+    def prune_peers(self) -> None:
+        """Forget the peers no longer on any of our networks: their records stop coming."""
+        wanted = self.peer_hosts()
+        self._asked &= wanted
+        gone = [h for h in self.peers if h not in wanted]
+        for host in gone:
+            del self.peers[host]
+        if gone:
+            self._view = None
 
     def _ours(self, port: Port) -> bool:
         return bool(self.host) and port.host == self.host
@@ -104,15 +169,23 @@ class ControllerCache:
         if port is not None and self._ours(port):
             self._own[port_id] = port.network_id
         if before is not None and before not in self._own.values():
-            # our last port left that network: its ports stop coming, so forget them
+            # our last port left that network: it and its ports stop coming, so forget them
             self.complete.discard(before)
+            self.networks.pop(before, None)
             self.ports = {i: p for i, p in self.ports.items() if p.network_id != before
                           or i in self._own}
 
-    def merge_network(self, network_id: str, objs: Sequence[Mapping[str, Any]]) -> None:
-        """The ports of a network as listed now: they replace what we had of it. Events older
-        than the listing may follow (the watch was behind it); they are re-applied over it and
-        the watch's newer ones end where the listing is, so nothing is lost."""
+    def merge_network(self, network_id: str, objs: Sequence[Mapping[str, Any]],
+                      network: Mapping[str, Any] | None = None) -> None:
+        """The record and ports of a network as listed now: they replace what we had of it.
+        Events older than the listing may follow (the watch was behind it); they are
+        re-applied over it and the watch's newer ones end where the listing is, so nothing
+        is lost."""
+        if network is not None:
+            self.networks[network_id] = Network.from_api(network)
+        else:
+            self.networks.pop(network_id, None)
+        self._peer_hosts = None
         self.ports = {i: p for i, p in self.ports.items() if p.network_id != network_id}
         listed = [Port.from_api(obj) for obj in objs]
         for port in listed:
@@ -144,6 +217,7 @@ class ControllerCache:
                 self.ports[port_id] = port
             if self.host:
                 self._follow_port(port_id, port)
+            self._peer_hosts = None
         elif event.resource == "agent":
             host = str(event.obj.get("host", ""))
             peer = None if deleted else Peer.from_api(event.obj)

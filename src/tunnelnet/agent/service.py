@@ -63,6 +63,7 @@ class AgentStats:
     outages: int = 0  # stretches of time in which no controller answered
     switch_resets: int = 0
     network_listings: int = 0  # networks whose ports were listed on our first port there
+    peer_listings: int = 0  # times we asked for the agents of peers new on our networks
     ports_active: set[str] = field(default_factory=set)
     # tunnel port name -> its bfd_status as last read (every tunnel with BFD on)
     tunnels: dict[str, dict[str, str]] = field(default_factory=dict)
@@ -89,7 +90,7 @@ class Agent:
         self._report_due = False
         # a new cookie per agent start: flows of earlier generations are swept after resync
         self.cookie = cookie if cookie is not None else random.getrandbits(63) | 1
-        self.cache = ControllerCache(host=conf.host)
+        self.cache = ControllerCache(host=conf.host, l2pop=conf.l2pop)
         self.lvm = LocalVlanManager()
         self.int_flows = FlowApplier(backend, BR_INT, self.cookie)
         self.tun_flows = FlowApplier(backend, BR_TUN, self.cookie)
@@ -334,12 +335,21 @@ class Agent:
         self._complete_networks()
 
     def _complete_networks(self) -> None:
-        """List the ports of each network we have just got a port on: the controller sends
-        us a network's port events only from then on (agent/controller.py)."""
+        """List each network we have just got a port on: the controller sends us a
+        network's events only from then on; and with l2pop, ask for the peers on our
+        networks we do not know yet (agent/controller.py)."""
         for network_id in sorted(self.cache.incomplete()):
-            self.cache.merge_network(
-                network_id, self.controller.network_ports(network_id, self.cache.revision))
+            network, ports = self.controller.list_network(network_id, self.cache.revision)
+            self.cache.merge_network(network_id, ports, network)
             self.stats.network_listings += 1
+        if not self.cache.following_peers:
+            return
+        self.cache.prune_peers()
+        missing = sorted(self.cache.missing_peers())
+        if missing:
+            docs, _ = self.controller.host_agents(missing, self.cache.revision)
+            self.cache.merge_peers(missing, docs)
+            self.stats.peer_listings += 1
 
     @property
     def controller_reachable(self) -> bool:

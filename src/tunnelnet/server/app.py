@@ -466,11 +466,8 @@ def _snapshot_routes(app: FastAPI) -> None:
         with ctl.store.read() as txn:
             found = {kind: list_visible(txn, caller, kind) for kind in kinds}
             if host is not None:
-                # what the watch with this host follows: its ports and its networks' ports
-                hosted = {str(p["network_id"]) for p in found["port"]
-                          if p.get("binding:host_id") == host}
-                found["port"] = [p for p in found["port"]
-                                 if fanout.port_wanted(host, hosted, p)]
+                # what the watch with this host follows (server/fanout.py)
+                found = fanout.listing_for(host, found)
             body: dict[str, Any] = {
                 f"{kind}s": [view_agent(d) if kind == "agent" else public(d) for d in docs]
                 for kind, docs in found.items()
@@ -494,16 +491,36 @@ def _snapshot_routes(app: FastAPI) -> None:
         caller.require_admin_or_agent("a network's ports")
         if not network_id:
             raise BadRequest("network_id: a network's id is required")
-        found = await request.app.state.hub.network_ports(network_id, since, timeout=5.0)
+        found = await request.app.state.hub.network(network_id, since, timeout=5.0)
         if found is None:  # the hub is behind: the store has them, at a cost
-            found = await asyncio.to_thread(_store_network_ports, ctl, network_id)
+            found = await asyncio.to_thread(_store_network, ctl, network_id)
+            if found[2] < since:
+                return _stale(since)
+        network, docs, revision = found
+        return JSONResponse({"network": network, "ports": docs, "revision": revision},
+                            headers={REVISION_HEADER: str(revision)})
+
+    @app.get("/v2.0/watch/agents", tags=["watch"], summary="Some hosts' agents, for an agent")
+    async def host_agents(
+        request: Request,
+        token: Token = None,
+        hosts: Annotated[str, Query(max_length=65536)] = "",
+        since: Annotated[int, Query(ge=0)] = 0,
+    ) -> Response:
+        """What an agent with l2pop asks when hosts it does not know yet turn up on its
+        networks (its watch brings an agent's record only to the hosts sharing a network
+        with it, server/fanout.py): the agents on those hosts (comma-separated) at a
+        revision not older than `since`, from the watch hub's memory."""
+        ctl, caller = await _auth_async(request, token)
+        caller.require_admin_or_agent("agents by host")
+        wanted = frozenset(h for h in hosts.split(",") if h)
+        found = await request.app.state.hub.agents_on(wanted, since, timeout=5.0)
+        if found is None:
+            found = await asyncio.to_thread(_store_agents, ctl, wanted)
             if found[1] < since:
-                return _error(
-                    ResyncRequired.STATUS, ResyncRequired.TYPE,
-                    f"revision {since} is newer than the store's: list again",
-                )  # fmt: skip
+                return _stale(since)
         docs, revision = found
-        return JSONResponse({"ports": docs, "revision": revision},
+        return JSONResponse({"agents": docs, "revision": revision},
                             headers={REVISION_HEADER: str(revision)})
 
     @app.get("/v2.0/events", tags=["watch"], summary="Long poll: changes after a revision")
@@ -531,9 +548,22 @@ def _snapshot_routes(app: FastAPI) -> None:
                         headers={REVISION_HEADER: str(revision)})
 
 
-def _store_network_ports(ctl: Controller, network_id: str) -> tuple[list[Doc], int]:
+def _stale(since: int) -> Response:
+    return _error(ResyncRequired.STATUS, ResyncRequired.TYPE,
+                  f"revision {since} is newer than the store's: list again")
+
+
+def _store_network(ctl: Controller, network_id: str) -> tuple[Doc | None, list[Doc], int]:
     with ctl.store.read() as txn:
+        network = txn.get("network", network_id)
         found = [public(d) for d in txn.list("port") if d.get("network_id") == network_id]
+        return (None if network is None else public(network)), found, txn.revision
+
+
+def _store_agents(ctl: Controller, hosts: frozenset[str]) -> tuple[list[Doc], int]:
+    # as the watch carries them: the stored document (its `alive` as last written)
+    with ctl.store.read() as txn:
+        found = [public(d) for d in txn.list("agent") if d.get("host") in hosts]
         return found, txn.revision
 
 

@@ -10,7 +10,7 @@ commit by one `Hub` and kept in memory, encoded once; each stream only filters w
 may see. A stream that asks for something older than the hub holds reads the store itself.
 The hub also re-reads the log when idle, so writers in another process are seen too.
 
-A watcher that names its host (an agent) gets only the port events that concern that host
+A watcher that names its host (an agent) gets only the events that concern that host
 (server/fanout.py: l2 population's fanout); the hub works out who they concern once per
 change, as it reads it.
 """
@@ -63,8 +63,12 @@ def shared_networks(store: Store) -> tuple[frozenset[str], int]:
 def _hub_state(store: Store) -> tuple[frozenset[str], Interest, int]:
     """The shared networks and who hosts which network, read at one revision."""
     with store.read() as txn:
-        ids = frozenset(n["id"] for n in txn.list("network") if n.get("shared") is True)
-        return ids, Interest([public(d) for d in txn.list("port")]), txn.revision
+        networks = txn.list("network")
+        ids = frozenset(n["id"] for n in networks if n.get("shared") is True)
+        interest = Interest([public(d) for d in txn.list("port")],
+                            [public(d) for d in networks],
+                            [public(d) for d in txn.list("agent")])
+        return ids, interest, txn.revision
 
 
 def _follow_sharing(shared: set[str], change: Change) -> None:
@@ -111,10 +115,12 @@ class _Entry:
     change: Change
     event: WatchEvent
     line: bytes
-    hosts: frozenset[str] | None  # the hosts a port event concerns; None: every watcher
+    hosts: frozenset[str] | None  # the hosts the event concerns; None: every watcher
+    mesh: bool  # an agent record: every meshed host hears it too (fanout.Interest.meshed)
 
-    def for_host(self, host: str | None) -> bool:
-        return host is None or self.hosts is None or host in self.hosts
+    def for_host(self, host: str | None, interest: Interest) -> bool:
+        return host is None or self.hosts is None or host in self.hosts or (
+            self.mesh and interest.meshed(host))
 
 
 class Hub:
@@ -193,11 +199,14 @@ class Hub:
                 _follow_sharing(self.shared, change)
                 event = _event(change)
                 hosts = self.interest.concerned(change, event.object or {})
-                self.entries.append(_Entry(change, event, event.encode(), hosts))
+                mesh = change.kind == "agent"
+                self.entries.append(_Entry(change, event, event.encode(), hosts, mesh))
                 if hosts is None:
                     woken = None
                 elif woken is not None:
                     woken |= hosts
+                    if mesh:
+                        woken |= {h for h in self._host_grown if self.interest.meshed(h)}
             if changes:
                 self._wake_hosts(woken)
                 self.head = changes[-1].revision
@@ -226,18 +235,41 @@ class Hub:
             return None
         return self.entries[since + 1 - self.entries[0].change.revision :]
 
-    async def network_ports(self, network_id: str, since: int, timeout: float
-                            ) -> tuple[list[dict[str, object]], int] | None:
-        """The ports of a network as of a revision not older than `since` (the caller's
-        events were read up to it: an older listing would undo them), from memory; None
-        when the hub does not reach `since` within `timeout` (the caller reads the store)."""
+    async def _reach(self, since: int, timeout: float) -> bool:
+        """Waits until the hub's head is not older than `since` (a caller's events were read
+        up to it: an older listing would undo them); False when it does not within
+        `timeout` (the caller reads the store)."""
         deadline = time.monotonic() + timeout
         while self.head < since:
             remaining = deadline - time.monotonic()
             if remaining <= 0 or self.closing:
-                return None
+                return False
             await self.wait(self.head, remaining)
+        return True
+
+    async def network_ports(self, network_id: str, since: int, timeout: float
+                            ) -> tuple[list[dict[str, object]], int] | None:
+        """The ports of a network as of a revision not older than `since`, from memory; None
+        when the hub does not reach `since` within `timeout`."""
+        if not await self._reach(since, timeout):
+            return None
         return [dict(d) for d in self.interest.ports_of(network_id)], self.head
+
+    async def network(self, network_id: str, since: int, timeout: float
+                      ) -> tuple[dict[str, object] | None, list[dict[str, object]], int] | None:
+        """The network's record (None: no such network) and its ports, as `network_ports`."""
+        if not await self._reach(since, timeout):
+            return None
+        doc = self.interest.network(network_id)
+        ports = [dict(d) for d in self.interest.ports_of(network_id)]
+        return (None if doc is None else dict(doc)), ports, self.head
+
+    async def agents_on(self, hosts: Set[str], since: int, timeout: float
+                        ) -> tuple[list[dict[str, object]], int] | None:
+        """The agents on these hosts, as `network_ports`."""
+        if not await self._reach(since, timeout):
+            return None
+        return [dict(d) for d in self.interest.agents_on(hosts)], self.head
 
     async def wait(self, since: int, timeout: float, host: str | None = None) -> None:
         """Returns when the hub holds changes after `since`, or after `timeout`; with `host`,
@@ -256,11 +288,11 @@ async def _next_batch(
     hub: Hub, caller: Caller, since: int, host: str | None = None
 ) -> tuple[list[WatchEvent], list[bytes], int] | None:
     """Visible events after `since` (from the hub, or the store for older ones); with `host`,
-    the hub's port events that concern no port of that host are left out (older ones, read
-    from the store, all go: the hub knows who they concern only from its own start)."""
+    the hub's events that do not concern that host are left out (older ones, read from the
+    store, all go: the hub knows who they concern only from its own start)."""
     held = hub.after(since)
     if held is not None:
-        shown = [e for e in held if e.for_host(host)
+        shown = [e for e in held if e.for_host(host, hub.interest)
                  and _may_see(caller, e.change.kind, e.change.body, hub.shared)]
         last = held[-1].change.revision if held else since
         return [e.event for e in shown], [e.line for e in shown], last
@@ -283,7 +315,7 @@ async def stream(
     hub: Hub, caller: Caller, since: int | None, timeout: float | None, host: str | None = None
 ) -> AsyncIterator[bytes]:
     """NDJSON lines: events, a bookmark when idle, `resync` (then the stream ends).
-    `host`: only the port events that concern that host (module doc)."""
+    `host`: only the events that concern that host (module doc)."""
     interval = hub.ctl.config.watch_bookmark_interval
     deadline = None if timeout is None else time.monotonic() + timeout
     if since is None:
