@@ -29,7 +29,6 @@ class FakeController:
         self.tunnel_reports: list[list[dict[str, Any]]] = []  # heartbeats' tunnel states
         self.watch_errors: list[Exception] = []  # raised by the next watches, one each
         self.network_listings: list[str] = []  # networks whose ports the agent listed
-        self.peer_listings: list[list[str]] = []  # hosts whose agents the agent asked for
 
     def forget_events(self) -> None:
         """Drop the change log, as compaction does: only a new snapshot shows what changed."""
@@ -85,12 +84,6 @@ class FakeController:
         self.network_listings.append(network_id)
         return self.networks.get(network_id), [
             p for p in self.ports.values() if p["network_id"] == network_id]
-
-    def host_agents(self, hosts: Sequence[str], since: int
-                    ) -> tuple[list[dict[str, Any]], int]:
-        self._check()
-        self.peer_listings.append(sorted(hosts))
-        return [a for h, a in self.agents.items() if h in hosts], self.revision
 
 
 _WHERE = re.compile(r"^(?:cookie=(0x[0-9a-f]+),)?table=(\d+),priority=(\d+),?(.*?) actions=(.*)$")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import builtins
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -175,13 +175,6 @@ class LocalClient:
         with self.ctl.store.read() as txn:
             network = txn.get("network", network_id)
         return (None if network is None else public(network)), self.network_ports(network_id)
-
-    def host_agents(self, hosts: Iterable[str], since: int = 0
-                    ) -> tuple[builtins.list[Resource], int]:
-        wanted = set(hosts)
-        with self.ctl.store.read() as txn:
-            return [public(d) for d in txn.list("agent") if d.get("host") in wanted], \
-                txn.revision
 
     def events(
         self, since: int, timeout: float = 30.0, host: str | None = None

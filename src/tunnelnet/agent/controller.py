@@ -14,9 +14,10 @@ dropped: no more of their changes will come.
 
 With l2pop the controller sends an agent's record (its tunnel endpoint) only to the hosts
 sharing a network with it, as Neutron's l2pop sends a peer's tunnel IP in the fdb entries of
-a network only to the agents on it. So an agent with l2pop keeps the peers of the hosts on
-its (complete) networks: it asks the controller for the ones it does not know yet
-(`host_agents`) when they turn up, and drops the others. Without l2pop it keeps a tunnel to
+a network only to the agents on it; the event of the port that makes two hosts share a
+network for the first time brings each the other's record. So an agent with l2pop keeps the
+peers of the hosts on its networks and drops the others (`prune_peers`): their changes stop
+coming, and their records come again if they return. Without l2pop it keeps a tunnel to
 every peer (a full mesh) and the controller sends it every agent's record.
 
 Snapshot and Event here are the agent's digest of the API's records (only what it plans from);
@@ -73,12 +74,6 @@ class Controller(Protocol):
         would undo events already applied."""
         ...
 
-    def host_agents(self, hosts: Sequence[str], since: int
-                    ) -> tuple[Sequence[Mapping[str, Any]], int]:
-        """The (tunnel) agents on these hosts as of a revision not older than `since`, and
-        that revision."""
-        ...
-
 
 @dataclass
 class ControllerCache:
@@ -93,10 +88,7 @@ class ControllerCache:
     # networks with a port of ours whose other ports are all here (from a listing)
     complete: set[str] = field(default_factory=set)
     _own: dict[str, str] = field(default_factory=dict)  # our ports -> their network
-    # peer hosts whose records we have (or asked for: a host without an agent yet); their
-    # changes come on the watch from then on, until they leave our networks
-    _asked: set[str] = field(default_factory=set)
-    _peer_hosts: set[str] | None = None  # the hosts on our complete networks; None: unknown
+    _peer_hosts: set[str] | None = None  # the hosts on our networks; None: not worked out
     _view: CloudView | None = None  # the view of the current content, made on first ask
 
     def load(self, snap: Snapshot) -> None:
@@ -111,9 +103,7 @@ class ControllerCache:
         # a snapshot for our host lists every port of the networks we have a port on
         self._own = {p.id: p.network_id for p in self.ports.values() if self._ours(p)}
         self.complete = set(self._own.values())
-        # a listing for our host carries the peers we need (those it lacks have no agent)
         self._peer_hosts = None
-        self._asked = self.peer_hosts() if self.following_peers else set()
         self._view = None
 
     @property
@@ -121,35 +111,18 @@ class ControllerCache:
         return bool(self.host) and self.l2pop
 
     def peer_hosts(self) -> set[str]:
-        """The other hosts with a port on a network we have listed (made once per change of
-        the ports: a thousand idle agents would each scan two thousand ports every round)."""
+        """The other hosts with a port on a network we have a port on (made once per change
+        of the ports: a thousand idle agents would each scan two thousand ports every
+        round)."""
         if self._peer_hosts is None:
+            mine = set(self._own.values())
             self._peer_hosts = {p.host for p in self.ports.values()
-                                if p.network_id in self.complete} - {"", self.host}
+                                if p.network_id in mine} - {"", self.host}
         return self._peer_hosts
-
-    def missing_peers(self) -> set[str]:
-        """Peer hosts on our networks whose agents we have not asked for yet."""
-        return self.peer_hosts() - self._asked
-
-    def merge_peers(self, hosts: Sequence[str], objs: Sequence[Mapping[str, Any]]) -> None:
-        """The agents of these hosts as the controller lists them now. Events older than the
-        listing may follow (the watch was behind it): re-applied over it, they end where the
-        listing is, as for `merge_network`; and a peer that leaves our networks meanwhile is
-        dropped (`prune_peers`) and asked for again when it comes back."""
-        for host in hosts:
-            self.peers.pop(host, None)
-            self._asked.add(host)
-        for obj in objs:
-            peer = Peer.from_api(obj)
-            if peer is not None and peer.host in hosts:
-                self.peers[peer.host] = peer
-        self._view = None
 
     def prune_peers(self) -> None:
         """Forget the peers no longer on any of our networks: their records stop coming."""
         wanted = self.peer_hosts()
-        self._asked &= wanted
         gone = [h for h in self.peers if h not in wanted]
         for host in gone:
             del self.peers[host]

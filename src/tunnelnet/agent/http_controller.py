@@ -12,8 +12,7 @@ logged here, with the controller left and the one reached.
 Once registered, the listing and the polls name the agent's host: the controller then sends
 only what concerns it (its own ports, its networks and their ports, and with l2pop the agents
 sharing a network with it: server/fanout.py); the agent lists a network itself when it gets
-its first port there (`list_network`), and with l2pop asks for the peers it lacks
-(`host_agents`).
+its first port there (`list_network`).
 """
 
 from __future__ import annotations
@@ -120,8 +119,3 @@ class HttpController:
     def list_network(self, network_id: str, since: int
                      ) -> tuple[Mapping[str, Any] | None, Sequence[Mapping[str, Any]]]:
         return self._call(lambda: self.client.network_listing(network_id, since))
-
-    def host_agents(self, hosts: Sequence[str], since: int
-                    ) -> tuple[Sequence[Mapping[str, Any]], int]:
-        docs, revision = self._call(lambda: self.client.host_agents(hosts, since))
-        return [d for d in docs if d.get("agent_type", AGENT_TYPE) == AGENT_TYPE], revision

@@ -63,7 +63,6 @@ class AgentStats:
     outages: int = 0  # stretches of time in which no controller answered
     switch_resets: int = 0
     network_listings: int = 0  # networks whose ports were listed on our first port there
-    peer_listings: int = 0  # times we asked for the agents of peers new on our networks
     ports_active: set[str] = field(default_factory=set)
     # tunnel port name -> its bfd_status as last read (every tunnel with BFD on)
     tunnels: dict[str, dict[str, str]] = field(default_factory=dict)
@@ -336,20 +335,14 @@ class Agent:
 
     def _complete_networks(self) -> None:
         """List each network we have just got a port on: the controller sends us a
-        network's events only from then on; and with l2pop, ask for the peers on our
-        networks we do not know yet (agent/controller.py)."""
+        network's events only from then on; and with l2pop, forget the peers that left our
+        networks (agent/controller.py)."""
         for network_id in sorted(self.cache.incomplete()):
             network, ports = self.controller.list_network(network_id, self.cache.revision)
             self.cache.merge_network(network_id, ports, network)
             self.stats.network_listings += 1
-        if not self.cache.following_peers:
-            return
-        self.cache.prune_peers()
-        missing = sorted(self.cache.missing_peers())
-        if missing:
-            docs, _ = self.controller.host_agents(missing, self.cache.revision)
-            self.cache.merge_peers(missing, docs)
-            self.stats.peer_listings += 1
+        if self.cache.following_peers:
+            self.cache.prune_peers()
 
     @property
     def controller_reachable(self) -> bool:

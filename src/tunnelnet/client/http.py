@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import builtins
 import os
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -343,15 +343,6 @@ class Client:
                                 params=_query({"network_id": network_id, "since": since}))
         data = response.json()
         return data.get("network"), data["ports"]
-
-    def host_agents(self, hosts: Iterable[str], since: int = 0
-                    ) -> tuple[builtins.list[Resource], int]:
-        """The agents on these hosts at a revision not older than `since` (what an agent with
-        l2pop asks for the peers it does not know yet), and that revision."""
-        response = self.request("GET", "/v2.0/watch/agents",
-                                params=_query({"hosts": ",".join(hosts), "since": since}))
-        data = response.json()
-        return data["agents"], int(data["revision"])
 
     def events(
         self, since: int, timeout: float = 30.0, host: str | None = None

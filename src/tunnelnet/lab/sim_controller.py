@@ -156,10 +156,3 @@ class SimController:
             network = txn.get("network", network_id)
             return (None if network is None else public(network)), [
                 public(d) for d in txn.list("port") if d.get("network_id") == network_id]
-
-    def host_agents(self, hosts: Sequence[str], since: int
-                    ) -> tuple[Sequence[Mapping[str, Any]], int]:
-        # never asked either: the shared cache follows no host
-        with self.hub.ctl.store.read() as txn:
-            return [public(d) for d in txn.list("agent") if d.get("host") in hosts], \
-                txn.revision

@@ -500,29 +500,6 @@ def _snapshot_routes(app: FastAPI) -> None:
         return JSONResponse({"network": network, "ports": docs, "revision": revision},
                             headers={REVISION_HEADER: str(revision)})
 
-    @app.get("/v2.0/watch/agents", tags=["watch"], summary="Some hosts' agents, for an agent")
-    async def host_agents(
-        request: Request,
-        token: Token = None,
-        hosts: Annotated[str, Query(max_length=65536)] = "",
-        since: Annotated[int, Query(ge=0)] = 0,
-    ) -> Response:
-        """What an agent with l2pop asks when hosts it does not know yet turn up on its
-        networks (its watch brings an agent's record only to the hosts sharing a network
-        with it, server/fanout.py): the agents on those hosts (comma-separated) at a
-        revision not older than `since`, from the watch hub's memory."""
-        ctl, caller = await _auth_async(request, token)
-        caller.require_admin_or_agent("agents by host")
-        wanted = frozenset(h for h in hosts.split(",") if h)
-        found = await request.app.state.hub.agents_on(wanted, since, timeout=5.0)
-        if found is None:
-            found = await asyncio.to_thread(_store_agents, ctl, wanted)
-            if found[1] < since:
-                return _stale(since)
-        docs, revision = found
-        return JSONResponse({"agents": docs, "revision": revision},
-                            headers={REVISION_HEADER: str(revision)})
-
     @app.get("/v2.0/events", tags=["watch"], summary="Long poll: changes after a revision")
     async def events(
         request: Request,
@@ -558,13 +535,6 @@ def _store_network(ctl: Controller, network_id: str) -> tuple[Doc | None, list[D
         network = txn.get("network", network_id)
         found = [public(d) for d in txn.list("port") if d.get("network_id") == network_id]
         return (None if network is None else public(network)), found, txn.revision
-
-
-def _store_agents(ctl: Controller, hosts: frozenset[str]) -> tuple[list[Doc], int]:
-    # as the watch carries them: the stored document (its `alive` as last written)
-    with ctl.store.read() as txn:
-        found = [public(d) for d in txn.list("agent") if d.get("host") in hosts]
-        return found, txn.revision
 
 
 async def _housekeeping(ctl: Controller) -> None:

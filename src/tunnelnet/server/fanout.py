@@ -19,16 +19,22 @@ peer (Neutron's full mesh, agent/desired.py), so a watcher whose host's agent di
 register with `l2_population` (or has not registered) still hears every agent record.
 Other kinds (projects) go to every watcher.
 
-The catch-up when a host gains a network is the agent's: the event that binds its first port
-there reaches it (its host is that port's host), and it then lists the network: its record
-and its ports (`GET /v2.0/watch/ports`); and it asks for the records of the peers on it it
-does not know yet (`GET /v2.0/watch/agents`), as it does for a host that joins one of its
-networks later. It follows the stream from there. Those listings come from here, not the
-store: a thousand agents each listing twenty networks as their ports arrive would each have
-the store read every port of the cloud (neither SQLite nor etcd has an index by network), so
-the ports of each network, the networks and the agents are kept as of the hub's head. The
-answer is always a superset that is safe: a stream that cannot tell (older than what the hub
-holds) sends all.
+When two hosts come to share a network for the first time (one gets its first port on a
+network the other has a port on), each needs the other's record although neither record
+changed: the event of that port brings them along, to each of the two hosts (`joined`), as
+l2pop's fdb_add gives the agents of a network the new agent's tunnel IP and the new agent
+all of theirs. Counting the networks each pair of hosts shares makes that once per pair,
+not once per network. (An agent with l2pop far behind the hub gets a resync instead of the
+store's changes: those would lack these records.)
+
+The catch-up when a host gains a network is otherwise the agent's: the event that binds its
+first port there reaches it (its host is that port's host), and it then lists the network:
+its record and its ports (`GET /v2.0/watch/ports`), and follows the stream from there. That
+listing comes from here, not the store: a thousand agents each listing twenty networks as
+their ports arrive would each have the store read every port of the cloud (neither SQLite
+nor etcd has an index by network), so the ports of each network and the networks are kept
+as of the hub's head. The answer is always a superset that is safe: a stream that cannot
+tell (older than what the hub holds) sends all.
 """
 
 from __future__ import annotations
@@ -73,10 +79,15 @@ class Interest:
         self._agents: dict[str, Doc] = {}  # agent id -> its public document
         # host -> its agents registered with l2_population
         self._l2pop: dict[str, set[str]] = {}
+        # host -> other host -> how many networks both have a port on
+        self._pairs: dict[str, Counter[str]] = {}
+        # the pairs of hosts the last change made share a network (`joined`)
+        self._joined: list[tuple[str, str]] = []
         for doc in ports:
             self._add(str(doc["id"]), doc)
         for doc in agents:
             self._set_agent(str(doc["id"]), doc)
+        self._joined = []
 
     def _set_agent(self, agent_id: str, doc: Doc | None) -> Doc | None:
         """Note an agent's document (None: deleted); returns the one it had."""
@@ -97,8 +108,22 @@ class Interest:
         self._ports[port_id] = place
         network, host = place
         self._docs.setdefault(network, {})[port_id] = doc
-        if host:
-            self._hosts.setdefault(network, Counter())[host] += 1
+        if not host:
+            return
+        on = self._hosts.setdefault(network, Counter())
+        on[host] += 1
+        if on[host] > 1:
+            return
+        # the host's first port there: it now shares this network with every host on it
+        mine = self._pairs.setdefault(host, Counter())
+        for other in on:
+            if other == host:
+                continue
+            mine[other] += 1
+            theirs = self._pairs.setdefault(other, Counter())
+            theirs[host] += 1
+            if mine[other] == 1:
+                self._joined.append((host, other))
 
     def _remove(self, port_id: str) -> None:
         place = self._ports.pop(port_id, None)
@@ -117,6 +142,17 @@ class Interest:
             del counts[host]
             if not counts:
                 del self._hosts[network]
+            for other in counts:  # its last port there: one network fewer in common
+                self._unpair(host, other)
+                self._unpair(other, host)
+
+    def _unpair(self, host: str, other: str) -> None:
+        mine = self._pairs[host]
+        mine[other] -= 1
+        if mine[other] <= 0:
+            del mine[other]
+            if not mine:
+                del self._pairs[host]
 
     def hosts_of(self, network_id: str) -> frozenset[str]:
         """The hosts with at least one port bound on the network now."""
@@ -139,13 +175,13 @@ class Interest:
         return [d for d in self._agents.values() if d.get("host") in wanted]
 
     def sharing(self, host: str) -> set[str]:
-        """The hosts with a port on a network the host has a port on (itself included when
-        it has one)."""
-        found: set[str] = set()
-        for hosts in self._hosts.values():
-            if host in hosts:
-                found |= hosts.keys()
-        return found
+        """The other hosts with a port on a network the host has a port on."""
+        return set(self._pairs.get(host, ()))
+
+    def joined(self) -> list[tuple[str, str]]:
+        """The pairs of hosts that the last change (a port's) made share a network for the
+        first time: each now needs the other's agent record (module doc)."""
+        return list(self._joined)
 
     def meshed(self, host: str) -> bool:
         """The host's agent hears every agent record (it did not register with l2pop)."""
@@ -155,6 +191,7 @@ class Interest:
         """The hosts this change concerns, or None for every watcher. `body`: the change's
         document as watchers see it (kept for the listings). An agent record also concerns
         every meshed host (`meshed`), which the hosts named here leave out."""
+        self._joined = []
         if change.kind == "network":
             if change.action is Action.DELETE:
                 self._networks.pop(change.id, None)
@@ -180,6 +217,10 @@ class Interest:
         if before is not None:
             hosts |= self._hosts.get(before[0], {}).keys()
             hosts.add(before[1])
+            if change.action is Action.UPDATE and _place(body) == before:
+                self._docs[before[0]][change.id] = body  # the same place: no count changes
+                hosts.discard("")
+                return frozenset(hosts)
         self._remove(change.id)
         if change.action is not Action.DELETE:
             self._add(change.id, body)

@@ -21,7 +21,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Set
+from collections.abc import AsyncIterator, Mapping, Set
 from dataclasses import dataclass
 
 from anyio import to_thread
@@ -117,6 +117,9 @@ class _Entry:
     line: bytes
     hosts: frozenset[str] | None  # the hosts the event concerns; None: every watcher
     mesh: bool  # an agent record: every meshed host hears it too (fanout.Interest.meshed)
+    # per host, the agent records this (port) change brings it: of the hosts it has just
+    # come to share a network with (fanout.Interest.joined)
+    peers: Mapping[str, tuple[bytes, ...]]
 
     def for_host(self, host: str | None, interest: Interest) -> bool:
         return host is None or self.hosts is None or host in self.hosts or (
@@ -200,7 +203,8 @@ class Hub:
                 event = _event(change)
                 hosts = self.interest.concerned(change, event.object or {})
                 mesh = change.kind == "agent"
-                self.entries.append(_Entry(change, event, event.encode(), hosts, mesh))
+                self.entries.append(_Entry(change, event, event.encode(), hosts, mesh,
+                                           self._peer_lines(change.revision)))
                 if hosts is None:
                     woken = None
                 elif woken is not None:
@@ -216,6 +220,23 @@ class Hub:
                 grown.set()
             if len(changes) < 2000:
                 return
+
+    def _peer_lines(self, revision: int) -> dict[str, tuple[bytes, ...]]:
+        """For the pairs of hosts the change just read made share a network, each host's
+        agent records as events to the other (at that change's revision); none for a meshed
+        host, which hears every record anyway."""
+        out: dict[str, list[bytes]] = {}
+        encoded: dict[str, list[bytes]] = {}
+        for a, b in self.interest.joined():
+            for host, peer in ((a, b), (b, a)):
+                if self.interest.meshed(host):
+                    continue
+                if peer not in encoded:
+                    encoded[peer] = [
+                        WatchEvent("event", revision, "agent", "update", dict(d)).encode()
+                        for d in self.interest.agents_on((peer,))]
+                out.setdefault(host, []).extend(encoded[peer])
+        return {host: tuple(lines) for host, lines in out.items() if lines}
 
     def _wake_hosts(self, hosts: set[str] | None) -> None:
         if hosts is None:
@@ -264,13 +285,6 @@ class Hub:
         ports = [dict(d) for d in self.interest.ports_of(network_id)]
         return (None if doc is None else dict(doc)), ports, self.head
 
-    async def agents_on(self, hosts: Set[str], since: int, timeout: float
-                        ) -> tuple[list[dict[str, object]], int] | None:
-        """The agents on these hosts, as `network_ports`."""
-        if not await self._reach(since, timeout):
-            return None
-        return [dict(d) for d in self.interest.agents_on(hosts)], self.head
-
     async def wait(self, since: int, timeout: float, host: str | None = None) -> None:
         """Returns when the hub holds changes after `since`, or after `timeout`; with `host`,
         only changes that concern that host end the wait early."""
@@ -292,10 +306,22 @@ async def _next_batch(
     store, all go: the hub knows who they concern only from its own start)."""
     held = hub.after(since)
     if held is not None:
-        shown = [e for e in held if e.for_host(host, hub.interest)
-                 and _may_see(caller, e.change.kind, e.change.body, hub.shared)]
+        shown: list[_Entry] = []
+        lines: list[bytes] = []
+        # agent records are the admin's view
+        peers = host if host is not None and caller.sees_all else None
+        for e in held:
+            if e.for_host(host, hub.interest) and _may_see(
+                    caller, e.change.kind, e.change.body, hub.shared):
+                shown.append(e)
+                lines.append(e.line)
+            if peers is not None and peers in e.peers:
+                lines.extend(e.peers[peers])  # in revision order: a later record wins
         last = held[-1].change.revision if held else since
-        return [e.event for e in shown], [e.line for e in shown], last
+        return [e.event for e in shown], lines, last
+    if host is not None and not hub.interest.meshed(host):
+        # the store's changes lack the agent records the hub adds for newly shared networks
+        return None
     result = await to_thread.run_sync(
         changes_after, hub.ctl, caller, since, _BATCH, frozenset(hub.shared))
     if result is None:

@@ -34,8 +34,9 @@ class FanoutController(FakeController):
     """The fake controller as the fanout serves HOST: port events only when HOST has a port
     on the port's network before or after the change, or the port is (was) its own; network
     events only when HOST has a port on the network; with l2pop, agent events only for HOST
-    and the hosts sharing a network with it. Worked out here by scanning every port,
-    independently of the server's counters."""
+    and the hosts sharing a network with it, and a peer's record along with the port change
+    that makes it share one. Worked out here by scanning every port, independently of the
+    server's counters."""
 
     def __init__(self, l2pop: bool) -> None:
         super().__init__()
@@ -61,7 +62,13 @@ class FanoutController(FakeController):
     def change(self, resource: str, action: str, obj: dict[str, Any]) -> None:
         old = self.ports.get(obj["id"]) if resource == "port" else None
         before = resource == "port" and self._concerned(obj["id"])
+        shared = self._sharing()
         super().change(resource, action, obj)
+        if self.l2pop and resource == "port":
+            for host in sorted(self._sharing() - shared):
+                if host in self.agents:  # its record, at the port's revision, to us
+                    self.events.append(Event("agent", "update", self.agents[host],
+                                             self.revision))
         if resource == "network":
             self.concerns[self.revision] = obj["id"] in self._hosted()
             return
@@ -88,7 +95,10 @@ class FanoutController(FakeController):
     def watch(self, since: int, timeout: float) -> list[Event]:
         # one change of the log per poll, as a watch behind the listings: what the agent
         # lists (a network, its peers) is then newer than the events still coming
-        window = super().watch(since, timeout)[:1]
+        after = super().watch(since, timeout)
+        window = [e for e in after if e.revision == after[0].revision] if after else []
+        # a peer's record brought by a port's change has that change's revision: that port
+        # is on a network of ours, so it concerns us and so does the record
         shown = [e for e in window if self.concerns[e.revision]]
         until = window[-1].revision if window else self.revision
         return [*shown, Event("bookmark", "update", {}, until)]

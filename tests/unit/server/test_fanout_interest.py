@@ -5,7 +5,8 @@ hosts with a port bound on the changed port's network then, and the port's own h
 an update of the status alone concerns the port's own host only. A network's or subnet's
 change concerns the hosts with a port on the network; an agent's, its host and every host
 with a port on a network its host has a port on (l2pop's rule for tunnel endpoints), and
-every host whose agent is not registered with l2pop (a full mesh needs every endpoint).
+every host whose agent is not registered with l2pop (a full mesh needs every endpoint); and
+a port change that makes two hosts share a network for the first time names that pair.
 The fanout follows counters change by change; both must name the same hosts every time."""
 
 from __future__ import annotations
@@ -88,6 +89,13 @@ def _on(table: Table, network: str) -> set[str]:
     return {d["binding:host_id"] for d in table.values() if d["network_id"] == network} - {""}
 
 
+def _pairs(table: Table) -> set[frozenset[str]]:
+    """Every two hosts that have a port on one network."""
+    networks = {d["network_id"] for d in table.values()}
+    return {frozenset((a, b)) for n in networks for a in _on(table, n) for b in _on(table, n)
+            if a != b}
+
+
 def _sharing(table: Table, host: str) -> set[str]:
     hosted = {d["network_id"] for d in table.values() if d["binding:host_id"] == host}
     return set().union(*(_on(table, n) for n in hosted)) | {host}
@@ -105,7 +113,8 @@ others = st.lists(st.one_of(
 @settings(max_examples=300, deadline=None)
 # hv2 joins hv1's network: hv1's record now concerns hv2 (and a network's change both)
 @example(steps=[("port", "p1", "n1", "hv1", False), ("port", "p2", "n1", "hv2", False),
-                ("agent", "hv1", True, False), ("network", "n1", False)])
+                ("agent", "hv1", True, False), ("network", "n1", False),
+                ("port", "p2", "n1", "hv2", False), ("port", "p2", "n1", "hv3", False)])
 @given(steps=others)
 def test_networks_subnets_and_agents_concern_the_hosts_that_plan_from_them(
         steps: list[tuple[Any, ...]]) -> None:
@@ -113,6 +122,7 @@ def test_networks_subnets_and_agents_concern_the_hosts_that_plan_from_them(
     agents: dict[str, dict[str, Any]] = {}  # host -> its agent's document
     interest = Interest()
     for revision, step in enumerate(steps, start=1):
+        table_before = dict(table)
         if step[0] == "port":
             _, port_id, network, host, delete = step
             old = table.get(port_id)
@@ -120,10 +130,15 @@ def test_networks_subnets_and_agents_concern_the_hosts_that_plan_from_them(
                 body = table.pop(port_id, {"id": port_id, "network_id": network})
                 action = Action.DELETE
             else:
+                # a new name each time: an update in place that is not a status report
                 body = table[port_id] = {"id": port_id, "binding:host_id": host,
-                                         "network_id": old["network_id"] if old else network}
+                                         "network_id": old["network_id"] if old else network,
+                                         "name": f"r{revision}"}
                 action = Action.UPDATE if old else Action.CREATE
+            before = _pairs(table_before)
             interest.concerned(Change(revision, "port", port_id, action, body, None), body)
+            assert {frozenset(p) for p in interest.joined()} == _pairs(table) - before
+            assert len(interest.joined()) == len(_pairs(table) - before)  # each pair once
         elif step[0] in ("network", "subnet"):
             kind, network, delete = step
             doc_id = network if kind == "network" else f"s-{network}"

@@ -151,11 +151,22 @@ def test_an_agent_record_reaches_the_hosts_sharing_a_network_and_every_full_mesh
     agent.register_agent(a, tunneling_ip="192.0.2.71", l2_population=True)  # a moves
     heard = {h: _agent_hosts(_polled(agent, since, h)) for h in (a, b, c, mesh)}
     assert heard == {a: {a}, b: {a}, c: set(), mesh: {a}}
-    # what b asks when a turns up on its network: a's record as it is now
-    found, revision = agent.host_agents([a, f"nobody-{tag}"], since)
-    assert revision >= since
-    assert [(d["host"], d["configurations"]["tunneling_ip"]) for d in found] == [
-        (a, "192.0.2.71")]
+    # c's first port there: the port brings c the records of a and b, and c's to them
+    since = admin.list_with_revision("port")[1]
+    admin.create("port", network_id=net["id"], **{"binding:host_id": c})
+    heard = {h: _agent_hosts(_polled(agent, since, h)) for h in (a, b, c, mesh)}
+    assert heard == {a: {c}, b: {c}, c: {a, b}, mesh: set()}
+    brought = [e.object for e in _polled(agent, since, c)
+               if e.resource == "agent" and e.object and e.object["host"] == a]
+    assert [d["configurations"]["tunneling_ip"] for d in brought] == ["192.0.2.71"]
+    # a second port of c there brings nothing more
+    since = admin.list_with_revision("port")[1]
+    admin.create("port", network_id=net["id"], **{"binding:host_id": c})
+    assert {h: _agent_hosts(_polled(agent, since, h)) for h in (a, b, c)} == {
+        a: set(), b: set(), c: set()}
     # b's listing: the agents it shares a network with; the full mesh's: every agent
-    assert {d["host"] for d in agent.snapshot(host=b).agents} & {a, b, c, mesh} == {a, b}
-    assert {d["host"] for d in agent.snapshot(host=mesh).agents} >= {a, b, c, mesh}
+    outsider = f"l2-d-{tag}"
+    agent.register_agent(outsider, tunneling_ip="192.0.2.65", l2_population=True)
+    assert {d["host"] for d in agent.snapshot(host=b).agents} & {a, b, c, mesh, outsider} \
+        == {a, b, c}
+    assert {d["host"] for d in agent.snapshot(host=mesh).agents} >= {a, b, c, mesh, outsider}
