@@ -77,6 +77,7 @@ class Interest:
         self._docs: dict[str, dict[str, Doc]] = {}  # network -> port -> its public document
         self._networks: dict[str, Doc] = {str(d["id"]): d for d in networks}
         self._agents: dict[str, Doc] = {}  # agent id -> its public document
+        self._on_host: dict[str, dict[str, Doc]] = {}  # host -> agent id -> document
         # host -> its agents registered with l2_population
         self._l2pop: dict[str, set[str]] = {}
         # host -> other host -> how many networks both have a port on
@@ -94,11 +95,15 @@ class Interest:
         before = self._agents.pop(agent_id, None)
         if before is not None:
             host = str(before.get("host"))
+            self._on_host.get(host, {}).pop(agent_id, None)
+            if not self._on_host.get(host, True):
+                del self._on_host[host]
             self._l2pop.get(host, set()).discard(agent_id)
             if not self._l2pop.get(host, True):
                 del self._l2pop[host]
         if doc is not None:
             self._agents[agent_id] = doc
+            self._on_host.setdefault(str(doc.get("host")), {})[agent_id] = doc
             if _l2pop(doc):
                 self._l2pop.setdefault(str(doc.get("host")), set()).add(agent_id)
         return before
@@ -171,8 +176,7 @@ class Interest:
 
     def agents_on(self, hosts: Iterable[str]) -> list[Doc]:
         """The agents (of every type) registered on these hosts now."""
-        wanted = set(hosts)
-        return [d for d in self._agents.values() if d.get("host") in wanted]
+        return [d for host in hosts for d in self._on_host.get(host, {}).values()]
 
     def sharing(self, host: str) -> set[str]:
         """The other hosts with a port on a network the host has a port on."""

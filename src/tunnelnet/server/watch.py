@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from collections.abc import AsyncIterator, Mapping, Set
@@ -27,6 +28,7 @@ from dataclasses import dataclass
 from anyio import to_thread
 
 from tunnelnet.api import WatchEvent
+from tunnelnet.api.events import VERSION
 from tunnelnet.server.auth import Caller
 from tunnelnet.server.controller import Controller, public, visible
 from tunnelnet.server.fanout import Interest
@@ -110,6 +112,13 @@ def changes_after(
     return events, last
 
 
+def agent_line(revision: int, obj_json: bytes) -> bytes:
+    """`WatchEvent("event", revision, "agent", "update", obj).encode()`, from the object's
+    JSON encoded already."""
+    return b'{"v":%d,"type":"event","revision":%d,"resource":"agent","action":"update",' \
+        b'"object":%s}\n' % (VERSION, revision, obj_json)
+
+
 @dataclass(frozen=True, slots=True)
 class _Entry:
     change: Change
@@ -143,6 +152,7 @@ class Hub:
         # network, not the thousand streams of the cloud
         self._host_grown: dict[str, asyncio.Event] = {}
         self._task: asyncio.Task[None] | None = None
+        self._agent_docs: dict[str, tuple[Mapping[str, object], bytes]] = {}
         self._unsubscribe: object = None
         self.closing = False
 
@@ -232,11 +242,20 @@ class Hub:
                 if self.interest.meshed(host):
                     continue
                 if peer not in encoded:
-                    encoded[peer] = [
-                        WatchEvent("event", revision, "agent", "update", dict(d)).encode()
-                        for d in self.interest.agents_on((peer,))]
+                    encoded[peer] = [agent_line(revision, self._agent_json(d))
+                                     for d in self.interest.agents_on((peer,))]
                 out.setdefault(host, []).extend(encoded[peer])
         return {host: tuple(lines) for host, lines in out.items() if lines}
+
+    def _agent_json(self, doc: Mapping[str, object]) -> bytes:
+        """An agent's document as JSON, encoded once per version of it: a thousand-host
+        cloud sends each record to most of the others as they come to share networks."""
+        key = str(doc.get("id"))
+        cached = self._agent_docs.get(key)
+        if cached is None or cached[0] is not doc:
+            cached = self._agent_docs[key] = (doc, json.dumps(doc, separators=(",", ":")
+                                                              ).encode())
+        return cached[1]
 
     def _wake_hosts(self, hosts: set[str] | None) -> None:
         if hosts is None:

@@ -11,12 +11,15 @@ The fanout follows counters change by change; both must name the same hosts ever
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from tunnelnet.api import WatchEvent
 from tunnelnet.server.fanout import Interest, listing_for, port_wanted
+from tunnelnet.server.watch import agent_line
 from tunnelnet.store.base import Action, Change
 
 NETWORKS = ("n1", "n2", "n3")
@@ -191,3 +194,10 @@ def test_a_listing_for_a_host_shows_its_ports_and_its_networks_ports_only() -> N
     assert port_wanted("hv1", hosted, {"network_id": "n2", "binding:host_id": "hv1"})
     assert not port_wanted("hv1", hosted, {"network_id": "n2", "binding:host_id": "hv2"})
     assert not port_wanted("hv1", hosted, {"network_id": "n3", "binding:host_id": ""})
+
+
+def test_a_peer_record_brought_by_a_port_is_the_line_the_watch_encodes() -> None:
+    doc = {"id": "a1", "host": "hv1", "configurations": {"tunneling_ip": "192.0.2.1"},
+           "alive": True, "description": None}
+    line = agent_line(42, json.dumps(doc, separators=(",", ":")).encode())
+    assert line == WatchEvent("event", 42, "agent", "update", doc).encode()
