@@ -124,7 +124,8 @@ class Hypervisor:
                            tunnel_types=frozenset({"vxlan"}), l2pop=args.l2pop)
         self.agent = Agent(conf, self.controller, self.switch,
                            timers=AgentTimers(poll_interval=args.poll_interval,
-                                              heartbeat_interval=args.heartbeat_interval))
+                                              heartbeat_interval=args.heartbeat_interval,
+                                              long_poll=args.long_poll))
         self.agent.cache = TimedCache(self.host, report, l2pop=args.l2pop)
         self.report = report
         self.own: set[str] = set()  # ports plugged here
@@ -170,6 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--first", type=int, default=1, help="number of the first hypervisor")
     parser.add_argument("--count", type=int, required=True, help="how many hypervisors")
     parser.add_argument("--poll-interval", type=float, default=0.5)
+    parser.add_argument("--long-poll", type=float, default=25.0)
     parser.add_argument("--heartbeat-interval", type=float, default=5.0)
     parser.add_argument("--no-l2pop", dest="l2pop", action="store_false")
     args = parser.parse_args(argv)
