@@ -89,6 +89,7 @@ class ControllerCache:
     complete: set[str] = field(default_factory=set)
     _own: dict[str, str] = field(default_factory=dict)  # our ports -> their network
     _peer_hosts: set[str] | None = None  # the hosts on our networks; None: not worked out
+    _prune_due: bool = False  # a peer may have left our networks since the last prune
     _view: CloudView | None = None  # the view of the current content, made on first ask
 
     def load(self, snap: Snapshot) -> None:
@@ -103,7 +104,7 @@ class ControllerCache:
         # a snapshot for our host lists every port of the networks we have a port on
         self._own = {p.id: p.network_id for p in self.ports.values() if self._ours(p)}
         self.complete = set(self._own.values())
-        self._peer_hosts = None
+        self._hosts_may_have_left()
         self._view = None
 
     @property
@@ -120,8 +121,18 @@ class ControllerCache:
                                 if p.network_id in mine} - {"", self.host}
         return self._peer_hosts
 
+    def _hosts_may_have_left(self) -> None:
+        self._peer_hosts = None
+        self._prune_due = True
+
     def prune_peers(self) -> None:
-        """Forget the peers no longer on any of our networks: their records stop coming."""
+        """Forget the peers no longer on any of our networks: their records stop coming.
+        Only after a change that may have taken one away (a port gone or moved, a network
+        left, a listing, a record of a host not on our networks): worked out every round, it
+        was a scan of every port per round while a cloud fills."""
+        if not self._prune_due:
+            return
+        self._prune_due = False
         wanted = self.peer_hosts()
         gone = [h for h in self.peers if h not in wanted]
         for host in gone:
@@ -145,6 +156,7 @@ class ControllerCache:
             # our last port left that network: it and its ports stop coming, so forget them
             self.complete.discard(before)
             self.networks.pop(before, None)
+            self._hosts_may_have_left()
             self.ports = {i: p for i, p in self.ports.items() if p.network_id != before
                           or i in self._own}
 
@@ -158,7 +170,7 @@ class ControllerCache:
             self.networks[network_id] = Network.from_api(network)
         else:
             self.networks.pop(network_id, None)
-        self._peer_hosts = None
+        self._hosts_may_have_left()
         self.ports = {i: p for i, p in self.ports.items() if p.network_id != network_id}
         listed = [Port.from_api(obj) for obj in objs]
         for port in listed:
@@ -184,15 +196,20 @@ class ControllerCache:
         elif event.resource == "port":
             port_id = str(event.obj["id"])
             port = None if deleted else Port.from_api(event.obj)
-            if port is None:
-                self.ports.pop(port_id, None)
-            else:
+            old = self.ports.pop(port_id, None) if port is None else self.ports.get(port_id)
+            if port is not None:
                 self.ports[port_id] = port
             if self.host:
                 self._follow_port(port_id, port)
-            self._peer_hosts = None
+            if old is not None and (port is None or port.host != old.host):
+                self._hosts_may_have_left()
+            elif port is not None and self._peer_hosts is not None and port.host not in (
+                    "", self.host) and port.network_id in self._own.values():
+                self._peer_hosts.add(port.host)
         elif event.resource == "agent":
             host = str(event.obj.get("host", ""))
+            if self._peer_hosts is None or host not in self._peer_hosts:
+                self._prune_due = True
             peer = None if deleted else Peer.from_api(event.obj)
             if peer is None:
                 self.peers.pop(host, None)

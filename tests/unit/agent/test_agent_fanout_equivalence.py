@@ -142,6 +142,9 @@ def _state(agent: Agent, sw: FakeSwitch, ctl: FakeController) -> object:
 @example(ops=[("plug", "p1"), ("port", "p1", "n1", HOST), ("port", "p0", "n1", "hv2"),
               ("port", "p0", "n2", "hv2"), ("peer", "hv2", True, True),
               ("port", "p2", "n1", "hv2")], l2pop=True)
+# hv2's only port with us goes: its record stops coming, so the agent forgets it
+@example(ops=[("plug", "p1"), ("port", "p1", "n1", HOST), ("port", "p0", "n1", "hv2"),
+              ("delete", "p0")], l2pop=True)
 @given(ops=st.lists(operations, min_size=1, max_size=25), l2pop=st.booleans())
 def test_the_fanout_fed_agent_programs_what_the_fully_fed_agent_programs(
         ops: list[tuple[Any, ...]], l2pop: bool) -> None:
