@@ -83,7 +83,11 @@ class _Poller:
     the agent gave it (`start`), and queues each answer (events, or the error that ended the
     poll) with the generation it was asked for; the agent drops the answers of a generation
     it has moved past (a resync, a restart after an outage). After an error it waits until
-    the agent starts it again, so retries follow the agent's backoff."""
+    the agent starts it again, so retries follow the agent's backoff. After an answer it
+    waits until the agent asks for more (`want`, at its next wait for events): polled again
+    at once, while the agent still applies the answer, it would bring the events of a busy
+    cloud one by one (an answer, and a round planned, per event) where one poll after the
+    round brings all those that came meanwhile, as the poll in the round did."""
 
     def __init__(self, controller: Controller, timeout: float) -> None:
         self.controller = controller
@@ -91,6 +95,7 @@ class _Poller:
         self.answers: queue.Queue[tuple[int, list[Event] | TunnelnetError]] = queue.Queue()
         self._lock = threading.Condition()
         self._since: int | None = None  # None: not polling (not started, or failed)
+        self._wanted = False  # the agent waits for events: poll (again)
         self.generation = 0
         self._thread: threading.Thread | None = None
 
@@ -104,11 +109,18 @@ class _Poller:
         with self._lock:
             self.generation += 1
             self._since = since
+            self._wanted = True
             self._lock.notify_all()
         if self._thread is None:
             self._thread = threading.Thread(target=self._run, name="controller-poll",
                                             daemon=True)
             self._thread.start()
+
+    def want(self) -> None:
+        """The agent is ready for the events after what it has: poll, if not polling."""
+        with self._lock:
+            self._wanted = True
+            self._lock.notify_all()
 
     def stop(self) -> None:
         with self._lock:
@@ -118,7 +130,7 @@ class _Poller:
     def _run(self) -> None:
         while True:
             with self._lock:
-                while self._since is None:
+                while self._since is None or not self._wanted:
                     self._lock.wait()
                 since, generation = self._since, self.generation
             try:
@@ -127,6 +139,7 @@ class _Poller:
             except TunnelnetError as exc:
                 answer = exc
             with self._lock:
+                self._wanted = False  # asked while this poll was out: already answered
                 if generation == self.generation:
                     if isinstance(answer, list):
                         self._since = max([since, *(e.revision for e in answer)])
@@ -413,6 +426,8 @@ class Agent:
             return self.controller.watch(self.cache.revision, wait)
         if not poller.running:
             poller.start(self.cache.revision)
+        else:
+            poller.want()
         events: list[Event] = []
         deadline = time.monotonic() + wait
         while True:
