@@ -130,7 +130,8 @@ class Worker:
         if args.steady_only:  # hypervisors that only register and report
             argv[2] = "bench.cp_beats"
         else:
-            argv += ["--poll-interval", str(args.poll_interval)]
+            argv += ["--poll-interval", str(args.poll_interval),
+                     "--long-poll", str(args.long_poll)]
         self.hosts = [host_name(i) for i in range(first, first + count)]
         self.proc = procs.spawn(f"agents-{first}", argv, workdir / f"agents-{first}.log",
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE)
@@ -409,7 +410,8 @@ def measure_steady(kind: str, cloud: Cloud, workers: list[Worker], observed: Obs
                    args: argparse.Namespace) -> dict[str, Any]:
     """Only heartbeats and idle long polls for ``args.steady`` seconds: what they cost."""
     say(f"{kind}: steady state for {args.steady:.0f}s (heartbeats every "
-        f"{args.heartbeat_interval:.0f}s, long polls of {args.poll_interval}s)")
+        f"{args.heartbeat_interval:.0f}s, rounds of {args.poll_interval}s, long polls of "
+        f"{args.long_poll}s)")
 
     def heartbeats() -> int:
         observed.heartbeats.clear()
@@ -508,7 +510,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--steady", type=float, default=15.0,
                         help="seconds of steady state measured (heartbeats, idle polls)")
     parser.add_argument("--poll-interval", type=float, default=0.5,
-                        help="the agents' round and long poll (the agent's default)")
+                        help="the agents' round (the agent's default)")
+    parser.add_argument("--long-poll", type=float, default=25.0,
+                        help="the agents' controller long poll (the agent's default; at most "
+                        "--poll-interval: one poll per round, in the round)")
     parser.add_argument("--heartbeat-interval", type=float, default=5.0,
                         help="the agents' heartbeat (the agent's default)")
     parser.add_argument("--timeout", type=float, default=600.0,

@@ -58,8 +58,8 @@ class TimedCache(ControllerCache):
     """The agent's cache, noting when a probe port's creation reaches it and sharing equal
     port records with the worker's other agents."""
 
-    def __init__(self, host: str, report: Reporter) -> None:
-        super().__init__(host=host)
+    def __init__(self, host: str, report: Reporter, *, l2pop: bool) -> None:
+        super().__init__(host=host, l2pop=l2pop)
         self.report = report
 
     def load(self, snap: Snapshot) -> None:
@@ -111,8 +111,9 @@ class Hypervisor:
                            tunnel_types=frozenset({"vxlan"}), l2pop=args.l2pop)
         self.agent = Agent(conf, self.controller, self.switch,
                            timers=AgentTimers(poll_interval=args.poll_interval,
-                                              heartbeat_interval=args.heartbeat_interval))
-        self.agent.cache = TimedCache(self.host, report)
+                                              heartbeat_interval=args.heartbeat_interval,
+                                              long_poll=args.long_poll))
+        self.agent.cache = TimedCache(self.host, report, l2pop=args.l2pop)
         self.report = report
         self.own: set[str] = set()  # ports plugged here
         self.registered = False
@@ -148,6 +149,7 @@ class Hypervisor:
 def main(argv: list[str] | None = None) -> int:
     parser = worker_parser("python -m bench.cp_agents", __doc__)
     parser.add_argument("--poll-interval", type=float, default=0.5)
+    parser.add_argument("--long-poll", type=float, default=25.0)
     parser.add_argument("--no-l2pop", dest="l2pop", action="store_false")
     args = parser.parse_args(argv)
     stop_on_sigterm()

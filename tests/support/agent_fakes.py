@@ -78,10 +78,12 @@ class FakeController:
             raise NotFoundError(f"Port {port_id} could not be found.", status=404)
         self.statuses[port_id] = status
 
-    def network_ports(self, network_id: str, since: int) -> list[dict[str, Any]]:
+    def list_network(self, network_id: str, since: int
+                     ) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
         self._check()
         self.network_listings.append(network_id)
-        return [p for p in self.ports.values() if p["network_id"] == network_id]
+        return self.networks.get(network_id), [
+            p for p in self.ports.values() if p["network_id"] == network_id]
 
 
 _WHERE = re.compile(r"^(?:cookie=(0x[0-9a-f]+),)?table=(\d+),priority=(\d+),?(.*?) actions=(.*)$")

@@ -170,6 +170,12 @@ class LocalClient:
     def network_ports(self, network_id: str, since: int = 0) -> builtins.list[Resource]:
         return self.list("port", network_id=network_id)
 
+    def network_listing(self, network_id: str, since: int = 0
+                        ) -> tuple[Resource | None, builtins.list[Resource]]:
+        with self.ctl.store.read() as txn:
+            network = txn.get("network", network_id)
+        return (None if network is None else public(network)), self.network_ports(network_id)
+
     def events(
         self, since: int, timeout: float = 30.0, host: str | None = None
     ) -> tuple[builtins.list[WatchEvent], int]:

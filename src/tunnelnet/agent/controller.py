@@ -8,8 +8,17 @@ meanwhile.
 The controller sends an agent only the ports that concern its host (its own, and those of the
 networks it has a port on: the l2 population fanout, server/fanout.py). So when a port of ours
 lands on a network we had no port on, the cache knows none of that network's other ports yet:
-the network is *incomplete* until the agent lists its ports (`network_ports`). When our last
-port leaves a network, its other ports are dropped: no more of their changes will come.
+the network is *incomplete* until the agent lists it, its record and its ports
+(`list_network`). When our last port leaves a network, its record and its other ports are
+dropped: no more of their changes will come.
+
+With l2pop the controller sends an agent's record (its tunnel endpoint) only to the hosts
+sharing a network with it, as Neutron's l2pop sends a peer's tunnel IP in the fdb entries of
+a network only to the agents on it; the event of the port that makes two hosts share a
+network for the first time brings each the other's record. So an agent with l2pop keeps the
+peers of the hosts on its networks and drops the others (`prune_peers`): their changes stop
+coming, and their records come again if they return. Without l2pop it keeps a tunnel to
+every peer (a full mesh) and the controller sends it every agent's record.
 
 Snapshot and Event here are the agent's digest of the API's records (only what it plans from);
 the wire records are the API contract's (`tunnelnet.api`).
@@ -58,9 +67,11 @@ class Controller(Protocol):
 
     def set_port_status(self, port_id: str, status: str) -> None: ...
 
-    def network_ports(self, network_id: str, since: int) -> Sequence[Mapping[str, Any]]:
-        """Every port of a network (one this agent has just got a port on) as of a revision
-        not older than `since`: an older listing would undo events already applied."""
+    def list_network(self, network_id: str, since: int
+                     ) -> tuple[Mapping[str, Any] | None, Sequence[Mapping[str, Any]]]:
+        """A network's record (None: no such network) and every port of it (one this agent
+        has just got a port on) as of a revision not older than `since`: an older listing
+        would undo events already applied."""
         ...
 
 
@@ -72,9 +83,13 @@ class ControllerCache:
     revision: int = 0
     # whose cache this is; "" follows nothing (every port is taken as it comes)
     host: str = ""
+    # keep only the peers on our networks, asking for the ones we lack (module doc)
+    l2pop: bool = False
     # networks with a port of ours whose other ports are all here (from a listing)
     complete: set[str] = field(default_factory=set)
     _own: dict[str, str] = field(default_factory=dict)  # our ports -> their network
+    _peer_hosts: set[str] | None = None  # the hosts on our networks; None: not worked out
+    _prune_due: bool = False  # a peer may have left our networks since the last prune
     _view: CloudView | None = None  # the view of the current content, made on first ask
 
     def load(self, snap: Snapshot) -> None:
@@ -89,7 +104,41 @@ class ControllerCache:
         # a snapshot for our host lists every port of the networks we have a port on
         self._own = {p.id: p.network_id for p in self.ports.values() if self._ours(p)}
         self.complete = set(self._own.values())
+        self._hosts_may_have_left()
         self._view = None
+
+    @property
+    def following_peers(self) -> bool:
+        return bool(self.host) and self.l2pop
+
+    def peer_hosts(self) -> set[str]:
+        """The other hosts with a port on a network we have a port on (made once per change
+        of the ports: a thousand idle agents would each scan two thousand ports every
+        round)."""
+        if self._peer_hosts is None:
+            mine = set(self._own.values())
+            self._peer_hosts = {p.host for p in self.ports.values()
+                                if p.network_id in mine} - {"", self.host}
+        return self._peer_hosts
+
+    def _hosts_may_have_left(self) -> None:
+        self._peer_hosts = None
+        self._prune_due = True
+
+    def prune_peers(self) -> None:
+        """Forget the peers no longer on any of our networks: their records stop coming.
+        Only after a change that may have taken one away (a port gone or moved, a network
+        left, a listing, a record of a host not on our networks): worked out every round, it
+        was a scan of every port per round while a cloud fills."""
+        if not self._prune_due:
+            return
+        self._prune_due = False
+        wanted = self.peer_hosts()
+        gone = [h for h in self.peers if h not in wanted]
+        for host in gone:
+            del self.peers[host]
+        if gone:
+            self._view = None
 
     def _ours(self, port: Port) -> bool:
         return bool(self.host) and port.host == self.host
@@ -104,15 +153,24 @@ class ControllerCache:
         if port is not None and self._ours(port):
             self._own[port_id] = port.network_id
         if before is not None and before not in self._own.values():
-            # our last port left that network: its ports stop coming, so forget them
+            # our last port left that network: it and its ports stop coming, so forget them
             self.complete.discard(before)
+            self.networks.pop(before, None)
+            self._hosts_may_have_left()
             self.ports = {i: p for i, p in self.ports.items() if p.network_id != before
                           or i in self._own}
 
-    def merge_network(self, network_id: str, objs: Sequence[Mapping[str, Any]]) -> None:
-        """The ports of a network as listed now: they replace what we had of it. Events older
-        than the listing may follow (the watch was behind it); they are re-applied over it and
-        the watch's newer ones end where the listing is, so nothing is lost."""
+    def merge_network(self, network_id: str, objs: Sequence[Mapping[str, Any]],
+                      network: Mapping[str, Any] | None = None) -> None:
+        """The record and ports of a network as listed now: they replace what we had of it.
+        Events older than the listing may follow (the watch was behind it); they are
+        re-applied over it and the watch's newer ones end where the listing is, so nothing
+        is lost."""
+        if network is not None:
+            self.networks[network_id] = Network.from_api(network)
+        else:
+            self.networks.pop(network_id, None)
+        self._hosts_may_have_left()
         self.ports = {i: p for i, p in self.ports.items() if p.network_id != network_id}
         listed = [Port.from_api(obj) for obj in objs]
         for port in listed:
@@ -138,14 +196,20 @@ class ControllerCache:
         elif event.resource == "port":
             port_id = str(event.obj["id"])
             port = None if deleted else Port.from_api(event.obj)
-            if port is None:
-                self.ports.pop(port_id, None)
-            else:
+            old = self.ports.pop(port_id, None) if port is None else self.ports.get(port_id)
+            if port is not None:
                 self.ports[port_id] = port
             if self.host:
                 self._follow_port(port_id, port)
+            if old is not None and (port is None or port.host != old.host):
+                self._hosts_may_have_left()
+            elif port is not None and self._peer_hosts is not None and port.host not in (
+                    "", self.host) and port.network_id in self._own.values():
+                self._peer_hosts.add(port.host)
         elif event.resource == "agent":
             host = str(event.obj.get("host", ""))
+            if self._peer_hosts is None or host not in self._peer_hosts:
+                self._prune_due = True
             peer = None if deleted else Peer.from_api(event.obj)
             if peer is None:
                 self.peers.pop(host, None)

@@ -10,8 +10,9 @@ new controller for the changes after the same revision, and no re-list is needed
 logged here, with the controller left and the one reached.
 
 Once registered, the listing and the polls name the agent's host: the controller then sends
-only the ports that concern it (its own and those of its networks, server/fanout.py), and the
-agent lists a network's ports itself when it gets its first port there (`network_ports`).
+only what concerns it (its own ports, its networks and their ports, and with l2pop the agents
+sharing a network with it: server/fanout.py); the agent lists a network itself when it gets
+its first port there (`list_network`).
 """
 
 from __future__ import annotations
@@ -115,5 +116,6 @@ class HttpController:
     def set_port_status(self, port_id: str, status: str) -> None:
         self._call(lambda: self.client.set_port_status(port_id, status))
 
-    def network_ports(self, network_id: str, since: int) -> Sequence[Mapping[str, Any]]:
-        return self._call(lambda: self.client.network_ports(network_id, since))
+    def list_network(self, network_id: str, since: int
+                     ) -> tuple[Mapping[str, Any] | None, Sequence[Mapping[str, Any]]]:
+        return self._call(lambda: self.client.network_listing(network_id, since))

@@ -19,6 +19,7 @@ were compacted away) makes it list everything again.
 from __future__ import annotations
 
 import logging
+import queue
 import random
 import threading
 import time
@@ -29,7 +30,7 @@ from typing import Any
 from tunnelnet.agent import br_phys, br_tun, desired, liveness
 from tunnelnet.agent.applier import FlowApplier
 from tunnelnet.agent.backend import BackendError, SwitchBackend, SwitchPort
-from tunnelnet.agent.controller import Controller, ControllerCache
+from tunnelnet.agent.controller import Controller, ControllerCache, Event
 from tunnelnet.agent.local_vlan import LocalVlanManager
 from tunnelnet.agent.tables import DEAD_VLAN
 from tunnelnet.agent.tunnels import parse_tunnel_port_name
@@ -52,9 +53,14 @@ SWITCH_RETRY = 0.05  # seconds of long poll in the round after a failed switch r
 
 @dataclass
 class AgentTimers:
+    # the round: how soon a vNIC plugged on the switch (or a switch restart) is acted on
     poll_interval: float = 0.5
     heartbeat_interval: float = 5.0
     max_backoff: float = 8.0
+    # the controller's long poll, when longer than the round: it then runs in a thread of its
+    # own (`_Poller`), so an idle agent asks the controller this seldom while its rounds still
+    # read the switch every `poll_interval`; None: one poll per round, in the round
+    long_poll: float | None = None
 
 
 @dataclass
@@ -70,6 +76,79 @@ class AgentStats:
     # tunnel port name -> its bfd_status as last read (every tunnel with BFD on)
     tunnels: dict[str, dict[str, str]] = field(default_factory=dict)
     tunnels_down: set[str] = field(default_factory=set)  # out of the flood lists
+
+
+class _Poller:
+    """The controller's long poll in a thread of its own, for an agent whose rounds must read
+    the switch more often than an idle controller has anything to say.
+
+    Only the agent's thread touches its cache: this thread only fetches, from the revision
+    the agent gave it (`start`), and queues each answer (events, or the error that ended the
+    poll) with the generation it was asked for; the agent drops the answers of a generation
+    it has moved past (a resync, a restart after an outage). After an error it waits until
+    the agent starts it again, so retries follow the agent's backoff. After an answer it
+    waits until the agent asks for more (`want`, at its next wait for events): polled again
+    at once, while the agent still applies the answer, it would bring the events of a busy
+    cloud one by one (an answer, and a round planned, per event) where one poll after the
+    round brings all those that came meanwhile, as the poll in the round did."""
+
+    def __init__(self, controller: Controller, timeout: float) -> None:
+        self.controller = controller
+        self.timeout = timeout
+        self.answers: queue.Queue[tuple[int, list[Event] | TunnelnetError]] = queue.Queue()
+        self._lock = threading.Condition()
+        self._since: int | None = None  # None: not polling (not started, or failed)
+        self._wanted = False  # the agent waits for events: poll (again)
+        self.generation = 0
+        self._thread: threading.Thread | None = None
+
+    @property
+    def running(self) -> bool:
+        with self._lock:
+            return self._since is not None
+
+    def start(self, since: int) -> None:
+        """Poll from `since`, as a new generation."""
+        with self._lock:
+            self.generation += 1
+            self._since = since
+            self._wanted = True
+            self._lock.notify_all()
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="controller-poll",
+                                            daemon=True)
+            self._thread.start()
+
+    def want(self) -> None:
+        """The agent is ready for the events after what it has: poll, if not polling."""
+        with self._lock:
+            self._wanted = True
+            self._lock.notify_all()
+
+    def stop(self) -> None:
+        with self._lock:
+            self.generation += 1
+            self._since = None
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                while self._since is None or not self._wanted:
+                    self._lock.wait()
+                since, generation = self._since, self.generation
+            try:
+                answer: list[Event] | TunnelnetError = self.controller.watch(since,
+                                                                             self.timeout)
+            except TunnelnetError as exc:
+                answer = exc
+            with self._lock:
+                self._wanted = False  # asked while this poll was out: already answered
+                if generation == self.generation:
+                    if isinstance(answer, list):
+                        self._since = max([since, *(e.revision for e in answer)])
+                    else:
+                        self._since = None
+            self.answers.put((generation, answer))
 
 
 class Agent:
@@ -92,7 +171,7 @@ class Agent:
         self._report_due = False
         # a new cookie per agent start: flows of earlier generations are swept after resync
         self.cookie = cookie if cookie is not None else random.getrandbits(63) | 1
-        self.cache = ControllerCache(host=conf.host)
+        self.cache = ControllerCache(host=conf.host, l2pop=conf.l2pop)
         self.lvm = LocalVlanManager()
         self.int_flows = FlowApplier(backend, BR_INT, self.cookie)
         self.tun_flows = FlowApplier(backend, BR_TUN, self.cookie)
@@ -113,6 +192,9 @@ class Agent:
         self._bridges_ready = False
         # what the last full converge planned from (see the module's doc); None: plan again
         self._planned_from: tuple[CloudView, object] | None = None
+        long_poll = self.timers.long_poll
+        self._poller = _Poller(controller, long_poll) if long_poll is not None and \
+            long_poll > self.timers.poll_interval else None
 
     def _forget_flows(self) -> None:
         """Nothing we installed is known to be on the switch any more."""
@@ -329,23 +411,58 @@ class Agent:
             self._last_heartbeat = now
             self._report_due = False
         if not self._synced:
+            if self._poller is not None:
+                self._poller.stop()  # its answers are from before this listing
             self.cache.load(self.controller.snapshot())
             self.stats.snapshots += 1
             self._synced = True
             log.info("synced with controller at revision %d", self.cache.revision)
             return
         self._complete_networks()  # one a failed contact left incomplete
-        for event in self.controller.watch(self.cache.revision, wait):
+        for event in self._events(wait):
             self.cache.apply(event)
         self._complete_networks()
 
+    def _events(self, wait: float) -> list[Event]:
+        """The controller's events after our revision: a poll of up to `wait` seconds, or
+        with the poller what it has brought within `wait` (raising the error that ended its
+        poll, as the poll would have)."""
+        poller = self._poller
+        if poller is None:
+            return self.controller.watch(self.cache.revision, wait)
+        if not poller.running:
+            poller.start(self.cache.revision)
+        else:
+            poller.want()
+        events: list[Event] = []
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                generation, answer = poller.answers.get(
+                    timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                return events
+            if generation != poller.generation:
+                continue  # asked before a resync or an outage: stale
+            if isinstance(answer, TunnelnetError):
+                if events:
+                    # apply what came first; the poller, stopped, is started again from
+                    # after them next round and meets the error again if it lasts
+                    return events
+                raise answer
+            events.extend(answer)
+            deadline = 0.0  # take what is queued already, and go on with the round
+
     def _complete_networks(self) -> None:
-        """List the ports of each network we have just got a port on: the controller sends
-        us a network's port events only from then on (agent/controller.py)."""
+        """List each network we have just got a port on: the controller sends us a
+        network's events only from then on; and with l2pop, forget the peers that left our
+        networks (agent/controller.py)."""
         for network_id in sorted(self.cache.incomplete()):
-            self.cache.merge_network(
-                network_id, self.controller.network_ports(network_id, self.cache.revision))
+            network, ports = self.controller.list_network(network_id, self.cache.revision)
+            self.cache.merge_network(network_id, ports, network)
             self.stats.network_listings += 1
+        if self.cache.following_peers:
+            self.cache.prune_peers()
 
     @property
     def controller_reachable(self) -> bool:

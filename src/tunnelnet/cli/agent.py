@@ -84,14 +84,18 @@ def _mappings(text: str) -> dict[str, str]:
                    "a slow controller's late answer is still taken, a hung one is left for "
                    "the next of the list after this long (env TUNNELNET_CONTROLLER_TIMEOUT).")
 @click.option("--poll-interval", default=0.5, show_default=True, type=float,
-              help="Seconds between rounds (also the watch long-poll).")
+              help="Seconds between rounds (each reads the switch: vNICs plugged, restarts).")
+@click.option("--long-poll", default=25.0, show_default=True, type=float,
+              help="Seconds the controller may hold a watch poll when nothing changes (in a "
+                   "thread of its own; at most --poll-interval: one poll per round).")
 @log_options
 @click.pass_context
 def cli(ctx: click.Context, host: str | None, url: str, ca_file: str | None,
         insecure_http: bool, token: str, tunnel_ip: str | None,
         tunnel_types: str, rundir: Path, switch_kind: str, ovs_rundir: str | None, l2pop: bool,
         arp_responder: bool, bridge_mappings: str, bfd_interval: int, bfd_mult: int,
-        controller_timeout: float, poll_interval: float, log_file: Path | None,
+        controller_timeout: float, poll_interval: float, long_poll: float,
+        log_file: Path | None,
         log_level: str) -> None:
     """Run the agent of one hypervisor (--host and --tunnel-ip), or manage agents'
     records on the controller (list, show, set, delete).
@@ -129,7 +133,7 @@ def cli(ctx: click.Context, host: str | None, url: str, ca_file: str | None,
                     insecure_http=insecure_http)
     controller = HttpController(client, l2pop=l2pop, arp_responder=arp_responder)
     agent = Agent(conf, controller, _backend(switch_kind, rundir.absolute(), ovs_rundir),
-                  timers=AgentTimers(poll_interval=poll_interval),
+                  timers=AgentTimers(poll_interval=poll_interval, long_poll=long_poll),
                   bridge_mappings=mappings,
                   bfd=BfdSettings(interval_ms=bfd_interval, mult=bfd_mult))
 

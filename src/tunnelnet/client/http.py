@@ -335,12 +335,21 @@ class Client:
         found: builtins.list[Resource] = response.json()["ports"]
         return found
 
+    def network_listing(self, network_id: str, since: int = 0
+                        ) -> tuple[Resource | None, builtins.list[Resource]]:
+        """A network's record (None: no such network) and every port of it at a revision not
+        older than `since`: what an agent lists on its first port there."""
+        response = self.request("GET", "/v2.0/watch/ports",
+                                params=_query({"network_id": network_id, "since": since}))
+        data = response.json()
+        return data.get("network"), data["ports"]
+
     def events(
         self, since: int, timeout: float = 30.0, host: str | None = None
     ) -> tuple[builtins.list[WatchEvent], int]:
         """Long poll: events after `since` as soon as there is one (or none after `timeout`),
         and the revision to ask from next. Raises ResyncRequired when `since` is too old.
-        `host`: only the port events that concern that host (the l2 population fanout)."""
+        `host`: only the events that concern that host (the l2 population fanout)."""
         # the answer may come as late as any other answer may (the client's timeout), after
         # the wait the poll asked for: a slow controller's poll is answered, not abandoned
         limits = httpx.Timeout(10.0, read=timeout + self._timeout)

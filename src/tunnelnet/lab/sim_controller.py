@@ -149,7 +149,10 @@ class SimController:
         ports.update(self.hub.ctl, AGENT, port_id, {"status": status})
         self.status_writes += 1
 
-    def network_ports(self, network_id: str, since: int) -> Sequence[Mapping[str, Any]]:
+    def list_network(self, network_id: str, since: int
+                     ) -> tuple[Mapping[str, Any] | None, Sequence[Mapping[str, Any]]]:
         # never asked: the shared cache follows no host (it holds every port already)
         with self.hub.ctl.store.read() as txn:
-            return [public(d) for d in txn.list("port") if d.get("network_id") == network_id]
+            network = txn.get("network", network_id)
+            return (None if network is None else public(network)), [
+                public(d) for d in txn.list("port") if d.get("network_id") == network_id]

@@ -466,11 +466,8 @@ def _snapshot_routes(app: FastAPI) -> None:
         with ctl.store.read() as txn:
             found = {kind: list_visible(txn, caller, kind) for kind in kinds}
             if host is not None:
-                # what the watch with this host follows: its ports and its networks' ports
-                hosted = {str(p["network_id"]) for p in found["port"]
-                          if p.get("binding:host_id") == host}
-                found["port"] = [p for p in found["port"]
-                                 if fanout.port_wanted(host, hosted, p)]
+                # what the watch with this host follows (server/fanout.py)
+                found = fanout.listing_for(host, found)
             body: dict[str, Any] = {
                 f"{kind}s": [view_agent(d) if kind == "agent" else public(d) for d in docs]
                 for kind, docs in found.items()
@@ -494,16 +491,13 @@ def _snapshot_routes(app: FastAPI) -> None:
         caller.require_admin_or_agent("a network's ports")
         if not network_id:
             raise BadRequest("network_id: a network's id is required")
-        found = await request.app.state.hub.network_ports(network_id, since, timeout=5.0)
+        found = await request.app.state.hub.network(network_id, since, timeout=5.0)
         if found is None:  # the hub is behind: the store has them, at a cost
-            found = await asyncio.to_thread(_store_network_ports, ctl, network_id)
-            if found[1] < since:
-                return _error(
-                    ResyncRequired.STATUS, ResyncRequired.TYPE,
-                    f"revision {since} is newer than the store's: list again",
-                )  # fmt: skip
-        docs, revision = found
-        return JSONResponse({"ports": docs, "revision": revision},
+            found = await asyncio.to_thread(_store_network, ctl, network_id)
+            if found[2] < since:
+                return _stale(since)
+        network, docs, revision = found
+        return JSONResponse({"network": network, "ports": docs, "revision": revision},
                             headers={REVISION_HEADER: str(revision)})
 
     @app.get("/v2.0/events", tags=["watch"], summary="Long poll: changes after a revision")
@@ -531,10 +525,16 @@ def _snapshot_routes(app: FastAPI) -> None:
                         headers={REVISION_HEADER: str(revision)})
 
 
-def _store_network_ports(ctl: Controller, network_id: str) -> tuple[list[Doc], int]:
+def _stale(since: int) -> Response:
+    return _error(ResyncRequired.STATUS, ResyncRequired.TYPE,
+                  f"revision {since} is newer than the store's: list again")
+
+
+def _store_network(ctl: Controller, network_id: str) -> tuple[Doc | None, list[Doc], int]:
     with ctl.store.read() as txn:
+        network = txn.get("network", network_id)
         found = [public(d) for d in txn.list("port") if d.get("network_id") == network_id]
-        return found, txn.revision
+        return (None if network is None else public(network)), found, txn.revision
 
 
 async def _housekeeping(ctl: Controller) -> None:

@@ -10,7 +10,7 @@ commit by one `Hub` and kept in memory, encoded once; each stream only filters w
 may see. A stream that asks for something older than the hub holds reads the store itself.
 The hub also re-reads the log when idle, so writers in another process are seen too.
 
-A watcher that names its host (an agent) gets only the port events that concern that host
+A watcher that names its host (an agent) gets only the events that concern that host
 (server/fanout.py: l2 population's fanout); the hub works out who they concern once per
 change, as it reads it.
 """
@@ -19,14 +19,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
-from collections.abc import AsyncIterator, Set
+from collections.abc import AsyncIterator, Mapping, Set
 from dataclasses import dataclass
 
 from anyio import to_thread
 
 from tunnelnet.api import WatchEvent
+from tunnelnet.api.events import VERSION
 from tunnelnet.server.auth import Caller
 from tunnelnet.server.controller import Controller, public, visible
 from tunnelnet.server.fanout import Interest
@@ -63,8 +65,12 @@ def shared_networks(store: Store) -> tuple[frozenset[str], int]:
 def _hub_state(store: Store) -> tuple[frozenset[str], Interest, int]:
     """The shared networks and who hosts which network, read at one revision."""
     with store.read() as txn:
-        ids = frozenset(n["id"] for n in txn.list("network") if n.get("shared") is True)
-        return ids, Interest([public(d) for d in txn.list("port")]), txn.revision
+        networks = txn.list("network")
+        ids = frozenset(n["id"] for n in networks if n.get("shared") is True)
+        interest = Interest([public(d) for d in txn.list("port")],
+                            [public(d) for d in networks],
+                            [public(d) for d in txn.list("agent")])
+        return ids, interest, txn.revision
 
 
 def _follow_sharing(shared: set[str], change: Change) -> None:
@@ -106,15 +112,27 @@ def changes_after(
     return events, last
 
 
+def agent_line(revision: int, obj_json: bytes) -> bytes:
+    """`WatchEvent("event", revision, "agent", "update", obj).encode()`, from the object's
+    JSON encoded already."""
+    return b'{"v":%d,"type":"event","revision":%d,"resource":"agent","action":"update",' \
+        b'"object":%s}\n' % (VERSION, revision, obj_json)
+
+
 @dataclass(frozen=True, slots=True)
 class _Entry:
     change: Change
     event: WatchEvent
     line: bytes
-    hosts: frozenset[str] | None  # the hosts a port event concerns; None: every watcher
+    hosts: frozenset[str] | None  # the hosts the event concerns; None: every watcher
+    mesh: bool  # an agent record: every meshed host hears it too (fanout.Interest.meshed)
+    # per host, the agent records this (port) change brings it: of the hosts it has just
+    # come to share a network with (fanout.Interest.joined)
+    peers: Mapping[str, tuple[bytes, ...]]
 
-    def for_host(self, host: str | None) -> bool:
-        return host is None or self.hosts is None or host in self.hosts
+    def for_host(self, host: str | None, interest: Interest) -> bool:
+        return host is None or self.hosts is None or host in self.hosts or (
+            self.mesh and interest.meshed(host))
 
 
 class Hub:
@@ -134,6 +152,7 @@ class Hub:
         # network, not the thousand streams of the cloud
         self._host_grown: dict[str, asyncio.Event] = {}
         self._task: asyncio.Task[None] | None = None
+        self._agent_docs: dict[str, tuple[Mapping[str, object], bytes]] = {}
         self._unsubscribe: object = None
         self.closing = False
 
@@ -193,11 +212,15 @@ class Hub:
                 _follow_sharing(self.shared, change)
                 event = _event(change)
                 hosts = self.interest.concerned(change, event.object or {})
-                self.entries.append(_Entry(change, event, event.encode(), hosts))
+                mesh = change.kind == "agent"
+                self.entries.append(_Entry(change, event, event.encode(), hosts, mesh,
+                                           self._peer_lines(change.revision)))
                 if hosts is None:
                     woken = None
                 elif woken is not None:
                     woken |= hosts
+                    if mesh:
+                        woken |= {h for h in self._host_grown if self.interest.meshed(h)}
             if changes:
                 self._wake_hosts(woken)
                 self.head = changes[-1].revision
@@ -207,6 +230,32 @@ class Hub:
                 grown.set()
             if len(changes) < 2000:
                 return
+
+    def _peer_lines(self, revision: int) -> dict[str, tuple[bytes, ...]]:
+        """For the pairs of hosts the change just read made share a network, each host's
+        agent records as events to the other (at that change's revision); none for a meshed
+        host, which hears every record anyway."""
+        out: dict[str, list[bytes]] = {}
+        encoded: dict[str, list[bytes]] = {}
+        for a, b in self.interest.joined():
+            for host, peer in ((a, b), (b, a)):
+                if self.interest.meshed(host):
+                    continue
+                if peer not in encoded:
+                    encoded[peer] = [agent_line(revision, self._agent_json(d))
+                                     for d in self.interest.agents_on((peer,))]
+                out.setdefault(host, []).extend(encoded[peer])
+        return {host: tuple(lines) for host, lines in out.items() if lines}
+
+    def _agent_json(self, doc: Mapping[str, object]) -> bytes:
+        """An agent's document as JSON, encoded once per version of it: a thousand-host
+        cloud sends each record to most of the others as they come to share networks."""
+        key = str(doc.get("id"))
+        cached = self._agent_docs.get(key)
+        if cached is None or cached[0] is not doc:
+            cached = self._agent_docs[key] = (doc, json.dumps(doc, separators=(",", ":")
+                                                              ).encode())
+        return cached[1]
 
     def _wake_hosts(self, hosts: set[str] | None) -> None:
         if hosts is None:
@@ -226,18 +275,34 @@ class Hub:
             return None
         return self.entries[since + 1 - self.entries[0].change.revision :]
 
-    async def network_ports(self, network_id: str, since: int, timeout: float
-                            ) -> tuple[list[dict[str, object]], int] | None:
-        """The ports of a network as of a revision not older than `since` (the caller's
-        events were read up to it: an older listing would undo them), from memory; None
-        when the hub does not reach `since` within `timeout` (the caller reads the store)."""
+    async def _reach(self, since: int, timeout: float) -> bool:
+        """Waits until the hub's head is not older than `since` (a caller's events were read
+        up to it: an older listing would undo them); False when it does not within
+        `timeout` (the caller reads the store)."""
         deadline = time.monotonic() + timeout
         while self.head < since:
             remaining = deadline - time.monotonic()
             if remaining <= 0 or self.closing:
-                return None
+                return False
             await self.wait(self.head, remaining)
+        return True
+
+    async def network_ports(self, network_id: str, since: int, timeout: float
+                            ) -> tuple[list[dict[str, object]], int] | None:
+        """The ports of a network as of a revision not older than `since`, from memory; None
+        when the hub does not reach `since` within `timeout`."""
+        if not await self._reach(since, timeout):
+            return None
         return [dict(d) for d in self.interest.ports_of(network_id)], self.head
+
+    async def network(self, network_id: str, since: int, timeout: float
+                      ) -> tuple[dict[str, object] | None, list[dict[str, object]], int] | None:
+        """The network's record (None: no such network) and its ports, as `network_ports`."""
+        if not await self._reach(since, timeout):
+            return None
+        doc = self.interest.network(network_id)
+        ports = [dict(d) for d in self.interest.ports_of(network_id)]
+        return (None if doc is None else dict(doc)), ports, self.head
 
     async def wait(self, since: int, timeout: float, host: str | None = None) -> None:
         """Returns when the hub holds changes after `since`, or after `timeout`; with `host`,
@@ -256,14 +321,26 @@ async def _next_batch(
     hub: Hub, caller: Caller, since: int, host: str | None = None
 ) -> tuple[list[WatchEvent], list[bytes], int] | None:
     """Visible events after `since` (from the hub, or the store for older ones); with `host`,
-    the hub's port events that concern no port of that host are left out (older ones, read
-    from the store, all go: the hub knows who they concern only from its own start)."""
+    the hub's events that do not concern that host are left out (older ones, read from the
+    store, all go: the hub knows who they concern only from its own start)."""
     held = hub.after(since)
     if held is not None:
-        shown = [e for e in held if e.for_host(host)
-                 and _may_see(caller, e.change.kind, e.change.body, hub.shared)]
+        shown: list[_Entry] = []
+        lines: list[bytes] = []
+        # agent records are the admin's view
+        peers = host if host is not None and caller.sees_all else None
+        for e in held:
+            if e.for_host(host, hub.interest) and _may_see(
+                    caller, e.change.kind, e.change.body, hub.shared):
+                shown.append(e)
+                lines.append(e.line)
+            if peers is not None and peers in e.peers:
+                lines.extend(e.peers[peers])  # in revision order: a later record wins
         last = held[-1].change.revision if held else since
-        return [e.event for e in shown], [e.line for e in shown], last
+        return [e.event for e in shown], lines, last
+    if host is not None and not hub.interest.meshed(host):
+        # the store's changes lack the agent records the hub adds for newly shared networks
+        return None
     result = await to_thread.run_sync(
         changes_after, hub.ctl, caller, since, _BATCH, frozenset(hub.shared))
     if result is None:
@@ -283,7 +360,7 @@ async def stream(
     hub: Hub, caller: Caller, since: int | None, timeout: float | None, host: str | None = None
 ) -> AsyncIterator[bytes]:
     """NDJSON lines: events, a bookmark when idle, `resync` (then the stream ends).
-    `host`: only the port events that concern that host (module doc)."""
+    `host`: only the events that concern that host (module doc)."""
     interval = hub.ctl.config.watch_bookmark_interval
     deadline = None if timeout is None else time.monotonic() + timeout
     if since is None:

@@ -1,5 +1,6 @@
 """The agent's controller adapter against a real controller process: list-and-watch from one
-snapshot, events after it, and a deleted agent record that registers again by itself."""
+snapshot, events after it, a network listed on the first port there, and a deleted agent
+record that registers again by itself."""
 
 from __future__ import annotations
 
@@ -15,16 +16,26 @@ def test_snapshot_then_events_then_reregistration_after_delete(tmp_path: Path) -
             server.client(AGENT_TOKEN) as agent_client:
         ctl = HttpController(agent_client, l2pop=True)
         ctl.register_agent("hv1", "192.0.2.1", ["vxlan"], {})
-        cache = ControllerCache()
+        cache = ControllerCache(host="hv1", l2pop=True)
         cache.load(ctl.snapshot())
-        assert cache.peers["hv1"].tunnel_ip == "192.0.2.1"
 
         net = admin.create("network", name="n1", project_id="p1")
-        events = ctl.watch(cache.revision, timeout=2.0)
-        for event in events:
-            cache.apply(event)
-        assert net["id"] in cache.networks
+        admin.create("subnet", network_id=net["id"], cidr="10.66.0.0/24")
+        admin.create("port", network_id=net["id"], **{"binding:host_id": "hv2"})
+        ctl_peer = HttpController(agent_client, l2pop=True)
+        ctl_peer.register_agent("hv2", "192.0.2.2", ["vxlan"], {})
+        admin.create("port", network_id=net["id"], **{"binding:host_id": "hv1"})
+        while cache.revision < admin.list_with_revision("port")[1]:
+            for event in ctl.watch(cache.revision, timeout=2.0):
+                cache.apply(event)
+        # our first port there: the network was never sent, we list it; our port's event
+        # brought the record of hv2, the peer we now share it with
+        assert cache.networks == {} and cache.incomplete() == {net["id"]}
+        assert cache.peers["hv2"].tunnel_ip == "192.0.2.2"
+        record, ports = ctl.list_network(net["id"], cache.revision)
+        cache.merge_network(net["id"], ports, record)
         assert cache.networks[net["id"]].network_type == "vxlan"
+        assert len(cache.ports) == 2
 
         first_id = ctl.agent_id
         admin.delete("agent", str(first_id))

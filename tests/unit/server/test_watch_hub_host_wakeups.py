@@ -2,7 +2,7 @@
 
 Two polls wait, one for hv-a (a port on network n1) and one for hv-c (a port on n2 only). A
 port written on n1 must end hv-a's poll at once with that port and leave hv-c's waiting until
-its own timeout, with nothing; a network change (every agent's business) ends both."""
+its own timeout, with nothing; a change of n2's record ends hv-c's at once."""
 
 from __future__ import annotations
 
@@ -76,12 +76,12 @@ def test_a_port_change_wakes_the_hosts_of_its_network_and_no_other(
             lines, waited = await c
             assert lines == [] and waited >= 1.4  # nothing for it
             assert looks.count("hv-c") == 2  # on arrival and at its timeout: never woken
-            # a network's change is every agent's: it ends hv-c's poll at once
+            # a change of the record of hv-c's network is hv-c's: it ends its poll at once
             c = asyncio.create_task(_timed(hub, hub.head, 3.0, "hv-c"))
             await asyncio.sleep(0.2)
-            await asyncio.to_thread(_network, ctl, "n3")
+            await asyncio.to_thread(_network, ctl, "n2")
             lines, waited = await c
-            assert len(lines) == 1 and b'"n3"' in lines[0] and waited < 2.5
+            assert len(lines) == 1 and b'"n2"' in lines[0] and waited < 2.5
         finally:
             await hub.stop()
 
