@@ -27,10 +27,12 @@ from __future__ import annotations
 import errno
 import logging
 import math
+import os
 import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Final, Protocol, runtime_checkable
 
 from pyroute2 import IPRoute
@@ -49,6 +51,7 @@ from tunnelnet.packet.fields import FlowKey
 log = logging.getLogger(__name__)
 
 DEVICE_NAME: Final = "tnfp-vxlan"  # the collect_md VXLAN device vswitchd makes
+OWNER_ALIAS: Final = "tunnelnet vswitchd pid "  # its alias: whose it is
 MAX_MIRRORED: Final = 16384  # entries; beyond, plans stay in Python (the maps hold 65536)
 _NS_PER_S: Final = 1e9  # a division, not a product with 1e-9: whole seconds stay whole
 
@@ -100,17 +103,13 @@ class KernelMirror:
     @classmethod
     def start(cls) -> KernelMirror:
         """Load and make the device; raises ``KernelFastPathUnavailable`` saying why not."""
-        with IPRoute() as ipr:
-            if ipr.link_lookup(ifname=DEVICE_NAME):
-                # another vswitchd's in this namespace, or left by one that was killed: two
-                # daemons cannot share it (each would take the other's tunnel frames)
-                raise KernelFastPathUnavailable(
-                    f"{DEVICE_NAME} already exists in this network namespace (another "
-                    f"vswitchd's? if none runs here: ip link del {DEVICE_NAME})", errno.EEXIST)
+        take_back_stale_device()
         fastpath = KernelFastPath.load()
         existed = False
         try:
             ifindex = ensure_vxlan_device(DEVICE_NAME, VXLAN_PORT)
+            with IPRoute() as ipr:  # whose it is, for a daemon started after this one dies
+                ipr.link("set", index=ifindex, ifalias=f"{OWNER_ALIAS}{os.getpid()}")
             fastpath.attach_tunnel_device(ifindex)
         except (DatapathError, OSError) as exc:
             fastpath.close()
@@ -358,3 +357,40 @@ class KernelMirror:
                 except OSError as exc:
                     if exc.errno != errno.ENODEV:
                         log.warning("cannot remove %s: %s", DEVICE_NAME, exc)
+
+
+def take_back_stale_device() -> None:
+    """Remove the VXLAN device a killed vswitchd left (its alias names a pid that runs no
+    vswitchd any more), so that a daemon restarted after SIGKILL takes UDP 4789 again; any
+    other device of that name (another daemon's, or not ours at all) is refused."""
+    with IPRoute() as ipr:
+        found = ipr.link_lookup(ifname=DEVICE_NAME)
+        if not found:
+            return
+        alias = ipr.get_links(found[0])[0].get_attr("IFLA_IFALIAS") or ""
+        pid = alias.removeprefix(OWNER_ALIAS) if alias.startswith(OWNER_ALIAS) else ""
+        if not pid.isdigit() or _runs_vswitchd(int(pid)):
+            # another vswitchd's in this namespace: two daemons cannot share it (each would
+            # take the other's tunnel frames); or a device we did not make
+            raise KernelFastPathUnavailable(
+                f"{DEVICE_NAME} already exists in this network namespace (another "
+                f"vswitchd's? if none runs here: ip link del {DEVICE_NAME})", errno.EEXIST)
+        log.warning("%s was left by vswitchd %s, which is gone: removed, made again",
+                    DEVICE_NAME, pid)
+        try:
+            ipr.link("del", index=found[0])
+        except OSError as exc:
+            if exc.errno != errno.ENODEV:
+                raise KernelFastPathUnavailable(f"cannot remove the stale {DEVICE_NAME}: "
+                                                f"{exc}", exc.errno or 0) from exc
+
+
+def _runs_vswitchd(pid: int) -> bool:
+    """Whether ``pid`` is a live vswitchd (a pid reused by anything else is not)."""
+    if pid == os.getpid():
+        return False
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return b"vswitchd" in cmdline
