@@ -25,15 +25,19 @@ import errno
 import logging
 import os
 import socket
+import sys
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from enum import IntEnum
 from pathlib import Path
-from typing import Final
+from typing import Final, TypeVar
 
 from pyroute2 import IPRoute
 
 from tunnelnet.datapath.errors import DatapathError
 from tunnelnet.datapath.kernel_loader import (
     BPF_DIR,
+    PORT_PRIORITY,
     BpfObject,
     KernelFastPathUnavailable,
     LibBpf,
@@ -49,6 +53,7 @@ from tunnelnet.datapath.kernel_maps import (
     Stat,
     TunnelEntry,
     TunnelPlan,
+    UnderlayStat,
     port_key,
     tunnel_key,
 )
@@ -59,6 +64,8 @@ REPLAY_OBJECT: Final = BPF_DIR / "replay.bpf.o"
 SO_ATTACH_BPF: Final = 50  # asm-generic/socket.h
 BPF_ANY: Final = 0
 VXLAN_PORT: Final = 4789
+UNDERLAY_PRIORITY: Final = 0x7C1  # tc priority of underlay_ingress: a number of its own
+E = TypeVar("E", bound=IntEnum)
 
 
 def _netns_id() -> int:
@@ -72,7 +79,8 @@ class KernelFastPath:
 
     libbpf: LibBpf
     obj: BpfObject
-    attached: list[tuple[int, int, TcDirection]] = field(default_factory=list)
+    # (namespace, ifindex, direction, tc priority) of every filter we put on
+    attached: list[tuple[int, int, TcDirection, int]] = field(default_factory=list)
 
     @classmethod
     def load(cls, path: Path = REPLAY_OBJECT) -> KernelFastPath:
@@ -90,6 +98,38 @@ class KernelFastPath:
         """Deliver frames out of the collect_md VXLAN device ``ifindex`` by the tunnel plans."""
         self._attach(ifindex, "tunnel_ingress")
 
+    def attach_underlay(self, ifindex: int) -> None:
+        """Hand up the VXLAN datagrams arriving on ``ifindex`` that the collect_md device
+        would drop unseen (underlay_ingress), at a priority of its own: the interface may be
+        any of the host's, and other filters on it run after ours."""
+        tc_attach(self.libbpf, ifindex, TcDirection.INGRESS,
+                  self.obj.program_fd("underlay_ingress"), UNDERLAY_PRIORITY)
+        self.attached.append((_netns_id(), ifindex, TcDirection.INGRESS, UNDERLAY_PRIORITY))
+
+    def set_local_addresses(self, addresses: Iterable[str]) -> None:
+        """The IPv4 addresses of this namespace: underlay_ingress judges only datagrams
+        delivered here (not those the host forwards)."""
+        fd = self.obj.map_fd("local_ipv4")
+        # the key is the packet's own four bytes (network order) read as a native integer
+        wanted = {int.from_bytes(socket.inet_aton(a), sys.byteorder) for a in addresses}
+        present: set[int] = set()
+        key, nxt = ctypes.c_uint32(), ctypes.c_uint32()
+        prev = None
+        while self.libbpf.lib.bpf_map_get_next_key(fd, prev, ctypes.byref(nxt)) == 0:
+            present.add(nxt.value)
+            key.value = nxt.value
+            prev = ctypes.byref(key)
+        one = ctypes.c_uint8(1)
+        for address in wanted - present:
+            self._ok(self.libbpf.lib.bpf_map_update_elem(
+                fd, ctypes.byref(ctypes.c_uint32(address)), ctypes.byref(one), BPF_ANY),
+                "update local_ipv4")
+        for address in present - wanted:
+            self.libbpf.lib.bpf_map_delete_elem(fd, ctypes.byref(ctypes.c_uint32(address)))
+
+    def underlay_stats(self) -> dict[UnderlayStat, int]:
+        return self._percpu_counters("underlay_stats", UnderlayStat)
+
     def filter_socket(self, sock: socket.socket, *, untagged_only: bool = False) -> None:
         """Hide from the Python path's AF_PACKET socket the frames the kernel forwards
         (``untagged_only``: and tagged frames, which another socket reads: tagsplit.py)."""
@@ -103,13 +143,15 @@ class KernelFastPath:
 
     def _attach(self, ifindex: int, program: str) -> None:
         tc_attach(self.libbpf, ifindex, TcDirection.INGRESS, self.obj.program_fd(program))
-        self.attached.append((_netns_id(), ifindex, TcDirection.INGRESS))
+        self.attached.append((_netns_id(), ifindex, TcDirection.INGRESS, PORT_PRIORITY))
 
-    def detach(self, ifindex: int) -> None:
-        """Take our filter off ``ifindex`` in the calling thread's namespace."""
+    def detach(self, ifindex: int, priority: int = PORT_PRIORITY) -> None:
+        """Take our filter (at ``priority``) off ``ifindex`` in the calling thread's
+        namespace."""
         here = _netns_id()
-        for item in [a for a in self.attached if a[0] == here and a[1] == ifindex]:
-            tc_detach(self.libbpf, ifindex, item[2])
+        for item in [a for a in self.attached
+                     if a[0] == here and a[1] == ifindex and a[3] == priority]:
+            tc_detach(self.libbpf, ifindex, item[2], item[3])
             self.attached.remove(item)
 
     # plans
@@ -139,21 +181,24 @@ class KernelFastPath:
 
     def stats(self) -> dict[Stat, int]:
         """The programs' outcome counters, summed over CPUs."""
+        return self._percpu_counters("stats", Stat)
+
+    def _percpu_counters(self, name: str, which: type[E]) -> dict[E, int]:
         ncpu = self.libbpf.lib.libbpf_num_possible_cpus()
-        fd = self.obj.map_fd("stats")
-        out: dict[Stat, int] = {}
-        for stat in Stat:
+        fd = self.obj.map_fd(name)
+        out: dict[E, int] = {}
+        for stat in which:
             key = ctypes.c_uint32(int(stat))
             values = (ctypes.c_uint64 * ncpu)()
             self._ok(self.libbpf.lib.bpf_map_lookup_elem(fd, ctypes.byref(key),
-                                                         ctypes.byref(values)), "stats")
+                                                         ctypes.byref(values)), name)
             out[stat] = sum(values)
         return out
 
     def close(self) -> None:
         here = _netns_id()
         for item in [a for a in self.attached if a[0] == here]:
-            tc_detach(self.libbpf, item[1], item[2])
+            tc_detach(self.libbpf, item[1], item[2], item[3])
         self.attached.clear()  # filters in other namespaces go with their interfaces
         self.obj.close()
 

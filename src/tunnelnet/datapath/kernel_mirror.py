@@ -39,11 +39,23 @@ from pyroute2 import IPRoute
 
 from tunnelnet.datapath.errors import DatapathError
 from tunnelnet.datapath.fastpath import Plan
-from tunnelnet.datapath.kernel_fastpath import VXLAN_PORT, KernelFastPath, ensure_vxlan_device
+from tunnelnet.datapath.kernel_fastpath import (
+    UNDERLAY_PRIORITY,
+    VXLAN_PORT,
+    KernelFastPath,
+    ensure_vxlan_device,
+)
 from tunnelnet.datapath.kernel_loader import KernelFastPathUnavailable
-from tunnelnet.datapath.kernel_maps import VNI_MAX, Inner, PortPlan, Stat, TunnelPlan
+from tunnelnet.datapath.kernel_maps import (
+    VNI_MAX,
+    Inner,
+    PortPlan,
+    Stat,
+    TunnelPlan,
+    UnderlayStat,
+)
 from tunnelnet.datapath.kernel_replayable import inner_of, why_not
-from tunnelnet.datapath.kernel_upcall import UpcallReader
+from tunnelnet.datapath.kernel_upcall import DatagramReader, UpcallReader
 from tunnelnet.datapath.ports import Port, PortKind
 from tunnelnet.datapath.tunnel import TunnelPort
 from tunnelnet.packet.fields import FlowKey
@@ -91,6 +103,9 @@ class KernelMirror:
         self.device_ifindex = device_ifindex
         self._device_made = device_made
         self.upcalls = upcalls if upcalls is not None else UpcallReader(fastpath)
+        # VXLAN the device would drop unseen, handed up whole by underlay_ingress
+        self.datagrams: DatagramReader | None = None
+        self._underlay: dict[int, str] = {}  # interfaces underlay_ingress is on: ifindex -> name
         self._entries: dict[tuple[bool, int, str, Inner], Mirrored] = {}
         self._ports: dict[str, int] = {}  # attached VM ports: name -> ifindex
         self._versions: tuple[int, ...] = ()
@@ -115,10 +130,54 @@ class KernelMirror:
             fastpath.close()
             raise KernelFastPathUnavailable(f"cannot set up {DEVICE_NAME}: {exc}") from exc
         try:
-            return cls(fastpath, ifindex, not existed)
+            mirror = cls(fastpath, ifindex, not existed)
         except KernelFastPathUnavailable:
             fastpath.close()
             raise
+        try:
+            mirror.datagrams = DatagramReader(fastpath)
+            mirror.watch_underlay()
+        except (KernelFastPathUnavailable, OSError):
+            mirror.close()
+            raise
+        return mirror
+
+    # the underlay -----------------------------------------------------------------------
+
+    def watch_underlay(self) -> None:
+        """Put underlay_ingress on every interface of the namespace that holds an IPv4
+        address (where datagrams to this host arrive), loopback, our device and VM ports
+        aside, and tell it the local addresses; again after interfaces or addresses change
+        (vswitchd calls it with the route refresh)."""
+        with IPRoute() as ipr:
+            holders: dict[int, str] = {}
+            local: set[str] = set()
+            names = {int(link["index"]): str(link.get_attr("IFLA_IFNAME"))
+                     for link in ipr.get_links()}
+            for addr in ipr.get_addr(family=socket.AF_INET):
+                local.add(str(addr.get_attr("IFA_ADDRESS")))
+                index = int(addr["index"])
+                if names.get(index, "lo") != "lo" and index != self.device_ifindex:
+                    holders[index] = names[index]
+        self.fastpath.set_local_addresses(local)
+        ours = set(self._ports.values())
+        for index, name in holders.items():
+            if index in ours or self._underlay.get(index) == name:
+                continue
+            try:
+                self.fastpath.attach_underlay(index)
+            except KernelFastPathUnavailable as exc:
+                log.warning("%s: malformed VXLAN arriving there will not reach Python: %s",
+                            name, exc)
+                continue
+            self._underlay[index] = name
+            log.info("%s: VXLAN the kernel's device would drop goes up to Python", name)
+        for index in [i for i, n in self._underlay.items() if holders.get(i) != n]:
+            del self._underlay[index]
+            try:
+                self.fastpath.detach(index, UNDERLAY_PRIORITY)
+            except KernelFastPathUnavailable as exc:  # gone with its interface
+                log.debug("detaching underlay_ingress from %s: %s", index, exc)
 
     # ports ----------------------------------------------------------------------------
 
@@ -244,6 +303,7 @@ class KernelMirror:
         smaller (or larger) frames goes, so that the next frame meets Python's MTU check."""
         self.remove_if(lambda m: isinstance(m.egress, TunnelPort) and not m.tunnel
                        and m.max_frame_len != min(m.egress.max_inner, 65535))
+        self.watch_underlay()
 
     def remove_if(self, doomed: Callable[[Mirrored], bool]) -> None:
         for mirrored in [m for m in self._entries.values() if doomed(m)]:
@@ -326,6 +386,7 @@ class KernelMirror:
 
     def stats(self) -> dict[str, object]:
         kernel = self.fastpath.stats()
+        underlay = self.fastpath.underlay_stats()
         return {
             "kernel_entries": len(self._entries),
             "kernel_installed": self.installed,
@@ -337,12 +398,18 @@ class KernelMirror:
             "kernel_too_big": kernel[Stat.PORT_TOO_BIG],
             "kernel_upcalls": kernel[Stat.TUNNEL_UPCALL],
             "kernel_upcalls_lost": self.upcalls.lost,
+            "kernel_underlay_handed_up": underlay[UnderlayStat.HANDED_UP],
+            "kernel_underlay_lost": underlay[UnderlayStat.NOT_HANDED_UP]
+            + (self.datagrams.lost if self.datagrams is not None else 0),
             "kernel_stays_in_python": dict(self.refusals),
         }
 
     def close(self) -> None:
         self.clear()
         self.upcalls.close()
+        if self.datagrams is not None:
+            self.datagrams.close()
+        self._underlay.clear()  # the fast path's close detaches it
         for name, ifindex in list(self._ports.items()):
             try:
                 self.fastpath.detach(ifindex)

@@ -16,6 +16,7 @@ from support.tools import require_tool
 from tunnelnet.datapath.errors import DatapathError
 from tunnelnet.datapath.kernel_fastpath import REPLAY_OBJECT
 from tunnelnet.datapath.kernel_maps import (
+    DatagramMeta,
     Inner,
     InnerKey,
     PortEntry,
@@ -30,6 +31,7 @@ from tunnelnet.datapath.kernel_maps import (
 MIRRORS: dict[str, type[ctypes.Structure]] = {
     "inner_key": InnerKey, "port_key": PortKey, "port_entry": PortEntry,
     "tunnel_key": TunnelKey, "tunnel_entry": TunnelEntry, "upcall_meta": UpcallMeta,
+    "datagram_meta": DatagramMeta,
 }
 
 
