@@ -18,6 +18,7 @@ from typing import Generic, TypeVar
 from tunnelnet.datapath.kernel_fastpath import KernelFastPath
 from tunnelnet.datapath.kernel_loader import KernelFastPathUnavailable
 from tunnelnet.datapath.kernel_maps import DatagramMeta, UpcallMeta
+from tunnelnet.packet.offload import finish_if_partial
 
 _SAMPLE_FN = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p,
                               ctypes.c_uint32)
@@ -119,6 +120,10 @@ class UpcallReader(_Rings[TunnelMiss]):
         if _META_SIZE + meta.frame_len > size:  # cannot happen unless the layouts disagree
             return
         frame = ctypes.string_at(data + _META_SIZE, meta.frame_len)
+        if not meta.gso_size:
+            # the copy lost the skb's CHECKSUM_PARTIAL: a checksum a sender's kernel left to
+            # be finished (over a veth underlay) is finished here, as the device would have
+            frame = finish_if_partial(frame)
         remote = str(ipaddress.IPv4Address(meta.remote_ipv4))
         self._pending.append(TunnelMiss(meta.vni, remote, frame, meta.gso_size))
 
