@@ -41,6 +41,21 @@ def test_auto_uses_the_kernel_owns_udp_4789_by_a_collect_md_device_and_removes_i
         assert DEVICE not in _links(ns)  # made by it, removed by it
 
 
+def test_the_default_is_the_kernel_where_it_can_run() -> None:
+    """No --fastpath and no TUNNELNET_FASTPATH: auto (issue #22: "kernel where the kernel
+    allows it, off otherwise")."""
+    if not REPLAY_OBJECT.exists():
+        pytest.skip("the BPF object is not built (make bpf)")
+    with lab() as made:
+        ns = made.netns()
+        with Vswitchd(ns, fastpath=None) as daemon:
+            assert "fastpath: kernel" in daemon.vsctl("show")
+            assert DEVICE in _links(ns)
+        shown = subprocess.run([sys.executable, "-m", "tunnelnet", "vswitchd", "--help"],
+                               capture_output=True, text=True, timeout=60, check=True).stdout
+        assert "default: auto" in " ".join(shown.split())
+
+
 def test_auto_falls_back_to_python_and_says_why_once(tmp_path: Path) -> None:
     with lab() as made:
         ns = made.netns()

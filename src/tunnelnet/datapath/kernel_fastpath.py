@@ -1,8 +1,7 @@
 """The kernel fast path's Python side: load the replay programs, attach them, fill their maps.
 
-This is the replay half of issue #22 as a library; vswitchd does not use it yet (there is no
-`--fastpath` flag): plans are not yet mirrored from datapath/fastpath.py nor counters folded
-into flows, see docs/architecture.md "The kernel fast path". What it does:
+This is the replay half of issue #22 as a library; vswitchd drives it through
+kernel_mirror.py (`--fastpath`), see docs/architecture.md "The kernel fast path". What it does:
 
 - ``port_ingress`` (tc ingress of a VM's port): a frame whose (port, destination MAC) has a
   plan gets its tunnel key set and is redirected into the collect_md VXLAN device; any other
@@ -14,6 +13,9 @@ into flows, see docs/architecture.md "The kernel fast path". What it does:
   with a plan goes to its VM port; anything else is dropped, counted and handed up as a perf
   event sample (kernel_upcall.py): that device owns UDP 4789, so the Python path's VXLAN
   socket can no longer have it.
+- ``underlay_ingress`` (tc ingress of the interfaces holding an IPv4 address): VXLAN that
+  device would drop unseen (reserved bits, no I flag, too short) goes up whole as a perf
+  sample of its own, so Python's parser judges and counts it.
 
 Every call works in the calling thread's network namespace.
 """
