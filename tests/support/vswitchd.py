@@ -52,11 +52,13 @@ def recording_ports(kind: PortKind, name: str, options: Mapping[str, str]) -> Po
 
 class Vswitchd:
     def __init__(self, netns: str | None = None, *, rundir: Path | None = None,
-                 timeout: float = 15.0, fastpath: str = "off", persist: bool = False) -> None:
+                 timeout: float = 15.0, fastpath: str | None = "off",
+                 persist: bool = False) -> None:
         self.netns = netns
         self.persist = persist  # --persist: configuration kept in the run directory
         # --fastpath: off unless a test asks for the kernel's (the daemon's own default,
-        # auto, would make a test's outcome depend on the machine it runs on)
+        # auto, would make a test's outcome depend on the machine it runs on); None: no
+        # flag nor TUNNELNET_FASTPATH, the daemon's default
         self.fastpath = fastpath
         self._own_rundir = rundir is None
         self.rundir = rundir or Path(tempfile.mkdtemp(prefix="tn-vsd-"))
@@ -80,11 +82,14 @@ class Vswitchd:
     def start(self) -> None:
         argv = [sys.executable, "-m", "tunnelnet", "vswitchd", "--rundir", str(self.rundir),
                 "--log-file", str(self.log_file), "--log-level", "debug",
-                "--fastpath", self.fastpath, *(["--persist"] if self.persist else [])]
+                *(("--fastpath", self.fastpath) if self.fastpath is not None else ()),
+                *(["--persist"] if self.persist else [])]
         if self.netns:
             argv = ["ip", "netns", "exec", self.netns, *argv]
+        env = {k: v for k, v in os.environ.items() if k != "TUNNELNET_FASTPATH"}
         with open(self.rundir / "stderr", "wb") as err:
-            self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=err, stderr=err)
+            self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=err, stderr=err,
+                                         env=env)
         deadline = time.monotonic() + self.timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

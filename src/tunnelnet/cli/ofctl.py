@@ -151,7 +151,9 @@ def dp_stats(ctx: click.Context, as_json: bool) -> None:
                    f"{stats['kernel_tunnel_hits']}), upcalls {stats['kernel_upcalls']} "
                    f"(read {stats['kernel_upcalls_read']}, lost "
                    f"{stats['kernel_upcalls_lost']}), too big for the kernel "
-                   f"{stats['kernel_too_big']}")
+                   f"{stats['kernel_too_big']}, VXLAN the kernel's device would drop "
+                   f"handed up {stats.get('kernel_underlay_handed_up', 0)} (lost "
+                   f"{stats.get('kernel_underlay_lost', 0)})")
         if "kernel_gre_sent" in stats:
             click.echo(f"kernel GRE: sent {stats['kernel_gre_sent']}, received "
                        f"{stats['kernel_gre_received']}, left to Python "

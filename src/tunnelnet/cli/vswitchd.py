@@ -29,12 +29,11 @@ DEFAULT_RUNDIR = "/run/tunnelnet"
                    "as Open vSwitch keeps them in its database; keep internal ports over a "
                    "crash; keep flows in RUNDIR/flows.json and restore those still true of "
                    "the restored ports before listening.")
-@click.option("--fastpath", envvar="TUNNELNET_FASTPATH", default="off", show_default=True,
+@click.option("--fastpath", envvar="TUNNELNET_FASTPATH", default="auto", show_default=True,
               type=click.Choice(["kernel", "off", "auto"], case_sensitive=False),
-              help="Replay known flows in the kernel with eBPF (kernel), never (off), or "
-                   "where the kernel allows it (auto; the log says why not, once). Off by "
-                   "default for now: on the kernel path VXLAN with reserved bits is dropped "
-                   "by Linux and refused tunnel packets are not counted by reason "
+              help="Replay known flows in the kernel with eBPF (kernel: refuse to start "
+                   "without it), never (off), or where the kernel allows it (auto; else "
+                   "Python forwards everything and the log says why, once) "
                    "(env TUNNELNET_FASTPATH).")
 def cli(rundir: Path, pidfile: str | None, background: bool, log_file: Path | None,
         log_level: str, persist: bool, fastpath: str) -> None:

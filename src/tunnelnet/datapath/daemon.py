@@ -54,7 +54,7 @@ class DaemonConfig:
     # keep bridges and ports in RUNDIR/conf.json and bring them back at start (like ovsdb)
     persist: bool = False
     # the kernel fast path: "kernel" (required), "off", or "auto" (kernel where it can run)
-    fastpath: str = "off"  # opt-in until the attack suite passes with it (architecture.md)
+    fastpath: str = "auto"
 
 
 def setup_logging(log_file: Path | None, level: str) -> None:

@@ -1,8 +1,7 @@
 """The kernel fast path's Python side: load the replay programs, attach them, fill their maps.
 
-This is the replay half of issue #22 as a library; vswitchd does not use it yet (there is no
-`--fastpath` flag): plans are not yet mirrored from datapath/fastpath.py nor counters folded
-into flows, see docs/architecture.md "The kernel fast path". What it does:
+This is the replay half of issue #22 as a library; vswitchd drives it through
+kernel_mirror.py (`--fastpath`), see docs/architecture.md "The kernel fast path". What it does:
 
 - ``port_ingress`` (tc ingress of a VM's port): a frame whose (port, destination MAC) has a
   plan gets its tunnel key set and is redirected into the collect_md VXLAN device; any other
@@ -14,6 +13,9 @@ into flows, see docs/architecture.md "The kernel fast path". What it does:
   with a plan goes to its VM port; anything else is dropped, counted and handed up as a perf
   event sample (kernel_upcall.py): that device owns UDP 4789, so the Python path's VXLAN
   socket can no longer have it.
+- ``underlay_ingress`` (tc ingress of the interfaces holding an IPv4 address): VXLAN that
+  device would drop unseen (reserved bits, no I flag, too short) goes up whole as a perf
+  sample of its own, so Python's parser judges and counts it.
 
 Every call works in the calling thread's network namespace.
 """
@@ -25,15 +27,19 @@ import errno
 import logging
 import os
 import socket
+import sys
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from enum import IntEnum
 from pathlib import Path
-from typing import Final
+from typing import Final, TypeVar
 
 from pyroute2 import IPRoute
 
 from tunnelnet.datapath.errors import DatapathError
 from tunnelnet.datapath.kernel_loader import (
     BPF_DIR,
+    PORT_PRIORITY,
     BpfObject,
     KernelFastPathUnavailable,
     LibBpf,
@@ -54,6 +60,7 @@ from tunnelnet.datapath.kernel_maps import (
     Stat,
     TunnelEntry,
     TunnelPlan,
+    UnderlayStat,
     gre_tunnel_key,
     port_key,
     tunnel_key,
@@ -70,6 +77,8 @@ VXLAN_PORT: Final = 4789
 GRE_UPLINK_HANDLE: Final = 0x47
 GRE_UPLINK_PRIORITY: Final = 0x47
 _Entry = PortEntry | TunnelEntry | GrePortEntry | GreTunnelEntry
+UNDERLAY_PRIORITY: Final = 0x7C1  # tc priority of underlay_ingress: a number of its own
+E = TypeVar("E", bound=IntEnum)
 
 
 def _netns_id() -> int:
@@ -83,7 +92,8 @@ class KernelFastPath:
 
     libbpf: LibBpf
     obj: BpfObject
-    attached: list[tuple[int, int, TcDirection]] = field(default_factory=list)
+    # (namespace, ifindex, direction, tc priority) of every filter we put on
+    attached: list[tuple[int, int, TcDirection, int]] = field(default_factory=list)
     uplinks: list[tuple[int, int]] = field(default_factory=list)  # GRE: (netns, ifindex)
 
     @classmethod
@@ -120,6 +130,38 @@ class KernelFastPath:
             tc_detach(self.libbpf, ifindex, TcDirection.INGRESS, GRE_UPLINK_HANDLE,
                       GRE_UPLINK_PRIORITY)
 
+    def attach_underlay(self, ifindex: int) -> None:
+        """Hand up the VXLAN datagrams arriving on ``ifindex`` that the collect_md device
+        would drop unseen (underlay_ingress), at a priority of its own: the interface may be
+        any of the host's, and other filters on it run after ours."""
+        tc_attach(self.libbpf, ifindex, TcDirection.INGRESS,
+                  self.obj.program_fd("underlay_ingress"), priority=UNDERLAY_PRIORITY)
+        self.attached.append((_netns_id(), ifindex, TcDirection.INGRESS, UNDERLAY_PRIORITY))
+
+    def set_local_addresses(self, addresses: Iterable[str]) -> None:
+        """The IPv4 addresses of this namespace: underlay_ingress judges only datagrams
+        delivered here (not those the host forwards)."""
+        fd = self.obj.map_fd("local_ipv4")
+        # the key is the packet's own four bytes (network order) read as a native integer
+        wanted = {int.from_bytes(socket.inet_aton(a), sys.byteorder) for a in addresses}
+        present: set[int] = set()
+        key, nxt = ctypes.c_uint32(), ctypes.c_uint32()
+        prev = None
+        while self.libbpf.lib.bpf_map_get_next_key(fd, prev, ctypes.byref(nxt)) == 0:
+            present.add(nxt.value)
+            key.value = nxt.value
+            prev = ctypes.byref(key)
+        one = ctypes.c_uint8(1)
+        for address in wanted - present:
+            self._ok(self.libbpf.lib.bpf_map_update_elem(
+                fd, ctypes.byref(ctypes.c_uint32(address)), ctypes.byref(one), BPF_ANY),
+                "update local_ipv4")
+        for address in present - wanted:
+            self.libbpf.lib.bpf_map_delete_elem(fd, ctypes.byref(ctypes.c_uint32(address)))
+
+    def underlay_stats(self) -> dict[UnderlayStat, int]:
+        return self._percpu_counters("underlay_stats", UnderlayStat)
+
     def filter_socket(self, sock: socket.socket, *, untagged_only: bool = False) -> None:
         """Hide from the Python path's AF_PACKET socket the frames the kernel forwards
         (``untagged_only``: and tagged frames, which another socket reads: tagsplit.py)."""
@@ -133,13 +175,15 @@ class KernelFastPath:
 
     def _attach(self, ifindex: int, program: str) -> None:
         tc_attach(self.libbpf, ifindex, TcDirection.INGRESS, self.obj.program_fd(program))
-        self.attached.append((_netns_id(), ifindex, TcDirection.INGRESS))
+        self.attached.append((_netns_id(), ifindex, TcDirection.INGRESS, PORT_PRIORITY))
 
-    def detach(self, ifindex: int) -> None:
-        """Take our filter off ``ifindex`` in the calling thread's namespace."""
+    def detach(self, ifindex: int, priority: int = PORT_PRIORITY) -> None:
+        """Take our filter (at ``priority``) off ``ifindex`` in the calling thread's
+        namespace."""
         here = _netns_id()
-        for item in [a for a in self.attached if a[0] == here and a[1] == ifindex]:
-            tc_detach(self.libbpf, ifindex, item[2])
+        for item in [a for a in self.attached
+                     if a[0] == here and a[1] == ifindex and a[3] == priority]:
+            tc_detach(self.libbpf, ifindex, item[2], priority=item[3])
             self.attached.remove(item)
 
     # plans
@@ -193,28 +237,28 @@ class KernelFastPath:
 
     def stats(self) -> dict[Stat, int]:
         """The programs' outcome counters, summed over CPUs."""
-        return {Stat(k): v for k, v in self._percpu("stats", len(Stat)).items()}
+        return self._percpu_counters("stats", Stat)
 
     def gre_stats(self) -> dict[GreStat, int]:
         """The GRE programs' own outcome counters, summed over CPUs."""
-        return {GreStat(k): v for k, v in self._percpu("gre_stats", len(GreStat)).items()}
+        return self._percpu_counters("gre_stats", GreStat)
 
-    def _percpu(self, name: str, slots: int) -> dict[int, int]:
+    def _percpu_counters(self, name: str, which: type[E]) -> dict[E, int]:
         ncpu = self.libbpf.lib.libbpf_num_possible_cpus()
         fd = self.obj.map_fd(name)
-        out: dict[int, int] = {}
-        for slot in range(slots):
-            key = ctypes.c_uint32(slot)
+        out: dict[E, int] = {}
+        for stat in which:
+            key = ctypes.c_uint32(int(stat))
             values = (ctypes.c_uint64 * ncpu)()
             self._ok(self.libbpf.lib.bpf_map_lookup_elem(fd, ctypes.byref(key),
                                                          ctypes.byref(values)), name)
-            out[slot] = sum(values)
+            out[stat] = sum(values)
         return out
 
     def close(self) -> None:
         here = _netns_id()
         for item in [a for a in self.attached if a[0] == here]:
-            tc_detach(self.libbpf, item[1], item[2])
+            tc_detach(self.libbpf, item[1], item[2], priority=item[3])
         self.attached.clear()  # filters in other namespaces go with their interfaces
         for _, ifindex in [u for u in self.uplinks if u[0] == here]:
             self.detach_gre_uplink(ifindex)

@@ -167,22 +167,28 @@ class BpfObject:
             self.handle = 0
 
 
+BPF_TC_F_REPLACE: Final = 1  # libbpf.h
+PORT_PRIORITY: Final = 1  # the tc priority (and handle 1) of our filters on VM ports and devices
+
+
 def tc_attach(libbpf: LibBpf, ifindex: int, direction: TcDirection, prog_fd: int,
-              handle: int = 1, priority: int = 1) -> None:
+              handle: int = 1, priority: int = PORT_PRIORITY) -> None:
     """Attach ``prog_fd`` as a direct-action cls_bpf filter on the interface's clsact qdisc
-    (made when missing; one that is there is shared, as tc shares it)."""
+    (made when missing; one that is there is shared, as tc shares it). A filter already at
+    our handle and priority is replaced: one left by a vswitchd killed with SIGKILL would
+    otherwise refuse the new one and go on replaying its stale plans."""
     hook = _TcHook(sz=ctypes.sizeof(_TcHook), ifindex=ifindex, attach_point=int(direction))
     ret = libbpf.lib.bpf_tc_hook_create(ctypes.byref(hook))
     if ret < 0 and -ret != errno.EEXIST:
         _check(ret, f"clsact qdisc on ifindex {ifindex}")
-    opts = _TcOpts(sz=ctypes.sizeof(_TcOpts), prog_fd=prog_fd, handle=handle,
-                   priority=priority)
+    opts = _TcOpts(sz=ctypes.sizeof(_TcOpts), prog_fd=prog_fd, flags=BPF_TC_F_REPLACE,
+                   handle=handle, priority=priority)
     _check(libbpf.lib.bpf_tc_attach(ctypes.byref(hook), ctypes.byref(opts)),
            f"tc {direction.name.lower()} filter on ifindex {ifindex}")
 
 
 def tc_detach(libbpf: LibBpf, ifindex: int, direction: TcDirection, handle: int = 1,
-              priority: int = 1) -> None:
+              priority: int = PORT_PRIORITY) -> None:
     """Remove the filter ``tc_attach`` put there; an interface already gone is no error."""
     hook = _TcHook(sz=ctypes.sizeof(_TcHook), ifindex=ifindex, attach_point=int(direction))
     opts = _TcOpts(sz=ctypes.sizeof(_TcOpts), handle=handle, priority=priority)

@@ -96,6 +96,20 @@ class UpcallMeta(ctypes.Structure):
                 ("frame_len", ctypes.c_uint32), ("gso_size", ctypes.c_uint32)]
 
 
+class DatagramMeta(ctypes.Structure):
+    """struct datagram_meta: a VXLAN datagram the underlay program handed up whole."""
+
+    _fields_ = [("remote_ipv4", ctypes.c_uint32), ("payload_offset", ctypes.c_uint32),
+                ("payload_len", ctypes.c_uint32), ("packet_len", ctypes.c_uint32)]
+
+
+class UnderlayStat(IntEnum):
+    """enum underlay_stat in replay.bpf.c: what underlay_ingress did with what it took."""
+
+    HANDED_UP = 0
+    NOT_HANDED_UP = 1  # too big for a perf record, or the ring was full: lost
+
+
 def mac_bytes(mac: str) -> bytes:
     """``aa:bb:cc:dd:ee:ff`` as 6 bytes; anything else is refused by name."""
     parts = mac.split(":")

@@ -34,6 +34,7 @@ import errno
 import ipaddress
 import logging
 import math
+import os
 import socket
 import time
 from collections.abc import Callable
@@ -45,7 +46,12 @@ from pyroute2 import IPRoute
 
 from tunnelnet.datapath.errors import DatapathError
 from tunnelnet.datapath.fastpath import Plan
-from tunnelnet.datapath.kernel_fastpath import VXLAN_PORT, KernelFastPath, ensure_vxlan_device
+from tunnelnet.datapath.kernel_fastpath import (
+    UNDERLAY_PRIORITY,
+    VXLAN_PORT,
+    KernelFastPath,
+    ensure_vxlan_device,
+)
 from tunnelnet.datapath.kernel_loader import KernelFastPathUnavailable
 from tunnelnet.datapath.kernel_maps import (
     GRE_KEY_MAX,
@@ -58,9 +64,10 @@ from tunnelnet.datapath.kernel_maps import (
     PortPlan,
     Stat,
     TunnelPlan,
+    UnderlayStat,
 )
 from tunnelnet.datapath.kernel_replayable import inner_of, why_not
-from tunnelnet.datapath.kernel_upcall import UpcallReader
+from tunnelnet.datapath.kernel_upcall import DatagramReader, UpcallReader
 from tunnelnet.datapath.ports import Port, PortKind
 from tunnelnet.datapath.tunnel import TunnelPort
 from tunnelnet.packet.fields import FlowKey
@@ -68,6 +75,7 @@ from tunnelnet.packet.fields import FlowKey
 log = logging.getLogger(__name__)
 
 DEVICE_NAME: Final = "tnfp-vxlan"  # the collect_md VXLAN device vswitchd makes
+OWNER_ALIAS: Final = "tunnelnet vswitchd pid "  # its alias: whose it is
 MAX_MIRRORED: Final = 16384  # entries; beyond, plans stay in Python (the maps hold 65536)
 _NS_PER_S: Final = 1e9  # a division, not a product with 1e-9: whole seconds stay whole
 
@@ -159,6 +167,9 @@ class KernelMirror:
         self.device_ifindex = device_ifindex
         self._device_made = device_made
         self.upcalls = upcalls if upcalls is not None else UpcallReader(fastpath)
+        # VXLAN the device would drop unseen, handed up whole by underlay_ingress
+        self.datagrams: DatagramReader | None = None
+        self._underlay: dict[int, str] = {}  # interfaces underlay_ingress is on: ifindex -> name
         # (tunnel, GRE arrival, port ifindex or VNI/key, peer, inner): a VM port's frames have
         # one entry whichever map it is in (the kernel looks in port_plans, then GRE's)
         self._entries: dict[tuple[bool, bool, int, str, Inner], Mirrored] = {}
@@ -177,26 +188,66 @@ class KernelMirror:
     @classmethod
     def start(cls) -> KernelMirror:
         """Load and make the device; raises ``KernelFastPathUnavailable`` saying why not."""
-        with IPRoute() as ipr:
-            if ipr.link_lookup(ifname=DEVICE_NAME):
-                # another vswitchd's in this namespace, or left by one that was killed: two
-                # daemons cannot share it (each would take the other's tunnel frames)
-                raise KernelFastPathUnavailable(
-                    f"{DEVICE_NAME} already exists in this network namespace (another "
-                    f"vswitchd's? if none runs here: ip link del {DEVICE_NAME})", errno.EEXIST)
+        take_back_stale_device()
         fastpath = KernelFastPath.load()
         existed = False
         try:
             ifindex = ensure_vxlan_device(DEVICE_NAME, VXLAN_PORT)
+            with IPRoute() as ipr:  # whose it is, for a daemon started after this one dies
+                ipr.link("set", index=ifindex, ifalias=f"{OWNER_ALIAS}{os.getpid()}")
             fastpath.attach_tunnel_device(ifindex)
         except (DatapathError, OSError) as exc:
             fastpath.close()
             raise KernelFastPathUnavailable(f"cannot set up {DEVICE_NAME}: {exc}") from exc
         try:
-            return cls(fastpath, ifindex, not existed)
+            mirror = cls(fastpath, ifindex, not existed)
         except KernelFastPathUnavailable:
             fastpath.close()
             raise
+        try:
+            mirror.datagrams = DatagramReader(fastpath)
+            mirror.watch_underlay()
+        except (KernelFastPathUnavailable, OSError):
+            mirror.close()
+            raise
+        return mirror
+
+    # the underlay -----------------------------------------------------------------------
+
+    def watch_underlay(self) -> None:
+        """Put underlay_ingress on every interface of the namespace that holds an IPv4
+        address (where datagrams to this host arrive), loopback, our device and VM ports
+        aside, and tell it the local addresses; again after interfaces or addresses change
+        (vswitchd calls it with the route refresh)."""
+        with IPRoute() as ipr:
+            holders: dict[int, str] = {}
+            local: set[str] = set()
+            names = {int(link["index"]): str(link.get_attr("IFLA_IFNAME"))
+                     for link in ipr.get_links()}
+            for addr in ipr.get_addr(family=socket.AF_INET):
+                local.add(str(addr.get_attr("IFA_ADDRESS")))
+                index = int(addr["index"])
+                if names.get(index, "lo") != "lo" and index != self.device_ifindex:
+                    holders[index] = names[index]
+        self.fastpath.set_local_addresses(local)
+        ours = set(self._ports.values())
+        for index, name in holders.items():
+            if index in ours or self._underlay.get(index) == name:
+                continue
+            try:
+                self.fastpath.attach_underlay(index)
+            except KernelFastPathUnavailable as exc:
+                log.warning("%s: malformed VXLAN arriving there will not reach Python: %s",
+                            name, exc)
+                continue
+            self._underlay[index] = name
+            log.info("%s: VXLAN the kernel's device would drop goes up to Python", name)
+        for index in [i for i, n in self._underlay.items() if holders.get(i) != n]:
+            del self._underlay[index]
+            try:
+                self.fastpath.detach(index, UNDERLAY_PRIORITY)
+            except KernelFastPathUnavailable as exc:  # gone with its interface
+                log.debug("detaching underlay_ingress from %s: %s", index, exc)
 
     # ports ----------------------------------------------------------------------------
 
@@ -370,6 +421,7 @@ class KernelMirror:
         # a GRE entry holds the route it was made for: another device or address, it goes
         self.remove_if(lambda m: m.gre and self._gre_route(
             m.ingress if m.tunnel else m.egress) != m.route)  # type: ignore[arg-type]
+        self.watch_underlay()
 
     def remove_if(self, doomed: Callable[[Mirrored], bool]) -> None:
         for mirrored in [m for m in self._entries.values() if doomed(m)]:
@@ -459,6 +511,7 @@ class KernelMirror:
     def stats(self) -> dict[str, object]:
         kernel = self.fastpath.stats()
         gre = self.fastpath.gre_stats()
+        underlay = self.fastpath.underlay_stats()
         return {
             "kernel_entries": len(self._entries),
             "kernel_installed": self.installed,
@@ -475,12 +528,18 @@ class KernelMirror:
             "kernel_gre_left_to_python": gre[GreStat.UPLINK_PASS],
             "kernel_gre_not_ip_without_mac": gre[GreStat.PORT_NO_MAC],
             "kernel_gre_failed": gre[GreStat.ENCAP_FAILED],
+            "kernel_underlay_handed_up": underlay[UnderlayStat.HANDED_UP],
+            "kernel_underlay_lost": underlay[UnderlayStat.NOT_HANDED_UP]
+            + (self.datagrams.lost if self.datagrams is not None else 0),
             "kernel_stays_in_python": dict(self.refusals),
         }
 
     def close(self) -> None:
         self.clear()
         self.upcalls.close()
+        if self.datagrams is not None:
+            self.datagrams.close()
+        self._underlay.clear()  # the fast path's close detaches it
         for name, ifindex in list(self._ports.items()):
             try:
                 self.fastpath.detach(ifindex)
@@ -495,3 +554,40 @@ class KernelMirror:
                 except OSError as exc:
                     if exc.errno != errno.ENODEV:
                         log.warning("cannot remove %s: %s", DEVICE_NAME, exc)
+
+
+def take_back_stale_device() -> None:
+    """Remove the VXLAN device a killed vswitchd left (its alias names a pid that runs no
+    vswitchd any more), so that a daemon restarted after SIGKILL takes UDP 4789 again; any
+    other device of that name (another daemon's, or not ours at all) is refused."""
+    with IPRoute() as ipr:
+        found = ipr.link_lookup(ifname=DEVICE_NAME)
+        if not found:
+            return
+        alias = ipr.get_links(found[0])[0].get_attr("IFLA_IFALIAS") or ""
+        pid = alias.removeprefix(OWNER_ALIAS) if alias.startswith(OWNER_ALIAS) else ""
+        if not pid.isdigit() or _runs_vswitchd(int(pid)):
+            # another vswitchd's in this namespace: two daemons cannot share it (each would
+            # take the other's tunnel frames); or a device we did not make
+            raise KernelFastPathUnavailable(
+                f"{DEVICE_NAME} already exists in this network namespace (another "
+                f"vswitchd's? if none runs here: ip link del {DEVICE_NAME})", errno.EEXIST)
+        log.warning("%s was left by vswitchd %s, which is gone: removed, made again",
+                    DEVICE_NAME, pid)
+        try:
+            ipr.link("del", index=found[0])
+        except OSError as exc:
+            if exc.errno != errno.ENODEV:
+                raise KernelFastPathUnavailable(f"cannot remove the stale {DEVICE_NAME}: "
+                                                f"{exc}", exc.errno or 0) from exc
+
+
+def _runs_vswitchd(pid: int) -> bool:
+    """Whether ``pid`` is a live vswitchd (a pid reused by anything else is not)."""
+    if pid == os.getpid():
+        return False
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return b"vswitchd" in cmdline

@@ -13,15 +13,18 @@ from __future__ import annotations
 import ctypes
 import ipaddress
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 from tunnelnet.datapath.kernel_fastpath import KernelFastPath
 from tunnelnet.datapath.kernel_loader import KernelFastPathUnavailable
-from tunnelnet.datapath.kernel_maps import UpcallMeta
+from tunnelnet.datapath.kernel_maps import DatagramMeta, UpcallMeta
+from tunnelnet.packet.offload import finish_if_partial
 
 _SAMPLE_FN = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p,
                               ctypes.c_uint32)
 _LOST_FN = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int, ctypes.c_uint64)
 _META_SIZE = ctypes.sizeof(UpcallMeta)
+T = TypeVar("T")
 PAGES_PER_CPU = 16  # 64 KiB a CPU: a burst of full-size frames, or one GSO super-frame
 
 
@@ -35,8 +38,20 @@ class TunnelMiss:
     gso_size: int = 0  # a GRO super-frame's segment size; 0 for an ordinary frame
 
 
-class UpcallReader:
-    """Reads the tunnel misses of one loaded fast path; ``close()`` frees the rings."""
+@dataclass(frozen=True, slots=True)
+class UnderlayDatagram:
+    """A UDP 4789 datagram the collect_md device would have dropped unseen (underlay_ingress):
+    its payload, as Python's VXLAN socket would have read it, and its source."""
+
+    remote_ip: str
+    payload: bytes
+
+
+class _Rings(Generic[T]):
+    """One perf event array's per-CPU rings, read with libbpf; ``close()`` frees them.
+    A subclass names the map and decodes its samples into ``T`` records."""
+
+    MAP = ""
 
     def __init__(self, fastpath: KernelFastPath, pages_per_cpu: int = PAGES_PER_CPU) -> None:
         lib = fastpath.libbpf.lib
@@ -48,13 +63,13 @@ class UpcallReader:
         lib.perf_buffer__free.argtypes = [ctypes.c_void_p]
         lib.perf_buffer__consume.argtypes = [ctypes.c_void_p]
         self._lib = lib
-        self._pending: list[TunnelMiss] = []
+        self._pending: list[T] = []
         self.lost = 0
         # referenced for as long as libbpf may call them
         self._on_sample = _SAMPLE_FN(self._sample)
         self._on_lost = _LOST_FN(self._lost)
         ctypes.set_errno(0)
-        self._buffer = lib.perf_buffer__new(fastpath.obj.map_fd("upcalls"), pages_per_cpu,
+        self._buffer = lib.perf_buffer__new(fastpath.obj.map_fd(self.MAP), pages_per_cpu,
                                             self._on_sample, self._on_lost, None, None)
         if not self._buffer:
             err = ctypes.get_errno()
@@ -62,19 +77,12 @@ class UpcallReader:
                 f"cannot open the upcall rings (perf events): errno {err}", err)
 
     def _sample(self, ctx: int | None, cpu: int, data: int | None, size: int) -> None:
-        if not data or size < _META_SIZE:
-            return
-        meta = UpcallMeta.from_address(data)
-        if _META_SIZE + meta.frame_len > size:  # cannot happen unless the layouts disagree
-            return
-        frame = ctypes.string_at(data + _META_SIZE, meta.frame_len)
-        remote = str(ipaddress.IPv4Address(meta.remote_ipv4))
-        self._pending.append(TunnelMiss(meta.vni, remote, frame, meta.gso_size))
+        raise NotImplementedError
 
     def _lost(self, ctx: int | None, cpu: int, count: int) -> None:
         self.lost += count
 
-    def poll(self, timeout_ms: int = 0) -> list[TunnelMiss]:
+    def poll(self, timeout_ms: int = 0) -> list[T]:
         """The misses that arrived, waiting up to ``timeout_ms`` for the first."""
         ret = self._lib.perf_buffer__poll(self._buffer, timeout_ms)
         if ret < 0 and ret != -4:  # -EINTR: a signal, try again next round
@@ -98,3 +106,44 @@ class UpcallReader:
         if self._buffer:
             self._lib.perf_buffer__free(self._buffer)
             self._buffer = None
+
+
+class UpcallReader(_Rings[TunnelMiss]):
+    """Reads the tunnel misses of one loaded fast path (tunnel_ingress)."""
+
+    MAP = "upcalls"
+
+    def _sample(self, ctx: int | None, cpu: int, data: int | None, size: int) -> None:
+        if not data or size < _META_SIZE:
+            return
+        meta = UpcallMeta.from_address(data)
+        if _META_SIZE + meta.frame_len > size:  # cannot happen unless the layouts disagree
+            return
+        frame = ctypes.string_at(data + _META_SIZE, meta.frame_len)
+        if not meta.gso_size:
+            # the copy lost the skb's CHECKSUM_PARTIAL: a checksum a sender's kernel left to
+            # be finished (over a veth underlay) is finished here, as the device would have
+            frame = finish_if_partial(frame)
+        remote = str(ipaddress.IPv4Address(meta.remote_ipv4))
+        self._pending.append(TunnelMiss(meta.vni, remote, frame, meta.gso_size))
+
+
+_DATAGRAM_META_SIZE = ctypes.sizeof(DatagramMeta)
+
+
+class DatagramReader(_Rings[UnderlayDatagram]):
+    """Reads the VXLAN datagrams underlay_ingress handed up (``UnderlayDatagram``)."""
+
+    MAP = "datagram_upcalls"
+
+    def _sample(self, ctx: int | None, cpu: int, data: int | None, size: int) -> None:
+        if not data or size < _DATAGRAM_META_SIZE:
+            return
+        meta = DatagramMeta.from_address(data)
+        end = meta.payload_offset + meta.payload_len
+        if meta.packet_len > size - _DATAGRAM_META_SIZE or end > meta.packet_len:
+            return  # cannot happen unless the layouts disagree
+        payload = ctypes.string_at(data + _DATAGRAM_META_SIZE + meta.payload_offset,
+                                   meta.payload_len)
+        remote = str(ipaddress.IPv4Address(meta.remote_ipv4))
+        self._pending.append(UnderlayDatagram(remote, payload))

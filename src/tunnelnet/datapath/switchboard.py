@@ -104,6 +104,8 @@ class Switchboard:
         mirror.settle_until = self.forwarding.settle_until
         self.tunnels.kernel_udp = frozenset({udp_port})
         self._loop.add_reader(mirror.upcalls.fileno(), self._read_upcalls)
+        if mirror.datagrams is not None:
+            self._loop.add_reader(mirror.datagrams.fileno(), self._read_datagrams)
         self._loop.after_each_round(mirror.check)
         self.fastpath_mode, self.fastpath_why = "kernel", "the kernel replays plans"
 
@@ -115,6 +117,14 @@ class Switchboard:
         for miss in mirror.upcalls.poll(0):
             mirror.upcalls_read += 1
             receive(miss.vni, miss.remote_ip, miss.frame, miss.gso_size)
+
+    def _read_datagrams(self) -> None:
+        mirror = self.kernel
+        if mirror is None or mirror.datagrams is None:
+            return
+        receive = self.tunnels.rx.receive_datagram
+        for datagram in mirror.datagrams.poll(0):
+            receive(datagram.remote_ip, datagram.payload)
 
     def sync(self) -> None:
         """Everything counted as of now: deferred plans settled, the kernel's counters
@@ -322,6 +332,8 @@ class Switchboard:
         self.tunnels.close()
         if self.kernel is not None:
             self._loop.remove_reader(self.kernel.upcalls.fileno())
+            if self.kernel.datagrams is not None:
+                self._loop.remove_reader(self.kernel.datagrams.fileno())
             self.kernel.close()
             self.kernel = self.forwarding.kernel = None
 

@@ -240,6 +240,16 @@ class TunnelReceiver:
         else:
             self._deliver(port, [frame], vni, src, port.tun_dst, None)
 
+    def receive_datagram(self, remote_ip: str, payload: bytes) -> None:
+        """A whole UDP 4789 datagram the kernel fast path handed up because its collect_md
+        device would have dropped it (reserved bits set, no I flag, too short): judged and
+        counted by VXLAN's parser, exactly as a read from the UDP socket would be."""
+        src = self._addresses.get(remote_ip) or self._new_address(remote_ip)
+        batch: list[Arrival] = []
+        self._vxlan_datagram(payload, VXLAN_UDP_PORT, src, self._ports, batch)
+        for port, vni, source, frame in batch:
+            self._deliver(port, [frame], vni, source, port.tun_dst, None)
+
     def _recv_each(self, sock: socket.socket) -> list[batchrecv.Datagram]:
         """What UdpBatchReceiver.receive gives, with one recvmsg per datagram (no recvmmsg)."""
         datagrams: list[batchrecv.Datagram] = []

@@ -32,6 +32,7 @@ from tunnelnet.packet.fields import (
     ETH_TYPE_QINQ,
     ETH_TYPE_VLAN,
     IPPROTO_TCP,
+    IPPROTO_UDP,
 )
 from tunnelnet.packet.sums import chunk_sums
 
@@ -321,3 +322,40 @@ def finish_checksum(frame: bytes, start: int, offset: int) -> bytes:
     if csum == 0 and offset == _UDP_CSUM_OFFSET:
         csum = 0xFFFF  # a computed zero is sent as all ones in UDP (RFC 768)
     return frame[:at] + csum.to_bytes(2, "big") + frame[at + 2:]
+
+
+_ETHERNET: Final = 14
+
+
+def finish_if_partial(frame: bytes) -> bytes:
+    """An untagged IPv4 TCP/UDP frame whose checksum field holds exactly the pseudo-header sum
+    (what Linux leaves in a CHECKSUM_PARTIAL packet for the device to finish) and does not
+    verify, with its checksum finished; any other frame as it is.
+
+    For frames copied out of an skb without its metadata (the kernel fast path's upcalls):
+    over a veth underlay a sender's partial checksum arrives unfinished, and written to a VM
+    as bytes it would be dropped there as corrupt. A frame corrupted in flight keeps its bad
+    checksum unless its field happens to equal that sum (one chance in 65535)."""
+    if len(frame) < _ETHERNET + 20 or frame[12:14] != b"\x08\x00" or frame[14] >> 4 != 4:
+        return frame
+    l3 = _ETHERNET
+    l4 = l3 + (frame[l3] & 0x0F) * 4
+    proto = frame[l3 + 9]
+    if proto == IPPROTO_TCP:
+        offset = TCP_CSUM_OFFSET
+    elif proto == IPPROTO_UDP:
+        offset = _UDP_CSUM_OFFSET
+    else:
+        return frame
+    end = l3 + _U16.unpack_from(frame, l3 + 2)[0]
+    if frame[l3 + 6] & 0x3F or frame[l3 + 7] or l4 < l3 + 20 or end > len(frame) \
+            or l4 + offset + 2 > end:
+        return frame  # a fragment or a malformed header: the receiver judges it
+    field = _U16.unpack_from(frame, l4 + offset)[0]
+    if field != _folded(_address_sum(frame, l3, True, proto) + end - l4):
+        return frame
+    pseudo = frame[l3 + 12 : l3 + 20] + bytes((0, proto)) + _U16.pack(end - l4)
+    segment = frame[l4:end]
+    if internet_checksum(pseudo + segment) == 0:
+        return frame  # a finished checksum that happens to equal the sum: it verifies
+    return finish_checksum(frame[:end], l4, offset) + frame[end:]

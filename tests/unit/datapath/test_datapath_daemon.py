@@ -19,6 +19,11 @@ from support.vswitchd import Vswitchd
 from tunnelnet.datapath import messages as m
 from tunnelnet.datapath.control import socket_path
 
+# These daemons run in the test's own namespace (the host's, as root): the kernel fast path
+# (the default, auto) would make its VXLAN device and filters there. They test the daemon's
+# life, not the fast path: Python only, said here.
+PYTHON_ONLY = ("--fastpath", "off")
+
 
 @pytest.fixture(scope="module")
 def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Vswitchd]:
@@ -209,7 +214,8 @@ def test_sigterm_exits_cleanly_and_removes_socket_and_pidfile(tmp_path: Path) ->
     rundir = tmp_path / "run"
     rundir.mkdir()
     proc = subprocess.Popen([sys.executable, "-m", "tunnelnet", "vswitchd", "--rundir",
-                             str(rundir), "--pidfile", "--log-file", str(rundir / "log")])
+                             str(rundir), *PYTHON_ONLY, "--pidfile", "--log-file",
+                             str(rundir / "log")])
     try:
         deadline = time.monotonic() + 15
         while not (rundir / "vswitchd.pid").exists() and time.monotonic() < deadline:
@@ -229,7 +235,8 @@ def test_sigterm_exits_cleanly_and_removes_socket_and_pidfile(tmp_path: Path) ->
 
 def test_second_daemon_on_the_same_rundir_is_refused(daemon: Vswitchd) -> None:
     proc = subprocess.run([sys.executable, "-m", "tunnelnet", "vswitchd", "--rundir",
-                           str(daemon.rundir)], capture_output=True, text=True, timeout=30,
+                           str(daemon.rundir), *PYTHON_ONLY], capture_output=True, text=True,
+                          timeout=30,
                           check=False)
     assert proc.returncode == 1
     assert "already runs" in proc.stderr
@@ -239,7 +246,8 @@ def test_second_daemon_on_the_same_rundir_is_refused(daemon: Vswitchd) -> None:
 def test_detach_returns_once_the_daemon_answers(tmp_path: Path) -> None:
     rundir = tmp_path / "run"
     proc = subprocess.run([sys.executable, "-m", "tunnelnet", "vswitchd", "--rundir",
-                           str(rundir), "--detach", "--pidfile"], capture_output=True,
+                           str(rundir), *PYTHON_ONLY, "--detach", "--pidfile"],
+                          capture_output=True,
                           text=True, timeout=30, check=False)
     assert proc.returncode == 0, proc.stderr
     pid = int((rundir / "vswitchd.pid").read_text())

@@ -16,6 +16,7 @@ from support.tools import require_tool
 from tunnelnet.datapath.errors import DatapathError
 from tunnelnet.datapath.kernel_fastpath import REPLAY_OBJECT
 from tunnelnet.datapath.kernel_maps import (
+    DatagramMeta,
     GrePortEntry,
     GreTunnelEntry,
     GreTunnelKey,
@@ -34,7 +35,7 @@ MIRRORS: dict[str, type[ctypes.Structure]] = {
     "inner_key": InnerKey, "port_key": PortKey, "port_entry": PortEntry,
     "tunnel_key": TunnelKey, "tunnel_entry": TunnelEntry, "upcall_meta": UpcallMeta,
     "gre_port_entry": GrePortEntry, "gre_tunnel_key": GreTunnelKey,
-    "gre_tunnel_entry": GreTunnelEntry,
+    "gre_tunnel_entry": GreTunnelEntry, "datagram_meta": DatagramMeta,
 }
 
 

@@ -265,3 +265,32 @@ def test_random_headers_raise_nothing_but_packet_error(prefix: bytes, data: byte
     frame_ = prefix + data
     with suppress(PacketError):
         segment_tcp(SuperFrame(frame_, mss))
+
+
+def _partial(frame: bytes, l4: int, offset: int) -> bytes:
+    """What Linux leaves in a CHECKSUM_PARTIAL packet: the folded pseudo-header sum (RFC 768 /
+    793 pseudo-header: addresses, protocol, L4 length), not complemented."""
+    proto, length = frame[23], len(frame) - l4
+    total = int.from_bytes(frame[26:34], "big") + proto + length
+    field = total % 0xFFFF or 0xFFFF
+    return frame[:l4 + offset] + field.to_bytes(2, "big") + frame[l4 + offset + 2:]
+
+
+def test_a_partial_udp_or_tcp_checksum_copied_out_of_the_kernel_is_finished_as_scapy_computes_it(
+        ) -> None:
+    from scapy.layers.inet import IP, TCP, UDP
+    from scapy.layers.l2 import Ether
+
+    from tunnelnet.packet.offload import finish_if_partial
+
+    base = Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02") / IP(src="10.1.0.1",
+                                                                       dst="10.1.0.2")
+    for l4, offset in ((UDP(sport=4000, dport=5400) / (b"x" * 33), 6),
+                       (TCP(sport=4000, dport=80, flags="PA", seq=7) / (b"y" * 101), 16)):
+        whole = bytes(base / l4)  # scapy computes the checksums: the oracle
+        partial = _partial(whole, 34, offset)
+        assert partial != whole
+        assert finish_if_partial(partial) == whole
+        assert finish_if_partial(whole) == whole  # finished already: untouched
+        corrupt = whole[:34 + offset] + b"\x12\x34" + whole[34 + offset + 2:]
+        assert finish_if_partial(corrupt) == corrupt  # a bad checksum stays bad

@@ -667,4 +667,139 @@ miss:
 	return TC_ACT_SHOT;
 }
 
+/*
+ * VXLAN the collect_md device would drop unseen, handed up whole: Linux's vxlan driver drops
+ * a datagram whose I flag is clear or whose reserved bits are set (it diverges from RFC 7348,
+ * which says to ignore them), and one too short for a VXLAN and an Ethernet header, before
+ * tunnel_ingress could see it. The Python path ignores reserved bits and counts the others by
+ * reason; with the device owning UDP 4789 that judgement would be lost. So on tc ingress of
+ * the interfaces that carry the underlay, a UDP 4789 datagram to a local address that is not
+ * plainly what the device takes (flags exactly I, reserved bits zero, room for the inner
+ * Ethernet header) goes up to Python as the packet it is, and Python's VXLAN parser decides
+ * and counts as it would have read it from its socket. Everything else is not this program's:
+ * TC_ACT_UNSPEC, so the next filter (or none) decides.
+ */
+struct datagram_meta {
+	__u32 remote_ipv4;   /* host byte order */
+	__u32 payload_offset; /* where the UDP payload starts in the packet that follows */
+	__u32 payload_len;   /* its length, as the UDP header gives it */
+	__u32 packet_len;    /* bytes of the packet that follow (Ethernet header first) */
+};
+
+enum underlay_stat {
+	UNDERLAY_HANDED_UP,
+	UNDERLAY_NOT_HANDED_UP, /* too big for a perf record, or its ring was full */
+	UNDERLAY_STAT_MAX,
+};
+
+#define VXLAN_UDP_PORT 4789
+#define VXLAN_HLEN 8
+#define VXLAN_FLAG_I 0x08
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, __u32);  /* a local IPv4 address, network byte order */
+	__type(value, __u8);
+} local_ipv4 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, UNDERLAY_STAT_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} underlay_stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERF_EVENT_ARRAY);
+	__uint(key_size, sizeof(__u32));
+	__uint(value_size, sizeof(__u32));
+} datagram_upcalls SEC(".maps");
+
+static __always_inline void count_underlay(__u32 which)
+{
+	__u64 *slot = bpf_map_lookup_elem(&underlay_stats, &which);
+
+	if (slot)
+		*slot += 1;
+}
+
+/* Whether the 20-byte IPv4 header's checksum holds (ip_rcv drops it otherwise). */
+static __always_inline int ipv4_checksum_ok(__u8 *ip)
+{
+	__s64 sum = bpf_csum_diff(0, 0, (__be32 *)ip, 20, 0);
+	__u32 folded;
+
+	if (sum < 0)
+		return 0;
+	folded = (__u32)sum;
+	folded = (folded & 0xffff) + (folded >> 16);
+	folded = (folded & 0xffff) + (folded >> 16);
+	return folded == 0xffff;
+}
+
+/*
+ * Not inlined on purpose, as send_upcall: keeps struct datagram_meta in the object's BTF.
+ */
+static __noinline int send_datagram(struct __sk_buff *skb, struct datagram_meta *meta)
+{
+	__u64 flags = BPF_F_CURRENT_CPU | ((__u64)meta->packet_len << 32);
+
+	return bpf_perf_event_output(skb, &datagram_upcalls, flags, meta, sizeof(*meta));
+}
+
+SEC("tc")
+int underlay_ingress(struct __sk_buff *skb)
+{
+	__u8 ip[20], udp[8], vxlan[VXLAN_HLEN];
+	__u32 daddr, ip_len, udp_len, payload;
+
+	if (skb->protocol != bpf_htons(ETH_P_IP))
+		return TC_ACT_UNSPEC;
+	if (bpf_skb_load_bytes(skb, ETH_HLEN, ip, sizeof(ip)) < 0)
+		return TC_ACT_UNSPEC;
+	/* options or a fragment: rare on a tunnel; the stack reassembles, the device judges */
+	if (ip[0] != 0x45 || ip[9] != IPPROTO_UDP || (ip[6] & 0x3f) || ip[7])
+		return TC_ACT_UNSPEC;
+	if (bpf_skb_load_bytes(skb, ETH_HLEN + 20, udp, sizeof(udp)) < 0)
+		return TC_ACT_UNSPEC;
+	if (udp[2] != (VXLAN_UDP_PORT >> 8) || udp[3] != (VXLAN_UDP_PORT & 0xff))
+		return TC_ACT_UNSPEC;
+	ip_len = (__u32)ip[2] << 8 | ip[3];
+	udp_len = (__u32)udp[4] << 8 | udp[5];
+	/* what the stack itself would drop before UDP delivery stays the stack's */
+	if (udp_len < 8 || ip_len < 20 + udp_len || ETH_HLEN + ip_len > skb->len)
+		return TC_ACT_UNSPEC;
+	payload = udp_len - 8;
+	if (payload >= VXLAN_HLEN + ETH_HLEN) {
+		if (bpf_skb_load_bytes(skb, ETH_HLEN + 28, vxlan, sizeof(vxlan)) < 0)
+			return TC_ACT_UNSPEC;
+		if (vxlan[0] == VXLAN_FLAG_I && !vxlan[1] && !vxlan[2] && !vxlan[3] && !vxlan[7])
+			return TC_ACT_UNSPEC; /* the device takes it, as Python would */
+	}
+	if (skb->gso_segs > 1)
+		return TC_ACT_UNSPEC; /* a GRO merge is of datagrams the device took apart */
+	__builtin_memcpy(&daddr, &ip[16], 4);
+	if (!bpf_map_lookup_elem(&local_ipv4, &daddr))
+		return TC_ACT_UNSPEC; /* passing through, or broadcast: not ours to judge */
+	if (!ipv4_checksum_ok(ip))
+		return TC_ACT_UNSPEC;
+	{
+		__u32 saddr;
+		struct datagram_meta meta = {
+			.payload_offset = ETH_HLEN + 28, .payload_len = payload,
+			.packet_len = ETH_HLEN + ip_len,
+		};
+
+		__builtin_memcpy(&saddr, &ip[12], 4);
+		meta.remote_ipv4 = bpf_ntohl(saddr);
+		if (meta.packet_len <= UPCALL_MAX_FRAME && send_datagram(skb, &meta) == 0)
+			count_underlay(UNDERLAY_HANDED_UP);
+		else
+			count_underlay(UNDERLAY_NOT_HANDED_UP);
+	}
+	/* the device would drop it: Python has it, nothing else does */
+	return TC_ACT_SHOT;
+}
+
 char LICENSE[] SEC("license") = "Dual MIT/GPL";
