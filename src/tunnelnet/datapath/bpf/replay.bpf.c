@@ -434,7 +434,7 @@ struct gre_headers {
  * the inner frame already). The helper refuses anything but IPv4/IPv6: an ARP frame grows
  * at its head instead (bpf_skb_change_head), never a GSO frame.
  */
-static __always_inline int gre_port_ingress(struct __sk_buff *skb)
+static __always_inline int gre_port_ingress(struct __sk_buff *skb, int python_got_it)
 {
 	struct gre_headers h = {};
 	__u32 ip[IPV4_HLEN / 4] = {}; /* aligned, then copied into h */
@@ -445,6 +445,8 @@ static __always_inline int gre_port_ingress(struct __sk_buff *skb)
 
 	if (!entry)
 		return TC_ACT_UNSPEC; /* no entry, or one Python must serve: its socket has it */
+	if (python_got_it)
+		return TC_ACT_OK; /* its plan went in after the tap: Python forwards this one */
 	/* counted as the frame the VM sent, before it grows (and gso_segs is reset) */
 	packets = segments(skb);
 	length = wire_bytes(skb);
@@ -558,19 +560,78 @@ lost:
 }
 /* ---- end of GRE ------------------------------------------------------------------------ */
 
+/*
+ * The Python path's socket filter and port_ingress take their decisions one after the other
+ * (the AF_PACKET tap runs before tc ingress, on the same CPU, for the same frame), and an
+ * entry installed between the two would have the frame forwarded twice: by Python, which
+ * the filter let have it, and by the kernel. So the filter notes what it decided, per CPU,
+ * and port_ingress leaves to Python a frame whose filter let Python have it.
+ */
+struct tap_verdict {
+	__u64 at_ns; /* when the filter decided; a note older than TAP_NOTE_NS is not this frame's */
+	__u32 ifindex;
+	__u32 len;
+	__u32 python_has_it;
+	__u32 pad;
+};
+
+#define TAP_NOTE_NS 1000000ULL
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct tap_verdict);
+} tap_verdicts SEC(".maps");
+
+static __always_inline int tap_note(struct __sk_buff *skb, int python_has_it)
+{
+	__u32 zero = 0;
+	struct tap_verdict *note = bpf_map_lookup_elem(&tap_verdicts, &zero);
+
+	if (note) {
+		note->at_ns = bpf_ktime_get_ns();
+		note->ifindex = skb->ifindex;
+		note->len = skb->len;
+		note->python_has_it = python_has_it;
+	}
+	return python_has_it ? skb->len : 0;
+}
+
+/* Whether this CPU's filter just let the Python path have this very frame (the note is used
+ * once: the next frame's filter writes its own). */
+static __always_inline int python_has_it(struct __sk_buff *skb)
+{
+	__u32 zero = 0;
+	struct tap_verdict *note = bpf_map_lookup_elem(&tap_verdicts, &zero);
+	int mine;
+
+	if (!note)
+		return 0;
+	mine = note->python_has_it && note->ifindex == skb->ifindex && note->len == skb->len &&
+	       bpf_ktime_get_ns() - note->at_ns < TAP_NOTE_NS;
+	note->python_has_it = 0;
+	return mine;
+}
+
 SEC("tc")
 int port_ingress(struct __sk_buff *skb)
 {
 	struct bpf_tunnel_key tkey = {};
+	int python = python_has_it(skb);
 	struct port_entry *entry = port_decision(skb, 1);
 
 	if (!entry) {
-		int gre = gre_port_ingress(skb);
+		int gre = gre_port_ingress(skb, python);
 
 		if (gre != TC_ACT_UNSPEC)
 			return gre;
 		count(STAT_PORT_MISS);
 		return TC_ACT_OK; /* the Python path's socket has it */
+	}
+	if (python) {
+		count(STAT_PORT_MISS);
+		return TC_ACT_OK; /* its plan went in after the tap: Python forwards this one */
 	}
 	if (!entry->remote_ipv4) {
 		/* a VM port of this host: the frame leaves as it came */
@@ -597,7 +658,7 @@ int port_ingress(struct __sk_buff *skb)
 SEC("socket")
 int port_socket_filter(struct __sk_buff *skb)
 {
-	return port_decision(skb, 0) || gre_port_decision(skb, 0) ? 0 : skb->len;
+	return tap_note(skb, !(port_decision(skb, 0) || gre_port_decision(skb, 0)));
 }
 
 /*
@@ -609,8 +670,8 @@ SEC("socket")
 int port_socket_filter_untagged(struct __sk_buff *skb)
 {
 	if (skb->vlan_present)
-		return 0;
-	return port_decision(skb, 0) || gre_port_decision(skb, 0) ? 0 : skb->len;
+		return tap_note(skb, 0);
+	return tap_note(skb, !(port_decision(skb, 0) || gre_port_decision(skb, 0)));
 }
 
 /*
