@@ -29,9 +29,7 @@ fail-secure bridges are never given NORMAL by this module.
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import re
 from pathlib import Path
 from typing import Any, Final
@@ -71,9 +69,7 @@ def snapshot(board: Switchboard) -> dict[str, Any]:
 
 
 def save(board: Switchboard, path: Path) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(snapshot(board)))
-    os.replace(tmp, path)  # atomic: a crash leaves the previous snapshot or this one
+    persist.write_json_atomically(path, snapshot(board))
 
 
 def ports_named(flow: str) -> set[int]:
@@ -112,15 +108,8 @@ def restore(board: Switchboard, path: Path) -> int:
     """Put back what ``path`` may safely give (see the module's doc) on the restored bridges;
     returns the number of flows restored. A bad snapshot restores nothing and is never
     fatal: the bridges then start as their fail mode says, as without a snapshot."""
-    try:
-        saved = json.loads(path.read_text())
-    except FileNotFoundError:
-        return 0
-    except (OSError, ValueError) as exc:
-        log.error("flow snapshot %s unreadable (%s): restoring no flow", path, exc)
-        return 0
-    if not isinstance(saved, dict) or saved.get("version") != VERSION:
-        log.error("flow snapshot %s is not version %d: restoring no flow", path, VERSION)
+    saved = persist.read_versioned(path, VERSION, "flow snapshot", "restoring no flow")
+    if saved is None:
         return 0
     try:
         flows, why = plan(saved, persist.snapshot(board))

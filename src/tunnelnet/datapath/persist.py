@@ -45,25 +45,41 @@ def snapshot(board: Switchboard) -> dict[str, Any]:
     return {"version": VERSION, "bridges": bridges}
 
 
-def save(board: Switchboard, path: Path) -> None:
+def write_json_atomically(path: Path, data: object, *, indent: int | None = None) -> None:
+    """A crash leaves the previous file or this one, never half of either."""
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(snapshot(board), indent=1))
-    os.replace(tmp, path)  # atomic: a crash never leaves half a configuration
+    tmp.write_text(json.dumps(data, indent=indent))
+    os.replace(tmp, path)
+
+
+def read_versioned(path: Path, version: int, what: str, otherwise: str
+                   ) -> dict[str, Any] | None:
+    """The JSON object ``path`` holds if it is of ``version``; None when the file is missing,
+    and, logged as "``what`` ...: ``otherwise``", when it is unreadable or of another version:
+    a daemon starting never dies of its own saved state."""
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        log.error("%s %s unreadable (%s): %s", what, path, exc, otherwise)
+        return None
+    if not isinstance(data, dict) or data.get("version") != version:
+        found = data.get("version") if isinstance(data, dict) else None
+        log.error("%s %s has version %r, not %d: %s", what, path, found, version, otherwise)
+        return None
+    return data
+
+
+def save(board: Switchboard, path: Path) -> None:
+    write_json_atomically(path, snapshot(board), indent=1)
 
 
 def restore(board: Switchboard, path: Path) -> int:
     """Re-create what ``path`` records; a port that cannot come back (its interface is gone)
     is logged and left out, never fatal. Returns the number of ports restored."""
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        return 0
-    except (OSError, ValueError) as exc:
-        log.error("configuration %s unreadable (%s): starting empty", path, exc)
-        return 0
-    if data.get("version") != VERSION:
-        log.error("configuration %s has version %r, not %d: starting empty", path,
-                  data.get("version"), VERSION)
+    data = read_versioned(path, VERSION, "configuration", "starting empty")
+    if data is None:
         return 0
     restored = 0
     bridges = data.get("bridges", [])
