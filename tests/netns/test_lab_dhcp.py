@@ -187,8 +187,9 @@ def test_trace_follows_a_renewal_across_the_tunnel_to_the_dhcp_port_and_the_wire
                            env={**os.environ, "TUNNELNET_LAB_PREFIX": PREFIX})
     # exit 0: delivered, and counters, the underlay capture and the DHCP namespace agree
     assert trace.returncode == 0, trace.stdout + trace.stderr
-    assert "delivered to dhcp-red-net on hv1" in trace.stdout
-    assert "VXLAN" in trace.stdout and "AGREES with the wire" in trace.stdout
+    # the whole trace in the message: a CI run once missed this line with exit 0
+    assert "delivered to dhcp-red-net on hv1" in trace.stdout, trace.stdout
+    assert "VXLAN" in trace.stdout and "AGREES with the wire" in trace.stdout, trace.stdout
 
 
 def test_gateway_dns_servers_and_host_routes_follow_a_subnet_update(
