@@ -25,6 +25,7 @@ from scapy.layers.dhcp import BOOTP, DHCP
 from scapy.layers.l2 import Ether
 
 from support.lab_cli import run_lab, running_lab
+from support.text import unwrapped
 from support.tools import require_tool
 from tunnelnet.client.http import Client
 from tunnelnet.lab import dhcp_client
@@ -188,8 +189,9 @@ def test_trace_follows_a_renewal_across_the_tunnel_to_the_dhcp_port_and_the_wire
     # exit 0: delivered, and counters, the underlay capture and the DHCP namespace agree
     assert trace.returncode == 0, trace.stdout + trace.stderr
     # the whole trace in the message: a CI run once missed this line with exit 0
-    assert "delivered to dhcp-red-net on hv1" in trace.stdout, trace.stdout
-    assert "VXLAN" in trace.stdout and "AGREES with the wire" in trace.stdout, trace.stdout
+    said = unwrapped(trace.stdout)
+    assert "delivered to dhcp-red-net on hv1" in said, trace.stdout
+    assert "VXLAN" in said and "AGREES with the wire" in said, trace.stdout
 
 
 def test_gateway_dns_servers_and_host_routes_follow_a_subnet_update(

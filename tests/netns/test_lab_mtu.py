@@ -24,6 +24,7 @@ import pytest
 
 from support.lab_cli import lab_state, run_lab
 from support.mtu_lab import PAIRS, V6, in_netns, mtu_lab, vm_netns
+from support.text import unwrapped
 
 pytestmark = pytest.mark.netns
 
@@ -67,8 +68,9 @@ def test_ping_with_df_is_told_the_networks_mtu_and_the_kernel_learns_it(
     trace = run_lab(PREFIX, lab_dir, "--dir", str(lab_dir), src, dst, "--size", "1472",
                     command="trace")
     assert trace.returncode == 1, trace.stdout + trace.stderr  # not delivered
-    assert f"'fragmentation needed' (mtu {mtu})" in trace.stdout
-    assert f"{mtu} = underlay MTU 1500 - {1500 - mtu} (outer IPv4 20" in trace.stdout
+    said = unwrapped(trace.stdout)
+    assert f"'fragmentation needed' (mtu {mtu})" in said, trace.stdout
+    assert f"{mtu} = underlay MTU 1500 - {1500 - mtu} (outer IPv4 20" in said, trace.stdout
 
 
 @pytest.mark.parametrize("kind", list(PAIRS))

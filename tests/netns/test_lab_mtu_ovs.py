@@ -27,6 +27,7 @@ import pytest
 
 from support.lab_cli import lab_state, run_lab
 from support.mtu_lab import PAIRS, V6, in_netns, mtu_lab, vm_netns
+from support.text import unwrapped
 from support.tools import require_tool
 
 pytestmark = [pytest.mark.netns, pytest.mark.interop]
@@ -78,8 +79,9 @@ def test_ping_with_df_is_told_the_networks_mtu_by_the_agent_on_open_vswitch(
     trace = run_lab(PREFIX, lab_dir, "--dir", str(lab_dir), src, dst, "--size", "1472",
                     command="trace")
     assert trace.returncode == 1, trace.stdout + trace.stderr
-    assert "sends it to the agent, whose MTU doctor" in trace.stdout, trace.stdout
-    assert f"'fragmentation needed' (mtu {mtu})" in trace.stdout
+    said = unwrapped(trace.stdout)
+    assert "sends it to the agent, whose MTU doctor" in said, trace.stdout
+    assert f"'fragmentation needed' (mtu {mtu})" in said, trace.stdout
     assert "without telling the sender" not in trace.stdout
 
 
