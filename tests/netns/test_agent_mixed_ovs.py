@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from support.lab_cli import run_lab, running_lab
+from support.lab_cli import assert_reach_only_within, run_lab, running_lab
 from support.tools import require_tool
 
 pytestmark = [pytest.mark.netns, pytest.mark.interop]
@@ -40,13 +40,8 @@ def lab_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 def test_vms_reach_across_our_switch_and_open_vswitch_only_within_their_network(
         lab_dir: Path) -> None:
-    verify = _lab(lab_dir, "verify", "--json")
-    assert verify.returncode == 0, verify.stdout + verify.stderr
-    pairs = json.loads(verify.stdout)["pairs"]
-    network = {"r1": "red", "r2": "red", "b1": "blue", "b2": "blue"}
-    assert len(pairs) == 12
-    for pair in pairs:
-        assert pair["reached"] == (network[pair["src"]] == network[pair["dst"]]), pair
+    assert_reach_only_within(PREFIX, lab_dir, {"r1": "red", "r2": "red",
+                                               "b1": "blue", "b2": "blue"})
 
 
 def _normalised(lines: list[str]) -> set[str]:

@@ -76,3 +76,16 @@ def running_lab(prefix: str, topology: Path, directory: Path, *up_options: str,
         run_lab(prefix, directory, "down", check=True, env=env)
         assert namespaces_of(prefix) == []
         assert processes_started_from(directory) == []
+
+
+def assert_reach_only_within(prefix: str, directory: Path, network_of: Mapping[str, str]
+                             ) -> None:
+    """``lab verify`` pings every ordered pair of VMs: each pair must be reached exactly when
+    both VMs are on the same network (``network_of`` names every VM's), and every pair tried."""
+    verify = run_lab(prefix, directory, "verify", "--json")
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    pairs = json.loads(verify.stdout)["pairs"]
+    vms = len(network_of)
+    assert len(pairs) == vms * (vms - 1), pairs
+    for pair in pairs:
+        assert pair["reached"] == (network_of[pair["src"]] == network_of[pair["dst"]]), pair
