@@ -70,7 +70,10 @@ class Frame:
             eth = eth / sc.Dot1Q(vlan=self.vlan)
         if self.arp_tpa is not None:
             return eth / sc.ARP(op=1, hwsrc=self.src, psrc=ARP_SPA, pdst=self.arp_tpa)
-        return eth / sc.IP(src="10.0.0.1", dst="10.0.0.2") / sc.UDP(sport=1000, dport=2000)
+        # 18 bytes of data: Ethernet's 60-byte minimum without a tag, as a NIC pads it (and
+        # the size from which our datapath makes plans, coalesce.signature)
+        udp = sc.UDP(sport=1000, dport=2000) / sc.Raw(bytes(18))
+        return eth / sc.IP(src="10.0.0.1", dst="10.0.0.2") / udp
 
     def encapsulated(self, dst_mac: str) -> Any:
         """A tunnel frame as its peer puts it on the underlay, to ``dst_mac``."""
@@ -81,7 +84,10 @@ class Frame:
             src=self.peer.remote_ip, dst=LOCAL_IP
         )
         if self.peer.kind == "vxlan":
-            return outer / sc.UDP(sport=49152, dport=4789) / sc.VXLAN(vni=self.key) / self.inner()
+            # RFC 7348's header: the I flag, all else zero (scapy's default sets VXLAN-GPE's
+            # next-protocol bits, reserved in RFC 7348, which Linux's vxlan device drops)
+            vxlan = sc.VXLAN(flags=0x08, vni=self.key)
+            return outer / sc.UDP(sport=49152, dport=4789) / vxlan / self.inner()
         return outer / sc.GRE(key_present=1, key=self.key, proto=0x6558) / self.inner()
 
     def wire(self, underlay_mac: str) -> tuple[str, bytes]:
@@ -175,37 +181,79 @@ class Capture:
         return fresh
 
 
+# br-int in front of br-tun, for a datapath that takes only untagged frames from its VM ports
+# (the kernel fast path): each network's VM port is an access port of its local VLAN, which
+# br-int pushes towards br-tun and pops towards the VM. Same ports and flows on both switches.
+VM_PORTS = {1: "vm-a", 2: "vm-b"}  # local VLAN -> VM port (its OpenFlow number is the VLAN)
+PATCH_TUN = 3  # br-int's patch port to br-tun
+BR_INT_FLOWS = [
+    *(f"priority=10,in_port={vlan} actions=mod_vlan_vid:{vlan},output:{PATCH_TUN}"
+      for vlan in VM_PORTS),
+    *(f"priority=10,in_port={PATCH_TUN},dl_vlan={vlan} actions=strip_vlan,output:{vlan}"
+      for vlan in VM_PORTS),
+    "priority=0 actions=drop",
+]
+
+
+def vm_port_copy(vlan: int | None, eth: Any) -> Copy:
+    """A frame leaving towards the VMs, as the frame br-tun sent to patch-int: ``vlan`` None
+    for patch-int itself, else the local VLAN of the VM port it left on (untagged there)."""
+    if vlan is None:
+        return ("patch-int", *eth_view(eth))
+    if eth.haslayer(scapy_all.Dot1Q):  # br-int must have taken the tag off
+        return (f"tagged-out-of-the-vlan-{vlan}-vm-port", *eth_view(eth))
+    return ("patch-int", vlan, *eth_view(eth)[1:])
+
+
+def vm_port_of(frame: Frame) -> str:
+    if frame.vlan not in VM_PORTS:
+        raise ValueError(f"{frame.label}: no VM port for VLAN {frame.vlan}")
+    return VM_PORTS[frame.vlan]
+
+
 @dataclass
 class Rig:
     ovs: OvsSwitch
     underlay_mac: str
-    patch: Capture
+    vm_side: dict[str, tuple[Capture, int | None]]  # port -> its capture, local VLAN
     uplink: Capture
+    with_br_int: bool = False
 
 
 @contextmanager
-def ovs_rig() -> Iterator[Rig]:
-    """Open vSwitch with br-tun: patch-int a dummy port, the six tunnels on an underlay whose
-    uplink is a dummy port too; both record what OVS sends on them."""
+def ovs_rig(*, with_br_int: bool = False) -> Iterator[Rig]:
+    """Open vSwitch with br-tun: patch-int a dummy port (``with_br_int``: a patch port to
+    br-int, whose VM ports are dummy ports), the six tunnels on an underlay whose uplink is a
+    dummy port too; all of them record what OVS sends on them."""
     require_tool("ovs-vswitchd")
     with OvsSwitch() as ovs:
         assert ovs.rundir is not None
         rundir = ovs.rundir
         ovs.add_bridge(BRIDGE, fail_mode="secure")
-        ovs.add_port(
-            BRIDGE,
-            "patch-int",
-            PATCH_INT,
-            type="dummy",
-            options={"tx_pcap": str(rundir / "patch-int.pcap")},
-        )
+        vm_side: dict[str, tuple[Capture, int | None]] = {}
+        if with_br_int:
+            ovs.add_bridge("br-int", fail_mode="secure")
+            for vlan, name in VM_PORTS.items():
+                pcap = rundir / f"{name}.pcap"
+                ovs.add_port("br-int", name, vlan, type="dummy", options={"tx_pcap": str(pcap)})
+                vm_side[name] = (Capture(pcap), vlan)
+            ovs.add_port("br-int", "patch-tun", PATCH_TUN, type="patch",
+                         options={"peer": "patch-int"})
+            ovs.add_port(BRIDGE, "patch-int", PATCH_INT, type="patch",
+                         options={"peer": "patch-tun"})
+            ovs.add_flows("br-int", BR_INT_FLOWS)
+        else:
+            pcap = rundir / "patch-int.pcap"
+            ovs.add_port(BRIDGE, "patch-int", PATCH_INT, type="dummy",
+                         options={"tx_pcap": str(pcap)})
+            vm_side["patch-int"] = (Capture(pcap), None)
         ovs.add_underlay(PEER_IPS, local_ip=LOCAL_IP)
         ovs.vsctl("set", "Interface", "uplink0", f"options:tx_pcap={rundir / 'uplink0.pcap'}")
         for peer in PEERS:
             ovs.add_tunnel_port(BRIDGE, peer.port_name, peer.kind, peer.remote_ip, peer.ofport)
         ovs.add_flows(BRIDGE, br_tun_flows(HOST))
         mac = ovs.vsctl("get", "Interface", "br-phy", "mac_in_use").strip().strip('"')
-        yield Rig(ovs, mac, Capture(rundir / "patch-int.pcap"), Capture(rundir / "uplink0.pcap"))
+        yield Rig(ovs, mac, vm_side, Capture(rundir / "uplink0.pcap"), with_br_int)
 
 
 def _lookups(ovs: OvsSwitch) -> int:
@@ -218,7 +266,10 @@ def _lookups(ovs: OvsSwitch) -> int:
 
 def inject(rig: Rig, frame: Frame) -> list[Copy]:
     """Send one frame into OVS and return the copies it sent out, as wire descriptors."""
-    port, data = frame.wire(rig.underlay_mac)
+    if rig.with_br_int and frame.peer is None:
+        port, data = vm_port_of(frame), bytes(frame.inner(tagged=False))
+    else:
+        port, data = frame.wire(rig.underlay_mac)
     # The uplink frame goes through br-phy and then br-tun: both count as datapath lookups
     # only once (the tunnel pop recirculates), so wait for the counter to move, then for the
     # capture files to settle.
@@ -229,10 +280,10 @@ def inject(rig: Rig, frame: Frame) -> list[Copy]:
         if time.monotonic() > deadline:
             raise AssertionError(f"OVS never processed {frame.label}")
         time.sleep(0.01)
-    _settle(rig.patch.path, rig.uplink.path)
+    _settle(*(capture.path for capture, _ in rig.vm_side.values()), rig.uplink.path)
     copies: list[Copy] = []
-    for pkt in rig.patch.new():
-        copies.append(("patch-int", *eth_view(pkt)))
+    for capture, vlan in rig.vm_side.values():
+        copies += [vm_port_copy(vlan, pkt) for pkt in capture.new()]
     for pkt in rig.uplink.new():
         # The underlay bridge's own chatter (IPv6 neighbour discovery of the br-phy device)
         # also leaves on the uplink; only packets encapsulated by us come from LOCAL_IP.
