@@ -276,3 +276,19 @@ def test_the_kernel_model_carries_a_known_flow() -> None:
     steps: list[object] = [Send("q1", reply, 1), Send("p2", frame, 1)] * 3
     steps += [Send("p2", frame, 5), Look()]
     assert _side_by_side(AGENT_LIKE_A, AGENT_LIKE_B, steps) >= 5
+
+
+_NORMAL = ["priority=0 actions=NORMAL"]
+_01_TO_02 = _udp("02:00:00:00:00:01", "02:00:00:00:00:02")
+
+
+def test_a_mac_that_moved_after_the_kernel_carried_it_stays_where_it_moved() -> None:
+    """02 talks to 01 from p2, its repeats carried by the kernel; a second later 02 speaks
+    from br-b's q1 (it moved: br-a learns it on the patch port) in a walk, and only then is
+    the kernel's entry folded, as of its last use. Folding must not take 02 back to p2 nor
+    make it younger than the walk saw it: every packet walking, 02 is on the patch port and
+    01's reply goes there."""
+    steps: list[object] = [Send("p3", _01_TO_02, 1), Send("p2", _TO_01, 1),
+                           Send("p2", _TO_01, 1), Send("p2", _TO_01, 3), Advance(1.0, False),
+                           Send("q1", _TO_01, 1), Look(), Send("p3", _01_TO_02, 1), Look()]
+    assert _side_by_side(_NORMAL, _NORMAL, steps, ordered_fdb=True) >= 1
