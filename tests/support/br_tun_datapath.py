@@ -256,7 +256,7 @@ def ovs_rig(*, with_br_int: bool = False) -> Iterator[Rig]:
         yield Rig(ovs, mac, vm_side, Capture(rundir / "uplink0.pcap"), with_br_int)
 
 
-def _lookups(ovs: OvsSwitch) -> int:
+def lookups(ovs: OvsSwitch) -> int:
     text = ovs.appctl("dpctl/show")
     found = re.search(r"lookups: hit:(\d+) missed:(\d+) lost:(\d+)", text)
     if found is None:
@@ -273,14 +273,14 @@ def inject(rig: Rig, frame: Frame) -> list[Copy]:
     # The uplink frame goes through br-phy and then br-tun: both count as datapath lookups
     # only once (the tunnel pop recirculates), so wait for the counter to move, then for the
     # capture files to settle.
-    before = _lookups(rig.ovs)
+    before = lookups(rig.ovs)
     rig.ovs.appctl("netdev-dummy/receive", port, data.hex())
     deadline = time.monotonic() + 5.0
-    while _lookups(rig.ovs) == before:
+    while lookups(rig.ovs) == before:
         if time.monotonic() > deadline:
             raise AssertionError(f"OVS never processed {frame.label}")
         time.sleep(0.01)
-    _settle(*(capture.path for capture, _ in rig.vm_side.values()), rig.uplink.path)
+    settle(*(capture.path for capture, _ in rig.vm_side.values()), rig.uplink.path)
     copies: list[Copy] = []
     for capture, vlan in rig.vm_side.values():
         copies += [vm_port_copy(vlan, pkt) for pkt in capture.new()]
@@ -292,7 +292,7 @@ def inject(rig: Rig, frame: Frame) -> list[Copy]:
     return sorted(copies, key=repr)
 
 
-def _settle(*paths: Path, quiet: float = 0.15, limit: float = 3.0) -> None:
+def settle(*paths: Path, quiet: float = 0.15, limit: float = 3.0) -> None:
     """Wait (bounded) until the capture files have stopped growing for `quiet` seconds."""
 
     def sizes() -> list[int]:
