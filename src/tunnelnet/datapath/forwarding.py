@@ -336,6 +336,8 @@ class Forwarder:
                     frames = self._follow(plan, plan_key, frames)
                     if not frames:
                         return
+        if self.kernel is not None:  # and what the kernel did, where a MAC's age depends on it
+            self.kernel.before_walk()
         self.settle()  # the walk must see what earlier packets did
         state = self.bridges[port.bridge]
         try:

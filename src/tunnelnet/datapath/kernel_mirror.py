@@ -36,7 +36,6 @@ import logging
 import math
 import os
 import socket
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -397,7 +396,9 @@ class KernelMirror:
         if not self._entries:
             return
         versions = self._current_versions()
-        now = time.monotonic()
+        # the bridges' clock, which valid_until is on (the daemon's bridges share one, and
+        # it is time.monotonic there; a test's may be another)
+        now = next(iter(self._entries.values())).plan.clock()
         if versions == self._versions and now < self._valid_until:
             return
         self.fold()  # MAC refreshes first: what the kernel forwarded keeps them young
@@ -411,6 +412,17 @@ class KernelMirror:
         self._versions = self._current_versions()
         self._valid_until = min((m.plan.valid_until for m in self._entries.values()),
                                 default=math.inf)
+
+    def before_walk(self) -> None:
+        """A walk is about to look MACs up: once a plan's valid_until has passed, a MAC
+        that the kernel's packets kept young would look aged out to it (flooded to, or
+        learned anew) until this round's check folds them, so fold and check now. Before
+        that the kernel's unfolded packets change no answer of a walk: its MACs are known and
+        where they were (a late fold does not move them back: MacTable.learn), and counters
+        add up in any order."""
+        if self._entries and next(iter(self._entries.values())).plan.clock() \
+                >= self._valid_until:
+            self.check()
 
     def routes_refreshed(self) -> None:
         """The tunnels' underlay MTUs were read again: an entry whose tunnel now takes

@@ -55,14 +55,21 @@ class MacTable:
         return None if entry is None else entry.seen + self.aging
 
     def learn(self, vlan: int, mac: int, port: int, now: float) -> str:
-        """Returns 'learned', 'moved', 'refreshed' or 'limit' (not learned: VLAN is full)."""
+        """Returns 'learned', 'moved', 'refreshed' or 'limit' (not learned: VLAN is full).
+
+        ``now`` may be older than the MAC's last sighting: the kernel fast path folds the
+        packets it forwarded as of their last use, after walks that came later
+        (kernel_mirror.py). The later sighting stands, as if each packet had walked in turn:
+        the MAC stays where it was seen last, no younger and no older."""
         key = (vlan, mac)
         entries = self._entries
         entry = entries.get(key)
         if entry is not None and now - entry.seen < self.aging:
+            if now < entry.seen:
+                return "refreshed"
             # re-insert so the dict stays in last-seen order (oldest first) for expire()
             del entries[key]
-            entries[key] = entry
+            self._append(key, entry, now)
             entry.seen = now
             if entry.port != port:
                 entry.port = port
@@ -75,8 +82,24 @@ class MacTable:
             self._per_vlan[vlan] = self._per_vlan.get(vlan, 0) + 1
         else:
             del entries[key]
-        entries[key] = MacEntry(port, now)
+        self._append(key, MacEntry(port, now), now)
         return "learned"
+
+    def _append(self, key: tuple[int, int], entry: MacEntry, seen: float) -> None:
+        """Put ``entry`` (seen at ``seen``) in its place in the last-seen order: the end,
+        unless a late fold's sighting is older than the newest entries (then before them)."""
+        entries = self._entries
+        if not entries or next(reversed(entries.values())).seen <= seen:
+            entries[key] = entry
+            return
+        newer = []
+        for other in reversed(entries):
+            if entries[other].seen <= seen:
+                break
+            newer.append(other)
+        moved = [(other, entries.pop(other)) for other in reversed(newer)]
+        entries[key] = entry
+        entries.update(moved)
 
     def expire(self, now: float) -> int:
         # entries are in last-seen order, so the stale ones are a prefix

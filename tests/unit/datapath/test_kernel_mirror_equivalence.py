@@ -180,7 +180,8 @@ def board(clock: Clock, table_a: list[str], table_b: list[str], *, kernel: bool
         loop.close()
 
 
-def _apply(made: Switchboard, maps: ModelMaps | None, step: object) -> None:
+def _apply(made: Switchboard, maps: ModelMaps | None, step: object, *,
+           round_after_advance: bool = True) -> None:
     if isinstance(step, Send):
         port = made.ports[step.port]
         assert isinstance(port, KernelSidePort)
@@ -200,6 +201,8 @@ def _apply(made: Switchboard, maps: ModelMaps | None, step: object) -> None:
                 made.forwarding._input(port, run, None, None, None, None)
     else:
         apply_control(made, step)
+        if isinstance(step, Advance) and not step.expire and not round_after_advance:
+            return  # the next packet comes in the round in which the time passed
     made.check_kernel()  # what the event loop does after each round
 
 
@@ -210,9 +213,11 @@ def _observed(made: Switchboard, ordered_fdb: bool = False) -> tuple[object, ...
 
 
 def _side_by_side(table_a: list[str], table_b: list[str], steps: list[object], *,
-                  ordered_fdb: bool = False) -> int:
+                  ordered_fdb: bool = False, round_after_advance: bool = True) -> int:
     """Run ``steps`` walking and with the kernel model; the frames the kernel carried.
-    ``ordered_fdb``: the MAC tables must also be in the same (last-seen) order."""
+    ``ordered_fdb``: the MAC tables must also be in the same (last-seen) order.
+    ``round_after_advance=False``: time passing (without expiry) ends no round of the event
+    loop before the next step (the daemon's loop ends one at least every second)."""
     clock = Clock()
     with board(clock, table_a, table_b, kernel=False) as (walked, _), \
             board(clock, table_a, table_b, kernel=True) as (kerneled, maps):
@@ -220,8 +225,8 @@ def _side_by_side(table_a: list[str], table_b: list[str], steps: list[object], *
         for step in steps:
             if isinstance(step, Advance):
                 clock.now += step.seconds
-            _apply(walked, None, step)
-            _apply(kerneled, maps, step)
+            _apply(walked, None, step, round_after_advance=round_after_advance)
+            _apply(kerneled, maps, step, round_after_advance=round_after_advance)
             assert sent(kerneled) == sent(walked), step
             if isinstance(step, Look):
                 assert _observed(kerneled, ordered_fdb) == _observed(walked, ordered_fdb)
@@ -276,3 +281,31 @@ def test_the_kernel_model_carries_a_known_flow() -> None:
     steps: list[object] = [Send("q1", reply, 1), Send("p2", frame, 1)] * 3
     steps += [Send("p2", frame, 5), Look()]
     assert _side_by_side(AGENT_LIKE_A, AGENT_LIKE_B, steps) >= 5
+
+
+_NORMAL = ["priority=0 actions=NORMAL"]
+_01_TO_02 = _udp("02:00:00:00:00:01", "02:00:00:00:00:02")
+
+
+def test_a_mac_that_moved_after_the_kernel_carried_it_stays_where_it_moved() -> None:
+    """02 talks to 01 from p2, its repeats carried by the kernel; a second later 02 speaks
+    from br-b's q1 (it moved: br-a learns it on the patch port) in a walk, and only then is
+    the kernel's entry folded, as of its last use. Folding must not take 02 back to p2 nor
+    make it younger than the walk saw it: every packet walking, 02 is on the patch port and
+    01's reply goes there."""
+    steps: list[object] = [Send("p3", _01_TO_02, 1), Send("p2", _TO_01, 1),
+                           Send("p2", _TO_01, 1), Send("p2", _TO_01, 3), Advance(1.0, False),
+                           Send("q1", _TO_01, 1), Look(), Send("p3", _01_TO_02, 1), Look()]
+    assert _side_by_side(_NORMAL, _NORMAL, steps, ordered_fdb=True) >= 1
+
+
+def test_a_walk_after_a_mac_would_have_aged_sees_it_kept_young_by_the_kernel() -> None:
+    """02 is learned at t=1000 and speaks only through the kernel afterwards (t=1299);
+    at t=1301 01 sends to it, a walk in the first round since (the round's check comes
+    after it): every packet walking, 02 was seen 2 s ago and gets the frame alone; its
+    unfolded age (301 s) must not flood it."""
+    steps: list[object] = [Send("p3", _01_TO_02, 1), Send("p2", _TO_01, 1),
+                           Send("p2", _TO_01, 1), Advance(299.0, False), Send("p2", _TO_01, 1),
+                           Advance(2.0, False), Send("p3", _01_TO_02, 1), Look()]
+    assert _side_by_side(_NORMAL, _NORMAL, steps, ordered_fdb=True,
+                         round_after_advance=False) >= 1
