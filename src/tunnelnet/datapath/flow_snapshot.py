@@ -34,7 +34,7 @@ import re
 from pathlib import Path
 from typing import Any, Final
 
-from tunnelnet.datapath import persist
+from tunnelnet.datapath import parsed_flows, persist
 from tunnelnet.datapath.loop import EventLoop
 from tunnelnet.datapath.switchboard import Switchboard
 from tunnelnet.errors import TunnelnetError
@@ -57,19 +57,36 @@ def _kept(entry: FlowEntry) -> bool:
     return not entry.learned and not entry.idle_timeout and not entry.hard_timeout
 
 
+def _kept_flows(board: Switchboard, bridge: str) -> list[tuple[str, FlowEntry]]:
+    return [(format_flow(e, stats=False, now=0.0), e)
+            for e in board.bridge(bridge).bridge.flows() if _kept(e)]
+
+
 def snapshot(board: Switchboard) -> dict[str, Any]:
     """The flows of every bridge (without counters) with the port records they hold for."""
+    return _snapshot(board, {name: _kept_flows(board, name) for name in board.bridges})
+
+
+def _snapshot(board: Switchboard, kept: dict[str, list[tuple[str, FlowEntry]]]
+              ) -> dict[str, Any]:
     config = persist.snapshot(board)
-    bridges = []
-    for bridge in config["bridges"]:
-        flows = [format_flow(e, stats=False, now=0.0)
-                 for e in board.bridge(bridge["name"]).bridge.flows() if _kept(e)]
-        bridges.append({"name": bridge["name"], "ports": bridge["ports"], "flows": flows})
+    bridges = [{"name": bridge["name"], "ports": bridge["ports"],
+                "flows": [line for line, _ in kept[bridge["name"]]]}
+               for bridge in config["bridges"]]
     return {"version": VERSION, "bridges": bridges}
 
 
+def parsed_path(path: Path) -> Path:
+    """Where the parsed form of the snapshot at ``path`` is kept (parsed_flows.py)."""
+    return path.with_name(parsed_flows.PARSED_NAME)
+
+
 def save(board: Switchboard, path: Path) -> None:
-    persist.write_json_atomically(path, snapshot(board))
+    """The snapshot and, beside it, its parsed form (used only with the lines it was made
+    from, so a crash between the two writes costs parsing, never a wrong flow)."""
+    kept = {name: _kept_flows(board, name) for name in board.bridges}
+    parsed_flows.save(parsed_path(path), kept)
+    persist.write_json_atomically(path, _snapshot(board, kept))
 
 
 def ports_named(flow: str) -> set[int]:
@@ -118,11 +135,13 @@ def restore(board: Switchboard, path: Path) -> int:
         return 0
     if why:
         log.warning("flow snapshot %s: %s", path, why)
+    parsed = parsed_flows.load(parsed_path(path),
+                               {b["name"]: b["flows"] for b in saved["bridges"]})
     restored = 0
     for name, lines in flows.items():
         bridge = board.bridge(name).bridge
-        try:
-            restored += bridge.add_flows(lines)  # all or nothing per bridge
+        try:  # all or nothing per bridge; a line without its parsed form is parsed
+            restored += bridge.add_flows(lines, known=parsed.get(name))
         except TunnelnetError as exc:
             log.error("flows of %s not restored: %s", name, exc)
     log.info("restored %d flows on %d bridges from %s", restored, len(flows), path)

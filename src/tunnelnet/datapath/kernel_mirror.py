@@ -188,9 +188,16 @@ class KernelMirror:
     @classmethod
     def start(cls) -> KernelMirror:
         """Load and make the device; raises ``KernelFastPathUnavailable`` saying why not."""
-        take_back_stale_device()
+        # loaded before a killed daemon's device is taken back: until then its programs
+        # still replay its plans (its maps live on with the filters), so a restart's
+        # forwarding gap does not include the load
         fastpath = KernelFastPath.load()
         existed = False
+        try:
+            take_back_stale_device()
+        except KernelFastPathUnavailable:
+            fastpath.close()
+            raise
         try:
             ifindex = ensure_vxlan_device(DEVICE_NAME, VXLAN_PORT)
             with IPRoute() as ipr:  # whose it is, for a daemon started after this one dies
