@@ -9,6 +9,7 @@ import json
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -125,3 +126,43 @@ def test_a_vswitchd_restarted_after_sigkill_takes_the_kernel_path_again() -> Non
             daemon.close()
         assert DEVICE not in _links(ns)
         assert _ingress_programs(ns, "tap1") == []
+
+
+def test_a_persistent_vswitchd_killed_forwards_in_the_kernel_until_its_restart_takes_over(
+        ) -> None:
+    """--persist, SIGKILL: the dead daemon's filters go on replaying its plans (ping works
+    with no vswitchd at all), and the daemon started again, once its ports and flows are
+    back, puts its own programs on the port and forwards with them."""
+    if not REPLAY_OBJECT.exists():
+        pytest.skip("the BPF object is not built (make bpf)")
+    with lab() as made:
+        ns, vm1, vm2 = made.netns(), made.netns(), made.netns()
+        made.veth(ns, "tap1", vm1, "eth0")
+        made.veth(ns, "tap2", vm2, "eth0")
+        made.addr(vm1, "eth0", "10.0.0.1/24")
+        made.addr(vm2, "eth0", "10.0.0.2/24")
+        daemon = Vswitchd(ns, fastpath="kernel", persist=True)
+
+        def ping(count: int) -> int:
+            return run(["ping", "-c", str(count), "-i", "0.2", "-W", "2", "10.0.0.2"],
+                       netns=vm1, check=False).returncode
+
+        try:
+            daemon.start()
+            daemon.vsctl("add-br", "br0", "fail_mode=secure")
+            daemon.vsctl("add-port", "br0", "tap1")
+            daemon.vsctl("add-port", "br0", "tap2")
+            daemon.ofctl("add-flow", "br0", "priority=1,actions=NORMAL")
+            assert ping(5) == 0
+            (dead_program,) = _ingress_programs(ns, "tap1")
+            time.sleep(1.0)  # the flow snapshot follows a change within 0.5 s
+            daemon.stop(signal.SIGKILL)
+            assert ping(3) == 0  # nobody but the kernel forwards now
+            daemon.start()
+            (program,) = _ingress_programs(ns, "tap1")
+            assert program != dead_program
+            assert "kernel taken over on 2 ports" in daemon.log_file.read_text()
+            assert ping(3) == 0
+        finally:
+            daemon.close()
+        assert DEVICE not in _links(ns)

@@ -110,7 +110,8 @@ def run(config: DaemonConfig) -> None:
     loop = EventLoop()
     # with its configuration kept, internal ports outlive a crash to be taken back at once
     board = Switchboard(loop, port_factory=partial(make_port, persistent_taps=config.persist))
-    _start_fastpath(board, config.fastpath)
+    # restoring, the kernel is taken over last: a killed daemon's plans replay until then
+    _start_fastpath(board, config.fastpath, take_over_later=config.persist)
     config_path = config.rundir / persist.CONFIG_NAME if config.persist else None
     snapshots = None
     if config_path is not None:
@@ -119,6 +120,11 @@ def run(config: DaemonConfig) -> None:
         flows_path = config.rundir / flow_snapshot.SNAPSHOT_NAME
         flow_snapshot.restore(board, flows_path)
         snapshots = flow_snapshot.SnapshotWriter(board, loop, flows_path)
+    try:
+        _take_over_kernel(board)
+    except DatapathError:
+        board.close()
+        raise
     server = ControlServer(path, Service(board, config_path, snapshots), loop)
     wake_r, wake_w = socket.socketpair()
     wake_r.setblocking(False)
@@ -176,7 +182,19 @@ def _import_the_rest() -> None:
     importlib.import_module("numpy")
 
 
-def _start_fastpath(board: Switchboard, mode: str) -> None:
+def _take_over_kernel(board: Switchboard) -> None:
+    """The device and the ports' filters become this daemon's (after a restore: see
+    KernelMirror.start). Failing now is fatal: the ports were set up for the kernel."""
+    from tunnelnet.datapath.kernel_loader import KernelFastPathUnavailable
+    if board.kernel is None:
+        return
+    try:
+        board.kernel.take_over()
+    except KernelFastPathUnavailable as exc:
+        raise DatapathError(f"cannot take the kernel fast path over: {exc}") from exc
+
+
+def _start_fastpath(board: Switchboard, mode: str, *, take_over_later: bool = False) -> None:
     """Set the kernel fast path up as ``mode`` asks; says once, in the log, what it does."""
     if mode == "off":
         board.fastpath_mode, board.fastpath_why = "off", "--fastpath off"
@@ -187,7 +205,7 @@ def _start_fastpath(board: Switchboard, mode: str) -> None:
     from tunnelnet.datapath.kernel_mirror import KernelMirror
     from tunnelnet.datapath.tunnel_rx import VXLAN_UDP_PORT
     try:
-        mirror = KernelMirror.start()
+        mirror = KernelMirror.start(take_over_later=take_over_later)
     except KernelFastPathUnavailable as exc:
         if mode == "kernel":
             raise DatapathError(f"--fastpath kernel: {exc}") from exc

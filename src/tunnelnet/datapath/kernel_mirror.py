@@ -175,6 +175,7 @@ class KernelMirror:
         self._entries: dict[tuple[bool, bool, int, str, Inner], Mirrored] = {}
         self._gre_routes: dict[str, GreRoute | None] = {}  # by GRE port name
         self._ports: dict[str, int] = {}  # attached VM ports: name -> ifindex
+        self._waiting: dict[str, KernelPort] = {}  # ports to attach at the take-over
         self._versions: tuple[int, ...] = ()
         self._valid_until = math.inf
         self.installed = 0  # entries ever installed
@@ -186,38 +187,63 @@ class KernelMirror:
         self.settle_until: Callable[[float], None] = lambda until: None
 
     @classmethod
-    def start(cls) -> KernelMirror:
-        """Load and make the device; raises ``KernelFastPathUnavailable`` saying why not."""
-        # loaded before a killed daemon's device is taken back: until then its programs
-        # still replay its plans (its maps live on with the filters), so a restart's
-        # forwarding gap does not include the load
+    def start(cls, *, take_over_later: bool = False) -> KernelMirror:
+        """Load and make the device; raises ``KernelFastPathUnavailable`` saying why not.
+
+        ``take_over_later``: a daemon restarted with its configuration kept loads its programs
+        now and takes the kernel over (``take_over``) only once its ports and flows are back.
+        Until then a killed daemon's filters go on replaying its plans, as they did while it
+        was dead: the flows they were made from are the ones being restored (the restored
+        daemon's own plans replace them within a round of its loop), and no port or flow can
+        change meanwhile, since nothing answers on the control socket yet."""
+        # loaded before a killed daemon's device is taken back: its plans keep replaying
         fastpath = KernelFastPath.load()
-        existed = False
         try:
-            take_back_stale_device()
-        except KernelFastPathUnavailable:
-            fastpath.close()
-            raise
-        try:
-            ifindex = ensure_vxlan_device(DEVICE_NAME, VXLAN_PORT)
-            with IPRoute() as ipr:  # whose it is, for a daemon started after this one dies
-                ipr.link("set", index=ifindex, ifalias=f"{OWNER_ALIAS}{os.getpid()}")
-            fastpath.attach_tunnel_device(ifindex)
-        except (DatapathError, OSError) as exc:
-            fastpath.close()
-            raise KernelFastPathUnavailable(f"cannot set up {DEVICE_NAME}: {exc}") from exc
-        try:
-            mirror = cls(fastpath, ifindex, not existed)
+            if take_over_later:
+                stale_device_check()  # another live daemon's device: refused now, as ever
+            mirror = cls(fastpath, 0, False)
         except KernelFastPathUnavailable:
             fastpath.close()
             raise
         try:
             mirror.datagrams = DatagramReader(fastpath)
-            mirror.watch_underlay()
+            if not take_over_later:
+                mirror.take_over()
         except (KernelFastPathUnavailable, OSError):
             mirror.close()
             raise
         return mirror
+
+    @property
+    def live(self) -> bool:
+        """Whether this daemon's programs are the ones on the device and the ports."""
+        return self.device_ifindex != 0
+
+    def take_over(self) -> None:
+        """Take the device back from a killed daemon (or make it), attach the programs to it,
+        the underlay and every port added meanwhile; raises ``KernelFastPathUnavailable``."""
+        if self.live:
+            return
+        take_back_stale_device()
+        try:
+            ifindex = self.device_ifindex = ensure_vxlan_device(DEVICE_NAME, VXLAN_PORT)
+            self._device_made = True
+            with IPRoute() as ipr:  # whose it is, for a daemon started after this one dies
+                ipr.link("set", index=ifindex, ifalias=f"{OWNER_ALIAS}{os.getpid()}")
+            self.fastpath.attach_tunnel_device(ifindex)
+        except (DatapathError, OSError) as exc:
+            raise KernelFastPathUnavailable(f"cannot set up {DEVICE_NAME}: {exc}") from exc
+        self.watch_underlay()
+        waiting, self._waiting = self._waiting, {}
+        drained = 0
+        for port in waiting.values():
+            self._attach_now(port)
+            drained += _drain(port.untagged_socket()[0])
+        if waiting:
+            # what the killed daemon's filters took meanwhile went its way (or nowhere): a
+            # copy left in our sockets would be forwarded twice, late
+            log.info("kernel taken over on %d ports; %d frames that arrived before dropped",
+                     len(waiting), drained)
 
     # the underlay -----------------------------------------------------------------------
 
@@ -259,7 +285,14 @@ class KernelMirror:
     # ports ----------------------------------------------------------------------------
 
     def attach(self, port: KernelPort) -> None:
-        """Replay plans for frames from ``port`` and hide those frames from its socket."""
+        """Replay plans for frames from ``port`` and hide those frames from its socket (once
+        taken over: until then the killed daemon's filter stays on it)."""
+        if not self.live:
+            self._waiting[port.name] = port
+            return
+        self._attach_now(port)
+
+    def _attach_now(self, port: KernelPort) -> None:
         ifindex = port.ifindex
         self.fastpath.attach_port(ifindex)
         sock, split = port.untagged_socket()
@@ -271,6 +304,7 @@ class KernelMirror:
         self._ports[port.name] = ifindex
 
     def detach(self, port: Port) -> None:
+        self._waiting.pop(port.name, None)
         ifindex = self._ports.pop(port.name, None)
         if ifindex is None:
             return
@@ -285,7 +319,7 @@ class KernelMirror:
     def offer(self, ingress: Port, key: FlowKey, plan: Plan) -> None:
         """A plan Python has just made for the flow ``key`` arriving on ``ingress``: mirror it
         when the kernel can replay it exactly."""
-        reason = self._why_not(ingress, key, plan)
+        reason = self._why_not(ingress, key, plan) if self.live else "not taken over yet"
         if reason is not None:
             self.refusals[reason] = self.refusals.get(reason, 0) + 1
             return
@@ -554,7 +588,8 @@ class KernelMirror:
                 log.debug("detaching the fast path from %s: %s", name, exc)
         self._ports.clear()
         self.fastpath.close()
-        if self._device_made:
+        self._waiting.clear()
+        if self._device_made and self.live:
             with IPRoute() as ipr:
                 try:
                     ipr.link("del", index=self.device_ifindex)
@@ -563,26 +598,39 @@ class KernelMirror:
                         log.warning("cannot remove %s: %s", DEVICE_NAME, exc)
 
 
+def stale_device_check(ipr: IPRoute | None = None) -> tuple[int, str] | None:
+    """The VXLAN device a killed vswitchd left (ifindex, the pid its alias names), or None
+    when there is none; raises when it is another live daemon's or not ours at all."""
+    if ipr is None:
+        with IPRoute() as own:
+            return stale_device_check(own)
+    found = ipr.link_lookup(ifname=DEVICE_NAME)
+    if not found:
+        return None
+    alias = ipr.get_links(found[0])[0].get_attr("IFLA_IFALIAS") or ""
+    pid = alias.removeprefix(OWNER_ALIAS) if alias.startswith(OWNER_ALIAS) else ""
+    if not pid.isdigit() or _runs_vswitchd(int(pid)):
+        # another vswitchd's in this namespace: two daemons cannot share it (each would
+        # take the other's tunnel frames); or a device we did not make
+        raise KernelFastPathUnavailable(
+            f"{DEVICE_NAME} already exists in this network namespace (another "
+            f"vswitchd's? if none runs here: ip link del {DEVICE_NAME})", errno.EEXIST)
+    return int(found[0]), pid
+
+
 def take_back_stale_device() -> None:
     """Remove the VXLAN device a killed vswitchd left (its alias names a pid that runs no
     vswitchd any more), so that a daemon restarted after SIGKILL takes UDP 4789 again; any
     other device of that name (another daemon's, or not ours at all) is refused."""
     with IPRoute() as ipr:
-        found = ipr.link_lookup(ifname=DEVICE_NAME)
-        if not found:
+        stale = stale_device_check(ipr)
+        if stale is None:
             return
-        alias = ipr.get_links(found[0])[0].get_attr("IFLA_IFALIAS") or ""
-        pid = alias.removeprefix(OWNER_ALIAS) if alias.startswith(OWNER_ALIAS) else ""
-        if not pid.isdigit() or _runs_vswitchd(int(pid)):
-            # another vswitchd's in this namespace: two daemons cannot share it (each would
-            # take the other's tunnel frames); or a device we did not make
-            raise KernelFastPathUnavailable(
-                f"{DEVICE_NAME} already exists in this network namespace (another "
-                f"vswitchd's? if none runs here: ip link del {DEVICE_NAME})", errno.EEXIST)
+        index, pid = stale
         log.warning("%s was left by vswitchd %s, which is gone: removed, made again",
                     DEVICE_NAME, pid)
         try:
-            ipr.link("del", index=found[0])
+            ipr.link("del", index=index)
         except OSError as exc:
             if exc.errno != errno.ENODEV:
                 raise KernelFastPathUnavailable(f"cannot remove the stale {DEVICE_NAME}: "
@@ -598,3 +646,16 @@ def _runs_vswitchd(pid: int) -> bool:
     except OSError:
         return False
     return b"vswitchd" in cmdline
+
+
+def _drain(sock: socket.socket) -> int:
+    """Discard what ``sock`` holds; the number of frames."""
+    count = 0
+    while True:
+        try:
+            sock.recv(1, socket.MSG_DONTWAIT | socket.MSG_TRUNC)
+        except (BlockingIOError, InterruptedError):
+            return count
+        except OSError:
+            return count
+        count += 1
