@@ -110,14 +110,16 @@ def run(config: DaemonConfig) -> None:
     loop = EventLoop()
     # with its configuration kept, internal ports outlive a crash to be taken back at once
     board = Switchboard(loop, port_factory=partial(make_port, persistent_taps=config.persist))
-    # restoring, the kernel is taken over last: a killed daemon's plans replay until then
-    _start_fastpath(board, config.fastpath, take_over_later=config.persist)
     config_path = config.rundir / persist.CONFIG_NAME if config.persist else None
+    flows_path = config.rundir / flow_snapshot.SNAPSHOT_NAME
+    # a restart that will put back the flows a killed daemon forwarded with takes the
+    # kernel over last: its plans (of those flows) replay until then (KernelMirror.start)
+    _start_fastpath(board, config.fastpath, take_over_later=config_path is not None
+                    and flow_snapshot.of_configuration(flows_path, config_path))
     snapshots = None
     if config_path is not None:
         persist.restore(board, config_path)
         # before listening: the restored flows forward before any agent is back
-        flows_path = config.rundir / flow_snapshot.SNAPSHOT_NAME
         flow_snapshot.restore(board, flows_path)
         snapshots = flow_snapshot.SnapshotWriter(board, loop, flows_path)
     try:

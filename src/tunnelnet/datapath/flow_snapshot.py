@@ -29,6 +29,7 @@ fail-secure bridges are never given NORMAL by this module.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from pathlib import Path
@@ -119,6 +120,22 @@ def plan(saved: dict[str, Any], current: dict[str, Any]) -> tuple[dict[str, list
                          f"that did not come back ({', '.join(map(str, sorted(gone)))})")
         restored[name] = flows
     return restored, "; ".join(notes)
+
+
+def of_configuration(path: Path, config_path: Path) -> bool:
+    """Whether the snapshot at ``path`` was written for the ports the configuration at
+    ``config_path`` records (bridge by bridge, the same port records): then, when those
+    ports come back, ``restore`` puts back all its flows (but those of ports that did not).
+    Neither file is judged otherwise; a missing or unreadable one answers False."""
+    try:
+        flows = json.loads(path.read_text())
+        config = json.loads(config_path.read_text())
+        ports = {b["name"]: b["ports"] for b in config["bridges"]}
+        return bool(flows["bridges"]) and all(
+            ports.get(b["name"]) == b["ports"] for b in flows["bridges"]) and \
+            len(ports) == len(flows["bridges"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
 
 
 def restore(board: Switchboard, path: Path) -> int:
