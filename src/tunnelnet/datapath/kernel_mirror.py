@@ -224,7 +224,8 @@ class KernelMirror:
         the underlay and every port added meanwhile; raises ``KernelFastPathUnavailable``."""
         if self.live:
             return
-        take_back_stale_device()
+        if not adopt_stale_device():
+            take_back_stale_device()
         try:
             ifindex = self.device_ifindex = ensure_vxlan_device(DEVICE_NAME, VXLAN_PORT)
             self._device_made = True
@@ -616,6 +617,27 @@ def stale_device_check(ipr: IPRoute | None = None) -> tuple[int, str] | None:
             f"{DEVICE_NAME} already exists in this network namespace (another "
             f"vswitchd's? if none runs here: ip link del {DEVICE_NAME})", errno.EEXIST)
     return int(found[0]), pid
+
+
+def adopt_stale_device() -> bool:
+    """Whether the VXLAN device a killed vswitchd left is one this daemon can go on with (a
+    collect_md device on our UDP port): kept rather than removed and made again, since
+    removing a device waits for the kernel's grace periods (40-900 ms measured on a loaded
+    machine) while nothing crosses VXLAN. Its filter is replaced by ours at the attach,
+    as a port's is, and its alias names us from then on."""
+    with IPRoute() as ipr:
+        stale = stale_device_check(ipr)
+        if stale is None:
+            return False
+        index, pid = stale
+        info = ipr.get_links(index)[0].get_attr("IFLA_LINKINFO")
+        data = info.get_attr("IFLA_INFO_DATA") if info is not None else None
+        if info is None or info.get_attr("IFLA_INFO_KIND") != "vxlan" or data is None \
+                or not data.get_attr("IFLA_VXLAN_COLLECT_METADATA") \
+                or data.get_attr("IFLA_VXLAN_PORT") != VXLAN_PORT:
+            return False
+    log.warning("%s was left by vswitchd %s, which is gone: taken over", DEVICE_NAME, pid)
+    return True
 
 
 def take_back_stale_device() -> None:
