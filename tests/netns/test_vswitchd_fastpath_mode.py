@@ -166,3 +166,38 @@ def test_a_persistent_vswitchd_killed_forwards_in_the_kernel_until_its_restart_t
         finally:
             daemon.close()
         assert DEVICE not in _links(ns)
+
+
+def _filters_at(ns: str, dev: str, pref: int) -> list[int]:
+    """The program ids of the BPF filters at tc priority ``pref`` on ``dev``'s ingress."""
+    shown = json.loads(run(["tc", "-n", ns, "-j", "filter", "show", "dev", dev,
+                            "ingress"]).stdout or "[]")
+    return [int(f["options"]["prog"]["id"]) for f in shown
+            if f.get("kind") == "bpf" and f.get("pref") == pref and "prog" in f.get("options", {})]
+
+
+_DEAD_DAEMONS_GRE_FILTER = """
+import os, socket
+from tunnelnet.datapath.kernel_fastpath import KernelFastPath
+fp = KernelFastPath.load()
+fp.attach_gre_uplink(socket.if_nametoindex("up0"))
+os._exit(0)  # as SIGKILL leaves it: the filter stays, and its maps with it
+"""
+
+
+def test_a_vswitchd_started_after_a_killed_one_takes_its_gre_uplink_filter_off() -> None:
+    """The GRE receive filter goes on an uplink only with a first GRE plan; a killed
+    daemon's stayed there with its stale plans, delivering GRE into VM ports past any flow
+    change, and hid from Python the replies that NORMAL learns from (seen in the fault lab:
+    a tenant's pings flooded in Python for a restarted daemon's whole life)."""
+    if not REPLAY_OBJECT.exists():
+        pytest.skip("the BPF object is not built (make bpf)")
+    from tunnelnet.datapath.kernel_fastpath import GRE_UPLINK_PRIORITY
+    with lab() as made:
+        ns, peer = made.netns(), made.netns()
+        made.veth(ns, "up0", peer, "up1")
+        made.addr(ns, "up0", "192.0.2.1/24")
+        run(["ip", "netns", "exec", ns, sys.executable, "-c", _DEAD_DAEMONS_GRE_FILTER])
+        assert len(_filters_at(ns, "up0", GRE_UPLINK_PRIORITY)) == 1  # the case under test
+        with Vswitchd(ns, fastpath="kernel"):
+            assert _filters_at(ns, "up0", GRE_UPLINK_PRIORITY) == []

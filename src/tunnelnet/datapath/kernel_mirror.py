@@ -234,7 +234,12 @@ class KernelMirror:
             self.fastpath.attach_tunnel_device(ifindex)
         except (DatapathError, OSError) as exc:
             raise KernelFastPathUnavailable(f"cannot set up {DEVICE_NAME}: {exc}") from exc
-        self.watch_underlay()
+        for index in self.watch_underlay():
+            try:
+                self.fastpath.remove_stale_gre_uplink(index)
+            except KernelFastPathUnavailable as exc:
+                log.warning("cannot remove a killed vswitchd's GRE filter from ifindex %d: %s",
+                            index, exc)
         waiting, self._waiting = self._waiting, {}
         drained = 0
         for port in waiting.values():
@@ -248,11 +253,11 @@ class KernelMirror:
 
     # the underlay -----------------------------------------------------------------------
 
-    def watch_underlay(self) -> None:
+    def watch_underlay(self) -> list[int]:
         """Put underlay_ingress on every interface of the namespace that holds an IPv4
         address (where datagrams to this host arrive), loopback, our device and VM ports
         aside, and tell it the local addresses; again after interfaces or addresses change
-        (vswitchd calls it with the route refresh)."""
+        (vswitchd calls it with the route refresh). Returns those interfaces."""
         with IPRoute() as ipr:
             holders: dict[int, str] = {}
             local: set[str] = set()
@@ -282,6 +287,7 @@ class KernelMirror:
                 self.fastpath.detach(index, UNDERLAY_PRIORITY)
             except KernelFastPathUnavailable as exc:  # gone with its interface
                 log.debug("detaching underlay_ingress from %s: %s", index, exc)
+        return list(holders)
 
     # ports ----------------------------------------------------------------------------
 
