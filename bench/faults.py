@@ -13,6 +13,7 @@ deletions and re-plugs of one VM's vNIC under a new ofport, each followed by a s
 flows naming a port that is not there. A benchmark: it asserts nothing. Root.
 
     python -m bench.faults [--ports 200] [--seeds 20] [--cycles 100] [--late 30] [--json]
+    python -m bench.faults --only vswitchd --repeat 5 [--ports 200]
 
 Writes bench/results/faults.json ({"section": "faults", "rows": [...]}) beside the table.
 """
@@ -61,6 +62,13 @@ def run(args: argparse.Namespace, work: Path, say: Any) -> list[Row]:
             say(f"{'PASS' if row.passed else 'FAIL'} {row.what}: {row.measured} "
                 f"(lost {row.lost})")
 
+        if args.only == "vswitchd":
+            for round_ in range(args.repeat):
+                say(f"round {round_ + 1}: load average {os.getloadavg()[0]:.1f}")
+                (work / f"round{round_}").mkdir()
+                for row in vswitchd_restart(lab, work / f"round{round_}", ports=args.ports):
+                    add(row)
+            return rows
         add(agent_restart(lab, AgentVariant.PLAIN, ports=args.ports))
         add(agent_restart(lab, AgentVariant.LATE, delay=args.late, ports=args.ports))
         add(agent_restart(lab, AgentVariant.CONTROLLER_DOWN, outage=5.0, ports=args.ports))
@@ -106,6 +114,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cycles", type=int, default=100, help="delete/re-plug cycles")
     parser.add_argument("--late", type=float, default=30.0,
                         help="seconds the controller's answers are held back")
+    parser.add_argument("--only", choices=["vswitchd"],
+                        help="only kill -9 of hv1's vswitchd (--repeat times)")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="with --only vswitchd: rounds, one after the other")
     parser.add_argument("--json", action="store_true", help="print the JSON, not the table")
     parser.add_argument("--quick", action="store_true",
                         help=f"the CI test's sizes: {QUICK['ports']} ports, {QUICK['seeds']} "
@@ -126,10 +138,11 @@ def main(argv: list[str] | None = None) -> int:
                 "sizes": {"ports": args.ports, "seeds": args.seeds, "cycles": args.cycles,
                           "late_seconds": args.late},
                 "started": started, "seconds": time.time() - started}
+    results = RESULTS.with_name("faults-vswitchd.json") if args.only else RESULTS
     RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps(document, indent=1, default=str))
+    results.write_text(json.dumps(document, indent=1, default=str))
     print(json.dumps(document, indent=1, default=str) if args.json else table(rows))
-    print(f"wrote {RESULTS}", file=sys.stderr)
+    print(f"wrote {results}", file=sys.stderr)
     return 0
 
 

@@ -9,6 +9,7 @@ import json
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -125,3 +126,78 @@ def test_a_vswitchd_restarted_after_sigkill_takes_the_kernel_path_again() -> Non
             daemon.close()
         assert DEVICE not in _links(ns)
         assert _ingress_programs(ns, "tap1") == []
+
+
+def test_a_persistent_vswitchd_killed_forwards_in_the_kernel_until_its_restart_takes_over(
+        ) -> None:
+    """--persist, SIGKILL: the dead daemon's filters go on replaying its plans (ping works
+    with no vswitchd at all), and the daemon started again, once its ports and flows are
+    back, puts its own programs on the port and forwards with them."""
+    if not REPLAY_OBJECT.exists():
+        pytest.skip("the BPF object is not built (make bpf)")
+    with lab() as made:
+        ns, vm1, vm2 = made.netns(), made.netns(), made.netns()
+        made.veth(ns, "tap1", vm1, "eth0")
+        made.veth(ns, "tap2", vm2, "eth0")
+        made.addr(vm1, "eth0", "10.0.0.1/24")
+        made.addr(vm2, "eth0", "10.0.0.2/24")
+        daemon = Vswitchd(ns, fastpath="kernel", persist=True)
+
+        def ping(count: int) -> int:
+            return run(["ping", "-c", str(count), "-i", "0.2", "-W", "2", "10.0.0.2"],
+                       netns=vm1, check=False).returncode
+
+        try:
+            daemon.start()
+            daemon.vsctl("add-br", "br0", "fail_mode=secure")
+            daemon.vsctl("add-port", "br0", "tap1")
+            daemon.vsctl("add-port", "br0", "tap2")
+            daemon.ofctl("add-flow", "br0", "priority=1,actions=NORMAL")
+            assert ping(5) == 0
+            (dead_program,) = _ingress_programs(ns, "tap1")
+            time.sleep(1.0)  # the flow snapshot follows a change within 0.5 s
+            daemon.stop(signal.SIGKILL)
+            assert ping(3) == 0  # nobody but the kernel forwards now
+            daemon.start()
+            (program,) = _ingress_programs(ns, "tap1")
+            assert program != dead_program
+            assert "kernel taken over on 2 ports" in daemon.log_file.read_text()
+            assert ping(3) == 0
+        finally:
+            daemon.close()
+        assert DEVICE not in _links(ns)
+
+
+def _filters_at(ns: str, dev: str, pref: int) -> list[int]:
+    """The program ids of the BPF filters at tc priority ``pref`` on ``dev``'s ingress."""
+    shown = json.loads(run(["tc", "-n", ns, "-j", "filter", "show", "dev", dev,
+                            "ingress"]).stdout or "[]")
+    return [int(f["options"]["prog"]["id"]) for f in shown
+            if f.get("kind") == "bpf" and f.get("pref") == pref and "prog" in f.get("options", {})]
+
+
+_DEAD_DAEMONS_GRE_FILTER = """
+import os, socket
+from tunnelnet.datapath.kernel_fastpath import KernelFastPath
+fp = KernelFastPath.load()
+fp.attach_gre_uplink(socket.if_nametoindex("up0"))
+os._exit(0)  # as SIGKILL leaves it: the filter stays, and its maps with it
+"""
+
+
+def test_a_vswitchd_started_after_a_killed_one_takes_its_gre_uplink_filter_off() -> None:
+    """The GRE receive filter goes on an uplink only with a first GRE plan; a killed
+    daemon's stayed there with its stale plans, delivering GRE into VM ports past any flow
+    change, and hid from Python the replies that NORMAL learns from (seen in the fault lab:
+    a tenant's pings flooded in Python for a restarted daemon's whole life)."""
+    if not REPLAY_OBJECT.exists():
+        pytest.skip("the BPF object is not built (make bpf)")
+    from tunnelnet.datapath.kernel_fastpath import GRE_UPLINK_PRIORITY
+    with lab() as made:
+        ns, peer = made.netns(), made.netns()
+        made.veth(ns, "up0", peer, "up1")
+        made.addr(ns, "up0", "192.0.2.1/24")
+        run(["ip", "netns", "exec", ns, sys.executable, "-c", _DEAD_DAEMONS_GRE_FILTER])
+        assert len(_filters_at(ns, "up0", GRE_UPLINK_PRIORITY)) == 1  # the case under test
+        with Vswitchd(ns, fastpath="kernel"):
+            assert _filters_at(ns, "up0", GRE_UPLINK_PRIORITY) == []

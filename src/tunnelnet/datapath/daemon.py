@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import itertools
 import logging
 import os
 import signal
@@ -106,19 +107,33 @@ def _answering_pid(rundir: Path, patience: float = 3.0) -> int | None:
 
 def run(config: DaemonConfig) -> None:
     """Serve until a stop signal; always cleans up what it made."""
+    # where a start's time goes (said when it listens): from exec to here, then each step
+    steps = [(f"exec to run {_exec_age():.2f}", time.monotonic())]
     path = _claim_rundir(config.rundir)
     loop = EventLoop()
     # with its configuration kept, internal ports outlive a crash to be taken back at once
     board = Switchboard(loop, port_factory=partial(make_port, persistent_taps=config.persist))
-    _start_fastpath(board, config.fastpath)
     config_path = config.rundir / persist.CONFIG_NAME if config.persist else None
+    flows_path = config.rundir / flow_snapshot.SNAPSHOT_NAME
+    # a restart that will put back the flows a killed daemon forwarded with takes the
+    # kernel over last: its plans (of those flows) replay until then (KernelMirror.start)
+    _start_fastpath(board, config.fastpath, take_over_later=config_path is not None
+                    and flow_snapshot.of_configuration(flows_path, config_path))
+    steps.append(("fast path", time.monotonic()))
     snapshots = None
     if config_path is not None:
         persist.restore(board, config_path)
+        steps.append(("ports", time.monotonic()))
         # before listening: the restored flows forward before any agent is back
-        flows_path = config.rundir / flow_snapshot.SNAPSHOT_NAME
         flow_snapshot.restore(board, flows_path)
+        steps.append(("flows", time.monotonic()))
         snapshots = flow_snapshot.SnapshotWriter(board, loop, flows_path)
+    try:
+        _take_over_kernel(board)
+    except DatapathError:
+        board.close()
+        raise
+    steps.append(("kernel take-over", time.monotonic()))
     server = ControlServer(path, Service(board, config_path, snapshots), loop)
     wake_r, wake_w = socket.socketpair()
     wake_r.setblocking(False)
@@ -139,7 +154,9 @@ def run(config: DaemonConfig) -> None:
         loop.call_every(ROUTE_REFRESH_INTERVAL, board.refresh_routes)
         if config.pidfile is not None:
             config.pidfile.write_text(f"{os.getpid()}\n")
-        log.info("vswitchd %d listening on %s (%s)", os.getpid(), path, _since_exec())
+        log.info("vswitchd %d listening on %s (%s; %s)", os.getpid(), path, _since_exec(),
+                 ", ".join([steps[0][0], *(f"{name} {b - a:.3f}" for (_, a), (name, b)
+                                           in itertools.pairwise(steps))]))
         threading.Thread(target=_import_the_rest, name="imports", daemon=True).start()
         loop.run()
     finally:
@@ -157,17 +174,21 @@ def run(config: DaemonConfig) -> None:
         log.info("vswitchd %d stopped", os.getpid())
 
 
-def _since_exec() -> str:
-    """How long this start took, and how much of it was our own CPU time (the rest: waiting
-    for a CPU on a loaded machine, or for the kernel)."""
+def _exec_age() -> float:
+    """Seconds since this process was started (the kernel's start time; 0.0 if unknown)."""
     try:
         with open("/proc/self/stat") as f:
             started = int(f.read().rsplit(")", 1)[1].split()[19]) / os.sysconf("SC_CLK_TCK")
         with open("/proc/uptime") as f:
-            uptime = float(f.read().split()[0])
+            return float(f.read().split()[0]) - started
     except (OSError, ValueError, IndexError):
-        return f"{time.process_time():.2f} s of CPU since exec"
-    return f"{uptime - started:.2f} s after exec, {time.process_time():.2f} s of it on a CPU"
+        return 0.0
+
+
+def _since_exec() -> str:
+    """How long this start took, and how much of it was our own CPU time (the rest: waiting
+    for a CPU on a loaded machine, or for the kernel)."""
+    return f"{_exec_age():.2f} s after exec, {time.process_time():.2f} s of it on a CPU"
 
 
 def _import_the_rest() -> None:
@@ -176,7 +197,19 @@ def _import_the_rest() -> None:
     importlib.import_module("numpy")
 
 
-def _start_fastpath(board: Switchboard, mode: str) -> None:
+def _take_over_kernel(board: Switchboard) -> None:
+    """The device and the ports' filters become this daemon's (after a restore: see
+    KernelMirror.start). Failing now is fatal: the ports were set up for the kernel."""
+    from tunnelnet.datapath.kernel_loader import KernelFastPathUnavailable
+    if board.kernel is None:
+        return
+    try:
+        board.kernel.take_over()
+    except KernelFastPathUnavailable as exc:
+        raise DatapathError(f"cannot take the kernel fast path over: {exc}") from exc
+
+
+def _start_fastpath(board: Switchboard, mode: str, *, take_over_later: bool = False) -> None:
     """Set the kernel fast path up as ``mode`` asks; says once, in the log, what it does."""
     if mode == "off":
         board.fastpath_mode, board.fastpath_why = "off", "--fastpath off"
@@ -187,7 +220,7 @@ def _start_fastpath(board: Switchboard, mode: str) -> None:
     from tunnelnet.datapath.kernel_mirror import KernelMirror
     from tunnelnet.datapath.tunnel_rx import VXLAN_UDP_PORT
     try:
-        mirror = KernelMirror.start()
+        mirror = KernelMirror.start(take_over_later=take_over_later)
     except KernelFastPathUnavailable as exc:
         if mode == "kernel":
             raise DatapathError(f"--fastpath kernel: {exc}") from exc

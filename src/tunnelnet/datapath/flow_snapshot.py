@@ -29,12 +29,13 @@ fail-secure bridges are never given NORMAL by this module.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from pathlib import Path
 from typing import Any, Final
 
-from tunnelnet.datapath import persist
+from tunnelnet.datapath import parsed_flows, persist
 from tunnelnet.datapath.loop import EventLoop
 from tunnelnet.datapath.switchboard import Switchboard
 from tunnelnet.errors import TunnelnetError
@@ -57,19 +58,36 @@ def _kept(entry: FlowEntry) -> bool:
     return not entry.learned and not entry.idle_timeout and not entry.hard_timeout
 
 
+def _kept_flows(board: Switchboard, bridge: str) -> list[tuple[str, FlowEntry]]:
+    return [(format_flow(e, stats=False, now=0.0), e)
+            for e in board.bridge(bridge).bridge.flows() if _kept(e)]
+
+
 def snapshot(board: Switchboard) -> dict[str, Any]:
     """The flows of every bridge (without counters) with the port records they hold for."""
+    return _snapshot(board, {name: _kept_flows(board, name) for name in board.bridges})
+
+
+def _snapshot(board: Switchboard, kept: dict[str, list[tuple[str, FlowEntry]]]
+              ) -> dict[str, Any]:
     config = persist.snapshot(board)
-    bridges = []
-    for bridge in config["bridges"]:
-        flows = [format_flow(e, stats=False, now=0.0)
-                 for e in board.bridge(bridge["name"]).bridge.flows() if _kept(e)]
-        bridges.append({"name": bridge["name"], "ports": bridge["ports"], "flows": flows})
+    bridges = [{"name": bridge["name"], "ports": bridge["ports"],
+                "flows": [line for line, _ in kept[bridge["name"]]]}
+               for bridge in config["bridges"]]
     return {"version": VERSION, "bridges": bridges}
 
 
+def parsed_path(path: Path) -> Path:
+    """Where the parsed form of the snapshot at ``path`` is kept (parsed_flows.py)."""
+    return path.with_name(parsed_flows.PARSED_NAME)
+
+
 def save(board: Switchboard, path: Path) -> None:
-    persist.write_json_atomically(path, snapshot(board))
+    """The snapshot and, beside it, its parsed form (used only with the lines it was made
+    from, so a crash between the two writes costs parsing, never a wrong flow)."""
+    kept = {name: _kept_flows(board, name) for name in board.bridges}
+    parsed_flows.save(parsed_path(path), kept)
+    persist.write_json_atomically(path, _snapshot(board, kept))
 
 
 def ports_named(flow: str) -> set[int]:
@@ -104,6 +122,22 @@ def plan(saved: dict[str, Any], current: dict[str, Any]) -> tuple[dict[str, list
     return restored, "; ".join(notes)
 
 
+def of_configuration(path: Path, config_path: Path) -> bool:
+    """Whether the snapshot at ``path`` was written for the ports the configuration at
+    ``config_path`` records (bridge by bridge, the same port records): then, when those
+    ports come back, ``restore`` puts back all its flows (but those of ports that did not).
+    Neither file is judged otherwise; a missing or unreadable one answers False."""
+    try:
+        flows = json.loads(path.read_text())
+        config = json.loads(config_path.read_text())
+        ports = {b["name"]: b["ports"] for b in config["bridges"]}
+        return bool(flows["bridges"]) and all(
+            ports.get(b["name"]) == b["ports"] for b in flows["bridges"]) and \
+            len(ports) == len(flows["bridges"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+
 def restore(board: Switchboard, path: Path) -> int:
     """Put back what ``path`` may safely give (see the module's doc) on the restored bridges;
     returns the number of flows restored. A bad snapshot restores nothing and is never
@@ -118,11 +152,13 @@ def restore(board: Switchboard, path: Path) -> int:
         return 0
     if why:
         log.warning("flow snapshot %s: %s", path, why)
+    parsed = parsed_flows.load(parsed_path(path),
+                               {b["name"]: b["flows"] for b in saved["bridges"]})
     restored = 0
     for name, lines in flows.items():
         bridge = board.bridge(name).bridge
-        try:
-            restored += bridge.add_flows(lines)  # all or nothing per bridge
+        try:  # all or nothing per bridge; a line without its parsed form is parsed
+            restored += bridge.add_flows(lines, known=parsed.get(name))
         except TunnelnetError as exc:
             log.error("flows of %s not restored: %s", name, exc)
     log.info("restored %d flows on %d bridges from %s", restored, len(flows), path)

@@ -130,6 +130,14 @@ class KernelFastPath:
             tc_detach(self.libbpf, ifindex, TcDirection.INGRESS, GRE_UPLINK_HANDLE,
                       GRE_UPLINK_PRIORITY)
 
+    def remove_stale_gre_uplink(self, ifindex: int) -> None:
+        """Take off ``ifindex`` a GRE uplink filter we did not attach: a killed daemon's,
+        whose stale plans would otherwise go on delivering GRE into VM ports for as long as
+        no plan of ours attaches our own in its place (attach_gre_uplink is lazy)."""
+        if (_netns_id(), ifindex) not in self.uplinks:
+            tc_detach(self.libbpf, ifindex, TcDirection.INGRESS, GRE_UPLINK_HANDLE,
+                      GRE_UPLINK_PRIORITY)
+
     def attach_underlay(self, ifindex: int) -> None:
         """Hand up the VXLAN datagrams arriving on ``ifindex`` that the collect_md device
         would drop unseen (underlay_ingress), at a priority of its own: the interface may be

@@ -174,6 +174,7 @@ class KernelMirror:
         self._entries: dict[tuple[bool, bool, int, str, Inner], Mirrored] = {}
         self._gre_routes: dict[str, GreRoute | None] = {}  # by GRE port name
         self._ports: dict[str, int] = {}  # attached VM ports: name -> ifindex
+        self._waiting: dict[str, KernelPort] = {}  # ports to attach at the take-over
         self._versions: tuple[int, ...] = ()
         self._valid_until = math.inf
         self.installed = 0  # entries ever installed
@@ -185,39 +186,77 @@ class KernelMirror:
         self.settle_until: Callable[[float], None] = lambda until: None
 
     @classmethod
-    def start(cls) -> KernelMirror:
-        """Load and make the device; raises ``KernelFastPathUnavailable`` saying why not."""
-        take_back_stale_device()
+    def start(cls, *, take_over_later: bool = False) -> KernelMirror:
+        """Load and make the device; raises ``KernelFastPathUnavailable`` saying why not.
+
+        ``take_over_later``: a daemon restarted with its configuration kept loads its programs
+        now and takes the kernel over (``take_over``) only once its ports and flows are back.
+        Until then a killed daemon's filters go on replaying its plans, as they did while it
+        was dead: the flows they were made from are the ones being restored (the restored
+        daemon's own plans replace them within a round of its loop), and no port or flow can
+        change meanwhile, since nothing answers on the control socket yet."""
+        # loaded before a killed daemon's device is taken back: its plans keep replaying
         fastpath = KernelFastPath.load()
-        existed = False
         try:
-            ifindex = ensure_vxlan_device(DEVICE_NAME, VXLAN_PORT)
-            with IPRoute() as ipr:  # whose it is, for a daemon started after this one dies
-                ipr.link("set", index=ifindex, ifalias=f"{OWNER_ALIAS}{os.getpid()}")
-            fastpath.attach_tunnel_device(ifindex)
-        except (DatapathError, OSError) as exc:
-            fastpath.close()
-            raise KernelFastPathUnavailable(f"cannot set up {DEVICE_NAME}: {exc}") from exc
-        try:
-            mirror = cls(fastpath, ifindex, not existed)
+            if take_over_later:
+                stale_device_check()  # another live daemon's device: refused now, as ever
+            mirror = cls(fastpath, 0, False)
         except KernelFastPathUnavailable:
             fastpath.close()
             raise
         try:
             mirror.datagrams = DatagramReader(fastpath)
-            mirror.watch_underlay()
+            if not take_over_later:
+                mirror.take_over()
         except (KernelFastPathUnavailable, OSError):
             mirror.close()
             raise
         return mirror
 
+    @property
+    def live(self) -> bool:
+        """Whether this daemon's programs are the ones on the device and the ports."""
+        return self.device_ifindex != 0
+
+    def take_over(self) -> None:
+        """Take the device back from a killed daemon (or make it), attach the programs to it,
+        the underlay and every port added meanwhile; raises ``KernelFastPathUnavailable``."""
+        if self.live:
+            return
+        if not adopt_stale_device():
+            take_back_stale_device()
+        try:
+            ifindex = self.device_ifindex = ensure_vxlan_device(DEVICE_NAME, VXLAN_PORT)
+            self._device_made = True
+            with IPRoute() as ipr:  # whose it is, for a daemon started after this one dies
+                ipr.link("set", index=ifindex, ifalias=f"{OWNER_ALIAS}{os.getpid()}")
+            self.fastpath.attach_tunnel_device(ifindex)
+        except (DatapathError, OSError) as exc:
+            raise KernelFastPathUnavailable(f"cannot set up {DEVICE_NAME}: {exc}") from exc
+        for index in self.watch_underlay():
+            try:
+                self.fastpath.remove_stale_gre_uplink(index)
+            except KernelFastPathUnavailable as exc:
+                log.warning("cannot remove a killed vswitchd's GRE filter from ifindex %d: %s",
+                            index, exc)
+        waiting, self._waiting = self._waiting, {}
+        drained = 0
+        for port in waiting.values():
+            self._attach_now(port)
+            drained += _drain(port.untagged_socket()[0])
+        if waiting:
+            # what the killed daemon's filters took meanwhile went its way (or nowhere): a
+            # copy left in our sockets would be forwarded twice, late
+            log.info("kernel taken over on %d ports; %d frames that arrived before dropped",
+                     len(waiting), drained)
+
     # the underlay -----------------------------------------------------------------------
 
-    def watch_underlay(self) -> None:
+    def watch_underlay(self) -> list[int]:
         """Put underlay_ingress on every interface of the namespace that holds an IPv4
         address (where datagrams to this host arrive), loopback, our device and VM ports
         aside, and tell it the local addresses; again after interfaces or addresses change
-        (vswitchd calls it with the route refresh)."""
+        (vswitchd calls it with the route refresh). Returns those interfaces."""
         with IPRoute() as ipr:
             holders: dict[int, str] = {}
             local: set[str] = set()
@@ -247,11 +286,19 @@ class KernelMirror:
                 self.fastpath.detach(index, UNDERLAY_PRIORITY)
             except KernelFastPathUnavailable as exc:  # gone with its interface
                 log.debug("detaching underlay_ingress from %s: %s", index, exc)
+        return list(holders)
 
     # ports ----------------------------------------------------------------------------
 
     def attach(self, port: KernelPort) -> None:
-        """Replay plans for frames from ``port`` and hide those frames from its socket."""
+        """Replay plans for frames from ``port`` and hide those frames from its socket (once
+        taken over: until then the killed daemon's filter stays on it)."""
+        if not self.live:
+            self._waiting[port.name] = port
+            return
+        self._attach_now(port)
+
+    def _attach_now(self, port: KernelPort) -> None:
         ifindex = port.ifindex
         self.fastpath.attach_port(ifindex)
         sock, split = port.untagged_socket()
@@ -263,6 +310,7 @@ class KernelMirror:
         self._ports[port.name] = ifindex
 
     def detach(self, port: Port) -> None:
+        self._waiting.pop(port.name, None)
         ifindex = self._ports.pop(port.name, None)
         if ifindex is None:
             return
@@ -277,7 +325,7 @@ class KernelMirror:
     def offer(self, ingress: Port, key: FlowKey, plan: Plan) -> None:
         """A plan Python has just made for the flow ``key`` arriving on ``ingress``: mirror it
         when the kernel can replay it exactly."""
-        reason = self._why_not(ingress, key, plan)
+        reason = self._why_not(ingress, key, plan) if self.live else "not taken over yet"
         if reason is not None:
             self.refusals[reason] = self.refusals.get(reason, 0) + 1
             return
@@ -559,7 +607,8 @@ class KernelMirror:
                 log.debug("detaching the fast path from %s: %s", name, exc)
         self._ports.clear()
         self.fastpath.close()
-        if self._device_made:
+        self._waiting.clear()
+        if self._device_made and self.live:
             with IPRoute() as ipr:
                 try:
                     ipr.link("del", index=self.device_ifindex)
@@ -568,26 +617,60 @@ class KernelMirror:
                         log.warning("cannot remove %s: %s", DEVICE_NAME, exc)
 
 
+def stale_device_check(ipr: IPRoute | None = None) -> tuple[int, str] | None:
+    """The VXLAN device a killed vswitchd left (ifindex, the pid its alias names), or None
+    when there is none; raises when it is another live daemon's or not ours at all."""
+    if ipr is None:
+        with IPRoute() as own:
+            return stale_device_check(own)
+    found = ipr.link_lookup(ifname=DEVICE_NAME)
+    if not found:
+        return None
+    alias = ipr.get_links(found[0])[0].get_attr("IFLA_IFALIAS") or ""
+    pid = alias.removeprefix(OWNER_ALIAS) if alias.startswith(OWNER_ALIAS) else ""
+    if not pid.isdigit() or _runs_vswitchd(int(pid)):
+        # another vswitchd's in this namespace: two daemons cannot share it (each would
+        # take the other's tunnel frames); or a device we did not make
+        raise KernelFastPathUnavailable(
+            f"{DEVICE_NAME} already exists in this network namespace (another "
+            f"vswitchd's? if none runs here: ip link del {DEVICE_NAME})", errno.EEXIST)
+    return int(found[0]), pid
+
+
+def adopt_stale_device() -> bool:
+    """Whether the VXLAN device a killed vswitchd left is one this daemon can go on with (a
+    collect_md device on our UDP port): kept rather than removed and made again, since
+    removing a device waits for the kernel's grace periods (40-900 ms measured on a loaded
+    machine) while nothing crosses VXLAN. Its filter is replaced by ours at the attach,
+    as a port's is, and its alias names us from then on."""
+    with IPRoute() as ipr:
+        stale = stale_device_check(ipr)
+        if stale is None:
+            return False
+        index, pid = stale
+        info = ipr.get_links(index)[0].get_attr("IFLA_LINKINFO")
+        data = info.get_attr("IFLA_INFO_DATA") if info is not None else None
+        if info is None or info.get_attr("IFLA_INFO_KIND") != "vxlan" or data is None \
+                or not data.get_attr("IFLA_VXLAN_COLLECT_METADATA") \
+                or data.get_attr("IFLA_VXLAN_PORT") != VXLAN_PORT:
+            return False
+    log.warning("%s was left by vswitchd %s, which is gone: taken over", DEVICE_NAME, pid)
+    return True
+
+
 def take_back_stale_device() -> None:
     """Remove the VXLAN device a killed vswitchd left (its alias names a pid that runs no
     vswitchd any more), so that a daemon restarted after SIGKILL takes UDP 4789 again; any
     other device of that name (another daemon's, or not ours at all) is refused."""
     with IPRoute() as ipr:
-        found = ipr.link_lookup(ifname=DEVICE_NAME)
-        if not found:
+        stale = stale_device_check(ipr)
+        if stale is None:
             return
-        alias = ipr.get_links(found[0])[0].get_attr("IFLA_IFALIAS") or ""
-        pid = alias.removeprefix(OWNER_ALIAS) if alias.startswith(OWNER_ALIAS) else ""
-        if not pid.isdigit() or _runs_vswitchd(int(pid)):
-            # another vswitchd's in this namespace: two daemons cannot share it (each would
-            # take the other's tunnel frames); or a device we did not make
-            raise KernelFastPathUnavailable(
-                f"{DEVICE_NAME} already exists in this network namespace (another "
-                f"vswitchd's? if none runs here: ip link del {DEVICE_NAME})", errno.EEXIST)
+        index, pid = stale
         log.warning("%s was left by vswitchd %s, which is gone: removed, made again",
                     DEVICE_NAME, pid)
         try:
-            ipr.link("del", index=found[0])
+            ipr.link("del", index=index)
         except OSError as exc:
             if exc.errno != errno.ENODEV:
                 raise KernelFastPathUnavailable(f"cannot remove the stale {DEVICE_NAME}: "
@@ -603,3 +686,16 @@ def _runs_vswitchd(pid: int) -> bool:
     except OSError:
         return False
     return b"vswitchd" in cmdline
+
+
+def _drain(sock: socket.socket) -> int:
+    """Discard what ``sock`` holds; the number of frames."""
+    count = 0
+    while True:
+        try:
+            sock.recv(1, socket.MSG_DONTWAIT | socket.MSG_TRUNC)
+        except (BlockingIOError, InterruptedError):
+            return count
+        except OSError:
+            return count
+        count += 1

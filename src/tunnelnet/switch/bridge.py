@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -284,10 +284,17 @@ class Bridge:
         unless it has push_vlan or goto_table, see action_parser.OPENFLOW11_ONLY)."""
         self._add_spec(self._parse(text, FlowCommand.ADD, protocol=protocol))
 
-    def add_flows(self, lines: Iterable[str], *, protocol: str | None = None) -> int:
-        """All or nothing: every line is parsed before any is installed."""
+    def add_flows(self, lines: Iterable[str], *, protocol: str | None = None,
+                  known: Mapping[str, FlowSpec] | None = None) -> int:
+        """All or nothing: every line is parsed before any is installed. A line ``known``
+        holds is taken as parsed already (a restart's snapshot: parsed_flows.py)."""
         specs: list[FlowSpec] = []
+        known = known or {}
         for number, line in enumerate(lines, 1):
+            spec = known.get(line)
+            if spec is not None:
+                specs.append(spec)
+                continue
             text = line.strip()
             if not text or text.startswith("#"):
                 continue

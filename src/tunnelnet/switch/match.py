@@ -117,6 +117,10 @@ class Match:
         object.__setattr__(self, "_signature", tuple((n, m) for n, _, m in self.fields))
         object.__setattr__(self, "_values", tuple(v for _, v, _ in self.fields))
 
+    def __reduce__(self) -> tuple[type[Match], tuple[tuple[tuple[str, int, int], ...]]]:
+        # pickled as its fields alone (the flow snapshot's parsed form): the rest is derived
+        return Match, (self.fields,)
+
     @staticmethod
     def of(constraints: dict[str, tuple[int, int]]) -> Match:
         """Build from {field: (value, mask)}; zero masks are dropped, values are masked."""

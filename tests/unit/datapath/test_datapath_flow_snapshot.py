@@ -153,3 +153,16 @@ def test_changes_are_written_at_most_once_per_interval_and_the_last_always(
     assert writer.writes == 2
     assert len(json.loads(path.read_text())["bridges"][0]["flows"]) == 1
     board.close()
+
+
+def test_a_snapshot_is_of_the_configuration_only_with_the_same_port_records(
+        tmp_path: Path) -> None:
+    """What decides whether a restart leaves a killed daemon's kernel plans running until
+    its flows are back (daemon.run): the snapshot must be of the very ports recorded."""
+    conf, flows, _ = _written(tmp_path)
+    assert flow_snapshot.of_configuration(flows, conf)
+    board = _switch(tmp_path, tags=(None, 4))  # a port retagged after the last flow write
+    persist.save(board, conf)
+    board.close()
+    assert not flow_snapshot.of_configuration(flows, conf)
+    assert not flow_snapshot.of_configuration(tmp_path / "missing.json", conf)
