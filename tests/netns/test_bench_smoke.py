@@ -48,6 +48,9 @@ def test_bench_with_tiny_durations_produces_figures_json_and_chart(tmp_path: Pat
     assert report["results"]["kernel-vxlan"]["median"]["cpu_s_per_gbit"] is None
     assert report["results"]["tunnelnet-vxlan-fastpath"]["median"]["cpu_s_per_gbit"] is not None
     assert report["results"]["tunnelnet-vxlan"]["median"]["cpu_s_per_gbit"] > 0
+    # the machine's busy CPU is counted for every datapath, the kernel's own included
+    for name, res in report["results"].items():
+        assert res["median"]["machine_cpu_s_per_gbit"] > 0, name
     assert report["ratios"]["kernel-vxlan"]["tcp1_gbps_x_kernel"] == pytest.approx(1.0)
     # the round's own ratio, from that round's two runs
     ours, theirs = (report["results"][n]["runs"][0] for n in ("tunnelnet-vxlan",
