@@ -35,7 +35,7 @@ from tunnelnet.agent.local_vlan import LocalVlanManager
 from tunnelnet.agent.tables import DEAD_VLAN
 from tunnelnet.agent.tunnels import parse_tunnel_port_name
 from tunnelnet.agent.view import CloudView, Network, Port
-from tunnelnet.api import NotFoundError, ResyncRequired
+from tunnelnet.api import ResyncRequired
 from tunnelnet.errors import TunnelnetError
 from tunnelnet.packet import tunnel_kinds
 from tunnelnet.switch.pipeline import IntTable
@@ -371,6 +371,12 @@ class Agent:
     # -- controller side --------------------------------------------------------------------
 
     def _report_port_status(self, bound_ids: set[str]) -> None:
+        """Reports what changed since the last report, all ports in one request (Neutron's
+        update_device_list): one request per port was most of a filling cloud's controller
+        work. Nothing is taken as reported until the controller took the report; a round
+        that finds no controller reports it all again later."""
+        report: dict[str, str] = {}
+        judged: dict[str, Port | None] = {}
         for port_id in sorted(bound_ids):
             port = self.cache.ports.get(port_id)
             # judged again when the cache shows a change: a VM moved back here may meet the
@@ -379,24 +385,29 @@ class Agent:
             if port_id in self.stats.ports_active and self._judged.get(port_id) == port:
                 continue
             if port is not None and port.status != "ACTIVE":
-                self.controller.set_port_status(port_id, "ACTIVE")
-            self.stats.ports_active.add(port_id)
-            if port is not None:
-                self._judged[port_id] = port
-        for port_id in sorted(self.stats.ports_active - bound_ids):
-            self.stats.ports_active.discard(port_id)
-            self._judged.pop(port_id, None)
+                report[port_id] = "ACTIVE"
+            judged[port_id] = port
+        gone = sorted(self.stats.ports_active - bound_ids)
+        for port_id in gone:
             port = self.cache.ports.get(port_id)
             # a port that moved to another host (a live migration) is that host's to report:
             # our DOWN, late, would overwrite its ACTIVE (Neutron's update_device_down
             # likewise ignores a device not bound to the reporting agent's host)
             if port is not None and port.host == self.conf.host:
-                try:
-                    self.controller.set_port_status(port_id, "DOWN")
-                except NotFoundError:
-                    # deleted since our last event (a DHCP agent unplugs, then deletes its
-                    # port): nothing to report, and no reason to stop the agent
-                    log.info("port %s is gone; not reporting it DOWN", port_id)
+                report[port_id] = "DOWN"
+        if report:
+            missing = self.controller.set_port_statuses(report)
+            for port_id in sorted(missing):
+                # deleted since our last event (a DHCP agent unplugs, then deletes its
+                # port): nothing to report, and no reason to stop the agent
+                log.info("port %s is gone; not reporting it %s", port_id, report[port_id])
+        for port_id, port in judged.items():
+            self.stats.ports_active.add(port_id)
+            if port is not None:
+                self._judged[port_id] = port
+        for port_id in gone:
+            self.stats.ports_active.discard(port_id)
+            self._judged.pop(port_id, None)
 
     def _talk_to_controller(self, wait: float) -> None:
         now = time.monotonic()

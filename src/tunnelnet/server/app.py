@@ -28,6 +28,7 @@ from tunnelnet.server import (
     fanout,
     l2pop,
     networks,
+    port_status,
     ports,
     projects,
     schemas,
@@ -326,6 +327,18 @@ def _agent_routes(app: FastAPI) -> None:
         "/v2.0/agents/{item_id}/heartbeat", tags=tags, summary="Report that an agent is alive"
     )(heartbeat)
     app.put("/v2.0/agents/{item_id}", tags=tags, summary="Update an agent (admin)")(update)
+
+    def report_statuses(request: Request, body: Any, token: Token = None) -> Response:
+        ctl, caller = _auth(request, token)
+        data = body.model_dump(by_alias=True, exclude_unset=True, mode="python")
+        return JSONResponse(port_status.report(ctl, caller, data).body())
+
+    report_statuses.__annotations__["body"] = schemas.PortStatusReport
+    app.put(
+        "/v2.0/port_statuses", tags=["ports"],
+        summary="Set the status of many ports in one transaction (admin, agent): "
+        "Neutron's update_device_list",
+    )(report_statuses)
 
     @app.get("/v2.0/tunnels", tags=tags,
              summary="Tunnels and their BFD state, as each agent reports them (admin, agent)")
