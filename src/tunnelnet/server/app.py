@@ -504,12 +504,15 @@ def _snapshot_routes(app: FastAPI) -> None:
         caller.require_admin_or_agent("a network's ports")
         if not network_id:
             raise BadRequest("network_id: a network's id is required")
-        found = await request.app.state.hub.network(network_id, since, timeout=5.0)
-        if found is None:  # the hub is behind: the store has them, at a cost
-            found = await asyncio.to_thread(_store_network, ctl, network_id)
-            if found[2] < since:
-                return _stale(since)
-        network, docs, revision = found
+        held = await request.app.state.hub.network_listing(network_id, since, timeout=5.0)
+        if held is not None:  # encoded by the hub, each document once per version
+            body, revision = held
+            return Response(body, media_type="application/json",
+                            headers={REVISION_HEADER: str(revision)})
+        # the hub is behind: the store has them, at a cost
+        network, docs, revision = await asyncio.to_thread(_store_network, ctl, network_id)
+        if revision < since:
+            return _stale(since)
         return JSONResponse({"network": network, "ports": docs, "revision": revision},
                             headers={REVISION_HEADER: str(revision)})
 
