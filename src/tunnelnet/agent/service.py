@@ -189,6 +189,8 @@ class Agent:
         self._bound: set[str] = set()  # ports bound by the last converge, to report ACTIVE
         # each bound port as the cache showed it when its status was last judged here
         self._judged: dict[str, Port] = {}
+        # br-tun's flows per network as last planned, and from what (desired.br_tun_flows)
+        self._tun_memo: desired.NetworkFlowMemo = {}
         self._bridges_ready = False
         # what the last full converge planned from (see the module's doc); None: plan again
         self._planned_from: tuple[CloudView, object] | None = None
@@ -292,7 +294,8 @@ class Agent:
         self.tun_flows.apply(desired.br_tun_flows(
             self.conf, view, cookie=self.cookie, patch_int_ofport=patch_int,
             local_networks=local_networks.values(), local_vlans=local_vlans,
-            tunnel_ofports=tunnel_ofports, down_tunnels=frozenset(self.stats.tunnels_down)))
+            tunnel_ofports=tunnel_ofports, down_tunnels=frozenset(self.stats.tunnels_down),
+            memo=self._tun_memo))
         self._forget_learned_locals(
             [b for b in bound if b.port.id not in self.stats.ports_active], local_vlans)
         self._bound = {b.port.id for b in bound}
