@@ -243,14 +243,17 @@ def port_tags(bindings: Iterable[Binding], dead: Iterable[Vnic],
     return tags
 
 
+@functools.lru_cache(maxsize=4096)
 def _kind_of_port(name: str) -> str | None:
     """The tunnel kind whose port names start like ``name`` ("vxlan-c0000202" -> "vxlan")."""
     prefix = name.partition("-")[0]
     return next((k.name for k in tunnel_kinds.all_kinds() if k.port_prefix == prefix), None)
 
 
-# per network id: what its br-tun flows were planned from, and those flows
-NetworkFlowMemo = dict[str, tuple[tuple[object, ...], list[FlowMod]]]
+# per network id: what its br-tun flows were planned from, those flows, and its l2pop
+# entries by (tunnel ofport, MAC)
+NetworkFlowMemo = dict[str, tuple[tuple[object, ...], list[FlowMod],
+                                  dict[tuple[int, str], FlowMod]]]
 
 
 def br_tun_flows(conf: AgentConfig, view: CloudView, *, cookie: int, patch_int_ofport: int,
@@ -284,27 +287,34 @@ def br_tun_flows(conf: AgentConfig, view: CloudView, *, cookie: int, patch_int_o
                 and _tunnel_name(network.network_type, peers[host]) not in down_tunnels}
         # the view's port records are kept from view to view while unchanged: comparing
         # them is mostly comparing identities
-        inputs = (conf, network, vid, patch_int_ofport, by_host, live,
-                  view.ports_of_network(network.id))
+        remote = tuple(_remote_ports(conf, view, network.id))
+        inputs = (conf, network, vid, patch_int_ofport, by_host, live, remote)
         known = memo.get(network.id) if memo is not None else None
         if known is not None and known[0] == inputs:
             flows.extend(known[1])
             continue
+        # a network's l2pop entries that are still wanted are kept, not made again: the
+        # same VLAN and segment make the same entry for the same tunnel and MAC
+        before = known[2] if known is not None and known[0][1:3] == inputs[1:3] else {}
+        unicast: dict[tuple[int, str], FlowMod] = {}
         start = len(flows)
-        _network_tun_flows(conf, view, network, network.segment, vid, patch_int_ofport,
-                           by_host, sorted(live.values()), flows)
+        _network_tun_flows(conf, network, network.segment, vid, patch_int_ofport, by_host,
+                           sorted(live.values()), remote, flows, before, unicast)
         if memo is not None:
-            memo[network.id] = (inputs, flows[start:])
+            memo[network.id] = (inputs, flows[start:], unicast)
     if memo is not None:
         for gone in set(memo) - {n.id for n in local_networks}:
             del memo[gone]
     return flows
 
 
-def _network_tun_flows(conf: AgentConfig, view: CloudView, network: Network, segment: int,
-                       vid: int, patch_int_ofport: int, by_host: Mapping[str, int | None],
-                       flood: list[int], flows: list[FlowMod]) -> None:
-    """One tunnel network's part of br-tun, appended to ``flows``."""
+def _network_tun_flows(conf: AgentConfig, network: Network, segment: int, vid: int,
+                       patch_int_ofport: int, by_host: Mapping[str, int | None],
+                       flood: list[int], remote: Iterable[Port], flows: list[FlowMod],
+                       before: Mapping[tuple[int, str], FlowMod],
+                       unicast: dict[tuple[int, str], FlowMod]) -> None:
+    """One tunnel network's part of br-tun, appended to ``flows``; its l2pop entries also go
+    to ``unicast``, taken from ``before`` when there."""
     flows.append(br_tun.local_vlan(network.network_type, vid, segment))
     if conf.mtu_doctor and network.mtu is not None:
         flows.append(br_tun.mtu_check(patch_int_ofport, vid, network.mtu))
@@ -314,11 +324,16 @@ def _network_tun_flows(conf: AgentConfig, view: CloudView, network: Network, seg
         flows.append(flood_flow)
     if not conf.l2pop:
         return
-    for port in sorted(_remote_ports(conf, view, network.id), key=lambda p: p.mac):
+    for port in sorted(remote, key=lambda p: p.mac):
         tunnel = by_host.get(port.host)
         if tunnel is None or not port.mac:
             continue
-        flows.append(br_tun.unicast_to_tunnel(vid, segment, tunnel, port.mac))
+        key = (tunnel, port.mac)
+        entry = before.get(key)
+        if entry is None:
+            entry = br_tun.unicast_to_tunnel(vid, segment, tunnel, port.mac)
+        unicast[key] = entry
+        flows.append(entry)
         if conf.arp_responder:
             flows.extend(br_tun.arp_responder(vid, ip, port.mac)
                          for ip in port.ips if ":" not in ip)

@@ -3,9 +3,10 @@
 One thread does everything in rounds: take controller events (long poll, bounded), read the
 vNICs on br-int, compute the desired state, and apply the difference. A round in which
 nothing it plans from changed (the same view of the controller, the same ports on the
-bridges, the same ports reported ACTIVE) computes nothing: it would plan the same flows, and
-a thousand idle agents each planning twice a second is what kept a thousand-host cloud from
-converging. A switch restart (the
+bridges, no port it reported ACTIVE since gone from that list) computes nothing: it would
+plan the same flows, and a thousand idle agents each planning twice a second is what kept a
+thousand-host cloud from converging. Of what does change, br-tun's flows are planned again
+only for the networks whose inputs changed (`desired.br_tun_flows`' memo). A switch restart (the
 canary flow is gone) makes the agent forget what it installed and program everything again.
 
 While no controller answers, the agent changes no flow: it keeps forwarding on what it has,
@@ -193,7 +194,7 @@ class Agent:
         self._tun_memo: desired.NetworkFlowMemo = {}
         self._bridges_ready = False
         # what the last full converge planned from (see the module's doc); None: plan again
-        self._planned_from: tuple[CloudView, object] | None = None
+        self._planned_from: tuple[CloudView, object, frozenset[str]] | None = None
         long_poll = self.timers.long_poll
         self._poller = _Poller(controller, long_poll) if long_poll is not None and \
             long_poll > self.timers.poll_interval else None
@@ -268,10 +269,14 @@ class Agent:
         # by identity (comparing 20,000 ports would cost what planning does)
         switch = (int_ports, self.backend.list_ports(BR_TUN),
                   [self.backend.list_ports(b) for b in sorted(set(
-                      self.conf.bridge_mappings.values()))],
-                  frozenset(self.stats.ports_active))
+                      self.conf.bridge_mappings.values()))])
+        active = frozenset(self.stats.ports_active)
         last = self._planned_from
-        if last is not None and last[0] is view and last[1] == switch:
+        # ports reported ACTIVE since are no input that matters: a plan reads them only to
+        # forget the learned entries of bound ports not yet reported, which the last plan
+        # did for all of these (the same view and switch bind the same ports); planning
+        # again after every status report was a third of a filling cloud's plans
+        if last is not None and last[0] is view and last[1] == switch and last[2] <= active:
             return  # the same inputs plan the same flows: nothing to do
         self._planned_from = None  # until this round is through
         if not self.lvm.items():
@@ -299,7 +304,7 @@ class Agent:
         self._forget_learned_locals(
             [b for b in bound if b.port.id not in self.stats.ports_active], local_vlans)
         self._bound = {b.port.id for b in bound}
-        self._planned_from = (view, switch)
+        self._planned_from = (view, switch, active)
 
     def _forget_learned_locals(self, new: list[desired.Binding],
                                local_vlans: dict[str, int]) -> None:

@@ -183,6 +183,10 @@ def test_br_tun_flows_kept_from_the_last_plan_are_those_planned_afresh() -> None
     old_b = [f for f in first if "dl_dst=fa:16:3e:00:01:02" in f.match]
     new_b = [f for f in kept if "dl_dst=fa:16:3e:00:01:02" in f.match]
     assert len(new_b) == 1 and new_b[0] is old_b[0]
+    # and of net-a, planned again, the entry of the port that was there already is kept
+    old_a = [f for f in first if "dl_dst=fa:16:3e:00:01:01" in f.match]
+    new_a = [f for f in kept if "dl_dst=fa:16:3e:00:01:01" in f.match]
+    assert len(new_a) == 1 and new_a[0] is old_a[0]
     # the tunnel to hv3 came back on another port: both networks' entries follow it
     moved = {"vxlan-c0000202": 3, "vxlan-c0000203": 7}
     again = plan(view, moved, keep=True)
