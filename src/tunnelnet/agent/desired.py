@@ -275,7 +275,9 @@ def br_tun_flows(conf: AgentConfig, view: CloudView, *, cookie: int, patch_int_o
         kind = _kind_of_port(name)
         if kind is not None:
             flows.append(br_tun.tunnel_port(kind, ofport))
+    planned: set[str] = set()  # networks planned: the memo forgets the others
     for network in sorted(local_networks, key=lambda n: local_vlans[n.id]):
+        planned.add(network.id)
         # VLAN and flat networks leave through their physical bridge, never a tunnel
         if network.segment is None or not tunnel_kinds.is_tunnel(network.network_type):
             continue
@@ -303,7 +305,7 @@ def br_tun_flows(conf: AgentConfig, view: CloudView, *, cookie: int, patch_int_o
         if memo is not None:
             memo[network.id] = (inputs, flows[start:], unicast)
     if memo is not None:
-        for gone in set(memo) - {n.id for n in local_networks}:
+        for gone in set(memo) - planned:
             del memo[gone]
     return flows
 
