@@ -67,6 +67,7 @@ class AgentTimers:
 @dataclass
 class AgentStats:
     rounds: int = 0
+    plans: int = 0  # rounds that planned the flows (something they come from changed)
     controller_errors: int = 0
     resyncs: int = 0
     snapshots: int = 0  # full lists of the controller's state (the first, then each resync)
@@ -279,6 +280,7 @@ class Agent:
         if last is not None and last[0] is view and last[1] == switch and last[2] <= active:
             return  # the same inputs plan the same flows: nothing to do
         self._planned_from = None  # until this round is through
+        self.stats.plans += 1
         if not self.lvm.items():
             self._restore_local_vlans(int_ports)
         vnics = desired.vnics_of(int_ports, patch_tun=PATCH_TUN)
