@@ -2,8 +2,12 @@
 
 An agent that has just bound twenty vNICs reports them ACTIVE in one request and one store
 transaction, not twenty: while a cloud fills, the single `PUT /v2.0/ports/{id}` per port was
-one write transaction, one change event and one HTTP exchange per vNIC, which is most of what
-the controller did. The single form stays as it was.
+one write transaction and one HTTP exchange per vNIC, which was most of what the controller
+did. The single form stays as it was. A long report is written in transactions of at most
+`PORTS_PER_TXN` ports: on etcd each port is a few operations of the transaction, and etcd's
+default cap of 128 operations per transaction must not make a big hypervisor's report fail
+where its single reports would not (the ports' statuses are independent of each other, as
+in Neutron, which sets each device's in turn).
 
 As Neutron's `update_port_status`, a port already in the reported status is not written again
 (no new revision, no event), and a port that is gone is answered as `not_found` rather than
@@ -20,7 +24,9 @@ from tunnelnet.server import ports
 from tunnelnet.server.auth import Caller
 from tunnelnet.server.controller import Controller
 from tunnelnet.server.errors import BadRequest
-from tunnelnet.server.schemas import PortStatusReport, parse
+from tunnelnet.server.schemas import PortStatusItem, PortStatusReport, parse
+
+PORTS_PER_TXN = 25  # a port read and written is about four etcd operations
 
 
 @dataclass(slots=True)
@@ -37,7 +43,8 @@ class Outcome:
 
 
 def report(ctl: Controller, caller: Caller, data: Any) -> Outcome:
-    """Sets each listed port's status, all in one transaction (admin or agent token)."""
+    """Sets each listed port's status (admin or agent token), `PORTS_PER_TXN` ports per
+    store transaction."""
     caller.require_admin_or_agent("reporting port statuses")
     model, _ = parse(PortStatusReport, data, "port_statuses")
     seen: set[str] = set()
@@ -48,8 +55,15 @@ def report(ctl: Controller, caller: Caller, data: Any) -> Outcome:
         seen.add(item.id)
     out = Outcome()
     now = ctl.now()
+    items = model.port_statuses
+    for start in range(0, len(items), PORTS_PER_TXN):
+        _write(ctl, items[start:start + PORTS_PER_TXN], now, out)
+    return out
+
+
+def _write(ctl: Controller, items: list[PortStatusItem], now: str, out: Outcome) -> None:
     with ctl.store.write() as txn:
-        for item in model.port_statuses:
+        for item in items:
             doc = txn.get(ports.KIND, item.id)
             if doc is None:
                 out.not_found.append(item.id)
@@ -62,4 +76,3 @@ def report(ctl: Controller, caller: Caller, data: Any) -> Outcome:
             doc["revision_number"] += 1
             txn.put(ports.KIND, item.id, doc, doc["project_id"])
             out.updated.append(item.id)
-    return out
