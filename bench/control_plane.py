@@ -289,7 +289,8 @@ def run_scenario(kind: str, args: argparse.Namespace, procs: Processes, workdir:
         worker.send({"stop": True})
     observed.wait(lambda: len(observed.totals) == len(workers), 30.0)
     totals = {k: sum(t.get(k, 0) for t in observed.totals)
-              for k in ("flows", "rounds", "controller_errors", "snapshots", "failovers")}
+              for k in ("flows", "rounds", "plans", "controller_errors", "snapshots",
+                        "failovers")}
     final = cloud.costs()
     for client in cloud.admins:
         client.close()
@@ -459,6 +460,7 @@ ROWS: list[tuple[str, Callable[[dict[str, Any]], Any]]] = [
     ("controller CPU s, converge", lambda r: r["controller_cpu_s_converge"]),
     ("etcd CPU s, converge", lambda r: r.get("etcd_cpu_s_converge", "-")),
     ("agents' CPU s, converge", lambda r: r["agents_cpu_s_converge"]),
+    ("agents' plans (whole run)", lambda r: r["agent_totals"]["plans"]),
     ("controller RSS MB (each)", lambda r: ",".join(f"{x:.0f}" for x in
                                                     r["costs_end"]["controller_rss_mb"])),
     ("controller peak RSS MB", lambda r: ",".join(f"{x:.0f}" for x in

@@ -179,6 +179,7 @@ def main(argv: list[str] | None = None) -> int:
         "agents": len(hvs),
         "flows": sum(h.switch.flow_count() for h in hvs.values()),
         "rounds": sum(h.agent.stats.rounds for h in hvs.values()),
+        "plans": sum(h.agent.stats.plans for h in hvs.values()),
         "controller_errors": sum(h.agent.stats.controller_errors for h in hvs.values()),
         "snapshots": sum(h.agent.stats.snapshots for h in hvs.values()),
         "failovers": sum(h.controller.failovers for h in hvs.values()),

@@ -24,6 +24,7 @@ class FakeController:
         self.events: list[Event] = []
         self.revision = 0
         self.statuses: dict[str, str] = {}
+        self.status_reports: list[dict[str, str]] = []  # each bulk report, as sent
         self.down = False
         self.snapshots = 0  # how many times the agent listed everything
         self.tunnel_reports: list[list[dict[str, Any]]] = []  # heartbeats' tunnel states
@@ -77,6 +78,13 @@ class FakeController:
         if port_id not in self.ports:  # as the controller answers for a deleted port
             raise NotFoundError(f"Port {port_id} could not be found.", status=404)
         self.statuses[port_id] = status
+
+    def set_port_statuses(self, statuses: Mapping[str, str]) -> set[str]:
+        self._check()
+        self.status_reports.append(dict(statuses))
+        missing = {p for p in statuses if p not in self.ports}
+        self.statuses.update((p, s) for p, s in statuses.items() if p not in missing)
+        return missing
 
     def list_network(self, network_id: str, since: int
                      ) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:

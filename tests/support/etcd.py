@@ -36,8 +36,10 @@ def unique_prefix(name: str = "test") -> str:
 
 
 class EtcdServer:
-    def __init__(self, directory: Path, timeout: float = 20.0) -> None:
+    def __init__(self, directory: Path, timeout: float = 20.0,
+                 max_txn_ops: int = MAX_TXN_OPS) -> None:
         self.binary = require_tool("etcd")
+        self.max_txn_ops = max_txn_ops  # 128: etcd's own default
         self.directory = directory
         self.timeout = timeout
         self.proc: subprocess.Popen[bytes] | None = None
@@ -62,7 +64,7 @@ class EtcdServer:
             self.binary, "--name", "test", "--data-dir", str(self.directory / "data"),
             "--listen-client-urls", client, "--advertise-client-urls", client,
             "--listen-peer-urls", peer_url, "--initial-advertise-peer-urls", peer_url,
-            "--initial-cluster", f"test={peer_url}", "--max-txn-ops", str(MAX_TXN_OPS),
+            "--initial-cluster", f"test={peer_url}", "--max-txn-ops", str(self.max_txn_ops),
         ]  # fmt: skip
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(

@@ -67,6 +67,11 @@ class Controller(Protocol):
 
     def set_port_status(self, port_id: str, status: str) -> None: ...
 
+    def set_port_statuses(self, statuses: Mapping[str, str]) -> set[str]:
+        """Many ports' statuses in one exchange (Neutron's update_device_list); returns the
+        ids of the ports the controller no longer has (nothing to report for those)."""
+        ...
+
     def list_network(self, network_id: str, since: int
                      ) -> tuple[Mapping[str, Any] | None, Sequence[Mapping[str, Any]]]:
         """A network's record (None: no such network) and every port of it (one this agent

@@ -141,12 +141,18 @@ def peer_hosts_for_network(conf: AgentConfig, view: CloudView, network: Network
     have a port on the network."""
     if not conf.l2pop:
         return _usable_peers(conf, view, network.network_type)
+    # asked by plan_tunnels and br_tun_flows alike: once per view, network and config
+    key = ("peer_hosts", network)
+    cached = view.memo(key)
+    if isinstance(cached, tuple) and cached[0] == conf:
+        return dict(cached[1])
     found: dict[str, str] = {}
     for host in {p.host for p in _remote_ports(conf, view, network.id)}:
         for peer in view.peers_on_host(host):
             if _usable(conf, peer, network.network_type):
                 found[host] = peer.tunnel_ip
-    return found
+    view.remember(key, (conf, found))
+    return dict(found)
 
 
 def plan_tunnels(conf: AgentConfig, view: CloudView, local_networks: Iterable[Network]
@@ -237,26 +243,41 @@ def port_tags(bindings: Iterable[Binding], dead: Iterable[Vnic],
     return tags
 
 
+@functools.lru_cache(maxsize=4096)
 def _kind_of_port(name: str) -> str | None:
     """The tunnel kind whose port names start like ``name`` ("vxlan-c0000202" -> "vxlan")."""
     prefix = name.partition("-")[0]
     return next((k.name for k in tunnel_kinds.all_kinds() if k.port_prefix == prefix), None)
 
 
+# per network id: what its br-tun flows were planned from, those flows, and its l2pop
+# entries by (tunnel ofport, MAC)
+NetworkFlowMemo = dict[str, tuple[tuple[object, ...], list[FlowMod],
+                                  dict[tuple[int, str], FlowMod]]]
+
+
 def br_tun_flows(conf: AgentConfig, view: CloudView, *, cookie: int, patch_int_ofport: int,
                  local_networks: Iterable[Network], local_vlans: Mapping[str, int],
                  tunnel_ofports: Mapping[str, int],
-                 down_tunnels: frozenset[str] = frozenset()) -> list[FlowMod]:
+                 down_tunnels: frozenset[str] = frozenset(),
+                 memo: NetworkFlowMemo | None = None) -> list[FlowMod]:
     """The whole of br-tun for this state; tunnels without an ofport yet are left out, and
     ``down_tunnels`` (by port name: their BFD session went down, agent/liveness.py) are left
-    out of the flood lists."""
+    out of the flood lists.
+
+    ``memo``, kept by the caller from one plan to the next: a network whose inputs are the
+    same as last time (the same port records of the view, the same tunnels) gets the flows
+    planned then. While a cloud fills, every event re-plans an agent's whole br-tun, and the
+    networks the event did not touch were most of that work (a hundred l2pop entries each)."""
     flows = br_tun.default_flows(patch_int_ofport, cookie=cookie,
                                  arp_responder=conf.arp_responder and conf.l2pop)
     for name, ofport in sorted(tunnel_ofports.items()):
         kind = _kind_of_port(name)
         if kind is not None:
             flows.append(br_tun.tunnel_port(kind, ofport))
+    planned: set[str] = set()  # networks planned: the memo forgets the others
     for network in sorted(local_networks, key=lambda n: local_vlans[n.id]):
+        planned.add(network.id)
         # VLAN and flat networks leave through their physical bridge, never a tunnel
         if network.segment is None or not tunnel_kinds.is_tunnel(network.network_type):
             continue
@@ -266,22 +287,55 @@ def br_tun_flows(conf: AgentConfig, view: CloudView, *, cookie: int, patch_int_o
                    for host, ip in peers.items()}
         live = {host: ofport for host, ofport in by_host.items() if ofport is not None
                 and _tunnel_name(network.network_type, peers[host]) not in down_tunnels}
-        flood = sorted(live.values())
-        flows.append(br_tun.local_vlan(network.network_type, vid, network.segment))
-        if conf.mtu_doctor and network.mtu is not None:
-            flows.append(br_tun.mtu_check(patch_int_ofport, vid, network.mtu))
-            flows.append(br_tun.too_big(vid, network.mtu))
-        flood_flow = br_tun.flood_to_tunnels(vid, network.segment, flood)
-        if flood_flow is not None:
-            flows.append(flood_flow)
-        if not conf.l2pop:
+        # the view's port records are kept from view to view while unchanged: comparing
+        # them is mostly comparing identities
+        remote = tuple(_remote_ports(conf, view, network.id))
+        inputs = (conf, network, vid, patch_int_ofport, by_host, live, remote)
+        known = memo.get(network.id) if memo is not None else None
+        if known is not None and known[0] == inputs:
+            flows.extend(known[1])
             continue
-        for port in sorted(_remote_ports(conf, view, network.id), key=lambda p: p.mac):
-            tunnel = by_host.get(port.host)
-            if tunnel is None or not port.mac:
-                continue
-            flows.append(br_tun.unicast_to_tunnel(vid, network.segment, tunnel, port.mac))
-            if conf.arp_responder:
-                flows.extend(br_tun.arp_responder(vid, ip, port.mac)
-                             for ip in port.ips if ":" not in ip)
+        # a network's l2pop entries that are still wanted are kept, not made again: the
+        # same VLAN and segment make the same entry for the same tunnel and MAC
+        before = known[2] if known is not None and known[0][1:3] == inputs[1:3] else {}
+        unicast: dict[tuple[int, str], FlowMod] = {}
+        start = len(flows)
+        _network_tun_flows(conf, network, network.segment, vid, patch_int_ofport, by_host,
+                           sorted(live.values()), remote, flows, before, unicast)
+        if memo is not None:
+            memo[network.id] = (inputs, flows[start:], unicast)
+    if memo is not None:
+        for gone in set(memo) - planned:
+            del memo[gone]
     return flows
+
+
+def _network_tun_flows(conf: AgentConfig, network: Network, segment: int, vid: int,
+                       patch_int_ofport: int, by_host: Mapping[str, int | None],
+                       flood: list[int], remote: Iterable[Port], flows: list[FlowMod],
+                       before: Mapping[tuple[int, str], FlowMod],
+                       unicast: dict[tuple[int, str], FlowMod]) -> None:
+    """One tunnel network's part of br-tun, appended to ``flows``; its l2pop entries also go
+    to ``unicast``, taken from ``before`` when there."""
+    flows.append(br_tun.local_vlan(network.network_type, vid, segment))
+    if conf.mtu_doctor and network.mtu is not None:
+        flows.append(br_tun.mtu_check(patch_int_ofport, vid, network.mtu))
+        flows.append(br_tun.too_big(vid, network.mtu))
+    flood_flow = br_tun.flood_to_tunnels(vid, segment, flood)
+    if flood_flow is not None:
+        flows.append(flood_flow)
+    if not conf.l2pop:
+        return
+    for port in sorted(remote, key=lambda p: p.mac):
+        tunnel = by_host.get(port.host)
+        if tunnel is None or not port.mac:
+            continue
+        key = (tunnel, port.mac)
+        entry = before.get(key)
+        if entry is None:
+            entry = br_tun.unicast_to_tunnel(vid, segment, tunnel, port.mac)
+        unicast[key] = entry
+        flows.append(entry)
+        if conf.arp_responder:
+            flows.extend(br_tun.arp_responder(vid, ip, port.mac)
+                         for ip in port.ips if ":" not in ip)

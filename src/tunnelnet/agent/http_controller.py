@@ -116,6 +116,10 @@ class HttpController:
     def set_port_status(self, port_id: str, status: str) -> None:
         self._call(lambda: self.client.set_port_status(port_id, status))
 
+    def set_port_statuses(self, statuses: Mapping[str, str]) -> set[str]:
+        answer = self._call(lambda: self.client.set_port_statuses(statuses))
+        return set(answer.get("not_found", ()))
+
     def list_network(self, network_id: str, since: int
                      ) -> tuple[Mapping[str, Any] | None, Sequence[Mapping[str, Any]]]:
         return self._call(lambda: self.client.network_listing(network_id, since))

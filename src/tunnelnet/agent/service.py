@@ -3,9 +3,10 @@
 One thread does everything in rounds: take controller events (long poll, bounded), read the
 vNICs on br-int, compute the desired state, and apply the difference. A round in which
 nothing it plans from changed (the same view of the controller, the same ports on the
-bridges, the same ports reported ACTIVE) computes nothing: it would plan the same flows, and
-a thousand idle agents each planning twice a second is what kept a thousand-host cloud from
-converging. A switch restart (the
+bridges, no port it reported ACTIVE since gone from that list) computes nothing: it would
+plan the same flows, and a thousand idle agents each planning twice a second is what kept a
+thousand-host cloud from converging. Of what does change, br-tun's flows are planned again
+only for the networks whose inputs changed (`desired.br_tun_flows`' memo). A switch restart (the
 canary flow is gone) makes the agent forget what it installed and program everything again.
 
 While no controller answers, the agent changes no flow: it keeps forwarding on what it has,
@@ -35,7 +36,7 @@ from tunnelnet.agent.local_vlan import LocalVlanManager
 from tunnelnet.agent.tables import DEAD_VLAN
 from tunnelnet.agent.tunnels import parse_tunnel_port_name
 from tunnelnet.agent.view import CloudView, Network, Port
-from tunnelnet.api import NotFoundError, ResyncRequired
+from tunnelnet.api import ResyncRequired
 from tunnelnet.errors import TunnelnetError
 from tunnelnet.packet import tunnel_kinds
 from tunnelnet.switch.pipeline import IntTable
@@ -66,6 +67,7 @@ class AgentTimers:
 @dataclass
 class AgentStats:
     rounds: int = 0
+    plans: int = 0  # rounds that planned the flows (something they come from changed)
     controller_errors: int = 0
     resyncs: int = 0
     snapshots: int = 0  # full lists of the controller's state (the first, then each resync)
@@ -189,9 +191,11 @@ class Agent:
         self._bound: set[str] = set()  # ports bound by the last converge, to report ACTIVE
         # each bound port as the cache showed it when its status was last judged here
         self._judged: dict[str, Port] = {}
+        # br-tun's flows per network as last planned, and from what (desired.br_tun_flows)
+        self._tun_memo: desired.NetworkFlowMemo = {}
         self._bridges_ready = False
         # what the last full converge planned from (see the module's doc); None: plan again
-        self._planned_from: tuple[CloudView, object] | None = None
+        self._planned_from: tuple[CloudView, object, frozenset[str]] | None = None
         long_poll = self.timers.long_poll
         self._poller = _Poller(controller, long_poll) if long_poll is not None and \
             long_poll > self.timers.poll_interval else None
@@ -266,12 +270,17 @@ class Agent:
         # by identity (comparing 20,000 ports would cost what planning does)
         switch = (int_ports, self.backend.list_ports(BR_TUN),
                   [self.backend.list_ports(b) for b in sorted(set(
-                      self.conf.bridge_mappings.values()))],
-                  frozenset(self.stats.ports_active))
+                      self.conf.bridge_mappings.values()))])
+        active = frozenset(self.stats.ports_active)
         last = self._planned_from
-        if last is not None and last[0] is view and last[1] == switch:
+        # ports reported ACTIVE since are no input that matters: a plan reads them only to
+        # forget the learned entries of bound ports not yet reported, which the last plan
+        # did for all of these (the same view and switch bind the same ports); planning
+        # again after every status report was a third of a filling cloud's plans
+        if last is not None and last[0] is view and last[1] == switch and last[2] <= active:
             return  # the same inputs plan the same flows: nothing to do
         self._planned_from = None  # until this round is through
+        self.stats.plans += 1
         if not self.lvm.items():
             self._restore_local_vlans(int_ports)
         vnics = desired.vnics_of(int_ports, patch_tun=PATCH_TUN)
@@ -292,11 +301,12 @@ class Agent:
         self.tun_flows.apply(desired.br_tun_flows(
             self.conf, view, cookie=self.cookie, patch_int_ofport=patch_int,
             local_networks=local_networks.values(), local_vlans=local_vlans,
-            tunnel_ofports=tunnel_ofports, down_tunnels=frozenset(self.stats.tunnels_down)))
+            tunnel_ofports=tunnel_ofports, down_tunnels=frozenset(self.stats.tunnels_down),
+            memo=self._tun_memo))
         self._forget_learned_locals(
             [b for b in bound if b.port.id not in self.stats.ports_active], local_vlans)
         self._bound = {b.port.id for b in bound}
-        self._planned_from = (view, switch)
+        self._planned_from = (view, switch, active)
 
     def _forget_learned_locals(self, new: list[desired.Binding],
                                local_vlans: dict[str, int]) -> None:
@@ -371,6 +381,12 @@ class Agent:
     # -- controller side --------------------------------------------------------------------
 
     def _report_port_status(self, bound_ids: set[str]) -> None:
+        """Reports what changed since the last report, all ports in one request (Neutron's
+        update_device_list): one request per port was most of a filling cloud's controller
+        work. Nothing is taken as reported until the controller took the report; a round
+        that finds no controller reports it all again later."""
+        report: dict[str, str] = {}
+        judged: dict[str, Port | None] = {}
         for port_id in sorted(bound_ids):
             port = self.cache.ports.get(port_id)
             # judged again when the cache shows a change: a VM moved back here may meet the
@@ -379,24 +395,29 @@ class Agent:
             if port_id in self.stats.ports_active and self._judged.get(port_id) == port:
                 continue
             if port is not None and port.status != "ACTIVE":
-                self.controller.set_port_status(port_id, "ACTIVE")
-            self.stats.ports_active.add(port_id)
-            if port is not None:
-                self._judged[port_id] = port
-        for port_id in sorted(self.stats.ports_active - bound_ids):
-            self.stats.ports_active.discard(port_id)
-            self._judged.pop(port_id, None)
+                report[port_id] = "ACTIVE"
+            judged[port_id] = port
+        gone = sorted(self.stats.ports_active - bound_ids)
+        for port_id in gone:
             port = self.cache.ports.get(port_id)
             # a port that moved to another host (a live migration) is that host's to report:
             # our DOWN, late, would overwrite its ACTIVE (Neutron's update_device_down
             # likewise ignores a device not bound to the reporting agent's host)
             if port is not None and port.host == self.conf.host:
-                try:
-                    self.controller.set_port_status(port_id, "DOWN")
-                except NotFoundError:
-                    # deleted since our last event (a DHCP agent unplugs, then deletes its
-                    # port): nothing to report, and no reason to stop the agent
-                    log.info("port %s is gone; not reporting it DOWN", port_id)
+                report[port_id] = "DOWN"
+        if report:
+            missing = self.controller.set_port_statuses(report)
+            for port_id in sorted(missing):
+                # deleted since our last event (a DHCP agent unplugs, then deletes its
+                # port): nothing to report, and no reason to stop the agent
+                log.info("port %s is gone; not reporting it %s", port_id, report[port_id])
+        for port_id, port in judged.items():
+            self.stats.ports_active.add(port_id)
+            if port is not None:
+                self._judged[port_id] = port
+        for port_id in gone:
+            self.stats.ports_active.discard(port_id)
+            self._judged.pop(port_id, None)
 
     def _talk_to_controller(self, wait: float) -> None:
         now = time.monotonic()

@@ -304,6 +304,14 @@ class Client:
     def set_port_status(self, port_id: str, status: str) -> Resource:
         return self.update("port", port_id, status=status)
 
+    def set_port_statuses(self, statuses: Mapping[str, str]) -> dict[str, builtins.list[str]]:
+        """Many ports' statuses in one request and one transaction (Neutron's
+        update_device_list): port ids by outcome, `updated`, `unchanged`, `not_found`."""
+        body = {"port_statuses": [{"id": p, "status": s} for p, s in statuses.items()]}
+        response = self.request("PUT", "/v2.0/port_statuses", body)
+        answer: dict[str, builtins.list[str]] = response.json()
+        return answer
+
     def l2population(
         self, network_id: str | None = None, host: str | None = None
     ) -> tuple[builtins.list[Resource], int]:

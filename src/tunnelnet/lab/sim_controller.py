@@ -18,7 +18,7 @@ from typing import Any
 from tunnelnet.agent.controller import ControllerCache, Event, Snapshot
 from tunnelnet.agent.http_controller import AGENT_TYPE
 from tunnelnet.agent.view import CloudView, Network, Peer, Port
-from tunnelnet.server import agents, ports
+from tunnelnet.server import agents, port_status, ports
 from tunnelnet.server.auth import AGENT
 from tunnelnet.server.controller import Controller, public
 from tunnelnet.store.base import Action
@@ -148,6 +148,11 @@ class SimController:
     def set_port_status(self, port_id: str, status: str) -> None:
         ports.update(self.hub.ctl, AGENT, port_id, {"status": status})
         self.status_writes += 1
+
+    def set_port_statuses(self, statuses: Mapping[str, str]) -> set[str]:
+        body = {"port_statuses": [{"id": p, "status": s} for p, s in statuses.items()]}
+        self.status_writes += len(statuses)
+        return set(port_status.report(self.hub.ctl, AGENT, body).not_found)
 
     def list_network(self, network_id: str, since: int
                      ) -> tuple[Mapping[str, Any] | None, Sequence[Mapping[str, Any]]]:

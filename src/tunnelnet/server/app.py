@@ -28,6 +28,7 @@ from tunnelnet.server import (
     fanout,
     l2pop,
     networks,
+    port_status,
     ports,
     projects,
     schemas,
@@ -327,6 +328,18 @@ def _agent_routes(app: FastAPI) -> None:
     )(heartbeat)
     app.put("/v2.0/agents/{item_id}", tags=tags, summary="Update an agent (admin)")(update)
 
+    def report_statuses(request: Request, body: Any, token: Token = None) -> Response:
+        ctl, caller = _auth(request, token)
+        data = body.model_dump(by_alias=True, exclude_unset=True, mode="python")
+        return JSONResponse(port_status.report(ctl, caller, data).body())
+
+    report_statuses.__annotations__["body"] = schemas.PortStatusReport
+    app.put(
+        "/v2.0/port_statuses", tags=["ports"],
+        summary="Set the status of many ports in one transaction (admin, agent): "
+        "Neutron's update_device_list",
+    )(report_statuses)
+
     @app.get("/v2.0/tunnels", tags=tags,
              summary="Tunnels and their BFD state, as each agent reports them (admin, agent)")
     def list_tunnels(request: Request, host: str | None = None, state: str | None = None,
@@ -491,12 +504,15 @@ def _snapshot_routes(app: FastAPI) -> None:
         caller.require_admin_or_agent("a network's ports")
         if not network_id:
             raise BadRequest("network_id: a network's id is required")
-        found = await request.app.state.hub.network(network_id, since, timeout=5.0)
-        if found is None:  # the hub is behind: the store has them, at a cost
-            found = await asyncio.to_thread(_store_network, ctl, network_id)
-            if found[2] < since:
-                return _stale(since)
-        network, docs, revision = found
+        held = await request.app.state.hub.network_listing(network_id, since, timeout=5.0)
+        if held is not None:  # encoded by the hub, each document once per version
+            body, revision = held
+            return Response(body, media_type="application/json",
+                            headers={REVISION_HEADER: str(revision)})
+        # the hub is behind: the store has them, at a cost
+        network, docs, revision = await asyncio.to_thread(_store_network, ctl, network_id)
+        if revision < since:
+            return _stale(since)
         return JSONResponse({"network": network, "ports": docs, "revision": revision},
                             headers={REVISION_HEADER: str(revision)})
 

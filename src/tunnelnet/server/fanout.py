@@ -159,6 +159,10 @@ class Interest:
             if not mine:
                 del self._pairs[host]
 
+    def __len__(self) -> int:
+        """How many ports and networks it holds."""
+        return len(self._ports) + len(self._networks)
+
     def hosts_of(self, network_id: str) -> frozenset[str]:
         """The hosts with at least one port bound on the network now."""
         return frozenset(self._hosts.get(network_id, ()))

@@ -189,6 +189,22 @@ class PortUpdate(_Body):
     mac_address: str | None = None
 
 
+# ports per status report: a hypervisor's worth (Neutron's agents send theirs in one
+# update_device_list call); more is refused rather than held in one long write transaction
+MAX_STATUS_REPORT = 1000
+
+
+class PortStatusItem(_Body):
+    id: str = Field(min_length=1, max_length=255)
+    status: PortStatus
+
+
+class PortStatusReport(_Body):
+    """An agent's statuses for a list of its ports, in one request (update_device_list)."""
+
+    port_statuses: list[PortStatusItem] = Field(min_length=1, max_length=MAX_STATUS_REPORT)
+
+
 class AgentConfigurations(BaseModel):
     # agents may report more than we know (Neutron agents do); the known keys are checked
     model_config = ConfigDict(extra="allow", strict=True)

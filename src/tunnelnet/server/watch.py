@@ -153,6 +153,8 @@ class Hub:
         self._host_grown: dict[str, asyncio.Event] = {}
         self._task: asyncio.Task[None] | None = None
         self._agent_docs: dict[str, tuple[Mapping[str, object], bytes]] = {}
+        # port and network documents as JSON, by id, with the document they were made from
+        self._doc_json: dict[str, tuple[Mapping[str, object], bytes]] = {}
         self._unsubscribe: object = None
         self.closing = False
 
@@ -295,14 +297,30 @@ class Hub:
             return None
         return [dict(d) for d in self.interest.ports_of(network_id)], self.head
 
-    async def network(self, network_id: str, since: int, timeout: float
-                      ) -> tuple[dict[str, object] | None, list[dict[str, object]], int] | None:
-        """The network's record (None: no such network) and its ports, as `network_ports`."""
+    async def network_listing(self, network_id: str, since: int, timeout: float
+                              ) -> tuple[bytes, int] | None:
+        """`network`'s answer as the JSON body of `GET /v2.0/watch/ports` and its revision:
+        each document encoded once per version of it, not once per agent that lists the
+        network (a filling cloud has each network listed by every host that gets a port on
+        it, most of the controller's encoding)."""
         if not await self._reach(since, timeout):
             return None
         doc = self.interest.network(network_id)
-        ports = [dict(d) for d in self.interest.ports_of(network_id)]
-        return (None if doc is None else dict(doc)), ports, self.head
+        network = b"null" if doc is None else self._json_of(doc)
+        ports = b",".join([self._json_of(d) for d in self.interest.ports_of(network_id)])
+        body = b'{"network":%s,"ports":[%s],"revision":%d}' % (network, ports, self.head)
+        return body, self.head
+
+    def _json_of(self, doc: Mapping[str, object]) -> bytes:
+        key = str(doc.get("id"))
+        cached = self._doc_json.get(key)
+        if cached is None or cached[0] is not doc:
+            if len(self._doc_json) > 2 * len(self.interest) + 1000:
+                self._doc_json.clear()  # deleted documents' encodings: drop them all
+            # as JSONResponse encodes: the same bytes the dict form would have had
+            cached = self._doc_json[key] = (doc, json.dumps(
+                doc, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode())
+        return cached[1]
 
     async def wait(self, since: int, timeout: float, host: str | None = None) -> None:
         """Returns when the hub holds changes after `since`, or after `timeout`; with `host`,

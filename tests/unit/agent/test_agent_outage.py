@@ -4,6 +4,8 @@ controller is retried later and never ends the agent (in-memory stand-ins)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from support.agent_fakes import FakeController, FakeSwitch
 from tunnelnet.agent.desired import AgentConfig
 from tunnelnet.agent.service import Agent, AgentTimers
@@ -66,15 +68,15 @@ def test_a_switch_that_lost_its_flows_during_an_outage_gets_them_back() -> None:
 
 def test_a_status_report_that_finds_no_controller_is_made_later() -> None:
     ctl, sw, agent = _synced()
-    real = ctl.set_port_status
+    real = ctl.set_port_statuses
     failures = [ClientError("cannot reach the controller at https://a:9696")]
 
-    def flaky(port_id: str, status: str) -> None:
+    def flaky(statuses: Mapping[str, str]) -> set[str]:
         if failures:
             raise failures.pop()
-        real(port_id, status)
+        return real(statuses)
 
-    ctl.set_port_status = flaky  # type: ignore[method-assign]
+    ctl.set_port_statuses = flaky  # type: ignore[method-assign]
     sw.plug("br-int", "tap2", "p2")
     agent.run_round()  # binds tap2, then its report fails: an outage, not the agent's end
     assert agent.stats.outages == 1 and "p2" not in ctl.statuses

@@ -152,3 +152,44 @@ def test_provider_flows_translate_local_vlan_to_the_provider_vlan_and_back() -> 
                                "actions=mod_vlan_vid:1,resubmit(,60)")
     flat = br_phys.inbound(int_patch_ofport=5, local_vid=2, network_type="flat", segment=None)
     assert flat.match == "in_port=5,vlan_tci=0x0000/0x1fff"
+
+
+def test_br_tun_flows_kept_from_the_last_plan_are_those_planned_afresh() -> None:
+    conf = AgentConfig("hv1", "192.0.2.1", frozenset({"vxlan"}), l2pop=True)
+    mine = [Port("p1", "net-a", "fa:16:3e:00:00:01", host="hv1"),
+            Port("p2", "net-b", "fa:16:3e:00:00:02", host="hv1")]
+    remote = [Port("r1", "net-a", "fa:16:3e:00:01:01", host="hv2"),
+              Port("r2", "net-b", "fa:16:3e:00:01:02", host="hv3")]
+    tunnels = {"vxlan-c0000202": 3, "vxlan-c0000203": 4}
+    memo: dict = {}
+
+    def plan(view: CloudView, ofports: dict[str, int], *, keep: bool) -> list:
+        nets = [view.networks["net-a"], view.networks["net-b"]]
+        return br_tun_flows(conf, view, cookie=1, patch_int_ofport=1, local_networks=nets,
+                            local_vlans={"net-a": 1, "net-b": 2}, tunnel_ofports=ofports,
+                            memo=memo if keep else None)
+
+    first = plan(_view(ports=mine + remote), tunnels, keep=True)
+    # a port arrives on net-a (behind hv3); net-b's records are the same objects as before
+    arrived = Port("r3", "net-a", "fa:16:3e:00:01:03", host="hv3")
+    view = _view(ports=[*mine, *remote, arrived])
+    kept = plan(view, tunnels, keep=True)
+    assert [f.add_text() for f in kept] == [f.add_text() for f in plan(view, tunnels,
+                                                                      keep=False)]
+    assert ("table=20,priority=2,dl_vlan=1,dl_dst=fa:16:3e:00:01:03 "
+            "actions=strip_vlan,load:0x3e9->NXM_NX_TUN_ID[],output:4") in {
+                f.add_text() for f in kept}
+    # net-b was not planned again: its entry is the very one of the first plan
+    old_b = [f for f in first if "dl_dst=fa:16:3e:00:01:02" in f.match]
+    new_b = [f for f in kept if "dl_dst=fa:16:3e:00:01:02" in f.match]
+    assert len(new_b) == 1 and new_b[0] is old_b[0]
+    # and of net-a, planned again, the entry of the port that was there already is kept
+    old_a = [f for f in first if "dl_dst=fa:16:3e:00:01:01" in f.match]
+    new_a = [f for f in kept if "dl_dst=fa:16:3e:00:01:01" in f.match]
+    assert len(new_a) == 1 and new_a[0] is old_a[0]
+    # the tunnel to hv3 came back on another port: both networks' entries follow it
+    moved = {"vxlan-c0000202": 3, "vxlan-c0000203": 7}
+    again = plan(view, moved, keep=True)
+    assert [f.add_text() for f in again] == [f.add_text() for f in plan(view, moved,
+                                                                       keep=False)]
+    assert not any(f.actions.endswith("output:4") for f in again)

@@ -33,6 +33,7 @@ MODULES = [
     "test_server_api_isolation.py",
     "test_server_api_restart.py",
     "test_server_api_watch.py",
+    "test_server_port_statuses.py",
 ]
 
 
