@@ -491,6 +491,9 @@ def start_order(lab: FaultLab, seed: int, *, operations: int = 12, max_delay: fl
         detail["tunnels"] = {hv: {p["name"]: p.get("bfd_status") for p in lab.ports(hv, "br-tun")
                                   if p["name"].startswith(("vxlan-", "gre-"))}
                              for hv in HYPERVISORS}
+        # and what each agent said meanwhile: which of its plans left a peer out, and why
+        detail["agent_logs"] = {hv: _tail(lab.directory / "logs" / f"agent-{hv}.log", 80)
+                                for hv in HYPERVISORS}
     live = len(churn.live)
     churn.clear()
     return Row(f"random start order, seed {seed}",
@@ -503,6 +506,13 @@ def start_order(lab: FaultLab, seed: int, *, operations: int = 12, max_delay: fl
                took is not None, {**detail, "settle_seconds": took, "order": order,
                                   "delays": delays,
                                   "ports_live": live, "api_retries": churn.retries})
+
+
+def _tail(path: Path, lines: int) -> list[str]:
+    try:
+        return path.read_text(errors="replace").splitlines()[-lines:]
+    except OSError as exc:
+        return [f"({path} unreadable: {exc})"]
 
 
 # -- delete / re-plug one VM's port ---------------------------------------------------------
