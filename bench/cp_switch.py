@@ -107,10 +107,11 @@ class MemorySwitch:
             raise BackendError(f"{bridge}: only strict or by-cookie deletes, not {match!r}")
         self.flows[bridge].pop((int(found.group(1)), int(found.group(2)), found.group(3)), None)
 
-    def dump_flows(self, bridge: str) -> list[str]:
+    def dump_flows(self, bridge: str, *, table: int | None = None) -> list[str]:
         self._bridge(bridge)
         return [f"cookie={c:#x}, table={t}, priority={p}{',' + m if m else ''} actions={a}"
-                for (t, p, m), (c, a) in self.flows[bridge].items()]
+                for (t, p, m), (c, a) in self.flows[bridge].items()
+                if table is None or t == table]
 
     def flow_count(self) -> int:
         return sum(len(flows) for flows in self.flows.values())

@@ -170,9 +170,10 @@ class FakeSwitch:
         port = self.bridges[bridge][name]
         self.bridges[bridge][name] = dataclasses.replace(port, bfd_status=status)
 
-    def dump_flows(self, bridge: str) -> list[str]:
+    def dump_flows(self, bridge: str, *, table: int | None = None) -> list[str]:
         return [f"cookie={c:#x}, table={t}, priority={p},{m} actions={a}"
-                for (t, p, m), (c, a) in self.flows[bridge].items()]
+                for (t, p, m), (c, a) in self.flows[bridge].items()
+                if table is None or t == table]
 
     def texts(self, bridge: str) -> set[str]:
         return {f"table={t},priority={p}{',' + m if m else ''} actions={a}"

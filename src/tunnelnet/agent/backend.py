@@ -49,4 +49,7 @@ class SwitchBackend(Protocol):
 
     def del_flows(self, bridge: str, match: str, *, strict: bool = False) -> None: ...
 
-    def dump_flows(self, bridge: str) -> list[str]: ...
+    def dump_flows(self, bridge: str, *, table: int | None = None) -> list[str]:
+        """The bridge's flows as ``ovs-ofctl dump-flows`` prints them; with ``table``, only
+        that table's (the switch filters: the agent's canary check each round must not cost
+        a dump of every flow)."""

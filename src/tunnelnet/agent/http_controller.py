@@ -43,6 +43,7 @@ class HttpController:
         self.failovers = 0  # times the client moved on to another controller of its list
         self._answered_by: str | None = None
         self.host: str | None = None  # ours, once registered: what the controller sends us
+        self._without_batch: set[str] = set()  # controllers older than PUT /v2.0/port_statuses
 
     def _call(self, request: Callable[[], T]) -> T:
         """`request`, noting which controller took it when that is not the last one.
@@ -117,8 +118,27 @@ class HttpController:
         self._call(lambda: self.client.set_port_status(port_id, status))
 
     def set_port_statuses(self, statuses: Mapping[str, str]) -> set[str]:
-        answer = self._call(lambda: self.client.set_port_statuses(statuses))
-        return set(answer.get("not_found", ()))
+        """The round's statuses in one request; to a controller older than this agent (no
+        PUT /v2.0/port_statuses: it answers 404 for the path itself, where the endpoint
+        answers 200 and lists unknown ports under `not_found`), one request per port, as
+        agents did before it. Which controllers lack it is kept, so each is asked once."""
+        url = self.client.url
+        if url not in self._without_batch:
+            try:
+                answer = self._call(lambda: self.client.set_port_statuses(statuses))
+                return set(answer.get("not_found", ()))
+            except NotFoundError:
+                url = self.client.url
+                self._without_batch.add(url)
+                log.warning("controller %s has no PUT /v2.0/port_statuses (older than this "
+                            "agent): reporting port statuses one port at a time", url)
+        missing: set[str] = set()
+        for port_id, status in statuses.items():
+            try:
+                self.set_port_status(port_id, status)
+            except NotFoundError:
+                missing.add(port_id)
+        return missing
 
     def list_network(self, network_id: str, since: int
                      ) -> tuple[Mapping[str, Any] | None, Sequence[Mapping[str, Any]]]:

@@ -114,8 +114,8 @@ class OvsBackend:
         args = ["--strict"] if strict else []
         self._run(["ovs-ofctl", *args, "del-flows", self._target(bridge), match])
 
-    def dump_flows(self, bridge: str) -> list[str]:
-        out = self._ofctl("dump-flows", bridge)
+    def dump_flows(self, bridge: str, *, table: int | None = None) -> list[str]:
+        out = self._ofctl("dump-flows", bridge, *([] if table is None else [f"table={table}"]))
         return [line.strip() for line in out.splitlines()
                 if line.strip() and not line.startswith(("NXST_FLOW", "OFPST_FLOW"))]
 

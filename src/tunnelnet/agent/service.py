@@ -239,8 +239,7 @@ class Agent:
         """The canary flow of br-int is gone: the switch lost its flows."""
         if not self.int_flows.has_installed:
             return False
-        canary = f"table={int(IntTable.CANARY)}"
-        return not any(canary in line for line in self.backend.dump_flows(BR_INT))
+        return not self.backend.dump_flows(BR_INT, table=int(IntTable.CANARY))
 
     def _restore_local_vlans(self, ports: list[SwitchPort]) -> None:
         """After an agent restart, keep the local VLANs the switch already uses, so that no

@@ -73,5 +73,6 @@ class VswitchdBackend:
     def del_flows(self, bridge: str, match: str, *, strict: bool = False) -> None:
         self._call(m.DelFlows(bridge, match, strict=strict))
 
-    def dump_flows(self, bridge: str) -> list[str]:
-        return [str(line) for line in self._call(m.DumpFlows(bridge))]
+    def dump_flows(self, bridge: str, *, table: int | None = None) -> list[str]:
+        match = "" if table is None else f"table={table}"
+        return [str(line) for line in self._call(m.DumpFlows(bridge, match=match))]

@@ -176,5 +176,5 @@ class SimBackend:
         if removed:
             self.switch.changes += 1
 
-    def dump_flows(self, bridge: str) -> list[str]:
-        return self.switch.bridge(bridge).dump_flows()
+    def dump_flows(self, bridge: str, *, table: int | None = None) -> list[str]:
+        return self.switch.bridge(bridge).dump_flows("" if table is None else f"table={table}")

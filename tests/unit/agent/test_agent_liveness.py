@@ -151,8 +151,8 @@ class _Reader:
     def list_ports(self, bridge: str) -> list[Any]:
         return self.sw.list_ports(bridge)
 
-    def dump_flows(self, bridge: str) -> list[str]:
-        return self.sw.dump_flows(bridge)
+    def dump_flows(self, bridge: str, *, table: int | None = None) -> list[str]:
+        return self.sw.dump_flows(bridge, table=table)
 
 
 def test_verify_holds_a_flood_list_without_a_down_tunnel_to_be_the_agents_choice() -> None:
