@@ -501,9 +501,10 @@ class KernelMirror:
         self._routes.clear()
         self.remove_if(lambda m: isinstance(m.egress, TunnelPort) and not m.tunnel
                        and m.max_frame_len != min(m.egress.max_inner, 65535))
-        # an encap entry holds the route it was made for: another device or address, it goes
-        self.remove_if(lambda m: m.encap is not None and self._route(
-            m.ingress if m.tunnel else m.egress) != m.route)  # type: ignore[arg-type]
+        # a tunnel's entry holds the route it was made for (None: the collect_md device's
+        # way): another device or address, or a route where there was none, and it goes
+        self.remove_if(lambda m: isinstance(port := m.ingress if m.tunnel else m.egress,
+                                            TunnelPort) and self._route(port) != m.route)
         self.watch_underlay()
 
     def remove_if(self, doomed: Callable[[Mirrored], bool]) -> None:
