@@ -28,7 +28,7 @@ from scapy.utils import rdpcap
 from support.netns import Lab, inside, run, two_hypervisors
 from support.tools import require_tool
 from tunnelnet.datapath.kernel_fastpath import REPLAY_OBJECT, KernelFastPath
-from tunnelnet.datapath.kernel_maps import GrePortPlan, GreStat, GreTunnelPlan, Inner
+from tunnelnet.datapath.kernel_maps import EncapPortPlan, EncapStat, EncapTunnelPlan, Inner
 
 pytestmark = pytest.mark.netns
 
@@ -69,11 +69,11 @@ class Site:
     def install(self, i: int, inner: Inner, *, with_macs: bool = True) -> None:
         """VM i's ``inner`` into GRE at hypervisor i, and to the VM at the other one."""
         here, there = self.hv[i], self.hv[3 - i]
-        here.fastpath.install_gre_port(GrePortPlan(
+        here.fastpath.install_encap_port(EncapPortPlan(
             here.tap_ifindex, inner, KEY, here.underlay_ip, there.underlay_ip,
             here.uplink_ifindex, MAX_FRAME, there.uplink_mac if with_macs else None,
             here.uplink_mac if with_macs else None, TTL[i]))
-        there.fastpath.install_gre_tunnel(GreTunnelPlan(KEY, here.underlay_ip,
+        there.fastpath.install_encap_tunnel(EncapTunnelPlan(KEY, here.underlay_ip,
                                                         there.underlay_ip, inner,
                                                         there.tap_ifindex))
 
@@ -138,7 +138,7 @@ def test_ping_goes_both_ways_in_gre_written_by_the_kernel_and_is_counted_exactly
         site.install(i, site.ping(i, ECHO_REQUEST))
         site.install(i, site.ping(i, ECHO_REPLY))
     hv1, hv2 = site.hv[1], site.hv[2]
-    before = {i: site.hv[i].fastpath.gre_stats() for i in (1, 2)}
+    before = {i: site.hv[i].fastpath.encap_stats() for i in (1, 2)}
     capture = _capture(site.ns["ul"], "br0", tmp_path / "ul.pcap", "ip", "proto", "47")
     try:
         proc = run(["ping", "-n", "-c", "5", "-i", "0.2", "-W", "1", "10.0.0.2"],
@@ -146,17 +146,17 @@ def test_ping_goes_both_ways_in_gre_written_by_the_kernel_and_is_counted_exactly
         assert proc.returncode == 0, proc.stdout
     finally:
         _stop(capture)
-    for counters in (hv1.fastpath.gre_port_counters(hv1.tap_ifindex, site.ping(1, 8)),
-                     hv2.fastpath.gre_tunnel_counters(KEY, hv1.underlay_ip, site.ping(1, 8)),
-                     hv2.fastpath.gre_port_counters(hv2.tap_ifindex, site.ping(2, 0)),
-                     hv1.fastpath.gre_tunnel_counters(KEY, hv2.underlay_ip, site.ping(2, 0))):
+    for counters in (hv1.fastpath.encap_port_counters(hv1.tap_ifindex, site.ping(1, 8)),
+                     hv2.fastpath.encap_tunnel_counters(KEY, hv1.underlay_ip, site.ping(1, 8)),
+                     hv2.fastpath.encap_port_counters(hv2.tap_ifindex, site.ping(2, 0)),
+                     hv1.fastpath.encap_tunnel_counters(KEY, hv2.underlay_ip, site.ping(2, 0))):
         assert counters is not None
         assert (counters.packets, counters.bytes) == (5, 5 * ICMP_ECHO_FRAME)
     for i in (1, 2):
-        after = site.hv[i].fastpath.gre_stats()
-        assert after[GreStat.PORT_HIT] - before[i][GreStat.PORT_HIT] == 5
-        assert after[GreStat.UPLINK_HIT] - before[i][GreStat.UPLINK_HIT] == 5
-        assert after[GreStat.ENCAP_FAILED] == 0
+        after = site.hv[i].fastpath.encap_stats()
+        assert after[EncapStat.GRE_SENT] - before[i][EncapStat.GRE_SENT] == 5
+        assert after[EncapStat.GRE_RECEIVED] - before[i][EncapStat.GRE_RECEIVED] == 5
+        assert after[EncapStat.FAILED] == 0
     packets = [p for p in rdpcap(str(tmp_path / "ul.pcap")) if p.haslayer(GRE)]
     assert len(packets) == 10
     for pkt in packets:
@@ -220,7 +220,7 @@ def test_arp_goes_into_gre_by_its_own_helper_only_with_the_next_hops_mac(
         site.install(1, site.arp(1), with_macs=False)
         _send_arp(site, 3)
         assert _arps_seen(sock) == 3  # the Python path has them: the kernel sent none
-        counters = hv1.fastpath.gre_port_counters(hv1.tap_ifindex, site.arp(1))
+        counters = hv1.fastpath.encap_port_counters(hv1.tap_ifindex, site.arp(1))
         assert counters is not None and counters.packets == 0
         site.install(1, site.arp(1))
         capture = _capture(site.ns["ul"], "br0", tmp_path / "ul.pcap", "ip", "proto", "47")
@@ -233,8 +233,8 @@ def test_arp_goes_into_gre_by_its_own_helper_only_with_the_next_hops_mac(
         assert _arps_seen(sock) == 0  # the kernel's, hidden from Python
     finally:
         sock.close()
-    for counters in (hv1.fastpath.gre_port_counters(hv1.tap_ifindex, site.arp(1)),
-                     hv2.fastpath.gre_tunnel_counters(KEY, hv1.underlay_ip, site.arp(1))):
+    for counters in (hv1.fastpath.encap_port_counters(hv1.tap_ifindex, site.arp(1)),
+                     hv2.fastpath.encap_tunnel_counters(KEY, hv1.underlay_ip, site.arp(1))):
         assert counters is not None
         assert (counters.packets, counters.bytes) == (5, 5 * ARP_FRAME)
     packets = [p for p in rdpcap(str(tmp_path / "ul.pcap")) if p.haslayer(GRE)]

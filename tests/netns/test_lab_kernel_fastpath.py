@@ -155,9 +155,9 @@ def test_ping_is_replayed_in_the_kernel_and_counted_exactly_as_sent(
 
 
 @pytest.mark.parametrize(("client", "server", "counter"), [
-    ("r1", "r2", "kernel_replayed_packets"),
-    # GRE: TSO super-frames leave whole and arrive whole (no GRE module: the programs'
-    # own encapsulation, and the uplink program's decapsulation of a super-packet)
+    # VXLAN and GRE: TSO super-frames leave whole and arrive whole (the programs' own
+    # encapsulation, and the decapsulation of a super-packet on the underlay)
+    ("r1", "r2", "kernel_vxlan_sent"),
     ("b1", "b2", "kernel_gre_sent"),
 ])
 def test_tcp_crosses_hosts_through_the_kernel(lab: dict[str, Any], client: str, server: str,
@@ -300,7 +300,7 @@ def test_gre_is_replayed_in_the_kernel_with_the_python_paths_bytes(
         walked = after_dp[hv]["packets_walked"] - before_dp[hv]["packets_walked"]
         assert received >= sent - max(1, remade), (hv, before_dp[hv], after_dp[hv])
         assert received + walked >= sent, (hv, before_dp[hv], after_dp[hv])
-        assert after_dp[hv]["kernel_gre_failed"] == 0
+        assert after_dp[hv]["kernel_encap_failed"] == 0
     requests = _echo_requests(tmp_path / "underlay.pcap")
     assert len(requests) == sent
     for frame in requests:  # scapy's reading of RFC 2784/2890 and of the IPv4 header
@@ -377,7 +377,7 @@ def test_gre_the_kernel_cannot_take_exactly_goes_to_python_and_is_counted_by_rea
         assert after["kernel_gre_received"] > before["kernel_gre_received"]
     else:  # up to the stack and the Python path's raw socket, unchanged
         assert after["kernel_gre_left_to_python"] > before["kernel_gre_left_to_python"]
-    assert after["kernel_gre_failed"] == before["kernel_gre_failed"]
+    assert after["kernel_encap_failed"] == before["kernel_encap_failed"]
     if counted == "br-tun":
         assert _tun_drop_flow(lab) == before_table + 1
     elif counted is not None:

@@ -158,8 +158,13 @@ def dp_stats(ctx: click.Context, as_json: bool) -> None:
             click.echo(f"kernel GRE: sent {stats['kernel_gre_sent']}, received "
                        f"{stats['kernel_gre_received']}, left to Python "
                        f"{stats['kernel_gre_left_to_python']} (not IP, no next-hop MAC "
-                       f"{stats['kernel_gre_not_ip_without_mac']}), failed "
-                       f"{stats['kernel_gre_failed']}")
+                       f"{stats['kernel_gre_not_ip_without_mac']})")
+        if "kernel_vxlan_sent" in stats:
+            # VXLAN written and read by the programs themselves (the rest of the VXLAN
+            # replayed went through the collect_md device)
+            click.echo(f"kernel-written tunnels: VXLAN sent {stats['kernel_vxlan_sent']}, "
+                       f"received {stats['kernel_vxlan_received']}; GRE and VXLAN failed "
+                       f"{stats['kernel_encap_failed']}")
         for reason, count in sorted(stats["kernel_stays_in_python"].items()):
             click.echo(f"  stays in Python: {reason}: {count}")
 

@@ -3,9 +3,11 @@
 This is the replay half of issue #22 as a library; vswitchd drives it through
 kernel_mirror.py (`--fastpath`), see docs/architecture.md "The kernel fast path". What it does:
 
-- ``port_ingress`` (tc ingress of a VM's port): a frame whose (port, destination MAC) has a
-  plan gets its tunnel key set and is redirected into the collect_md VXLAN device; any other
-  frame goes on (TC_ACT_OK) to the Python path's AF_PACKET socket.
+- ``port_ingress`` (tc ingress of a VM's port): a frame whose (port, inner key) has a plan
+  in ``encap_port_plans`` is wrapped in GRE or VXLAN by the program itself and sent to the
+  route's device (bpf_redirect_neigh); one in ``port_plans`` gets its tunnel key set and is
+  redirected into the collect_md VXLAN device (VXLAN without a known route), or goes to
+  another VM port; any other frame goes on (TC_ACT_OK) to the Python path's AF_PACKET socket.
 - ``port_socket_filter`` (on that socket): the AF_PACKET tap sees a frame *before* tc ingress
   redirects it, so without this filter Python would forward every replayed frame a second
   time. It takes the same decision as ``port_ingress`` and hides the frames the kernel takes.
@@ -15,7 +17,10 @@ kernel_mirror.py (`--fastpath`), see docs/architecture.md "The kernel fast path"
   socket can no longer have it.
 - ``underlay_ingress`` (tc ingress of the interfaces holding an IPv4 address): VXLAN that
   device would drop unseen (reserved bits, no I flag, too short) goes up whole as a perf
-  sample of its own, so Python's parser judges and counts it.
+  sample of its own, so Python's parser judges and counts it; VXLAN it would take, with an
+  entry in ``encap_tunnel_plans``, is unwrapped there and goes straight to its VM port.
+- ``gre_uplink_ingress`` (tc ingress of a GRE route's device): GRE with an entry in
+  ``encap_tunnel_plans`` is unwrapped and goes to its VM port.
 
 Every call works in the calling thread's network namespace.
 """
@@ -48,12 +53,13 @@ from tunnelnet.datapath.kernel_loader import (
     tc_detach,
 )
 from tunnelnet.datapath.kernel_maps import (
+    EncapKind,
+    EncapPortEntry,
+    EncapPortPlan,
+    EncapStat,
+    EncapTunnelEntry,
+    EncapTunnelPlan,
     EntryCounters,
-    GrePortEntry,
-    GrePortPlan,
-    GreStat,
-    GreTunnelEntry,
-    GreTunnelPlan,
     Inner,
     PortEntry,
     PortPlan,
@@ -61,7 +67,7 @@ from tunnelnet.datapath.kernel_maps import (
     TunnelEntry,
     TunnelPlan,
     UnderlayStat,
-    gre_tunnel_key,
+    encap_tunnel_key,
     port_key,
     tunnel_key,
 )
@@ -76,7 +82,7 @@ VXLAN_PORT: Final = 4789
 # uplink's clsact with other filters (it lets what is not its own go on to them)
 GRE_UPLINK_HANDLE: Final = 0x47
 GRE_UPLINK_PRIORITY: Final = 0x47
-_Entry = PortEntry | TunnelEntry | GrePortEntry | GreTunnelEntry
+_Entry = PortEntry | TunnelEntry | EncapPortEntry | EncapTunnelEntry
 UNDERLAY_PRIORITY: Final = 0x7C1  # tc priority of underlay_ingress: a number of its own
 E = TypeVar("E", bound=IntEnum)
 
@@ -219,37 +225,42 @@ class KernelFastPath:
         return self._counters("tunnel_plans", tunnel_key(vni, remote_ip, inner),
                               TunnelEntry())
 
-    def install_gre_port(self, plan: GrePortPlan) -> None:
-        """Add or replace a VM port's plan into GRE (its counters start again at zero)."""
+    def install_encap_port(self, plan: EncapPortPlan) -> None:
+        """Add or replace a VM port's plan into a tunnel the programs write (GRE or VXLAN;
+        its counters start again at zero)."""
         if not 64 <= plan.max_frame_len <= 65535:
             raise DatapathError(f"max_frame_len {plan.max_frame_len} is outside 64..65535")
-        self._update("gre_port_plans", plan.map_key(), plan.entry())
+        self._update("encap_port_plans", plan.map_key(), plan.entry())
 
-    def remove_gre_port(self, in_ifindex: int, inner: Inner) -> EntryCounters | None:
-        return self._remove("gre_port_plans", port_key(in_ifindex, inner), GrePortEntry())
+    def remove_encap_port(self, in_ifindex: int, inner: Inner) -> EntryCounters | None:
+        return self._remove("encap_port_plans", port_key(in_ifindex, inner),
+                            EncapPortEntry())
 
-    def gre_port_counters(self, in_ifindex: int, inner: Inner) -> EntryCounters | None:
-        return self._counters("gre_port_plans", port_key(in_ifindex, inner), GrePortEntry())
+    def encap_port_counters(self, in_ifindex: int, inner: Inner) -> EntryCounters | None:
+        return self._counters("encap_port_plans", port_key(in_ifindex, inner),
+                              EncapPortEntry())
 
-    def install_gre_tunnel(self, plan: GreTunnelPlan) -> None:
-        self._update("gre_tunnel_plans", plan.map_key(), plan.entry())
+    def install_encap_tunnel(self, plan: EncapTunnelPlan) -> None:
+        self._update("encap_tunnel_plans", plan.map_key(), plan.entry())
 
-    def remove_gre_tunnel(self, key: int, remote_ip: str, inner: Inner) -> EntryCounters | None:
-        return self._remove("gre_tunnel_plans", gre_tunnel_key(key, remote_ip, inner),
-                            GreTunnelEntry())
+    def remove_encap_tunnel(self, key: int, remote_ip: str, inner: Inner,
+                            kind: EncapKind = EncapKind.GRE) -> EntryCounters | None:
+        return self._remove("encap_tunnel_plans",
+                            encap_tunnel_key(key, remote_ip, inner, kind), EncapTunnelEntry())
 
-    def gre_tunnel_counters(self, key: int, remote_ip: str, inner: Inner
-                            ) -> EntryCounters | None:
-        return self._counters("gre_tunnel_plans", gre_tunnel_key(key, remote_ip, inner),
-                              GreTunnelEntry())
+    def encap_tunnel_counters(self, key: int, remote_ip: str, inner: Inner,
+                              kind: EncapKind = EncapKind.GRE) -> EntryCounters | None:
+        return self._counters("encap_tunnel_plans",
+                              encap_tunnel_key(key, remote_ip, inner, kind),
+                              EncapTunnelEntry())
 
     def stats(self) -> dict[Stat, int]:
         """The programs' outcome counters, summed over CPUs."""
         return self._percpu_counters("stats", Stat)
 
-    def gre_stats(self) -> dict[GreStat, int]:
-        """The GRE programs' own outcome counters, summed over CPUs."""
-        return self._percpu_counters("gre_stats", GreStat)
+    def encap_stats(self) -> dict[EncapStat, int]:
+        """The self-written tunnels' own outcome counters (GRE, VXLAN), summed over CPUs."""
+        return self._percpu_counters("encap_stats", EncapStat)
 
     def _percpu_counters(self, name: str, which: type[E]) -> dict[E, int]:
         ncpu = self.libbpf.lib.libbpf_num_possible_cpus()

@@ -29,15 +29,24 @@ class Stat(IntEnum):
     TUNNEL_UPCALL = 5  # of the misses, those handed up (kernel_upcall.py reads them)
 
 
-class GreStat(IntEnum):
-    """enum gre_stat in replay.bpf.c: the GRE programs' own outcome counters (their hits are
-    also in Stat's PORT_HIT and TUNNEL_HIT)."""
+class EncapStat(IntEnum):
+    """enum encap_stat in replay.bpf.c: the outcomes of the tunnels the programs write and
+    read themselves (their hits are also in Stat's PORT_HIT and TUNNEL_HIT)."""
 
-    PORT_HIT = 0
+    GRE_SENT = 0
     PORT_NO_MAC = 1  # a frame not IP whose entry knows no next-hop MAC: left to Python
-    UPLINK_HIT = 2
-    UPLINK_PASS = 3  # GRE left to the stack and the Python path (not replayable)
-    ENCAP_FAILED = 4
+    GRE_RECEIVED = 2
+    GRE_PASS = 3  # GRE left to the stack and the Python path (not replayable)
+    FAILED = 4  # a frame half rewritten, dropped
+    VXLAN_SENT = 5
+    VXLAN_RECEIVED = 6
+
+
+class EncapKind(IntEnum):
+    """enum encap_kind in replay.bpf.c: which tunnel an encap entry writes or reads."""
+
+    GRE = 0
+    VXLAN = 1
 
 
 class InnerKey(ctypes.Structure):
@@ -70,22 +79,22 @@ class TunnelEntry(ctypes.Structure):
                 ("last_used_ns", ctypes.c_uint64)]
 
 
-class GrePortEntry(ctypes.Structure):
+class EncapPortEntry(ctypes.Structure):
     _fields_ = [("remote_ipv4", ctypes.c_uint32), ("local_ipv4", ctypes.c_uint32),
                 ("key", ctypes.c_uint32), ("max_frame_len", ctypes.c_uint32),
                 ("uplink_ifindex", ctypes.c_uint32), ("next_hop_mac", ctypes.c_uint8 * 6),
                 ("uplink_mac", ctypes.c_uint8 * 6), ("ttl", ctypes.c_uint8),
-                ("pad", ctypes.c_uint8 * 3),
+                ("kind", ctypes.c_uint8), ("pad", ctypes.c_uint8 * 2),
                 ("packets", ctypes.c_uint64), ("bytes", ctypes.c_uint64),
                 ("last_used_ns", ctypes.c_uint64)]
 
 
-class GreTunnelKey(ctypes.Structure):
+class EncapTunnelKey(ctypes.Structure):
     _fields_ = [("key", ctypes.c_uint32), ("remote_ipv4", ctypes.c_uint32),
-                ("inner", InnerKey)]
+                ("kind", ctypes.c_uint32), ("inner", InnerKey)]
 
 
-class GreTunnelEntry(ctypes.Structure):
+class EncapTunnelEntry(ctypes.Structure):
     _fields_ = [("out_ifindex", ctypes.c_uint32), ("local_ipv4", ctypes.c_uint32),
                 ("packets", ctypes.c_uint64), ("bytes", ctypes.c_uint64),
                 ("last_used_ns", ctypes.c_uint64)]
@@ -244,12 +253,18 @@ def check_gre_key(key: int) -> int:
     return key
 
 
+def check_key(kind: EncapKind, key: int) -> int:
+    """A GRE key (32 bits) or a VNI (24 bits), refused by name when it does not fit."""
+    return check_vni(key) if kind is EncapKind.VXLAN else check_gre_key(key)
+
+
 @dataclass(frozen=True, slots=True)
-class GrePortPlan:
-    """A VM port's frames with ``inner`` leave in GRE with ``key`` from ``local_ip`` to
-    ``remote_ip``, by the route's device ``uplink_ifindex``. IP frames get the outer
-    Ethernet addresses from the kernel's neighbour table; other frames (ARP) are sent by the
-    kernel only with ``next_hop_mac`` and ``uplink_mac`` (else they stay in Python)."""
+class EncapPortPlan:
+    """A VM port's frames with ``inner`` leave in ``kind`` (GRE with ``key``, or VXLAN with
+    ``key`` as the VNI) from ``local_ip`` to ``remote_ip``, by the route's device
+    ``uplink_ifindex``, the programs writing the headers. IP frames get the outer Ethernet
+    addresses from the kernel's neighbour table; other frames (ARP) are sent by the kernel
+    only with ``next_hop_mac`` and ``uplink_mac`` (else they stay in Python)."""
 
     in_ifindex: int
     inner: Inner
@@ -260,44 +275,49 @@ class GrePortPlan:
     max_frame_len: int
     next_hop_mac: str | None = None
     uplink_mac: str | None = None
-    ttl: int = 64  # the outer IPv4 TTL: what the Python path's raw socket sends with
+    ttl: int = 64  # the outer IPv4 TTL: what the Python path's sockets send with
+    kind: EncapKind = EncapKind.GRE
 
     def map_key(self) -> PortKey:
         return port_key(self.in_ifindex, self.inner)
 
-    def entry(self) -> GrePortEntry:
+    def entry(self) -> EncapPortEntry:
         macs = (b"\0" * 12 if self.next_hop_mac is None or self.uplink_mac is None
                 else mac_bytes(self.next_hop_mac) + mac_bytes(self.uplink_mac))
-        return GrePortEntry(remote_ipv4=ipv4_host_order(self.remote_ip),
-                            local_ipv4=ipv4_host_order(self.local_ip),
-                            key=check_gre_key(self.key), max_frame_len=self.max_frame_len,
-                            uplink_ifindex=self.uplink_ifindex, ttl=check_ttl(self.ttl),
-                            next_hop_mac=(ctypes.c_uint8 * 6)(*macs[:6]),
-                            uplink_mac=(ctypes.c_uint8 * 6)(*macs[6:]))
+        return EncapPortEntry(remote_ipv4=ipv4_host_order(self.remote_ip),
+                              local_ipv4=ipv4_host_order(self.local_ip),
+                              key=check_key(self.kind, self.key),
+                              max_frame_len=self.max_frame_len,
+                              uplink_ifindex=self.uplink_ifindex, ttl=check_ttl(self.ttl),
+                              kind=int(self.kind),
+                              next_hop_mac=(ctypes.c_uint8 * 6)(*macs[:6]),
+                              uplink_mac=(ctypes.c_uint8 * 6)(*macs[6:]))
 
 
 @dataclass(frozen=True, slots=True)
-class GreTunnelPlan:
-    """GRE with ``key`` from ``remote_ip`` to our ``local_ip``, with ``inner``, is handed to
-    the VM port ``out_ifindex``."""
+class EncapTunnelPlan:
+    """``kind`` (GRE with ``key``, VXLAN with ``key`` as the VNI) from ``remote_ip`` to our
+    ``local_ip``, with ``inner``, is handed to the VM port ``out_ifindex``."""
 
     key: int
     remote_ip: str
     local_ip: str
     inner: Inner
     out_ifindex: int
+    kind: EncapKind = EncapKind.GRE
 
-    def map_key(self) -> GreTunnelKey:
-        return gre_tunnel_key(self.key, self.remote_ip, self.inner)
+    def map_key(self) -> EncapTunnelKey:
+        return encap_tunnel_key(self.key, self.remote_ip, self.inner, self.kind)
 
-    def entry(self) -> GreTunnelEntry:
-        return GreTunnelEntry(out_ifindex=self.out_ifindex,
-                              local_ipv4=ipv4_host_order(self.local_ip))
+    def entry(self) -> EncapTunnelEntry:
+        return EncapTunnelEntry(out_ifindex=self.out_ifindex,
+                                local_ipv4=ipv4_host_order(self.local_ip))
 
 
-def gre_tunnel_key(key: int, remote_ip: str, inner: Inner) -> GreTunnelKey:
-    return GreTunnelKey(key=check_gre_key(key), remote_ipv4=ipv4_host_order(remote_ip),
-                        inner=inner.key())
+def encap_tunnel_key(key: int, remote_ip: str, inner: Inner,
+                     kind: EncapKind = EncapKind.GRE) -> EncapTunnelKey:
+    return EncapTunnelKey(key=check_key(kind, key), remote_ipv4=ipv4_host_order(remote_ip),
+                          kind=int(kind), inner=inner.key())
 
 
 def port_key(in_ifindex: int, inner: Inner) -> PortKey:

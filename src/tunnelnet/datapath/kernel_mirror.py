@@ -21,9 +21,10 @@ copy honest:
 Tunnel frames without an entry reach Python through the upcall reader (kernel_upcall.py): the
 collect_md VXLAN device owns UDP 4789, so the Python path does not listen there in this mode.
 
-GRE (no GRE module here: the programs write and read the headers themselves) is mirrored into
-maps of its own: a VM port's frames into a GRE port carry the port's route (device and our
-address towards the peer, read here once per port and again when routes are refreshed); GRE
+GRE (no GRE module here) and VXLAN, when its route is known, are written and read by the
+programs themselves, from maps of their own (encap_port_plans, encap_tunnel_plans): a VM
+port's frames into a GRE or VXLAN port carry the port's route (device and our address towards
+the peer, read here once per port and again when routes are refreshed); GRE or VXLAN
 arriving on that device for a plan's key and peer goes straight to the VM port, anything else
 on to the Python path's raw socket as before.
 """
@@ -55,10 +56,11 @@ from tunnelnet.datapath.kernel_loader import KernelFastPathUnavailable
 from tunnelnet.datapath.kernel_maps import (
     GRE_KEY_MAX,
     VNI_MAX,
+    EncapKind,
+    EncapPortPlan,
+    EncapStat,
+    EncapTunnelPlan,
     EntryCounters,
-    GrePortPlan,
-    GreStat,
-    GreTunnelPlan,
     Inner,
     PortPlan,
     Stat,
@@ -148,8 +150,14 @@ class Mirrored:
     max_frame_len: int = 0  # into a tunnel: its max_inner when installed
     folded_packets: int = 0
     folded_bytes: int = 0
-    gre: bool = False  # in the GRE maps (gre_port_plans, gre_tunnel_plans)
-    route: GreRoute | None = None  # GRE: the route it was installed for
+    # in the maps of the tunnels the programs write (encap_port_plans, encap_tunnel_plans)
+    encap: EncapKind | None = None
+    plain: bool = True  # in port_plans or tunnel_plans (VXLAN arrivals: beside encap's)
+    route: GreRoute | None = None  # encap: the route it was installed for
+
+    @property
+    def gre(self) -> bool:
+        return self.encap is EncapKind.GRE
 
     @property
     def ident(self) -> tuple[bool, bool, int, str, Inner]:
@@ -172,7 +180,7 @@ class KernelMirror:
         # (tunnel, GRE arrival, port ifindex or VNI/key, peer, inner): a VM port's frames have
         # one entry whichever map it is in (the kernel looks in port_plans, then GRE's)
         self._entries: dict[tuple[bool, bool, int, str, Inner], Mirrored] = {}
-        self._gre_routes: dict[str, GreRoute | None] = {}  # by GRE port name
+        self._routes: dict[str, GreRoute | None] = {}  # by GRE port name
         self._ports: dict[str, int] = {}  # attached VM ports: name -> ifindex
         self._waiting: dict[str, KernelPort] = {}  # ports to attach at the take-over
         self._versions: tuple[int, ...] = ()
@@ -345,43 +353,58 @@ class KernelMirror:
         old = self._entries.get(ident)
         if old is not None:
             self._fold_one(old, remove=True)
-        if isinstance(ingress, TunnelPort) and gre_in:
-            route = self._gre_route(ingress)
-            assert route is not None  # _why_not saw it
-            self.fastpath.attach_gre_uplink(route.ifindex)
-            self.fastpath.install_gre_tunnel(GreTunnelPlan(
-                key["tun_id"], ingress.remote_ip, route.local_ip, inner,
-                self._ports[egress.name]))
-            self._add(Mirrored(plan, ingress, egress, True, key["tun_id"], ingress.remote_ip,
-                               inner, gre=True, route=route))
-            return
-        if isinstance(egress, TunnelPort) and egress.kind is PortKind.GRE:
-            route = self._gre_route(egress)
-            assert route is not None  # _why_not saw it
-            gre_key = egress.key if egress.key is not None else out.tun_id
-            limit = min(egress.max_inner, 65535)
-            # its peer answers by the same device: deliver what comes back in the kernel too
-            self.fastpath.attach_gre_uplink(route.ifindex)
-            self.fastpath.install_gre_port(GrePortPlan(
-                self._ports[ingress.name], inner, gre_key & GRE_KEY_MAX, route.local_ip,
-                egress.remote_ip, route.ifindex, limit, route.next_hop_mac, route.uplink_mac,
-                route.ttl))
-            self._add(Mirrored(plan, ingress, egress, False, ident[2], "", inner, limit,
-                               gre=True, route=route))
-            return
         if isinstance(ingress, TunnelPort):
-            self.fastpath.install_tunnel(TunnelPlan(key["tun_id"], ingress.remote_ip, inner,
-                                                    self._ports[egress.name]))
+            self._offer_arrival(plan, ingress, egress, key["tun_id"], inner, gre_in)
         elif isinstance(egress, TunnelPort):
-            vni = egress.key if egress.key is not None else out.tun_id
-            self.fastpath.install_port(PortPlan(self._ports[ingress.name], inner, vni,
-                                                egress.remote_ip, self.device_ifindex,
-                                                min(egress.max_inner, 65535)))
+            self._offer_departure(plan, ingress, egress, out.tun_id, inner)
         else:
             self.fastpath.install_port(PortPlan(self._ports[ingress.name], inner, 0, None,
                                                 self._ports[egress.name], 65535))
-        limit = min(egress.max_inner, 65535) if isinstance(egress, TunnelPort) else 0
-        self._add(Mirrored(plan, ingress, egress, ident[0], ident[2], ident[3], inner, limit))
+            self._add(Mirrored(plan, ingress, egress, False, ident[2], "", inner))
+
+    def _offer_arrival(self, plan: Plan, ingress: TunnelPort, egress: Port, tun_id: int,
+                       inner: Inner, gre: bool) -> None:
+        """A tunnel's frames to a VM port. GRE only by gre_uplink_ingress; VXLAN by
+        underlay_ingress when its route is known and, beside it, by the collect_md device's
+        tunnel_ingress: what underlay_ingress leaves to the stack (a UDP checksum to verify,
+        another local address) still replays there."""
+        route = self._route(ingress)
+        out_ifindex = self._ports[egress.name]
+        kind = EncapKind.GRE if gre else EncapKind.VXLAN
+        if not gre:
+            self.fastpath.install_tunnel(TunnelPlan(tun_id, ingress.remote_ip, inner,
+                                                    out_ifindex))
+        if route is not None:
+            if gre:
+                self.fastpath.attach_gre_uplink(route.ifindex)
+            self.fastpath.install_encap_tunnel(EncapTunnelPlan(
+                tun_id, ingress.remote_ip, route.local_ip, inner, out_ifindex, kind))
+        self._add(Mirrored(plan, ingress, egress, True, tun_id, ingress.remote_ip, inner,
+                           encap=None if route is None else kind, plain=not gre, route=route))
+
+    def _offer_departure(self, plan: Plan, ingress: Port, egress: TunnelPort, tun_id: int,
+                         inner: Inner) -> None:
+        """A VM port's frames into a tunnel: written by port_ingress itself when the route is
+        known (GRE always is: _why_not saw to it), else (VXLAN) by the collect_md device."""
+        route = self._route(egress)
+        key = egress.key if egress.key is not None else tun_id
+        limit = min(egress.max_inner, 65535)
+        in_ifindex = self._ports[ingress.name]
+        if route is None:
+            self.fastpath.install_port(PortPlan(in_ifindex, inner, key, egress.remote_ip,
+                                                self.device_ifindex, limit))
+            self._add(Mirrored(plan, ingress, egress, False, in_ifindex, "", inner, limit))
+            return
+        gre = egress.kind is PortKind.GRE
+        if gre:  # its peer answers by the same device: deliver what comes back in the kernel
+            self.fastpath.attach_gre_uplink(route.ifindex)
+        kind = EncapKind.GRE if gre else EncapKind.VXLAN
+        self.fastpath.install_encap_port(EncapPortPlan(
+            in_ifindex, inner, key & GRE_KEY_MAX if gre else key, route.local_ip,
+            egress.remote_ip, route.ifindex, limit, route.next_hop_mac, route.uplink_mac,
+            route.ttl, kind))
+        self._add(Mirrored(plan, ingress, egress, False, in_ifindex, "", inner, limit,
+                           encap=kind, plain=False, route=route))
 
     def _add(self, mirrored: Mirrored) -> None:
         plan = mirrored.plan
@@ -401,13 +424,13 @@ class KernelMirror:
                 return f"arrival by {ingress.kind.value} (only VXLAN on UDP 4789 and GRE)"
             if egress.name not in self._ports:
                 return "from a tunnel to anything but a VM port"
-            if gre and self._gre_route(ingress) is None:
+            if gre and self._route(ingress) is None:
                 return "GRE from a peer without a route"
         elif ingress.name in self._ports:
             if isinstance(egress, TunnelPort):
                 key_of = egress.key if egress.key is not None else plan.outputs[0].tun_id
                 if egress.kind is PortKind.GRE:  # any key: the Python path masks it so too
-                    if self._gre_route(egress) is None:
+                    if self._route(egress) is None:
                         return "GRE to a peer without a route"
                     return why_not(plan, key)
                 if not self._kernel_vxlan(egress):
@@ -420,13 +443,13 @@ class KernelMirror:
             return f"arrival by a {ingress.kind.value} port"
         return why_not(plan, key)
 
-    def _gre_route(self, port: TunnelPort) -> GreRoute | None:
-        """GRE to ``port``'s peer as the routing table sends it, read once per port (and
+    def _route(self, port: TunnelPort) -> GreRoute | None:
+        """GRE or VXLAN to ``port``'s peer as the routing table sends it, read once per port (and
         again when routes are refreshed); None: no route."""
-        if port.name not in self._gre_routes:
-            self._gre_routes[port.name] = (gre_route(port.remote_ip, port.tun_dst)
+        if port.name not in self._routes:
+            self._routes[port.name] = (gre_route(port.remote_ip, port.tun_dst)
                                            if port.tun_dst else None)
-        return self._gre_routes[port.name]
+        return self._routes[port.name]
 
     @staticmethod
     def _kernel_vxlan(port: TunnelPort) -> bool:
@@ -475,12 +498,13 @@ class KernelMirror:
     def routes_refreshed(self) -> None:
         """The tunnels' underlay MTUs were read again: an entry whose tunnel now takes
         smaller (or larger) frames goes, so that the next frame meets Python's MTU check."""
-        self._gre_routes.clear()
+        self._routes.clear()
         self.remove_if(lambda m: isinstance(m.egress, TunnelPort) and not m.tunnel
                        and m.max_frame_len != min(m.egress.max_inner, 65535))
-        # a GRE entry holds the route it was made for: another device or address, it goes
-        self.remove_if(lambda m: m.gre and self._gre_route(
-            m.ingress if m.tunnel else m.egress) != m.route)  # type: ignore[arg-type]
+        # a tunnel's entry holds the route it was made for (None: the collect_md device's
+        # way): another device or address, or a route where there was none, and it goes
+        self.remove_if(lambda m: isinstance(port := m.ingress if m.tunnel else m.egress,
+                                            TunnelPort) and self._route(port) != m.route)
         self.watch_underlay()
 
     def remove_if(self, doomed: Callable[[Mirrored], bool]) -> None:
@@ -507,16 +531,25 @@ class KernelMirror:
             self._replay(mirrored, packets, length, last_ns)
 
     def _counters(self, mirrored: Mirrored, *, remove: bool) -> EntryCounters | None:
-        """The entry's counters, read (and the entry removed, with ``remove``)."""
+        """The entry's counters, read (and the entry removed, with ``remove``): summed over
+        the maps it is in (a VXLAN arrival may be replayed by either program)."""
         fp = self.fastpath
         where, inner = mirrored.ifindex_or_vni, mirrored.inner
+        found: list[EntryCounters | None] = []
         if mirrored.tunnel:
-            tunnel = ((fp.remove_gre_tunnel if remove else fp.gre_tunnel_counters) if mirrored.gre
-                      else (fp.remove_tunnel if remove else fp.tunnel_counters))
-            return tunnel(where, mirrored.remote_ip, inner)
-        port = ((fp.remove_gre_port if remove else fp.gre_port_counters) if mirrored.gre
-                else (fp.remove_port if remove else fp.port_counters))
-        return port(where, inner)
+            if mirrored.plain:
+                read = fp.remove_tunnel if remove else fp.tunnel_counters
+                found.append(read(where, mirrored.remote_ip, inner))
+            if mirrored.encap is not None:
+                read_encap = fp.remove_encap_tunnel if remove else fp.encap_tunnel_counters
+                found.append(read_encap(where, mirrored.remote_ip, inner, mirrored.encap))
+        else:
+            if mirrored.plain:
+                found.append((fp.remove_port if remove else fp.port_counters)(where, inner))
+            if mirrored.encap is not None:
+                found.append((fp.remove_encap_port if remove else fp.encap_port_counters)(
+                    where, inner))
+        return _summed([c for c in found if c is not None])
 
     def _fold_one(self, mirrored: Mirrored, *, remove: bool) -> None:
         counters = self._counters(mirrored, remove=remove)
@@ -570,7 +603,7 @@ class KernelMirror:
 
     def stats(self) -> dict[str, object]:
         kernel = self.fastpath.stats()
-        gre = self.fastpath.gre_stats()
+        encap = self.fastpath.encap_stats()
         underlay = self.fastpath.underlay_stats()
         return {
             "kernel_entries": len(self._entries),
@@ -583,11 +616,13 @@ class KernelMirror:
             "kernel_too_big": kernel[Stat.PORT_TOO_BIG],
             "kernel_upcalls": kernel[Stat.TUNNEL_UPCALL],
             "kernel_upcalls_lost": self.upcalls.lost,
-            "kernel_gre_sent": gre[GreStat.PORT_HIT],
-            "kernel_gre_received": gre[GreStat.UPLINK_HIT],
-            "kernel_gre_left_to_python": gre[GreStat.UPLINK_PASS],
-            "kernel_gre_not_ip_without_mac": gre[GreStat.PORT_NO_MAC],
-            "kernel_gre_failed": gre[GreStat.ENCAP_FAILED],
+            "kernel_gre_sent": encap[EncapStat.GRE_SENT],
+            "kernel_gre_received": encap[EncapStat.GRE_RECEIVED],
+            "kernel_gre_left_to_python": encap[EncapStat.GRE_PASS],
+            "kernel_gre_not_ip_without_mac": encap[EncapStat.PORT_NO_MAC],
+            "kernel_vxlan_sent": encap[EncapStat.VXLAN_SENT],
+            "kernel_vxlan_received": encap[EncapStat.VXLAN_RECEIVED],
+            "kernel_encap_failed": encap[EncapStat.FAILED],
             "kernel_underlay_handed_up": underlay[UnderlayStat.HANDED_UP],
             "kernel_underlay_lost": underlay[UnderlayStat.NOT_HANDED_UP]
             + (self.datagrams.lost if self.datagrams is not None else 0),
@@ -686,6 +721,14 @@ def _runs_vswitchd(pid: int) -> bool:
     except OSError:
         return False
     return b"vswitchd" in cmdline
+
+
+def _summed(found: list[EntryCounters]) -> EntryCounters | None:
+    """One plan's counters from the entries that replay it (None: it has none any more)."""
+    if not found:
+        return None
+    return EntryCounters(sum(c.packets for c in found), sum(c.bytes for c in found),
+                         max(c.last_used_ns for c in found))
 
 
 def _drain(sock: socket.socket) -> int:

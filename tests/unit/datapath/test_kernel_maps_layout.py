@@ -17,9 +17,9 @@ from tunnelnet.datapath.errors import DatapathError
 from tunnelnet.datapath.kernel_fastpath import REPLAY_OBJECT
 from tunnelnet.datapath.kernel_maps import (
     DatagramMeta,
-    GrePortEntry,
-    GreTunnelEntry,
-    GreTunnelKey,
+    EncapPortEntry,
+    EncapTunnelEntry,
+    EncapTunnelKey,
     Inner,
     InnerKey,
     PortEntry,
@@ -34,8 +34,8 @@ from tunnelnet.datapath.kernel_maps import (
 MIRRORS: dict[str, type[ctypes.Structure]] = {
     "inner_key": InnerKey, "port_key": PortKey, "port_entry": PortEntry,
     "tunnel_key": TunnelKey, "tunnel_entry": TunnelEntry, "upcall_meta": UpcallMeta,
-    "gre_port_entry": GrePortEntry, "gre_tunnel_key": GreTunnelKey,
-    "gre_tunnel_entry": GreTunnelEntry, "datagram_meta": DatagramMeta,
+    "encap_port_entry": EncapPortEntry, "encap_tunnel_key": EncapTunnelKey,
+    "encap_tunnel_entry": EncapTunnelEntry, "datagram_meta": DatagramMeta,
 }
 
 

@@ -29,9 +29,10 @@ from support.vswitchd import RecordingPort
 from tunnelnet.datapath import messages as m
 from tunnelnet.datapath import tunnel as tunnel_module
 from tunnelnet.datapath.kernel_maps import (
+    EncapKind,
+    EncapPortPlan,
+    EncapTunnelPlan,
     EntryCounters,
-    GrePortPlan,
-    GreTunnelPlan,
     Inner,
     PortPlan,
     Stat,
@@ -90,7 +91,7 @@ class In:
 
 @dataclass
 class _Entry:
-    plan: PortPlan | GrePortPlan | TunnelPlan | GreTunnelPlan
+    plan: PortPlan | EncapPortPlan | TunnelPlan | EncapTunnelPlan
     packets: int = 0
     bytes: int = 0
     last_used_ns: int = 0
@@ -132,32 +133,34 @@ class GreModel:
     def install_tunnel(self, plan: TunnelPlan) -> None:
         raise AssertionError("no VXLAN in these tables")
 
-    def install_gre_port(self, plan: GrePortPlan) -> None:
+    def install_encap_port(self, plan: EncapPortPlan) -> None:
         plan.entry()  # refuses what the real one refuses
         self.ports[(plan.in_ifindex, plan.inner)] = _Entry(plan)
 
-    def gre_port_counters(self, in_ifindex: int, inner: Inner) -> EntryCounters | None:
+    def encap_port_counters(self, in_ifindex: int, inner: Inner) -> EntryCounters | None:
         return self._counters(self.ports.get((in_ifindex, inner)))
 
-    def remove_gre_port(self, in_ifindex: int, inner: Inner) -> EntryCounters | None:
+    def remove_encap_port(self, in_ifindex: int, inner: Inner) -> EntryCounters | None:
         return self._counters(self.ports.pop((in_ifindex, inner), None))
 
-    def install_gre_tunnel(self, plan: GreTunnelPlan) -> None:
+    def install_encap_tunnel(self, plan: EncapTunnelPlan) -> None:
         plan.entry()
         self.tunnels[(plan.key, plan.remote_ip, plan.inner)] = _Entry(plan)
 
-    def gre_tunnel_counters(self, key: int, remote_ip: str, inner: Inner
-                            ) -> EntryCounters | None:
+    def encap_tunnel_counters(self, key: int, remote_ip: str, inner: Inner,
+                              kind: EncapKind = EncapKind.GRE) -> EntryCounters | None:
+        assert kind is EncapKind.GRE
         return self._counters(self.tunnels.get((key, remote_ip, inner)))
 
-    def remove_gre_tunnel(self, key: int, remote_ip: str, inner: Inner
-                          ) -> EntryCounters | None:
+    def remove_encap_tunnel(self, key: int, remote_ip: str, inner: Inner,
+                            kind: EncapKind = EncapKind.GRE) -> EntryCounters | None:
+        assert kind is EncapKind.GRE
         return self._counters(self.tunnels.pop((key, remote_ip, inner), None))
 
     def stats(self) -> dict[Stat, int]:
         return dict.fromkeys(Stat, 0)
 
-    def gre_stats(self) -> dict[object, int]:
+    def encap_stats(self) -> dict[object, int]:
         return {}
 
     def _count(self, entry: _Entry, frame: bytes) -> None:
@@ -167,12 +170,12 @@ class GreModel:
         self.hits += 1
 
     def port_ingress(self, port: KernelSidePort, frame: bytes) -> bool:
-        """gre_port_decision and the send: True when the kernel sent it."""
+        """encap_port_decision and the send: True when the kernel sent it."""
         entry = self.ports.get((port.ifindex, Inner.of_frame(frame)))
         if entry is None:
             return False
         plan = entry.plan
-        assert isinstance(plan, GrePortPlan)
+        assert isinstance(plan, EncapPortPlan)
         is_ip = frame[12:14] in (b"\x08\x00", b"\x86\xdd")
         if (not is_ip and plan.next_hop_mac is None) or len(frame) > plan.max_frame_len:
             return False
@@ -187,7 +190,7 @@ class GreModel:
             return None
         self._count(entry, arrival.frame)
         plan = entry.plan
-        assert isinstance(plan, GreTunnelPlan)
+        assert isinstance(plan, EncapTunnelPlan)
         return plan.out_ifindex
 
 

@@ -272,55 +272,80 @@ static __always_inline __u64 segments(struct __sk_buff *skb)
 }
 
 /*
- * ---- GRE (issue #22) -------------------------------------------------------------------
- * This kernel has no GRE module (no gretap device to set a tunnel key on), so the programs
- * write GRE themselves: Ethernet over GRE (RFC 2784, 1701 type 0x6558 "TEB") with a key
- * (RFC 2890) and neither checksum nor sequence number, byte for byte what the Python path
- * sends (tunnel_tx.py, packet/tunnel.py gre_payload), in an outer IPv4 header as the Python
- * path's raw socket gets it from the kernel (no options, DF, ID 0, the default TTL).
+ * ---- Tunnels the programs write themselves: GRE and VXLAN (issue #22) -------------------
+ * GRE: this kernel has no GRE module (no gretap device to set a tunnel key on), so the
+ * programs write Ethernet over GRE (RFC 2784, 1701 type 0x6558 "TEB") with a key (RFC 2890)
+ * and neither checksum nor sequence number, byte for byte what the Python path sends
+ * (tunnel_tx.py, packet/tunnel.py gre_payload).
  *
- * The outer Ethernet header: an IP frame is handed to bpf_redirect_neigh, which routes the
- * outer packet and fills the addresses from the neighbour table (resolving and queueing as
- * the stack does; bpf_fib_lookup would need forwarding on, which a hypervisor need not
- * have). That helper takes IP packets only: a frame of another type (ARP) gets the addresses
- * userspace read from the neighbour table into the entry, or, without them, stays in Python.
+ * VXLAN: the collect_md device could send it (bpf_skb_set_tunnel_key), but every packet then
+ * crosses that device and, arriving, the UDP stack and the device again: measured slower than
+ * Linux's own VXLAN device, where writing the headers here is faster (docs/architecture.md).
+ * So the programs write RFC 7348 VXLAN too: UDP to port 4789 from a source port hashed from
+ * the inner flow (section 5, 49152-65535; the kernel's flow hash, not the Python path's CRC:
+ * one flow keeps one port on either path, not the same one), UDP checksum zero (allowed for
+ * IPv4, as the Python path sends single datagrams), flags I, the VNI, reserved bits zero.
  *
- * Out of a VM port: gre_port_plans, looked up only when port_plans has no entry. Into this
- * host: gre_uplink_ingress on the uplink's tc ingress takes exactly the GRE packets the
- * Python path's receive fast path reads (tunnel_rx.py _gre_packet: IPv4 without options, not
- * a fragment, flags K only, type TEB) from a peer and key with an entry, addressed to this
- * host; everything else goes on (TC_ACT_UNSPEC: other filters, then the stack and the Python
- * path's raw socket, with its drops counted by reason as before).
+ * Both go in an outer IPv4 header as the Python path's sockets get it from the kernel (no
+ * options, DF, ID 0, the default TTL). The outer Ethernet header: an IP frame is handed to
+ * bpf_redirect_neigh, which routes the outer packet and fills the addresses from the
+ * neighbour table (resolving and queueing as the stack does; bpf_fib_lookup would need
+ * forwarding on, which a hypervisor need not have). That helper takes IP packets only: a
+ * frame of another type (ARP) gets the addresses userspace read from the neighbour table
+ * into the entry, or, without them, stays in Python.
+ *
+ * Out of a VM port: encap_port_plans, looked up only when port_plans has no entry. Into this
+ * host: GRE by gre_uplink_ingress on the uplink's tc ingress, which takes exactly the GRE
+ * packets the Python path's receive fast path reads (tunnel_rx.py _gre_packet: IPv4 without
+ * options, not a fragment, flags K only, type TEB) from a peer and key with an entry,
+ * addressed to this host; everything else goes on (TC_ACT_UNSPEC: other filters, then the
+ * stack and the Python path's raw socket, with its drops counted by reason as before).
+ * VXLAN by underlay_ingress (below), which takes what the collect_md device would take
+ * (vxlan_deliver) when it has an entry; the rest goes on to that device as before.
  */
 #define ETH_P_TEB_GRE 0x6558
 #define IPV4_HLEN 20
 #define GRE_HLEN 8      /* flags and type, key */
 #define GRE_OUTER_LEN (ETH_HLEN + IPV4_HLEN + GRE_HLEN) /* before the inner Ethernet header */
-#define GRE_TTL 64
+#define UDP_HLEN 8
+#define VXLAN_HLEN 8
+#define VXLAN_OUTER_LEN (ETH_HLEN + IPV4_HLEN + UDP_HLEN + VXLAN_HLEN)
+#define VXLAN_UDP_PORT 4789
+#define VXLAN_FLAG_I 0x08
+#define VXLAN_SOURCE_PORT_MIN 49152
+#define VXLAN_SOURCE_PORT_MASK 0x3fff /* 49152-65535 */
+#define DEFAULT_TTL 64
 #define PACKET_HOST_TYPE 0
 
-struct gre_port_entry {
+enum encap_kind {
+	KIND_GRE,
+	KIND_VXLAN,
+};
+
+struct encap_port_entry {
 	__u32 remote_ipv4;   /* host byte order, as the other entries */
 	__u32 local_ipv4;    /* our address towards the peer: the outer source */
-	__u32 key;           /* the GRE key, host byte order */
+	__u32 key;           /* the GRE key or the VNI, host byte order */
 	__u32 max_frame_len; /* the largest inner frame (Ethernet header included) that fits */
 	__u32 uplink_ifindex; /* the route's device towards the peer (userspace reads it) */
 	__u8 next_hop_mac[6]; /* for frames that are not IP; all zero: those stay in Python */
 	__u8 uplink_mac[6];
 	__u8 ttl;            /* the namespace's ip_default_ttl, as the raw socket's (0: 64) */
-	__u8 pad[3];
+	__u8 kind;           /* enum encap_kind */
+	__u8 pad[2];
 	__u64 packets;
 	__u64 bytes;
 	__u64 last_used_ns;
 };
 
-struct gre_tunnel_key {
-	__u32 key;           /* host byte order */
+struct encap_tunnel_key {
+	__u32 key;           /* the GRE key or the VNI, host byte order */
 	__u32 remote_ipv4;   /* host byte order */
+	__u32 kind;          /* enum encap_kind: a GRE key and a VNI are not the same number */
 	struct inner_key inner;
 };
 
-struct gre_tunnel_entry {
+struct encap_tunnel_entry {
 	__u32 out_ifindex;
 	__u32 local_ipv4;    /* the outer destination the packet must have: ours towards the peer */
 	__u64 packets;
@@ -328,39 +353,41 @@ struct gre_tunnel_entry {
 	__u64 last_used_ns;
 };
 
-enum gre_stat {
-	GRE_STAT_PORT_HIT,
-	GRE_STAT_PORT_NO_MAC,     /* a non-IP frame whose entry has no next-hop MAC: Python's */
-	GRE_STAT_UPLINK_HIT,
-	GRE_STAT_UPLINK_PASS,     /* GRE up to the stack (Python's raw socket): not replayable */
-	GRE_STAT_ENCAP_FAILED,
-	GRE_STAT_MAX,
+enum encap_stat {
+	ENCAP_STAT_GRE_SENT,
+	ENCAP_STAT_PORT_NO_MAC,   /* a non-IP frame whose entry has no next-hop MAC: Python's */
+	ENCAP_STAT_GRE_RECEIVED,
+	ENCAP_STAT_GRE_PASS,      /* GRE up to the stack (Python's raw socket): not replayable */
+	ENCAP_STAT_FAILED,
+	ENCAP_STAT_VXLAN_SENT,
+	ENCAP_STAT_VXLAN_RECEIVED,
+	ENCAP_STAT_MAX,
 };
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, MAX_ENTRIES);
 	__type(key, struct port_key);
-	__type(value, struct gre_port_entry);
-} gre_port_plans SEC(".maps");
+	__type(value, struct encap_port_entry);
+} encap_port_plans SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, MAX_ENTRIES);
-	__type(key, struct gre_tunnel_key);
-	__type(value, struct gre_tunnel_entry);
-} gre_tunnel_plans SEC(".maps");
+	__type(key, struct encap_tunnel_key);
+	__type(value, struct encap_tunnel_entry);
+} encap_tunnel_plans SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, GRE_STAT_MAX);
+	__uint(max_entries, ENCAP_STAT_MAX);
 	__type(key, __u32);
 	__type(value, __u64);
-} gre_stats SEC(".maps");
+} encap_stats SEC(".maps");
 
-static __always_inline void gre_count(__u32 which)
+static __always_inline void encap_count(__u32 which)
 {
-	__u64 *slot = bpf_map_lookup_elem(&gre_stats, &which);
+	__u64 *slot = bpf_map_lookup_elem(&encap_stats, &which);
 
 	if (slot)
 		*slot += 1;
@@ -371,31 +398,31 @@ static __always_inline int is_ip(struct __sk_buff *skb)
 	return skb->protocol == bpf_htons(ETH_P_IP) || skb->protocol == bpf_htons(ETH_P_IPV6);
 }
 
-static __always_inline int has_next_hop_mac(const struct gre_port_entry *entry)
+static __always_inline int has_next_hop_mac(const struct encap_port_entry *entry)
 {
 	const __u8 *m = entry->next_hop_mac;
 
 	return m[0] | m[1] | m[2] | m[3] | m[4] | m[5];
 }
 
-/* The GRE entry for a VM port's frame when the kernel sends it, as port_decision; the same
- * answer in the socket filter and in port_ingress, so that exactly one of them has it. */
-static __always_inline struct gre_port_entry *gre_port_decision(struct __sk_buff *skb,
-								int counting)
+/* The entry for a VM port's frame when the kernel encapsulates it, as port_decision; the
+ * same answer in the socket filter and in port_ingress, so that exactly one of them has it. */
+static __always_inline struct encap_port_entry *encap_port_decision(struct __sk_buff *skb,
+								    int counting)
 {
 	struct port_key key = {.ifindex = skb->ifindex};
-	struct gre_port_entry *entry;
+	struct encap_port_entry *entry;
 
 	if (skb->vlan_present)
 		return 0;
 	if (!read_inner(skb, &key.inner))
 		return 0;
-	entry = bpf_map_lookup_elem(&gre_port_plans, &key);
+	entry = bpf_map_lookup_elem(&encap_port_plans, &key);
 	if (!entry)
 		return 0;
 	if (!is_ip(skb) && (!has_next_hop_mac(entry) || skb->gso_size)) {
 		if (counting)
-			gre_count(GRE_STAT_PORT_NO_MAC);
+			encap_count(ENCAP_STAT_PORT_NO_MAC);
 		return 0;
 	}
 	if (!fits(skb, entry->max_frame_len)) {
@@ -418,28 +445,110 @@ static __always_inline __u16 ipv4_checksum(const __u16 *words)
 	return (__u16)~sum;
 }
 
-/* What goes before the VM's own frame, and that frame's Ethernet header again. */
-struct gre_headers {
+/* The outer Ethernet and IPv4 headers, the same for both kinds. */
+struct outer_ipv4 {
 	__u8 eth[ETH_HLEN];
 	__u8 ip[IPV4_HLEN];
+} __attribute__((packed));
+
+/* What goes before the VM's own frame, and that frame's Ethernet header again. */
+struct gre_headers {
+	struct outer_ipv4 outer;
 	__u8 gre[GRE_HLEN];
 	__u8 inner_eth[ETH_HLEN];
 } __attribute__((packed));
 
-/*
- * A VM port's frame into GRE, when gre_port_plans has it; TC_ACT_UNSPEC when it has not.
- * IP frames grow by bpf_skb_adjust_room with the GRE encapsulation flags, so that a TSO
- * super-frame stays whole and is cut later with each segment wrapped (FIXED_GSO: the inner
- * segments keep the VM's MSS, as the Python path's segments do; the MTU check, fits(), is on
- * the inner frame already). The helper refuses anything but IPv4/IPv6: an ARP frame grows
- * at its head instead (bpf_skb_change_head), never a GSO frame.
- */
-static __always_inline int gre_port_ingress(struct __sk_buff *skb, int python_got_it)
+struct vxlan_headers {
+	struct outer_ipv4 outer;
+	__u8 udp[UDP_HLEN];
+	__u8 vxlan[VXLAN_HLEN];
+	__u8 inner_eth[ETH_HLEN];
+} __attribute__((packed));
+
+static __always_inline void write_outer(struct outer_ipv4 *outer,
+					const struct encap_port_entry *entry, __u32 ip_len,
+					__u8 protocol)
+{
+	__u32 ip[IPV4_HLEN / 4] = {}; /* aligned, then copied */
+
+	/* IP: bpf_redirect_neigh writes the addresses; else those the entry has */
+	__builtin_memcpy(outer->eth, entry->next_hop_mac, 6);
+	__builtin_memcpy(&outer->eth[6], entry->uplink_mac, 6);
+	outer->eth[12] = 0x08; /* IPv4 */
+	outer->eth[13] = 0x00;
+	/* version 4, 20 bytes, TOS 0; the length; ID 0, DF (as the Python path's sockets with
+	 * IP_PMTUDISC_DO send); TTL, protocol, the checksum below; the addresses */
+	ip[0] = bpf_htonl(0x45000000 | (ip_len & 0xffff));
+	ip[1] = bpf_htonl(0x00004000);
+	ip[2] = bpf_htonl(((__u32)(entry->ttl ? entry->ttl : DEFAULT_TTL) << 24) |
+			  ((__u32)protocol << 16));
+	ip[3] = bpf_htonl(entry->local_ipv4);
+	ip[4] = bpf_htonl(entry->remote_ipv4);
+	((__u16 *)ip)[5] = ipv4_checksum((const __u16 *)ip);
+	__builtin_memcpy(outer->ip, ip, IPV4_HLEN);
+}
+
+/* Room for the tunnel's headers at the frame's head: an IP frame by bpf_skb_adjust_room with
+ * the encapsulation flags, so that a TSO super-frame stays whole and is cut later with each
+ * segment wrapped (FIXED_GSO: the inner segments keep the VM's MSS, as the Python path's
+ * segments do; the MTU check, fits(), is on the inner frame already). The helper refuses
+ * anything but IPv4/IPv6: an ARP frame grows at its head instead, never a GSO frame. */
+static __always_inline int grow(struct __sk_buff *skb, int ip_frame, __u32 tunnel_len,
+				__u64 l4_flag)
+{
+	if (ip_frame)
+		return bpf_skb_adjust_room(skb, IPV4_HLEN + tunnel_len + ETH_HLEN,
+					   BPF_ADJ_ROOM_MAC,
+					   BPF_F_ADJ_ROOM_FIXED_GSO | BPF_F_ADJ_ROOM_ENCAP_L3_IPV4 |
+					   l4_flag | BPF_F_ADJ_ROOM_ENCAP_L2_ETH |
+					   BPF_F_ADJ_ROOM_ENCAP_L2(ETH_HLEN));
+	return bpf_skb_change_head(skb, IPV4_HLEN + tunnel_len + ETH_HLEN, 0);
+}
+
+static __always_inline int gre_encap(struct __sk_buff *skb,
+				     const struct encap_port_entry *entry, int ip_frame)
 {
 	struct gre_headers h = {};
-	__u32 ip[IPV4_HLEN / 4] = {}; /* aligned, then copied into h */
 	__u32 gre[GRE_HLEN / 4];
-	struct gre_port_entry *entry = gre_port_decision(skb, 1);
+
+	if (bpf_skb_load_bytes(skb, 0, h.inner_eth, ETH_HLEN) < 0)
+		return -1;
+	if (grow(skb, ip_frame, GRE_HLEN, BPF_F_ADJ_ROOM_ENCAP_L4_GRE) < 0)
+		return -1;
+	write_outer(&h.outer, entry, skb->len - ETH_HLEN, IPPROTO_GRE);
+	gre[0] = bpf_htonl(0x20000000 | ETH_P_TEB_GRE); /* K only; Ethernet inside */
+	gre[1] = bpf_htonl(entry->key);
+	__builtin_memcpy(h.gre, gre, GRE_HLEN);
+	return bpf_skb_store_bytes(skb, 0, &h, sizeof(h), 0);
+}
+
+static __always_inline int vxlan_encap(struct __sk_buff *skb,
+				       const struct encap_port_entry *entry, int ip_frame)
+{
+	struct vxlan_headers h = {};
+	__u32 words[(UDP_HLEN + VXLAN_HLEN) / 4];
+	/* the inner flow's hash, before the frame is wrapped: one flow, one source port */
+	__u32 hash = bpf_get_hash_recalc(skb);
+	__u32 source = VXLAN_SOURCE_PORT_MIN + ((hash ^ (hash >> 16)) & VXLAN_SOURCE_PORT_MASK);
+
+	if (bpf_skb_load_bytes(skb, 0, h.inner_eth, ETH_HLEN) < 0)
+		return -1;
+	if (grow(skb, ip_frame, UDP_HLEN + VXLAN_HLEN, BPF_F_ADJ_ROOM_ENCAP_L4_UDP) < 0)
+		return -1;
+	write_outer(&h.outer, entry, skb->len - ETH_HLEN, IPPROTO_UDP);
+	/* a GSO super-frame's length here is cut with it: each segment's is set then */
+	words[0] = bpf_htonl(source << 16 | VXLAN_UDP_PORT);
+	words[1] = bpf_htonl(((skb->len - ETH_HLEN - IPV4_HLEN) & 0xffff) << 16); /* checksum 0 */
+	words[2] = bpf_htonl((__u32)VXLAN_FLAG_I << 24);
+	words[3] = bpf_htonl((entry->key & 0xffffff) << 8);
+	__builtin_memcpy(h.udp, words, UDP_HLEN + VXLAN_HLEN);
+	return bpf_skb_store_bytes(skb, 0, &h, sizeof(h), 0);
+}
+
+/* A VM port's frame into its tunnel, when encap_port_plans has it; TC_ACT_UNSPEC when not. */
+static __always_inline int encap_port_ingress(struct __sk_buff *skb, int python_got_it)
+{
+	struct encap_port_entry *entry = encap_port_decision(skb, 1);
 	__u64 packets, length;
 	int ip_frame, rc;
 
@@ -450,60 +559,68 @@ static __always_inline int gre_port_ingress(struct __sk_buff *skb, int python_go
 	/* counted as the frame the VM sent, before it grows (and gso_segs is reset) */
 	packets = segments(skb);
 	length = wire_bytes(skb);
-	if (bpf_skb_load_bytes(skb, 0, h.inner_eth, ETH_HLEN) < 0)
-		goto failed;
 	ip_frame = is_ip(skb);
-	if (ip_frame)
-		rc = bpf_skb_adjust_room(skb, IPV4_HLEN + GRE_HLEN + ETH_HLEN, BPF_ADJ_ROOM_MAC,
-					 BPF_F_ADJ_ROOM_FIXED_GSO | BPF_F_ADJ_ROOM_ENCAP_L3_IPV4 |
-					 BPF_F_ADJ_ROOM_ENCAP_L4_GRE | BPF_F_ADJ_ROOM_ENCAP_L2_ETH |
-					 BPF_F_ADJ_ROOM_ENCAP_L2(ETH_HLEN));
+	if (entry->kind == KIND_VXLAN)
+		rc = vxlan_encap(skb, entry, ip_frame);
 	else
-		rc = bpf_skb_change_head(skb, GRE_OUTER_LEN, 0);
-	if (rc < 0)
-		goto failed;
-	/* IP: bpf_redirect_neigh writes the addresses; else those the entry has */
-	__builtin_memcpy(h.eth, entry->next_hop_mac, 6);
-	__builtin_memcpy(&h.eth[6], entry->uplink_mac, 6);
-	h.eth[12] = 0x08; /* IPv4 */
-	/* version 4, 20 bytes, TOS 0; the length; ID 0, DF (as the raw socket with
-	 * IP_PMTUDISC_DO sends); TTL, GRE, the checksum below; the addresses */
-	ip[0] = bpf_htonl(0x45000000 | ((skb->len - ETH_HLEN) & 0xffff));
-	ip[1] = bpf_htonl(0x00004000);
-	ip[2] = bpf_htonl(((__u32)(entry->ttl ? entry->ttl : GRE_TTL) << 24) |
-			  ((__u32)IPPROTO_GRE << 16));
-	ip[3] = bpf_htonl(entry->local_ipv4);
-	ip[4] = bpf_htonl(entry->remote_ipv4);
-	((__u16 *)ip)[5] = ipv4_checksum((const __u16 *)ip);
-	gre[0] = bpf_htonl(0x20000000 | ETH_P_TEB_GRE); /* K only; Ethernet inside */
-	gre[1] = bpf_htonl(entry->key);
-	__builtin_memcpy(h.ip, ip, IPV4_HLEN);
-	__builtin_memcpy(h.gre, gre, GRE_HLEN);
-	if (bpf_skb_store_bytes(skb, 0, &h, sizeof(h), 0) < 0)
-		goto failed;
+		rc = gre_encap(skb, entry, ip_frame);
+	if (rc < 0) {
+		encap_count(ENCAP_STAT_FAILED);
+		return TC_ACT_SHOT; /* the socket filter already hid it from Python */
+	}
 	__sync_fetch_and_add(&entry->packets, packets);
 	__sync_fetch_and_add(&entry->bytes, length);
 	entry->last_used_ns = bpf_ktime_get_ns();
 	count(STAT_PORT_HIT);
-	gre_count(GRE_STAT_PORT_HIT);
+	encap_count(entry->kind == KIND_VXLAN ? ENCAP_STAT_VXLAN_SENT : ENCAP_STAT_GRE_SENT);
 	if (ip_frame)
 		return bpf_redirect_neigh(entry->uplink_ifindex, 0, 0, 0);
 	return bpf_redirect(entry->uplink_ifindex, 0);
-failed:
-	gre_count(GRE_STAT_ENCAP_FAILED);
-	return TC_ACT_SHOT; /* the socket filter already hid it from Python */
+}
+
+/*
+ * A tunnel packet whose entry was found, to its VM port: the inner Ethernet header to the
+ * front, then the outer headers and the inner header's old place go (``outer_len``: all that
+ * precedes the inner Ethernet header); what stays is the VM's frame. FIXED_GSO: a
+ * super-packet (our own kernel path's, or GRO's) keeps its segments' size.
+ */
+static __always_inline int deliver(struct __sk_buff *skb, struct encap_tunnel_entry *entry,
+				   __u32 outer_len, __u32 received_stat)
+{
+	__u8 inner_eth[ETH_HLEN];
+	__u64 packets;
+	__u32 headers;
+
+	if (bpf_skb_load_bytes(skb, outer_len, inner_eth, ETH_HLEN) < 0)
+		return TC_ACT_UNSPEC;
+	if (bpf_skb_store_bytes(skb, 0, inner_eth, ETH_HLEN, 0) < 0)
+		goto lost;
+	if (bpf_skb_adjust_room(skb, -(__s32)outer_len, BPF_ADJ_ROOM_MAC,
+				BPF_F_ADJ_ROOM_FIXED_GSO) < 0)
+		goto lost;
+	headers = skb->gso_size ? header_len(skb) : 0;
+	packets = 1;
+	if (headers && skb->len > headers) /* its segments, as offload.Gso counts them */
+		packets = (skb->len - headers + skb->gso_size - 1) / skb->gso_size;
+	__sync_fetch_and_add(&entry->packets, packets);
+	__sync_fetch_and_add(&entry->bytes, skb->len + (packets - 1) * headers);
+	entry->last_used_ns = bpf_ktime_get_ns();
+	count(STAT_TUNNEL_HIT);
+	encap_count(received_stat);
+	return bpf_redirect(entry->out_ifindex, 0);
+lost:
+	encap_count(ENCAP_STAT_FAILED);
+	return TC_ACT_SHOT; /* half rewritten: neither the stack's nor the VM's */
 }
 
 SEC("tc")
 int gre_uplink_ingress(struct __sk_buff *skb)
 {
-	struct gre_tunnel_key key = {};
-	struct gre_tunnel_entry *entry;
+	struct encap_tunnel_key key = {.kind = KIND_GRE};
+	struct encap_tunnel_entry *entry;
 	__u32 ip32[IPV4_HLEN / 4], gre32[GRE_HLEN / 4];
 	__u8 *ip = (__u8 *)ip32;
-	__u8 inner_eth[ETH_HLEN];
-	__u64 packets;
-	__u32 headers;
+	int rc;
 
 	if (skb->protocol != bpf_htons(ETH_P_IP) || skb->vlan_present)
 		return TC_ACT_UNSPEC; /* not even IPv4: not counted, not ours */
@@ -528,37 +645,62 @@ int gre_uplink_ingress(struct __sk_buff *skb)
 	key.remote_ipv4 = bpf_ntohl(ip32[3]);
 	if (!read_inner_at(skb, GRE_OUTER_LEN, &key.inner))
 		goto pass;
-	entry = bpf_map_lookup_elem(&gre_tunnel_plans, &key);
+	entry = bpf_map_lookup_elem(&encap_tunnel_plans, &key);
 	if (!entry || entry->local_ipv4 != bpf_ntohl(ip32[4]))
 		goto pass;
-	/* the inner Ethernet header to the front, then the outer IPv4 and GRE and the inner
-	 * header's old place go: what stays is the VM's frame */
-	if (bpf_skb_load_bytes(skb, GRE_OUTER_LEN, inner_eth, ETH_HLEN) < 0)
-		goto pass;
-	if (bpf_skb_store_bytes(skb, 0, inner_eth, ETH_HLEN, 0) < 0)
-		goto lost;
-	/* FIXED_GSO: a super-packet (our own kernel path's, or GRO's) keeps its segments' size */
-	if (bpf_skb_adjust_room(skb, -(__s32)(IPV4_HLEN + GRE_HLEN + ETH_HLEN), BPF_ADJ_ROOM_MAC,
-				BPF_F_ADJ_ROOM_FIXED_GSO) < 0)
-		goto lost;
-	headers = skb->gso_size ? header_len(skb) : 0;
-	packets = 1;
-	if (headers && skb->len > headers) /* its segments, as offload.Gso counts them */
-		packets = (skb->len - headers + skb->gso_size - 1) / skb->gso_size;
-	__sync_fetch_and_add(&entry->packets, packets);
-	__sync_fetch_and_add(&entry->bytes, skb->len + (packets - 1) * headers);
-	entry->last_used_ns = bpf_ktime_get_ns();
-	count(STAT_TUNNEL_HIT);
-	gre_count(GRE_STAT_UPLINK_HIT);
-	return bpf_redirect(entry->out_ifindex, 0);
+	rc = deliver(skb, entry, GRE_OUTER_LEN, ENCAP_STAT_GRE_RECEIVED);
+	if (rc != TC_ACT_UNSPEC)
+		return rc;
 pass:
-	gre_count(GRE_STAT_UPLINK_PASS);
+	encap_count(ENCAP_STAT_GRE_PASS);
 	return TC_ACT_UNSPEC;
-lost:
-	gre_count(GRE_STAT_ENCAP_FAILED);
-	return TC_ACT_SHOT; /* half rewritten: neither the stack's nor the VM's */
 }
-/* ---- end of GRE ------------------------------------------------------------------------ */
+
+/* Whether the 20-byte IPv4 header's checksum holds (ip_rcv drops it otherwise). */
+static __always_inline int ipv4_checksum_ok(__u8 *ip)
+{
+	__s64 sum = bpf_csum_diff(0, 0, (__be32 *)ip, 20, 0);
+	__u32 folded;
+
+	if (sum < 0)
+		return 0;
+	folded = (__u32)sum;
+	folded = (folded & 0xffff) + (folded >> 16);
+	folded = (folded & 0xffff) + (folded >> 16);
+	return folded == 0xffff;
+}
+
+/*
+ * A VXLAN datagram the collect_md device would take (underlay_ingress checked the IPv4 and
+ * UDP lengths, the flags and reserved bits), to its VM port when an entry has it. Only what
+ * needs no more judgement than the device and tunnel_ingress would give it: a UDP checksum
+ * (the stack would verify it), a bad header checksum, another host's packet or one that is
+ * not exactly as long as the frame go on to the stack and the device, as before.
+ */
+static __always_inline int vxlan_deliver(struct __sk_buff *skb, __u8 *ip, const __u8 *udp,
+					 const __u8 *vxlan, __u32 ip_len)
+{
+	struct encap_tunnel_key key = {.kind = KIND_VXLAN};
+	struct encap_tunnel_entry *entry;
+	__u32 saddr, daddr;
+
+	if (udp[6] || udp[7] || skb->pkt_type != PACKET_HOST_TYPE || skb->vlan_present ||
+	    ETH_HLEN + ip_len != skb->len || ((__u32)udp[4] << 8 | udp[5]) != ip_len - IPV4_HLEN)
+		return TC_ACT_UNSPEC;
+	key.key = (__u32)vxlan[4] << 16 | (__u32)vxlan[5] << 8 | vxlan[6];
+	__builtin_memcpy(&saddr, &ip[12], 4);
+	__builtin_memcpy(&daddr, &ip[16], 4);
+	key.remote_ipv4 = bpf_ntohl(saddr);
+	if (!read_inner_at(skb, VXLAN_OUTER_LEN, &key.inner))
+		return TC_ACT_UNSPEC;
+	entry = bpf_map_lookup_elem(&encap_tunnel_plans, &key);
+	if (!entry || entry->local_ipv4 != bpf_ntohl(daddr))
+		return TC_ACT_UNSPEC;
+	if (!ipv4_checksum_ok(ip))
+		return TC_ACT_UNSPEC;
+	return deliver(skb, entry, VXLAN_OUTER_LEN, ENCAP_STAT_VXLAN_RECEIVED);
+}
+/* ---- end of the self-written tunnels -------------------------------------------------- */
 
 /*
  * The Python path's socket filter and port_ingress take their decisions one after the other
@@ -622,10 +764,10 @@ int port_ingress(struct __sk_buff *skb)
 	struct port_entry *entry = port_decision(skb, 1);
 
 	if (!entry) {
-		int gre = gre_port_ingress(skb, python);
+		int encap = encap_port_ingress(skb, python);
 
-		if (gre != TC_ACT_UNSPEC)
-			return gre;
+		if (encap != TC_ACT_UNSPEC)
+			return encap;
 		count(STAT_PORT_MISS);
 		return TC_ACT_OK; /* the Python path's socket has it */
 	}
@@ -658,7 +800,7 @@ int port_ingress(struct __sk_buff *skb)
 SEC("socket")
 int port_socket_filter(struct __sk_buff *skb)
 {
-	return tap_note(skb, !(port_decision(skb, 0) || gre_port_decision(skb, 0)));
+	return tap_note(skb, !(port_decision(skb, 0) || encap_port_decision(skb, 0)));
 }
 
 /*
@@ -671,7 +813,7 @@ int port_socket_filter_untagged(struct __sk_buff *skb)
 {
 	if (skb->vlan_present)
 		return tap_note(skb, 0);
-	return tap_note(skb, !(port_decision(skb, 0) || gre_port_decision(skb, 0)));
+	return tap_note(skb, !(port_decision(skb, 0) || encap_port_decision(skb, 0)));
 }
 
 /*
@@ -737,8 +879,9 @@ miss:
  * the interfaces that carry the underlay, a UDP 4789 datagram to a local address that is not
  * plainly what the device takes (flags exactly I, reserved bits zero, room for the inner
  * Ethernet header) goes up to Python as the packet it is, and Python's VXLAN parser decides
- * and counts as it would have read it from its socket. Everything else is not this program's:
- * TC_ACT_UNSPEC, so the next filter (or none) decides.
+ * and counts as it would have read it from its socket. What the device would take goes
+ * straight to its VM port when encap_tunnel_plans has it (vxlan_deliver). Everything else is
+ * not this program's: TC_ACT_UNSPEC, so the next filter (or none) decides.
  */
 struct datagram_meta {
 	__u32 remote_ipv4;   /* host byte order */
@@ -752,10 +895,6 @@ enum underlay_stat {
 	UNDERLAY_NOT_HANDED_UP, /* too big for a perf record, or its ring was full */
 	UNDERLAY_STAT_MAX,
 };
-
-#define VXLAN_UDP_PORT 4789
-#define VXLAN_HLEN 8
-#define VXLAN_FLAG_I 0x08
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -783,20 +922,6 @@ static __always_inline void count_underlay(__u32 which)
 
 	if (slot)
 		*slot += 1;
-}
-
-/* Whether the 20-byte IPv4 header's checksum holds (ip_rcv drops it otherwise). */
-static __always_inline int ipv4_checksum_ok(__u8 *ip)
-{
-	__s64 sum = bpf_csum_diff(0, 0, (__be32 *)ip, 20, 0);
-	__u32 folded;
-
-	if (sum < 0)
-		return 0;
-	folded = (__u32)sum;
-	folded = (folded & 0xffff) + (folded >> 16);
-	folded = (folded & 0xffff) + (folded >> 16);
-	return folded == 0xffff;
 }
 
 /*
@@ -835,8 +960,9 @@ int underlay_ingress(struct __sk_buff *skb)
 	if (payload >= VXLAN_HLEN + ETH_HLEN) {
 		if (bpf_skb_load_bytes(skb, ETH_HLEN + 28, vxlan, sizeof(vxlan)) < 0)
 			return TC_ACT_UNSPEC;
+		/* the device takes it, as Python would: straight to the VM port with an entry */
 		if (vxlan[0] == VXLAN_FLAG_I && !vxlan[1] && !vxlan[2] && !vxlan[3] && !vxlan[7])
-			return TC_ACT_UNSPEC; /* the device takes it, as Python would */
+			return vxlan_deliver(skb, ip, udp, vxlan, ip_len);
 	}
 	if (skb->gso_segs > 1)
 		return TC_ACT_UNSPEC; /* a GRO merge is of datagrams the device took apart */
