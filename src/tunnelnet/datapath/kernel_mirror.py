@@ -6,9 +6,11 @@ copy honest:
 
 - **An entry exists only while its plan holds.** After every round of the event loop and
   before every control request is answered, a change of any bridge's version (a flow added,
-  changed or deleted, a learned flow, an expiry, a new or moved MAC) or the passing of a
-  plan's ``valid_until`` (MAC aging) removes every entry whose plan no longer holds; the next
-  frame of that flow then goes up to Python, which walks the tables and may make a new plan.
+  changed or deleted, an expiry) removes every entry through that bridge; what learning
+  changed (a new or moved MAC, a learned flow: switch/changes.py) removes the entries whose
+  plan depended on it; the passing of a plan's ``valid_until`` (MAC aging) removes every entry
+  whose plan no longer holds. The next frame of that flow then goes up to Python, which walks
+  the tables and may make a new plan.
   A control request that changes the tables is answered only after that check, so a flow
   deleted by hand stops the kernel before the caller hears back.
 - **Counters are folded back.** The kernel counts each entry's packets, bytes and last use;
@@ -433,10 +435,13 @@ class KernelMirror:
         return port.kind is PortKind.VXLAN and port.dst_port == VXLAN_PORT
 
     def _current_versions(self) -> tuple[int, ...]:
-        seen: dict[int, int] = {}
+        """Per bridge of the entries' plans: its version and how many narrow changes
+        (learning, switch/changes.py) it has made; check() looks closer when either moves."""
+        seen: dict[int, tuple[int, int]] = {}
         for mirrored in self._entries.values():
             for cache, _ in mirrored.plan.stages:
-                seen[id(cache.bridge)] = cache.bridge.version
+                bridge = cache.bridge
+                seen[id(bridge)] = (bridge.version, bridge.changes.seq)
         return tuple(sorted(seen.items()))  # type: ignore[arg-type]
 
     def check(self) -> None:
