@@ -47,6 +47,7 @@ class FloodResult:
     attacker_pings: int
     fdb: dict[str, dict[str, Any]] = field(default_factory=dict)  # "hv1 br-int" -> fdb-show
     drops: dict[str, dict[str, Any]] = field(default_factory=dict)  # hv -> dump-drops
+    dp_stats: dict[str, dict[str, Any]] = field(default_factory=dict)  # hv -> dp-stats
 
     @property
     def flood_loss(self) -> int:
@@ -199,4 +200,5 @@ def run_attack(lab: FloodLab, work: Path, *, frames: int, rate: float, pings: in
         for bridge in ("br-int", "br-tun"):
             result.fdb[f"{hv} {bridge}"] = lab.ofctl(hv, "fdb-show", bridge)
         result.drops[hv] = lab.ofctl(hv, "dump-drops")
+        result.dp_stats[hv] = lab.ofctl(hv, "dp-stats")
     return result

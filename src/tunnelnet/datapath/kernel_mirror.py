@@ -71,6 +71,8 @@ from tunnelnet.datapath.kernel_replayable import inner_of, why_not
 from tunnelnet.datapath.kernel_upcall import DatagramReader, UpcallReader
 from tunnelnet.datapath.ports import Port, PortKind
 from tunnelnet.datapath.tunnel import TunnelPort
+from tunnelnet.datapath.walk_meter import DEFAULT_BURST as WALK_BURST
+from tunnelnet.datapath.walk_meter import DEFAULT_RATE as WALK_RATE
 from tunnelnet.packet.fields import FlowKey
 
 log = logging.getLogger(__name__)
@@ -78,6 +80,12 @@ log = logging.getLogger(__name__)
 DEVICE_NAME: Final = "tnfp-vxlan"  # the collect_md VXLAN device vswitchd makes
 OWNER_ALIAS: Final = "tunnelnet vswitchd pid "  # its alias: whose it is
 MAX_MIRRORED: Final = 16384  # entries; beyond, plans stay in Python (the maps hold 65536)
+# The port meter (replay.bpf.c): frames without an entry a VM port may hand Python a second.
+# Ten times the walk meter's rate (walk_meter.py), so that it keeps back only what that meter
+# would mostly drop anyway, after Python had read and parsed it on the thread every port
+# shares: 68,000 random-MAC frames/s from one VM kept that thread busy (issue 21).
+DEFAULT_PORT_METER_RATE: Final = 10 * WALK_RATE
+DEFAULT_PORT_METER_BURST: Final = 10 * WALK_BURST
 _NS_PER_S: Final = 1e9  # a division, not a product with 1e-9: whole seconds stay whole
 
 
@@ -186,6 +194,13 @@ class KernelMirror:
         # settles the packets that followed deferred plans until a time (the switchboard's
         # Forwarder.settle_until): what they did comes before what the kernel did after them
         self.settle_until: Callable[[float], None] = lambda until: None
+        self.port_meter = (0.0, 0.0)  # the maps start without one: start() sets it
+
+    def set_port_meter(self, rate: float, burst: float = DEFAULT_PORT_METER_BURST) -> None:
+        """Each VM port may hand Python at most ``rate`` frames without an entry a second,
+        in bursts of ``burst`` (``rate`` 0: no meter)."""
+        self.fastpath.set_port_meter(rate, burst)
+        self.port_meter = (rate, burst)
 
     @classmethod
     def start(cls, *, take_over_later: bool = False) -> KernelMirror:
@@ -207,6 +222,7 @@ class KernelMirror:
             fastpath.close()
             raise
         try:
+            mirror.set_port_meter(DEFAULT_PORT_METER_RATE, DEFAULT_PORT_METER_BURST)
             mirror.datagrams = DatagramReader(fastpath)
             if not take_over_later:
                 mirror.take_over()
@@ -316,6 +332,7 @@ class KernelMirror:
         ifindex = self._ports.pop(port.name, None)
         if ifindex is None:
             return
+        self.fastpath.forget_port_meter(ifindex)
         self.remove_if(lambda m: m.ingress is port or m.egress is port)
         try:
             self.fastpath.detach(ifindex)
@@ -597,7 +614,18 @@ class KernelMirror:
             "kernel_underlay_lost": underlay[UnderlayStat.NOT_HANDED_UP]
             + (self.datagrams.lost if self.datagrams is not None else 0),
             "kernel_stays_in_python": dict(self.refusals),
+            **self._port_meter_stats(),
         }
+
+    def _port_meter_stats(self) -> dict[str, object]:
+        """The port meter's setting and, per attached VM port, the frames it kept back."""
+        counts = self.fastpath.port_meters()
+        names = {ifindex: name for name, ifindex in self._ports.items()}
+        dropped = {names[i]: kept for i, (_, kept) in counts.items() if i in names}
+        rate, burst = self.port_meter
+        return {"kernel_port_meter_rate": rate, "kernel_port_meter_burst": burst,
+                "kernel_port_meter_dropped": sum(dropped.values()),
+                "kernel_port_meter_dropped_by_port": dropped}
 
     def close(self) -> None:
         self.clear()

@@ -22,8 +22,10 @@ from tunnelnet.datapath.kernel_maps import (
     GreTunnelKey,
     Inner,
     InnerKey,
+    MeterConfig,
     PortEntry,
     PortKey,
+    PortMeter,
     PortPlan,
     TunnelEntry,
     TunnelKey,
@@ -36,6 +38,7 @@ MIRRORS: dict[str, type[ctypes.Structure]] = {
     "tunnel_key": TunnelKey, "tunnel_entry": TunnelEntry, "upcall_meta": UpcallMeta,
     "gre_port_entry": GrePortEntry, "gre_tunnel_key": GreTunnelKey,
     "gre_tunnel_entry": GreTunnelEntry, "datagram_meta": DatagramMeta,
+    "meter_config": MeterConfig, "port_meter": PortMeter,
 }
 
 
