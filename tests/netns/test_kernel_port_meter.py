@@ -18,6 +18,7 @@ import pytest
 
 from support.netns import Lab, inside, run
 from tunnelnet.datapath.kernel_fastpath import REPLAY_OBJECT, KernelFastPath
+from tunnelnet.datapath.kernel_maps import Inner
 
 pytestmark = pytest.mark.netns
 
@@ -60,8 +61,9 @@ def _sockets(ns: str, fastpath: KernelFastPath, name: str) -> tuple[socket.socke
     return send, read
 
 
-def _frame(i: int) -> bytes:
-    src = bytes([0x02]) + os.urandom(5)  # a random unicast source, as a MAC flood sends
+def _frame(i: int, src: bytes | None = None) -> bytes:
+    if src is None:
+        src = bytes([0x02]) + os.urandom(5)  # a random unicast source, as a MAC flood sends
     return b"\xff" * 6 + src + MARK.to_bytes(2, "big") + i.to_bytes(4, "big") + bytes(42)
 
 
@@ -109,3 +111,29 @@ def test_without_a_meter_every_frame_reaches_python(ports: tuple[str, KernelFast
     for i in range(2000):
         send.send(_frame(i))
     assert _drain(read) == 2000
+
+
+def test_a_flow_python_knows_is_never_held_back(ports: tuple[str, KernelFastPath]) -> None:
+    """As the walk meter meters only new flows: frames of a flow vswitchd noted as known
+    (after its tables answered it) all go up, in the middle of the same port's flood."""
+    ns, fastpath = ports
+    fastpath.set_port_meter(RATE, BURST)
+    known_src = bytes.fromhex("02aabbccddee")
+    fastpath.note_python_flow(_ifindex(ns, "flood-h"),
+                              Inner("ff:ff:ff:ff:ff:ff", "02:aa:bb:cc:dd:ee", MARK))
+    send, read = _sockets(ns, fastpath, "flood")
+    start = time.monotonic()
+    for i in range(1000):
+        send.send(_frame(i))
+        send.send(_frame(i, known_src))
+    elapsed = time.monotonic() - start
+    got = known = 0
+    while True:
+        try:
+            frame = read.recv(2048)
+        except TimeoutError:
+            break
+        got += 1
+        known += frame[6:12] == known_src
+    assert known == 1000
+    assert BURST <= got - known <= BURST + RATE * elapsed + 8  # the flood: metered as ever

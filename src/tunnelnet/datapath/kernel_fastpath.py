@@ -196,6 +196,13 @@ class KernelFastPath:
                 out[key.value] = (value.passed, value.dropped)
         return out
 
+    def note_python_flow(self, in_ifindex: int, inner: Inner) -> None:
+        """Frames from VM port ``in_ifindex`` with ``inner`` are a flow Python knows: the
+        port meter lets them all up (an LRU map: the least used are forgotten first)."""
+        self._ok(self.libbpf.lib.bpf_map_update_elem(
+            self.obj.map_fd("python_flows"), ctypes.byref(port_key(in_ifindex, inner)),
+            ctypes.byref(ctypes.c_uint8(1)), BPF_ANY), "update python_flows")
+
     def forget_port_meter(self, ifindex: int) -> None:
         """The port went: its bucket goes (an interface that reuses the index starts full)."""
         self.libbpf.lib.bpf_map_delete_elem(self.obj.map_fd("port_meters"),

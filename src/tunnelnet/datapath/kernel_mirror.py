@@ -617,6 +617,16 @@ class KernelMirror:
             **self._port_meter_stats(),
         }
 
+    def known_in_python(self, ingress: Port, key: FlowKey) -> None:
+        """Python's tables have just answered a frame of VM port ``ingress`` (flow ``key``)
+        and their cache will answer the next ones: the port meter must not hold them back.
+        Called after walks only, which the walk meter bounds per port."""
+        ifindex = self._ports.get(ingress.name)
+        if ifindex is None or not self.port_meter[0] or key.get("vlan_tci", 0) \
+                or key.get("dl_src") is None or key.get("dl_dst") is None:
+            return
+        self.fastpath.note_python_flow(ifindex, inner_of(key))
+
     def _port_meter_stats(self) -> dict[str, object]:
         """The port meter's setting and, per attached VM port, the frames it kept back."""
         counts = self.fastpath.port_meters()

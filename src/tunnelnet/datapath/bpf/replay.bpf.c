@@ -693,15 +693,33 @@ struct {
 	__type(value, struct port_meter);
 } port_meters SEC(".maps");
 
+/*
+ * Flows of a VM port that Python knows (its tables answered one of their frames and will
+ * answer the next from their cache) but the kernel does not forward (a flood, IPv6 through
+ * port security, a rewrite...): never metered, as the walk meter never meters a known flow.
+ * Userspace adds one after a walk, so a port adds at most its walk meter's rate; a flood's
+ * frames, each of which learns a new MAC, are never added. LRU: the least used make room.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, MAX_ENTRIES);
+	__type(key, struct port_key);
+	__type(value, __u8);
+} python_flows SEC(".maps");
+
 /* Whether this frame, which has no entry, may go up to Python; takes its credit if so. */
 static __always_inline int meter_allows(struct __sk_buff *skb)
 {
 	__u32 zero = 0, ifindex = skb->ifindex;
 	struct meter_config *cfg = bpf_map_lookup_elem(&meter_config, &zero);
+	struct port_key known = {.ifindex = skb->ifindex};
 	struct port_meter *meter;
 	__u64 now, credit;
 
 	if (!cfg || !cfg->cost_ns)
+		return 1;
+	if (!skb->vlan_present && read_inner(skb, &known.inner) &&
+	    bpf_map_lookup_elem(&python_flows, &known))
 		return 1;
 	now = bpf_ktime_get_ns();
 	meter = bpf_map_lookup_elem(&port_meters, &ifindex);
