@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
 from tunnelnet.packet.fields import FlowKey
-from tunnelnet.switch.changes import MacChange, affected
+from tunnelnet.switch.changes import FlowIdentity, MacChange, affected, identity
 from tunnelnet.switch.match import KEY_DEFAULTS, Match
 from tunnelnet.switch.normal import MacTable
 from tunnelnet.switch.xlate import Output, Xlate
@@ -123,6 +123,7 @@ class CacheEntry:
     # checked against them (-1: a change touched it, it no longer holds)
     macs: frozenset[MacChange]
     lookups: tuple[tuple[int, FlowKey], ...]
+    learns: frozenset[FlowIdentity]  # the flows its learn() actions make or refresh
     checked: int
 
 
@@ -197,7 +198,7 @@ class FlowCache:
             return False
         changes = self.bridge.changes
         since = changes.since(entry.checked)
-        if since is None or affected(since, entry.macs, entry.lookups):
+        if since is None or affected(since, entry.macs, entry.lookups, entry.learns):
             entry.checked = -1
             return False
         entry.checked = changes.seq
@@ -326,7 +327,9 @@ class FlowCache:
         self._entries[ckey] = CacheEntry(version, outputs, tuple(x.hits), self._learned(x.learned),
                                      tuple(x.mac_learns), tuple(x.mac_lookups), drop,
                                      drop_table, _macs(x.mac_learns, x.mac_lookups),
-                                     tuple(x.lookups), seq)
+                                     tuple(x.lookups),
+                                     frozenset(identity(spec.table, Match.of(spec.constraints))
+                                               for spec in x.learned), seq)
         return outputs
 
 

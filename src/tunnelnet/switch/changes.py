@@ -14,7 +14,9 @@ datapath flows whose translation a change can touch (ofproto-dpif-upcall.c):
   that VLAN and the learning of it (an answer that flooded to it, sent to it or learned it);
 - a learned flow installed or changed, (table, match): it changes only the lookups in that
   table of keys its match accepts (a flow cannot change the lookup of a key it does not
-  match, whatever its priority).
+  match, whatever its priority), and what a learn() of a flow with that very match and
+  table does again (a cached answer refreshes the learned flow it found there, taking its
+  actions to be its own: a MAC learned from another tunnel peer changes them).
 
 An answer remembers the sequence number up to which it has been checked against the log; one
 older than what the log still holds goes (as if the version had been bumped): exact, never
@@ -35,6 +37,13 @@ MAX_LOGGED: Final = 4096  # changes kept; an answer checked before them is dropp
 MacChange = tuple[int, int]  # (vlan, mac)
 FlowChange = tuple[int, Match]  # (table, match)
 Change = MacChange | FlowChange
+# a flow's identity in its table (OpenFlow's, without the priority): (table, the match's
+# signature, its values)
+FlowIdentity = tuple[int, tuple[tuple[str, int], ...], tuple[int, ...]]
+
+
+def identity(table: int, match: Match) -> FlowIdentity:
+    return (table, match.signature, match.values)
 
 
 class Changes:
@@ -78,12 +87,16 @@ def may_match(match: Match, key: FlowKey) -> bool:
 
 
 def affected(changes: list[Change], macs: frozenset[MacChange],
-             lookups: tuple[tuple[int, FlowKey], ...]) -> bool:
-    """Whether any of ``changes`` touches an answer that looked up or learned ``macs`` and
-    looked ``lookups`` up (table, key as the lookup saw it)."""
+             lookups: tuple[tuple[int, FlowKey], ...],
+             learns: frozenset[FlowIdentity]) -> bool:
+    """Whether any of ``changes`` touches an answer that looked up or learned ``macs``,
+    looked ``lookups`` up (table, key as the lookup saw it) and learned flows with
+    ``learns``."""
     for change in changes:
         first, second = change
         if isinstance(second, Match):
+            if learns and identity(first, second) in learns:
+                return True
             for table, key in lookups:
                 if table == first and may_match(second, key):
                     return True

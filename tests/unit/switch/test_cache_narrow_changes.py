@@ -88,3 +88,30 @@ def test_changes_since_says_when_the_log_no_longer_reaches_back() -> None:
     assert changes.since(3) == []
     assert changes.since(1) == [(5, 2), (5, 3)]
     assert changes.since(0) is None
+
+
+def test_a_mac_learned_back_from_its_first_port_moves_the_learned_flow_back() -> None:
+    """A cached answer that learns a flow refreshes the one it found; once another port's
+    frame has changed that flow's actions, the answer must go (the walk installs its own
+    actions again), or the flow would stay pointed at the other port."""
+    learn = ("learn(table=20,priority=1,NXM_OF_ETH_DST[]=NXM_OF_ETH_SRC[],"
+             "output:OXM_OF_IN_PORT[])")
+    twins = []
+    for _ in range(2):
+        br = Bridge("br-learn", fail_mode="secure")
+        for port in (1, 2, 3):
+            br.add_port(f"p{port}", port)
+        br.add_flows([f"table=0,priority=1,in_port=1 actions={learn},output:3",
+                      f"table=0,priority=1,in_port=2 actions={learn},output:3"])
+        twins.append(br)
+    cached, walked = twins
+    cache = FlowCache(cached)
+    frames = [{"in_port": port, "dl_src": OTHER_MAC, "dl_dst": UNKNOWN_MAC, "vlan_tci": 0}
+              for port in (1, 1, 2, 2, 1)]  # learned on 1, moved to 2, moved back to 1
+    for frame in frames:
+        assert _ports(cache.process(dict(frame), 60)) == _ports(walked.process(dict(frame), 60))
+    assert _learned_actions(cached) == _learned_actions(walked) == ["(OutputPort(port=1),)"]
+
+
+def _learned_actions(br: Bridge) -> list[str]:
+    return [str(flow.actions) for flow in br.tables[20].classifier if flow.learned]
