@@ -64,6 +64,17 @@ def report(result: FloodResult) -> list[str]:
                    for bridge, reasons in drops["bridges"].items()}
         lines.append(f"  {hv}: new flows over the walk meter, dropped: " + ", ".join(
             f"{bridge} {count}" for bridge, count in metered.items()))
+    for hv, stats in result.dp_stats.items():
+        mode = stats.get("fastpath", {}).get("mode", "?")
+        if "kernel_port_meter_rate" in stats:
+            kept = ", ".join(f"{port} {count}" for port, count in
+                             sorted(stats["kernel_port_meter_dropped_by_port"].items()))
+            lines.append(f"  {hv}: fast path {mode}; kept from Python by the kernel's port "
+                         f"meter ({stats['kernel_port_meter_rate']:g}/s per port): "
+                         f"{kept or 'none'}; kernel entries removed "
+                         f"{stats['kernel_removed']}")
+        else:
+            lines.append(f"  {hv}: fast path {mode}")
     return lines
 
 

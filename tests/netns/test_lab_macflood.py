@@ -67,6 +67,32 @@ def test_learning_stops_at_the_caps_and_the_refusals_are_counted(attack: FloodRe
     assert attack.drops["hv1"]["learning_refused"]["br-int"]["mac_limit"] > 0
 
 
+def _kernel(attack: FloodResult) -> None:
+    modes = {hv: stats["fastpath"]["mode"] for hv, stats in attack.dp_stats.items()}
+    if set(modes.values()) != {"kernel"}:
+        pytest.skip(f"the kernel fast path is not in use here: {modes}")
+
+
+def test_the_flood_removes_none_of_the_kernels_entries(attack: FloodResult) -> None:
+    """What the flood taught the switches touches no flow known before it: the other
+    tenant's (and the attacker's own) kernel entries all stay (before learning dropped only
+    what it touched, each new MAC removed every entry through the bridge: ~250 in 1.5 s)."""
+    _kernel(attack)
+    for hv in ("hv1", "hv2"):
+        before, after = attack.dp_stats_before[hv], attack.dp_stats[hv]
+        assert after["kernel_removed"] == before["kernel_removed"], hv
+        assert after["kernel_replayed_packets"] > before["kernel_replayed_packets"], hv
+
+
+def test_the_kernels_port_meter_holds_back_the_flooding_port_alone(attack: FloodResult
+                                                                  ) -> None:
+    _kernel(attack)
+    kept = attack.dp_stats["hv1"]["kernel_port_meter_dropped_by_port"]
+    assert {port for port, count in kept.items() if count} == {attack.taps["red1"]}, kept
+    assert kept[attack.taps["blue1"]] == 0
+    assert attack.dp_stats["hv2"]["kernel_port_meter_dropped"] == 0
+
+
 def test_fdb_show_prints_the_caps_set_with_vsctl(attack: FloodResult) -> None:
     caps = attack.fdb["hv1 br-int"]["other_config"]
     assert caps["mac-table-size"] == str(CAP) and caps["learn-flow-limit"] == str(CAP)

@@ -47,6 +47,10 @@ class FloodResult:
     attacker_pings: int
     fdb: dict[str, dict[str, Any]] = field(default_factory=dict)  # "hv1 br-int" -> fdb-show
     drops: dict[str, dict[str, Any]] = field(default_factory=dict)  # hv -> dump-drops
+    dp_stats: dict[str, dict[str, Any]] = field(default_factory=dict)  # hv -> dp-stats
+    # hv -> dp-stats once the known MACs are warm, before the flood
+    dp_stats_before: dict[str, dict[str, Any]] = field(default_factory=dict)
+    taps: dict[str, str] = field(default_factory=dict)  # VM -> its port on the hypervisor
 
     @property
     def flood_loss(self) -> int:
@@ -176,6 +180,7 @@ def run_attack(lab: FloodLab, work: Path, *, frames: int, rate: float, pings: in
         warm = lab.ping(src, dst, 3, 0.2)
         replies_of(warm, 30)
     idle = rtts_of(lab.ping("blue1", "blue2", pings), 60 + pings * 0.05)
+    before = {hv: lab.ofctl(hv, "dp-stats") for hv in ("hv1", "hv2")}
     taps = {"blue1": work / "blue1.pcap", "blue2": work / "blue2.pcap",
             "red2": work / "red2.pcap"}
     captures = [lab.capture(vm, pcap) for vm, pcap in taps.items()]
@@ -194,9 +199,12 @@ def run_attack(lab: FloodLab, work: Path, *, frames: int, rate: float, pings: in
             proc.wait(timeout=10)
     result = FloodResult(idle, flood_rtts, pings, sender,
                          {vm: flood_frames_in(pcap) for vm, pcap in taps.items()},
-                         attacker_replies, 10)
+                         attacker_replies, 10, dp_stats_before=before,
+                         taps={vm: lab.vm(vm)["tap"] for vm in ("red1", "red2", "blue1",
+                                                                "blue2")})
     for hv in ("hv1", "hv2"):
         for bridge in ("br-int", "br-tun"):
             result.fdb[f"{hv} {bridge}"] = lab.ofctl(hv, "fdb-show", bridge)
         result.drops[hv] = lab.ofctl(hv, "dump-drops")
+        result.dp_stats[hv] = lab.ofctl(hv, "dp-stats")
     return result

@@ -165,6 +165,13 @@ def dp_stats(ctx: click.Context, as_json: bool) -> None:
             click.echo(f"kernel-written tunnels: VXLAN sent {stats['kernel_vxlan_sent']}, "
                        f"received {stats['kernel_vxlan_received']}; GRE and VXLAN failed "
                        f"{stats['kernel_encap_failed']}")
+        if "kernel_port_meter_rate" in stats:
+            click.echo(f"kernel port meter: {stats['kernel_port_meter_rate']:g} frames/s "
+                       f"(burst {stats['kernel_port_meter_burst']:g}) per VM port to Python; "
+                       f"kept back {stats['kernel_port_meter_dropped']}")
+            for port, count in sorted(stats["kernel_port_meter_dropped_by_port"].items()):
+                if count:
+                    click.echo(f"  kept back from {port}: {count}")
         for reason, count in sorted(stats["kernel_stays_in_python"].items()):
             click.echo(f"  stays in Python: {reason}: {count}")
 

@@ -35,8 +35,15 @@ DEFAULT_RUNDIR = "/run/tunnelnet"
                    "without it), never (off), or where the kernel allows it (auto; else "
                    "Python forwards everything and the log says why, once) "
                    "(env TUNNELNET_FASTPATH).")
+@click.option("--port-meter-rate", envvar="TUNNELNET_PORT_METER_RATE", type=float,
+              default=None,
+              help="With the kernel fast path: the frames without a kernel entry each VM port "
+                   "may hand the Python path a second, in the port's socket filter; over it "
+                   "they are dropped and counted per port (ofctl dp-stats). 0: no limit. "
+                   "Default: 10 times the walk meter's rate "
+                   "(env TUNNELNET_PORT_METER_RATE).")
 def cli(rundir: Path, pidfile: str | None, background: bool, log_file: Path | None,
-        log_level: str, persist: bool, fastpath: str) -> None:
+        log_level: str, persist: bool, fastpath: str, port_meter_rate: float | None) -> None:
     """Run the switch: bridges with flow tables, system/internal/patch/vxlan/gre ports.
 
     Manage it with `tunnelnet vsctl` and `tunnelnet ofctl` on the same run directory.
@@ -47,7 +54,9 @@ def cli(rundir: Path, pidfile: str | None, background: bool, log_file: Path | No
     if background:
         argv = [sys.executable, "-m", "tunnelnet", "vswitchd", "--rundir", str(rundir),
                 "--log-level", log_level, "--fastpath", fastpath,
-                *(["--persist"] if persist else [])]
+                *(["--persist"] if persist else []),
+                *(["--port-meter-rate", str(port_meter_rate)] if port_meter_rate is not None
+                  else [])]
         if pid_path is not None:
             argv += ["--pidfile", str(pid_path)]
         argv += ["--log-file", str((log_file or rundir / "vswitchd.log").absolute())]
@@ -56,4 +65,5 @@ def cli(rundir: Path, pidfile: str | None, background: bool, log_file: Path | No
         return
     setup_logging(log_file, log_level)
     run(DaemonConfig(rundir=rundir, pidfile=pid_path, log_file=log_file, log_level=log_level,
-                     persist=persist, fastpath=fastpath.lower()))
+                     persist=persist, fastpath=fastpath.lower(),
+                     port_meter_rate=port_meter_rate))

@@ -56,6 +56,9 @@ class DaemonConfig:
     persist: bool = False
     # the kernel fast path: "kernel" (required), "off", or "auto" (kernel where it can run)
     fastpath: str = "auto"
+    # the kernel fast path's port meter: frames without an entry a VM port may hand Python a
+    # second (0: none; None: kernel_mirror's default)
+    port_meter_rate: float | None = None
 
 
 def setup_logging(log_file: Path | None, level: str) -> None:
@@ -118,7 +121,8 @@ def run(config: DaemonConfig) -> None:
     # a restart that will put back the flows a killed daemon forwarded with takes the
     # kernel over last: its plans (of those flows) replay until then (KernelMirror.start)
     _start_fastpath(board, config.fastpath, take_over_later=config_path is not None
-                    and flow_snapshot.of_configuration(flows_path, config_path))
+                    and flow_snapshot.of_configuration(flows_path, config_path),
+                    port_meter_rate=config.port_meter_rate)
     steps.append(("fast path", time.monotonic()))
     snapshots = None
     if config_path is not None:
@@ -209,7 +213,8 @@ def _take_over_kernel(board: Switchboard) -> None:
         raise DatapathError(f"cannot take the kernel fast path over: {exc}") from exc
 
 
-def _start_fastpath(board: Switchboard, mode: str, *, take_over_later: bool = False) -> None:
+def _start_fastpath(board: Switchboard, mode: str, *, take_over_later: bool = False,
+                    port_meter_rate: float | None = None) -> None:
     """Set the kernel fast path up as ``mode`` asks; says once, in the log, what it does."""
     if mode == "off":
         board.fastpath_mode, board.fastpath_why = "off", "--fastpath off"
@@ -227,6 +232,8 @@ def _start_fastpath(board: Switchboard, mode: str, *, take_over_later: bool = Fa
         board.fastpath_mode, board.fastpath_why = "off", str(exc)
         log.warning("fast path: off, Python forwards every packet: %s", exc)
         return
+    if port_meter_rate is not None:
+        mirror.set_port_meter(port_meter_rate)
     board.use_kernel(mirror, VXLAN_UDP_PORT)
     log.info("fast path: kernel (eBPF replays the plans it can; VXLAN UDP %d is the kernel's)",
              VXLAN_UDP_PORT)

@@ -9,8 +9,9 @@ what determines the first flow key: the port it came in on, its tunnel metadata,
 ``coalesce.signature`` and length (equal signatures of equal length give equal flow keys).
 
 A plan is followed only while every entry in it holds (``FlowCache.holds``: no change to that
-bridge, its NORMAL lookups unchanged); following it replays each entry's side effects, so
-counters, learning and timeouts are as if the packet had walked. Plans are made only where the
+bridge, no learning there that touched the entry, its NORMAL lookups unchanged); following it
+replays each entry's side effects, so counters, learning and timeouts are as if the packet had
+walked. Plans are made only where the
 frames leave unchanged (no header rewrite), never cross a bridge twice and hit no error path;
 anything else keeps taking the walk. Open vSwitch keeps datapath flows in front of its ofproto
 layer for the same reason (ofproto-dpif-upcall.c).
@@ -55,8 +56,8 @@ class PlanOutput(NamedTuple):
 class Plan:
     """What the walk of one flow did, to be done again for its next packets."""
 
-    __slots__ = ("clock", "crossings", "deferred", "last", "last_seq", "outputs", "pending",
-                 "pending_bytes", "stages", "valid_until", "versions")
+    __slots__ = ("clock", "crossings", "deferred", "last", "last_seq", "narrow", "outputs",
+                 "pending", "pending_bytes", "stages", "valid_until", "versions")
 
     def __init__(self, stages: tuple[tuple[FlowCache, CacheEntry], ...],
                  crossings: tuple[tuple[Port, Port], ...],
@@ -65,6 +66,9 @@ class Plan:
         self.crossings = crossings  # patch port left, patch port entered
         self.outputs = outputs  # in send order
         self.versions = tuple((cache.bridge, entry.version) for cache, entry in stages)
+        # per stage, for the narrow changes of learning (switch/changes.py): the bridge's
+        # change log, the entry and the cache that checks one against the other
+        self.narrow = tuple((cache.bridge.changes, entry, cache) for cache, entry in stages)
         # the bridges of one daemon share one clock
         self.clock: Callable[[], float] = stages[0][0].clock() if stages else time.monotonic
         # A deferred plan's replay only counts and refreshes (FlowCache.pure), and it holds
@@ -84,8 +88,12 @@ class Plan:
         """Whether a deferred plan still holds at ``now`` (see versions, valid_until)."""
         if now >= self.valid_until:
             return False
-        for bridge, version in self.versions:  # noqa: SIM110 (a plain loop: no generator)
+        # plain loops: all() over a generator costs a frame more per packet
+        for bridge, version in self.versions:
             if bridge.version != version:
+                return False
+        for changes, entry, cache in self.narrow:
+            if entry.checked != changes.seq and not cache.unchanged(entry):
                 return False
         return True
 

@@ -362,6 +362,10 @@ class Forwarder:
         original = dict(key)
         headers = tuple(map(original.get, _HEADER_FIELDS))
         self._pipeline(state, key, original, headers, frames, 0, gso)
+        if metered and self.kernel is not None and state.cache.cached(original):
+            # a known flow from now on: the kernel's port meter lets its frames up, as the
+            # walk meter lets them through (a flood's frames, each learning, never get here)
+            self.kernel.known_in_python(port, original)
         if plan_key is not None:
             made = self._plan(state, original, headers, frames[0])
             if made is not None:

@@ -10,7 +10,9 @@ kernel_mirror.py (`--fastpath`), see docs/architecture.md "The kernel fast path"
   another VM port; any other frame goes on (TC_ACT_OK) to the Python path's AF_PACKET socket.
 - ``port_socket_filter`` (on that socket): the AF_PACKET tap sees a frame *before* tc ingress
   redirects it, so without this filter Python would forward every replayed frame a second
-  time. It takes the same decision as ``port_ingress`` and hides the frames the kernel takes.
+  time. It takes the same decision as ``port_ingress`` and hides the frames the kernel takes;
+  of the others, it lets each port hand Python at most so many a second (the port meter,
+  ``set_port_meter``), counting what it keeps back per port (``port_meters``).
 - ``tunnel_ingress`` (tc ingress of the collect_md VXLAN device): (VNI, outer source, MAC)
   with a plan goes to its VM port; anything else is dropped, counted and handed up as a perf
   event sample (kernel_upcall.py): that device owns UDP 4789, so the Python path's VXLAN
@@ -61,7 +63,9 @@ from tunnelnet.datapath.kernel_maps import (
     EncapTunnelPlan,
     EntryCounters,
     Inner,
+    MeterConfig,
     PortEntry,
+    PortMeter,
     PortPlan,
     Stat,
     TunnelEntry,
@@ -172,6 +176,43 @@ class KernelFastPath:
                 "update local_ipv4")
         for address in present - wanted:
             self.libbpf.lib.bpf_map_delete_elem(fd, ctypes.byref(ctypes.c_uint32(address)))
+
+    def set_port_meter(self, rate: float, burst: float) -> None:
+        """At most ``rate`` frames a second, in bursts of ``burst``, from each VM port's
+        frames without an entry to its Python socket (``rate`` 0: no meter)."""
+        if rate < 0 or (rate and burst < 1):
+            raise DatapathError(f"port meter: rate {rate} and burst {burst} must be positive")
+        cost = round(1e9 / rate) if rate else 0
+        config = MeterConfig(cost, round(cost * burst))
+        self._ok(self.libbpf.lib.bpf_map_update_elem(
+            self.obj.map_fd("meter_config"), ctypes.byref(ctypes.c_uint32(0)),
+            ctypes.byref(config), BPF_ANY), "update meter_config")
+
+    def port_meters(self) -> dict[int, tuple[int, int]]:
+        """Per VM port (ifindex) with a meter: (frames handed up to Python, frames kept
+        back over the meter)."""
+        fd = self.obj.map_fd("port_meters")
+        out: dict[int, tuple[int, int]] = {}
+        key, nxt, value = ctypes.c_uint32(), ctypes.c_uint32(), PortMeter()
+        prev = None
+        while self.libbpf.lib.bpf_map_get_next_key(fd, prev, ctypes.byref(nxt)) == 0:
+            key.value = nxt.value
+            prev = ctypes.byref(key)
+            if self.libbpf.lib.bpf_map_lookup_elem(fd, prev, ctypes.byref(value)) == 0:
+                out[key.value] = (value.passed, value.dropped)
+        return out
+
+    def note_python_flow(self, in_ifindex: int, inner: Inner) -> None:
+        """Frames from VM port ``in_ifindex`` with ``inner`` are a flow Python knows: the
+        port meter lets them all up (an LRU map: the least used are forgotten first)."""
+        self._ok(self.libbpf.lib.bpf_map_update_elem(
+            self.obj.map_fd("python_flows"), ctypes.byref(port_key(in_ifindex, inner)),
+            ctypes.byref(ctypes.c_uint8(1)), BPF_ANY), "update python_flows")
+
+    def forget_port_meter(self, ifindex: int) -> None:
+        """The port went: its bucket goes (an interface that reuses the index starts full)."""
+        self.libbpf.lib.bpf_map_delete_elem(self.obj.map_fd("port_meters"),
+                                            ctypes.byref(ctypes.c_uint32(ifindex)))
 
     def underlay_stats(self) -> dict[UnderlayStat, int]:
         return self._percpu_counters("underlay_stats", UnderlayStat)

@@ -112,6 +112,17 @@ class DatagramMeta(ctypes.Structure):
                 ("payload_len", ctypes.c_uint32), ("packet_len", ctypes.c_uint32)]
 
 
+class MeterConfig(ctypes.Structure):
+    """The port meter's one setting (replay.bpf.c "The port meter"): credit in nanoseconds."""
+
+    _fields_ = [("cost_ns", ctypes.c_uint64), ("burst_ns", ctypes.c_uint64)]
+
+
+class PortMeter(ctypes.Structure):
+    _fields_ = [("credit_ns", ctypes.c_uint64), ("last_ns", ctypes.c_uint64),
+                ("passed", ctypes.c_uint64), ("dropped", ctypes.c_uint64)]
+
+
 class UnderlayStat(IntEnum):
     """enum underlay_stat in replay.bpf.c: what underlay_ingress did with what it took."""
 

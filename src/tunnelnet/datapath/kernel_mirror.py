@@ -6,9 +6,11 @@ copy honest:
 
 - **An entry exists only while its plan holds.** After every round of the event loop and
   before every control request is answered, a change of any bridge's version (a flow added,
-  changed or deleted, a learned flow, an expiry, a new or moved MAC) or the passing of a
-  plan's ``valid_until`` (MAC aging) removes every entry whose plan no longer holds; the next
-  frame of that flow then goes up to Python, which walks the tables and may make a new plan.
+  changed or deleted, an expiry) removes every entry through that bridge; what learning
+  changed (a new or moved MAC, a learned flow: switch/changes.py) removes the entries whose
+  plan depended on it; the passing of a plan's ``valid_until`` (MAC aging) removes every entry
+  whose plan no longer holds. The next frame of that flow then goes up to Python, which walks
+  the tables and may make a new plan.
   A control request that changes the tables is answered only after that check, so a flow
   deleted by hand stops the kernel before the caller hears back.
 - **Counters are folded back.** The kernel counts each entry's packets, bytes and last use;
@@ -71,6 +73,8 @@ from tunnelnet.datapath.kernel_replayable import inner_of, why_not
 from tunnelnet.datapath.kernel_upcall import DatagramReader, UpcallReader
 from tunnelnet.datapath.ports import Port, PortKind
 from tunnelnet.datapath.tunnel import TunnelPort
+from tunnelnet.datapath.walk_meter import DEFAULT_BURST as WALK_BURST
+from tunnelnet.datapath.walk_meter import DEFAULT_RATE as WALK_RATE
 from tunnelnet.packet.fields import FlowKey
 
 log = logging.getLogger(__name__)
@@ -78,6 +82,12 @@ log = logging.getLogger(__name__)
 DEVICE_NAME: Final = "tnfp-vxlan"  # the collect_md VXLAN device vswitchd makes
 OWNER_ALIAS: Final = "tunnelnet vswitchd pid "  # its alias: whose it is
 MAX_MIRRORED: Final = 16384  # entries; beyond, plans stay in Python (the maps hold 65536)
+# The port meter (replay.bpf.c): frames without an entry a VM port may hand Python a second.
+# Ten times the walk meter's rate (walk_meter.py), so that it keeps back only what that meter
+# would mostly drop anyway, after Python had read and parsed it on the thread every port
+# shares: 68,000 random-MAC frames/s from one VM kept that thread busy (issue 21).
+DEFAULT_PORT_METER_RATE: Final = 10 * WALK_RATE
+DEFAULT_PORT_METER_BURST: Final = 10 * WALK_BURST
 _NS_PER_S: Final = 1e9  # a division, not a product with 1e-9: whole seconds stay whole
 
 
@@ -192,6 +202,13 @@ class KernelMirror:
         # settles the packets that followed deferred plans until a time (the switchboard's
         # Forwarder.settle_until): what they did comes before what the kernel did after them
         self.settle_until: Callable[[float], None] = lambda until: None
+        self.port_meter = (0.0, 0.0)  # the maps start without one: start() sets it
+
+    def set_port_meter(self, rate: float, burst: float = DEFAULT_PORT_METER_BURST) -> None:
+        """Each VM port may hand Python at most ``rate`` frames without an entry a second,
+        in bursts of ``burst`` (``rate`` 0: no meter)."""
+        self.fastpath.set_port_meter(rate, burst)
+        self.port_meter = (rate, burst)
 
     @classmethod
     def start(cls, *, take_over_later: bool = False) -> KernelMirror:
@@ -213,6 +230,7 @@ class KernelMirror:
             fastpath.close()
             raise
         try:
+            mirror.set_port_meter(DEFAULT_PORT_METER_RATE, DEFAULT_PORT_METER_BURST)
             mirror.datagrams = DatagramReader(fastpath)
             if not take_over_later:
                 mirror.take_over()
@@ -322,6 +340,7 @@ class KernelMirror:
         ifindex = self._ports.pop(port.name, None)
         if ifindex is None:
             return
+        self.fastpath.forget_port_meter(ifindex)
         self.remove_if(lambda m: m.ingress is port or m.egress is port)
         try:
             self.fastpath.detach(ifindex)
@@ -456,10 +475,13 @@ class KernelMirror:
         return port.kind is PortKind.VXLAN and port.dst_port == VXLAN_PORT
 
     def _current_versions(self) -> tuple[int, ...]:
-        seen: dict[int, int] = {}
+        """Per bridge of the entries' plans: its version and how many narrow changes
+        (learning, switch/changes.py) it has made; check() looks closer when either moves."""
+        seen: dict[int, tuple[int, int]] = {}
         for mirrored in self._entries.values():
             for cache, _ in mirrored.plan.stages:
-                seen[id(cache.bridge)] = cache.bridge.version
+                bridge = cache.bridge
+                seen[id(bridge)] = (bridge.version, bridge.changes.seq)
         return tuple(sorted(seen.items()))  # type: ignore[arg-type]
 
     def check(self) -> None:
@@ -627,7 +649,28 @@ class KernelMirror:
             "kernel_underlay_lost": underlay[UnderlayStat.NOT_HANDED_UP]
             + (self.datagrams.lost if self.datagrams is not None else 0),
             "kernel_stays_in_python": dict(self.refusals),
+            **self._port_meter_stats(),
         }
+
+    def known_in_python(self, ingress: Port, key: FlowKey) -> None:
+        """Python's tables have just answered a frame of VM port ``ingress`` (flow ``key``)
+        and their cache will answer the next ones: the port meter must not hold them back.
+        Called after walks only, which the walk meter bounds per port."""
+        ifindex = self._ports.get(ingress.name)
+        if ifindex is None or not self.port_meter[0] or key.get("vlan_tci", 0) \
+                or key.get("dl_src") is None or key.get("dl_dst") is None:
+            return
+        self.fastpath.note_python_flow(ifindex, inner_of(key))
+
+    def _port_meter_stats(self) -> dict[str, object]:
+        """The port meter's setting and, per attached VM port, the frames it kept back."""
+        counts = self.fastpath.port_meters()
+        names = {ifindex: name for name, ifindex in self._ports.items()}
+        dropped = {names[i]: kept for i, (_, kept) in counts.items() if i in names}
+        rate, burst = self.port_meter
+        return {"kernel_port_meter_rate": rate, "kernel_port_meter_burst": burst,
+                "kernel_port_meter_dropped": sum(dropped.values()),
+                "kernel_port_meter_dropped_by_port": dropped}
 
     def close(self) -> None:
         self.clear()

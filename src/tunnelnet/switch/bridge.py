@@ -28,6 +28,7 @@ from tunnelnet.packet.fields import (
     int_to_mac,
 )
 from tunnelnet.switch.actions import OutputPort
+from tunnelnet.switch.changes import Changes
 from tunnelnet.switch.classifier import Classifier
 from tunnelnet.switch.errors import FlowSyntaxError, SwitchError
 from tunnelnet.switch.explain import explain_step, summarize
@@ -110,6 +111,9 @@ class Bridge:
         self.learn_limit_hits = 0
         self._learned_count: dict[tuple[int, int | None], int] = {}
         self.version = 0  # bumped on every flow-table change (for caches in front of us)
+        # what learning changed (new or moved MACs, learned flows), told apart so that caches
+        # in front drop only what depended on it (changes.py); version stays for the rest
+        self.changes = Changes()
         self._seq = 0
         self._timers = FlowTimers()
         if fail_mode == "standalone":
@@ -230,7 +234,10 @@ class Bridge:
             if not same_actions:
                 # forwarding changed; a refresh (re-learning the same flow on every packet
                 # from a tunnel) must not invalidate caches in front of the tables
-                self.version += 1
+                if learned:
+                    self.changes.flow(table_id, match)  # only lookups it matches change
+                else:
+                    self.version += 1
             return old
         self._seq += 1
         entry = FlowEntry(
@@ -249,7 +256,12 @@ class Bridge:
         )
         table.classifier.insert(entry)
         self._track(entry)
-        self.version += 1
+        if learned:
+            # a learned flow changes only the lookups of keys it matches: a MAC flood's
+            # learning must not drop every other tenant's cached flows (changes.py)
+            self.changes.flow(table_id, match)
+        else:
+            self.version += 1
         return entry
 
     def _track(self, entry: FlowEntry) -> None:

@@ -13,10 +13,13 @@ the walk would have had, so counters, learning and timeouts stay as if every pac
 - drop counters.
 
 Validity: an entry holds the bridge ``version`` it was made under; any flow-mod, port change,
-flow expiry, new/moved MAC or newly learned flow bumps the version and so invalidates every
-entry. NORMAL's destination lookups also depend on time (MAC aging without a version bump), so
-they are recorded and checked again on each hit. A walk that itself changed the version (it
-learned something new) is not cached: the next packet walks again under the new state.
+flow expiry or MAC aging bumps the version and so invalidates every entry. What learning
+changes (a new or moved MAC, a newly learned flow) invalidates only the entries that depended
+on it (changes.py): each entry keeps the MACs it looked up or learned and the key each table
+lookup saw. NORMAL's destination lookups also depend on time (MAC aging without a version
+bump), so they are recorded and checked again on each hit. A walk that itself changed the
+bridge (it learned something new) is not cached: the next packet walks again under the new
+state.
 Open vSwitch does the same job with megaflows and revalidators (ofproto-dpif-upcall.c); this is
 the simplest exact form of it.
 """
@@ -29,6 +32,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
 from tunnelnet.packet.fields import FlowKey
+from tunnelnet.switch.changes import FlowIdentity, MacChange, affected, identity
 from tunnelnet.switch.match import KEY_DEFAULTS, Match
 from tunnelnet.switch.normal import MacTable
 from tunnelnet.switch.xlate import Output, Xlate
@@ -66,27 +70,30 @@ class _RecordingMacs:
 class _RecordingXlate(Xlate):
     """The switch's own translation, noting each table visited and the flow it matched."""
 
-    __slots__ = ("hits", "mac_learns", "mac_lookups")
+    __slots__ = ("hits", "lookups", "mac_learns", "mac_lookups")
 
     def __init__(self, bridge: Bridge, key: FlowKey, now: float) -> None:
         super().__init__(bridge, key, now, True, False)
         self.hits: list[tuple[FlowTable, FlowEntry | None]] = []
+        # (table, the key as its lookup saw it): what a newly learned flow is checked against
+        # (changes.py); equal keys share one copy, as most walks rewrite nothing
+        self.lookups: list[tuple[int, FlowKey]] = []
         self.mac_learns: list[tuple[int, int, int]] = []
         self.mac_lookups: list[tuple[int, int, int | None]] = []
 
     def run_table(self, table_id: int, lookup_port: int | None = None) -> None:
+        key = self.key
+        seen = key
+        if lookup_port is not None and lookup_port != key["in_port"]:
+            seen = {**key, "in_port": lookup_port}
+        lookups = self.lookups
+        last = lookups[-1][1] if lookups else None
+        # also where the table does not exist yet: a learned flow may make it
+        lookups.append((table_id, last if last == seen else dict(seen)))
         table = self.bridge.tables.get(table_id)
         if table is not None:
             # the same lookup the walk is about to make (a pure function of key and tables)
-            key = self.key
-            if lookup_port is None or lookup_port == key["in_port"]:
-                entry = table.classifier.lookup(key)
-            else:
-                real = key["in_port"]
-                key["in_port"] = lookup_port
-                entry = table.classifier.lookup(key)
-                key["in_port"] = real
-            self.hits.append((table, entry))
+            self.hits.append((table, table.classifier.lookup(seen)))
         super().run_table(table_id, lookup_port)
 
     def normal(self) -> None:
@@ -100,7 +107,7 @@ class _RecordingXlate(Xlate):
             bridge.mac_table = real
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, eq=False)
 class CacheEntry:
     version: int
     outputs: list[Output]
@@ -111,6 +118,13 @@ class CacheEntry:
     mac_lookups: tuple[tuple[int, int, int | None], ...]
     drop: str | None  # the drop reason counted when there are no outputs
     drop_table: int | None
+    # what the learning of others can change under it (changes.py): the MACs it looked up or
+    # learned, the key of each table lookup, and how far the bridge's change log has been
+    # checked against them (-1: a change touched it, it no longer holds)
+    macs: frozenset[MacChange]
+    lookups: tuple[tuple[int, FlowKey], ...]
+    learns: frozenset[FlowIdentity]  # the flows its learn() actions make or refresh
+    checked: int
 
 
 @dataclass
@@ -147,7 +161,8 @@ class FlowCache:
         ckey = tuple(key.items())
         entry = self._entries.get(ckey)
         bridge = self.bridge
-        if entry is not None and entry.version == bridge.version:
+        if entry is not None and entry.version == bridge.version and (
+                entry.checked == bridge.changes.seq or self.unchanged(entry)):
             now = self._clock()
             if self._still_valid(entry, now):
                 self.stats.hits += 1
@@ -160,8 +175,7 @@ class FlowCache:
         one flow is walked for its first packet alone; only if that leaves the answer cached
         (the walk changed nothing that decides it) may the rest go through together."""
         entry = self._entries.get(tuple(key.items()))
-        return (entry is not None and entry.version == self.bridge.version
-                and self._still_valid(entry, self._clock()))
+        return entry is not None and self.holds(entry, self._clock())
 
     def entry(self, key: FlowKey) -> CacheEntry | None:
         """The cached answer for ``key`` if the next packet with it would be given that
@@ -172,7 +186,23 @@ class FlowCache:
     def holds(self, entry: CacheEntry, now: float) -> bool:
         """Whether ``entry`` is still the answer at ``now`` (no change to the bridge since,
         and its NORMAL lookups still give the same ports)."""
-        return entry.version == self.bridge.version and self._still_valid(entry, now)
+        bridge = self.bridge
+        return (entry.version == bridge.version
+                and (entry.checked == bridge.changes.seq or self.unchanged(entry))
+                and self._still_valid(entry, now))
+
+    def unchanged(self, entry: CacheEntry) -> bool:
+        """Whether none of the bridge's narrow changes since ``entry`` was last checked
+        touches it (changes.py); an entry found touched stays invalid."""
+        if entry.checked < 0:
+            return False
+        changes = self.bridge.changes
+        since = changes.since(entry.checked)
+        if since is None or affected(since, entry.macs, entry.lookups, entry.learns):
+            entry.checked = -1
+            return False
+        entry.checked = changes.seq
+        return True
 
     def replay(self, entry: CacheEntry, length: int, now: float, packets: int = 1) -> None:
         """What ``process`` does on a hit for an entry the caller has just seen ``holds``:
@@ -231,7 +261,7 @@ class FlowCache:
             learn = bridge.mac_table.learn
             for vlan, mac, port in entry.mac_learns:
                 if learn(vlan, mac, port, now) in _CHANGED:
-                    bridge.version += 1  # as NORMAL does: its forwarding changed
+                    bridge.changes.mac(vlan, mac)  # as NORMAL does: its forwarding changed
         for spec, flow in entry.learned:
             if flow is None:
                 bridge.install_learned(spec)
@@ -266,7 +296,7 @@ class FlowCache:
         property test compares them on random tables and packets)."""
         bridge = self.bridge
         self.stats.misses += 1
-        version = bridge.version
+        version, seq = bridge.version, bridge.changes.seq
         x = _RecordingXlate(bridge, {**KEY_DEFAULTS, **key}, self._clock())
         x._length = length
         x.run_table(0)
@@ -288,7 +318,7 @@ class FlowCache:
         if drop is not None:
             self._count_drop(drop, drop_table, packets)
         outputs = [] if x.error is not None else x.outputs
-        if bridge.version != version:
+        if bridge.version != version or bridge.changes.seq != seq:
             self.stats.uncacheable += 1
             return outputs
         if len(self._entries) >= self.max_entries:
@@ -296,5 +326,14 @@ class FlowCache:
             self.stats.flushes += 1
         self._entries[ckey] = CacheEntry(version, outputs, tuple(x.hits), self._learned(x.learned),
                                      tuple(x.mac_learns), tuple(x.mac_lookups), drop,
-                                     drop_table)
+                                     drop_table, _macs(x.mac_learns, x.mac_lookups),
+                                     tuple(x.lookups),
+                                     frozenset(identity(spec.table, Match.of(spec.constraints))
+                                               for spec in x.learned), seq)
         return outputs
+
+
+def _macs(learns: list[tuple[int, int, int]], lookups: list[tuple[int, int, int | None]]
+          ) -> frozenset[MacChange]:
+    return frozenset([(vlan, mac) for vlan, mac, _ in learns]
+                     + [(vlan, mac) for vlan, mac, _ in lookups])

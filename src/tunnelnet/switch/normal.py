@@ -177,7 +177,9 @@ def normal_forward(x: Xlate) -> None:
     if x.side_effects and not src & _MULTICAST_BIT:
         result = bridge.mac_table.learn(vlan, src, in_port, x.now)
         if result in ("learned", "moved"):
-            bridge.version += 1  # NORMAL's forwarding changed (caches in front must drop it)
+            # NORMAL's forwarding changed for this MAC in this VLAN: caches in front drop
+            # what depended on it (changes.py)
+            bridge.changes.mac(vlan, src)
             x.detail(f"learned that {int_to_mac(src)} is on port {cfg.name} in VLAN {vlan}")
     pcp = (tci >> 13) if tagged else 0
     if dst & _MULTICAST_BIT:

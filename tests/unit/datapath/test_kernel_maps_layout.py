@@ -22,8 +22,10 @@ from tunnelnet.datapath.kernel_maps import (
     EncapTunnelKey,
     Inner,
     InnerKey,
+    MeterConfig,
     PortEntry,
     PortKey,
+    PortMeter,
     PortPlan,
     TunnelEntry,
     TunnelKey,
@@ -36,6 +38,7 @@ MIRRORS: dict[str, type[ctypes.Structure]] = {
     "tunnel_key": TunnelKey, "tunnel_entry": TunnelEntry, "upcall_meta": UpcallMeta,
     "encap_port_entry": EncapPortEntry, "encap_tunnel_key": EncapTunnelKey,
     "encap_tunnel_entry": EncapTunnelEntry, "datagram_meta": DatagramMeta,
+    "meter_config": MeterConfig, "port_meter": PortMeter,
 }
 
 

@@ -112,6 +112,12 @@ class ModelMaps:
     def stats(self) -> dict[Stat, int]:
         return {stat: self.hits if stat is Stat.PORT_HIT else 0 for stat in Stat}
 
+    def port_meters(self) -> dict[int, tuple[int, int]]:
+        return {}  # the port meter is not modelled: no meter is set here
+
+    def forget_port_meter(self, ifindex: int) -> None:
+        pass
+
     def port_ingress(self, port: KernelSidePort, frame: bytes) -> Port | None:
         """The tc program's decision for one frame: the port it went to, or None (Python)."""
         if frame[12:14] in (b"\x81\x00", b"\x88\xa8"):

@@ -163,6 +163,12 @@ class GreModel:
     def encap_stats(self) -> dict[object, int]:
         return {}
 
+    def port_meters(self) -> dict[int, tuple[int, int]]:
+        return {}  # the port meter is not modelled: no meter is set here
+
+    def forget_port_meter(self, ifindex: int) -> None:
+        pass
+
     def _count(self, entry: _Entry, frame: bytes) -> None:
         entry.packets += 1
         entry.bytes += len(frame)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tunnelnet.packet.fields import VLAN_CFI
+from tunnelnet.packet.fields import VLAN_CFI, mac_to_int
 from tunnelnet.switch import Bridge
 
 from .conftest import Clock, eth
@@ -121,15 +121,15 @@ def test_fdb_show_lists_learned_macs_like_ovs_appctl(clock: Clock) -> None:
     ]
 
 
-def test_mac_table_changes_bump_the_version_but_refreshes_do_not(clock: Clock) -> None:
+def test_mac_table_changes_are_told_to_caches_but_refreshes_are_not(clock: Clock) -> None:
     br = _bridge(clock)
     br.process(eth(1, A, BCAST), 60)
-    version = br.version
+    version, seq = br.version, br.changes.seq
     br.process(eth(1, A, BCAST), 60)  # refresh
-    assert br.version == version
-    br.process(eth(2, A, BCAST), 60)  # moved
-    assert br.version > version
-    version = br.version
+    assert (br.version, br.changes.seq) == (version, seq)
+    br.process(eth(2, A, BCAST), 60)  # moved: a narrow change, naming the MAC
+    assert br.version == version and br.changes.seq == seq + 1
+    assert br.changes.since(seq) == [(10, mac_to_int(A))]  # ports 1, 2: VLAN 10
     clock.advance(301)
-    br.expire()  # aged out
+    br.expire()  # aged out: every cached answer goes
     assert br.version > version
