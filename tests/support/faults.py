@@ -505,6 +505,8 @@ def start_order(lab: FaultLab, seed: int, *, operations: int = 12, max_delay: fl
                + f"; {churn.done} port creates/deletes",
                "-", f"flood lists right {took:.1f} s after the last start and port change"
                if took is not None
+               else f"flood lists right after {detail['first_right_after']:.1f} s, wrong again "
+                    "1 s later" if detail.get("first_right_after") is not None
                else f"flood lists still wrong after {settle:.0f} s",
                "flood list per network = hypervisors hosting it",
                took is not None, {**detail, "settle_seconds": took, "order": order,
