@@ -26,7 +26,9 @@ from support.faults_lab import (
     HYPERVISORS,
     FaultLab,
     LabError,
+    cookie_of,
     dangling,
+    table_of,
     wait_for,
 )
 from support.late_proxy import LateProxy
@@ -493,6 +495,13 @@ def start_order(lab: FaultLab, seed: int, *, operations: int = 12, max_delay: fl
         took = None
     if took is None:  # what BFD says of each tunnel: a down one leaves the flood lists
         detail["tunnels"] = _bfd_of_tunnels(lab)
+        # whose flood lists these are: the running agent's generation (its canary's cookie),
+        # or one killed before it that the new agent never replaced (it never planned)
+        detail["cookies"] = {hv: {"canary": hex(lab.canary_cookie(hv) or 0),
+                                  "table22": sorted({hex(cookie_of(line))
+                                                     for line in lab.flows(hv, "br-tun")
+                                                     if table_of(line) == 22})}
+                             for hv in HYPERVISORS}
         # and what each agent said meanwhile: which of its plans left a peer out, and why
         # (the agent writes its log to its --log-file in the hypervisor's run directory;
         # the lab's logs/agent-HV.log holds only what it prints before that is open)
