@@ -14,6 +14,7 @@ flows naming a port that is not there. A benchmark: it asserts nothing. Root.
 
     python -m bench.faults [--ports 200] [--seeds 20] [--cycles 100] [--late 30] [--json]
     python -m bench.faults --only vswitchd --repeat 5 [--ports 200]
+    python -m bench.faults --only start-order --seed 8 --seed 3 [--repeat 2] [--ports 200]
 
 Writes bench/results/faults.json ({"section": "faults", "rows": [...]}) beside the table.
 """
@@ -69,6 +70,13 @@ def run(args: argparse.Namespace, work: Path, say: Any) -> list[Row]:
                 for row in vswitchd_restart(lab, work / f"round{round_}", ports=args.ports):
                     add(row)
             return rows
+        if args.only == "start-order":
+            # one replay of chosen seeds (a failure at full size, replayed without the
+            # hour of faults before it): each seed --repeat times, in the order given
+            for _ in range(args.repeat):
+                for seed in args.seed or range(1, args.seeds + 1):
+                    add(start_order(lab, seed))
+            return rows
         add(agent_restart(lab, AgentVariant.PLAIN, ports=args.ports))
         add(agent_restart(lab, AgentVariant.LATE, delay=args.late, ports=args.ports))
         add(agent_restart(lab, AgentVariant.CONTROLLER_DOWN, outage=5.0, ports=args.ports))
@@ -114,10 +122,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cycles", type=int, default=100, help="delete/re-plug cycles")
     parser.add_argument("--late", type=float, default=30.0,
                         help="seconds the controller's answers are held back")
-    parser.add_argument("--only", choices=["vswitchd"],
-                        help="only kill -9 of hv1's vswitchd (--repeat times)")
+    parser.add_argument("--only", choices=["vswitchd", "start-order"],
+                        help="only kill -9 of hv1's vswitchd, or only the random start "
+                             "orders (--repeat times)")
     parser.add_argument("--repeat", type=int, default=1,
-                        help="with --only vswitchd: rounds, one after the other")
+                        help="with --only: rounds, one after the other")
+    parser.add_argument("--seed", type=int, action="append",
+                        help="with --only start-order: this seed (repeatable; default: "
+                             "1..--seeds)")
     parser.add_argument("--json", action="store_true", help="print the JSON, not the table")
     parser.add_argument("--quick", action="store_true",
                         help=f"the CI test's sizes: {QUICK['ports']} ports, {QUICK['seeds']} "
@@ -138,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
                 "sizes": {"ports": args.ports, "seeds": args.seeds, "cycles": args.cycles,
                           "late_seconds": args.late},
                 "started": started, "seconds": time.time() - started}
-    results = RESULTS.with_name("faults-vswitchd.json") if args.only else RESULTS
+    results = RESULTS.with_name(f"faults-{args.only}.json") if args.only else RESULTS
     RESULTS.parent.mkdir(exist_ok=True)
     results.write_text(json.dumps(document, indent=1, default=str))
     print(json.dumps(document, indent=1, default=str) if args.json else table(rows))

@@ -26,7 +26,9 @@ from support.faults_lab import (
     HYPERVISORS,
     FaultLab,
     LabError,
+    cookie_of,
     dangling,
+    table_of,
     wait_for,
 )
 from support.late_proxy import LateProxy
@@ -477,22 +479,33 @@ def start_order(lab: FaultLab, seed: int, *, operations: int = 12, max_delay: fl
     detail: dict[str, Any] = {}
 
     def settled() -> bool:
+        # BFD read just before the flood lists: a tunnel its session took down is out of
+        # them by design (agent/liveness.py), which a failed seed must be able to tell
+        detail["tunnels_before"] = _bfd_of_tunnels(lab)
         ok, found = flood_lists_right(lab)
         detail.update(found)
         return ok
     try:
         took: float | None = wait_for("flood lists right", settled, settle, interval=0.5)
+        detail["first_right_after"] = took
         time.sleep(1.0)
         if not settled():  # right for good, not for a moment
             took = None
     except LabError:
         took = None
     if took is None:  # what BFD says of each tunnel: a down one leaves the flood lists
-        detail["tunnels"] = {hv: {p["name"]: p.get("bfd_status") for p in lab.ports(hv, "br-tun")
-                                  if p["name"].startswith(("vxlan-", "gre-"))}
+        detail["tunnels"] = _bfd_of_tunnels(lab)
+        # whose flood lists these are: the running agent's generation (its canary's cookie),
+        # or one killed before it that the new agent never replaced (it never planned)
+        detail["cookies"] = {hv: {"canary": hex(lab.canary_cookie(hv) or 0),
+                                  "table22": sorted({hex(cookie_of(line))
+                                                     for line in lab.flows(hv, "br-tun")
+                                                     if table_of(line) == 22})}
                              for hv in HYPERVISORS}
         # and what each agent said meanwhile: which of its plans left a peer out, and why
-        detail["agent_logs"] = {hv: _tail(lab.directory / "logs" / f"agent-{hv}.log", 80)
+        # (the agent writes its log to its --log-file in the hypervisor's run directory;
+        # the lab's logs/agent-HV.log holds only what it prints before that is open)
+        detail["agent_logs"] = {hv: _tail(lab.rundir(hv) / "agent.log", 200)
                                 for hv in HYPERVISORS}
     live = len(churn.live)
     churn.clear()
@@ -501,11 +514,18 @@ def start_order(lab: FaultLab, seed: int, *, operations: int = 12, max_delay: fl
                + f"; {churn.done} port creates/deletes",
                "-", f"flood lists right {took:.1f} s after the last start and port change"
                if took is not None
+               else f"flood lists right after {detail['first_right_after']:.1f} s, wrong again "
+                    "1 s later" if detail.get("first_right_after") is not None
                else f"flood lists still wrong after {settle:.0f} s",
                "flood list per network = hypervisors hosting it",
                took is not None, {**detail, "settle_seconds": took, "order": order,
                                   "delays": delays,
                                   "ports_live": live, "api_retries": churn.retries})
+
+
+def _bfd_of_tunnels(lab: FaultLab) -> dict[str, dict[str, Any]]:
+    return {hv: {p["name"]: p.get("bfd_status") for p in lab.ports(hv, "br-tun")
+                 if p["name"].startswith(("vxlan-", "gre-"))} for hv in HYPERVISORS}
 
 
 def _tail(path: Path, lines: int) -> list[str]:
