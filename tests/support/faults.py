@@ -405,6 +405,13 @@ def flood_lists_right(lab: FaultLab) -> tuple[bool, dict[str, Any]]:
     return want == have, {"want": _printable(want), "have": _printable(have)}
 
 
+def _table22_of(lab: FaultLab) -> dict[str, dict[str, Any]]:
+    return {hv: {"at": time.monotonic(),
+                 "ports": {p["name"]: p["ofport"] for p in lab.ports(hv, "br-tun")},
+                 "table22": [line for line in lab.flows(hv, "br-tun") if table_of(line) == 22]}
+            for hv in HYPERVISORS}
+
+
 def _printable(lists: dict[str, dict[int, set[str]]]) -> dict[str, dict[str, list[str]]]:
     return {hv: {hex(k): sorted(v) for k, v in by_key.items()} for hv, by_key in lists.items()}
 
@@ -484,6 +491,9 @@ def start_order(lab: FaultLab, seed: int, *, operations: int = 12, max_delay: fl
         detail["tunnels_before"] = _bfd_of_tunnels(lab)
         ok, found = flood_lists_right(lab)
         detail.update(found)
+        # the lines the lists were read from, and the ports they name: a seed right once and
+        # wrong a second later shows what changed between the two reads
+        detail["reads"] = [*detail.get("reads", [])[-1:], _table22_of(lab)]
         return ok
     try:
         took: float | None = wait_for("flood lists right", settled, settle, interval=0.5)
