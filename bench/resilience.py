@@ -3,7 +3,8 @@ in one table.
 
 Runs each section's benchmark as its own process - bench.attacks (VXLAN floods from the
 underlay), bench.macflood (a VM's MAC flood), bench.faults (processes killed and restarted,
-links cut), bench.fuzz (atheris on every parser, schemathesis on the REST API) - then reads the
+links cut), bench.fuzz (atheris on every parser, schemathesis on the REST API),
+bench.control_attacks (hostile API requests, parallel port creates) - then reads the
 JSON each wrote under bench/results/ and prints one table: section, what was tried, how much,
 what was lost, what was measured, the goal, pass/fail. A section that needs root on a machine
 without it, whose module is absent, which failed, or whose JSON is missing or was not
@@ -55,6 +56,7 @@ SECTIONS: tuple[Section, ...] = (
     Section("macflood", "bench.macflood", ("--frames", "10000", "--pings", "200"), True),
     Section("faults", "bench.faults", ("--quick",), True),
     Section("fuzz", "bench.fuzz", ("--quick",), False),
+    Section("control", "bench.control_attacks", ("--seconds", "2", "--ports", "1000"), False),
 )
 
 

@@ -38,13 +38,14 @@ def test_rows_of_every_section_in_order_and_a_missing_section_said_so(tmp_path: 
     rows = resilience.assemble(resilience.SECTIONS, tmp_path)
     assert [(r["section"], r["passed"]) for r in rows] == [
         ("attacks", True), ("attacks", False), ("macflood", None), ("faults", None),
-        ("fuzz", True)]
+        ("fuzz", True), ("control", None)]
     assert "bench/results/faults.json is missing" in rows[3]["what"]
+    assert "bench/results/control.json is missing" in rows[5]["what"]
     lines = resilience.render(rows)
     assert lines[0].split() == ["section", "what", "amount", "lost", "measured", "goal", "pass"]
-    assert [line.split()[-1] for line in lines[2:7]] == ["PASS", "FAIL", "MISSING", "MISSING",
-                                                         "PASS"]
-    assert lines[-1] == "resilience: 2 of 5 goals met, 1 not met, 2 missing"
+    assert [line.split()[-1] for line in lines[2:8]] == ["PASS", "FAIL", "MISSING", "MISSING",
+                                                         "PASS", "MISSING"]
+    assert lines[-1] == "resilience: 2 of 6 goals met, 1 not met, 3 missing"
 
 
 @pytest.mark.parametrize(("body", "why"), [
@@ -92,9 +93,10 @@ def test_from_results_prints_the_table_and_writes_resilience_json(tmp_path: Path
     out = subprocess.run([sys.executable, "-m", "bench.resilience", "--from-results",
                           "--results", str(tmp_path)], cwd=ROOT, capture_output=True,
                          text=True, timeout=60, check=True).stdout
-    assert "MAC flood" in out and "resilience: 1 of 4 goals met, 0 not met, 3 missing" in out
+    assert "MAC flood" in out and "resilience: 1 of 5 goals met, 0 not met, 4 missing" in out
     written = json.loads((tmp_path / "resilience.json").read_text())
-    assert [r["section"] for r in written["rows"]] == ["attacks", "macflood", "faults", "fuzz"]
+    assert [r["section"] for r in written["rows"]] == ["attacks", "macflood", "faults", "fuzz",
+                                                           "control"]
 
 
 def test_the_mac_flood_row_fails_on_a_frame_across_tenants_or_a_lost_ping() -> None:
