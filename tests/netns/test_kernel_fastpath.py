@@ -9,8 +9,6 @@ values are the packets the test sent and their sizes from the IP/ICMP headers.
 
 from __future__ import annotations
 
-import json
-import signal
 import socket
 import subprocess
 import sys
@@ -26,6 +24,7 @@ from scapy.layers.vxlan import VXLAN
 from scapy.utils import rdpcap
 
 from support.netns import Lab, inside, run, two_hypervisors
+from support.netns_capture import capturing, link_of
 from support.tools import require_tool
 from tunnelnet.datapath.errors import DatapathError
 from tunnelnet.datapath.kernel_fastpath import REPLAY_OBJECT, KernelFastPath, ensure_vxlan_device
@@ -90,11 +89,6 @@ class Site:
             self.hv[3 - i].fastpath.install_tunnel(self.tunnel_plan(3 - i, inner))
 
 
-def _link(ns: str, ifname: str) -> dict[str, object]:
-    shown = json.loads(run(["ip", "-n", ns, "-j", "link", "show", ifname]).stdout)
-    return dict(shown[0])
-
-
 @pytest.fixture(scope="module")
 def site() -> Iterator[Site]:
     if not REPLAY_OBJECT.exists():
@@ -109,10 +103,10 @@ def site() -> Iterator[Site]:
             fastpath = KernelFastPath.load()
             loaded.append(fastpath)
             vxlan = inside(hv, lambda: ensure_vxlan_device("tnfp0"))
-            tap = int(str(_link(hv, f"tap{i}")["ifindex"]))
+            tap = int(str(link_of(hv, f"tap{i}")["ifindex"]))
             inside(hv, lambda fp=fastpath, t=tap: fp.attach_port(t))  # type: ignore[misc]
             inside(hv, lambda fp=fastpath, v=vxlan: fp.attach_tunnel_device(v))  # type: ignore[misc]
-            mac = str(_link(ns[f"vm{i}"], "eth0")["address"])
+            mac = str(link_of(ns[f"vm{i}"], "eth0")["address"])
             hvs[i] = Hypervisor(hv, fastpath, tap, vxlan, f"192.0.2.{i}", mac)
         for i in (1, 2):  # broadcasts are not the kernel's: the VMs know each other's MAC
             run(["ip", "-n", ns[f"vm{i}"], "neigh", "replace", f"10.0.0.{3 - i}", "lladdr",
@@ -161,22 +155,11 @@ def _echo_requests_seen(sock: socket.socket, dst_mac: str) -> int:
 
 def test_ping_is_replayed_by_the_kernel_counted_exactly_and_vxlan_on_the_wire(
         site: Site, tmp_path: Path) -> None:
-    require_tool("tcpdump")
     site.install_all()
     hv1, hv2 = site.hv[1], site.hv[2]
     pcap = tmp_path / "ul.pcap"
-    capture = subprocess.Popen(["ip", "netns", "exec", site.ns["ul"], "timeout", "30", "tcpdump",
-                                "--immediate-mode", "-i", "br0", "-U", "-w", str(pcap),
-                                "udp port 4789"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    try:
-        assert capture.stderr is not None
-        capture.stderr.readline()  # armed
+    with capturing(site.ns["ul"], "br0", pcap, "udp port 4789"):
         assert _ping(site.ns["vm1"], "10.0.0.2", count=5).returncode == 0
-        time.sleep(0.3)
-    finally:
-        capture.send_signal(signal.SIGINT)
-        capture.wait(10)
     # five requests out of hv1 and into hv2's VM, five replies back: no more, no fewer
     for counters in (hv1.fastpath.port_counters(hv1.tap_ifindex, site.ping(1)),
                      hv2.fastpath.tunnel_counters(VNI, hv1.underlay_ip, site.ping(1)),

@@ -10,12 +10,8 @@ VM port (what the Python path would see). Expected counters are the packets the 
 
 from __future__ import annotations
 
-import json
-import signal
 import socket
-import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +22,7 @@ from scapy.layers.l2 import ARP, GRE, Ether
 from scapy.utils import rdpcap
 
 from support.netns import Lab, inside, run, two_hypervisors
-from support.tools import require_tool
+from support.netns_capture import link_of, start_capture, stop_capture
 from tunnelnet.datapath.kernel_fastpath import REPLAY_OBJECT, KernelFastPath
 from tunnelnet.datapath.kernel_maps import EncapPortPlan, EncapStat, EncapTunnelPlan, Inner
 
@@ -78,9 +74,6 @@ class Site:
                                                         there.tap_ifindex))
 
 
-def _link(ns: str, ifname: str) -> dict[str, object]:
-    return dict(json.loads(run(["ip", "-n", ns, "-j", "link", "show", ifname]).stdout)[0])
-
 
 @pytest.fixture(scope="module")
 def site() -> Iterator[Site]:
@@ -95,14 +88,14 @@ def site() -> Iterator[Site]:
             hv = ns[f"hv{i}"]
             fastpath = KernelFastPath.load()
             loaded.append(fastpath)
-            tap = int(str(_link(hv, f"tap{i}")["ifindex"]))
-            uplink = _link(hv, "eth0")
+            tap = int(str(link_of(hv, f"tap{i}")["ifindex"]))
+            uplink = link_of(hv, "eth0")
             uplink_ifindex = int(str(uplink["ifindex"]))
             inside(hv, lambda fp=fastpath, t=tap: fp.attach_port(t))  # type: ignore[misc]
             inside(hv, lambda fp=fastpath, u=uplink_ifindex:  # type: ignore[misc]
                    fp.attach_gre_uplink(u))
             hvs[i] = Hypervisor(hv, fastpath, tap, uplink_ifindex, str(uplink["address"]),
-                                f"192.0.2.{i}", str(_link(ns[f"vm{i}"], "eth0")["address"]))
+                                f"192.0.2.{i}", str(link_of(ns[f"vm{i}"], "eth0")["address"]))
         for i in (1, 2):  # broadcasts are not the kernel's: the VMs know each other's MAC
             run(["ip", "-n", ns[f"vm{i}"], "neigh", "replace", f"10.0.0.{3 - i}", "lladdr",
                  hvs[3 - i].vm_mac, "dev", "eth0", "nud", "permanent"])
@@ -115,21 +108,6 @@ def site() -> Iterator[Site]:
             fastpath.close()
 
 
-def _capture(ns: str, ifname: str, pcap: Path, *expression: str) -> subprocess.Popen[str]:
-    require_tool("tcpdump")
-    proc = subprocess.Popen(["ip", "netns", "exec", ns, "timeout", "30", "tcpdump",
-                             "--immediate-mode", "-i", ifname, "-U", "-w", str(pcap),
-                             *expression], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            text=True)
-    assert proc.stderr is not None
-    proc.stderr.readline()  # armed
-    return proc
-
-
-def _stop(proc: subprocess.Popen[str]) -> None:
-    time.sleep(0.3)
-    proc.send_signal(signal.SIGINT)
-    proc.wait(10)
 
 
 def test_ping_goes_both_ways_in_gre_written_by_the_kernel_and_is_counted_exactly(
@@ -139,13 +117,13 @@ def test_ping_goes_both_ways_in_gre_written_by_the_kernel_and_is_counted_exactly
         site.install(i, site.ping(i, ECHO_REPLY))
     hv1, hv2 = site.hv[1], site.hv[2]
     before = {i: site.hv[i].fastpath.encap_stats() for i in (1, 2)}
-    capture = _capture(site.ns["ul"], "br0", tmp_path / "ul.pcap", "ip", "proto", "47")
+    capture = start_capture(site.ns["ul"], "br0", tmp_path / "ul.pcap", "ip", "proto", "47")
     try:
         proc = run(["ping", "-n", "-c", "5", "-i", "0.2", "-W", "1", "10.0.0.2"],
                    netns=site.ns["vm1"], timeout=20, check=False)
         assert proc.returncode == 0, proc.stdout
     finally:
-        _stop(capture)
+        stop_capture(capture)
     for counters in (hv1.fastpath.encap_port_counters(hv1.tap_ifindex, site.ping(1, 8)),
                      hv2.fastpath.encap_tunnel_counters(KEY, hv1.underlay_ip, site.ping(1, 8)),
                      hv2.fastpath.encap_port_counters(hv2.tap_ifindex, site.ping(2, 0)),
@@ -223,13 +201,13 @@ def test_arp_goes_into_gre_by_its_own_helper_only_with_the_next_hops_mac(
         counters = hv1.fastpath.encap_port_counters(hv1.tap_ifindex, site.arp(1))
         assert counters is not None and counters.packets == 0
         site.install(1, site.arp(1))
-        capture = _capture(site.ns["ul"], "br0", tmp_path / "ul.pcap", "ip", "proto", "47")
-        at_vm = _capture(site.ns["vm2"], "eth0", tmp_path / "vm2.pcap", "arp")
+        capture = start_capture(site.ns["ul"], "br0", tmp_path / "ul.pcap", "ip", "proto", "47")
+        at_vm = start_capture(site.ns["vm2"], "eth0", tmp_path / "vm2.pcap", "arp")
         try:
             _send_arp(site, 5)
         finally:
-            _stop(capture)
-            _stop(at_vm)
+            stop_capture(capture)
+            stop_capture(at_vm)
         assert _arps_seen(sock) == 0  # the kernel's, hidden from Python
     finally:
         sock.close()

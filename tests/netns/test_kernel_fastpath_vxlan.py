@@ -14,8 +14,6 @@ of the VM, the bytes the receiving VM read. Expected counters are the packets th
 from __future__ import annotations
 
 import hashlib
-import json
-import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -29,7 +27,7 @@ from scapy.layers.vxlan import VXLAN
 from scapy.utils import rdpcap
 
 from support.netns import Lab, inside, run, two_hypervisors
-from support.tools import require_tool
+from support.netns_capture import link_of, start_capture, stop_capture
 from tunnelnet.datapath.kernel_fastpath import REPLAY_OBJECT, KernelFastPath
 from tunnelnet.datapath.kernel_maps import (
     EncapKind,
@@ -73,9 +71,6 @@ class Site:
             VNI, "192.0.2.2", "192.0.2.1", answered, self.tap_ifindex, EncapKind.VXLAN))
 
 
-def _link(ns: str, ifname: str) -> dict[str, object]:
-    return dict(json.loads(run(["ip", "-n", ns, "-j", "link", "show", ifname]).stdout)[0])
-
 
 def _linux_vxlan_peer(hv: str) -> None:
     """hv2: Linux's VXLAN device towards hv1, bridged with the VM's port. ``noudpcsum``: a
@@ -100,12 +95,12 @@ def site() -> Iterator[Site]:
         ns = two_hypervisors(made, vm_mtu=VM_MTU)
         _linux_vxlan_peer(ns["hv2"])
         fastpath = KernelFastPath.load()
-        tap = int(str(_link(ns["hv1"], "tap1")["ifindex"]))
-        uplink = int(str(_link(ns["hv1"], "eth0")["ifindex"]))
+        tap = int(str(link_of(ns["hv1"], "tap1")["ifindex"]))
+        uplink = int(str(link_of(ns["hv1"], "eth0")["ifindex"]))
         inside(ns["hv1"], lambda fp=fastpath: fp.attach_port(tap))  # type: ignore[misc]
         inside(ns["hv1"], lambda fp=fastpath: fp.attach_underlay(uplink))  # type: ignore[misc]
-        macs = {f"hv{i}": str(_link(ns[f"hv{i}"], "eth0")["address"]) for i in (1, 2)}
-        macs |= {f"vm{i}": str(_link(ns[f"vm{i}"], "eth0")["address"]) for i in (1, 2)}
+        macs = {f"hv{i}": str(link_of(ns[f"hv{i}"], "eth0")["address"]) for i in (1, 2)}
+        macs |= {f"vm{i}": str(link_of(ns[f"vm{i}"], "eth0")["address"]) for i in (1, 2)}
         for i in (1, 2):  # broadcasts are not the kernel's: the VMs know each other's MAC
             run(["ip", "-n", ns[f"vm{i}"], "neigh", "replace", f"10.0.0.{3 - i}", "lladdr",
                  macs[f"vm{3 - i}"], "dev", "eth0", "nud", "permanent"])
@@ -117,21 +112,6 @@ def site() -> Iterator[Site]:
             fastpath.close()
 
 
-def _capture(ns: str, ifname: str, pcap: Path, *expression: str) -> subprocess.Popen[str]:
-    require_tool("tcpdump")
-    proc = subprocess.Popen(["ip", "netns", "exec", ns, "timeout", "60", "tcpdump",
-                             "--immediate-mode", "-i", ifname, "-U", "-w", str(pcap),
-                             *expression], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            text=True)
-    assert proc.stderr is not None
-    proc.stderr.readline()  # armed
-    return proc
-
-
-def _stop(proc: subprocess.Popen[str]) -> None:
-    time.sleep(0.3)
-    proc.send_signal(signal.SIGINT)
-    proc.wait(10)
 
 
 def test_ping_crosses_linuxs_vxlan_device_in_vxlan_written_and_read_by_the_kernel(
@@ -140,14 +120,14 @@ def test_ping_crosses_linuxs_vxlan_device_in_vxlan_written_and_read_by_the_kerne
     request, reply = site.inner(1, 1, ECHO_REQUEST, 0), site.inner(2, 1, ECHO_REPLY, 0)
     site.install(request, reply)
     before = fp.encap_stats()
-    underlay = _capture(site.ns["ul"], "br0", tmp_path / "ul.pcap", "udp", "port", "4789")
-    at_vm = _capture(site.ns["vm1"], "eth0", tmp_path / "vm1.pcap", "icmp")
+    underlay = start_capture(site.ns["ul"], "br0", tmp_path / "ul.pcap", "udp", "port", "4789")
+    at_vm = start_capture(site.ns["vm1"], "eth0", tmp_path / "vm1.pcap", "icmp")
     try:
         proc = run(["ping", "-n", "-c", "5", "-i", "0.2", "-W", "1", "10.0.0.2"],
                    netns=site.ns["vm1"], timeout=20, check=False)
     finally:
-        _stop(underlay)
-        _stop(at_vm)
+        stop_capture(underlay)
+        stop_capture(at_vm)
     assert proc.returncode == 0, proc.stdout  # Linux took ours, we took Linux's
     for counters in (fp.encap_port_counters(site.tap_ifindex, request),
                      fp.encap_tunnel_counters(VNI, "192.0.2.2", reply, EncapKind.VXLAN)):
