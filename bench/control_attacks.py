@@ -23,18 +23,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-_TESTS = str(Path(__file__).resolve().parent.parent / "tests")
-if _TESTS not in sys.path:
-    sys.path.insert(0, _TESTS)
-
-from support.control_attacks import (  # noqa: E402
+from support.control_attacks import (
     Creates,
     Hostile,
     hostile_requests,
     parallel_creates,
     refusable,
 )
-from support.controller import ServerProcess  # noqa: E402
+from support.controller import ServerProcess
 
 RESULTS = Path(__file__).resolve().parent / "results" / "control.json"
 CIDR = "10.64.0.0/18"  # 16,382 addresses: room for --ports up to that

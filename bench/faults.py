@@ -30,11 +30,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-_TESTS = str(Path(__file__).resolve().parent.parent / "tests")
-if _TESTS not in sys.path:
-    sys.path.insert(0, _TESTS)
-
-from support.faults import (  # noqa: E402
+from support.faults import (
     AgentVariant,
     Row,
     agent_restart,
@@ -43,7 +39,7 @@ from support.faults import (  # noqa: E402
     start_order,
     vswitchd_restart,
 )
-from support.faults_lab import FaultLab  # noqa: E402
+from support.faults_lab import FaultLab
 
 RESULTS = Path(__file__).resolve().parent / "results" / "faults.json"
 COLUMNS = ("what", "amount", "lost", "measured", "goal", "passed")
