@@ -127,7 +127,7 @@ def create(ctl: Controller, caller: Caller, data: Any, txn: Txn | None = None) -
             "updated_at": now,
             "revision_number": 1,
         }
-        txn.put(KIND, network_id, doc, project)
+        txn.put(KIND, network_id, doc, project, new=True)
     return doc
 
 

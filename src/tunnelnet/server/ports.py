@@ -244,7 +244,7 @@ def create(ctl: Controller, caller: Caller, data: Any, txn: Txn | None = None) -
             "revision_number": 1,
         }
         _check_pairs_need_security(doc)
-        txn.put(KIND, port_id, doc, project)
+        txn.put(KIND, port_id, doc, project, new=True)
     return doc
 
 

@@ -164,7 +164,7 @@ def create(ctl: Controller, caller: Caller, data: Any, txn: Txn | None = None) -
             "updated_at": now,
             "revision_number": 1,
         }
-        txn.put(KIND, subnet_id, doc, project)
+        txn.put(KIND, subnet_id, doc, project, new=True)
         network["subnets"] = [*network["subnets"], subnet_id]
         network["revision_number"] += 1
         network["updated_at"] = now

@@ -86,9 +86,20 @@ class Txn(Protocol):
     def count(self, kind: str) -> int: ...
 
     def put(
-        self, kind: str, doc_id: str, body: Doc, project_id: str | None, *, emit: bool = True
+        self,
+        kind: str,
+        doc_id: str,
+        body: Doc,
+        project_id: str | None,
+        *,
+        emit: bool = True,
+        new: bool = False,
     ) -> int:
         """Creates or replaces a document; logs a change unless `emit` is false.
+
+        `new`: the caller made the id itself just now (a fresh UUID), so the document cannot
+        exist; a store may then skip reading it (etcd: a round trip less, the commit checks
+        the key is still absent). Should it exist all the same, the write is refused.
 
         Returns the revision of the change (the current revision when not emitted)."""
 

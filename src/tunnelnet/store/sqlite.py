@@ -96,13 +96,22 @@ class SqliteTxn:
         return revision
 
     def put(
-        self, kind: str, doc_id: str, body: Doc, project_id: str | None, *, emit: bool = True
+        self,
+        kind: str,
+        doc_id: str,
+        body: Doc,
+        project_id: str | None,
+        *,
+        emit: bool = True,
+        new: bool = False,
     ) -> int:
         self._need_write()
         text = _dumps(body)
         existed = self._conn.execute(
             "SELECT 1 FROM docs WHERE kind=? AND id=?", (kind, doc_id)
         ).fetchone()
+        if new and existed:
+            raise StoreError(f"{kind} {doc_id} exists already")
         # ON CONFLICT ... DO UPDATE keeps the rowid, so lists keep creation order
         self._conn.execute(
             "INSERT INTO docs VALUES (?,?,?,?) ON CONFLICT (kind, id) DO UPDATE "

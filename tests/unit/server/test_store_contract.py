@@ -4,6 +4,7 @@ tests start on loopback)."""
 
 from __future__ import annotations
 
+import random
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -93,6 +94,53 @@ def test_concurrent_writers_never_both_win_the_same_claim(store: Store) -> None:
     for t in threads:
         t.join(timeout=60)
     assert sorted(winners, key=int) == [str(k) for k in range(50)]
+
+
+def test_a_new_document_under_an_id_in_use_is_refused_and_nothing_is_written(
+    store: Store,
+) -> None:
+    with store.write() as txn:
+        txn.put("port", "p1", {"v": 1}, "a")
+    with pytest.raises(StoreError, match="exists already"), store.write() as txn:
+        assert txn.claim("ip:s", "k", "p1")
+        txn.put("port", "p1", {"v": 2}, "a", new=True)
+    with store.read() as txn:
+        assert txn.get("port", "p1") == {"v": 1}
+        assert txn.owner("ip:s", "k") is None
+    assert [c.action for c in store.changes_since(0)] == [Action.CREATE]
+
+
+@pytest.mark.parametrize("ops", [("claim", "owner", "release"),
+                                 ("claim", "owner", "release", "count")])  # fmt: skip
+def test_a_pool_read_key_by_key_answers_as_a_plain_claim_table_would(
+    store: Store, ops: tuple[str, ...]
+) -> None:
+    """A bulk create reads many keys of one pool (etcd then reads the whole pool at once);
+    every answer must stay what a dict of claims (the model) says, committed or not.
+    (Counting reads the pool as a whole by itself: the first variant does not count.)"""
+    rng = random.Random(7)
+    model: dict[str, str] = {}
+    with store.write() as txn:  # some claims made before, by others
+        for key in rng.sample(range(200), 40):
+            assert txn.claim("ip:s", str(key), "before")
+            model[str(key)] = "before"
+    for round_ in range(3):
+        with store.write() as txn:
+            for step in range(120):
+                key = str(rng.randrange(200))
+                op = rng.choice(ops)
+                if op == "claim":
+                    assert txn.claim("ip:s", key, f"o{round_}.{step}") == (key not in model)
+                    model.setdefault(key, f"o{round_}.{step}")
+                elif op == "owner":
+                    assert txn.owner("ip:s", key) == model.get(key)
+                elif op == "release":
+                    txn.release("ip:s", key)
+                    model.pop(key, None)
+                else:
+                    assert txn.count_claims("ip:s") == len(model)
+        with store.read() as txn:
+            assert txn.claims("ip:s") == model
 
 
 def test_reads_in_a_read_transaction_cannot_write(store: Store) -> None:

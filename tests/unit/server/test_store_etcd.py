@@ -13,7 +13,7 @@ import pytest
 
 from support.etcd import EtcdServer, etcd_server, free_port, unique_prefix
 from tunnelnet.store import Compacted, StoreError, StoreUnavailable
-from tunnelnet.store.etcd import EtcdStore, EtcdTxn
+from tunnelnet.store.etcd import _POOL_PREFETCH_AFTER, EtcdStore, EtcdTxn
 from tunnelnet.store.etcd_gateway import prefix_end
 
 __all__ = ["etcd_server"]  # the session fixture, imported so pytest finds it here
@@ -242,6 +242,13 @@ def _claim(store: EtcdStore, key: str) -> None:
         assert txn.claim("pool", key, "other")
 
 
+def _read_pool_key_by_key(txn: EtcdTxn) -> None:
+    """Enough reads of one pool's keys for the transaction to read the rest in one range
+    (a bulk create's allocations); what it then answers locally must still be guarded."""
+    for i in range(2 * _POOL_PREFETCH_AFTER):
+        assert txn.owner("pool", f"r{i}") is None
+
+
 @pytest.mark.parametrize(
     ("read", "meanwhile"),
     [
@@ -254,12 +261,17 @@ def _claim(store: EtcdStore, key: str) -> None:
         (lambda txn: txn.count("network"), lambda s: _delete(s, "a")),
         (lambda txn: txn.claims("pool"), lambda s: _claim(s, "k2")),
         (lambda txn: txn.claim("pool", "k2", "me"), lambda s: _claim(s, "k2")),
+        (lambda txn: (_read_pool_key_by_key(txn), txn.claim("pool", "late", "me")),
+         lambda s: _claim(s, "late")),
+        (lambda txn: (_read_pool_key_by_key(txn), txn.owner("pool", "late")),
+         lambda s: _claim(s, "late")),
         # two logged changes may not take the same revision, whatever else they touch
         (lambda txn: txn.put("subnet", "s", {}, None), lambda s: _put(s, "b", {})),
     ],
     ids=[
         "get-update", "get-delete", "get-create", "list-create", "list-delete", "list-update",
-        "count-delete", "claims-claim", "claim-claim", "log-log",
+        "count-delete", "claims-claim", "claim-claim", "pool-claim", "pool-read",
+        "log-log",
     ],
 )  # fmt: skip
 def test_a_commit_fails_whole_when_anything_it_read_changed(
@@ -280,6 +292,21 @@ def test_a_commit_fails_whole_when_anything_it_read_changed(
         txn.commit()
     with first.read() as view:
         assert view.get("network", "mine") is None
+
+
+def test_a_document_put_as_new_is_not_read_but_its_absence_is_still_checked(
+    pair: tuple[EtcdStore, EtcdStore],
+) -> None:
+    first, second = pair
+    txn = EtcdTxn(first, True)
+    txn.put("network", "new", {"mine": 1}, None, emit=False, new=True)
+    txn.put("network", "other", {}, None, emit=False)
+    _put(second, "new", {"theirs": 1})  # the same id, made meanwhile by another writer
+    with pytest.raises(StoreError, match="network new exists already"):
+        txn.commit()
+    with first.read() as view:
+        assert view.get("network", "new") == {"theirs": 1}
+        assert view.get("network", "other") is None
 
 
 def test_a_commit_whose_reads_are_unchanged_goes_through_without_the_lock(
