@@ -63,8 +63,9 @@ def report(ctl: Controller, caller: Caller, data: Any) -> Outcome:
 
 def _write(ctl: Controller, items: list[PortStatusItem], now: str, out: Outcome) -> None:
     with ctl.store.write() as txn:
+        found = txn.get_many(ports.KIND, [item.id for item in items])
         for item in items:
-            doc = txn.get(ports.KIND, item.id)
+            doc = found[item.id]
             if doc is None:
                 out.not_found.append(item.id)
                 continue

@@ -16,7 +16,7 @@ lease per name, expired by etcd's leader; SQLite: one controller, in its memory)
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from enum import StrEnum
@@ -79,6 +79,10 @@ class Txn(Protocol):
         """The revision after this transaction's changes so far."""
 
     def get(self, kind: str, doc_id: str) -> Doc | None: ...
+
+    def get_many(self, kind: str, doc_ids: Sequence[str]) -> dict[str, Doc | None]:
+        """`get` of each id (None: no such document), in one round trip where the store can
+        (etcd): a batch of port status reports read its ports one request each."""
 
     def list(self, kind: str, project_id: str | None = None) -> list[Doc]:
         """Documents of a kind (of one project when given), oldest first."""

@@ -41,7 +41,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 from urllib.parse import quote, unquote
@@ -73,6 +73,7 @@ _REV_DIGITS = 20
 # create's time (3 reads a port, 10 s for 250 ports on a loaded machine)
 _POOL_PREFETCH_AFTER = 8
 _POOL_PREFETCH_MAX = 4096
+_KEYS_PER_REQUEST = 64  # keys read by one Txn of ranges (etcd caps a Txn's operations)
 
 
 def _dumps(value: Any) -> bytes:
@@ -241,6 +242,24 @@ class EtcdTxn:
     def get(self, kind: str, doc_id: str) -> Doc | None:
         raw = self._value(self._keys.doc(kind, doc_id))
         return None if raw is None else dict(json.loads(raw)["b"])
+
+    def get_many(self, kind: str, doc_ids: Sequence[str]) -> dict[str, Doc | None]:
+        keys = {doc_id: self._keys.doc(kind, doc_id) for doc_id in doc_ids}
+        self._read_keys([k for k in keys.values() if k not in self._writes and k not in self._seen])
+        return {doc_id: self.get(kind, doc_id) for doc_id in doc_ids}
+
+    def _read_keys(self, keys: list[bytes]) -> None:
+        """Reads `keys` as `_value` would, `_KEYS_PER_REQUEST` to an etcd Txn of ranges (no
+        compares: it only reads, at this transaction's snapshot)."""
+        for start in range(0, len(keys), _KEYS_PER_REQUEST):
+            chunk = keys[start : start + _KEYS_PER_REQUEST]
+            at: dict[str, Any] = {"revision": str(self.snapshot)} if self.snapshot else {}
+            result = self._gw.txn([], [range_op(key, None, **at) for key in chunk])
+            self.snapshot = self.snapshot or int(result.get("header", {}).get("revision", 0))
+            for index, key in enumerate(chunk):
+                kvs = [KeyValue.from_json(kv) for kv in range_kvs(result, index)]
+                self._base[key] = kvs[0].value if kvs else None
+                self._seen[key] = kvs[0].mod_revision if kvs else 0
 
     def list(self, kind: str, project_id: str | None = None) -> list[Doc]:
         out = []

@@ -14,7 +14,7 @@ import logging
 import os
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 
 from tunnelnet.store.base import Action, Change, Compacted, Doc, StoreError
@@ -67,6 +67,9 @@ class SqliteTxn:
             "SELECT body FROM docs WHERE kind=? AND id=?", (kind, doc_id)
         ).fetchone()
         return None if row is None else dict(json.loads(row[0]))
+
+    def get_many(self, kind: str, doc_ids: Sequence[str]) -> dict[str, Doc | None]:
+        return {doc_id: self.get(kind, doc_id) for doc_id in doc_ids}  # no round trips here
 
     def list(self, kind: str, project_id: str | None = None) -> list[Doc]:
         if project_id is None:

@@ -143,6 +143,21 @@ def test_a_pool_read_key_by_key_answers_as_a_plain_claim_table_would(
             assert txn.claims("ip:s") == model
 
 
+def test_many_documents_read_at_once_are_what_reading_each_gives(store: Store) -> None:
+    with store.write() as txn:
+        for i in range(0, 150, 2):
+            txn.put("port", f"p{i}", {"i": i}, "a")
+    wanted = [f"p{i}" for i in range(150)]  # every other one missing, over several requests
+    with store.write() as txn:
+        txn.put("port", "p1", {"i": "new"}, "a")  # this transaction's own write counts
+        txn.delete("port", "p2")
+        many = txn.get_many("port", [*wanted, "p0"])
+        assert many == {doc_id: txn.get("port", doc_id) for doc_id in wanted}
+    expected = {f"p{i}": ({"i": i} if i % 2 == 0 else None) for i in range(150)}
+    expected |= {"p1": {"i": "new"}, "p2": None}
+    assert many == expected
+
+
 def test_reads_in_a_read_transaction_cannot_write(store: Store) -> None:
     with pytest.raises(StoreError, match="read-only"), store.read() as txn:
         txn.put("network", "n", {}, None)

@@ -255,6 +255,8 @@ def _read_pool_key_by_key(txn: EtcdTxn) -> None:
         (lambda txn: txn.get("network", "a"), lambda s: _put(s, "a", {"v": 2})),
         (lambda txn: txn.get("network", "a"), lambda s: _delete(s, "a")),
         (lambda txn: txn.get("network", "new"), lambda s: _put(s, "new", {})),
+        (lambda txn: txn.get_many("network", ["x", "a"]), lambda s: _put(s, "a", {"v": 2})),
+        (lambda txn: txn.get_many("network", ["new"]), lambda s: _put(s, "new", {})),
         (lambda txn: txn.list("network"), lambda s: _put(s, "new", {})),
         (lambda txn: txn.list("network"), lambda s: _delete(s, "a")),
         (lambda txn: txn.list("network"), lambda s: _put(s, "a", {"v": 3})),
@@ -269,7 +271,8 @@ def _read_pool_key_by_key(txn: EtcdTxn) -> None:
         (lambda txn: txn.put("subnet", "s", {}, None), lambda s: _put(s, "b", {})),
     ],
     ids=[
-        "get-update", "get-delete", "get-create", "list-create", "list-delete", "list-update",
+        "get-update", "get-delete", "get-create", "get_many-update", "get_many-create",
+        "list-create", "list-delete", "list-update",
         "count-delete", "claims-claim", "claim-claim", "pool-claim", "pool-read",
         "log-log",
     ],
