@@ -45,14 +45,17 @@ def _left_behind(tmp: Path) -> list[int]:
     return found
 
 
-def _run(tmp_path: Path, only: str) -> dict[str, Any]:
+def _run(tmp_path: Path, only: str, *extra: str) -> dict[str, Any]:
     tmp = tmp_path / "tmp"
     tmp.mkdir()
     proc = subprocess.run([sys.executable, "-m", "bench.control_plane", *TINY, "--only", only,
-                           "--out", str(tmp_path)], cwd=ROOT, capture_output=True, text=True,
-                          timeout=120, check=False, env=_env(tmp))
+                           "--out", str(tmp_path), *extra], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120, check=False, env=_env(tmp))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "converge from first write (s)" in proc.stdout
+    assert "store dir: synced write p50/p99 ms" in proc.stdout
+    if "--store-dir" in extra:  # the data went there (the log names the scenario's directory)
+        assert f"write in {extra[extra.index('--store-dir') + 1]}/tn-cpbench-" in proc.stderr
     assert list(tmp.iterdir()) == [], "the benchmark left temporary files behind"
     assert _left_behind(tmp) == []
     report: dict[str, Any] = json.loads((tmp_path / "control_plane.json").read_text())
@@ -74,10 +77,15 @@ def _check_common(r: dict[str, Any]) -> None:
     assert 1.0 <= steady["heartbeats_per_s"] <= 8.0
     assert all(mb > 10 for mb in r["costs_end"]["controller_rss_mb"])
     assert r["agent_totals"]["flows"] > 0 and r["agent_totals"]["controller_errors"] == 0
+    synced = r["store_sync_write_ms"]
+    assert 0 < synced["p50"] <= synced["p99"]
 
 
 def test_sqlite_scenario_gives_every_figure_and_cleans_up(tmp_path: Path) -> None:
-    r = _run(tmp_path, "sqlite")
+    store_dir = tmp_path / "store"  # --store-dir: the scenario's data goes there, and goes
+    store_dir.mkdir()
+    r = _run(tmp_path, "sqlite", "--store-dir", str(store_dir))
+    assert list(store_dir.iterdir()) == []
     _check_common(r)
     assert r["controllers"] == 1 and r["etcd_members"] == 0
     assert "etcd_key_writes_per_s" not in r["steady"]
