@@ -27,7 +27,7 @@ from tunnelnet.store.base import Doc, Store, Txn
 KINDS = ("network", "subnet", "port", "agent", "project")
 
 
-@dataclass
+@dataclass(eq=False)  # a service object: one is itself only (and can key a weak map)
 class Controller:
     store: Store
     config: ServerConfig

@@ -4,6 +4,7 @@ for each port that changes, nothing for one that does not, and JSON 4xx on bad i
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import httpx
@@ -139,3 +140,36 @@ def test_only_admin_and_agent_tokens_may_report(
     assert refused.status_code == 403 and _error_of(refused)["type"] == "PolicyNotAuthorized"
     assert admin.show("port", ports[0]["id"])["status"] == "DOWN"
     assert _put(server, body, token=ADMIN_TOKEN).json()["updated"] == [ports[0]["id"]]
+
+
+def test_reports_sent_at_once_each_get_their_own_answer_and_every_change_is_logged_once(
+        server: ServerProcess, admin: Client) -> None:
+    """Concurrent reports are written together (group commit): each answer must still be its
+    own report's, and each port change one revision and one event, as if sent one by one."""
+    _, ports = _ports(admin, 60)
+    ids = [p["id"] for p in ports]
+    _, since = admin.list_with_revision("port")
+    reports = [{pid: "ACTIVE" for pid in ids[i * 3:(i + 1) * 3]} for i in range(20)]
+    reports[5][ids[0]] = "ACTIVE"  # listed by two reports: one updates it, one finds it so
+    answers: list[dict[str, list[str]] | None] = [None] * len(reports)
+
+    def send(index: int) -> None:
+        with Client(server.url, AGENT_TOKEN) as client:
+            answers[index] = client.set_port_statuses(reports[index])
+
+    threads = [threading.Thread(target=send, args=(i,)) for i in range(len(reports))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    for report, answer in zip(reports, answers, strict=True):
+        assert answer is not None and answer["not_found"] == []
+        assert sorted(answer["updated"] + answer["unchanged"]) == sorted(report)
+    assert sorted(pid for a in answers if a for pid in a["updated"]) == sorted(ids)
+    assert sum(ids[0] in a["unchanged"] for a in answers if a) == 1
+    shown = {p["id"]: p for p in admin.list("port") if p["id"] in ids}
+    assert {p["status"] for p in shown.values()} == {"ACTIVE"}
+    assert {p["revision_number"] for p in shown.values()} == {2}
+    events, _ = admin.events(since, timeout=0)
+    updates = [e.object["id"] for e in events if e.resource == "port" and e.object]
+    assert sorted(updates) == sorted(ids)  # each port once
