@@ -16,12 +16,13 @@ from typing import Annotated, Any
 
 from fastapi import FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import JSONResponse as _StdlibJSONResponse
+from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, create_model
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tunnelnet import __version__
-from tunnelnet.api import REVISION_HEADER, ResyncRequired
+from tunnelnet.api import REVISION_HEADER, ResyncRequired, codec
 from tunnelnet.server import (
     agents,
     extensions,
@@ -55,6 +56,15 @@ Token = Annotated[str | None, Header(alias="X-Auth-Token")]
 Fields = Annotated[list[str] | None, Query(alias="fields")]
 # an agent's host: its watch and listing carry only the ports that concern it (server/fanout.py)
 Host = Annotated[str | None, Query(min_length=1, max_length=255)]
+
+
+class JSONResponse(_StdlibJSONResponse):
+    """Every JSON answer, encoded by orjson (api/codec.py): the standard library's encoder
+    was much of the controller's CPU as a thousand agents fill a cloud (heartbeats, bulk
+    creates, status reports)."""
+
+    def render(self, content: Any) -> bytes:
+        return codec.dumps(content)
 
 
 def _error(status: int, error_type: str, message: str) -> JSONResponse:
@@ -593,6 +603,8 @@ def create_app(ctl: Controller) -> FastAPI:
         description="Tenants, networks, subnets, ports and agents (OpenStack Networking v2.0 "
         "shaped), with a watch stream for agents.",
         lifespan=lifespan,
+        # the routes that answer a dict (discovery, extensions) encode as the others do
+        default_response_class=JSONResponse,
     )
     app.state.ctl = ctl
     app.add_middleware(TokenGate, enabled=lambda: ctl.config.auth_strategy != "noauth")

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from collections.abc import AsyncIterator, Mapping, Set
@@ -27,7 +26,7 @@ from dataclasses import dataclass
 
 from anyio import to_thread
 
-from tunnelnet.api import WatchEvent
+from tunnelnet.api import WatchEvent, codec
 from tunnelnet.api.events import VERSION
 from tunnelnet.server.auth import Caller
 from tunnelnet.server.controller import Controller, public, visible
@@ -255,8 +254,7 @@ class Hub:
         key = str(doc.get("id"))
         cached = self._agent_docs.get(key)
         if cached is None or cached[0] is not doc:
-            cached = self._agent_docs[key] = (doc, json.dumps(doc, separators=(",", ":")
-                                                              ).encode())
+            cached = self._agent_docs[key] = (doc, codec.dumps(doc))
         return cached[1]
 
     def _wake_hosts(self, hosts: set[str] | None) -> None:
@@ -317,9 +315,8 @@ class Hub:
         if cached is None or cached[0] is not doc:
             if len(self._doc_json) > 2 * len(self.interest) + 1000:
                 self._doc_json.clear()  # deleted documents' encodings: drop them all
-            # as JSONResponse encodes: the same bytes the dict form would have had
-            cached = self._doc_json[key] = (doc, json.dumps(
-                doc, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode())
+            # as the controller's JSON answers encode (api/codec.py)
+            cached = self._doc_json[key] = (doc, codec.dumps(doc))
         return cached[1]
 
     async def wait(self, since: int, timeout: float, host: str | None = None) -> None:
@@ -432,3 +429,4 @@ async def poll(
         if lines or remaining <= 0 or hub.closing:
             return lines, since
         await hub.wait(since, remaining, host)
+
