@@ -37,6 +37,7 @@ from tunnelnet.server import (
     subnets,
     watch,
 )  # fmt: skip
+from tunnelnet.server.agent_fast_path import AgentFastPath
 from tunnelnet.server.auth import ADMIN, Caller, authenticate, configured_caller, new_token
 from tunnelnet.server.controller import (
     Controller,
@@ -543,10 +544,7 @@ def _snapshot_routes(app: FastAPI) -> None:
                 "from the revision the list returns",
             )  # fmt: skip
         lines, revision = result
-        # the events as the hub encoded them once for every poller (each line one JSON
-        # object), not decoded and encoded again per poll
-        body = b"".join((b'{"events":[', b",".join(line.rstrip(b"\n") for line in lines),
-                         b'],"revision":%d}' % revision))
+        body = watch.poll_body(lines, revision)
         return Response(body, media_type="application/json",
                         headers={REVISION_HEADER: str(revision)})
 
@@ -608,6 +606,9 @@ def create_app(ctl: Controller) -> FastAPI:
     )
     app.state.ctl = ctl
     app.add_middleware(TokenGate, enabled=lambda: ctl.config.auth_strategy != "noauth")
+    # outermost of ours: an agent's long poll and listing skip the routing (agent_fast_path.py)
+    app.add_middleware(AgentFastPath, controller=lambda: ctl,
+                       hub=lambda: getattr(app.state, "hub", None))
     if ctl.config.auth_strategy == "noauth":
         log.warning("auth_strategy is noauth: any request without a valid token acts as admin")
     _install_error_handlers(app)
