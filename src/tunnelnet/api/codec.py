@@ -7,9 +7,11 @@ does both in C. Its output is compact UTF-8 JSON, as the controller sent before
 it unchanged.
 
 What orjson refuses to encode (an integer beyond 64 bits, a key that is not a string) goes to
-the standard library instead, so nothing the controller could answer before fails now. One
-difference remains and is harmless: a NaN or infinite float is encoded as `null` (the
-standard library, as the controller called it, refused it with an error). Decoding errors are
+the standard library instead, so nothing the controller could answer before fails now. Two
+differences remain: a NaN or infinite float is encoded as `null` (the standard library, as
+the controller called it, refused it; the API refuses NaN in requests, so none is stored),
+and an integer beyond 64 bits is decoded as a float (only an agent's free-form
+`configurations` could carry one; nothing the agent plans from). Decoding errors are
 `json.JSONDecodeError` as before (orjson's is a subclass), so every `except ValueError` still
 catches them.
 """
