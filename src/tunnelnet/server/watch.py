@@ -154,6 +154,8 @@ class Hub:
         self._agent_docs: dict[str, tuple[Mapping[str, object], bytes]] = {}
         # port and network documents as JSON, by id, with the document they were made from
         self._doc_json: dict[str, tuple[Mapping[str, object], bytes]] = {}
+        # per network, its listing's JSON up to the revision, with what it was made from
+        self._listings: dict[str, tuple[Interest, Mapping[str, object] | None, int, bytes]] = {}
         self._unsubscribe: object = None
         self.closing = False
 
@@ -303,11 +305,23 @@ class Hub:
         it, most of the controller's encoding)."""
         if not await self._reach(since, timeout):
             return None
+        return self._listing(network_id) + b"%d}" % self.head, self.head
+
+    def _listing(self, network_id: str) -> bytes:
+        """A network's listing up to its revision, joined once per version of the network's
+        ports and record, not once per agent (each of a network's hundred hosts lists it)."""
         doc = self.interest.network(network_id)
-        network = b"null" if doc is None else self._json_of(doc)
-        ports = b",".join([self._json_of(d) for d in self.interest.ports_of(network_id)])
-        body = b'{"network":%s,"ports":[%s],"revision":%d}' % (network, ports, self.head)
-        return body, self.head
+        version = self.interest.version(network_id)
+        cached = self._listings.get(network_id)
+        if cached is None or cached[0] is not self.interest or cached[1] is not doc or (
+                cached[2] != version):
+            if len(self._listings) > len(self.interest) + 1000:
+                self._listings.clear()  # deleted networks' listings: drop them all
+            network = b"null" if doc is None else self._json_of(doc)
+            ports = b",".join([self._json_of(d) for d in self.interest.ports_of(network_id)])
+            cached = self._listings[network_id] = (self.interest, doc, version, (
+                b'{"network":%s,"ports":[%s],"revision":' % (network, ports)))
+        return cached[3]
 
     def _json_of(self, doc: Mapping[str, object]) -> bytes:
         key = str(doc.get("id"))
