@@ -57,6 +57,7 @@ demo-down: $(STAMP)
 bench: $(STAMP) $(SYSSTAMP) bpf
 	$(PY) -m pytest bench --benchmark-enable --benchmark-only -q
 	$(PY) -m bench.control_plane
+	$(PY) -m bench.cp_requests
 	@if [ "$$(id -u)" -eq 0 ]; then $(PY) -m bench.port_to_ping && $(PY) -m bench.vm_move && $(PY) -m bench.datapath && $(PY) -m bench.bfd_detection; \
 	else echo "bench.port_to_ping, bench.vm_move, bench.datapath and bench.bfd_detection need root (namespaces): skipped"; fi
 # issue 21's table: runs bench.attacks, bench.macflood, bench.faults (root) and bench.fuzz, and

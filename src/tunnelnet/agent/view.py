@@ -59,17 +59,20 @@ class Port:
 
     @classmethod
     def from_api(cls, obj: Mapping[str, Any]) -> Port:
-        ips = tuple(str(f["ip_address"]) for f in obj.get("fixed_ips") or ()
-                    if f.get("ip_address"))
-        mac = str(obj.get("mac_address") or "").lower()
-        pairs = tuple(AddressPair(str(p["ip_address"]), str(p.get("mac_address") or mac).lower())
-                      for p in obj.get("allowed_address_pairs") or () if p.get("ip_address"))
-        return cls(id=str(obj["id"]), network_id=str(obj["network_id"]),
-                   mac=mac, ips=ips,
-                   host=str(obj.get("binding:host_id") or ""),
-                   status=str(obj.get("status") or "DOWN"),
-                   port_security=obj.get("port_security_enabled") is not False,
-                   address_pairs=pairs, device_owner=str(obj.get("device_owner") or ""))
+        # an agent reads every port of each network it comes onto (thousands while a cloud
+        # fills): lists, not generators, into the tuples, and no pairs work when there are none
+        get = obj.get
+        fixed = get("fixed_ips")
+        ips = tuple([str(f["ip_address"]) for f in fixed if f.get("ip_address")]
+                    ) if fixed else ()
+        mac = str(get("mac_address") or "").lower()
+        listed = get("allowed_address_pairs")
+        pairs = tuple([AddressPair(str(p["ip_address"]), str(p.get("mac_address") or mac).lower())
+                       for p in listed if p.get("ip_address")]) if listed else ()
+        return cls(id=str(obj["id"]), network_id=str(obj["network_id"]), mac=mac, ips=ips,
+                   host=str(get("binding:host_id") or ""), status=str(get("status") or "DOWN"),
+                   port_security=get("port_security_enabled") is not False,
+                   address_pairs=pairs, device_owner=str(get("device_owner") or ""))
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,10 +9,10 @@ The controller encodes these records, the client decodes them (both import this 
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from tunnelnet.api import codec
 from tunnelnet.api.errors import ClientError
 
 VERSION = 1
@@ -43,12 +43,12 @@ class WatchEvent:
         return data
 
     def encode(self) -> bytes:
-        return json.dumps(self.as_dict(), separators=(",", ":")).encode() + b"\n"
+        return codec.dumps(self.as_dict()) + b"\n"
 
     @classmethod
     def decode(cls, line: bytes | str) -> WatchEvent:
         try:
-            data = json.loads(line)
+            data = codec.loads(line)
         except ValueError as exc:
             raise WatchDecodeError(f"watch line is not JSON: {exc}") from None
         return cls.from_dict(data, line)

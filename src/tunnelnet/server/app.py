@@ -16,12 +16,13 @@ from typing import Annotated, Any
 
 from fastapi import FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import JSONResponse as _StdlibJSONResponse
+from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, create_model
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tunnelnet import __version__
-from tunnelnet.api import REVISION_HEADER, ResyncRequired
+from tunnelnet.api import REVISION_HEADER, ResyncRequired, codec
 from tunnelnet.server import (
     agents,
     extensions,
@@ -36,6 +37,7 @@ from tunnelnet.server import (
     subnets,
     watch,
 )  # fmt: skip
+from tunnelnet.server.agent_fast_path import AgentFastPath
 from tunnelnet.server.auth import ADMIN, Caller, authenticate, configured_caller, new_token
 from tunnelnet.server.controller import (
     Controller,
@@ -55,6 +57,15 @@ Token = Annotated[str | None, Header(alias="X-Auth-Token")]
 Fields = Annotated[list[str] | None, Query(alias="fields")]
 # an agent's host: its watch and listing carry only the ports that concern it (server/fanout.py)
 Host = Annotated[str | None, Query(min_length=1, max_length=255)]
+
+
+class JSONResponse(_StdlibJSONResponse):
+    """Every JSON answer, encoded by orjson (api/codec.py): the standard library's encoder
+    was much of the controller's CPU as a thousand agents fill a cloud (heartbeats, bulk
+    creates, status reports)."""
+
+    def render(self, content: Any) -> bytes:
+        return codec.dumps(content)
 
 
 def _error(status: int, error_type: str, message: str) -> JSONResponse:
@@ -533,10 +544,7 @@ def _snapshot_routes(app: FastAPI) -> None:
                 "from the revision the list returns",
             )  # fmt: skip
         lines, revision = result
-        # the events as the hub encoded them once for every poller (each line one JSON
-        # object), not decoded and encoded again per poll
-        body = b"".join((b'{"events":[', b",".join(line.rstrip(b"\n") for line in lines),
-                         b'],"revision":%d}' % revision))
+        body = watch.poll_body(lines, revision)
         return Response(body, media_type="application/json",
                         headers={REVISION_HEADER: str(revision)})
 
@@ -593,9 +601,14 @@ def create_app(ctl: Controller) -> FastAPI:
         description="Tenants, networks, subnets, ports and agents (OpenStack Networking v2.0 "
         "shaped), with a watch stream for agents.",
         lifespan=lifespan,
+        # the routes that answer a dict (discovery, extensions) encode as the others do
+        default_response_class=JSONResponse,
     )
     app.state.ctl = ctl
     app.add_middleware(TokenGate, enabled=lambda: ctl.config.auth_strategy != "noauth")
+    # outermost of ours: an agent's long poll and listing skip the routing (agent_fast_path.py)
+    app.add_middleware(AgentFastPath, controller=lambda: ctl,
+                       hub=lambda: getattr(app.state, "hub", None))
     if ctl.config.auth_strategy == "noauth":
         log.warning("auth_strategy is noauth: any request without a valid token acts as admin")
     _install_error_handlers(app)

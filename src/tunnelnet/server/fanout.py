@@ -84,6 +84,9 @@ class Interest:
         self._pairs: dict[str, Counter[str]] = {}
         # the pairs of hosts the last change made share a network (`joined`)
         self._joined: list[tuple[str, str]] = []
+        # network -> a number that grows with every port change on it (`version`)
+        self._versions: dict[str, int] = {}
+        self._changes = 0
         for doc in ports:
             self._add(str(doc["id"]), doc)
         for doc in agents:
@@ -175,6 +178,11 @@ class Interest:
         """The networks the host has a port bound on now."""
         return {n for n, hosts in self._hosts.items() if host in hosts}
 
+    def version(self, network_id: str) -> int:
+        """Changes when a port on the network is added, changed or removed (a listing made
+        at one version shows the network's ports as they still are at that version)."""
+        return self._versions.get(network_id, 0)
+
     def network(self, network_id: str) -> Doc | None:
         return self._networks.get(network_id)
 
@@ -216,6 +224,9 @@ class Interest:
         if change.kind != "port":
             return None
         before = self._ports.get(change.id)
+        self._changes += 1
+        for network in {before[0] if before else "", _place(body)[0]} - {""}:
+            self._versions[network] = self._changes
         if before is not None and change.action is Action.UPDATE:
             docs = self._docs[before[0]]
             if _status_only(docs[change.id], body):

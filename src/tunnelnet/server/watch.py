@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from collections.abc import AsyncIterator, Mapping, Set
@@ -27,7 +26,7 @@ from dataclasses import dataclass
 
 from anyio import to_thread
 
-from tunnelnet.api import WatchEvent
+from tunnelnet.api import WatchEvent, codec
 from tunnelnet.api.events import VERSION
 from tunnelnet.server.auth import Caller
 from tunnelnet.server.controller import Controller, public, visible
@@ -155,6 +154,8 @@ class Hub:
         self._agent_docs: dict[str, tuple[Mapping[str, object], bytes]] = {}
         # port and network documents as JSON, by id, with the document they were made from
         self._doc_json: dict[str, tuple[Mapping[str, object], bytes]] = {}
+        # per network, its listing's JSON up to the revision, with what it was made from
+        self._listings: dict[str, tuple[Interest, Mapping[str, object] | None, int, bytes]] = {}
         self._unsubscribe: object = None
         self.closing = False
 
@@ -255,8 +256,7 @@ class Hub:
         key = str(doc.get("id"))
         cached = self._agent_docs.get(key)
         if cached is None or cached[0] is not doc:
-            cached = self._agent_docs[key] = (doc, json.dumps(doc, separators=(",", ":")
-                                                              ).encode())
+            cached = self._agent_docs[key] = (doc, codec.dumps(doc))
         return cached[1]
 
     def _wake_hosts(self, hosts: set[str] | None) -> None:
@@ -305,11 +305,23 @@ class Hub:
         it, most of the controller's encoding)."""
         if not await self._reach(since, timeout):
             return None
+        return self._listing(network_id) + b"%d}" % self.head, self.head
+
+    def _listing(self, network_id: str) -> bytes:
+        """A network's listing up to its revision, joined once per version of the network's
+        ports and record, not once per agent (each of a network's hundred hosts lists it)."""
         doc = self.interest.network(network_id)
-        network = b"null" if doc is None else self._json_of(doc)
-        ports = b",".join([self._json_of(d) for d in self.interest.ports_of(network_id)])
-        body = b'{"network":%s,"ports":[%s],"revision":%d}' % (network, ports, self.head)
-        return body, self.head
+        version = self.interest.version(network_id)
+        cached = self._listings.get(network_id)
+        if cached is None or cached[0] is not self.interest or cached[1] is not doc or (
+                cached[2] != version):
+            if len(self._listings) > len(self.interest) + 1000:
+                self._listings.clear()  # deleted networks' listings: drop them all
+            network = b"null" if doc is None else self._json_of(doc)
+            ports = b",".join([self._json_of(d) for d in self.interest.ports_of(network_id)])
+            cached = self._listings[network_id] = (self.interest, doc, version, (
+                b'{"network":%s,"ports":[%s],"revision":' % (network, ports)))
+        return cached[3]
 
     def _json_of(self, doc: Mapping[str, object]) -> bytes:
         key = str(doc.get("id"))
@@ -317,9 +329,8 @@ class Hub:
         if cached is None or cached[0] is not doc:
             if len(self._doc_json) > 2 * len(self.interest) + 1000:
                 self._doc_json.clear()  # deleted documents' encodings: drop them all
-            # as JSONResponse encodes: the same bytes the dict form would have had
-            cached = self._doc_json[key] = (doc, json.dumps(
-                doc, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode())
+            # as the controller's JSON answers encode (api/codec.py)
+            cached = self._doc_json[key] = (doc, codec.dumps(doc))
         return cached[1]
 
     async def wait(self, since: int, timeout: float, host: str | None = None) -> None:
@@ -432,3 +443,11 @@ async def poll(
         if lines or remaining <= 0 or hub.closing:
             return lines, since
         await hub.wait(since, remaining, host)
+
+
+def poll_body(lines: list[bytes], revision: int) -> bytes:
+    """A long poll's answer, `{"events": [...], "revision": N}`, from the events as the hub
+    encoded them once for every poller (each line one JSON object), not decoded and encoded
+    again per poll."""
+    return b"".join((b'{"events":[', b",".join(line.rstrip(b"\n") for line in lines),
+                     b'],"revision":%d}' % revision))
