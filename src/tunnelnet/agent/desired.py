@@ -9,7 +9,7 @@ on every change and applies the difference, so there is no incremental state to 
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Mapping
+from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from tunnelnet.agent import br_int, br_phys, br_tun
@@ -250,10 +250,18 @@ def _kind_of_port(name: str) -> str | None:
     return next((k.name for k in tunnel_kinds.all_kinds() if k.port_prefix == prefix), None)
 
 
-# per network id: what its br-tun flows were planned from, those flows, and its l2pop
+# a network's br-tun flows: what they were planned from, those flows, and its l2pop
 # entries by (tunnel ofport, MAC)
-NetworkFlowMemo = dict[str, tuple[tuple[object, ...], list[FlowMod],
-                                  dict[tuple[int, str], FlowMod]]]
+NetworkFlows = tuple[tuple[object, ...], list[FlowMod], dict[tuple[int, str], FlowMod]]
+BASE_GROUP = ("br-tun",)  # the group of br-tun's own flows and its tunnel ports'
+
+
+@dataclass(slots=True)
+class NetworkFlowMemo:
+    """br-tun's flows as last planned, and from what: per network id, and br-tun's own."""
+
+    networks: dict[str, NetworkFlows] = field(default_factory=dict)
+    base: tuple[tuple[object, ...], dict[str, int], list[FlowMod]] | None = None
 
 
 def br_tun_flows(conf: AgentConfig, view: CloudView, *, cookie: int, patch_int_ofport: int,
@@ -261,20 +269,33 @@ def br_tun_flows(conf: AgentConfig, view: CloudView, *, cookie: int, patch_int_o
                  tunnel_ofports: Mapping[str, int],
                  down_tunnels: frozenset[str] = frozenset(),
                  memo: NetworkFlowMemo | None = None) -> list[FlowMod]:
-    """The whole of br-tun for this state; tunnels without an ofport yet are left out, and
-    ``down_tunnels`` (by port name: their BFD session went down, agent/liveness.py) are left
-    out of the flood lists.
+    """The whole of br-tun for this state, as one list (see ``br_tun_flow_groups``)."""
+    groups = br_tun_flow_groups(conf, view, cookie=cookie, patch_int_ofport=patch_int_ofport,
+                                local_networks=local_networks, local_vlans=local_vlans,
+                                tunnel_ofports=tunnel_ofports, down_tunnels=down_tunnels,
+                                memo=memo)
+    return [flow for flows in groups.values() for flow in flows]
 
-    ``memo``, kept by the caller from one plan to the next: a network whose inputs are the
-    same as last time (the same port records of the view, the same tunnels) gets the flows
-    planned then. While a cloud fills, every event re-plans an agent's whole br-tun, and the
-    networks the event did not touch were most of that work (a hundred l2pop entries each)."""
-    flows = br_tun.default_flows(patch_int_ofport, cookie=cookie,
-                                 arp_responder=conf.arp_responder and conf.l2pop)
-    for name, ofport in sorted(tunnel_ofports.items()):
-        kind = _kind_of_port(name)
-        if kind is not None:
-            flows.append(br_tun.tunnel_port(kind, ofport))
+
+def br_tun_flow_groups(conf: AgentConfig, view: CloudView, *, cookie: int,
+                       patch_int_ofport: int, local_networks: Iterable[Network],
+                       local_vlans: Mapping[str, int], tunnel_ofports: Mapping[str, int],
+                       down_tunnels: frozenset[str] = frozenset(),
+                       memo: NetworkFlowMemo | None = None
+                       ) -> dict[Hashable, list[FlowMod]]:
+    """The whole of br-tun for this state, in groups: ``BASE_GROUP`` (the bridge's own
+    flows and its tunnel ports'), then one per tunnel network by local VLAN, keyed by the
+    network's id. Tunnels without an ofport yet are left out, and ``down_tunnels`` (by port
+    name: their BFD session went down, agent/liveness.py) are left out of the flood lists.
+
+    ``memo``, kept by the caller from one plan to the next: a group whose inputs are the
+    same as last time (the same port records of the view, the same tunnels) is the very
+    list planned then, which the applier takes as unchanged without reading it
+    (``FlowApplier.apply_groups``). While a cloud fills, every event re-plans an agent's
+    whole br-tun, and the networks the event did not touch were most of that work (a
+    hundred l2pop entries each)."""
+    groups: dict[Hashable, list[FlowMod]] = {
+        BASE_GROUP: _base_tun_flows(conf, cookie, patch_int_ofport, tunnel_ofports, memo)}
     planned: set[str] = set()  # networks planned: the memo forgets the others
     for network in sorted(local_networks, key=lambda n: local_vlans[n.id]):
         planned.add(network.id)
@@ -291,22 +312,43 @@ def br_tun_flows(conf: AgentConfig, view: CloudView, *, cookie: int, patch_int_o
         # them is mostly comparing identities
         remote = tuple(_remote_ports(conf, view, network.id))
         inputs = (conf, network, vid, patch_int_ofport, by_host, live, remote)
-        known = memo.get(network.id) if memo is not None else None
+        known = memo.networks.get(network.id) if memo is not None else None
         if known is not None and known[0] == inputs:
-            flows.extend(known[1])
+            groups[network.id] = known[1]
             continue
         # a network's l2pop entries that are still wanted are kept, not made again: the
         # same VLAN and segment make the same entry for the same tunnel and MAC
         before = known[2] if known is not None and known[0][1:3] == inputs[1:3] else {}
         unicast: dict[tuple[int, str], FlowMod] = {}
-        start = len(flows)
+        flows: list[FlowMod] = []
         _network_tun_flows(conf, network, network.segment, vid, patch_int_ofport, by_host,
                            sorted(live.values()), remote, flows, before, unicast)
+        groups[network.id] = flows
         if memo is not None:
-            memo[network.id] = (inputs, flows[start:], unicast)
+            memo.networks[network.id] = (inputs, flows, unicast)
     if memo is not None:
-        for gone in set(memo) - planned:
-            del memo[gone]
+        for gone in set(memo.networks) - planned:
+            del memo.networks[gone]
+    return groups
+
+
+def _base_tun_flows(conf: AgentConfig, cookie: int, patch_int_ofport: int,
+                    tunnel_ofports: Mapping[str, int], memo: NetworkFlowMemo | None
+                    ) -> list[FlowMod]:
+    """br-tun's own flows and one per tunnel port: the list of the last plan while its
+    inputs are the same (a full mesh is a flow per peer)."""
+    inputs = (conf.arp_responder and conf.l2pop, cookie, patch_int_ofport)
+    if memo is not None and memo.base is not None and memo.base[0] == inputs and \
+            memo.base[1] == tunnel_ofports:
+        return memo.base[2]
+    flows = br_tun.default_flows(patch_int_ofport, cookie=cookie,
+                                 arp_responder=conf.arp_responder and conf.l2pop)
+    for name, ofport in sorted(tunnel_ofports.items()):
+        kind = _kind_of_port(name)
+        if kind is not None:
+            flows.append(br_tun.tunnel_port(kind, ofport))
+    if memo is not None:
+        memo.base = (inputs, dict(tunnel_ofports), flows)
     return flows
 
 
