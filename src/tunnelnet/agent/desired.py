@@ -185,12 +185,46 @@ def owned_addresses(port: Port) -> br_int.Owned:
 
 def br_int_flows(dead: Iterable[Vnic], bound: Iterable[Binding] = ()) -> list[FlowMod]:
     """br-int's defaults, a drop per dead vNIC, port security per protected bound vNIC."""
-    flows = [*br_int.default_flows(), *(br_int.dead_port(v.ofport) for v in dead)]
+    groups = _br_int_groups(dead, bound, None)
+    return [flow for flows in groups.values() for flow in flows]
+
+
+# a protected port's spoofing protection, by what it was planned from: (ofport, addresses)
+PortSecurityMemo = dict[tuple[int, br_int.Owned], list[FlowMod]]
+INT_BASE_GROUP = ("br-int",)  # br-int's own flows and the dead vNICs' drops
+INT_PROVIDER_GROUP = ("br-int", "provider")
+
+
+def _br_int_groups(dead: Iterable[Vnic], bound: Iterable[Binding],
+                   memo: PortSecurityMemo | None) -> dict[Hashable, list[FlowMod]]:
+    groups: dict[Hashable, list[FlowMod]] = {
+        INT_BASE_GROUP: [*br_int.default_flows(), *(br_int.dead_port(v.ofport) for v in dead)]}
+    kept: PortSecurityMemo = {}
     for binding in sorted(bound, key=lambda b: b.vnic.ofport):
-        if protected(binding.port):
-            flows.extend(br_int.port_security(binding.vnic.ofport,
-                                              owned_addresses(binding.port)))
-    return flows
+        if not protected(binding.port):
+            continue
+        key = (binding.vnic.ofport, owned_addresses(binding.port))
+        flows = memo.get(key) if memo is not None else None
+        if flows is None:
+            flows = br_int.port_security(*key)
+        kept[key] = flows
+        groups[("vnic", binding.vnic.ofport)] = flows
+    if memo is not None:
+        memo.clear()
+        memo.update(kept)
+    return groups
+
+
+def int_bridge_flow_groups(dead: Iterable[Vnic], bound: Iterable[Binding],
+                           provider: ProviderFlows, memo: PortSecurityMemo | None = None
+                           ) -> dict[Hashable, list[FlowMod]]:
+    """``int_bridge_flows`` in groups for ``FlowApplier.apply_groups``: br-int's own flows
+    with the dead vNICs' drops, one group per protected vNIC (with ``memo``, kept by the
+    caller, the very list of the last plan while its port number and addresses are the
+    same), and the provider translations."""
+    groups = _br_int_groups(dead, bound, memo)
+    groups[INT_PROVIDER_GROUP] = provider.int_flows
+    return groups
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,7 +267,8 @@ def int_bridge_flows(dead: Iterable[Vnic], bound: Iterable[Binding],
                      provider: ProviderFlows) -> list[FlowMod]:
     """The whole of br-int: its own flows, the dead ports' drops, the bound ports' spoofing
     protection, the provider translations."""
-    return [*br_int_flows(dead, bound), *provider.int_flows]
+    groups = int_bridge_flow_groups(dead, bound, provider)
+    return [flow for flows in groups.values() for flow in flows]
 
 
 def port_tags(bindings: Iterable[Binding], dead: Iterable[Vnic],

@@ -197,6 +197,8 @@ class Agent:
         self._judged: dict[str, Port] = {}
         # br-tun's flows per network as last planned, and from what (desired.br_tun_flows)
         self._tun_memo = desired.NetworkFlowMemo()
+        # br-int's spoofing protection per vNIC as last planned (desired.int_bridge_flow_groups)
+        self._int_memo: desired.PortSecurityMemo = {}
         self._bridges_ready = False
         # what the last full converge planned from (see the module's doc); None: plan again
         self._planned_from: tuple[CloudView, object, frozenset[str]] | None = None
@@ -299,7 +301,8 @@ class Agent:
         provider = self._provider_flows(bound, local_vlans, int_ports)
         # dead ports first: an unbound vNIC must never sit on a live VLAN; and a port's
         # spoofing protection is in place before the port leaves the dead VLAN
-        self.int_flows.apply(desired.int_bridge_flows(dead, bound, provider))
+        self.int_flows.apply_groups(desired.int_bridge_flow_groups(dead, bound, provider,
+                                                                   self._int_memo))
         for name, tag in desired.port_tags(bound, dead, local_vlans).items():
             if current_tags.get(name) != tag:
                 self.backend.set_port_tag(BR_INT, name, tag)
