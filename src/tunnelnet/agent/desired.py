@@ -24,6 +24,9 @@ from tunnelnet.packet import tunnel_kinds
 # a pure function of (type, address) asked for every peer of every local network each
 # round: parsing the address each time was a tenth of a 1,000-hypervisor simulation's time
 _tunnel_name = functools.lru_cache(maxsize=1 << 16)(_tunnel_port_name)
+# a network re-planned for a port that came or went mostly floods to the same tunnels as
+# before: the flood list (a text of every tunnel's output) is made once per list
+_flood_to_tunnels = functools.lru_cache(maxsize=4096)(br_tun.flood_to_tunnels)
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,39 +192,52 @@ def br_int_flows(dead: Iterable[Vnic], bound: Iterable[Binding] = ()) -> list[Fl
     return [flow for flows in groups.values() for flow in flows]
 
 
-# a protected port's spoofing protection, by what it was planned from: (ofport, addresses)
-PortSecurityMemo = dict[tuple[int, br_int.Owned], list[FlowMod]]
-INT_BASE_GROUP = ("br-int",)  # br-int's own flows and the dead vNICs' drops
+@dataclass(slots=True)
+class IntFlowMemo:
+    """br-int's groups as last planned: each protected vNIC's spoofing protection by (port
+    number, addresses), each dead vNIC's drop by port number, and the bridge's own flows."""
+
+    vnics: dict[tuple[int, br_int.Owned], list[FlowMod]] = field(default_factory=dict)
+    dead: dict[int, list[FlowMod]] = field(default_factory=dict)
+    base: list[FlowMod] = field(default_factory=br_int.default_flows)
+
+
+INT_BASE_GROUP = ("br-int",)  # br-int's own flows
 INT_PROVIDER_GROUP = ("br-int", "provider")
 
 
 def _br_int_groups(dead: Iterable[Vnic], bound: Iterable[Binding],
-                   memo: PortSecurityMemo | None) -> dict[Hashable, list[FlowMod]]:
-    groups: dict[Hashable, list[FlowMod]] = {
-        INT_BASE_GROUP: [*br_int.default_flows(), *(br_int.dead_port(v.ofport) for v in dead)]}
-    kept: PortSecurityMemo = {}
+                   memo: IntFlowMemo | None) -> dict[Hashable, list[FlowMod]]:
+    # without a memo, new lists; with one, the lists of the last plan where still right
+    memo_in = memo if memo is not None else IntFlowMemo()
+    groups: dict[Hashable, list[FlowMod]] = {INT_BASE_GROUP: memo_in.base}
+    drops: dict[int, list[FlowMod]] = {}
+    for vnic in dead:
+        flows = memo_in.dead.get(vnic.ofport)
+        drops[vnic.ofport] = flows if flows is not None else [br_int.dead_port(vnic.ofport)]
+        groups[("dead", vnic.ofport)] = drops[vnic.ofport]
+    kept: dict[tuple[int, br_int.Owned], list[FlowMod]] = {}
     for binding in sorted(bound, key=lambda b: b.vnic.ofport):
         if not protected(binding.port):
             continue
         key = (binding.vnic.ofport, owned_addresses(binding.port))
-        flows = memo.get(key) if memo is not None else None
+        flows = memo_in.vnics.get(key)
         if flows is None:
             flows = br_int.port_security(*key)
         kept[key] = flows
         groups[("vnic", binding.vnic.ofport)] = flows
     if memo is not None:
-        memo.clear()
-        memo.update(kept)
+        memo.vnics, memo.dead = kept, drops
     return groups
 
 
 def int_bridge_flow_groups(dead: Iterable[Vnic], bound: Iterable[Binding],
-                           provider: ProviderFlows, memo: PortSecurityMemo | None = None
+                           provider: ProviderFlows, memo: IntFlowMemo | None = None
                            ) -> dict[Hashable, list[FlowMod]]:
-    """``int_bridge_flows`` in groups for ``FlowApplier.apply_groups``: br-int's own flows
-    with the dead vNICs' drops, one group per protected vNIC (with ``memo``, kept by the
-    caller, the very list of the last plan while its port number and addresses are the
-    same), and the provider translations."""
+    """``int_bridge_flows`` in groups for ``FlowApplier.apply_groups``: br-int's own flows,
+    one group per dead vNIC and per protected vNIC (with ``memo``, kept by the caller, the
+    very list of the last plan while its port number and addresses are the same), and the
+    provider translations."""
     groups = _br_int_groups(dead, bound, memo)
     groups[INT_PROVIDER_GROUP] = provider.int_flows
     return groups
@@ -398,7 +414,7 @@ def _network_tun_flows(conf: AgentConfig, network: Network, segment: int, vid: i
     if conf.mtu_doctor and network.mtu is not None:
         flows.append(br_tun.mtu_check(patch_int_ofport, vid, network.mtu))
         flows.append(br_tun.too_big(vid, network.mtu))
-    flood_flow = br_tun.flood_to_tunnels(vid, segment, flood)
+    flood_flow = _flood_to_tunnels(vid, segment, tuple(flood))
     if flood_flow is not None:
         flows.append(flood_flow)
     if not conf.l2pop:

@@ -198,7 +198,7 @@ class Agent:
         # br-tun's flows per network as last planned, and from what (desired.br_tun_flows)
         self._tun_memo = desired.NetworkFlowMemo()
         # br-int's spoofing protection per vNIC as last planned (desired.int_bridge_flow_groups)
-        self._int_memo: desired.PortSecurityMemo = {}
+        self._int_memo = desired.IntFlowMemo()
         self._bridges_ready = False
         # what the last full converge planned from (see the module's doc); None: plan again
         self._planned_from: tuple[CloudView, object, frozenset[str]] | None = None
