@@ -110,8 +110,30 @@ def assign_local_vlans(lvm: LocalVlanManager, bindings: Iterable[Binding]) -> di
     return {network_id: lvm.allocate(network_id) for network_id in sorted(wanted)}
 
 
-def _remote_ports(conf: AgentConfig, view: CloudView, network_id: str) -> list[Port]:
-    return [p for p in view.ports_of_network(network_id) if p.host and p.host != conf.host]
+def _carried(view: CloudView, key: object, *inputs: object) -> object | None:
+    """The value the previous view remembered under ``key`` if it was computed from these
+    very ``inputs`` (by identity: the view's per-network tuples and its peers' mapping
+    are kept from view to view while unchanged); also remembered in this view."""
+    old = view.carried(key)
+    if isinstance(old, tuple) and len(old) == len(inputs) + 1 and \
+            all(a is b for a, b in zip(old, inputs, strict=False)):
+        view.remember(key, old)
+        return old[-1]  # type: ignore[no-any-return]
+    return None
+
+
+def _remote_ports(conf: AgentConfig, view: CloudView, network_id: str) -> tuple[Port, ...]:
+    ports = view.ports_of_network(network_id)
+    key = ("remote", network_id)
+    known = view.memo(key)
+    if isinstance(known, tuple) and known[0] is conf and known[1] is ports:
+        return known[2]  # type: ignore[no-any-return]
+    carried = _carried(view, key, conf, ports)
+    if isinstance(carried, tuple):
+        return carried
+    remote = tuple(p for p in ports if p.host and p.host != conf.host)
+    view.remember(key, (conf, ports, remote))
+    return remote
 
 
 def _usable(conf: AgentConfig, peer: Peer, network_type: str) -> bool:
@@ -126,54 +148,77 @@ def _usable(conf: AgentConfig, peer: Peer, network_type: str) -> bool:
 
 
 def _usable_peers(conf: AgentConfig, view: CloudView, network_type: str) -> dict[str, str]:
-    """host -> tunnel IP of the peers that speak this tunnel type."""
+    """host -> tunnel IP of the peers that speak this tunnel type; not to be changed (it is
+    shared by the plans of this view and of the next ones while the peers are the same)."""
     # asked once per local network with the same answer: computed once per view and config
     # (a full mesh of 1,000 hosts would otherwise scan every peer for every network)
     key = ("usable_peers", network_type)
     cached = view.memo(key)
-    if isinstance(cached, tuple) and cached[0] == conf:
-        return dict(cached[1])
+    if isinstance(cached, tuple) and cached[0] is conf:
+        return cached[2]  # type: ignore[no-any-return]
+    found = _carried(view, key, conf, view.peers)
+    if isinstance(found, dict):
+        return found
     peers = {p.host: p.tunnel_ip for p in view.peers.values() if _usable(conf, p, network_type)}
-    view.remember(key, (conf, peers))
-    return dict(peers)
+    view.remember(key, (conf, view.peers, peers))
+    return peers
+
+
+def _peer_hosts(conf: AgentConfig, view: CloudView, network: Network) -> dict[str, str]:
+    """``peer_hosts_for_network``, shared: not to be changed."""
+    if not conf.l2pop:
+        return _usable_peers(conf, view, network.network_type)
+    # asked by plan_tunnels and br_tun_flows alike: once per view, network and config, and
+    # taken from the previous view while the network's ports and the peers are the same
+    key = ("peer_hosts", network)
+    ports = view.ports_of_network(network.id)
+    cached = view.memo(key)
+    if isinstance(cached, tuple) and cached[0] is conf and cached[1] is ports:
+        return cached[3]  # type: ignore[no-any-return]
+    carried = _carried(view, key, conf, ports, view.peers)
+    if isinstance(carried, dict):
+        return carried
+    found: dict[str, str] = {}
+    for host in {p.host for p in _remote_ports(conf, view, network.id)}:
+        for peer in view.peers_on_host(host):
+            if _usable(conf, peer, network.network_type):
+                found[host] = peer.tunnel_ip
+    view.remember(key, (conf, ports, view.peers, found))
+    return found
 
 
 def peer_hosts_for_network(conf: AgentConfig, view: CloudView, network: Network
                            ) -> dict[str, str]:
     """The peers a network's flood list reaches: all of them, or with l2pop only those that
     have a port on the network."""
-    if not conf.l2pop:
-        return _usable_peers(conf, view, network.network_type)
-    # asked by plan_tunnels and br_tun_flows alike: once per view, network and config
-    key = ("peer_hosts", network)
-    cached = view.memo(key)
-    if isinstance(cached, tuple) and cached[0] == conf:
-        return dict(cached[1])
-    found: dict[str, str] = {}
-    for host in {p.host for p in _remote_ports(conf, view, network.id)}:
-        for peer in view.peers_on_host(host):
-            if _usable(conf, peer, network.network_type):
-                found[host] = peer.tunnel_ip
-    view.remember(key, (conf, found))
-    return dict(found)
+    return dict(_peer_hosts(conf, view, network))
 
 
 def plan_tunnels(conf: AgentConfig, view: CloudView, local_networks: Iterable[Network]
                  ) -> list[TunnelPort]:
     """Full mesh to every live peer without l2pop; with l2pop, only towards peers that share
     a network with a local port."""
-    tunnels: dict[str, TunnelPort] = {}
     if conf.l2pop:
-        for network in local_networks:
-            for ip in peer_hosts_for_network(conf, view, network).values():
-                name = _tunnel_name(network.network_type, ip)
-                tunnels[name] = TunnelPort(name, network.network_type, ip)
+        sources = [(network.network_type, _peer_hosts(conf, view, network))
+                   for network in local_networks]
     else:
-        for network_type in sorted(conf.tunnel_types & set(tunnel_kinds.names())):
-            for ip in _usable_peers(conf, view, network_type).values():
-                name = _tunnel_name(network_type, ip)
-                tunnels[name] = TunnelPort(name, network_type, ip)
-    return sorted(tunnels.values(), key=lambda t: t.name)
+        sources = [(network_type, _usable_peers(conf, view, network_type))
+                   for network_type in sorted(conf.tunnel_types & set(tunnel_kinds.names()))]
+    # the same peers as the last plan's (by identity): the same tunnels
+    key = ("tunnels",)
+    known = view.memo(key) or view.carried(key)
+    if isinstance(known, tuple) and known[0] is conf and len(known[1]) == len(sources) and \
+            all(a[0] == b[0] and a[1] is b[1] for a, b in zip(known[1], sources, strict=True)):
+        view.remember(key, known)
+        return list(known[2])
+    tunnels: dict[str, TunnelPort] = {}
+    for network_type, peers in sources:
+        for ip in peers.values():
+            name = _tunnel_name(network_type, ip)
+            tunnels[name] = TunnelPort(name, network_type, ip)
+    planned = sorted(tunnels.values(), key=lambda t: t.name)
+    view.remember(key, (conf, sources, planned))
+    return list(planned)
 
 
 def protected(port: Port) -> bool:
@@ -312,6 +357,9 @@ class NetworkFlowMemo:
     """br-tun's flows as last planned, and from what: per network id, and br-tun's own."""
 
     networks: dict[str, NetworkFlows] = field(default_factory=dict)
+    # per network id: the objects its flows were last planned from, to know them again by
+    # identity (see br_tun_flow_groups)
+    quick: dict[str, tuple[object, ...]] = field(default_factory=dict)
     base: tuple[tuple[object, ...], dict[str, int], list[FlowMod]] | None = None
 
 
@@ -354,16 +402,28 @@ def br_tun_flow_groups(conf: AgentConfig, view: CloudView, *, cookie: int,
         if network.segment is None or not tunnel_kinds.is_tunnel(network.network_type):
             continue
         vid = local_vlans[network.id]
-        peers = peer_hosts_for_network(conf, view, network)
+        peers = _peer_hosts(conf, view, network)
+        remote = _remote_ports(conf, view, network.id)
+        # the very peers, ports and tunnel numbers of the last plan (objects kept while
+        # unchanged): the same flows, known without a look at any of them
+        quick = (conf, network, vid, patch_int_ofport, peers, remote, tunnel_ofports,
+                 down_tunnels)
+        known = memo.networks.get(network.id) if memo is not None else None
+        last_quick = memo.quick.get(network.id) if memo is not None else None
+        if known is not None and last_quick is not None and \
+                all(a is b or (i < 4 and a == b) or (i == 7 and a == b)
+                    for i, (a, b) in enumerate(zip(last_quick, quick, strict=True))):
+            groups[network.id] = known[1]
+            continue
         by_host = {host: tunnel_ofports.get(_tunnel_name(network.network_type, ip))
                    for host, ip in peers.items()}
         live = {host: ofport for host, ofport in by_host.items() if ofport is not None
                 and _tunnel_name(network.network_type, peers[host]) not in down_tunnels}
         # the view's port records are kept from view to view while unchanged: comparing
         # them is mostly comparing identities
-        remote = tuple(_remote_ports(conf, view, network.id))
         inputs = (conf, network, vid, patch_int_ofport, by_host, live, remote)
-        known = memo.networks.get(network.id) if memo is not None else None
+        if memo is not None:
+            memo.quick[network.id] = quick
         if known is not None and known[0] == inputs:
             groups[network.id] = known[1]
             continue
@@ -380,6 +440,8 @@ def br_tun_flow_groups(conf: AgentConfig, view: CloudView, *, cookie: int,
     if memo is not None:
         for gone in set(memo.networks) - planned:
             del memo.networks[gone]
+        for gone in set(memo.quick) - planned:
+            del memo.quick[gone]
     return groups
 
 
