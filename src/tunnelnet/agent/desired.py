@@ -2,8 +2,10 @@
 
 ``plan_bindings`` decides which local vNICs are bound to which network (and so which networks
 need a local VLAN here); ``plan_tunnels`` which tunnel ports should exist; ``br_tun_flows``
-the whole flow set of br-tun given the tunnel ports' numbers. The agent recomputes all of it
-on every change and applies the difference, so there is no incremental state to get wrong.
+the whole flow set of br-tun given the tunnel ports' numbers. The agent plans all of it on
+every change and applies the difference; what a plan reuses from the last one (a network's
+flows, its peers, a vNIC's spoofing protection) is reused only when it was computed from the
+very same inputs, so the result is always what planning from scratch gives.
 """
 
 from __future__ import annotations
