@@ -177,15 +177,22 @@ def _peer_hosts(conf: AgentConfig, view: CloudView, network: Network) -> dict[st
     cached = view.memo(key)
     if isinstance(cached, tuple) and cached[0] is conf and cached[1] is ports:
         return cached[3]  # type: ignore[no-any-return]
-    carried = _carried(view, key, conf, ports, view.peers)
-    if isinstance(carried, dict):
-        return carried
+    old = view.carried(key)
+    changed = view.peers_changed()
+    # the previous view's answer holds while the network's ports are the very same and no
+    # host on it has a new peer record (a filling cloud brings a peer record with nearly
+    # every port: the whole mapping is seldom the same)
+    if isinstance(old, tuple) and old[0] is conf and old[1] is ports and changed is not None \
+            and old[4].isdisjoint(changed):
+        view.remember(key, (conf, ports, view.peers, old[3], old[4]))
+        return old[3]  # type: ignore[no-any-return]
     found: dict[str, str] = {}
-    for host in {p.host for p in _remote_ports(conf, view, network.id)}:
+    hosts = frozenset(p.host for p in _remote_ports(conf, view, network.id))
+    for host in hosts:
         for peer in view.peers_on_host(host):
             if _usable(conf, peer, network.network_type):
                 found[host] = peer.tunnel_ip
-    view.remember(key, (conf, ports, view.peers, found))
+    view.remember(key, (conf, ports, view.peers, found, hosts))
     return found
 
 

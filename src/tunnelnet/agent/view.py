@@ -129,6 +129,17 @@ class CloudView:
         right. Only its containers are kept, never the view: no chain of views."""
         self._carried["by_network"] = previous._by_network
         self._carried["memo"] = previous._memo
+        before, now = previous.peers, self.peers
+        # the hosts whose peer record differs from the previous view's (a new record equal
+        # to the old one is no change)
+        self._carried["peers_changed"] = {} if before is now else {
+            host: True for host in before.keys() | now.keys()
+            if (old := before.get(host)) is not (new := now.get(host)) and old != new}
+
+    def peers_changed(self) -> Mapping[str, bool] | None:
+        """The hosts whose peer record is not that of the view this one follows (None: it
+        follows none)."""
+        return self._carried.get("peers_changed")
 
     def ports_of_network(self, network_id: str) -> tuple[Port, ...]:
         """The ports on a network, in the order of ``ports``."""
