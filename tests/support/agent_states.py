@@ -8,7 +8,7 @@ off, the ARP responder on and off, VLAN and flat networks, and unbound vNICs.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Hashable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -84,18 +84,19 @@ def _cloud(state: State) -> tuple[FakeController, FakeSwitch]:
 def _recording() -> Iterator[dict[str, list[FlowMod]]]:
     """Records the last flow set each bridge's applier was asked to hold."""
     seen: dict[str, list[FlowMod]] = {}
-    original = FlowApplier.apply
+    # ``apply`` hands its flows to ``apply_groups`` as one group: this sees both
+    original = FlowApplier.apply_groups
 
-    def apply(self: FlowApplier, flows: Iterable[FlowMod]) -> tuple[int, int]:
-        flows = list(flows)
-        seen[self.bridge] = flows
-        return original(self, flows)
+    def apply_groups(self: FlowApplier, groups: Mapping[Hashable, Sequence[FlowMod]]
+                     ) -> tuple[int, int]:
+        seen[self.bridge] = [flow for flows in groups.values() for flow in flows]
+        return original(self, groups)
 
-    FlowApplier.apply = apply  # type: ignore[method-assign]
+    FlowApplier.apply_groups = apply_groups  # type: ignore[method-assign]
     try:
         yield seen
     finally:
-        FlowApplier.apply = original  # type: ignore[method-assign]
+        FlowApplier.apply_groups = original  # type: ignore[method-assign]
 
 
 def desired_flows(state: State) -> dict[str, list[FlowMod]]:

@@ -96,6 +96,7 @@ class ControllerCache:
     _peer_hosts: set[str] | None = None  # the hosts on our networks; None: not worked out
     _prune_due: bool = False  # a peer may have left our networks since the last prune
     _view: CloudView | None = None  # the view of the current content, made on first ask
+    _last_view: CloudView | None = None  # the view made last (followed by the next)
 
     def load(self, snap: Snapshot) -> None:
         self.networks = {n.id: n for n in map(Network.from_api, snap.networks)}
@@ -233,6 +234,14 @@ class ControllerCache:
         """The content as an immutable view; the same object until the content changes (so
         its indexes are built once per change, and the agent can tell nothing changed)."""
         if self._view is None:
+            last = self._last_view
+            # the peers' mapping of the last view while they are the same: what was worked
+            # out from them is then known the same by identity (CloudView.follow)
+            peers = last.peers if last is not None and last.peers == self.peers \
+                else dict(self.peers)
             self._view = CloudView(networks=dict(self.networks), ports=dict(self.ports),
-                                   peers=dict(self.peers))
+                                   peers=peers)
+            if last is not None:
+                self._view.follow(last)
+            self._last_view = self._view
         return self._view

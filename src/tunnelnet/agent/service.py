@@ -19,6 +19,7 @@ were compacted away) makes it list everything again.
 
 from __future__ import annotations
 
+import functools
 import logging
 import queue
 import random
@@ -48,6 +49,9 @@ BR_TUN = "br-tun"
 PATCH_TUN = "patch-tun"  # on br-int
 PATCH_INT = "patch-int"  # on br-tun
 
+
+# a pure function of a port's name, asked for every br-tun port each planned round
+_parse_tunnel_name = functools.lru_cache(maxsize=1 << 16)(parse_tunnel_port_name)
 
 SWITCH_RETRY = 0.05  # seconds of long poll in the round after a failed switch request
 
@@ -192,10 +196,16 @@ class Agent:
         # each bound port as the cache showed it when its status was last judged here
         self._judged: dict[str, Port] = {}
         # br-tun's flows per network as last planned, and from what (desired.br_tun_flows)
-        self._tun_memo: desired.NetworkFlowMemo = {}
+        self._tun_memo = desired.NetworkFlowMemo()
+        # br-int's spoofing protection per vNIC as last planned (desired.int_bridge_flow_groups)
+        self._int_memo = desired.IntFlowMemo()
         self._bridges_ready = False
         # what the last full converge planned from (see the module's doc); None: plan again
         self._planned_from: tuple[CloudView, object, frozenset[str]] | None = None
+        # what the last tunnel convergence that changed nothing saw: the planned tunnels,
+        # br-tun's ports, and the numbers it returned (see _converge_tunnels)
+        self._tunnels_from: tuple[list[desired.TunnelPort], list[SwitchPort],
+                                  dict[str, int]] | None = None
         long_poll = self.timers.long_poll
         self._poller = _Poller(controller, long_poll) if long_poll is not None and \
             long_poll > self.timers.poll_interval else None
@@ -205,6 +215,7 @@ class Agent:
         for applier in (self.int_flows, self.tun_flows, *self.phys_flows.values()):
             applier.forget()
         self._planned_from = None
+        self._tunnels_from = None
 
     # -- switch side ------------------------------------------------------------------------
 
@@ -264,10 +275,11 @@ class Agent:
             self._forget_flows()
             self._ensure_bridges()
         int_ports = self.backend.list_ports(BR_INT)
+        tun_ports = self.backend.list_ports(BR_TUN)
         view = self.cache.view()
         # the view is immutable and the same object while the cache did not change: compared
         # by identity (comparing 20,000 ports would cost what planning does)
-        switch = (int_ports, self.backend.list_ports(BR_TUN),
+        switch = (int_ports, tun_ports,
                   [self.backend.list_ports(b) for b in sorted(set(
                       self.conf.bridge_mappings.values()))])
         active = frozenset(self.stats.ports_active)
@@ -289,15 +301,17 @@ class Agent:
         provider = self._provider_flows(bound, local_vlans, int_ports)
         # dead ports first: an unbound vNIC must never sit on a live VLAN; and a port's
         # spoofing protection is in place before the port leaves the dead VLAN
-        self.int_flows.apply(desired.int_bridge_flows(dead, bound, provider))
+        self.int_flows.apply_groups(desired.int_bridge_flow_groups(dead, bound, provider,
+                                                                   self._int_memo))
         for name, tag in desired.port_tags(bound, dead, local_vlans).items():
             if current_tags.get(name) != tag:
                 self.backend.set_port_tag(BR_INT, name, tag)
         local_networks = {b.network.id: b.network for b in bound}
-        tunnel_ofports = self._converge_tunnels(view, list(local_networks.values()))
-        patch_int = next(p.ofport for p in self.backend.list_ports(BR_TUN)
-                         if p.name == PATCH_INT)
-        self.tun_flows.apply(desired.br_tun_flows(
+        tunnel_ofports = self._converge_tunnels(view, list(local_networks.values()),
+                                                tun_ports)
+        # read before the tunnels were converged: the patch port is made with the bridge
+        patch_int = next(p.ofport for p in tun_ports if p.name == PATCH_INT)
+        self.tun_flows.apply_groups(desired.br_tun_flow_groups(
             self.conf, view, cookie=self.cookie, patch_int_ofport=patch_int,
             local_networks=local_networks.values(), local_vlans=local_vlans,
             tunnel_ofports=tunnel_ofports, down_tunnels=frozenset(self.stats.tunnels_down),
@@ -319,11 +333,20 @@ class Agent:
             match = br_tun.learned_entry(local_vlans[binding.network.id], binding.port.mac)
             self.backend.del_flows(BR_TUN, match, strict=True)
 
-    def _converge_tunnels(self, view: CloudView,
-                          local_networks: list[Network]) -> dict[str, int]:
-        wanted = {t.name: t for t in desired.plan_tunnels(self.conf, view, local_networks)}
-        have = {p.name: p for p in self.backend.list_ports(BR_TUN)
-                if parse_tunnel_port_name(p.name)}
+    def _converge_tunnels(self, view: CloudView, local_networks: list[Network],
+                          tun_ports: list[SwitchPort]) -> dict[str, int]:
+        """Make br-tun's tunnel ports (``tun_ports``: br-tun as read this round) the
+        planned ones; returns their OpenFlow numbers by name."""
+        planned = desired.plan_tunnels(self.conf, view, local_networks)
+        last = self._tunnels_from
+        # the same plan over the same ports, after a round that changed none of them: the
+        # same numbers, and the same BFD states to judge (a full mesh is a port per peer)
+        if last is not None and last[0] == planned and last[1] == tun_ports:
+            return last[2]
+        self._tunnels_from = None
+        wanted = {t.name: t for t in planned}
+        have = {p.name: p for p in tun_ports if _parse_tunnel_name(p.name)}
+        changed = set(have) != set(wanted)
         for name in sorted(set(have) - set(wanted)):
             log.info("removing tunnel %s", name)
             self.backend.del_port(BR_TUN, name)
@@ -336,19 +359,25 @@ class Agent:
                     BR_TUN, name, type=tunnel.network_type,
                     options={"remote_ip": tunnel.remote_ip, "local_ip": self.conf.tunnel_ip,
                              "key": "flow"})
-        self._converge_liveness({n: p for n, p in have.items() if n in wanted}, wanted)
+        changed |= self._converge_liveness({n: p for n, p in have.items() if n in wanted},
+                                           wanted)
+        if not changed:
+            self._tunnels_from = (planned, tun_ports, ofports)
         return ofports
 
     def _converge_liveness(self, have: Mapping[str, SwitchPort],
-                           wanted: Mapping[str, desired.TunnelPort]) -> None:
+                           wanted: Mapping[str, desired.TunnelPort]) -> bool:
         """Put our BFD settings on every tunnel, read their sessions, and decide which
-        tunnels the flood lists leave out, saying so when that changes."""
+        tunnels the flood lists leave out, saying so when that changes. True: a tunnel's
+        BFD settings were changed."""
+        changed = False
         if self.bfd is not None:
             column = self.bfd.column()
             for name in sorted(wanted):
                 port = have.get(name)
                 if port is None or dict(port.bfd) != column:
                     self.backend.set_bfd(BR_TUN, name, column)
+                    changed = True
         self.stats.tunnels = {n: dict(p.bfd_status) for n, p in have.items() if p.bfd_status}
         down = {n for n, status in self.stats.tunnels.items() if liveness.tunnel_down(status)}
         for name in sorted(down - self.stats.tunnels_down):
@@ -360,6 +389,7 @@ class Agent:
                             wanted[name].remote_ip)
         self.stats.tunnels_down = down
         self._update_report(wanted)
+        return changed
 
     def _update_report(self, wanted: Mapping[str, desired.TunnelPort]) -> None:
         report = []
@@ -553,6 +583,7 @@ class Agent:
             for applier in (self.int_flows, self.tun_flows, *self.phys_flows.values()):
                 applier.new_generation(self.cookie)
             self._planned_from = None  # and the next round plans again, whatever it reads
+            self._tunnels_from = None
             self._switch_retry = True
         except TunnelnetError as exc:
             # a port status report that found no controller: reported in a later round

@@ -6,6 +6,7 @@ so that the desired-state computation is a pure function of values.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -120,6 +121,28 @@ class CloudView:
     _built: set[str] = field(default_factory=set, init=False, repr=False, compare=False)
     _memo: dict[object, object] = field(default_factory=dict, init=False, repr=False,
                                         compare=False)
+    # the previous view's per-network tuples and memo (``follow``): a network whose ports
+    # are the same gets the very tuple of before, so what was computed from it (kept by
+    # identity, ``carried``) is reused instead of computed for every network each change
+    _carried: dict[str, dict[Any, Any]] = field(default_factory=dict, init=False, repr=False,
+                                                compare=False)
+
+    def follow(self, previous: CloudView) -> None:
+        """Take over what ``previous`` (the view this one replaces) worked out, where still
+        right. Only its containers are kept, never the view: no chain of views."""
+        self._carried["by_network"] = previous._by_network
+        self._carried["memo"] = previous._memo
+        before, now = previous.peers, self.peers
+        # the hosts whose peer record differs from the previous view's (a new record equal
+        # to the old one is no change)
+        self._carried["peers_changed"] = {} if before is now else {
+            host: True for host in before.keys() | now.keys()
+            if (old := before.get(host)) is not (new := now.get(host)) and old != new}
+
+    def peers_changed(self) -> Mapping[str, bool] | None:
+        """The hosts whose peer record is not that of the view this one follows (None: it
+        follows none)."""
+        return self._carried.get("peers_changed")
 
     def ports_of_network(self, network_id: str) -> tuple[Port, ...]:
         """The ports on a network, in the order of ``ports``."""
@@ -127,7 +150,15 @@ class CloudView:
             grouped: dict[str, list[Port]] = {}
             for port in self.ports.values():
                 grouped.setdefault(port.network_id, []).append(port)
-            self._by_network.update((k, tuple(v)) for k, v in grouped.items())
+            before = self._carried.pop("by_network", {})
+            for network, ports in grouped.items():
+                now = tuple(ports)
+                kept = before.get(network)
+                # the very same records (a listing makes equal ones anew: those get the new
+                # tuple, once, rather than an element-wise comparison in every view after)
+                same = kept is not None and len(kept) == len(now) and \
+                    all(map(operator.is_, kept, now))
+                self._by_network[network] = kept if same and kept is not None else now
             self._built.add("ports")
         return self._by_network.get(network_id, ())
 
@@ -147,3 +178,8 @@ class CloudView:
 
     def remember(self, key: object, value: object) -> None:
         self._memo[key] = value
+
+    def carried(self, key: object) -> object | None:
+        """What the previous view remembered under ``key`` (see ``follow``): the caller
+        checks it was computed from what it would compute it from now."""
+        return self._carried.get("memo", {}).get(key)

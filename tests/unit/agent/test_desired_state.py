@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from tunnelnet.agent.desired import (
     AgentConfig,
+    NetworkFlowMemo,
     assign_local_vlans,
     br_tun_flows,
     plan_bindings,
@@ -161,7 +162,7 @@ def test_br_tun_flows_kept_from_the_last_plan_are_those_planned_afresh() -> None
     remote = [Port("r1", "net-a", "fa:16:3e:00:01:01", host="hv2"),
               Port("r2", "net-b", "fa:16:3e:00:01:02", host="hv3")]
     tunnels = {"vxlan-c0000202": 3, "vxlan-c0000203": 4}
-    memo: dict = {}
+    memo = NetworkFlowMemo()
 
     def plan(view: CloudView, ofports: dict[str, int], *, keep: bool) -> list:
         nets = [view.networks["net-a"], view.networks["net-b"]]
